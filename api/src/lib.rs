@@ -1,1 +1,26 @@
-//! placeholder
+//! Concord's wire types: Consul-compatible JSON bodies (PascalCase field names, Go durations,
+//! base64 KV values) and the internal server RPC messages. Serde only, no runtime: the agent,
+//! the server and tests all speak through these types.
+//!
+//! # Layout
+//! - [`catalog`]: nodes, service instances, health checks, catalog register/deregister bodies.
+//! - [`agent`]: service and check definitions as users register them; gossip members.
+//! - [`kv`]: KV entries, KV operations, transactions, base64 encoding.
+//! - [`session`]: sessions and the create body.
+//! - [`rpc`]: server RPC requests, results, errors and query options.
+//! - [`duration`]: Go duration strings.
+//! - [`decode`]: lenient (case-insensitive, snake_case) request decoding.
+
+pub mod agent;
+pub mod catalog;
+pub mod decode;
+pub mod duration;
+pub mod kv;
+pub mod rpc;
+pub mod session;
+
+/// The Consul API version whose behaviour Concord follows (reported by `/v1/agent/self`).
+pub const CONSUL_COMPAT_VERSION: &str = "1.22.0";
+
+/// Concord's own version.
+pub const CONCORD_VERSION: &str = env!("CARGO_PKG_VERSION");

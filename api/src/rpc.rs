@@ -1,0 +1,284 @@
+//! Server RPC: what agents (and servers forwarding to the leader) send to servers.
+//!
+//! The transport is HTTP/1.1 with JSON bodies on the server RPC port (8300 by default):
+//! `POST` [`READ_PATH`] with a [`ReadRequest`], `POST` [`WRITE_PATH`] with a [`WriteRequest`].
+//! Success is `200` with a [`ReadResponse`] / [`WriteResponse`]; failure is a non-2xx status
+//! with an [`RpcError`] body. Any server accepts any request: followers forward writes and
+//! non-stale reads to the leader, so agents never need to know who leads.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{
+    CheckServiceNode, CheckStatus, DeregisterRequest, HealthCheck, Node, NodeServices,
+    RegisterRequest, ServiceNode,
+};
+use crate::kv::{KvEntry, KvOp, TxnResponse};
+use crate::session::Session;
+
+/// Path of the read endpoint.
+pub const READ_PATH: &str = "/v1/internal/rpc/read";
+/// Path of the write endpoint.
+pub const WRITE_PATH: &str = "/v1/internal/rpc/write";
+
+/// Default blocking wait when `?wait` is absent (Consul: 5 minutes).
+pub const DEFAULT_WAIT_MS: u64 = 5 * 60 * 1000;
+/// Longest blocking wait a server honours (Consul's `max_query_time`: 10 minutes).
+pub const MAX_WAIT_MS: u64 = 10 * 60 * 1000;
+
+/// Read consistency (`?stale`, `?consistent`, or neither).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Consistency {
+    /// The leader answers from its state without a quorum round (Consul's default).
+    #[default]
+    Default,
+    /// Any server answers from its local state, even without a leader.
+    Stale,
+    /// The leader confirms leadership with a quorum before answering.
+    Consistent,
+}
+
+/// Blocking and consistency options of a read.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueryOptions {
+    /// Block until the result's index exceeds this (`?index`); 0 answers at once.
+    pub min_index: u64,
+    /// Longest time to block, in milliseconds (`?wait`); 0 means the default.
+    pub max_wait_ms: u64,
+    /// Consistency mode.
+    pub consistency: Consistency,
+}
+
+/// What a server reports along with every read (becomes the `X-Consul-*` headers).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueryMeta {
+    /// Index of the data returned (`X-Consul-Index`); never 0.
+    pub index: u64,
+    /// Whether the answering server knew a leader (`X-Consul-KnownLeader`).
+    pub known_leader: bool,
+    /// Milliseconds since the answering server last heard from the leader (0 on the leader).
+    pub last_contact_ms: u64,
+}
+
+/// Node metadata filter (`?node-meta=k:v`, repeatable, all must match).
+pub type NodeMetaFilter = Vec<(String, String)>;
+
+/// A read against the replicated state.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub enum Query {
+    /// `/v1/catalog/nodes`.
+    Nodes {
+        /// Node metadata filter.
+        node_meta: NodeMetaFilter,
+    },
+    /// `/v1/catalog/services`: service name to the union of its tags.
+    Services {
+        /// Node metadata filter.
+        node_meta: NodeMetaFilter,
+    },
+    /// `/v1/catalog/service/:name`.
+    ServiceNodes {
+        /// Service name.
+        service: String,
+        /// Every tag must be present.
+        tags: Vec<String>,
+        /// Node metadata filter.
+        node_meta: NodeMetaFilter,
+    },
+    /// `/v1/catalog/node/:node`.
+    NodeServices {
+        /// Node name.
+        node: String,
+    },
+    /// `/v1/health/service/:name`.
+    HealthService {
+        /// Service name.
+        service: String,
+        /// Every tag must be present.
+        tags: Vec<String>,
+        /// Drop instances with any non-passing check.
+        passing: bool,
+        /// Node metadata filter.
+        node_meta: NodeMetaFilter,
+    },
+    /// `/v1/health/checks/:service`.
+    ServiceChecks {
+        /// Service name.
+        service: String,
+        /// Node metadata filter.
+        node_meta: NodeMetaFilter,
+    },
+    /// `/v1/health/node/:node`.
+    NodeChecks {
+        /// Node name.
+        node: String,
+    },
+    /// `/v1/health/state/:state`; `None` is `any`.
+    ChecksInState {
+        /// Status to match, or all.
+        state: Option<CheckStatus>,
+        /// Node metadata filter.
+        node_meta: NodeMetaFilter,
+    },
+    /// Every node and every instance with its checks: feeds an agent's DNS cache.
+    CatalogDump,
+    /// One key.
+    KvGet {
+        /// Key.
+        key: String,
+    },
+    /// Every key with a prefix.
+    KvList {
+        /// Prefix.
+        prefix: String,
+    },
+    /// Key names under a prefix, folded at `separator`.
+    KvKeys {
+        /// Prefix.
+        prefix: String,
+        /// Fold keys after the first occurrence of this past the prefix.
+        separator: Option<String>,
+    },
+    /// One session.
+    SessionInfo {
+        /// Session ID.
+        id: String,
+    },
+    /// Every session.
+    SessionList,
+    /// Sessions of a node.
+    NodeSessions {
+        /// Node name.
+        node: String,
+    },
+    /// Raft leader and voters (`/v1/status/*`).
+    RaftStatus,
+}
+
+/// The answer to a [`Query`], variant by variant.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub enum QueryResult {
+    /// For `Nodes`.
+    Nodes(Vec<Node>),
+    /// For `Services`.
+    Services(BTreeMap<String, Vec<String>>),
+    /// For `ServiceNodes`.
+    ServiceNodes(Vec<ServiceNode>),
+    /// For `NodeServices`; `None` for an unknown node.
+    NodeServices(Option<NodeServices>),
+    /// For `HealthService`.
+    Health(Vec<CheckServiceNode>),
+    /// For `ServiceChecks`, `NodeChecks`, `ChecksInState`.
+    Checks(Vec<HealthCheck>),
+    /// For `CatalogDump`.
+    CatalogDump {
+        /// Every node.
+        nodes: Vec<Node>,
+        /// Every instance with its node and checks.
+        instances: Vec<CheckServiceNode>,
+    },
+    /// For `KvGet` and `KvList` (empty: not found).
+    Kv(Vec<KvEntry>),
+    /// For `KvKeys`.
+    Keys(Vec<String>),
+    /// For the session queries.
+    Sessions(Vec<Session>),
+    /// For `RaftStatus`.
+    RaftStatus {
+        /// Leader RPC address, `""` without a leader.
+        leader: String,
+        /// Voters' RPC addresses.
+        peers: Vec<String>,
+    },
+}
+
+/// A read with its options.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ReadRequest {
+    /// What to read.
+    pub query: Query,
+    /// Blocking and consistency.
+    pub options: QueryOptions,
+}
+
+/// The answer to a [`ReadRequest`].
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ReadResponse {
+    /// Index and leader information.
+    pub meta: QueryMeta,
+    /// The data.
+    pub result: QueryResult,
+}
+
+/// A change to the replicated state. The server turns each into a Raft command.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub enum WriteRequest {
+    /// `/v1/catalog/register` and anti-entropy.
+    Register(RegisterRequest),
+    /// `/v1/catalog/deregister` and anti-entropy.
+    Deregister(DeregisterRequest),
+    /// One KV operation (`PUT`/`DELETE /v1/kv`).
+    Kv(KvOp),
+    /// `/v1/txn`: all operations apply or none.
+    Txn(Vec<KvOp>),
+    /// `/v1/session/create`; the server assigns `ID` (leave it empty).
+    SessionCreate(Session),
+    /// `/v1/session/destroy/:id`.
+    SessionDestroy {
+        /// Session ID.
+        id: String,
+    },
+    /// `/v1/session/renew/:id`: resets the TTL timer on the leader (no Raft entry).
+    SessionRenew {
+        /// Session ID.
+        id: String,
+    },
+}
+
+/// The outcome of a write, variant by request kind.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub enum WriteResult {
+    /// Register, deregister, destroy: applied.
+    Done,
+    /// KV set/CAS/lock/unlock/delete: whether it took effect.
+    Bool(bool),
+    /// Session created with this ID.
+    SessionId(String),
+    /// Transaction outcome (errors mean rolled back).
+    Txn(TxnResponse),
+    /// Renewed session, or `None` if it does not exist.
+    Session(Option<Session>),
+}
+
+/// The answer to a [`WriteRequest`].
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct WriteResponse {
+    /// Raft index at which the write applied.
+    pub index: u64,
+    /// The outcome.
+    pub result: WriteResult,
+}
+
+/// Why a server RPC failed. Sent as the body of a non-2xx RPC response.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RpcError {
+    /// This server is not the leader and could not forward.
+    #[error("not the leader (leader: {leader_addr:?})")]
+    NotLeader {
+        /// Leader's RPC address, if known.
+        leader_addr: Option<String>,
+    },
+    /// No leader is known (election in progress or quorum lost).
+    #[error("No cluster leader")]
+    NoLeader,
+    /// The request is invalid; nothing was changed.
+    #[error("{0}")]
+    Invalid(String),
+    /// A referenced object does not exist; nothing was changed.
+    #[error("{0}")]
+    NotFound(String),
+    /// The server failed (storage, Raft, network).
+    #[error("{0}")]
+    Internal(String),
+}
