@@ -1,1 +1,74 @@
-fn main() {}
+//! `concord`: one binary for the agent (client, server or `-dev`) and the Consul-style CLI.
+//! Each subcommand group lives in its own module; this file only dispatches.
+
+mod agent;
+mod catalog;
+mod client;
+mod flags;
+mod kv;
+mod members;
+mod services;
+
+const USAGE: &str = "Usage: concord [--version] [--help] <command> [<args>]
+
+Available commands are:
+    agent          Runs an agent (-dev for a one-process server and agent)
+    catalog        Interact with the catalog
+    kv             Interact with the key-value store
+    members        Lists the members of the cluster
+    services       Interact with services
+    version        Prints the version";
+
+fn main() -> std::process::ExitCode {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    if args.is_empty() {
+        eprintln!("{USAGE}");
+        return std::process::ExitCode::from(1);
+    }
+    let command = args.remove(0);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("Error starting runtime: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async move {
+        match command.as_str() {
+            "agent" => agent::run(args).await,
+            "catalog" => catalog::run(args).await,
+            "kv" => kv::run(args).await,
+            "members" => members::run(args).await,
+            "services" => services::run(args).await,
+            "version" | "-version" | "--version" | "-v" => Ok(version()),
+            "help" | "-help" | "--help" | "-h" => {
+                #[allow(clippy::print_stdout)]
+                {
+                    println!("{USAGE}");
+                }
+                Ok(0)
+            }
+            other => {
+                eprintln!("Unknown command: {other:?}\n\n{USAGE}");
+                Ok(1)
+            }
+        }
+    });
+    match result {
+        Ok(code) => std::process::ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
+#[allow(clippy::print_stdout)]
+fn version() -> i32 {
+    println!("Concord v{}", concord_api::CONCORD_VERSION);
+    println!(
+        "Consul API compatibility: {}",
+        concord_api::CONSUL_COMPAT_VERSION
+    );
+    0
+}

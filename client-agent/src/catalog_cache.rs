@@ -22,3 +22,59 @@ pub struct CatalogSnapshot {
 
 /// Receiving end of the catalog view.
 pub type CatalogView = tokio::sync::watch::Receiver<Arc<CatalogSnapshot>>;
+
+/// Keeps `tx` fed with the latest catalog until `shutdown`: one blocking query at a time,
+/// stale reads (any server may answer, as Consul's DNS does), backing off on errors.
+pub async fn follow(
+    client: Arc<crate::rpc_client::ServerClient>,
+    tx: tokio::sync::watch::Sender<Arc<CatalogSnapshot>>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    use concord_api::rpc::{Consistency, Query, QueryOptions, QueryResult};
+    use std::time::Duration;
+
+    const MIN_BACKOFF: Duration = Duration::from_millis(100);
+    const MAX_BACKOFF: Duration = Duration::from_secs(10);
+    /// Long-poll length: short enough that a lost wake-up costs little.
+    const WAIT_MS: u64 = 60_000;
+
+    tokio::pin!(shutdown);
+    let mut index = 0;
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        let options = QueryOptions {
+            min_index: index,
+            max_wait_ms: WAIT_MS,
+            consistency: Consistency::Stale,
+        };
+        let response = tokio::select! {
+            _ = &mut shutdown => return,
+            r = client.read(Query::CatalogDump, options) => r,
+        };
+        match response {
+            Ok(r) => {
+                backoff = MIN_BACKOFF;
+                // An index going backwards means the servers restored a snapshot: start over.
+                let new_index = r.meta.index;
+                if let QueryResult::CatalogDump { nodes, instances } = r.result {
+                    if new_index != index || index == 0 {
+                        tx.send_replace(Arc::new(CatalogSnapshot {
+                            index: new_index,
+                            nodes,
+                            instances,
+                        }));
+                    }
+                }
+                index = if new_index < index { 0 } else { new_index };
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "catalog cache refresh failed");
+                tokio::select! {
+                    _ = &mut shutdown => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}

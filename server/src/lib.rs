@@ -1,1 +1,5 @@
 //! placeholder
+#![allow(dead_code)]
+mod command;
+mod raft;
+mod state;

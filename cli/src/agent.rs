@@ -1,0 +1,536 @@
+//! `concord agent`: parses Consul's agent flags and JSON config files, binds the listeners,
+//! and runs the server (with `-server`/`-dev`) and the agent in this process.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use concord_api::agent::ServiceDefinition;
+use concord_api::duration::parse_duration;
+use serde_json::Value;
+use tokio::net::{TcpListener, UdpSocket};
+
+/// `concord agent` flags (Consul's names; one or two leading dashes).
+#[derive(Parser, Debug, Default)]
+#[command(name = "concord agent", no_binary_name = true)]
+struct Flags {
+    /// One process, one voter, in-memory state, fast timings, pretty JSON.
+    #[arg(long)]
+    dev: bool,
+    /// Run a server (Raft voter holding the catalog) in this process.
+    #[arg(long)]
+    server: bool,
+    /// Number of servers to wait for before electing (1: bootstrap alone).
+    #[arg(long = "bootstrap-expect")]
+    bootstrap_expect: Option<usize>,
+    /// Same as -bootstrap-expect=1.
+    #[arg(long)]
+    bootstrap: bool,
+    /// Directory for Raft log, snapshots and the node ID (required unless -dev).
+    #[arg(long = "data-dir")]
+    data_dir: Option<PathBuf>,
+    /// Node name (default: hostname).
+    #[arg(long)]
+    node: Option<String>,
+    /// Node UUID (default: generated, persisted in -data-dir).
+    #[arg(long = "node-id")]
+    node_id: Option<String>,
+    /// Datacenter (default dc1).
+    #[arg(long)]
+    datacenter: Option<String>,
+    /// Cluster address: server RPC binds here.
+    #[arg(long)]
+    bind: Option<IpAddr>,
+    /// Address advertised to the cluster and registered for this node.
+    #[arg(long)]
+    advertise: Option<IpAddr>,
+    /// Address the HTTP API and DNS bind to.
+    #[arg(long)]
+    client: Option<IpAddr>,
+    /// HTTP API port (default 8500; 0 picks a free port).
+    #[arg(long = "http-port")]
+    http_port: Option<u16>,
+    /// DNS port, UDP and TCP (default 8600; 0 picks a free port).
+    #[arg(long = "dns-port")]
+    dns_port: Option<u16>,
+    /// Server RPC port (default 8300; 0 picks a free port).
+    #[arg(long = "server-port")]
+    server_port: Option<u16>,
+    /// Gossip port (default 8301; reported only until gossip lands).
+    #[arg(long = "serf-lan-port")]
+    serf_lan_port: Option<u16>,
+    /// trace, debug, info, warn, error.
+    #[arg(long = "log-level")]
+    log_level: Option<String>,
+    /// A JSON config file (repeatable).
+    #[arg(long = "config-file")]
+    config_file: Vec<PathBuf>,
+    /// A directory of JSON config files, read in name order (repeatable).
+    #[arg(long = "config-dir")]
+    config_dir: Vec<PathBuf>,
+    /// Node metadata `key:value` (repeatable).
+    #[arg(long = "node-meta")]
+    node_meta: Vec<String>,
+    /// DNS domain (default consul).
+    #[arg(long)]
+    domain: Option<String>,
+}
+
+/// Settings merged from config files and flags (flags win), with Consul's key names.
+#[derive(Debug, Default)]
+struct Settings {
+    dev: bool,
+    server: bool,
+    bootstrap_expect: Option<usize>,
+    data_dir: Option<PathBuf>,
+    node_name: Option<String>,
+    node_id: Option<String>,
+    datacenter: Option<String>,
+    bind: Option<IpAddr>,
+    advertise: Option<IpAddr>,
+    client: Option<IpAddr>,
+    http_port: Option<u16>,
+    dns_port: Option<u16>,
+    server_port: Option<u16>,
+    serf_lan_port: Option<u16>,
+    log_level: Option<String>,
+    node_meta: Vec<(String, String)>,
+    domain: Option<String>,
+    dns_node_ttl: Option<Duration>,
+    dns_service_ttl: Option<Duration>,
+    dns_udp_answer_limit: Option<usize>,
+    dns_only_passing: Option<bool>,
+    dns_enable_truncate: Option<bool>,
+    services: Vec<ServiceDefinition>,
+}
+
+/// Every file named by `-config-file` and the `.json` files of each `-config-dir`.
+fn config_paths(files: &[PathBuf], dirs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut paths = files.to_vec();
+    for dir in dirs {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .with_context(|| format!("reading config dir {}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        entries.sort();
+        paths.extend(entries);
+    }
+    Ok(paths)
+}
+
+fn duration_field(v: &Value, key: &str) -> anyhow::Result<Option<Duration>> {
+    match v.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(
+            parse_duration(s).with_context(|| format!("{key}: invalid duration {s:?}"))?,
+        )),
+        Some(other) => bail!("{key}: expected a duration string, got {other}"),
+    }
+}
+
+fn port_field(v: &Value, key: &str) -> anyhow::Result<Option<u16>> {
+    match v.get(key).and_then(Value::as_u64) {
+        None => Ok(None),
+        Some(p) => Ok(Some(
+            u16::try_from(p).with_context(|| format!("ports.{key}: {p} is not a port"))?,
+        )),
+    }
+}
+
+/// Reads one JSON config file into `s` (later files override earlier ones).
+fn apply_file(s: &mut Settings, path: &Path) -> anyhow::Result<()> {
+    let text =
+        std::fs::read(path).with_context(|| format!("reading config file {}", path.display()))?;
+    let v: Value = serde_json::from_slice(&text)
+        .with_context(|| format!("parsing config file {} (only JSON is supported)", path.display()))?;
+    let Some(obj) = v.as_object() else {
+        bail!("config file {}: top level must be an object", path.display());
+    };
+    for (key, value) in obj {
+        match key.as_str() {
+            "datacenter" => s.datacenter = value.as_str().map(str::to_string),
+            "data_dir" => s.data_dir = value.as_str().map(PathBuf::from),
+            "node_name" => s.node_name = value.as_str().map(str::to_string),
+            "node_id" => s.node_id = value.as_str().map(str::to_string),
+            "server" => s.server = value.as_bool().unwrap_or(false),
+            "bootstrap" => {
+                if value.as_bool() == Some(true) {
+                    s.bootstrap_expect = Some(1);
+                }
+            }
+            "bootstrap_expect" => s.bootstrap_expect = value.as_u64().map(|n| n as usize),
+            "bind_addr" => s.bind = parse_ip(value, key)?,
+            "advertise_addr" => s.advertise = parse_ip(value, key)?,
+            "client_addr" => s.client = parse_ip(value, key)?,
+            "log_level" => s.log_level = value.as_str().map(str::to_string),
+            "domain" => s.domain = value.as_str().map(str::to_string),
+            "ports" => {
+                s.http_port = port_field(value, "http")?.or(s.http_port);
+                s.dns_port = port_field(value, "dns")?.or(s.dns_port);
+                s.server_port = port_field(value, "server")?.or(s.server_port);
+                s.serf_lan_port = port_field(value, "serf_lan")?.or(s.serf_lan_port);
+            }
+            "node_meta" => {
+                if let Some(m) = value.as_object() {
+                    for (k, v) in m {
+                        s.node_meta
+                            .push((k.clone(), v.as_str().unwrap_or_default().to_string()));
+                    }
+                }
+            }
+            "dns_config" => {
+                s.dns_node_ttl = duration_field(value, "node_ttl")?.or(s.dns_node_ttl);
+                if let Some(st) = value.get("service_ttl") {
+                    s.dns_service_ttl = duration_field(st, "*")?.or(s.dns_service_ttl);
+                }
+                if let Some(n) = value.get("udp_answer_limit").and_then(Value::as_u64) {
+                    s.dns_udp_answer_limit = Some(n as usize);
+                }
+                if let Some(b) = value.get("only_passing").and_then(Value::as_bool) {
+                    s.dns_only_passing = Some(b);
+                }
+                if let Some(b) = value.get("enable_truncate").and_then(Value::as_bool) {
+                    s.dns_enable_truncate = Some(b);
+                }
+            }
+            "service" => s.services.push(service_def(value, path)?),
+            "services" => {
+                for item in value.as_array().into_iter().flatten() {
+                    s.services.push(service_def(item, path)?);
+                }
+            }
+            other => tracing::warn!(file = %path.display(), key = other, "ignoring unsupported config key"),
+        }
+    }
+    Ok(())
+}
+
+fn parse_ip(value: &Value, key: &str) -> anyhow::Result<Option<IpAddr>> {
+    match value.as_str() {
+        None => Ok(None),
+        Some(s) => Ok(Some(
+            s.parse().with_context(|| format!("{key}: invalid IP address {s:?}"))?,
+        )),
+    }
+}
+
+fn service_def(value: &Value, path: &Path) -> anyhow::Result<ServiceDefinition> {
+    let bytes = serde_json::to_vec(value)?;
+    concord_api::decode::decode_lenient(&bytes)
+        .with_context(|| format!("config file {}: invalid service definition", path.display()))
+}
+
+/// Service definitions of all config files (for `/v1/agent/reload`).
+fn load_services(paths: &[PathBuf]) -> Result<Vec<ServiceDefinition>, String> {
+    let mut s = Settings::default();
+    for p in paths {
+        apply_file(&mut s, p).map_err(|e| format!("{e:#}"))?;
+    }
+    Ok(s.services)
+}
+
+fn settings(flags: &Flags, paths: &[PathBuf]) -> anyhow::Result<Settings> {
+    let mut s = Settings::default();
+    for p in paths {
+        apply_file(&mut s, p)?;
+    }
+    s.dev |= flags.dev;
+    s.server |= flags.server || flags.dev;
+    if flags.bootstrap {
+        s.bootstrap_expect = Some(1);
+    }
+    macro_rules! take {
+        ($($field:ident <- $flag:ident),*) => { $( if flags.$flag.is_some() { s.$field = flags.$flag.clone(); } )* };
+    }
+    take!(bootstrap_expect <- bootstrap_expect, data_dir <- data_dir, node_name <- node,
+        node_id <- node_id, datacenter <- datacenter, bind <- bind, advertise <- advertise,
+        client <- client, http_port <- http_port, dns_port <- dns_port,
+        server_port <- server_port, serf_lan_port <- serf_lan_port, log_level <- log_level,
+        domain <- domain);
+    for kv in &flags.node_meta {
+        let (k, v) = kv
+            .split_once(':')
+            .with_context(|| format!("-node-meta {kv:?}: want key:value"))?;
+        s.node_meta.push((k.to_string(), v.to_string()));
+    }
+    Ok(s)
+}
+
+fn init_logging(level: &str) -> anyhow::Result<()> {
+    let level = match level.to_ascii_lowercase().as_str() {
+        "trace" => "trace",
+        "debug" => "debug",
+        "info" => "info",
+        "warn" => "warn",
+        "err" | "error" => "error",
+        other => bail!("Invalid log level: {other:?}"),
+    };
+    // Raft's own logs are chatty at debug; keep them one notch quieter than ours.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},openraft=warn")));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init()
+        .map_err(|e| anyhow::anyhow!("initialising logging: {e}"))
+}
+
+/// The node UUID: given, or persisted in the data dir, or fresh.
+fn node_id(given: Option<String>, data_dir: Option<&Path>) -> anyhow::Result<String> {
+    if let Some(id) = given {
+        uuid::Uuid::parse_str(&id).with_context(|| format!("-node-id {id:?} is not a UUID"))?;
+        return Ok(id);
+    }
+    let Some(dir) = data_dir else {
+        return Ok(uuid::Uuid::new_v4().to_string());
+    };
+    let path = dir.join("node-id");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        return Ok(existing.trim().to_string());
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::write(&path, &id).with_context(|| format!("writing {}", path.display()))?;
+    Ok(id)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "concord".to_string())
+}
+
+/// Binds DNS on UDP and TCP at the same port; with port 0, finds one free for both.
+async fn bind_dns(ip: IpAddr, port: u16) -> anyhow::Result<(UdpSocket, TcpListener)> {
+    for _ in 0..20 {
+        let udp = UdpSocket::bind(SocketAddr::new(ip, port))
+            .await
+            .with_context(|| format!("binding DNS (UDP) on {ip}:{port}"))?;
+        let bound = udp.local_addr()?.port();
+        match TcpListener::bind(SocketAddr::new(ip, bound)).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) if port == 0 => {
+                tracing::debug!(error = %e, "DNS TCP port taken; trying another");
+            }
+            Err(e) => return Err(e).with_context(|| format!("binding DNS (TCP) on {ip}:{port}")),
+        }
+    }
+    bail!("could not find a free port for DNS on {ip}")
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// Runs `concord agent ARGS`.
+pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
+    let flags = Flags::try_parse_from(crate::flags::normalize(args))?;
+    let paths = config_paths(&flags.config_file, &flags.config_dir)?;
+    let s = settings(&flags, &paths)?;
+    init_logging(s.log_level.as_deref().unwrap_or("info"))?;
+
+    if !s.server {
+        bail!(
+            "client-only agents join servers by gossip, which Concord does not have yet; \
+             run `concord agent -dev` or `concord agent -server -bootstrap-expect 1 -data-dir DIR`"
+        );
+    }
+    let bootstrap_expect = if s.dev { 1 } else { s.bootstrap_expect.unwrap_or(0) };
+    if bootstrap_expect != 1 {
+        bail!(
+            "only single-server clusters are supported so far: use -bootstrap-expect 1 (got {bootstrap_expect})"
+        );
+    }
+    let data_dir = match (&s.data_dir, s.dev) {
+        (Some(d), _) => Some(d.clone()),
+        (None, true) => None,
+        (None, false) => bail!("data_dir is required unless -dev: pass -data-dir DIR"),
+    };
+    let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let bind = s.bind.unwrap_or(localhost);
+    let advertise = s.advertise.unwrap_or(if bind.is_unspecified() { localhost } else { bind });
+    let client_ip = s.client.unwrap_or(localhost);
+    let node_name = s.node_name.clone().unwrap_or_else(hostname);
+    let node_id = node_id(s.node_id.clone(), data_dir.as_deref())?;
+    let datacenter = s.datacenter.clone().unwrap_or_else(|| "dc1".to_string());
+
+    let rpc_listener = TcpListener::bind(SocketAddr::new(bind, s.server_port.unwrap_or(8300)))
+        .await
+        .context("binding server RPC")?;
+    let rpc_addr = SocketAddr::new(advertise, rpc_listener.local_addr()?.port());
+    let http = TcpListener::bind(SocketAddr::new(client_ip, s.http_port.unwrap_or(8500)))
+        .await
+        .context("binding HTTP API")?;
+    let (dns_udp, dns_tcp) = bind_dns(client_ip, s.dns_port.unwrap_or(8600)).await?;
+    let http_port = http.local_addr()?.port();
+    let dns_port = dns_udp.local_addr()?.port();
+
+    let server_config = concord_server::Config {
+        node_name: node_name.clone(),
+        node_id: node_id.clone(),
+        datacenter: datacenter.clone(),
+        data_dir,
+        rpc_advertise: rpc_addr,
+        bootstrap_expect,
+        dev: s.dev,
+    };
+    let server = concord_server::Server::start(server_config, rpc_listener)
+        .await
+        .context("starting server")?;
+    server
+        .wait_for_leader(Duration::from_secs(30))
+        .await
+        .context("waiting for a Raft leader")?;
+
+    let mut config = concord_client_agent::Config::new(node_name.clone(), vec![server.rpc_addr()]);
+    config.node_id = node_id;
+    config.datacenter = datacenter.clone();
+    config.advertise_addr = advertise;
+    config.node_meta = s.node_meta.iter().cloned().collect();
+    config.server = true;
+    config.dev = s.dev;
+    config.server_port = rpc_addr.port();
+    config.serf_lan_port = s.serf_lan_port.unwrap_or(8301);
+    config.services = s.services.clone();
+    config.data_dir = s.data_dir.clone();
+    if s.dev {
+        // Dev mode favours fast feedback over load on the (local) server.
+        config.ae_interval = Duration::from_secs(10);
+        config.ae_retry = Duration::from_secs(1);
+    }
+    let mut dns = concord_client_agent::dns::DnsConfig {
+        datacenter: datacenter.clone(),
+        ..Default::default()
+    };
+    if let Some(d) = &s.domain {
+        dns.domain = format!("{}.", d.trim_end_matches('.'));
+    }
+    if let Some(t) = s.dns_node_ttl {
+        dns.node_ttl = t;
+    }
+    if let Some(t) = s.dns_service_ttl {
+        dns.service_ttl = t;
+    }
+    if let Some(n) = s.dns_udp_answer_limit {
+        dns.udp_answer_limit = n;
+    }
+    if let Some(b) = s.dns_only_passing {
+        dns.only_passing = b;
+    }
+    if let Some(b) = s.dns_enable_truncate {
+        dns.enable_truncate = b;
+    }
+    config.dns = dns;
+    let reload_paths = paths.clone();
+    config.reload = Some(std::sync::Arc::new(move || load_services(&reload_paths)));
+
+    banner(&node_name, &datacenter, s.dev, client_ip, http_port, dns_port, advertise, rpc_addr.port());
+    let listeners = concord_client_agent::Listeners {
+        http,
+        dns_udp,
+        dns_tcp,
+    };
+    let agent_result = concord_client_agent::run(config, listeners, shutdown_signal()).await;
+    server.shutdown().await.context("stopping server")?;
+    agent_result.context("agent")?;
+    tracing::info!("agent stopped");
+    Ok(0)
+}
+
+#[allow(clippy::print_stdout, clippy::too_many_arguments)]
+fn banner(
+    node: &str,
+    dc: &str,
+    dev: bool,
+    client: IpAddr,
+    http_port: u16,
+    dns_port: u16,
+    advertise: IpAddr,
+    rpc_port: u16,
+) {
+    println!("==> Concord agent running!");
+    println!("           Version: 'v{}' (Consul API {})", concord_api::CONCORD_VERSION, concord_api::CONSUL_COMPAT_VERSION);
+    println!("         Node name: '{node}'");
+    println!("        Datacenter: '{dc}'");
+    println!("            Server: true (Bootstrap: true, Dev: {dev})");
+    println!("       Client Addr: [{client}] (HTTP: {http_port}, DNS: {dns_port})");
+    println!("      Cluster Addr: {advertise} (RPC: {rpc_port})");
+    println!();
+    println!("==> Log data will now stream in as it occurs:");
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_accept_consul_styles() {
+        let args = ["-dev", "-http-port=0", "--dns-port", "0", "-node", "n1"];
+        let f = Flags::try_parse_from(crate::flags::normalize(args.iter().map(|s| s.to_string())))
+            .unwrap();
+        assert!(f.dev);
+        assert_eq!(f.http_port, Some(0));
+        assert_eq!(f.dns_port, Some(0));
+        assert_eq!(f.node.as_deref(), Some("n1"));
+    }
+
+    #[test]
+    fn config_file_keys_and_flag_precedence() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.json");
+        std::fs::write(
+            &path,
+            r#"{"datacenter":"east","node_name":"from-file","ports":{"http":9500},
+                "dns_config":{"node_ttl":"5s","udp_answer_limit":5},
+                "service":{"name":"web","port":80}}"#,
+        )
+        .unwrap();
+        let flags = Flags {
+            node: Some("from-flag".into()),
+            config_dir: vec![dir.path().to_path_buf()],
+            ..Flags::default()
+        };
+        let paths = config_paths(&flags.config_file, &flags.config_dir).unwrap();
+        let s = settings(&flags, &paths).unwrap();
+        assert_eq!(s.datacenter.as_deref(), Some("east"));
+        assert_eq!(s.node_name.as_deref(), Some("from-flag"));
+        assert_eq!(s.http_port, Some(9500));
+        assert_eq!(s.dns_node_ttl, Some(Duration::from_secs(5)));
+        assert_eq!(s.dns_udp_answer_limit, Some(5));
+        assert_eq!(s.services.len(), 1);
+        assert_eq!(s.services[0].name, "web");
+    }
+
+    #[test]
+    fn bad_config_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.json");
+        std::fs::write(&path, "{not json").unwrap();
+        assert!(apply_file(&mut Settings::default(), &path).is_err());
+    }
+}

@@ -1,0 +1,245 @@
+//! Anti-entropy: the mechanism that makes the servers' catalog match the agent's local state
+//! (Consul's `agent/ae/ae.go`). The policy—what is out of sync—lives in [`crate::local`].
+//!
+//! - A *full sync* reads this node's entries from the catalog, marks local entries that
+//!   differ, removes catalog entries the agent doesn't know, then pushes changes. It runs at
+//!   start and on a jittered interval, so edits made behind the agent's back are undone.
+//! - A *partial sync* pushes only what changed locally. Handlers await one after each write
+//!   (Consul syncs synchronously on registration, so a read right after sees the change);
+//!   check results trigger one in the background.
+//! - Syncs are serialized by one async mutex; a failed sync is retried after `ae_retry`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use concord_api::catalog::{DeregisterRequest, RegisterRequest};
+use concord_api::rpc::{Query, QueryOptions, QueryResult, RpcError, WriteRequest};
+use rand::Rng;
+use tokio::sync::{Mutex, Notify};
+
+use crate::config::Config;
+use crate::local::LocalState;
+use crate::rpc_client::ServerClient;
+
+/// Syncs local state to the catalog.
+#[derive(Debug)]
+pub struct AntiEntropy {
+    config: Arc<Config>,
+    state: Arc<LocalState>,
+    client: Arc<ServerClient>,
+    sync_lock: Mutex<()>,
+    trigger: Notify,
+    /// Counts successful and failed syncs (exported as metrics).
+    pub stats: SyncStats,
+}
+
+/// Sync counters.
+#[derive(Debug, Default)]
+pub struct SyncStats {
+    /// Syncs that completed.
+    pub ok: std::sync::atomic::AtomicU64,
+    /// Syncs that failed (retried later).
+    pub failed: std::sync::atomic::AtomicU64,
+}
+
+impl AntiEntropy {
+    /// A syncer for this agent.
+    pub fn new(config: Arc<Config>, state: Arc<LocalState>, client: Arc<ServerClient>) -> Self {
+        AntiEntropy {
+            config,
+            state,
+            client,
+            sync_lock: Mutex::new(()),
+            trigger: Notify::new(),
+            stats: SyncStats::default(),
+        }
+    }
+
+    /// Asks the background loop for a partial sync soon.
+    pub fn trigger(&self) {
+        self.trigger.notify_one();
+    }
+
+    /// Pushes local changes now. Errors are returned for logging; the loop retries.
+    pub async fn sync_changes(&self) -> Result<(), RpcError> {
+        let _guard = self.sync_lock.lock().await;
+        let result = self.push_changes().await;
+        self.count(&result);
+        result
+    }
+
+    /// Reconciles with the catalog, then pushes changes.
+    pub async fn full_sync(&self) -> Result<(), RpcError> {
+        let _guard = self.sync_lock.lock().await;
+        let result = self.reconcile_and_push().await;
+        self.count(&result);
+        result
+    }
+
+    fn count(&self, result: &Result<(), RpcError>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        match result {
+            Ok(()) => self.stats.ok.fetch_add(1, Relaxed),
+            Err(_) => self.stats.failed.fetch_add(1, Relaxed),
+        };
+    }
+
+    /// Runs until `shutdown` resolves: full syncs on a jittered interval, partial syncs
+    /// on trigger, retries after failures.
+    pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut next_full = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = tokio::time::sleep_until(next_full) => {
+                    next_full = match self.full_sync().await {
+                        Ok(()) => tokio::time::Instant::now() + self.jittered_interval(),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "anti-entropy full sync failed; retrying");
+                            tokio::time::Instant::now() + self.config.ae_retry
+                        }
+                    };
+                }
+                _ = self.trigger.notified() => {
+                    if let Err(e) = self.sync_changes().await {
+                        tracing::warn!(error = %e, "anti-entropy sync failed; retrying");
+                        next_full = next_full.min(tokio::time::Instant::now() + self.config.ae_retry);
+                    }
+                }
+            }
+        }
+    }
+
+    fn jittered_interval(&self) -> Duration {
+        let base = self.config.ae_interval;
+        let max_jitter = base / 8;
+        let jitter = if max_jitter.is_zero() {
+            Duration::ZERO
+        } else {
+            rand::thread_rng().gen_range(Duration::ZERO..max_jitter)
+        };
+        base + jitter
+    }
+
+    async fn reconcile_and_push(&self) -> Result<(), RpcError> {
+        let node = self.config.node_name.clone();
+        let services = self
+            .client
+            .read(Query::NodeServices { node: node.clone() }, QueryOptions::default())
+            .await?;
+        let checks = self
+            .client
+            .read(Query::NodeChecks { node: node.clone() }, QueryOptions::default())
+            .await?;
+        let remote_node = match services.result {
+            QueryResult::NodeServices(n) => n,
+            other => return Err(unexpected(&other)),
+        };
+        let remote_checks = match checks.result {
+            QueryResult::Checks(c) => c,
+            other => return Err(unexpected(&other)),
+        };
+        let remote_services: Vec<_> = remote_node
+            .as_ref()
+            .map(|n| n.services.values().cloned().collect())
+            .unwrap_or_default();
+        let node_current = remote_node.as_ref().is_some_and(|n| {
+            n.node.address == self.config.advertise_addr.to_string()
+                && n.node.meta == self.config.node_meta
+                && n.node.id == self.config.node_id
+        });
+        if !node_current {
+            self.client
+                .write(WriteRequest::Register(self.node_registration()))
+                .await?;
+        }
+        let (extra_services, extra_checks) =
+            self.state.reconcile(&remote_services, &remote_checks);
+        for id in extra_services {
+            tracing::info!(service = %id, "removing catalog service unknown to this agent");
+            self.deregister(Some(id), None).await?;
+        }
+        for id in extra_checks {
+            tracing::info!(check = %id, "removing catalog check unknown to this agent");
+            self.deregister(None, Some(id)).await?;
+        }
+        self.push_changes().await
+    }
+
+    async fn push_changes(&self) -> Result<(), RpcError> {
+        let plan = self.state.plan();
+        for id in &plan.deregister_services {
+            self.deregister(Some(id.clone()), None).await?;
+            // The deleted entry's version is whatever it was marked with; look it up fresh.
+            self.state.service_synced(id, self.deleted_service_version(id));
+        }
+        for id in &plan.deregister_checks {
+            self.deregister(None, Some(id.clone())).await?;
+            self.state.check_synced(id, self.deleted_check_version(id));
+        }
+        for (service, checks) in &plan.services {
+            let mut req = self.node_registration();
+            req.service = Some(service.service.clone());
+            req.checks = checks.iter().map(|c| c.check.clone()).collect();
+            self.client.write(WriteRequest::Register(req)).await?;
+            self.state.service_synced(&service.service.id, service.version);
+            for c in checks {
+                self.state.check_synced(&c.check.check_id, c.version);
+            }
+        }
+        for check in &plan.checks {
+            let mut req = self.node_registration();
+            req.check = Some(check.check.clone());
+            self.client.write(WriteRequest::Register(req)).await?;
+            self.state.check_synced(&check.check.check_id, check.version);
+        }
+        Ok(())
+    }
+
+    fn deleted_service_version(&self, id: &str) -> u64 {
+        self.state.deleted_version_of_service(id).unwrap_or(0)
+    }
+
+    fn deleted_check_version(&self, id: &str) -> u64 {
+        self.state.deleted_version_of_check(id).unwrap_or(0)
+    }
+
+    async fn deregister(
+        &self,
+        service_id: Option<String>,
+        check_id: Option<String>,
+    ) -> Result<(), RpcError> {
+        let req = DeregisterRequest {
+            node: self.config.node_name.clone(),
+            datacenter: self.config.datacenter.clone(),
+            service_id,
+            check_id,
+        };
+        match self.client.write(WriteRequest::Deregister(req)).await {
+            // Already gone is what we wanted.
+            Ok(_) | Err(RpcError::NotFound(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The node part of every registration this agent sends.
+    fn node_registration(&self) -> RegisterRequest {
+        let addr = self.config.advertise_addr.to_string();
+        RegisterRequest {
+            id: self.config.node_id.clone(),
+            node: self.config.node_name.clone(),
+            address: addr.clone(),
+            datacenter: self.config.datacenter.clone(),
+            tagged_addresses: [("lan".to_string(), addr.clone()), ("wan".to_string(), addr)]
+                .into_iter()
+                .collect(),
+            node_meta: self.config.node_meta.clone(),
+            ..RegisterRequest::default()
+        }
+    }
+}
+
+fn unexpected(result: &QueryResult) -> RpcError {
+    RpcError::Internal(format!("unexpected RPC result: {result:?}"))
+}

@@ -1,0 +1,355 @@
+//! The agent itself: wires local state, health checks, anti-entropy, the catalog cache,
+//! the HTTP API and DNS together, and runs them until shutdown or `/v1/agent/leave`.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use concord_api::agent::ServiceDefinition;
+use concord_api::catalog::{CheckStatus, HealthCheck};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{mpsc, watch, Notify};
+
+use crate::ae::AntiEntropy;
+use crate::catalog_cache::{self, CatalogSnapshot, CatalogView};
+use crate::checks::{CheckResult, Checks};
+use crate::config::Config;
+use crate::definition::{prepare_service, PreparedCheck, PreparedService};
+use crate::local::LocalState;
+use crate::metrics::Metrics;
+use crate::persist::Persist;
+use crate::rpc_client::ServerClient;
+
+/// Sockets the agent serves on, bound by the caller (tests bind port 0).
+#[derive(Debug)]
+pub struct Listeners {
+    /// HTTP API.
+    pub http: TcpListener,
+    /// DNS over UDP.
+    pub dns_udp: UdpSocket,
+    /// DNS over TCP.
+    pub dns_tcp: TcpListener,
+}
+
+/// Why the agent stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The HTTP server failed.
+    #[error("HTTP server: {0}")]
+    Http(std::io::Error),
+    /// The DNS server failed.
+    #[error("DNS server: {0}")]
+    Dns(String),
+}
+
+/// Shared state of a running agent; what HTTP handlers see.
+pub struct AgentCore {
+    /// Configuration.
+    pub config: Arc<Config>,
+    /// Services and checks registered here.
+    pub local: Arc<LocalState>,
+    /// Server RPC client.
+    pub client: Arc<ServerClient>,
+    /// Catalog syncer.
+    pub ae: Arc<AntiEntropy>,
+    /// Check runners.
+    pub checks: Checks,
+    /// Counters for `/v1/agent/metrics`.
+    pub metrics: Metrics,
+    /// API-registered definitions on disk.
+    pub persist: Persist,
+    /// The agent's copy of the catalog (DNS reads it).
+    pub catalog: CatalogView,
+    /// Fired by `/v1/agent/leave`.
+    pub leave: Notify,
+    /// IDs of services that came from config files (replaced on reload).
+    config_services: Mutex<Vec<String>>,
+}
+
+impl std::fmt::Debug for AgentCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentCore")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AgentCore {
+    /// Builds the core and starts nothing. Returns the receiver of check results, which
+    /// [`AgentCore::apply_check_results`] must drain.
+    pub fn new(
+        config: Config,
+        catalog: CatalogView,
+    ) -> (Arc<Self>, mpsc::UnboundedReceiver<CheckResult>) {
+        let config = Arc::new(config);
+        let local = Arc::new(LocalState::new());
+        let client = Arc::new(ServerClient::new(config.servers.clone()));
+        let ae = Arc::new(AntiEntropy::new(config.clone(), local.clone(), client.clone()));
+        let persist = Persist::new(config.data_dir.as_deref());
+        let (tx, rx) = mpsc::unbounded_channel();
+        let core = Arc::new(AgentCore {
+            config,
+            local,
+            client,
+            ae,
+            checks: Checks::new(tx),
+            metrics: Metrics::default(),
+            persist,
+            catalog,
+            leave: Notify::new(),
+            config_services: Mutex::new(Vec::new()),
+        });
+        (core, rx)
+    }
+
+    /// Registers a validated service and starts its checks, then syncs (best effort: a
+    /// failed sync is logged and retried by anti-entropy, as Consul does).
+    pub async fn register_service(&self, prepared: PreparedService, replace_checks: bool) {
+        let id = prepared.service.id.clone();
+        if replace_checks {
+            for old in self.local.checks() {
+                if old.service_id == id
+                    && !prepared.checks.iter().any(|c| c.check.check_id == old.check_id)
+                {
+                    self.checks.remove(&old.check_id);
+                }
+            }
+        }
+        let mut records = Vec::with_capacity(prepared.checks.len());
+        let mut specs = Vec::with_capacity(prepared.checks.len());
+        for c in prepared.checks {
+            specs.push((c.check.check_id.clone(), c.spec));
+            records.push((c.check, c.deregister_critical_after));
+        }
+        self.local.add_service(prepared.service, records, replace_checks);
+        for (check_id, spec) in specs {
+            self.checks.add(&check_id, spec);
+        }
+        self.sync().await;
+    }
+
+    /// Removes a service and its checks. Returns false if unknown.
+    pub async fn deregister_service(&self, id: &str) -> bool {
+        let owned: Vec<String> = self
+            .local
+            .checks()
+            .into_iter()
+            .filter(|c| c.service_id == id)
+            .map(|c| c.check_id)
+            .collect();
+        if !self.local.remove_service(id) {
+            return false;
+        }
+        for check_id in owned {
+            self.checks.remove(&check_id);
+        }
+        self.sync().await;
+        true
+    }
+
+    /// Registers a validated check and starts it.
+    pub async fn register_check(&self, prepared: PreparedCheck) {
+        let id = prepared.check.check_id.clone();
+        self.local
+            .add_check(prepared.check, prepared.deregister_critical_after);
+        self.checks.add(&id, prepared.spec);
+        self.sync().await;
+    }
+
+    /// Removes a check. Returns false if unknown.
+    pub async fn deregister_check(&self, id: &str) -> bool {
+        if !self.local.remove_check(id) {
+            return false;
+        }
+        self.checks.remove(id);
+        self.sync().await;
+        true
+    }
+
+    /// Adds a check that no runner drives (maintenance checks).
+    pub async fn add_static_check(&self, check: HealthCheck) {
+        self.local.add_check(check, None);
+        self.sync().await;
+    }
+
+    /// Pushes local changes now; failures are left to anti-entropy's retry.
+    pub async fn sync(&self) {
+        if let Err(e) = self.ae.sync_changes().await {
+            tracing::warn!(error = %e, "sync to servers failed; anti-entropy will retry");
+            self.ae.trigger();
+        }
+    }
+
+    /// Applies check results to local state as they arrive; status changes are synced.
+    pub async fn apply_check_results(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<CheckResult>) {
+        while let Some(result) = rx.recv().await {
+            if self
+                .local
+                .update_check(&result.check_id, result.status, &result.output)
+                == Some(true)
+            {
+                self.ae.trigger();
+            }
+        }
+    }
+
+    /// Applies a TTL update from `/v1/agent/check/{pass,warn,fail,update}`.
+    pub async fn update_ttl(
+        &self,
+        id: &str,
+        status: CheckStatus,
+        output: &str,
+    ) -> Result<(), TtlError> {
+        if self.local.check(id).is_none() {
+            return Err(TtlError::Unknown);
+        }
+        self.checks
+            .ttl_update(id, status, output)
+            .map_err(|_| TtlError::NotTtl)?;
+        if self.local.update_check(id, status, output) == Some(true) {
+            self.sync().await;
+        }
+        Ok(())
+    }
+
+    /// Registers the services of the config files, replacing those registered from the
+    /// previous load. Invalid definitions are reported and skipped.
+    pub async fn load_config_services(&self, defs: &[ServiceDefinition]) -> Vec<String> {
+        let mut errors = Vec::new();
+        let mut ids = Vec::new();
+        for def in defs {
+            match prepare_service(def, &self.config.node_name, &self.config.datacenter) {
+                Ok(p) => {
+                    ids.push(p.service.id.clone());
+                    self.register_service(p, true).await;
+                }
+                Err(e) => errors.push(format!("service {:?}: {e}", def.name)),
+            }
+        }
+        let previous = {
+            let mut guard = self
+                .config_services
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            std::mem::replace(&mut *guard, ids.clone())
+        };
+        for old in previous {
+            if !ids.contains(&old) {
+                self.deregister_service(&old).await;
+            }
+        }
+        errors
+    }
+
+    /// Re-registers the services and checks persisted by an earlier run.
+    async fn restore_persisted(&self) {
+        for def in self.persist.services() {
+            match prepare_service(&def, &self.config.node_name, &self.config.datacenter) {
+                Ok(p) => self.register_service(p, true).await,
+                Err(e) => tracing::warn!(service = %def.name, error = %e, "dropping persisted service"),
+            }
+        }
+        for def in self.persist.checks() {
+            match crate::definition::prepare_check(&def, &self.config.node_name, None) {
+                Ok(mut p) => {
+                    let service_id = def.service_id.clone().unwrap_or_default();
+                    if !service_id.is_empty() {
+                        match self.local.service(&service_id) {
+                            Some(svc) => crate::definition::attach_to_service(&mut p.check, &svc),
+                            None => continue,
+                        }
+                    }
+                    self.register_check(p).await;
+                }
+                Err(e) => tracing::warn!(error = %e, "dropping persisted check"),
+            }
+        }
+    }
+
+    async fn reap_critical(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(self.config.reap_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            for id in self.local.services_to_reap(tokio::time::Instant::now()) {
+                tracing::info!(service = %id, "deregistering service critical for too long");
+                self.deregister_service(&id).await;
+            }
+        }
+    }
+}
+
+/// Why a TTL update failed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TtlError {
+    /// No such check.
+    Unknown,
+    /// The check is not a TTL check.
+    NotTtl,
+}
+
+/// Runs the agent until `shutdown` resolves or `/v1/agent/leave` is called.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), AgentError> {
+    let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(CatalogSnapshot::default()));
+    let dns_config = config.dns.clone();
+    let initial_services = config.services.clone();
+    let (core, results) = AgentCore::new(config, snapshot_rx.clone());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(core.clone().apply_check_results(results));
+    tasks.spawn(core.clone().reap_critical());
+    tasks.spawn(core.ae.clone().run(stopped()));
+    tasks.spawn(catalog_cache::follow(
+        core.client.clone(),
+        snapshot_tx,
+        stopped(),
+    ));
+    let errors = core.load_config_services(&initial_services).await;
+    for e in errors {
+        tracing::error!("invalid service in configuration: {e}");
+    }
+    core.restore_persisted().await;
+
+    let app = crate::http::router(core.clone());
+    let http_stop = stopped();
+    let http = tokio::spawn(async move {
+        axum::serve(listeners.http, app)
+            .with_graceful_shutdown(http_stop)
+            .await
+    });
+    let dns = tokio::spawn(crate::dns::serve(
+        dns_config,
+        listeners.dns_udp,
+        listeners.dns_tcp,
+        snapshot_rx,
+        stopped(),
+    ));
+    tracing::info!(node = %core.config.node_name, "agent running");
+
+    tokio::select! {
+        _ = shutdown => tracing::info!("agent shutting down"),
+        _ = core.leave.notified() => tracing::info!("agent leaving on request"),
+    }
+    let _ = stop_tx.send(true);
+    core.checks.shutdown();
+    tasks.abort_all();
+    let http_result = tokio::time::timeout(Duration::from_secs(5), http).await;
+    let dns_result = tokio::time::timeout(Duration::from_secs(5), dns).await;
+    if let Ok(Ok(Err(e))) = http_result {
+        return Err(AgentError::Http(e));
+    }
+    if let Ok(Ok(Err(e))) = dns_result {
+        return Err(AgentError::Dns(e.to_string()));
+    }
+    Ok(())
+}

@@ -1,0 +1,173 @@
+//! TTL checks: the application reports its own status (`/v1/agent/check/pass|warn|fail|update`)
+//! and the check turns critical when no report arrives within the TTL, as Consul's `CheckTTL`.
+//!
+//! Updates reach the task over a channel instead of being reported by the caller directly, so
+//! an update and an expiry are reported in the order the task saw them: an expiry can never be
+//! reported after a newer update.
+
+use std::future::Future;
+use std::time::Duration;
+
+use concord_api::catalog::CheckStatus;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::{truncate_output, Check, Reporter};
+
+/// A status report from the application.
+#[derive(Debug)]
+pub(super) struct Update {
+    pub(super) status: CheckStatus,
+    pub(super) output: String,
+}
+
+/// A running TTL check.
+pub(super) struct TtlCheck {
+    ttl: Duration,
+    updates: mpsc::UnboundedReceiver<Update>,
+}
+
+impl TtlCheck {
+    pub(super) fn new(ttl: Duration, updates: mpsc::UnboundedReceiver<Update>) -> Self {
+        TtlCheck { ttl, updates }
+    }
+}
+
+/// Consul's expiry output: the last reported output is kept so operators see what the
+/// application said before it went quiet.
+fn expired_output(last_output: &str) -> String {
+    if last_output.is_empty() {
+        "TTL expired".to_string()
+    } else {
+        format!("TTL expired (last output before timeout follows): {last_output}")
+    }
+}
+
+impl Check for TtlCheck {
+    fn run(mut self, report: Reporter) -> impl Future<Output = ()> + Send {
+        async move {
+            let deadline = tokio::time::sleep(self.ttl);
+            tokio::pin!(deadline);
+            // Like Go's one-shot timer: after an expiry, nothing more until the next update.
+            let mut armed = true;
+            let mut last_output = String::new();
+            loop {
+                tokio::select! {
+                    // An update that is already waiting wins over an expiry at the same time.
+                    biased;
+                    update = self.updates.recv() => {
+                        // The sender lives in the runner's entry: gone means the check was
+                        // stopped.
+                        let Some(Update { status, output }) = update else { return };
+                        let output = truncate_output(&output).into_owned();
+                        report.report(status, output.clone());
+                        last_output = output;
+                        deadline.as_mut().reset(Instant::now() + self.ttl);
+                        armed = true;
+                    }
+                    () = &mut deadline, if armed => {
+                        armed = false;
+                        tracing::warn!(check = %report.check_id, "check missed TTL, is now critical");
+                        report.report(CheckStatus::Critical, expired_output(&last_output));
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use concord_api::catalog::CheckStatus;
+    use tokio::sync::mpsc;
+    use tokio::time::sleep;
+
+    use crate::checks::{CheckResult, CheckSpec, Checks, OUTPUT_MAX_SIZE};
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    fn ttl_check(ttl: u64) -> (Checks, mpsc::UnboundedReceiver<CheckResult>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let checks = Checks::new(tx);
+        checks.add("app", CheckSpec::Ttl { ttl: secs(ttl) });
+        (checks, rx)
+    }
+
+    fn result(status: CheckStatus, output: &str) -> CheckResult {
+        CheckResult {
+            check_id: "app".into(),
+            status,
+            output: output.into(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expires_to_critical_once() {
+        let (_checks, mut rx) = ttl_check(10);
+        tracing::info!("nothing before the TTL");
+        sleep(Duration::from_millis(9_900)).await;
+        assert!(rx.try_recv().is_err());
+        tracing::info!("critical once it elapses");
+        sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            rx.try_recv().unwrap(),
+            result(CheckStatus::Critical, "TTL expired")
+        );
+        tracing::info!("and only once, like Go's one-shot timer");
+        sleep(secs(100)).await;
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn update_reports_and_restarts_the_ttl() {
+        let (checks, mut rx) = ttl_check(10);
+        sleep(secs(8)).await;
+        tracing::info!("an update at 8s is reported at once");
+        checks
+            .ttl_update("app", CheckStatus::Passing, "all good")
+            .unwrap();
+        assert_eq!(
+            rx.recv().await.unwrap(),
+            result(CheckStatus::Passing, "all good")
+        );
+        tracing::info!("the first TTL (10s) no longer fires");
+        sleep(secs(9)).await; // t = 17s
+        assert!(rx.try_recv().is_err());
+        tracing::info!("the restarted one (8s + 10s) does, quoting the last output");
+        sleep(secs(2)).await; // t = 19s
+        assert_eq!(
+            rx.try_recv().unwrap(),
+            result(
+                CheckStatus::Critical,
+                "TTL expired (last output before timeout follows): all good"
+            )
+        );
+        tracing::info!("an update after expiry re-arms the timer");
+        checks.ttl_update("app", CheckStatus::Warning, "").unwrap();
+        assert_eq!(rx.recv().await.unwrap(), result(CheckStatus::Warning, ""));
+        sleep(Duration::from_millis(10_100)).await;
+        assert_eq!(
+            rx.try_recv().unwrap(),
+            result(CheckStatus::Critical, "TTL expired")
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn update_output_is_truncated() {
+        let (checks, mut rx) = ttl_check(10);
+        let long = "y".repeat(OUTPUT_MAX_SIZE + 1);
+        checks
+            .ttl_update("app", CheckStatus::Passing, &long)
+            .unwrap();
+        let r = rx.recv().await.unwrap();
+        assert!(
+            r.output.ends_with("y ... (captured 4096 of 4097 bytes)"),
+            "{}",
+            r.output
+        );
+    }
+}

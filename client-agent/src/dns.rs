@@ -1,0 +1,181 @@
+//! The agent's DNS interface: Consul's `<svc>.service.consul`, `<node>.node.consul` and
+//! `<hex>.addr.consul` names, answered from the agent's cached catalog view.
+//!
+//! A query never costs a server round-trip: each one takes the current
+//! [`CatalogSnapshot`](crate::catalog_cache::CatalogSnapshot) (an `Arc` clone out of the watch
+//! channel) and builds the answer from it synchronously.
+//!
+//! # Layout (outermost first)
+//! - [`serve`]: hickory's `ServerFuture` owns the sockets, decodes packets and answers
+//!   undecodable ones with FORMERR itself.
+//! - `handler`: our `RequestHandler`. Checks opcode and EDNS version, picks size limits from the
+//!   transport, and turns the pure answer into a hickory response.
+//! - `answer`: pure answer building (names → records, health filtering, shuffling, SOA, size
+//!   trimming), table-tested against hand-built snapshots.
+//! - `name`: pure query-name parsing (`[tag.]svc.service[.dc]`, RFC 2782, node, addr).
+//!
+//! # Differences from Consul
+//! - `enable_truncate` defaults to `true` (see [`DnsConfig::enable_truncate`]).
+//! - No recursors, PTR, prepared queries, `.connect`/`.virtual`/`.ingress`, peering, or
+//!   `alt_domain` yet: out-of-domain names get REFUSED, unsupported in-domain forms NXDOMAIN.
+//! - Names are answered the same way whatever the query type, so the RFC 2782 form without a
+//!   `service` label (`_web._tcp.consul`) also answers A/AAAA, where Consul only parses it for SRV.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use hickory_proto::error::ProtoError;
+use hickory_server::ServerFuture;
+
+use crate::catalog_cache::CatalogView;
+
+mod answer;
+mod handler;
+mod name;
+
+#[cfg(test)]
+mod fixtures;
+#[cfg(test)]
+mod socket_tests;
+
+/// Configuration of the DNS interface (Consul's `dns_config` plus `domain`/`datacenter`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DnsConfig {
+    /// Domain we are authoritative for, e.g. `consul.` (a missing trailing dot is implied).
+    /// Queries outside it are REFUSED; names inside it are matched case-insensitively.
+    pub domain: String,
+    /// Our datacenter, e.g. `dc1`. Used in SRV targets (`<node>.node.<dc>.<domain>.`); a query
+    /// naming any other datacenter gets NXDOMAIN because no other datacenters exist yet.
+    pub datacenter: String,
+    /// TTL of node and addr answers (`<node>.node`, `<hex>.addr`); whole seconds, default 0 so
+    /// clients never cache a stale address (Consul's default).
+    pub node_ttl: Duration,
+    /// TTL of service answers (A/AAAA/SRV and their additional records) when no entry of
+    /// [`service_ttl_overrides`](Self::service_ttl_overrides) matches; whole seconds, default 0.
+    pub service_ttl: Duration,
+    /// Per-service TTLs, as Consul's `service_ttl` map: keys are service names, or a prefix
+    /// ending in `*` (`"web*"`, and `"*"` for every service). An exact name wins over the
+    /// longest matching prefix; matching is case-insensitive.
+    pub service_ttl_overrides: BTreeMap<String, Duration>,
+    /// Most answer records in a UDP response limited to 512 bytes (no EDNS, or EDNS advertising
+    /// ≤ 512 bytes). Default 3, capped at 8, both as Consul: keeps plain-DNS responses small
+    /// and spreads clients over instances. Must be at least 1. EDNS and TCP responses are
+    /// limited by size only.
+    pub udp_answer_limit: usize,
+    /// Answer only with instances whose checks all pass; `false` (default) also serves
+    /// instances in `warning`. Instances with any critical check are never served.
+    pub only_passing: bool,
+    /// Set the TC bit when a UDP answer was trimmed (by count or size), so clients retry over
+    /// TCP and see every instance.
+    ///
+    /// Concord deliberately defaults this to `true`: Consul defaults to `false` and trims
+    /// silently, a long-standing user complaint (clients never learn they saw only part of
+    /// the answer). Regardless of this flag, TC is set when trimming left no answer at all,
+    /// since an empty NOERROR would falsely claim the name has no such records.
+    pub enable_truncate: bool,
+    /// SOA refresh field (whole seconds, default 3600). Informational: nobody transfers the zone.
+    pub soa_refresh: Duration,
+    /// SOA retry field (whole seconds, default 600).
+    pub soa_retry: Duration,
+    /// SOA expire field (whole seconds, default 86400).
+    pub soa_expire: Duration,
+    /// SOA minimum field and TTL of the SOA record itself (whole seconds, default 0): bounds
+    /// how long resolvers cache NXDOMAIN/NODATA answers (RFC 2308).
+    pub soa_min_ttl: Duration,
+    /// How long a TCP connection may sit idle between queries before it is closed; bounds the
+    /// resources a slow or idle client can hold. Default 8 s, miekg/dns's (Consul's) idle timeout.
+    pub tcp_idle_timeout: Duration,
+    /// This agent's address, published as glue for the `ns.<domain>` name server in NS
+    /// answers and as the answer for `ns.<domain>` itself. `None` (default): no glue, and
+    /// `ns.<domain>` has no address records.
+    pub advertise_addr: Option<IpAddr>,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            domain: "consul.".to_owned(),
+            datacenter: "dc1".to_owned(),
+            node_ttl: Duration::ZERO,
+            service_ttl: Duration::ZERO,
+            service_ttl_overrides: BTreeMap::new(),
+            udp_answer_limit: 3,
+            only_passing: false,
+            enable_truncate: true,
+            soa_refresh: Duration::from_secs(3600),
+            soa_retry: Duration::from_secs(600),
+            soa_expire: Duration::from_secs(86400),
+            soa_min_ttl: Duration::ZERO,
+            tcp_idle_timeout: Duration::from_secs(8),
+            advertise_addr: None,
+        }
+    }
+}
+
+/// Why the DNS interface could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DnsError {
+    /// `domain` is not a valid DNS name.
+    #[error("invalid DNS domain {domain:?}")]
+    InvalidDomain {
+        /// The configured domain.
+        domain: String,
+        /// Why it failed to parse.
+        #[source]
+        source: ProtoError,
+    },
+    /// `datacenter` is not a single valid DNS label, so it cannot appear in SRV targets.
+    #[error("invalid datacenter {datacenter:?}: must be one DNS label of 1-63 bytes without dots")]
+    InvalidDatacenter {
+        /// The configured datacenter.
+        datacenter: String,
+    },
+    /// `udp_answer_limit` is 0, which would trim every plain-UDP answer away.
+    #[error("udp_answer_limit must be at least 1")]
+    InvalidUdpAnswerLimit,
+    /// A listener task ended with an error before shutdown was requested.
+    #[error("DNS server failed")]
+    Server(#[source] ProtoError),
+}
+
+/// Serves DNS on the given bound sockets until `shutdown` completes, answering from `view`.
+///
+/// The sockets are bound by the caller so tests can bind port 0 and `main` the real port.
+/// Returns `Ok(())` after a graceful shutdown (listeners stop accepting, in-flight TCP
+/// connections are dropped), or [`DnsError::Server`] if every listener task died first; a
+/// config error is reported before any packet is read.
+pub async fn serve(
+    config: DnsConfig,
+    udp: tokio::net::UdpSocket,
+    tcp: tokio::net::TcpListener,
+    view: CatalogView,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DnsError> {
+    let tcp_idle_timeout = config.tcp_idle_timeout;
+    let zone = answer::Zone::new(config)?;
+    tracing::info!(
+        udp = ?udp.local_addr().ok(),
+        tcp = ?tcp.local_addr().ok(),
+        domain = %zone.domain(),
+        "DNS interface listening"
+    );
+    let mut server = ServerFuture::new(handler::Handler::new(zone, view));
+    server.register_socket(udp);
+    server.register_listener(tcp, tcp_idle_timeout);
+
+    // `block_until_done` only returns once every listener task has ended, which before
+    // shutdown means they all failed; otherwise we wait for the shutdown signal.
+    let died = tokio::select! {
+        result = server.block_until_done() => Some(result),
+        () = shutdown => None,
+    };
+    match died {
+        Some(result) => result.map_err(DnsError::Server),
+        None => {
+            tracing::info!("DNS interface shutting down");
+            server.shutdown_gracefully().await.map_err(DnsError::Server)
+        }
+    }
+}

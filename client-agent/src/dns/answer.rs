@@ -1,0 +1,654 @@
+//! Pure answer building: one question and one catalog snapshot in, response sections out.
+//!
+//! No I/O and no hickory server types, so every rule (health filtering, SRV targets, NXDOMAIN
+//! vs NODATA, size trimming) is table-tested against hand-built snapshots. Randomness comes in
+//! as a parameter for the same reason.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use concord_api::catalog::{CheckServiceNode, CheckStatus};
+use hickory_proto::op::{message, Edns, Header, Query, ResponseCode};
+use hickory_proto::rr::domain::Label;
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS, SOA, SRV, TXT};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use hickory_proto::serialize::binary::BinEncoder;
+use rand::seq::SliceRandom;
+use rand::Rng;
+
+use super::name::{self, Lookup, Parsed};
+use super::{DnsConfig, DnsError};
+use crate::catalog_cache::CatalogSnapshot;
+
+/// Largest response to a UDP query without EDNS (RFC 1035 §4.2.1).
+pub(crate) const PLAIN_UDP_SIZE: u16 = 512;
+/// Largest UDP response we build whatever a client advertises (Consul's cap).
+pub(crate) const MAX_UDP_PAYLOAD: u16 = 65_467;
+/// Consul's hard cap on `udp_answer_limit`.
+const MAX_PLAIN_UDP_ANSWERS: usize = 8;
+/// Longest `<character-string>` in a TXT record (RFC 1035 §3.3).
+const MAX_TXT_STRING: usize = 255;
+
+/// UDP payload size we fill (and advertise back) for a client advertising `advertised` bytes.
+pub(crate) fn udp_payload(advertised: u16) -> u16 {
+    advertised.clamp(PLAIN_UDP_SIZE, MAX_UDP_PAYLOAD)
+}
+
+/// How much of an answer a response may carry, decided by the transport.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Limits {
+    /// Most answer records; `None` for no count cap.
+    max_answers: Option<usize>,
+    /// Largest encoded message in bytes.
+    max_bytes: usize,
+    /// Whether the response carries an OPT record, which counts towards `max_bytes`.
+    edns: bool,
+}
+
+impl Limits {
+    /// UDP, with the client's advertised EDNS payload size or `None` without EDNS.
+    ///
+    /// As Consul: the answer count is capped only when the size limit is the classic 512
+    /// bytes; a client advertising more gets as many records as fit.
+    pub(crate) fn udp(udp_answer_limit: usize, edns_payload: Option<u16>) -> Self {
+        let max_bytes = edns_payload.map_or(PLAIN_UDP_SIZE, udp_payload);
+        let max_answers = (max_bytes == PLAIN_UDP_SIZE)
+            .then_some(udp_answer_limit.min(MAX_PLAIN_UDP_ANSWERS));
+        Limits {
+            max_answers,
+            max_bytes: usize::from(max_bytes),
+            edns: edns_payload.is_some(),
+        }
+    }
+
+    /// TCP: everything that fits in one DNS-over-TCP message (64 KiB).
+    pub(crate) fn tcp(edns: bool) -> Self {
+        Limits {
+            max_answers: None,
+            max_bytes: usize::from(u16::MAX),
+            edns,
+        }
+    }
+}
+
+/// The sections and flags of a response, ready for the wire.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct ResponseParts {
+    /// Response code.
+    pub(crate) rcode: ResponseCode,
+    /// AA: set for every answer from our own zone.
+    pub(crate) authoritative: bool,
+    /// TC: the answer section was trimmed to fit the transport.
+    pub(crate) truncated: bool,
+    /// Answer section.
+    pub(crate) answers: Vec<Record>,
+    /// Authority section (the SOA of negative answers).
+    pub(crate) authority: Vec<Record>,
+    /// Additional section (addresses of SRV targets, NS glue).
+    pub(crate) additionals: Vec<Record>,
+}
+
+impl ResponseParts {
+    /// A response with no records: REFUSED, NOTIMP, SERVFAIL, BADVERS...
+    pub(crate) fn error(rcode: ResponseCode) -> Self {
+        ResponseParts {
+            rcode,
+            authoritative: false,
+            truncated: false,
+            answers: Vec::new(),
+            authority: Vec::new(),
+            additionals: Vec::new(),
+        }
+    }
+}
+
+/// Records found for a name that exists; empty `answers` means NODATA.
+#[derive(Default)]
+struct Records {
+    answers: Vec<Record>,
+    additionals: Vec<Record>,
+}
+
+/// Our zone: the validated config plus the names derived from it once, at startup.
+#[derive(Debug)]
+pub(crate) struct Zone {
+    config: DnsConfig,
+    /// The configured domain, lowercase and fully qualified.
+    domain: Name,
+    /// `ns.<domain>`: SOA mname and NS target.
+    ns_name: Name,
+    /// `hostmaster.<domain>`: SOA rname.
+    hostmaster: Name,
+    /// `service_ttl_overrides` with exact (non-`*`) keys, lowercased, in seconds.
+    ttl_exact: HashMap<String, u32>,
+    /// `service_ttl_overrides` prefixes (`*` stripped, lowercased), longest first, in seconds.
+    ttl_prefixes: Vec<(String, u32)>,
+}
+
+impl Zone {
+    /// Validates `config` and derives the zone's names.
+    pub(crate) fn new(config: DnsConfig) -> Result<Self, DnsError> {
+        let invalid_domain = |source| DnsError::InvalidDomain {
+            domain: config.domain.clone(),
+            source,
+        };
+        let mut domain = Name::from_ascii(&config.domain).map_err(invalid_domain)?;
+        if domain.is_root() {
+            return Err(invalid_domain("the root cannot be our domain".into()));
+        }
+        domain.set_fqdn(true);
+        let domain = domain.to_lowercase();
+        let prefixed = |label: &str| {
+            Name::from_labels([label.as_bytes()])
+                .and_then(|name| name.append_domain(&domain))
+                .map_err(invalid_domain)
+        };
+        let ns_name = prefixed("ns")?;
+        let hostmaster = prefixed("hostmaster")?;
+
+        let dc = &config.datacenter;
+        if dc.contains('.') || Label::from_raw_bytes(dc.as_bytes()).is_err() {
+            return Err(DnsError::InvalidDatacenter {
+                datacenter: dc.clone(),
+            });
+        }
+        if config.udp_answer_limit == 0 {
+            return Err(DnsError::InvalidUdpAnswerLimit);
+        }
+
+        let mut ttl_exact = HashMap::new();
+        let mut ttl_prefixes = Vec::new();
+        for (key, ttl) in &config.service_ttl_overrides {
+            let key = key.to_ascii_lowercase();
+            match key.strip_suffix('*') {
+                Some(prefix) => ttl_prefixes.push((prefix.to_owned(), secs(*ttl))),
+                None => {
+                    ttl_exact.insert(key, secs(*ttl));
+                }
+            }
+        }
+        ttl_prefixes.sort_by(|(a, _), (b, _)| b.len().cmp(&a.len()));
+
+        Ok(Zone {
+            config,
+            domain,
+            ns_name,
+            hostmaster,
+            ttl_exact,
+            ttl_prefixes,
+        })
+    }
+
+    /// The domain we are authoritative for (lowercase, fully qualified).
+    pub(crate) fn domain(&self) -> &Name {
+        &self.domain
+    }
+
+    /// The configuration the zone was built from.
+    pub(crate) fn config(&self) -> &DnsConfig {
+        &self.config
+    }
+
+    /// Answers one question from `snapshot`.
+    ///
+    /// Answer records are owned by the query's name as asked (case preserved); `rng` shuffles
+    /// service instances so clients spread over them.
+    pub(crate) fn answer(
+        &self,
+        snapshot: &CatalogSnapshot,
+        query: &Query,
+        limits: Limits,
+        rng: &mut impl Rng,
+    ) -> ResponseParts {
+        let qname = query.name();
+        let qtype = query.query_type();
+        if !matches!(query.query_class(), DNSClass::IN | DNSClass::ANY) {
+            // Our zone only exists in class IN; CHAOS `version.bind` and the like are not ours.
+            return ResponseParts::error(ResponseCode::Refused);
+        }
+        let lookup = match name::parse(qname, &self.domain, &self.config.datacenter) {
+            Parsed::Local(lookup) => lookup,
+            Parsed::OutOfZone => return ResponseParts::error(ResponseCode::Refused),
+            Parsed::OtherDatacenter(dc) => {
+                tracing::debug!(%qname, %dc, "DNS query for another datacenter");
+                return self.negative(ResponseCode::NXDomain);
+            }
+            Parsed::Unsupported(kind) => {
+                tracing::debug!(%qname, kind, "DNS lookup kind not supported yet");
+                return self.negative(ResponseCode::NXDomain);
+            }
+            Parsed::Invalid => return self.negative(ResponseCode::NXDomain),
+        };
+        if matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
+            // The zone is synthesised per query; there is nothing to transfer.
+            return ResponseParts::error(ResponseCode::NotImp);
+        }
+        let needs_catalog = matches!(lookup, Lookup::Node { .. } | Lookup::Service { .. });
+        if needs_catalog && snapshot.index == 0 {
+            // No catalog fetched yet: NXDOMAIN would be a lie resolvers cache; Consul answers
+            // SERVFAIL when it cannot reach the catalog.
+            return ResponseParts::error(ResponseCode::ServFail);
+        }
+
+        let found = match lookup {
+            Lookup::Apex => Some(self.apex(qtype)),
+            Lookup::NameServer => Some(self.name_server(qname, qtype)),
+            Lookup::Addr(ip) => Some(Records {
+                answers: address_record(qname, secs(self.config.node_ttl), ip, qtype)
+                    .into_iter()
+                    .collect(),
+                additionals: Vec::new(),
+            }),
+            Lookup::Node { node } => self.node(snapshot, qname, qtype, &node),
+            Lookup::Service { service, tag } => {
+                self.service(snapshot, qname, qtype, &service, tag.as_deref(), rng)
+            }
+        };
+        match found {
+            None => self.negative(ResponseCode::NXDomain),
+            Some(records) if records.answers.is_empty() => self.negative(ResponseCode::NoError),
+            Some(records) => self.fit(query, records, limits),
+        }
+    }
+
+    /// NXDOMAIN, or NODATA for `NoError`: no answers, our SOA in Authority so resolvers
+    /// know how long to cache the negative answer (RFC 2308).
+    fn negative(&self, rcode: ResponseCode) -> ResponseParts {
+        ResponseParts {
+            rcode,
+            authoritative: true,
+            authority: vec![self.soa()],
+            ..ResponseParts::error(rcode)
+        }
+    }
+
+    /// Our SOA record; the serial is the current unix time, as Consul's.
+    fn soa(&self) -> Record {
+        let serial = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| secs(since));
+        let config = &self.config;
+        let soa = SOA::new(
+            self.ns_name.clone(),
+            self.hostmaster.clone(),
+            serial,
+            secs_i32(config.soa_refresh),
+            secs_i32(config.soa_retry),
+            secs_i32(config.soa_expire),
+            secs(config.soa_min_ttl),
+        );
+        Record::from_rdata(
+            self.domain.clone(),
+            secs(config.soa_min_ttl),
+            RData::SOA(soa),
+        )
+    }
+
+    /// The apex: SOA, NS (`ns.<domain>` with glue when our address is known), or NODATA.
+    fn apex(&self, qtype: RecordType) -> Records {
+        let mut records = Records::default();
+        if matches!(qtype, RecordType::SOA | RecordType::ANY) {
+            records.answers.push(self.soa());
+        }
+        if matches!(qtype, RecordType::NS | RecordType::ANY) {
+            records.answers.push(Record::from_rdata(
+                self.domain.clone(),
+                secs(self.config.node_ttl),
+                RData::NS(NS(self.ns_name.clone())),
+            ));
+            if let Some(ip) = self.config.advertise_addr {
+                records.additionals.extend(address_record(
+                    &self.ns_name,
+                    secs(self.config.node_ttl),
+                    ip,
+                    RecordType::ANY,
+                ));
+            }
+        }
+        records
+    }
+
+    /// `ns.<domain>`: our advertise address if configured, else a name without records.
+    fn name_server(&self, qname: &Name, qtype: RecordType) -> Records {
+        let answers = self
+            .config
+            .advertise_addr
+            .and_then(|ip| address_record(qname, secs(self.config.node_ttl), ip, qtype));
+        Records {
+            answers: answers.into_iter().collect(),
+            additionals: Vec::new(),
+        }
+    }
+
+    /// `<node>.node`: the node's address (CNAME when it is a hostname) and, for TXT/ANY, its
+    /// metadata. `None` when no such node exists.
+    fn node(
+        &self,
+        snapshot: &CatalogSnapshot,
+        qname: &Name,
+        qtype: RecordType,
+        node: &str,
+    ) -> Option<Records> {
+        let node = snapshot
+            .nodes
+            .iter()
+            .find(|n| n.node.eq_ignore_ascii_case(node))?;
+        let ttl = secs(self.config.node_ttl);
+        let mut answers = Vec::new();
+        match node.address.parse::<IpAddr>() {
+            Ok(ip) => answers.extend(address_record(qname, ttl, ip, qtype)),
+            Err(_) => {
+                let wants_cname = matches!(
+                    qtype,
+                    RecordType::A | RecordType::AAAA | RecordType::ANY | RecordType::CNAME
+                );
+                if let Some(host) = hostname(&node.address).filter(|_| wants_cname) {
+                    answers.push(Record::from_rdata(
+                        qname.clone(),
+                        ttl,
+                        RData::CNAME(CNAME(host)),
+                    ));
+                }
+            }
+        }
+        if matches!(qtype, RecordType::TXT | RecordType::ANY) {
+            answers.extend(node.meta.iter().map(|(key, value)| {
+                // RFC 1464 `key=value`; Consul's `rfc1035-` keys carry a raw value.
+                let text = match key.strip_prefix("rfc1035-") {
+                    Some(_) => value.clone(),
+                    None => format!("{key}={value}"),
+                };
+                Record::from_rdata(qname.clone(), ttl, RData::TXT(txt(&text)))
+            }));
+        }
+        Some(Records {
+            answers,
+            additionals: Vec::new(),
+        })
+    }
+
+    /// `[tag.]svc.service`: the servable instances' addresses, or SRV records with their
+    /// targets' addresses in Additional. `None` (NXDOMAIN) when no instance is servable.
+    fn service(
+        &self,
+        snapshot: &CatalogSnapshot,
+        qname: &Name,
+        qtype: RecordType,
+        service: &str,
+        tag: Option<&str>,
+        rng: &mut impl Rng,
+    ) -> Option<Records> {
+        let mut instances: Vec<&CheckServiceNode> = snapshot
+            .instances
+            .iter()
+            .filter(|i| i.service.service.eq_ignore_ascii_case(service))
+            .filter(|i| tag.map_or(true, |t| i.service.tags.iter().any(|x| x.eq_ignore_ascii_case(t))))
+            .filter(|i| self.servable(i))
+            .collect();
+        if instances.is_empty() {
+            return None;
+        }
+        instances.shuffle(rng);
+        let ttl = self.service_ttl(service);
+        let mut records = Records::default();
+        if qtype == RecordType::SRV {
+            let mut seen = HashSet::new();
+            let mut glued = HashSet::new();
+            for instance in instances {
+                let Some(endpoint) = Endpoint::of(instance) else {
+                    continue;
+                };
+                if !seen.insert((endpoint.key(), instance.service.port)) {
+                    continue;
+                }
+                let Some((target, glue)) = self.srv_target(instance, &endpoint) else {
+                    continue;
+                };
+                let weights = instance.service.weights;
+                let weight = match instance.aggregate_status() {
+                    CheckStatus::Warning => weights.warning,
+                    _ => weights.passing,
+                };
+                let weight = u16::try_from(weight).unwrap_or(u16::MAX);
+                let srv = SRV::new(1, weight, instance.service.port, target.clone());
+                records
+                    .answers
+                    .push(Record::from_rdata(qname.clone(), ttl, RData::SRV(srv)));
+                if let Some(ip) = glue {
+                    if glued.insert((target.to_lowercase(), ip)) {
+                        records
+                            .additionals
+                            .extend(address_record(&target, ttl, ip, RecordType::ANY));
+                    }
+                }
+            }
+        } else {
+            let mut seen = HashSet::new();
+            for instance in instances {
+                if let Some(Endpoint::Ip { ip, .. }) = Endpoint::of(instance) {
+                    if seen.insert(ip) {
+                        records
+                            .answers
+                            .extend(address_record(qname, ttl, ip, qtype));
+                    }
+                }
+            }
+        }
+        Some(records)
+    }
+
+    /// SRV target for an instance and the address to glue for it, if any:
+    /// `<node>.node.<dc>.<domain>` when it uses its node's address, `<hex>.addr.<dc>.<domain>`
+    /// when it has its own (or the node name is not a valid DNS name), the hostname itself
+    /// (no glue) when the address is one.
+    fn srv_target(
+        &self,
+        instance: &CheckServiceNode,
+        endpoint: &Endpoint,
+    ) -> Option<(Name, Option<IpAddr>)> {
+        match endpoint {
+            Endpoint::Host(host) => Some((host.clone(), None)),
+            Endpoint::Ip { ip, own: false } => {
+                let node_target = self.in_zone(
+                    instance
+                        .node
+                        .node
+                        .split('.')
+                        .chain(["node", self.config.datacenter.as_str()]),
+                );
+                node_target
+                    .or_else(|| self.addr_target(*ip))
+                    .map(|target| (target, Some(*ip)))
+            }
+            Endpoint::Ip { ip, own: true } => {
+                self.addr_target(*ip).map(|target| (target, Some(*ip)))
+            }
+        }
+    }
+
+    /// `<hex>.addr.<dc>.<domain>`.
+    fn addr_target(&self, ip: IpAddr) -> Option<Name> {
+        let hex = name::hex_addr_label(ip);
+        self.in_zone([hex.as_str(), "addr", self.config.datacenter.as_str()])
+    }
+
+    /// `labels` followed by our domain; `None` if they do not form a valid name.
+    fn in_zone<'a>(&self, labels: impl IntoIterator<Item = &'a str>) -> Option<Name> {
+        Name::from_labels(labels.into_iter().map(str::as_bytes))
+            .and_then(|name| name.append_domain(&self.domain))
+            .ok()
+    }
+
+    /// Whether DNS serves an instance: never with a critical check (node checks included),
+    /// with a warning unless `only_passing`.
+    fn servable(&self, instance: &CheckServiceNode) -> bool {
+        match instance.aggregate_status() {
+            CheckStatus::Passing => true,
+            CheckStatus::Warning => !self.config.only_passing,
+            CheckStatus::Critical => false,
+        }
+    }
+
+    /// TTL in seconds for a service: exact override, else longest `prefix*`, else the default.
+    fn service_ttl(&self, service: &str) -> u32 {
+        let service = service.to_ascii_lowercase();
+        if let Some(ttl) = self.ttl_exact.get(&service) {
+            return *ttl;
+        }
+        self.ttl_prefixes
+            .iter()
+            .find(|(prefix, _)| service.starts_with(prefix.as_str()))
+            .map_or(secs(self.config.service_ttl), |(_, ttl)| *ttl)
+    }
+
+    /// Trims a positive answer to `limits`, keeping Additional in step with the answers left.
+    ///
+    /// The count cap applies first, then the largest answer prefix whose encoded message
+    /// fits is found by binary search (encoding is the only exact measure with name
+    /// compression). Answers were shuffled, so the prefix is a random subset.
+    fn fit(&self, query: &Query, records: Records, limits: Limits) -> ResponseParts {
+        let Records {
+            mut answers,
+            additionals,
+        } = records;
+        let total = answers.len();
+        if let Some(max) = limits.max_answers {
+            answers.truncate(max);
+        }
+        let fits = |answers: &[Record]| {
+            let extra = referenced_by(answers, &additionals);
+            encoded_len(query, answers, &extra, limits.edns) <= limits.max_bytes
+        };
+        if !fits(&answers) {
+            // Invariant: `fits(answers[..lo])` (an answer-less message always fits, since
+            // the question is at most 255 bytes), `!fits(answers[..hi])`.
+            let (mut lo, mut hi) = (0, answers.len());
+            while hi - lo > 1 {
+                let mid = lo + (hi - lo) / 2;
+                if fits(&answers[..mid]) {
+                    lo = mid;
+                } else {
+                    hi = mid;
+                }
+            }
+            answers.truncate(lo);
+        }
+        let additionals = referenced_by(&answers, &additionals);
+        let trimmed = answers.len() < total;
+        ResponseParts {
+            rcode: ResponseCode::NoError,
+            authoritative: true,
+            truncated: trimmed && (self.config.enable_truncate || answers.is_empty()),
+            answers,
+            authority: Vec::new(),
+            additionals,
+        }
+    }
+}
+
+/// Where an instance is reached.
+enum Endpoint {
+    /// An IP address; `own` when it is the service's rather than its node's.
+    Ip { ip: IpAddr, own: bool },
+    /// A hostname (service or node address that is not an IP).
+    Host(Name),
+}
+
+impl Endpoint {
+    /// The service address if set (and different from the node's), else the node address;
+    /// `None` when neither is an IP or a valid hostname.
+    fn of(instance: &CheckServiceNode) -> Option<Self> {
+        let node_addr = instance.node.address.as_str();
+        let svc_addr = instance.service.address.as_str();
+        let own = !svc_addr.is_empty() && svc_addr != node_addr;
+        let addr = if own { svc_addr } else { node_addr };
+        match addr.parse::<IpAddr>() {
+            Ok(ip) => Some(Endpoint::Ip { ip, own }),
+            Err(_) => hostname(addr).map(Endpoint::Host),
+        }
+    }
+
+    /// Identity for collapsing duplicate SRV records: the address, whoever owns it.
+    fn key(&self) -> String {
+        match self {
+            Endpoint::Ip { ip, .. } => ip.to_string(),
+            Endpoint::Host(host) => host.to_lowercase().to_ascii(),
+        }
+    }
+}
+
+/// The A (IPv4) or AAAA (IPv6) record for `ip`, if `qtype` asks for that family.
+fn address_record(owner: &Name, ttl: u32, ip: IpAddr, qtype: RecordType) -> Option<Record> {
+    let rdata = match ip {
+        IpAddr::V4(v4) if matches!(qtype, RecordType::A | RecordType::ANY) => RData::A(A(v4)),
+        IpAddr::V6(v6) if matches!(qtype, RecordType::AAAA | RecordType::ANY) => {
+            RData::AAAA(AAAA(v6))
+        }
+        _ => return None,
+    };
+    Some(Record::from_rdata(owner.clone(), ttl, rdata))
+}
+
+/// A non-IP address as a fully qualified name; `None` if empty or not a valid name.
+fn hostname(addr: &str) -> Option<Name> {
+    if addr.is_empty() {
+        return None;
+    }
+    let mut name = Name::from_ascii(addr).ok()?;
+    name.set_fqdn(true);
+    Some(name)
+}
+
+/// A TXT record holding `text`, split into 255-byte strings (a longer one cannot be encoded).
+fn txt(text: &str) -> TXT {
+    TXT::from_bytes(text.as_bytes().chunks(MAX_TXT_STRING).collect())
+}
+
+/// The additionals owned by a name some answer points at (SRV or NS target).
+fn referenced_by(answers: &[Record], additionals: &[Record]) -> Vec<Record> {
+    let targets: HashSet<Name> = answers
+        .iter()
+        .filter_map(|record| match record.data()? {
+            RData::SRV(srv) => Some(srv.target().to_lowercase()),
+            RData::NS(ns) => Some(ns.0.to_lowercase()),
+            _ => None,
+        })
+        .collect();
+    additionals
+        .iter()
+        .filter(|record| targets.contains(&record.name().to_lowercase()))
+        .cloned()
+        .collect()
+}
+
+/// Wire size of a response carrying these sections, with name compression as sent.
+fn encoded_len(query: &Query, answers: &[Record], additionals: &[Record], edns: bool) -> usize {
+    let edns = edns.then(Edns::new);
+    let mut buffer = Vec::with_capacity(512);
+    let emitted = message::emit_message_parts(
+        &Header::new(),
+        &mut std::iter::once(query),
+        &mut answers.iter(),
+        &mut std::iter::empty::<&Record>(),
+        &mut additionals.iter(),
+        edns.as_ref(),
+        &[],
+        &mut BinEncoder::new(&mut buffer),
+    );
+    // An unencodable answer can never be sent; count it as not fitting.
+    emitted.map_or(usize::MAX, |_| buffer.len())
+}
+
+/// Whole seconds of `d`, saturating (TTLs and SOA timers are 32-bit).
+fn secs(d: Duration) -> u32 {
+    u32::try_from(d.as_secs()).unwrap_or(u32::MAX)
+}
+
+/// Whole seconds of `d` for the signed SOA timers, saturating.
+fn secs_i32(d: Duration) -> i32 {
+    i32::try_from(d.as_secs()).unwrap_or(i32::MAX)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,284 @@
+//! Consul's HTTP API (`/v1/...`) on axum.
+//!
+//! [`router`] builds the whole API over an [`AppState`]; `run` binds it to a listener.
+//! Handlers are grouped by Consul's API sections, one module each. Conventions shared by all
+//! of them live here: query-parameter parsing (Consul's flags like `?recurse` carry no value,
+//! and `?tag=` repeats), blocking-query options, the `X-Consul-*` headers and JSON rendering.
+//!
+//! Layers, outermost first: method-not-allowed text (Consul's `method GET not allowed`),
+//! request counting for metrics, then the routes.
+
+mod agent;
+mod catalog;
+mod error;
+mod health;
+mod kv;
+mod session;
+mod status;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use concord_api::duration::parse_duration;
+use concord_api::rpc::{Consistency, Query, QueryMeta, QueryOptions, QueryResult, MAX_WAIT_MS};
+use serde::Serialize;
+
+pub use error::{ApiError, ApiResult};
+
+use crate::agent::AgentCore;
+
+/// What every handler can reach.
+pub type AppState = Arc<AgentCore>;
+
+/// The whole HTTP API.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(agent::routes())
+        .merge(catalog::routes())
+        .merge(health::routes())
+        .merge(kv::routes())
+        .merge(session::routes())
+        .merge(status::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
+        .layer(axum::middleware::from_fn(method_not_allowed_text))
+        .with_state(state)
+}
+
+/// Consul answers a wrong method with `405` and `method X not allowed`; axum's default body
+/// is empty.
+async fn method_not_allowed_text(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    if response.status() != StatusCode::METHOD_NOT_ALLOWED {
+        return response;
+    }
+    let (mut parts, _) = response.into_parts();
+    parts.headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(format!("method {method} not allowed")))
+}
+
+async fn count_requests(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    state.metrics.http_request(request.method().as_str());
+    next.run(request).await
+}
+
+/// Query parameters in order, repeated keys kept, valueless flags as `""`.
+#[derive(Debug, Default, Clone)]
+pub struct Params(Vec<(String, String)>);
+
+impl Params {
+    /// Parses a raw query string.
+    pub fn parse(raw: Option<&str>) -> Self {
+        Params(
+            form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        )
+    }
+
+    /// The query string as received (for error messages).
+    pub fn raw(&self) -> String {
+        form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(self.0.iter())
+            .finish()
+    }
+
+    /// Whether a flag is present (with any value).
+    pub fn has(&self, key: &str) -> bool {
+        self.0.iter().any(|(k, _)| k == key)
+    }
+
+    /// First value of a key.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of a key.
+    pub fn all(&self, key: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// A boolean flag: present without value or with `true`/`1` (Consul's parsing).
+    pub fn flag(&self, key: &str) -> bool {
+        matches!(self.get(key), Some("" | "true" | "1"))
+    }
+
+    /// `?node-meta=k:v` filters.
+    pub fn node_meta(&self) -> Result<Vec<(String, String)>, ApiError> {
+        self.all("node-meta")
+            .into_iter()
+            .map(|kv| match kv.split_once(':') {
+                Some((k, v)) => Ok((k.to_string(), v.to_string())),
+                None => Err(ApiError::BadRequest(format!(
+                    "Invalid node-meta filter: \"{kv}\" (want key:value)"
+                ))),
+            })
+            .collect()
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Params {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Params::parse(parts.uri.query()))
+    }
+}
+
+impl AgentCore {
+    /// Checks `?dc`, `?ns`, `?filter` and the blocking/consistency options of a read.
+    pub(crate) fn query_options(&self, params: &Params) -> Result<QueryOptions, ApiError> {
+        self.check_common(params)?;
+        let min_index = match params.get("index") {
+            None | Some("") => 0,
+            Some(v) => v
+                .parse::<u64>()
+                .map_err(|_| ApiError::BadRequest("Invalid index".to_string()))?,
+        };
+        let max_wait_ms = match params.get("wait") {
+            None | Some("") => 0,
+            Some(v) => {
+                let d = parse_duration(v)
+                    .map_err(|_| ApiError::BadRequest("Invalid wait time".to_string()))?;
+                u64::try_from(d.as_millis()).unwrap_or(MAX_WAIT_MS).max(1)
+            }
+        };
+        let stale = params.has("stale");
+        let consistent = params.has("consistent");
+        let consistency = match (stale, consistent) {
+            (true, true) => {
+                return Err(ApiError::BadRequest(
+                    "Cannot specify ?stale with ?consistent, conflicting semantics.".to_string(),
+                ))
+            }
+            (true, false) => Consistency::Stale,
+            (false, true) => Consistency::Consistent,
+            (false, false) => Consistency::Default,
+        };
+        Ok(QueryOptions {
+            min_index,
+            max_wait_ms,
+            consistency,
+        })
+    }
+
+    /// Parameters every endpoint honours: the datacenter and (Enterprise) namespace.
+    pub(crate) fn check_common(&self, params: &Params) -> Result<(), ApiError> {
+        if let Some(dc) = params.get("dc") {
+            if !dc.is_empty() && dc != self.config.datacenter {
+                // Consul fails this way for a datacenter it has no route to (HTTP 500).
+                return Err(ApiError::Internal("No path to datacenter".to_string()));
+            }
+        }
+        if let Some(ns) = params.get("ns") {
+            if !ns.is_empty() && ns != "default" {
+                return Err(ApiError::BadRequest(format!(
+                    "Invalid namespace \"{ns}\": namespaces are an Enterprise feature"
+                )));
+            }
+        }
+        if params.has("filter") {
+            return Err(ApiError::BadRequest(
+                "The filter parameter is not supported by Concord yet".to_string(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Runs a read against the servers with the request's options.
+    pub(crate) async fn read(
+        &self,
+        params: &Params,
+        query: Query,
+    ) -> Result<(QueryMeta, QueryResult), ApiError> {
+        let options = self.query_options(params)?;
+        let response = self.client.read(query, options).await?;
+        Ok((response.meta, response.result))
+    }
+
+    /// Renders a JSON body with Consul's headers (pretty with `?pretty` or in dev mode).
+    pub(crate) fn json<T: Serialize>(
+        &self,
+        params: &Params,
+        status: StatusCode,
+        meta: Option<QueryMeta>,
+        value: &T,
+    ) -> Response {
+        let pretty = self.config.dev || params.has("pretty");
+        let body = if pretty {
+            serde_json::to_vec_pretty(value)
+        } else {
+            serde_json::to_vec(value)
+        };
+        match body {
+            Ok(body) => {
+                let mut response = (status, body).into_response();
+                response.headers_mut().insert(
+                    axum::http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                if let Some(meta) = meta {
+                    set_meta_headers(response.headers_mut(), &meta);
+                }
+                response
+            }
+            Err(e) => ApiError::Internal(format!("encoding response: {e}")).into_response(),
+        }
+    }
+
+    /// 200 with a JSON body.
+    pub(crate) fn ok<T: Serialize>(&self, params: &Params, meta: Option<QueryMeta>, v: &T) -> Response {
+        self.json(params, StatusCode::OK, meta, v)
+    }
+}
+
+/// Adds `X-Consul-Index` (never 0: clients would busy-loop), `X-Consul-KnownLeader` and
+/// `X-Consul-LastContact`.
+pub fn set_meta_headers(headers: &mut HeaderMap, meta: &QueryMeta) {
+    let index = meta.index.max(1);
+    let pairs = [
+        ("x-consul-index", index.to_string()),
+        ("x-consul-knownleader", meta.known_leader.to_string()),
+        ("x-consul-lastcontact", meta.last_contact_ms.to_string()),
+    ];
+    for (name, value) in pairs {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(name, v);
+        }
+    }
+}
+
+/// An empty 200, as Consul's agent write endpoints answer.
+pub fn empty_ok() -> Response {
+    StatusCode::OK.into_response()
+}
+
+fn unexpected(result: QueryResult) -> ApiError {
+    ApiError::Internal(format!("unexpected RPC result: {result:?}"))
+}

@@ -1,0 +1,519 @@
+//! `/v1/agent/*`: this agent's own services, checks, membership and housekeeping. None of
+//! these read the servers' catalog: the agent's local state answers.
+
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::Router;
+use concord_api::agent::{member_status, CheckDefinition, CheckUpdate, Member, ServiceDefinition};
+use concord_api::catalog::{CheckStatus, HealthCheck, NodeService};
+use concord_api::decode::decode_lenient;
+use serde_json::json;
+
+use super::{empty_ok, ApiError, ApiResult, AppState, Params};
+use crate::agent::TtlError;
+use crate::definition::{attach_to_service, prepare_check, prepare_service};
+use crate::metrics::Sample;
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/agent/self", get(agent_self))
+        .route("/v1/agent/members", get(members))
+        .route("/v1/agent/services", get(services))
+        .route("/v1/agent/service/{id}", get(service))
+        .route("/v1/agent/service/register", put(register_service))
+        .route("/v1/agent/service/deregister/{id}", put(deregister_service))
+        .route("/v1/agent/service/maintenance/{id}", put(service_maintenance))
+        .route("/v1/agent/maintenance", put(node_maintenance))
+        .route("/v1/agent/checks", get(checks))
+        .route("/v1/agent/check/register", put(register_check))
+        .route("/v1/agent/check/deregister/{id}", put(deregister_check))
+        .route("/v1/agent/check/pass/{id}", put(check_pass))
+        .route("/v1/agent/check/warn/{id}", put(check_warn))
+        .route("/v1/agent/check/fail/{id}", put(check_fail))
+        .route("/v1/agent/check/update/{id}", put(check_update))
+        .route("/v1/agent/health/service/name/{name}", get(health_by_name))
+        .route("/v1/agent/health/service/id/{id}", get(health_by_id))
+        .route("/v1/agent/reload", put(reload))
+        .route("/v1/agent/leave", put(leave))
+        .route("/v1/agent/metrics", get(metrics))
+}
+
+fn unknown_service(id: &str) -> ApiError {
+    ApiError::NotFound(format!(
+        "Unknown service ID \"{id}\". Ensure that the service ID is passed, not the service name."
+    ))
+}
+
+fn unknown_check(id: &str) -> ApiError {
+    ApiError::NotFound(format!(
+        "Unknown check ID \"{id}\". Ensure that the check ID is passed, not the check name."
+    ))
+}
+
+fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    decode_lenient(body).map_err(|e| ApiError::BadRequest(format!("Request decode failed: {e}")))
+}
+
+async fn agent_self(State(s): State<AppState>, params: Params) -> Response {
+    let c = &s.config;
+    let body = json!({
+        "Config": {
+            "Datacenter": c.datacenter,
+            "PrimaryDatacenter": c.datacenter,
+            "NodeName": c.node_name,
+            "NodeID": c.node_id,
+            "Server": c.server,
+            "Revision": "concord",
+            "Version": concord_api::CONSUL_COMPAT_VERSION,
+            "BuildDate": "",
+            "ConcordVersion": concord_api::CONCORD_VERSION,
+        },
+        "DebugConfig": {
+            "Datacenter": c.datacenter,
+            "NodeName": c.node_name,
+            "DevMode": c.dev,
+            "ServerMode": c.server,
+            "AdvertiseAddrLAN": c.advertise_addr.to_string(),
+            "DNSDomain": c.dns.domain,
+        },
+        "Coord": {"Vec": [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], "Error": 1.5, "Adjustment": 0.0, "Height": 1.0e-5},
+        "Member": self_member(&s),
+        "Stats": {
+            "agent": {"checks": s.local.checks().len().to_string(), "services": s.local.services().len().to_string()},
+            "build": {"version": concord_api::CONSUL_COMPAT_VERSION, "concord": concord_api::CONCORD_VERSION},
+        },
+        "Meta": c.node_meta,
+        "xDS": null,
+    });
+    s.ok(&params, None, &body)
+}
+
+fn self_member(s: &AppState) -> Member {
+    let c = &s.config;
+    let mut tags = BTreeMap::new();
+    tags.insert("role".to_string(), if c.server { "consul" } else { "node" }.to_string());
+    tags.insert("dc".to_string(), c.datacenter.clone());
+    tags.insert("id".to_string(), c.node_id.clone());
+    tags.insert("build".to_string(), format!("{}:concord", concord_api::CONSUL_COMPAT_VERSION));
+    tags.insert("vsn".to_string(), "2".to_string());
+    tags.insert("vsn_min".to_string(), "2".to_string());
+    tags.insert("vsn_max".to_string(), "3".to_string());
+    if c.server {
+        tags.insert("port".to_string(), c.server_port.to_string());
+        tags.insert("expect".to_string(), "1".to_string());
+    }
+    Member {
+        name: c.node_name.clone(),
+        addr: c.advertise_addr.to_string(),
+        port: c.serf_lan_port,
+        tags,
+        status: member_status::ALIVE,
+        protocol_min: 1,
+        protocol_max: 5,
+        protocol_cur: 2,
+        delegate_min: 2,
+        delegate_max: 5,
+        delegate_cur: 4,
+    }
+}
+
+/// Membership comes from gossip, which lands with the client-agent issue; until then the
+/// agent knows only itself, and says so truthfully.
+async fn members(State(s): State<AppState>, params: Params) -> ApiResult {
+    s.check_common(&params)?;
+    Ok(s.ok(&params, None, &vec![self_member(&s)]))
+}
+
+fn agent_view(s: &AppState, mut svc: NodeService) -> NodeService {
+    svc.datacenter = s.config.datacenter.clone();
+    svc
+}
+
+async fn services(State(s): State<AppState>, params: Params) -> ApiResult {
+    s.check_common(&params)?;
+    let map: BTreeMap<String, NodeService> = s
+        .local
+        .services()
+        .into_iter()
+        .map(|svc| (svc.id.clone(), agent_view(&s, svc)))
+        .collect();
+    Ok(s.ok(&params, None, &map))
+}
+
+async fn service(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    params: Params,
+) -> ApiResult {
+    s.check_common(&params)?;
+    let svc = s.local.service(&id).ok_or_else(|| unknown_service(&id))?;
+    let svc = agent_view(&s, svc);
+    let mut value = serde_json::to_value(&svc)
+        .map_err(|e| ApiError::Internal(format!("encoding service: {e}")))?;
+    let hash = content_hash(&value);
+    value["ContentHash"] = json!(hash);
+    let mut response = s.ok(&params, None, &value);
+    if let Ok(v) = axum::http::HeaderValue::from_str(&hash) {
+        response.headers_mut().insert("x-consul-contenthash", v);
+    }
+    Ok(response)
+}
+
+/// A stable digest of a JSON value (FNV-1a over its canonical text), for hash blocking.
+fn content_hash(value: &serde_json::Value) -> String {
+    let text = value.to_string();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+async fn register_service(State(s): State<AppState>, params: Params, body: Bytes) -> ApiResult {
+    s.check_common(&params)?;
+    let def: ServiceDefinition = decode(&body)?;
+    let prepared = prepare_service(&def, &s.config.node_name, &s.config.datacenter)
+        .map_err(ApiError::BadRequest)?;
+    let replace = params.flag("replace-existing-checks");
+    s.persist
+        .save_service(&prepared.service.id, &def)
+        .map_err(|e| ApiError::Internal(format!("failed persisting service: {e}")))?;
+    s.register_service(prepared, replace).await;
+    Ok(empty_ok())
+}
+
+async fn deregister_service(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    params: Params,
+) -> ApiResult {
+    s.check_common(&params)?;
+    if s.deregister_service(&id).await {
+        s.persist
+            .remove_service(&id)
+            .map_err(|e| ApiError::Internal(format!("failed removing persisted service: {e}")))?;
+        Ok(empty_ok())
+    } else {
+        Err(unknown_service(&id))
+    }
+}
+
+fn parse_enable(params: &Params) -> Result<bool, ApiError> {
+    match params.get("enable") {
+        None | Some("") => Err(ApiError::BadRequest("Missing value for enable".to_string())),
+        Some("true") => Ok(true),
+        Some("false") => Ok(false),
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "Invalid value for enable: \"{other}\""
+        ))),
+    }
+}
+
+/// Consul's maintenance check IDs.
+const NODE_MAINT: &str = "_node_maintenance";
+const SERVICE_MAINT_PREFIX: &str = "_service_maintenance:";
+const DEFAULT_MAINT_REASON: &str =
+    "Maintenance mode is enabled for this node, but no reason was provided. This is a default message.";
+
+async fn service_maintenance(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    params: Params,
+) -> ApiResult {
+    s.check_common(&params)?;
+    let enable = parse_enable(&params)?;
+    let svc = s.local.service(&id).ok_or_else(|| unknown_service(&id))?;
+    let check_id = format!("{SERVICE_MAINT_PREFIX}{id}");
+    if enable {
+        let reason = params.get("reason").filter(|r| !r.is_empty());
+        let mut check = HealthCheck {
+            node: s.config.node_name.clone(),
+            check_id,
+            name: "Service Maintenance Mode".to_string(),
+            status: CheckStatus::Critical,
+            notes: reason.unwrap_or(DEFAULT_MAINT_REASON).to_string(),
+            r#type: "maintenance".to_string(),
+            ..HealthCheck::default()
+        };
+        attach_to_service(&mut check, &svc);
+        s.add_static_check(check).await;
+    } else {
+        s.deregister_check(&check_id).await;
+    }
+    Ok(empty_ok())
+}
+
+async fn node_maintenance(State(s): State<AppState>, params: Params) -> ApiResult {
+    s.check_common(&params)?;
+    if parse_enable(&params)? {
+        let reason = params.get("reason").filter(|r| !r.is_empty());
+        let check = HealthCheck {
+            node: s.config.node_name.clone(),
+            check_id: NODE_MAINT.to_string(),
+            name: "Node Maintenance Mode".to_string(),
+            status: CheckStatus::Critical,
+            notes: reason.unwrap_or(DEFAULT_MAINT_REASON).to_string(),
+            r#type: "maintenance".to_string(),
+            ..HealthCheck::default()
+        };
+        s.add_static_check(check).await;
+    } else {
+        s.deregister_check(NODE_MAINT).await;
+    }
+    Ok(empty_ok())
+}
+
+async fn checks(State(s): State<AppState>, params: Params) -> ApiResult {
+    s.check_common(&params)?;
+    let map: BTreeMap<String, HealthCheck> = s
+        .local
+        .checks()
+        .into_iter()
+        .map(|c| (c.check_id.clone(), c))
+        .collect();
+    Ok(s.ok(&params, None, &map))
+}
+
+async fn register_check(State(s): State<AppState>, params: Params, body: Bytes) -> ApiResult {
+    s.check_common(&params)?;
+    let def: CheckDefinition = decode(&body)?;
+    if def.name.as_deref().unwrap_or("").is_empty() {
+        return Err(ApiError::BadRequest("Missing check name".to_string()));
+    }
+    let mut prepared =
+        prepare_check(&def, &s.config.node_name, None).map_err(ApiError::BadRequest)?;
+    if let Some(service_id) = def.service_id.as_deref().filter(|id| !id.is_empty()) {
+        let svc = s.local.service(service_id).ok_or_else(|| {
+            ApiError::NotFound(format!("ServiceID \"{service_id}\" does not exist"))
+        })?;
+        attach_to_service(&mut prepared.check, &svc);
+    }
+    s.persist
+        .save_check(&prepared.check.check_id, &def)
+        .map_err(|e| ApiError::Internal(format!("failed persisting check: {e}")))?;
+    s.register_check(prepared).await;
+    Ok(empty_ok())
+}
+
+async fn deregister_check(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    params: Params,
+) -> ApiResult {
+    s.check_common(&params)?;
+    if s.deregister_check(&id).await {
+        s.persist
+            .remove_check(&id)
+            .map_err(|e| ApiError::Internal(format!("failed removing persisted check: {e}")))?;
+        Ok(empty_ok())
+    } else {
+        Err(unknown_check(&id))
+    }
+}
+
+async fn ttl(s: &AppState, id: &str, status: CheckStatus, output: &str) -> ApiResult {
+    match s.update_ttl(id, status, output).await {
+        Ok(()) => Ok(empty_ok()),
+        Err(TtlError::Unknown) => Err(unknown_check(id)),
+        // Consul answers 500 with this text; some clients match on it.
+        Err(TtlError::NotTtl) => Err(ApiError::Internal(format!(
+            "CheckID \"{id}\" does not have associated TTL"
+        ))),
+    }
+}
+
+async fn check_pass(State(s): State<AppState>, Path(id): Path<String>, params: Params) -> ApiResult {
+    s.check_common(&params)?;
+    ttl(&s, &id, CheckStatus::Passing, params.get("note").unwrap_or("")).await
+}
+
+async fn check_warn(State(s): State<AppState>, Path(id): Path<String>, params: Params) -> ApiResult {
+    s.check_common(&params)?;
+    ttl(&s, &id, CheckStatus::Warning, params.get("note").unwrap_or("")).await
+}
+
+async fn check_fail(State(s): State<AppState>, Path(id): Path<String>, params: Params) -> ApiResult {
+    s.check_common(&params)?;
+    ttl(&s, &id, CheckStatus::Critical, params.get("note").unwrap_or("")).await
+}
+
+async fn check_update(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    params: Params,
+    body: Bytes,
+) -> ApiResult {
+    s.check_common(&params)?;
+    let update: CheckUpdate = decode(&body)?;
+    let status = CheckStatus::parse(&update.status).ok_or_else(|| {
+        ApiError::BadRequest(format!("Invalid check status: '{}'", update.status))
+    })?;
+    ttl(&s, &id, status, &update.output).await
+}
+
+/// Local health of the instances of a service, as `/v1/agent/health/service/*` reports it.
+fn local_health(s: &AppState, svc: &NodeService) -> (CheckStatus, Vec<HealthCheck>, bool) {
+    let checks: Vec<HealthCheck> = s
+        .local
+        .checks()
+        .into_iter()
+        .filter(|c| c.service_id == svc.id || c.service_id.is_empty())
+        .collect();
+    let maintenance = checks
+        .iter()
+        .any(|c| c.check_id == NODE_MAINT || c.check_id.starts_with(SERVICE_MAINT_PREFIX));
+    let status = checks
+        .iter()
+        .map(|c| c.status)
+        .max()
+        .unwrap_or(CheckStatus::Passing);
+    (status, checks, maintenance)
+}
+
+fn health_code(status: CheckStatus) -> StatusCode {
+    match status {
+        CheckStatus::Passing => StatusCode::OK,
+        CheckStatus::Warning => StatusCode::TOO_MANY_REQUESTS,
+        CheckStatus::Critical => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+fn wants_text(params: &Params, headers: &HeaderMap) -> bool {
+    params.get("format") == Some("text")
+        || headers
+            .get(axum::http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("text/plain"))
+}
+
+fn aggregate_label(status: CheckStatus, maintenance: bool) -> &'static str {
+    if maintenance {
+        "maintenance"
+    } else {
+        status.as_str()
+    }
+}
+
+async fn health_by_name(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    params: Params,
+    headers: HeaderMap,
+) -> ApiResult {
+    s.check_common(&params)?;
+    let instances: Vec<NodeService> = s
+        .local
+        .services()
+        .into_iter()
+        .filter(|svc| svc.service == name)
+        .collect();
+    if instances.is_empty() {
+        let msg = format!("ServiceName {name} Not Found");
+        return Ok((StatusCode::NOT_FOUND, msg).into_response());
+    }
+    let mut worst = (CheckStatus::Passing, false);
+    let mut out = Vec::new();
+    for svc in instances {
+        let (status, checks, maint) = local_health(&s, &svc);
+        worst = (worst.0.max(status), worst.1 || maint);
+        out.push(json!({
+            "AggregatedStatus": aggregate_label(status, maint),
+            "Service": agent_view(&s, svc),
+            "Checks": checks,
+        }));
+    }
+    let code = health_code(worst.0);
+    if wants_text(&params, &headers) {
+        return Ok((code, aggregate_label(worst.0, worst.1)).into_response());
+    }
+    Ok(s.json(&params, code, None, &out))
+}
+
+async fn health_by_id(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    params: Params,
+    headers: HeaderMap,
+) -> ApiResult {
+    s.check_common(&params)?;
+    let Some(svc) = s.local.service(&id) else {
+        let msg = format!("ServiceId {id} not found");
+        return Ok((StatusCode::NOT_FOUND, msg).into_response());
+    };
+    let (status, checks, maint) = local_health(&s, &svc);
+    let code = health_code(status);
+    if wants_text(&params, &headers) {
+        return Ok((code, aggregate_label(status, maint)).into_response());
+    }
+    let body = json!({
+        "AggregatedStatus": aggregate_label(status, maint),
+        "Service": agent_view(&s, svc),
+        "Checks": checks,
+    });
+    Ok(s.json(&params, code, None, &body))
+}
+
+async fn reload(State(s): State<AppState>, params: Params) -> ApiResult {
+    s.check_common(&params)?;
+    let Some(reload) = s.config.reload.clone() else {
+        return Ok(empty_ok());
+    };
+    let defs = reload().map_err(|e| ApiError::Internal(format!("Failed reloading config: {e}")))?;
+    let errors = s.load_config_services(&defs).await;
+    if errors.is_empty() {
+        Ok(empty_ok())
+    } else {
+        Err(ApiError::Internal(format!(
+            "Failed reloading services: {}",
+            errors.join("; ")
+        )))
+    }
+}
+
+async fn leave(State(s): State<AppState>, params: Params) -> ApiResult {
+    s.check_common(&params)?;
+    s.leave.notify_one();
+    Ok(empty_ok())
+}
+
+async fn metrics(State(s): State<AppState>, params: Params) -> ApiResult {
+    s.check_common(&params)?;
+    let mut sample = Sample {
+        services: s.local.services().len() as u64,
+        syncs_ok: s.ae.stats.ok.load(std::sync::atomic::Ordering::Relaxed),
+        syncs_failed: s.ae.stats.failed.load(std::sync::atomic::Ordering::Relaxed),
+        catalog_index: s.catalog.borrow().index,
+        ..Sample::default()
+    };
+    for c in s.local.checks() {
+        *sample.checks.entry(c.status.as_str()).or_default() += 1;
+    }
+    if params.get("format") == Some("prometheus") {
+        let text = s
+            .metrics
+            .to_prometheus(&sample)
+            .map_err(|e| ApiError::Internal(format!("encoding metrics: {e}")))?;
+        let mut response = text.into_response();
+        response.headers_mut().insert(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static(
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            ),
+        );
+        return Ok(response);
+    }
+    let timestamp = format!(
+        "{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    );
+    Ok(s.ok(&params, None, &s.metrics.to_json(&sample, timestamp)))
+}

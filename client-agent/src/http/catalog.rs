@@ -1,0 +1,104 @@
+//! `/v1/catalog/*`: the servers' replicated catalog (every read is a server RPC and may
+//! block with `?index`).
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::routing::{get, put};
+use axum::Router;
+use concord_api::catalog::{DeregisterRequest, RegisterRequest};
+use concord_api::decode::decode_lenient;
+use concord_api::rpc::{Query, QueryResult, WriteRequest};
+
+use super::{unexpected, ApiError, ApiResult, AppState, Params};
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/catalog/register", put(register))
+        .route("/v1/catalog/deregister", put(deregister))
+        .route("/v1/catalog/datacenters", get(datacenters))
+        .route("/v1/catalog/nodes", get(nodes))
+        .route("/v1/catalog/services", get(services))
+        .route("/v1/catalog/service/{name}", get(service))
+        .route("/v1/catalog/node/{node}", get(node))
+}
+
+async fn register(State(s): State<AppState>, params: Params, body: Bytes) -> ApiResult {
+    s.check_common(&params)?;
+    let mut req: RegisterRequest = decode_lenient(&body)
+        .map_err(|e| ApiError::BadRequest(format!("Request decode failed: {e}")))?;
+    if req.node.is_empty() {
+        return Err(ApiError::BadRequest("Must provide node".to_string()));
+    }
+    if req.address.is_empty() && !req.skip_node_update {
+        return Err(ApiError::BadRequest("Must provide address".to_string()));
+    }
+    if req.datacenter.is_empty() {
+        req.datacenter = s.config.datacenter.clone();
+    }
+    if let Some(svc) = req.service.as_mut() {
+        if svc.service.is_empty() {
+            return Err(ApiError::BadRequest("Must provide service name".to_string()));
+        }
+        if svc.id.is_empty() {
+            svc.id = svc.service.clone();
+        }
+    }
+    s.client.write(WriteRequest::Register(req)).await?;
+    Ok(s.ok(&params, None, &true))
+}
+
+async fn deregister(State(s): State<AppState>, params: Params, body: Bytes) -> ApiResult {
+    s.check_common(&params)?;
+    let req: DeregisterRequest = decode_lenient(&body)
+        .map_err(|e| ApiError::BadRequest(format!("Request decode failed: {e}")))?;
+    if req.node.is_empty() {
+        return Err(ApiError::BadRequest("Must provide node".to_string()));
+    }
+    s.client.write(WriteRequest::Deregister(req)).await?;
+    Ok(s.ok(&params, None, &true))
+}
+
+/// Only one datacenter exists until WAN federation; it needs no leader, as in Consul.
+async fn datacenters(State(s): State<AppState>, params: Params) -> ApiResult {
+    s.check_common(&params)?;
+    Ok(s.ok(&params, None, &vec![s.config.datacenter.clone()]))
+}
+
+async fn nodes(State(s): State<AppState>, params: Params) -> ApiResult {
+    let node_meta = params.node_meta()?;
+    match s.read(&params, Query::Nodes { node_meta }).await? {
+        (meta, QueryResult::Nodes(n)) => Ok(s.ok(&params, Some(meta), &n)),
+        (_, other) => Err(unexpected(other)),
+    }
+}
+
+async fn services(State(s): State<AppState>, params: Params) -> ApiResult {
+    let node_meta = params.node_meta()?;
+    match s.read(&params, Query::Services { node_meta }).await? {
+        (meta, QueryResult::Services(m)) => Ok(s.ok(&params, Some(meta), &m)),
+        (_, other) => Err(unexpected(other)),
+    }
+}
+
+async fn service(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    params: Params,
+) -> ApiResult {
+    let query = Query::ServiceNodes {
+        service: name,
+        tags: params.all("tag"),
+        node_meta: params.node_meta()?,
+    };
+    match s.read(&params, query).await? {
+        (meta, QueryResult::ServiceNodes(rows)) => Ok(s.ok(&params, Some(meta), &rows)),
+        (_, other) => Err(unexpected(other)),
+    }
+}
+
+async fn node(State(s): State<AppState>, Path(node): Path<String>, params: Params) -> ApiResult {
+    match s.read(&params, Query::NodeServices { node }).await? {
+        (meta, QueryResult::NodeServices(n)) => Ok(s.ok(&params, Some(meta), &n)),
+        (_, other) => Err(unexpected(other)),
+    }
+}

@@ -1,0 +1,229 @@
+//! `/v1/kv/*` and `/v1/txn`: the replicated key/value store.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::Router;
+use concord_api::kv::{KvEntry, KvOp, TxnOp};
+use concord_api::rpc::{Query, QueryMeta, QueryResult, WriteRequest, WriteResult};
+
+use super::{set_meta_headers, unexpected, ApiError, ApiResult, AppState, Params};
+
+/// Largest value accepted (Consul's `kv_max_value_size` default: 512 KiB).
+pub(crate) const MAX_VALUE_SIZE: usize = 512 * 1024;
+/// Most operations in one transaction (Consul's documented limit).
+const MAX_TXN_OPS: usize = 128;
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/kv/", get(get_root).put(put_root).delete(delete_root))
+        .route("/v1/kv/{*key}", get(get_key).put(put_key).delete(delete_key))
+        .route("/v1/txn", put(txn))
+}
+
+async fn get_root(state: State<AppState>, params: Params) -> ApiResult {
+    get_key(state, Path(String::new()), params).await
+}
+
+async fn put_root(state: State<AppState>, params: Params, body: Bytes) -> ApiResult {
+    put_key(state, Path(String::new()), params, body).await
+}
+
+async fn delete_root(state: State<AppState>, params: Params) -> ApiResult {
+    delete_key(state, Path(String::new()), params).await
+}
+
+/// 404 with an empty body but the index headers set: watchers of a missing key still need
+/// an index to block on.
+fn not_found(meta: &QueryMeta) -> Response {
+    let mut response = StatusCode::NOT_FOUND.into_response();
+    set_meta_headers(response.headers_mut(), meta);
+    response
+}
+
+async fn get_key(State(s): State<AppState>, Path(key): Path<String>, params: Params) -> ApiResult {
+    let recurse = params.has("recurse");
+    if params.has("keys") {
+        let separator = params
+            .get("separator")
+            .or_else(|| params.get("seperator"))
+            .filter(|sep| !sep.is_empty())
+            .map(str::to_string);
+        let query = Query::KvKeys {
+            prefix: key.clone(),
+            separator,
+        };
+        return match s.read(&params, query).await? {
+            (meta, QueryResult::Keys(keys)) if keys.is_empty() && !key.is_empty() => {
+                Ok(not_found(&meta))
+            }
+            (meta, QueryResult::Keys(keys)) => Ok(s.ok(&params, Some(meta), &keys)),
+            (_, other) => Err(unexpected(other)),
+        };
+    }
+    if key.is_empty() && !recurse {
+        return Err(ApiError::BadRequest("Missing key name".to_string()));
+    }
+    let query = if recurse {
+        Query::KvList { prefix: key }
+    } else {
+        Query::KvGet { key }
+    };
+    let (meta, entries) = match s.read(&params, query).await? {
+        (meta, QueryResult::Kv(entries)) => (meta, entries),
+        (_, other) => return Err(unexpected(other)),
+    };
+    let Some(first) = entries.first() else {
+        return Ok(not_found(&meta));
+    };
+    if params.has("raw") {
+        return Ok(raw_value(first, &meta));
+    }
+    Ok(s.ok(&params, Some(meta), &entries))
+}
+
+fn raw_value(entry: &KvEntry, meta: &QueryMeta) -> Response {
+    let mut response = entry.value.clone().unwrap_or_default().into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    headers.insert(
+        "content-security-policy",
+        HeaderValue::from_static("sandbox"),
+    );
+    set_meta_headers(headers, meta);
+    response
+}
+
+fn parse_u64(params: &Params, key: &str) -> Result<Option<u64>, ApiError> {
+    match params.get(key) {
+        None => Ok(None),
+        Some(v) => v.parse::<u64>().map(Some).map_err(|_| {
+            ApiError::BadRequest(format!("Invalid {key} value: \"{v}\" (want an unsigned integer)"))
+        }),
+    }
+}
+
+async fn put_key(
+    State(s): State<AppState>,
+    Path(key): Path<String>,
+    params: Params,
+    body: Bytes,
+) -> ApiResult {
+    s.check_common(&params)?;
+    if key.is_empty() {
+        return Err(ApiError::BadRequest("Missing key name".to_string()));
+    }
+    if body.len() > MAX_VALUE_SIZE {
+        return Err(ApiError::TooLarge(format!(
+            "Request body({} bytes) too large, max size: {MAX_VALUE_SIZE} bytes. See kv_max_value_size.",
+            body.len()
+        )));
+    }
+    let flags = parse_u64(&params, "flags")?.unwrap_or(0);
+    let cas = parse_u64(&params, "cas")?;
+    let acquire = params.get("acquire").map(str::to_string);
+    let release = params.get("release").map(str::to_string);
+    let given = [cas.is_some(), acquire.is_some(), release.is_some()];
+    if given.iter().filter(|g| **g).count() > 1 {
+        return Err(ApiError::BadRequest(format!(
+            "Conflicting flags: {}",
+            params.raw()
+        )));
+    }
+    let value = body.to_vec();
+    let op = match (cas, acquire, release) {
+        (Some(index), _, _) => KvOp::Cas {
+            key,
+            value,
+            flags,
+            index,
+        },
+        (_, Some(session), _) => KvOp::Lock {
+            key,
+            value,
+            flags,
+            session,
+        },
+        (_, _, Some(session)) => KvOp::Unlock {
+            key,
+            value,
+            flags,
+            session,
+        },
+        _ => KvOp::Set { key, value, flags },
+    };
+    kv_write(&s, &params, op).await
+}
+
+async fn delete_key(
+    State(s): State<AppState>,
+    Path(key): Path<String>,
+    params: Params,
+) -> ApiResult {
+    s.check_common(&params)?;
+    let op = if params.has("recurse") {
+        KvOp::DeleteTree { key }
+    } else if key.is_empty() {
+        return Err(ApiError::BadRequest("Missing key name".to_string()));
+    } else if let Some(index) = parse_u64(&params, "cas")? {
+        KvOp::DeleteCas { key, index }
+    } else {
+        KvOp::Delete { key }
+    };
+    kv_write(&s, &params, op).await
+}
+
+async fn kv_write(s: &AppState, params: &Params, op: KvOp) -> ApiResult {
+    match s.client.write(WriteRequest::Kv(op)).await?.result {
+        WriteResult::Bool(b) => Ok(s.ok(params, None, &b)),
+        WriteResult::Done => Ok(s.ok(params, None, &true)),
+        other => Err(ApiError::Internal(format!("unexpected write result: {other:?}"))),
+    }
+}
+
+async fn txn(State(s): State<AppState>, params: Params, body: Bytes) -> ApiResult {
+    s.check_common(&params)?;
+    let ops: Vec<TxnOp> = concord_api::decode::decode_lenient(&body)
+        .map_err(|e| ApiError::BadRequest(format!("Failed to parse body: {e}")))?;
+    if ops.len() > MAX_TXN_OPS {
+        return Err(ApiError::TooLarge(format!(
+            "Transaction contains too many operations ({} > {MAX_TXN_OPS})",
+            ops.len()
+        )));
+    }
+    let mut kv_ops = Vec::with_capacity(ops.len());
+    for (i, op) in ops.iter().enumerate() {
+        let kv = op.kv.as_ref().ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "operation {i}: only KV operations are supported in transactions"
+            ))
+        })?;
+        if kv.value.as_ref().is_some_and(|v| v.len() > MAX_VALUE_SIZE) {
+            return Err(ApiError::TooLarge(format!(
+                "operation {i}: value exceeds {MAX_VALUE_SIZE} bytes"
+            )));
+        }
+        kv_ops.push(
+            kv.to_op()
+                .map_err(|e| ApiError::BadRequest(format!("operation {i}: {e}")))?,
+        );
+    }
+    match s.client.write(WriteRequest::Txn(kv_ops)).await?.result {
+        WriteResult::Txn(response) => {
+            let failed = response.errors.as_ref().is_some_and(|e| !e.is_empty());
+            let code = if failed {
+                StatusCode::CONFLICT
+            } else {
+                StatusCode::OK
+            };
+            Ok(s.json(&params, code, None, &response))
+        }
+        other => Err(ApiError::Internal(format!("unexpected write result: {other:?}"))),
+    }
+}

@@ -1,0 +1,117 @@
+//! `/v1/session/*`: sessions, the holders of KV locks.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::routing::{get, put};
+use axum::Router;
+use concord_api::decode::decode_lenient;
+use concord_api::duration::format_duration;
+use concord_api::rpc::{Query, QueryResult, WriteRequest, WriteResult};
+use concord_api::session::{Session, SessionBehavior, SessionCreate, DEFAULT_LOCK_DELAY};
+use serde_json::json;
+
+use super::{unexpected, ApiError, ApiResult, AppState, Params};
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/session/create", put(create))
+        .route("/v1/session/destroy/{id}", put(destroy))
+        .route("/v1/session/renew/{id}", put(renew))
+        .route("/v1/session/info/{id}", get(info))
+        .route("/v1/session/list", get(list))
+        .route("/v1/session/node/{node}", get(node))
+}
+
+/// The node check every session depends on unless told otherwise.
+const SERF_CHECK: &str = "serfHealth";
+
+async fn create(State(s): State<AppState>, params: Params, body: Bytes) -> ApiResult {
+    s.check_common(&params)?;
+    let req: SessionCreate = decode_lenient(&body)
+        .map_err(|e| ApiError::BadRequest(format!("Request decode failed: {e}")))?;
+    let behavior = match req.behavior.as_deref() {
+        None | Some("") | Some("release") => SessionBehavior::Release,
+        Some("delete") => SessionBehavior::Delete,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "Invalid Behavior setting '{other}'"
+            )))
+        }
+    };
+    let node_checks = req
+        .node_checks
+        .or(req.checks)
+        .unwrap_or_else(|| vec![SERF_CHECK.to_string()]);
+    let lock_delay = req.lock_delay.map(|d| d.get()).unwrap_or(DEFAULT_LOCK_DELAY);
+    let ttl = match req.ttl.as_deref() {
+        None | Some("") => String::new(),
+        Some(t) => {
+            let d = concord_api::duration::parse_duration(t).map_err(|_| {
+                ApiError::BadRequest(format!("Request decode failed: invalid TTL \"{t}\""))
+            })?;
+            format_duration(d)
+        }
+    };
+    let session = Session {
+        id: String::new(),
+        name: req.name,
+        node: req
+            .node
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| s.config.node_name.clone()),
+        lock_delay: u64::try_from(lock_delay.as_nanos()).unwrap_or(u64::MAX),
+        behavior,
+        ttl,
+        node_checks,
+        service_checks: req.service_checks.unwrap_or_default(),
+        create_index: 0,
+        modify_index: 0,
+    };
+    match s.client.write(WriteRequest::SessionCreate(session)).await?.result {
+        WriteResult::SessionId(id) => Ok(s.ok(&params, None, &json!({ "ID": id }))),
+        other => Err(ApiError::Internal(format!("unexpected write result: {other:?}"))),
+    }
+}
+
+async fn destroy(State(s): State<AppState>, Path(id): Path<String>, params: Params) -> ApiResult {
+    s.check_common(&params)?;
+    s.client
+        .write(WriteRequest::SessionDestroy { id })
+        .await?;
+    Ok(s.ok(&params, None, &true))
+}
+
+async fn renew(State(s): State<AppState>, Path(id): Path<String>, params: Params) -> ApiResult {
+    s.check_common(&params)?;
+    match s
+        .client
+        .write(WriteRequest::SessionRenew { id: id.clone() })
+        .await?
+        .result
+    {
+        WriteResult::Session(Some(session)) => Ok(s.ok(&params, None, &vec![session])),
+        WriteResult::Session(None) => Err(ApiError::NotFound(format!(
+            "Session id '{id}' not found"
+        ))),
+        other => Err(ApiError::Internal(format!("unexpected write result: {other:?}"))),
+    }
+}
+
+async fn sessions(s: &AppState, params: &Params, query: Query) -> ApiResult {
+    match s.read(params, query).await? {
+        (meta, QueryResult::Sessions(list)) => Ok(s.ok(params, Some(meta), &list)),
+        (_, other) => Err(unexpected(other)),
+    }
+}
+
+async fn info(State(s): State<AppState>, Path(id): Path<String>, params: Params) -> ApiResult {
+    sessions(&s, &params, Query::SessionInfo { id }).await
+}
+
+async fn list(State(s): State<AppState>, params: Params) -> ApiResult {
+    sessions(&s, &params, Query::SessionList).await
+}
+
+async fn node(State(s): State<AppState>, Path(node): Path<String>, params: Params) -> ApiResult {
+    sessions(&s, &params, Query::NodeSessions { node }).await
+}

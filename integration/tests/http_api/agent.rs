@@ -1,0 +1,234 @@
+use concord_integration::{assert_eventually, init_tracing, TestAgent};
+use serde_json::{json, Value};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_registration_reaches_catalog_and_health() {
+    init_tracing();
+    let agent = TestAgent::dev().await.unwrap();
+
+    tracing::info!("register a service with a TTL check, using snake_case keys as config files do");
+    let (code, body) = agent
+        .put(
+            "/v1/agent/service/register",
+            r#"{"name":"web","port":8080,"tags":["v1"],"meta":{"team":"a"},"check":{"ttl":"15s"}}"#,
+        )
+        .await
+        .unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body, "", "agent writes answer 200 with an empty body");
+
+    tracing::info!("the agent lists it, keyed by ID");
+    let (_, _, services) = agent.get_json("/v1/agent/services").await.unwrap();
+    assert_eq!(services["web"]["Service"], "web");
+    assert_eq!(services["web"]["Port"], 8080);
+    assert_eq!(services["web"]["Meta"]["team"], "a");
+
+    tracing::info!("the catalog has it right away (registration syncs before answering)");
+    let (code, index, rows) = agent.get_json("/v1/catalog/service/web").await.unwrap();
+    assert_eq!(code, 200);
+    assert!(index > 0);
+    assert_eq!(rows[0]["ServiceName"], "web");
+    assert_eq!(rows[0]["ServiceTags"], json!(["v1"]));
+    assert_eq!(rows[0]["Node"], agent.node);
+
+    tracing::info!("a new TTL check starts critical, so ?passing hides the instance");
+    let (_, _, all) = agent.get_json("/v1/health/service/web").await.unwrap();
+    assert_eq!(all.as_array().unwrap().len(), 1);
+    let (_, _, passing) = agent.get_json("/v1/health/service/web?passing").await.unwrap();
+    assert_eq!(passing, json!([]));
+
+    tracing::info!("passing the TTL check makes it healthy");
+    let (code, _) = agent.put("/v1/agent/check/pass/service:web?note=ok", "").await.unwrap();
+    assert_eq!(code, 200);
+    let (_, _, passing) = agent.get_json("/v1/health/service/web?passing").await.unwrap();
+    assert_eq!(passing.as_array().unwrap().len(), 1, "{passing}");
+    let checks = passing[0]["Checks"].as_array().unwrap();
+    assert!(checks.iter().any(|c| c["CheckID"] == "serfHealth"), "node checks included");
+    let ttl = checks.iter().find(|c| c["CheckID"] == "service:web").unwrap();
+    assert_eq!(ttl["Output"], "ok");
+
+    tracing::info!("agent-local health endpoint encodes the status in the code");
+    let r = agent
+        .client
+        .get(agent.url("/v1/agent/health/service/name/web?format=text"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.text().await.unwrap(), "passing");
+    agent.put("/v1/agent/check/warn/service:web", "").await.unwrap();
+    let r = agent
+        .client
+        .get(agent.url("/v1/agent/health/service/id/web"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+
+    tracing::info!("catalog services lists tags; deregistration removes everything");
+    let (_, _, svcs) = agent.get_json("/v1/catalog/services").await.unwrap();
+    assert_eq!(svcs["web"], json!(["v1"]));
+    assert_eq!(svcs["consul"], json!([]), "servers register service consul");
+    let (code, _) = agent.put("/v1/agent/service/deregister/web", "").await.unwrap();
+    assert_eq!(code, 200);
+    let (_, _, rows) = agent.get_json("/v1/catalog/service/web").await.unwrap();
+    assert_eq!(rows, json!([]));
+    let (_, _, checks) = agent.get_json("/v1/agent/checks").await.unwrap();
+    assert!(checks.get("service:web").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ttl_expiry_turns_critical() {
+    init_tracing();
+    let agent = TestAgent::dev().await.unwrap();
+    agent
+        .put(
+            "/v1/agent/service/register",
+            r#"{"Name":"api","Check":{"CheckID":"api-ttl","TTL":"1s","Status":"passing"}}"#,
+        )
+        .await
+        .unwrap();
+    let (_, _, c) = agent.get_json("/v1/agent/checks").await.unwrap();
+    assert_eq!(c["api-ttl"]["Status"], "passing");
+    tracing::info!("no heartbeat: the TTL expires and the catalog learns it");
+    assert_eventually!(
+        agent.get_json("/v1/health/checks/api").await.unwrap().2[0]["Status"] == "critical",
+        "TTL check never expired"
+    );
+    let (_, _, c) = agent.get_json("/v1/health/checks/api").await.unwrap();
+    assert_eq!(c[0]["Output"], "TTL expired");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_and_tcp_checks_run_in_the_agent() {
+    init_tracing();
+    let agent = TestAgent::dev().await.unwrap();
+    tracing::info!("point an HTTP check at the agent's own API and a TCP check at a closed port");
+    let def = json!({
+        "Name": "probe",
+        "Checks": [
+            {"CheckID": "http-ok", "HTTP": agent.url("/v1/status/leader"), "Interval": "200ms"},
+            {"CheckID": "tcp-down", "TCP": "127.0.0.1:1", "Interval": "200ms", "Timeout": "1s"}
+        ]
+    });
+    let (code, body) = agent
+        .put("/v1/agent/service/register", def.to_string())
+        .await
+        .unwrap();
+    assert_eq!(code, 200, "{body}");
+    let status = |checks: &Value, id: &str| checks[id]["Status"].as_str().unwrap_or("").to_string();
+    assert_eventually!(
+        status(&agent.get_json("/v1/agent/checks").await.unwrap().2, "http-ok") == "passing",
+        "HTTP check never passed"
+    );
+    let (_, _, checks) = agent.get_json("/v1/agent/checks").await.unwrap();
+    assert_eq!(status(&checks, "tcp-down"), "critical");
+    assert_eq!(checks["http-ok"]["Type"], "http");
+    tracing::info!("the results reach the catalog");
+    assert_eventually!(
+        agent
+            .get_json("/v1/health/state/passing")
+            .await
+            .unwrap()
+            .2
+            .as_array()
+            .is_some_and(|a| a.iter().any(|c| c["CheckID"] == "http-ok")),
+        "passing HTTP check never reached the catalog"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_self_members_metrics() {
+    init_tracing();
+    let agent = TestAgent::dev().await.unwrap();
+    agent
+        .put("/v1/agent/service/register", r#"{"Name":"db","Port":5432}"#)
+        .await
+        .unwrap();
+    let (code, _) = agent
+        .put("/v1/agent/service/maintenance/db?enable=true&reason=upgrade", "")
+        .await
+        .unwrap();
+    assert_eq!(code, 200);
+    let (_, _, checks) = agent.get_json("/v1/agent/checks").await.unwrap();
+    assert_eq!(checks["_service_maintenance:db"]["Status"], "critical");
+    assert_eq!(checks["_service_maintenance:db"]["Notes"], "upgrade");
+    let (_, _, passing) = agent.get_json("/v1/health/service/db?passing").await.unwrap();
+    assert_eq!(passing, json!([]));
+    agent
+        .put("/v1/agent/service/maintenance/db?enable=false", "")
+        .await
+        .unwrap();
+    let (_, _, passing) = agent.get_json("/v1/health/service/db?passing").await.unwrap();
+    assert_eq!(passing.as_array().unwrap().len(), 1);
+
+    let (code, _) = agent.put("/v1/agent/maintenance?enable=true", "").await.unwrap();
+    assert_eq!(code, 200);
+    let (_, _, node_checks) = agent
+        .get_json(&format!("/v1/health/node/{}", agent.node))
+        .await
+        .unwrap();
+    assert!(node_checks
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["CheckID"] == "_node_maintenance"));
+
+    let (_, _, me) = agent.get_json("/v1/agent/self").await.unwrap();
+    assert_eq!(me["Config"]["NodeName"], agent.node);
+    assert_eq!(me["Config"]["Version"], "1.22.0");
+    assert_eq!(me["Config"]["Server"], true);
+    let (_, _, members) = agent.get_json("/v1/agent/members").await.unwrap();
+    assert_eq!(members[0]["Name"], agent.node);
+    assert_eq!(members[0]["Status"], 1);
+    assert_eq!(members[0]["Tags"]["role"], "consul");
+
+    let (_, _, metrics) = agent.get_json("/v1/agent/metrics").await.unwrap();
+    assert!(metrics["Gauges"].as_array().is_some_and(|g| !g.is_empty()));
+    let text = agent
+        .client
+        .get(agent.url("/v1/agent/metrics?format=prometheus"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("concord_agent_services 1"), "{text}");
+
+    let (_, _, leader) = agent.get_json("/v1/status/leader").await.unwrap();
+    assert_eq!(leader, json!(agent.rpc.to_string()));
+    let (_, _, peers) = agent.get_json("/v1/status/peers").await.unwrap();
+    assert_eq!(peers, json!([agent.rpc.to_string()]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_register_and_deregister_external_nodes() {
+    init_tracing();
+    let agent = TestAgent::dev().await.unwrap();
+    let body = json!({
+        "Node": "ext1", "Address": "10.1.2.3", "NodeMeta": {"env": "prod"},
+        "Service": {"Service": "redis", "Port": 6379, "Tags": ["primary"]},
+        "Check": {"CheckID": "redis-alive", "Name": "Redis", "Status": "passing", "ServiceID": "redis"}
+    });
+    let (code, text) = agent.put("/v1/catalog/register", body.to_string()).await.unwrap();
+    assert_eq!((code, text.as_str()), (200, "true"));
+    let (_, _, nodes) = agent.get_json("/v1/catalog/nodes?node-meta=env:prod").await.unwrap();
+    assert_eq!(nodes.as_array().unwrap().len(), 1);
+    assert_eq!(nodes[0]["Node"], "ext1");
+    let (_, _, node) = agent.get_json("/v1/catalog/node/ext1").await.unwrap();
+    assert_eq!(node["Services"]["redis"]["Port"], 6379);
+    let (_, _, tagged) = agent.get_json("/v1/catalog/service/redis?tag=primary").await.unwrap();
+    assert_eq!(tagged.as_array().unwrap().len(), 1);
+    let (_, _, none) = agent.get_json("/v1/catalog/service/redis?tag=replica").await.unwrap();
+    assert_eq!(none, json!([]));
+    let (_, _, dcs) = agent.get_json("/v1/catalog/datacenters").await.unwrap();
+    assert_eq!(dcs, json!(["dc1"]));
+    let (code, text) = agent
+        .put("/v1/catalog/deregister", r#"{"Node":"ext1"}"#)
+        .await
+        .unwrap();
+    assert_eq!((code, text.as_str()), (200, "true"));
+    let (code, _, node) = agent.get_json("/v1/catalog/node/ext1").await.unwrap();
+    assert_eq!((code, node), (200, Value::Null));
+}

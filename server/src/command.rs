@@ -1,0 +1,94 @@
+//! The Raft payload: every change to the replicated state is one [`Command`] in the log.
+
+use concord_api::catalog::{DeregisterRequest, RegisterRequest};
+use concord_api::kv::KvOp;
+use concord_api::rpc::{RpcError, WriteResult};
+use concord_api::session::Session;
+use serde::{Deserialize, Serialize};
+
+/// Wall-clock milliseconds since the Unix epoch, stamped by the leader when it proposes.
+///
+/// Applying a command never reads the clock: every replica must compute the same state from
+/// the same log, so time-dependent rules (the lock-delay window after a session is
+/// invalidated) use the stamp carried in the entry.
+pub(crate) type UnixMillis = u64;
+
+/// A replicated state change, the payload of every normal Raft entry.
+///
+/// **Append-only.** Logs and snapshots written by one version are read by the next, so never
+/// reorder, rename or remove variants or their fields; add new variants only at the end
+/// (Consul's `structs.MessageType`: "entries must only ever be added").
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub(crate) enum Command {
+    /// Catalog register (node, optional service, checks).
+    Register {
+        /// The registration, as the agent sent it.
+        request: RegisterRequest,
+        /// Leader time; critical checks invalidate sessions, which starts lock delays.
+        now_ms: UnixMillis,
+    },
+    /// Catalog deregister (node, service or check).
+    Deregister {
+        /// The deregistration, as the agent sent it.
+        request: DeregisterRequest,
+        /// Leader time; a removed node or check invalidates sessions.
+        now_ms: UnixMillis,
+    },
+    /// One KV operation.
+    Kv {
+        /// The operation.
+        op: KvOp,
+        /// Leader time; a lock is refused inside a key's lock-delay window.
+        now_ms: UnixMillis,
+    },
+    /// A KV transaction: all operations apply or none.
+    Txn {
+        /// The operations, in order.
+        ops: Vec<KvOp>,
+        /// Leader time, as for [`Command::Kv`].
+        now_ms: UnixMillis,
+    },
+    /// Create a session; the leader filled in its ID before proposing.
+    SessionCreate {
+        /// The session.
+        session: Session,
+    },
+    /// Destroy a session (explicitly, or because its TTL expired), releasing or deleting the
+    /// keys it locks.
+    SessionDestroy {
+        /// Session ID.
+        id: String,
+        /// Leader time; starts the lock delay of the released keys.
+        now_ms: UnixMillis,
+    },
+}
+
+/// What applying a [`Command`] produced. Validation failures are data (`Invalid`,
+/// `NotFound`), never panics, and a rejected command changes nothing.
+pub(crate) type CommandResult = Result<WriteResult, RpcError>;
+
+/// The current wall-clock time to stamp on a proposal.
+pub(crate) fn now_ms() -> UnixMillis {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The log is decoded by future versions: the wire shape of a command must not drift.
+    #[test]
+    fn wire_shape_is_externally_tagged() {
+        let cmd = Command::SessionDestroy {
+            id: "abc".into(),
+            now_ms: 7,
+        };
+        let v = serde_json::to_value(&cmd).unwrap();
+        assert_eq!(v, serde_json::json!({"SessionDestroy": {"id": "abc", "now_ms": 7}}));
+        let back: Command = serde_json::from_value(v).unwrap();
+        assert_eq!(back, cmd);
+    }
+}

@@ -1,0 +1,347 @@
+//! The state store: the catalog, KV and session tables that Raft replicates.
+//!
+//! This is a plain library with no Raft in it: [`StateStore::apply`] takes a log index and a
+//! [`Command`] and mutates in-memory tables; [`StateStore::query`] answers an
+//! [`api::rpc::Query`](concord_api::rpc::Query) with the index blocking queries compare
+//! against. Durability comes from the Raft log plus snapshots ([`StateStore::snapshot`],
+//! [`StateStore::restore`]), as in Consul's `agent/consul/state`.
+//!
+//! Every record carries `CreateIndex`/`ModifyIndex`; every table has a last-modified index
+//! ([`schema`]); every change is published on a watch channel so blocking queries wake up.
+
+mod catalog;
+mod kv;
+pub(crate) mod schema;
+mod session;
+mod snapshot;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use concord_api::catalog::{HealthCheck, Node, NodeService};
+use concord_api::kv::KvEntry;
+use concord_api::rpc::{Query, QueryResult, RpcError, WriteResult};
+use concord_api::session::Session;
+use tokio::sync::watch;
+
+use crate::command::{Command, CommandResult};
+
+pub(crate) use session::{parse_session_ttl, SESSION_TTL_MULTIPLIER};
+
+/// Why the state store refused a command or a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum StateError {
+    /// The command is invalid; nothing changed.
+    #[error("{0}")]
+    Invalid(String),
+    /// A snapshot could not be encoded or decoded.
+    #[error("state snapshot: {0}")]
+    Snapshot(String),
+}
+
+impl From<StateError> for RpcError {
+    fn from(e: StateError) -> Self {
+        match e {
+            StateError::Invalid(msg) => RpcError::Invalid(msg),
+            StateError::Snapshot(msg) => RpcError::Internal(msg),
+        }
+    }
+}
+
+/// Shorthand for an `Invalid` error.
+fn invalid<T>(msg: impl Into<String>) -> Result<T, StateError> {
+    Err(StateError::Invalid(msg.into()))
+}
+
+/// (node name, service ID) or (node name, check ID).
+pub(crate) type NodeScoped = (String, String);
+
+/// What watchers of a store see change.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Change {
+    /// Raft index of the last apply that changed a table.
+    pub(crate) index: u64,
+    /// The store was replaced by a snapshot restore: re-fetch the current store.
+    pub(crate) abandoned: bool,
+}
+
+/// The tables. Only ever touched under the [`StateStore`] lock.
+#[derive(Debug, Default)]
+pub(crate) struct Tables {
+    nodes: BTreeMap<String, Node>,
+    services: BTreeMap<NodeScoped, NodeService>,
+    checks: BTreeMap<NodeScoped, HealthCheck>,
+    kvs: BTreeMap<String, KvEntry>,
+    tombstones: BTreeMap<String, u64>,
+    /// Key to the wall-clock millisecond until which it cannot be locked (set when a session
+    /// holding it is invalidated; Consul's lock delay).
+    lock_delays: BTreeMap<String, u64>,
+    sessions: BTreeMap<String, Session>,
+    indexes: BTreeMap<&'static str, u64>,
+    /// Undo log of a running KV transaction, so a failed one leaves no trace.
+    journal: Option<Journal>,
+    /// Whether the current apply changed any table (then watchers are woken).
+    changed: bool,
+}
+
+/// Previous values of everything a KV transaction touched (first write wins).
+#[derive(Debug, Default)]
+struct Journal {
+    kvs: BTreeMap<String, Option<KvEntry>>,
+    tombstones: BTreeMap<String, Option<u64>>,
+    indexes: BTreeMap<&'static str, Option<u64>>,
+    changed: bool,
+}
+
+impl Tables {
+    /// Records that `table` changed at `index`.
+    fn bump(&mut self, table: &'static str, index: u64) {
+        if let Some(journal) = &mut self.journal {
+            let before = self.indexes.get(table).copied();
+            journal.indexes.entry(table).or_insert(before);
+        }
+        self.indexes.insert(table, index);
+        self.changed = true;
+    }
+
+    /// Last-modified index of one table (0 if never written).
+    pub(crate) fn table_index(&self, table: &str) -> u64 {
+        self.indexes.get(table).copied().unwrap_or(0)
+    }
+
+    /// Max index over `tables`, never 0: a blocking client must never see index 0.
+    fn max_index(&self, tables: &[&str]) -> u64 {
+        tables
+            .iter()
+            .map(|t| self.table_index(t))
+            .max()
+            .unwrap_or(0)
+            .max(1)
+    }
+
+    /// Starts journaling KV changes (for a transaction).
+    fn begin_journal(&mut self) {
+        self.journal = Some(Journal {
+            changed: self.changed,
+            ..Journal::default()
+        });
+    }
+
+    /// Stops journaling; keeps the changes.
+    fn commit_journal(&mut self) {
+        self.journal = None;
+    }
+
+    /// Stops journaling and undoes every journaled change.
+    fn rollback_journal(&mut self) {
+        let Some(journal) = self.journal.take() else {
+            return;
+        };
+        for (key, before) in journal.kvs {
+            match before {
+                Some(entry) => self.kvs.insert(key, entry),
+                None => self.kvs.remove(&key),
+            };
+        }
+        for (key, before) in journal.tombstones {
+            match before {
+                Some(index) => self.tombstones.insert(key, index),
+                None => self.tombstones.remove(&key),
+            };
+        }
+        for (table, before) in journal.indexes {
+            match before {
+                Some(index) => self.indexes.insert(table, index),
+                None => self.indexes.remove(table),
+            };
+        }
+        self.changed = journal.changed;
+    }
+
+    /// Applies one command at `index`.
+    fn apply(&mut self, index: u64, cmd: &Command) -> Result<WriteResult, StateError> {
+        match cmd {
+            Command::Register { request, now_ms } => {
+                self.register(index, request, *now_ms)?;
+                Ok(WriteResult::Done)
+            }
+            Command::Deregister { request, now_ms } => {
+                self.deregister(index, request, *now_ms)?;
+                Ok(WriteResult::Done)
+            }
+            Command::Kv { op, now_ms } => self.kv_apply(index, op, *now_ms).map(WriteResult::Bool),
+            Command::Txn { ops, now_ms } => Ok(WriteResult::Txn(self.txn(index, ops, *now_ms))),
+            Command::SessionCreate { session } => self
+                .session_create(index, session)
+                .map(WriteResult::SessionId),
+            Command::SessionDestroy { id, now_ms } => {
+                self.session_destroy(index, id, *now_ms);
+                Ok(WriteResult::Done)
+            }
+        }
+    }
+
+    /// Answers a read with the index to report for it.
+    fn query(&self, query: &Query) -> Result<(u64, QueryResult), StateError> {
+        Ok(match query {
+            Query::Nodes { node_meta } => self.nodes_query(node_meta),
+            Query::Services { node_meta } => self.services_query(node_meta),
+            Query::ServiceNodes {
+                service,
+                tags,
+                node_meta,
+            } => self.service_nodes_query(service, tags, node_meta),
+            Query::NodeServices { node } => self.node_services_query(node),
+            Query::HealthService {
+                service,
+                tags,
+                passing,
+                node_meta,
+            } => self.health_service_query(service, tags, *passing, node_meta),
+            Query::ServiceChecks { service, node_meta } => {
+                self.service_checks_query(service, node_meta)
+            }
+            Query::NodeChecks { node } => self.node_checks_query(node),
+            Query::ChecksInState { state, node_meta } => {
+                self.checks_in_state_query(*state, node_meta)
+            }
+            Query::CatalogDump => self.catalog_dump_query(),
+            Query::KvGet { key } => self.kv_get_query(key),
+            Query::KvList { prefix } => self.kv_list_query(prefix),
+            Query::KvKeys { prefix, separator } => {
+                self.kv_keys_query(prefix, separator.as_deref())
+            }
+            Query::SessionInfo { id } => self.session_info_query(id),
+            Query::SessionList => self.session_list_query(),
+            Query::NodeSessions { node } => self.node_sessions_query(node),
+            Query::RaftStatus => {
+                return invalid("RaftStatus is answered by Raft, not the state store")
+            }
+        })
+    }
+}
+
+/// The state store: the tables behind a lock plus the change feed.
+///
+/// The lock is a std `RwLock`, not tokio's: every critical section is short, synchronous and
+/// never spans an `.await`, and the FSM must read it from synchronous snapshot code.
+#[derive(Debug)]
+pub(crate) struct StateStore {
+    tables: RwLock<Tables>,
+    changes: watch::Sender<Change>,
+}
+
+impl Default for StateStore {
+    fn default() -> Self {
+        StateStore::from_tables(Tables::default())
+    }
+}
+
+impl StateStore {
+    /// An empty store.
+    pub(crate) fn new() -> Self {
+        StateStore::default()
+    }
+
+    fn from_tables(tables: Tables) -> Self {
+        StateStore {
+            tables: RwLock::new(tables),
+            changes: watch::Sender::new(Change::default()),
+        }
+    }
+
+    // Poisoning can only follow a panic inside a critical section, and apply never panics;
+    // if it ever happened the tables are still structurally valid, so keep serving.
+    fn read(&self) -> RwLockReadGuard<'_, Tables> {
+        self.tables.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Tables> {
+        self.tables.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Applies a command at Raft index `index`. Never panics; a rejected command changes
+    /// nothing and wakes no one.
+    pub(crate) fn apply(&self, index: u64, cmd: &Command) -> CommandResult {
+        let mut tables = self.write();
+        tables.changed = false;
+        let result = tables.apply(index, cmd);
+        let changed = std::mem::take(&mut tables.changed);
+        drop(tables);
+        if changed {
+            self.changes.send_modify(|c| c.index = index);
+        }
+        result.map_err(RpcError::from)
+    }
+
+    /// Answers a query with its index (never 0).
+    pub(crate) fn query(&self, query: &Query) -> Result<(u64, QueryResult), StateError> {
+        self.read().query(query)
+    }
+
+    /// Runs `f` on the tables under the read lock.
+    pub(crate) fn view<R>(&self, f: impl FnOnce(&Tables) -> R) -> R {
+        f(&self.read())
+    }
+
+    /// One session, if it exists.
+    pub(crate) fn session(&self, id: &str) -> Option<Session> {
+        self.read().sessions.get(id).cloned()
+    }
+
+    /// Every session, in ID order.
+    pub(crate) fn sessions(&self) -> Vec<Session> {
+        self.read().sessions.values().cloned().collect()
+    }
+
+    /// Subscribes to changes; the receiver has seen the current state.
+    pub(crate) fn subscribe(&self) -> watch::Receiver<Change> {
+        self.changes.subscribe()
+    }
+
+    /// Marks this store as replaced and wakes every watcher (Consul's `Abandon`), so blocking
+    /// queries re-run against the new store.
+    pub(crate) fn abandon(&self) {
+        self.changes.send_modify(|c| c.abandoned = true);
+    }
+
+    /// Serializes every table (the data part of a Raft snapshot).
+    pub(crate) fn snapshot(&self) -> Result<Vec<u8>, StateError> {
+        let dump = self.read().dump();
+        serde_json::to_vec(&dump).map_err(|e| StateError::Snapshot(e.to_string()))
+    }
+
+    /// Builds a fresh store from [`StateStore::snapshot`] bytes.
+    pub(crate) fn restore(bytes: &[u8]) -> Result<Self, StateError> {
+        let dump = serde_json::from_slice(bytes).map_err(|e| StateError::Snapshot(e.to_string()))?;
+        Ok(StateStore::from_tables(Tables::restore(dump)))
+    }
+}
+
+/// The store currently in service. A snapshot install swaps in a fresh store; readers always
+/// go through the handle so they never keep answering from a replaced one.
+#[derive(Clone, Debug)]
+pub(crate) struct StoreHandle(Arc<RwLock<Arc<StateStore>>>);
+
+impl StoreHandle {
+    /// A handle serving `store`.
+    pub(crate) fn new(store: StateStore) -> Self {
+        StoreHandle(Arc::new(RwLock::new(Arc::new(store))))
+    }
+
+    /// The store in service now.
+    pub(crate) fn current(&self) -> Arc<StateStore> {
+        self.0.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Puts `store` in service and abandons the old one (waking its watchers).
+    pub(crate) fn swap(&self, store: StateStore) {
+        let old = std::mem::replace(
+            &mut *self.0.write().unwrap_or_else(PoisonError::into_inner),
+            Arc::new(store),
+        );
+        old.abandon();
+    }
+}

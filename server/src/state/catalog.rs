@@ -1,0 +1,460 @@
+//! Catalog tables: nodes, services and checks, with Consul's register/deregister semantics
+//! and the catalog and health queries.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use concord_api::catalog::{
+    CheckServiceNode, CheckStatus, DeregisterRequest, HealthCheck, Node, NodeService,
+    NodeServices, RegisterRequest, ServiceNode,
+};
+use concord_api::rpc::{NodeMetaFilter, QueryResult};
+
+use super::schema::{CHECKS, NODES, SERVICES};
+use super::{invalid, NodeScoped, StateError, Tables};
+use crate::command::UnixMillis;
+
+/// Entries of a node-scoped table that belong to `node`, in ID order.
+fn on_node<'a, V>(
+    table: &'a BTreeMap<NodeScoped, V>,
+    node: &'a str,
+) -> impl Iterator<Item = (&'a NodeScoped, &'a V)> + 'a {
+    table
+        .range((node.to_string(), String::new())..)
+        .take_while(move |((n, _), _)| n == node)
+}
+
+/// Whether a node matches every `key:value` of the filter.
+fn meta_matches(node: &Node, filter: &NodeMetaFilter) -> bool {
+    filter.iter().all(|(k, v)| node.meta.get(k) == Some(v))
+}
+
+/// Whether the service has every wanted tag (case-insensitively, as Consul filters).
+fn tags_match(svc: &NodeService, wanted: &[String]) -> bool {
+    wanted
+        .iter()
+        .all(|w| svc.tags.iter().any(|t| t.eq_ignore_ascii_case(w)))
+}
+
+impl Tables {
+    /// Catalog register: upserts the node (unless `SkipNodeUpdate`), the service and the
+    /// checks. Everything is validated before anything is written, so a rejected request
+    /// changes nothing. Records equal to what is stored are left alone (no index churn).
+    pub(crate) fn register(
+        &mut self,
+        index: u64,
+        req: &RegisterRequest,
+        now_ms: UnixMillis,
+    ) -> Result<(), StateError> {
+        if req.node.is_empty() {
+            return invalid("Must provide node");
+        }
+        if req.address.is_empty() && !req.skip_node_update {
+            return invalid("Must provide address");
+        }
+        if req.skip_node_update && !self.nodes.contains_key(&req.node) {
+            return invalid("Missing node registration");
+        }
+        let service = match &req.service {
+            Some(svc) => {
+                let mut svc = svc.clone();
+                if svc.service.is_empty() {
+                    return invalid("Must provide service name");
+                }
+                if svc.id.is_empty() {
+                    svc.id = svc.service.clone();
+                }
+                Some(svc)
+            }
+            None => None,
+        };
+        let mut checks = Vec::new();
+        for check in req.check.iter().chain(&req.checks) {
+            let mut check = check.clone();
+            check.node = req.node.clone();
+            if check.check_id.is_empty() {
+                check.check_id = check.name.clone();
+            }
+            if check.check_id.is_empty() {
+                return invalid("Must provide check ID or name");
+            }
+            if !check.service_id.is_empty() {
+                let in_request = service.as_ref().is_some_and(|s| s.id == check.service_id);
+                let key = (req.node.clone(), check.service_id.clone());
+                if !in_request && !self.services.contains_key(&key) {
+                    return invalid(format!(
+                        "Missing service registration: check '{}' references service '{}'",
+                        check.check_id, check.service_id
+                    ));
+                }
+            }
+            checks.push(check);
+        }
+
+        if !req.skip_node_update {
+            self.upsert_node(
+                index,
+                Node {
+                    id: req.id.clone(),
+                    node: req.node.clone(),
+                    address: req.address.clone(),
+                    datacenter: req.datacenter.clone(),
+                    tagged_addresses: req.tagged_addresses.clone(),
+                    meta: req.node_meta.clone(),
+                    raft: Default::default(),
+                },
+            );
+        }
+        if let Some(svc) = service {
+            self.upsert_service(index, &req.node, svc);
+        }
+        for check in checks {
+            self.upsert_check(index, check, now_ms);
+        }
+        Ok(())
+    }
+
+    fn upsert_node(&mut self, index: u64, mut node: Node) {
+        match self.nodes.get(&node.node) {
+            Some(existing) => {
+                node.raft = existing.raft;
+                if node == *existing {
+                    return;
+                }
+            }
+            None => node.raft.create_index = index,
+        }
+        node.raft.modify_index = index;
+        self.nodes.insert(node.node.clone(), node);
+        self.bump(NODES, index);
+    }
+
+    fn upsert_service(&mut self, index: u64, node: &str, mut svc: NodeService) {
+        let key = (node.to_string(), svc.id.clone());
+        match self.services.get(&key) {
+            Some(existing) => {
+                svc.raft = existing.raft;
+                if svc == *existing {
+                    return;
+                }
+            }
+            None => svc.raft.create_index = index,
+        }
+        svc.raft.modify_index = index;
+        // Checks denormalize the service's name and tags: keep them in step.
+        let check_keys: Vec<NodeScoped> = on_node(&self.checks, node)
+            .filter(|(_, c)| c.service_id == svc.id)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for check_key in check_keys {
+            if let Some(check) = self.checks.get_mut(&check_key) {
+                if check.service_name != svc.service || check.service_tags != svc.tags {
+                    check.service_name = svc.service.clone();
+                    check.service_tags = svc.tags.clone();
+                    check.raft.modify_index = index;
+                    self.bump(CHECKS, index);
+                }
+            }
+        }
+        self.services.insert(key, svc);
+        self.bump(SERVICES, index);
+    }
+
+    fn upsert_check(&mut self, index: u64, mut check: HealthCheck, now_ms: UnixMillis) {
+        let key = (check.node.clone(), check.check_id.clone());
+        if check.service_id.is_empty() {
+            check.service_name.clear();
+            check.service_tags.clear();
+        } else if let Some(svc) = self
+            .services
+            .get(&(check.node.clone(), check.service_id.clone()))
+        {
+            check.service_name = svc.service.clone();
+            check.service_tags = svc.tags.clone();
+        }
+        let critical = check.status == CheckStatus::Critical;
+        let unchanged = match self.checks.get(&key) {
+            Some(existing) => {
+                check.raft = existing.raft;
+                check == *existing
+            }
+            None => {
+                check.raft.create_index = index;
+                false
+            }
+        };
+        if !unchanged {
+            check.raft.modify_index = index;
+            self.checks.insert(key.clone(), check);
+            self.bump(CHECKS, index);
+        }
+        // A session tied to a check cannot outlive the check turning critical.
+        if critical {
+            self.invalidate_check_sessions(index, &key.0, &key.1, now_ms);
+        }
+    }
+
+    /// Catalog deregister: node only removes the node and everything on it (and invalidates
+    /// its sessions); with `ServiceID` the service and its checks; with `CheckID` the check.
+    /// Removing something absent is a no-op, as in Consul.
+    pub(crate) fn deregister(
+        &mut self,
+        index: u64,
+        req: &DeregisterRequest,
+        now_ms: UnixMillis,
+    ) -> Result<(), StateError> {
+        if req.node.is_empty() {
+            return invalid("Must provide node");
+        }
+        let service_id = req.service_id.as_deref().filter(|s| !s.is_empty());
+        let check_id = req.check_id.as_deref().filter(|s| !s.is_empty());
+        if service_id.is_none() && check_id.is_none() {
+            self.delete_node(index, &req.node, now_ms);
+            return Ok(());
+        }
+        if let Some(service_id) = service_id {
+            self.delete_service(index, &req.node, service_id, now_ms);
+        }
+        if let Some(check_id) = check_id {
+            self.delete_check(index, &req.node, check_id, now_ms);
+        }
+        Ok(())
+    }
+
+    fn delete_node(&mut self, index: u64, node: &str, now_ms: UnixMillis) {
+        if !self.nodes.contains_key(node) {
+            return;
+        }
+        let check_ids: Vec<String> = on_node(&self.checks, node)
+            .map(|((_, id), _)| id.clone())
+            .collect();
+        for check_id in check_ids {
+            self.delete_check(index, node, &check_id, now_ms);
+        }
+        let service_ids: Vec<String> = on_node(&self.services, node)
+            .map(|((_, id), _)| id.clone())
+            .collect();
+        for service_id in service_ids {
+            self.delete_service(index, node, &service_id, now_ms);
+        }
+        let session_ids: Vec<String> = self
+            .sessions
+            .values()
+            .filter(|s| s.node == node)
+            .map(|s| s.id.clone())
+            .collect();
+        for id in session_ids {
+            self.session_destroy(index, &id, now_ms);
+        }
+        self.nodes.remove(node);
+        self.bump(NODES, index);
+    }
+
+    fn delete_service(&mut self, index: u64, node: &str, service_id: &str, now_ms: UnixMillis) {
+        let key = (node.to_string(), service_id.to_string());
+        if self.services.remove(&key).is_none() {
+            return;
+        }
+        self.bump(SERVICES, index);
+        let check_ids: Vec<String> = on_node(&self.checks, node)
+            .filter(|(_, c)| c.service_id == service_id)
+            .map(|((_, id), _)| id.clone())
+            .collect();
+        for check_id in check_ids {
+            self.delete_check(index, node, &check_id, now_ms);
+        }
+    }
+
+    fn delete_check(&mut self, index: u64, node: &str, check_id: &str, now_ms: UnixMillis) {
+        let key = (node.to_string(), check_id.to_string());
+        if self.checks.remove(&key).is_none() {
+            return;
+        }
+        self.bump(CHECKS, index);
+        self.invalidate_check_sessions(index, node, check_id, now_ms);
+    }
+
+    /// A node's record, if registered.
+    pub(crate) fn node(&self, name: &str) -> Option<&Node> {
+        self.nodes.get(name)
+    }
+
+    /// A service instance, if registered.
+    pub(crate) fn service(&self, node: &str, id: &str) -> Option<&NodeService> {
+        self.services.get(&(node.to_string(), id.to_string()))
+    }
+
+    /// A check, if registered.
+    pub(crate) fn check(&self, node: &str, id: &str) -> Option<&HealthCheck> {
+        self.checks.get(&(node.to_string(), id.to_string()))
+    }
+
+    /// The node record of a service's node. Services never outlive their node (deregister
+    /// removes both together), so a missing node only hides the service.
+    fn service_rows(&self) -> impl Iterator<Item = (&Node, &NodeService)> + '_ {
+        self.services
+            .iter()
+            .filter_map(|((node, _), svc)| self.nodes.get(node).map(|n| (n, svc)))
+    }
+
+    /// Node-level checks of a node and the checks of one of its services, in ID order.
+    fn instance_checks(&self, node: &str, service_id: &str) -> Vec<HealthCheck> {
+        on_node(&self.checks, node)
+            .filter(|(_, c)| c.service_id.is_empty() || c.service_id == service_id)
+            .map(|(_, c)| c.clone())
+            .collect()
+    }
+
+    pub(super) fn nodes_query(&self, node_meta: &NodeMetaFilter) -> (u64, QueryResult) {
+        let nodes = self
+            .nodes
+            .values()
+            .filter(|n| meta_matches(n, node_meta))
+            .cloned()
+            .collect();
+        (self.max_index(&[NODES]), QueryResult::Nodes(nodes))
+    }
+
+    pub(super) fn services_query(&self, node_meta: &NodeMetaFilter) -> (u64, QueryResult) {
+        let mut services: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (node, svc) in self.service_rows() {
+            if meta_matches(node, node_meta) {
+                services
+                    .entry(svc.service.clone())
+                    .or_default()
+                    .extend(svc.tags.iter().cloned());
+            }
+        }
+        let services = services
+            .into_iter()
+            .map(|(name, tags)| (name, tags.into_iter().collect()))
+            .collect();
+        (
+            self.max_index(&[NODES, SERVICES]),
+            QueryResult::Services(services),
+        )
+    }
+
+    pub(super) fn service_nodes_query(
+        &self,
+        service: &str,
+        tags: &[String],
+        node_meta: &NodeMetaFilter,
+    ) -> (u64, QueryResult) {
+        let rows = self
+            .service_rows()
+            .filter(|(node, svc)| {
+                svc.service == service && tags_match(svc, tags) && meta_matches(node, node_meta)
+            })
+            .map(|(node, svc)| ServiceNode::new(node, svc))
+            .collect();
+        (
+            self.max_index(&[NODES, SERVICES]),
+            QueryResult::ServiceNodes(rows),
+        )
+    }
+
+    pub(super) fn node_services_query(&self, node: &str) -> (u64, QueryResult) {
+        let result = self.nodes.get(node).map(|n| NodeServices {
+            node: n.clone(),
+            services: on_node(&self.services, node)
+                .map(|((_, id), svc)| (id.clone(), svc.clone()))
+                .collect(),
+        });
+        (
+            self.max_index(&[NODES, SERVICES]),
+            QueryResult::NodeServices(result),
+        )
+    }
+
+    fn check_service_nodes(
+        &self,
+        mut keep: impl FnMut(&Node, &NodeService) -> bool,
+    ) -> Vec<CheckServiceNode> {
+        self.service_rows()
+            .filter(|(node, svc)| keep(node, svc))
+            .map(|(node, svc)| CheckServiceNode {
+                node: node.clone(),
+                service: svc.clone(),
+                checks: self.instance_checks(&node.node, &svc.id),
+            })
+            .collect()
+    }
+
+    pub(super) fn health_service_query(
+        &self,
+        service: &str,
+        tags: &[String],
+        passing: bool,
+        node_meta: &NodeMetaFilter,
+    ) -> (u64, QueryResult) {
+        let mut rows = self.check_service_nodes(|node, svc| {
+            svc.service == service && tags_match(svc, tags) && meta_matches(node, node_meta)
+        });
+        if passing {
+            rows.retain(|row| row.checks.iter().all(|c| c.status == CheckStatus::Passing));
+        }
+        (
+            self.max_index(&[NODES, SERVICES, CHECKS]),
+            QueryResult::Health(rows),
+        )
+    }
+
+    fn checks_where(
+        &self,
+        node_meta: &NodeMetaFilter,
+        keep: impl Fn(&HealthCheck) -> bool,
+    ) -> Vec<HealthCheck> {
+        self.checks
+            .values()
+            .filter(|c| keep(c))
+            .filter(|c| {
+                node_meta.is_empty()
+                    || self
+                        .nodes
+                        .get(&c.node)
+                        .is_some_and(|n| meta_matches(n, node_meta))
+            })
+            .cloned()
+            .collect()
+    }
+
+    pub(super) fn service_checks_query(
+        &self,
+        service: &str,
+        node_meta: &NodeMetaFilter,
+    ) -> (u64, QueryResult) {
+        let checks = self.checks_where(node_meta, |c| {
+            !c.service_id.is_empty() && c.service_name == service
+        });
+        (
+            self.max_index(&[NODES, CHECKS]),
+            QueryResult::Checks(checks),
+        )
+    }
+
+    pub(super) fn node_checks_query(&self, node: &str) -> (u64, QueryResult) {
+        let checks = on_node(&self.checks, node).map(|(_, c)| c.clone()).collect();
+        (self.max_index(&[CHECKS]), QueryResult::Checks(checks))
+    }
+
+    pub(super) fn checks_in_state_query(
+        &self,
+        state: Option<CheckStatus>,
+        node_meta: &NodeMetaFilter,
+    ) -> (u64, QueryResult) {
+        let checks = self.checks_where(node_meta, |c| state.map_or(true, |s| c.status == s));
+        (
+            self.max_index(&[NODES, CHECKS]),
+            QueryResult::Checks(checks),
+        )
+    }
+
+    pub(super) fn catalog_dump_query(&self) -> (u64, QueryResult) {
+        let nodes = self.nodes.values().cloned().collect();
+        let instances = self.check_service_nodes(|_, _| true);
+        (
+            self.max_index(&[NODES, SERVICES, CHECKS]),
+            QueryResult::CatalogDump { nodes, instances },
+        )
+    }
+}

@@ -1,0 +1,27 @@
+//! Table names of the state store, as named constants.
+//!
+//! Each table keeps a last-modified Raft index (Consul's `index` table): blocking queries and
+//! `X-Consul-Index` report the max over the tables a query reads. The names are also the keys
+//! of the index map in snapshots, so they are part of the snapshot format: never rename one.
+
+/// Catalog nodes, keyed by node name.
+pub(crate) const NODES: &str = "nodes";
+/// Service instances, keyed by (node name, service ID).
+pub(crate) const SERVICES: &str = "services";
+/// Health checks, keyed by (node name, check ID).
+pub(crate) const CHECKS: &str = "checks";
+/// KV entries, keyed by key.
+pub(crate) const KVS: &str = "kvs";
+/// KV tombstones (Consul's graveyard): key to the index that deleted it, so a delete bumps the
+/// index of every prefix query that covered the key.
+pub(crate) const TOMBSTONES: &str = "tombstones";
+/// Sessions, keyed by session ID.
+pub(crate) const SESSIONS: &str = "sessions";
+
+/// Every table, in a fixed order.
+pub(crate) const TABLES: [&str; 6] = [NODES, SERVICES, CHECKS, KVS, TOMBSTONES, SESSIONS];
+
+/// The constant for a table name read back from a snapshot (`None` for unknown names).
+pub(crate) fn table(name: &str) -> Option<&'static str> {
+    TABLES.iter().copied().find(|t| *t == name)
+}

@@ -1,0 +1,97 @@
+//! The serialized form of the tables: the data of a Raft snapshot.
+//!
+//! Records are stored as lists (JSON maps need string keys, and lists keep the format
+//! independent of the in-memory key types). Like [`Command`](crate::command::Command), the
+//! format is read by later versions: add fields with `#[serde(default)]`, never remove any.
+
+use std::collections::BTreeMap;
+
+use concord_api::catalog::{HealthCheck, Node, NodeService};
+use concord_api::kv::KvEntry;
+use concord_api::session::Session;
+use serde::{Deserialize, Serialize};
+
+use super::{schema, Tables};
+
+/// Every table, flattened.
+#[derive(Serialize, Deserialize, Debug, Default)]
+pub(super) struct Dump {
+    nodes: Vec<Node>,
+    /// (node name, service).
+    services: Vec<(String, NodeService)>,
+    checks: Vec<HealthCheck>,
+    kvs: Vec<KvEntry>,
+    tombstones: Vec<(String, u64)>,
+    lock_delays: Vec<(String, u64)>,
+    sessions: Vec<Session>,
+    /// Table name ([`schema`]) to last-modified index.
+    indexes: BTreeMap<String, u64>,
+}
+
+impl Tables {
+    pub(super) fn dump(&self) -> Dump {
+        Dump {
+            nodes: self.nodes.values().cloned().collect(),
+            services: self
+                .services
+                .iter()
+                .map(|((node, _), svc)| (node.clone(), svc.clone()))
+                .collect(),
+            checks: self.checks.values().cloned().collect(),
+            kvs: self.kvs.values().cloned().collect(),
+            tombstones: self
+                .tombstones
+                .iter()
+                .map(|(k, i)| (k.clone(), *i))
+                .collect(),
+            lock_delays: self
+                .lock_delays
+                .iter()
+                .map(|(k, t)| (k.clone(), *t))
+                .collect(),
+            sessions: self.sessions.values().cloned().collect(),
+            indexes: self
+                .indexes
+                .iter()
+                .map(|(t, i)| (t.to_string(), *i))
+                .collect(),
+        }
+    }
+
+    pub(super) fn restore(dump: Dump) -> Tables {
+        Tables {
+            nodes: dump
+                .nodes
+                .into_iter()
+                .map(|n| (n.node.clone(), n))
+                .collect(),
+            services: dump
+                .services
+                .into_iter()
+                .map(|(node, svc)| ((node, svc.id.clone()), svc))
+                .collect(),
+            checks: dump
+                .checks
+                .into_iter()
+                .map(|c| ((c.node.clone(), c.check_id.clone()), c))
+                .collect(),
+            kvs: dump.kvs.into_iter().map(|e| (e.key.clone(), e)).collect(),
+            tombstones: dump.tombstones.into_iter().collect(),
+            lock_delays: dump.lock_delays.into_iter().collect(),
+            sessions: dump
+                .sessions
+                .into_iter()
+                .map(|s| (s.id.clone(), s))
+                .collect(),
+            // Unknown table names come from a newer version's snapshot; their tables are
+            // unknown here too, so their indexes have nothing to describe.
+            indexes: dump
+                .indexes
+                .into_iter()
+                .filter_map(|(name, i)| schema::table(&name).map(|t| (t, i)))
+                .collect(),
+            journal: None,
+            changed: false,
+        }
+    }
+}
