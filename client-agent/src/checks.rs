@@ -157,9 +157,13 @@ impl CheckSpec {
         let script = def.args.as_ref().is_some_and(|a| !a.is_empty())
             || def.script_args.as_ref().is_some_and(|a| !a.is_empty());
         let alias = non_empty(&def.alias_service).is_some() || non_empty(&def.alias_node).is_some();
-        let other_interval_kind = [("GRPC", &def.grpc), ("UDP", &def.udp), ("H2PING", &def.h2ping)]
-            .into_iter()
-            .find_map(|(kind, target)| non_empty(target).map(|_| kind));
+        let other_interval_kind = [
+            ("GRPC", &def.grpc),
+            ("UDP", &def.udp),
+            ("H2PING", &def.h2ping),
+        ]
+        .into_iter()
+        .find_map(|(kind, target)| non_empty(target).map(|_| kind));
         let interval_kind =
             script || http.is_some() || tcp.is_some() || other_interval_kind.is_some();
 
@@ -633,14 +637,20 @@ mod tests {
                 "TTL must be not be set for Alias checks",
             ),
             (r#"{}"#, "TTL must be > 0 for TTL checks"),
-            (r#"{"Name":"x","TTL":"0s"}"#, "TTL must be > 0 for TTL checks"),
+            (
+                r#"{"Name":"x","TTL":"0s"}"#,
+                "TTL must be > 0 for TTL checks",
+            ),
             (
                 r#"{"Interval":"10s"}"#,
                 "no supported check kind given: Concord runs TTL, HTTP and TCP checks \
                  (OSService and Docker checks are not supported yet)",
             ),
             (r#"{"Args":["/bin/true"],"Interval":"10s"}"#, script_msg),
-            (r#"{"ScriptArgs":["/bin/true"],"Interval":"10s"}"#, script_msg),
+            (
+                r#"{"ScriptArgs":["/bin/true"],"Interval":"10s"}"#,
+                script_msg,
+            ),
             (
                 r#"{"GRPC":"a:1","Interval":"10s"}"#,
                 "GRPC checks are not supported yet: Concord runs TTL, HTTP and TCP checks",
@@ -711,7 +721,10 @@ mod tests {
         let long = "x".repeat(OUTPUT_MAX_SIZE + 10);
         let cut = truncate_output(&long);
         assert!(cut.starts_with(&"x".repeat(OUTPUT_MAX_SIZE)));
-        assert!(cut.ends_with("x ... (captured 4096 of 4106 bytes)"), "{cut}");
+        assert!(
+            cut.ends_with("x ... (captured 4096 of 4106 bytes)"),
+            "{cut}"
+        );
         // Never splits a character.
         let wide = "é".repeat(OUTPUT_MAX_SIZE);
         assert!(truncate_output(&wide).contains("(captured 4096 of 8192 bytes)"));
@@ -758,7 +771,10 @@ mod tests {
         assert!(rx.try_recv().is_err());
         tokio::time::sleep(secs(2)).await;
         let r = rx.try_recv().unwrap();
-        assert_eq!((r.check_id.as_str(), r.status), ("c", CheckStatus::Critical));
+        assert_eq!(
+            (r.check_id.as_str(), r.status),
+            ("c", CheckStatus::Critical)
+        );
         assert!(rx.try_recv().is_err());
     }
 

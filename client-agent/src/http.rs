@@ -15,6 +15,8 @@ mod health;
 mod kv;
 mod session;
 mod status;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 

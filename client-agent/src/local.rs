@@ -286,11 +286,7 @@ impl LocalState {
         }
         for (id, local) in inner.services.iter_mut() {
             if !remote_services.iter().any(|r| &r.id == id) {
-                if local.deleted {
-                    local.in_sync = true;
-                } else {
-                    local.in_sync = false;
-                }
+                local.in_sync = local.deleted;
             }
         }
         inner.services.retain(|_, s| !(s.deleted && s.in_sync));

@@ -40,6 +40,8 @@ pub(crate) type SnapshotMeta = openraft::SnapshotMeta<NodeId, Node>;
 pub(crate) type Snapshot = openraft::Snapshot<TypeConfig>;
 /// Storage failures reported to openraft (they stop the Raft node).
 pub(crate) type StorageError = openraft::StorageError<NodeId>;
+/// The I/O half of [`StorageError`], with constructors naming what failed.
+pub(crate) type StorageIOError = openraft::StorageIOError<NodeId>;
 /// Raft metrics as published by the core.
 pub(crate) type RaftMetrics = openraft::RaftMetrics<NodeId, Node>;
 

@@ -5,7 +5,6 @@
 //! an update and an expiry are reported in the order the task saw them: an expiry can never be
 //! reported after a newer update.
 
-use std::future::Future;
 use std::time::Duration;
 
 use concord_api::catalog::CheckStatus;
@@ -44,32 +43,30 @@ fn expired_output(last_output: &str) -> String {
 }
 
 impl Check for TtlCheck {
-    fn run(mut self, report: Reporter) -> impl Future<Output = ()> + Send {
-        async move {
-            let deadline = tokio::time::sleep(self.ttl);
-            tokio::pin!(deadline);
-            // Like Go's one-shot timer: after an expiry, nothing more until the next update.
-            let mut armed = true;
-            let mut last_output = String::new();
-            loop {
-                tokio::select! {
-                    // An update that is already waiting wins over an expiry at the same time.
-                    biased;
-                    update = self.updates.recv() => {
-                        // The sender lives in the runner's entry: gone means the check was
-                        // stopped.
-                        let Some(Update { status, output }) = update else { return };
-                        let output = truncate_output(&output).into_owned();
-                        report.report(status, output.clone());
-                        last_output = output;
-                        deadline.as_mut().reset(Instant::now() + self.ttl);
-                        armed = true;
-                    }
-                    () = &mut deadline, if armed => {
-                        armed = false;
-                        tracing::warn!(check = %report.check_id, "check missed TTL, is now critical");
-                        report.report(CheckStatus::Critical, expired_output(&last_output));
-                    }
+    async fn run(mut self, report: Reporter) {
+        let deadline = tokio::time::sleep(self.ttl);
+        tokio::pin!(deadline);
+        // Like Go's one-shot timer: after an expiry, nothing more until the next update.
+        let mut armed = true;
+        let mut last_output = String::new();
+        loop {
+            tokio::select! {
+                // An update that is already waiting wins over an expiry at the same time.
+                biased;
+                update = self.updates.recv() => {
+                    // The sender lives in the runner's entry: gone means the check was
+                    // stopped.
+                    let Some(Update { status, output }) = update else { return };
+                    let output = truncate_output(&output).into_owned();
+                    report.report(status, output.clone());
+                    last_output = output;
+                    deadline.as_mut().reset(Instant::now() + self.ttl);
+                    armed = true;
+                }
+                () = &mut deadline, if armed => {
+                    armed = false;
+                    tracing::warn!(check = %report.check_id, "check missed TTL, is now critical");
+                    report.report(CheckStatus::Critical, expired_output(&last_output));
                 }
             }
         }

@@ -1,0 +1,186 @@
+//! Handler tests through `Router::oneshot`. The server side is unreachable here (a closed
+//! port), which is exactly what agent-local endpoints must tolerate: their answers come from
+//! local state, and syncing is best effort. Server-backed endpoints are covered end to end in
+//! `integration/`.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use axum::Router;
+use serde_json::Value;
+use tower::ServiceExt as _;
+
+use crate::agent::AgentCore;
+use crate::catalog_cache::CatalogSnapshot;
+use crate::config::Config;
+
+fn app() -> (Router, Arc<AgentCore>) {
+    // Port 1 on loopback refuses connections at once.
+    let mut config = Config::new("test-node", vec!["127.0.0.1:1".parse().unwrap()]);
+    config.node_id = "00000000-0000-0000-0000-000000000001".into();
+    let (_tx, view) = tokio::sync::watch::channel(Arc::new(CatalogSnapshot::default()));
+    let (core, results) = AgentCore::new(config, view);
+    tokio::spawn(core.clone().apply_check_results(results));
+    (super::router(core.clone()), core)
+}
+
+async fn call(app: &Router, method: Method, uri: &str, body: &str) -> (StatusCode, String) {
+    let request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[tokio::test]
+async fn register_list_and_deregister_services() {
+    let (app, _) = app();
+    let (code, body) = call(
+        &app,
+        Method::PUT,
+        "/v1/agent/service/register",
+        r#"{"name":"web","ID":"web-1","port":80,"tags":["a"],"check":{"ttl":"30s"}}"#,
+    )
+    .await;
+    assert_eq!((code, body.as_str()), (StatusCode::OK, ""));
+    let (code, body) = call(&app, Method::GET, "/v1/agent/services", "").await;
+    assert_eq!(code, StatusCode::OK);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["web-1"]["Service"], "web");
+    assert_eq!(v["web-1"]["Datacenter"], "dc1");
+    let (_, body) = call(&app, Method::GET, "/v1/agent/service/web-1", "").await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert!(v["ContentHash"].as_str().is_some_and(|h| h.len() == 16));
+    let (code, _) = call(&app, Method::PUT, "/v1/agent/service/deregister/web-1", "").await;
+    assert_eq!(code, StatusCode::OK);
+    let (code, body) = call(&app, Method::PUT, "/v1/agent/service/deregister/web-1", "").await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert!(body.starts_with("Unknown service ID \"web-1\""));
+}
+
+#[tokio::test]
+async fn ttl_updates_drive_local_health() {
+    let (app, _) = app();
+    call(
+        &app,
+        Method::PUT,
+        "/v1/agent/service/register",
+        r#"{"Name":"api","Check":{"TTL":"1h"}}"#,
+    )
+    .await;
+    let (code, body) = call(&app, Method::GET, "/v1/agent/health/service/name/api?format=text", "").await;
+    assert_eq!((code, body.as_str()), (StatusCode::SERVICE_UNAVAILABLE, "critical"));
+    let (code, _) = call(&app, Method::PUT, "/v1/agent/check/pass/service:api?note=fine", "").await;
+    assert_eq!(code, StatusCode::OK);
+    let (code, body) = call(&app, Method::GET, "/v1/agent/health/service/id/api", "").await;
+    assert_eq!(code, StatusCode::OK);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["AggregatedStatus"], "passing");
+    assert_eq!(v["Checks"][0]["Output"], "fine");
+    let (code, _) = call(
+        &app,
+        Method::PUT,
+        "/v1/agent/check/update/service:api",
+        r#"{"Status":"warning","Output":"slow"}"#,
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK);
+    let (code, _) = call(&app, Method::GET, "/v1/agent/health/service/name/api", "").await;
+    assert_eq!(code, StatusCode::TOO_MANY_REQUESTS);
+    let (code, body) = call(&app, Method::GET, "/v1/agent/health/service/name/nope", "").await;
+    assert_eq!(code, StatusCode::NOT_FOUND, "{body}");
+}
+
+#[tokio::test]
+async fn check_register_validates() {
+    let (app, core) = app();
+    let cases = [
+        (r#"{"TTL":"10s"}"#, StatusCode::BAD_REQUEST, "Missing check name"),
+        (r#"{"Name":"x","TTL":"10s","ServiceID":"ghost"}"#, StatusCode::NOT_FOUND, "ServiceID \"ghost\" does not exist"),
+        (r#"{"Name":"x"}"#, StatusCode::BAD_REQUEST, "Invalid check"),
+        (r#"{"Name":"x","TTL":"oops"}"#, StatusCode::BAD_REQUEST, "Request decode failed"),
+    ];
+    for (body, want_code, want_text) in cases {
+        let (code, text) = call(&app, Method::PUT, "/v1/agent/check/register", body).await;
+        assert_eq!(code, want_code, "{body}: {text}");
+        assert!(text.contains(want_text), "{body}: {text}");
+    }
+    assert!(core.local.checks().is_empty(), "rejected checks must not be stored");
+    let (code, _) = call(&app, Method::PUT, "/v1/agent/check/register", r#"{"Name":"mem","TTL":"10s"}"#).await;
+    assert_eq!(code, StatusCode::OK);
+    let (code, _) = call(&app, Method::PUT, "/v1/agent/check/fail/mem", "").await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(core.local.check("mem").unwrap().status.as_str(), "critical");
+    let (code, _) = call(&app, Method::PUT, "/v1/agent/check/deregister/mem", "").await;
+    assert_eq!(code, StatusCode::OK);
+    let (code, _) = call(&app, Method::PUT, "/v1/agent/check/deregister/mem", "").await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn maintenance_requires_enable() {
+    let (app, core) = app();
+    call(&app, Method::PUT, "/v1/agent/service/register", r#"{"Name":"db"}"#).await;
+    let (code, text) = call(&app, Method::PUT, "/v1/agent/service/maintenance/db", "").await;
+    assert_eq!((code, text.as_str()), (StatusCode::BAD_REQUEST, "Missing value for enable"));
+    let (code, _) = call(&app, Method::PUT, "/v1/agent/service/maintenance/db?enable=true", "").await;
+    assert_eq!(code, StatusCode::OK);
+    let check = core.local.check("_service_maintenance:db").unwrap();
+    assert_eq!(check.service_id, "db");
+    let (code, text) = call(&app, Method::GET, "/v1/agent/health/service/id/db?format=text", "").await;
+    assert_eq!((code, text.as_str()), (StatusCode::SERVICE_UNAVAILABLE, "maintenance"));
+}
+
+#[tokio::test]
+async fn routing_errors_and_parameters() {
+    let (app, _) = app();
+    let (code, body) = call(&app, Method::GET, "/v1/agent/service/register", "").await;
+    assert_eq!((code, body.as_str()), (StatusCode::METHOD_NOT_ALLOWED, "method GET not allowed"));
+    let (code, body) = call(&app, Method::GET, "/v1/does/not/exist", "").await;
+    assert_eq!((code, body.as_str()), (StatusCode::NOT_FOUND, ""));
+    let (code, body) = call(&app, Method::GET, "/v1/catalog/nodes?dc=elsewhere", "").await;
+    assert_eq!((code, body.as_str()), (StatusCode::INTERNAL_SERVER_ERROR, "No path to datacenter"));
+    for (uri, want) in [
+        ("/v1/catalog/nodes?index=x", "Invalid index"),
+        ("/v1/catalog/nodes?wait=x", "Invalid wait time"),
+        ("/v1/health/state/sad", "Invalid check state"),
+        ("/v1/catalog/nodes?node-meta=novalue", "Invalid node-meta filter"),
+        ("/v1/catalog/nodes?filter=Node==a", "filter"),
+    ] {
+        let (code, body) = call(&app, Method::GET, uri, "").await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{uri}");
+        assert!(body.contains(want), "{uri}: {body}");
+    }
+    let (code, body) = call(&app, Method::PUT, "/v1/kv/a?cas=1&release=s", "x").await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert!(body.starts_with("Conflicting flags"), "{body}");
+    let (code, _) = call(&app, Method::PUT, "/v1/kv/a", &"x".repeat(600 * 1024)).await;
+    assert_eq!(code, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn server_unreachable_is_a_500_with_text() {
+    let (app, _) = app();
+    let (code, body) = call(&app, Method::GET, "/v1/catalog/services", "").await;
+    assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(body.contains("rpc error"), "{body}");
+}
+
+#[tokio::test]
+async fn self_and_metrics() {
+    let (app, _) = app();
+    let (_, body) = call(&app, Method::GET, "/v1/agent/self", "").await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["Config"]["NodeName"], "test-node");
+    assert_eq!(v["Config"]["Version"], concord_api::CONSUL_COMPAT_VERSION);
+    let (code, body) = call(&app, Method::GET, "/v1/agent/metrics?format=prometheus", "").await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(body.contains("concord_http_requests_total"), "{body}");
+}

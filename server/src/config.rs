@@ -1,0 +1,63 @@
+//! The server's configuration.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything a server needs to start. Built by the CLI from flags (`consul agent -server`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// This server's node name: its catalog node (registered by the leader with the `consul`
+    /// service and the `serfHealth` check) and the name in session ownership.
+    pub node_name: String,
+    /// This server's node UUID (`8-4-4-4-12` hex). Also determines its Raft id (the XOR of
+    /// the UUID's halves), so it must stay the same across restarts on one `data_dir`.
+    pub node_id: String,
+    /// Datacenter name (e.g. `"dc1"`), recorded on the server's catalog node.
+    pub datacenter: String,
+    /// Directory holding the Raft log, vote and snapshot (a sled database under `raft/`).
+    /// `None` keeps the database in a temporary directory deleted when the server stops:
+    /// nothing survives a restart (`-dev`).
+    pub data_dir: Option<PathBuf>,
+    /// Address other servers and agents reach this server's RPC at. Recorded as this
+    /// server's Raft member address, and its IP is the server node's catalog `Address`; its
+    /// port is the `consul` service port.
+    pub rpc_advertise: SocketAddr,
+    /// Number of servers expected to form the cluster. `1` initializes a single-voter
+    /// cluster on first start (a no-op when `data_dir` already holds one); any other value
+    /// waits to be joined (`0`: never bootstraps).
+    pub bootstrap_expect: usize,
+    /// Fast Raft timings for development and tests: heartbeat 50 ms, election timeout
+    /// 150–300 ms. Otherwise heartbeat 500 ms, election timeout 1.5–3 s.
+    pub dev: bool,
+}
+
+/// Raft timings derived from [`Config::dev`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RaftTimings {
+    /// Leader heartbeat interval.
+    pub(crate) heartbeat: Duration,
+    /// Lower bound of the randomized election timeout.
+    pub(crate) election_min: Duration,
+    /// Upper bound of the randomized election timeout.
+    pub(crate) election_max: Duration,
+}
+
+impl Config {
+    pub(crate) fn raft_timings(&self) -> RaftTimings {
+        let ms = Duration::from_millis;
+        if self.dev {
+            RaftTimings {
+                heartbeat: ms(50),
+                election_min: ms(150),
+                election_max: ms(300),
+            }
+        } else {
+            RaftTimings {
+                heartbeat: ms(500),
+                election_min: ms(1500),
+                election_max: ms(3000),
+            }
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! The Raft state machine: applies committed [`Command`]s to the [`StateStore`] and builds,
+//! persists and installs snapshots.
+//!
+//! A snapshot is the serialized store ([`StateStore::snapshot`]) plus openraft's
+//! [`SnapshotMeta`] (last applied log id and membership). The current snapshot is kept in the
+//! sled tree `snapshot` (keys `meta` and `data`, written in one batch and flushed), so a
+//! restart loads it and replays only the log after it instead of the whole history.
+//!
+//! Install (Consul's `Restore`) builds a fresh store from the snapshot, swaps it into the
+//! shared [`StoreHandle`] and abandons the old store, which wakes every blocking query
+//! parked on it so it re-runs against the new one.
+
+#[cfg(test)]
+mod tests;
+
+use std::io::Cursor;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use concord_api::rpc::WriteResult;
+use openraft::storage::RaftStateMachine;
+use openraft::{AnyError, EntryPayload, RaftSnapshotBuilder};
+
+use crate::command::{Command, CommandResult};
+use crate::log_store::flush;
+use crate::raft::{
+    Entry, LogId, Snapshot, SnapshotMeta, StorageError, StorageIOError, StoredMembership,
+    TypeConfig,
+};
+use crate::state::{StateError, StateStore, StoreHandle};
+
+const META_KEY: &str = "meta";
+const DATA_KEY: &str = "data";
+
+/// The persisted current snapshot (sled tree `snapshot`).
+#[derive(Clone, Debug)]
+struct SnapshotFile {
+    db: sled::Db,
+    tree: sled::Tree,
+    /// Serializes "compare with the stored snapshot, then replace it": a snapshot build runs
+    /// concurrently with the state machine and must not overwrite a newer install.
+    write_lock: Arc<Mutex<()>>,
+}
+
+impl SnapshotFile {
+    fn open(db: &sled::Db) -> Result<Self, sled::Error> {
+        Ok(SnapshotFile {
+            db: db.clone(),
+            tree: db.open_tree("snapshot")?,
+            write_lock: Arc::new(Mutex::new(())),
+        })
+    }
+
+    fn load(&self) -> Result<Option<(SnapshotMeta, Vec<u8>)>, AnyError> {
+        let meta = self.tree.get(META_KEY).map_err(|e| AnyError::new(&e))?;
+        let data = self.tree.get(DATA_KEY).map_err(|e| AnyError::new(&e))?;
+        match (meta, data) {
+            (Some(meta), Some(data)) => {
+                let meta: SnapshotMeta =
+                    serde_json::from_slice(&meta).map_err(|e| AnyError::new(&e))?;
+                Ok(Some((meta, data.to_vec())))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Makes `meta`/`data` the current snapshot unless a newer one is already stored.
+    async fn save(&self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), AnyError> {
+        {
+            let _guard = self.write_lock.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some((stored, _)) = self.load()? {
+                if stored.last_log_id > meta.last_log_id {
+                    return Ok(());
+                }
+            }
+            let meta_bytes = serde_json::to_vec(meta).map_err(|e| AnyError::new(&e))?;
+            let mut batch = sled::Batch::default();
+            batch.insert(META_KEY, meta_bytes);
+            batch.insert(DATA_KEY, data);
+            self.tree.apply_batch(batch).map_err(|e| AnyError::new(&e))?;
+        }
+        flush(&self.db).await.map_err(|e| AnyError::new(&e))
+    }
+}
+
+/// The state machine openraft drives.
+#[derive(Debug)]
+pub(crate) struct StateMachine {
+    store: StoreHandle,
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+    snapshots: SnapshotFile,
+}
+
+impl StateMachine {
+    /// Opens the state machine in `db`: restores the persisted snapshot, if any. Returns the
+    /// handle readers use to reach the store.
+    pub(crate) fn open(db: &sled::Db) -> Result<(Self, StoreHandle), StorageError> {
+        let snapshots =
+            SnapshotFile::open(db).map_err(|e| StorageIOError::read_snapshot(None, AnyError::new(&e)))?;
+        let loaded = snapshots
+            .load()
+            .map_err(|e| StorageIOError::read_snapshot(None, e))?;
+        let (store, last_applied, membership) = match loaded {
+            Some((meta, data)) => {
+                let store = StateStore::restore(&data).map_err(|e| {
+                    StorageIOError::read_snapshot(Some(meta.signature()), AnyError::new(&e))
+                })?;
+                tracing::info!(last_log_id = ?meta.last_log_id, "restored state from snapshot");
+                (store, meta.last_log_id, meta.last_membership)
+            }
+            None => (StateStore::new(), None, StoredMembership::default()),
+        };
+        let handle = StoreHandle::new(store);
+        let sm = StateMachine {
+            store: handle.clone(),
+            last_applied,
+            membership,
+            snapshots,
+        };
+        Ok((sm, handle))
+    }
+}
+
+/// Builds a snapshot from a view taken when it was requested: openraft runs the build
+/// concurrently with further applies, so the data and its log id are captured together.
+#[derive(Debug)]
+pub(crate) struct SnapshotBuilder {
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+    data: Result<Vec<u8>, StateError>,
+    snapshots: SnapshotFile,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        let data = self
+            .data
+            .clone()
+            .map_err(|e| StorageIOError::write_snapshot(None, AnyError::new(&e)))?;
+        let meta = SnapshotMeta {
+            last_log_id: self.last_applied,
+            last_membership: self.membership.clone(),
+            snapshot_id: uuid::Uuid::new_v4().to_string(),
+        };
+        self.snapshots
+            .save(&meta, &data)
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), e))?;
+        tracing::info!(last_log_id = ?meta.last_log_id, bytes = data.len(), "built snapshot");
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        Ok((self.last_applied, self.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResult>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let store = self.store.current();
+        let mut results = Vec::new();
+        for entry in entries {
+            self.last_applied = Some(entry.log_id);
+            let result = match &entry.payload {
+                EntryPayload::Blank => Ok(WriteResult::Done),
+                EntryPayload::Normal(cmd) => apply_command(&store, entry.log_id.index, cmd),
+                EntryPayload::Membership(membership) => {
+                    self.membership = StoredMembership::new(Some(entry.log_id), membership.clone());
+                    Ok(WriteResult::Done)
+                }
+            };
+            results.push(result);
+        }
+        Ok(results)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder {
+            last_applied: self.last_applied,
+            membership: self.membership.clone(),
+            data: self.store.current().snapshot(),
+            snapshots: self.snapshots.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let data = snapshot.into_inner();
+        let store = StateStore::restore(&data).map_err(|e| {
+            StorageIOError::read_snapshot(Some(meta.signature()), AnyError::new(&e))
+        })?;
+        // Persist first: once openraft sees the install succeed it may purge the log the
+        // snapshot replaces.
+        self.snapshots
+            .save(meta, &data)
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), e))?;
+        self.store.swap(store);
+        self.last_applied = meta.last_log_id;
+        self.membership = meta.last_membership.clone();
+        tracing::info!(last_log_id = ?meta.last_log_id, "installed snapshot");
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
+        let loaded = self
+            .snapshots
+            .load()
+            .map_err(|e| StorageIOError::read_snapshot(None, e))?;
+        Ok(loaded.map(|(meta, data)| Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        }))
+    }
+}
+
+/// Applies one command; logs rejections (they are normal: the caller gets the error).
+fn apply_command(store: &StateStore, index: u64, cmd: &Command) -> CommandResult {
+    let result = store.apply(index, cmd);
+    if let Err(e) = &result {
+        tracing::debug!(index, error = %e, "command rejected");
+    }
+    result
+}

@@ -1,0 +1,78 @@
+//! Forwarding a request to the leader.
+
+use std::time::Duration;
+
+use axum::http::HeaderMap;
+use concord_api::rpc::RpcError;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::server::{Leadership, Shared};
+
+/// Marks a request a follower forwarded. The receiver answers it itself or fails with
+/// `NotLeader`; it never forwards again, so a stale view of the leader cannot loop.
+pub(crate) const FORWARDED_HEADER: &str = "x-concord-forwarded";
+
+/// Timeout of a forwarded request that does not block.
+pub(crate) const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Whether the request was forwarded by another server.
+pub(crate) fn is_forwarded(headers: &HeaderMap) -> bool {
+    headers.contains_key(FORWARDED_HEADER)
+}
+
+/// Where a request this server cannot answer should go: `Ok(addr)` to forward, or the
+/// error to answer with.
+pub(crate) fn leader_target(
+    leadership: Leadership,
+    forwarded: bool,
+) -> Result<Option<String>, RpcError> {
+    match leadership {
+        Leadership::Leader => Ok(None),
+        Leadership::Follower { leader_addr } if forwarded => Err(RpcError::NotLeader {
+            leader_addr: Some(leader_addr),
+        }),
+        Leadership::Follower { leader_addr } => Ok(Some(leader_addr)),
+        Leadership::Unknown => Err(RpcError::NoLeader),
+    }
+}
+
+/// Sends `req` to the leader at `addr` and returns its answer (or its error, unchanged).
+pub(crate) async fn forward<Req: Serialize, Resp: DeserializeOwned>(
+    shared: &Shared,
+    addr: &str,
+    path: &str,
+    req: &Req,
+    timeout: Duration,
+) -> Result<Resp, RpcError> {
+    tracing::debug!(leader = addr, path, "forwarding to leader");
+    // A leader we cannot reach is, for this request, no leader: report which one we tried.
+    let unreachable = |e: reqwest::Error| {
+        tracing::warn!(leader = addr, error = %e, "forwarding to leader failed");
+        RpcError::NotLeader {
+            leader_addr: Some(addr.to_string()),
+        }
+    };
+    let resp = shared
+        .http
+        .post(format!("http://{addr}{path}"))
+        .header(FORWARDED_HEADER, "1")
+        .json(req)
+        .timeout(timeout)
+        .send()
+        .await
+        .map_err(unreachable)?;
+    let status = resp.status();
+    let body = resp.bytes().await.map_err(unreachable)?;
+    if status.is_success() {
+        serde_json::from_slice(&body)
+            .map_err(|e| RpcError::Internal(format!("bad reply from leader {addr}: {e}")))
+    } else {
+        Err(serde_json::from_slice(&body).unwrap_or_else(|_| {
+            RpcError::Internal(format!(
+                "leader {addr} answered {status}: {}",
+                String::from_utf8_lossy(&body)
+            ))
+        }))
+    }
+}

@@ -1,0 +1,134 @@
+//! `POST api::rpc::READ_PATH`: consistency modes, forwarding, blocking queries.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::Json;
+use concord_api::rpc::{
+    Consistency, Query, QueryOptions, QueryResult, ReadRequest, ReadResponse, RpcError,
+    DEFAULT_WAIT_MS, MAX_WAIT_MS, READ_PATH,
+};
+use openraft::error::{CheckIsLeaderError, RaftError};
+use rand::Rng;
+use tokio::time::Instant;
+
+use super::forward::{forward, is_forwarded, leader_target, FORWARD_TIMEOUT};
+use super::{decode, RpcFailure};
+use crate::server::Shared;
+use crate::state::StoreHandle;
+
+pub(super) async fn handle(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<ReadResponse>, RpcFailure> {
+    let req: ReadRequest = decode(&body)?;
+    Ok(Json(read(&shared, req, is_forwarded(&headers)).await?))
+}
+
+/// Answers a read here or on the leader, per its consistency mode:
+/// - `Stale`: from local state, whoever leads (or nobody).
+/// - `Default`: the leader answers from its state; followers forward.
+/// - `Consistent`: the leader first confirms with a quorum that it still leads.
+pub(crate) async fn read(
+    shared: &Shared,
+    req: ReadRequest,
+    forwarded: bool,
+) -> Result<ReadResponse, RpcError> {
+    if req.query == Query::RaftStatus {
+        let (leader, peers, applied) = shared.raft_peers();
+        return Ok(ReadResponse {
+            meta: shared.query_meta(applied),
+            result: QueryResult::RaftStatus { leader, peers },
+        });
+    }
+    if req.options.consistency != Consistency::Stale {
+        if let Some(addr) = leader_target(shared.leadership(), forwarded)? {
+            let timeout = FORWARD_TIMEOUT + max_blocking_wait(&req.options);
+            return forward(shared, &addr, READ_PATH, &req, timeout).await;
+        }
+        if req.options.consistency == Consistency::Consistent {
+            ensure_leader(shared).await?;
+        }
+    }
+    let (index, result) =
+        blocking_query(&shared.store, &req.query, &req.options, shared.stopping()).await?;
+    Ok(ReadResponse {
+        meta: shared.query_meta(index),
+        result,
+    })
+}
+
+/// Confirms leadership with a quorum and waits until everything committed is applied.
+async fn ensure_leader(shared: &Shared) -> Result<(), RpcError> {
+    match shared.raft.ensure_linearizable().await {
+        Ok(_) => Ok(()),
+        Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+            Err(RpcError::NotLeader {
+                leader_addr: f.leader_node.map(|n| n.addr),
+            })
+        }
+        Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => Err(RpcError::NoLeader),
+        Err(RaftError::Fatal(e)) => Err(RpcError::Internal(format!("raft: {e}"))),
+    }
+}
+
+/// The blocking wait a query asks for: 0 is the default (5 min), anything is capped at
+/// 10 min, plus up to 1/16 random jitter so watchers woken together do not return together.
+pub(crate) fn wait_duration(max_wait_ms: u64) -> Duration {
+    let wait = match max_wait_ms {
+        0 => DEFAULT_WAIT_MS,
+        ms => ms.min(MAX_WAIT_MS),
+    };
+    let jitter = rand::thread_rng().gen_range(0..=wait / 16);
+    Duration::from_millis(wait + jitter)
+}
+
+/// Upper bound of how long a read may block (for the forwarding timeout).
+fn max_blocking_wait(options: &QueryOptions) -> Duration {
+    if options.min_index == 0 {
+        return Duration::ZERO;
+    }
+    let wait = match options.max_wait_ms {
+        0 => DEFAULT_WAIT_MS,
+        ms => ms.min(MAX_WAIT_MS),
+    };
+    Duration::from_millis(wait + wait / 16)
+}
+
+/// Runs a query, blocking while its index is not above `options.min_index` (if non-zero):
+/// re-runs it on every state change until the index moves, the wait elapses or `stop`
+/// resolves, then returns the current result (Consul's `blockingQuery`).
+pub(crate) async fn blocking_query(
+    store: &StoreHandle,
+    query: &Query,
+    options: &QueryOptions,
+    stop: impl Future<Output = ()>,
+) -> Result<(u64, QueryResult), RpcError> {
+    if options.min_index == 0 {
+        return Ok(store.current().query(query)?);
+    }
+    let deadline = Instant::now() + wait_duration(options.max_wait_ms);
+    tokio::pin!(stop);
+    loop {
+        // Subscribe before querying so a change between the two is not missed. A restore
+        // abandons the store (waking us), and the next round runs on the new one.
+        let current = store.current();
+        let mut changes = current.subscribe();
+        let (index, result) = current.query(query)?;
+        if index > options.min_index {
+            return Ok((index, result));
+        }
+        tokio::select! {
+            // `Err` means the store was dropped: also a reason to look again.
+            _ = changes.changed() => continue,
+            () = tokio::time::sleep_until(deadline) => {}
+            () = &mut stop => {}
+        }
+        return Ok(store.current().query(query)?);
+    }
+}

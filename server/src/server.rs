@@ -1,0 +1,356 @@
+//! Wiring: opens storage, starts Raft, serves the RPC port, runs the leader loop.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use concord_api::rpc::QueryMeta;
+use openraft::error::{InitializeError, RaftError};
+use openraft::{ServerState, SnapshotPolicy};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::config::Config;
+use crate::fsm::StateMachine;
+use crate::leader::{self, SessionTimers};
+use crate::log_store::{self, LogStore};
+use crate::network::NetworkFactory;
+use crate::raft::{node_id_from_uuid, Node, NodeId, Raft};
+use crate::rpc;
+use crate::state::StoreHandle;
+
+/// Take a snapshot (and allow purging the log) after this many applied entries.
+const SNAPSHOT_EVERY: u64 = 4096;
+/// Entries kept in the log behind a snapshot, so a slightly lagging follower catches up
+/// from the log instead of needing the whole snapshot.
+const LOG_KEPT_BEHIND_SNAPSHOT: u64 = 1024;
+/// How long `shutdown` waits for in-flight RPCs before cutting them off.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Why a server could not start, lead, or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The configuration is unusable.
+    #[error("invalid server configuration: {0}")]
+    Config(String),
+    /// A socket or file operation failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The Raft log, vote or snapshot store failed.
+    #[error("storage error: {0}")]
+    Storage(String),
+    /// Raft failed to start, initialize or stop.
+    #[error("raft error: {0}")]
+    Raft(String),
+    /// No leader was known within the given time.
+    #[error("no cluster leader within {0:?}")]
+    NoLeader(Duration),
+}
+
+/// Who leads, as this server sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Leadership {
+    /// This server.
+    Leader,
+    /// Another server, at this RPC address.
+    Follower { leader_addr: String },
+    /// Nobody known (election in progress, or no quorum).
+    Unknown,
+}
+
+/// State shared by the RPC handlers and the leader loop.
+pub(crate) struct Shared {
+    /// This server's Raft id.
+    pub(crate) id: NodeId,
+    pub(crate) config: Config,
+    pub(crate) raft: Raft,
+    pub(crate) store: StoreHandle,
+    /// Session TTL timers; armed only while this server leads.
+    pub(crate) timers: SessionTimers,
+    /// Client for forwarding to the leader.
+    pub(crate) http: reqwest::Client,
+    /// When an append-entries from a leader last succeeded here.
+    last_contact: Mutex<Option<Instant>>,
+    started: Instant,
+    /// Flips to `true` once on shutdown; parked blocking queries return at once.
+    shutdown: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("id", &self.id)
+            .field("node_name", &self.config.node_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    pub(crate) fn new(config: Config, id: NodeId, raft: Raft, store: StoreHandle, http: reqwest::Client) -> Self {
+        let timers = SessionTimers::new(leader::expire_session(raft.clone(), store.clone()));
+        Shared {
+            id,
+            config,
+            raft,
+            store,
+            timers,
+            http,
+            last_contact: Mutex::new(None),
+            started: Instant::now(),
+            shutdown: watch::Sender::new(false),
+        }
+    }
+
+    /// Who leads, from the latest Raft metrics.
+    pub(crate) fn leadership(&self) -> Leadership {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        match m.current_leader {
+            Some(id) if id == self.id && m.state == ServerState::Leader => Leadership::Leader,
+            Some(id) if id != self.id => m
+                .membership_config
+                .membership()
+                .get_node(&id)
+                .map_or(Leadership::Unknown, |node| Leadership::Follower {
+                    leader_addr: node.addr.clone(),
+                }),
+            _ => Leadership::Unknown,
+        }
+    }
+
+    /// The leader address and voter addresses, for `/v1/status/*`.
+    pub(crate) fn raft_peers(&self) -> (String, Vec<String>, u64) {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        let membership = m.membership_config.membership();
+        let leader = m
+            .current_leader
+            .and_then(|id| membership.get_node(&id))
+            .map(|n| n.addr.clone())
+            .unwrap_or_default();
+        let mut peers: Vec<String> = membership
+            .voter_ids()
+            .filter_map(|id| membership.get_node(&id).map(|n| n.addr.clone()))
+            .collect();
+        peers.sort();
+        let applied = m.last_applied.map_or(0, |l| l.index);
+        (leader, peers, applied)
+    }
+
+    /// Records contact from a leader (an accepted append-entries).
+    pub(crate) fn touch_leader_contact(&self) {
+        *self.last_contact.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+    }
+
+    /// The metadata of a read answered here at `index`.
+    pub(crate) fn query_meta(&self, index: u64) -> QueryMeta {
+        let known_leader = self.raft.metrics().borrow().current_leader.is_some();
+        let last_contact_ms = match self.leadership() {
+            Leadership::Leader => 0,
+            _ => {
+                let since = self
+                    .last_contact
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .unwrap_or(self.started);
+                u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
+            }
+        };
+        QueryMeta {
+            index: index.max(1),
+            known_leader,
+            last_contact_ms,
+        }
+    }
+
+    /// Resolves once shutdown starts.
+    pub(crate) fn stopping(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.shutdown.subscribe();
+        async move {
+            // The sender lives in `Shared`; if it is gone, so is the server.
+            let _ = rx.wait_for(|stopped| *stopped).await;
+        }
+    }
+
+    fn stop(&self) {
+        self.shutdown.send_replace(true);
+    }
+}
+
+/// Builds the openraft configuration.
+fn raft_config(config: &Config) -> Result<openraft::Config, ServerError> {
+    let timings = config.raft_timings();
+    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    openraft::Config {
+        cluster_name: "concord".to_string(),
+        heartbeat_interval: ms(timings.heartbeat),
+        election_timeout_min: ms(timings.election_min),
+        election_timeout_max: ms(timings.election_max),
+        // Full snapshots go in one HTTP request; allow more than the 200 ms default.
+        install_snapshot_timeout: 10_000,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY),
+        max_in_snapshot_log_to_keep: LOG_KEPT_BEHIND_SNAPSHOT,
+        ..openraft::Config::default()
+    }
+    .validate()
+    .map_err(|e| ServerError::Config(e.to_string()))
+}
+
+/// Opens the sled database: `<data_dir>/raft`, or a temporary one deleted on drop.
+fn open_db(data_dir: Option<&Path>) -> Result<sled::Db, ServerError> {
+    let storage = |e: sled::Error| ServerError::Storage(e.to_string());
+    match data_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            sled::Config::new().path(dir.join("raft")).open().map_err(storage)
+        }
+        None => sled::Config::new().temporary(true).open().map_err(storage),
+    }
+}
+
+/// Initializes a single-voter cluster unless this data dir already holds one.
+async fn bootstrap_single(raft: &Raft, id: NodeId, addr: SocketAddr) -> Result<(), ServerError> {
+    let raft_err = |e: &dyn std::fmt::Display| ServerError::Raft(e.to_string());
+    if raft.is_initialized().await.map_err(|e| raft_err(&e))? {
+        tracing::info!("raft state found; not bootstrapping again");
+        return Ok(());
+    }
+    tracing::info!(%addr, "bootstrapping a single-server cluster");
+    let members = BTreeMap::from([(id, Node::new(addr))]);
+    match raft.initialize(members).await {
+        Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
+        Err(e) => Err(raft_err(&e)),
+    }
+}
+
+/// A running server. Stop it with [`Server::shutdown`]; dropping it stops serving RPCs but
+/// does not wait for Raft to stop.
+#[derive(Debug)]
+pub struct Server {
+    shared: Arc<Shared>,
+    rpc_addr: SocketAddr,
+    http: JoinHandle<()>,
+    leader: JoinHandle<()>,
+    db: sled::Db,
+}
+
+impl Server {
+    /// Opens the data dir, starts Raft, serves RPCs (agents' reads/writes and Raft's own
+    /// traffic) on `rpc_listener`, and bootstraps when `bootstrap_expect == 1`.
+    pub async fn start(config: Config, rpc_listener: TcpListener) -> Result<Server, ServerError> {
+        let id = node_id_from_uuid(&config.node_id).map_err(|e| {
+            ServerError::Config(format!("node_id {:?} is not a UUID: {e}", config.node_id))
+        })?;
+        let rpc_addr = rpc_listener.local_addr()?;
+        let db = open_db(config.data_dir.as_deref())?;
+        let storage = |e: &dyn std::fmt::Display| ServerError::Storage(e.to_string());
+        let log = LogStore::open(&db).map_err(|e| storage(&e))?;
+        let (fsm, store) = StateMachine::open(&db).map_err(|e| storage(&e))?;
+        // Never route server-to-server traffic through an HTTP proxy from the environment.
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .map_err(|e| ServerError::Config(format!("HTTP client: {e}")))?;
+        let raft = Raft::new(
+            id,
+            Arc::new(raft_config(&config)?),
+            NetworkFactory::new(http.clone()),
+            log,
+            fsm,
+        )
+        .await
+        .map_err(|e| ServerError::Raft(e.to_string()))?;
+        tracing::info!(node = %config.node_name, raft_id = id, %rpc_addr, "server starting");
+
+        let shared = Arc::new(Shared::new(config.clone(), id, raft.clone(), store, http));
+        let app = rpc::router(shared.clone());
+        let stopping = shared.stopping();
+        let http = tokio::spawn(async move {
+            let serve = axum::serve(rpc_listener, app).with_graceful_shutdown(stopping);
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "RPC server failed");
+            }
+        });
+
+        match config.bootstrap_expect {
+            1 => bootstrap_single(&raft, id, config.rpc_advertise).await?,
+            0 => tracing::info!("bootstrap disabled; waiting to be joined"),
+            n => tracing::info!(expect = n, "waiting to be joined into a {n}-server cluster"),
+        }
+        let leader = leader::spawn(shared.clone());
+        Ok(Server {
+            shared,
+            rpc_addr,
+            http,
+            leader,
+            db,
+        })
+    }
+
+    /// The address the RPC listener is bound to.
+    pub fn rpc_addr(&self) -> SocketAddr {
+        self.rpc_addr
+    }
+
+    /// Waits until a leader is known; if it is this server, also until it has applied
+    /// everything committed before it took over (so reads reflect earlier writes).
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Result<(), ServerError> {
+        let deadline = Instant::now() + timeout;
+        self.shared
+            .raft
+            .wait(Some(timeout))
+            .metrics(|m| m.current_leader.is_some(), "a known leader")
+            .await
+            .map_err(|_| ServerError::NoLeader(timeout))?;
+        if self.shared.leadership() == Leadership::Leader {
+            tokio::time::timeout_at(deadline, self.shared.raft.ensure_linearizable())
+                .await
+                .map_err(|_| ServerError::NoLeader(timeout))?
+                .map_err(|e| ServerError::Raft(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Stops serving, stops Raft, and flushes storage.
+    pub async fn shutdown(mut self) -> Result<(), ServerError> {
+        tracing::info!(node = %self.shared.config.node_name, "server shutting down");
+        self.shared.stop();
+        self.leader.abort();
+        let _ = (&mut self.leader).await;
+        self.shared.timers.clear();
+        let raft = self.shared.raft.shutdown().await;
+        if tokio::time::timeout(SHUTDOWN_GRACE, &mut self.http)
+            .await
+            .is_err()
+        {
+            tracing::warn!("RPCs still running after {SHUTDOWN_GRACE:?}; aborting them");
+            self.http.abort();
+        }
+        log_store::flush(&self.db).await?;
+        raft.map_err(|e| ServerError::Raft(e.to_string()))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shared.stop();
+        self.leader.abort();
+        self.shared.timers.clear();
+    }
+}
+
+/// Runs a server until `shutdown` resolves, then stops it: the CLI's entry point.
+pub async fn run(
+    config: Config,
+    rpc_listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let server = Server::start(config, rpc_listener).await?;
+    shutdown.await;
+    server.shutdown().await
+}
