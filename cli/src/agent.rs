@@ -99,7 +99,7 @@ struct Settings {
     node_meta: Vec<(String, String)>,
     domain: Option<String>,
     dns_node_ttl: Option<Duration>,
-    dns_service_ttl: Option<Duration>,
+    dns_service_ttl: std::collections::BTreeMap<String, Duration>,
     dns_udp_answer_limit: Option<usize>,
     dns_only_passing: Option<bool>,
     dns_enable_truncate: Option<bool>,
@@ -183,8 +183,12 @@ fn apply_file(s: &mut Settings, path: &Path) -> anyhow::Result<()> {
             }
             "dns_config" => {
                 s.dns_node_ttl = duration_field(value, "node_ttl")?.or(s.dns_node_ttl);
-                if let Some(st) = value.get("service_ttl") {
-                    s.dns_service_ttl = duration_field(st, "*")?.or(s.dns_service_ttl);
+                if let Some(map) = value.get("service_ttl").and_then(Value::as_object) {
+                    for name in map.keys() {
+                        if let Some(d) = duration_field(&value["service_ttl"], name)? {
+                            s.dns_service_ttl.insert(name.clone(), d);
+                        }
+                    }
                 }
                 if let Some(n) = value.get("udp_answer_limit").and_then(Value::as_u64) {
                     s.dns_udp_answer_limit = Some(n as usize);
@@ -270,7 +274,7 @@ fn init_logging(level: &str) -> anyhow::Result<()> {
     };
     // Raft's own logs are chatty at debug; keep them one notch quieter than ours.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},openraft=warn")));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},openraft=warn,hickory_server=warn,hickory_proto=warn")));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -431,9 +435,8 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
     if let Some(t) = s.dns_node_ttl {
         dns.node_ttl = t;
     }
-    if let Some(t) = s.dns_service_ttl {
-        dns.service_ttl = t;
-    }
+    dns.service_ttl_overrides = s.dns_service_ttl.clone();
+    dns.advertise_addr = Some(advertise);
     if let Some(n) = s.dns_udp_answer_limit {
         dns.udp_answer_limit = n;
     }

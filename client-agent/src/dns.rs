@@ -13,13 +13,33 @@
 //! - `answer`: pure answer building (names → records, health filtering, shuffling, SOA, size
 //!   trimming), table-tested against hand-built snapshots.
 //! - `name`: pure query-name parsing (`[tag.]svc.service[.dc]`, RFC 2782, node, addr).
+//! - `fixtures` and `socket_tests` (tests only): hand-built snapshots, and `serve` over
+//!   real sockets driven by hickory-client and raw packets.
 //!
 //! # Differences from Consul
-//! - `enable_truncate` defaults to `true` (see [`DnsConfig::enable_truncate`]).
-//! - No recursors, PTR, prepared queries, `.connect`/`.virtual`/`.ingress`, peering, or
-//!   `alt_domain` yet: out-of-domain names get REFUSED, unsupported in-domain forms NXDOMAIN.
-//! - Names are answered the same way whatever the query type, so the RFC 2782 form without a
-//!   `service` label (`_web._tcp.consul`) also answers A/AAAA, where Consul only parses it for SRV.
+//! - `enable_truncate` defaults to `true` (see [`DnsConfig::enable_truncate`]), and TC is set
+//!   whenever trimming leaves no answer at all.
+//! - Not served yet: recursors (out-of-domain names get REFUSED), PTR, prepared queries,
+//!   `.connect`/`.virtual`/`.ingress`, namespaces/partitions/peers, `alt_domain`,
+//!   `a_record_limit`, node-meta TXT in Additional, EDNS client-subnet echo. Those in-domain
+//!   forms get NXDOMAIN.
+//! - Names parse the same way whatever the query type, so `_web._tcp.consul` (RFC 2782 without
+//!   the `service` label) also answers A/AAAA where Consul only parses it for SRV; `_udp`, like
+//!   `_tcp`, means "no tag filter".
+//! - The 512-byte UDP limit is checked against the compressed wire size (Consul measures the
+//!   uncompressed size), so a plain-UDP answer can carry slightly more.
+//! - Before the first catalog snapshot arrives, service and node lookups get SERVFAIL rather
+//!   than a cacheable NXDOMAIN.
+//! - NS names `ns.<domain>` (glued to [`DnsConfig::advertise_addr`] when set) rather than up
+//!   to three random servers' `<node>.node.<dc>.<domain>`: every agent answers for the zone
+//!   itself, so naming servers would point resolvers at hosts that may not serve DNS.
+//! - A service whose address equals its node's gets the node-name SRV target.
+//! - A service whose address is a hostname is left out of A/AAAA answers (no CNAME chains);
+//!   its SRV target is the hostname.
+//! - Packets shorter than a DNS header are dropped, as miekg/dns does; opcodes hickory cannot
+//!   decode (IQUERY, DSO, unassigned) are dropped too, where miekg/dns answers NOTIMP.
+//!   STATUS/NOTIFY/UPDATE get NOTIMP, EDNS versions above 0 BADVERS, classes other than
+//!   IN/ANY REFUSED.
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -42,8 +42,6 @@ pub(crate) type Snapshot = openraft::Snapshot<TypeConfig>;
 pub(crate) type StorageError = openraft::StorageError<NodeId>;
 /// The I/O half of [`StorageError`], with constructors naming what failed.
 pub(crate) type StorageIOError = openraft::StorageIOError<NodeId>;
-/// Raft metrics as published by the core.
-pub(crate) type RaftMetrics = openraft::RaftMetrics<NodeId, Node>;
 
 /// Derives the Raft node id from the server's node UUID: the XOR of its two 64-bit halves.
 ///

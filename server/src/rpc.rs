@@ -22,8 +22,7 @@ use concord_api::rpc::{READ_PATH, WRITE_PATH};
 use serde::de::DeserializeOwned;
 
 pub(crate) use error::RpcFailure;
-pub(crate) use read::blocking_query;
-pub(crate) use write::propose;
+pub(crate) use write::{propose, Proposal};
 
 use crate::server::Shared;
 

@@ -53,8 +53,8 @@ impl Limits {
     /// bytes; a client advertising more gets as many records as fit.
     pub(crate) fn udp(udp_answer_limit: usize, edns_payload: Option<u16>) -> Self {
         let max_bytes = edns_payload.map_or(PLAIN_UDP_SIZE, udp_payload);
-        let max_answers = (max_bytes == PLAIN_UDP_SIZE)
-            .then_some(udp_answer_limit.min(MAX_PLAIN_UDP_ANSWERS));
+        let max_answers =
+            (max_bytes == PLAIN_UDP_SIZE).then_some(udp_answer_limit.min(MAX_PLAIN_UDP_ANSWERS));
         Limits {
             max_answers,
             max_bytes: usize::from(max_bytes),
@@ -168,7 +168,7 @@ impl Zone {
                 }
             }
         }
-        ttl_prefixes.sort_by(|(a, _), (b, _)| b.len().cmp(&a.len()));
+        ttl_prefixes.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
 
         Ok(Zone {
             config,
@@ -265,9 +265,7 @@ impl Zone {
 
     /// Our SOA record; the serial is the current unix time, as Consul's.
     fn soa(&self) -> Record {
-        let serial = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |since| secs(since));
+        let serial = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, secs);
         let config = &self.config;
         let soa = SOA::new(
             self.ns_name.clone(),
@@ -383,7 +381,10 @@ impl Zone {
             .instances
             .iter()
             .filter(|i| i.service.service.eq_ignore_ascii_case(service))
-            .filter(|i| tag.map_or(true, |t| i.service.tags.iter().any(|x| x.eq_ignore_ascii_case(t))))
+            .filter(|i| match tag {
+                Some(tag) => i.service.tags.iter().any(|t| t.eq_ignore_ascii_case(tag)),
+                None => true,
+            })
             .filter(|i| self.servable(i))
             .collect();
         if instances.is_empty() {
@@ -417,9 +418,12 @@ impl Zone {
                     .push(Record::from_rdata(qname.clone(), ttl, RData::SRV(srv)));
                 if let Some(ip) = glue {
                     if glued.insert((target.to_lowercase(), ip)) {
-                        records
-                            .additionals
-                            .extend(address_record(&target, ttl, ip, RecordType::ANY));
+                        records.additionals.extend(address_record(
+                            &target,
+                            ttl,
+                            ip,
+                            RecordType::ANY,
+                        ));
                     }
                 }
             }

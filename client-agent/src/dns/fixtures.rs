@@ -1,6 +1,8 @@
 //! Hand-built catalog snapshots for the DNS tests.
 
-use concord_api::catalog::{CheckServiceNode, CheckStatus, HealthCheck, Node, NodeService, Weights};
+use concord_api::catalog::{
+    CheckServiceNode, CheckStatus, HealthCheck, Node, NodeService, Weights,
+};
 
 use crate::catalog_cache::CatalogSnapshot;
 

@@ -58,7 +58,9 @@ pub(crate) fn parse(name: &Name, domain: &Name, datacenter: &str) -> Parsed {
     if !domain.zone_of(name) {
         return Parsed::OutOfZone;
     }
-    let prefix_len = usize::from(name.num_labels()) - usize::from(domain.num_labels());
+    // Count raw labels: `num_labels` discounts a leading `*`, which would make `*.consul.`
+    // look like the apex.
+    let prefix_len = name.iter().count().saturating_sub(domain.iter().count());
     let mut labels = Vec::with_capacity(prefix_len);
     for label in name.iter().take(prefix_len) {
         match std::str::from_utf8(label) {
@@ -74,14 +76,17 @@ pub(crate) fn parse(name: &Name, domain: &Name, datacenter: &str) -> Parsed {
         _ => {}
     }
 
-    let Some((kind_at, kind)) = labels.iter().enumerate().rev().find_map(|(i, label)| {
-        match label.as_str() {
+    let Some((kind_at, kind)) = labels
+        .iter()
+        .enumerate()
+        .rev()
+        .find_map(|(i, label)| match label.as_str() {
             "service" | "node" | "addr" => Some((i, Kind::Named)),
             other if UNSUPPORTED_KINDS.contains(&other) => Some((i, Kind::Named)),
             other if other.starts_with('_') => Some((i, Kind::Rfc2782)),
             _ => None,
-        }
-    }) else {
+        })
+    else {
         return Parsed::Invalid;
     };
 
@@ -275,9 +280,17 @@ mod tests {
             ("example.com.", Parsed::OutOfZone),
             ("consul.example.com.", Parsed::OutOfZone),
             ("1.0.0.127.in-addr.arpa.", Parsed::OutOfZone),
-            ("web.service.dc2.consul.", Parsed::OtherDatacenter("dc2".into())),
-            ("_web._tcp.dc2.consul.", Parsed::OtherDatacenter("dc2".into())),
+            (
+                "web.service.dc2.consul.",
+                Parsed::OtherDatacenter("dc2".into()),
+            ),
+            (
+                "_web._tcp.dc2.consul.",
+                Parsed::OtherDatacenter("dc2".into()),
+            ),
             ("service.consul.", Parsed::Invalid),
+            ("*.consul.", Parsed::Invalid),
+            ("*.service.consul.", svc("*", None)),
             ("node.consul.", Parsed::Invalid),
             ("web.consul.", Parsed::Invalid),
             ("web.service.dc1.extra.consul.", Parsed::Invalid),

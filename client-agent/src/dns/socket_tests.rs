@@ -10,6 +10,8 @@ use hickory_proto::iocompat::AsyncIoTokioAsStd;
 use hickory_proto::op::{Edns, Message, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 use hickory_proto::xfer::DnsResponse;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{oneshot, watch};
@@ -67,8 +69,7 @@ impl TestDns {
     }
 
     async fn tcp_client(&self) -> AsyncClient {
-        let (stream, sender) =
-            TcpClientStream::<AsyncIoTokioAsStd<TcpStream>>::new(self.tcp);
+        let (stream, sender) = TcpClientStream::<AsyncIoTokioAsStd<TcpStream>>::new(self.tcp);
         let (client, background) = AsyncClient::new(stream, sender, None).await.unwrap();
         tokio::spawn(background);
         client
@@ -128,7 +129,9 @@ fn catalog() -> CatalogSnapshot {
     let n2 = node("n2", "10.0.0.2");
     let instances = vec![
         instance(&n1, "web1", "web"),
-        instance(&n2, "web2", "web").address("192.168.0.2").port(8080),
+        instance(&n2, "web2", "web")
+            .address("192.168.0.2")
+            .port(8080),
     ];
     snapshot(vec![n1, n2], instances)
 }
@@ -147,7 +150,10 @@ async fn answers_over_udp_and_tcp() {
         assert!(!response.recursion_available());
         assert_eq!(response.answers().len(), 2);
 
-        info!(transport, "SRV lookup carries target addresses in Additional");
+        info!(
+            transport,
+            "SRV lookup carries target addresses in Additional"
+        );
         let response = ask(client, "web.service.consul.", RecordType::SRV).await;
         assert_eq!(response.answers().len(), 2);
         assert_eq!(response.additionals().len(), 2);
@@ -171,7 +177,10 @@ async fn answers_over_udp_and_tcp() {
     let mut edns = dns.udp_client(true).await;
     let response = ask(&mut edns, "web.service.consul.", RecordType::A).await;
     assert_eq!(response.answers().len(), 2);
-    assert_eq!(response.extensions().as_ref().map(Edns::max_payload), Some(1232));
+    assert_eq!(
+        response.extensions().as_ref().map(Edns::max_payload),
+        Some(1232)
+    );
 
     dns.stop().await;
 }
@@ -257,6 +266,20 @@ async fn malformed_udp_packets_get_formerr_and_the_server_survives() {
         u16::from(ResponseCode::BADVERS)
     );
     assert!(response.extensions().is_some());
+
+    info!("a burst of random packets, half with a header that decodes");
+    let burst = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    burst.connect(dns.udp).await.unwrap();
+    let mut rng = StdRng::seed_from_u64(99);
+    for _ in 0..300 {
+        let len = rng.gen_range(0..80);
+        let mut packet: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
+        if packet.len() > 2 && rng.gen_bool(0.5) {
+            // A query (QR clear) with opcode QUERY, so hickory gets past the header.
+            packet[2] &= 0b0000_0111;
+        }
+        burst.send(&packet).await.unwrap();
+    }
 
     info!("a valid query still works, through hickory-client too");
     let mut client = dns.udp_client(false).await;

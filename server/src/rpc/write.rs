@@ -43,29 +43,24 @@ pub(crate) async fn write(
     let (cmd, session_ttl) = to_command(req.clone(), now_ms())?;
     match propose(shared, cmd.clone()).await {
         Ok((index, result)) => {
-            match (&cmd, &result) {
-                (Command::SessionCreate { session }, _) => {
+            // Only the leader runs session timers, and the write just applied on it.
+            match &cmd {
+                Command::SessionCreate { session } => {
                     if let Some(ttl) = session_ttl {
                         shared.timers.reset(&session.id, ttl);
                     }
                 }
-                (Command::SessionDestroy { id, .. }, _) => shared.timers.cancel(id),
+                Command::SessionDestroy { id, .. } => shared.timers.cancel(id),
                 _ => {}
             }
             Ok(WriteResponse { index, result })
         }
-        Err(Proposal::NotLeader(leader)) => {
-            let target = match leader {
-                Some(addr) => leader_target(
-                    crate::server::Leadership::Follower { leader_addr: addr },
-                    forwarded,
-                )?,
-                None => return Err(RpcError::NoLeader),
-            };
-            match target {
-                Some(addr) => forward(shared, &addr, WRITE_PATH, &req, FORWARD_TIMEOUT).await,
-                None => Err(RpcError::NoLeader),
-            }
+        Err(Proposal::NotLeader(None)) => Err(RpcError::NoLeader),
+        Err(Proposal::NotLeader(Some(addr))) if forwarded => Err(RpcError::NotLeader {
+            leader_addr: Some(addr),
+        }),
+        Err(Proposal::NotLeader(Some(addr))) => {
+            forward(shared, &addr, WRITE_PATH, &req, FORWARD_TIMEOUT).await
         }
         Err(Proposal::Failed(e)) => Err(e),
     }

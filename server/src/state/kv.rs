@@ -70,6 +70,7 @@ impl Tables {
     }
 
     /// A stored entry.
+    #[cfg(test)]
     pub(crate) fn kv_entry(&self, key: &str) -> Option<&KvEntry> {
         self.kvs.get(key)
     }

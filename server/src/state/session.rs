@@ -137,6 +137,7 @@ impl Tables {
     }
 
     /// Wall-clock millisecond until which `key` refuses locks, if a delay is recorded.
+    #[cfg(test)]
     pub(crate) fn lock_delay_until(&self, key: &str) -> Option<u64> {
         self.lock_delays.get(key).copied()
     }

@@ -359,7 +359,10 @@ fn nxdomain_carries_our_soa() {
         (soa.refresh(), soa.retry(), soa.expire(), soa.minimum()),
         (3600, 600, 86400, 0)
     );
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     assert!(u64::from(soa.serial()).abs_diff(now) < 60);
 }
 
@@ -379,7 +382,12 @@ fn outside_the_domain_is_refused() {
     assert_eq!(parts, ResponseParts::error(ResponseCode::Refused));
     let mut chaos = query("version.bind.", RecordType::TXT);
     chaos.set_query_class(DNSClass::CH);
-    let parts = zone.answer(&catalog, &chaos, Limits::tcp(false), &mut StdRng::seed_from_u64(1));
+    let parts = zone.answer(
+        &catalog,
+        &chaos,
+        Limits::tcp(false),
+        &mut StdRng::seed_from_u64(1),
+    );
     assert_eq!(parts.rcode, ResponseCode::Refused);
     assert!(!parts.authoritative);
 }
@@ -444,11 +452,21 @@ fn other_domain_and_datacenter_names() {
     })
     .unwrap();
     let catalog = catalog();
-    let parts = ask(&zone, &catalog, "web.service.east.mesh.example.", RecordType::SRV);
+    let parts = ask(
+        &zone,
+        &catalog,
+        "web.service.east.mesh.example.",
+        RecordType::SRV,
+    );
     assert!(srvs(&parts.answers)
         .iter()
         .any(|(target, _, _)| target == "n1.node.east.mesh.example."));
-    let parts = ask(&zone, &catalog, "web.service.dc1.mesh.example.", RecordType::A);
+    let parts = ask(
+        &zone,
+        &catalog,
+        "web.service.dc1.mesh.example.",
+        RecordType::A,
+    );
     assert_negative(&parts, ResponseCode::NXDomain);
     let parts = ask(&zone, &catalog, "web.service.consul.", RecordType::A);
     assert_eq!(parts.rcode, ResponseCode::Refused);
@@ -491,9 +509,10 @@ fn ttls() {
 fn shuffling_reorders_without_losing_records() {
     let zone = zone();
     let catalog = many("web", 20);
-    let all: BTreeSet<IpAddr> = ips(&ask(&zone, &catalog, "web.service.consul.", RecordType::A).answers)
-        .into_iter()
-        .collect();
+    let all: BTreeSet<IpAddr> =
+        ips(&ask(&zone, &catalog, "web.service.consul.", RecordType::A).answers)
+            .into_iter()
+            .collect();
     assert_eq!(all.len(), 20);
     let mut orders = BTreeSet::new();
     for seed in 0..10 {

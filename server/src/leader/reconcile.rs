@@ -1,0 +1,150 @@
+//! Registers this server in the catalog: its node, the `consul` service and the
+//! `serfHealth` check, as Consul's leader does for every server.
+
+use concord_api::catalog::{CheckStatus, HealthCheck, NodeService, RegisterRequest};
+use concord_api::rpc::{RpcError, WriteResult};
+
+use crate::command::{now_ms, Command};
+use crate::config::Config;
+use crate::rpc::propose;
+use crate::server::Shared;
+use crate::state::Tables;
+
+/// Catalog name of the service every server provides.
+pub(crate) const CONSUL_SERVICE: &str = "consul";
+/// ID of the node check that stands for gossip health.
+pub(crate) const SERF_CHECK_ID: &str = "serfHealth";
+
+/// The registration this server should have. Node metadata and tagged addresses others may
+/// have set are kept as they are.
+pub(crate) fn desired_registration(config: &Config, tables: &Tables) -> RegisterRequest {
+    let existing = tables.node(&config.node_name);
+    RegisterRequest {
+        id: config.node_id.clone(),
+        node: config.node_name.clone(),
+        address: config.rpc_advertise.ip().to_string(),
+        datacenter: config.datacenter.clone(),
+        tagged_addresses: existing
+            .map(|n| n.tagged_addresses.clone())
+            .unwrap_or_default(),
+        node_meta: existing.map(|n| n.meta.clone()).unwrap_or_default(),
+        service: Some(NodeService {
+            id: CONSUL_SERVICE.to_string(),
+            service: CONSUL_SERVICE.to_string(),
+            port: config.rpc_advertise.port(),
+            ..NodeService::default()
+        }),
+        check: None,
+        checks: vec![HealthCheck {
+            node: config.node_name.clone(),
+            check_id: SERF_CHECK_ID.to_string(),
+            name: "Serf Health Status".to_string(),
+            status: CheckStatus::Passing,
+            output: "Agent alive and reachable".to_string(),
+            r#type: "serf".to_string(),
+            ..HealthCheck::default()
+        }],
+        skip_node_update: false,
+    }
+}
+
+/// Whether the catalog already holds exactly `want` (then nothing is proposed: no log entry,
+/// no index churn, no woken watchers).
+pub(crate) fn in_sync(tables: &Tables, want: &RegisterRequest) -> bool {
+    let node_ok = tables.node(&want.node).is_some_and(|n| {
+        n.id == want.id
+            && n.address == want.address
+            && n.datacenter == want.datacenter
+            && n.tagged_addresses == want.tagged_addresses
+            && n.meta == want.node_meta
+    });
+    let service_ok = want.service.as_ref().map_or(true, |w| {
+        tables.service(&want.node, &w.id).is_some_and(|s| {
+            *s == NodeService {
+                raft: s.raft,
+                ..w.clone()
+            }
+        })
+    });
+    let checks_ok = want.checks.iter().all(|w| {
+        tables.check(&want.node, &w.check_id).is_some_and(|c| {
+            *c == HealthCheck {
+                raft: c.raft,
+                ..w.clone()
+            }
+        })
+    });
+    node_ok && service_ok && checks_ok
+}
+
+/// Registers this server unless it already is, exactly.
+pub(super) async fn reconcile_self(shared: &Shared) -> Result<(), RpcError> {
+    let store = shared.store.current();
+    let want = store.view(|t| desired_registration(&shared.config, t));
+    if store.view(|t| in_sync(t, &want)) {
+        return Ok(());
+    }
+    tracing::info!(node = %want.node, "registering this server in the catalog");
+    let cmd = Command::Register {
+        request: want,
+        now_ms: now_ms(),
+    };
+    match propose(shared, cmd).await {
+        Ok((_, WriteResult::Done)) => Ok(()),
+        Ok((_, other)) => Err(RpcError::Internal(format!(
+            "unexpected register result {other:?}"
+        ))),
+        Err(crate::rpc::Proposal::NotLeader(_)) => Err(RpcError::NoLeader),
+        Err(crate::rpc::Proposal::Failed(e)) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::StateStore;
+
+    fn config() -> Config {
+        Config {
+            node_name: "server-1".into(),
+            node_id: "8d3a2b1c-0000-4000-8000-00000000002a".into(),
+            datacenter: "dc1".into(),
+            data_dir: None,
+            rpc_advertise: "10.0.0.5:8300".parse().unwrap(),
+            bootstrap_expect: 1,
+            dev: true,
+        }
+    }
+
+    #[test]
+    fn registration_applies_then_is_in_sync() {
+        let store = StateStore::new();
+        let want = store.view(|t| desired_registration(&config(), t));
+        assert!(!store.view(|t| in_sync(t, &want)));
+        assert_eq!(want.address, "10.0.0.5");
+        assert_eq!(want.service.as_ref().unwrap().port, 8300);
+
+        store
+            .apply(5, &Command::Register { request: want, now_ms: 0 })
+            .unwrap();
+        let again = store.view(|t| desired_registration(&config(), t));
+        assert!(store.view(|t| in_sync(t, &again)), "no churn once registered");
+        let check = store.view(|t| t.check("server-1", SERF_CHECK_ID).cloned()).unwrap();
+        assert_eq!(check.name, "Serf Health Status");
+        assert_eq!(check.status, CheckStatus::Passing);
+        assert_eq!(check.r#type, "serf");
+    }
+
+    #[test]
+    fn address_change_is_out_of_sync() {
+        let store = StateStore::new();
+        let want = store.view(|t| desired_registration(&config(), t));
+        store
+            .apply(5, &Command::Register { request: want, now_ms: 0 })
+            .unwrap();
+        let mut moved = config();
+        moved.rpc_advertise = "10.0.0.6:8300".parse().unwrap();
+        let want = store.view(|t| desired_registration(&moved, t));
+        assert!(!store.view(|t| in_sync(t, &want)));
+    }
+}

@@ -1,0 +1,86 @@
+//! Raft's own endpoints, called by [`network`](crate::network) on other servers.
+//!
+//! Each takes openraft's request as JSON and answers `200` with openraft's
+//! `Result<Response, Error>` as JSON: a Raft-level error is data the caller's openraft must
+//! see (e.g. a higher vote), not an HTTP failure.
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::Json;
+use openraft::error::{Fatal, InstallSnapshotError, RaftError};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest,
+    InstallSnapshotResponse, SnapshotResponse, VoteRequest, VoteResponse,
+};
+use serde::{Deserialize, Serialize};
+
+use super::{decode, RpcFailure};
+use crate::raft::{NodeId, Snapshot, SnapshotMeta, TypeConfig, Vote};
+use crate::server::Shared;
+
+/// Append-entries (also the heartbeat).
+pub(crate) const APPEND_ENTRIES_PATH: &str = "/v1/internal/raft/append-entries";
+/// Request-vote.
+pub(crate) const VOTE_PATH: &str = "/v1/internal/raft/vote";
+/// One chunk of a snapshot (openraft's chunked transfer).
+pub(crate) const INSTALL_SNAPSHOT_PATH: &str = "/v1/internal/raft/install-snapshot";
+/// A whole snapshot in one request (what Concord's network sends).
+pub(crate) const FULL_SNAPSHOT_PATH: &str = "/v1/internal/raft/snapshot";
+
+/// Body of [`FULL_SNAPSHOT_PATH`].
+#[derive(Serialize, Deserialize, Debug)]
+pub(crate) struct FullSnapshotRequest {
+    /// The sender's vote (the receiver rejects stale leaders).
+    pub(crate) vote: Vote,
+    /// What the snapshot covers.
+    pub(crate) meta: SnapshotMeta,
+    /// The snapshot bytes, base64 (a JSON array of numbers would be four times larger).
+    #[serde(with = "concord_api::kv::base64_opt")]
+    pub(crate) data: Option<Vec<u8>>,
+}
+
+pub(super) async fn append_entries(
+    State(shared): State<Arc<Shared>>,
+    body: Bytes,
+) -> Result<Json<Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>>, RpcFailure> {
+    let req: AppendEntriesRequest<TypeConfig> = decode(&body)?;
+    let reply = shared.raft.append_entries(req).await;
+    if matches!(reply, Ok(AppendEntriesResponse::Success)) {
+        shared.touch_leader_contact();
+    }
+    Ok(Json(reply))
+}
+
+pub(super) async fn vote(
+    State(shared): State<Arc<Shared>>,
+    body: Bytes,
+) -> Result<Json<Result<VoteResponse<NodeId>, RaftError<NodeId>>>, RpcFailure> {
+    let req: VoteRequest<NodeId> = decode(&body)?;
+    Ok(Json(shared.raft.vote(req).await))
+}
+
+pub(super) async fn install_snapshot(
+    State(shared): State<Arc<Shared>>,
+    body: Bytes,
+) -> Result<
+    Json<Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>>,
+    RpcFailure,
+> {
+    let req: InstallSnapshotRequest<TypeConfig> = decode(&body)?;
+    Ok(Json(shared.raft.install_snapshot(req).await))
+}
+
+pub(super) async fn full_snapshot(
+    State(shared): State<Arc<Shared>>,
+    body: Bytes,
+) -> Result<Json<Result<SnapshotResponse<NodeId>, Fatal<NodeId>>>, RpcFailure> {
+    let req: FullSnapshotRequest = decode(&body)?;
+    let snapshot = Snapshot {
+        meta: req.meta,
+        snapshot: Box::new(Cursor::new(req.data.unwrap_or_default())),
+    };
+    Ok(Json(shared.raft.install_full_snapshot(req.vote, snapshot).await))
+}
