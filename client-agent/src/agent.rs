@@ -205,7 +205,8 @@ impl AgentCore {
         self.checks
             .ttl_update(id, status, output)
             .map_err(|_| TtlError::NotTtl)?;
-        if self.local.update_check(id, status, output) == Some(true) {
+        let output = crate::checks::truncate_output(output);
+        if self.local.update_check(id, status, &output) == Some(true) {
             self.sync().await;
         }
         Ok(())

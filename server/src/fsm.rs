@@ -66,7 +66,10 @@ impl SnapshotFile {
     /// Makes `meta`/`data` the current snapshot unless a newer one is already stored.
     async fn save(&self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), AnyError> {
         {
-            let _guard = self.write_lock.lock().unwrap_or_else(PoisonError::into_inner);
+            let _guard = self
+                .write_lock
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             if let Some((stored, _)) = self.load()? {
                 if stored.last_log_id > meta.last_log_id {
                     return Ok(());
@@ -76,7 +79,9 @@ impl SnapshotFile {
             let mut batch = sled::Batch::default();
             batch.insert(META_KEY, meta_bytes);
             batch.insert(DATA_KEY, data);
-            self.tree.apply_batch(batch).map_err(|e| AnyError::new(&e))?;
+            self.tree
+                .apply_batch(batch)
+                .map_err(|e| AnyError::new(&e))?;
         }
         flush(&self.db).await.map_err(|e| AnyError::new(&e))
     }
@@ -94,9 +99,11 @@ pub(crate) struct StateMachine {
 impl StateMachine {
     /// Opens the state machine in `db`: restores the persisted snapshot, if any. Returns the
     /// handle readers use to reach the store.
+    // openraft's error type, large but returned once at startup.
+    #[allow(clippy::result_large_err)]
     pub(crate) fn open(db: &sled::Db) -> Result<(Self, StoreHandle), StorageError> {
-        let snapshots =
-            SnapshotFile::open(db).map_err(|e| StorageIOError::read_snapshot(None, AnyError::new(&e)))?;
+        let snapshots = SnapshotFile::open(db)
+            .map_err(|e| StorageIOError::read_snapshot(None, AnyError::new(&e)))?;
         let loaded = snapshots
             .load()
             .map_err(|e| StorageIOError::read_snapshot(None, e))?;
@@ -157,9 +164,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
 impl RaftStateMachine<TypeConfig> for StateMachine {
     type SnapshotBuilder = SnapshotBuilder;
 
-    async fn applied_state(
-        &mut self,
-    ) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
         Ok((self.last_applied, self.membership.clone()))
     }
 

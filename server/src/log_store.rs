@@ -124,7 +124,7 @@ impl LogStore {
     }
 
     async fn flush(&self) -> Result<(), AnyError> {
-        flush(&self.db).await.map_err(|e| io_err(e))
+        flush(&self.db).await.map_err(io_err)
     }
 }
 
@@ -210,7 +210,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(StorageIOError::read_logs)?)
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,

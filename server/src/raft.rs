@@ -59,7 +59,10 @@ mod tests {
     #[test]
     fn node_id_is_stable_and_rejects_garbage() {
         let id = "8d3a2b1c-0000-4000-8000-00000000002a";
-        assert_eq!(node_id_from_uuid(id).unwrap(), node_id_from_uuid(id).unwrap());
+        assert_eq!(
+            node_id_from_uuid(id).unwrap(),
+            node_id_from_uuid(id).unwrap()
+        );
         assert_ne!(
             node_id_from_uuid(id).unwrap(),
             node_id_from_uuid("8d3a2b1c-0000-4000-8000-00000000002b").unwrap()

@@ -9,9 +9,9 @@ mod error;
 mod forward;
 pub(crate) mod raft;
 mod read;
-mod write;
 #[cfg(test)]
 mod tests;
+mod write;
 
 use std::sync::Arc;
 
@@ -45,6 +45,9 @@ pub(crate) fn router(state: Arc<Shared>) -> Router {
 
 /// Decodes a JSON body; malformed input is the caller's error (400).
 fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, RpcFailure> {
-    serde_json::from_slice(body)
-        .map_err(|e| RpcFailure(concord_api::rpc::RpcError::Invalid(format!("bad request body: {e}"))))
+    serde_json::from_slice(body).map_err(|e| {
+        RpcFailure(concord_api::rpc::RpcError::Invalid(format!(
+            "bad request body: {e}"
+        )))
+    })
 }

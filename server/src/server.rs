@@ -91,7 +91,13 @@ impl std::fmt::Debug for Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(config: Config, id: NodeId, raft: Raft, store: StoreHandle, http: reqwest::Client) -> Self {
+    fn new(
+        config: Config,
+        id: NodeId,
+        raft: Raft,
+        store: StoreHandle,
+        http: reqwest::Client,
+    ) -> Self {
         let timers = SessionTimers::new(leader::expire_session(raft.clone(), store.clone()));
         Shared {
             id,
@@ -106,19 +112,47 @@ impl Shared {
         }
     }
 
+    /// Opens storage and starts Raft: everything but serving RPCs, bootstrapping and the
+    /// leader loop. Returns the database so the caller can flush it on shutdown.
+    pub(crate) async fn open(config: Config) -> Result<(Arc<Shared>, sled::Db), ServerError> {
+        let id = node_id_from_uuid(&config.node_id).map_err(|e| {
+            ServerError::Config(format!("node_id {:?} is not a UUID: {e}", config.node_id))
+        })?;
+        let db = open_db(config.data_dir.as_deref())?;
+        let storage = |e: &dyn std::fmt::Display| ServerError::Storage(e.to_string());
+        let log = LogStore::open(&db).map_err(|e| storage(&e))?;
+        let (fsm, store) = StateMachine::open(&db).map_err(|e| storage(&e))?;
+        // Never route server-to-server traffic through an HTTP proxy from the environment.
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .map_err(|e| ServerError::Config(format!("HTTP client: {e}")))?;
+        let raft = Raft::new(
+            id,
+            Arc::new(raft_config(&config)?),
+            NetworkFactory::new(http.clone()),
+            log,
+            fsm,
+        )
+        .await
+        .map_err(|e| ServerError::Raft(e.to_string()))?;
+        Ok((Arc::new(Shared::new(config, id, raft, store, http)), db))
+    }
+
     /// Who leads, from the latest Raft metrics.
     pub(crate) fn leadership(&self) -> Leadership {
         let metrics = self.raft.metrics();
         let m = metrics.borrow();
         match m.current_leader {
             Some(id) if id == self.id && m.state == ServerState::Leader => Leadership::Leader,
-            Some(id) if id != self.id => m
-                .membership_config
-                .membership()
-                .get_node(&id)
-                .map_or(Leadership::Unknown, |node| Leadership::Follower {
-                    leader_addr: node.addr.clone(),
-                }),
+            Some(id) if id != self.id => {
+                m.membership_config
+                    .membership()
+                    .get_node(&id)
+                    .map_or(Leadership::Unknown, |node| Leadership::Follower {
+                        leader_addr: node.addr.clone(),
+                    })
+            }
             _ => Leadership::Unknown,
         }
     }
@@ -144,7 +178,10 @@ impl Shared {
 
     /// Records contact from a leader (an accepted append-entries).
     pub(crate) fn touch_leader_contact(&self) {
-        *self.last_contact.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+        *self
+            .last_contact
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
     }
 
     /// The metadata of a read answered here at `index`.
@@ -207,14 +244,21 @@ fn open_db(data_dir: Option<&Path>) -> Result<sled::Db, ServerError> {
     match data_dir {
         Some(dir) => {
             std::fs::create_dir_all(dir)?;
-            sled::Config::new().path(dir.join("raft")).open().map_err(storage)
+            sled::Config::new()
+                .path(dir.join("raft"))
+                .open()
+                .map_err(storage)
         }
         None => sled::Config::new().temporary(true).open().map_err(storage),
     }
 }
 
 /// Initializes a single-voter cluster unless this data dir already holds one.
-async fn bootstrap_single(raft: &Raft, id: NodeId, addr: SocketAddr) -> Result<(), ServerError> {
+pub(crate) async fn bootstrap_single(
+    raft: &Raft,
+    id: NodeId,
+    addr: SocketAddr,
+) -> Result<(), ServerError> {
     let raft_err = |e: &dyn std::fmt::Display| ServerError::Raft(e.to_string());
     if raft.is_initialized().await.map_err(|e| raft_err(&e))? {
         tracing::info!("raft state found; not bootstrapping again");
@@ -243,31 +287,12 @@ impl Server {
     /// Opens the data dir, starts Raft, serves RPCs (agents' reads/writes and Raft's own
     /// traffic) on `rpc_listener`, and bootstraps when `bootstrap_expect == 1`.
     pub async fn start(config: Config, rpc_listener: TcpListener) -> Result<Server, ServerError> {
-        let id = node_id_from_uuid(&config.node_id).map_err(|e| {
-            ServerError::Config(format!("node_id {:?} is not a UUID: {e}", config.node_id))
-        })?;
         let rpc_addr = rpc_listener.local_addr()?;
-        let db = open_db(config.data_dir.as_deref())?;
-        let storage = |e: &dyn std::fmt::Display| ServerError::Storage(e.to_string());
-        let log = LogStore::open(&db).map_err(|e| storage(&e))?;
-        let (fsm, store) = StateMachine::open(&db).map_err(|e| storage(&e))?;
-        // Never route server-to-server traffic through an HTTP proxy from the environment.
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .map_err(|e| ServerError::Config(format!("HTTP client: {e}")))?;
-        let raft = Raft::new(
-            id,
-            Arc::new(raft_config(&config)?),
-            NetworkFactory::new(http.clone()),
-            log,
-            fsm,
-        )
-        .await
-        .map_err(|e| ServerError::Raft(e.to_string()))?;
+        let (shared, db) = Shared::open(config.clone()).await?;
+        let raft = shared.raft.clone();
+        let id = shared.id;
         tracing::info!(node = %config.node_name, raft_id = id, %rpc_addr, "server starting");
 
-        let shared = Arc::new(Shared::new(config.clone(), id, raft.clone(), store, http));
         let app = rpc::router(shared.clone());
         let stopping = shared.stopping();
         let http = tokio::spawn(async move {
@@ -278,7 +303,13 @@ impl Server {
         });
 
         match config.bootstrap_expect {
-            1 => bootstrap_single(&raft, id, config.rpc_advertise).await?,
+            1 => {
+                if let Err(e) = bootstrap_single(&raft, id, config.rpc_advertise).await {
+                    shared.stop();
+                    let _ = raft.shutdown().await;
+                    return Err(e);
+                }
+            }
             0 => tracing::info!("bootstrap disabled; waiting to be joined"),
             n => tracing::info!(expect = n, "waiting to be joined into a {n}-server cluster"),
         }
@@ -343,6 +374,9 @@ impl Drop for Server {
         self.shared.timers.clear();
     }
 }
+
+#[cfg(test)]
+mod tests;
 
 /// Runs a server until `shutdown` resolves, then stops it: the CLI's entry point.
 pub async fn run(

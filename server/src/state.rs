@@ -210,9 +210,7 @@ impl Tables {
             Query::CatalogDump => self.catalog_dump_query(),
             Query::KvGet { key } => self.kv_get_query(key),
             Query::KvList { prefix } => self.kv_list_query(prefix),
-            Query::KvKeys { prefix, separator } => {
-                self.kv_keys_query(prefix, separator.as_deref())
-            }
+            Query::KvKeys { prefix, separator } => self.kv_keys_query(prefix, separator.as_deref()),
             Query::SessionInfo { id } => self.session_info_query(id),
             Query::SessionList => self.session_list_query(),
             Query::NodeSessions { node } => self.node_sessions_query(node),
@@ -315,7 +313,8 @@ impl StateStore {
 
     /// Builds a fresh store from [`StateStore::snapshot`] bytes.
     pub(crate) fn restore(bytes: &[u8]) -> Result<Self, StateError> {
-        let dump = serde_json::from_slice(bytes).map_err(|e| StateError::Snapshot(e.to_string()))?;
+        let dump =
+            serde_json::from_slice(bytes).map_err(|e| StateError::Snapshot(e.to_string()))?;
         Ok(StateStore::from_tables(Tables::restore(dump)))
     }
 }
@@ -333,7 +332,10 @@ impl StoreHandle {
 
     /// The store in service now.
     pub(crate) fn current(&self) -> Arc<StateStore> {
-        self.0.read().unwrap_or_else(PoisonError::into_inner).clone()
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Puts `store` in service and abandons the old one (waking its watchers).

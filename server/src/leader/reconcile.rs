@@ -58,7 +58,7 @@ pub(crate) fn in_sync(tables: &Tables, want: &RegisterRequest) -> bool {
             && n.tagged_addresses == want.tagged_addresses
             && n.meta == want.node_meta
     });
-    let service_ok = want.service.as_ref().map_or(true, |w| {
+    let service_ok = want.service.as_ref().is_none_or(|w| {
         tables.service(&want.node, &w.id).is_some_and(|s| {
             *s == NodeService {
                 raft: s.raft,
@@ -125,11 +125,22 @@ mod tests {
         assert_eq!(want.service.as_ref().unwrap().port, 8300);
 
         store
-            .apply(5, &Command::Register { request: want, now_ms: 0 })
+            .apply(
+                5,
+                &Command::Register {
+                    request: want,
+                    now_ms: 0,
+                },
+            )
             .unwrap();
         let again = store.view(|t| desired_registration(&config(), t));
-        assert!(store.view(|t| in_sync(t, &again)), "no churn once registered");
-        let check = store.view(|t| t.check("server-1", SERF_CHECK_ID).cloned()).unwrap();
+        assert!(
+            store.view(|t| in_sync(t, &again)),
+            "no churn once registered"
+        );
+        let check = store
+            .view(|t| t.check("server-1", SERF_CHECK_ID).cloned())
+            .unwrap();
         assert_eq!(check.name, "Serf Health Status");
         assert_eq!(check.status, CheckStatus::Passing);
         assert_eq!(check.r#type, "serf");
@@ -140,7 +151,13 @@ mod tests {
         let store = StateStore::new();
         let want = store.view(|t| desired_registration(&config(), t));
         store
-            .apply(5, &Command::Register { request: want, now_ms: 0 })
+            .apply(
+                5,
+                &Command::Register {
+                    request: want,
+                    now_ms: 0,
+                },
+            )
             .unwrap();
         let mut moved = config();
         moved.rpc_advertise = "10.0.0.6:8300".parse().unwrap();

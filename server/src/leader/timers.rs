@@ -163,7 +163,10 @@ mod tests {
         advance(Duration::from_secs(6)).await;
         settle().await;
         assert_eq!(expired.try_recv().unwrap(), "s1");
-        assert!(expired.try_recv().is_err(), "the replaced timer never fires");
+        assert!(
+            expired.try_recv().is_err(),
+            "the replaced timer never fires"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -12,8 +12,8 @@ use axum::extract::State;
 use axum::Json;
 use openraft::error::{Fatal, InstallSnapshotError, RaftError};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest,
-    InstallSnapshotResponse, SnapshotResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    SnapshotResponse, VoteRequest, VoteResponse,
 };
 use serde::{Deserialize, Serialize};
 
@@ -82,5 +82,7 @@ pub(super) async fn full_snapshot(
         meta: req.meta,
         snapshot: Box::new(Cursor::new(req.data.unwrap_or_default())),
     };
-    Ok(Json(shared.raft.install_full_snapshot(req.vote, snapshot).await))
+    Ok(Json(
+        shared.raft.install_full_snapshot(req.vote, snapshot).await,
+    ))
 }

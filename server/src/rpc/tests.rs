@@ -1,0 +1,412 @@
+//! The RPC router on a single-node Raft, driven with `oneshot` (no sockets).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use concord_api::catalog::RegisterRequest;
+use concord_api::kv::KvOp;
+use concord_api::rpc::{
+    Consistency, Query, QueryOptions, QueryResult, ReadRequest, ReadResponse, RpcError,
+    WriteRequest, WriteResponse, WriteResult, READ_PATH, WRITE_PATH,
+};
+use concord_api::session::{Session, SessionBehavior};
+use openraft::ServerState;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::time::Instant;
+use tower::ServiceExt;
+
+use super::forward::FORWARDED_HEADER;
+use super::router;
+use crate::config::Config;
+use crate::server::{bootstrap_single, Shared};
+
+fn config(bootstrap_expect: usize) -> Config {
+    Config {
+        node_name: "server-1".into(),
+        node_id: "8d3a2b1c-0000-4000-8000-00000000002a".into(),
+        datacenter: "dc1".into(),
+        data_dir: None,
+        rpc_advertise: "127.0.0.1:8300".parse().unwrap(),
+        bootstrap_expect,
+        dev: true,
+    }
+}
+
+/// A bootstrapped single-server Raft with its router. The leader loop is not running, so
+/// nothing but the test writes to the store.
+async fn single_node() -> (Arc<Shared>, Router) {
+    let config = config(1);
+    let (shared, _db) = Shared::open(config.clone()).await.unwrap();
+    bootstrap_single(&shared.raft, shared.id, config.rpc_advertise)
+        .await
+        .unwrap();
+    shared
+        .raft
+        .wait(Some(Duration::from_secs(10)))
+        .metrics(|m| m.state == ServerState::Leader, "leader")
+        .await
+        .unwrap();
+    shared.raft.ensure_linearizable().await.unwrap();
+    let app = router(shared.clone());
+    (shared, app)
+}
+
+async fn post<Req: Serialize, Resp: DeserializeOwned>(
+    app: &Router,
+    path: &str,
+    req: &Req,
+) -> Result<Resp, (StatusCode, RpcError)> {
+    let request = Request::post(path)
+        .header("content-type", "application/json")
+        .body(Body::from(serde_json::to_vec(req).unwrap()))
+        .unwrap();
+    let resp = app.clone().oneshot(request).await.unwrap();
+    let status = resp.status();
+    let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    if status.is_success() {
+        Ok(serde_json::from_slice(&body).unwrap())
+    } else {
+        Err((status, serde_json::from_slice(&body).unwrap()))
+    }
+}
+
+async fn write(app: &Router, req: WriteRequest) -> Result<WriteResponse, (StatusCode, RpcError)> {
+    post(app, WRITE_PATH, &req).await
+}
+
+async fn read(
+    app: &Router,
+    query: Query,
+    options: QueryOptions,
+) -> Result<ReadResponse, (StatusCode, RpcError)> {
+    post(app, READ_PATH, &ReadRequest { query, options }).await
+}
+
+fn set(key: &str, value: &str) -> WriteRequest {
+    WriteRequest::Kv(KvOp::Set {
+        key: key.into(),
+        value: value.as_bytes().to_vec(),
+        flags: 0,
+    })
+}
+
+fn get(key: &str) -> Query {
+    Query::KvGet { key: key.into() }
+}
+
+fn value_of(resp: &ReadResponse) -> Option<String> {
+    match &resp.result {
+        QueryResult::Kv(entries) => entries
+            .first()
+            .and_then(|e| e.value.clone())
+            .map(|v| String::from_utf8(v).unwrap()),
+        other => panic!("not a KV result: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn write_then_read_in_every_consistency_mode() {
+    let (_shared, app) = single_node().await;
+    let written = write(&app, set("greeting", "hello")).await.unwrap();
+    assert_eq!(written.result, WriteResult::Bool(true));
+    for consistency in [
+        Consistency::Default,
+        Consistency::Stale,
+        Consistency::Consistent,
+    ] {
+        let options = QueryOptions {
+            consistency,
+            ..QueryOptions::default()
+        };
+        let resp = read(&app, get("greeting"), options).await.unwrap();
+        assert_eq!(value_of(&resp).as_deref(), Some("hello"), "{consistency:?}");
+        assert_eq!(resp.meta.index, written.index);
+        assert!(resp.meta.known_leader);
+        assert_eq!(resp.meta.last_contact_ms, 0, "the leader answered");
+    }
+}
+
+#[tokio::test]
+async fn invalid_write_is_400_and_changes_nothing() {
+    let (_shared, app) = single_node().await;
+    let before = read(&app, Query::CatalogDump, QueryOptions::default())
+        .await
+        .unwrap();
+
+    let err = write(
+        &app,
+        WriteRequest::Register(RegisterRequest {
+            node: "n1".into(),
+            ..RegisterRequest::default()
+        }),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        err,
+        (
+            StatusCode::BAD_REQUEST,
+            RpcError::Invalid("Must provide address".into())
+        )
+    );
+
+    let err = write(
+        &app,
+        WriteRequest::Kv(KvOp::Lock {
+            key: "k".into(),
+            value: vec![],
+            flags: 0,
+            session: "ghost".into(),
+        }),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        err,
+        (
+            StatusCode::BAD_REQUEST,
+            RpcError::Invalid("invalid session \"ghost\"".into())
+        )
+    );
+
+    let after = read(&app, Query::CatalogDump, QueryOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(after, before);
+    let kv = read(&app, get("k"), QueryOptions::default()).await.unwrap();
+    assert_eq!(value_of(&kv), None);
+}
+
+#[tokio::test]
+async fn malformed_body_is_400() {
+    let (_shared, app) = single_node().await;
+    let request = Request::post(WRITE_PATH).body(Body::from("{nope")).unwrap();
+    let resp = app.clone().oneshot(request).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test(start_paused = true)]
+async fn blocking_read_wakes_on_write() {
+    let (_shared, app) = single_node().await;
+    let first = write(&app, set("k", "1")).await.unwrap();
+    let started = Instant::now();
+    let reader = tokio::spawn({
+        let app = app.clone();
+        async move {
+            let options = QueryOptions {
+                min_index: first.index,
+                max_wait_ms: 60_000,
+                consistency: Consistency::Default,
+            };
+            read(&app, get("k"), options).await
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(!reader.is_finished(), "parked: nothing changed yet");
+
+    let second = write(&app, set("k", "2")).await.unwrap();
+    let resp = reader.await.unwrap().unwrap();
+    assert_eq!(resp.meta.index, second.index);
+    assert_eq!(value_of(&resp).as_deref(), Some("2"));
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "woke before the wait ran out"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn blocking_read_ignores_unrelated_changes_and_times_out() {
+    let (_shared, app) = single_node().await;
+    let written = write(&app, set("watched", "1")).await.unwrap();
+    let started = Instant::now();
+    let reader = tokio::spawn({
+        let app = app.clone();
+        async move {
+            let options = QueryOptions {
+                min_index: written.index,
+                max_wait_ms: 2_000,
+                consistency: Consistency::Default,
+            };
+            read(&app, get("watched"), options).await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    write(&app, set("other", "x")).await.unwrap();
+    let resp = reader.await.unwrap().unwrap();
+    let waited = started.elapsed();
+    assert_eq!(
+        resp.meta.index, written.index,
+        "the watched key did not change"
+    );
+    assert!(
+        waited >= Duration::from_millis(2_000) && waited <= Duration::from_millis(2_200),
+        "waited {waited:?}: the 2s wait plus at most 1/16 jitter"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn blocking_list_wakes_on_delete_under_the_prefix() {
+    let (_shared, app) = single_node().await;
+    write(&app, set("app/a", "1")).await.unwrap();
+    let last = write(&app, set("app/b", "2")).await.unwrap();
+    let reader = tokio::spawn({
+        let app = app.clone();
+        async move {
+            let options = QueryOptions {
+                min_index: last.index,
+                max_wait_ms: 60_000,
+                consistency: Consistency::Stale,
+            };
+            read(
+                &app,
+                Query::KvList {
+                    prefix: "app/".into(),
+                },
+                options,
+            )
+            .await
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let deleted = write(
+        &app,
+        WriteRequest::Kv(KvOp::Delete {
+            key: "app/b".into(),
+        }),
+    )
+    .await
+    .unwrap();
+    let resp = reader.await.unwrap().unwrap();
+    assert_eq!(
+        resp.meta.index, deleted.index,
+        "the tombstone moved the prefix index"
+    );
+    let QueryResult::Kv(entries) = resp.result else {
+        panic!()
+    };
+    assert_eq!(entries.len(), 1);
+}
+
+fn new_session(ttl: &str) -> Session {
+    Session {
+        id: String::new(),
+        name: "lock".into(),
+        node: "server-1".into(),
+        lock_delay: 0,
+        behavior: SessionBehavior::Release,
+        ttl: ttl.into(),
+        node_checks: vec![],
+        service_checks: vec![],
+        create_index: 0,
+        modify_index: 0,
+    }
+}
+
+#[tokio::test]
+async fn sessions_create_renew_destroy() {
+    let (shared, app) = single_node().await;
+    write(
+        &app,
+        WriteRequest::Register(RegisterRequest {
+            node: "server-1".into(),
+            address: "127.0.0.1".into(),
+            ..RegisterRequest::default()
+        }),
+    )
+    .await
+    .unwrap();
+
+    let err = write(&app, WriteRequest::SessionCreate(new_session("5s")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.0, StatusCode::BAD_REQUEST);
+    assert!(
+        matches!(&err.1, RpcError::Invalid(m) if m.starts_with("Invalid Session TTL '5s'")),
+        "{err:?}"
+    );
+
+    let created = write(&app, WriteRequest::SessionCreate(new_session("15s")))
+        .await
+        .unwrap();
+    let WriteResult::SessionId(id) = created.result else {
+        panic!("{created:?}")
+    };
+    assert!(
+        uuid::Uuid::parse_str(&id).is_ok(),
+        "the leader assigns a UUID"
+    );
+    assert_eq!(shared.timers.armed(), 1, "TTL timer armed on the leader");
+
+    let renewed = write(&app, WriteRequest::SessionRenew { id: id.clone() })
+        .await
+        .unwrap();
+    let WriteResult::Session(Some(session)) = renewed.result else {
+        panic!("{renewed:?}")
+    };
+    assert_eq!(session.id, id);
+    let unknown = write(&app, WriteRequest::SessionRenew { id: "nope".into() })
+        .await
+        .unwrap();
+    assert_eq!(unknown.result, WriteResult::Session(None));
+
+    write(&app, WriteRequest::SessionDestroy { id: id.clone() })
+        .await
+        .unwrap();
+    assert_eq!(shared.timers.armed(), 0);
+    let info = read(&app, Query::SessionInfo { id }, QueryOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(info.result, QueryResult::Sessions(vec![]));
+}
+
+#[tokio::test]
+async fn raft_status_names_this_server() {
+    let (_shared, app) = single_node().await;
+    let resp = read(&app, Query::RaftStatus, QueryOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.result,
+        QueryResult::RaftStatus {
+            leader: "127.0.0.1:8300".into(),
+            peers: vec!["127.0.0.1:8300".into()],
+        }
+    );
+}
+
+#[tokio::test]
+async fn without_a_leader_writes_are_503_and_stale_reads_answer() {
+    let (shared, _db) = Shared::open(config(0)).await.unwrap();
+    let app = router(shared);
+    let err = write(&app, set("k", "v")).await.unwrap_err();
+    assert_eq!(err, (StatusCode::SERVICE_UNAVAILABLE, RpcError::NoLeader));
+    let err = read(&app, get("k"), QueryOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err, (StatusCode::SERVICE_UNAVAILABLE, RpcError::NoLeader));
+    let stale = QueryOptions {
+        consistency: Consistency::Stale,
+        ..QueryOptions::default()
+    };
+    let resp = read(&app, get("k"), stale).await.unwrap();
+    assert!(!resp.meta.known_leader);
+    assert_eq!(resp.meta.index, 1);
+}
+
+#[tokio::test]
+async fn forwarded_requests_are_not_forwarded_again() {
+    let (shared, _db) = Shared::open(config(0)).await.unwrap();
+    let app = router(shared);
+    let request = Request::post(WRITE_PATH)
+        .header(FORWARDED_HEADER, "1")
+        .body(Body::from(serde_json::to_vec(&set("k", "v")).unwrap()))
+        .unwrap();
+    let resp = app.oneshot(request).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+}

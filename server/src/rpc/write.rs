@@ -117,10 +117,7 @@ pub(crate) enum Proposal {
 }
 
 /// Proposes a command on this server's Raft and waits for it to apply.
-pub(crate) async fn propose(
-    shared: &Shared,
-    cmd: Command,
-) -> Result<(u64, WriteResult), Proposal> {
+pub(crate) async fn propose(shared: &Shared, cmd: Command) -> Result<(u64, WriteResult), Proposal> {
     match shared.raft.client_write(cmd).await {
         Ok(resp) => match resp.data {
             Ok(result) => Ok((resp.log_id.index, result)),

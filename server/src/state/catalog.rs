@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use concord_api::catalog::{
-    CheckServiceNode, CheckStatus, DeregisterRequest, HealthCheck, Node, NodeService,
-    NodeServices, RegisterRequest, ServiceNode,
+    CheckServiceNode, CheckStatus, DeregisterRequest, HealthCheck, Node, NodeService, NodeServices,
+    RegisterRequest, ServiceNode,
 };
 use concord_api::rpc::{NodeMetaFilter, QueryResult};
 
@@ -433,7 +433,9 @@ impl Tables {
     }
 
     pub(super) fn node_checks_query(&self, node: &str) -> (u64, QueryResult) {
-        let checks = on_node(&self.checks, node).map(|(_, c)| c.clone()).collect();
+        let checks = on_node(&self.checks, node)
+            .map(|(_, c)| c.clone())
+            .collect();
         (self.max_index(&[CHECKS]), QueryResult::Checks(checks))
     }
 
@@ -442,7 +444,7 @@ impl Tables {
         state: Option<CheckStatus>,
         node_meta: &NodeMetaFilter,
     ) -> (u64, QueryResult) {
-        let checks = self.checks_where(node_meta, |c| state.map_or(true, |s| c.status == s));
+        let checks = self.checks_where(node_meta, |c| state.is_none_or(|s| c.status == s));
         (
             self.max_index(&[NODES, CHECKS]),
             QueryResult::Checks(checks),

@@ -255,7 +255,9 @@ impl Tables {
                 value,
                 flags,
                 session,
-            } => self.kv_unlock(index, key, value, *flags, session)?.is_some(),
+            } => self
+                .kv_unlock(index, key, value, *flags, session)?
+                .is_some(),
             KvOp::Delete { key } => {
                 self.kv_remove(index, key);
                 true
@@ -302,7 +304,12 @@ impl Tables {
         }
     }
 
-    fn txn_op(&mut self, index: u64, op: &KvOp, now_ms: UnixMillis) -> Result<Vec<KvEntry>, String> {
+    fn txn_op(
+        &mut self,
+        index: u64,
+        op: &KvOp,
+        now_ms: UnixMillis,
+    ) -> Result<Vec<KvEntry>, String> {
         let missing = |key: &str| format!("key {key:?} doesn't exist");
         Ok(match op {
             KvOp::Set { key, value, flags } => {
@@ -338,8 +345,8 @@ impl Tables {
                 Ok(Some(e)) => vec![without_value(&e)],
                 Ok(None) => {
                     return Err(format!(
-                        "failed to unlock key {key:?}, lock isn't held, or is held by another session"
-                    ))
+                    "failed to unlock key {key:?}, lock isn't held, or is held by another session"
+                ))
                 }
                 Err(e) => return Err(format!("failed to unlock key {key:?}: {e}")),
             },
@@ -376,9 +383,7 @@ impl Tables {
                 Some(e) if e.session.as_deref() == Some(session.as_str()) => {
                     vec![without_value(e)]
                 }
-                Some(_) => {
-                    return Err(format!("key {key:?} is not locked by session {session:?}"))
-                }
+                Some(_) => return Err(format!("key {key:?} is not locked by session {session:?}")),
                 None => return Err(missing(key)),
             },
             KvOp::CheckNotExists { key } => {
@@ -420,7 +425,11 @@ impl Tables {
 
     /// Key names under `prefix`; with a separator, each key is cut just after the first
     /// separator past the prefix and duplicates collapse (Consul's `?keys&separator=`).
-    pub(super) fn kv_keys_query(&self, prefix: &str, separator: Option<&str>) -> (u64, QueryResult) {
+    pub(super) fn kv_keys_query(
+        &self,
+        prefix: &str,
+        separator: Option<&str>,
+    ) -> (u64, QueryResult) {
         let separator = separator.filter(|s| !s.is_empty());
         let mut keys: Vec<String> = Vec::new();
         for key in under(&self.kvs, prefix).map(|(k, _)| k) {

@@ -63,7 +63,10 @@ fn register_creates_node_service_and_check_with_indexes() {
         assert_eq!(svc.raft.create_index, 10);
         let chk = t.check("n1", "web-alive").unwrap();
         assert_eq!(chk.node, "n1", "a check belongs to the registered node");
-        assert_eq!(chk.service_name, "web", "service name filled from the service");
+        assert_eq!(
+            chk.service_name, "web",
+            "service name filled from the service"
+        );
         assert_eq!(chk.service_tags, vec!["v1".to_string()]);
         assert_eq!(t.table_index(NODES), 10);
         assert_eq!(t.table_index(SERVICES), 10);
@@ -75,7 +78,12 @@ fn register_creates_node_service_and_check_with_indexes() {
         panic!("node missing")
     };
     assert_eq!(ns.services.keys().collect::<Vec<_>>(), vec!["web1"]);
-    let (_, missing) = query(&store, Query::NodeServices { node: "nope".into() });
+    let (_, missing) = query(
+        &store,
+        Query::NodeServices {
+            node: "nope".into(),
+        },
+    );
     assert_eq!(missing, QueryResult::NodeServices(None));
 }
 
@@ -91,7 +99,7 @@ fn invalid_registrations_change_nothing() {
     let store = StateStore::new();
     register_service(&store, 5, "n1", service("web1", "web", &[]));
     let before = dump(&store);
-    let mut watch = store.subscribe();
+    let watch = store.subscribe();
 
     let cases = [
         (
@@ -127,7 +135,11 @@ fn invalid_registrations_change_nothing() {
         ),
     ];
     for (i, (request, want)) in cases.into_iter().enumerate() {
-        let err = apply_err(&store, 6 + i as u64, Command::Register { request, now_ms: 0 });
+        let err = apply_err(
+            &store,
+            6 + i as u64,
+            Command::Register { request, now_ms: 0 },
+        );
         let RpcError::Invalid(msg) = &err else {
             panic!("want Invalid, got {err:?}")
         };
@@ -150,7 +162,7 @@ fn unchanged_reregistration_does_not_churn() {
     };
     register(&store, 7, req.clone());
     let before = dump(&store);
-    let mut watch = store.subscribe();
+    let watch = store.subscribe();
     register(&store, 8, req.clone());
     assert_eq!(dump(&store), before, "same registration: no index moves");
     assert!(!watch.has_changed().unwrap());
@@ -245,7 +257,10 @@ fn deregister_node_service_and_check() {
     apply_ok(&store, 3, dereg(Some("web1"), None));
     store.view(|t| {
         assert!(t.service("n1", "web1").is_none());
-        assert!(t.check("n1", "web-ok").is_none(), "service checks go with it");
+        assert!(
+            t.check("n1", "web-ok").is_none(),
+            "service checks go with it"
+        );
         assert!(t.check("n1", "node-ok").is_some());
         assert!(t.service("n1", "db1").is_some());
         assert_eq!(t.table_index(SERVICES), 3);
@@ -325,11 +340,19 @@ fn node_meta_filter_requires_every_pair() {
         ("env".to_string(), "prod".to_string()),
         ("rack".to_string(), "a".to_string()),
     ];
-    let (_, nodes) = query(&store, Query::Nodes { node_meta: filter.clone() });
+    let (_, nodes) = query(
+        &store,
+        Query::Nodes {
+            node_meta: filter.clone(),
+        },
+    );
     let QueryResult::Nodes(nodes) = nodes else {
         panic!()
     };
-    assert_eq!(nodes.iter().map(|n| n.node.as_str()).collect::<Vec<_>>(), ["n1"]);
+    assert_eq!(
+        nodes.iter().map(|n| n.node.as_str()).collect::<Vec<_>>(),
+        ["n1"]
+    );
     let (_, services) = query(&store, Query::Services { node_meta: filter });
     assert_eq!(
         services,
@@ -343,16 +366,40 @@ fn health_passing_drops_any_non_passing_check() {
     for (i, node) in ["n1", "n2", "n3", "n4"].iter().enumerate() {
         register_service(&store, i as u64 + 1, node, service("web", "web", &[]));
     }
-    register_check(&store, 10, "n1", check("web-ok", "web", CheckStatus::Passing), 0);
-    register_check(&store, 11, "n2", check("web-warn", "web", CheckStatus::Warning), 0);
+    register_check(
+        &store,
+        10,
+        "n1",
+        check("web-ok", "web", CheckStatus::Passing),
+        0,
+    );
+    register_check(
+        &store,
+        11,
+        "n2",
+        check("web-warn", "web", CheckStatus::Warning),
+        0,
+    );
     // A node-level check applies to every instance on the node.
-    register_check(&store, 12, "n3", check("serfHealth", "", CheckStatus::Critical), 0);
+    register_check(
+        &store,
+        12,
+        "n3",
+        check("serfHealth", "", CheckStatus::Critical),
+        0,
+    );
     // n4: no checks at all counts as passing.
 
     let all = health(&store, "web", false);
     assert_eq!(all.len(), 4);
-    assert_eq!(all[2], ("n3".into(), "web".into(), vec!["serfHealth".into()]));
-    let passing: Vec<String> = health(&store, "web", true).into_iter().map(|r| r.0).collect();
+    assert_eq!(
+        all[2],
+        ("n3".into(), "web".into(), vec!["serfHealth".into()])
+    );
+    let passing: Vec<String> = health(&store, "web", true)
+        .into_iter()
+        .map(|r| r.0)
+        .collect();
     assert_eq!(passing, ["n1", "n4"]);
 
     let (index, _) = query(
@@ -395,8 +442,16 @@ fn instance_checks_are_node_checks_plus_its_own() {
     assert_eq!(
         rows,
         vec![
-            ("n1".into(), "web1".into(), vec!["serfHealth".into(), "web1-ok".into()]),
-            ("n1".into(), "web2".into(), vec!["serfHealth".into(), "web2-ok".into()]),
+            (
+                "n1".into(),
+                "web1".into(),
+                vec!["serfHealth".into(), "web1-ok".into()]
+            ),
+            (
+                "n1".into(),
+                "web2".into(),
+                vec!["serfHealth".into(), "web2-ok".into()]
+            ),
         ]
     );
 }
@@ -456,7 +511,13 @@ fn check_queries() {
             ..node_req("n1")
         },
     );
-    register_check(&store, 2, "n2", check("serfHealth", "", CheckStatus::Warning), 0);
+    register_check(
+        &store,
+        2,
+        "n2",
+        check("serfHealth", "", CheckStatus::Warning),
+        0,
+    );
     let ids = |q: Query| {
         let (_, QueryResult::Checks(checks)) = query(&store, q) else {
             panic!()
@@ -473,7 +534,10 @@ fn check_queries() {
         }),
         ["n1/web-ok"]
     );
-    assert_eq!(ids(Query::NodeChecks { node: "n1".into() }), ["n1/serfHealth", "n1/web-ok"]);
+    assert_eq!(
+        ids(Query::NodeChecks { node: "n1".into() }),
+        ["n1/serfHealth", "n1/web-ok"]
+    );
     assert_eq!(
         ids(Query::ChecksInState {
             state: Some(CheckStatus::Critical),

@@ -1,0 +1,189 @@
+//! Servers over real sockets: forwarding between two servers, restart from a snapshot.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use concord_api::kv::KvOp;
+use concord_api::rpc::{
+    Consistency, Query, QueryOptions, QueryResult, ReadRequest, ReadResponse, RpcError,
+    WriteRequest, WriteResponse, READ_PATH, WRITE_PATH,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::net::TcpListener;
+
+use super::*;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn listener() -> (TcpListener, SocketAddr) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    (listener, addr)
+}
+
+fn config(
+    name: &str,
+    id: u8,
+    addr: SocketAddr,
+    bootstrap_expect: usize,
+    data_dir: Option<&Path>,
+) -> Config {
+    Config {
+        node_name: name.into(),
+        node_id: format!("8d3a2b1c-0000-4000-8000-0000000000{id:02x}"),
+        datacenter: "dc1".into(),
+        data_dir: data_dir.map(Path::to_path_buf),
+        rpc_advertise: addr,
+        bootstrap_expect,
+        dev: true,
+    }
+}
+
+async fn rpc<Req: Serialize, Resp: DeserializeOwned>(
+    addr: SocketAddr,
+    path: &str,
+    req: &Req,
+) -> Result<Resp, RpcError> {
+    let resp = reqwest::Client::new()
+        .post(format!("http://{addr}{path}"))
+        .json(req)
+        .send()
+        .await
+        .unwrap();
+    if resp.status().is_success() {
+        Ok(resp.json().await.unwrap())
+    } else {
+        Err(resp.json().await.unwrap())
+    }
+}
+
+fn set(key: &str, value: &str) -> WriteRequest {
+    WriteRequest::Kv(KvOp::Set {
+        key: key.into(),
+        value: value.as_bytes().to_vec(),
+        flags: 0,
+    })
+}
+
+async fn keys(addr: SocketAddr, consistency: Consistency) -> Vec<String> {
+    let req = ReadRequest {
+        query: Query::KvKeys {
+            prefix: String::new(),
+            separator: None,
+        },
+        options: QueryOptions {
+            consistency,
+            ..QueryOptions::default()
+        },
+    };
+    let resp: ReadResponse = rpc(addr, READ_PATH, &req).await.unwrap();
+    let QueryResult::Keys(keys) = resp.result else {
+        panic!()
+    };
+    keys
+}
+
+#[tokio::test]
+async fn follower_forwards_to_the_leader() {
+    tracing::info!("a single-server cluster, then a second server joining as a learner");
+    let (la, a_addr) = listener().await;
+    let a = Server::start(config("a", 1, a_addr, 1, None), la)
+        .await
+        .unwrap();
+    a.wait_for_leader(WAIT).await.unwrap();
+    let (lb, b_addr) = listener().await;
+    let b = Server::start(config("b", 2, b_addr, 0, None), lb)
+        .await
+        .unwrap();
+    a.shared
+        .raft
+        .add_learner(b.shared.id, Node::new(b_addr), true)
+        .await
+        .unwrap();
+    b.wait_for_leader(WAIT).await.unwrap();
+    assert_eq!(
+        b.shared.leadership(),
+        Leadership::Follower {
+            leader_addr: a_addr.to_string()
+        }
+    );
+
+    tracing::info!("a write sent to the follower is forwarded and applied by the leader");
+    let written: WriteResponse = rpc(b_addr, WRITE_PATH, &set("k", "v")).await.unwrap();
+    assert!(written.index > 0);
+    assert_eq!(
+        keys(b_addr, Consistency::Default).await,
+        ["k"],
+        "default reads forward too"
+    );
+
+    tracing::info!("the write replicates, so a stale read on the follower sees it");
+    b.shared
+        .raft
+        .wait(Some(WAIT))
+        .applied_index_at_least(Some(written.index), "replicated")
+        .await
+        .unwrap();
+    assert_eq!(keys(b_addr, Consistency::Stale).await, ["k"]);
+    let status: ReadResponse = rpc(
+        b_addr,
+        READ_PATH,
+        &ReadRequest {
+            query: Query::RaftStatus,
+            options: QueryOptions::default(),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(status.result, QueryResult::RaftStatus { leader, .. } if leader == a_addr.to_string())
+    );
+
+    b.shutdown().await.unwrap();
+    a.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn restart_recovers_snapshot_and_log_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let (l1, addr1) = listener().await;
+    let server = Server::start(config("s", 1, addr1, 1, Some(dir.path())), l1)
+        .await
+        .unwrap();
+    server.wait_for_leader(WAIT).await.unwrap();
+
+    tracing::info!("writes, a snapshot, then more writes only in the log");
+    for i in 0..5 {
+        let _: WriteResponse = rpc(addr1, WRITE_PATH, &set(&format!("a{i}"), "x"))
+            .await
+            .unwrap();
+    }
+    server.shared.raft.trigger().snapshot().await.unwrap();
+    server
+        .shared
+        .raft
+        .wait(Some(WAIT))
+        .metrics(|m| m.snapshot.is_some(), "snapshot built")
+        .await
+        .unwrap();
+    for i in 0..3 {
+        let _: WriteResponse = rpc(addr1, WRITE_PATH, &set(&format!("b{i}"), "y"))
+            .await
+            .unwrap();
+    }
+    server.shutdown().await.unwrap();
+
+    tracing::info!("a restart on the same dir (another port) recovers everything");
+    let (l2, addr2) = listener().await;
+    let server = Server::start(config("s", 1, addr2, 1, Some(dir.path())), l2)
+        .await
+        .unwrap();
+    server.wait_for_leader(WAIT).await.unwrap();
+    assert!(server.shared.raft.metrics().borrow().snapshot.is_some());
+    assert_eq!(
+        keys(addr2, Consistency::Default).await,
+        ["a0", "a1", "a2", "a3", "a4", "b0", "b1", "b2"]
+    );
+    server.shutdown().await.unwrap();
+}
