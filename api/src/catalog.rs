@@ -423,7 +423,11 @@ mod tests {
             checks: vec![],
         };
         assert_eq!(entry.aggregate_status(), CheckStatus::Passing);
-        for status in [CheckStatus::Passing, CheckStatus::Critical, CheckStatus::Warning] {
+        for status in [
+            CheckStatus::Passing,
+            CheckStatus::Critical,
+            CheckStatus::Warning,
+        ] {
             entry.checks.push(HealthCheck {
                 status,
                 ..HealthCheck::default()

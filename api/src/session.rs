@@ -101,9 +101,7 @@ fn lock_delay<'de, D: Deserializer<'de>>(d: D) -> Result<Option<GoDuration>, D::
         Some(Raw::Text(s)) => Some(GoDuration(
             parse_duration(&s).map_err(serde::de::Error::custom)?,
         )),
-        Some(Raw::Number(n)) if n < 1000 => {
-            Some(GoDuration(std::time::Duration::from_secs(n)))
-        }
+        Some(Raw::Number(n)) if n < 1000 => Some(GoDuration(std::time::Duration::from_secs(n))),
         Some(Raw::Number(n)) => Some(GoDuration(std::time::Duration::from_nanos(n))),
     })
 }

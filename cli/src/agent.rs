@@ -124,9 +124,11 @@ fn config_paths(files: &[PathBuf], dirs: &[PathBuf]) -> anyhow::Result<Vec<PathB
 fn duration_field(v: &Value, key: &str) -> anyhow::Result<Option<Duration>> {
     match v.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(
-            parse_duration(s).with_context(|| format!("{key}: invalid duration {s:?}"))?,
-        )),
+        Some(Value::String(s)) => {
+            Ok(Some(parse_duration(s).with_context(|| {
+                format!("{key}: invalid duration {s:?}")
+            })?))
+        }
         Some(other) => bail!("{key}: expected a duration string, got {other}"),
     }
 }
@@ -134,9 +136,11 @@ fn duration_field(v: &Value, key: &str) -> anyhow::Result<Option<Duration>> {
 fn port_field(v: &Value, key: &str) -> anyhow::Result<Option<u16>> {
     match v.get(key).and_then(Value::as_u64) {
         None => Ok(None),
-        Some(p) => Ok(Some(
-            u16::try_from(p).with_context(|| format!("ports.{key}: {p} is not a port"))?,
-        )),
+        Some(p) => {
+            Ok(Some(u16::try_from(p).with_context(|| {
+                format!("ports.{key}: {p} is not a port")
+            })?))
+        }
     }
 }
 
@@ -144,10 +148,17 @@ fn port_field(v: &Value, key: &str) -> anyhow::Result<Option<u16>> {
 fn apply_file(s: &mut Settings, path: &Path) -> anyhow::Result<()> {
     let text =
         std::fs::read(path).with_context(|| format!("reading config file {}", path.display()))?;
-    let v: Value = serde_json::from_slice(&text)
-        .with_context(|| format!("parsing config file {} (only JSON is supported)", path.display()))?;
+    let v: Value = serde_json::from_slice(&text).with_context(|| {
+        format!(
+            "parsing config file {} (only JSON is supported)",
+            path.display()
+        )
+    })?;
     let Some(obj) = v.as_object() else {
-        bail!("config file {}: top level must be an object", path.display());
+        bail!(
+            "config file {}: top level must be an object",
+            path.display()
+        );
     };
     for (key, value) in obj {
         match key.as_str() {
@@ -206,7 +217,9 @@ fn apply_file(s: &mut Settings, path: &Path) -> anyhow::Result<()> {
                     s.services.push(service_def(item, path)?);
                 }
             }
-            other => tracing::warn!(file = %path.display(), key = other, "ignoring unsupported config key"),
+            other => {
+                tracing::warn!(file = %path.display(), key = other, "ignoring unsupported config key")
+            }
         }
     }
     Ok(())
@@ -215,9 +228,11 @@ fn apply_file(s: &mut Settings, path: &Path) -> anyhow::Result<()> {
 fn parse_ip(value: &Value, key: &str) -> anyhow::Result<Option<IpAddr>> {
     match value.as_str() {
         None => Ok(None),
-        Some(s) => Ok(Some(
-            s.parse().with_context(|| format!("{key}: invalid IP address {s:?}"))?,
-        )),
+        Some(s) => {
+            Ok(Some(s.parse().with_context(|| {
+                format!("{key}: invalid IP address {s:?}")
+            })?))
+        }
     }
 }
 
@@ -273,8 +288,11 @@ fn init_logging(level: &str) -> anyhow::Result<()> {
         other => bail!("Invalid log level: {other:?}"),
     };
     // Raft's own logs are chatty at debug; keep them one notch quieter than ours.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},openraft=warn,hickory_server=warn,hickory_proto=warn")));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!(
+            "{level},openraft=warn,hickory_server=warn,hickory_proto=warn"
+        ))
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -362,7 +380,11 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
              run `concord agent -dev` or `concord agent -server -bootstrap-expect 1 -data-dir DIR`"
         );
     }
-    let bootstrap_expect = if s.dev { 1 } else { s.bootstrap_expect.unwrap_or(0) };
+    let bootstrap_expect = if s.dev {
+        1
+    } else {
+        s.bootstrap_expect.unwrap_or(0)
+    };
     if bootstrap_expect != 1 {
         bail!(
             "only single-server clusters are supported so far: use -bootstrap-expect 1 (got {bootstrap_expect})"
@@ -375,7 +397,11 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
     };
     let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let bind = s.bind.unwrap_or(localhost);
-    let advertise = s.advertise.unwrap_or(if bind.is_unspecified() { localhost } else { bind });
+    let advertise = s.advertise.unwrap_or(if bind.is_unspecified() {
+        localhost
+    } else {
+        bind
+    });
     let client_ip = s.client.unwrap_or(localhost);
     let node_name = s.node_name.clone().unwrap_or_else(hostname);
     let node_id = node_id(s.node_id.clone(), data_dir.as_deref())?;
@@ -450,7 +476,16 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
     let reload_paths = paths.clone();
     config.reload = Some(std::sync::Arc::new(move || load_services(&reload_paths)));
 
-    banner(&node_name, &datacenter, s.dev, client_ip, http_port, dns_port, advertise, rpc_addr.port());
+    banner(
+        &node_name,
+        &datacenter,
+        s.dev,
+        client_ip,
+        http_port,
+        dns_port,
+        advertise,
+        rpc_addr.port(),
+    );
     let listeners = concord_client_agent::Listeners {
         http,
         dns_udp,
@@ -475,7 +510,11 @@ fn banner(
     rpc_port: u16,
 ) {
     println!("==> Concord agent running!");
-    println!("           Version: 'v{}' (Consul API {})", concord_api::CONCORD_VERSION, concord_api::CONSUL_COMPAT_VERSION);
+    println!(
+        "           Version: 'v{}' (Consul API {})",
+        concord_api::CONCORD_VERSION,
+        concord_api::CONSUL_COMPAT_VERSION
+    );
     println!("         Node name: '{node}'");
     println!("        Datacenter: '{dc}'");
     println!("            Server: true (Bootstrap: true, Dev: {dev})");

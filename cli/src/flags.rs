@@ -42,7 +42,10 @@ mod tests {
     #[test]
     fn rewrites_single_dash_long_flags() {
         assert_eq!(n(&["-dev"]), ["--dev"]);
-        assert_eq!(n(&["-http-port=1", "--x", "-h", "-5"]), ["--http-port=1", "--x", "-h", "-5"]);
+        assert_eq!(
+            n(&["-http-port=1", "--x", "-h", "-5"]),
+            ["--http-port=1", "--x", "-h", "-5"]
+        );
         assert_eq!(n(&["-node", "a", "--", "-z"]), ["--node", "a", "--", "-z"]);
     }
 }

@@ -26,7 +26,10 @@ fn main() -> std::process::ExitCode {
         return std::process::ExitCode::from(1);
     }
     let command = args.remove(0);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("Error starting runtime: {e}");

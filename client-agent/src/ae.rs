@@ -126,11 +126,17 @@ impl AntiEntropy {
         let node = self.config.node_name.clone();
         let services = self
             .client
-            .read(Query::NodeServices { node: node.clone() }, QueryOptions::default())
+            .read(
+                Query::NodeServices { node: node.clone() },
+                QueryOptions::default(),
+            )
             .await?;
         let checks = self
             .client
-            .read(Query::NodeChecks { node: node.clone() }, QueryOptions::default())
+            .read(
+                Query::NodeChecks { node: node.clone() },
+                QueryOptions::default(),
+            )
             .await?;
         let remote_node = match services.result {
             QueryResult::NodeServices(n) => n,
@@ -154,8 +160,7 @@ impl AntiEntropy {
                 .write(WriteRequest::Register(self.node_registration()))
                 .await?;
         }
-        let (extra_services, extra_checks) =
-            self.state.reconcile(&remote_services, &remote_checks);
+        let (extra_services, extra_checks) = self.state.reconcile(&remote_services, &remote_checks);
         for id in extra_services {
             tracing::info!(service = %id, "removing catalog service unknown to this agent");
             self.deregister(Some(id), None).await?;
@@ -172,7 +177,8 @@ impl AntiEntropy {
         for id in &plan.deregister_services {
             self.deregister(Some(id.clone()), None).await?;
             // The deleted entry's version is whatever it was marked with; look it up fresh.
-            self.state.service_synced(id, self.deleted_service_version(id));
+            self.state
+                .service_synced(id, self.deleted_service_version(id));
         }
         for id in &plan.deregister_checks {
             self.deregister(None, Some(id.clone())).await?;
@@ -183,7 +189,8 @@ impl AntiEntropy {
             req.service = Some(service.service.clone());
             req.checks = checks.iter().map(|c| c.check.clone()).collect();
             self.client.write(WriteRequest::Register(req)).await?;
-            self.state.service_synced(&service.service.id, service.version);
+            self.state
+                .service_synced(&service.service.id, service.version);
             for c in checks {
                 self.state.check_synced(&c.check.check_id, c.version);
             }
@@ -192,7 +199,8 @@ impl AntiEntropy {
             let mut req = self.node_registration();
             req.check = Some(check.check.clone());
             self.client.write(WriteRequest::Register(req)).await?;
-            self.state.check_synced(&check.check.check_id, check.version);
+            self.state
+                .check_synced(&check.check.check_id, check.version);
         }
         Ok(())
     }

@@ -83,7 +83,11 @@ impl AgentCore {
         let config = Arc::new(config);
         let local = Arc::new(LocalState::new());
         let client = Arc::new(ServerClient::new(config.servers.clone()));
-        let ae = Arc::new(AntiEntropy::new(config.clone(), local.clone(), client.clone()));
+        let ae = Arc::new(AntiEntropy::new(
+            config.clone(),
+            local.clone(),
+            client.clone(),
+        ));
         let persist = Persist::new(config.data_dir.as_deref());
         let (tx, rx) = mpsc::unbounded_channel();
         let core = Arc::new(AgentCore {
@@ -108,7 +112,10 @@ impl AgentCore {
         if replace_checks {
             for old in self.local.checks() {
                 if old.service_id == id
-                    && !prepared.checks.iter().any(|c| c.check.check_id == old.check_id)
+                    && !prepared
+                        .checks
+                        .iter()
+                        .any(|c| c.check.check_id == old.check_id)
                 {
                     self.checks.remove(&old.check_id);
                 }
@@ -120,7 +127,8 @@ impl AgentCore {
             specs.push((c.check.check_id.clone(), c.spec));
             records.push((c.check, c.deregister_critical_after));
         }
-        self.local.add_service(prepared.service, records, replace_checks);
+        self.local
+            .add_service(prepared.service, records, replace_checks);
         for (check_id, spec) in specs {
             self.checks.add(&check_id, spec);
         }
@@ -180,7 +188,10 @@ impl AgentCore {
     }
 
     /// Applies check results to local state as they arrive; status changes are synced.
-    pub async fn apply_check_results(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<CheckResult>) {
+    pub async fn apply_check_results(
+        self: Arc<Self>,
+        mut rx: mpsc::UnboundedReceiver<CheckResult>,
+    ) {
         while let Some(result) = rx.recv().await {
             if self
                 .local
@@ -246,7 +257,9 @@ impl AgentCore {
         for def in self.persist.services() {
             match prepare_service(&def, &self.config.node_name, &self.config.datacenter) {
                 Ok(p) => self.register_service(p, true).await,
-                Err(e) => tracing::warn!(service = %def.name, error = %e, "dropping persisted service"),
+                Err(e) => {
+                    tracing::warn!(service = %def.name, error = %e, "dropping persisted service")
+                }
             }
         }
         for def in self.persist.checks() {

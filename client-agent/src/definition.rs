@@ -76,7 +76,7 @@ pub fn prepare_service(
                 .unwrap_or("");
             if dest.is_empty() {
                 return Err(
-                    "Validation failed: Proxy.DestinationServiceName must be set".to_string()
+                    "Validation failed: Proxy.DestinationServiceName must be set".to_string(),
                 );
             }
             if def.port.unwrap_or(0) == 0 {
@@ -146,9 +146,8 @@ pub fn prepare_check(
 ) -> Result<PreparedCheck, String> {
     let status = match def.status.as_deref() {
         None | Some("") => CheckStatus::Critical,
-        Some(s) => CheckStatus::parse(s).ok_or_else(|| {
-            "Status for checks must 'passing', 'warning', 'critical'".to_string()
-        })?,
+        Some(s) => CheckStatus::parse(s)
+            .ok_or_else(|| "Status for checks must 'passing', 'warning', 'critical'".to_string())?,
     };
     let spec = CheckSpec::from_definition(def).map_err(|e| format!("Invalid check: {e}"))?;
     let name = def.name.clone().unwrap_or_default();
@@ -201,7 +200,9 @@ fn validate_meta(meta: &std::collections::BTreeMap<String, String>) -> Result<()
             return Err("Key cannot be blank".to_string());
         }
         if k.len() > MAX_META_KEY {
-            return Err(format!("Key is too long (limit: {MAX_META_KEY} characters)"));
+            return Err(format!(
+                "Key is too long (limit: {MAX_META_KEY} characters)"
+            ));
         }
         if !k
             .chars()
@@ -210,7 +211,9 @@ fn validate_meta(meta: &std::collections::BTreeMap<String, String>) -> Result<()
             return Err(format!("Key contains invalid characters: {k}"));
         }
         if k.starts_with("consul-") {
-            return Err(format!("Key prefix 'consul-' is reserved for internal use: {k}"));
+            return Err(format!(
+                "Key prefix 'consul-' is reserved for internal use: {k}"
+            ));
         }
         if v.len() > MAX_META_VALUE {
             return Err(format!(
@@ -265,12 +268,30 @@ mod tests {
     fn invalid_definitions_are_rejected_with_consul_messages() {
         let cases = [
             (r#"{"Port":80}"#, "Missing service name"),
-            (r#"{"Name":"w","Address":"0.0.0.0"}"#, "Invalid service address"),
-            (r#"{"Name":"w","Meta":{"consul-x":"y"}}"#, "Invalid Service Meta"),
-            (r#"{"Name":"w","Weights":{"Passing":0,"Warning":1}}"#, "Invalid Weights"),
-            (r#"{"Name":"w","Check":{"TTL":"10s","Status":"bogus"}}"#, "Status for checks"),
-            (r#"{"Name":"w","Check":{"TTL":"10s","Interval":"5s"}}"#, "Invalid check"),
-            (r#"{"Name":"w","Kind":"connect-proxy","Port":1}"#, "Validation failed"),
+            (
+                r#"{"Name":"w","Address":"0.0.0.0"}"#,
+                "Invalid service address",
+            ),
+            (
+                r#"{"Name":"w","Meta":{"consul-x":"y"}}"#,
+                "Invalid Service Meta",
+            ),
+            (
+                r#"{"Name":"w","Weights":{"Passing":0,"Warning":1}}"#,
+                "Invalid Weights",
+            ),
+            (
+                r#"{"Name":"w","Check":{"TTL":"10s","Status":"bogus"}}"#,
+                "Status for checks",
+            ),
+            (
+                r#"{"Name":"w","Check":{"TTL":"10s","Interval":"5s"}}"#,
+                "Invalid check",
+            ),
+            (
+                r#"{"Name":"w","Kind":"connect-proxy","Port":1}"#,
+                "Validation failed",
+            ),
         ];
         for (json, want) in cases {
             let err = prepare_service(&def(json), "n", "dc1").unwrap_err();

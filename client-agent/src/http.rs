@@ -255,7 +255,12 @@ impl AgentCore {
     }
 
     /// 200 with a JSON body.
-    pub(crate) fn ok<T: Serialize>(&self, params: &Params, meta: Option<QueryMeta>, v: &T) -> Response {
+    pub(crate) fn ok<T: Serialize>(
+        &self,
+        params: &Params,
+        meta: Option<QueryMeta>,
+        v: &T,
+    ) -> Response {
         self.json(params, StatusCode::OK, meta, v)
     }
 }

@@ -495,7 +495,10 @@ mod tests {
         let plan = state.plan();
         assert_eq!(plan.services.len(), 1);
         assert_eq!(plan.services[0].1.len(), 1);
-        assert!(plan.checks.is_empty(), "service checks ride with the service");
+        assert!(
+            plan.checks.is_empty(),
+            "service checks ride with the service"
+        );
         let (s, cs) = &plan.services[0];
         state.service_synced("web", s.version);
         state.check_synced("service:web", cs[0].version);
@@ -560,6 +563,9 @@ mod tests {
         state.update_check("c", CheckStatus::Critical, "down");
         assert!(state.services_to_reap(Instant::now()).is_empty());
         tokio::time::advance(Duration::from_secs(61)).await;
-        assert_eq!(state.services_to_reap(Instant::now()), vec!["web".to_string()]);
+        assert_eq!(
+            state.services_to_reap(Instant::now()),
+            vec!["web".to_string()]
+        );
     }
 }

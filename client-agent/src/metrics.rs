@@ -63,17 +63,25 @@ impl Metrics {
             json!({"Name": "concord.agent.catalog_index", "Value": sample.catalog_index, "Labels": {}}),
         ];
         for (status, n) in &sample.checks {
-            gauges.push(json!({"Name": "concord.agent.checks", "Value": n, "Labels": {"status": status}}));
+            gauges.push(
+                json!({"Name": "concord.agent.checks", "Value": n, "Labels": {"status": status}}),
+            );
         }
-        let counter = |name: &str, n: u64, labels: Value| {
-            json!({"Name": name, "Count": n, "Sum": n, "Min": 1, "Max": 1, "Mean": 1, "Stddev": 0, "Labels": labels})
-        };
+        let counter = |name: &str, n: u64, labels: Value| json!({"Name": name, "Count": n, "Sum": n, "Min": 1, "Max": 1, "Mean": 1, "Stddev": 0, "Labels": labels});
         let mut counters = vec![
             counter("concord.agent.ae.sync", sample.syncs_ok, json!({})),
-            counter("concord.agent.ae.sync_failed", sample.syncs_failed, json!({})),
+            counter(
+                "concord.agent.ae.sync_failed",
+                sample.syncs_failed,
+                json!({}),
+            ),
         ];
         for (method, n) in self.by_method() {
-            counters.push(counter("concord.http.requests", n, json!({"method": method})));
+            counters.push(counter(
+                "concord.http.requests",
+                n,
+                json!({"method": method}),
+            ));
         }
         json!({
             "Timestamp": timestamp,
@@ -89,7 +97,11 @@ impl Metrics {
         let mut registry = Registry::with_prefix("concord");
         let services = Gauge::<i64>::default();
         services.set(i64::try_from(sample.services).unwrap_or(i64::MAX));
-        registry.register("agent_services", "Services registered on this agent", services);
+        registry.register(
+            "agent_services",
+            "Services registered on this agent",
+            services,
+        );
         let index = Gauge::<i64>::default();
         index.set(i64::try_from(sample.catalog_index).unwrap_or(i64::MAX));
         registry.register(
@@ -140,7 +152,10 @@ mod tests {
         sample.checks.insert("passing", 1);
         let text = m.to_prometheus(&sample).unwrap();
         assert!(text.contains("concord_agent_services 2"), "{text}");
-        assert!(text.contains("concord_http_requests_total{method=\"GET\"} 2"), "{text}");
+        assert!(
+            text.contains("concord_http_requests_total{method=\"GET\"} 2"),
+            "{text}"
+        );
         let j = m.to_json(&sample, "now".into());
         assert_eq!(j["Gauges"][0]["Value"], 2);
     }

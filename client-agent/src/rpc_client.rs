@@ -40,7 +40,11 @@ impl ServerClient {
     }
 
     /// Runs a read; blocks server-side when `options.min_index > 0`.
-    pub async fn read(&self, query: Query, options: QueryOptions) -> Result<ReadResponse, RpcError> {
+    pub async fn read(
+        &self,
+        query: Query,
+        options: QueryOptions,
+    ) -> Result<ReadResponse, RpcError> {
         let wait = if options.min_index > 0 {
             let ms = match options.max_wait_ms {
                 0 => DEFAULT_WAIT_MS,
@@ -73,15 +77,19 @@ impl ServerClient {
         for attempt in 0..self.servers.len() {
             let idx = (start + attempt) % self.servers.len();
             let url = format!("http://{}{}", self.servers[idx], path);
-            let sent = self.http.post(&url).json(body).timeout(timeout).send().await;
+            let sent = self
+                .http
+                .post(&url)
+                .json(body)
+                .timeout(timeout)
+                .send()
+                .await;
             let response = match sent {
                 Ok(r) => r,
                 Err(e) => {
                     // Transport failure: try the next server.
                     tracing::debug!(server = %self.servers[idx], error = %e, "server RPC failed");
-                    last_err = Some(RpcError::Internal(format!(
-                        "rpc error making call: {e}"
-                    )));
+                    last_err = Some(RpcError::Internal(format!("rpc error making call: {e}")));
                     continue;
                 }
             };
@@ -95,12 +103,14 @@ impl ServerClient {
                 return serde_json::from_slice(&bytes)
                     .map_err(|e| RpcError::Internal(format!("rpc decode error: {e}")));
             }
-            return Err(serde_json::from_slice::<RpcError>(&bytes).unwrap_or_else(|_| {
-                RpcError::Internal(format!(
-                    "rpc error: {status}: {}",
-                    String::from_utf8_lossy(&bytes)
-                ))
-            }));
+            return Err(
+                serde_json::from_slice::<RpcError>(&bytes).unwrap_or_else(|_| {
+                    RpcError::Internal(format!(
+                        "rpc error: {status}: {}",
+                        String::from_utf8_lossy(&bytes)
+                    ))
+                }),
+            );
         }
         Err(last_err.unwrap_or(RpcError::NoLeader))
     }

@@ -35,12 +35,35 @@ pub async fn query(
             client.query(name, DNSClass::IN, rtype).await?
         }
         Transport::Tcp => {
-            let (stream, sender) =
-                TcpClientStream::<AsyncIoTokioAsStd<TcpStream>>::new(server);
+            let (stream, sender) = TcpClientStream::<AsyncIoTokioAsStd<TcpStream>>::new(server);
             let (mut client, bg) = AsyncClient::new(stream, sender, None).await?;
             tokio::spawn(bg);
             client.query(name, DNSClass::IN, rtype).await?
         }
     };
     Ok(response.into_message())
+}
+
+/// Sends one plain (non-EDNS) query over UDP, as `dig +noedns` or an old stub resolver does,
+/// and returns the response.
+pub async fn query_udp_no_edns(
+    server: SocketAddr,
+    name: &str,
+    rtype: RecordType,
+) -> anyhow::Result<Message> {
+    use hickory_proto::op::{MessageType, OpCode, Query};
+    use std::time::Duration;
+
+    let mut msg = Message::new();
+    msg.set_id(0x5151)
+        .set_message_type(MessageType::Query)
+        .set_op_code(OpCode::Query)
+        .set_recursion_desired(true)
+        .add_query(Query::query(Name::from_ascii(name)?, rtype));
+    let bytes = msg.to_vec()?;
+    let sock = UdpSocket::bind("127.0.0.1:0").await?;
+    sock.send_to(&bytes, server).await?;
+    let mut buf = vec![0u8; 65535];
+    let (len, _) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf)).await??;
+    Ok(Message::from_vec(&buf[..len])?)
 }

@@ -139,9 +139,9 @@ impl TestAgent {
         let mut http = None;
         let mut dns = None;
         let mut rpc = None;
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         while http.is_none() || rpc.is_none() {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) => {
                     if line.contains("Client Addr:") {
@@ -155,7 +155,10 @@ impl TestAgent {
                 Err(_) => {
                     let _ = child.kill();
                     let logs = std::fs::read_to_string(&log_path).unwrap_or_default();
-                    bail!("agent did not start (status {:?}); logs:\n{logs}", child.try_wait());
+                    bail!(
+                        "agent did not start (status {:?}); logs:\n{logs}",
+                        child.try_wait()
+                    );
                 }
             }
         }
@@ -220,7 +223,11 @@ impl TestAgent {
     }
 
     /// PUT with a body, returning status and body text.
-    pub async fn put(&self, path: &str, body: impl Into<reqwest::Body>) -> anyhow::Result<(u16, String)> {
+    pub async fn put(
+        &self,
+        path: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> anyhow::Result<(u16, String)> {
         let r = self.client.put(self.url(path)).body(body).send().await?;
         Ok((r.status().as_u16(), r.text().await?))
     }
@@ -239,12 +246,12 @@ impl TestAgent {
         Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status()?;
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = child.try_wait()? {
                 return Ok(status);
             }
-            if std::time::Instant::now() > deadline {
+            if tokio::time::Instant::now() > deadline {
                 let _ = child.kill();
                 bail!("agent did not exit after SIGTERM");
             }

@@ -27,7 +27,10 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/agent/service/{id}", get(service))
         .route("/v1/agent/service/register", put(register_service))
         .route("/v1/agent/service/deregister/{id}", put(deregister_service))
-        .route("/v1/agent/service/maintenance/{id}", put(service_maintenance))
+        .route(
+            "/v1/agent/service/maintenance/{id}",
+            put(service_maintenance),
+        )
         .route("/v1/agent/maintenance", put(node_maintenance))
         .route("/v1/agent/checks", get(checks))
         .route("/v1/agent/check/register", put(register_check))
@@ -96,10 +99,16 @@ async fn agent_self(State(s): State<AppState>, params: Params) -> Response {
 fn self_member(s: &AppState) -> Member {
     let c = &s.config;
     let mut tags = BTreeMap::new();
-    tags.insert("role".to_string(), if c.server { "consul" } else { "node" }.to_string());
+    tags.insert(
+        "role".to_string(),
+        if c.server { "consul" } else { "node" }.to_string(),
+    );
     tags.insert("dc".to_string(), c.datacenter.clone());
     tags.insert("id".to_string(), c.node_id.clone());
-    tags.insert("build".to_string(), format!("{}:concord", concord_api::CONSUL_COMPAT_VERSION));
+    tags.insert(
+        "build".to_string(),
+        format!("{}:concord", concord_api::CONSUL_COMPAT_VERSION),
+    );
     tags.insert("vsn".to_string(), "2".to_string());
     tags.insert("vsn_min".to_string(), "2".to_string());
     tags.insert("vsn_max".to_string(), "3".to_string());
@@ -145,11 +154,7 @@ async fn services(State(s): State<AppState>, params: Params) -> ApiResult {
     Ok(s.ok(&params, None, &map))
 }
 
-async fn service(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-    params: Params,
-) -> ApiResult {
+async fn service(State(s): State<AppState>, Path(id): Path<String>, params: Params) -> ApiResult {
     s.check_common(&params)?;
     let svc = s.local.service(&id).ok_or_else(|| unknown_service(&id))?;
     let svc = agent_view(&s, svc);
@@ -328,19 +333,49 @@ async fn ttl(s: &AppState, id: &str, status: CheckStatus, output: &str) -> ApiRe
     }
 }
 
-async fn check_pass(State(s): State<AppState>, Path(id): Path<String>, params: Params) -> ApiResult {
+async fn check_pass(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    params: Params,
+) -> ApiResult {
     s.check_common(&params)?;
-    ttl(&s, &id, CheckStatus::Passing, params.get("note").unwrap_or("")).await
+    ttl(
+        &s,
+        &id,
+        CheckStatus::Passing,
+        params.get("note").unwrap_or(""),
+    )
+    .await
 }
 
-async fn check_warn(State(s): State<AppState>, Path(id): Path<String>, params: Params) -> ApiResult {
+async fn check_warn(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    params: Params,
+) -> ApiResult {
     s.check_common(&params)?;
-    ttl(&s, &id, CheckStatus::Warning, params.get("note").unwrap_or("")).await
+    ttl(
+        &s,
+        &id,
+        CheckStatus::Warning,
+        params.get("note").unwrap_or(""),
+    )
+    .await
 }
 
-async fn check_fail(State(s): State<AppState>, Path(id): Path<String>, params: Params) -> ApiResult {
+async fn check_fail(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    params: Params,
+) -> ApiResult {
     s.check_common(&params)?;
-    ttl(&s, &id, CheckStatus::Critical, params.get("note").unwrap_or("")).await
+    ttl(
+        &s,
+        &id,
+        CheckStatus::Critical,
+        params.get("note").unwrap_or(""),
+    )
+    .await
 }
 
 async fn check_update(

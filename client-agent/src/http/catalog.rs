@@ -37,7 +37,9 @@ async fn register(State(s): State<AppState>, params: Params, body: Bytes) -> Api
     }
     if let Some(svc) = req.service.as_mut() {
         if svc.service.is_empty() {
-            return Err(ApiError::BadRequest("Must provide service name".to_string()));
+            return Err(ApiError::BadRequest(
+                "Must provide service name".to_string(),
+            ));
         }
         if svc.id.is_empty() {
             svc.id = svc.service.clone();
@@ -80,11 +82,7 @@ async fn services(State(s): State<AppState>, params: Params) -> ApiResult {
     }
 }
 
-async fn service(
-    State(s): State<AppState>,
-    Path(name): Path<String>,
-    params: Params,
-) -> ApiResult {
+async fn service(State(s): State<AppState>, Path(name): Path<String>, params: Params) -> ApiResult {
     let query = Query::ServiceNodes {
         service: name,
         tags: params.all("tag"),

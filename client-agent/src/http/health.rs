@@ -16,11 +16,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/health/state/{state}", get(state))
 }
 
-async fn service(
-    State(s): State<AppState>,
-    Path(name): Path<String>,
-    params: Params,
-) -> ApiResult {
+async fn service(State(s): State<AppState>, Path(name): Path<String>, params: Params) -> ApiResult {
     let query = Query::HealthService {
         service: name,
         tags: params.all("tag"),
@@ -56,9 +52,10 @@ async fn node_checks(
 async fn state(State(s): State<AppState>, Path(state): Path<String>, params: Params) -> ApiResult {
     let state = match state.as_str() {
         "any" => None,
-        other => Some(CheckStatus::parse(other).ok_or_else(|| {
-            ApiError::BadRequest(format!("Invalid check state: \"{other}\""))
-        })?),
+        other => Some(
+            CheckStatus::parse(other)
+                .ok_or_else(|| ApiError::BadRequest(format!("Invalid check state: \"{other}\"")))?,
+        ),
     };
     let query = Query::ChecksInState {
         state,

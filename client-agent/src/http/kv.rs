@@ -19,7 +19,10 @@ const MAX_TXN_OPS: usize = 128;
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/kv/", get(get_root).put(put_root).delete(delete_root))
-        .route("/v1/kv/{*key}", get(get_key).put(put_key).delete(delete_key))
+        .route(
+            "/v1/kv/{*key}",
+            get(get_key).put(put_key).delete(delete_key),
+        )
         .route("/v1/txn", put(txn))
 }
 
@@ -91,7 +94,10 @@ fn raw_value(entry: &KvEntry, meta: &QueryMeta) -> Response {
         axum::http::header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
-    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     headers.insert(
         "content-security-policy",
         HeaderValue::from_static("sandbox"),
@@ -104,7 +110,9 @@ fn parse_u64(params: &Params, key: &str) -> Result<Option<u64>, ApiError> {
     match params.get(key) {
         None => Ok(None),
         Some(v) => v.parse::<u64>().map(Some).map_err(|_| {
-            ApiError::BadRequest(format!("Invalid {key} value: \"{v}\" (want an unsigned integer)"))
+            ApiError::BadRequest(format!(
+                "Invalid {key} value: \"{v}\" (want an unsigned integer)"
+            ))
         }),
     }
 }
@@ -183,7 +191,9 @@ async fn kv_write(s: &AppState, params: &Params, op: KvOp) -> ApiResult {
     match s.client.write(WriteRequest::Kv(op)).await?.result {
         WriteResult::Bool(b) => Ok(s.ok(params, None, &b)),
         WriteResult::Done => Ok(s.ok(params, None, &true)),
-        other => Err(ApiError::Internal(format!("unexpected write result: {other:?}"))),
+        other => Err(ApiError::Internal(format!(
+            "unexpected write result: {other:?}"
+        ))),
     }
 }
 
@@ -224,6 +234,8 @@ async fn txn(State(s): State<AppState>, params: Params, body: Bytes) -> ApiResul
             };
             Ok(s.json(&params, code, None, &response))
         }
-        other => Err(ApiError::Internal(format!("unexpected write result: {other:?}"))),
+        other => Err(ApiError::Internal(format!(
+            "unexpected write result: {other:?}"
+        ))),
     }
 }

@@ -42,7 +42,10 @@ async fn create(State(s): State<AppState>, params: Params, body: Bytes) -> ApiRe
         .node_checks
         .or(req.checks)
         .unwrap_or_else(|| vec![SERF_CHECK.to_string()]);
-    let lock_delay = req.lock_delay.map(|d| d.get()).unwrap_or(DEFAULT_LOCK_DELAY);
+    let lock_delay = req
+        .lock_delay
+        .map(|d| d.get())
+        .unwrap_or(DEFAULT_LOCK_DELAY);
     let ttl = match req.ttl.as_deref() {
         None | Some("") => String::new(),
         Some(t) => {
@@ -67,17 +70,22 @@ async fn create(State(s): State<AppState>, params: Params, body: Bytes) -> ApiRe
         create_index: 0,
         modify_index: 0,
     };
-    match s.client.write(WriteRequest::SessionCreate(session)).await?.result {
+    match s
+        .client
+        .write(WriteRequest::SessionCreate(session))
+        .await?
+        .result
+    {
         WriteResult::SessionId(id) => Ok(s.ok(&params, None, &json!({ "ID": id }))),
-        other => Err(ApiError::Internal(format!("unexpected write result: {other:?}"))),
+        other => Err(ApiError::Internal(format!(
+            "unexpected write result: {other:?}"
+        ))),
     }
 }
 
 async fn destroy(State(s): State<AppState>, Path(id): Path<String>, params: Params) -> ApiResult {
     s.check_common(&params)?;
-    s.client
-        .write(WriteRequest::SessionDestroy { id })
-        .await?;
+    s.client.write(WriteRequest::SessionDestroy { id }).await?;
     Ok(s.ok(&params, None, &true))
 }
 
@@ -90,10 +98,12 @@ async fn renew(State(s): State<AppState>, Path(id): Path<String>, params: Params
         .result
     {
         WriteResult::Session(Some(session)) => Ok(s.ok(&params, None, &vec![session])),
-        WriteResult::Session(None) => Err(ApiError::NotFound(format!(
-            "Session id '{id}' not found"
+        WriteResult::Session(None) => {
+            Err(ApiError::NotFound(format!("Session id '{id}' not found")))
+        }
+        other => Err(ApiError::Internal(format!(
+            "unexpected write result: {other:?}"
         ))),
-        other => Err(ApiError::Internal(format!("unexpected write result: {other:?}"))),
     }
 }
 

@@ -75,9 +75,24 @@ async fn ttl_updates_drive_local_health() {
         r#"{"Name":"api","Check":{"TTL":"1h"}}"#,
     )
     .await;
-    let (code, body) = call(&app, Method::GET, "/v1/agent/health/service/name/api?format=text", "").await;
-    assert_eq!((code, body.as_str()), (StatusCode::SERVICE_UNAVAILABLE, "critical"));
-    let (code, _) = call(&app, Method::PUT, "/v1/agent/check/pass/service:api?note=fine", "").await;
+    let (code, body) = call(
+        &app,
+        Method::GET,
+        "/v1/agent/health/service/name/api?format=text",
+        "",
+    )
+    .await;
+    assert_eq!(
+        (code, body.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "critical")
+    );
+    let (code, _) = call(
+        &app,
+        Method::PUT,
+        "/v1/agent/check/pass/service:api?note=fine",
+        "",
+    )
+    .await;
     assert_eq!(code, StatusCode::OK);
     let (code, body) = call(&app, Method::GET, "/v1/agent/health/service/id/api", "").await;
     assert_eq!(code, StatusCode::OK);
@@ -102,18 +117,39 @@ async fn ttl_updates_drive_local_health() {
 async fn check_register_validates() {
     let (app, core) = app();
     let cases = [
-        (r#"{"TTL":"10s"}"#, StatusCode::BAD_REQUEST, "Missing check name"),
-        (r#"{"Name":"x","TTL":"10s","ServiceID":"ghost"}"#, StatusCode::NOT_FOUND, "ServiceID \"ghost\" does not exist"),
+        (
+            r#"{"TTL":"10s"}"#,
+            StatusCode::BAD_REQUEST,
+            "Missing check name",
+        ),
+        (
+            r#"{"Name":"x","TTL":"10s","ServiceID":"ghost"}"#,
+            StatusCode::NOT_FOUND,
+            "ServiceID \"ghost\" does not exist",
+        ),
         (r#"{"Name":"x"}"#, StatusCode::BAD_REQUEST, "Invalid check"),
-        (r#"{"Name":"x","TTL":"oops"}"#, StatusCode::BAD_REQUEST, "Request decode failed"),
+        (
+            r#"{"Name":"x","TTL":"oops"}"#,
+            StatusCode::BAD_REQUEST,
+            "Request decode failed",
+        ),
     ];
     for (body, want_code, want_text) in cases {
         let (code, text) = call(&app, Method::PUT, "/v1/agent/check/register", body).await;
         assert_eq!(code, want_code, "{body}: {text}");
         assert!(text.contains(want_text), "{body}: {text}");
     }
-    assert!(core.local.checks().is_empty(), "rejected checks must not be stored");
-    let (code, _) = call(&app, Method::PUT, "/v1/agent/check/register", r#"{"Name":"mem","TTL":"10s"}"#).await;
+    assert!(
+        core.local.checks().is_empty(),
+        "rejected checks must not be stored"
+    );
+    let (code, _) = call(
+        &app,
+        Method::PUT,
+        "/v1/agent/check/register",
+        r#"{"Name":"mem","TTL":"10s"}"#,
+    )
+    .await;
     assert_eq!(code, StatusCode::OK);
     let (code, _) = call(&app, Method::PUT, "/v1/agent/check/fail/mem", "").await;
     assert_eq!(code, StatusCode::OK);
@@ -127,31 +163,64 @@ async fn check_register_validates() {
 #[tokio::test]
 async fn maintenance_requires_enable() {
     let (app, core) = app();
-    call(&app, Method::PUT, "/v1/agent/service/register", r#"{"Name":"db"}"#).await;
+    call(
+        &app,
+        Method::PUT,
+        "/v1/agent/service/register",
+        r#"{"Name":"db"}"#,
+    )
+    .await;
     let (code, text) = call(&app, Method::PUT, "/v1/agent/service/maintenance/db", "").await;
-    assert_eq!((code, text.as_str()), (StatusCode::BAD_REQUEST, "Missing value for enable"));
-    let (code, _) = call(&app, Method::PUT, "/v1/agent/service/maintenance/db?enable=true", "").await;
+    assert_eq!(
+        (code, text.as_str()),
+        (StatusCode::BAD_REQUEST, "Missing value for enable")
+    );
+    let (code, _) = call(
+        &app,
+        Method::PUT,
+        "/v1/agent/service/maintenance/db?enable=true",
+        "",
+    )
+    .await;
     assert_eq!(code, StatusCode::OK);
     let check = core.local.check("_service_maintenance:db").unwrap();
     assert_eq!(check.service_id, "db");
-    let (code, text) = call(&app, Method::GET, "/v1/agent/health/service/id/db?format=text", "").await;
-    assert_eq!((code, text.as_str()), (StatusCode::SERVICE_UNAVAILABLE, "maintenance"));
+    let (code, text) = call(
+        &app,
+        Method::GET,
+        "/v1/agent/health/service/id/db?format=text",
+        "",
+    )
+    .await;
+    assert_eq!(
+        (code, text.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "maintenance")
+    );
 }
 
 #[tokio::test]
 async fn routing_errors_and_parameters() {
     let (app, _) = app();
     let (code, body) = call(&app, Method::GET, "/v1/agent/service/register", "").await;
-    assert_eq!((code, body.as_str()), (StatusCode::METHOD_NOT_ALLOWED, "method GET not allowed"));
+    assert_eq!(
+        (code, body.as_str()),
+        (StatusCode::METHOD_NOT_ALLOWED, "method GET not allowed")
+    );
     let (code, body) = call(&app, Method::GET, "/v1/does/not/exist", "").await;
     assert_eq!((code, body.as_str()), (StatusCode::NOT_FOUND, ""));
     let (code, body) = call(&app, Method::GET, "/v1/catalog/nodes?dc=elsewhere", "").await;
-    assert_eq!((code, body.as_str()), (StatusCode::INTERNAL_SERVER_ERROR, "No path to datacenter"));
+    assert_eq!(
+        (code, body.as_str()),
+        (StatusCode::INTERNAL_SERVER_ERROR, "No path to datacenter")
+    );
     for (uri, want) in [
         ("/v1/catalog/nodes?index=x", "Invalid index"),
         ("/v1/catalog/nodes?wait=x", "Invalid wait time"),
         ("/v1/health/state/sad", "Invalid check state"),
-        ("/v1/catalog/nodes?node-meta=novalue", "Invalid node-meta filter"),
+        (
+            "/v1/catalog/nodes?node-meta=novalue",
+            "Invalid node-meta filter",
+        ),
         ("/v1/catalog/nodes?filter=Node==a", "filter"),
     ] {
         let (code, body) = call(&app, Method::GET, uri, "").await;

@@ -1,5 +1,8 @@
 //! The `concord` CLI against a running agent, as a user types it.
 
+// Test helpers outside #[test] functions may unwrap too: a failure is a test failure.
+#![allow(clippy::unwrap_used)]
+
 use concord_integration::{init_tracing, TestAgent};
 
 fn stdout(out: &std::process::Output) -> String {
@@ -28,7 +31,15 @@ async fn kv_services_catalog_members_version() {
 
     tracing::info!("services register by flags, then the catalog shows them");
     let out = agent
-        .cli(&["services", "register", "-name=cache", "-port", "6379", "-tag", "primary"])
+        .cli(&[
+            "services",
+            "register",
+            "-name=cache",
+            "-port",
+            "6379",
+            "-tag",
+            "primary",
+        ])
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     let out = agent.cli(&["catalog", "services", "-tags"]).unwrap();
@@ -36,7 +47,9 @@ async fn kv_services_catalog_members_version() {
     assert!(text.contains("cache") && text.contains("primary"), "{text}");
     let out = agent.cli(&["catalog", "nodes"]).unwrap();
     assert!(stdout(&out).contains(&agent.node));
-    let out = agent.cli(&["services", "deregister", "-id", "cache"]).unwrap();
+    let out = agent
+        .cli(&["services", "deregister", "-id", "cache"])
+        .unwrap();
     assert!(out.status.success(), "{out:?}");
     let out = agent.cli(&["catalog", "services"]).unwrap();
     assert!(!stdout(&out).contains("cache"));
@@ -44,13 +57,22 @@ async fn kv_services_catalog_members_version() {
     tracing::info!("members and version");
     let out = agent.cli(&["members"]).unwrap();
     let text = stdout(&out);
-    assert!(text.contains(&agent.node) && text.contains("alive") && text.contains("server"), "{text}");
+    assert!(
+        text.contains(&agent.node) && text.contains("alive") && text.contains("server"),
+        "{text}"
+    );
     let out = agent.cli(&["version"]).unwrap();
     assert!(stdout(&out).starts_with("Concord v"));
 
     tracing::info!("CONCORD_HTTP_ADDR and -http-addr find the agent too");
     let out = std::process::Command::new(concord_integration::concord_bin())
-        .args(["kv", "put", &format!("-http-addr={}", agent.http), "via-flag", "1"])
+        .args([
+            "kv",
+            "put",
+            &format!("-http-addr={}", agent.http),
+            "via-flag",
+            "1",
+        ])
         .env_remove("CONSUL_HTTP_ADDR")
         .output()
         .unwrap();

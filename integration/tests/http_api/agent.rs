@@ -34,17 +34,32 @@ async fn service_registration_reaches_catalog_and_health() {
     tracing::info!("a new TTL check starts critical, so ?passing hides the instance");
     let (_, _, all) = agent.get_json("/v1/health/service/web").await.unwrap();
     assert_eq!(all.as_array().unwrap().len(), 1);
-    let (_, _, passing) = agent.get_json("/v1/health/service/web?passing").await.unwrap();
+    let (_, _, passing) = agent
+        .get_json("/v1/health/service/web?passing")
+        .await
+        .unwrap();
     assert_eq!(passing, json!([]));
 
     tracing::info!("passing the TTL check makes it healthy");
-    let (code, _) = agent.put("/v1/agent/check/pass/service:web?note=ok", "").await.unwrap();
+    let (code, _) = agent
+        .put("/v1/agent/check/pass/service:web?note=ok", "")
+        .await
+        .unwrap();
     assert_eq!(code, 200);
-    let (_, _, passing) = agent.get_json("/v1/health/service/web?passing").await.unwrap();
+    let (_, _, passing) = agent
+        .get_json("/v1/health/service/web?passing")
+        .await
+        .unwrap();
     assert_eq!(passing.as_array().unwrap().len(), 1, "{passing}");
     let checks = passing[0]["Checks"].as_array().unwrap();
-    assert!(checks.iter().any(|c| c["CheckID"] == "serfHealth"), "node checks included");
-    let ttl = checks.iter().find(|c| c["CheckID"] == "service:web").unwrap();
+    assert!(
+        checks.iter().any(|c| c["CheckID"] == "serfHealth"),
+        "node checks included"
+    );
+    let ttl = checks
+        .iter()
+        .find(|c| c["CheckID"] == "service:web")
+        .unwrap();
     assert_eq!(ttl["Output"], "ok");
 
     tracing::info!("agent-local health endpoint encodes the status in the code");
@@ -56,7 +71,10 @@ async fn service_registration_reaches_catalog_and_health() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(r.text().await.unwrap(), "passing");
-    agent.put("/v1/agent/check/warn/service:web", "").await.unwrap();
+    agent
+        .put("/v1/agent/check/warn/service:web", "")
+        .await
+        .unwrap();
     let r = agent
         .client
         .get(agent.url("/v1/agent/health/service/id/web"))
@@ -69,7 +87,10 @@ async fn service_registration_reaches_catalog_and_health() {
     let (_, _, svcs) = agent.get_json("/v1/catalog/services").await.unwrap();
     assert_eq!(svcs["web"], json!(["v1"]));
     assert_eq!(svcs["consul"], json!([]), "servers register service consul");
-    let (code, _) = agent.put("/v1/agent/service/deregister/web", "").await.unwrap();
+    let (code, _) = agent
+        .put("/v1/agent/service/deregister/web", "")
+        .await
+        .unwrap();
     assert_eq!(code, 200);
     let (_, _, rows) = agent.get_json("/v1/catalog/service/web").await.unwrap();
     assert_eq!(rows, json!([]));
@@ -118,7 +139,10 @@ async fn http_and_tcp_checks_run_in_the_agent() {
     assert_eq!(code, 200, "{body}");
     let status = |checks: &Value, id: &str| checks[id]["Status"].as_str().unwrap_or("").to_string();
     assert_eventually!(
-        status(&agent.get_json("/v1/agent/checks").await.unwrap().2, "http-ok") == "passing",
+        status(
+            &agent.get_json("/v1/agent/checks").await.unwrap().2,
+            "http-ok"
+        ) == "passing",
         "HTTP check never passed"
     );
     let (_, _, checks) = agent.get_json("/v1/agent/checks").await.unwrap();
@@ -146,23 +170,35 @@ async fn maintenance_self_members_metrics() {
         .await
         .unwrap();
     let (code, _) = agent
-        .put("/v1/agent/service/maintenance/db?enable=true&reason=upgrade", "")
+        .put(
+            "/v1/agent/service/maintenance/db?enable=true&reason=upgrade",
+            "",
+        )
         .await
         .unwrap();
     assert_eq!(code, 200);
     let (_, _, checks) = agent.get_json("/v1/agent/checks").await.unwrap();
     assert_eq!(checks["_service_maintenance:db"]["Status"], "critical");
     assert_eq!(checks["_service_maintenance:db"]["Notes"], "upgrade");
-    let (_, _, passing) = agent.get_json("/v1/health/service/db?passing").await.unwrap();
+    let (_, _, passing) = agent
+        .get_json("/v1/health/service/db?passing")
+        .await
+        .unwrap();
     assert_eq!(passing, json!([]));
     agent
         .put("/v1/agent/service/maintenance/db?enable=false", "")
         .await
         .unwrap();
-    let (_, _, passing) = agent.get_json("/v1/health/service/db?passing").await.unwrap();
+    let (_, _, passing) = agent
+        .get_json("/v1/health/service/db?passing")
+        .await
+        .unwrap();
     assert_eq!(passing.as_array().unwrap().len(), 1);
 
-    let (code, _) = agent.put("/v1/agent/maintenance?enable=true", "").await.unwrap();
+    let (code, _) = agent
+        .put("/v1/agent/maintenance?enable=true", "")
+        .await
+        .unwrap();
     assert_eq!(code, 200);
     let (_, _, node_checks) = agent
         .get_json(&format!("/v1/health/node/{}", agent.node))
@@ -211,16 +247,28 @@ async fn catalog_register_and_deregister_external_nodes() {
         "Service": {"Service": "redis", "Port": 6379, "Tags": ["primary"]},
         "Check": {"CheckID": "redis-alive", "Name": "Redis", "Status": "passing", "ServiceID": "redis"}
     });
-    let (code, text) = agent.put("/v1/catalog/register", body.to_string()).await.unwrap();
+    let (code, text) = agent
+        .put("/v1/catalog/register", body.to_string())
+        .await
+        .unwrap();
     assert_eq!((code, text.as_str()), (200, "true"));
-    let (_, _, nodes) = agent.get_json("/v1/catalog/nodes?node-meta=env:prod").await.unwrap();
+    let (_, _, nodes) = agent
+        .get_json("/v1/catalog/nodes?node-meta=env:prod")
+        .await
+        .unwrap();
     assert_eq!(nodes.as_array().unwrap().len(), 1);
     assert_eq!(nodes[0]["Node"], "ext1");
     let (_, _, node) = agent.get_json("/v1/catalog/node/ext1").await.unwrap();
     assert_eq!(node["Services"]["redis"]["Port"], 6379);
-    let (_, _, tagged) = agent.get_json("/v1/catalog/service/redis?tag=primary").await.unwrap();
+    let (_, _, tagged) = agent
+        .get_json("/v1/catalog/service/redis?tag=primary")
+        .await
+        .unwrap();
     assert_eq!(tagged.as_array().unwrap().len(), 1);
-    let (_, _, none) = agent.get_json("/v1/catalog/service/redis?tag=replica").await.unwrap();
+    let (_, _, none) = agent
+        .get_json("/v1/catalog/service/redis?tag=replica")
+        .await
+        .unwrap();
     assert_eq!(none, json!([]));
     let (_, _, dcs) = agent.get_json("/v1/catalog/datacenters").await.unwrap();
     assert_eq!(dcs, json!(["dc1"]));

@@ -19,9 +19,19 @@ async fn blocking_query_wakes_on_change() {
     tokio::task::yield_now().await;
     agent.put("/v1/kv/watched", "2").await.unwrap();
     let r = waiter.await.unwrap().unwrap();
-    let new_index: u64 = r.headers()["x-consul-index"].to_str().unwrap().parse().unwrap();
-    assert!(new_index > index, "index must advance: {index} -> {new_index}");
-    assert!(started.elapsed() < Duration::from_secs(25), "woke on change, not on timeout");
+    let new_index: u64 = r.headers()["x-consul-index"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        new_index > index,
+        "index must advance: {index} -> {new_index}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "woke on change, not on timeout"
+    );
 
     tracing::info!("health blocking queries wake on registration");
     let (_, index, _) = agent.get_json("/v1/health/service/late").await.unwrap();
@@ -50,6 +60,12 @@ async fn blocking_query_times_out_on_wait() {
     assert_eq!(code, 200);
     assert_eq!(same, index, "no change: same index");
     let waited = started.elapsed();
-    assert!(waited >= Duration::from_millis(900), "returned early: {waited:?}");
-    assert!(waited < Duration::from_secs(10), "wait not honoured: {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(900),
+        "returned early: {waited:?}"
+    );
+    assert!(
+        waited < Duration::from_secs(10),
+        "wait not honoured: {waited:?}"
+    );
 }

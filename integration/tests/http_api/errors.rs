@@ -11,16 +11,48 @@ async fn bad_input_is_rejected_and_changes_nothing() {
         .unwrap();
 
     let cases: &[(&str, &str, &str)] = &[
-        ("/v1/agent/service/register", "{not json", "Request decode failed"),
-        ("/v1/agent/service/register", r#"{"Port":80}"#, "Missing service name"),
-        ("/v1/agent/service/register", r#"{"Name":"x","Check":{"TTL":"soon"}}"#, "Request decode failed"),
-        ("/v1/agent/service/register", r#"{"Name":"keep","Check":{"HTTP":"http://x","TTL":"5s"}}"#, "Invalid check"),
-        ("/v1/agent/check/register", r#"{"TTL":"5s"}"#, "Missing check name"),
-        ("/v1/agent/check/update/service:keep", r#"{"Status":"meh"}"#, "Invalid check status"),
+        (
+            "/v1/agent/service/register",
+            "{not json",
+            "Request decode failed",
+        ),
+        (
+            "/v1/agent/service/register",
+            r#"{"Port":80}"#,
+            "Missing service name",
+        ),
+        (
+            "/v1/agent/service/register",
+            r#"{"Name":"x","Check":{"TTL":"soon"}}"#,
+            "Request decode failed",
+        ),
+        (
+            "/v1/agent/service/register",
+            r#"{"Name":"keep","Check":{"HTTP":"http://x","TTL":"5s"}}"#,
+            "Invalid check",
+        ),
+        (
+            "/v1/agent/check/register",
+            r#"{"TTL":"5s"}"#,
+            "Missing check name",
+        ),
+        (
+            "/v1/agent/check/update/service:keep",
+            r#"{"Status":"meh"}"#,
+            "Invalid check status",
+        ),
         ("/v1/kv/a?cas=1&acquire=x", "v", "Conflicting flags"),
         ("/v1/kv/a?flags=abc", "v", "Invalid flags"),
-        ("/v1/session/create", r#"{"Behavior":"explode"}"#, "Invalid Behavior"),
-        ("/v1/catalog/register", r#"{"Address":"1.2.3.4"}"#, "Must provide node"),
+        (
+            "/v1/session/create",
+            r#"{"Behavior":"explode"}"#,
+            "Invalid Behavior",
+        ),
+        (
+            "/v1/catalog/register",
+            r#"{"Address":"1.2.3.4"}"#,
+            "Must provide node",
+        ),
     ];
     for (path, body, want) in cases {
         let (code, text) = agent.put(path, body.to_string()).await.unwrap();
@@ -39,7 +71,10 @@ async fn bad_input_is_rejected_and_changes_nothing() {
     for (path, want) in [
         ("/v1/kv/a?index=abc", "Invalid index"),
         ("/v1/kv/a?index=1&wait=forever", "Invalid wait time"),
-        ("/v1/catalog/nodes?stale&consistent", "Cannot specify ?stale with ?consistent"),
+        (
+            "/v1/catalog/nodes?stale&consistent",
+            "Cannot specify ?stale with ?consistent",
+        ),
         ("/v1/kv/", "Missing key name"),
     ] {
         let r = agent.client.get(agent.url(path)).send().await.unwrap();
@@ -50,17 +85,35 @@ async fn bad_input_is_rejected_and_changes_nothing() {
     }
 
     tracing::info!("unknown DC fails like Consul; unknown routes 404; wrong method 405");
-    let r = agent.client.get(agent.url("/v1/catalog/nodes?dc=mars")).send().await.unwrap();
+    let r = agent
+        .client
+        .get(agent.url("/v1/catalog/nodes?dc=mars"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 500);
     assert_eq!(r.text().await.unwrap(), "No path to datacenter");
-    let r = agent.client.get(agent.url("/v1/nope")).send().await.unwrap();
+    let r = agent
+        .client
+        .get(agent.url("/v1/nope"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 404);
-    let r = agent.client.get(agent.url("/v1/agent/service/register")).send().await.unwrap();
+    let r = agent
+        .client
+        .get(agent.url("/v1/agent/service/register"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 405);
     assert_eq!(r.text().await.unwrap(), "method GET not allowed");
 
     tracing::info!("unknown IDs are 404 with Consul's text");
-    let (code, text) = agent.put("/v1/agent/service/deregister/ghost", "").await.unwrap();
+    let (code, text) = agent
+        .put("/v1/agent/service/deregister/ghost", "")
+        .await
+        .unwrap();
     assert_eq!(code, 404);
     assert!(text.starts_with("Unknown service ID \"ghost\""), "{text}");
     let (code, _) = agent.put("/v1/agent/check/pass/ghost", "").await.unwrap();
@@ -72,8 +125,21 @@ async fn bad_input_is_rejected_and_changes_nothing() {
     assert_eq!(code, 413);
 
     tracing::info!("garbage of every shape never kills the agent");
-    for body in ["", "null", "[]", "123", "\"s\"", "{\"Name\":{}}", "\u{0}\u{1}"] {
-        for path in ["/v1/agent/service/register", "/v1/catalog/register", "/v1/txn", "/v1/session/create"] {
+    for body in [
+        "",
+        "null",
+        "[]",
+        "123",
+        "\"s\"",
+        "{\"Name\":{}}",
+        "\u{0}\u{1}",
+    ] {
+        for path in [
+            "/v1/agent/service/register",
+            "/v1/catalog/register",
+            "/v1/txn",
+            "/v1/session/create",
+        ] {
             let (code, _) = agent.put(path, body.to_string()).await.unwrap();
             assert!(code < 500, "{path} {body:?}: {code}");
         }

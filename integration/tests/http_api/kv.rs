@@ -12,7 +12,10 @@ async fn kv_put_get_list_delete() {
     let agent = TestAgent::dev().await.unwrap();
 
     tracing::info!("plain set returns true; get returns base64 values");
-    let (code, body) = agent.put("/v1/kv/app/config/db?flags=42", "postgres://x").await.unwrap();
+    let (code, body) = agent
+        .put("/v1/kv/app/config/db?flags=42", "postgres://x")
+        .await
+        .unwrap();
     assert_eq!((code, body.as_str()), (200, "true"));
     agent.put("/v1/kv/app/config/cache", "redis").await.unwrap();
     agent.put("/v1/kv/app/name", "concord").await.unwrap();
@@ -39,7 +42,10 @@ async fn kv_put_get_list_delete() {
     tracing::info!("recurse, keys and separator");
     let (_, _, all) = agent.get_json("/v1/kv/app?recurse").await.unwrap();
     assert_eq!(all.as_array().unwrap().len(), 3);
-    let (_, _, keys) = agent.get_json("/v1/kv/app/?keys&separator=/").await.unwrap();
+    let (_, _, keys) = agent
+        .get_json("/v1/kv/app/?keys&separator=/")
+        .await
+        .unwrap();
     assert_eq!(keys, json!(["app/config/", "app/name"]));
     let (_, _, keys) = agent.get_json("/v1/kv/?keys").await.unwrap();
     assert_eq!(keys.as_array().unwrap().len(), 3);
@@ -54,17 +60,33 @@ async fn kv_put_get_list_delete() {
     assert_eq!(body, "false");
     let (_, _, v) = agent.get_json("/v1/kv/app/name").await.unwrap();
     let mi = v[0]["ModifyIndex"].as_u64().unwrap();
-    let (_, body) = agent.put(&format!("/v1/kv/app/name?cas={mi}"), "v2").await.unwrap();
+    let (_, body) = agent
+        .put(&format!("/v1/kv/app/name?cas={mi}"), "v2")
+        .await
+        .unwrap();
     assert_eq!(body, "true");
-    let (_, body) = agent.put(&format!("/v1/kv/app/name?cas={mi}"), "v3").await.unwrap();
+    let (_, body) = agent
+        .put(&format!("/v1/kv/app/name?cas={mi}"), "v3")
+        .await
+        .unwrap();
     assert_eq!(body, "false");
 
     tracing::info!("delete one, then the tree");
-    let r = agent.client.delete(agent.url("/v1/kv/app/name")).send().await.unwrap();
+    let r = agent
+        .client
+        .delete(agent.url("/v1/kv/app/name"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.text().await.unwrap(), "true");
     let (code, _, _) = agent.get_json("/v1/kv/app/name").await.unwrap();
     assert_eq!(code, 404);
-    agent.client.delete(agent.url("/v1/kv/app?recurse")).send().await.unwrap();
+    agent
+        .client
+        .delete(agent.url("/v1/kv/app?recurse"))
+        .send()
+        .await
+        .unwrap();
     let (code, _, _) = agent.get_json("/v1/kv/app?recurse").await.unwrap();
     assert_eq!(code, 404);
 }

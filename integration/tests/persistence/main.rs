@@ -1,6 +1,9 @@
 //! A persistent single server (`-server -bootstrap-expect 1 -data-dir DIR`) keeps what it
 //! acknowledged across a clean restart and across `kill -9`.
 
+// Test helpers outside #[test] functions may unwrap too: a failure is a test failure.
+#![allow(clippy::unwrap_used)]
+
 use concord_integration::{init_tracing, TestAgent};
 use serde_json::json;
 
@@ -11,7 +14,10 @@ async fn restart_keeps_services_and_kv() {
     let mut agent = TestAgent::server(dir.path()).await.unwrap();
     tracing::info!("write a service, a check and keys, then stop cleanly");
     agent
-        .put("/v1/agent/service/register", r#"{"Name":"web","Port":80,"Check":{"TTL":"1h","Status":"passing"}}"#)
+        .put(
+            "/v1/agent/service/register",
+            r#"{"Name":"web","Port":80,"Check":{"TTL":"1h","Status":"passing"}}"#,
+        )
         .await
         .unwrap();
     agent
@@ -44,11 +50,17 @@ async fn kill_9_after_acknowledged_put_loses_nothing() {
     let mut agent = TestAgent::server(dir.path()).await.unwrap();
     tracing::info!("acknowledged writes, then SIGKILL with no chance to flush");
     for i in 0..20 {
-        let (code, body) = agent.put(&format!("/v1/kv/k{i}"), format!("v{i}")).await.unwrap();
+        let (code, body) = agent
+            .put(&format!("/v1/kv/k{i}"), format!("v{i}"))
+            .await
+            .unwrap();
         assert_eq!((code, body.as_str()), (200, "true"));
     }
     let (code, body) = agent
-        .put("/v1/catalog/register", json!({"Node": "ext", "Address": "10.0.0.9"}).to_string())
+        .put(
+            "/v1/catalog/register",
+            json!({"Node": "ext", "Address": "10.0.0.9"}).to_string(),
+        )
         .await
         .unwrap();
     assert_eq!((code, body.as_str()), (200, "true"));
@@ -57,7 +69,12 @@ async fn kill_9_after_acknowledged_put_loses_nothing() {
     let agent = TestAgent::server(dir.path()).await.unwrap();
     for i in 0..20 {
         let (code, _, kv) = agent.get_json(&format!("/v1/kv/k{i}")).await.unwrap();
-        assert_eq!(code, 200, "k{i} lost after kill -9; logs:\n{}", agent.logs());
+        assert_eq!(
+            code,
+            200,
+            "k{i} lost after kill -9; logs:\n{}",
+            agent.logs()
+        );
         let want = base64_of(&format!("v{i}"));
         assert_eq!(kv[0]["Value"], want.as_str());
     }
