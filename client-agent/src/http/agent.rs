@@ -35,9 +35,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/agent/checks", get(checks))
         .route("/v1/agent/check/register", put(register_check))
         .route("/v1/agent/check/deregister/{id}", put(deregister_check))
-        .route("/v1/agent/check/pass/{id}", put(check_pass))
-        .route("/v1/agent/check/warn/{id}", put(check_warn))
-        .route("/v1/agent/check/fail/{id}", put(check_fail))
+        .route("/v1/agent/check/{action}/{id}", put(check_mark))
         .route("/v1/agent/check/update/{id}", put(check_update))
         .route("/v1/agent/health/service/name/{name}", get(health_by_name))
         .route("/v1/agent/health/service/id/{id}", get(health_by_id))
@@ -333,49 +331,21 @@ async fn ttl(s: &AppState, id: &str, status: CheckStatus, output: &str) -> ApiRe
     }
 }
 
-async fn check_pass(
+/// `/v1/agent/check/{pass,warn,fail}/:id?note=`: one handler, the status from the path.
+async fn check_mark(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    Path((action, id)): Path<(String, String)>,
     params: Params,
 ) -> ApiResult {
     s.check_common(&params)?;
-    ttl(
-        &s,
-        &id,
-        CheckStatus::Passing,
-        params.get("note").unwrap_or(""),
-    )
-    .await
-}
-
-async fn check_warn(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-    params: Params,
-) -> ApiResult {
-    s.check_common(&params)?;
-    ttl(
-        &s,
-        &id,
-        CheckStatus::Warning,
-        params.get("note").unwrap_or(""),
-    )
-    .await
-}
-
-async fn check_fail(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-    params: Params,
-) -> ApiResult {
-    s.check_common(&params)?;
-    ttl(
-        &s,
-        &id,
-        CheckStatus::Critical,
-        params.get("note").unwrap_or(""),
-    )
-    .await
+    let status = match action.as_str() {
+        "pass" => CheckStatus::Passing,
+        "warn" => CheckStatus::Warning,
+        "fail" => CheckStatus::Critical,
+        // Any other word is not a route: Consul answers 404 for unknown paths.
+        _ => return Ok(StatusCode::NOT_FOUND.into_response()),
+    };
+    ttl(&s, &id, status, params.get("note").unwrap_or("")).await
 }
 
 async fn check_update(
