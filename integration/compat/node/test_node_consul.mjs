@@ -157,6 +157,14 @@ function withResponse() {
   return e;
 }
 
+// node-consul v2 resolves a JSON `false` body to `undefined` (papi treats a falsy result as
+// "no value"), so a refused CAS/lock is read through the raw response body instead.
+async function bodyOf(call, opts) {
+  const [res, body] = await call({ ...opts, ctx: withResponse() });
+  assert.equal(res.statusCode, 200);
+  return body;
+}
+
 async function checkStatus(consul, id) {
   const checks = await consul.agent.checks();
   return checks[id] ? checks[id].Status : undefined;
@@ -260,9 +268,9 @@ describe("kv", () => {
 
   it("cas and flags", async () => {
     assert.equal(await t.consul.kv.set({ key: "c", value: "1", cas: 0 }), true);
-    assert.equal(await t.consul.kv.set({ key: "c", value: "2", cas: 0 }), false);
+    assert.equal(await bodyOf(t.consul.kv.set.bind(t.consul.kv), { key: "c", value: "2", cas: 0 }), false);
     const d = await t.consul.kv.get("c");
-    assert.equal(await t.consul.kv.set({ key: "c", value: "3", cas: d.ModifyIndex + 1000 }), false);
+    assert.equal(await bodyOf(t.consul.kv.set.bind(t.consul.kv), { key: "c", value: "3", cas: d.ModifyIndex + 1000 }), false);
     assert.equal(await t.consul.kv.set({ key: "c", value: "3", cas: d.ModifyIndex }), true);
     assert.equal((await t.consul.kv.get("c")).Value, "3");
 
@@ -270,7 +278,7 @@ describe("kv", () => {
     assert.equal((await t.consul.kv.get("f")).Flags, 42);
 
     const cur = await t.consul.kv.get("c");
-    assert.equal(await t.consul.kv.del({ key: "c", cas: cur.ModifyIndex + 1000 }), false);
+    assert.equal(await bodyOf(t.consul.kv.del.bind(t.consul.kv), { key: "c", cas: cur.ModifyIndex + 1000 }), false);
     assert.equal(await t.consul.kv.del({ key: "c", cas: cur.ModifyIndex }), true);
     assert.equal(await t.consul.kv.get("c"), undefined);
   });
@@ -291,12 +299,12 @@ describe("kv", () => {
     const { ID: s1 } = await t.consul.session.create({ name: "s1" });
     const { ID: s2 } = await t.consul.session.create({ name: "s2" });
     assert.equal(await t.consul.kv.set({ key: "lock", value: "a", acquire: s1 }), true);
-    assert.equal(await t.consul.kv.set({ key: "lock", value: "b", acquire: s2 }), false);
+    assert.equal(await bodyOf(t.consul.kv.set.bind(t.consul.kv), { key: "lock", value: "b", acquire: s2 }), false);
     let d = await t.consul.kv.get("lock");
     assert.equal(d.Session, s1);
     assert.equal(d.LockIndex, 1);
     assert.equal(d.Value, "a");
-    assert.equal(await t.consul.kv.set({ key: "lock", value: "c", release: s2 }), false);
+    assert.equal(await bodyOf(t.consul.kv.set.bind(t.consul.kv), { key: "lock", value: "c", release: s2 }), false);
     assert.equal(await t.consul.kv.set({ key: "lock", value: "c", release: s1 }), true);
     d = await t.consul.kv.get("lock");
     assert.equal(d.Session, undefined);
@@ -562,6 +570,18 @@ describe("catalog", () => {
     assert.deepEqual(await t.consul.catalog.service.nodes("ext-svc"), []);
     await t.consul.catalog.deregister("ext-1");
     assert.equal((await t.consul.catalog.node.list()).length, 1);
+  });
+
+  it("a catalog check registered without Status defaults to critical", async () => {
+    await t.consul.catalog.register({
+      node: "ext-2",
+      address: "10.1.2.4",
+      service: { service: "ext-nostatus" },
+      check: { name: "no-status", serviceid: "ext-nostatus" },
+    });
+    const checks = await t.consul.health.checks("ext-nostatus");
+    assert.deepEqual(checks.map((c) => [c.CheckID, c.Status]), [["no-status", "critical"]]);
+    assert.deepEqual(await t.consul.health.service({ service: "ext-nostatus", passing: true }), []);
   });
 });
 

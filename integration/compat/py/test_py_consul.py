@@ -397,6 +397,21 @@ class TestKV:
         _, data = c.kv.get("delta")
         assert data["Value"] == b"v"  # outside the deleted prefix
 
+    def test_consistency_modes(self, c):
+        c.kv.put("cons/k", "v")
+        for mode in ("consistent", "stale"):
+            idx, data = c.kv.get("cons/k", consistency=mode)
+            assert data["Value"] == b"v", mode
+            assert int(idx) > 0
+
+    def test_value_size_limit(self, c):
+        assert c.kv.put("big/ok", b"x" * (512 * 1024)) is True  # 512 KiB is the documented max
+        with pytest.raises(consul.ConsulException) as e:
+            c.kv.put("big/too-big", b"x" * (512 * 1024 + 1))
+        assert "413" in str(e.value)
+        _, data = c.kv.get("big/too-big")
+        assert data is None
+
     def test_unknown_datacenter_is_an_error(self, c):
         with pytest.raises(consul.ConsulException):
             c.kv.get("x", dc="dc2")
@@ -516,6 +531,58 @@ class TestSessions:
         assert c.session.destroy(s3) is True
         assert c.kv.put("ld/fast", "w", acquire=s4) is True
 
+    def test_service_check_invalidates_session(self, c):
+        # The leader-election pattern: a session tied to the service's health check.
+        c.agent.service.register("leader-svc", check=Check.ttl("30s"))
+        c.agent.check.ttl_pass("service:leader-svc")
+
+        def check_passing_in_catalog():
+            _, cs = c.health.checks("leader-svc")
+            return cs and cs[0]["Status"] == "passing"
+
+        eventually(check_passing_in_catalog, message="service check passing in catalog")
+        sid = c.session.create(name="leader", checks=["serfHealth", "service:leader-svc"], lock_delay=0)
+        assert c.kv.put("election/leader", "me", acquire=sid) is True
+
+        c.agent.check.ttl_fail("service:leader-svc")
+
+        def invalidated():
+            _, info = c.session.info(sid)
+            return info is None
+
+        eventually(invalidated, message="session invalidated by its critical check")
+        _, data = c.kv.get("election/leader")
+        assert "Session" not in data  # lock released
+
+    def test_ttl_expiry_invalidates_session(self, c):
+        sid = c.session.create(name="short-lived", ttl=10, lock_delay=0)
+        assert c.kv.put("ttl/lock", "x", acquire=sid) is True
+
+        def gone():
+            _, info = c.session.info(sid)
+            return info is None
+
+        # Consul may reap a session up to 2x TTL after its last renewal.
+        eventually(gone, timeout=40, interval=0.5, message="TTL session expired")
+        _, data = c.kv.get("ttl/lock")
+        assert "Session" not in data
+
+    def test_blocking_session_list(self, agent, c):
+        idx, sessions = c.session.list()
+        assert sessions == []
+
+        def writer():
+            time.sleep(0.3)
+            agent.client().session.create(name="later")
+
+        t = threading.Thread(target=writer)
+        t.start()
+        deadline = time.monotonic() + 15
+        while not sessions and time.monotonic() < deadline:
+            idx, sessions = c.session.list(index=idx, wait="10s")
+        t.join()
+        assert [s["Name"] for s in sessions] == ["later"]
+
 
 # --------------------------------------------------------------------------------------------
 # Transactions
@@ -561,6 +628,21 @@ class TestTxn:
         assert r["Errors"] is None
         _, data = c.kv.get("txd/", recurse=True)
         assert data is None
+
+    def test_get_tree_and_lock_verbs(self, c):
+        sid = c.session.create(name="txn-lock")
+        r = c.txn.put([
+            {"KV": {"Verb": "set", "Key": "tt/a", "Value": b64("1")}},
+            {"KV": {"Verb": "lock", "Key": "tt/lock", "Value": b64("held"), "Session": sid}},
+            {"KV": {"Verb": "check-session", "Key": "tt/lock", "Session": sid}},
+            {"KV": {"Verb": "get-tree", "Key": "tt/"}},
+        ])  # fmt: skip
+        assert r["Errors"] is None
+        tree = [x["KV"] for x in r["Results"][3:]]
+        assert [kv["Key"] for kv in tree] == ["tt/a", "tt/lock"]
+        assert tree[1]["Session"] == sid
+        _, data = c.kv.get("tt/lock")
+        assert data["Session"] == sid and data["LockIndex"] == 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -630,6 +712,36 @@ class TestAgentServices:
         assert nodes[0]["ServiceTags"] == ["v1", "primary"]
         assert nodes[0]["ServiceMeta"] == {"version": "1.2.3"}
         assert nodes[0]["Node"] == agent.node
+
+    def test_reregister_updates_in_place(self, c):
+        c.agent.service.register("upd", port=1000, tags=["a"])
+        c.agent.service.register("upd", port=2000, tags=["b"], weights={"Passing": 3, "Warning": 1})
+        svc = c.agent.services()["upd"]
+        assert svc["Port"] == 2000 and svc["Tags"] == ["b"]
+        assert svc["Weights"] == {"Passing": 3, "Warning": 1}
+        assert list(c.agent.services()) == ["upd"]
+
+        def synced():
+            _, nodes = c.catalog.service("upd")
+            return len(nodes) == 1 and nodes[0]["ServicePort"] == 2000 and nodes[0]["ServiceTags"] == ["b"]
+
+        eventually(synced, message="catalog shows the re-registered service")
+
+    def test_replace_existing_checks(self, c):
+        c.agent.service.register("rep", check=Check.ttl("10s"), extra_checks=[Check.ttl("20s")])
+        assert sorted(k for k in c.agent.checks() if "rep" in k) == ["service:rep:1", "service:rep:2"]
+        # Without the flag, checks missing from the new definition are kept ...
+        c.agent.service.register("rep", check={"ttl": "10s", "CheckID": "rep-a"})
+        assert {"rep-a", "service:rep:1", "service:rep:2"} <= set(c.agent.checks())
+        # ... with ?replace-existing-checks they are removed.
+        c.agent.service.register("rep", check={"ttl": "10s", "CheckID": "rep-a"}, replace_existing_checks=True)
+        assert sorted(k for k in c.agent.checks() if "rep" in k) == ["rep-a"]
+
+    def test_service_definition_endpoint(self, c):
+        c.agent.service.register("def", service_id="def-1", port=81, tags=["t"])
+        d = c.agent.service_definition("def-1")
+        assert d["ID"] == "def-1" and d["Service"] == "def" and d["Port"] == 81 and d["Tags"] == ["t"]
+        assert isinstance(d["ContentHash"], str) and d["ContentHash"]
 
     def test_ttl_pass_warn_fail_and_notes(self, c):
         c.agent.service.register("api", check=Check.ttl("10s"))
@@ -787,12 +899,12 @@ class TestAgentServices:
 
     def test_service_and_node_maintenance(self, c):
         c.agent.service.register("maint", check=Check.ttl("10s"))
-        assert c.agent.service.maintenance("maint", True, "upgrading") is True
+        assert c.agent.service.maintenance("maint", "true", "upgrading") is True
         chk = c.agent.checks()["_service_maintenance:maint"]
         assert chk["Status"] == "critical"
         assert chk["Notes"] == "upgrading"
         assert chk["ServiceID"] == "maint"
-        assert c.agent.service.maintenance("maint", False) is True
+        assert c.agent.service.maintenance("maint", "false") is True
         assert "_service_maintenance:maint" not in c.agent.checks()
 
         assert c.agent.maintenance("true", "node work") is True
@@ -800,6 +912,19 @@ class TestAgentServices:
         assert chk["Status"] == "critical"
         assert chk["Notes"] == "node work"
         assert c.agent.maintenance("false") is True
+        assert "_node_maintenance" not in c.agent.checks()
+
+    def test_maintenance_enable_accepts_python_bools(self, c):
+        # py-consul types `enable` as bool; requests sends True/False as "True"/"False", which
+        # Consul parses with Go's strconv.ParseBool (1, t, T, TRUE, true, True, 0, f, F, ...).
+        c.agent.service.register("maint2")
+        assert c.agent.service.maintenance("maint2", True, "bool") is True
+        assert c.agent.checks()["_service_maintenance:maint2"]["Status"] == "critical"
+        assert c.agent.service.maintenance("maint2", False) is True
+        assert "_service_maintenance:maint2" not in c.agent.checks()
+        assert c.agent.maintenance(True, "bool") is True
+        assert "_node_maintenance" in c.agent.checks()
+        assert c.agent.maintenance(False) is True
         assert "_node_maintenance" not in c.agent.checks()
 
 
@@ -875,6 +1000,14 @@ class TestHealth:
         eventually(lambda: ids("warning") == {"st:2"}, message="state warning")
         assert ids("critical") == set()
 
+    def test_service_multiple_tags_are_anded(self, c):
+        c.agent.service.register("mt", service_id="mt-1", tags=["a", "b"])
+        c.agent.service.register("mt", service_id="mt-2", tags=["a"])
+        eventually(lambda: health_ids(c, "mt") == ["mt-1", "mt-2"], message="mt instances")
+        assert health_ids(c, "mt", tag="a") == ["mt-1", "mt-2"]
+        assert health_ids(c, "mt", tag=["a", "b"]) == ["mt-1"]
+        assert health_ids(c, "mt", tag="c") == []
+
     def test_blocking_health_service(self, agent, c):
         c.agent.service.register("watched", check=Check.ttl("10s"))
         eventually(lambda: health_ids(c, "watched") == ["watched"], message="watched in health")
@@ -916,7 +1049,8 @@ class TestCatalog:
         assert "consul" in {s["Service"] for s in node["Services"].values()}
 
     def test_register_query_deregister(self, agent, c):
-        assert c.catalog.register("n1", "10.1.10.11", service={"service": "s1"}, check={"name": "c1"}) is True
+        check = {"name": "c1", "status": "passing"}
+        assert c.catalog.register("n1", "10.1.10.11", service={"service": "s1"}, check=check) is True
         assert c.catalog.register("n1", "10.1.10.11", service={"service": "s2"}) is True
         assert c.catalog.register("n2", "10.1.10.12", service={"service": "s1", "tags": ["master"]}) is True
 
@@ -974,10 +1108,30 @@ class TestCatalog:
             lambda: c.catalog.services(dc="dc2"),
             lambda: c.catalog.service("s1", dc="dc2"),
             lambda: c.catalog.node("n1", dc="dc2"),
-            lambda: c.catalog.register("foo", "10.1.10.11", dc="dc2"),
         ):
             with pytest.raises(consul.ConsulException):
                 call()
+
+    def test_register_in_unknown_datacenter_is_an_error(self, agent, c):
+        # py-consul sends the datacenter in the body ("Datacenter", documented for
+        # /catalog/register and /catalog/deregister), not as ?dc=.
+        with pytest.raises(consul.ConsulException):
+            c.catalog.register("foo", "10.1.10.11", dc="dc2")
+        _, nodes = c.catalog.nodes()
+        assert [n["Node"] for n in nodes] == [agent.node]  # nothing registered in dc1
+
+    def test_deregister_in_unknown_datacenter_is_an_error(self, c):
+        assert c.catalog.register("n-dc", "10.1.10.11") is True
+        with pytest.raises(consul.ConsulException):
+            c.catalog.deregister("n-dc", dc="dc2")
+        _, node = c.catalog.node("n-dc")
+        assert node is not None  # still there in dc1
+
+    def test_check_without_status_defaults_to_critical(self, c):
+        # py-consul's own suite registers {"name": "c1"} without a status against Consul.
+        assert c.catalog.register("n-st", "10.1.10.13", service={"service": "s-st"}, check={"name": "c1"}) is True
+        _, checks = c.health.node("n-st")
+        assert [(x["CheckID"], x["Status"]) for x in checks] == [("c1", "critical")]
 
     def test_blocking_catalog_services(self, agent, c):
         idx, services = c.catalog.services()
@@ -1022,12 +1176,23 @@ class TestAgentAndStatus:
         assert m["Tags"]["dc"] == "dc1"
         assert c.agent.self()["Member"] in members
 
+    def test_wan_members(self, agent, c):
+        # A server's WAN pool names members "<node>.<datacenter>".
+        wan = c.agent.members(wan=True)
+        assert [m["Name"] for m in wan] == [f"{agent.node}.dc1"]
+
     def test_status_leader_and_peers(self, c):
         leader = c.status.leader()
         assert LEADER_RE.match(leader), leader
         assert c.status.peers() == [leader]
-        # py-consul's own suite checks the leader against agent/self's Stats.
-        assert c.agent.self()["Stats"]["consul"]["leader_addr"] == leader
+
+    def test_self_stats_consul_leader_addr(self, c):
+        # py-consul's own test_status.py compares status.leader() with this field of a server's
+        # agent/self (Stats.consul holds server stats: leader, leader_addr, server, ...).
+        stats = c.agent.self()["Stats"]
+        assert stats["consul"]["leader_addr"] == c.status.leader()
+        assert stats["consul"]["server"] == "true"
+        assert stats["consul"]["leader"] == "true"
 
 
 # --------------------------------------------------------------------------------------------
