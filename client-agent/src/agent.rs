@@ -321,6 +321,13 @@ pub async fn run(
 
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(core.clone().apply_check_results(results));
+    // Local state must be complete before the first full sync, or that sync would remove
+    // from the catalog the services this agent is about to restore.
+    let errors = core.load_config_services(&initial_services).await;
+    for e in errors {
+        tracing::error!("invalid service in configuration: {e}");
+    }
+    core.restore_persisted().await;
     tasks.spawn(core.clone().reap_critical());
     tasks.spawn(core.ae.clone().run(stopped()));
     tasks.spawn(catalog_cache::follow(
@@ -328,11 +335,6 @@ pub async fn run(
         snapshot_tx,
         stopped(),
     ));
-    let errors = core.load_config_services(&initial_services).await;
-    for e in errors {
-        tracing::error!("invalid service in configuration: {e}");
-    }
-    core.restore_persisted().await;
 
     let app = crate::http::router(core.clone());
     let http_stop = stopped();

@@ -280,3 +280,36 @@ async fn catalog_register_and_deregister_external_nodes() {
     let (code, _, node) = agent.get_json("/v1/catalog/node/ext1").await.unwrap();
     assert_eq!((code, node), (200, Value::Null));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_file_services_and_reload() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("services.json");
+    std::fs::write(
+        &file,
+        r#"{"service": {"name": "from-file", "port": 9000, "check": {"ttl": "1h", "status": "passing"}}}"#,
+    )
+    .unwrap();
+    let agent = TestAgent::start(&["-dev", "-config-file", file.to_str().unwrap()])
+        .await
+        .unwrap();
+    tracing::info!("services from config files are registered at start");
+    assert_eventually!(
+        agent.get_json("/v1/catalog/service/from-file").await.unwrap().2.as_array().is_some_and(|a| a.len() == 1),
+        "config-file service never reached the catalog"
+    );
+    tracing::info!("reload swaps them for the file's new contents");
+    std::fs::write(&file, r#"{"services": [{"name": "replacement", "port": 9001}]}"#).unwrap();
+    let (code, body) = agent.put("/v1/agent/reload", "").await.unwrap();
+    assert_eq!(code, 200, "{body}");
+    let (_, _, svcs) = agent.get_json("/v1/agent/services").await.unwrap();
+    assert!(svcs.get("from-file").is_none(), "{svcs}");
+    assert_eq!(svcs["replacement"]["Port"], 9001);
+    tracing::info!("a broken file is reported and changes nothing");
+    std::fs::write(&file, "{broken").unwrap();
+    let (code, _) = agent.put("/v1/agent/reload", "").await.unwrap();
+    assert_eq!(code, 500);
+    let (_, _, svcs) = agent.get_json("/v1/agent/services").await.unwrap();
+    assert_eq!(svcs["replacement"]["Port"], 9001);
+}
