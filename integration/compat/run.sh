@@ -26,14 +26,22 @@ export CONCORD_BIN
 suites=("$@")
 [[ ${#suites[@]} -eq 0 ]] && suites=(py node)
 
+# The py-consul release these tests were written against; override to try another.
+py_consul_version="${PY_CONSUL_VERSION:-1.8.0}"
+
 run_py() {
   local venv="$cache/venv"
   if [[ ! -x "$venv/bin/python" ]]; then
     mkdir -p "$cache"
     python3 -m venv "$venv"
   fi
-  if ! "$venv/bin/python" -c 'import consul, pytest' >/dev/null 2>&1; then
-    "$venv/bin/pip" install --quiet --disable-pip-version-check py-consul pytest
+  if ! "$venv/bin/python" - "$py_consul_version" >/dev/null 2>&1 <<'PY'
+import importlib.metadata as m, sys
+import consul, pytest  # noqa: F401
+sys.exit(m.version("py-consul") != sys.argv[1])
+PY
+  then
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "py-consul==$py_consul_version" pytest
   fi
   echo "== py-consul $("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("py-consul"))')"
   (cd "$here/py" && "$venv/bin/python" -m pytest -p no:cacheprovider -q -rfE test_py_consul.py)

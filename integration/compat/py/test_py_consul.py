@@ -180,8 +180,15 @@ def status_server():
         def do_GET(self):  # noqa: N802
             m = re.match(r"^/status/(\d{3})$", self.path)
             code = int(m.group(1)) if m else 404
+            location = None
+            if self.path == "/redirect":
+                code, location = 301, "/status/200"
+            elif self.path == "/needs-header":
+                code = 200 if self.headers.get("X-Probe") == "yes" else 401
             body = f"status {code}\n".encode()
             self.send_response(code)
+            if location:
+                self.send_header("Location", location)
             self.send_header("Content-Type", "text/plain")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -805,6 +812,30 @@ class TestAgentServices:
         eventually(statuses, timeout=20, message=f"HTTP check statuses {expected}")
         eventually(lambda: health_ids(c, "http-ok", passing=True) == ["http-ok"], message="http-ok passing")
         assert health_ids(c, "http-down", passing=True) == []
+
+    def test_http_check_follows_redirects_and_sends_headers(self, c, status_server):
+        c.agent.service.register("redir", check=Check.http(f"{status_server}/redirect", "1s"))
+        hdr = Check.http(f"{status_server}/needs-header", "1s", header={"X-Probe": ["yes"]})
+        c.agent.service.register("hdr", check=hdr)
+
+        def passing():
+            checks = c.agent.checks()
+            return all(checks[f"service:{k}"]["Status"] == "passing" for k in ("redir", "hdr"))
+
+        eventually(passing, timeout=20, message="redirect-following and header HTTP checks passing")
+
+    def test_http_check_disable_redirects(self, c, status_server):
+        # DisableRedirects (documented, default false): the 301 itself is the result -> critical.
+        c.agent.service.register(
+            "redir-off", check={"http": f"{status_server}/redirect", "interval": "1s", "DisableRedirects": True}
+        )
+
+        def ran():
+            chk = c.agent.checks()["service:redir-off"]
+            return chk if chk["Output"] != "" else None
+
+        chk = eventually(ran, timeout=20, message="redir-off check ran")
+        assert chk["Status"] == "critical", chk["Output"]
 
     def test_tcp_check(self, c):
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
