@@ -296,11 +296,21 @@ async fn config_file_services_and_reload() {
         .unwrap();
     tracing::info!("services from config files are registered at start");
     assert_eventually!(
-        agent.get_json("/v1/catalog/service/from-file").await.unwrap().2.as_array().is_some_and(|a| a.len() == 1),
+        agent
+            .get_json("/v1/catalog/service/from-file")
+            .await
+            .unwrap()
+            .2
+            .as_array()
+            .is_some_and(|a| a.len() == 1),
         "config-file service never reached the catalog"
     );
     tracing::info!("reload swaps them for the file's new contents");
-    std::fs::write(&file, r#"{"services": [{"name": "replacement", "port": 9001}]}"#).unwrap();
+    std::fs::write(
+        &file,
+        r#"{"services": [{"name": "replacement", "port": 9001}]}"#,
+    )
+    .unwrap();
     let (code, body) = agent.put("/v1/agent/reload", "").await.unwrap();
     assert_eq!(code, 200, "{body}");
     let (_, _, svcs) = agent.get_json("/v1/agent/services").await.unwrap();
