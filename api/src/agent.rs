@@ -103,6 +103,9 @@ pub struct CheckDefinition {
     /// HTTP body.
     #[serde(default)]
     pub body: Option<String>,
+    /// Report a redirect as the result instead of following it.
+    #[serde(default)]
+    pub disable_redirects: Option<bool>,
     /// Skip TLS verification (accepted; HTTPS checks are not run yet, see docs/api.md).
     #[serde(rename = "TLSSkipVerify", default)]
     pub tls_skip_verify: Option<bool>,
@@ -185,4 +188,67 @@ pub struct Member {
     pub delegate_max: u8,
     /// See `protocol_min`.
     pub delegate_cur: u8,
+}
+
+/// A service as the agent reports it (`/v1/agent/services` values, `/v1/agent/service/:id`):
+/// Consul's `AgentService`, which omits empty optional fields and carries no Raft indexes.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct AgentService {
+    /// `""` for a typical service, or `connect-proxy`, gateways... (omitted when empty).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub kind: String,
+    /// Instance ID.
+    #[serde(rename = "ID")]
+    pub id: String,
+    /// Service name.
+    pub service: String,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Metadata.
+    pub meta: BTreeMap<String, String>,
+    /// Port.
+    pub port: u16,
+    /// Instance address (empty: the node's).
+    pub address: String,
+    /// Named addresses (omitted when empty).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tagged_addresses: BTreeMap<String, ServiceAddress>,
+    /// SRV weights.
+    pub weights: Weights,
+    /// Tag override flag.
+    pub enable_tag_override: bool,
+    /// Proxy configuration (omitted when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<serde_json::Value>,
+    /// Connect configuration (omitted when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect: Option<serde_json::Value>,
+    /// Hash of the definition for hash-based blocking (only on `/v1/agent/service/:id`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub content_hash: String,
+    /// Datacenter.
+    pub datacenter: String,
+}
+
+impl AgentService {
+    /// The agent's view of a service instance in `datacenter`.
+    pub fn new(svc: crate::catalog::NodeService, datacenter: &str) -> Self {
+        AgentService {
+            kind: svc.kind,
+            id: svc.id,
+            service: svc.service,
+            tags: svc.tags,
+            meta: svc.meta,
+            port: svc.port,
+            address: svc.address,
+            tagged_addresses: svc.tagged_addresses,
+            weights: svc.weights,
+            enable_tag_override: svc.enable_tag_override,
+            proxy: svc.proxy,
+            connect: svc.connect,
+            content_hash: String::new(),
+            datacenter: datacenter.to_string(),
+        }
+    }
 }

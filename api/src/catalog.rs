@@ -20,7 +20,10 @@ pub struct RaftIndex {
 }
 
 /// Health status of a check. Ordered so that `max` gives the aggregate (critical is worst).
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// The default, critical, is what a check registered without a status starts as (Consul's).
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum CheckStatus {
     /// Healthy.
@@ -28,6 +31,7 @@ pub enum CheckStatus {
     /// Degraded but still served by DNS (unless only-passing).
     Warning,
     /// Unhealthy: dropped from DNS and `?passing`.
+    #[default]
     Critical,
 }
 
@@ -200,7 +204,8 @@ pub struct HealthCheck {
     /// Human name.
     #[serde(default)]
     pub name: String,
-    /// Current status.
+    /// Current status (critical when not given).
+    #[serde(default)]
     pub status: CheckStatus,
     /// Operator notes.
     #[serde(default)]

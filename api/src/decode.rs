@@ -107,13 +107,15 @@ const OPAQUE_MAPS: &[&str] = &[
     "Meta",
     "NodeMeta",
     "Header",
-    "TaggedAddresses",
     "ServiceMeta",
-    "ServiceTaggedAddresses",
     "Config",
     "Proxy",
     "Connect",
 ];
+
+/// Fields whose value maps user keys to structs (`{"lan": {"address": .., "port": ..}}`):
+/// the keys are data, the values' keys are field names.
+const STRUCT_MAPS: &[&str] = &["TaggedAddresses", "ServiceTaggedAddresses"];
 
 fn fold(key: &str) -> String {
     key.chars()
@@ -134,10 +136,12 @@ pub fn canonicalize(value: Value) -> Value {
             let mut out = Map::with_capacity(map.len());
             for (key, inner) in map {
                 let name = canonical(&key).map(str::to_string).unwrap_or(key);
-                let inner = if OPAQUE_MAPS.contains(&name.as_str()) {
-                    inner
-                } else {
-                    canonicalize(inner)
+                let inner = match inner {
+                    _ if OPAQUE_MAPS.contains(&name.as_str()) => inner,
+                    Value::Object(map) if STRUCT_MAPS.contains(&name.as_str()) => {
+                        Value::Object(map.into_iter().map(|(k, v)| (k, canonicalize(v))).collect())
+                    }
+                    other => canonicalize(other),
                 };
                 // `CheckID` and `ID` are aliases on check definitions; first one wins.
                 out.entry(name).or_insert(inner);
@@ -186,6 +190,15 @@ mod tests {
                 "Meta": {"some_key": "v", "NAME": "x"},
                 "Check": {"TTL": "10s", "DeregisterCriticalServiceAfter": "1m"}
             })
+        );
+    }
+
+    #[test]
+    fn tagged_address_values_are_structs() {
+        let input = json!({"tagged_addresses": {"lan": {"address": "10.0.0.1", "port": 80}, "Wan_X": "1.2.3.4"}});
+        assert_eq!(
+            canonicalize(input),
+            json!({"TaggedAddresses": {"lan": {"Address": "10.0.0.1", "Port": 80}, "Wan_X": "1.2.3.4"}})
         );
     }
 

@@ -2,6 +2,9 @@
 //! after Consul's API documentation) decode into our types, and what we encode uses Consul's
 //! field names—no invented keys, no missing essentials.
 
+// Helpers outside #[test] functions may unwrap too: a failure is a test failure.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeSet;
 
 use concord_api::agent::ServiceDefinition;

@@ -52,15 +52,21 @@ struct Flags {
     /// HTTP API port (default 8500; 0 picks a free port).
     #[arg(long = "http-port")]
     http_port: Option<u16>,
-    /// DNS port, UDP and TCP (default 8600; 0 picks a free port).
-    #[arg(long = "dns-port")]
-    dns_port: Option<u16>,
+    /// DNS port, UDP and TCP (default 8600; 0 picks a free port; -1 disables DNS).
+    #[arg(long = "dns-port", allow_negative_numbers = true)]
+    dns_port: Option<i32>,
     /// Server RPC port (default 8300; 0 picks a free port).
     #[arg(long = "server-port")]
     server_port: Option<u16>,
     /// Gossip port (default 8301; reported only until gossip lands).
     #[arg(long = "serf-lan-port")]
     serf_lan_port: Option<u16>,
+    /// WAN gossip port of servers (default 8302; reported only until gossip lands).
+    #[arg(long = "serf-wan-port")]
+    serf_wan_port: Option<u16>,
+    /// Write the agent's PID to this file (removed on clean exit).
+    #[arg(long = "pid-file")]
+    pid_file: Option<PathBuf>,
     /// trace, debug, info, warn, error.
     #[arg(long = "log-level")]
     log_level: Option<String>,
@@ -92,9 +98,11 @@ struct Settings {
     advertise: Option<IpAddr>,
     client: Option<IpAddr>,
     http_port: Option<u16>,
-    dns_port: Option<u16>,
+    dns_port: Option<i32>,
     server_port: Option<u16>,
     serf_lan_port: Option<u16>,
+    serf_wan_port: Option<u16>,
+    pid_file: Option<PathBuf>,
     log_level: Option<String>,
     node_meta: Vec<(String, String)>,
     domain: Option<String>,
@@ -144,6 +152,29 @@ fn port_field(v: &Value, key: &str) -> anyhow::Result<Option<u16>> {
     }
 }
 
+/// A port that may be disabled with a negative number (Consul's `ports.dns = -1`).
+fn optional_port_field(v: &Value, key: &str) -> anyhow::Result<Option<i32>> {
+    match v.get(key).and_then(Value::as_i64) {
+        None => Ok(None),
+        Some(p) if p < 0 => Ok(Some(-1)),
+        Some(p) => {
+            Ok(Some(i32::from(u16::try_from(p).with_context(|| {
+                format!("ports.{key}: {p} is not a port")
+            })?)))
+        }
+    }
+}
+
+/// The port to bind, or `None` when disabled (negative).
+fn enabled_port(port: i32) -> anyhow::Result<Option<u16>> {
+    if port < 0 {
+        return Ok(None);
+    }
+    Ok(Some(
+        u16::try_from(port).with_context(|| format!("{port} is not a port"))?,
+    ))
+}
+
 /// Reads one JSON config file into `s` (later files override earlier ones).
 fn apply_file(s: &mut Settings, path: &Path) -> anyhow::Result<()> {
     let text =
@@ -177,12 +208,14 @@ fn apply_file(s: &mut Settings, path: &Path) -> anyhow::Result<()> {
             "advertise_addr" => s.advertise = parse_ip(value, key)?,
             "client_addr" => s.client = parse_ip(value, key)?,
             "log_level" => s.log_level = value.as_str().map(str::to_string),
+            "pid_file" => s.pid_file = value.as_str().map(PathBuf::from),
             "domain" => s.domain = value.as_str().map(str::to_string),
             "ports" => {
                 s.http_port = port_field(value, "http")?.or(s.http_port);
-                s.dns_port = port_field(value, "dns")?.or(s.dns_port);
+                s.dns_port = optional_port_field(value, "dns")?.or(s.dns_port);
                 s.server_port = port_field(value, "server")?.or(s.server_port);
                 s.serf_lan_port = port_field(value, "serf_lan")?.or(s.serf_lan_port);
+                s.serf_wan_port = port_field(value, "serf_wan")?.or(s.serf_wan_port);
             }
             "node_meta" => {
                 if let Some(m) = value.as_object() {
@@ -268,7 +301,7 @@ fn settings(flags: &Flags, paths: &[PathBuf]) -> anyhow::Result<Settings> {
         node_id <- node_id, datacenter <- datacenter, bind <- bind, advertise <- advertise,
         client <- client, http_port <- http_port, dns_port <- dns_port,
         server_port <- server_port, serf_lan_port <- serf_lan_port, log_level <- log_level,
-        domain <- domain);
+        domain <- domain, serf_wan_port <- serf_wan_port, pid_file <- pid_file);
     for kv in &flags.node_meta {
         let (k, v) = kv
             .split_once(':')
@@ -375,18 +408,12 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
     let s = settings(&flags, &paths)?;
     init_logging(s.log_level.as_deref().unwrap_or("info"))?;
 
-    if !s.server {
-        bail!(
-            "client-only agents join servers by gossip, which Concord does not have yet; \
-             run `concord agent -dev` or `concord agent -server -bootstrap-expect 1 -data-dir DIR`"
-        );
-    }
     let bootstrap_expect = if s.dev {
         1
     } else {
         s.bootstrap_expect.unwrap_or(0)
     };
-    if bootstrap_expect != 1 {
+    if s.server && bootstrap_expect != 1 {
         bail!(
             "only single-server clusters are supported so far: use -bootstrap-expect 1 (got {bootstrap_expect})"
         );
@@ -408,43 +435,64 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
     let node_id = node_id(s.node_id.clone(), data_dir.as_deref())?;
     let datacenter = s.datacenter.clone().unwrap_or_else(|| "dc1".to_string());
 
-    let rpc_listener = TcpListener::bind(SocketAddr::new(bind, s.server_port.unwrap_or(8300)))
-        .await
-        .context("binding server RPC")?;
-    let rpc_addr = SocketAddr::new(advertise, rpc_listener.local_addr()?.port());
     let http = TcpListener::bind(SocketAddr::new(client_ip, s.http_port.unwrap_or(8500)))
         .await
         .context("binding HTTP API")?;
-    let (dns_udp, dns_tcp) = bind_dns(client_ip, s.dns_port.unwrap_or(8600)).await?;
-    let http_port = http.local_addr()?.port();
-    let dns_port = dns_udp.local_addr()?.port();
-
-    let server_config = concord_server::Config {
-        node_name: node_name.clone(),
-        node_id: node_id.clone(),
-        datacenter: datacenter.clone(),
-        data_dir,
-        rpc_advertise: rpc_addr,
-        bootstrap_expect,
-        dev: s.dev,
+    let dns_sockets = match enabled_port(s.dns_port.unwrap_or(8600))? {
+        Some(port) => Some(bind_dns(client_ip, port).await?),
+        None => None,
     };
-    let server = concord_server::Server::start(server_config, rpc_listener)
-        .await
-        .context("starting server")?;
-    server
-        .wait_for_leader(Duration::from_secs(30))
-        .await
-        .context("waiting for a Raft leader")?;
+    let http_port = http.local_addr()?.port();
+    let dns_port = match &dns_sockets {
+        Some((udp, _)) => Some(udp.local_addr()?.port()),
+        None => None,
+    };
 
-    let mut config = concord_client_agent::Config::new(node_name.clone(), vec![server.rpc_addr()]);
+    // A server runs in this process; a client-only agent has no server to talk to until
+    // gossip join lands (the client-agent issue): it serves its local API, and catalog reads
+    // fail with "No known Consul servers", as an unjoined Consul client does.
+    let server = if s.server {
+        let rpc_listener = TcpListener::bind(SocketAddr::new(bind, s.server_port.unwrap_or(8300)))
+            .await
+            .context("binding server RPC")?;
+        let rpc_addr = SocketAddr::new(advertise, rpc_listener.local_addr()?.port());
+        let server_config = concord_server::Config {
+            node_name: node_name.clone(),
+            node_id: node_id.clone(),
+            datacenter: datacenter.clone(),
+            data_dir: data_dir.clone(),
+            rpc_advertise: rpc_addr,
+            bootstrap_expect,
+            dev: s.dev,
+        };
+        let server = concord_server::Server::start(server_config, rpc_listener)
+            .await
+            .context("starting server")?;
+        server
+            .wait_for_leader(Duration::from_secs(30))
+            .await
+            .context("waiting for a Raft leader")?;
+        Some(server)
+    } else {
+        tracing::warn!(
+            "client agent without servers: joining servers needs gossip, which Concord does \
+             not have yet; catalog, KV and session requests will fail"
+        );
+        None
+    };
+    let servers: Vec<SocketAddr> = server.iter().map(|s| s.rpc_addr()).collect();
+    let rpc_port = servers.first().map(|a| a.port());
+
+    let mut config = concord_client_agent::Config::new(node_name.clone(), servers);
     config.node_id = node_id;
     config.datacenter = datacenter.clone();
     config.advertise_addr = advertise;
     config.node_meta = s.node_meta.iter().cloned().collect();
-    config.server = true;
+    config.server = s.server;
     config.dev = s.dev;
-    config.server_port = rpc_addr.port();
+    config.server_port = rpc_port.or(s.server_port).unwrap_or(8300);
     config.serf_lan_port = s.serf_lan_port.unwrap_or(8301);
+    config.serf_wan_port = s.serf_wan_port.unwrap_or(8302);
     config.services = s.services.clone();
     config.data_dir = s.data_dir.clone();
     if s.dev {
@@ -480,20 +528,30 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
     banner(
         &node_name,
         &datacenter,
+        s.server,
         s.dev,
         client_ip,
         http_port,
         dns_port,
         advertise,
-        rpc_addr.port(),
+        rpc_port,
     );
+    let pid_file = s.pid_file.clone();
+    if let Some(path) = &pid_file {
+        std::fs::write(path, std::process::id().to_string())
+            .with_context(|| format!("writing pid file {}", path.display()))?;
+    }
     let listeners = concord_client_agent::Listeners {
         http,
-        dns_udp,
-        dns_tcp,
+        dns: dns_sockets,
     };
     let agent_result = concord_client_agent::run(config, listeners, shutdown_signal()).await;
-    server.shutdown().await.context("stopping server")?;
+    if let Some(server) = server {
+        server.shutdown().await.context("stopping server")?;
+    }
+    if let Some(path) = &pid_file {
+        let _ = std::fs::remove_file(path);
+    }
     agent_result.context("agent")?;
     tracing::info!("agent stopped");
     Ok(0)
@@ -503,13 +561,15 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
 fn banner(
     node: &str,
     dc: &str,
+    server: bool,
     dev: bool,
     client: IpAddr,
     http_port: u16,
-    dns_port: u16,
+    dns_port: Option<u16>,
     advertise: IpAddr,
-    rpc_port: u16,
+    rpc_port: Option<u16>,
 ) {
+    let show = |p: Option<u16>| p.map_or_else(|| "-1".to_string(), |p| p.to_string());
     println!("==> Concord agent running!");
     println!(
         "           Version: 'v{}' (Consul API {})",
@@ -518,9 +578,12 @@ fn banner(
     );
     println!("         Node name: '{node}'");
     println!("        Datacenter: '{dc}'");
-    println!("            Server: true (Bootstrap: true, Dev: {dev})");
-    println!("       Client Addr: [{client}] (HTTP: {http_port}, DNS: {dns_port})");
-    println!("      Cluster Addr: {advertise} (RPC: {rpc_port})");
+    println!("            Server: {server} (Bootstrap: {server}, Dev: {dev})");
+    println!(
+        "       Client Addr: [{client}] (HTTP: {http_port}, DNS: {})",
+        show(dns_port)
+    );
+    println!("      Cluster Addr: {advertise} (RPC: {})", show(rpc_port));
     println!();
     println!("==> Log data will now stream in as it occurs:");
     use std::io::Write as _;

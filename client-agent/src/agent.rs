@@ -24,10 +24,8 @@ use crate::rpc_client::ServerClient;
 pub struct Listeners {
     /// HTTP API.
     pub http: TcpListener,
-    /// DNS over UDP.
-    pub dns_udp: UdpSocket,
-    /// DNS over TCP.
-    pub dns_tcp: TcpListener,
+    /// DNS over UDP and TCP on the same port; `None` disables DNS (`ports.dns = -1`).
+    pub dns: Option<(UdpSocket, TcpListener)>,
 }
 
 /// Why the agent stopped abnormally.
@@ -229,7 +227,7 @@ impl AgentCore {
         let mut errors = Vec::new();
         let mut ids = Vec::new();
         for def in defs {
-            match prepare_service(def, &self.config.node_name, &self.config.datacenter) {
+            match prepare_service(def, &self.config.node_name) {
                 Ok(p) => {
                     ids.push(p.service.id.clone());
                     self.register_service(p, true).await;
@@ -255,7 +253,7 @@ impl AgentCore {
     /// Re-registers the services and checks persisted by an earlier run.
     async fn restore_persisted(&self) {
         for def in self.persist.services() {
-            match prepare_service(&def, &self.config.node_name, &self.config.datacenter) {
+            match prepare_service(&def, &self.config.node_name) {
                 Ok(p) => self.register_service(p, true).await,
                 Err(e) => {
                     tracing::warn!(service = %def.name, error = %e, "dropping persisted service")
@@ -343,13 +341,15 @@ pub async fn run(
             .with_graceful_shutdown(http_stop)
             .await
     });
-    let dns = tokio::spawn(crate::dns::serve(
-        dns_config,
-        listeners.dns_udp,
-        listeners.dns_tcp,
-        snapshot_rx,
-        stopped(),
-    ));
+    let dns_stop = stopped();
+    let dns = tokio::spawn(async move {
+        match listeners.dns {
+            Some((udp, tcp)) => {
+                crate::dns::serve(dns_config, udp, tcp, snapshot_rx, dns_stop).await
+            }
+            None => Ok(()),
+        }
+    });
     tracing::info!(node = %core.config.node_name, "agent running");
 
     tokio::select! {

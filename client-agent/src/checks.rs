@@ -78,6 +78,8 @@ pub enum CheckSpec {
         interval: Duration,
         /// Whole-request timeout, body included.
         timeout: Duration,
+        /// Report a redirect as the result instead of following it (`DisableRedirects`).
+        disable_redirects: bool,
     },
     /// Open a TCP connection to `addr` every `interval`.
     Tcp {
@@ -214,6 +216,7 @@ impl CheckSpec {
                     body: def.body.clone().unwrap_or_default(),
                     interval: at_least_min_interval(interval, url),
                     timeout,
+                    disable_redirects: def.disable_redirects.unwrap_or(false),
                 })
             }
             (None, Some(addr)) => {
@@ -402,6 +405,7 @@ impl Checks {
                 body,
                 interval,
                 timeout,
+                disable_redirects,
             } => {
                 let check = http::HttpCheck {
                     url,
@@ -410,6 +414,7 @@ impl Checks {
                     body,
                     interval,
                     timeout,
+                    disable_redirects,
                 };
                 (tokio::spawn(check.run(report)), None)
             }
@@ -557,6 +562,7 @@ mod tests {
                     body: String::new(),
                     interval: secs(10),
                     timeout: DEFAULT_TIMEOUT,
+                    disable_redirects: false,
                 },
             ),
             (
@@ -569,6 +575,7 @@ mod tests {
                     body: "ping".into(),
                     interval: secs(5),
                     timeout: secs(2),
+                    disable_redirects: false,
                 },
             ),
             (

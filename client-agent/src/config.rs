@@ -50,6 +50,8 @@ pub struct Config {
     pub data_dir: Option<std::path::PathBuf>,
     /// Server RPC port reported in member tags (`-server-port`).
     pub server_port: u16,
+    /// WAN gossip port reported for this server in `?wan` members (`-serf-wan-port`).
+    pub serf_wan_port: u16,
     /// Gossip port reported for this member (`-serf-lan-port`; gossip itself is not built yet).
     pub serf_lan_port: u16,
 }
@@ -88,6 +90,7 @@ impl Config {
             data_dir: None,
             server_port: 8300,
             serf_lan_port: 8301,
+            serf_wan_port: 8302,
         }
     }
 }

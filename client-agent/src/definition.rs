@@ -36,11 +36,7 @@ const MAX_META_KEY: usize = 128;
 const MAX_META_VALUE: usize = 512;
 
 /// Validates a service definition and applies Consul's defaults. Errors are the 400 body.
-pub fn prepare_service(
-    def: &ServiceDefinition,
-    node: &str,
-    datacenter: &str,
-) -> Result<PreparedService, String> {
+pub fn prepare_service(def: &ServiceDefinition, node: &str) -> Result<PreparedService, String> {
     if def.name.is_empty() {
         return Err("Missing service name".to_string());
     }
@@ -102,7 +98,6 @@ pub fn prepare_service(
         kind,
         proxy: def.proxy.clone(),
         connect: def.connect.clone(),
-        datacenter: datacenter.to_string(),
         ..NodeService::default()
     };
     let mut defs: Vec<&CheckDefinition> = Vec::new();
@@ -238,7 +233,6 @@ mod tests {
         let p = prepare_service(
             &def(r#"{"name":"web","port":80,"check":{"ttl":"10s"}}"#),
             "n1",
-            "dc1",
         )
         .unwrap();
         assert_eq!(p.service.id, "web");
@@ -257,7 +251,6 @@ mod tests {
         let p = prepare_service(
             &def(r#"{"Name":"web","Check":{"TTL":"10s"},"Checks":[{"TTL":"5s"}]}"#),
             "n1",
-            "dc1",
         )
         .unwrap();
         let ids: Vec<_> = p.checks.iter().map(|c| c.check.check_id.as_str()).collect();
@@ -294,7 +287,7 @@ mod tests {
             ),
         ];
         for (json, want) in cases {
-            let err = prepare_service(&def(json), "n", "dc1").unwrap_err();
+            let err = prepare_service(&def(json), "n").unwrap_err();
             assert!(err.starts_with(want), "{json}: got {err:?}");
         }
     }

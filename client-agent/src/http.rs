@@ -40,6 +40,7 @@ pub type AppState = Arc<AgentCore>;
 /// The whole HTTP API.
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .route("/", axum::routing::get(root))
         .merge(agent::routes())
         .merge(catalog::routes())
         .merge(health::routes())
@@ -52,6 +53,13 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(axum::middleware::from_fn(method_not_allowed_text))
         .with_state(state)
+}
+
+/// `GET /`: Consul redirects to its web UI. Concord has no UI; it answers 200 with a
+/// pointer to the API, so HTTP health checks aimed at an agent's root pass as they do
+/// against Consul.
+async fn root() -> &'static str {
+    "Concord agent: Consul's HTTP API is served under /v1/ (there is no web UI).\n"
 }
 
 /// Consul answers a wrong method with `405` and `method X not allowed`; axum's default body
@@ -123,9 +131,14 @@ impl Params {
             .collect()
     }
 
-    /// A boolean flag: present without value or with `true`/`1` (Consul's parsing).
+    /// A boolean flag: present without a value, or with a value Go's `strconv.ParseBool`
+    /// reads as true. An unparsable value counts as present (Consul checks presence first).
     pub fn flag(&self, key: &str) -> bool {
-        matches!(self.get(key), Some("" | "true" | "1"))
+        match self.get(key) {
+            None => false,
+            Some("") => true,
+            Some(v) => parse_go_bool(v).unwrap_or(true),
+        }
     }
 
     /// `?node-meta=k:v` filters.
@@ -213,6 +226,15 @@ impl AgentCore {
         Ok(())
     }
 
+    /// A `Datacenter` given in a request body must be ours, as `?dc` must.
+    pub(crate) fn check_body_datacenter(&self, dc: &str) -> Result<(), ApiError> {
+        if dc.is_empty() || dc == self.config.datacenter {
+            Ok(())
+        } else {
+            Err(ApiError::Internal("No path to datacenter".to_string()))
+        }
+    }
+
     /// Runs a read against the servers with the request's options.
     pub(crate) async fn read(
         &self,
@@ -262,6 +284,16 @@ impl AgentCore {
         v: &T,
     ) -> Response {
         self.json(params, StatusCode::OK, meta, v)
+    }
+}
+
+/// Go's `strconv.ParseBool`: what Consul accepts for boolean parameters (py-consul sends
+/// Python's `True`).
+pub fn parse_go_bool(v: &str) -> Option<bool> {
+    match v {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
     }
 }
 

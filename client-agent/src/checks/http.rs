@@ -24,6 +24,7 @@ pub(super) struct HttpCheck {
     pub(super) body: String,
     pub(super) interval: Duration,
     pub(super) timeout: Duration,
+    pub(super) disable_redirects: bool,
 }
 
 impl Check for HttpCheck {
@@ -35,6 +36,13 @@ impl Check for HttpCheck {
             .timeout(self.timeout)
             .pool_max_idle_per_host(0)
             .no_proxy()
+            // Consul follows up to 10 redirects unless `DisableRedirects` asks for the
+            // redirect response itself to be the result.
+            .redirect(if self.disable_redirects {
+                reqwest::redirect::Policy::none()
+            } else {
+                reqwest::redirect::Policy::limited(10)
+            })
             .build();
         let client = match client {
             Ok(c) => c,
@@ -191,6 +199,7 @@ mod tests {
                         "/created" => ("201 Created", String::new()),
                         "/busy" => ("429 Too Many Requests", "slow down".to_string()),
                         "/down" => ("500 Internal Server Error", "boom".to_string()),
+                        "/moved" => ("301 Moved Permanently", String::new()),
                         "/big" => (
                             "200 OK",
                             format!("{}{}", "a".repeat(1000), "b".repeat(4096)),
@@ -201,8 +210,13 @@ mod tests {
                         }
                         _ => ("404 Not Found", String::new()),
                     };
+                    let location = if path == "/moved" {
+                        "Location: /ok\r\n"
+                    } else {
+                        ""
+                    };
                     let response = format!(
-                        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        "HTTP/1.1 {status}\r\n{location}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
                         body.len()
                     );
                     let _ = conn.write_all(response.as_bytes()).await;
@@ -250,6 +264,7 @@ mod tests {
             body: String::new(),
             interval,
             timeout,
+            disable_redirects: false,
         }
     }
 
@@ -292,6 +307,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn redirects_are_followed_unless_disabled() {
+        let (base, _seen) = serve().await;
+        let url = format!("{base}/moved");
+        let followed = first_result(spec(&url)).await;
+        assert_eq!(followed.status, CheckStatus::Passing, "{}", followed.output);
+        let mut strict = spec(&url);
+        if let CheckSpec::Http {
+            disable_redirects, ..
+        } = &mut strict
+        {
+            *disable_redirects = true;
+        }
+        let r = first_result(strict).await;
+        assert_eq!(r.status, CheckStatus::Critical);
+        assert!(r.output.contains("301"), "{}", r.output);
+    }
+
+    #[tokio::test]
     async fn sends_method_headers_body_and_consul_user_agent() {
         let (base, mut seen) = serve().await;
         let url = format!("{base}/ok");
@@ -306,6 +339,7 @@ mod tests {
             body: "ping".into(),
             interval: Duration::from_secs(3600),
             timeout: Duration::from_secs(5),
+            disable_redirects: false,
         })
         .await;
         assert_eq!(

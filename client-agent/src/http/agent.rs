@@ -9,7 +9,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::Router;
-use concord_api::agent::{member_status, CheckDefinition, CheckUpdate, Member, ServiceDefinition};
+use concord_api::agent::{
+    member_status, AgentService, CheckDefinition, CheckUpdate, Member, ServiceDefinition,
+};
 use concord_api::catalog::{CheckStatus, HealthCheck, NodeService};
 use concord_api::decode::decode_lenient;
 use serde_json::json;
@@ -42,6 +44,8 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/agent/reload", put(reload))
         .route("/v1/agent/leave", put(leave))
         .route("/v1/agent/metrics", get(metrics))
+        .route("/v1/agent/token/{kind}", put(acl_disabled))
+        .route("/v1/acl/{*rest}", axum::routing::any(acl_disabled))
 }
 
 fn unknown_service(id: &str) -> ApiError {
@@ -60,8 +64,41 @@ fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     decode_lenient(body).map_err(|e| ApiError::BadRequest(format!("Request decode failed: {e}")))
 }
 
+/// Server statistics for `Stats.consul`, from a local (stale) Raft status read. Clients such
+/// as py-consul compare `leader_addr` with `/v1/status/leader`.
+async fn server_stats(s: &AppState) -> serde_json::Value {
+    use concord_api::rpc::{Consistency, Query, QueryOptions, QueryResult};
+    let options = QueryOptions {
+        consistency: Consistency::Stale,
+        ..QueryOptions::default()
+    };
+    let (leader_addr, peers) = match s.client.read(Query::RaftStatus, options).await {
+        Ok(r) => match r.result {
+            QueryResult::RaftStatus { leader, peers } => (leader, peers),
+            _ => (String::new(), Vec::new()),
+        },
+        Err(_) => (String::new(), Vec::new()),
+    };
+    let me = std::net::SocketAddr::new(s.config.advertise_addr, s.config.server_port).to_string();
+    json!({
+        "server": "true",
+        "leader": (leader_addr == me).to_string(),
+        "leader_addr": leader_addr,
+        "bootstrap": (peers.len() <= 1).to_string(),
+        "known_datacenters": "1",
+        "num_peers": peers.len().saturating_sub(1).to_string(),
+    })
+}
+
 async fn agent_self(State(s): State<AppState>, params: Params) -> Response {
     let c = &s.config;
+    let mut stats = json!({
+        "agent": {"checks": s.local.checks().len().to_string(), "services": s.local.services().len().to_string()},
+        "build": {"version": concord_api::CONSUL_COMPAT_VERSION, "concord": concord_api::CONCORD_VERSION},
+    });
+    if c.server {
+        stats["consul"] = server_stats(&s).await;
+    }
     let body = json!({
         "Config": {
             "Datacenter": c.datacenter,
@@ -84,10 +121,7 @@ async fn agent_self(State(s): State<AppState>, params: Params) -> Response {
         },
         "Coord": {"Vec": [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], "Error": 1.5, "Adjustment": 0.0, "Height": 1.0e-5},
         "Member": self_member(&s),
-        "Stats": {
-            "agent": {"checks": s.local.checks().len().to_string(), "services": s.local.services().len().to_string()},
-            "build": {"version": concord_api::CONSUL_COMPAT_VERSION, "concord": concord_api::CONCORD_VERSION},
-        },
+        "Stats": stats,
         "Meta": c.node_meta,
         "xDS": null,
     });
@@ -133,17 +167,28 @@ fn self_member(s: &AppState) -> Member {
 /// agent knows only itself, and says so truthfully.
 async fn members(State(s): State<AppState>, params: Params) -> ApiResult {
     s.check_common(&params)?;
+    if params.flag("wan") {
+        if !s.config.server {
+            return Err(ApiError::Internal(
+                "Cannot list WAN members: this agent is not a server".to_string(),
+            ));
+        }
+        // A server's WAN pool names members `<node>.<datacenter>`, on the WAN gossip port.
+        let mut member = self_member(&s);
+        member.name = format!("{}.{}", s.config.node_name, s.config.datacenter);
+        member.port = s.config.serf_wan_port;
+        return Ok(s.ok(&params, None, &vec![member]));
+    }
     Ok(s.ok(&params, None, &vec![self_member(&s)]))
 }
 
-fn agent_view(s: &AppState, mut svc: NodeService) -> NodeService {
-    svc.datacenter = s.config.datacenter.clone();
-    svc
+fn agent_view(s: &AppState, svc: NodeService) -> AgentService {
+    AgentService::new(svc, &s.config.datacenter)
 }
 
 async fn services(State(s): State<AppState>, params: Params) -> ApiResult {
     s.check_common(&params)?;
-    let map: BTreeMap<String, NodeService> = s
+    let map: BTreeMap<String, AgentService> = s
         .local
         .services()
         .into_iter()
@@ -155,12 +200,12 @@ async fn services(State(s): State<AppState>, params: Params) -> ApiResult {
 async fn service(State(s): State<AppState>, Path(id): Path<String>, params: Params) -> ApiResult {
     s.check_common(&params)?;
     let svc = s.local.service(&id).ok_or_else(|| unknown_service(&id))?;
-    let svc = agent_view(&s, svc);
-    let mut value = serde_json::to_value(&svc)
+    let mut svc = agent_view(&s, svc);
+    let value = serde_json::to_value(&svc)
         .map_err(|e| ApiError::Internal(format!("encoding service: {e}")))?;
     let hash = content_hash(&value);
-    value["ContentHash"] = json!(hash);
-    let mut response = s.ok(&params, None, &value);
+    svc.content_hash = hash.clone();
+    let mut response = s.ok(&params, None, &svc);
     if let Ok(v) = axum::http::HeaderValue::from_str(&hash) {
         response.headers_mut().insert("x-consul-contenthash", v);
     }
@@ -181,8 +226,7 @@ fn content_hash(value: &serde_json::Value) -> String {
 async fn register_service(State(s): State<AppState>, params: Params, body: Bytes) -> ApiResult {
     s.check_common(&params)?;
     let def: ServiceDefinition = decode(&body)?;
-    let prepared = prepare_service(&def, &s.config.node_name, &s.config.datacenter)
-        .map_err(ApiError::BadRequest)?;
+    let prepared = prepare_service(&def, &s.config.node_name).map_err(ApiError::BadRequest)?;
     let replace = params.flag("replace-existing-checks");
     s.persist
         .save_service(&prepared.service.id, &def)
@@ -210,11 +254,8 @@ async fn deregister_service(
 fn parse_enable(params: &Params) -> Result<bool, ApiError> {
     match params.get("enable") {
         None | Some("") => Err(ApiError::BadRequest("Missing value for enable".to_string())),
-        Some("true") => Ok(true),
-        Some("false") => Ok(false),
-        Some(other) => Err(ApiError::BadRequest(format!(
-            "Invalid value for enable: \"{other}\""
-        ))),
+        Some(v) => super::parse_go_bool(v)
+            .ok_or_else(|| ApiError::BadRequest(format!("Invalid value for enable: \"{v}\""))),
     }
 }
 
@@ -479,6 +520,12 @@ async fn reload(State(s): State<AppState>, params: Params) -> ApiResult {
             errors.join("; ")
         )))
     }
+}
+
+/// Concord has no ACL system yet, which is exactly Consul with ACLs disabled: every ACL
+/// endpoint answers 401 `ACL support disabled` (py-consul maps it to `ACLDisabled`).
+async fn acl_disabled() -> Response {
+    (StatusCode::UNAUTHORIZED, "ACL support disabled").into_response()
 }
 
 async fn leave(State(s): State<AppState>, params: Params) -> ApiResult {

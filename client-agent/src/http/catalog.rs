@@ -32,8 +32,23 @@ async fn register(State(s): State<AppState>, params: Params, body: Bytes) -> Api
     if req.address.is_empty() && !req.skip_node_update {
         return Err(ApiError::BadRequest("Must provide address".to_string()));
     }
+    s.check_body_datacenter(&req.datacenter)?;
     if req.datacenter.is_empty() {
         req.datacenter = s.config.datacenter.clone();
+    }
+    // Consul's defaults for checks in a catalog registration: the node is the request's,
+    // the ID defaults to the name.
+    let node = req.node.clone();
+    for check in req.check.iter_mut().chain(req.checks.iter_mut()) {
+        if check.node.is_empty() {
+            check.node = node.clone();
+        }
+        if check.check_id.is_empty() {
+            check.check_id = check.name.clone();
+        }
+        if check.check_id.is_empty() {
+            return Err(ApiError::BadRequest("Missing check ID or name".to_string()));
+        }
     }
     if let Some(svc) = req.service.as_mut() {
         if svc.service.is_empty() {
@@ -56,6 +71,7 @@ async fn deregister(State(s): State<AppState>, params: Params, body: Bytes) -> A
     if req.node.is_empty() {
         return Err(ApiError::BadRequest("Must provide node".to_string()));
     }
+    s.check_body_datacenter(&req.datacenter)?;
     s.client.write(WriteRequest::Deregister(req)).await?;
     Ok(s.ok(&params, None, &true))
 }

@@ -253,3 +253,99 @@ async fn self_and_metrics() {
     assert_eq!(code, StatusCode::OK);
     assert!(body.contains("concord_http_requests_total"), "{body}");
 }
+
+#[tokio::test]
+async fn consul_compat_details() {
+    let (app, _) = app();
+    let (code, _) = call(
+        &app,
+        Method::PUT,
+        "/v1/agent/service/register",
+        r#"{"name":"foo"}"#,
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK);
+    let (_, body) = call(&app, Method::GET, "/v1/agent/services", "").await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let keys: Vec<&str> = v["foo"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "Address",
+            "Datacenter",
+            "EnableTagOverride",
+            "ID",
+            "Meta",
+            "Port",
+            "Service",
+            "Tags",
+            "Weights"
+        ],
+        "empty optional fields are omitted, as Consul's AgentService does"
+    );
+    assert_eq!(v["foo"]["TaggedAddresses"], Value::Null);
+    let (code, body) = call(
+        &app,
+        Method::PUT,
+        "/v1/agent/service/register",
+        r#"{"name":"foo","tagged_addresses":{"lan":{"address":"10.0.0.1","port":80}}}"#,
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let (_, body) = call(&app, Method::GET, "/v1/agent/service/foo", "").await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v["TaggedAddresses"]["lan"]["Address"], "10.0.0.1",
+        "nested keys decoded case-insensitively"
+    );
+
+    for enable in ["True", "1", "t"] {
+        let uri = format!("/v1/agent/maintenance?enable={enable}");
+        let (code, _) = call(&app, Method::PUT, &uri, "").await;
+        assert_eq!(code, StatusCode::OK, "enable={enable}");
+    }
+    let (code, _) = call(&app, Method::PUT, "/v1/agent/maintenance?enable=maybe", "").await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+
+    let (code, body) = call(
+        &app,
+        Method::PUT,
+        "/v1/agent/token/default",
+        r#"{"Token":"x"}"#,
+    )
+    .await;
+    assert_eq!(
+        (code, body.as_str()),
+        (StatusCode::UNAUTHORIZED, "ACL support disabled")
+    );
+    let (code, _) = call(&app, Method::GET, "/v1/acl/tokens", "").await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+
+    let (code, body) = call(
+        &app,
+        Method::PUT,
+        "/v1/catalog/register",
+        r#"{"Node":"n","Address":"1.2.3.4","Datacenter":"dc9"}"#,
+    )
+    .await;
+    assert_eq!(
+        (code, body.as_str()),
+        (StatusCode::INTERNAL_SERVER_ERROR, "No path to datacenter")
+    );
+
+    let (code, body) = call(&app, Method::GET, "/v1/agent/members?wan=1", "").await;
+    assert_eq!(
+        code,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "this test agent is no server"
+    );
+    assert!(body.contains("not a server"), "{body}");
+    let (code, body) = call(&app, Method::GET, "/", "").await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(body.contains("/v1/"));
+}
