@@ -54,18 +54,43 @@ pub fn init_tracing() {
         .try_init();
 }
 
-/// The `concord` binary built alongside the tests (`target/<profile>/concord`).
+/// The `concord` binary under test, built on first use.
+///
+/// `cargo test --workspace` compiles the CLI crate's unit tests but not its binary (cargo only
+/// builds binaries for integration tests of the same package), and a binary left from an
+/// earlier build may be stale. So the first call runs `cargo build -p concord --bin concord`
+/// in the profile of the running test (a no-op when up to date); `CONCORD_BIN` overrides.
 pub fn concord_bin() -> PathBuf {
-    if let Ok(p) = std::env::var("CONCORD_BIN") {
-        return PathBuf::from(p);
-    }
-    // Test executables live in target/<profile>/deps/; the binary one level up.
-    let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test executable is in target/<profile>/deps");
-    profile_dir.join("concord")
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Ok(p) = std::env::var("CONCORD_BIN") {
+            return PathBuf::from(p);
+        }
+        // Test executables live in target/<profile>/deps/; the binary one level up.
+        let exe = std::env::current_exe().expect("test executable path");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("test executable is in target/<profile>/deps")
+            .to_path_buf();
+        let target_dir = profile_dir.parent().expect("target/<profile>");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+        let mut build = Command::new(cargo);
+        build
+            .args(["build", "--quiet", "-p", "concord", "--bin", "concord"])
+            .arg("--target-dir")
+            .arg(target_dir)
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            build.arg("--release");
+        }
+        let status = build
+            .status()
+            .expect("running cargo build for the concord binary");
+        assert!(status.success(), "building the concord binary failed");
+        profile_dir.join("concord")
+    })
+    .clone()
 }
 
 /// A running `concord agent`.
