@@ -6,82 +6,155 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use clap::Parser;
 use concord_api::agent::ServiceDefinition;
 use concord_api::duration::parse_duration;
 use serde_json::Value;
 use tokio::net::{TcpListener, UdpSocket};
 
-/// `concord agent` flags (Consul's names; one or two leading dashes).
-#[derive(Parser, Debug, Default)]
-#[command(name = "concord agent", no_binary_name = true)]
+use crate::client::{flag, parse_flags_with, report_usage, Flag, Kind, Parsed};
+
+/// Usage of `concord agent`.
+const USAGE: &str = "Usage: concord agent [options]
+
+  Starts an agent. With -server (or -dev) the agent also runs a server: a Raft voter
+  holding the catalog, KV and sessions. Flags take one or two dashes, -flag value or
+  -flag=value, as consul's do.
+
+  -dev                     One process, one voter, in-memory state, fast timings.
+  -server                  Run a server in this process.
+  -bootstrap-expect=<n>    Servers to wait for before electing (only 1 so far).
+  -bootstrap               Same as -bootstrap-expect=1.
+  -data-dir=<path>         Raft log, snapshots, node ID, persisted services (required unless -dev).
+  -node=<name>             Node name (default: hostname).
+  -node-id=<uuid>          Node ID (default: generated, kept in -data-dir).
+  -datacenter=<name>       Datacenter (default dc1).
+  -bind=<ip>               Cluster address: server RPC binds here (default 127.0.0.1).
+  -advertise=<ip>          Address advertised to the cluster and registered for the node.
+  -client=<ip>             Address of the HTTP API and DNS (default 127.0.0.1).
+  -http-port=<port>        HTTP API port (default 8500; 0 picks a free port).
+  -dns-port=<port>         DNS port, UDP and TCP (default 8600; 0 picks one; -1 disables DNS).
+  -server-port=<port>      Server RPC port (default 8300).
+  -serf-lan-port=<port>    Gossip port reported for this member (default 8301).
+  -serf-wan-port=<port>    WAN gossip port reported for servers (default 8302).
+  -log-level=<level>       trace, debug, info, warn, err (default info).
+  -config-file=<path>      A JSON config file (repeatable).
+  -config-dir=<path>       A directory of JSON config files (repeatable).
+  -node-meta=<key:value>   Node metadata (repeatable).
+  -domain=<domain>         DNS domain (default consul).
+  -pid-file=<path>         Write the agent's PID here.";
+
+/// Flags `concord agent` accepts (Consul's names).
+const AGENT_FLAGS: &[Flag] = &[
+    flag("dev", Kind::Bool),
+    flag("server", Kind::Bool),
+    flag("bootstrap-expect", Kind::Uint),
+    flag("bootstrap", Kind::Bool),
+    flag("data-dir", Kind::Str),
+    flag("node", Kind::Str),
+    flag("node-id", Kind::Str),
+    flag("datacenter", Kind::Str),
+    flag("bind", Kind::Str),
+    flag("advertise", Kind::Str),
+    flag("client", Kind::Str),
+    flag("http-port", Kind::Str),
+    flag("dns-port", Kind::Str),
+    flag("server-port", Kind::Str),
+    flag("serf-lan-port", Kind::Str),
+    flag("serf-wan-port", Kind::Str),
+    flag("log-level", Kind::Str),
+    flag("config-file", Kind::List),
+    flag("config-dir", Kind::List),
+    flag("node-meta", Kind::List),
+    flag("domain", Kind::Str),
+    flag("pid-file", Kind::Str),
+];
+
+/// `concord agent` flags, typed.
+#[derive(Debug, Default)]
 struct Flags {
-    /// One process, one voter, in-memory state, fast timings, pretty JSON.
-    #[arg(long)]
     dev: bool,
-    /// Run a server (Raft voter holding the catalog) in this process.
-    #[arg(long)]
     server: bool,
-    /// Number of servers to wait for before electing (1: bootstrap alone).
-    #[arg(long = "bootstrap-expect")]
     bootstrap_expect: Option<usize>,
-    /// Same as -bootstrap-expect=1.
-    #[arg(long)]
     bootstrap: bool,
-    /// Directory for Raft log, snapshots and the node ID (required unless -dev).
-    #[arg(long = "data-dir")]
     data_dir: Option<PathBuf>,
-    /// Node name (default: hostname).
-    #[arg(long)]
     node: Option<String>,
-    /// Node UUID (default: generated, persisted in -data-dir).
-    #[arg(long = "node-id")]
     node_id: Option<String>,
-    /// Datacenter (default dc1).
-    #[arg(long)]
     datacenter: Option<String>,
-    /// Cluster address: server RPC binds here.
-    #[arg(long)]
     bind: Option<IpAddr>,
-    /// Address advertised to the cluster and registered for this node.
-    #[arg(long)]
     advertise: Option<IpAddr>,
-    /// Address the HTTP API and DNS bind to.
-    #[arg(long)]
     client: Option<IpAddr>,
-    /// HTTP API port (default 8500; 0 picks a free port).
-    #[arg(long = "http-port")]
     http_port: Option<u16>,
-    /// DNS port, UDP and TCP (default 8600; 0 picks a free port; -1 disables DNS).
-    #[arg(long = "dns-port", allow_negative_numbers = true)]
     dns_port: Option<i32>,
-    /// Server RPC port (default 8300; 0 picks a free port).
-    #[arg(long = "server-port")]
     server_port: Option<u16>,
-    /// Gossip port (default 8301; reported only until gossip lands).
-    #[arg(long = "serf-lan-port")]
     serf_lan_port: Option<u16>,
-    /// WAN gossip port of servers (default 8302; reported only until gossip lands).
-    #[arg(long = "serf-wan-port")]
     serf_wan_port: Option<u16>,
-    /// Write the agent's PID to this file (removed on clean exit).
-    #[arg(long = "pid-file")]
-    pid_file: Option<PathBuf>,
-    /// trace, debug, info, warn, error.
-    #[arg(long = "log-level")]
     log_level: Option<String>,
-    /// A JSON config file (repeatable).
-    #[arg(long = "config-file")]
     config_file: Vec<PathBuf>,
-    /// A directory of JSON config files, read in name order (repeatable).
-    #[arg(long = "config-dir")]
     config_dir: Vec<PathBuf>,
-    /// Node metadata `key:value` (repeatable).
-    #[arg(long = "node-meta")]
     node_meta: Vec<String>,
-    /// DNS domain (default consul).
-    #[arg(long)]
     domain: Option<String>,
+    pid_file: Option<PathBuf>,
+}
+
+impl Flags {
+    /// Parses and types the flags; `Err(code)` after printing help or the error.
+    fn parse(args: &[String]) -> Result<Flags, ParseOutcome> {
+        let p = report_usage(parse_flags_with(args, AGENT_FLAGS, &[]), USAGE)
+            .map_err(ParseOutcome::Exit)?;
+        if let Some(extra) = p.args.first() {
+            return Err(ParseOutcome::Error(anyhow::anyhow!(
+                "unexpected argument {extra:?}\n\n{USAGE}"
+            )));
+        }
+        Self::from_parsed(&p).map_err(ParseOutcome::Error)
+    }
+
+    fn from_parsed(p: &Parsed) -> anyhow::Result<Flags> {
+        fn typed<T: std::str::FromStr>(p: &Parsed, name: &str) -> anyhow::Result<Option<T>>
+        where
+            T::Err: std::fmt::Display,
+        {
+            p.value(name)
+                .map(|v| {
+                    v.parse::<T>()
+                        .map_err(|e| anyhow::anyhow!("invalid value {v:?} for -{name}: {e}"))
+                })
+                .transpose()
+        }
+        let paths = |name: &str| p.list(name).iter().map(PathBuf::from).collect();
+        Ok(Flags {
+            dev: p.bool("dev"),
+            server: p.bool("server"),
+            bootstrap_expect: typed(p, "bootstrap-expect")?,
+            bootstrap: p.bool("bootstrap"),
+            data_dir: p.value("data-dir").map(PathBuf::from),
+            node: p.value("node").map(str::to_string),
+            node_id: p.value("node-id").map(str::to_string),
+            datacenter: p.value("datacenter").map(str::to_string),
+            bind: typed(p, "bind")?,
+            advertise: typed(p, "advertise")?,
+            client: typed(p, "client")?,
+            http_port: typed(p, "http-port")?,
+            dns_port: typed(p, "dns-port")?,
+            server_port: typed(p, "server-port")?,
+            serf_lan_port: typed(p, "serf-lan-port")?,
+            serf_wan_port: typed(p, "serf-wan-port")?,
+            log_level: p.value("log-level").map(str::to_string),
+            config_file: paths("config-file"),
+            config_dir: paths("config-dir"),
+            node_meta: p.list("node-meta").to_vec(),
+            domain: p.value("domain").map(str::to_string),
+            pid_file: p.value("pid-file").map(PathBuf::from),
+        })
+    }
+}
+
+/// Why flag parsing stopped.
+enum ParseOutcome {
+    /// Help was printed or the usage error reported: exit with this code.
+    Exit(i32),
+    /// The flags were well-formed but a value was not.
+    Error(anyhow::Error),
 }
 
 /// Settings merged from config files and flags (flags win), with Consul's key names.
@@ -403,7 +476,11 @@ async fn shutdown_signal() {
 
 /// Runs `concord agent ARGS`.
 pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
-    let flags = Flags::try_parse_from(crate::flags::normalize(args))?;
+    let flags = match Flags::parse(&args) {
+        Ok(f) => f,
+        Err(ParseOutcome::Exit(code)) => return Ok(code),
+        Err(ParseOutcome::Error(e)) => return Err(e),
+    };
     let paths = config_paths(&flags.config_file, &flags.config_dir)?;
     let s = settings(&flags, &paths)?;
     init_logging(s.log_level.as_deref().unwrap_or("info"))?;
@@ -596,12 +673,14 @@ mod tests {
 
     #[test]
     fn flags_accept_consul_styles() {
-        let args = ["-dev", "-http-port=0", "--dns-port", "0", "-node", "n1"];
-        let f = Flags::try_parse_from(crate::flags::normalize(args.iter().map(|s| s.to_string())))
-            .unwrap();
+        let args = ["-dev", "-http-port=0", "--dns-port", "-1", "-node", "n1"];
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let Ok(f) = Flags::parse(&args) else {
+            panic!("flags did not parse");
+        };
         assert!(f.dev);
         assert_eq!(f.http_port, Some(0));
-        assert_eq!(f.dns_port, Some(0));
+        assert_eq!(f.dns_port, Some(-1));
         assert_eq!(f.node.as_deref(), Some("n1"));
     }
 

@@ -115,13 +115,17 @@ pub(crate) enum FlagError {
 /// argument that is not a flag (a lone `-` is an argument) or `--`. Flags after a
 /// positional argument are positional too: `kv put key -5` writes `-5`.
 pub(crate) fn parse_flags(args: &[String], flags: &[Flag]) -> Result<Parsed, FlagError> {
-    let lookup = |name: &str| {
-        flags
-            .iter()
-            .chain(HTTP_FLAGS)
-            .find(|f| f.name == name)
-            .copied()
-    };
+    parse_flags_with(args, flags, HTTP_FLAGS)
+}
+
+/// [`parse_flags`] with another set of shared flags (`&[]` for commands that do not talk to
+/// an agent, such as `agent` itself).
+pub(crate) fn parse_flags_with(
+    args: &[String],
+    flags: &[Flag],
+    shared: &[Flag],
+) -> Result<Parsed, FlagError> {
+    let lookup = |name: &str| flags.iter().chain(shared).find(|f| f.name == name).copied();
     let mut parsed = Parsed::default();
     let mut i = 0;
     while i < args.len() {
@@ -195,14 +199,22 @@ fn parse_go_bool(v: &str) -> Option<bool> {
 /// Parses flags, or prints why not (with the usage) and gives the exit code: 0 for help,
 /// 1 for bad flags.
 pub(crate) fn parse_or_usage(args: &[String], flags: &[Flag], usage: &str) -> Result<Parsed, i32> {
-    match parse_flags(args, flags) {
+    report_usage(
+        parse_flags(args, flags),
+        &format!("{usage}\n\n{HTTP_FLAGS_HELP}"),
+    )
+}
+
+/// Turns a parse result into flags or an exit code, printing `usage` for help and errors.
+pub(crate) fn report_usage(result: Result<Parsed, FlagError>, usage: &str) -> Result<Parsed, i32> {
+    match result {
         Ok(p) => Ok(p),
         Err(FlagError::Help) => {
-            eprintln!("{usage}\n\n{HTTP_FLAGS_HELP}");
+            eprintln!("{usage}");
             Err(0)
         }
         Err(FlagError::Invalid(msg)) => {
-            eprintln!("{msg}\n\n{usage}\n\n{HTTP_FLAGS_HELP}");
+            eprintln!("{msg}\n\n{usage}");
             Err(1)
         }
     }

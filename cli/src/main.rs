@@ -4,7 +4,6 @@
 mod agent;
 mod catalog;
 mod client;
-mod flags;
 mod kv;
 mod members;
 mod services;
