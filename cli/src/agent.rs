@@ -41,7 +41,10 @@ const USAGE: &str = "Usage: concord agent [options]
   -config-dir=<path>       A directory of JSON config files (repeatable).
   -node-meta=<key:value>   Node metadata (repeatable).
   -domain=<domain>         DNS domain (default consul).
-  -pid-file=<path>         Write the agent's PID here.";
+  -pid-file=<path>         Write the agent's PID here.
+  -enable-script-checks    Run script checks (Args) from the API and config files.
+  -enable-local-script-checks
+                           Run script checks from config files only.";
 
 /// Flags `concord agent` accepts (Consul's names).
 const AGENT_FLAGS: &[Flag] = &[
@@ -67,6 +70,8 @@ const AGENT_FLAGS: &[Flag] = &[
     flag("node-meta", Kind::List),
     flag("domain", Kind::Str),
     flag("pid-file", Kind::Str),
+    flag("enable-script-checks", Kind::Bool),
+    flag("enable-local-script-checks", Kind::Bool),
 ];
 
 /// `concord agent` flags, typed.
@@ -94,6 +99,8 @@ struct Flags {
     node_meta: Vec<String>,
     domain: Option<String>,
     pid_file: Option<PathBuf>,
+    enable_script_checks: bool,
+    enable_local_script_checks: bool,
 }
 
 impl Flags {
@@ -145,6 +152,8 @@ impl Flags {
             node_meta: p.list("node-meta").to_vec(),
             domain: p.value("domain").map(str::to_string),
             pid_file: p.value("pid-file").map(PathBuf::from),
+            enable_script_checks: p.bool("enable-script-checks"),
+            enable_local_script_checks: p.bool("enable-local-script-checks"),
         })
     }
 }
@@ -185,6 +194,8 @@ struct Settings {
     dns_only_passing: Option<bool>,
     dns_enable_truncate: Option<bool>,
     services: Vec<ServiceDefinition>,
+    enable_script_checks: bool,
+    enable_local_script_checks: bool,
 }
 
 /// Every file named by `-config-file` and the `.json` files of each `-config-dir`.
@@ -282,6 +293,10 @@ fn apply_file(s: &mut Settings, path: &Path) -> anyhow::Result<()> {
             "client_addr" => s.client = parse_ip(value, key)?,
             "log_level" => s.log_level = value.as_str().map(str::to_string),
             "pid_file" => s.pid_file = value.as_str().map(PathBuf::from),
+            "enable_script_checks" => s.enable_script_checks = value.as_bool().unwrap_or(false),
+            "enable_local_script_checks" => {
+                s.enable_local_script_checks = value.as_bool().unwrap_or(false)
+            }
             "domain" => s.domain = value.as_str().map(str::to_string),
             "ports" => {
                 s.http_port = port_field(value, "http")?.or(s.http_port);
@@ -363,6 +378,8 @@ fn settings(flags: &Flags, paths: &[PathBuf]) -> anyhow::Result<Settings> {
         apply_file(&mut s, p)?;
     }
     s.dev |= flags.dev;
+    s.enable_script_checks |= flags.enable_script_checks;
+    s.enable_local_script_checks |= flags.enable_local_script_checks;
     s.server |= flags.server || flags.dev;
     if flags.bootstrap {
         s.bootstrap_expect = Some(1);
@@ -572,6 +589,8 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
     config.serf_wan_port = s.serf_wan_port.unwrap_or(8302);
     config.services = s.services.clone();
     config.data_dir = s.data_dir.clone();
+    config.enable_script_checks = s.enable_script_checks;
+    config.enable_local_script_checks = s.enable_local_script_checks;
     if s.dev {
         // Dev mode favours fast feedback over load on the (local) server.
         config.ae_interval = Duration::from_secs(10);

@@ -227,7 +227,8 @@ impl AgentCore {
         let mut errors = Vec::new();
         let mut ids = Vec::new();
         for def in defs {
-            match prepare_service(def, &self.config.node_name) {
+            let allow = self.config.enable_script_checks || self.config.enable_local_script_checks;
+            match prepare_service(def, &self.config.node_name, allow) {
                 Ok(p) => {
                     ids.push(p.service.id.clone());
                     self.register_service(p, true).await;
@@ -253,7 +254,11 @@ impl AgentCore {
     /// Re-registers the services and checks persisted by an earlier run.
     async fn restore_persisted(&self) {
         for def in self.persist.services() {
-            match prepare_service(&def, &self.config.node_name) {
+            match prepare_service(
+                &def,
+                &self.config.node_name,
+                self.config.enable_script_checks,
+            ) {
                 Ok(p) => self.register_service(p, true).await,
                 Err(e) => {
                     tracing::warn!(service = %def.name, error = %e, "dropping persisted service")
@@ -261,7 +266,12 @@ impl AgentCore {
             }
         }
         for def in self.persist.checks() {
-            match crate::definition::prepare_check(&def, &self.config.node_name, None) {
+            match crate::definition::prepare_check(
+                &def,
+                &self.config.node_name,
+                None,
+                self.config.enable_script_checks,
+            ) {
                 Ok(mut p) => {
                     let service_id = def.service_id.clone().unwrap_or_default();
                     if !service_id.is_empty() {

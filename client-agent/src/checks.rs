@@ -14,6 +14,7 @@
 //! `run_every`. All timing goes through `tokio::time`, so tests run on paused time.
 
 mod http;
+mod script;
 mod tcp;
 mod ttl;
 
@@ -29,6 +30,9 @@ use concord_api::duration::{format_duration, GoDuration};
 use rand::Rng as _;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+
+/// Per-run timeout of script checks when the definition sets none (Consul's).
+pub const DEFAULT_SCRIPT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Per-run timeout of HTTP and TCP checks when the definition sets none (Consul's).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -90,6 +94,16 @@ pub enum CheckSpec {
         /// Connect timeout (name resolution included).
         timeout: Duration,
     },
+    /// Run `args` (no shell) every `interval`: exit 0 passing, 1 warning, else critical.
+    /// Only on agents with `enable_script_checks`.
+    Script {
+        /// Program and arguments.
+        args: Vec<String>,
+        /// Time between the end of one run and the start of the next.
+        interval: Duration,
+        /// Longest a run may take; the process is killed after it.
+        timeout: Duration,
+    },
 }
 
 /// Why a check definition is rejected. The agent's HTTP layer prefixes `Invalid check: `.
@@ -117,8 +131,8 @@ pub enum InvalidCheck {
          (OSService and Docker checks are not supported yet)"
     )]
     NoSupportedKind,
-    /// `Args` / `ScriptArgs`.
-    #[error("script checks are disabled: Concord does not run Args/ScriptArgs checks")]
+    /// `Args` / `ScriptArgs` on an agent without `enable_script_checks` (Consul's message).
+    #[error("Scripts are disabled on this agent; to enable, configure 'enable_script_checks' or 'enable_local_script_checks' to true")]
     ScriptDisabled,
     /// A kind Concord does not run yet.
     #[error("{kind} checks are not supported yet: Concord runs TTL, HTTP and TCP checks")]
@@ -149,6 +163,11 @@ pub enum InvalidCheck {
 }
 
 impl CheckSpec {
+    /// Whether this is a script check (which agents run only when configured to).
+    pub fn is_script(&self) -> bool {
+        matches!(self, CheckSpec::Script { .. })
+    }
+
     /// Validates a definition as Consul's `CheckType.Validate` does (same order, same
     /// messages), then narrows it to the kinds Concord runs: exactly one of TTL, HTTP, TCP.
     pub fn from_definition(def: &CheckDefinition) -> Result<CheckSpec, InvalidCheck> {
@@ -190,9 +209,24 @@ impl CheckSpec {
             });
         }
 
-        // What Concord runs.
+        // What Concord runs. Whether this agent allows scripts is the caller's decision
+        // (`enable_script_checks`), see [`CheckSpec::is_script`].
         if script {
-            return Err(InvalidCheck::ScriptDisabled);
+            let args = def
+                .args
+                .clone()
+                .filter(|a| !a.is_empty())
+                .or_else(|| def.script_args.clone())
+                .unwrap_or_default();
+            let timeout = match duration(def.timeout) {
+                t if t.is_zero() => DEFAULT_SCRIPT_TIMEOUT,
+                t => t,
+            };
+            return Ok(CheckSpec::Script {
+                interval: at_least_min_interval(interval, &args.join(" ")),
+                args,
+                timeout,
+            });
         }
         if let Some(kind) = other_interval_kind {
             return Err(InvalidCheck::Unsupported { kind });
@@ -236,12 +270,13 @@ impl CheckSpec {
         }
     }
 
-    /// The check's `Type` as the API reports it: `ttl`, `http` or `tcp`.
+    /// The check's `Type` as the API reports it: `ttl`, `http`, `tcp` or `script`.
     pub fn check_type(&self) -> &'static str {
         match self {
             CheckSpec::Ttl { .. } => "ttl",
             CheckSpec::Http { .. } => "http",
             CheckSpec::Tcp { .. } => "tcp",
+            CheckSpec::Script { .. } => "script",
         }
     }
 }
@@ -430,6 +465,18 @@ impl Checks {
                 };
                 (tokio::spawn(check.run(report)), None)
             }
+            CheckSpec::Script {
+                args,
+                interval,
+                timeout,
+            } => {
+                let check = script::ScriptCheck {
+                    args,
+                    interval,
+                    timeout,
+                };
+                (tokio::spawn(check.run(report)), None)
+            }
         };
         inner.running.insert(
             check_id.to_string(),
@@ -613,7 +660,6 @@ mod tests {
             assert_eq!(CheckSpec::from_definition(&def(json)), Ok(want), "{json}");
         }
 
-        let script_msg = "script checks are disabled: Concord does not run Args/ScriptArgs checks";
         let err: &[(&str, &str)] = &[
             (
                 r#"{"TTL":"10s","Interval":"10s"}"#,
@@ -652,11 +698,6 @@ mod tests {
                 r#"{"Interval":"10s"}"#,
                 "no supported check kind given: Concord runs TTL, HTTP and TCP checks \
                  (OSService and Docker checks are not supported yet)",
-            ),
-            (r#"{"Args":["/bin/true"],"Interval":"10s"}"#, script_msg),
-            (
-                r#"{"ScriptArgs":["/bin/true"],"Interval":"10s"}"#,
-                script_msg,
             ),
             (
                 r#"{"GRPC":"a:1","Interval":"10s"}"#,

@@ -45,6 +45,11 @@ pub struct Config {
     pub services: Vec<ServiceDefinition>,
     /// How `/v1/agent/reload` re-reads config-file services; `None` makes reload a no-op.
     pub reload: Option<ReloadFn>,
+    /// Run script checks (`Args`) registered over the API or in config files
+    /// (`enable_script_checks`; off by default, as in Consul: it is remote code execution).
+    pub enable_script_checks: bool,
+    /// Run script checks only from config files (`enable_local_script_checks`).
+    pub enable_local_script_checks: bool,
     /// Where API-registered services and checks are kept across restarts (`None`: dev
     /// mode, nothing is kept).
     pub data_dir: Option<std::path::PathBuf>,
@@ -87,6 +92,8 @@ impl Config {
             dns: DnsConfig::default(),
             services: Vec::new(),
             reload: None,
+            enable_script_checks: false,
+            enable_local_script_checks: false,
             data_dir: None,
             server_port: 8300,
             serf_lan_port: 8301,

@@ -36,7 +36,12 @@ const MAX_META_KEY: usize = 128;
 const MAX_META_VALUE: usize = 512;
 
 /// Validates a service definition and applies Consul's defaults. Errors are the 400 body.
-pub fn prepare_service(def: &ServiceDefinition, node: &str) -> Result<PreparedService, String> {
+/// `allow_scripts` says whether this agent runs script checks (`enable_script_checks`).
+pub fn prepare_service(
+    def: &ServiceDefinition,
+    node: &str,
+    allow_scripts: bool,
+) -> Result<PreparedService, String> {
     if def.name.is_empty() {
         return Err("Missing service name".to_string());
     }
@@ -115,7 +120,7 @@ pub fn prepare_service(def: &ServiceDefinition, node: &str) -> Result<PreparedSe
         } else {
             format!("service:{id}")
         };
-        let mut prepared = prepare_check(c, node, Some(&default_id))?;
+        let mut prepared = prepare_check(c, node, Some(&default_id), allow_scripts)?;
         if prepared.check.name.is_empty() {
             prepared.check.name = format!("Service '{}' check", def.name);
         }
@@ -138,6 +143,7 @@ pub fn prepare_check(
     def: &CheckDefinition,
     node: &str,
     default_id: Option<&str>,
+    allow_scripts: bool,
 ) -> Result<PreparedCheck, String> {
     let status = match def.status.as_deref() {
         None | Some("") => CheckStatus::Critical,
@@ -145,6 +151,12 @@ pub fn prepare_check(
             .ok_or_else(|| "Status for checks must 'passing', 'warning', 'critical'".to_string())?,
     };
     let spec = CheckSpec::from_definition(def).map_err(|e| format!("Invalid check: {e}"))?;
+    if spec.is_script() && !allow_scripts {
+        return Err(format!(
+            "Invalid check: {}",
+            crate::checks::InvalidCheck::ScriptDisabled
+        ));
+    }
     let name = def.name.clone().unwrap_or_default();
     let id = def
         .id
@@ -233,6 +245,7 @@ mod tests {
         let p = prepare_service(
             &def(r#"{"name":"web","port":80,"check":{"ttl":"10s"}}"#),
             "n1",
+            false,
         )
         .unwrap();
         assert_eq!(p.service.id, "web");
@@ -251,6 +264,7 @@ mod tests {
         let p = prepare_service(
             &def(r#"{"Name":"web","Check":{"TTL":"10s"},"Checks":[{"TTL":"5s"}]}"#),
             "n1",
+            false,
         )
         .unwrap();
         let ids: Vec<_> = p.checks.iter().map(|c| c.check.check_id.as_str()).collect();
@@ -287,18 +301,30 @@ mod tests {
             ),
         ];
         for (json, want) in cases {
-            let err = prepare_service(&def(json), "n").unwrap_err();
+            let err = prepare_service(&def(json), "n", false).unwrap_err();
             assert!(err.starts_with(want), "{json}: got {err:?}");
         }
     }
 
     #[test]
+    fn script_checks_need_the_agent_to_allow_them() {
+        let d: CheckDefinition =
+            decode_lenient(br#"{"Name":"s","Args":["/bin/true"],"Interval":"10s"}"#).unwrap();
+        assert!(prepare_check(&d, "n1", None, false).is_err());
+        let p = prepare_check(&d, "n1", None, true).unwrap();
+        assert_eq!(p.check.r#type, "script");
+    }
+
+    #[test]
     fn standalone_check_defaults_id_to_name() {
         let d: CheckDefinition = decode_lenient(br#"{"Name":"mem","TTL":"30s"}"#).unwrap();
-        let p = prepare_check(&d, "n1", None).unwrap();
+        let p = prepare_check(&d, "n1", None, false).unwrap();
         assert_eq!(p.check.check_id, "mem");
         let d: CheckDefinition =
             decode_lenient(br#"{"Name":"mem","CheckID":"m1","TTL":"30s"}"#).unwrap();
-        assert_eq!(prepare_check(&d, "n1", None).unwrap().check.check_id, "m1");
+        assert_eq!(
+            prepare_check(&d, "n1", None, false).unwrap().check.check_id,
+            "m1"
+        );
     }
 }

@@ -141,6 +141,11 @@ impl Params {
         }
     }
 
+    /// Whether `?peer=` names a cluster peer (Concord has no peering, so none exists).
+    pub fn names_peer(&self) -> bool {
+        self.get("peer").is_some_and(|p| !p.is_empty())
+    }
+
     /// `?node-meta=k:v` filters.
     pub fn node_meta(&self) -> Result<Vec<(String, String)>, ApiError> {
         self.all("node-meta")

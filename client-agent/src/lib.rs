@@ -25,6 +25,7 @@ pub mod checks;
 pub mod config;
 pub mod definition;
 pub mod dns;
+pub mod filter;
 pub mod http;
 pub mod local;
 pub mod metrics;

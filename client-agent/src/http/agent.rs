@@ -226,7 +226,8 @@ fn content_hash(value: &serde_json::Value) -> String {
 async fn register_service(State(s): State<AppState>, params: Params, body: Bytes) -> ApiResult {
     s.check_common(&params)?;
     let def: ServiceDefinition = decode(&body)?;
-    let prepared = prepare_service(&def, &s.config.node_name).map_err(ApiError::BadRequest)?;
+    let prepared = prepare_service(&def, &s.config.node_name, s.config.enable_script_checks)
+        .map_err(ApiError::BadRequest)?;
     let replace = params.flag("replace-existing-checks");
     s.persist
         .save_service(&prepared.service.id, &def)
@@ -330,8 +331,13 @@ async fn register_check(State(s): State<AppState>, params: Params, body: Bytes) 
     if def.name.as_deref().unwrap_or("").is_empty() {
         return Err(ApiError::BadRequest("Missing check name".to_string()));
     }
-    let mut prepared =
-        prepare_check(&def, &s.config.node_name, None).map_err(ApiError::BadRequest)?;
+    let mut prepared = prepare_check(
+        &def,
+        &s.config.node_name,
+        None,
+        s.config.enable_script_checks,
+    )
+    .map_err(ApiError::BadRequest)?;
     if let Some(service_id) = def.service_id.as_deref().filter(|id| !id.is_empty()) {
         let svc = s.local.service(service_id).ok_or_else(|| {
             ApiError::NotFound(format!("ServiceID \"{service_id}\" does not exist"))

@@ -105,6 +105,10 @@ async fn service(State(s): State<AppState>, Path(name): Path<String>, params: Pa
         node_meta: params.node_meta()?,
     };
     match s.read(&params, query).await? {
+        // No cluster peering exists, so every peer name is unknown: nothing matches.
+        (meta, QueryResult::ServiceNodes(_)) if params.names_peer() => {
+            Ok(s.ok(&params, Some(meta), &Vec::<()>::new()))
+        }
         (meta, QueryResult::ServiceNodes(rows)) => Ok(s.ok(&params, Some(meta), &rows)),
         (_, other) => Err(unexpected(other)),
     }

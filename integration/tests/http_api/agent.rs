@@ -323,3 +323,37 @@ async fn config_file_services_and_reload() {
     let (_, _, svcs) = agent.get_json("/v1/agent/services").await.unwrap();
     assert_eq!(svcs["replacement"]["Port"], 9001);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn script_checks_only_when_enabled() {
+    init_tracing();
+    let def = json!({"Name": "job", "Check": {"Args": ["sh", "-c", "echo degraded; exit 1"], "Interval": "1s"}});
+    tracing::info!("off by default, as in Consul: a check definition would be code execution");
+    let plain = TestAgent::dev().await.unwrap();
+    let (code, body) = plain
+        .put("/v1/agent/service/register", def.to_string())
+        .await
+        .unwrap();
+    assert_eq!(code, 400);
+    assert!(
+        body.contains("Scripts are disabled on this agent"),
+        "{body}"
+    );
+
+    tracing::info!("enabled: exit code 1 is warning, the output is kept");
+    let agent = TestAgent::start(&["-dev", "-enable-script-checks"])
+        .await
+        .unwrap();
+    let (code, body) = agent
+        .put("/v1/agent/service/register", def.to_string())
+        .await
+        .unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert_eventually!(
+        agent.get_json("/v1/agent/checks").await.unwrap().2["service:job"]["Status"] == "warning",
+        "script check never reported"
+    );
+    let (_, _, checks) = agent.get_json("/v1/agent/checks").await.unwrap();
+    assert_eq!(checks["service:job"]["Output"], "degraded\n");
+    assert_eq!(checks["service:job"]["Type"], "script");
+}
