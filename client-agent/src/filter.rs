@@ -58,8 +58,8 @@
 //!   does not coerce is unequal. `is empty` on a string, refused by Consul, is answered.
 //! - Every JSON field is selectable, including those Consul's Go types hide from filtering.
 //! - Selecting into a scalar (`Service.Port.x`) acts as a missing key, not an error.
-//! - go-bexpr 0.1.2 calls `matches` on a missing key true (fixed in later go-bexpr); here it is
-//!   false and `not matches` true.
+//! - go-bexpr 0.1.2 calls both `matches` and `not matches` on a missing key true (fixed in
+//!   later go-bexpr); here `matches` is false and `not matches` true.
 //! - Regular expressions are the `regex` crate's dialect: RE2 syntax as in Go for ordinary
 //!   patterns, but `\d`, `\w`, `\s` and `\b` are Unicode-aware where Go's are ASCII.
 //! - `\x` and octal escapes that leave invalid UTF-8 are rejected; Go would keep the bytes.

@@ -146,6 +146,16 @@ impl Params {
         self.get("peer").is_some_and(|p| !p.is_empty())
     }
 
+    /// The parsed `?filter=` expression, if any (400 when it does not parse).
+    pub fn filter(&self) -> Result<Option<crate::filter::Filter>, ApiError> {
+        match self.get("filter") {
+            None | Some("") => Ok(None),
+            Some(expr) => crate::filter::Filter::parse(expr)
+                .map(Some)
+                .map_err(|e| ApiError::BadRequest(e.to_string())),
+        }
+    }
+
     /// `?node-meta=k:v` filters.
     pub fn node_meta(&self) -> Result<Vec<(String, String)>, ApiError> {
         self.all("node-meta")
@@ -175,6 +185,8 @@ impl AgentCore {
     /// Checks `?dc`, `?ns`, `?filter` and the blocking/consistency options of a read.
     pub(crate) fn query_options(&self, params: &Params) -> Result<QueryOptions, ApiError> {
         self.check_common(params)?;
+        // A bad filter is the caller's error; report it before asking the servers anything.
+        params.filter()?;
         let min_index = match params.get("index") {
             None | Some("") => 0,
             Some(v) => v
@@ -222,11 +234,6 @@ impl AgentCore {
                     "Invalid namespace \"{ns}\": namespaces are an Enterprise feature"
                 )));
             }
-        }
-        if params.has("filter") {
-            return Err(ApiError::BadRequest(
-                "The filter parameter is not supported by Concord yet".to_string(),
-            ));
         }
         Ok(())
     }
@@ -279,6 +286,23 @@ impl AgentCore {
             }
             Err(e) => ApiError::Internal(format!("encoding response: {e}")).into_response(),
         }
+    }
+
+    /// 200 with a JSON body, keeping only what `?filter=` selects (list endpoints).
+    /// Filtering happens here, after the read: the index still covers the whole result,
+    /// so blocking on a filtered query wakes on any change to the underlying data.
+    pub(crate) fn ok_filtered<T: Serialize>(
+        &self,
+        params: &Params,
+        meta: Option<QueryMeta>,
+        v: &T,
+    ) -> ApiResult {
+        let Some(filter) = params.filter()? else {
+            return Ok(self.ok(params, meta, v));
+        };
+        let value = serde_json::to_value(v)
+            .map_err(|e| ApiError::Internal(format!("encoding response: {e}")))?;
+        Ok(self.ok(params, meta, &filter.apply(value)))
     }
 
     /// 200 with a JSON body.

@@ -12,6 +12,7 @@
 //! - [`ae`]: anti-entropy, the loop that pushes local state to the catalog.
 //! - [`definition`]: validation and defaults of service and check definitions.
 //! - [`checks`]: HTTP, TCP and TTL health checks run by the agent.
+//! - [`filter`]: Consul's `?filter=` expressions (go-bexpr) over JSON results.
 //! - [`catalog_cache`]: the agent's in-memory copy of the catalog, fed by a blocking query.
 //! - [`dns`]: the DNS server (hickory) answering from that copy.
 //! - [`rpc_client`]: the client of server RPC.

@@ -194,7 +194,7 @@ async fn services(State(s): State<AppState>, params: Params) -> ApiResult {
         .into_iter()
         .map(|svc| (svc.id.clone(), agent_view(&s, svc)))
         .collect();
-    Ok(s.ok(&params, None, &map))
+    s.ok_filtered(&params, None, &map)
 }
 
 async fn service(State(s): State<AppState>, Path(id): Path<String>, params: Params) -> ApiResult {
@@ -322,7 +322,7 @@ async fn checks(State(s): State<AppState>, params: Params) -> ApiResult {
         .into_iter()
         .map(|c| (c.check_id.clone(), c))
         .collect();
-    Ok(s.ok(&params, None, &map))
+    s.ok_filtered(&params, None, &map)
 }
 
 async fn register_check(State(s): State<AppState>, params: Params, body: Bytes) -> ApiResult {

@@ -5,7 +5,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::routing::{get, put};
 use axum::Router;
-use concord_api::catalog::{DeregisterRequest, RegisterRequest};
+use concord_api::catalog::{DeregisterRequest, RegisterRequest, ServiceNode};
 use concord_api::decode::decode_lenient;
 use concord_api::rpc::{Query, QueryResult, WriteRequest};
 
@@ -85,13 +85,16 @@ async fn datacenters(State(s): State<AppState>, params: Params) -> ApiResult {
 async fn nodes(State(s): State<AppState>, params: Params) -> ApiResult {
     let node_meta = params.node_meta()?;
     match s.read(&params, Query::Nodes { node_meta }).await? {
-        (meta, QueryResult::Nodes(n)) => Ok(s.ok(&params, Some(meta), &n)),
+        (meta, QueryResult::Nodes(n)) => s.ok_filtered(&params, Some(meta), &n),
         (_, other) => Err(unexpected(other)),
     }
 }
 
 async fn services(State(s): State<AppState>, params: Params) -> ApiResult {
     let node_meta = params.node_meta()?;
+    if let Some(filter) = params.filter()? {
+        return filtered_services(&s, &params, &filter, &node_meta).await;
+    }
     match s.read(&params, Query::Services { node_meta }).await? {
         (meta, QueryResult::Services(m)) => Ok(s.ok(&params, Some(meta), &m)),
         (_, other) => Err(unexpected(other)),
@@ -109,14 +112,63 @@ async fn service(State(s): State<AppState>, Path(name): Path<String>, params: Pa
         (meta, QueryResult::ServiceNodes(_)) if params.names_peer() => {
             Ok(s.ok(&params, Some(meta), &Vec::<()>::new()))
         }
-        (meta, QueryResult::ServiceNodes(rows)) => Ok(s.ok(&params, Some(meta), &rows)),
+        (meta, QueryResult::ServiceNodes(rows)) => s.ok_filtered(&params, Some(meta), &rows),
         (_, other) => Err(unexpected(other)),
     }
 }
 
 async fn node(State(s): State<AppState>, Path(node): Path<String>, params: Params) -> ApiResult {
     match s.read(&params, Query::NodeServices { node }).await? {
+        (meta, QueryResult::NodeServices(Some(n))) if params.filter()?.is_some() => {
+            // Consul filters the node's services, not the node itself.
+            let filter = params.filter()?;
+            let mut value = serde_json::to_value(&n)
+                .map_err(|e| ApiError::Internal(format!("encoding response: {e}")))?;
+            if let (Some(f), Some(services)) = (filter, value.get_mut("Services")) {
+                *services = f.apply(services.take());
+            }
+            Ok(s.ok(&params, Some(meta), &value))
+        }
         (meta, QueryResult::NodeServices(n)) => Ok(s.ok(&params, Some(meta), &n)),
         (_, other) => Err(unexpected(other)),
     }
+}
+
+/// `/v1/catalog/services?filter=`: Consul filters the flat service rows (selectors like
+/// `ServiceName`, `ServiceTags`, `NodeMeta`) before grouping them into name → tags, so this
+/// reads every instance and groups here.
+async fn filtered_services(
+    s: &AppState,
+    params: &Params,
+    filter: &crate::filter::Filter,
+    node_meta: &[(String, String)],
+) -> ApiResult {
+    let (meta, instances) = match s.read(params, Query::CatalogDump).await? {
+        (meta, QueryResult::CatalogDump { instances, .. }) => (meta, instances),
+        (_, other) => return Err(unexpected(other)),
+    };
+    let mut grouped: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        std::collections::BTreeMap::new();
+    for entry in instances {
+        if !node_meta
+            .iter()
+            .all(|(k, v)| entry.node.meta.get(k) == Some(v))
+        {
+            continue;
+        }
+        let row = ServiceNode::new(&entry.node, &entry.service);
+        let value = serde_json::to_value(&row)
+            .map_err(|e| ApiError::Internal(format!("encoding row: {e}")))?;
+        if filter.matches(&value) {
+            grouped
+                .entry(row.service_name)
+                .or_default()
+                .extend(row.service_tags);
+        }
+    }
+    let map: std::collections::BTreeMap<String, Vec<String>> = grouped
+        .into_iter()
+        .map(|(name, tags)| (name, tags.into_iter().collect()))
+        .collect();
+    Ok(s.ok(params, Some(meta), &map))
 }

@@ -28,7 +28,7 @@ async fn service(State(s): State<AppState>, Path(name): Path<String>, params: Pa
         (meta, QueryResult::Health(_)) if params.names_peer() => {
             Ok(s.ok(&params, Some(meta), &Vec::<()>::new()))
         }
-        (meta, QueryResult::Health(rows)) => Ok(s.ok(&params, Some(meta), &rows)),
+        (meta, QueryResult::Health(rows)) => s.ok_filtered(&params, Some(meta), &rows),
         (_, other) => Err(unexpected(other)),
     }
 }
@@ -70,7 +70,7 @@ async fn state(State(s): State<AppState>, Path(state): Path<String>, params: Par
 
 async fn checks(s: &AppState, params: &Params, query: Query) -> ApiResult {
     match s.read(params, query).await? {
-        (meta, QueryResult::Checks(c)) => Ok(s.ok(params, Some(meta), &c)),
+        (meta, QueryResult::Checks(c)) => s.ok_filtered(params, Some(meta), &c),
         (_, other) => Err(unexpected(other)),
     }
 }

@@ -357,3 +357,55 @@ async fn script_checks_only_when_enabled() {
     assert_eq!(checks["service:job"]["Output"], "degraded\n");
     assert_eq!(checks["service:job"]["Type"], "script");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filter_expressions_select_results() {
+    init_tracing();
+    let agent = TestAgent::dev().await.unwrap();
+    for (id, tags, port) in [("a1", json!(["v1", "prod"]), 80), ("a2", json!(["v2"]), 81)] {
+        let def =
+            json!({"ID": id, "Name": "app", "Tags": tags, "Port": port, "Meta": {"team": id}});
+        agent
+            .put("/v1/agent/service/register", def.to_string())
+            .await
+            .unwrap();
+    }
+    let q = |expr: &str| format!("filter={}", expr.replace(' ', "%20").replace('"', "%22"));
+    let (_, _, rows) = agent
+        .get_json(&format!(
+            "/v1/health/service/app?{}",
+            q("Service.Tags contains \"v1\"")
+        ))
+        .await
+        .unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 1, "{rows}");
+    assert_eq!(rows[0]["Service"]["ID"], "a1");
+    let (_, _, rows) = agent
+        .get_json(&format!(
+            "/v1/catalog/service/app?{}",
+            q("ServicePort == 81")
+        ))
+        .await
+        .unwrap();
+    assert_eq!(rows[0]["ServiceID"], "a2");
+    let (_, _, svcs) = agent
+        .get_json(&format!("/v1/agent/services?{}", q("Meta.team == a2")))
+        .await
+        .unwrap();
+    assert_eq!(svcs.as_object().unwrap().keys().collect::<Vec<_>>(), ["a2"]);
+    let (_, _, names) = agent
+        .get_json(&format!(
+            "/v1/catalog/services?{}",
+            q("ServiceName == app and \"prod\" in ServiceTags")
+        ))
+        .await
+        .unwrap();
+    assert_eq!(names, json!({"app": ["prod", "v1"]}));
+    let r = agent
+        .client
+        .get(agent.url("/v1/catalog/nodes?filter=Node%20%3D%3D"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+}
