@@ -20,6 +20,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/catalog/services", get(services))
         .route("/v1/catalog/service/{name}", get(service))
         .route("/v1/catalog/node/{node}", get(node))
+        .route("/v1/catalog/connect/{service}", get(connect))
 }
 
 async fn register(State(s): State<AppState>, params: Params, body: Bytes) -> ApiResult {
@@ -171,4 +172,14 @@ async fn filtered_services(
         .map(|(name, tags)| (name, tags.into_iter().collect()))
         .collect();
     Ok(s.ok(params, Some(meta), &map))
+}
+
+/// `/v1/catalog/connect/:service`: the Connect-capable instances as flat catalog rows.
+async fn connect(State(s): State<AppState>, Path(name): Path<String>, params: Params) -> ApiResult {
+    let (meta, rows) = super::health::connect_instances(&s, &params, &name).await?;
+    let rows: Vec<ServiceNode> = rows
+        .iter()
+        .map(|e| ServiceNode::new(&e.node, &e.service))
+        .collect();
+    s.ok_filtered(&params, Some(meta), &rows)
 }

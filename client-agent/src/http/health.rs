@@ -3,7 +3,7 @@
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::Router;
-use concord_api::catalog::CheckStatus;
+use concord_api::catalog::{CheckServiceNode, CheckStatus, NodeService};
 use concord_api::rpc::{Query, QueryResult};
 
 use super::{unexpected, ApiError, ApiResult, AppState, Params};
@@ -14,6 +14,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/health/checks/{service}", get(service_checks))
         .route("/v1/health/node/{node}", get(node_checks))
         .route("/v1/health/state/{state}", get(state))
+        .route("/v1/health/connect/{service}", get(connect))
 }
 
 async fn service(State(s): State<AppState>, Path(name): Path<String>, params: Params) -> ApiResult {
@@ -72,5 +73,89 @@ async fn checks(s: &AppState, params: &Params, query: Query) -> ApiResult {
     match s.read(params, query).await? {
         (meta, QueryResult::Checks(c)) => s.ok_filtered(params, Some(meta), &c),
         (_, other) => Err(unexpected(other)),
+    }
+}
+
+/// Instances that accept Connect traffic for `service`: sidecar proxies (`Kind`
+/// `connect-proxy`) whose `Proxy.DestinationServiceName` is the service, and the service's own
+/// Connect-native instances (`Connect.Native`). Read from the whole catalog and selected
+/// here; the index is the catalog's, so blocking wakes on any change to it.
+pub(super) async fn connect_instances(
+    s: &AppState,
+    params: &Params,
+    service: &str,
+) -> Result<(concord_api::rpc::QueryMeta, Vec<CheckServiceNode>), ApiError> {
+    let (meta, instances) = match s.read(params, Query::CatalogDump).await? {
+        (meta, QueryResult::CatalogDump { instances, .. }) => (meta, instances),
+        (_, other) => return Err(unexpected(other)),
+    };
+    if params.names_peer() {
+        return Ok((meta, Vec::new()));
+    }
+    let tags = params.all("tag");
+    let node_meta = params.node_meta()?;
+    let passing = params.flag("passing");
+    let rows = instances
+        .into_iter()
+        .filter(|e| is_connect_capable(&e.service, service))
+        .filter(|e| {
+            tags.iter()
+                .all(|t| e.service.tags.iter().any(|x| x.eq_ignore_ascii_case(t)))
+        })
+        .filter(|e| node_meta.iter().all(|(k, v)| e.node.meta.get(k) == Some(v)))
+        .filter(|e| !passing || e.aggregate_status() == CheckStatus::Passing)
+        .collect();
+    Ok((meta, rows))
+}
+
+fn is_connect_capable(svc: &NodeService, service: &str) -> bool {
+    let proxy_for = |field: &str| {
+        svc.proxy
+            .as_ref()
+            .and_then(|p| p.get(field))
+            .and_then(|v| v.as_str())
+            == Some(service)
+    };
+    let native = svc
+        .connect
+        .as_ref()
+        .and_then(|c| c.get("Native"))
+        .and_then(serde_json::Value::as_bool)
+        == Some(true);
+    (svc.kind == "connect-proxy" && proxy_for("DestinationServiceName"))
+        || (svc.service == service && native)
+}
+
+async fn connect(State(s): State<AppState>, Path(name): Path<String>, params: Params) -> ApiResult {
+    let (meta, rows) = connect_instances(&s, &params, &name).await?;
+    s.ok_filtered(&params, Some(meta), &rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn connect_capable_instances() {
+        let proxy = NodeService {
+            service: "web-sidecar-proxy".into(),
+            kind: "connect-proxy".into(),
+            proxy: Some(json!({"DestinationServiceName": "web"})),
+            ..NodeService::default()
+        };
+        let native = NodeService {
+            service: "web".into(),
+            connect: Some(json!({"Native": true})),
+            ..NodeService::default()
+        };
+        let plain = NodeService {
+            service: "web".into(),
+            ..NodeService::default()
+        };
+        assert!(is_connect_capable(&proxy, "web"));
+        assert!(!is_connect_capable(&proxy, "db"));
+        assert!(is_connect_capable(&native, "web"));
+        assert!(!is_connect_capable(&plain, "web"));
     }
 }

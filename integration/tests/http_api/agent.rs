@@ -409,3 +409,43 @@ async fn filter_expressions_select_results() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 400);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_endpoints_list_proxies_and_native_services() {
+    init_tracing();
+    let agent = TestAgent::dev().await.unwrap();
+    let defs = [
+        json!({"Name": "web", "Port": 8080}),
+        json!({"Name": "web-sidecar-proxy", "Kind": "connect-proxy", "Port": 21000,
+               "Proxy": {"DestinationServiceName": "web", "LocalServicePort": 8080}}),
+        json!({"Name": "api", "Port": 9090, "Connect": {"Native": true}}),
+    ];
+    for def in defs {
+        let (code, body) = agent
+            .put("/v1/agent/service/register", def.to_string())
+            .await
+            .unwrap();
+        assert_eq!(code, 200, "{body}");
+    }
+    let (code, index, rows) = agent.get_json("/v1/health/connect/web").await.unwrap();
+    assert_eq!(code, 200);
+    assert!(index > 0);
+    let ids: Vec<_> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["Service"]["ID"].clone())
+        .collect();
+    assert_eq!(
+        ids,
+        [json!("web-sidecar-proxy")],
+        "the proxy, not web itself"
+    );
+    let (_, _, rows) = agent.get_json("/v1/catalog/connect/api").await.unwrap();
+    assert_eq!(
+        rows[0]["ServiceID"], "api",
+        "native services serve themselves"
+    );
+    let (_, _, rows) = agent.get_json("/v1/catalog/connect/db").await.unwrap();
+    assert_eq!(rows, json!([]));
+}
