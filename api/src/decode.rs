@@ -153,6 +153,16 @@ pub fn canonicalize(value: Value) -> Value {
     }
 }
 
+/// Go's `strconv.ParseBool`, which Consul uses for boolean query parameters and CLI flags
+/// (clients send `true`, `1`, or Python's `True`).
+pub fn parse_go_bool(v: &str) -> Option<bool> {
+    match v {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
 /// A request body that is not valid JSON for the expected type.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Write as _;
 
+use concord_api::decode::parse_go_bool;
 use serde::de::DeserializeOwned;
 
 /// The agent's address when neither a flag nor the environment names one.
@@ -185,15 +186,6 @@ pub(crate) fn parse_flags_with(
     }
     parsed.args = args[i..].to_vec();
     Ok(parsed)
-}
-
-/// Go's `strconv.ParseBool`.
-fn parse_go_bool(v: &str) -> Option<bool> {
-    match v {
-        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
-        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
-        _ => None,
-    }
 }
 
 /// Parses flags, or prints why not (with the usage) and gives the exit code: 0 for help,

@@ -26,6 +26,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use concord_api::decode::parse_go_bool;
 use concord_api::duration::parse_duration;
 use concord_api::rpc::{Consistency, Query, QueryMeta, QueryOptions, QueryResult, MAX_WAIT_MS};
 use serde::Serialize;
@@ -313,16 +314,6 @@ impl AgentCore {
         v: &T,
     ) -> Response {
         self.json(params, StatusCode::OK, meta, v)
-    }
-}
-
-/// Go's `strconv.ParseBool`: what Consul accepts for boolean parameters (py-consul sends
-/// Python's `True`).
-pub fn parse_go_bool(v: &str) -> Option<bool> {
-    match v {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
-        _ => None,
     }
 }
 

@@ -1,6 +1,7 @@
 //! Evaluation of a parsed filter against one JSON element, with go-bexpr's coercions of a raw
 //! value to the type it is compared with.
 
+use concord_api::decode::parse_go_bool;
 use serde_json::{Number, Value};
 
 use super::{Expr, Match, Test};
@@ -103,15 +104,6 @@ fn number_equals(n: &Number, raw: &str) -> bool {
     match (raw.parse::<f64>(), n.as_f64()) {
         (Ok(wanted), Some(f)) => f == wanted,
         _ => false,
-    }
-}
-
-/// Go's `strconv.ParseBool`.
-fn parse_go_bool(raw: &str) -> Option<bool> {
-    match raw {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
-        _ => None,
     }
 }
 

@@ -255,7 +255,7 @@ async fn deregister_service(
 fn parse_enable(params: &Params) -> Result<bool, ApiError> {
     match params.get("enable") {
         None | Some("") => Err(ApiError::BadRequest("Missing value for enable".to_string())),
-        Some(v) => super::parse_go_bool(v)
+        Some(v) => concord_api::decode::parse_go_bool(v)
             .ok_or_else(|| ApiError::BadRequest(format!("Invalid value for enable: \"{v}\""))),
     }
 }
