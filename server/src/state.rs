@@ -80,6 +80,12 @@ pub(crate) struct Tables {
     lock_delays: BTreeMap<String, u64>,
     sessions: BTreeMap<String, Session>,
     indexes: BTreeMap<&'static str, u64>,
+    /// Service name to the index of the last change to any of its instances, their checks,
+    /// or the nodes (and node checks) they run on: Consul's `service.<name>` index. Health
+    /// and catalog queries for one service block on this, so a write elsewhere in the
+    /// catalog does not wake every service watcher (Consul issues #1244, #4984). Entries
+    /// outlive the service, so a deregistration still moves the index forward.
+    service_indexes: BTreeMap<String, u64>,
     /// Undo log of a running KV transaction, so a failed one leaves no trace.
     journal: Option<Journal>,
     /// Whether the current apply changed any table (then watchers are woken).

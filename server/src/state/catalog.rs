@@ -124,8 +124,36 @@ impl Tables {
             None => node.raft.create_index = index,
         }
         node.raft.modify_index = index;
-        self.nodes.insert(node.node.clone(), node);
+        let name = node.node.clone();
+        self.nodes.insert(name.clone(), node);
         self.bump(NODES, index);
+        self.bump_services_on_node(&name, index);
+    }
+
+    /// Records that instances of service `name` changed at `index`.
+    fn bump_service(&mut self, name: &str, index: u64) {
+        self.service_indexes.insert(name.to_string(), index);
+    }
+
+    /// A node-level change (the node record, a node check) affects every service on it.
+    fn bump_services_on_node(&mut self, node: &str, index: u64) {
+        let names: BTreeSet<String> = on_node(&self.services, node)
+            .map(|(_, svc)| svc.service.clone())
+            .collect();
+        for name in names {
+            self.bump_service(&name, index);
+        }
+    }
+
+    /// The index a query about one service blocks on: the service's own index, or, for a
+    /// name never registered, the services table's (which its first registration moves).
+    /// Never 0.
+    fn service_index(&self, name: &str) -> u64 {
+        self.service_indexes
+            .get(name)
+            .copied()
+            .unwrap_or_else(|| self.table_index(SERVICES))
+            .max(1)
     }
 
     fn upsert_service(&mut self, index: u64, node: &str, mut svc: NodeService) {
@@ -136,9 +164,15 @@ impl Tables {
                 if svc == *existing {
                     return;
                 }
+                // A renamed instance leaves its old service's results.
+                if existing.service != svc.service {
+                    let old = existing.service.clone();
+                    self.bump_service(&old, index);
+                }
             }
             None => svc.raft.create_index = index,
         }
+        self.bump_service(&svc.service, index);
         svc.raft.modify_index = index;
         // Checks denormalize the service's name and tags: keep them in step.
         let check_keys: Vec<NodeScoped> = on_node(&self.checks, node)
@@ -184,6 +218,12 @@ impl Tables {
         };
         if !unchanged {
             check.raft.modify_index = index;
+            if check.service_id.is_empty() {
+                self.bump_services_on_node(&key.0, index);
+            } else {
+                let name = check.service_name.clone();
+                self.bump_service(&name, index);
+            }
             self.checks.insert(key.clone(), check);
             self.bump(CHECKS, index);
         }
@@ -251,10 +291,11 @@ impl Tables {
 
     fn delete_service(&mut self, index: u64, node: &str, service_id: &str, now_ms: UnixMillis) {
         let key = (node.to_string(), service_id.to_string());
-        if self.services.remove(&key).is_none() {
+        let Some(removed) = self.services.remove(&key) else {
             return;
-        }
+        };
         self.bump(SERVICES, index);
+        self.bump_service(&removed.service, index);
         let check_ids: Vec<String> = on_node(&self.checks, node)
             .filter(|(_, c)| c.service_id == service_id)
             .map(|((_, id), _)| id.clone())
@@ -266,10 +307,15 @@ impl Tables {
 
     fn delete_check(&mut self, index: u64, node: &str, check_id: &str, now_ms: UnixMillis) {
         let key = (node.to_string(), check_id.to_string());
-        if self.checks.remove(&key).is_none() {
+        let Some(removed) = self.checks.remove(&key) else {
             return;
-        }
+        };
         self.bump(CHECKS, index);
+        if removed.service_id.is_empty() {
+            self.bump_services_on_node(node, index);
+        } else {
+            self.bump_service(&removed.service_name, index);
+        }
         self.invalidate_check_sessions(index, node, check_id, now_ms);
     }
 
@@ -347,10 +393,7 @@ impl Tables {
             })
             .map(|(node, svc)| ServiceNode::new(node, svc))
             .collect();
-        (
-            self.max_index(&[NODES, SERVICES]),
-            QueryResult::ServiceNodes(rows),
-        )
+        (self.service_index(service), QueryResult::ServiceNodes(rows))
     }
 
     pub(super) fn node_services_query(&self, node: &str) -> (u64, QueryResult) {
@@ -393,10 +436,7 @@ impl Tables {
         if passing {
             rows.retain(|row| row.checks.iter().all(|c| c.status == CheckStatus::Passing));
         }
-        (
-            self.max_index(&[NODES, SERVICES, CHECKS]),
-            QueryResult::Health(rows),
-        )
+        (self.service_index(service), QueryResult::Health(rows))
     }
 
     fn checks_where(
@@ -426,10 +466,7 @@ impl Tables {
         let checks = self.checks_where(node_meta, |c| {
             !c.service_id.is_empty() && c.service_name == service
         });
-        (
-            self.max_index(&[NODES, CHECKS]),
-            QueryResult::Checks(checks),
-        )
+        (self.service_index(service), QueryResult::Checks(checks))
     }
 
     pub(super) fn node_checks_query(&self, node: &str) -> (u64, QueryResult) {

@@ -26,6 +26,9 @@ pub(super) struct Dump {
     sessions: Vec<Session>,
     /// Table name ([`schema`]) to last-modified index.
     indexes: BTreeMap<String, u64>,
+    /// Service name to its last-modified index.
+    #[serde(default)]
+    service_indexes: BTreeMap<String, u64>,
 }
 
 impl Tables {
@@ -55,6 +58,7 @@ impl Tables {
                 .iter()
                 .map(|(t, i)| (t.to_string(), *i))
                 .collect(),
+            service_indexes: self.service_indexes.clone(),
         }
     }
 
@@ -90,6 +94,7 @@ impl Tables {
                 .into_iter()
                 .filter_map(|(name, i)| schema::table(&name).map(|t| (t, i)))
                 .collect(),
+            service_indexes: dump.service_indexes,
             journal: None,
             changed: false,
         }

@@ -145,3 +145,89 @@ fn snapshot_round_trips_every_table() {
     }
     assert!(StateStore::restore(b"not json").is_err());
 }
+
+fn health_index(store: &StateStore, service: &str) -> u64 {
+    query(
+        store,
+        Query::HealthService {
+            service: service.into(),
+            tags: vec![],
+            passing: false,
+            node_meta: vec![],
+        },
+    )
+    .0
+}
+
+#[test]
+fn service_queries_block_on_their_own_service_index() {
+    let store = StateStore::new();
+    register_node(&store, 2, "n1");
+    register_node(&store, 3, "n2");
+    register_service(&store, 4, "n1", service("web1", "web", &[]));
+    register_service(&store, 5, "n2", service("db1", "db", &[]));
+    assert_eq!(health_index(&store, "web"), 4);
+
+    // Consul issue #1244: a change to another service must not wake web's watchers.
+    register_check(
+        &store,
+        6,
+        "n2",
+        check("db-alive", "db1", CheckStatus::Passing),
+        0,
+    );
+    apply_ok(&store, 7, kv(set("k", "v")));
+    assert_eq!(
+        health_index(&store, "web"),
+        4,
+        "db and KV writes leave web alone"
+    );
+    assert_eq!(health_index(&store, "db"), 6);
+
+    // What web's results depend on does move it: its checks, its node, its node's checks.
+    register_check(
+        &store,
+        8,
+        "n1",
+        check("web-alive", "web1", CheckStatus::Passing),
+        0,
+    );
+    assert_eq!(health_index(&store, "web"), 8);
+    register_check(
+        &store,
+        9,
+        "n1",
+        check("serfHealth", "", CheckStatus::Passing),
+        0,
+    );
+    assert_eq!(health_index(&store, "web"), 9, "node-level check");
+    assert_eq!(
+        health_index(&store, "db"),
+        6,
+        "other node's services unaffected"
+    );
+
+    // Removal moves the index too, and it never goes back.
+    apply_ok(
+        &store,
+        10,
+        Command::Deregister {
+            request: concord_api::catalog::DeregisterRequest {
+                node: "n1".into(),
+                service_id: Some("web1".into()),
+                ..Default::default()
+            },
+            now_ms: 0,
+        },
+    );
+    assert_eq!(health_index(&store, "web"), 10);
+
+    // A name never registered follows the services table, so its first instance wakes it.
+    let before = health_index(&store, "later");
+    register_service(&store, 11, "n2", service("later1", "later", &[]));
+    assert!(health_index(&store, "later") > before);
+
+    // The per-service indexes survive a snapshot round trip.
+    let restored = StateStore::restore(&store.snapshot().unwrap()).unwrap();
+    assert_eq!(health_index(&restored, "db"), 6);
+}
