@@ -1,5 +1,10 @@
 //! `concord`: one binary for the agent (client, server or `-dev`) and the Consul-style CLI.
 //! Each subcommand group lives in its own module; this file only dispatches.
+//!
+//! # Layout
+//! - `agent`: `concord agent` (flags, JSON config files, listeners, server + agent).
+//! - `client`: what the client commands share: Go-style flags, the HTTP client, output.
+//! - `kv`, `catalog`, `services`, `members`: one module per command group.
 
 mod agent;
 mod catalog;

@@ -11,7 +11,7 @@
 //! - [`local`]: local services and checks, and which of them the catalog lacks.
 //! - [`ae`]: anti-entropy, the loop that pushes local state to the catalog.
 //! - [`definition`]: validation and defaults of service and check definitions.
-//! - [`checks`]: HTTP, TCP and TTL health checks run by the agent.
+//! - [`checks`]: HTTP, TCP, TTL and script health checks run by the agent.
 //! - [`filter`]: Consul's `?filter=` expressions (go-bexpr) over JSON results.
 //! - [`catalog_cache`]: the agent's in-memory copy of the catalog, fed by a blocking query.
 //! - [`dns`]: the DNS server (hickory) answering from that copy.
