@@ -74,88 +74,29 @@ const AGENT_FLAGS: &[Flag] = &[
     flag("enable-local-script-checks", Kind::Bool),
 ];
 
-/// `concord agent` flags, typed.
-#[derive(Debug, Default)]
-struct Flags {
-    dev: bool,
-    server: bool,
-    bootstrap_expect: Option<usize>,
-    bootstrap: bool,
-    data_dir: Option<PathBuf>,
-    node: Option<String>,
-    node_id: Option<String>,
-    datacenter: Option<String>,
-    bind: Option<IpAddr>,
-    advertise: Option<IpAddr>,
-    client: Option<IpAddr>,
-    http_port: Option<u16>,
-    dns_port: Option<i32>,
-    server_port: Option<u16>,
-    serf_lan_port: Option<u16>,
-    serf_wan_port: Option<u16>,
-    log_level: Option<String>,
-    config_file: Vec<PathBuf>,
-    config_dir: Vec<PathBuf>,
-    node_meta: Vec<String>,
-    domain: Option<String>,
-    pid_file: Option<PathBuf>,
-    enable_script_checks: bool,
-    enable_local_script_checks: bool,
+/// Parses the flags; `Err` after printing help or a usage error, or for a stray argument.
+fn parse_args(args: &[String]) -> Result<Parsed, ParseOutcome> {
+    let p = report_usage(parse_flags_with(args, AGENT_FLAGS, &[]), USAGE)
+        .map_err(ParseOutcome::Exit)?;
+    if let Some(extra) = p.args.first() {
+        return Err(ParseOutcome::Error(anyhow::anyhow!(
+            "unexpected argument {extra:?}\n\n{USAGE}"
+        )));
+    }
+    Ok(p)
 }
 
-impl Flags {
-    /// Parses and types the flags; `Err(code)` after printing help or the error.
-    fn parse(args: &[String]) -> Result<Flags, ParseOutcome> {
-        let p = report_usage(parse_flags_with(args, AGENT_FLAGS, &[]), USAGE)
-            .map_err(ParseOutcome::Exit)?;
-        if let Some(extra) = p.args.first() {
-            return Err(ParseOutcome::Error(anyhow::anyhow!(
-                "unexpected argument {extra:?}\n\n{USAGE}"
-            )));
-        }
-        Self::from_parsed(&p).map_err(ParseOutcome::Error)
-    }
-
-    fn from_parsed(p: &Parsed) -> anyhow::Result<Flags> {
-        fn typed<T: std::str::FromStr>(p: &Parsed, name: &str) -> anyhow::Result<Option<T>>
-        where
-            T::Err: std::fmt::Display,
-        {
-            p.value(name)
-                .map(|v| {
-                    v.parse::<T>()
-                        .map_err(|e| anyhow::anyhow!("invalid value {v:?} for -{name}: {e}"))
-                })
-                .transpose()
-        }
-        let paths = |name: &str| p.list(name).iter().map(PathBuf::from).collect();
-        Ok(Flags {
-            dev: p.bool("dev"),
-            server: p.bool("server"),
-            bootstrap_expect: typed(p, "bootstrap-expect")?,
-            bootstrap: p.bool("bootstrap"),
-            data_dir: p.value("data-dir").map(PathBuf::from),
-            node: p.value("node").map(str::to_string),
-            node_id: p.value("node-id").map(str::to_string),
-            datacenter: p.value("datacenter").map(str::to_string),
-            bind: typed(p, "bind")?,
-            advertise: typed(p, "advertise")?,
-            client: typed(p, "client")?,
-            http_port: typed(p, "http-port")?,
-            dns_port: typed(p, "dns-port")?,
-            server_port: typed(p, "server-port")?,
-            serf_lan_port: typed(p, "serf-lan-port")?,
-            serf_wan_port: typed(p, "serf-wan-port")?,
-            log_level: p.value("log-level").map(str::to_string),
-            config_file: paths("config-file"),
-            config_dir: paths("config-dir"),
-            node_meta: p.list("node-meta").to_vec(),
-            domain: p.value("domain").map(str::to_string),
-            pid_file: p.value("pid-file").map(PathBuf::from),
-            enable_script_checks: p.bool("enable-script-checks"),
-            enable_local_script_checks: p.bool("enable-local-script-checks"),
+/// A flag's value parsed as `T`, if given.
+fn typed<T: std::str::FromStr>(p: &Parsed, name: &str) -> anyhow::Result<Option<T>>
+where
+    T::Err: std::fmt::Display,
+{
+    p.value(name)
+        .map(|v| {
+            v.parse::<T>()
+                .map_err(|e| anyhow::anyhow!("invalid value {v:?} for -{name}: {e}"))
         })
-    }
+        .transpose()
 }
 
 /// Why flag parsing stopped.
@@ -372,33 +313,51 @@ fn load_services(paths: &[PathBuf]) -> Result<Vec<ServiceDefinition>, String> {
     Ok(s.services)
 }
 
-fn settings(flags: &Flags, paths: &[PathBuf]) -> anyhow::Result<Settings> {
+/// Settings from the config files named by the flags, then the flags themselves (flags win).
+fn settings(p: &Parsed) -> anyhow::Result<(Settings, Vec<PathBuf>)> {
+    let to_paths =
+        |name: &str| -> Vec<PathBuf> { p.list(name).iter().map(PathBuf::from).collect() };
+    let paths = config_paths(&to_paths("config-file"), &to_paths("config-dir"))?;
     let mut s = Settings::default();
-    for p in paths {
-        apply_file(&mut s, p)?;
+    for path in &paths {
+        apply_file(&mut s, path)?;
     }
-    s.dev |= flags.dev;
-    s.enable_script_checks |= flags.enable_script_checks;
-    s.enable_local_script_checks |= flags.enable_local_script_checks;
-    s.server |= flags.server || flags.dev;
-    if flags.bootstrap {
+    s.dev |= p.bool("dev");
+    s.server |= p.bool("server") || s.dev;
+    s.enable_script_checks |= p.bool("enable-script-checks");
+    s.enable_local_script_checks |= p.bool("enable-local-script-checks");
+    if p.bool("bootstrap") {
         s.bootstrap_expect = Some(1);
     }
+    let text = |name: &str| p.value(name).map(str::to_string);
     macro_rules! take {
-        ($($field:ident <- $flag:ident),*) => { $( if flags.$flag.is_some() { s.$field = flags.$flag.clone(); } )* };
+        ($($field:ident <- $value:expr),* $(,)?) => { $( if let Some(v) = $value { s.$field = Some(v); } )* };
     }
-    take!(bootstrap_expect <- bootstrap_expect, data_dir <- data_dir, node_name <- node,
-        node_id <- node_id, datacenter <- datacenter, bind <- bind, advertise <- advertise,
-        client <- client, http_port <- http_port, dns_port <- dns_port,
-        server_port <- server_port, serf_lan_port <- serf_lan_port, log_level <- log_level,
-        domain <- domain, serf_wan_port <- serf_wan_port, pid_file <- pid_file);
-    for kv in &flags.node_meta {
+    take!(
+        bootstrap_expect <- typed(p, "bootstrap-expect")?,
+        data_dir <- p.value("data-dir").map(PathBuf::from),
+        node_name <- text("node"),
+        node_id <- text("node-id"),
+        datacenter <- text("datacenter"),
+        bind <- typed(p, "bind")?,
+        advertise <- typed(p, "advertise")?,
+        client <- typed(p, "client")?,
+        http_port <- typed(p, "http-port")?,
+        dns_port <- typed(p, "dns-port")?,
+        server_port <- typed(p, "server-port")?,
+        serf_lan_port <- typed(p, "serf-lan-port")?,
+        serf_wan_port <- typed(p, "serf-wan-port")?,
+        log_level <- text("log-level"),
+        domain <- text("domain"),
+        pid_file <- p.value("pid-file").map(PathBuf::from),
+    );
+    for kv in p.list("node-meta") {
         let (k, v) = kv
             .split_once(':')
             .with_context(|| format!("-node-meta {kv:?}: want key:value"))?;
         s.node_meta.push((k.to_string(), v.to_string()));
     }
-    Ok(s)
+    Ok((s, paths))
 }
 
 fn init_logging(level: &str) -> anyhow::Result<()> {
@@ -493,13 +452,12 @@ async fn shutdown_signal() {
 
 /// Runs `concord agent ARGS`.
 pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
-    let flags = match Flags::parse(&args) {
-        Ok(f) => f,
+    let parsed = match parse_args(&args) {
+        Ok(p) => p,
         Err(ParseOutcome::Exit(code)) => return Ok(code),
         Err(ParseOutcome::Error(e)) => return Err(e),
     };
-    let paths = config_paths(&flags.config_file, &flags.config_dir)?;
-    let s = settings(&flags, &paths)?;
+    let (s, paths) = settings(&parsed)?;
     init_logging(s.log_level.as_deref().unwrap_or("info"))?;
 
     let bootstrap_expect = if s.dev {
@@ -694,13 +652,14 @@ mod tests {
     fn flags_accept_consul_styles() {
         let args = ["-dev", "-http-port=0", "--dns-port", "-1", "-node", "n1"];
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let Ok(f) = Flags::parse(&args) else {
+        let Ok(p) = parse_args(&args) else {
             panic!("flags did not parse");
         };
-        assert!(f.dev);
+        let (f, _) = settings(&p).unwrap();
+        assert!(f.dev && f.server, "-dev implies a server");
         assert_eq!(f.http_port, Some(0));
         assert_eq!(f.dns_port, Some(-1));
-        assert_eq!(f.node.as_deref(), Some("n1"));
+        assert_eq!(f.node_name.as_deref(), Some("n1"));
     }
 
     #[test]
@@ -714,13 +673,16 @@ mod tests {
                 "service":{"name":"web","port":80}}"#,
         )
         .unwrap();
-        let flags = Flags {
-            node: Some("from-flag".into()),
-            config_dir: vec![dir.path().to_path_buf()],
-            ..Flags::default()
+        let args = vec![
+            "-node".to_string(),
+            "from-flag".to_string(),
+            format!("-config-dir={}", dir.path().display()),
+        ];
+        let Ok(p) = parse_args(&args) else {
+            panic!("flags did not parse");
         };
-        let paths = config_paths(&flags.config_file, &flags.config_dir).unwrap();
-        let s = settings(&flags, &paths).unwrap();
+        let (s, paths) = settings(&p).unwrap();
+        assert_eq!(paths, vec![path.clone()]);
         assert_eq!(s.datacenter.as_deref(), Some("east"));
         assert_eq!(s.node_name.as_deref(), Some("from-flag"));
         assert_eq!(s.http_port, Some(9500));

@@ -106,33 +106,28 @@ impl<'a> Parser<'a> {
     /// `OrExpression <- AndExpression _ "or" _ OrExpression / AndExpression`, as a loop: the
     /// terms are evaluated left to right either way.
     fn or_expr(&mut self) -> Option<Expr> {
-        let mut terms = vec![self.and_expr()?];
-        loop {
-            let before = self.pos;
-            if self.words(&["or"], Some(EXPRESSION)) {
-                if let Some(term) = self.and_expr() {
-                    terms.push(term);
-                    continue;
-                }
-            }
-            self.pos = before;
-            break;
-        }
-        if terms.len() == 1 {
-            terms.pop()
-        } else {
-            Some(Expr::Or(terms))
-        }
+        self.chain("or", Self::and_expr, Expr::Or)
     }
 
     /// `AndExpression <- NotExpression _ "and" _ AndExpression / NotExpression`
     fn and_expr(&mut self) -> Option<Expr> {
-        let mut terms = vec![self.not_expr()?];
+        self.chain("and", Self::not_expr, Expr::And)
+    }
+
+    /// One or more `term`s joined by `keyword`; a keyword not followed by a term is left
+    /// unread (it may be a selector), as the PEG's ordered choice would.
+    fn chain(
+        &mut self,
+        keyword: &'static str,
+        term: fn(&mut Self) -> Option<Expr>,
+        join: fn(Vec<Expr>) -> Expr,
+    ) -> Option<Expr> {
+        let mut terms = vec![term(self)?];
         loop {
             let before = self.pos;
-            if self.words(&["and"], Some(EXPRESSION)) {
-                if let Some(term) = self.not_expr() {
-                    terms.push(term);
+            if self.words(&[keyword], Some(EXPRESSION)) {
+                if let Some(next) = term(self) {
+                    terms.push(next);
                     continue;
                 }
             }
@@ -142,7 +137,7 @@ impl<'a> Parser<'a> {
         if terms.len() == 1 {
             terms.pop()
         } else {
-            Some(Expr::And(terms))
+            Some(join(terms))
         }
     }
 

@@ -119,10 +119,10 @@ async fn service(State(s): State<AppState>, Path(name): Path<String>, params: Pa
 }
 
 async fn node(State(s): State<AppState>, Path(node): Path<String>, params: Params) -> ApiResult {
+    let filter = params.filter()?;
     match s.read(&params, Query::NodeServices { node }).await? {
-        (meta, QueryResult::NodeServices(Some(n))) if params.filter()?.is_some() => {
+        (meta, QueryResult::NodeServices(Some(n))) if filter.is_some() => {
             // Consul filters the node's services, not the node itself.
-            let filter = params.filter()?;
             let mut value = serde_json::to_value(&n)
                 .map_err(|e| ApiError::Internal(format!("encoding response: {e}")))?;
             if let (Some(f), Some(services)) = (filter, value.get_mut("Services")) {
