@@ -50,6 +50,34 @@ pub struct QueryOptions {
     pub consistency: Consistency,
 }
 
+impl QueryOptions {
+    /// The blocking wait this read asks for, before jitter: `None` when it does not block
+    /// (`min_index == 0`); otherwise `?wait`, 0 meaning [`DEFAULT_WAIT_MS`], capped at
+    /// [`MAX_WAIT_MS`]. The one place that turns `?wait` into a bound.
+    pub fn blocking_wait(&self) -> Option<std::time::Duration> {
+        if self.min_index == 0 {
+            return None;
+        }
+        let ms = match self.max_wait_ms {
+            0 => DEFAULT_WAIT_MS,
+            ms => ms.min(MAX_WAIT_MS),
+        };
+        Some(std::time::Duration::from_millis(ms))
+    }
+
+    /// The longest a server may hold this read: the wait plus the most jitter a server adds
+    /// ([`MAX_JITTER_FRACTION`]); zero when it does not block. Callers add their own transfer
+    /// slack on top.
+    pub fn max_blocking(&self) -> std::time::Duration {
+        self.blocking_wait()
+            .map_or(std::time::Duration::ZERO, |w| w + w / MAX_JITTER_FRACTION)
+    }
+}
+
+/// A server adds up to `wait / MAX_JITTER_FRACTION` of random jitter to a blocking wait, so
+/// watchers woken together do not all return together (Consul: 1/16).
+pub const MAX_JITTER_FRACTION: u32 = 16;
+
 /// What a server reports along with every read (becomes the `X-Consul-*` headers).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct QueryMeta {
@@ -284,4 +312,30 @@ pub enum RpcError {
     /// The server failed (storage, Raft, network).
     #[error("{0}")]
     Internal(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn blocking_wait_defaults_caps_and_jitter_bound() {
+        let opts = |min_index, max_wait_ms| QueryOptions {
+            min_index,
+            max_wait_ms,
+            consistency: Consistency::Default,
+        };
+        assert_eq!(opts(0, 1000).blocking_wait(), None);
+        assert_eq!(opts(0, 1000).max_blocking(), Duration::ZERO);
+        assert_eq!(
+            opts(5, 0).blocking_wait(),
+            Some(Duration::from_millis(DEFAULT_WAIT_MS))
+        );
+        assert_eq!(
+            opts(5, u64::MAX).blocking_wait(),
+            Some(Duration::from_millis(MAX_WAIT_MS))
+        );
+        assert_eq!(opts(5, 1600).max_blocking(), Duration::from_millis(1700));
+    }
 }

@@ -1,0 +1,183 @@
+//! One server RPC call: `POST` a JSON body to `http://addr/path`, decode a `2xx` reply as the
+//! response type, and anything else as the peer's [`RpcError`] (see [`concord_api::rpc`]).
+//!
+//! Callers differ only in what a failure means to them (an agent tries the next server, a
+//! follower reports the leader unreachable, openraft backs off), so the failure is returned
+//! classified ([`CallError`]) rather than already mapped.
+
+use std::time::Duration;
+
+use concord_api::rpc::RpcError;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Why a call produced no decoded reply.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// No connection could be made (refused, no route): the peer saw nothing.
+    #[error("{addr} unreachable: {message}")]
+    Connect {
+        /// The peer.
+        addr: String,
+        /// What the transport said.
+        message: String,
+    },
+    /// The request may have reached the peer, but the exchange failed (timeout, reset,
+    /// unreadable or undecodable reply).
+    #[error("RPC to {addr} failed: {message}")]
+    Transport {
+        /// The peer.
+        addr: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The peer answered with an error: its [`RpcError`] body, or its status and text
+    /// wrapped in [`RpcError::Internal`] when the body is not one.
+    #[error("{0}")]
+    Remote(RpcError),
+}
+
+impl CallError {
+    /// The error an agent-facing caller reports: a remote error unchanged, a transport
+    /// failure in Consul's `rpc error making call` words.
+    pub fn into_rpc_error(self) -> RpcError {
+        match self {
+            CallError::Remote(e) => e,
+            CallError::Connect { message, .. } | CallError::Transport { message, .. } => {
+                RpcError::Internal(format!("rpc error making call: {message}"))
+            }
+        }
+    }
+}
+
+/// An HTTP client for server RPC. Cheap to clone (one shared connection pool).
+#[derive(Clone, Debug)]
+pub struct RpcHttp {
+    client: reqwest::Client,
+}
+
+impl RpcHttp {
+    /// A client that never routes through an HTTP proxy from the environment: server RPC
+    /// addresses are always direct.
+    pub fn new() -> Result<Self, CallError> {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .map_err(|e| CallError::Transport {
+                addr: String::new(),
+                message: format!("building HTTP client: {e}"),
+            })?;
+        Ok(RpcHttp { client })
+    }
+
+    /// `POST`s `body` as JSON to `http://{addr}{path}` with the given extra headers and
+    /// returns the decoded `2xx` reply.
+    pub async fn post<Req: Serialize + ?Sized, Resp: DeserializeOwned>(
+        &self,
+        addr: &str,
+        path: &str,
+        body: &Req,
+        headers: &[(&'static str, &'static str)],
+        timeout: Duration,
+    ) -> Result<Resp, CallError> {
+        let transport = |message: String| CallError::Transport {
+            addr: addr.to_string(),
+            message,
+        };
+        let mut request = self
+            .client
+            .post(format!("http://{addr}{path}"))
+            .json(body)
+            .timeout(timeout);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.map_err(|e| {
+            if e.is_connect() {
+                CallError::Connect {
+                    addr: addr.to_string(),
+                    message: e.to_string(),
+                }
+            } else {
+                transport(e.to_string())
+            }
+        })?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| transport(format!("reading reply: {e}")))?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes)
+                .map_err(|e| transport(format!("decoding reply: {e}")));
+        }
+        Err(CallError::Remote(
+            serde_json::from_slice::<RpcError>(&bytes).unwrap_or_else(|_| {
+                RpcError::Internal(format!(
+                    "{addr} answered {status}: {}",
+                    String::from_utf8_lossy(&bytes)
+                ))
+            }),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::StatusCode;
+    use axum::routing::post;
+    use axum::{Json, Router};
+
+    async fn serve(app: Router) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        addr
+    }
+
+    #[tokio::test]
+    async fn decodes_replies_and_remote_errors() {
+        let app = Router::new()
+            .route(
+                "/ok",
+                post(|Json(n): Json<u64>| async move { Json(n + 1) }),
+            )
+            .route(
+                "/err",
+                post(|| async {
+                    (
+                        StatusCode::BAD_REQUEST,
+                        Json(RpcError::Invalid("nope".into())),
+                    )
+                }),
+            )
+            .route(
+                "/text",
+                post(|| async { (StatusCode::BAD_GATEWAY, "upstream gone") }),
+            );
+        let addr = serve(app).await;
+        let http = RpcHttp::new().unwrap();
+        let t = Duration::from_secs(5);
+        let n: u64 = http.post(&addr, "/ok", &41u64, &[], t).await.unwrap();
+        assert_eq!(n, 42);
+        let err = http.post::<_, u64>(&addr, "/err", &1u64, &[], t).await;
+        assert!(matches!(err, Err(CallError::Remote(RpcError::Invalid(m))) if m == "nope"));
+        let err = http.post::<_, u64>(&addr, "/text", &1u64, &[], t).await;
+        assert!(
+            matches!(err, Err(CallError::Remote(RpcError::Internal(m))) if m.contains("upstream gone"))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_closed_port_is_a_connect_error() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        drop(listener);
+        let http = RpcHttp::new().unwrap();
+        let err = http
+            .post::<_, u64>(&addr, "/x", &1u64, &[], Duration::from_secs(5))
+            .await;
+        assert!(matches!(err, Err(CallError::Connect { .. })), "{err:?}");
+    }
+}
