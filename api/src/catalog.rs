@@ -7,6 +7,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::duration::GoDuration;
 
+/// ID (and default session node check) of the node check that stands for gossip health, which
+/// the leader keeps on every member's node (Consul's `structs.SerfCheckID`).
+pub const SERF_HEALTH_CHECK_ID: &str = "serfHealth";
+/// Name of that check (Consul's `structs.SerfCheckName`).
+pub const SERF_HEALTH_CHECK_NAME: &str = "Serf Health Status";
+/// Output of that check while the member is alive (Consul's `structs.SerfCheckAliveOutput`).
+pub const SERF_HEALTH_ALIVE_OUTPUT: &str = "Agent alive and reachable";
+/// Output of that check once the member failed (Consul's `structs.SerfCheckFailedOutput`).
+pub const SERF_HEALTH_FAILED_OUTPUT: &str = "Agent not live or unreachable";
+/// Name and ID of the service every server provides, and the `role` gossip tag of servers.
+pub const CONSUL_SERVICE: &str = "consul";
+
 /// The Raft indexes every stored record carries.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "PascalCase")]
