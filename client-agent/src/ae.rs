@@ -13,20 +13,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use concord_api::catalog::{DeregisterRequest, RegisterRequest};
-use concord_api::rpc::{Query, QueryOptions, QueryResult, RpcError, WriteRequest};
+use concord_api::rpc::{QueryOptions, RpcError};
 use rand::Rng;
 use tokio::sync::{Mutex, Notify};
 
 use crate::config::Config;
 use crate::local::LocalState;
-use crate::rpc_client::ServerClient;
+use crate::rpc_client::ServerRpc;
 
 /// Syncs local state to the catalog.
 #[derive(Debug)]
 pub struct AntiEntropy {
     config: Arc<Config>,
     state: Arc<LocalState>,
-    client: Arc<ServerClient>,
+    rpc: Arc<dyn ServerRpc>,
     sync_lock: Mutex<()>,
     trigger: Notify,
     /// Counts successful and failed syncs (exported as metrics).
@@ -44,11 +44,11 @@ pub struct SyncStats {
 
 impl AntiEntropy {
     /// A syncer for this agent.
-    pub fn new(config: Arc<Config>, state: Arc<LocalState>, client: Arc<ServerClient>) -> Self {
+    pub fn new(config: Arc<Config>, state: Arc<LocalState>, rpc: Arc<dyn ServerRpc>) -> Self {
         AntiEntropy {
             config,
             state,
-            client,
+            rpc,
             sync_lock: Mutex::new(()),
             trigger: Notify::new(),
             stats: SyncStats::default(),
@@ -124,28 +124,17 @@ impl AntiEntropy {
 
     async fn reconcile_and_push(&self) -> Result<(), RpcError> {
         let node = self.config.node_name.clone();
-        let services = self
-            .client
-            .read(
-                Query::NodeServices { node: node.clone() },
+        let (_, remote_node) = self
+            .rpc
+            .node_services(node.clone(), QueryOptions::default())
+            .await?;
+        let (_, remote_checks) = self
+            .rpc
+            .checks(
+                concord_api::rpc::Query::NodeChecks { node },
                 QueryOptions::default(),
             )
             .await?;
-        let checks = self
-            .client
-            .read(
-                Query::NodeChecks { node: node.clone() },
-                QueryOptions::default(),
-            )
-            .await?;
-        let remote_node = match services.result {
-            QueryResult::NodeServices(n) => n,
-            other => return Err(unexpected(&other)),
-        };
-        let remote_checks = match checks.result {
-            QueryResult::Checks(c) => c,
-            other => return Err(unexpected(&other)),
-        };
         let remote_services: Vec<_> = remote_node
             .as_ref()
             .map(|n| n.services.values().cloned().collect())
@@ -156,9 +145,7 @@ impl AntiEntropy {
                 && n.node.id == self.config.node_id
         });
         if !node_current {
-            self.client
-                .write(WriteRequest::Register(self.node_registration()))
-                .await?;
+            self.rpc.register(self.node_registration()).await?;
         }
         let (extra_services, extra_checks) = self.state.reconcile(&remote_services, &remote_checks);
         for id in extra_services {
@@ -188,7 +175,7 @@ impl AntiEntropy {
             let mut req = self.node_registration();
             req.service = Some(service.service.clone());
             req.checks = checks.iter().map(|c| c.check.clone()).collect();
-            self.client.write(WriteRequest::Register(req)).await?;
+            self.rpc.register(req).await?;
             self.state
                 .service_synced(&service.service.id, service.version);
             for c in checks {
@@ -198,7 +185,7 @@ impl AntiEntropy {
         for check in &plan.checks {
             let mut req = self.node_registration();
             req.check = Some(check.check.clone());
-            self.client.write(WriteRequest::Register(req)).await?;
+            self.rpc.register(req).await?;
             self.state
                 .check_synced(&check.check.check_id, check.version);
         }
@@ -224,7 +211,7 @@ impl AntiEntropy {
             service_id,
             check_id,
         };
-        match self.client.write(WriteRequest::Deregister(req)).await {
+        match self.rpc.deregister(req).await {
             // Already gone is what we wanted.
             Ok(_) | Err(RpcError::NotFound(_)) => Ok(()),
             Err(e) => Err(e),
@@ -246,8 +233,4 @@ impl AntiEntropy {
             ..RegisterRequest::default()
         }
     }
-}
-
-fn unexpected(result: &QueryResult) -> RpcError {
-    RpcError::Internal(format!("unexpected RPC result: {result:?}"))
 }

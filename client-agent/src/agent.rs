@@ -1,43 +1,23 @@
-//! The agent itself: wires local state, health checks, anti-entropy, the catalog cache,
-//! the HTTP API and DNS together, and runs them until shutdown or `/v1/agent/leave`.
+//! The agent's shared state, [`AgentCore`]: local services and checks, their runners, the
+//! syncer and the server RPC seam, and the operations that keep them consistent
+//! (register/deregister, TTL updates, config reload). HTTP handlers and the background tasks
+//! started by [`crate::serve::run`] call these; this module starts nothing itself.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use concord_api::agent::ServiceDefinition;
 use concord_api::catalog::{CheckStatus, HealthCheck};
-use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, Notify};
 
 use crate::ae::AntiEntropy;
-use crate::catalog_cache::{self, CatalogSnapshot, CatalogView};
-use crate::checks::{CheckResult, Checks};
+use crate::catalog_cache::CatalogView;
+use crate::checks::{CheckResult, Checks, TtlError, CHECK_RESULTS_CAPACITY};
 use crate::config::Config;
 use crate::definition::{prepare_service, PreparedCheck, PreparedService};
 use crate::local::LocalState;
 use crate::metrics::Metrics;
 use crate::persist::Persist;
-use crate::rpc_client::ServerClient;
-
-/// Sockets the agent serves on, bound by the caller (tests bind port 0).
-#[derive(Debug)]
-pub struct Listeners {
-    /// HTTP API.
-    pub http: TcpListener,
-    /// DNS over UDP and TCP on the same port; `None` disables DNS (`ports.dns = -1`).
-    pub dns: Option<(UdpSocket, TcpListener)>,
-}
-
-/// Why the agent stopped abnormally.
-#[derive(Debug, thiserror::Error)]
-pub enum AgentError {
-    /// The HTTP server failed.
-    #[error("HTTP server: {0}")]
-    Http(std::io::Error),
-    /// The DNS server failed.
-    #[error("DNS server: {0}")]
-    Dns(String),
-}
+use crate::rpc_client::ServerRpc;
 
 /// Shared state of a running agent; what HTTP handlers see.
 pub struct AgentCore {
@@ -45,8 +25,8 @@ pub struct AgentCore {
     pub config: Arc<Config>,
     /// Services and checks registered here.
     pub local: Arc<LocalState>,
-    /// Server RPC client.
-    pub client: Arc<ServerClient>,
+    /// The servers (real ones, or a fake in tests).
+    pub rpc: Arc<dyn ServerRpc>,
     /// Catalog syncer.
     pub ae: Arc<AntiEntropy>,
     /// Check runners.
@@ -76,22 +56,18 @@ impl AgentCore {
     /// [`AgentCore::apply_check_results`] must drain.
     pub fn new(
         config: Config,
+        rpc: Arc<dyn ServerRpc>,
         catalog: CatalogView,
-    ) -> (Arc<Self>, mpsc::UnboundedReceiver<CheckResult>) {
+    ) -> (Arc<Self>, mpsc::Receiver<CheckResult>) {
         let config = Arc::new(config);
         let local = Arc::new(LocalState::new());
-        let client = Arc::new(ServerClient::new(config.servers.clone()));
-        let ae = Arc::new(AntiEntropy::new(
-            config.clone(),
-            local.clone(),
-            client.clone(),
-        ));
+        let ae = Arc::new(AntiEntropy::new(config.clone(), local.clone(), rpc.clone()));
         let persist = Persist::new(config.data_dir.as_deref());
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(CHECK_RESULTS_CAPACITY);
         let core = Arc::new(AgentCore {
             config,
             local,
-            client,
+            rpc,
             ae,
             checks: Checks::new(tx),
             metrics: Metrics::default(),
@@ -186,10 +162,7 @@ impl AgentCore {
     }
 
     /// Applies check results to local state as they arrive; status changes are synced.
-    pub async fn apply_check_results(
-        self: Arc<Self>,
-        mut rx: mpsc::UnboundedReceiver<CheckResult>,
-    ) {
+    pub async fn apply_check_results(self: Arc<Self>, mut rx: mpsc::Receiver<CheckResult>) {
         while let Some(result) = rx.recv().await {
             if self
                 .local
@@ -252,8 +225,8 @@ impl AgentCore {
     }
 
     /// Re-registers the services and checks persisted by an earlier run.
-    async fn restore_persisted(&self) {
-        for def in self.persist.services() {
+    pub(crate) async fn restore_persisted(&self) {
+        for def in self.persist.services().await {
             match prepare_service(
                 &def,
                 &self.config.node_name,
@@ -265,7 +238,7 @@ impl AgentCore {
                 }
             }
         }
-        for def in self.persist.checks() {
+        for def in self.persist.checks().await {
             match crate::definition::prepare_check(
                 &def,
                 &self.config.node_name,
@@ -287,7 +260,9 @@ impl AgentCore {
         }
     }
 
-    async fn reap_critical(self: Arc<Self>) {
+    /// Deregisters services whose checks stayed critical past their
+    /// `DeregisterCriticalServiceAfter`; runs until its task is aborted.
+    pub(crate) async fn reap_critical(self: Arc<Self>) {
         let mut tick = tokio::time::interval(self.config.reap_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -298,84 +273,4 @@ impl AgentCore {
             }
         }
     }
-}
-
-/// Why a TTL update failed.
-#[derive(Debug, PartialEq, Eq)]
-pub enum TtlError {
-    /// No such check.
-    Unknown,
-    /// The check is not a TTL check.
-    NotTtl,
-}
-
-/// Runs the agent until `shutdown` resolves or `/v1/agent/leave` is called.
-pub async fn run(
-    config: Config,
-    listeners: Listeners,
-    shutdown: impl std::future::Future<Output = ()> + Send,
-) -> Result<(), AgentError> {
-    let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(CatalogSnapshot::default()));
-    let dns_config = config.dns.clone();
-    let initial_services = config.services.clone();
-    let (core, results) = AgentCore::new(config, snapshot_rx.clone());
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
-
-    let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(core.clone().apply_check_results(results));
-    // Local state must be complete before the first full sync, or that sync would remove
-    // from the catalog the services this agent is about to restore.
-    let errors = core.load_config_services(&initial_services).await;
-    for e in errors {
-        tracing::error!("invalid service in configuration: {e}");
-    }
-    core.restore_persisted().await;
-    tasks.spawn(core.clone().reap_critical());
-    tasks.spawn(core.ae.clone().run(stopped()));
-    tasks.spawn(catalog_cache::follow(
-        core.client.clone(),
-        snapshot_tx,
-        stopped(),
-    ));
-
-    let app = crate::http::router(core.clone());
-    let http_stop = stopped();
-    let http = tokio::spawn(async move {
-        axum::serve(listeners.http, app)
-            .with_graceful_shutdown(http_stop)
-            .await
-    });
-    let dns_stop = stopped();
-    let dns = tokio::spawn(async move {
-        match listeners.dns {
-            Some((udp, tcp)) => {
-                crate::dns::serve(dns_config, udp, tcp, snapshot_rx, dns_stop).await
-            }
-            None => Ok(()),
-        }
-    });
-    tracing::info!(node = %core.config.node_name, "agent running");
-
-    tokio::select! {
-        _ = shutdown => tracing::info!("agent shutting down"),
-        _ = core.leave.notified() => tracing::info!("agent leaving on request"),
-    }
-    let _ = stop_tx.send(true);
-    core.checks.shutdown();
-    tasks.abort_all();
-    let http_result = tokio::time::timeout(Duration::from_secs(5), http).await;
-    let dns_result = tokio::time::timeout(Duration::from_secs(5), dns).await;
-    if let Ok(Ok(Err(e))) = http_result {
-        return Err(AgentError::Http(e));
-    }
-    if let Ok(Ok(Err(e))) = dns_result {
-        return Err(AgentError::Dns(e.to_string()));
-    }
-    Ok(())
 }

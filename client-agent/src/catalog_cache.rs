@@ -26,11 +26,11 @@ pub type CatalogView = tokio::sync::watch::Receiver<Arc<CatalogSnapshot>>;
 /// Keeps `tx` fed with the latest catalog until `shutdown`: one blocking query at a time,
 /// stale reads (any server may answer, as Consul's DNS does), backing off on errors.
 pub async fn follow(
-    client: Arc<crate::rpc_client::ServerClient>,
+    rpc: Arc<dyn crate::rpc_client::ServerRpc>,
     tx: tokio::sync::watch::Sender<Arc<CatalogSnapshot>>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    use concord_api::rpc::{Consistency, Query, QueryOptions, QueryResult};
+    use concord_api::rpc::{Consistency, QueryOptions};
     use std::time::Duration;
 
     const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -49,21 +49,19 @@ pub async fn follow(
         };
         let response = tokio::select! {
             _ = &mut shutdown => return,
-            r = client.read(Query::CatalogDump, options) => r,
+            r = rpc.catalog_dump(options) => r,
         };
         match response {
-            Ok(r) => {
+            Ok((meta, (nodes, instances))) => {
                 backoff = MIN_BACKOFF;
                 // An index going backwards means the servers restored a snapshot: start over.
-                let new_index = r.meta.index;
-                if let QueryResult::CatalogDump { nodes, instances } = r.result {
-                    if new_index != index || index == 0 {
-                        tx.send_replace(Arc::new(CatalogSnapshot {
-                            index: new_index,
-                            nodes,
-                            instances,
-                        }));
-                    }
+                let new_index = meta.index;
+                if new_index != index || index == 0 {
+                    tx.send_replace(Arc::new(CatalogSnapshot {
+                        index: new_index,
+                        nodes,
+                        instances,
+                    }));
                 }
                 index = if new_index < index { 0 } else { new_index };
             }

@@ -28,7 +28,7 @@ use concord_api::agent::CheckDefinition;
 use concord_api::catalog::CheckStatus;
 use concord_api::duration::{format_duration, GoDuration};
 use rand::Rng as _;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 /// Per-run timeout of script checks when the definition sets none (Consul's).
@@ -43,6 +43,11 @@ pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Most output bytes a check keeps (Consul's default `OutputMaxSize`).
 pub const OUTPUT_MAX_SIZE: usize = 4096;
+
+/// Room for check results not yet applied to local state. Applying one is a short in-memory
+/// update, so the queue only fills if the agent stalls; then a check waits for room before
+/// reporting (its next run waits too), and no result is dropped.
+pub const CHECK_RESULTS_CAPACITY: usize = 256;
 
 /// Longest random delay before an interval check's first run. Consul staggers over the whole
 /// interval so that many checks registered at once (agent start) do not fire together; we
@@ -348,6 +353,15 @@ pub fn truncate_output(output: &str) -> Cow<'_, str> {
     ))
 }
 
+/// Why a TTL update from the API failed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TtlError {
+    /// No such check.
+    Unknown,
+    /// The check is not a TTL check.
+    NotTtl,
+}
+
 /// `ttl_update` named a check that is not running, or is not a TTL check.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("Unknown check ID {check_id:?}. Ensure that the check ID is passed, not the check name.")]
@@ -363,7 +377,7 @@ pub struct UnknownCheck {
 /// in the channel; the receiver should ignore results for checks it no longer has.
 #[derive(Debug)]
 pub struct Checks {
-    results: mpsc::UnboundedSender<CheckResult>,
+    results: mpsc::Sender<CheckResult>,
     /// A std mutex: every critical section is short and never awaits.
     inner: Mutex<Inner>,
 }
@@ -378,9 +392,22 @@ struct Inner {
 #[derive(Debug)]
 struct Running {
     live: Live,
-    task: JoinHandle<()>,
-    /// Feeds TTL updates to the task; `None` for HTTP and TCP checks.
-    ttl_updates: Option<mpsc::UnboundedSender<ttl::Update>>,
+    /// Taken only by [`Running::stop`]; always `Some` before.
+    task: Option<JoinHandle<()>>,
+    /// Feeds TTL updates to the task; `None` for the other kinds.
+    ttl_updates: Option<watch::Sender<Option<ttl::Update>>>,
+}
+
+impl Running {
+    /// Stops the task and hands back its handle, to await the end of the abort.
+    fn stop(mut self) -> Option<JoinHandle<()>> {
+        *lock(&self.live) = false;
+        let task = self.task.take();
+        if let Some(task) = &task {
+            task.abort();
+        }
+        task
+    }
 }
 
 impl Drop for Running {
@@ -388,7 +415,9 @@ impl Drop for Running {
         // Clear `live` first: `abort` alone cannot stop a task that is mid-poll on another
         // worker thread from sending one last result.
         *lock(&self.live) = false;
-        self.task.abort();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
     }
 }
 
@@ -404,7 +433,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Checks {
     /// A runner that reports every result on `results`.
-    pub fn new(results: mpsc::UnboundedSender<CheckResult>) -> Self {
+    pub fn new(results: mpsc::Sender<CheckResult>) -> Self {
         Checks {
             results,
             inner: Mutex::new(Inner::default()),
@@ -429,8 +458,7 @@ impl Checks {
         };
         let (task, ttl_updates) = match spec {
             CheckSpec::Ttl { ttl } => {
-                let (tx, rx) = mpsc::unbounded_channel();
-                let check = ttl::TtlCheck::new(ttl, rx);
+                let (check, tx) = ttl::TtlCheck::new(ttl);
                 (tokio::spawn(check.run(report)), Some(tx))
             }
             CheckSpec::Http {
@@ -482,7 +510,7 @@ impl Checks {
             check_id.to_string(),
             Running {
                 live,
-                task,
+                task: Some(task),
                 ttl_updates,
             },
         );
@@ -508,10 +536,10 @@ impl Checks {
             .get(check_id)
             .and_then(|r| r.ttl_updates.as_ref());
         let sent = updates.is_some_and(|tx| {
-            tx.send(ttl::Update {
+            tx.send(Some(ttl::Update {
                 status,
                 output: output.to_string(),
-            })
+            }))
             .is_ok()
         });
         if sent {
@@ -523,11 +551,22 @@ impl Checks {
         }
     }
 
-    /// Stops every check; later [`Checks::add`] calls are ignored.
-    pub fn shutdown(&self) {
-        let mut inner = lock(&self.inner);
-        inner.shut_down = true;
-        inner.running.clear();
+    /// Stops every check and waits until their tasks have ended; later [`Checks::add`]
+    /// calls are ignored.
+    pub async fn shutdown(&self) {
+        let tasks: Vec<JoinHandle<()>> = {
+            let mut inner = lock(&self.inner);
+            inner.shut_down = true;
+            inner
+                .running
+                .drain()
+                .filter_map(|(_, r)| r.stop())
+                .collect()
+        };
+        for task in tasks {
+            // Aborted: the only outcome is cancellation (or a panic already logged).
+            let _ = task.await;
+        }
     }
 }
 
@@ -535,16 +574,22 @@ impl Checks {
 #[derive(Debug)]
 struct Reporter {
     check_id: String,
-    results: mpsc::UnboundedSender<CheckResult>,
+    results: mpsc::Sender<CheckResult>,
     live: Live,
 }
 
 impl Reporter {
-    fn report(&self, status: CheckStatus, output: String) {
+    /// Waits for room in the results queue (see [`CHECK_RESULTS_CAPACITY`]), then sends
+    /// unless the check was stopped meanwhile. Room is reserved before `live` is locked, so
+    /// the lock is never held across an await and "check, then send" stays atomic.
+    async fn report(&self, status: CheckStatus, output: String) {
+        // A closed channel means the agent is shutting down: nobody needs the result.
+        let Ok(permit) = self.results.reserve().await else {
+            return;
+        };
         let live = lock(&self.live);
         if *live {
-            // A closed channel means the agent is shutting down: nobody needs the result.
-            let _ = self.results.send(CheckResult {
+            permit.send(CheckResult {
                 check_id: self.check_id.clone(),
                 status,
                 output,
@@ -570,7 +615,7 @@ where
     tokio::time::sleep(initial_stagger(interval)).await;
     loop {
         let (status, output) = probe().await;
-        report.report(status, output);
+        report.report(status, output).await;
         tokio::time::sleep(interval).await;
     }
 }
@@ -791,7 +836,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn remove_stops_results() {
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (tx, mut rx) = mpsc::channel(16);
         let checks = Checks::new(tx);
         tracing::info!("a removed TTL check never expires");
         checks.add("ttl", CheckSpec::Ttl { ttl: secs(10) });
@@ -809,7 +854,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn add_replaces_a_running_check() {
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (tx, mut rx) = mpsc::channel(16);
         let checks = Checks::new(tx);
         checks.add("c", CheckSpec::Ttl { ttl: secs(5) });
         tokio::time::sleep(secs(3)).await;
@@ -828,7 +873,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn ttl_update_needs_a_running_ttl_check() {
-        let (tx, _rx) = mpsc::unbounded_channel();
+        let (tx, _rx) = mpsc::channel(16);
         let checks = Checks::new(tx);
         checks.add(
             "tcp",
@@ -854,11 +899,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn shutdown_stops_all_and_ignores_later_adds() {
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (tx, mut rx) = mpsc::channel(16);
         let checks = Checks::new(tx);
         checks.add("a", CheckSpec::Ttl { ttl: secs(1) });
         checks.add("b", CheckSpec::Ttl { ttl: secs(2) });
-        checks.shutdown();
+        checks.shutdown().await;
         checks.add("c", CheckSpec::Ttl { ttl: secs(1) });
         tokio::time::sleep(secs(10)).await;
         assert!(rx.try_recv().is_err());

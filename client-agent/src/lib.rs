@@ -3,11 +3,12 @@
 //! crate: everything it knows of the catalog arrives over server RPC as `concord_api` types.
 //!
 //! # Layout
-//! - [`agent`]: [`agent::run`] wires everything below together; [`agent::AgentCore`] is the
-//!   state HTTP handlers share.
-//! - [`config`]: the agent's [`config::Config`].
+//! - [`serve`]: [`serve::run`] starts everything below on the caller's sockets and stops it
+//!   all on shutdown.
 //! - [`http`]: Consul's HTTP API (`/v1/agent`, `catalog`, `health`, `kv`, `txn`, `session`,
-//!   `status`) on axum.
+//!   `status`) on axum; one extractor for the common query parameters, one reply helper.
+//! - [`agent`]: [`agent::AgentCore`], the state HTTP handlers share, and the operations on it.
+//! - [`config`]: the agent's [`config::Config`].
 //! - [`local`]: local services and checks, and which of them the catalog lacks.
 //! - [`ae`]: anti-entropy, the loop that pushes local state to the catalog.
 //! - [`definition`]: validation and defaults of service and check definitions.
@@ -15,7 +16,8 @@
 //! - [`filter`]: Consul's `?filter=` expressions (go-bexpr) over JSON results.
 //! - [`catalog_cache`]: the agent's in-memory copy of the catalog, fed by a blocking query.
 //! - [`dns`]: the DNS server (hickory) answering from that copy.
-//! - [`rpc_client`]: the client of server RPC.
+//! - [`rpc_client`]: the seam to the servers: the [`rpc_client::ServerRpc`] trait, the real
+//!   client over `concord_net`, typed queries; an in-memory fake in tests.
 //! - [`persist`]: API-registered services and checks kept in the data dir across restarts.
 //! - [`metrics`]: `/v1/agent/metrics` in JSON and Prometheus formats.
 
@@ -32,6 +34,7 @@ pub mod local;
 pub mod metrics;
 pub mod persist;
 pub mod rpc_client;
+pub mod serve;
 
-pub use agent::{run, Listeners};
 pub use config::Config;
+pub use serve::{run, AgentError, Listeners};

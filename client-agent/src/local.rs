@@ -255,6 +255,8 @@ impl LocalState {
             })
             .map(|c| c.check.service_id.clone())
             .collect();
+        // Several checks of one service may expire together; `dedup` only merges neighbours.
+        ids.sort();
         ids.dedup();
         ids
     }

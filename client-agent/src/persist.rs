@@ -3,10 +3,13 @@
 //! sent (re-validated on load), as Consul does. Without this, the first anti-entropy sync
 //! after a restart would remove them from the catalog.
 //!
-//! Files are named by the hex of the ID (IDs may contain `/` or `:`), written to a temporary
-//! name and renamed so a crash never leaves half a definition.
+//! Files are named by the hex of the ID (IDs may contain `/` or `:`). A write goes to a
+//! temporary name, is fsynced, renamed over the real name, and the directory is fsynced: a
+//! crash leaves the old definition or the new one, never half of one, and an acknowledged
+//! registration survives a power loss. All file work runs on tokio's blocking pool
+//! (`spawn_blocking`), never on the async worker threads that serve requests.
 
-use std::io;
+use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 
 use concord_api::agent::{CheckDefinition, ServiceDefinition};
@@ -31,94 +34,124 @@ impl Persist {
         }
     }
 
-    fn write<T: Serialize>(&self, kind: &str, id: &str, value: &T) -> io::Result<()> {
-        let Some(root) = &self.root else {
-            return Ok(());
+    /// Runs `f` on the root directory on the blocking pool; without a root, does nothing.
+    async fn blocking<T: Default + Send + 'static>(
+        &self,
+        f: impl FnOnce(&Path) -> io::Result<T> + Send + 'static,
+    ) -> io::Result<T> {
+        let Some(root) = self.root.clone() else {
+            return Ok(T::default());
         };
-        let dir = root.join(kind);
-        std::fs::create_dir_all(&dir)?;
-        let path = dir.join(file_name(id));
-        let tmp = dir.join(format!(".{}.tmp", file_name(id)));
+        tokio::task::spawn_blocking(move || f(&root))
+            .await
+            .map_err(io::Error::other)?
+    }
+
+    async fn write<T: Serialize>(&self, kind: &'static str, id: &str, value: &T) -> io::Result<()> {
+        // Encode here: the value is borrowed and the closure must own what it uses.
         let bytes = serde_json::to_vec(value).map_err(io::Error::other)?;
-        std::fs::write(&tmp, bytes)?;
-        std::fs::rename(&tmp, &path)
+        let name = file_name(id);
+        self.blocking(move |root| write_durably(&root.join(kind), &name, &bytes))
+            .await
     }
 
-    fn remove(&self, kind: &str, id: &str) -> io::Result<()> {
-        let Some(root) = &self.root else {
-            return Ok(());
-        };
-        match std::fs::remove_file(root.join(kind).join(file_name(id))) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
+    async fn remove(&self, kind: &'static str, id: &str) -> io::Result<()> {
+        let name = file_name(id);
+        self.blocking(
+            move |root| match std::fs::remove_file(root.join(kind).join(name)) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            },
+        )
+        .await
     }
 
-    fn load<T: DeserializeOwned>(&self, kind: &str) -> Vec<T> {
-        let Some(root) = &self.root else {
-            return Vec::new();
-        };
-        let Ok(entries) = std::fs::read_dir(root.join(kind)) else {
-            return Vec::new();
-        };
-        let mut paths: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "json"))
-            .collect();
-        paths.sort();
-        paths
-            .into_iter()
-            .filter_map(|p| match std::fs::read(&p).map(|b| serde_json::from_slice(&b)) {
-                Ok(Ok(v)) => Some(v),
-                Ok(Err(e)) => {
-                    tracing::warn!(file = %p.display(), error = %e, "skipping unreadable definition");
-                    None
-                }
-                Err(e) => {
-                    tracing::warn!(file = %p.display(), error = %e, "skipping unreadable definition");
-                    None
-                }
-            })
-            .collect()
+    async fn load<T: DeserializeOwned + Send + 'static>(&self, kind: &'static str) -> Vec<T> {
+        let loaded = self
+            .blocking(move |root| Ok(load_dir(&root.join(kind))))
+            .await;
+        loaded.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "could not read persisted definitions");
+            Vec::new()
+        })
     }
 
     /// Records a service definition under its ID.
-    pub fn save_service(&self, id: &str, def: &ServiceDefinition) -> io::Result<()> {
-        self.write("services", id, def)
+    pub async fn save_service(&self, id: &str, def: &ServiceDefinition) -> io::Result<()> {
+        self.write("services", id, def).await
     }
 
     /// Forgets a service definition.
-    pub fn remove_service(&self, id: &str) -> io::Result<()> {
-        self.remove("services", id)
+    pub async fn remove_service(&self, id: &str) -> io::Result<()> {
+        self.remove("services", id).await
     }
 
     /// Records a standalone check definition under its ID.
-    pub fn save_check(&self, id: &str, def: &CheckDefinition) -> io::Result<()> {
-        self.write("checks", id, def)
+    pub async fn save_check(&self, id: &str, def: &CheckDefinition) -> io::Result<()> {
+        self.write("checks", id, def).await
     }
 
     /// Forgets a check definition.
-    pub fn remove_check(&self, id: &str) -> io::Result<()> {
-        self.remove("checks", id)
+    pub async fn remove_check(&self, id: &str) -> io::Result<()> {
+        self.remove("checks", id).await
     }
 
     /// Every persisted service definition.
-    pub fn services(&self) -> Vec<ServiceDefinition> {
-        self.load("services")
+    pub async fn services(&self) -> Vec<ServiceDefinition> {
+        self.load("services").await
     }
 
     /// Every persisted check definition.
-    pub fn checks(&self) -> Vec<CheckDefinition> {
-        self.load("checks")
+    pub async fn checks(&self) -> Vec<CheckDefinition> {
+        self.load("checks").await
     }
+}
+
+/// Writes `bytes` to `dir/name` so that a crash leaves either the old file or the new one:
+/// temporary file, fsync, rename, fsync of the directory (which makes the rename durable).
+fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&tmp, dir.join(name))?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Every readable definition in `dir`, in file-name order; unreadable ones are logged and
+/// skipped (a missing directory is simply empty).
+fn load_dir<T: DeserializeOwned>(dir: &Path) -> Vec<T> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .filter_map(|p| {
+            let parsed = std::fs::read(&p)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()));
+            parsed
+                .map_err(|e| {
+                    tracing::warn!(file = %p.display(), error = %e, "skipping unreadable definition")
+                })
+                .ok()
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn round_trips_and_removes() {
+    #[tokio::test]
+    async fn round_trips_and_removes() {
         let dir = tempfile::tempdir().unwrap();
         let p = Persist::new(Some(dir.path()));
         let def = ServiceDefinition {
@@ -126,17 +159,26 @@ mod tests {
             id: Some("web/1".into()),
             ..ServiceDefinition::default()
         };
-        p.save_service("web/1", &def).unwrap();
-        assert_eq!(p.services(), vec![def]);
-        p.remove_service("web/1").unwrap();
-        p.remove_service("web/1").unwrap();
-        assert!(p.services().is_empty());
+        p.save_service("web/1", &def).await.unwrap();
+        assert_eq!(p.services().await, vec![def.clone()]);
+        tracing::info!("a second save replaces the first, leaving no temporary file");
+        p.save_service("web/1", &def).await.unwrap();
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("services"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, [file_name("web/1")]);
+        p.remove_service("web/1").await.unwrap();
+        p.remove_service("web/1").await.unwrap();
+        assert!(p.services().await.is_empty());
     }
 
-    #[test]
-    fn without_a_dir_nothing_is_kept() {
+    #[tokio::test]
+    async fn without_a_dir_nothing_is_kept() {
         let p = Persist::new(None);
-        p.save_service("x", &ServiceDefinition::default()).unwrap();
-        assert!(p.services().is_empty());
+        p.save_service("x", &ServiceDefinition::default())
+            .await
+            .unwrap();
+        assert!(p.services().await.is_empty());
     }
 }

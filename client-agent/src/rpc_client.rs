@@ -1,74 +1,74 @@
-//! The agent's client for server RPC (see [`concord_api::rpc`]).
+//! The agent's one seam to the servers: the [`ServerRpc`] trait (a read and a write, see
+//! [`concord_api::rpc`]), its real implementation [`ServerClient`], and typed queries on top
+//! of it so that callers never match a [`QueryResult`] or [`WriteResult`] themselves.
 //!
 //! Any server answers any request (followers forward to the leader), so the client only
 //! needs *a* reachable server: it starts with the one that answered last and rotates through
-//! the configured list on transport errors.
+//! the configured list when a server cannot be reached or the exchange fails. A server's own
+//! answer (even an error) ends the rotation: another server would say the same.
 
+#[cfg(test)]
+pub(crate) mod fake;
+
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use concord_api::rpc::{
-    Query, QueryOptions, ReadRequest, ReadResponse, RpcError, WriteRequest, WriteResponse,
-    DEFAULT_WAIT_MS, MAX_WAIT_MS, READ_PATH, WRITE_PATH,
+use concord_api::catalog::{
+    CheckServiceNode, DeregisterRequest, HealthCheck, Node, NodeServices, RegisterRequest,
+    ServiceNode,
 };
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+use concord_api::kv::{KvEntry, KvOp, TxnResponse};
+use concord_api::rpc::{
+    Query, QueryMeta, QueryOptions, QueryResult, ReadRequest, ReadResponse, RpcError, WriteRequest,
+    WriteResponse, WriteResult, READ_PATH, WRITE_PATH,
+};
+use concord_api::session::Session;
+use concord_net::rpc::{CallError, RpcHttp};
 
-/// Extra time allowed beyond a blocking query's wait before the HTTP request is abandoned
-/// (covers the server's jitter of up to wait/16 plus transfer time).
+/// Extra time allowed beyond a blocking query's longest server-side hold before the HTTP
+/// request is abandoned (transfer time and a slow server).
 const BLOCKING_SLACK: Duration = Duration::from_secs(30);
 /// Timeout of non-blocking requests.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Server RPC as the agent sees it. [`ServerClient`] talks to real servers; tests use an
+/// in-memory fake. Object safe: the agent holds an `Arc<dyn ServerRpc>`.
+#[async_trait::async_trait]
+pub trait ServerRpc: Send + Sync + std::fmt::Debug {
+    /// Runs a read; blocks server-side when `options.min_index > 0`.
+    async fn read(&self, query: Query, options: QueryOptions) -> Result<ReadResponse, RpcError>;
+
+    /// Runs a write through Raft.
+    async fn write(&self, request: WriteRequest) -> Result<WriteResponse, RpcError>;
+}
+
 /// Talks to the servers' RPC endpoints.
 #[derive(Debug)]
 pub struct ServerClient {
-    http: reqwest::Client,
+    http: RpcHttp,
     servers: Vec<SocketAddr>,
     current: AtomicUsize,
 }
 
 impl ServerClient {
-    /// A client for these servers' RPC addresses.
-    pub fn new(servers: Vec<SocketAddr>) -> Self {
-        ServerClient {
-            http: reqwest::Client::new(),
+    /// A client for these servers' RPC addresses. Fails only if no HTTP client can be built
+    /// (the TLS backend failed to initialise).
+    pub fn new(servers: Vec<SocketAddr>) -> Result<Self, RpcError> {
+        let http = RpcHttp::new().map_err(CallError::into_rpc_error)?;
+        Ok(ServerClient {
+            http,
             servers,
             current: AtomicUsize::new(0),
-        }
+        })
     }
 
-    /// Runs a read; blocks server-side when `options.min_index > 0`.
-    pub async fn read(
-        &self,
-        query: Query,
-        options: QueryOptions,
-    ) -> Result<ReadResponse, RpcError> {
-        let wait = if options.min_index > 0 {
-            let ms = match options.max_wait_ms {
-                0 => DEFAULT_WAIT_MS,
-                ms => ms.min(MAX_WAIT_MS),
-            };
-            Duration::from_millis(ms + ms / 16) + BLOCKING_SLACK
-        } else {
-            REQUEST_TIMEOUT
-        };
-        self.call(READ_PATH, &ReadRequest { query, options }, wait)
-            .await
-    }
-
-    /// Runs a write through Raft.
-    pub async fn write(&self, request: WriteRequest) -> Result<WriteResponse, RpcError> {
-        self.call(WRITE_PATH, &request, REQUEST_TIMEOUT).await
-    }
-
-    async fn call<B: Serialize, T: DeserializeOwned>(
-        &self,
-        path: &str,
-        body: &B,
-        timeout: Duration,
-    ) -> Result<T, RpcError> {
+    async fn call<B, T>(&self, path: &str, body: &B, timeout: Duration) -> Result<T, RpcError>
+    where
+        B: serde::Serialize + Sync,
+        T: serde::de::DeserializeOwned,
+    {
         if self.servers.is_empty() {
             return Err(RpcError::Internal("No known Consul servers".to_string()));
         }
@@ -76,42 +76,282 @@ impl ServerClient {
         let mut last_err = None;
         for attempt in 0..self.servers.len() {
             let idx = (start + attempt) % self.servers.len();
-            let url = format!("http://{}{}", self.servers[idx], path);
-            let sent = self
-                .http
-                .post(&url)
-                .json(body)
-                .timeout(timeout)
-                .send()
-                .await;
-            let response = match sent {
-                Ok(r) => r,
-                Err(e) => {
-                    // Transport failure: try the next server.
-                    tracing::debug!(server = %self.servers[idx], error = %e, "server RPC failed");
-                    last_err = Some(RpcError::Internal(format!("rpc error making call: {e}")));
-                    continue;
+            let addr = self.servers[idx].to_string();
+            match self.http.post(&addr, path, body, &[], timeout).await {
+                Ok(reply) => {
+                    self.current.store(idx, Ordering::Relaxed);
+                    return Ok(reply);
                 }
-            };
-            self.current.store(idx, Ordering::Relaxed);
-            let status = response.status();
-            let bytes = response
-                .bytes()
-                .await
-                .map_err(|e| RpcError::Internal(format!("rpc error reading response: {e}")))?;
-            if status.is_success() {
-                return serde_json::from_slice(&bytes)
-                    .map_err(|e| RpcError::Internal(format!("rpc decode error: {e}")));
+                Err(CallError::Remote(e)) => {
+                    self.current.store(idx, Ordering::Relaxed);
+                    return Err(e);
+                }
+                Err(e) => {
+                    // This server is unreachable or the exchange broke: try the next one.
+                    tracing::debug!(server = %addr, error = %e, "server RPC failed");
+                    last_err = Some(e.into_rpc_error());
+                }
             }
-            return Err(
-                serde_json::from_slice::<RpcError>(&bytes).unwrap_or_else(|_| {
-                    RpcError::Internal(format!(
-                        "rpc error: {status}: {}",
-                        String::from_utf8_lossy(&bytes)
-                    ))
-                }),
-            );
         }
         Err(last_err.unwrap_or(RpcError::NoLeader))
+    }
+}
+
+#[async_trait::async_trait]
+impl ServerRpc for ServerClient {
+    async fn read(&self, query: Query, options: QueryOptions) -> Result<ReadResponse, RpcError> {
+        let timeout = if options.min_index > 0 {
+            options.max_blocking() + BLOCKING_SLACK
+        } else {
+            REQUEST_TIMEOUT
+        };
+        self.call(READ_PATH, &ReadRequest { query, options }, timeout)
+            .await
+    }
+
+    async fn write(&self, request: WriteRequest) -> Result<WriteResponse, RpcError> {
+        self.call(WRITE_PATH, &request, REQUEST_TIMEOUT).await
+    }
+}
+
+/// A read's answer with its index and leader information.
+pub type Read<T> = Result<(QueryMeta, T), RpcError>;
+
+/// The one place a reply of the wrong kind becomes an error (a server bug or version skew).
+fn mismatch<T: std::fmt::Debug>(what: &T) -> RpcError {
+    RpcError::Internal(format!("unexpected RPC result: {what:?}"))
+}
+
+/// Typed reads and writes: each names the [`Query`] or [`WriteRequest`] it sends and the one
+/// result variant it accepts.
+impl dyn ServerRpc {
+    async fn read_as<T>(
+        &self,
+        query: Query,
+        options: QueryOptions,
+        pick: impl FnOnce(QueryResult) -> Result<T, QueryResult>,
+    ) -> Read<T> {
+        let response = self.read(query, options).await?;
+        let value = pick(response.result).map_err(|other| mismatch(&other))?;
+        Ok((response.meta, value))
+    }
+
+    async fn write_as<T>(
+        &self,
+        request: WriteRequest,
+        pick: impl FnOnce(WriteResult) -> Result<T, WriteResult>,
+    ) -> Result<T, RpcError> {
+        let response = self.write(request).await?;
+        pick(response.result).map_err(|other| mismatch(&other))
+    }
+
+    /// `Query::Nodes`.
+    pub async fn nodes(
+        &self,
+        node_meta: Vec<(String, String)>,
+        o: QueryOptions,
+    ) -> Read<Vec<Node>> {
+        self.read_as(Query::Nodes { node_meta }, o, |r| match r {
+            QueryResult::Nodes(n) => Ok(n),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// `Query::Services`: service name to the union of its tags.
+    pub async fn services(
+        &self,
+        node_meta: Vec<(String, String)>,
+        o: QueryOptions,
+    ) -> Read<BTreeMap<String, Vec<String>>> {
+        self.read_as(Query::Services { node_meta }, o, |r| match r {
+            QueryResult::Services(m) => Ok(m),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// `Query::ServiceNodes` (pass that query).
+    pub async fn service_nodes(&self, query: Query, o: QueryOptions) -> Read<Vec<ServiceNode>> {
+        self.read_as(query, o, |r| match r {
+            QueryResult::ServiceNodes(rows) => Ok(rows),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// `Query::NodeServices`; `None` for an unknown node.
+    pub async fn node_services(&self, node: String, o: QueryOptions) -> Read<Option<NodeServices>> {
+        self.read_as(Query::NodeServices { node }, o, |r| match r {
+            QueryResult::NodeServices(n) => Ok(n),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// `Query::HealthService` (pass that query).
+    pub async fn health_service(
+        &self,
+        query: Query,
+        o: QueryOptions,
+    ) -> Read<Vec<CheckServiceNode>> {
+        self.read_as(query, o, |r| match r {
+            QueryResult::Health(rows) => Ok(rows),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// `Query::ServiceChecks`, `NodeChecks` or `ChecksInState`.
+    pub async fn checks(&self, query: Query, o: QueryOptions) -> Read<Vec<HealthCheck>> {
+        self.read_as(query, o, |r| match r {
+            QueryResult::Checks(c) => Ok(c),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// `Query::CatalogDump`: every node, and every instance with its checks.
+    pub async fn catalog_dump(&self, o: QueryOptions) -> Read<(Vec<Node>, Vec<CheckServiceNode>)> {
+        self.read_as(Query::CatalogDump, o, |r| match r {
+            QueryResult::CatalogDump { nodes, instances } => Ok((nodes, instances)),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// `Query::KvGet` or `KvList`; empty when nothing matches.
+    pub async fn kv(&self, query: Query, o: QueryOptions) -> Read<Vec<KvEntry>> {
+        self.read_as(query, o, |r| match r {
+            QueryResult::Kv(entries) => Ok(entries),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// `Query::KvKeys`.
+    pub async fn kv_keys(
+        &self,
+        prefix: String,
+        separator: Option<String>,
+        o: QueryOptions,
+    ) -> Read<Vec<String>> {
+        self.read_as(Query::KvKeys { prefix, separator }, o, |r| match r {
+            QueryResult::Keys(keys) => Ok(keys),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// `Query::SessionInfo`, `SessionList` or `NodeSessions`.
+    pub async fn sessions(&self, query: Query, o: QueryOptions) -> Read<Vec<Session>> {
+        self.read_as(query, o, |r| match r {
+            QueryResult::Sessions(list) => Ok(list),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// `Query::RaftStatus`: the leader's RPC address (`""` without one) and the voters'.
+    pub async fn raft_status(&self, o: QueryOptions) -> Read<(String, Vec<String>)> {
+        self.read_as(Query::RaftStatus, o, |r| match r {
+            QueryResult::RaftStatus { leader, peers } => Ok((leader, peers)),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// `WriteRequest::Register`.
+    pub async fn register(&self, request: RegisterRequest) -> Result<(), RpcError> {
+        self.write(WriteRequest::Register(request)).await.map(drop)
+    }
+
+    /// `WriteRequest::Deregister`.
+    pub async fn deregister(&self, request: DeregisterRequest) -> Result<(), RpcError> {
+        self.write(WriteRequest::Deregister(request))
+            .await
+            .map(drop)
+    }
+
+    /// `WriteRequest::Kv`: whether the operation took effect (a failed CAS or lock is
+    /// `false`).
+    pub async fn kv_write(&self, op: KvOp) -> Result<bool, RpcError> {
+        self.write_as(WriteRequest::Kv(op), |r| match r {
+            WriteResult::Bool(b) => Ok(b),
+            WriteResult::Done => Ok(true),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// `WriteRequest::Txn`.
+    pub async fn txn(&self, ops: Vec<KvOp>) -> Result<TxnResponse, RpcError> {
+        self.write_as(WriteRequest::Txn(ops), |r| match r {
+            WriteResult::Txn(response) => Ok(response),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// `WriteRequest::SessionCreate`: the new session's ID.
+    pub async fn session_create(&self, session: Session) -> Result<String, RpcError> {
+        self.write_as(WriteRequest::SessionCreate(session), |r| match r {
+            WriteResult::SessionId(id) => Ok(id),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// `WriteRequest::SessionDestroy`.
+    pub async fn session_destroy(&self, id: String) -> Result<(), RpcError> {
+        self.write(WriteRequest::SessionDestroy { id })
+            .await
+            .map(drop)
+    }
+
+    /// `WriteRequest::SessionRenew`: the renewed session, `None` if it does not exist.
+    pub async fn session_renew(&self, id: String) -> Result<Option<Session>, RpcError> {
+        self.write_as(WriteRequest::SessionRenew { id }, |r| match r {
+            WriteResult::Session(s) => Ok(s),
+            other => Err(other),
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn unreachable_servers_are_all_tried_then_reported() {
+        let closed = |_| {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let client = ServerClient::new((0..2).map(closed).collect()).unwrap();
+        let err = client
+            .write(WriteRequest::SessionDestroy { id: "x".into() })
+            .await;
+        assert!(
+            matches!(&err, Err(RpcError::Internal(m)) if m.starts_with("rpc error making call")),
+            "{err:?}"
+        );
+        let none = ServerClient::new(Vec::new()).unwrap();
+        assert_eq!(
+            none.read(Query::RaftStatus, QueryOptions::default()).await,
+            Err(RpcError::Internal("No known Consul servers".into()))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_reply_of_the_wrong_kind_is_an_internal_error() {
+        let fake = fake::FakeServers::default();
+        let rpc: &dyn ServerRpc = &fake;
+        let err = rpc.checks(Query::RaftStatus, QueryOptions::default()).await;
+        assert!(
+            matches!(&err, Err(RpcError::Internal(m)) if m.starts_with("unexpected RPC result")),
+            "{err:?}"
+        );
     }
 }

@@ -49,7 +49,7 @@ impl Check for HttpCheck {
             Err(e) => {
                 tracing::error!(check = %report.check_id, error = %e, "cannot build HTTP client");
                 let output = format!("{}: {}", self.prefix(), error_chain(&e));
-                report.report(CheckStatus::Critical, output);
+                report.report(CheckStatus::Critical, output).await;
                 return;
             }
         };
@@ -269,7 +269,7 @@ mod tests {
     }
 
     async fn first_result(spec: CheckSpec) -> CheckResult {
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (tx, mut rx) = mpsc::channel(16);
         let checks = Checks::new(tx);
         checks.add("web", spec);
         tokio::time::timeout(Duration::from_secs(10), rx.recv())
@@ -395,7 +395,7 @@ mod tests {
     #[tokio::test]
     async fn runs_every_interval() {
         let (base, _seen) = serve().await;
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (tx, mut rx) = mpsc::channel(16);
         let checks = Checks::new(tx);
         let url = format!("{base}/ok");
         checks.add(

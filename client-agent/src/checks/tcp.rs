@@ -66,7 +66,7 @@ mod tests {
         }
     }
 
-    async fn next(rx: &mut mpsc::UnboundedReceiver<CheckResult>) -> CheckResult {
+    async fn next(rx: &mut mpsc::Receiver<CheckResult>) -> CheckResult {
         tokio::time::timeout(Duration::from_secs(10), rx.recv())
             .await
             .expect("a result within 10s")
@@ -77,7 +77,7 @@ mod tests {
     async fn passing_against_a_listener() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (tx, mut rx) = mpsc::channel(16);
         let checks = Checks::new(tx);
         checks.add("db", spec(&addr, Duration::from_millis(20)));
         tracing::info!("every run connects; the kernel completes the handshake from the backlog");
@@ -99,7 +99,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         drop(listener);
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (tx, mut rx) = mpsc::channel(16);
         let checks = Checks::new(tx);
         checks.add("db", spec(&addr, Duration::from_secs(3600)));
         let r = next(&mut rx).await;
@@ -116,7 +116,7 @@ mod tests {
     async fn remove_stops_runs() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (tx, mut rx) = mpsc::channel(16);
         let checks = Checks::new(tx);
         checks.add("db", spec(&addr, Duration::from_millis(10)));
         next(&mut rx).await;

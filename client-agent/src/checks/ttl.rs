@@ -3,18 +3,20 @@
 //!
 //! Updates reach the task over a channel instead of being reported by the caller directly, so
 //! an update and an expiry are reported in the order the task saw them: an expiry can never be
-//! reported after a newer update.
+//! reported after a newer update. The channel is a `watch` (one slot, the latest update
+//! wins): callers never wait and a flood of updates cannot grow memory; updates overwritten
+//! before the task saw them are skipped, and the task always reports the newest.
 
 use std::time::Duration;
 
 use concord_api::catalog::CheckStatus;
-use tokio::sync::mpsc;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::{truncate_output, Check, Reporter};
 
 /// A status report from the application.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(super) struct Update {
     pub(super) status: CheckStatus,
     pub(super) output: String,
@@ -23,12 +25,15 @@ pub(super) struct Update {
 /// A running TTL check.
 pub(super) struct TtlCheck {
     ttl: Duration,
-    updates: mpsc::UnboundedReceiver<Update>,
+    /// `None` until the first update.
+    updates: watch::Receiver<Option<Update>>,
 }
 
 impl TtlCheck {
-    pub(super) fn new(ttl: Duration, updates: mpsc::UnboundedReceiver<Update>) -> Self {
-        TtlCheck { ttl, updates }
+    /// A TTL check fed by the returned sender; dropping the sender stops the check.
+    pub(super) fn new(ttl: Duration) -> (Self, watch::Sender<Option<Update>>) {
+        let (tx, updates) = watch::channel(None);
+        (TtlCheck { ttl, updates }, tx)
     }
 }
 
@@ -53,12 +58,18 @@ impl Check for TtlCheck {
             tokio::select! {
                 // An update that is already waiting wins over an expiry at the same time.
                 biased;
-                update = self.updates.recv() => {
+                changed = self.updates.changed() => {
                     // The sender lives in the runner's entry: gone means the check was
                     // stopped.
-                    let Some(Update { status, output }) = update else { return };
+                    if changed.is_err() {
+                        return;
+                    }
+                    let Some(Update { status, output }) = self.updates.borrow_and_update().clone()
+                    else {
+                        continue;
+                    };
                     let output = truncate_output(&output).into_owned();
-                    report.report(status, output.clone());
+                    report.report(status, output.clone()).await;
                     last_output = output;
                     deadline.as_mut().reset(Instant::now() + self.ttl);
                     armed = true;
@@ -66,7 +77,7 @@ impl Check for TtlCheck {
                 () = &mut deadline, if armed => {
                     armed = false;
                     tracing::warn!(check = %report.check_id, "check missed TTL, is now critical");
-                    report.report(CheckStatus::Critical, expired_output(&last_output));
+                    report.report(CheckStatus::Critical, expired_output(&last_output)).await;
                 }
             }
         }
@@ -87,8 +98,8 @@ mod tests {
         Duration::from_secs(s)
     }
 
-    fn ttl_check(ttl: u64) -> (Checks, mpsc::UnboundedReceiver<CheckResult>) {
-        let (tx, rx) = mpsc::unbounded_channel();
+    fn ttl_check(ttl: u64) -> (Checks, mpsc::Receiver<CheckResult>) {
+        let (tx, rx) = mpsc::channel(16);
         let checks = Checks::new(tx);
         checks.add("app", CheckSpec::Ttl { ttl: secs(ttl) });
         (checks, rx)

@@ -16,8 +16,8 @@ use concord_api::catalog::{CheckStatus, HealthCheck, NodeService};
 use concord_api::decode::decode_lenient;
 use serde_json::json;
 
-use super::{empty_ok, ApiError, ApiResult, AppState, Params};
-use crate::agent::TtlError;
+use super::{empty_ok, ApiError, ApiResult, AppState, Common, Params};
+use crate::checks::TtlError;
 use crate::definition::{attach_to_service, prepare_check, prepare_service};
 use crate::metrics::Sample;
 
@@ -67,16 +67,13 @@ fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 /// Server statistics for `Stats.consul`, from a local (stale) Raft status read. Clients such
 /// as py-consul compare `leader_addr` with `/v1/status/leader`.
 async fn server_stats(s: &AppState) -> serde_json::Value {
-    use concord_api::rpc::{Consistency, Query, QueryOptions, QueryResult};
+    use concord_api::rpc::{Consistency, QueryOptions};
     let options = QueryOptions {
         consistency: Consistency::Stale,
         ..QueryOptions::default()
     };
-    let (leader_addr, peers) = match s.client.read(Query::RaftStatus, options).await {
-        Ok(r) => match r.result {
-            QueryResult::RaftStatus { leader, peers } => (leader, peers),
-            _ => (String::new(), Vec::new()),
-        },
+    let (leader_addr, peers) = match s.rpc.raft_status(options).await {
+        Ok((_, status)) => status,
         Err(_) => (String::new(), Vec::new()),
     };
     let me = std::net::SocketAddr::new(s.config.advertise_addr, s.config.server_port).to_string();
@@ -90,7 +87,9 @@ async fn server_stats(s: &AppState) -> serde_json::Value {
     })
 }
 
+/// Consul answers `/v1/agent/self` whatever `?dc` says, so this takes no [`Common`].
 async fn agent_self(State(s): State<AppState>, params: Params) -> Response {
+    let reply = Common::unchecked(params, &s.config);
     let c = &s.config;
     let mut stats = json!({
         "agent": {"checks": s.local.checks().len().to_string(), "services": s.local.services().len().to_string()},
@@ -125,7 +124,7 @@ async fn agent_self(State(s): State<AppState>, params: Params) -> Response {
         "Meta": c.node_meta,
         "xDS": null,
     });
-    s.ok(&params, None, &body)
+    reply.ok(None, &body)
 }
 
 fn self_member(s: &AppState) -> Member {
@@ -165,9 +164,8 @@ fn self_member(s: &AppState) -> Member {
 
 /// Membership comes from gossip, which lands with the client-agent issue; until then the
 /// agent knows only itself, and says so truthfully.
-async fn members(State(s): State<AppState>, params: Params) -> ApiResult {
-    s.check_common(&params)?;
-    if params.flag("wan") {
+async fn members(State(s): State<AppState>, c: Common) -> ApiResult {
+    if c.params.flag("wan") {
         if !s.config.server {
             return Err(ApiError::Internal(
                 "Cannot list WAN members: this agent is not a server".to_string(),
@@ -177,35 +175,33 @@ async fn members(State(s): State<AppState>, params: Params) -> ApiResult {
         let mut member = self_member(&s);
         member.name = format!("{}.{}", s.config.node_name, s.config.datacenter);
         member.port = s.config.serf_wan_port;
-        return Ok(s.ok(&params, None, &vec![member]));
+        return Ok(c.ok(None, &vec![member]));
     }
-    Ok(s.ok(&params, None, &vec![self_member(&s)]))
+    Ok(c.ok(None, &vec![self_member(&s)]))
 }
 
 fn agent_view(s: &AppState, svc: NodeService) -> AgentService {
     AgentService::new(svc, &s.config.datacenter)
 }
 
-async fn services(State(s): State<AppState>, params: Params) -> ApiResult {
-    s.check_common(&params)?;
+async fn services(State(s): State<AppState>, c: Common) -> ApiResult {
     let map: BTreeMap<String, AgentService> = s
         .local
         .services()
         .into_iter()
         .map(|svc| (svc.id.clone(), agent_view(&s, svc)))
         .collect();
-    s.ok_filtered(&params, None, &map)
+    c.reply(None, &map)
 }
 
-async fn service(State(s): State<AppState>, Path(id): Path<String>, params: Params) -> ApiResult {
-    s.check_common(&params)?;
+async fn service(State(s): State<AppState>, Path(id): Path<String>, c: Common) -> ApiResult {
     let svc = s.local.service(&id).ok_or_else(|| unknown_service(&id))?;
     let mut svc = agent_view(&s, svc);
     let value = serde_json::to_value(&svc)
         .map_err(|e| ApiError::Internal(format!("encoding service: {e}")))?;
     let hash = content_hash(&value);
     svc.content_hash = hash.clone();
-    let mut response = s.ok(&params, None, &svc);
+    let mut response = c.ok(None, &svc);
     if let Ok(v) = axum::http::HeaderValue::from_str(&hash) {
         response.headers_mut().insert("x-consul-contenthash", v);
     }
@@ -223,14 +219,14 @@ fn content_hash(value: &serde_json::Value) -> String {
     format!("{h:016x}")
 }
 
-async fn register_service(State(s): State<AppState>, params: Params, body: Bytes) -> ApiResult {
-    s.check_common(&params)?;
+async fn register_service(State(s): State<AppState>, c: Common, body: Bytes) -> ApiResult {
     let def: ServiceDefinition = decode(&body)?;
     let prepared = prepare_service(&def, &s.config.node_name, s.config.enable_script_checks)
         .map_err(ApiError::BadRequest)?;
-    let replace = params.flag("replace-existing-checks");
+    let replace = c.params.flag("replace-existing-checks");
     s.persist
         .save_service(&prepared.service.id, &def)
+        .await
         .map_err(|e| ApiError::Internal(format!("failed persisting service: {e}")))?;
     s.register_service(prepared, replace).await;
     Ok(empty_ok())
@@ -239,12 +235,12 @@ async fn register_service(State(s): State<AppState>, params: Params, body: Bytes
 async fn deregister_service(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    params: Params,
+    _checked: Common,
 ) -> ApiResult {
-    s.check_common(&params)?;
     if s.deregister_service(&id).await {
         s.persist
             .remove_service(&id)
+            .await
             .map_err(|e| ApiError::Internal(format!("failed removing persisted service: {e}")))?;
         Ok(empty_ok())
     } else {
@@ -269,14 +265,13 @@ const DEFAULT_MAINT_REASON: &str =
 async fn service_maintenance(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    params: Params,
+    c: Common,
 ) -> ApiResult {
-    s.check_common(&params)?;
-    let enable = parse_enable(&params)?;
+    let enable = parse_enable(&c.params)?;
     let svc = s.local.service(&id).ok_or_else(|| unknown_service(&id))?;
     let check_id = format!("{SERVICE_MAINT_PREFIX}{id}");
     if enable {
-        let reason = params.get("reason").filter(|r| !r.is_empty());
+        let reason = c.params.get("reason").filter(|r| !r.is_empty());
         let mut check = HealthCheck {
             node: s.config.node_name.clone(),
             check_id,
@@ -294,10 +289,9 @@ async fn service_maintenance(
     Ok(empty_ok())
 }
 
-async fn node_maintenance(State(s): State<AppState>, params: Params) -> ApiResult {
-    s.check_common(&params)?;
-    if parse_enable(&params)? {
-        let reason = params.get("reason").filter(|r| !r.is_empty());
+async fn node_maintenance(State(s): State<AppState>, c: Common) -> ApiResult {
+    if parse_enable(&c.params)? {
+        let reason = c.params.get("reason").filter(|r| !r.is_empty());
         let check = HealthCheck {
             node: s.config.node_name.clone(),
             check_id: NODE_MAINT.to_string(),
@@ -314,19 +308,17 @@ async fn node_maintenance(State(s): State<AppState>, params: Params) -> ApiResul
     Ok(empty_ok())
 }
 
-async fn checks(State(s): State<AppState>, params: Params) -> ApiResult {
-    s.check_common(&params)?;
+async fn checks(State(s): State<AppState>, c: Common) -> ApiResult {
     let map: BTreeMap<String, HealthCheck> = s
         .local
         .checks()
         .into_iter()
         .map(|c| (c.check_id.clone(), c))
         .collect();
-    s.ok_filtered(&params, None, &map)
+    c.reply(None, &map)
 }
 
-async fn register_check(State(s): State<AppState>, params: Params, body: Bytes) -> ApiResult {
-    s.check_common(&params)?;
+async fn register_check(State(s): State<AppState>, _checked: Common, body: Bytes) -> ApiResult {
     let def: CheckDefinition = decode(&body)?;
     if def.name.as_deref().unwrap_or("").is_empty() {
         return Err(ApiError::BadRequest("Missing check name".to_string()));
@@ -346,6 +338,7 @@ async fn register_check(State(s): State<AppState>, params: Params, body: Bytes) 
     }
     s.persist
         .save_check(&prepared.check.check_id, &def)
+        .await
         .map_err(|e| ApiError::Internal(format!("failed persisting check: {e}")))?;
     s.register_check(prepared).await;
     Ok(empty_ok())
@@ -354,12 +347,12 @@ async fn register_check(State(s): State<AppState>, params: Params, body: Bytes) 
 async fn deregister_check(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    params: Params,
+    _checked: Common,
 ) -> ApiResult {
-    s.check_common(&params)?;
     if s.deregister_check(&id).await {
         s.persist
             .remove_check(&id)
+            .await
             .map_err(|e| ApiError::Internal(format!("failed removing persisted check: {e}")))?;
         Ok(empty_ok())
     } else {
@@ -382,9 +375,8 @@ async fn ttl(s: &AppState, id: &str, status: CheckStatus, output: &str) -> ApiRe
 async fn check_mark(
     State(s): State<AppState>,
     Path((action, id)): Path<(String, String)>,
-    params: Params,
+    c: Common,
 ) -> ApiResult {
-    s.check_common(&params)?;
     let status = match action.as_str() {
         "pass" => CheckStatus::Passing,
         "warn" => CheckStatus::Warning,
@@ -392,16 +384,15 @@ async fn check_mark(
         // Any other word is not a route: Consul answers 404 for unknown paths.
         _ => return Ok(StatusCode::NOT_FOUND.into_response()),
     };
-    ttl(&s, &id, status, params.get("note").unwrap_or("")).await
+    ttl(&s, &id, status, c.params.get("note").unwrap_or("")).await
 }
 
 async fn check_update(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    params: Params,
+    _checked: Common,
     body: Bytes,
 ) -> ApiResult {
-    s.check_common(&params)?;
     let update: CheckUpdate = decode(&body)?;
     let status = CheckStatus::parse(&update.status).ok_or_else(|| {
         ApiError::BadRequest(format!("Invalid check status: '{}'", update.status))
@@ -455,10 +446,9 @@ fn aggregate_label(status: CheckStatus, maintenance: bool) -> &'static str {
 async fn health_by_name(
     State(s): State<AppState>,
     Path(name): Path<String>,
-    params: Params,
+    c: Common,
     headers: HeaderMap,
 ) -> ApiResult {
-    s.check_common(&params)?;
     let instances: Vec<NodeService> = s
         .local
         .services()
@@ -481,26 +471,25 @@ async fn health_by_name(
         }));
     }
     let code = health_code(worst.0);
-    if wants_text(&params, &headers) {
+    if wants_text(&c.params, &headers) {
         return Ok((code, aggregate_label(worst.0, worst.1)).into_response());
     }
-    Ok(s.json(&params, code, None, &out))
+    Ok(c.json(code, None, &out))
 }
 
 async fn health_by_id(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    params: Params,
+    c: Common,
     headers: HeaderMap,
 ) -> ApiResult {
-    s.check_common(&params)?;
     let Some(svc) = s.local.service(&id) else {
         let msg = format!("ServiceId {id} not found");
         return Ok((StatusCode::NOT_FOUND, msg).into_response());
     };
     let (status, checks, maint) = local_health(&s, &svc);
     let code = health_code(status);
-    if wants_text(&params, &headers) {
+    if wants_text(&c.params, &headers) {
         return Ok((code, aggregate_label(status, maint)).into_response());
     }
     let body = json!({
@@ -508,11 +497,10 @@ async fn health_by_id(
         "Service": agent_view(&s, svc),
         "Checks": checks,
     });
-    Ok(s.json(&params, code, None, &body))
+    Ok(c.json(code, None, &body))
 }
 
-async fn reload(State(s): State<AppState>, params: Params) -> ApiResult {
-    s.check_common(&params)?;
+async fn reload(State(s): State<AppState>, _checked: Common) -> ApiResult {
     let Some(reload) = s.config.reload.clone() else {
         return Ok(empty_ok());
     };
@@ -534,14 +522,12 @@ async fn acl_disabled() -> Response {
     (StatusCode::UNAUTHORIZED, "ACL support disabled").into_response()
 }
 
-async fn leave(State(s): State<AppState>, params: Params) -> ApiResult {
-    s.check_common(&params)?;
+async fn leave(State(s): State<AppState>, _checked: Common) -> ApiResult {
     s.leave.notify_one();
     Ok(empty_ok())
 }
 
-async fn metrics(State(s): State<AppState>, params: Params) -> ApiResult {
-    s.check_common(&params)?;
+async fn metrics(State(s): State<AppState>, c: Common) -> ApiResult {
     let mut sample = Sample {
         services: s.local.services().len() as u64,
         syncs_ok: s.ae.stats.ok.load(std::sync::atomic::Ordering::Relaxed),
@@ -552,7 +538,7 @@ async fn metrics(State(s): State<AppState>, params: Params) -> ApiResult {
     for c in s.local.checks() {
         *sample.checks.entry(c.status.as_str()).or_default() += 1;
     }
-    if params.get("format") == Some("prometheus") {
+    if c.params.get("format") == Some("prometheus") {
         let text = s
             .metrics
             .to_prometheus(&sample)
@@ -573,5 +559,5 @@ async fn metrics(State(s): State<AppState>, params: Params) -> ApiResult {
             .map(|d| d.as_secs())
             .unwrap_or(0)
     );
-    Ok(s.ok(&params, None, &s.metrics.to_json(&sample, timestamp)))
+    Ok(c.ok(None, &s.metrics.to_json(&sample, timestamp)))
 }

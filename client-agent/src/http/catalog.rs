@@ -7,9 +7,10 @@ use axum::routing::{get, put};
 use axum::Router;
 use concord_api::catalog::{DeregisterRequest, RegisterRequest, ServiceNode};
 use concord_api::decode::decode_lenient;
-use concord_api::rpc::{Query, QueryResult, WriteRequest};
+use concord_api::rpc::Query;
 
-use super::{unexpected, ApiError, ApiResult, AppState, Params};
+use super::reply::encode;
+use super::{check_datacenter, ApiError, ApiResult, AppState, Common, ReadQuery};
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -23,8 +24,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/catalog/connect/{service}", get(connect))
 }
 
-async fn register(State(s): State<AppState>, params: Params, body: Bytes) -> ApiResult {
-    s.check_common(&params)?;
+async fn register(State(s): State<AppState>, c: Common, body: Bytes) -> ApiResult {
     let mut req: RegisterRequest = decode_lenient(&body)
         .map_err(|e| ApiError::BadRequest(format!("Request decode failed: {e}")))?;
     if req.node.is_empty() {
@@ -33,7 +33,7 @@ async fn register(State(s): State<AppState>, params: Params, body: Bytes) -> Api
     if req.address.is_empty() && !req.skip_node_update {
         return Err(ApiError::BadRequest("Must provide address".to_string()));
     }
-    s.check_body_datacenter(&req.datacenter)?;
+    check_datacenter(&s.config, &req.datacenter)?;
     if req.datacenter.is_empty() {
         req.datacenter = s.config.datacenter.clone();
     }
@@ -61,77 +61,65 @@ async fn register(State(s): State<AppState>, params: Params, body: Bytes) -> Api
             svc.id = svc.service.clone();
         }
     }
-    s.client.write(WriteRequest::Register(req)).await?;
-    Ok(s.ok(&params, None, &true))
+    s.rpc.register(req).await?;
+    Ok(c.ok(None, &true))
 }
 
-async fn deregister(State(s): State<AppState>, params: Params, body: Bytes) -> ApiResult {
-    s.check_common(&params)?;
+async fn deregister(State(s): State<AppState>, c: Common, body: Bytes) -> ApiResult {
     let req: DeregisterRequest = decode_lenient(&body)
         .map_err(|e| ApiError::BadRequest(format!("Request decode failed: {e}")))?;
     if req.node.is_empty() {
         return Err(ApiError::BadRequest("Must provide node".to_string()));
     }
-    s.check_body_datacenter(&req.datacenter)?;
-    s.client.write(WriteRequest::Deregister(req)).await?;
-    Ok(s.ok(&params, None, &true))
+    check_datacenter(&s.config, &req.datacenter)?;
+    s.rpc.deregister(req).await?;
+    Ok(c.ok(None, &true))
 }
 
 /// Only one datacenter exists until WAN federation; it needs no leader, as in Consul.
-async fn datacenters(State(s): State<AppState>, params: Params) -> ApiResult {
-    s.check_common(&params)?;
-    Ok(s.ok(&params, None, &vec![s.config.datacenter.clone()]))
+async fn datacenters(State(s): State<AppState>, c: Common) -> ApiResult {
+    Ok(c.ok(None, &vec![s.config.datacenter.clone()]))
 }
 
-async fn nodes(State(s): State<AppState>, params: Params) -> ApiResult {
-    let node_meta = params.node_meta()?;
-    match s.read(&params, Query::Nodes { node_meta }).await? {
-        (meta, QueryResult::Nodes(n)) => s.ok_filtered(&params, Some(meta), &n),
-        (_, other) => Err(unexpected(other)),
-    }
+async fn nodes(State(s): State<AppState>, q: ReadQuery) -> ApiResult {
+    let (meta, nodes) = s.rpc.nodes(q.node_meta.clone(), q.options).await?;
+    q.reply(Some(meta), &nodes)
 }
 
-async fn services(State(s): State<AppState>, params: Params) -> ApiResult {
-    let node_meta = params.node_meta()?;
-    if let Some(filter) = params.filter()? {
-        return filtered_services(&s, &params, &filter, &node_meta).await;
+async fn services(State(s): State<AppState>, q: ReadQuery) -> ApiResult {
+    if let Some(filter) = &q.filter {
+        return filtered_services(&s, &q, filter).await;
     }
-    match s.read(&params, Query::Services { node_meta }).await? {
-        (meta, QueryResult::Services(m)) => Ok(s.ok(&params, Some(meta), &m)),
-        (_, other) => Err(unexpected(other)),
-    }
+    let (meta, services) = s.rpc.services(q.node_meta.clone(), q.options).await?;
+    Ok(q.ok(Some(meta), &services))
 }
 
-async fn service(State(s): State<AppState>, Path(name): Path<String>, params: Params) -> ApiResult {
+async fn service(State(s): State<AppState>, Path(name): Path<String>, q: ReadQuery) -> ApiResult {
     let query = Query::ServiceNodes {
         service: name,
-        tags: params.all("tag"),
-        node_meta: params.node_meta()?,
+        tags: q.params.all("tag"),
+        node_meta: q.node_meta.clone(),
     };
-    match s.read(&params, query).await? {
+    let (meta, rows) = s.rpc.service_nodes(query, q.options).await?;
+    if q.params.names_peer() {
         // No cluster peering exists, so every peer name is unknown: nothing matches.
-        (meta, QueryResult::ServiceNodes(_)) if params.names_peer() => {
-            Ok(s.ok(&params, Some(meta), &Vec::<()>::new()))
-        }
-        (meta, QueryResult::ServiceNodes(rows)) => s.ok_filtered(&params, Some(meta), &rows),
-        (_, other) => Err(unexpected(other)),
+        return Ok(q.ok(Some(meta), &Vec::<()>::new()));
     }
+    q.reply(Some(meta), &rows)
 }
 
-async fn node(State(s): State<AppState>, Path(node): Path<String>, params: Params) -> ApiResult {
-    let filter = params.filter()?;
-    match s.read(&params, Query::NodeServices { node }).await? {
-        (meta, QueryResult::NodeServices(Some(n))) if filter.is_some() => {
+async fn node(State(s): State<AppState>, Path(node): Path<String>, q: ReadQuery) -> ApiResult {
+    let (meta, services) = s.rpc.node_services(node, q.options).await?;
+    match (&q.filter, services) {
+        (Some(filter), Some(n)) => {
             // Consul filters the node's services, not the node itself.
-            let mut value = serde_json::to_value(&n)
-                .map_err(|e| ApiError::Internal(format!("encoding response: {e}")))?;
-            if let (Some(f), Some(services)) = (filter, value.get_mut("Services")) {
-                *services = f.apply(services.take());
+            let mut value = encode(&n)?;
+            if let Some(services) = value.get_mut("Services") {
+                *services = filter.apply(services.take());
             }
-            Ok(s.ok(&params, Some(meta), &value))
+            Ok(q.ok(Some(meta), &value))
         }
-        (meta, QueryResult::NodeServices(n)) => Ok(s.ok(&params, Some(meta), &n)),
-        (_, other) => Err(unexpected(other)),
+        (_, n) => Ok(q.ok(Some(meta), &n)),
     }
 }
 
@@ -140,27 +128,22 @@ async fn node(State(s): State<AppState>, Path(node): Path<String>, params: Param
 /// reads every instance and groups here.
 async fn filtered_services(
     s: &AppState,
-    params: &Params,
+    q: &ReadQuery,
     filter: &crate::filter::Filter,
-    node_meta: &[(String, String)],
 ) -> ApiResult {
-    let (meta, instances) = match s.read(params, Query::CatalogDump).await? {
-        (meta, QueryResult::CatalogDump { instances, .. }) => (meta, instances),
-        (_, other) => return Err(unexpected(other)),
-    };
+    let (meta, (_, instances)) = s.rpc.catalog_dump(q.options).await?;
     let mut grouped: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
         std::collections::BTreeMap::new();
     for entry in instances {
-        if !node_meta
+        if !q
+            .node_meta
             .iter()
             .all(|(k, v)| entry.node.meta.get(k) == Some(v))
         {
             continue;
         }
         let row = ServiceNode::new(&entry.node, &entry.service);
-        let value = serde_json::to_value(&row)
-            .map_err(|e| ApiError::Internal(format!("encoding row: {e}")))?;
-        if filter.matches(&value) {
+        if filter.matches(&encode(&row)?) {
             grouped
                 .entry(row.service_name)
                 .or_default()
@@ -171,15 +154,15 @@ async fn filtered_services(
         .into_iter()
         .map(|(name, tags)| (name, tags.into_iter().collect()))
         .collect();
-    Ok(s.ok(params, Some(meta), &map))
+    Ok(q.ok(Some(meta), &map))
 }
 
 /// `/v1/catalog/connect/:service`: the Connect-capable instances as flat catalog rows.
-async fn connect(State(s): State<AppState>, Path(name): Path<String>, params: Params) -> ApiResult {
-    let (meta, rows) = super::health::connect_instances(&s, &params, &name).await?;
+async fn connect(State(s): State<AppState>, Path(name): Path<String>, q: ReadQuery) -> ApiResult {
+    let (meta, rows) = super::health::connect_instances(&s, &q, &name).await?;
     let rows: Vec<ServiceNode> = rows
         .iter()
         .map(|e| ServiceNode::new(&e.node, &e.service))
         .collect();
-    s.ok_filtered(&params, Some(meta), &rows)
+    q.reply(Some(meta), &rows)
 }

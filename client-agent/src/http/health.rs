@@ -4,9 +4,9 @@ use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::Router;
 use concord_api::catalog::{CheckServiceNode, CheckStatus, NodeService};
-use concord_api::rpc::{Query, QueryResult};
+use concord_api::rpc::{Query, QueryMeta};
 
-use super::{unexpected, ApiError, ApiResult, AppState, Params};
+use super::{ApiError, ApiResult, AppState, ReadQuery};
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -17,44 +17,42 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/health/connect/{service}", get(connect))
 }
 
-async fn service(State(s): State<AppState>, Path(name): Path<String>, params: Params) -> ApiResult {
+async fn service(State(s): State<AppState>, Path(name): Path<String>, q: ReadQuery) -> ApiResult {
     let query = Query::HealthService {
         service: name,
-        tags: params.all("tag"),
-        passing: params.flag("passing"),
-        node_meta: params.node_meta()?,
+        tags: q.params.all("tag"),
+        passing: q.params.flag("passing"),
+        node_meta: q.node_meta.clone(),
     };
-    match s.read(&params, query).await? {
+    let (meta, rows) = s.rpc.health_service(query, q.options).await?;
+    if q.params.names_peer() {
         // No cluster peering exists, so every peer name is unknown: nothing matches.
-        (meta, QueryResult::Health(_)) if params.names_peer() => {
-            Ok(s.ok(&params, Some(meta), &Vec::<()>::new()))
-        }
-        (meta, QueryResult::Health(rows)) => s.ok_filtered(&params, Some(meta), &rows),
-        (_, other) => Err(unexpected(other)),
+        return Ok(q.ok(Some(meta), &Vec::<()>::new()));
     }
+    q.reply(Some(meta), &rows)
 }
 
 async fn service_checks(
     State(s): State<AppState>,
     Path(service): Path<String>,
-    params: Params,
+    q: ReadQuery,
 ) -> ApiResult {
     let query = Query::ServiceChecks {
         service,
-        node_meta: params.node_meta()?,
+        node_meta: q.node_meta.clone(),
     };
-    checks(&s, &params, query).await
+    checks(&s, &q, query).await
 }
 
 async fn node_checks(
     State(s): State<AppState>,
     Path(node): Path<String>,
-    params: Params,
+    q: ReadQuery,
 ) -> ApiResult {
-    checks(&s, &params, Query::NodeChecks { node }).await
+    checks(&s, &q, Query::NodeChecks { node }).await
 }
 
-async fn state(State(s): State<AppState>, Path(state): Path<String>, params: Params) -> ApiResult {
+async fn state(State(s): State<AppState>, Path(state): Path<String>, q: ReadQuery) -> ApiResult {
     let state = match state.as_str() {
         "any" => None,
         other => Some(
@@ -64,16 +62,14 @@ async fn state(State(s): State<AppState>, Path(state): Path<String>, params: Par
     };
     let query = Query::ChecksInState {
         state,
-        node_meta: params.node_meta()?,
+        node_meta: q.node_meta.clone(),
     };
-    checks(&s, &params, query).await
+    checks(&s, &q, query).await
 }
 
-async fn checks(s: &AppState, params: &Params, query: Query) -> ApiResult {
-    match s.read(params, query).await? {
-        (meta, QueryResult::Checks(c)) => s.ok_filtered(params, Some(meta), &c),
-        (_, other) => Err(unexpected(other)),
-    }
+async fn checks(s: &AppState, q: &ReadQuery, query: Query) -> ApiResult {
+    let (meta, checks) = s.rpc.checks(query, q.options).await?;
+    q.reply(Some(meta), &checks)
 }
 
 /// Instances that accept Connect traffic for `service`: sidecar proxies (`Kind`
@@ -82,19 +78,16 @@ async fn checks(s: &AppState, params: &Params, query: Query) -> ApiResult {
 /// here; the index is the catalog's, so blocking wakes on any change to it.
 pub(super) async fn connect_instances(
     s: &AppState,
-    params: &Params,
+    q: &ReadQuery,
     service: &str,
-) -> Result<(concord_api::rpc::QueryMeta, Vec<CheckServiceNode>), ApiError> {
-    let (meta, instances) = match s.read(params, Query::CatalogDump).await? {
-        (meta, QueryResult::CatalogDump { instances, .. }) => (meta, instances),
-        (_, other) => return Err(unexpected(other)),
-    };
-    if params.names_peer() {
+) -> Result<(QueryMeta, Vec<CheckServiceNode>), ApiError> {
+    let (meta, (_, instances)) = s.rpc.catalog_dump(q.options).await?;
+    if q.params.names_peer() {
         return Ok((meta, Vec::new()));
     }
-    let tags = params.all("tag");
-    let node_meta = params.node_meta()?;
-    let passing = params.flag("passing");
+    let tags = q.params.all("tag");
+    let node_meta = &q.node_meta;
+    let passing = q.params.flag("passing");
     let rows = instances
         .into_iter()
         .filter(|e| is_connect_capable(&e.service, service))
@@ -126,9 +119,9 @@ fn is_connect_capable(svc: &NodeService, service: &str) -> bool {
         || (svc.service == service && native)
 }
 
-async fn connect(State(s): State<AppState>, Path(name): Path<String>, params: Params) -> ApiResult {
-    let (meta, rows) = connect_instances(&s, &params, &name).await?;
-    s.ok_filtered(&params, Some(meta), &rows)
+async fn connect(State(s): State<AppState>, Path(name): Path<String>, q: ReadQuery) -> ApiResult {
+    let (meta, rows) = connect_instances(&s, &q, &name).await?;
+    q.reply(Some(meta), &rows)
 }
 
 #[cfg(test)]

@@ -7,9 +7,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::Router;
 use concord_api::kv::{KvEntry, KvOp, TxnOp};
-use concord_api::rpc::{Query, QueryMeta, QueryResult, WriteRequest, WriteResult};
+use concord_api::rpc::{Query, QueryMeta};
 
-use super::{set_meta_headers, unexpected, ApiError, ApiResult, AppState, Params};
+use super::{set_meta_headers, ApiError, ApiResult, AppState, Common, Params, ReadQuery};
 
 /// Largest value accepted (Consul's `kv_max_value_size` default: 512 KiB).
 pub(crate) const MAX_VALUE_SIZE: usize = 512 * 1024;
@@ -26,16 +26,16 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/txn", put(txn))
 }
 
-async fn get_root(state: State<AppState>, params: Params) -> ApiResult {
-    get_key(state, Path(String::new()), params).await
+async fn get_root(state: State<AppState>, q: ReadQuery) -> ApiResult {
+    get_key(state, Path(String::new()), q).await
 }
 
-async fn put_root(state: State<AppState>, params: Params, body: Bytes) -> ApiResult {
-    put_key(state, Path(String::new()), params, body).await
+async fn put_root(state: State<AppState>, c: Common, body: Bytes) -> ApiResult {
+    put_key(state, Path(String::new()), c, body).await
 }
 
-async fn delete_root(state: State<AppState>, params: Params) -> ApiResult {
-    delete_key(state, Path(String::new()), params).await
+async fn delete_root(state: State<AppState>, c: Common) -> ApiResult {
+    delete_key(state, Path(String::new()), c).await
 }
 
 /// 404 with an empty body but the index headers set: watchers of a missing key still need
@@ -46,7 +46,8 @@ fn not_found(meta: &QueryMeta) -> Response {
     response
 }
 
-async fn get_key(State(s): State<AppState>, Path(key): Path<String>, params: Params) -> ApiResult {
+async fn get_key(State(s): State<AppState>, Path(key): Path<String>, q: ReadQuery) -> ApiResult {
+    let params = &q.params;
     let recurse = params.has("recurse");
     if params.has("keys") {
         let separator = params
@@ -54,17 +55,11 @@ async fn get_key(State(s): State<AppState>, Path(key): Path<String>, params: Par
             .or_else(|| params.get("seperator"))
             .filter(|sep| !sep.is_empty())
             .map(str::to_string);
-        let query = Query::KvKeys {
-            prefix: key.clone(),
-            separator,
-        };
-        return match s.read(&params, query).await? {
-            (meta, QueryResult::Keys(keys)) if keys.is_empty() && !key.is_empty() => {
-                Ok(not_found(&meta))
-            }
-            (meta, QueryResult::Keys(keys)) => Ok(s.ok(&params, Some(meta), &keys)),
-            (_, other) => Err(unexpected(other)),
-        };
+        let (meta, keys) = s.rpc.kv_keys(key.clone(), separator, q.options).await?;
+        if keys.is_empty() && !key.is_empty() {
+            return Ok(not_found(&meta));
+        }
+        return Ok(q.ok(Some(meta), &keys));
     }
     if key.is_empty() && !recurse {
         return Err(ApiError::BadRequest("Missing key name".to_string()));
@@ -74,17 +69,14 @@ async fn get_key(State(s): State<AppState>, Path(key): Path<String>, params: Par
     } else {
         Query::KvGet { key }
     };
-    let (meta, entries) = match s.read(&params, query).await? {
-        (meta, QueryResult::Kv(entries)) => (meta, entries),
-        (_, other) => return Err(unexpected(other)),
-    };
+    let (meta, entries) = s.rpc.kv(query, q.options).await?;
     let Some(first) = entries.first() else {
         return Ok(not_found(&meta));
     };
     if params.has("raw") {
         return Ok(raw_value(first, &meta));
     }
-    Ok(s.ok(&params, Some(meta), &entries))
+    Ok(q.ok(Some(meta), &entries))
 }
 
 fn raw_value(entry: &KvEntry, meta: &QueryMeta) -> Response {
@@ -120,10 +112,10 @@ fn parse_u64(params: &Params, key: &str) -> Result<Option<u64>, ApiError> {
 async fn put_key(
     State(s): State<AppState>,
     Path(key): Path<String>,
-    params: Params,
+    c: Common,
     body: Bytes,
 ) -> ApiResult {
-    s.check_common(&params)?;
+    let params = &c.params;
     if key.is_empty() {
         return Err(ApiError::BadRequest("Missing key name".to_string()));
     }
@@ -133,8 +125,8 @@ async fn put_key(
             body.len()
         )));
     }
-    let flags = parse_u64(&params, "flags")?.unwrap_or(0);
-    let cas = parse_u64(&params, "cas")?;
+    let flags = parse_u64(params, "flags")?.unwrap_or(0);
+    let cas = parse_u64(params, "cas")?;
     let acquire = params.get("acquire").map(str::to_string);
     let release = params.get("release").map(str::to_string);
     let given = [cas.is_some(), acquire.is_some(), release.is_some()];
@@ -166,39 +158,28 @@ async fn put_key(
         },
         _ => KvOp::Set { key, value, flags },
     };
-    kv_write(&s, &params, op).await
+    kv_write(&s, &c, op).await
 }
 
-async fn delete_key(
-    State(s): State<AppState>,
-    Path(key): Path<String>,
-    params: Params,
-) -> ApiResult {
-    s.check_common(&params)?;
-    let op = if params.has("recurse") {
+async fn delete_key(State(s): State<AppState>, Path(key): Path<String>, c: Common) -> ApiResult {
+    let op = if c.params.has("recurse") {
         KvOp::DeleteTree { key }
     } else if key.is_empty() {
         return Err(ApiError::BadRequest("Missing key name".to_string()));
-    } else if let Some(index) = parse_u64(&params, "cas")? {
+    } else if let Some(index) = parse_u64(&c.params, "cas")? {
         KvOp::DeleteCas { key, index }
     } else {
         KvOp::Delete { key }
     };
-    kv_write(&s, &params, op).await
+    kv_write(&s, &c, op).await
 }
 
-async fn kv_write(s: &AppState, params: &Params, op: KvOp) -> ApiResult {
-    match s.client.write(WriteRequest::Kv(op)).await?.result {
-        WriteResult::Bool(b) => Ok(s.ok(params, None, &b)),
-        WriteResult::Done => Ok(s.ok(params, None, &true)),
-        other => Err(ApiError::Internal(format!(
-            "unexpected write result: {other:?}"
-        ))),
-    }
+async fn kv_write(s: &AppState, c: &Common, op: KvOp) -> ApiResult {
+    let applied = s.rpc.kv_write(op).await?;
+    Ok(c.ok(None, &applied))
 }
 
-async fn txn(State(s): State<AppState>, params: Params, body: Bytes) -> ApiResult {
-    s.check_common(&params)?;
+async fn txn(State(s): State<AppState>, c: Common, body: Bytes) -> ApiResult {
     let ops: Vec<TxnOp> = concord_api::decode::decode_lenient(&body)
         .map_err(|e| ApiError::BadRequest(format!("Failed to parse body: {e}")))?;
     if ops.len() > MAX_TXN_OPS {
@@ -224,18 +205,12 @@ async fn txn(State(s): State<AppState>, params: Params, body: Bytes) -> ApiResul
                 .map_err(|e| ApiError::BadRequest(format!("operation {i}: {e}")))?,
         );
     }
-    match s.client.write(WriteRequest::Txn(kv_ops)).await?.result {
-        WriteResult::Txn(response) => {
-            let failed = response.errors.as_ref().is_some_and(|e| !e.is_empty());
-            let code = if failed {
-                StatusCode::CONFLICT
-            } else {
-                StatusCode::OK
-            };
-            Ok(s.json(&params, code, None, &response))
-        }
-        other => Err(ApiError::Internal(format!(
-            "unexpected write result: {other:?}"
-        ))),
-    }
+    let response = s.rpc.txn(kv_ops).await?;
+    let failed = response.errors.as_ref().is_some_and(|e| !e.is_empty());
+    let code = if failed {
+        StatusCode::CONFLICT
+    } else {
+        StatusCode::OK
+    };
+    Ok(c.json(code, None, &response))
 }

@@ -6,11 +6,11 @@ use axum::routing::{get, put};
 use axum::Router;
 use concord_api::decode::decode_lenient;
 use concord_api::duration::format_duration;
-use concord_api::rpc::{Query, QueryResult, WriteRequest, WriteResult};
+use concord_api::rpc::Query;
 use concord_api::session::{Session, SessionBehavior, SessionCreate, DEFAULT_LOCK_DELAY};
 use serde_json::json;
 
-use super::{unexpected, ApiError, ApiResult, AppState, Params};
+use super::{ApiError, ApiResult, AppState, Common, ReadQuery};
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -25,8 +25,7 @@ pub(super) fn routes() -> Router<AppState> {
 /// The node check every session depends on unless told otherwise.
 const SERF_CHECK: &str = "serfHealth";
 
-async fn create(State(s): State<AppState>, params: Params, body: Bytes) -> ApiResult {
-    s.check_common(&params)?;
+async fn create(State(s): State<AppState>, c: Common, body: Bytes) -> ApiResult {
     let req: SessionCreate = decode_lenient(&body)
         .map_err(|e| ApiError::BadRequest(format!("Request decode failed: {e}")))?;
     let behavior = match req.behavior.as_deref() {
@@ -70,58 +69,35 @@ async fn create(State(s): State<AppState>, params: Params, body: Bytes) -> ApiRe
         create_index: 0,
         modify_index: 0,
     };
-    match s
-        .client
-        .write(WriteRequest::SessionCreate(session))
-        .await?
-        .result
-    {
-        WriteResult::SessionId(id) => Ok(s.ok(&params, None, &json!({ "ID": id }))),
-        other => Err(ApiError::Internal(format!(
-            "unexpected write result: {other:?}"
-        ))),
+    let id = s.rpc.session_create(session).await?;
+    Ok(c.ok(None, &json!({ "ID": id })))
+}
+
+async fn destroy(State(s): State<AppState>, Path(id): Path<String>, c: Common) -> ApiResult {
+    s.rpc.session_destroy(id).await?;
+    Ok(c.ok(None, &true))
+}
+
+async fn renew(State(s): State<AppState>, Path(id): Path<String>, c: Common) -> ApiResult {
+    match s.rpc.session_renew(id.clone()).await? {
+        Some(session) => Ok(c.ok(None, &vec![session])),
+        None => Err(ApiError::NotFound(format!("Session id '{id}' not found"))),
     }
 }
 
-async fn destroy(State(s): State<AppState>, Path(id): Path<String>, params: Params) -> ApiResult {
-    s.check_common(&params)?;
-    s.client.write(WriteRequest::SessionDestroy { id }).await?;
-    Ok(s.ok(&params, None, &true))
+async fn sessions(s: &AppState, q: &ReadQuery, query: Query) -> ApiResult {
+    let (meta, list) = s.rpc.sessions(query, q.options).await?;
+    Ok(q.ok(Some(meta), &list))
 }
 
-async fn renew(State(s): State<AppState>, Path(id): Path<String>, params: Params) -> ApiResult {
-    s.check_common(&params)?;
-    match s
-        .client
-        .write(WriteRequest::SessionRenew { id: id.clone() })
-        .await?
-        .result
-    {
-        WriteResult::Session(Some(session)) => Ok(s.ok(&params, None, &vec![session])),
-        WriteResult::Session(None) => {
-            Err(ApiError::NotFound(format!("Session id '{id}' not found")))
-        }
-        other => Err(ApiError::Internal(format!(
-            "unexpected write result: {other:?}"
-        ))),
-    }
+async fn info(State(s): State<AppState>, Path(id): Path<String>, q: ReadQuery) -> ApiResult {
+    sessions(&s, &q, Query::SessionInfo { id }).await
 }
 
-async fn sessions(s: &AppState, params: &Params, query: Query) -> ApiResult {
-    match s.read(params, query).await? {
-        (meta, QueryResult::Sessions(list)) => Ok(s.ok(params, Some(meta), &list)),
-        (_, other) => Err(unexpected(other)),
-    }
+async fn list(State(s): State<AppState>, q: ReadQuery) -> ApiResult {
+    sessions(&s, &q, Query::SessionList).await
 }
 
-async fn info(State(s): State<AppState>, Path(id): Path<String>, params: Params) -> ApiResult {
-    sessions(&s, &params, Query::SessionInfo { id }).await
-}
-
-async fn list(State(s): State<AppState>, params: Params) -> ApiResult {
-    sessions(&s, &params, Query::SessionList).await
-}
-
-async fn node(State(s): State<AppState>, Path(node): Path<String>, params: Params) -> ApiResult {
-    sessions(&s, &params, Query::NodeSessions { node }).await
+async fn node(State(s): State<AppState>, Path(node): Path<String>, q: ReadQuery) -> ApiResult {
+    sessions(&s, &q, Query::NodeSessions { node }).await
 }

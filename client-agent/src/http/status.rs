@@ -3,9 +3,9 @@
 use axum::extract::State;
 use axum::routing::get;
 use axum::Router;
-use concord_api::rpc::{Consistency, Query, QueryOptions, QueryResult};
+use concord_api::rpc::{Consistency, QueryOptions};
 
-use super::{unexpected, ApiResult, AppState, Params};
+use super::{ApiResult, AppState, Common};
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -13,25 +13,22 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/status/peers", get(peers))
 }
 
-async fn raft_status(s: &AppState, params: &Params) -> ApiResult<(String, Vec<String>)> {
-    s.check_common(params)?;
+async fn raft_status(s: &AppState) -> ApiResult<(String, Vec<String>)> {
     // Status must answer without a leader (`""`), so it is always a local, stale read.
     let options = QueryOptions {
         consistency: Consistency::Stale,
         ..QueryOptions::default()
     };
-    match s.client.read(Query::RaftStatus, options).await?.result {
-        QueryResult::RaftStatus { leader, peers } => Ok((leader, peers)),
-        other => Err(unexpected(other)),
-    }
+    let (_, status) = s.rpc.raft_status(options).await?;
+    Ok(status)
 }
 
-async fn leader(State(s): State<AppState>, params: Params) -> ApiResult {
-    let (leader, _) = raft_status(&s, &params).await?;
-    Ok(s.ok(&params, None, &leader))
+async fn leader(State(s): State<AppState>, c: Common) -> ApiResult {
+    let (leader, _) = raft_status(&s).await?;
+    Ok(c.ok(None, &leader))
 }
 
-async fn peers(State(s): State<AppState>, params: Params) -> ApiResult {
-    let (_, peers) = raft_status(&s, &params).await?;
-    Ok(s.ok(&params, None, &peers))
+async fn peers(State(s): State<AppState>, c: Common) -> ApiResult {
+    let (_, peers) = raft_status(&s).await?;
+    Ok(c.ok(None, &peers))
 }

@@ -20,7 +20,8 @@ fn app() -> (Router, Arc<AgentCore>) {
     let mut config = Config::new("test-node", vec!["127.0.0.1:1".parse().unwrap()]);
     config.node_id = "00000000-0000-0000-0000-000000000001".into();
     let (_tx, view) = tokio::sync::watch::channel(Arc::new(CatalogSnapshot::default()));
-    let (core, results) = AgentCore::new(config, view);
+    let rpc = crate::rpc_client::ServerClient::new(config.servers.clone()).unwrap();
+    let (core, results) = AgentCore::new(config, Arc::new(rpc), view);
     tokio::spawn(core.clone().apply_check_results(results));
     (super::router(core.clone()), core)
 }

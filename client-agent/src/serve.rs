@@ -1,0 +1,132 @@
+//! The running process: [`run`] builds an [`AgentCore`] over the real server client, starts
+//! the background tasks (check results, reaping, anti-entropy, the catalog cache), serves
+//! the HTTP API and DNS on the caller's sockets, and on shutdown or `/v1/agent/leave` stops
+//! them all: nothing it spawned is still running when it returns.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use concord_api::rpc::RpcError;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::agent::AgentCore;
+use crate::catalog_cache::{self, CatalogSnapshot};
+use crate::config::Config;
+use crate::rpc_client::ServerClient;
+
+/// How long the HTTP and DNS servers get to finish in-flight requests after shutdown
+/// before they are aborted.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Sockets the agent serves on, bound by the caller (tests bind port 0).
+#[derive(Debug)]
+pub struct Listeners {
+    /// HTTP API.
+    pub http: TcpListener,
+    /// DNS over UDP and TCP on the same port; `None` disables DNS (`ports.dns = -1`).
+    pub dns: Option<(UdpSocket, TcpListener)>,
+}
+
+/// Why the agent stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The HTTP server failed.
+    #[error("HTTP server: {0}")]
+    Http(std::io::Error),
+    /// The DNS server failed.
+    #[error("DNS server: {0}")]
+    Dns(String),
+    /// The server RPC client could not be built.
+    #[error("server RPC client: {0}")]
+    Rpc(RpcError),
+}
+
+/// Runs the agent until `shutdown` resolves or `/v1/agent/leave` is called.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), AgentError> {
+    let rpc = Arc::new(ServerClient::new(config.servers.clone()).map_err(AgentError::Rpc)?);
+    let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(CatalogSnapshot::default()));
+    let dns_config = config.dns.clone();
+    let initial_services = config.services.clone();
+    let (core, results) = AgentCore::new(config, rpc, snapshot_rx.clone());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+
+    let mut tasks = JoinSet::new();
+    tasks.spawn(core.clone().apply_check_results(results));
+    // Local state must be complete before the first full sync, or that sync would remove
+    // from the catalog the services this agent is about to restore.
+    let errors = core.load_config_services(&initial_services).await;
+    for e in errors {
+        tracing::error!("invalid service in configuration: {e}");
+    }
+    core.restore_persisted().await;
+    tasks.spawn(core.clone().reap_critical());
+    tasks.spawn(core.ae.clone().run(stopped()));
+    tasks.spawn(catalog_cache::follow(
+        core.rpc.clone(),
+        snapshot_tx,
+        stopped(),
+    ));
+
+    let app = crate::http::router(core.clone());
+    let http_stop = stopped();
+    let http = tokio::spawn(async move {
+        axum::serve(listeners.http, app)
+            .with_graceful_shutdown(http_stop)
+            .await
+    });
+    let dns_stop = stopped();
+    let dns = tokio::spawn(async move {
+        match listeners.dns {
+            Some((udp, tcp)) => {
+                crate::dns::serve(dns_config, udp, tcp, snapshot_rx, dns_stop).await
+            }
+            None => Ok(()),
+        }
+    });
+    tracing::info!(node = %core.config.node_name, "agent running");
+
+    tokio::select! {
+        _ = shutdown => tracing::info!("agent shutting down"),
+        _ = core.leave.notified() => tracing::info!("agent leaving on request"),
+    }
+    let _ = stop_tx.send(true);
+    core.checks.shutdown().await;
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+    let http_result = finish(http).await;
+    let dns_result = finish(dns).await;
+    if let Some(Err(e)) = http_result {
+        return Err(AgentError::Http(e));
+    }
+    if let Some(Err(e)) = dns_result {
+        return Err(AgentError::Dns(e.to_string()));
+    }
+    Ok(())
+}
+
+/// Waits [`SHUTDOWN_GRACE`] for a server task to stop on its own, then aborts it and waits
+/// for the abort. `None` when it did not finish by itself (or panicked).
+async fn finish<T>(mut task: JoinHandle<T>) -> Option<T> {
+    match tokio::time::timeout(SHUTDOWN_GRACE, &mut task).await {
+        Ok(done) => done.ok(),
+        Err(_) => {
+            tracing::warn!("server task did not stop within the grace period; aborting it");
+            task.abort();
+            let _ = task.await;
+            None
+        }
+    }
+}
