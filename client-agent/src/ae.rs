@@ -234,3 +234,185 @@ impl AntiEntropy {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rpc_client::fake::FakeServers;
+    use concord_api::catalog::{CheckStatus, HealthCheck, NodeService};
+    use concord_api::rpc::WriteRequest;
+
+    const NODE: &str = "node-1";
+
+    fn setup() -> (Arc<AntiEntropy>, Arc<LocalState>, Arc<FakeServers>) {
+        let mut config = Config::new(NODE, Vec::new());
+        config.node_id = "00000000-0000-0000-0000-000000000001".into();
+        let local = Arc::new(LocalState::new());
+        let fake = Arc::new(FakeServers::default());
+        let ae = AntiEntropy::new(Arc::new(config), local.clone(), fake.clone());
+        (Arc::new(ae), local, fake)
+    }
+
+    fn svc(id: &str) -> NodeService {
+        NodeService {
+            id: id.into(),
+            service: id.into(),
+            ..NodeService::default()
+        }
+    }
+
+    fn check(id: &str, service: &str) -> HealthCheck {
+        HealthCheck {
+            node: NODE.into(),
+            check_id: id.into(),
+            name: id.into(),
+            service_id: service.into(),
+            ..HealthCheck::default()
+        }
+    }
+
+    fn check_ids(fake: &FakeServers) -> Vec<String> {
+        fake.checks(NODE).into_iter().map(|c| c.check_id).collect()
+    }
+
+    fn ok_and_failed(ae: &AntiEntropy) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (ae.stats.ok.load(Relaxed), ae.stats.failed.load(Relaxed))
+    }
+
+    #[tokio::test]
+    async fn full_sync_registers_missing_and_removes_unknown_entries() {
+        let (ae, local, fake) = setup();
+        tracing::info!("the catalog holds entries this agent never registered");
+        fake.register(RegisterRequest {
+            node: NODE.into(),
+            address: "10.0.0.9".into(),
+            service: Some(svc("ghost")),
+            checks: vec![check("orphan", ""), check("serfHealth", "")],
+            ..RegisterRequest::default()
+        });
+        fake.register(RegisterRequest {
+            node: NODE.into(),
+            skip_node_update: true,
+            service: Some(svc("consul")),
+            ..RegisterRequest::default()
+        });
+        local.add_service(svc("web"), vec![(check("service:web", "web"), None)], false);
+        local.add_check(check("mem", ""), None);
+
+        ae.full_sync().await.unwrap();
+        tracing::info!("unknown entries are gone, the servers' own kept, local ones pushed");
+        assert_eq!(fake.service_ids(NODE), ["consul", "web"]);
+        assert_eq!(check_ids(&fake), ["mem", "serfHealth", "service:web"]);
+        let node = fake.node(NODE).unwrap();
+        assert_eq!(
+            (node.address.as_str(), node.id.as_str()),
+            ("127.0.0.1", "00000000-0000-0000-0000-000000000001"),
+            "the node entry is brought up to date"
+        );
+        assert!(local.plan().is_empty());
+
+        tracing::info!("an edit behind the agent's back is undone by the next full sync");
+        let gone = DeregisterRequest {
+            node: NODE.into(),
+            service_id: Some("web".into()),
+            ..DeregisterRequest::default()
+        };
+        fake.write(WriteRequest::Deregister(gone)).await.unwrap();
+        assert_eq!(fake.service_ids(NODE), ["consul"]);
+        ae.full_sync().await.unwrap();
+        assert_eq!(fake.service_ids(NODE), ["consul", "web"]);
+        assert_eq!(ok_and_failed(&ae), (2, 0));
+    }
+
+    #[tokio::test]
+    async fn partial_sync_pushes_only_what_changed() {
+        let (ae, local, fake) = setup();
+        local.add_service(svc("web"), vec![(check("service:web", "web"), None)], false);
+        ae.sync_changes().await.unwrap();
+        let writes = fake.writes();
+        assert!(
+            matches!(&writes[..], [WriteRequest::Register(r)]
+                if r.service.as_ref().is_some_and(|s| s.id == "web") && r.checks.len() == 1),
+            "{writes:?}"
+        );
+
+        tracing::info!("nothing changed: nothing sent");
+        fake.clear_writes();
+        ae.sync_changes().await.unwrap();
+        assert!(fake.writes().is_empty());
+
+        tracing::info!("a status change sends the check alone");
+        assert_eq!(
+            local.update_check("service:web", CheckStatus::Critical, "down"),
+            Some(true)
+        );
+        ae.sync_changes().await.unwrap();
+        let writes = fake.writes();
+        assert!(
+            matches!(&writes[..], [WriteRequest::Register(r)]
+                if r.service.is_none() && r.check.as_ref().is_some_and(|c| c.status == CheckStatus::Critical)),
+            "{writes:?}"
+        );
+
+        tracing::info!("a removal sends one deregistration");
+        fake.clear_writes();
+        assert!(local.remove_service("web"));
+        ae.sync_changes().await.unwrap();
+        let writes = fake.writes();
+        assert!(
+            matches!(&writes[..], [WriteRequest::Deregister(d)] if d.service_id.as_deref() == Some("web")),
+            "{writes:?}"
+        );
+        assert!(fake.service_ids(NODE).is_empty());
+        assert!(
+            check_ids(&fake).is_empty(),
+            "the service's check went with it"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_sync_leaves_changes_for_the_next() {
+        let (ae, local, fake) = setup();
+        local.add_service(svc("web"), vec![], false);
+        fake.fail_next(1);
+        assert!(ae.sync_changes().await.is_err());
+        assert!(fake.service_ids(NODE).is_empty());
+        assert!(!local.plan().is_empty(), "still out of sync");
+        ae.sync_changes().await.unwrap();
+        assert_eq!(fake.service_ids(NODE), ["web"]);
+        assert_eq!(ok_and_failed(&ae), (1, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_loop_retries_a_failed_full_sync_after_ae_retry() {
+        let (ae, local, fake) = setup();
+        local.add_service(svc("web"), vec![], false);
+        fake.fail_next(1);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let start = tokio::time::Instant::now();
+        let task = tokio::spawn(ae.clone().run(async {
+            let _ = stopped.await;
+        }));
+        tracing::info!("the first full sync fails; the retry registers the service");
+        while fake.service_ids(NODE).is_empty() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            start.elapsed() >= ae.config.ae_retry,
+            "{:?}",
+            start.elapsed()
+        );
+        assert_eq!(ok_and_failed(&ae), (1, 1));
+
+        tracing::info!("a trigger pushes a change without waiting for the interval");
+        local.add_service(svc("api"), vec![], false);
+        ae.trigger();
+        while fake.service_ids(NODE).len() < 2 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(start.elapsed() < ae.config.ae_interval);
+        drop(stop);
+        task.await.unwrap();
+    }
+}

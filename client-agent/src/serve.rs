@@ -15,7 +15,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use crate::agent::AgentCore;
 use crate::catalog_cache::{self, CatalogSnapshot};
 use crate::config::Config;
-use crate::rpc_client::ServerClient;
+use crate::rpc_client::{ServerClient, ServerRpc};
 
 /// How long the HTTP and DNS servers get to finish in-flight requests after shutdown
 /// before they are aborted.
@@ -44,13 +44,24 @@ pub enum AgentError {
     Rpc(RpcError),
 }
 
-/// Runs the agent until `shutdown` resolves or `/v1/agent/leave` is called.
+/// Runs the agent until `shutdown` resolves or `/v1/agent/leave` is called, talking to the
+/// servers of `config.servers`.
 pub async fn run(
     config: Config,
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), AgentError> {
     let rpc = Arc::new(ServerClient::new(config.servers.clone()).map_err(AgentError::Rpc)?);
+    run_with(config, rpc, listeners, shutdown).await
+}
+
+/// [`run`] over any [`ServerRpc`] (tests pass a fake).
+pub(crate) async fn run_with(
+    config: Config,
+    rpc: Arc<dyn ServerRpc>,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), AgentError> {
     let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(CatalogSnapshot::default()));
     let dns_config = config.dns.clone();
     let initial_services = config.services.clone();
@@ -128,5 +139,38 @@ async fn finish<T>(mut task: JoinHandle<T>) -> Option<T> {
             let _ = task.await;
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rpc_client::fake::FakeServers;
+
+    #[tokio::test]
+    async fn leave_stops_everything_it_started() {
+        let fake = Arc::new(FakeServers::default());
+        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = http.local_addr().unwrap();
+        let listeners = Listeners { http, dns: None };
+        let mut config = Config::new("node-1", Vec::new());
+        config.services =
+            vec![serde_json::from_str(r#"{"Name":"web","Check":{"TTL":"1h"}}"#).unwrap()];
+        let agent = tokio::spawn(run_with(
+            config,
+            fake.clone(),
+            listeners,
+            std::future::pending(),
+        ));
+        tracing::info!("the configured service reaches the servers before the agent serves");
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        // The listener is bound already: the request waits for the agent to accept it.
+        let url = format!("http://{addr}/v1/agent/leave");
+        let left = client.put(&url).send().await.unwrap();
+        assert_eq!(left.status(), 200);
+        agent.await.unwrap().unwrap();
+        assert_eq!(fake.service_ids("node-1"), ["web"]);
+        tracing::info!("no task, check or connection still holds the agent (and its client)");
+        assert_eq!(Arc::strong_count(&fake), 1);
     }
 }

@@ -1,12 +1,12 @@
-//! Handler tests through `Router::oneshot`. The server side is unreachable here (a closed
-//! port), which is exactly what agent-local endpoints must tolerate: their answers come from
-//! local state, and syncing is best effort. Server-backed endpoints are covered end to end in
-//! `integration/`.
+//! Handler tests through `Router::oneshot`. Most run with the server side unreachable (a
+//! closed port), which is exactly what agent-local endpoints must tolerate: their answers come
+//! from local state, and syncing is best effort. A few run over the in-memory fake servers to
+//! check what server-backed endpoints send and render; `integration/` covers them end to end.
 
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
+use axum::http::{HeaderMap, Method, Request, StatusCode};
 use axum::Router;
 use serde_json::Value;
 use tower::ServiceExt as _;
@@ -14,19 +14,36 @@ use tower::ServiceExt as _;
 use crate::agent::AgentCore;
 use crate::catalog_cache::CatalogSnapshot;
 use crate::config::Config;
+use crate::rpc_client::fake::FakeServers;
+use crate::rpc_client::{ServerClient, ServerRpc};
 
 fn app() -> (Router, Arc<AgentCore>) {
     // Port 1 on loopback refuses connections at once.
-    let mut config = Config::new("test-node", vec!["127.0.0.1:1".parse().unwrap()]);
+    let servers = vec!["127.0.0.1:1".parse().unwrap()];
+    let rpc = ServerClient::new(servers).unwrap();
+    app_over(Arc::new(rpc))
+}
+
+fn app_over(rpc: Arc<dyn ServerRpc>) -> (Router, Arc<AgentCore>) {
+    let mut config = Config::new("test-node", Vec::new());
     config.node_id = "00000000-0000-0000-0000-000000000001".into();
     let (_tx, view) = tokio::sync::watch::channel(Arc::new(CatalogSnapshot::default()));
-    let rpc = crate::rpc_client::ServerClient::new(config.servers.clone()).unwrap();
-    let (core, results) = AgentCore::new(config, Arc::new(rpc), view);
+    let (core, results) = AgentCore::new(config, rpc, view);
     tokio::spawn(core.clone().apply_check_results(results));
     (super::router(core.clone()), core)
 }
 
 async fn call(app: &Router, method: Method, uri: &str, body: &str) -> (StatusCode, String) {
+    let (status, _, body) = call_with_headers(app, method, uri, body).await;
+    (status, body)
+}
+
+async fn call_with_headers(
+    app: &Router,
+    method: Method,
+    uri: &str,
+    body: &str,
+) -> (StatusCode, HeaderMap, String) {
     let request = Request::builder()
         .method(method)
         .uri(uri)
@@ -34,10 +51,15 @@ async fn call(app: &Router, method: Method, uri: &str, body: &str) -> (StatusCod
         .unwrap();
     let response = app.clone().oneshot(request).await.unwrap();
     let status = response.status();
+    let headers = response.headers().clone();
     let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
         .await
         .unwrap();
-    (status, String::from_utf8_lossy(&bytes).into_owned())
+    (
+        status,
+        headers,
+        String::from_utf8_lossy(&bytes).into_owned(),
+    )
 }
 
 #[tokio::test]
@@ -352,4 +374,66 @@ async fn consul_compat_details() {
     let (code, body) = call(&app, Method::GET, "/", "").await;
     assert_eq!(code, StatusCode::OK);
     assert!(body.contains("/v1/"));
+}
+
+#[tokio::test]
+async fn registrations_reach_the_servers_and_reads_carry_consul_headers() {
+    let fake = Arc::new(FakeServers::default());
+    let (app, _) = app_over(fake.clone());
+    tracing::info!("an agent registration is synced before the handler answers");
+    let (code, _) = call(
+        &app,
+        Method::PUT,
+        "/v1/agent/service/register",
+        r#"{"Name":"web","Check":{"TTL":"1h"}}"#,
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(fake.service_ids("test-node"), ["web"]);
+
+    tracing::info!("a catalog read renders the node with the X-Consul-* headers");
+    let (code, headers, body) =
+        call_with_headers(&app, Method::GET, "/v1/catalog/node/test-node", "").await;
+    assert_eq!(code, StatusCode::OK);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["Services"]["web"]["Service"], "web");
+    assert_eq!(headers["x-consul-knownleader"], "true");
+    assert_eq!(headers["x-consul-lastcontact"], "0");
+    assert!(
+        headers["x-consul-index"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
+
+    tracing::info!("?filter applies to the node's services; ?pretty indents");
+    let uri = "/v1/catalog/node/test-node?pretty&filter=Service%20%3D%3D%20%22db%22";
+    let (_, body) = call(&app, Method::GET, uri, "").await;
+    assert!(body.contains('\n'), "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["Services"], serde_json::json!({}));
+    let (_, body) = call(&app, Method::GET, "/v1/health/node/test-node", "").await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v[0]["ServiceID"], "web");
+}
+
+#[tokio::test]
+async fn kv_round_trip_and_a_miss_keeps_the_index() {
+    let fake = Arc::new(FakeServers::default());
+    let (app, _) = app_over(fake.clone());
+    let (code, body) = call(&app, Method::PUT, "/v1/kv/greeting", "hello").await;
+    assert_eq!((code, body.as_str()), (StatusCode::OK, "true"));
+    let (_, body) = call(&app, Method::GET, "/v1/kv/greeting?raw", "").await;
+    assert_eq!(body, "hello");
+    let (code, headers, body) = call_with_headers(&app, Method::GET, "/v1/kv/missing", "").await;
+    assert_eq!((code, body.as_str()), (StatusCode::NOT_FOUND, ""));
+    assert_eq!(headers["x-consul-index"], "1");
+    let (_, body) = call(&app, Method::GET, "/v1/status/leader", "").await;
+    assert_eq!(body, r#""127.0.0.1:8300""#);
+    tracing::info!("a reply of the wrong kind from a server is a 500, not a panic");
+    let (code, body) = call(&app, Method::GET, "/v1/session/list", "").await;
+    assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(body.contains("fake: no read"), "{body}");
 }
