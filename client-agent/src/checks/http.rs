@@ -16,15 +16,23 @@ use super::{run_every, Check, Reporter, OUTPUT_MAX_SIZE};
 /// access logs by it.
 const CHECK_USER_AGENT: &str = "Consul Health Check";
 
-/// A running HTTP check.
-pub(super) struct HttpCheck {
-    pub(super) url: String,
-    pub(super) method: String,
-    pub(super) headers: BTreeMap<String, Vec<String>>,
-    pub(super) body: String,
-    pub(super) interval: Duration,
-    pub(super) timeout: Duration,
-    pub(super) disable_redirects: bool,
+/// An HTTP check: request `url` every `interval`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpCheck {
+    /// An `http://` URL.
+    pub url: String,
+    /// Request method (`GET` unless the definition says otherwise).
+    pub method: String,
+    /// Extra request headers.
+    pub headers: BTreeMap<String, Vec<String>>,
+    /// Request body (sent only when non-empty).
+    pub body: String,
+    /// Time between the end of one run and the start of the next.
+    pub interval: Duration,
+    /// Whole-request timeout, body included.
+    pub timeout: Duration,
+    /// Report a redirect as the result instead of following it (`DisableRedirects`).
+    pub disable_redirects: bool,
 }
 
 impl Check for HttpCheck {
@@ -176,7 +184,7 @@ mod tests {
     use tokio::sync::mpsc;
 
     use super::*;
-    use crate::checks::{CheckResult, CheckSpec, Checks};
+    use crate::checks::{CheckResult, CheckSpec, Checks, HttpCheck};
 
     /// A tiny HTTP/1.1 server writing canned responses by path, and handing every raw
     /// request it reads to the test.
@@ -257,7 +265,7 @@ mod tests {
     }
 
     fn timed_spec(url: &str, interval: Duration, timeout: Duration) -> CheckSpec {
-        CheckSpec::Http {
+        CheckSpec::Http(HttpCheck {
             url: url.into(),
             method: "GET".into(),
             headers: Default::default(),
@@ -265,7 +273,7 @@ mod tests {
             interval,
             timeout,
             disable_redirects: false,
-        }
+        })
     }
 
     async fn first_result(spec: CheckSpec) -> CheckResult {
@@ -313,11 +321,8 @@ mod tests {
         let followed = first_result(spec(&url)).await;
         assert_eq!(followed.status, CheckStatus::Passing, "{}", followed.output);
         let mut strict = spec(&url);
-        if let CheckSpec::Http {
-            disable_redirects, ..
-        } = &mut strict
-        {
-            *disable_redirects = true;
+        if let CheckSpec::Http(check) = &mut strict {
+            check.disable_redirects = true;
         }
         let r = first_result(strict).await;
         assert_eq!(r.status, CheckStatus::Critical);
@@ -328,7 +333,7 @@ mod tests {
     async fn sends_method_headers_body_and_consul_user_agent() {
         let (base, mut seen) = serve().await;
         let url = format!("{base}/ok");
-        let r = first_result(CheckSpec::Http {
+        let r = first_result(CheckSpec::Http(HttpCheck {
             url: url.clone(),
             method: "POST".into(),
             headers: [(
@@ -340,7 +345,7 @@ mod tests {
             interval: Duration::from_secs(3600),
             timeout: Duration::from_secs(5),
             disable_redirects: false,
-        })
+        }))
         .await;
         assert_eq!(
             r.output,

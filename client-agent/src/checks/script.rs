@@ -12,11 +12,16 @@ use tokio::process::Command;
 
 use super::{run_every, truncate_output, Check, Reporter};
 
-/// A running script check.
-pub(super) struct ScriptCheck {
-    pub(super) args: Vec<String>,
-    pub(super) interval: Duration,
-    pub(super) timeout: Duration,
+/// A script check: run `args` (no shell) every `interval`; only on agents with
+/// `enable_script_checks`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScriptCheck {
+    /// Program and arguments.
+    pub args: Vec<String>,
+    /// Time between the end of one run and the start of the next.
+    pub interval: Duration,
+    /// Longest a run may take; the process is killed after it.
+    pub timeout: Duration,
 }
 
 impl Check for ScriptCheck {

@@ -9,11 +9,15 @@ use tokio::net::TcpStream;
 
 use super::{run_every, Check, Reporter};
 
-/// A running TCP check.
-pub(super) struct TcpCheck {
-    pub(super) addr: String,
-    pub(super) interval: Duration,
-    pub(super) timeout: Duration,
+/// A TCP check: open a connection to `addr` every `interval`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TcpCheck {
+    /// `host:port`.
+    pub addr: String,
+    /// Time between the end of one run and the start of the next.
+    pub interval: Duration,
+    /// Connect timeout (name resolution included).
+    pub timeout: Duration,
 }
 
 impl Check for TcpCheck {
@@ -56,14 +60,14 @@ mod tests {
     use tokio::net::TcpListener;
     use tokio::sync::mpsc;
 
-    use crate::checks::{CheckResult, CheckSpec, Checks};
+    use crate::checks::{CheckResult, CheckSpec, Checks, TcpCheck};
 
     fn spec(addr: &str, interval: Duration) -> CheckSpec {
-        CheckSpec::Tcp {
+        CheckSpec::Tcp(TcpCheck {
             addr: addr.into(),
             interval,
             timeout: Duration::from_secs(5),
-        }
+        })
     }
 
     async fn next(rx: &mut mpsc::Receiver<CheckResult>) -> CheckResult {

@@ -22,19 +22,32 @@ pub(super) struct Update {
     pub(super) output: String,
 }
 
-/// A running TTL check.
-pub(super) struct TtlCheck {
-    ttl: Duration,
-    /// `None` until the first update.
-    updates: watch::Receiver<Option<Update>>,
+/// A TTL check: critical unless updated (`/v1/agent/check/pass` ...) at least every `ttl`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TtlCheck {
+    /// Time allowed between updates.
+    pub ttl: Duration,
 }
 
 impl TtlCheck {
-    /// A TTL check fed by the returned sender; dropping the sender stops the check.
-    pub(super) fn new(ttl: Duration) -> (Self, watch::Sender<Option<Update>>) {
+    /// The check's run loop, fed by the returned sender; dropping the sender stops it.
+    pub(super) fn start(self) -> (Running, watch::Sender<Option<Update>>) {
         let (tx, updates) = watch::channel(None);
-        (TtlCheck { ttl, updates }, tx)
+        (
+            Running {
+                ttl: self.ttl,
+                updates,
+            },
+            tx,
+        )
     }
+}
+
+/// A running TTL check.
+pub(super) struct Running {
+    ttl: Duration,
+    /// `None` until the first update.
+    updates: watch::Receiver<Option<Update>>,
 }
 
 /// Consul's expiry output: the last reported output is kept so operators see what the
@@ -47,7 +60,7 @@ fn expired_output(last_output: &str) -> String {
     }
 }
 
-impl Check for TtlCheck {
+impl Check for Running {
     async fn run(mut self, report: Reporter) {
         let deadline = tokio::time::sleep(self.ttl);
         tokio::pin!(deadline);
@@ -92,7 +105,7 @@ mod tests {
     use tokio::sync::mpsc;
     use tokio::time::sleep;
 
-    use crate::checks::{CheckResult, CheckSpec, Checks, OUTPUT_MAX_SIZE};
+    use crate::checks::{CheckResult, CheckSpec, Checks, TtlCheck, OUTPUT_MAX_SIZE};
 
     fn secs(s: u64) -> Duration {
         Duration::from_secs(s)
@@ -101,7 +114,7 @@ mod tests {
     fn ttl_check(ttl: u64) -> (Checks, mpsc::Receiver<CheckResult>) {
         let (tx, rx) = mpsc::channel(16);
         let checks = Checks::new(tx);
-        checks.add("app", CheckSpec::Ttl { ttl: secs(ttl) });
+        checks.add("app", CheckSpec::Ttl(TtlCheck { ttl: secs(ttl) }));
         (checks, rx)
     }
 
