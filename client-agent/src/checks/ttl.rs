@@ -191,4 +191,38 @@ mod tests {
             r.output
         );
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn updates_faster_than_the_task_coalesce_to_the_newest() {
+        let (checks, mut rx) = ttl_check(10);
+        for (status, output) in [
+            (CheckStatus::Critical, "a"),
+            (CheckStatus::Warning, "b"),
+            (CheckStatus::Passing, "c"),
+        ] {
+            checks.ttl_update("app", status, output).unwrap();
+        }
+        assert_eq!(rx.recv().await.unwrap(), result(CheckStatus::Passing, "c"));
+        tracing::info!("and the TTL restarted from the newest");
+        sleep(Duration::from_millis(9_900)).await;
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_results_queue_delays_results_but_never_drops_them() {
+        let (tx, mut rx) = mpsc::channel(1);
+        let checks = Checks::new(tx);
+        checks.add("app", CheckSpec::Ttl(TtlCheck { ttl: secs(10) }));
+        checks.ttl_update("app", CheckStatus::Passing, "1").unwrap();
+        tracing::info!("the first result fills the queue; the expiry must wait for room");
+        sleep(secs(11)).await;
+        assert_eq!(rx.recv().await.unwrap(), result(CheckStatus::Passing, "1"));
+        assert_eq!(
+            rx.recv().await.unwrap(),
+            result(
+                CheckStatus::Critical,
+                "TTL expired (last output before timeout follows): 1"
+            )
+        );
+    }
 }
