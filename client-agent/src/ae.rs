@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use concord_api::catalog::{DeregisterRequest, RegisterRequest};
-use concord_api::rpc::{QueryOptions, RpcError};
+use concord_api::rpc::{Query, QueryOptions, RpcError};
 use rand::Rng;
 use tokio::sync::{Mutex, Notify};
 
@@ -130,10 +130,7 @@ impl AntiEntropy {
             .await?;
         let (_, remote_checks) = self
             .rpc
-            .checks(
-                concord_api::rpc::Query::NodeChecks { node },
-                QueryOptions::default(),
-            )
+            .checks(Query::NodeChecks { node }, QueryOptions::default())
             .await?;
         let remote_services: Vec<_> = remote_node
             .as_ref()
