@@ -4,8 +4,10 @@
 //!
 //! Any server answers any request (followers forward to the leader), so the client only
 //! needs *a* reachable server: it starts with the one that answered last and rotates through
-//! the configured list when a server cannot be reached or the exchange fails. A server's own
-//! answer (even an error) ends the rotation: another server would say the same.
+//! the configured list when a server cannot be reached. A read also moves on when the
+//! exchange broke midway (it changes nothing, so asking again is safe); a write does not,
+//! since the first server may have applied it and a second try could apply it twice. A
+//! server's own answer (even an error) ends the rotation: another server would say the same.
 
 #[cfg(test)]
 pub(crate) mod fake;
@@ -64,7 +66,15 @@ impl ServerClient {
         })
     }
 
-    async fn call<B, T>(&self, path: &str, body: &B, timeout: Duration) -> Result<T, RpcError>
+    /// Sends to the servers in turn until one answers. `idempotent` says whether a broken
+    /// exchange (the request may have arrived) may be retried on the next server.
+    async fn call<B, T>(
+        &self,
+        path: &str,
+        body: &B,
+        timeout: Duration,
+        idempotent: bool,
+    ) -> Result<T, RpcError>
     where
         B: serde::Serialize + Sync,
         T: serde::de::DeserializeOwned,
@@ -86,8 +96,12 @@ impl ServerClient {
                     self.current.store(idx, Ordering::Relaxed);
                     return Err(e);
                 }
+                Err(e @ CallError::Transport { .. }) if !idempotent => {
+                    tracing::warn!(server = %addr, error = %e, "server RPC write failed midway");
+                    return Err(e.into_rpc_error());
+                }
                 Err(e) => {
-                    // This server is unreachable or the exchange broke: try the next one.
+                    // This server is unreachable (or a read broke midway): try the next one.
                     tracing::debug!(server = %addr, error = %e, "server RPC failed");
                     last_err = Some(e.into_rpc_error());
                 }
@@ -105,12 +119,13 @@ impl ServerRpc for ServerClient {
         } else {
             REQUEST_TIMEOUT
         };
-        self.call(READ_PATH, &ReadRequest { query, options }, timeout)
+        self.call(READ_PATH, &ReadRequest { query, options }, timeout, true)
             .await
     }
 
     async fn write(&self, request: WriteRequest) -> Result<WriteResponse, RpcError> {
-        self.call(WRITE_PATH, &request, REQUEST_TIMEOUT).await
+        self.call(WRITE_PATH, &request, REQUEST_TIMEOUT, false)
+            .await
     }
 }
 
