@@ -1,17 +1,19 @@
-//! `concord agent`: parses Consul's agent flags and JSON config files, binds the listeners,
-//! and runs the server (with `-server`/`-dev`) and the agent in this process.
+//! `concord agent`: parses Consul's agent flags, reads the config files (through
+//! [`config`]), binds the listeners, and runs the server (with `-server`/`-dev`) and the agent
+//! in this process.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use concord_api::agent::ServiceDefinition;
-use concord_api::duration::parse_duration;
-use serde_json::Value;
 use tokio::net::{TcpListener, UdpSocket};
 
-use crate::client::{flag, parse_flags_with, report_usage, Flag, Kind, Parsed};
+use crate::flags::{flag, parse_flags_with, report_usage, Flag, Kind, Parsed};
+
+mod config;
+
+use config::{load_services, settings};
 
 /// Usage of `concord agent`.
 const USAGE: &str = "Usage: concord agent [options]
@@ -86,108 +88,12 @@ fn parse_args(args: &[String]) -> Result<Parsed, ParseOutcome> {
     Ok(p)
 }
 
-/// A flag's value parsed as `T`, if given.
-fn typed<T: std::str::FromStr>(p: &Parsed, name: &str) -> anyhow::Result<Option<T>>
-where
-    T::Err: std::fmt::Display,
-{
-    p.value(name)
-        .map(|v| {
-            v.parse::<T>()
-                .map_err(|e| anyhow::anyhow!("invalid value {v:?} for -{name}: {e}"))
-        })
-        .transpose()
-}
-
 /// Why flag parsing stopped.
 enum ParseOutcome {
     /// Help was printed or the usage error reported: exit with this code.
     Exit(i32),
     /// The flags were well-formed but a value was not.
     Error(anyhow::Error),
-}
-
-/// Settings merged from config files and flags (flags win), with Consul's key names.
-#[derive(Debug, Default)]
-struct Settings {
-    dev: bool,
-    server: bool,
-    bootstrap_expect: Option<usize>,
-    data_dir: Option<PathBuf>,
-    node_name: Option<String>,
-    node_id: Option<String>,
-    datacenter: Option<String>,
-    bind: Option<IpAddr>,
-    advertise: Option<IpAddr>,
-    client: Option<IpAddr>,
-    http_port: Option<u16>,
-    dns_port: Option<i32>,
-    server_port: Option<u16>,
-    serf_lan_port: Option<u16>,
-    serf_wan_port: Option<u16>,
-    pid_file: Option<PathBuf>,
-    log_level: Option<String>,
-    node_meta: Vec<(String, String)>,
-    domain: Option<String>,
-    dns_node_ttl: Option<Duration>,
-    dns_service_ttl: std::collections::BTreeMap<String, Duration>,
-    dns_udp_answer_limit: Option<usize>,
-    dns_only_passing: Option<bool>,
-    dns_enable_truncate: Option<bool>,
-    services: Vec<ServiceDefinition>,
-    enable_script_checks: bool,
-    enable_local_script_checks: bool,
-}
-
-/// Every file named by `-config-file` and the `.json` files of each `-config-dir`.
-fn config_paths(files: &[PathBuf], dirs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
-    let mut paths = files.to_vec();
-    for dir in dirs {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-            .with_context(|| format!("reading config dir {}", dir.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "json"))
-            .collect();
-        entries.sort();
-        paths.extend(entries);
-    }
-    Ok(paths)
-}
-
-fn duration_field(v: &Value, key: &str) -> anyhow::Result<Option<Duration>> {
-    match v.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => {
-            Ok(Some(parse_duration(s).with_context(|| {
-                format!("{key}: invalid duration {s:?}")
-            })?))
-        }
-        Some(other) => bail!("{key}: expected a duration string, got {other}"),
-    }
-}
-
-fn port_field(v: &Value, key: &str) -> anyhow::Result<Option<u16>> {
-    match v.get(key).and_then(Value::as_u64) {
-        None => Ok(None),
-        Some(p) => {
-            Ok(Some(u16::try_from(p).with_context(|| {
-                format!("ports.{key}: {p} is not a port")
-            })?))
-        }
-    }
-}
-
-/// A port that may be disabled with a negative number (Consul's `ports.dns = -1`).
-fn optional_port_field(v: &Value, key: &str) -> anyhow::Result<Option<i32>> {
-    match v.get(key).and_then(Value::as_i64) {
-        None => Ok(None),
-        Some(p) if p < 0 => Ok(Some(-1)),
-        Some(p) => {
-            Ok(Some(i32::from(u16::try_from(p).with_context(|| {
-                format!("ports.{key}: {p} is not a port")
-            })?)))
-        }
-    }
 }
 
 /// The port to bind, or `None` when disabled (negative).
@@ -198,166 +104,6 @@ fn enabled_port(port: i32) -> anyhow::Result<Option<u16>> {
     Ok(Some(
         u16::try_from(port).with_context(|| format!("{port} is not a port"))?,
     ))
-}
-
-/// Reads one JSON config file into `s` (later files override earlier ones).
-fn apply_file(s: &mut Settings, path: &Path) -> anyhow::Result<()> {
-    let text =
-        std::fs::read(path).with_context(|| format!("reading config file {}", path.display()))?;
-    let v: Value = serde_json::from_slice(&text).with_context(|| {
-        format!(
-            "parsing config file {} (only JSON is supported)",
-            path.display()
-        )
-    })?;
-    let Some(obj) = v.as_object() else {
-        bail!(
-            "config file {}: top level must be an object",
-            path.display()
-        );
-    };
-    for (key, value) in obj {
-        match key.as_str() {
-            "datacenter" => s.datacenter = value.as_str().map(str::to_string),
-            "data_dir" => s.data_dir = value.as_str().map(PathBuf::from),
-            "node_name" => s.node_name = value.as_str().map(str::to_string),
-            "node_id" => s.node_id = value.as_str().map(str::to_string),
-            "server" => s.server = value.as_bool().unwrap_or(false),
-            "bootstrap" => {
-                if value.as_bool() == Some(true) {
-                    s.bootstrap_expect = Some(1);
-                }
-            }
-            "bootstrap_expect" => s.bootstrap_expect = value.as_u64().map(|n| n as usize),
-            "bind_addr" => s.bind = parse_ip(value, key)?,
-            "advertise_addr" => s.advertise = parse_ip(value, key)?,
-            "client_addr" => s.client = parse_ip(value, key)?,
-            "log_level" => s.log_level = value.as_str().map(str::to_string),
-            "pid_file" => s.pid_file = value.as_str().map(PathBuf::from),
-            "enable_script_checks" => s.enable_script_checks = value.as_bool().unwrap_or(false),
-            "enable_local_script_checks" => {
-                s.enable_local_script_checks = value.as_bool().unwrap_or(false)
-            }
-            "domain" => s.domain = value.as_str().map(str::to_string),
-            "ports" => {
-                s.http_port = port_field(value, "http")?.or(s.http_port);
-                s.dns_port = optional_port_field(value, "dns")?.or(s.dns_port);
-                s.server_port = port_field(value, "server")?.or(s.server_port);
-                s.serf_lan_port = port_field(value, "serf_lan")?.or(s.serf_lan_port);
-                s.serf_wan_port = port_field(value, "serf_wan")?.or(s.serf_wan_port);
-            }
-            "node_meta" => {
-                if let Some(m) = value.as_object() {
-                    for (k, v) in m {
-                        s.node_meta
-                            .push((k.clone(), v.as_str().unwrap_or_default().to_string()));
-                    }
-                }
-            }
-            "dns_config" => {
-                s.dns_node_ttl = duration_field(value, "node_ttl")?.or(s.dns_node_ttl);
-                if let Some(map) = value.get("service_ttl").and_then(Value::as_object) {
-                    for name in map.keys() {
-                        if let Some(d) = duration_field(&value["service_ttl"], name)? {
-                            s.dns_service_ttl.insert(name.clone(), d);
-                        }
-                    }
-                }
-                if let Some(n) = value.get("udp_answer_limit").and_then(Value::as_u64) {
-                    s.dns_udp_answer_limit = Some(n as usize);
-                }
-                if let Some(b) = value.get("only_passing").and_then(Value::as_bool) {
-                    s.dns_only_passing = Some(b);
-                }
-                if let Some(b) = value.get("enable_truncate").and_then(Value::as_bool) {
-                    s.dns_enable_truncate = Some(b);
-                }
-            }
-            "service" => s.services.push(service_def(value, path)?),
-            "services" => {
-                for item in value.as_array().into_iter().flatten() {
-                    s.services.push(service_def(item, path)?);
-                }
-            }
-            other => {
-                tracing::warn!(file = %path.display(), key = other, "ignoring unsupported config key")
-            }
-        }
-    }
-    Ok(())
-}
-
-fn parse_ip(value: &Value, key: &str) -> anyhow::Result<Option<IpAddr>> {
-    match value.as_str() {
-        None => Ok(None),
-        Some(s) => {
-            Ok(Some(s.parse().with_context(|| {
-                format!("{key}: invalid IP address {s:?}")
-            })?))
-        }
-    }
-}
-
-fn service_def(value: &Value, path: &Path) -> anyhow::Result<ServiceDefinition> {
-    let bytes = serde_json::to_vec(value)?;
-    concord_api::decode::decode_lenient(&bytes)
-        .with_context(|| format!("config file {}: invalid service definition", path.display()))
-}
-
-/// Service definitions of all config files (for `/v1/agent/reload`).
-fn load_services(paths: &[PathBuf]) -> Result<Vec<ServiceDefinition>, String> {
-    let mut s = Settings::default();
-    for p in paths {
-        apply_file(&mut s, p).map_err(|e| format!("{e:#}"))?;
-    }
-    Ok(s.services)
-}
-
-/// Settings from the config files named by the flags, then the flags themselves (flags win).
-fn settings(p: &Parsed) -> anyhow::Result<(Settings, Vec<PathBuf>)> {
-    let to_paths =
-        |name: &str| -> Vec<PathBuf> { p.list(name).iter().map(PathBuf::from).collect() };
-    let paths = config_paths(&to_paths("config-file"), &to_paths("config-dir"))?;
-    let mut s = Settings::default();
-    for path in &paths {
-        apply_file(&mut s, path)?;
-    }
-    s.dev |= p.bool("dev");
-    s.server |= p.bool("server") || s.dev;
-    s.enable_script_checks |= p.bool("enable-script-checks");
-    s.enable_local_script_checks |= p.bool("enable-local-script-checks");
-    if p.bool("bootstrap") {
-        s.bootstrap_expect = Some(1);
-    }
-    let text = |name: &str| p.value(name).map(str::to_string);
-    macro_rules! take {
-        ($($field:ident <- $value:expr),* $(,)?) => { $( if let Some(v) = $value { s.$field = Some(v); } )* };
-    }
-    take!(
-        bootstrap_expect <- typed(p, "bootstrap-expect")?,
-        data_dir <- p.value("data-dir").map(PathBuf::from),
-        node_name <- text("node"),
-        node_id <- text("node-id"),
-        datacenter <- text("datacenter"),
-        bind <- typed(p, "bind")?,
-        advertise <- typed(p, "advertise")?,
-        client <- typed(p, "client")?,
-        http_port <- typed(p, "http-port")?,
-        dns_port <- typed(p, "dns-port")?,
-        server_port <- typed(p, "server-port")?,
-        serf_lan_port <- typed(p, "serf-lan-port")?,
-        serf_wan_port <- typed(p, "serf-wan-port")?,
-        log_level <- text("log-level"),
-        domain <- text("domain"),
-        pid_file <- p.value("pid-file").map(PathBuf::from),
-    );
-    for kv in p.list("node-meta") {
-        let (k, v) = kv
-            .split_once(':')
-            .with_context(|| format!("-node-meta {kv:?}: want key:value"))?;
-        s.node_meta.push((k.to_string(), v.to_string()));
-    }
-    Ok((s, paths))
 }
 
 fn init_logging(level: &str) -> anyhow::Result<()> {
@@ -459,6 +205,7 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
     };
     let (s, paths) = settings(&parsed)?;
     init_logging(s.log_level.as_deref().unwrap_or("info"))?;
+    s.warn_unsupported_keys();
 
     let bootstrap_expect = if s.dev {
         1
@@ -660,43 +407,5 @@ mod tests {
         assert_eq!(f.http_port, Some(0));
         assert_eq!(f.dns_port, Some(-1));
         assert_eq!(f.node_name.as_deref(), Some("n1"));
-    }
-
-    #[test]
-    fn config_file_keys_and_flag_precedence() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("a.json");
-        std::fs::write(
-            &path,
-            r#"{"datacenter":"east","node_name":"from-file","ports":{"http":9500},
-                "dns_config":{"node_ttl":"5s","udp_answer_limit":5},
-                "service":{"name":"web","port":80}}"#,
-        )
-        .unwrap();
-        let args = vec![
-            "-node".to_string(),
-            "from-flag".to_string(),
-            format!("-config-dir={}", dir.path().display()),
-        ];
-        let Ok(p) = parse_args(&args) else {
-            panic!("flags did not parse");
-        };
-        let (s, paths) = settings(&p).unwrap();
-        assert_eq!(paths, vec![path.clone()]);
-        assert_eq!(s.datacenter.as_deref(), Some("east"));
-        assert_eq!(s.node_name.as_deref(), Some("from-flag"));
-        assert_eq!(s.http_port, Some(9500));
-        assert_eq!(s.dns_node_ttl, Some(Duration::from_secs(5)));
-        assert_eq!(s.dns_udp_answer_limit, Some(5));
-        assert_eq!(s.services.len(), 1);
-        assert_eq!(s.services[0].name, "web");
-    }
-
-    #[test]
-    fn bad_config_is_an_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("bad.json");
-        std::fs::write(&path, "{not json").unwrap();
-        assert!(apply_file(&mut Settings::default(), &path).is_err());
     }
 }

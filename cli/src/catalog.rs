@@ -4,10 +4,9 @@ use std::collections::BTreeMap;
 
 use concord_api::catalog::{Node, NodeServices, ServiceNode};
 
-use crate::client::{
-    columnize, escape_path, fail, flag, outln, parse_or_usage, split_key_value, Flag, HttpClient,
-    Kind, Parsed,
-};
+use crate::flags::{flag, parse_or_usage, split_key_value, Flag, Kind, Parsed};
+use crate::http::{escape_path, HttpClient};
+use crate::output::{columnize, fail, outln};
 
 const USAGE: &str = "Usage: concord catalog <subcommand> [options] [args]
 

@@ -6,9 +6,9 @@ use base64::Engine as _;
 use concord_api::kv::KvEntry;
 use tokio::io::AsyncReadExt as _;
 
-use crate::client::{
-    escape_path, fail, flag, out, outln, parse_bool_body, parse_or_usage, Flag, HttpClient, Kind,
-};
+use crate::flags::{flag, parse_or_usage, Flag, Kind};
+use crate::http::{escape_path, parse_bool_body, HttpClient};
+use crate::output::{fail, out, outln};
 
 const USAGE: &str = "Usage: concord kv <subcommand> [options] [args]
 

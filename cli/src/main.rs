@@ -2,15 +2,20 @@
 //! Each subcommand group lives in its own module; this file only dispatches.
 //!
 //! # Layout
-//! - `agent`: `concord agent` (flags, JSON config files, listeners, server + agent).
-//! - `client`: what the client commands share: Go-style flags, the HTTP client, output.
-//! - `kv`, `catalog`, `services`, `members`: one module per command group.
+//! - `agent`: `concord agent` (flags, listeners, server + agent); `agent/config` reads config
+//!   files into typed structs and merges them with the flags.
+//! - `kv`, `catalog`, `services`, `members`: one module per client command group.
+//! - What the client commands share, one concern per module: `flags` (the Go-style flag
+//!   parser and the HTTP flags), `http` (the HTTP client to the agent and its errors),
+//!   `output` (columns, stdout, failure messages).
 
 mod agent;
 mod catalog;
-mod client;
+mod flags;
+mod http;
 mod kv;
 mod members;
+mod output;
 mod services;
 
 const USAGE: &str = "Usage: concord [--version] [--help] <command> [<args>]

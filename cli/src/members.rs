@@ -3,8 +3,11 @@
 use std::net::IpAddr;
 
 use concord_api::agent::{member_status, Member};
+use concord_api::catalog::CONSUL_SERVICE;
 
-use crate::client::{columnize, fail, flag, outln, parse_or_usage, Flag, HttpClient, Kind};
+use crate::flags::{flag, parse_or_usage, Flag, Kind};
+use crate::http::HttpClient;
+use crate::output::{columnize, fail, outln};
 
 const USAGE: &str = "Usage: concord members [options]
 
@@ -85,7 +88,7 @@ pub(crate) fn format_members(mut members: Vec<Member>, detailed: bool) -> String
         if partition.is_empty() {
             *partition = "default".to_string();
         }
-        let server = tag(m, "role") == "consul";
+        let server = tag(m, "role") == CONSUL_SERVICE;
         let segment = m.tags.entry("segment".to_string()).or_default();
         if server {
             *segment = "<all>".to_string();
@@ -96,7 +99,7 @@ pub(crate) fn format_members(mut members: Vec<Member>, detailed: bool) -> String
     members.sort_by(|a, b| {
         let key = |m: &Member| {
             (
-                tag(m, "role") != "consul",
+                tag(m, "role") != CONSUL_SERVICE,
                 tag(m, "partition") != "default",
                 tag(m, "segment").to_string(),
                 tag(m, "partition").to_string(),
@@ -146,7 +149,7 @@ pub(crate) fn format_members(mut members: Vec<Member>, detailed: bool) -> String
             status_name(m.status).to_string(),
         ];
         let kind = match tag(m, "role") {
-            "consul" => "server",
+            CONSUL_SERVICE => "server",
             "node" => "client",
             _ => "unknown",
         };

@@ -7,9 +7,9 @@ use concord_api::agent::ServiceDefinition;
 use concord_api::decode::canonicalize;
 use serde_json::{Map, Value};
 
-use crate::client::{
-    escape_path, fail, flag, outln, parse_or_usage, split_key_value, Flag, HttpClient, Kind,
-};
+use crate::flags::{flag, parse_or_usage, split_key_value, Flag, Kind};
+use crate::http::{escape_path, HttpClient};
+use crate::output::{fail, outln};
 
 const USAGE: &str = "Usage: concord services <subcommand> [options] [args]
 

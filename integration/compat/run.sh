@@ -23,6 +23,11 @@ fi
 CONCORD_BIN="$(cd "$(dirname "$CONCORD_BIN")" && pwd)/$(basename "$CONCORD_BIN")"
 export CONCORD_BIN
 
+# The suites talk to agents on loopback: never through a proxy from the environment (pip and
+# npm still use it to reach their registries).
+no_proxy="127.0.0.1,localhost,::1${no_proxy:+,$no_proxy}${NO_PROXY:+,$NO_PROXY}"
+export no_proxy NO_PROXY="$no_proxy"
+
 suites=("$@")
 [[ ${#suites[@]} -eq 0 ]] && suites=(py node)
 

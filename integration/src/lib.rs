@@ -7,6 +7,9 @@
 //!   sleeps in tests).
 //! - [`dns`]: a DNS client over UDP and TCP (hickory).
 //! - [`concord_bin`]: the path of the binary under test.
+//! - [`http_client`]: the HTTP client tests use (never through a proxy).
+//! - [`tools`]: external programs tests drive (`dig`, `python3`, `npm`): skip when missing,
+//!   fail when missing under CI.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -18,6 +21,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 pub mod dns;
+pub mod tools;
 
 /// How long [`assert_eventually!`] waits by default. Generous: CI has 2 shared cores.
 pub const EVENTUALLY: Duration = Duration::from_secs(20);
@@ -93,6 +97,12 @@ pub fn concord_bin() -> PathBuf {
     .clone()
 }
 
+/// An HTTP client for talking to test agents on loopback. It never uses a proxy: an
+/// `http_proxy` in a developer's environment would otherwise send loopback requests to it.
+pub fn http_client() -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder().no_proxy().build()?)
+}
+
 /// A running `concord agent`.
 #[derive(Debug)]
 pub struct TestAgent {
@@ -107,7 +117,7 @@ pub struct TestAgent {
     pub node: String,
     log_path: PathBuf,
     _log_dir: tempfile::TempDir,
-    /// The client tests use.
+    /// The client tests use ([`http_client`]).
     pub client: reqwest::Client,
 }
 
@@ -196,7 +206,7 @@ impl TestAgent {
             node,
             log_path,
             _log_dir: log_dir,
-            client: reqwest::Client::new(),
+            client: http_client()?,
         };
         agent.wait_ready().await?;
         Ok(agent)

@@ -1,14 +1,19 @@
 //! Real Consul client libraries against `concord agent -dev`: the py-consul package (PyPI)
 //! under pytest and the npm `consul` package under `node --test`. The suites live in
 //! `integration/compat/`; `run.sh` installs the clients on first use (a venv and
-//! `node_modules`, cached between runs).
+//! `node_modules`, cached between runs). A missing `python3` or `npm`/`node` skips a suite on
+//! a developer's machine and fails it under CI (see `concord_integration::tools`).
 
 use std::process::Command;
 
-fn run_suite(suite: &str, tool: &str) {
-    if Command::new(tool).arg("--version").output().is_err() {
-        // Both tools are on the project's machines; a bare developer box may lack one.
-        eprintln!("{tool} not installed; skipping the {suite} compatibility suite");
+use concord_integration::tools;
+
+fn run_suite(suite: &str, programs: &[&str]) {
+    let what = format!("the {suite} compatibility suite");
+    if !programs
+        .iter()
+        .all(|program| tools::require(program, &["--version"], &what))
+    {
         return;
     }
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/compat/run.sh");
@@ -28,10 +33,10 @@ fn run_suite(suite: &str, tool: &str) {
 
 #[test]
 fn py_consul_suite() {
-    run_suite("py", "python3");
+    run_suite("py", &["python3"]);
 }
 
 #[test]
 fn node_consul_suite() {
-    run_suite("node", "npm");
+    run_suite("node", &["npm", "node"]);
 }
