@@ -312,9 +312,16 @@ impl StateStore {
     }
 
     /// Serializes every table (the data part of a Raft snapshot).
+    #[cfg(test)]
     pub(crate) fn snapshot(&self) -> Result<Vec<u8>, StateError> {
-        let dump = self.read().dump();
-        serde_json::to_vec(&dump).map_err(|e| StateError::Snapshot(e.to_string()))
+        self.copy().encode()
+    }
+
+    /// A point-in-time copy of every table, for a snapshot to encode later: taking it holds
+    /// the read lock only for a memory copy, and the slow part (serializing) can then run
+    /// off the async threads while applies go on.
+    pub(crate) fn copy(&self) -> StoreCopy {
+        StoreCopy(self.read().dump())
     }
 
     /// Builds a fresh store from [`StateStore::snapshot`] bytes.
@@ -322,6 +329,17 @@ impl StateStore {
         let dump =
             serde_json::from_slice(bytes).map_err(|e| StateError::Snapshot(e.to_string()))?;
         Ok(StateStore::from_tables(Tables::restore(dump)))
+    }
+}
+
+/// What [`StateStore::copy`] took.
+#[derive(Debug)]
+pub(crate) struct StoreCopy(snapshot::Dump);
+
+impl StoreCopy {
+    /// Serializes the copy: [`StateStore::snapshot`] bytes as of when it was taken.
+    pub(crate) fn encode(&self) -> Result<Vec<u8>, StateError> {
+        serde_json::to_vec(&self.0).map_err(|e| StateError::Snapshot(e.to_string()))
     }
 }
 

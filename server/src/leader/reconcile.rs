@@ -6,8 +6,7 @@ use concord_api::rpc::{RpcError, WriteResult};
 
 use crate::command::{now_ms, Command};
 use crate::config::Config;
-use crate::rpc::propose;
-use crate::server::Shared;
+use crate::node::Shared;
 use crate::state::Tables;
 
 /// Catalog name of the service every server provides.
@@ -89,13 +88,11 @@ pub(super) async fn reconcile_self(shared: &Shared) -> Result<(), RpcError> {
         request: want,
         now_ms: now_ms(),
     };
-    match propose(shared, cmd).await {
-        Ok((_, WriteResult::Done)) => Ok(()),
-        Ok((_, other)) => Err(RpcError::Internal(format!(
+    match shared.propose(cmd).await? {
+        (_, WriteResult::Done) => Ok(()),
+        (_, other) => Err(RpcError::Internal(format!(
             "unexpected register result {other:?}"
         ))),
-        Err(crate::rpc::Proposal::NotLeader(_)) => Err(RpcError::NoLeader),
-        Err(crate::rpc::Proposal::Failed(e)) => Err(e),
     }
 }
 
