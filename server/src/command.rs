@@ -79,22 +79,4 @@ pub(crate) fn now_ms() -> UnixMillis {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The log is decoded by future versions: the wire shape of a command must not drift.
-    #[test]
-    fn wire_shape_is_externally_tagged() {
-        let cmd = Command::SessionDestroy {
-            id: "abc".into(),
-            now_ms: 7,
-        };
-        let v = serde_json::to_value(&cmd).unwrap();
-        assert_eq!(
-            v,
-            serde_json::json!({"SessionDestroy": {"id": "abc", "now_ms": 7}})
-        );
-        let back: Command = serde_json::from_value(v).unwrap();
-        assert_eq!(back, cmd);
-    }
-}
+pub(crate) mod tests;

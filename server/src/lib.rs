@@ -28,6 +28,8 @@
 mod command;
 mod config;
 mod fsm;
+#[cfg(test)]
+mod golden;
 mod leader;
 mod log_store;
 mod network;

@@ -6,6 +6,7 @@ mod catalog;
 mod index;
 mod kv;
 mod session;
+mod snapshot;
 
 use concord_api::catalog::{CheckStatus, HealthCheck, NodeService, RegisterRequest};
 use concord_api::kv::KvOp;
