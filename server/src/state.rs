@@ -10,6 +10,7 @@
 //! ([`schema`]); every change is published on a watch channel so blocking queries wake up.
 
 mod catalog;
+mod error;
 mod kv;
 pub(crate) mod schema;
 mod session;
@@ -28,32 +29,8 @@ use tokio::sync::watch;
 
 use crate::command::{Command, CommandResult};
 
+pub(crate) use error::{Invalid, StateError};
 pub(crate) use session::{parse_session_ttl, SESSION_TTL_MULTIPLIER};
-
-/// Why the state store refused a command or a snapshot.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum StateError {
-    /// The command is invalid; nothing changed.
-    #[error("{0}")]
-    Invalid(String),
-    /// A snapshot could not be encoded or decoded.
-    #[error("state snapshot: {0}")]
-    Snapshot(String),
-}
-
-impl From<StateError> for RpcError {
-    fn from(e: StateError) -> Self {
-        match e {
-            StateError::Invalid(msg) => RpcError::Invalid(msg),
-            StateError::Snapshot(msg) => RpcError::Internal(msg),
-        }
-    }
-}
-
-/// Shorthand for an `Invalid` error.
-fn invalid<T>(msg: impl Into<String>) -> Result<T, StateError> {
-    Err(StateError::Invalid(msg.into()))
-}
 
 /// (node name, service ID) or (node name, check ID).
 pub(crate) type NodeScoped = (String, String);
@@ -220,9 +197,7 @@ impl Tables {
             Query::SessionInfo { id } => self.session_info_query(id),
             Query::SessionList => self.session_list_query(),
             Query::NodeSessions { node } => self.node_sessions_query(node),
-            Query::RaftStatus => {
-                return invalid("RaftStatus is answered by Raft, not the state store")
-            }
+            Query::RaftStatus => return Err(Invalid::NotAStateQuery.into()),
         })
     }
 }

@@ -83,7 +83,8 @@ pub(crate) fn to_command(
         WriteRequest::Kv(op) => (Command::Kv { op, now_ms }, None),
         WriteRequest::Txn(ops) => (Command::Txn { ops, now_ms }, None),
         WriteRequest::SessionCreate(mut session) => {
-            let ttl = parse_session_ttl(&session.ttl).map_err(RpcError::Invalid)?;
+            let ttl =
+                parse_session_ttl(&session.ttl).map_err(|e| RpcError::Invalid(e.to_string()))?;
             session.id = uuid::Uuid::new_v4().to_string();
             (Command::SessionCreate { session }, ttl)
         }

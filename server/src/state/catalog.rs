@@ -10,7 +10,7 @@ use concord_api::catalog::{
 use concord_api::rpc::{NodeMetaFilter, QueryResult};
 
 use super::schema::{CHECKS, NODES, SERVICES};
-use super::{invalid, NodeScoped, StateError, Tables};
+use super::{Invalid, NodeScoped, StateError, Tables};
 use crate::command::UnixMillis;
 
 /// Entries of a node-scoped table that belong to `node`, in ID order.
@@ -46,19 +46,19 @@ impl Tables {
         now_ms: UnixMillis,
     ) -> Result<(), StateError> {
         if req.node.is_empty() {
-            return invalid("Must provide node");
+            return Err(Invalid::NoNodeName.into());
         }
         if req.address.is_empty() && !req.skip_node_update {
-            return invalid("Must provide address");
+            return Err(Invalid::NoAddress.into());
         }
         if req.skip_node_update && !self.nodes.contains_key(&req.node) {
-            return invalid("Missing node registration");
+            return Err(Invalid::NodeNotRegistered.into());
         }
         let service = match &req.service {
             Some(svc) => {
                 let mut svc = svc.clone();
                 if svc.service.is_empty() {
-                    return invalid("Must provide service name");
+                    return Err(Invalid::NoServiceName.into());
                 }
                 if svc.id.is_empty() {
                     svc.id = svc.service.clone();
@@ -75,16 +75,17 @@ impl Tables {
                 check.check_id = check.name.clone();
             }
             if check.check_id.is_empty() {
-                return invalid("Must provide check ID or name");
+                return Err(Invalid::NoCheckId.into());
             }
             if !check.service_id.is_empty() {
                 let in_request = service.as_ref().is_some_and(|s| s.id == check.service_id);
                 let key = (req.node.clone(), check.service_id.clone());
                 if !in_request && !self.services.contains_key(&key) {
-                    return invalid(format!(
-                        "Missing service registration: check '{}' references service '{}'",
-                        check.check_id, check.service_id
-                    ));
+                    return Err(Invalid::CheckServiceNotRegistered {
+                        check_id: check.check_id,
+                        service_id: check.service_id,
+                    }
+                    .into());
                 }
             }
             checks.push(check);
@@ -243,7 +244,7 @@ impl Tables {
         now_ms: UnixMillis,
     ) -> Result<(), StateError> {
         if req.node.is_empty() {
-            return invalid("Must provide node");
+            return Err(Invalid::NoNodeName.into());
         }
         let service_id = req.service_id.as_deref().filter(|s| !s.is_empty());
         let check_id = req.check_id.as_deref().filter(|s| !s.is_empty());

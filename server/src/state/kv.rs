@@ -7,7 +7,7 @@ use concord_api::kv::{KvEntry, KvOp, TxnError, TxnResponse, TxnResultEntry};
 use concord_api::rpc::QueryResult;
 
 use super::schema::{KVS, TOMBSTONES};
-use super::{invalid, StateError, Tables};
+use super::{Invalid, StateError, Tables};
 use crate::command::UnixMillis;
 
 /// Entries of a key-ordered map whose key starts with `prefix`.
@@ -145,10 +145,10 @@ impl Tables {
         now_ms: UnixMillis,
     ) -> Result<Option<KvEntry>, StateError> {
         if session.is_empty() {
-            return invalid("missing session");
+            return Err(Invalid::NoSession.into());
         }
         if !self.sessions.contains_key(session) {
-            return invalid(format!("invalid session \"{session}\""));
+            return Err(Invalid::UnknownSession(session.to_string()).into());
         }
         if self
             .lock_delays
@@ -187,7 +187,7 @@ impl Tables {
         session: &str,
     ) -> Result<Option<KvEntry>, StateError> {
         if session.is_empty() {
-            return invalid("missing session");
+            return Err(Invalid::NoSession.into());
         }
         let Some(existing) = self.kvs.get(key) else {
             return Ok(None);
@@ -271,9 +271,7 @@ impl Tables {
             | KvOp::GetTree { .. }
             | KvOp::CheckIndex { .. }
             | KvOp::CheckSession { .. }
-            | KvOp::CheckNotExists { .. } => {
-                return invalid("this KV verb is only valid in a transaction")
-            }
+            | KvOp::CheckNotExists { .. } => return Err(Invalid::TxnOnlyVerb.into()),
         })
     }
 

@@ -300,7 +300,7 @@ fn ttl_validation() {
         Ok(Some(Duration::from_secs(86_400)))
     );
     for bad in ["5s", "86401s", "soon"] {
-        let err = parse_session_ttl(bad).unwrap_err();
+        let err = parse_session_ttl(bad).unwrap_err().to_string();
         assert!(
             err.starts_with(&format!("Invalid Session TTL '{bad}'")),
             "{bad}: {err}"
