@@ -23,6 +23,8 @@
 //! - `state`: the state store (tables, queries, indexes, watches), a plain library;
 //!   `state/schema` names the tables; one module per table group.
 //! - `command`: the Raft payload, an append-only `Command` enum.
+//! - `model`: the store's own record types (what `Command`s, tables and snapshots hold),
+//!   apart from the `concord_api` wire types; conversions at the edges.
 //! - `config`: configuration and derived Raft timings.
 
 mod command;
@@ -32,6 +34,7 @@ mod fsm;
 mod golden;
 mod leader;
 mod log_store;
+mod model;
 mod network;
 mod node;
 mod raft;

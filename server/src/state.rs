@@ -21,13 +21,13 @@ mod tests;
 use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use concord_api::catalog::{HealthCheck, Node, NodeService};
-use concord_api::kv::KvEntry;
 use concord_api::rpc::{Query, QueryResult, RpcError, WriteResult};
-use concord_api::session::Session;
 use tokio::sync::watch;
 
 use crate::command::{Command, CommandResult};
+use crate::model::catalog::{Check, Node, Service};
+use crate::model::kv::KvEntry;
+use crate::model::session::Session;
 
 pub(crate) use error::{Invalid, StateError};
 pub(crate) use session::{parse_session_ttl, SESSION_TTL_MULTIPLIER};
@@ -48,8 +48,8 @@ pub(crate) struct Change {
 #[derive(Debug, Default)]
 pub(crate) struct Tables {
     nodes: BTreeMap<String, Node>,
-    services: BTreeMap<NodeScoped, NodeService>,
-    checks: BTreeMap<NodeScoped, HealthCheck>,
+    services: BTreeMap<NodeScoped, Service>,
+    checks: BTreeMap<NodeScoped, Check>,
     kvs: BTreeMap<String, KvEntry>,
     tombstones: BTreeMap<String, u64>,
     /// Key to the wall-clock millisecond until which it cannot be locked (set when a session

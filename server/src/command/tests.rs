@@ -8,11 +8,11 @@ use concord_api::catalog::{
     CheckStatus, DeregisterRequest, HealthCheck, HealthCheckDefinition, NodeService,
     RegisterRequest, ServiceAddress, Weights,
 };
-use concord_api::kv::KvOp;
 use concord_api::session::{ServiceCheckRef, Session, SessionBehavior};
 
 use super::Command;
 use crate::golden;
+use crate::model::kv::KvOp;
 
 /// The fixture of a variant. An exhaustive match: a new variant does not compile until it is
 /// named here, and then [`samples`] must carry one (see the count check below).
@@ -112,7 +112,8 @@ pub(crate) fn samples() -> Vec<Command> {
                 check: Some(old_check),
                 checks: vec![check, node_check],
                 skip_node_update: false,
-            },
+            }
+            .into(),
             now_ms: 1_700_000_000_000,
         },
         Command::Deregister {
@@ -121,7 +122,8 @@ pub(crate) fn samples() -> Vec<Command> {
                 datacenter: "dc1".into(),
                 service_id: None,
                 check_id: Some("old".into()),
-            },
+            }
+            .into(),
             now_ms: 1_700_000_000_001,
         },
         Command::SessionCreate {
@@ -139,7 +141,8 @@ pub(crate) fn samples() -> Vec<Command> {
                 }],
                 create_index: 0,
                 modify_index: 0,
-            },
+            }
+            .into(),
         },
         Command::Kv {
             op: KvOp::Lock {

@@ -1,11 +1,12 @@
 //! Registers this server in the catalog: its node, the `consul` service and the
 //! `serfHealth` check, as Consul's leader does for every server.
 
-use concord_api::catalog::{CheckStatus, HealthCheck, NodeService, RegisterRequest};
+use concord_api::catalog::NodeService;
 use concord_api::rpc::{RpcError, WriteResult};
 
 use crate::command::{now_ms, Command};
 use crate::config::Config;
+use crate::model::catalog::{Check, CheckStatus, Register, Service};
 use crate::node::Shared;
 use crate::state::Tables;
 
@@ -16,9 +17,9 @@ pub(crate) const SERF_CHECK_ID: &str = "serfHealth";
 
 /// The registration this server should have. Node metadata and tagged addresses others may
 /// have set are kept as they are.
-pub(crate) fn desired_registration(config: &Config, tables: &Tables) -> RegisterRequest {
+pub(crate) fn desired_registration(config: &Config, tables: &Tables) -> Register {
     let existing = tables.node(&config.node_name);
-    RegisterRequest {
+    Register {
         id: config.node_id.clone(),
         node: config.node_name.clone(),
         address: config.rpc_advertise.ip().to_string(),
@@ -27,21 +28,23 @@ pub(crate) fn desired_registration(config: &Config, tables: &Tables) -> Register
             .map(|n| n.tagged_addresses.clone())
             .unwrap_or_default(),
         node_meta: existing.map(|n| n.meta.clone()).unwrap_or_default(),
-        service: Some(NodeService {
-            id: CONSUL_SERVICE.to_string(),
-            service: CONSUL_SERVICE.to_string(),
-            port: config.rpc_advertise.port(),
-            ..NodeService::default()
-        }),
-        check: None,
-        checks: vec![HealthCheck {
+        service: Some(
+            NodeService {
+                id: CONSUL_SERVICE.to_string(),
+                service: CONSUL_SERVICE.to_string(),
+                port: config.rpc_advertise.port(),
+                ..NodeService::default()
+            }
+            .into(),
+        ),
+        checks: vec![Check {
             node: config.node_name.clone(),
             check_id: SERF_CHECK_ID.to_string(),
             name: "Serf Health Status".to_string(),
             status: CheckStatus::Passing,
             output: "Agent alive and reachable".to_string(),
             r#type: "serf".to_string(),
-            ..HealthCheck::default()
+            ..Check::default()
         }],
         skip_node_update: false,
     }
@@ -49,7 +52,7 @@ pub(crate) fn desired_registration(config: &Config, tables: &Tables) -> Register
 
 /// Whether the catalog already holds exactly `want` (then nothing is proposed: no log entry,
 /// no index churn, no woken watchers).
-pub(crate) fn in_sync(tables: &Tables, want: &RegisterRequest) -> bool {
+pub(crate) fn in_sync(tables: &Tables, want: &Register) -> bool {
     let node_ok = tables.node(&want.node).is_some_and(|n| {
         n.id == want.id
             && n.address == want.address
@@ -59,7 +62,7 @@ pub(crate) fn in_sync(tables: &Tables, want: &RegisterRequest) -> bool {
     });
     let service_ok = want.service.as_ref().is_none_or(|w| {
         tables.service(&want.node, &w.id).is_some_and(|s| {
-            *s == NodeService {
+            *s == Service {
                 raft: s.raft,
                 ..w.clone()
             }
@@ -67,7 +70,7 @@ pub(crate) fn in_sync(tables: &Tables, want: &RegisterRequest) -> bool {
     });
     let checks_ok = want.checks.iter().all(|w| {
         tables.check(&want.node, &w.check_id).is_some_and(|c| {
-            *c == HealthCheck {
+            *c == Check {
                 raft: c.raft,
                 ..w.clone()
             }

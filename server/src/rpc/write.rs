@@ -13,6 +13,8 @@ use concord_api::rpc::{RpcError, WriteRequest, WriteResponse, WriteResult, WRITE
 use super::error::{decode, RpcFailure};
 use super::forward::{forward, is_forwarded, leader_target, FORWARD_TIMEOUT};
 use crate::command::{now_ms, Command, UnixMillis};
+use crate::model::kv::KvOp;
+use crate::model::session::Session;
 use crate::node::Shared;
 use crate::state::{parse_session_ttl, schema};
 
@@ -67,25 +69,43 @@ fn renew(shared: &Shared, id: &str) -> WriteResponse {
     let index = store.view(|t| t.table_index(schema::SESSIONS)).max(1);
     WriteResponse {
         index,
-        result: WriteResult::Session(session),
+        result: WriteResult::Session(session.as_ref().map(Session::to_api)),
     }
 }
 
-/// Converts a request into its Raft command; for a session, assigns the ID and validates
+/// Converts a request (wire types) into its Raft command (the store's types); for a session, assigns the ID and validates
 /// the TTL (returned so the leader can arm its timer).
 pub(crate) fn to_command(
     req: WriteRequest,
     now_ms: UnixMillis,
 ) -> Result<(Command, Option<Duration>), RpcError> {
     Ok(match req {
-        WriteRequest::Register(request) => (Command::Register { request, now_ms }, None),
-        WriteRequest::Deregister(request) => (Command::Deregister { request, now_ms }, None),
-        WriteRequest::Kv(op) => (Command::Kv { op, now_ms }, None),
-        WriteRequest::Txn(ops) => (Command::Txn { ops, now_ms }, None),
-        WriteRequest::SessionCreate(mut session) => {
+        WriteRequest::Register(request) => {
+            let request = request.into();
+            (Command::Register { request, now_ms }, None)
+        }
+        WriteRequest::Deregister(request) => {
+            let request = request.into();
+            (Command::Deregister { request, now_ms }, None)
+        }
+        WriteRequest::Kv(op) => (
+            Command::Kv {
+                op: op.into(),
+                now_ms,
+            },
+            None,
+        ),
+        WriteRequest::Txn(ops) => {
+            let ops = ops.into_iter().map(KvOp::from).collect();
+            (Command::Txn { ops, now_ms }, None)
+        }
+        WriteRequest::SessionCreate(session) => {
             let ttl =
                 parse_session_ttl(&session.ttl).map_err(|e| RpcError::Invalid(e.to_string()))?;
-            session.id = uuid::Uuid::new_v4().to_string();
+            let session = Session {
+                id: uuid::Uuid::new_v4().to_string(),
+                ..session.into()
+            };
             (Command::SessionCreate { session }, ttl)
         }
         WriteRequest::SessionDestroy { id } => (Command::SessionDestroy { id, now_ms }, None),

@@ -3,14 +3,14 @@
 
 use std::time::Duration;
 
-use concord_api::catalog::CheckStatus;
 use concord_api::duration::parse_duration;
 use concord_api::rpc::QueryResult;
-use concord_api::session::{Session, SessionBehavior};
 
 use super::schema::SESSIONS;
 use super::{Invalid, StateError, Tables};
 use crate::command::UnixMillis;
+use crate::model::catalog::CheckStatus;
+use crate::model::session::{Behavior, Session};
 
 /// Shortest session TTL accepted (Consul's `session_ttl_min` default).
 pub(crate) const SESSION_TTL_MIN: Duration = Duration::from_secs(10);
@@ -104,8 +104,8 @@ impl Tables {
         let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
         for key in self.kv_locked_by(id) {
             match session.behavior {
-                SessionBehavior::Release => self.kv_release(index, &key),
-                SessionBehavior::Delete => {
+                Behavior::Release => self.kv_release(index, &key),
+                Behavior::Delete => {
                     self.kv_remove(index, &key);
                 }
             }
@@ -147,12 +147,17 @@ impl Tables {
     }
 
     pub(super) fn session_info_query(&self, id: &str) -> (u64, QueryResult) {
-        let sessions = self.sessions.get(id).cloned().into_iter().collect();
+        let sessions = self
+            .sessions
+            .get(id)
+            .map(Session::to_api)
+            .into_iter()
+            .collect();
         (self.max_index(&[SESSIONS]), QueryResult::Sessions(sessions))
     }
 
     pub(super) fn session_list_query(&self) -> (u64, QueryResult) {
-        let sessions = self.sessions.values().cloned().collect();
+        let sessions = self.sessions.values().map(Session::to_api).collect();
         (self.max_index(&[SESSIONS]), QueryResult::Sessions(sessions))
     }
 
@@ -161,7 +166,7 @@ impl Tables {
             .sessions
             .values()
             .filter(|s| s.node == node)
-            .cloned()
+            .map(Session::to_api)
             .collect();
         (self.max_index(&[SESSIONS]), QueryResult::Sessions(sessions))
     }
