@@ -3,10 +3,14 @@
 //! This is a plain library with no Raft in it: [`StateStore::apply`] takes a log index and a
 //! [`Command`] and mutates in-memory tables; [`StateStore::query`] answers an
 //! [`api::rpc::Query`](concord_api::rpc::Query) with the index blocking queries compare
-//! against. Durability comes from the Raft log plus snapshots ([`StateStore::snapshot`],
+//! against. Durability comes from the Raft log plus snapshots ([`StateStore::copy`],
 //! [`StateStore::restore`]), as in Consul's `agent/consul/state`.
 //!
-//! Every record carries `CreateIndex`/`ModifyIndex`; every table has a last-modified index
+//! The tables hold the store's own types ([`crate::model`]); a query converts what it
+//! returns to the API's types, so the wire never leaks into what is stored. Refusals are
+//! typed ([`Invalid`]) with Consul's texts.
+//!
+//! Every record carries `create_index`/`modify_index`; every table has a last-modified index
 //! ([`schema`]); every change is published on a watch channel so blocking queries wake up.
 
 mod catalog;

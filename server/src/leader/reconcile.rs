@@ -1,7 +1,10 @@
 //! Registers this server in the catalog: its node, the `consul` service and the
 //! `serfHealth` check, as Consul's leader does for every server.
 
-use concord_api::catalog::NodeService;
+use concord_api::catalog::{
+    NodeService, CONSUL_SERVICE, SERF_HEALTH_ALIVE_OUTPUT, SERF_HEALTH_CHECK_ID,
+    SERF_HEALTH_CHECK_NAME,
+};
 use concord_api::rpc::{RpcError, WriteResult};
 
 use crate::command::{now_ms, Command};
@@ -9,11 +12,6 @@ use crate::config::Config;
 use crate::model::catalog::{Check, CheckStatus, Register, Service};
 use crate::node::Shared;
 use crate::state::Tables;
-
-/// Catalog name of the service every server provides.
-pub(crate) const CONSUL_SERVICE: &str = "consul";
-/// ID of the node check that stands for gossip health.
-pub(crate) const SERF_CHECK_ID: &str = "serfHealth";
 
 /// The registration this server should have. Node metadata and tagged addresses others may
 /// have set are kept as they are.
@@ -39,10 +37,10 @@ pub(crate) fn desired_registration(config: &Config, tables: &Tables) -> Register
         ),
         checks: vec![Check {
             node: config.node_name.clone(),
-            check_id: SERF_CHECK_ID.to_string(),
-            name: "Serf Health Status".to_string(),
+            check_id: SERF_HEALTH_CHECK_ID.to_string(),
+            name: SERF_HEALTH_CHECK_NAME.to_string(),
             status: CheckStatus::Passing,
-            output: "Agent alive and reachable".to_string(),
+            output: SERF_HEALTH_ALIVE_OUTPUT.to_string(),
             r#type: "serf".to_string(),
             ..Check::default()
         }],
@@ -139,7 +137,7 @@ mod tests {
             "no churn once registered"
         );
         let check = store
-            .view(|t| t.check("server-1", SERF_CHECK_ID).cloned())
+            .view(|t| t.check("server-1", SERF_HEALTH_CHECK_ID).cloned())
             .unwrap();
         assert_eq!(check.name, "Serf Health Status");
         assert_eq!(check.status, CheckStatus::Passing);
