@@ -165,3 +165,40 @@ impl RaftNetwork<TypeConfig> for Connection {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use concord_api::rpc::RpcError;
+
+    use super::*;
+
+    fn kinds(e: impl Fn() -> CallError) -> (bool, bool) {
+        let rpc: RPCError<NodeId, Node, RaftError<NodeId>> = into_rpc(e());
+        let streaming = into_streaming(e());
+        (
+            matches!(rpc, RPCError::Unreachable(_)),
+            matches!(streaming, StreamingError::Unreachable(_)),
+        )
+    }
+
+    /// openraft backs off from an unreachable peer but retries a failed exchange at once: only
+    /// a refused connection may count as unreachable.
+    #[test]
+    fn only_connect_failures_are_unreachable() {
+        let addr = || "10.0.0.9:8300".to_string();
+        let connect = || CallError::Connect {
+            addr: addr(),
+            message: "refused".into(),
+        };
+        let transport = || CallError::Transport {
+            addr: addr(),
+            message: "reset".into(),
+        };
+        let remote = || CallError::Remote(RpcError::Internal("502".into()));
+        assert_eq!(kinds(connect), (true, true));
+        assert_eq!(kinds(transport), (false, false));
+        assert_eq!(kinds(remote), (false, false));
+        let rpc: RPCError<NodeId, Node, RaftError<NodeId>> = into_rpc(transport());
+        assert!(matches!(rpc, RPCError::Network(_)));
+    }
+}

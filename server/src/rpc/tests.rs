@@ -411,3 +411,26 @@ async fn forwarded_requests_are_not_forwarded_again() {
     let resp = app.oneshot(request).await.unwrap();
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
 }
+
+#[tokio::test]
+async fn an_unreachable_leader_is_reported_as_not_leader() {
+    let (shared, _db) = open(config(0)).await.unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let err = super::forward::forward::<_, WriteResponse>(
+        &shared,
+        &addr,
+        WRITE_PATH,
+        &set("k", "v"),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        err,
+        RpcError::NotLeader {
+            leader_addr: Some(addr)
+        }
+    );
+}
