@@ -229,17 +229,20 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
-        let snapshots = self.snapshots.clone();
-        let saved = meta.clone();
+        let signature = || Some(meta.signature());
         // Decode first (a bad snapshot changes nothing), then persist: once openraft sees
         // the install succeed it may purge the log the snapshot replaces.
-        let store = off_runtime(move || {
+        let (store, data) = off_runtime(move || {
             let store = StateStore::restore(&data).map_err(|e| AnyError::new(&e))?;
-            snapshots.save(&saved, &data)?;
-            Ok(store)
+            Ok((store, data))
         })
         .await
-        .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), e))?;
+        .map_err(|e| StorageIOError::read_snapshot(signature(), e))?;
+        let snapshots = self.snapshots.clone();
+        let saved = meta.clone();
+        off_runtime(move || snapshots.save(&saved, &data))
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(signature(), e))?;
         self.store.swap(store);
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();

@@ -26,6 +26,8 @@
 //! - `model`: the store's own record types (what `Command`s, tables and snapshots hold),
 //!   apart from the `concord_api` wire types; conversions at the edges.
 //! - `config`: configuration and derived Raft timings.
+//! - `golden` (tests only): golden-file checks pinning the on-disk encodings
+//!   (`tests/fixtures/`).
 
 mod command;
 mod config;
