@@ -30,6 +30,10 @@ const SNAPSHOT_EVERY: u64 = 4096;
 /// Entries kept in the log behind a snapshot, so a slightly lagging follower catches up
 /// from the log instead of needing the whole snapshot.
 const LOG_KEPT_BEHIND_SNAPSHOT: u64 = 1024;
+/// How long opening the database waits for a lock another handle still holds.
+const DB_LOCK_WAIT: Duration = Duration::from_secs(5);
+/// How often it looks again meanwhile.
+const DB_LOCK_RETRY: Duration = Duration::from_millis(20);
 /// How long `shutdown` waits for in-flight RPCs before cutting them off.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -59,7 +63,7 @@ pub(crate) async fn open(config: Config) -> Result<(Arc<Shared>, sled::Db), Serv
     let id = node_id_from_uuid(&config.node_id).map_err(|e| {
         ServerError::Config(format!("node_id {:?} is not a UUID: {e}", config.node_id))
     })?;
-    let db = open_db(config.data_dir.as_deref())?;
+    let db = open_db(config.data_dir.as_deref()).await?;
     let storage = |e: &dyn std::fmt::Display| ServerError::Storage(e.to_string());
     let log = LogStore::open(&db).map_err(|e| storage(&e))?;
     // Restoring the persisted snapshot decodes the whole store: keep it off the async threads.
@@ -103,18 +107,40 @@ fn raft_config(config: &Config) -> Result<openraft::Config, ServerError> {
 }
 
 /// Opens the sled database: `<data_dir>/raft`, or a temporary one deleted on drop.
-fn open_db(data_dir: Option<&Path>) -> Result<sled::Db, ServerError> {
-    let storage = |e: sled::Error| ServerError::Storage(e.to_string());
-    match data_dir {
+///
+/// If another handle still holds the database's lock, waits for it up to [`DB_LOCK_WAIT`]:
+/// after `Server::shutdown` returns, openraft's replication and state-machine tasks may
+/// still be dropping their storage handles for a moment, so a server restarted in the same
+/// process (tests, embedders) would otherwise fail at random. Opening recovers sled's log,
+/// so it runs on the blocking pool.
+async fn open_db(data_dir: Option<&Path>) -> Result<sled::Db, ServerError> {
+    let config = match data_dir {
         Some(dir) => {
             std::fs::create_dir_all(dir)?;
-            sled::Config::new()
-                .path(dir.join("raft"))
-                .open()
-                .map_err(storage)
+            sled::Config::new().path(dir.join("raft"))
         }
-        None => sled::Config::new().temporary(true).open().map_err(storage),
+        None => sled::Config::new().temporary(true),
+    };
+    let storage = |e: &dyn std::fmt::Display| ServerError::Storage(e.to_string());
+    let deadline = Instant::now() + DB_LOCK_WAIT;
+    loop {
+        let attempt = config.clone();
+        let opened = tokio::task::spawn_blocking(move || attempt.open())
+            .await
+            .map_err(|e| storage(&e))?;
+        match opened {
+            Err(e) if lock_held(&e) && Instant::now() < deadline => {
+                tokio::time::sleep(DB_LOCK_RETRY).await;
+            }
+            opened => return opened.map_err(|e| storage(&e)),
+        }
     }
+}
+
+/// Whether opening failed only because another handle holds the database's file lock.
+/// sled 0.34 reports that as an `Other` I/O error with this text and no finer kind.
+fn lock_held(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.to_string().starts_with("could not acquire lock"))
 }
 
 /// Initializes a single-voter cluster unless this data dir already holds one.
