@@ -1,7 +1,7 @@
 //! The Raft state machine: applies committed [`Command`]s to the [`StateStore`] and builds,
 //! persists and installs snapshots.
 //!
-//! A snapshot is the serialized store ([`StateStore::snapshot`]) plus openraft's
+//! A snapshot is the serialized store ([`StoreCopy::encode`]) plus openraft's
 //! [`SnapshotMeta`] (last applied log id and membership). The current snapshot is kept in the
 //! sled tree `snapshot` (keys `meta` and `data`, written in one batch and flushed), so a
 //! restart loads it and replays only the log after it instead of the whole history.

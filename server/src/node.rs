@@ -1,5 +1,6 @@
 //! This server as the request handlers and the leader loop see it: the state they share
-//! ([`Shared`]), who leads ([`Leadership`]), and the one way to write ([`Shared::propose`]).
+//! ([`Shared`]), who leads ([`Leadership`]), and how they write through Raft
+//! ([`Shared::propose`]).
 //!
 //! It sits below both of its users (`rpc`, `leader`) and above what it holds (Raft, the
 //! state store, the session timers), so a request walks down from the router through here

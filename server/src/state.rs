@@ -303,7 +303,7 @@ impl StateStore {
         StoreCopy(self.read().dump())
     }
 
-    /// Builds a fresh store from [`StateStore::snapshot`] bytes.
+    /// Builds a fresh store from [`StoreCopy::encode`] bytes.
     pub(crate) fn restore(bytes: &[u8]) -> Result<Self, StateError> {
         let dump =
             serde_json::from_slice(bytes).map_err(|e| StateError::Snapshot(e.to_string()))?;
@@ -316,7 +316,7 @@ impl StateStore {
 pub(crate) struct StoreCopy(snapshot::Dump);
 
 impl StoreCopy {
-    /// Serializes the copy: [`StateStore::snapshot`] bytes as of when it was taken.
+    /// Serializes the copy: the data of a Raft snapshot, as of when it was taken.
     pub(crate) fn encode(&self) -> Result<Vec<u8>, StateError> {
         serde_json::to_vec(&self.0).map_err(|e| StateError::Snapshot(e.to_string()))
     }

@@ -26,6 +26,8 @@ pub(crate) fn desired_registration(config: &Config, tables: &Tables) -> Register
             .map(|n| n.tagged_addresses.clone())
             .unwrap_or_default(),
         node_meta: existing.map(|n| n.meta.clone()).unwrap_or_default(),
+        // Built as the API type and converted, so it gets exactly the defaults (weights
+        // 1/1, ...) an agent's registration of the same service would.
         service: Some(
             NodeService {
                 id: CONSUL_SERVICE.to_string(),
