@@ -1,10 +1,11 @@
 //! The Raft payload: every change to the replicated state is one [`Command`] in the log.
 
-use concord_api::catalog::{DeregisterRequest, RegisterRequest};
-use concord_api::kv::KvOp;
 use concord_api::rpc::{RpcError, WriteResult};
-use concord_api::session::Session;
 use serde::{Deserialize, Serialize};
+
+use crate::model::catalog::{Deregister, Register};
+use crate::model::kv::KvOp;
+use crate::model::session::Session;
 
 /// Wall-clock milliseconds since the Unix epoch, stamped by the leader when it proposes.
 ///
@@ -17,7 +18,10 @@ pub(crate) type UnixMillis = u64;
 ///
 /// **Append-only.** Logs and snapshots written by one version are read by the next, so never
 /// reorder, rename or remove variants or their fields; add new variants only at the end
-/// (Consul's `structs.MessageType`: "entries must only ever be added").
+/// (Consul's `structs.MessageType`: "entries must only ever be added"). The payloads are the
+/// store's own types ([`crate::model`]), not the API's, so the wire can change without
+/// changing the log; every variant's encoding is pinned by a golden file
+/// (`tests/fixtures/command/`).
 // Registrations dwarf the other variants; entries are built once per write and moved, not
 // copied around in bulk, so boxing would only add noise.
 #[allow(clippy::large_enum_variant)]
@@ -25,15 +29,15 @@ pub(crate) type UnixMillis = u64;
 pub(crate) enum Command {
     /// Catalog register (node, optional service, checks).
     Register {
-        /// The registration, as the agent sent it.
-        request: RegisterRequest,
+        /// The registration.
+        request: Register,
         /// Leader time; critical checks invalidate sessions, which starts lock delays.
         now_ms: UnixMillis,
     },
     /// Catalog deregister (node, service or check).
     Deregister {
-        /// The deregistration, as the agent sent it.
-        request: DeregisterRequest,
+        /// The deregistration.
+        request: Deregister,
         /// Leader time; a removed node or check invalidates sessions.
         now_ms: UnixMillis,
     },
@@ -79,22 +83,4 @@ pub(crate) fn now_ms() -> UnixMillis {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The log is decoded by future versions: the wire shape of a command must not drift.
-    #[test]
-    fn wire_shape_is_externally_tagged() {
-        let cmd = Command::SessionDestroy {
-            id: "abc".into(),
-            now_ms: 7,
-        };
-        let v = serde_json::to_value(&cmd).unwrap();
-        assert_eq!(
-            v,
-            serde_json::json!({"SessionDestroy": {"id": "abc", "now_ms": 7}})
-        );
-        let back: Command = serde_json::from_value(v).unwrap();
-        assert_eq!(back, cmd);
-    }
-}
+pub(crate) mod tests;

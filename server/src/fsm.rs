@@ -1,7 +1,7 @@
 //! The Raft state machine: applies committed [`Command`]s to the [`StateStore`] and builds,
 //! persists and installs snapshots.
 //!
-//! A snapshot is the serialized store ([`StateStore::snapshot`]) plus openraft's
+//! A snapshot is the serialized store ([`StoreCopy::encode`]) plus openraft's
 //! [`SnapshotMeta`] (last applied log id and membership). The current snapshot is kept in the
 //! sled tree `snapshot` (keys `meta` and `data`, written in one batch and flushed), so a
 //! restart loads it and replays only the log after it instead of the whole history.
@@ -9,6 +9,10 @@
 //! Install (Consul's `Restore`) builds a fresh store from the snapshot, swaps it into the
 //! shared [`StoreHandle`] and abandons the old store, which wakes every blocking query
 //! parked on it so it re-runs against the new one.
+//!
+//! Whole-snapshot work (encoding the store, decoding one, writing or reading it in sled and
+//! flushing) runs on tokio's blocking pool ([`off_runtime`]); only the in-memory copy of the
+//! tables a build starts from is taken on the async thread, where openraft asks for it.
 
 #[cfg(test)]
 mod tests;
@@ -21,12 +25,11 @@ use openraft::storage::RaftStateMachine;
 use openraft::{AnyError, EntryPayload, RaftSnapshotBuilder};
 
 use crate::command::{Command, CommandResult};
-use crate::log_store::flush;
 use crate::raft::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StorageIOError, StoredMembership,
     TypeConfig,
 };
-use crate::state::{StateError, StateStore, StoreHandle};
+use crate::state::{StateStore, StoreCopy, StoreHandle};
 
 const META_KEY: &str = "meta";
 const DATA_KEY: &str = "data";
@@ -63,28 +66,40 @@ impl SnapshotFile {
         }
     }
 
-    /// Makes `meta`/`data` the current snapshot unless a newer one is already stored.
-    async fn save(&self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), AnyError> {
-        {
-            let _guard = self
-                .write_lock
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if let Some((stored, _)) = self.load()? {
-                if stored.last_log_id > meta.last_log_id {
-                    return Ok(());
-                }
+    /// Makes `meta`/`data` the current snapshot unless a newer one is already stored, and
+    /// flushes it. Blocking (sled I/O of the whole snapshot): call through [`off_runtime`].
+    fn save(&self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), AnyError> {
+        let _guard = self
+            .write_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some((stored, _)) = self.load()? {
+            if stored.last_log_id > meta.last_log_id {
+                return Ok(());
             }
-            let meta_bytes = serde_json::to_vec(meta).map_err(|e| AnyError::new(&e))?;
-            let mut batch = sled::Batch::default();
-            batch.insert(META_KEY, meta_bytes);
-            batch.insert(DATA_KEY, data);
-            self.tree
-                .apply_batch(batch)
-                .map_err(|e| AnyError::new(&e))?;
         }
-        flush(&self.db).await.map_err(|e| AnyError::new(&e))
+        let meta_bytes = serde_json::to_vec(meta).map_err(|e| AnyError::new(&e))?;
+        let mut batch = sled::Batch::default();
+        batch.insert(META_KEY, meta_bytes);
+        batch.insert(DATA_KEY, data);
+        self.tree
+            .apply_batch(batch)
+            .map_err(|e| AnyError::new(&e))?;
+        self.db.flush().map_err(|e| AnyError::new(&e))?;
+        Ok(())
     }
+}
+
+/// Runs blocking snapshot work (whole-store encode/decode, sled reads and writes of the whole
+/// snapshot, fsync) on tokio's blocking pool, so it never stalls an async worker thread.
+/// openraft's methods here take `&mut self`, so the work gets owned copies of what it needs.
+/// A blocking task also keeps tokio's paused test clock from jumping ahead meanwhile.
+async fn off_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, AnyError> + Send + 'static,
+) -> Result<T, AnyError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| AnyError::new(&e))?
 }
 
 /// The state machine openraft drives.
@@ -134,25 +149,28 @@ impl StateMachine {
 pub(crate) struct SnapshotBuilder {
     last_applied: Option<LogId>,
     membership: StoredMembership,
-    data: Result<Vec<u8>, StateError>,
+    /// The tables as of `last_applied`; encoded in `build_snapshot`, off the async threads.
+    data: Arc<StoreCopy>,
     snapshots: SnapshotFile,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
-        let data = self
-            .data
-            .clone()
-            .map_err(|e| StorageIOError::write_snapshot(None, AnyError::new(&e)))?;
         let meta = SnapshotMeta {
             last_log_id: self.last_applied,
             last_membership: self.membership.clone(),
             snapshot_id: uuid::Uuid::new_v4().to_string(),
         };
-        self.snapshots
-            .save(&meta, &data)
-            .await
-            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), e))?;
+        let copy = Arc::clone(&self.data);
+        let snapshots = self.snapshots.clone();
+        let saved = meta.clone();
+        let data = off_runtime(move || {
+            let data = copy.encode().map_err(|e| AnyError::new(&e))?;
+            snapshots.save(&saved, &data)?;
+            Ok(data)
+        })
+        .await
+        .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), e))?;
         tracing::info!(last_log_id = ?meta.last_log_id, bytes = data.len(), "built snapshot");
         Ok(Snapshot {
             meta,
@@ -194,7 +212,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         SnapshotBuilder {
             last_applied: self.last_applied,
             membership: self.membership.clone(),
-            data: self.store.current().snapshot(),
+            // Only a memory copy here, under the store's read lock: the copy must be taken
+            // now to match `last_applied`, but encoding and writing it wait for the build.
+            data: Arc::new(self.store.current().copy()),
             snapshots: self.snapshots.clone(),
         }
     }
@@ -209,15 +229,20 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
-        let store = StateStore::restore(&data).map_err(|e| {
-            StorageIOError::read_snapshot(Some(meta.signature()), AnyError::new(&e))
-        })?;
-        // Persist first: once openraft sees the install succeed it may purge the log the
-        // snapshot replaces.
-        self.snapshots
-            .save(meta, &data)
+        let signature = || Some(meta.signature());
+        // Decode first (a bad snapshot changes nothing), then persist: once openraft sees
+        // the install succeed it may purge the log the snapshot replaces.
+        let (store, data) = off_runtime(move || {
+            let store = StateStore::restore(&data).map_err(|e| AnyError::new(&e))?;
+            Ok((store, data))
+        })
+        .await
+        .map_err(|e| StorageIOError::read_snapshot(signature(), e))?;
+        let snapshots = self.snapshots.clone();
+        let saved = meta.clone();
+        off_runtime(move || snapshots.save(&saved, &data))
             .await
-            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), e))?;
+            .map_err(|e| StorageIOError::write_snapshot(signature(), e))?;
         self.store.swap(store);
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
@@ -226,9 +251,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        let loaded = self
-            .snapshots
-            .load()
+        let snapshots = self.snapshots.clone();
+        let loaded = off_runtime(move || snapshots.load())
+            .await
             .map_err(|e| StorageIOError::read_snapshot(None, e))?;
         Ok(loaded.map(|(meta, data)| Snapshot {
             meta,

@@ -1,11 +1,10 @@
 //! Work only the leader does, started when this server gains leadership and stopped when it
 //! loses it (Consul's `establishLeadership` / `revokeLeadership`):
-//! - session TTL timers ([`SessionTimers`]): a session expires `TTL × 2` after its last
+//! - session TTL timers ([`SessionTimers`](crate::timers::SessionTimers)): a session expires `TTL × 2` after its last
 //!   renewal unless renewed; expiry proposes a destroy.
 //! - reconciling this server into the catalog ([`reconcile`]).
 
 mod reconcile;
-mod timers;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,11 +12,9 @@ use std::time::Duration;
 use openraft::ServerState;
 use tokio::task::JoinHandle;
 
-pub(crate) use timers::SessionTimers;
-
 use crate::command::{now_ms, Command};
+use crate::node::Shared;
 use crate::raft::Raft;
-use crate::server::Shared;
 use crate::state::{parse_session_ttl, StoreHandle};
 
 /// Retry period of the leadership barrier while it fails (e.g. a quorum is not reachable yet).

@@ -6,29 +6,44 @@
 //! Start one with [`Server::start`] (or [`run`] until a shutdown signal).
 //!
 //! # Layout
+//! Modules from the top floor down; each imports only from below it.
 //! - [`Config`], [`Server`], [`run`], [`ServerError`]: the public API the CLI calls.
-//! - `config`: configuration and derived Raft timings.
-//! - `server`: wiring (storage, Raft, RPC listener, leader loop) and the state handlers share.
-//! - `raft`: openraft type configuration and aliases.
-//! - `command`: the Raft payload, an append-only `Command` enum.
+//! - `server`: wiring only: storage, Raft, RPC listener, leader loop, start/shutdown.
+//! - `rpc`: the RPC router: agent reads/writes (forward-or-local decided up front, blocking
+//!   queries) and Raft's incoming endpoints.
+//! - `leader`: leader-only work: session TTL expiry, registering this server in the catalog.
+//! - `network`: Raft RPCs to peers over HTTP (`concord_net::rpc::RpcHttp`).
+//! - `node`: what handlers and the leader loop share (`Shared`, `Leadership`) and the one
+//!   write path into Raft (`Shared::propose`).
+//! - `timers`: session TTL timers (tokio time), armed while this server leads.
+//! - `fsm`: the Raft state machine over the state store; snapshots persisted in sled.
+//! - `log_store`: the Raft log, vote and commit point on sled.
+//! - `raft`: openraft type configuration and aliases, and the Raft wire (paths, bodies)
+//!   both `network` and `rpc` use.
 //! - `state`: the state store (tables, queries, indexes, watches), a plain library;
 //!   `state/schema` names the tables; one module per table group.
-//! - `log_store`: the Raft log, vote and commit point on sled.
-//! - `fsm`: the Raft state machine over the state store; snapshots persisted in sled.
-//! - `network`: Raft RPCs to peers over HTTP.
-//! - `rpc`: the RPC router: agent reads/writes (forwarding, blocking) and Raft endpoints.
-//! - `leader`: leader-only work: session TTL timers, registering this server in the catalog.
+//! - `command`: the Raft payload, an append-only `Command` enum.
+//! - `model`: the store's own record types (what `Command`s, tables and snapshots hold),
+//!   apart from the `concord_api` wire types; conversions at the edges.
+//! - `config`: configuration and derived Raft timings.
+//! - `golden` (tests only): golden-file checks pinning the on-disk encodings
+//!   (`tests/fixtures/`).
 
 mod command;
 mod config;
 mod fsm;
+#[cfg(test)]
+mod golden;
 mod leader;
 mod log_store;
+mod model;
 mod network;
+mod node;
 mod raft;
 mod rpc;
 mod server;
 mod state;
+mod timers;
 
 pub use config::Config;
 pub use server::{run, Server, ServerError};

@@ -11,6 +11,10 @@
 //! the flush, so an entry acknowledged to the leader survives `kill -9`. The committed log id
 //! is not flushed: losing it only means re-applying fewer entries at startup until the leader
 //! re-establishes the commit index.
+//!
+//! Async hygiene: sled inserts and batches only touch its in-memory page cache, so they run
+//! inline; the fsync ([`flush`]) is what blocks, and it runs on tokio's blocking pool. (The
+//! whole-snapshot work is in [`fsm`](crate::fsm), off the async threads too.)
 
 #[cfg(test)]
 mod tests;

@@ -1,12 +1,14 @@
 //! openraft's network: Raft RPCs to other servers as HTTP/JSON `POST`s on their RPC port
-//! (the endpoints are served by [`rpc::raft`](crate::rpc)).
+//! (served by `rpc::raft`; both ends take paths and bodies from [`raft`](crate::raft)). Each
+//! call is one [`RpcHttp::post`].
 //!
-//! Transport failures map to openraft's retry classes: a refused connection is
-//! `Unreachable` (openraft backs off), anything else on the wire is `Network` (retried at
-//! once). A reply carrying the remote Raft's own error is `RemoteError`.
+//! Call failures map to openraft's retry classes: a refused connection is `Unreachable`
+//! (openraft backs off), anything else on the wire is `Network` (retried at once). A reply
+//! carrying the remote Raft's own error is `RemoteError`.
 
 use std::time::Duration;
 
+use concord_net::rpc::{CallError, RpcHttp};
 use openraft::error::{
     Fatal, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, ReplicationClosed,
     StreamingError, Unreachable,
@@ -19,20 +21,20 @@ use openraft::raft::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::raft::{Node, NodeId, Snapshot, TypeConfig, Vote};
-use crate::rpc::raft::{
-    FullSnapshotRequest, APPEND_ENTRIES_PATH, FULL_SNAPSHOT_PATH, INSTALL_SNAPSHOT_PATH, VOTE_PATH,
+use crate::raft::{
+    FullSnapshotRequest, Node, NodeId, Snapshot, TypeConfig, Vote, APPEND_ENTRIES_PATH,
+    FULL_SNAPSHOT_PATH, INSTALL_SNAPSHOT_PATH, VOTE_PATH,
 };
 
 /// Creates a [`Connection`] per peer; all share one HTTP client (one connection pool).
 #[derive(Clone, Debug)]
 pub(crate) struct NetworkFactory {
-    client: reqwest::Client,
+    http: RpcHttp,
 }
 
 impl NetworkFactory {
-    pub(crate) fn new(client: reqwest::Client) -> Self {
-        NetworkFactory { client }
+    pub(crate) fn new(http: RpcHttp) -> Self {
+        NetworkFactory { http }
     }
 }
 
@@ -41,7 +43,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 
     async fn new_client(&mut self, target: NodeId, node: &Node) -> Connection {
         Connection {
-            client: self.client.clone(),
+            http: self.http.clone(),
             target,
             addr: node.addr.clone(),
         }
@@ -51,38 +53,30 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 /// Raft RPCs to one peer.
 #[derive(Debug)]
 pub(crate) struct Connection {
-    client: reqwest::Client,
+    http: RpcHttp,
     target: NodeId,
     addr: String,
 }
 
-/// Why an RPC did not produce a reply from the peer's Raft.
-#[derive(Debug, thiserror::Error)]
-enum TransportError {
-    #[error("peer {addr} unreachable: {source}")]
-    Unreachable {
-        addr: String,
-        #[source]
-        source: reqwest::Error,
-    },
-    #[error("RPC to {addr} failed: {message}")]
-    Network { addr: String, message: String },
-}
-
-impl TransportError {
-    fn into_rpc<E: std::error::Error>(self) -> RPCError<NodeId, Node, E> {
-        match &self {
-            TransportError::Unreachable { .. } => RPCError::Unreachable(Unreachable::new(&self)),
-            TransportError::Network { .. } => RPCError::Network(NetworkError::new(&self)),
+/// A call that got no reply from the peer's Raft, in openraft's terms: nothing reached the
+/// peer (`Unreachable`, openraft backs off) or the exchange failed (`Network`, retried).
+/// The Raft endpoints answer every Raft-level outcome with `200`, so a non-2xx reply
+/// (`CallError::Remote`) is a failure of the exchange too.
+fn into_rpc<E: std::error::Error>(e: CallError) -> RPCError<NodeId, Node, E> {
+    match e {
+        CallError::Connect { .. } => RPCError::Unreachable(Unreachable::new(&e)),
+        CallError::Transport { .. } | CallError::Remote(_) => {
+            RPCError::Network(NetworkError::new(&e))
         }
     }
+}
 
-    fn into_streaming(self) -> StreamingError<TypeConfig, Fatal<NodeId>> {
-        match &self {
-            TransportError::Unreachable { .. } => {
-                StreamingError::Unreachable(Unreachable::new(&self))
-            }
-            TransportError::Network { .. } => StreamingError::Network(NetworkError::new(&self)),
+/// [`into_rpc`] for the snapshot stream's error type.
+fn into_streaming(e: CallError) -> StreamingError<TypeConfig, Fatal<NodeId>> {
+    match e {
+        CallError::Connect { .. } => StreamingError::Unreachable(Unreachable::new(&e)),
+        CallError::Transport { .. } | CallError::Remote(_) => {
+            StreamingError::Network(NetworkError::new(&e))
         }
     }
 }
@@ -93,37 +87,8 @@ impl Connection {
         path: &str,
         req: &Req,
         timeout: Duration,
-    ) -> Result<Resp, TransportError> {
-        let network = |message: String| TransportError::Network {
-            addr: self.addr.clone(),
-            message,
-        };
-        let resp = self
-            .client
-            .post(format!("http://{}{path}", self.addr))
-            .json(req)
-            .timeout(timeout)
-            .send()
-            .await
-            .map_err(|source| {
-                if source.is_connect() {
-                    TransportError::Unreachable {
-                        addr: self.addr.clone(),
-                        source,
-                    }
-                } else {
-                    network(source.to_string())
-                }
-            })?;
-        let status = resp.status();
-        let body = resp.bytes().await.map_err(|e| network(e.to_string()))?;
-        if !status.is_success() {
-            return Err(network(format!(
-                "{status}: {}",
-                String::from_utf8_lossy(&body)
-            )));
-        }
-        serde_json::from_slice(&body).map_err(|e| network(format!("bad reply: {e}")))
+    ) -> Result<Resp, CallError> {
+        self.http.post(&self.addr, path, req, &[], timeout).await
     }
 
     fn remote<E: std::error::Error>(&self, e: E) -> RemoteError<NodeId, Node, E> {
@@ -140,7 +105,7 @@ impl RaftNetwork<TypeConfig> for Connection {
         let reply: Result<_, RaftError<NodeId>> = self
             .post(APPEND_ENTRIES_PATH, &rpc, option.hard_ttl())
             .await
-            .map_err(TransportError::into_rpc)?;
+            .map_err(into_rpc)?;
         reply.map_err(|e| RPCError::RemoteError(self.remote(e)))
     }
 
@@ -155,7 +120,7 @@ impl RaftNetwork<TypeConfig> for Connection {
         let reply: Result<_, RaftError<NodeId, InstallSnapshotError>> = self
             .post(INSTALL_SNAPSHOT_PATH, &rpc, option.hard_ttl())
             .await
-            .map_err(TransportError::into_rpc)?;
+            .map_err(into_rpc)?;
         reply.map_err(|e| RPCError::RemoteError(self.remote(e)))
     }
 
@@ -167,7 +132,7 @@ impl RaftNetwork<TypeConfig> for Connection {
         let reply: Result<_, RaftError<NodeId>> = self
             .post(VOTE_PATH, &rpc, option.hard_ttl())
             .await
-            .map_err(TransportError::into_rpc)?;
+            .map_err(into_rpc)?;
         reply.map_err(|e| RPCError::RemoteError(self.remote(e)))
     }
 
@@ -195,8 +160,45 @@ impl RaftNetwork<TypeConfig> for Connection {
             reply = send => match reply {
                 Ok(Ok(resp)) => Ok(resp),
                 Ok(Err(fatal)) => Err(StreamingError::RemoteError(self.remote(fatal))),
-                Err(e) => Err(e.into_streaming()),
+                Err(e) => Err(into_streaming(e)),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use concord_api::rpc::RpcError;
+
+    use super::*;
+
+    fn kinds(e: impl Fn() -> CallError) -> (bool, bool) {
+        let rpc: RPCError<NodeId, Node, RaftError<NodeId>> = into_rpc(e());
+        let streaming = into_streaming(e());
+        (
+            matches!(rpc, RPCError::Unreachable(_)),
+            matches!(streaming, StreamingError::Unreachable(_)),
+        )
+    }
+
+    /// openraft backs off from an unreachable peer but retries a failed exchange at once: only
+    /// a refused connection may count as unreachable.
+    #[test]
+    fn only_connect_failures_are_unreachable() {
+        let addr = || "10.0.0.9:8300".to_string();
+        let connect = || CallError::Connect {
+            addr: addr(),
+            message: "refused".into(),
+        };
+        let transport = || CallError::Transport {
+            addr: addr(),
+            message: "reset".into(),
+        };
+        let remote = || CallError::Remote(RpcError::Internal("502".into()));
+        assert_eq!(kinds(connect), (true, true));
+        assert_eq!(kinds(transport), (false, false));
+        assert_eq!(kinds(remote), (false, false));
+        let rpc: RPCError<NodeId, Node, RaftError<NodeId>> = into_rpc(transport());
+        assert!(matches!(rpc, RPCError::Network(_)));
     }
 }

@@ -2,8 +2,13 @@
 //!
 //! One place names every openraft generic so that the storage, network and RPC modules read
 //! as plain types (`Entry`, `LogId`, `Raft`) instead of `Entry<TypeConfig>` everywhere.
+//!
+//! The Raft wire (endpoint paths, the full-snapshot body) is here too: both ends, the
+//! outgoing [`network`](crate::network) and the incoming `rpc::raft`, import it from below.
 
 use std::io::Cursor;
+
+use serde::{Deserialize, Serialize};
 
 use crate::command::{Command, CommandResult};
 
@@ -42,6 +47,27 @@ pub(crate) type Snapshot = openraft::Snapshot<TypeConfig>;
 pub(crate) type StorageError = openraft::StorageError<NodeId>;
 /// The I/O half of [`StorageError`], with constructors naming what failed.
 pub(crate) type StorageIOError = openraft::StorageIOError<NodeId>;
+
+/// Append-entries (also the heartbeat).
+pub(crate) const APPEND_ENTRIES_PATH: &str = "/v1/internal/raft/append-entries";
+/// Request-vote.
+pub(crate) const VOTE_PATH: &str = "/v1/internal/raft/vote";
+/// One chunk of a snapshot (openraft's chunked transfer).
+pub(crate) const INSTALL_SNAPSHOT_PATH: &str = "/v1/internal/raft/install-snapshot";
+/// A whole snapshot in one request (what Concord's network sends).
+pub(crate) const FULL_SNAPSHOT_PATH: &str = "/v1/internal/raft/snapshot";
+
+/// Body of [`FULL_SNAPSHOT_PATH`].
+#[derive(Serialize, Deserialize, Debug)]
+pub(crate) struct FullSnapshotRequest {
+    /// The sender's vote (the receiver rejects stale leaders).
+    pub(crate) vote: Vote,
+    /// What the snapshot covers.
+    pub(crate) meta: SnapshotMeta,
+    /// The snapshot bytes, base64 (a JSON array of numbers would be four times larger).
+    #[serde(with = "concord_api::kv::base64_opt")]
+    pub(crate) data: Option<Vec<u8>>,
+}
 
 /// Derives the Raft node id from the server's node UUID: the XOR of its two 64-bit halves.
 ///

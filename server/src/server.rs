@@ -1,34 +1,39 @@
-//! Wiring: opens storage, starts Raft, serves the RPC port, runs the leader loop.
+//! Wiring: opens storage, starts Raft, serves the RPC port, runs the leader loop. Nothing
+//! below imports this module; what the handlers share lives in [`node`](crate::node).
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
-use concord_api::rpc::QueryMeta;
+use concord_net::rpc::RpcHttp;
 use openraft::error::{InitializeError, RaftError};
-use openraft::{ServerState, SnapshotPolicy};
+use openraft::SnapshotPolicy;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::fsm::StateMachine;
-use crate::leader::{self, SessionTimers};
+use crate::leader;
 use crate::log_store::{self, LogStore};
 use crate::network::NetworkFactory;
+use crate::node::{Leadership, Shared};
 use crate::raft::{node_id_from_uuid, Node, NodeId, Raft};
 use crate::rpc;
-use crate::state::StoreHandle;
+use crate::timers::SessionTimers;
 
 /// Take a snapshot (and allow purging the log) after this many applied entries.
 const SNAPSHOT_EVERY: u64 = 4096;
 /// Entries kept in the log behind a snapshot, so a slightly lagging follower catches up
 /// from the log instead of needing the whole snapshot.
 const LOG_KEPT_BEHIND_SNAPSHOT: u64 = 1024;
+/// How long opening the database waits for a lock another handle still holds.
+const DB_LOCK_WAIT: Duration = Duration::from_secs(5);
+/// How often it looks again meanwhile.
+const DB_LOCK_RETRY: Duration = Duration::from_millis(20);
 /// How long `shutdown` waits for in-flight RPCs before cutting them off.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -52,171 +57,34 @@ pub enum ServerError {
     NoLeader(Duration),
 }
 
-/// Who leads, as this server sees it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Leadership {
-    /// This server.
-    Leader,
-    /// Another server, at this RPC address.
-    Follower { leader_addr: String },
-    /// Nobody known (election in progress, or no quorum).
-    Unknown,
-}
-
-/// State shared by the RPC handlers and the leader loop.
-pub(crate) struct Shared {
-    /// This server's Raft id.
-    pub(crate) id: NodeId,
-    pub(crate) config: Config,
-    pub(crate) raft: Raft,
-    pub(crate) store: StoreHandle,
-    /// Session TTL timers; armed only while this server leads.
-    pub(crate) timers: SessionTimers,
-    /// Client for forwarding to the leader.
-    pub(crate) http: reqwest::Client,
-    /// When an append-entries from a leader last succeeded here.
-    last_contact: Mutex<Option<Instant>>,
-    started: Instant,
-    /// Flips to `true` once on shutdown; parked blocking queries return at once.
-    shutdown: watch::Sender<bool>,
-}
-
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
-            .field("id", &self.id)
-            .field("node_name", &self.config.node_name)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Shared {
-    fn new(
-        config: Config,
-        id: NodeId,
-        raft: Raft,
-        store: StoreHandle,
-        http: reqwest::Client,
-    ) -> Self {
-        let timers = SessionTimers::new(leader::expire_session(raft.clone(), store.clone()));
-        Shared {
-            id,
-            config,
-            raft,
-            store,
-            timers,
-            http,
-            last_contact: Mutex::new(None),
-            started: Instant::now(),
-            shutdown: watch::Sender::new(false),
-        }
-    }
-
-    /// Opens storage and starts Raft: everything but serving RPCs, bootstrapping and the
-    /// leader loop. Returns the database so the caller can flush it on shutdown.
-    pub(crate) async fn open(config: Config) -> Result<(Arc<Shared>, sled::Db), ServerError> {
-        let id = node_id_from_uuid(&config.node_id).map_err(|e| {
-            ServerError::Config(format!("node_id {:?} is not a UUID: {e}", config.node_id))
-        })?;
-        let db = open_db(config.data_dir.as_deref())?;
-        let storage = |e: &dyn std::fmt::Display| ServerError::Storage(e.to_string());
-        let log = LogStore::open(&db).map_err(|e| storage(&e))?;
-        let (fsm, store) = StateMachine::open(&db).map_err(|e| storage(&e))?;
-        // Never route server-to-server traffic through an HTTP proxy from the environment.
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .map_err(|e| ServerError::Config(format!("HTTP client: {e}")))?;
-        let raft = Raft::new(
-            id,
-            Arc::new(raft_config(&config)?),
-            NetworkFactory::new(http.clone()),
-            log,
-            fsm,
-        )
-        .await
-        .map_err(|e| ServerError::Raft(e.to_string()))?;
-        Ok((Arc::new(Shared::new(config, id, raft, store, http)), db))
-    }
-
-    /// Who leads, from the latest Raft metrics.
-    pub(crate) fn leadership(&self) -> Leadership {
-        let metrics = self.raft.metrics();
-        let m = metrics.borrow();
-        match m.current_leader {
-            Some(id) if id == self.id && m.state == ServerState::Leader => Leadership::Leader,
-            Some(id) if id != self.id => {
-                m.membership_config
-                    .membership()
-                    .get_node(&id)
-                    .map_or(Leadership::Unknown, |node| Leadership::Follower {
-                        leader_addr: node.addr.clone(),
-                    })
-            }
-            _ => Leadership::Unknown,
-        }
-    }
-
-    /// The leader address and voter addresses, for `/v1/status/*`.
-    pub(crate) fn raft_peers(&self) -> (String, Vec<String>, u64) {
-        let metrics = self.raft.metrics();
-        let m = metrics.borrow();
-        let membership = m.membership_config.membership();
-        let leader = m
-            .current_leader
-            .and_then(|id| membership.get_node(&id))
-            .map(|n| n.addr.clone())
-            .unwrap_or_default();
-        let mut peers: Vec<String> = membership
-            .voter_ids()
-            .filter_map(|id| membership.get_node(&id).map(|n| n.addr.clone()))
-            .collect();
-        peers.sort();
-        let applied = m.last_applied.map_or(0, |l| l.index);
-        (leader, peers, applied)
-    }
-
-    /// Records contact from a leader (an accepted append-entries).
-    pub(crate) fn touch_leader_contact(&self) {
-        *self
-            .last_contact
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
-    }
-
-    /// The metadata of a read answered here at `index`.
-    pub(crate) fn query_meta(&self, index: u64) -> QueryMeta {
-        let known_leader = self.raft.metrics().borrow().current_leader.is_some();
-        let last_contact_ms = match self.leadership() {
-            Leadership::Leader => 0,
-            _ => {
-                let since = self
-                    .last_contact
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .unwrap_or(self.started);
-                u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
-            }
-        };
-        QueryMeta {
-            index: index.max(1),
-            known_leader,
-            last_contact_ms,
-        }
-    }
-
-    /// Resolves once shutdown starts.
-    pub(crate) fn stopping(&self) -> impl Future<Output = ()> + Send + 'static {
-        let mut rx = self.shutdown.subscribe();
-        async move {
-            // The sender lives in `Shared`; if it is gone, so is the server.
-            let _ = rx.wait_for(|stopped| *stopped).await;
-        }
-    }
-
-    fn stop(&self) {
-        self.shutdown.send_replace(true);
-    }
+/// Opens storage and starts Raft: everything but serving RPCs, bootstrapping and the
+/// leader loop. Returns the database so the caller can flush it on shutdown.
+pub(crate) async fn open(config: Config) -> Result<(Arc<Shared>, sled::Db), ServerError> {
+    let id = node_id_from_uuid(&config.node_id).map_err(|e| {
+        ServerError::Config(format!("node_id {:?} is not a UUID: {e}", config.node_id))
+    })?;
+    let db = open_db(config.data_dir.as_deref()).await?;
+    let storage = |e: &dyn std::fmt::Display| ServerError::Storage(e.to_string());
+    let log = LogStore::open(&db).map_err(|e| storage(&e))?;
+    // Restoring the persisted snapshot decodes the whole store: keep it off the async threads.
+    let fsm_db = db.clone();
+    let (fsm, store) =
+        tokio::task::spawn_blocking(move || StateMachine::open(&fsm_db).map_err(|e| storage(&e)))
+            .await
+            .map_err(|e| storage(&e))??;
+    let http = RpcHttp::new().map_err(|e| ServerError::Config(format!("HTTP client: {e}")))?;
+    let raft = Raft::new(
+        id,
+        Arc::new(raft_config(&config)?),
+        NetworkFactory::new(http.clone()),
+        log,
+        fsm,
+    )
+    .await
+    .map_err(|e| ServerError::Raft(e.to_string()))?;
+    let timers = SessionTimers::new(leader::expire_session(raft.clone(), store.clone()));
+    let shared = Shared::new(config, id, raft, store, timers, http);
+    Ok((Arc::new(shared), db))
 }
 
 /// Builds the openraft configuration.
@@ -239,18 +107,40 @@ fn raft_config(config: &Config) -> Result<openraft::Config, ServerError> {
 }
 
 /// Opens the sled database: `<data_dir>/raft`, or a temporary one deleted on drop.
-fn open_db(data_dir: Option<&Path>) -> Result<sled::Db, ServerError> {
-    let storage = |e: sled::Error| ServerError::Storage(e.to_string());
-    match data_dir {
+///
+/// If another handle still holds the database's lock, waits for it up to [`DB_LOCK_WAIT`]:
+/// after `Server::shutdown` returns, openraft's replication and state-machine tasks may
+/// still be dropping their storage handles for a moment, so a server restarted in the same
+/// process (tests, embedders) would otherwise fail at random. Opening recovers sled's log,
+/// so it runs on the blocking pool.
+async fn open_db(data_dir: Option<&Path>) -> Result<sled::Db, ServerError> {
+    let config = match data_dir {
         Some(dir) => {
             std::fs::create_dir_all(dir)?;
-            sled::Config::new()
-                .path(dir.join("raft"))
-                .open()
-                .map_err(storage)
+            sled::Config::new().path(dir.join("raft"))
         }
-        None => sled::Config::new().temporary(true).open().map_err(storage),
+        None => sled::Config::new().temporary(true),
+    };
+    let storage = |e: &dyn std::fmt::Display| ServerError::Storage(e.to_string());
+    let deadline = Instant::now() + DB_LOCK_WAIT;
+    loop {
+        let attempt = config.clone();
+        let opened = tokio::task::spawn_blocking(move || attempt.open())
+            .await
+            .map_err(|e| storage(&e))?;
+        match opened {
+            Err(e) if lock_held(&e) && Instant::now() < deadline => {
+                tokio::time::sleep(DB_LOCK_RETRY).await;
+            }
+            opened => return opened.map_err(|e| storage(&e)),
+        }
     }
+}
+
+/// Whether opening failed only because another handle holds the database's file lock.
+/// sled 0.34 reports that as an `Other` I/O error with this text and no finer kind.
+fn lock_held(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.to_string().starts_with("could not acquire lock"))
 }
 
 /// Initializes a single-voter cluster unless this data dir already holds one.
@@ -288,7 +178,7 @@ impl Server {
     /// traffic) on `rpc_listener`, and bootstraps when `bootstrap_expect == 1`.
     pub async fn start(config: Config, rpc_listener: TcpListener) -> Result<Server, ServerError> {
         let rpc_addr = rpc_listener.local_addr()?;
-        let (shared, db) = Shared::open(config.clone()).await?;
+        let (shared, db) = open(config.clone()).await?;
         let raft = shared.raft.clone();
         let id = shared.id;
         tracing::info!(node = %config.node_name, raft_id = id, %rpc_addr, "server starting");

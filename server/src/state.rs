@@ -3,13 +3,18 @@
 //! This is a plain library with no Raft in it: [`StateStore::apply`] takes a log index and a
 //! [`Command`] and mutates in-memory tables; [`StateStore::query`] answers an
 //! [`api::rpc::Query`](concord_api::rpc::Query) with the index blocking queries compare
-//! against. Durability comes from the Raft log plus snapshots ([`StateStore::snapshot`],
+//! against. Durability comes from the Raft log plus snapshots ([`StateStore::copy`],
 //! [`StateStore::restore`]), as in Consul's `agent/consul/state`.
 //!
-//! Every record carries `CreateIndex`/`ModifyIndex`; every table has a last-modified index
+//! The tables hold the store's own types ([`crate::model`]); a query converts what it
+//! returns to the API's types, so the wire never leaks into what is stored. Refusals are
+//! typed ([`Invalid`]) with Consul's texts.
+//!
+//! Every record carries `create_index`/`modify_index`; every table has a last-modified index
 //! ([`schema`]); every change is published on a watch channel so blocking queries wake up.
 
 mod catalog;
+mod error;
 mod kv;
 pub(crate) mod schema;
 mod session;
@@ -20,40 +25,16 @@ mod tests;
 use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use concord_api::catalog::{HealthCheck, Node, NodeService};
-use concord_api::kv::KvEntry;
 use concord_api::rpc::{Query, QueryResult, RpcError, WriteResult};
-use concord_api::session::Session;
 use tokio::sync::watch;
 
 use crate::command::{Command, CommandResult};
+use crate::model::catalog::{Check, Node, Service};
+use crate::model::kv::KvEntry;
+use crate::model::session::Session;
 
+pub(crate) use error::{Invalid, StateError};
 pub(crate) use session::{parse_session_ttl, SESSION_TTL_MULTIPLIER};
-
-/// Why the state store refused a command or a snapshot.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum StateError {
-    /// The command is invalid; nothing changed.
-    #[error("{0}")]
-    Invalid(String),
-    /// A snapshot could not be encoded or decoded.
-    #[error("state snapshot: {0}")]
-    Snapshot(String),
-}
-
-impl From<StateError> for RpcError {
-    fn from(e: StateError) -> Self {
-        match e {
-            StateError::Invalid(msg) => RpcError::Invalid(msg),
-            StateError::Snapshot(msg) => RpcError::Internal(msg),
-        }
-    }
-}
-
-/// Shorthand for an `Invalid` error.
-fn invalid<T>(msg: impl Into<String>) -> Result<T, StateError> {
-    Err(StateError::Invalid(msg.into()))
-}
 
 /// (node name, service ID) or (node name, check ID).
 pub(crate) type NodeScoped = (String, String);
@@ -71,8 +52,8 @@ pub(crate) struct Change {
 #[derive(Debug, Default)]
 pub(crate) struct Tables {
     nodes: BTreeMap<String, Node>,
-    services: BTreeMap<NodeScoped, NodeService>,
-    checks: BTreeMap<NodeScoped, HealthCheck>,
+    services: BTreeMap<NodeScoped, Service>,
+    checks: BTreeMap<NodeScoped, Check>,
     kvs: BTreeMap<String, KvEntry>,
     tombstones: BTreeMap<String, u64>,
     /// Key to the wall-clock millisecond until which it cannot be locked (set when a session
@@ -220,9 +201,7 @@ impl Tables {
             Query::SessionInfo { id } => self.session_info_query(id),
             Query::SessionList => self.session_list_query(),
             Query::NodeSessions { node } => self.node_sessions_query(node),
-            Query::RaftStatus => {
-                return invalid("RaftStatus is answered by Raft, not the state store")
-            }
+            Query::RaftStatus => return Err(Invalid::NotAStateQuery.into()),
         })
     }
 }
@@ -312,16 +291,34 @@ impl StateStore {
     }
 
     /// Serializes every table (the data part of a Raft snapshot).
+    #[cfg(test)]
     pub(crate) fn snapshot(&self) -> Result<Vec<u8>, StateError> {
-        let dump = self.read().dump();
-        serde_json::to_vec(&dump).map_err(|e| StateError::Snapshot(e.to_string()))
+        self.copy().encode()
     }
 
-    /// Builds a fresh store from [`StateStore::snapshot`] bytes.
+    /// A point-in-time copy of every table, for a snapshot to encode later: taking it holds
+    /// the read lock only for a memory copy, and the slow part (serializing) can then run
+    /// off the async threads while applies go on.
+    pub(crate) fn copy(&self) -> StoreCopy {
+        StoreCopy(self.read().dump())
+    }
+
+    /// Builds a fresh store from [`StoreCopy::encode`] bytes.
     pub(crate) fn restore(bytes: &[u8]) -> Result<Self, StateError> {
         let dump =
             serde_json::from_slice(bytes).map_err(|e| StateError::Snapshot(e.to_string()))?;
         Ok(StateStore::from_tables(Tables::restore(dump)))
+    }
+}
+
+/// What [`StateStore::copy`] took.
+#[derive(Debug)]
+pub(crate) struct StoreCopy(snapshot::Dump);
+
+impl StoreCopy {
+    /// Serializes the copy: the data of a Raft snapshot, as of when it was taken.
+    pub(crate) fn encode(&self) -> Result<Vec<u8>, StateError> {
+        serde_json::to_vec(&self.0).map_err(|e| StateError::Snapshot(e.to_string()))
     }
 }
 

@@ -1,7 +1,6 @@
 //! The state machine: applying commands, snapshots persisted and restored, installs swapping
 //! the store.
 
-use concord_api::kv::KvOp;
 use concord_api::rpc::{Query, QueryResult, RpcError, WriteResult};
 use openraft::storage::RaftStateMachine;
 use openraft::testing::log_id;
@@ -9,6 +8,7 @@ use openraft::{EntryPayload, RaftSnapshotBuilder};
 
 use super::StateMachine;
 use crate::command::Command;
+use crate::model::kv::KvOp;
 use crate::raft::Entry;
 
 fn entry(index: u64, cmd: Command) -> Entry {

@@ -1,25 +1,23 @@
 //! Registers this server in the catalog: its node, the `consul` service and the
 //! `serfHealth` check, as Consul's leader does for every server.
 
-use concord_api::catalog::{CheckStatus, HealthCheck, NodeService, RegisterRequest};
+use concord_api::catalog::{
+    NodeService, CONSUL_SERVICE, SERF_HEALTH_ALIVE_OUTPUT, SERF_HEALTH_CHECK_ID,
+    SERF_HEALTH_CHECK_NAME,
+};
 use concord_api::rpc::{RpcError, WriteResult};
 
 use crate::command::{now_ms, Command};
 use crate::config::Config;
-use crate::rpc::propose;
-use crate::server::Shared;
+use crate::model::catalog::{Check, CheckStatus, Register, Service};
+use crate::node::Shared;
 use crate::state::Tables;
-
-/// Catalog name of the service every server provides.
-pub(crate) const CONSUL_SERVICE: &str = "consul";
-/// ID of the node check that stands for gossip health.
-pub(crate) const SERF_CHECK_ID: &str = "serfHealth";
 
 /// The registration this server should have. Node metadata and tagged addresses others may
 /// have set are kept as they are.
-pub(crate) fn desired_registration(config: &Config, tables: &Tables) -> RegisterRequest {
+pub(crate) fn desired_registration(config: &Config, tables: &Tables) -> Register {
     let existing = tables.node(&config.node_name);
-    RegisterRequest {
+    Register {
         id: config.node_id.clone(),
         node: config.node_name.clone(),
         address: config.rpc_advertise.ip().to_string(),
@@ -28,21 +26,25 @@ pub(crate) fn desired_registration(config: &Config, tables: &Tables) -> Register
             .map(|n| n.tagged_addresses.clone())
             .unwrap_or_default(),
         node_meta: existing.map(|n| n.meta.clone()).unwrap_or_default(),
-        service: Some(NodeService {
-            id: CONSUL_SERVICE.to_string(),
-            service: CONSUL_SERVICE.to_string(),
-            port: config.rpc_advertise.port(),
-            ..NodeService::default()
-        }),
-        check: None,
-        checks: vec![HealthCheck {
+        // Built as the API type and converted, so it gets exactly the defaults (weights
+        // 1/1, ...) an agent's registration of the same service would.
+        service: Some(
+            NodeService {
+                id: CONSUL_SERVICE.to_string(),
+                service: CONSUL_SERVICE.to_string(),
+                port: config.rpc_advertise.port(),
+                ..NodeService::default()
+            }
+            .into(),
+        ),
+        checks: vec![Check {
             node: config.node_name.clone(),
-            check_id: SERF_CHECK_ID.to_string(),
-            name: "Serf Health Status".to_string(),
+            check_id: SERF_HEALTH_CHECK_ID.to_string(),
+            name: SERF_HEALTH_CHECK_NAME.to_string(),
             status: CheckStatus::Passing,
-            output: "Agent alive and reachable".to_string(),
+            output: SERF_HEALTH_ALIVE_OUTPUT.to_string(),
             r#type: "serf".to_string(),
-            ..HealthCheck::default()
+            ..Check::default()
         }],
         skip_node_update: false,
     }
@@ -50,7 +52,7 @@ pub(crate) fn desired_registration(config: &Config, tables: &Tables) -> Register
 
 /// Whether the catalog already holds exactly `want` (then nothing is proposed: no log entry,
 /// no index churn, no woken watchers).
-pub(crate) fn in_sync(tables: &Tables, want: &RegisterRequest) -> bool {
+pub(crate) fn in_sync(tables: &Tables, want: &Register) -> bool {
     let node_ok = tables.node(&want.node).is_some_and(|n| {
         n.id == want.id
             && n.address == want.address
@@ -60,7 +62,7 @@ pub(crate) fn in_sync(tables: &Tables, want: &RegisterRequest) -> bool {
     });
     let service_ok = want.service.as_ref().is_none_or(|w| {
         tables.service(&want.node, &w.id).is_some_and(|s| {
-            *s == NodeService {
+            *s == Service {
                 raft: s.raft,
                 ..w.clone()
             }
@@ -68,7 +70,7 @@ pub(crate) fn in_sync(tables: &Tables, want: &RegisterRequest) -> bool {
     });
     let checks_ok = want.checks.iter().all(|w| {
         tables.check(&want.node, &w.check_id).is_some_and(|c| {
-            *c == HealthCheck {
+            *c == Check {
                 raft: c.raft,
                 ..w.clone()
             }
@@ -89,13 +91,11 @@ pub(super) async fn reconcile_self(shared: &Shared) -> Result<(), RpcError> {
         request: want,
         now_ms: now_ms(),
     };
-    match propose(shared, cmd).await {
-        Ok((_, WriteResult::Done)) => Ok(()),
-        Ok((_, other)) => Err(RpcError::Internal(format!(
+    match shared.propose(cmd).await? {
+        (_, WriteResult::Done) => Ok(()),
+        (_, other) => Err(RpcError::Internal(format!(
             "unexpected register result {other:?}"
         ))),
-        Err(crate::rpc::Proposal::NotLeader(_)) => Err(RpcError::NoLeader),
-        Err(crate::rpc::Proposal::Failed(e)) => Err(e),
     }
 }
 
@@ -139,7 +139,7 @@ mod tests {
             "no churn once registered"
         );
         let check = store
-            .view(|t| t.check("server-1", SERF_CHECK_ID).cloned())
+            .view(|t| t.check("server-1", SERF_HEALTH_CHECK_ID).cloned())
             .unwrap();
         assert_eq!(check.name, "Serf Health Status");
         assert_eq!(check.status, CheckStatus::Passing);

@@ -4,10 +4,11 @@ use std::time::Duration;
 
 use axum::http::HeaderMap;
 use concord_api::rpc::RpcError;
+use concord_net::rpc::CallError;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::server::{Leadership, Shared};
+use crate::node::{Leadership, Shared};
 
 /// Marks a request a follower forwarded. The receiver answers it itself or fails with
 /// `NotLeader`; it never forwards again, so a stale view of the leader cannot loop.
@@ -46,33 +47,16 @@ pub(crate) async fn forward<Req: Serialize, Resp: DeserializeOwned>(
     timeout: Duration,
 ) -> Result<Resp, RpcError> {
     tracing::debug!(leader = addr, path, "forwarding to leader");
-    // A leader we cannot reach is, for this request, no leader: report which one we tried.
-    let unreachable = |e: reqwest::Error| {
-        tracing::warn!(leader = addr, error = %e, "forwarding to leader failed");
-        RpcError::NotLeader {
-            leader_addr: Some(addr.to_string()),
+    let headers = [(FORWARDED_HEADER, "1")];
+    match shared.http.post(addr, path, req, &headers, timeout).await {
+        Ok(resp) => Ok(resp),
+        Err(CallError::Remote(e)) => Err(e),
+        // A leader we cannot reach is, for this request, no leader: report which one we tried.
+        Err(e @ (CallError::Connect { .. } | CallError::Transport { .. })) => {
+            tracing::warn!(leader = addr, error = %e, "forwarding to leader failed");
+            Err(RpcError::NotLeader {
+                leader_addr: Some(addr.to_string()),
+            })
         }
-    };
-    let resp = shared
-        .http
-        .post(format!("http://{addr}{path}"))
-        .header(FORWARDED_HEADER, "1")
-        .json(req)
-        .timeout(timeout)
-        .send()
-        .await
-        .map_err(unreachable)?;
-    let status = resp.status();
-    let body = resp.bytes().await.map_err(unreachable)?;
-    if status.is_success() {
-        serde_json::from_slice(&body)
-            .map_err(|e| RpcError::Internal(format!("bad reply from leader {addr}: {e}")))
-    } else {
-        Err(serde_json::from_slice(&body).unwrap_or_else(|_| {
-            RpcError::Internal(format!(
-                "leader {addr} answered {status}: {}",
-                String::from_utf8_lossy(&body)
-            ))
-        }))
     }
 }

@@ -1,4 +1,5 @@
-//! Raft's own endpoints, called by [`network`](crate::network) on other servers.
+//! Raft's own endpoints, called by [`network`](crate::network) on other servers (paths and
+//! bodies in [`raft`](crate::raft)).
 //!
 //! Each takes openraft's request as JSON and answers `200` with openraft's
 //! `Result<Response, Error>` as JSON: a Raft-level error is data the caller's openraft must
@@ -15,32 +16,10 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     SnapshotResponse, VoteRequest, VoteResponse,
 };
-use serde::{Deserialize, Serialize};
 
-use super::{decode, RpcFailure};
-use crate::raft::{NodeId, Snapshot, SnapshotMeta, TypeConfig, Vote};
-use crate::server::Shared;
-
-/// Append-entries (also the heartbeat).
-pub(crate) const APPEND_ENTRIES_PATH: &str = "/v1/internal/raft/append-entries";
-/// Request-vote.
-pub(crate) const VOTE_PATH: &str = "/v1/internal/raft/vote";
-/// One chunk of a snapshot (openraft's chunked transfer).
-pub(crate) const INSTALL_SNAPSHOT_PATH: &str = "/v1/internal/raft/install-snapshot";
-/// A whole snapshot in one request (what Concord's network sends).
-pub(crate) const FULL_SNAPSHOT_PATH: &str = "/v1/internal/raft/snapshot";
-
-/// Body of [`FULL_SNAPSHOT_PATH`].
-#[derive(Serialize, Deserialize, Debug)]
-pub(crate) struct FullSnapshotRequest {
-    /// The sender's vote (the receiver rejects stale leaders).
-    pub(crate) vote: Vote,
-    /// What the snapshot covers.
-    pub(crate) meta: SnapshotMeta,
-    /// The snapshot bytes, base64 (a JSON array of numbers would be four times larger).
-    #[serde(with = "concord_api::kv::base64_opt")]
-    pub(crate) data: Option<Vec<u8>>,
-}
+use super::error::{decode, RpcFailure};
+use crate::node::Shared;
+use crate::raft::{FullSnapshotRequest, NodeId, Snapshot, TypeConfig};
 
 pub(super) async fn append_entries(
     State(shared): State<Arc<Shared>>,

@@ -10,15 +10,15 @@ use axum::http::HeaderMap;
 use axum::Json;
 use concord_api::rpc::{
     Consistency, Query, QueryOptions, QueryResult, ReadRequest, ReadResponse, RpcError,
-    DEFAULT_WAIT_MS, MAX_WAIT_MS, READ_PATH,
+    MAX_JITTER_FRACTION, READ_PATH,
 };
 use openraft::error::{CheckIsLeaderError, RaftError};
 use rand::Rng;
 use tokio::time::Instant;
 
+use super::error::{decode, RpcFailure};
 use super::forward::{forward, is_forwarded, leader_target, FORWARD_TIMEOUT};
-use super::{decode, RpcFailure};
-use crate::server::Shared;
+use crate::node::Shared;
 use crate::state::StoreHandle;
 
 pub(super) async fn handle(
@@ -48,7 +48,7 @@ pub(crate) async fn read(
     }
     if req.options.consistency != Consistency::Stale {
         if let Some(addr) = leader_target(shared.leadership(), forwarded)? {
-            let timeout = FORWARD_TIMEOUT + max_blocking_wait(&req.options);
+            let timeout = FORWARD_TIMEOUT + req.options.max_blocking();
             return forward(shared, &addr, READ_PATH, &req, timeout).await;
         }
         if req.options.consistency == Consistency::Consistent {
@@ -77,27 +77,12 @@ async fn ensure_leader(shared: &Shared) -> Result<(), RpcError> {
     }
 }
 
-/// The blocking wait a query asks for: 0 is the default (5 min), anything is capped at
-/// 10 min, plus up to 1/16 random jitter so watchers woken together do not return together.
-pub(crate) fn wait_duration(max_wait_ms: u64) -> Duration {
-    let wait = match max_wait_ms {
-        0 => DEFAULT_WAIT_MS,
-        ms => ms.min(MAX_WAIT_MS),
-    };
-    let jitter = rand::thread_rng().gen_range(0..=wait / 16);
-    Duration::from_millis(wait + jitter)
-}
-
-/// Upper bound of how long a read may block (for the forwarding timeout).
-fn max_blocking_wait(options: &QueryOptions) -> Duration {
-    if options.min_index == 0 {
-        return Duration::ZERO;
-    }
-    let wait = match options.max_wait_ms {
-        0 => DEFAULT_WAIT_MS,
-        ms => ms.min(MAX_WAIT_MS),
-    };
-    Duration::from_millis(wait + wait / 16)
+/// A blocking wait plus up to 1/[`MAX_JITTER_FRACTION`] random jitter, so watchers woken
+/// together do not return together. The bound is [`QueryOptions::max_blocking`].
+fn with_jitter(wait: Duration) -> Duration {
+    let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+    let jitter = rand::thread_rng().gen_range(0..=wait_ms / u64::from(MAX_JITTER_FRACTION));
+    wait + Duration::from_millis(jitter)
 }
 
 /// Runs a query, blocking while its index is not above `options.min_index` (if non-zero):
@@ -109,10 +94,10 @@ pub(crate) async fn blocking_query(
     options: &QueryOptions,
     stop: impl Future<Output = ()>,
 ) -> Result<(u64, QueryResult), RpcError> {
-    if options.min_index == 0 {
+    let Some(wait) = options.blocking_wait() else {
         return Ok(store.current().query(query)?);
-    }
-    let deadline = Instant::now() + wait_duration(options.max_wait_ms);
+    };
+    let deadline = Instant::now() + with_jitter(wait);
     tokio::pin!(stop);
     loop {
         // Subscribe before querying so a change between the two is not missed. A restore

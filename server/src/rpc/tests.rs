@@ -22,7 +22,8 @@ use tower::ServiceExt;
 use super::forward::FORWARDED_HEADER;
 use super::router;
 use crate::config::Config;
-use crate::server::{bootstrap_single, Shared};
+use crate::node::Shared;
+use crate::server::{bootstrap_single, open};
 
 fn config(bootstrap_expect: usize) -> Config {
     Config {
@@ -40,7 +41,7 @@ fn config(bootstrap_expect: usize) -> Config {
 /// nothing but the test writes to the store.
 async fn single_node() -> (Arc<Shared>, Router) {
     let config = config(1);
-    let (shared, _db) = Shared::open(config.clone()).await.unwrap();
+    let (shared, _db) = open(config.clone()).await.unwrap();
     bootstrap_single(&shared.raft, shared.id, config.rpc_advertise)
         .await
         .unwrap();
@@ -382,7 +383,7 @@ async fn raft_status_names_this_server() {
 
 #[tokio::test]
 async fn without_a_leader_writes_are_503_and_stale_reads_answer() {
-    let (shared, _db) = Shared::open(config(0)).await.unwrap();
+    let (shared, _db) = open(config(0)).await.unwrap();
     let app = router(shared);
     let err = write(&app, set("k", "v")).await.unwrap_err();
     assert_eq!(err, (StatusCode::SERVICE_UNAVAILABLE, RpcError::NoLeader));
@@ -401,7 +402,7 @@ async fn without_a_leader_writes_are_503_and_stale_reads_answer() {
 
 #[tokio::test]
 async fn forwarded_requests_are_not_forwarded_again() {
-    let (shared, _db) = Shared::open(config(0)).await.unwrap();
+    let (shared, _db) = open(config(0)).await.unwrap();
     let app = router(shared);
     let request = Request::post(WRITE_PATH)
         .header(FORWARDED_HEADER, "1")
@@ -409,4 +410,27 @@ async fn forwarded_requests_are_not_forwarded_again() {
         .unwrap();
     let resp = app.oneshot(request).await.unwrap();
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn an_unreachable_leader_is_reported_as_not_leader() {
+    let (shared, _db) = open(config(0)).await.unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let err = super::forward::forward::<_, WriteResponse>(
+        &shared,
+        &addr,
+        WRITE_PATH,
+        &set("k", "v"),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        err,
+        RpcError::NotLeader {
+            leader_addr: Some(addr)
+        }
+    );
 }

@@ -1,5 +1,5 @@
-//! `POST api::rpc::WRITE_PATH`: turn a request into a [`Command`], propose it through Raft
-//! on the leader, or forward it there.
+//! `POST api::rpc::WRITE_PATH`: on the leader, turn a request into a [`Command`] and propose
+//! it through Raft; on a follower, forward it to the leader.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,12 +9,13 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
 use concord_api::rpc::{RpcError, WriteRequest, WriteResponse, WriteResult, WRITE_PATH};
-use openraft::error::{ClientWriteError, RaftError};
 
+use super::error::{decode, RpcFailure};
 use super::forward::{forward, is_forwarded, leader_target, FORWARD_TIMEOUT};
-use super::{decode, RpcFailure};
 use crate::command::{now_ms, Command, UnixMillis};
-use crate::server::Shared;
+use crate::model::kv::KvOp;
+use crate::model::session::Session;
+use crate::node::Shared;
 use crate::state::{parse_session_ttl, schema};
 
 pub(super) async fn handle(
@@ -26,44 +27,34 @@ pub(super) async fn handle(
     Ok(Json(write(&shared, req, is_forwarded(&headers)).await?))
 }
 
-/// Applies a write through Raft (or forwards it to the leader) and reports the outcome.
+/// Applies a write through Raft here if this server leads, or forwards it to the leader,
+/// and reports the outcome. Which of the two is decided once, before anything is built.
 pub(crate) async fn write(
     shared: &Shared,
     req: WriteRequest,
     forwarded: bool,
 ) -> Result<WriteResponse, RpcError> {
+    if let Some(addr) = leader_target(shared.leadership(), forwarded)? {
+        return forward(shared, &addr, WRITE_PATH, &req, FORWARD_TIMEOUT).await;
+    }
     if let WriteRequest::SessionRenew { id } = &req {
-        return match leader_target(shared.leadership(), forwarded)? {
-            Some(addr) => forward(shared, &addr, WRITE_PATH, &req, FORWARD_TIMEOUT).await,
-            None => Ok(renew(shared, id)),
-        };
+        return Ok(renew(shared, id));
     }
-    // Built before we know whether we lead: on a follower the command (and the session ID
-    // it may carry) is simply dropped and the original request forwarded.
-    let (cmd, session_ttl) = to_command(req.clone(), now_ms())?;
-    match propose(shared, cmd.clone()).await {
-        Ok((index, result)) => {
-            // Only the leader runs session timers, and the write just applied on it.
-            match &cmd {
-                Command::SessionCreate { session } => {
-                    if let Some(ttl) = session_ttl {
-                        shared.timers.reset(&session.id, ttl);
-                    }
-                }
-                Command::SessionDestroy { id, .. } => shared.timers.cancel(id),
-                _ => {}
+    let (cmd, session_ttl) = to_command(req, now_ms())?;
+    // Leadership lost since `leader_target` surfaces here as NotLeader/NoLeader: the client
+    // retries, rather than this server forwarding from inside the write.
+    let (index, result) = shared.propose(cmd.clone()).await?;
+    // Only the leader runs session timers, and the write just applied on it.
+    match &cmd {
+        Command::SessionCreate { session } => {
+            if let Some(ttl) = session_ttl {
+                shared.timers.reset(&session.id, ttl);
             }
-            Ok(WriteResponse { index, result })
         }
-        Err(Proposal::NotLeader(None)) => Err(RpcError::NoLeader),
-        Err(Proposal::NotLeader(Some(addr))) if forwarded => Err(RpcError::NotLeader {
-            leader_addr: Some(addr),
-        }),
-        Err(Proposal::NotLeader(Some(addr))) => {
-            forward(shared, &addr, WRITE_PATH, &req, FORWARD_TIMEOUT).await
-        }
-        Err(Proposal::Failed(e)) => Err(e),
+        Command::SessionDestroy { id, .. } => shared.timers.cancel(id),
+        _ => {}
     }
+    Ok(WriteResponse { index, result })
 }
 
 /// Resets a session's TTL timer on the leader (no Raft entry, as in Consul).
@@ -78,24 +69,43 @@ fn renew(shared: &Shared, id: &str) -> WriteResponse {
     let index = store.view(|t| t.table_index(schema::SESSIONS)).max(1);
     WriteResponse {
         index,
-        result: WriteResult::Session(session),
+        result: WriteResult::Session(session.as_ref().map(Session::to_api)),
     }
 }
 
-/// Converts a request into its Raft command; for a session, assigns the ID and validates
+/// Converts a request (wire types) into its Raft command (the store's types); for a session, assigns the ID and validates
 /// the TTL (returned so the leader can arm its timer).
 pub(crate) fn to_command(
     req: WriteRequest,
     now_ms: UnixMillis,
 ) -> Result<(Command, Option<Duration>), RpcError> {
     Ok(match req {
-        WriteRequest::Register(request) => (Command::Register { request, now_ms }, None),
-        WriteRequest::Deregister(request) => (Command::Deregister { request, now_ms }, None),
-        WriteRequest::Kv(op) => (Command::Kv { op, now_ms }, None),
-        WriteRequest::Txn(ops) => (Command::Txn { ops, now_ms }, None),
-        WriteRequest::SessionCreate(mut session) => {
-            let ttl = parse_session_ttl(&session.ttl).map_err(RpcError::Invalid)?;
-            session.id = uuid::Uuid::new_v4().to_string();
+        WriteRequest::Register(request) => {
+            let request = request.into();
+            (Command::Register { request, now_ms }, None)
+        }
+        WriteRequest::Deregister(request) => {
+            let request = request.into();
+            (Command::Deregister { request, now_ms }, None)
+        }
+        WriteRequest::Kv(op) => (
+            Command::Kv {
+                op: op.into(),
+                now_ms,
+            },
+            None,
+        ),
+        WriteRequest::Txn(ops) => {
+            let ops = ops.into_iter().map(KvOp::from).collect();
+            (Command::Txn { ops, now_ms }, None)
+        }
+        WriteRequest::SessionCreate(session) => {
+            let ttl =
+                parse_session_ttl(&session.ttl).map_err(|e| RpcError::Invalid(e.to_string()))?;
+            let session = Session {
+                id: uuid::Uuid::new_v4().to_string(),
+                ..session.into()
+            };
             (Command::SessionCreate { session }, ttl)
         }
         WriteRequest::SessionDestroy { id } => (Command::SessionDestroy { id, now_ms }, None),
@@ -105,30 +115,4 @@ pub(crate) fn to_command(
             ))
         }
     })
-}
-
-/// Why a proposal did not apply.
-#[derive(Debug)]
-pub(crate) enum Proposal {
-    /// This server does not lead; the leader's RPC address if known.
-    NotLeader(Option<String>),
-    /// Applied and rejected, or Raft failed.
-    Failed(RpcError),
-}
-
-/// Proposes a command on this server's Raft and waits for it to apply.
-pub(crate) async fn propose(shared: &Shared, cmd: Command) -> Result<(u64, WriteResult), Proposal> {
-    match shared.raft.client_write(cmd).await {
-        Ok(resp) => match resp.data {
-            Ok(result) => Ok((resp.log_id.index, result)),
-            Err(e) => Err(Proposal::Failed(e)),
-        },
-        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-            Err(Proposal::NotLeader(f.leader_node.map(|n| n.addr)))
-        }
-        Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
-            Err(Proposal::Failed(RpcError::Internal(e.to_string())))
-        }
-        Err(RaftError::Fatal(e)) => Err(Proposal::Failed(RpcError::Internal(format!("raft: {e}")))),
-    }
 }

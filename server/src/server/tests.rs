@@ -187,3 +187,26 @@ async fn restart_recovers_snapshot_and_log_tail() {
     );
     server.shutdown().await.unwrap();
 }
+
+/// `open_db` waits only on a held lock, which sled reports by text alone: pin the text.
+#[test]
+fn a_held_database_lock_is_recognised() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = sled::Config::new().path(dir.path().join("raft"));
+    let _held = config.open().unwrap();
+    let err = config.open().unwrap_err();
+    assert!(lock_held(&err), "{err}");
+    assert!(!lock_held(&sled::Error::Unsupported("x".into())));
+}
+
+#[tokio::test]
+async fn opening_waits_for_a_held_lock_to_be_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let held = open_db(Some(dir.path())).await.unwrap();
+    let opening = tokio::spawn({
+        let dir = dir.path().to_path_buf();
+        async move { open_db(Some(&dir)).await }
+    });
+    drop(held);
+    opening.await.unwrap().unwrap();
+}

@@ -3,15 +3,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use concord_api::catalog::{
-    CheckServiceNode, CheckStatus, DeregisterRequest, HealthCheck, Node, NodeService, NodeServices,
-    RegisterRequest, ServiceNode,
-};
+use concord_api::catalog::{self as api, CheckServiceNode, NodeServices, ServiceNode};
 use concord_api::rpc::{NodeMetaFilter, QueryResult};
 
 use super::schema::{CHECKS, NODES, SERVICES};
-use super::{invalid, NodeScoped, StateError, Tables};
+use super::{Invalid, NodeScoped, StateError, Tables};
 use crate::command::UnixMillis;
+use crate::model::catalog::{Check, CheckStatus, Deregister, Node, Register, Service};
 
 /// Entries of a node-scoped table that belong to `node`, in ID order.
 fn on_node<'a, V>(
@@ -29,7 +27,7 @@ fn meta_matches(node: &Node, filter: &NodeMetaFilter) -> bool {
 }
 
 /// Whether the service has every wanted tag (case-insensitively, as Consul filters).
-fn tags_match(svc: &NodeService, wanted: &[String]) -> bool {
+fn tags_match(svc: &Service, wanted: &[String]) -> bool {
     wanted
         .iter()
         .all(|w| svc.tags.iter().any(|t| t.eq_ignore_ascii_case(w)))
@@ -42,23 +40,23 @@ impl Tables {
     pub(crate) fn register(
         &mut self,
         index: u64,
-        req: &RegisterRequest,
+        req: &Register,
         now_ms: UnixMillis,
     ) -> Result<(), StateError> {
         if req.node.is_empty() {
-            return invalid("Must provide node");
+            return Err(Invalid::NoNodeName.into());
         }
         if req.address.is_empty() && !req.skip_node_update {
-            return invalid("Must provide address");
+            return Err(Invalid::NoAddress.into());
         }
         if req.skip_node_update && !self.nodes.contains_key(&req.node) {
-            return invalid("Missing node registration");
+            return Err(Invalid::NodeNotRegistered.into());
         }
         let service = match &req.service {
             Some(svc) => {
                 let mut svc = svc.clone();
                 if svc.service.is_empty() {
-                    return invalid("Must provide service name");
+                    return Err(Invalid::NoServiceName.into());
                 }
                 if svc.id.is_empty() {
                     svc.id = svc.service.clone();
@@ -68,23 +66,24 @@ impl Tables {
             None => None,
         };
         let mut checks = Vec::new();
-        for check in req.check.iter().chain(&req.checks) {
+        for check in &req.checks {
             let mut check = check.clone();
             check.node = req.node.clone();
             if check.check_id.is_empty() {
                 check.check_id = check.name.clone();
             }
             if check.check_id.is_empty() {
-                return invalid("Must provide check ID or name");
+                return Err(Invalid::NoCheckId.into());
             }
             if !check.service_id.is_empty() {
                 let in_request = service.as_ref().is_some_and(|s| s.id == check.service_id);
                 let key = (req.node.clone(), check.service_id.clone());
                 if !in_request && !self.services.contains_key(&key) {
-                    return invalid(format!(
-                        "Missing service registration: check '{}' references service '{}'",
-                        check.check_id, check.service_id
-                    ));
+                    return Err(Invalid::CheckServiceNotRegistered {
+                        check_id: check.check_id,
+                        service_id: check.service_id,
+                    }
+                    .into());
                 }
             }
             checks.push(check);
@@ -156,7 +155,7 @@ impl Tables {
             .max(1)
     }
 
-    fn upsert_service(&mut self, index: u64, node: &str, mut svc: NodeService) {
+    fn upsert_service(&mut self, index: u64, node: &str, mut svc: Service) {
         let key = (node.to_string(), svc.id.clone());
         match self.services.get(&key) {
             Some(existing) => {
@@ -193,7 +192,7 @@ impl Tables {
         self.bump(SERVICES, index);
     }
 
-    fn upsert_check(&mut self, index: u64, mut check: HealthCheck, now_ms: UnixMillis) {
+    fn upsert_check(&mut self, index: u64, mut check: Check, now_ms: UnixMillis) {
         let key = (check.node.clone(), check.check_id.clone());
         if check.service_id.is_empty() {
             check.service_name.clear();
@@ -239,11 +238,11 @@ impl Tables {
     pub(crate) fn deregister(
         &mut self,
         index: u64,
-        req: &DeregisterRequest,
+        req: &Deregister,
         now_ms: UnixMillis,
     ) -> Result<(), StateError> {
         if req.node.is_empty() {
-            return invalid("Must provide node");
+            return Err(Invalid::NoNodeName.into());
         }
         let service_id = req.service_id.as_deref().filter(|s| !s.is_empty());
         let check_id = req.check_id.as_deref().filter(|s| !s.is_empty());
@@ -325,28 +324,28 @@ impl Tables {
     }
 
     /// A service instance, if registered.
-    pub(crate) fn service(&self, node: &str, id: &str) -> Option<&NodeService> {
+    pub(crate) fn service(&self, node: &str, id: &str) -> Option<&Service> {
         self.services.get(&(node.to_string(), id.to_string()))
     }
 
     /// A check, if registered.
-    pub(crate) fn check(&self, node: &str, id: &str) -> Option<&HealthCheck> {
+    pub(crate) fn check(&self, node: &str, id: &str) -> Option<&Check> {
         self.checks.get(&(node.to_string(), id.to_string()))
     }
 
     /// The node record of a service's node. Services never outlive their node (deregister
     /// removes both together), so a missing node only hides the service.
-    fn service_rows(&self) -> impl Iterator<Item = (&Node, &NodeService)> + '_ {
+    fn service_rows(&self) -> impl Iterator<Item = (&Node, &Service)> + '_ {
         self.services
             .iter()
             .filter_map(|((node, _), svc)| self.nodes.get(node).map(|n| (n, svc)))
     }
 
     /// Node-level checks of a node and the checks of one of its services, in ID order.
-    fn instance_checks(&self, node: &str, service_id: &str) -> Vec<HealthCheck> {
+    fn instance_checks(&self, node: &str, service_id: &str) -> Vec<api::HealthCheck> {
         on_node(&self.checks, node)
             .filter(|(_, c)| c.service_id.is_empty() || c.service_id == service_id)
-            .map(|(_, c)| c.clone())
+            .map(|(_, c)| c.to_api())
             .collect()
     }
 
@@ -355,7 +354,7 @@ impl Tables {
             .nodes
             .values()
             .filter(|n| meta_matches(n, node_meta))
-            .cloned()
+            .map(Node::to_api)
             .collect();
         (self.max_index(&[NODES]), QueryResult::Nodes(nodes))
     }
@@ -391,16 +390,16 @@ impl Tables {
             .filter(|(node, svc)| {
                 svc.service == service && tags_match(svc, tags) && meta_matches(node, node_meta)
             })
-            .map(|(node, svc)| ServiceNode::new(node, svc))
+            .map(|(node, svc)| ServiceNode::new(&node.to_api(), &svc.to_api()))
             .collect();
         (self.service_index(service), QueryResult::ServiceNodes(rows))
     }
 
     pub(super) fn node_services_query(&self, node: &str) -> (u64, QueryResult) {
         let result = self.nodes.get(node).map(|n| NodeServices {
-            node: n.clone(),
+            node: n.to_api(),
             services: on_node(&self.services, node)
-                .map(|((_, id), svc)| (id.clone(), svc.clone()))
+                .map(|((_, id), svc)| (id.clone(), svc.to_api()))
                 .collect(),
         });
         (
@@ -411,13 +410,13 @@ impl Tables {
 
     fn check_service_nodes(
         &self,
-        mut keep: impl FnMut(&Node, &NodeService) -> bool,
+        mut keep: impl FnMut(&Node, &Service) -> bool,
     ) -> Vec<CheckServiceNode> {
         self.service_rows()
             .filter(|(node, svc)| keep(node, svc))
             .map(|(node, svc)| CheckServiceNode {
-                node: node.clone(),
-                service: svc.clone(),
+                node: node.to_api(),
+                service: svc.to_api(),
                 checks: self.instance_checks(&node.node, &svc.id),
             })
             .collect()
@@ -434,7 +433,11 @@ impl Tables {
             svc.service == service && tags_match(svc, tags) && meta_matches(node, node_meta)
         });
         if passing {
-            rows.retain(|row| row.checks.iter().all(|c| c.status == CheckStatus::Passing));
+            rows.retain(|row| {
+                row.checks
+                    .iter()
+                    .all(|c| c.status == api::CheckStatus::Passing)
+            });
         }
         (self.service_index(service), QueryResult::Health(rows))
     }
@@ -442,8 +445,8 @@ impl Tables {
     fn checks_where(
         &self,
         node_meta: &NodeMetaFilter,
-        keep: impl Fn(&HealthCheck) -> bool,
-    ) -> Vec<HealthCheck> {
+        keep: impl Fn(&Check) -> bool,
+    ) -> Vec<api::HealthCheck> {
         self.checks
             .values()
             .filter(|c| keep(c))
@@ -454,7 +457,7 @@ impl Tables {
                         .get(&c.node)
                         .is_some_and(|n| meta_matches(n, node_meta))
             })
-            .cloned()
+            .map(Check::to_api)
             .collect()
     }
 
@@ -471,16 +474,17 @@ impl Tables {
 
     pub(super) fn node_checks_query(&self, node: &str) -> (u64, QueryResult) {
         let checks = on_node(&self.checks, node)
-            .map(|(_, c)| c.clone())
+            .map(|(_, c)| c.to_api())
             .collect();
         (self.max_index(&[CHECKS]), QueryResult::Checks(checks))
     }
 
     pub(super) fn checks_in_state_query(
         &self,
-        state: Option<CheckStatus>,
+        state: Option<api::CheckStatus>,
         node_meta: &NodeMetaFilter,
     ) -> (u64, QueryResult) {
+        let state = state.map(CheckStatus::from);
         let checks = self.checks_where(node_meta, |c| state.is_none_or(|s| c.status == s));
         (
             self.max_index(&[NODES, CHECKS]),
@@ -489,7 +493,7 @@ impl Tables {
     }
 
     pub(super) fn catalog_dump_query(&self) -> (u64, QueryResult) {
-        let nodes = self.nodes.values().cloned().collect();
+        let nodes = self.nodes.values().map(Node::to_api).collect();
         let instances = self.check_service_nodes(|_, _| true);
         (
             self.max_index(&[NODES, SERVICES, CHECKS]),

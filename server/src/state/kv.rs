@@ -3,12 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use concord_api::kv::{KvEntry, KvOp, TxnError, TxnResponse, TxnResultEntry};
+use concord_api::kv::{TxnError, TxnResponse, TxnResultEntry};
 use concord_api::rpc::QueryResult;
 
 use super::schema::{KVS, TOMBSTONES};
-use super::{invalid, StateError, Tables};
+use super::{Invalid, StateError, Tables};
 use crate::command::UnixMillis;
+use crate::model::kv::{KvEntry, KvOp};
 
 /// Entries of a key-ordered map whose key starts with `prefix`.
 fn under<'a, V>(
@@ -145,10 +146,10 @@ impl Tables {
         now_ms: UnixMillis,
     ) -> Result<Option<KvEntry>, StateError> {
         if session.is_empty() {
-            return invalid("missing session");
+            return Err(Invalid::NoSession.into());
         }
         if !self.sessions.contains_key(session) {
-            return invalid(format!("invalid session \"{session}\""));
+            return Err(Invalid::UnknownSession(session.to_string()).into());
         }
         if self
             .lock_delays
@@ -187,7 +188,7 @@ impl Tables {
         session: &str,
     ) -> Result<Option<KvEntry>, StateError> {
         if session.is_empty() {
-            return invalid("missing session");
+            return Err(Invalid::NoSession.into());
         }
         let Some(existing) = self.kvs.get(key) else {
             return Ok(None);
@@ -271,9 +272,7 @@ impl Tables {
             | KvOp::GetTree { .. }
             | KvOp::CheckIndex { .. }
             | KvOp::CheckSession { .. }
-            | KvOp::CheckNotExists { .. } => {
-                return invalid("this KV verb is only valid in a transaction")
-            }
+            | KvOp::CheckNotExists { .. } => return Err(Invalid::TxnOnlyVerb.into()),
         })
     }
 
@@ -285,7 +284,11 @@ impl Tables {
         let mut errors = Vec::new();
         for (op_index, op) in ops.iter().enumerate() {
             match self.txn_op(index, op, now_ms) {
-                Ok(entries) => results.extend(entries.into_iter().map(|kv| TxnResultEntry { kv })),
+                Ok(entries) => results.extend(
+                    entries
+                        .into_iter()
+                        .map(|kv| TxnResultEntry { kv: kv.to_api() }),
+                ),
                 Err(what) => errors.push(TxnError { op_index, what }),
             }
         }
@@ -413,13 +416,13 @@ impl Tables {
 
     pub(super) fn kv_get_query(&self, key: &str) -> (u64, QueryResult) {
         match self.kvs.get(key) {
-            Some(e) => (e.modify_index.max(1), QueryResult::Kv(vec![e.clone()])),
+            Some(e) => (e.modify_index.max(1), QueryResult::Kv(vec![e.to_api()])),
             None => (self.max_index(&[KVS, TOMBSTONES]), QueryResult::Kv(vec![])),
         }
     }
 
     pub(super) fn kv_list_query(&self, prefix: &str) -> (u64, QueryResult) {
-        let entries = under(&self.kvs, prefix).map(|(_, e)| e.clone()).collect();
+        let entries = under(&self.kvs, prefix).map(|(_, e)| e.to_api()).collect();
         (self.kv_prefix_index(prefix), QueryResult::Kv(entries))
     }
 

@@ -3,14 +3,14 @@
 
 use std::time::Duration;
 
-use concord_api::catalog::CheckStatus;
-use concord_api::duration::{format_duration, parse_duration};
+use concord_api::duration::parse_duration;
 use concord_api::rpc::QueryResult;
-use concord_api::session::{Session, SessionBehavior};
 
 use super::schema::SESSIONS;
-use super::{invalid, StateError, Tables};
+use super::{Invalid, StateError, Tables};
 use crate::command::UnixMillis;
+use crate::model::catalog::CheckStatus;
+use crate::model::session::{Behavior, Session};
 
 /// Shortest session TTL accepted (Consul's `session_ttl_min` default).
 pub(crate) const SESSION_TTL_MIN: Duration = Duration::from_secs(10);
@@ -24,20 +24,23 @@ pub(crate) const MAX_LOCK_DELAY: Duration = Duration::from_secs(60);
 
 /// Validates a session TTL: empty (or zero) means none; otherwise a Go duration between
 /// [`SESSION_TTL_MIN`] and [`SESSION_TTL_MAX`].
-pub(crate) fn parse_session_ttl(ttl: &str) -> Result<Option<Duration>, String> {
+pub(crate) fn parse_session_ttl(ttl: &str) -> Result<Option<Duration>, Invalid> {
     if ttl.is_empty() {
         return Ok(None);
     }
-    let parsed = parse_duration(ttl).map_err(|e| format!("Invalid Session TTL '{ttl}': {e}"))?;
+    let parsed = parse_duration(ttl).map_err(|e| Invalid::SessionTtlSyntax {
+        ttl: ttl.to_string(),
+        error: e.to_string(),
+    })?;
     if parsed.is_zero() {
         return Ok(None);
     }
     if !(SESSION_TTL_MIN..=SESSION_TTL_MAX).contains(&parsed) {
-        return Err(format!(
-            "Invalid Session TTL '{ttl}', must be between [{}={}]",
-            format_duration(SESSION_TTL_MIN),
-            format_duration(SESSION_TTL_MAX)
-        ));
+        return Err(Invalid::SessionTtlRange {
+            ttl: ttl.to_string(),
+            min: SESSION_TTL_MIN,
+            max: SESSION_TTL_MAX,
+        });
     }
     Ok(Some(parsed))
 }
@@ -51,13 +54,13 @@ impl Tables {
         session: &Session,
     ) -> Result<String, StateError> {
         if session.id.is_empty() {
-            return invalid("Missing session ID");
+            return Err(Invalid::NoSessionId.into());
         }
         if self.sessions.contains_key(&session.id) {
-            return invalid(format!("Session ID '{}' already exists", session.id));
+            return Err(Invalid::SessionExists(session.id.clone()).into());
         }
         if !self.nodes.contains_key(&session.node) {
-            return invalid("Missing node registration");
+            return Err(Invalid::NodeNotRegistered.into());
         }
         let check_ids = session
             .node_checks
@@ -65,12 +68,13 @@ impl Tables {
             .chain(session.service_checks.iter().map(|c| &c.id));
         for check_id in check_ids {
             match self.check(&session.node, check_id) {
-                None => return invalid(format!("Missing check '{check_id}' registration")),
+                None => return Err(Invalid::CheckNotRegistered(check_id.clone()).into()),
                 Some(c) if c.status == CheckStatus::Critical => {
-                    return invalid(format!(
-                        "Check '{check_id}' is in {} state",
-                        c.status.as_str()
-                    ))
+                    return Err(Invalid::CheckNotHealthy {
+                        check_id: check_id.clone(),
+                        status: c.status.as_str(),
+                    }
+                    .into())
                 }
                 Some(_) => {}
             }
@@ -100,8 +104,8 @@ impl Tables {
         let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
         for key in self.kv_locked_by(id) {
             match session.behavior {
-                SessionBehavior::Release => self.kv_release(index, &key),
-                SessionBehavior::Delete => {
+                Behavior::Release => self.kv_release(index, &key),
+                Behavior::Delete => {
                     self.kv_remove(index, &key);
                 }
             }
@@ -143,12 +147,17 @@ impl Tables {
     }
 
     pub(super) fn session_info_query(&self, id: &str) -> (u64, QueryResult) {
-        let sessions = self.sessions.get(id).cloned().into_iter().collect();
+        let sessions = self
+            .sessions
+            .get(id)
+            .map(Session::to_api)
+            .into_iter()
+            .collect();
         (self.max_index(&[SESSIONS]), QueryResult::Sessions(sessions))
     }
 
     pub(super) fn session_list_query(&self) -> (u64, QueryResult) {
-        let sessions = self.sessions.values().cloned().collect();
+        let sessions = self.sessions.values().map(Session::to_api).collect();
         (self.max_index(&[SESSIONS]), QueryResult::Sessions(sessions))
     }
 
@@ -157,7 +166,7 @@ impl Tables {
             .sessions
             .values()
             .filter(|s| s.node == node)
-            .cloned()
+            .map(Session::to_api)
             .collect();
         (self.max_index(&[SESSIONS]), QueryResult::Sessions(sessions))
     }

@@ -6,20 +6,20 @@
 
 use std::collections::BTreeMap;
 
-use concord_api::catalog::{HealthCheck, Node, NodeService};
-use concord_api::kv::KvEntry;
-use concord_api::session::Session;
 use serde::{Deserialize, Serialize};
 
 use super::{schema, Tables};
+use crate::model::catalog::{Check, Node, Service};
+use crate::model::kv::KvEntry;
+use crate::model::session::Session;
 
 /// Every table, flattened.
 #[derive(Serialize, Deserialize, Debug, Default)]
 pub(super) struct Dump {
     nodes: Vec<Node>,
     /// (node name, service).
-    services: Vec<(String, NodeService)>,
-    checks: Vec<HealthCheck>,
+    services: Vec<(String, Service)>,
+    checks: Vec<Check>,
     kvs: Vec<KvEntry>,
     tombstones: Vec<(String, u64)>,
     lock_delays: Vec<(String, u64)>,

@@ -6,14 +6,15 @@ mod catalog;
 mod index;
 mod kv;
 mod session;
+mod snapshot;
 
 use concord_api::catalog::{CheckStatus, HealthCheck, NodeService, RegisterRequest};
-use concord_api::kv::KvOp;
 use concord_api::rpc::{Query, QueryResult, RpcError, WriteResult};
-use concord_api::session::{Session, SessionBehavior};
 
 use super::StateStore;
 use crate::command::Command;
+use crate::model::kv::KvOp;
+use crate::model::session::{Behavior, Session};
 
 /// Applies a command that must succeed.
 fn apply_ok(store: &StateStore, index: u64, cmd: Command) -> WriteResult {
@@ -66,6 +67,7 @@ fn check(id: &str, service_id: &str, status: CheckStatus) -> HealthCheck {
 }
 
 fn register(store: &StateStore, index: u64, request: RegisterRequest) {
+    let request = request.into();
     apply_ok(store, index, Command::Register { request, now_ms: 0 });
 }
 
@@ -92,7 +94,8 @@ fn register_check(store: &StateStore, index: u64, node: &str, check: HealthCheck
             request: RegisterRequest {
                 check: Some(check),
                 ..node_req(node)
-            },
+            }
+            .into(),
             now_ms,
         },
     );
@@ -134,7 +137,7 @@ fn session(id: &str, node: &str, node_checks: &[&str]) -> Session {
         name: String::new(),
         node: node.to_string(),
         lock_delay: 0,
-        behavior: SessionBehavior::Release,
+        behavior: Behavior::Release,
         ttl: String::new(),
         node_checks: node_checks.iter().map(|c| c.to_string()).collect(),
         service_checks: vec![],

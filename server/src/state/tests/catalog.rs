@@ -2,10 +2,11 @@
 
 use std::collections::BTreeMap;
 
-use concord_api::catalog::{CheckStatus, DeregisterRequest, RegisterRequest};
+use concord_api::catalog::{CheckStatus, RegisterRequest};
 use concord_api::rpc::{Query, QueryResult, RpcError};
 
 use super::*;
+use crate::model::catalog::Deregister;
 use crate::state::schema::{CHECKS, NODES, SERVICES};
 
 fn service_nodes(store: &StateStore, name: &str, tags: &[&str]) -> Vec<(String, String)> {
@@ -138,7 +139,10 @@ fn invalid_registrations_change_nothing() {
         let err = apply_err(
             &store,
             6 + i as u64,
-            Command::Register { request, now_ms: 0 },
+            Command::Register {
+                request: request.into(),
+                now_ms: 0,
+            },
         );
         let RpcError::Invalid(msg) = &err else {
             panic!("want Invalid, got {err:?}")
@@ -245,11 +249,11 @@ fn deregister_node_service_and_check() {
     );
     register_service(&store, 2, "n1", service("db1", "db", &[]));
     let dereg = |service_id: Option<&str>, check_id: Option<&str>| Command::Deregister {
-        request: DeregisterRequest {
+        request: Deregister {
             node: "n1".into(),
             service_id: service_id.map(str::to_string),
             check_id: check_id.map(str::to_string),
-            ..DeregisterRequest::default()
+            ..Deregister::default()
         },
         now_ms: 0,
     };
@@ -285,7 +289,7 @@ fn deregister_node_service_and_check() {
         &store,
         7,
         Command::Deregister {
-            request: DeregisterRequest::default(),
+            request: Deregister::default(),
             now_ms: 0,
         },
     );

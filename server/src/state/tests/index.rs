@@ -64,7 +64,7 @@ fn watchers_wake_on_change_only() {
     apply_ok(
         &store,
         3,
-        kv(concord_api::kv::KvOp::Delete {
+        kv(KvOp::Delete {
             key: "absent".into(),
         }),
     );
@@ -113,11 +113,7 @@ fn snapshot_round_trips_every_table() {
     create_session(&store, 2, s);
     apply_ok(&store, 3, kv(lock("held", "s1")));
     apply_ok(&store, 4, kv(set("gone", "x")));
-    apply_ok(
-        &store,
-        5,
-        kv(concord_api::kv::KvOp::Delete { key: "gone".into() }),
-    );
+    apply_ok(&store, 5, kv(KvOp::Delete { key: "gone".into() }));
     create_session(&store, 6, session("s2", "n1", &[]));
     apply_ok(&store, 7, kv(lock("delayed", "s2")));
     apply_ok(
@@ -212,7 +208,7 @@ fn service_queries_block_on_their_own_service_index() {
         &store,
         10,
         Command::Deregister {
-            request: concord_api::catalog::DeregisterRequest {
+            request: crate::model::catalog::Deregister {
                 node: "n1".into(),
                 service_id: Some("web1".into()),
                 ..Default::default()

@@ -1,9 +1,8 @@
 //! KV: set/get, CAS, keys with separators, deletes and tombstones, locks and lock-delay,
 //! transactions.
 
-use concord_api::kv::{KvEntry, KvOp, TxnError};
+use concord_api::kv::{KvEntry, TxnError};
 use concord_api::rpc::{Query, QueryResult, RpcError, WriteResult};
-use concord_api::session::SessionBehavior;
 
 use super::*;
 use crate::state::schema::{KVS, TOMBSTONES};
@@ -49,13 +48,7 @@ fn applied_bool(store: &StateStore, index: u64, op: KvOp) -> bool {
 }
 
 /// A node with a session `id` (lock delay in ms, release behavior unless told otherwise).
-fn with_session(
-    store: &StateStore,
-    index: u64,
-    id: &str,
-    lock_delay_ms: u64,
-    behavior: SessionBehavior,
-) {
+fn with_session(store: &StateStore, index: u64, id: &str, lock_delay_ms: u64, behavior: Behavior) {
     if store.view(|t| t.node("n1").is_none()) {
         register_node(store, index, "n1");
     }
@@ -202,8 +195,8 @@ fn lock_and_unlock() {
     let err = apply_err(&store, 1, kv(lock("k", "nope")));
     assert_eq!(err, RpcError::Invalid("invalid session \"nope\"".into()));
 
-    with_session(&store, 2, "s1", 0, SessionBehavior::Release);
-    with_session(&store, 3, "s2", 0, SessionBehavior::Release);
+    with_session(&store, 2, "s1", 0, Behavior::Release);
+    with_session(&store, 3, "s2", 0, Behavior::Release);
 
     assert!(applied_bool(&store, 4, lock("k", "s1")));
     let entry = get(&store, "k").1.unwrap();
@@ -242,8 +235,8 @@ fn lock_and_unlock() {
 #[test]
 fn lock_delay_blocks_relock_after_invalidation() {
     let store = StateStore::new();
-    with_session(&store, 1, "s1", 15_000, SessionBehavior::Release);
-    with_session(&store, 2, "s2", 0, SessionBehavior::Release);
+    with_session(&store, 1, "s1", 15_000, Behavior::Release);
+    with_session(&store, 2, "s2", 0, Behavior::Release);
     assert!(applied_bool(&store, 3, lock("k", "s1")));
 
     apply_ok(
@@ -277,7 +270,7 @@ fn lock_delay_blocks_relock_after_invalidation() {
 #[test]
 fn lock_delay_is_capped_at_one_minute() {
     let store = StateStore::new();
-    with_session(&store, 1, "s1", 3_600_000, SessionBehavior::Release);
+    with_session(&store, 1, "s1", 3_600_000, Behavior::Release);
     apply_ok(&store, 2, kv(lock("k", "s1")));
     apply_ok(
         &store,
@@ -345,7 +338,7 @@ fn txn_is_all_or_nothing() {
 #[test]
 fn txn_results_per_verb() {
     let store = StateStore::new();
-    with_session(&store, 1, "s1", 0, SessionBehavior::Release);
+    with_session(&store, 1, "s1", 0, Behavior::Release);
     apply_ok(&store, 2, kv(set("dir/x", "1")));
     let ops = vec![
         set("a", "va"),

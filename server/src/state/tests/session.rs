@@ -2,12 +2,12 @@
 
 use std::time::Duration;
 
-use concord_api::catalog::{CheckStatus, DeregisterRequest};
-use concord_api::kv::KvOp;
+use concord_api::catalog::CheckStatus;
 use concord_api::rpc::{Query, QueryResult, RpcError, WriteResult};
-use concord_api::session::{ServiceCheckRef, SessionBehavior};
 
 use super::*;
+use crate::model::catalog::Deregister;
+use crate::model::session::ServiceCheck;
 use crate::state::parse_session_ttl;
 use crate::state::schema::{KVS, SESSIONS};
 
@@ -110,7 +110,7 @@ fn service_checks_are_validated_too() {
     let store = StateStore::new();
     register_service(&store, 1, "n1", service("web1", "web", &[]));
     let mut s = session("s1", "n1", &[]);
-    s.service_checks = vec![ServiceCheckRef {
+    s.service_checks = vec![ServiceCheck {
         id: "web-ok".into(),
         namespace: String::new(),
     }];
@@ -144,7 +144,7 @@ fn destroy_releases_or_deletes_locked_keys() {
     register_node(&store, 1, "n1");
     create_session(&store, 2, session("rel", "n1", &[]));
     let mut del = session("del", "n1", &[]);
-    del.behavior = SessionBehavior::Delete;
+    del.behavior = Behavior::Delete;
     create_session(&store, 3, del);
     apply_ok(&store, 4, kv(lock("kept", "rel")));
     apply_ok(&store, 5, kv(lock("doomed", "del")));
@@ -222,10 +222,10 @@ fn deregistered_check_invalidates_its_sessions() {
         &store,
         3,
         Command::Deregister {
-            request: DeregisterRequest {
+            request: Deregister {
                 node: "n1".into(),
                 check_id: Some("serfHealth".into()),
-                ..DeregisterRequest::default()
+                ..Deregister::default()
             },
             now_ms: 0,
         },
@@ -245,9 +245,9 @@ fn node_deregistration_invalidates_its_sessions() {
         &store,
         6,
         Command::Deregister {
-            request: DeregisterRequest {
+            request: Deregister {
                 node: "n1".into(),
-                ..DeregisterRequest::default()
+                ..Deregister::default()
             },
             now_ms: 0,
         },
@@ -300,7 +300,7 @@ fn ttl_validation() {
         Ok(Some(Duration::from_secs(86_400)))
     );
     for bad in ["5s", "86401s", "soon"] {
-        let err = parse_session_ttl(bad).unwrap_err();
+        let err = parse_session_ttl(bad).unwrap_err().to_string();
         assert!(
             err.starts_with(&format!("Invalid Session TTL '{bad}'")),
             "{bad}: {err}"

@@ -1,0 +1,225 @@
+//! The wire shape of [`Command`]: one golden file per variant (`tests/fixtures/command/`).
+//! The log is decoded by future versions, so the encoding must not drift.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use concord_api::catalog::{
+    CheckStatus, DeregisterRequest, HealthCheck, HealthCheckDefinition, NodeService,
+    RegisterRequest, ServiceAddress, Weights,
+};
+use concord_api::session::{ServiceCheckRef, Session, SessionBehavior};
+
+use super::Command;
+use crate::golden;
+use crate::model::kv::KvOp;
+
+/// The fixture of a variant. An exhaustive match: a new variant does not compile until it is
+/// named here, and then [`samples`] must carry one (see the count check below).
+fn fixture(cmd: &Command) -> &'static str {
+    match cmd {
+        Command::Register { .. } => "command/register.json",
+        Command::Deregister { .. } => "command/deregister.json",
+        Command::Kv { .. } => "command/kv.json",
+        Command::Txn { .. } => "command/txn.json",
+        Command::SessionCreate { .. } => "command/session_create.json",
+        Command::SessionDestroy { .. } => "command/session_destroy.json",
+    }
+}
+
+/// One command per variant, with every field away from its default, in an order that
+/// applies cleanly to an empty store (the snapshot golden test relies on it).
+pub(crate) fn samples() -> Vec<Command> {
+    let map = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let service = NodeService {
+        id: "web-1".into(),
+        service: "web".into(),
+        tags: vec!["v1".into(), "primary".into()],
+        address: "10.0.0.7".into(),
+        tagged_addresses: BTreeMap::from([(
+            "lan".to_string(),
+            ServiceAddress {
+                address: "10.0.0.7".into(),
+                port: 8080,
+            },
+        )]),
+        meta: map(&[("version", "1.2")]),
+        port: 8080,
+        weights: Weights {
+            passing: 3,
+            warning: 2,
+        },
+        enable_tag_override: true,
+        kind: "connect-proxy".into(),
+        proxy: Some(serde_json::json!({"DestinationServiceName": "web"})),
+        connect: Some(serde_json::json!({"Native": false})),
+        datacenter: "dc1".into(),
+        ..NodeService::default()
+    };
+    let check = HealthCheck {
+        node: "node-1".into(),
+        check_id: "web-http".into(),
+        name: "web HTTP".into(),
+        status: CheckStatus::Passing,
+        notes: "probes /health".into(),
+        output: "HTTP 200".into(),
+        service_id: "web-1".into(),
+        service_name: "web".into(),
+        service_tags: vec!["v1".into()],
+        r#type: "http".into(),
+        definition: HealthCheckDefinition {
+            http: "http://10.0.0.7:8080/health".into(),
+            method: "GET".into(),
+            header: BTreeMap::from([("Accept".to_string(), vec!["text/plain".to_string()])]),
+            body: "ping".into(),
+            tcp: String::new(),
+            interval: Some(Duration::from_secs(10).into()),
+            timeout: Some(Duration::from_secs(1).into()),
+            ttl: None,
+            deregister_critical_service_after: Some(Duration::from_secs(90).into()),
+        },
+        ..HealthCheck::default()
+    };
+    let node_check = HealthCheck {
+        node: "node-1".into(),
+        check_id: "serfHealth".into(),
+        name: "Serf Health Status".into(),
+        status: CheckStatus::Passing,
+        r#type: "serf".into(),
+        ..HealthCheck::default()
+    };
+    let old_check = HealthCheck {
+        check_id: "old".into(),
+        name: "old".into(),
+        status: CheckStatus::Warning,
+        ..HealthCheck::default()
+    };
+    vec![
+        Command::Register {
+            request: RegisterRequest {
+                id: "8d3a2b1c-0000-4000-8000-00000000002a".into(),
+                node: "node-1".into(),
+                address: "10.0.0.7".into(),
+                datacenter: "dc1".into(),
+                tagged_addresses: map(&[("wan", "203.0.113.7")]),
+                node_meta: map(&[("rack", "r1")]),
+                service: Some(service),
+                check: Some(old_check),
+                checks: vec![check, node_check],
+                skip_node_update: false,
+            }
+            .into(),
+            now_ms: 1_700_000_000_000,
+        },
+        Command::Deregister {
+            request: DeregisterRequest {
+                node: "node-1".into(),
+                datacenter: "dc1".into(),
+                service_id: None,
+                check_id: Some("old".into()),
+            }
+            .into(),
+            now_ms: 1_700_000_000_001,
+        },
+        Command::SessionCreate {
+            session: Session {
+                id: "adf4238a-882b-9ddc-4a9d-5b6758e4159e".into(),
+                name: "leader-lock".into(),
+                node: "node-1".into(),
+                lock_delay: 15_000_000_000,
+                behavior: SessionBehavior::Release,
+                ttl: "30s".into(),
+                node_checks: vec!["serfHealth".into()],
+                service_checks: vec![ServiceCheckRef {
+                    id: "web-http".into(),
+                    namespace: String::new(),
+                }],
+                create_index: 0,
+                modify_index: 0,
+            }
+            .into(),
+        },
+        Command::Kv {
+            op: KvOp::Lock {
+                key: "service/web/leader".into(),
+                value: b"node-1".to_vec(),
+                flags: 42,
+                session: "adf4238a-882b-9ddc-4a9d-5b6758e4159e".into(),
+            },
+            now_ms: 1_700_000_000_002,
+        },
+        Command::Txn {
+            ops: vec![
+                KvOp::Set {
+                    key: "config/a".into(),
+                    value: b"1".to_vec(),
+                    flags: 0,
+                },
+                KvOp::Cas {
+                    key: "config/b".into(),
+                    value: b"2".to_vec(),
+                    flags: 7,
+                    index: 0,
+                },
+                KvOp::Delete {
+                    key: "config/a".into(),
+                },
+                KvOp::Get {
+                    key: "config/b".into(),
+                },
+            ],
+            now_ms: 1_700_000_000_003,
+        },
+        Command::SessionDestroy {
+            id: "adf4238a-882b-9ddc-4a9d-5b6758e4159e".into(),
+            now_ms: 1_700_000_000_004,
+        },
+    ]
+}
+
+#[test]
+fn every_variant_matches_its_golden_file_and_decodes_back() {
+    let samples = samples();
+    let mut names: Vec<&str> = samples.iter().map(fixture).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), samples.len(), "one sample per variant");
+    let on_disk = std::fs::read_dir(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/command"
+    ))
+    .map(|dir| dir.count())
+    .unwrap_or(0);
+    if std::env::var_os("CONCORD_BLESS").is_none() {
+        assert_eq!(
+            on_disk,
+            samples.len(),
+            "a fixture per variant, and no stale ones"
+        );
+    }
+    for cmd in samples {
+        let name = fixture(&cmd);
+        golden::check(name, &serde_json::to_string_pretty(&cmd).unwrap());
+        let back: Command = serde_json::from_str(&golden::read(name)).unwrap();
+        assert_eq!(back, cmd, "{name} decodes back");
+    }
+}
+
+/// The log is decoded by future versions: commands stay externally tagged.
+#[test]
+fn wire_shape_is_externally_tagged() {
+    let cmd = Command::SessionDestroy {
+        id: "abc".into(),
+        now_ms: 7,
+    };
+    let v = serde_json::to_value(&cmd).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"SessionDestroy": {"id": "abc", "now_ms": 7}})
+    );
+}

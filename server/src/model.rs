@@ -1,0 +1,21 @@
+//! The state store's own record types: what the tables hold, what a Raft [`Command`]
+//! carries, and so what logs and snapshots store on disk.
+//!
+//! They mirror the Consul JSON types of `concord_api` but are deliberately separate: a
+//! change to the HTTP/RPC wire (a renamed field, a new rename) must not change the on-disk
+//! format, and the reverse. Conversions sit at the edges: `From<api type>` in the write path
+//! (`rpc::write::to_command`), `to_api()` where a query answers. Field names serialize as
+//! plain snake_case; the encoding is pinned by the golden tests (`crate::golden`), so, like
+//! [`Command`], add fields only with `#[serde(default)]` and never rename or remove one.
+//!
+//! [`Command`]: crate::command::Command
+//!
+//! # Layout
+//! - `catalog`: [`Node`](catalog::Node), [`Service`](catalog::Service),
+//!   [`Check`](catalog::Check) and the register/deregister operations.
+//! - `kv`: [`KvEntry`](kv::KvEntry) and [`KvOp`](kv::KvOp).
+//! - `session`: [`Session`](session::Session).
+
+pub(crate) mod catalog;
+pub(crate) mod kv;
+pub(crate) mod session;
