@@ -9,6 +9,7 @@ use concord_api::rpc::QueryResult;
 use super::schema::{KVS, TOMBSTONES};
 use super::{Invalid, StateError, Tables};
 use crate::command::UnixMillis;
+use crate::model::id::SessionId;
 use crate::model::kv::{KvEntry, KvOp};
 
 /// Entries of a key-ordered map whose key starts with `prefix`.
@@ -93,7 +94,7 @@ impl Tables {
     pub(super) fn kv_locked_by(&self, session: &str) -> Vec<String> {
         self.kvs
             .values()
-            .filter(|e| e.session.as_deref() == Some(session))
+            .filter(|e| e.session.as_ref().map(SessionId::as_str) == Some(session))
             .map(|e| e.key.clone())
             .collect()
     }
@@ -160,7 +161,9 @@ impl Tables {
         }
         let (create_index, lock_index) = match self.kvs.get(key) {
             // Re-acquiring our own lock updates the value but is not a new acquisition.
-            Some(e) if e.session.as_deref() == Some(session) => (e.create_index, e.lock_index),
+            Some(e) if e.session.as_ref().map(SessionId::as_str) == Some(session) => {
+                (e.create_index, e.lock_index)
+            }
             Some(e) if e.session.is_some() => return Ok(None),
             Some(e) => (e.create_index, e.lock_index + 1),
             None => (index, 1),
@@ -170,7 +173,7 @@ impl Tables {
             key: key.to_string(),
             flags,
             value: stored_value(value),
-            session: Some(session.to_string()),
+            session: Some(SessionId::from(session)),
             create_index,
             modify_index: index,
         };
@@ -193,7 +196,7 @@ impl Tables {
         let Some(existing) = self.kvs.get(key) else {
             return Ok(None);
         };
-        if existing.session.as_deref() != Some(session) {
+        if existing.session.as_ref().map(SessionId::as_str) != Some(session) {
             return Ok(None);
         }
         let entry = KvEntry {
@@ -249,7 +252,7 @@ impl Tables {
                 flags,
                 session,
             } => self
-                .kv_lock(index, key, value, *flags, session, now_ms)?
+                .kv_lock(index, key, value, *flags, session.as_str(), now_ms)?
                 .is_some(),
             KvOp::Unlock {
                 key,
@@ -257,7 +260,7 @@ impl Tables {
                 flags,
                 session,
             } => self
-                .kv_unlock(index, key, value, *flags, session)?
+                .kv_unlock(index, key, value, *flags, session.as_str())?
                 .is_some(),
             KvOp::Delete { key } => {
                 self.kv_remove(index, key);
@@ -332,7 +335,7 @@ impl Tables {
                 value,
                 flags,
                 session,
-            } => match self.kv_lock(index, key, value, *flags, session, now_ms) {
+            } => match self.kv_lock(index, key, value, *flags, session.as_str(), now_ms) {
                 Ok(Some(e)) => vec![without_value(&e)],
                 Ok(None) => {
                     return Err(format!("failed to lock key {key:?}, lock is already held"))
@@ -344,7 +347,7 @@ impl Tables {
                 value,
                 flags,
                 session,
-            } => match self.kv_unlock(index, key, value, *flags, session) {
+            } => match self.kv_unlock(index, key, value, *flags, session.as_str()) {
                 Ok(Some(e)) => vec![without_value(&e)],
                 Ok(None) => {
                     return Err(format!(
@@ -383,7 +386,7 @@ impl Tables {
                 None => return Err(missing(key)),
             },
             KvOp::CheckSession { key, session } => match self.kvs.get(key) {
-                Some(e) if e.session.as_deref() == Some(session.as_str()) => {
+                Some(e) if e.session.as_ref().map(SessionId::as_str) == Some(session.as_str()) => {
                     vec![without_value(e)]
                 }
                 Some(_) => return Err(format!("key {key:?} is not locked by session {session:?}")),
