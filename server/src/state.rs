@@ -34,6 +34,7 @@ use crate::model::id::{CheckId, NodeName, ServiceId, SessionId};
 use crate::model::kv::KvEntry;
 use crate::model::session::Session;
 
+use error::TxnOpError;
 pub(crate) use error::{Invalid, StateError};
 pub(crate) use session::{parse_session_ttl, SESSION_TTL_MULTIPLIER};
 

@@ -7,7 +7,7 @@ use concord_api::kv::{TxnError, TxnResponse, TxnResultEntry};
 use concord_api::rpc::QueryResult;
 
 use super::schema::{KVS, TOMBSTONES};
-use super::{Invalid, StateError, Tables};
+use super::{Invalid, StateError, Tables, TxnOpError};
 use crate::command::UnixMillis;
 use crate::model::id::SessionId;
 use crate::model::kv::{KvEntry, KvOp};
@@ -292,7 +292,10 @@ impl Tables {
                         .into_iter()
                         .map(|kv| TxnResultEntry { kv: kv.to_api() }),
                 ),
-                Err(what) => errors.push(TxnError { op_index, what }),
+                Err(e) => errors.push(TxnError {
+                    op_index,
+                    what: e.to_string(),
+                }),
             }
         }
         if errors.is_empty() {
@@ -315,8 +318,8 @@ impl Tables {
         index: u64,
         op: &KvOp,
         now_ms: UnixMillis,
-    ) -> Result<Vec<KvEntry>, String> {
-        let missing = |key: &str| format!("key {key:?} doesn't exist");
+    ) -> Result<Vec<KvEntry>, TxnOpError> {
+        let missing = |key: &String| TxnOpError::Missing { key: key.clone() };
         Ok(match op {
             KvOp::Set { key, value, flags } => {
                 vec![without_value(&self.kv_set(index, key, value, *flags))]
@@ -328,7 +331,7 @@ impl Tables {
                 index: cas,
             } => match self.kv_cas(index, key, value, *flags, *cas) {
                 Some(e) => vec![without_value(&e)],
-                None => return Err(format!("failed to set key {key:?}, index is stale")),
+                None => return Err(TxnOpError::CasStale { key: key.clone() }),
             },
             KvOp::Lock {
                 key,
@@ -337,10 +340,13 @@ impl Tables {
                 session,
             } => match self.kv_lock(index, key, value, *flags, session.as_str(), now_ms) {
                 Ok(Some(e)) => vec![without_value(&e)],
-                Ok(None) => {
-                    return Err(format!("failed to lock key {key:?}, lock is already held"))
+                Ok(None) => return Err(TxnOpError::LockHeld { key: key.clone() }),
+                Err(error) => {
+                    return Err(TxnOpError::Lock {
+                        key: key.clone(),
+                        error,
+                    })
                 }
-                Err(e) => return Err(format!("failed to lock key {key:?}: {e}")),
             },
             KvOp::Unlock {
                 key,
@@ -349,12 +355,13 @@ impl Tables {
                 session,
             } => match self.kv_unlock(index, key, value, *flags, session.as_str()) {
                 Ok(Some(e)) => vec![without_value(&e)],
-                Ok(None) => {
-                    return Err(format!(
-                    "failed to unlock key {key:?}, lock isn't held, or is held by another session"
-                ))
+                Ok(None) => return Err(TxnOpError::UnlockNotHeld { key: key.clone() }),
+                Err(error) => {
+                    return Err(TxnOpError::Unlock {
+                        key: key.clone(),
+                        error,
+                    })
                 }
-                Err(e) => return Err(format!("failed to unlock key {key:?}: {e}")),
             },
             KvOp::Delete { key } => {
                 self.kv_remove(index, key);
@@ -366,7 +373,7 @@ impl Tables {
             }
             KvOp::DeleteCas { key, index: cas } => {
                 if !self.kv_delete_cas(index, key, *cas) {
-                    return Err(format!("failed to delete key {key:?}, index is stale"));
+                    return Err(TxnOpError::DeleteStale { key: key.clone() });
                 }
                 vec![]
             }
@@ -378,10 +385,10 @@ impl Tables {
             KvOp::CheckIndex { key, index: want } => match self.kvs.get(key) {
                 Some(e) if e.modify_index == *want => vec![without_value(e)],
                 Some(e) => {
-                    return Err(format!(
-                        "current modify index {} for key {key:?} doesn't match",
-                        e.modify_index
-                    ))
+                    return Err(TxnOpError::IndexMismatch {
+                        key: key.clone(),
+                        current: e.modify_index,
+                    })
                 }
                 None => return Err(missing(key)),
             },
@@ -389,12 +396,17 @@ impl Tables {
                 Some(e) if e.session.as_ref().map(SessionId::as_str) == Some(session.as_str()) => {
                     vec![without_value(e)]
                 }
-                Some(_) => return Err(format!("key {key:?} is not locked by session {session:?}")),
+                Some(_) => {
+                    return Err(TxnOpError::NotLockedBy {
+                        key: key.clone(),
+                        session: session.clone(),
+                    })
+                }
                 None => return Err(missing(key)),
             },
             KvOp::CheckNotExists { key } => {
                 if self.kvs.contains_key(key) {
-                    return Err(format!("key {key:?} exists"));
+                    return Err(TxnOpError::Exists { key: key.clone() });
                 }
                 vec![]
             }
