@@ -86,7 +86,8 @@ impl Coordinate {
             *v += u * force;
         }
         if mag > ZERO {
-            self.height = ((self.height + other.height) * force / mag + self.height).max(HEIGHT_MIN);
+            self.height =
+                ((self.height + other.height) * force / mag + self.height).max(HEIGHT_MIN);
         }
     }
 }
@@ -163,7 +164,8 @@ impl Client {
         let force = CC * weight * (rtt - dist);
         self.coord.apply_force(force, other, nudge);
         // Adjustment: half the mean of recent (rtt - distance) residuals.
-        self.adjustments.push_back(rtt - self.coord.raw_distance(other));
+        self.adjustments
+            .push_back(rtt - self.coord.raw_distance(other));
         if self.adjustments.len() > ADJUSTMENT_WINDOW {
             self.adjustments.pop_front();
         }
@@ -222,7 +224,10 @@ mod tests {
         }
         let d = clients[0].coordinate().distance(clients[2].coordinate());
         let ms = d.as_secs_f64() * 1000.0;
-        assert!((15.0..25.0).contains(&ms), "a-c estimated {ms} ms, real 20 ms");
+        assert!(
+            (15.0..25.0).contains(&ms),
+            "a-c estimated {ms} ms, real 20 ms"
+        );
     }
 
     #[test]
@@ -231,7 +236,12 @@ mod tests {
         let mut bad = Coordinate::default();
         bad.vec[0] = f64::NAN;
         c.update("x", &bad, Duration::from_millis(5), [0.0; DIMENSIONS]);
-        c.update("x", &Coordinate::default(), Duration::ZERO, [0.0; DIMENSIONS]);
+        c.update(
+            "x",
+            &Coordinate::default(),
+            Duration::ZERO,
+            [0.0; DIMENSIONS],
+        );
         assert_eq!(c.coordinate(), &Coordinate::default());
     }
 }

@@ -53,7 +53,11 @@ impl Gossip {
     /// Starts gossiping on `udp` and `tcp`, which must be bound to the same port. If
     /// `config.advertise` has port 0 or an unspecified IP, the UDP socket's local address
     /// fills them in (tests bind port 0). The member is alone until [`Gossip::join`].
-    pub fn start(mut config: Config, udp: UdpSocket, tcp: TcpListener) -> Result<Gossip, GossipError> {
+    pub fn start(
+        mut config: Config,
+        udp: UdpSocket,
+        tcp: TcpListener,
+    ) -> Result<Gossip, GossipError> {
         let local = udp.local_addr()?;
         if config.advertise.port() == 0 {
             config.advertise.set_port(local.port());
@@ -61,10 +65,14 @@ impl Gossip {
         if config.advertise.ip().is_unspecified() {
             config.advertise.set_ip(local.ip());
         }
-        let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let since_epoch = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         // Generation: seconds since the epoch, so a restart supersedes the previous process.
         let generation = u32::try_from(since_epoch.as_secs()).unwrap_or(u32::MAX);
-        let seed = since_epoch.as_nanos() as u64 ^ u64::from(std::process::id()) << 32 ^ u64::from(local.port());
+        let seed = since_epoch.as_nanos() as u64
+            ^ u64::from(std::process::id()) << 32
+            ^ u64::from(local.port());
         let gossip_interval = config.timing.gossip_interval;
         let start = Instant::now();
         let pool = Pool::new(config, generation, seed, Duration::ZERO)?;
@@ -166,7 +174,8 @@ impl Gossip {
         filters: EventFilters,
     ) -> Result<UserEvent, GossipError> {
         let now = self.inner.now();
-        self.inner.with_pool(|p| p.fire_event(name, payload, filters, now))
+        self.inner
+            .with_pool(|p| p.fire_event(name, payload, filters, now))
     }
 
     /// The most recent user events, oldest first (`Config::event_ring` of them at most).
@@ -353,7 +362,10 @@ async fn read_frame(conn: &mut TcpStream) -> std::io::Result<Vec<u8>> {
     conn.read_exact(&mut len).await?;
     let len = u32::from_be_bytes(len) as usize;
     if len > MAX_STREAM {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "push-pull frame too large"));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "push-pull frame too large",
+        ));
     }
     let mut buf = vec![0u8; len];
     conn.read_exact(&mut buf).await?;
@@ -396,7 +408,12 @@ mod tests {
         let seed = a.local_member().addr;
         assert_eq!(b.join(&[seed]).await.expect("join"), 1);
         assert_eq!(c.join(&[seed]).await.expect("join"), 1);
-        let alive = |g: &Gossip| g.members().iter().filter(|m| m.status == MemberStatus::Alive).count();
+        let alive = |g: &Gossip| {
+            g.members()
+                .iter()
+                .filter(|m| m.status == MemberStatus::Alive)
+                .count()
+        };
         wait_for("all see all", || [&a, &b, &c].iter().all(|g| alive(g) == 3)).await;
         let mut events = a.subscribe();
         c.shutdown();

@@ -185,7 +185,11 @@ impl SimNetwork {
 
     /// Calls `f` on node `i`'s pool (at the current simulated time), then routes what it
     /// produced.
-    pub fn with_pool<R>(&mut self, i: usize, f: impl FnOnce(&mut Pool, Duration) -> R) -> Option<R> {
+    pub fn with_pool<R>(
+        &mut self,
+        i: usize,
+        f: impl FnOnce(&mut Pool, Duration) -> R,
+    ) -> Option<R> {
         let now = self.now;
         let out = f(self.nodes.get_mut(i)?.as_mut()?, now);
         self.after_call(i);
@@ -226,7 +230,9 @@ impl SimNetwork {
             if next.at > end {
                 break;
             }
-            let Some(Reverse(s)) = self.queue.pop() else { break };
+            let Some(Reverse(s)) = self.queue.pop() else {
+                break;
+            };
             self.now = self.now.max(s.at);
             self.deliver(s);
         }
@@ -280,7 +286,9 @@ impl SimNetwork {
     fn deliver(&mut self, s: Scheduled) {
         let now = self.now;
         let i = s.node;
-        let Some(Some(pool)) = self.nodes.get_mut(i) else { return };
+        let Some(Some(pool)) = self.nodes.get_mut(i) else {
+            return;
+        };
         match s.what {
             Delivery::Wake => {
                 if self.wake_at[i] == Some(s.at) {
@@ -310,13 +318,17 @@ impl SimNetwork {
     fn after_call(&mut self, i: usize) {
         let now = self.now;
         loop {
-            let Some(Some(pool)) = self.nodes.get_mut(i) else { return };
+            let Some(Some(pool)) = self.nodes.get_mut(i) else {
+                return;
+            };
             let Some(out) = pool.poll_output() else { break };
             match out {
                 Output::Packet { to, data } => {
                     self.traffic[i].packets += 1;
                     self.traffic[i].bytes += data.len() as u64;
-                    let Some(&j) = self.addrs.get(&to) else { continue };
+                    let Some(&j) = self.addrs.get(&to) else {
+                        continue;
+                    };
                     if !self.passes(i, j) || self.rng.random_bool(self.net.loss.clamp(0.0, 1.0)) {
                         continue;
                     }
@@ -327,7 +339,9 @@ impl SimNetwork {
                 Output::Stream { to, data } => {
                     self.traffic[i].streams += 1;
                     self.traffic[i].stream_bytes += data.len() as u64;
-                    let Some(&j) = self.addrs.get(&to) else { continue };
+                    let Some(&j) = self.addrs.get(&to) else {
+                        continue;
+                    };
                     if !self.passes(i, j) {
                         continue;
                     }
@@ -341,7 +355,9 @@ impl SimNetwork {
                 }
             }
         }
-        let Some(Some(pool)) = self.nodes.get(i) else { return };
+        let Some(Some(pool)) = self.nodes.get(i) else {
+            return;
+        };
         if let Some(at) = pool.next_deadline() {
             if self.wake_at[i].is_none_or(|w| at < w) {
                 self.wake_at[i] = Some(at);

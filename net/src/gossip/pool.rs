@@ -106,9 +106,16 @@ enum Key {
 impl Invalidates for Key {
     fn invalidates(&self, other: &Self) -> bool {
         match (self, other) {
-            (Key::Meta { name: a, version: va }, Key::Meta { name: b, version: vb }) => {
-                a == b && va >= vb
-            }
+            (
+                Key::Meta {
+                    name: a,
+                    version: va,
+                },
+                Key::Meta {
+                    name: b,
+                    version: vb,
+                },
+            ) => a == b && va >= vb,
             (Key::Once(a), Key::Once(b)) => a == b,
             _ => false,
         }
@@ -167,7 +174,11 @@ impl BroadcastHandler<Id> for Handler {
     type Key = Key;
     type Error = BadBroadcast;
 
-    fn receive_item(&mut self, data: &[u8], sender: Option<&Id>) -> Result<Option<Key>, BadBroadcast> {
+    fn receive_item(
+        &mut self,
+        data: &[u8],
+        sender: Option<&Id>,
+    ) -> Result<Option<Key>, BadBroadcast> {
         let item: Item = wire::decode(data).ok_or(BadBroadcast)?;
         let mut inbox = lock(&self.inbox);
         let key = match &item {
@@ -305,7 +316,12 @@ impl Pool {
     /// A pool member that knows only itself. `generation` must grow across restarts of the
     /// same node (drivers use seconds since the epoch) so that a restart replaces the old
     /// incarnation; `seed` seeds its randomness; `now` is the driver's clock.
-    pub fn new(config: Config, generation: u32, seed: u64, now: Duration) -> Result<Pool, GossipError> {
+    pub fn new(
+        config: Config,
+        generation: u32,
+        seed: u64,
+        now: Duration,
+    ) -> Result<Pool, GossipError> {
         let keyring = Keyring::new(&config.keys)?;
         let id = Id::new(config.advertise, generation);
         let swim_config = swim_config(&config, 1);
@@ -353,9 +369,13 @@ impl Pool {
             config,
         };
         pool.broadcast_meta()?;
+        // Random first ticks, as memberlist staggers them: members started together (a
+        // join storm, a fleet restart) must not all push-pull in the same instant.
         let timing = pool.config.timing.clone();
-        pool.schedule(timing.probe_interval, Task::Ping);
-        pool.schedule(timing.push_pull_interval, Task::PushPull);
+        let ping_at = pool.stagger(timing.probe_interval);
+        pool.schedule(ping_at, Task::Ping);
+        let push_pull_at = pool.stagger(timing.push_pull_interval);
+        pool.schedule(push_pull_at, Task::PushPull);
         pool.schedule(timing.probe_interval * 5, Task::Reap);
         Ok(pool)
     }
@@ -398,7 +418,12 @@ impl Pool {
     fn alive_listed(&self) -> usize {
         self.members
             .values()
-            .filter(|e| matches!(e.status(), Some(MemberStatus::Alive | MemberStatus::Leaving)))
+            .filter(|e| {
+                matches!(
+                    e.status(),
+                    Some(MemberStatus::Alive | MemberStatus::Leaving)
+                )
+            })
             .count()
     }
 
@@ -448,7 +473,9 @@ impl Pool {
     pub fn tick(&mut self, now: Duration) {
         self.advance(now);
         while self.tasks.peek().is_some_and(|Reverse(d)| d.at <= now) {
-            let Some(Reverse(due)) = self.tasks.pop() else { break };
+            let Some(Reverse(due)) = self.tasks.pop() else {
+                break;
+            };
             self.run_task(due.task);
         }
     }
@@ -623,7 +650,12 @@ impl Pool {
 
     /// Marks a failed member Left everywhere (Consul `force-leave`); with `prune`, it is also
     /// forgotten. An alive member is not affected (as in Serf, it would refute).
-    pub fn force_leave(&mut self, name: &str, prune: bool, now: Duration) -> Result<(), GossipError> {
+    pub fn force_leave(
+        &mut self,
+        name: &str,
+        prune: bool,
+        now: Duration,
+    ) -> Result<(), GossipError> {
         self.advance(now);
         if !self.by_name.contains_key(name) {
             return Err(GossipError::UnknownMember(name.to_string()));
@@ -666,7 +698,12 @@ impl Pool {
         let alive: Vec<&Meta> = self
             .members
             .values()
-            .filter(|e| matches!(e.status(), Some(MemberStatus::Alive | MemberStatus::Leaving)))
+            .filter(|e| {
+                matches!(
+                    e.status(),
+                    Some(MemberStatus::Alive | MemberStatus::Leaving)
+                )
+            })
             .filter_map(|e| e.meta.as_ref())
             .collect();
         let primary = self.keyring.primary();
@@ -702,6 +739,11 @@ impl Pool {
         Ok(())
     }
 
+    /// A random duration in `[0, max)`.
+    fn stagger(&mut self, max: Duration) -> Duration {
+        max.mul_f64(self.rng.random::<f64>())
+    }
+
     fn schedule(&mut self, after: Duration, task: Task) {
         self.task_seq += 1;
         self.tasks.push(Reverse(Due {
@@ -725,7 +767,8 @@ impl Pool {
             }
             Task::PushPull => {
                 self.periodic_push_pull();
-                let every = push_pull_interval(self.config.timing.push_pull_interval, self.alive + 1);
+                let every =
+                    push_pull_interval(self.config.timing.push_pull_interval, self.alive + 1);
                 self.schedule(every, Task::PushPull);
             }
             Task::Reap => {
@@ -810,10 +853,10 @@ impl Pool {
                     self.send_packet(id.socket(), &Packet::MetaRequest);
                 }
             }
-            OwnedNotification::MemberDown(id) => {
-                if self.members.get(&id.addr_key()).is_some_and(|e| e.id == id) {
-                    self.set_up(id.addr_key(), false);
-                }
+            OwnedNotification::MemberDown(id)
+                if self.members.get(&id.addr_key()).is_some_and(|e| e.id == id) =>
+            {
+                self.set_up(id.addr_key(), false);
             }
             OwnedNotification::Rename(_, new) => {
                 if let Some(entry) = self.members.get_mut(&new.addr_key()) {
@@ -855,7 +898,12 @@ impl Pool {
         self.resize();
     }
 
-    fn transition(&mut self, before: Option<MemberStatus>, after: Option<MemberStatus>, member: Option<Member>) {
+    fn transition(
+        &mut self,
+        before: Option<MemberStatus>,
+        after: Option<MemberStatus>,
+        member: Option<Member>,
+    ) {
         use MemberStatus::*;
         let Some(member) = member else { return };
         let event = match (before, after) {
@@ -871,12 +919,10 @@ impl Pool {
     /// (retransmissions and suspicion time grow with log n).
     fn resize(&mut self) {
         let wanted = swim_config(&self.config, self.alive + 1);
-        if wanted.max_transmissions != self.swim_config.max_transmissions
-            || wanted.suspect_to_down_after != self.swim_config.suspect_to_down_after
-        {
-            if self.swim.set_config(wanted.clone()).is_ok() {
-                self.swim_config = wanted;
-            }
+        let changed = wanted.max_transmissions != self.swim_config.max_transmissions
+            || wanted.suspect_to_down_after != self.swim_config.suspect_to_down_after;
+        if changed && self.swim.set_config(wanted.clone()).is_ok() {
+            self.swim_config = wanted;
         }
     }
 
@@ -913,7 +959,11 @@ impl Pool {
             forced_left: false,
             since: now,
         });
-        if entry.meta.as_ref().is_some_and(|m| m.version >= meta.version) {
+        if entry
+            .meta
+            .as_ref()
+            .is_some_and(|m| m.version >= meta.version)
+        {
             return;
         }
         let before = entry.status();
@@ -933,8 +983,12 @@ impl Pool {
     }
 
     fn apply_force_leave(&mut self, name: &str, prune: bool) {
-        let Some(addr) = self.by_name.get(name).copied() else { return };
-        let Some(entry) = self.members.get_mut(&addr) else { return };
+        let Some(addr) = self.by_name.get(name).copied() else {
+            return;
+        };
+        let Some(entry) = self.members.get_mut(&addr) else {
+            return;
+        };
         if entry.up != Some(false) {
             return;
         }
@@ -1012,7 +1066,9 @@ impl Pool {
     }
 
     fn send_ping(&mut self) {
-        let Some(to) = self.random_alive() else { return };
+        let Some(to) = self.random_alive() else {
+            return;
+        };
         self.ping_seq = self.ping_seq.wrapping_add(1);
         self.pings.push_back((self.ping_seq, to, self.now));
         if self.pings.len() > MAX_PENDING_PINGS {
@@ -1022,23 +1078,33 @@ impl Pool {
     }
 
     fn handle_ack(&mut self, from: SocketAddr, seq: u32, name: String, coord: Coordinate) {
-        let Some(pos) = self.pings.iter().position(|(s, to, _)| *s == seq && *to == from) else {
+        let Some(pos) = self
+            .pings
+            .iter()
+            .position(|(s, to, _)| *s == seq && *to == from)
+        else {
             return;
         };
-        let Some((_, _, sent)) = self.pings.remove(pos) else { return };
+        let Some((_, _, sent)) = self.pings.remove(pos) else {
+            return;
+        };
         // Only members we list get a cached coordinate (bounds the cache by the pool).
         if !self.by_name.contains_key(&name) {
             return;
         }
         let rtt = self.now.saturating_sub(sent);
         let mut nudge = [0.0; DIMENSIONS];
-        nudge.iter_mut().for_each(|x| *x = self.rng.random::<f64>() - 0.5);
+        nudge
+            .iter_mut()
+            .for_each(|x| *x = self.rng.random::<f64>() - 0.5);
         self.coord.update(&name, &coord, rtt, nudge);
         self.coords.insert(name, coord);
     }
 
     fn periodic_push_pull(&mut self) {
-        let Some(to) = self.random_alive() else { return };
+        let Some(to) = self.random_alive() else {
+            return;
+        };
         if let Some(data) = self.push_pull_request() {
             self.outputs.push_back(Output::Stream { to, data });
         }
@@ -1104,16 +1170,20 @@ impl Id {
 /// foca's settings for a pool of `n` alive members under `config`'s timings.
 fn swim_config(config: &Config, n: usize) -> foca::Config {
     let t = &config.timing;
-    let n32 = NonZeroU32::new(u32::try_from(n.max(1)).unwrap_or(u32::MAX)).unwrap_or(NonZeroU32::MIN);
+    let n32 =
+        NonZeroU32::new(u32::try_from(n.max(1)).unwrap_or(u32::MAX)).unwrap_or(NonZeroU32::MIN);
     let mut c = foca::Config::new_lan(n32);
     c.probe_period = t.probe_interval;
     c.probe_rtt = t.probe_timeout.min(t.probe_interval / 2);
     // memberlist: retransmit_mult (4) * ceil(log10(n + 1)).
     let tx = 4 * ((n as f64 + 1.0).log10().ceil() as u32).max(1);
-    c.max_transmissions = NonZeroU8::new(u8::try_from(tx).unwrap_or(u8::MAX)).unwrap_or(NonZeroU8::MIN);
+    c.max_transmissions =
+        NonZeroU8::new(u8::try_from(tx).unwrap_or(u8::MAX)).unwrap_or(NonZeroU8::MIN);
     // memberlist: suspicion_mult * max(1, log10(n)) * probe_interval.
     let scale = (n as f64).log10().max(1.0);
-    c.suspect_to_down_after = t.probe_interval.mul_f64(f64::from(t.suspicion_mult.max(1)) * scale);
+    c.suspect_to_down_after = t
+        .probe_interval
+        .mul_f64(f64::from(t.suspicion_mult.max(1)) * scale);
     c.remove_down_after = Some(config.reconnect_timeout);
     c.max_packet_size = NonZeroUsize::new(MAX_PACKET - FRAMING).unwrap_or(NonZeroUsize::MIN);
     if let Some(g) = c.periodic_gossip.as_mut() {

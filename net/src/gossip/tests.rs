@@ -16,7 +16,10 @@ fn config(i: usize, keys: &[String]) -> Config {
     let mut c = Config::new(format!("node-{i}"), SimNetwork::addr_of(i));
     c.timing = Timing::fast();
     c.keys = keys.to_vec();
-    c.tags = BTreeMap::from([("role".to_string(), "node".to_string()), ("dc".to_string(), "dc1".to_string())]);
+    c.tags = BTreeMap::from([
+        ("role".to_string(), "node".to_string()),
+        ("dc".to_string(), "dc1".to_string()),
+    ]);
     c
 }
 
@@ -29,7 +32,9 @@ fn cluster(n: usize, keys: &[String]) -> SimNetwork {
     for i in 1..n {
         sim.with_pool(i, |p, now| p.join(&[SimNetwork::addr_of(0)], now));
     }
-    let took = sim.run_until(LIMIT, STEP, |s| all_see(s, &(0..n).collect::<Vec<_>>(), n, MemberStatus::Alive));
+    let took = sim.run_until(LIMIT, STEP, |s| {
+        all_see(s, &(0..n).collect::<Vec<_>>(), n, MemberStatus::Alive)
+    });
     assert!(took.is_some(), "{n} members did not converge");
     sim
 }
@@ -42,17 +47,26 @@ fn all_see(sim: &SimNetwork, observers: &[usize], count: usize, status: MemberSt
     })
 }
 
-fn status_everywhere(sim: &SimNetwork, observers: &[usize], name: &str, status: MemberStatus) -> bool {
-    observers
-        .iter()
-        .all(|&i| sim.pool(i).is_some_and(|p| p.status_of(name) == Some(status)))
+fn status_everywhere(
+    sim: &SimNetwork,
+    observers: &[usize],
+    name: &str,
+    status: MemberStatus,
+) -> bool {
+    observers.iter().all(|&i| {
+        sim.pool(i)
+            .is_some_and(|p| p.status_of(name) == Some(status))
+    })
 }
 
 #[test]
 fn five_members_converge_with_tags() {
     let sim = cluster(5, &[]);
     let m = sim.pool(3).expect("alive").members();
-    let n1 = m.iter().find(|m| m.name == "node-1").expect("node-1 listed");
+    let n1 = m
+        .iter()
+        .find(|m| m.name == "node-1")
+        .expect("node-1 listed");
     assert_eq!(n1.addr, SimNetwork::addr_of(1));
     assert_eq!(n1.tags.get("role").map(String::as_str), Some("node"));
 }
@@ -61,7 +75,9 @@ fn five_members_converge_with_tags() {
 fn killed_member_is_declared_failed_by_all() {
     let mut sim = cluster(5, &[]);
     sim.kill(4);
-    let took = sim.run_until(LIMIT, STEP, |s| status_everywhere(s, &[0, 1, 2, 3], "node-4", MemberStatus::Failed));
+    let took = sim.run_until(LIMIT, STEP, |s| {
+        status_everywhere(s, &[0, 1, 2, 3], "node-4", MemberStatus::Failed)
+    });
     let took = took.expect("failure detected");
     // fast timings: probe 200 ms, suspicion 3 x 200 ms; allow for probe luck.
     assert!(took < Duration::from_secs(10), "took {took:?}");
@@ -72,18 +88,37 @@ fn graceful_leave_is_left_not_failed() {
     let mut sim = cluster(4, &[]);
     let events = Rc::new(RefCell::new(Vec::new()));
     let seen = events.clone();
-    sim.set_event_hook(Some(Box::new(move |i, _, e| seen.borrow_mut().push((i, e.clone())))));
-    sim.with_pool(3, |p, now| p.leave_intent(now)).expect("alive").expect("leave intent");
+    sim.set_event_hook(Some(Box::new(move |i, _, e| {
+        seen.borrow_mut().push((i, e.clone()))
+    })));
+    sim.with_pool(3, |p, now| p.leave_intent(now))
+        .expect("alive")
+        .expect("leave intent");
     sim.run_for(Duration::from_millis(500));
     sim.with_pool(3, |p, now| p.leave_cluster(now));
     sim.kill(3);
-    let took = sim.run_until(LIMIT, STEP, |s| status_everywhere(s, &[0, 1, 2], "node-3", MemberStatus::Left));
+    let took = sim.run_until(LIMIT, STEP, |s| {
+        status_everywhere(s, &[0, 1, 2], "node-3", MemberStatus::Left)
+    });
     assert!(took.is_some(), "leave not recorded as Left");
     sim.run_for(Duration::from_secs(5));
-    assert!(status_everywhere(&sim, &[0, 1, 2], "node-3", MemberStatus::Left));
+    assert!(status_everywhere(
+        &sim,
+        &[0, 1, 2],
+        "node-3",
+        MemberStatus::Left
+    ));
     let events = events.borrow();
-    assert!(!events.iter().any(|(_, e)| matches!(e, MemberEvent::Failed(m) if m.name == "node-3")));
-    assert_eq!(events.iter().filter(|(_, e)| matches!(e, MemberEvent::Leave(m) if m.name == "node-3")).count(), 3);
+    assert!(!events
+        .iter()
+        .any(|(_, e)| matches!(e, MemberEvent::Failed(m) if m.name == "node-3")));
+    assert_eq!(
+        events
+            .iter()
+            .filter(|(_, e)| matches!(e, MemberEvent::Leave(m) if m.name == "node-3"))
+            .count(),
+        3
+    );
 }
 
 #[test]
@@ -91,10 +126,14 @@ fn partition_marks_the_cut_off_failed_and_healing_restores() {
     let mut sim = cluster(5, &[]);
     // Node 4 is cut off from everyone.
     sim.set_link_filter(Some(Box::new(|a, b| a != 4 && b != 4)));
-    let took = sim.run_until(LIMIT, STEP, |s| status_everywhere(s, &[0, 1, 2, 3], "node-4", MemberStatus::Failed));
+    let took = sim.run_until(LIMIT, STEP, |s| {
+        status_everywhere(s, &[0, 1, 2, 3], "node-4", MemberStatus::Failed)
+    });
     assert!(took.is_some(), "cut-off member not declared failed");
     sim.set_link_filter(None);
-    let took = sim.run_until(Duration::from_secs(120), STEP, |s| all_see(s, &[0, 1, 2, 3, 4], 5, MemberStatus::Alive));
+    let took = sim.run_until(Duration::from_secs(120), STEP, |s| {
+        all_see(s, &[0, 1, 2, 3, 4], 5, MemberStatus::Alive)
+    });
     assert!(took.is_some(), "partition did not heal");
 }
 
@@ -113,22 +152,35 @@ fn user_events_reach_every_member_exactly_once() {
         ..EventFilters::default()
     };
     let fired = sim
-        .with_pool(2, |p, now| p.fire_event("deploy", b"v2".to_vec(), filters.clone(), now))
+        .with_pool(2, |p, now| {
+            p.fire_event("deploy", b"v2".to_vec(), filters.clone(), now)
+        })
         .expect("alive")
         .expect("fired");
-    sim.with_pool(0, |p, now| p.fire_event("other", Vec::new(), EventFilters::default(), now));
+    sim.with_pool(0, |p, now| {
+        p.fire_event("other", Vec::new(), EventFilters::default(), now)
+    });
     sim.run_for(Duration::from_secs(20));
     let got = got.borrow();
     for i in 0..5 {
         let mine = got.get(&i).expect("events delivered");
-        assert_eq!(mine.iter().filter(|e| e.id == fired.id).count(), 1, "node {i}");
+        assert_eq!(
+            mine.iter().filter(|e| e.id == fired.id).count(),
+            1,
+            "node {i}"
+        );
         assert_eq!(mine.len(), 2, "node {i}: {mine:?}");
         let e = mine.iter().find(|e| e.id == fired.id).expect("delivered");
-        assert_eq!((e.name.as_str(), e.payload.as_slice(), &e.filters), ("deploy", &b"v2"[..], &filters));
+        assert_eq!(
+            (e.name.as_str(), e.payload.as_slice(), &e.filters),
+            ("deploy", &b"v2"[..], &filters)
+        );
         assert_eq!(sim.pool(i).expect("alive").recent_events().len(), 2);
     }
     let too_big = vec![0u8; USER_EVENT_SIZE_LIMIT];
-    let err = sim.with_pool(0, |p, now| p.fire_event("x", too_big, EventFilters::default(), now));
+    let err = sim.with_pool(0, |p, now| {
+        p.fire_event("x", too_big, EventFilters::default(), now)
+    });
     assert!(matches!(err, Some(Err(GossipError::EventTooLarge(_)))));
 }
 
@@ -136,7 +188,9 @@ fn user_events_reach_every_member_exactly_once() {
 fn tag_updates_propagate() {
     let mut sim = cluster(3, &[]);
     let tags = BTreeMap::from([("role".to_string(), "consul".to_string())]);
-    sim.with_pool(1, |p, _| p.set_tags(tags.clone())).expect("alive").expect("set");
+    sim.with_pool(1, |p, _| p.set_tags(tags.clone()))
+        .expect("alive")
+        .expect("set");
     let took = sim.run_until(LIMIT, STEP, |s| {
         [0, 2].iter().all(|&i| {
             s.pool(i)
@@ -154,17 +208,23 @@ fn wrong_key_is_refused() {
     let key = keygen();
     let mut sim = SimNetwork::new(SimConfig::default());
     for i in 0..3 {
-        sim.add_node(config(i, std::slice::from_ref(&key))).expect("valid");
+        sim.add_node(config(i, std::slice::from_ref(&key)))
+            .expect("valid");
     }
     let intruder = sim.add_node(config(3, &[keygen()])).expect("valid");
     let plain = sim.add_node(config(4, &[])).expect("valid");
     for i in 1..5 {
         sim.with_pool(i, |p, now| p.join(&[SimNetwork::addr_of(0)], now));
     }
-    let took = sim.run_until(LIMIT, STEP, |s| all_see(s, &[0, 1, 2], 3, MemberStatus::Alive));
+    let took = sim.run_until(LIMIT, STEP, |s| {
+        all_see(s, &[0, 1, 2], 3, MemberStatus::Alive)
+    });
     assert!(took.is_some());
     sim.run_for(Duration::from_secs(10));
-    assert!(all_see(&sim, &[0, 1, 2], 3, MemberStatus::Alive), "intruders got in");
+    assert!(
+        all_see(&sim, &[0, 1, 2], 3, MemberStatus::Alive),
+        "intruders got in"
+    );
     assert_eq!(sim.pool(intruder).expect("alive").members().len(), 1);
     assert_eq!(sim.pool(plain).expect("alive").members().len(), 1);
     assert!(sim.pool(0).expect("alive").stats().dropped_undecryptable > 0);
@@ -176,17 +236,26 @@ fn keyring_rotation_keeps_the_pool_together() {
     let new = keygen();
     let mut sim = cluster(4, std::slice::from_ref(&old));
     for i in 0..4 {
-        sim.with_pool(i, |p, _| p.install_key(&new)).expect("alive").expect("install");
+        sim.with_pool(i, |p, _| p.install_key(&new))
+            .expect("alive")
+            .expect("install");
     }
     sim.run_for(Duration::from_secs(3));
     let listed = sim.pool(0).expect("alive").list_keys();
-    assert!(listed.iter().all(|k| k.members == 4 && k.total == 4), "{listed:?}");
+    assert!(
+        listed.iter().all(|k| k.members == 4 && k.total == 4),
+        "{listed:?}"
+    );
     for i in 0..4 {
-        sim.with_pool(i, |p, _| p.use_key(&new)).expect("alive").expect("use");
+        sim.with_pool(i, |p, _| p.use_key(&new))
+            .expect("alive")
+            .expect("use");
         sim.run_for(Duration::from_millis(300));
     }
     for i in 0..4 {
-        sim.with_pool(i, |p, _| p.remove_key(&old)).expect("alive").expect("remove");
+        sim.with_pool(i, |p, _| p.remove_key(&old))
+            .expect("alive")
+            .expect("remove");
     }
     sim.run_for(Duration::from_secs(10));
     assert!(all_see(&sim, &[0, 1, 2, 3], 4, MemberStatus::Alive));
@@ -196,10 +265,16 @@ fn keyring_rotation_keeps_the_pool_together() {
 #[test]
 fn encrypted_traffic_carries_no_plaintext_names() {
     let key = keygen();
-    let mut pool = Pool::new(config(0, std::slice::from_ref(&key)), 1, 1, Duration::ZERO).expect("valid");
+    let mut pool =
+        Pool::new(config(0, std::slice::from_ref(&key)), 1, 1, Duration::ZERO).expect("valid");
     pool.join(&[SimNetwork::addr_of(1)], Duration::ZERO);
-    pool.fire_event("secret-event", b"payload".to_vec(), EventFilters::default(), Duration::ZERO)
-        .expect("fired");
+    pool.fire_event(
+        "secret-event",
+        b"payload".to_vec(),
+        EventFilters::default(),
+        Duration::ZERO,
+    )
+    .expect("fired");
     pool.tick(Duration::from_secs(5));
     let mut bytes = Vec::new();
     while let Some(out) = pool.poll_output() {
@@ -211,7 +286,10 @@ fn encrypted_traffic_carries_no_plaintext_names() {
     assert!(!bytes.is_empty());
     for data in &bytes {
         for needle in [&b"node-0"[..], b"secret-event", b"dc1"] {
-            assert!(!data.windows(needle.len()).any(|w| w == needle), "plaintext on the wire");
+            assert!(
+                !data.windows(needle.len()).any(|w| w == needle),
+                "plaintext on the wire"
+            );
         }
     }
     // Without a key the same traffic does show the name (the test can see it).
@@ -243,32 +321,50 @@ fn garbage_is_dropped_and_counted_never_a_panic() {
                 })
                 .collect();
             pool.handle_packet(from, &data, Duration::from_millis(round as u64));
-            assert!(pool.handle_stream(&data, Duration::from_millis(round as u64)).is_none());
+            assert!(pool
+                .handle_stream(&data, Duration::from_millis(round as u64))
+                .is_none());
         }
         // Valid framing around a garbled SWIM message.
         let garbled = keys_seal(&keys, wire::encode(&Packet::Swim(vec![0xff; 40])));
         pool.handle_packet(from, &garbled, Duration::from_secs(10));
         let stats = pool.stats();
-        assert!(stats.dropped_invalid + stats.dropped_undecryptable >= 3000, "{stats:?}");
+        assert!(
+            stats.dropped_invalid + stats.dropped_undecryptable >= 3000,
+            "{stats:?}"
+        );
         assert_eq!(pool.members().len(), 1);
     }
 }
 
 fn keys_seal(keys: &[String], plain: Vec<u8>) -> Vec<u8> {
-    Keyring::new(keys).expect("valid").seal(plain).expect("sealed")
+    Keyring::new(keys)
+        .expect("valid")
+        .seal(plain)
+        .expect("sealed")
 }
 
 #[test]
 fn force_leave_marks_failed_member_left_and_prune_forgets_it() {
     let mut sim = cluster(4, &[]);
     sim.kill(3);
-    let took = sim.run_until(LIMIT, STEP, |s| status_everywhere(s, &[0, 1, 2], "node-3", MemberStatus::Failed));
+    let took = sim.run_until(LIMIT, STEP, |s| {
+        status_everywhere(s, &[0, 1, 2], "node-3", MemberStatus::Failed)
+    });
     assert!(took.is_some());
-    sim.with_pool(0, |p, now| p.force_leave("node-3", false, now)).expect("alive").expect("known");
-    let took = sim.run_until(LIMIT, STEP, |s| status_everywhere(s, &[0, 1, 2], "node-3", MemberStatus::Left));
+    sim.with_pool(0, |p, now| p.force_leave("node-3", false, now))
+        .expect("alive")
+        .expect("known");
+    let took = sim.run_until(LIMIT, STEP, |s| {
+        status_everywhere(s, &[0, 1, 2], "node-3", MemberStatus::Left)
+    });
     assert!(took.is_some());
-    sim.with_pool(1, |p, now| p.force_leave("node-3", true, now)).expect("alive").expect("known");
-    let took = sim.run_until(LIMIT, STEP, |s| (0..3).all(|i| s.pool(i).is_some_and(|p| p.status_of("node-3").is_none())));
+    sim.with_pool(1, |p, now| p.force_leave("node-3", true, now))
+        .expect("alive")
+        .expect("known");
+    let took = sim.run_until(LIMIT, STEP, |s| {
+        (0..3).all(|i| s.pool(i).is_some_and(|p| p.status_of("node-3").is_none()))
+    });
     assert!(took.is_some());
     let err = sim.with_pool(0, |p, now| p.force_leave("nobody", false, now));
     assert!(matches!(err, Some(Err(GossipError::UnknownMember(_)))));
@@ -285,12 +381,31 @@ fn failed_member_is_reaped_after_reconnect_timeout() {
     for i in 1..3 {
         sim.with_pool(i, |p, now| p.join(&[SimNetwork::addr_of(0)], now));
     }
-    assert!(sim.run_until(LIMIT, STEP, |s| all_see(s, &[0, 1, 2], 3, MemberStatus::Alive)).is_some());
+    assert!(sim
+        .run_until(LIMIT, STEP, |s| all_see(
+            s,
+            &[0, 1, 2],
+            3,
+            MemberStatus::Alive
+        ))
+        .is_some());
     sim.kill(2);
-    assert!(sim.run_until(LIMIT, STEP, |s| status_everywhere(s, &[0, 1], "node-2", MemberStatus::Failed)).is_some());
+    assert!(sim
+        .run_until(LIMIT, STEP, |s| status_everywhere(
+            s,
+            &[0, 1],
+            "node-2",
+            MemberStatus::Failed
+        ))
+        .is_some());
     sim.run_for(Duration::from_secs(20));
-    assert_eq!(sim.pool(0).expect("alive").status_of("node-2"), Some(MemberStatus::Failed));
-    let took = sim.run_until(LIMIT, STEP, |s| (0..2).all(|i| s.pool(i).is_some_and(|p| p.status_of("node-2").is_none())));
+    assert_eq!(
+        sim.pool(0).expect("alive").status_of("node-2"),
+        Some(MemberStatus::Failed)
+    );
+    let took = sim.run_until(LIMIT, STEP, |s| {
+        (0..2).all(|i| s.pool(i).is_some_and(|p| p.status_of("node-2").is_none()))
+    });
     assert!(took.is_some(), "not reaped");
 }
 
@@ -298,10 +413,19 @@ fn failed_member_is_reaped_after_reconnect_timeout() {
 fn restarted_member_replaces_its_old_self() {
     let mut sim = cluster(3, &[]);
     sim.kill(2);
-    assert!(sim.run_until(LIMIT, STEP, |s| status_everywhere(s, &[0, 1], "node-2", MemberStatus::Failed)).is_some());
+    assert!(sim
+        .run_until(LIMIT, STEP, |s| status_everywhere(
+            s,
+            &[0, 1],
+            "node-2",
+            MemberStatus::Failed
+        ))
+        .is_some());
     sim.restart(2, config(2, &[])).expect("valid");
     sim.with_pool(2, |p, now| p.join(&[SimNetwork::addr_of(0)], now));
-    let took = sim.run_until(LIMIT, STEP, |s| all_see(s, &[0, 1, 2], 3, MemberStatus::Alive));
+    let took = sim.run_until(LIMIT, STEP, |s| {
+        all_see(s, &[0, 1, 2], 3, MemberStatus::Alive)
+    });
     assert!(took.is_some(), "restart not recognised");
     assert_eq!(sim.pool(0).expect("alive").members().len(), 3);
 }
@@ -322,7 +446,10 @@ fn coordinates_follow_measured_latency() {
     sim.run_for(Duration::from_secs(60));
     let p0 = sim.pool(0).expect("alive");
     let coords = p0.coordinates();
-    let other = coords.iter().find(|(n, _)| n == "node-1").expect("measured node-1");
+    let other = coords
+        .iter()
+        .find(|(n, _)| n == "node-1")
+        .expect("measured node-1");
     let est = p0.coordinate().distance(&other.1).as_secs_f64() * 1000.0;
     // One-way 5 ms each way: RTT 10 ms.
     assert!((5.0..20.0).contains(&est), "estimated {est} ms");

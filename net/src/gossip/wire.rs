@@ -65,7 +65,11 @@ pub enum Item {
     /// A user event.
     Event(UserEvent),
     /// An operator forced a failed member out (`force-leave`); `prune` also forgets it.
-    ForceLeave { name: String, prune: bool, nonce: u64 },
+    ForceLeave {
+        name: String,
+        prune: bool,
+        nonce: u64,
+    },
 }
 
 /// One side's full view, exchanged over TCP on join and periodically (memberlist push-pull):
