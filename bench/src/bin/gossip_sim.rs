@@ -1,8 +1,9 @@
 //! Simulates the gossip membership layer (`concord_net::gossip`, the same pool code the agent
 //! runs) at scale over an in-memory network with a simulated clock, default LAN timings,
 //! 1-2 ms one-way latency. For each size: a join storm (everyone joins node 0 at once), a
-//! steady-state traffic window, a window at 5% packet loss counting false failures, then one
-//! node killed and the time until each other member declares it failed.
+//! steady-state traffic window (at least one size-scaled push-pull interval), a window at 5%
+//! packet loss counting false failures, then one node killed and the time until each other
+//! member declares it failed.
 //!
 //! Usage: `gossip_sim [SIZE...]` (default 100 1000). Prints a markdown table.
 // A benchmark's output is its report.
@@ -136,15 +137,17 @@ fn run(n: usize) -> Row {
     );
 
     // Steady state, no loss: traffic per node per second.
+    // At least one full (size-scaled) push-pull interval, so that its cost is counted.
+    let steady = STEADY.max(push_pull_interval(n));
     let before: Vec<_> = sim.traffic().to_vec();
-    sim.run_for(STEADY);
+    sim.run_for(steady);
     let (mut msgs, mut bytes, mut sync) = (0u64, 0u64, 0u64);
     for (a, b) in sim.traffic().iter().zip(&before) {
         msgs += a.packets - b.packets;
         bytes += a.bytes - b.bytes;
         sync += a.stream_bytes - b.stream_bytes;
     }
-    let per = (n as f64) * STEADY.as_secs_f64();
+    let per = (n as f64) * steady.as_secs_f64();
     eprintln!("n={n}: steady window done (wall {:.0?})", wall.elapsed());
 
     // 5% loss: nobody alive may be declared failed.
@@ -206,6 +209,16 @@ fn run(n: usize) -> Row {
         sync_bytes_per_node_s: sync as f64 / per,
         wall: wall.elapsed(),
     }
+}
+
+/// memberlist's push-pull interval at `n` members with the LAN base of 30 s (the pool
+/// scales it the same way).
+fn push_pull_interval(n: usize) -> Duration {
+    let base = Duration::from_secs(30);
+    if n <= 32 {
+        return base;
+    }
+    base * (((n as f64).log2() - 5.0).ceil() as u32 + 1)
 }
 
 fn unreachable_config() -> ! {

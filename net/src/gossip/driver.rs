@@ -430,7 +430,14 @@ mod tests {
         assert!(saw_failed);
         let err = Gossip::join(&a, &["127.0.0.1:1".parse().expect("addr")]).await;
         assert!(matches!(err, Err(GossipError::JoinFailed(1, _))));
+        // A graceful leave is recorded as Left, not Failed.
+        b.leave(Duration::from_secs(1)).await.expect("leave");
+        let left = |g: &Gossip| {
+            g.members()
+                .iter()
+                .any(|m| m.name == "b" && m.status == MemberStatus::Left)
+        };
+        wait_for("b left", || left(&a)).await;
         a.shutdown();
-        b.shutdown();
     }
 }

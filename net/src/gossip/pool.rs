@@ -67,6 +67,8 @@ type Swim = Foca<Id, PostcardCodec, SmallRng, Handler>;
 /// Bytes our packet framing and encryption add around a foca message; foca must keep its
 /// messages this much under [`MAX_PACKET`].
 const FRAMING: usize = crypto::OVERHEAD + 8;
+/// Direct pings sent to a member foca declared down before we report it Failed.
+const VERIFY_PINGS: usize = 3;
 /// Pending RTT pings remembered (older ones are forgotten: their acks are ignored).
 const MAX_PENDING_PINGS: usize = 16;
 /// Broadcast ids remembered for de-duplication of user events and force-leaves.
@@ -226,6 +228,9 @@ struct Entry {
     up: Option<bool>,
     /// An operator force-left it.
     forced_left: bool,
+    /// foca declared this identity down and we are checking for ourselves before reporting
+    /// Failed (see [`Pool::verify_down`]); `true` once it answered a check ping.
+    verifying: Option<(Id, bool)>,
     /// When `up` last changed.
     since: Duration,
 }
@@ -256,6 +261,8 @@ impl Entry {
 #[derive(Debug)]
 enum Task {
     Swim(Timer<Id>),
+    Verify(Addr),
+    Recheck(Addr),
     Ping,
     PushPull,
     Reap,
@@ -305,6 +312,7 @@ pub struct Pool {
     coord: coordinate::Client,
     coords: HashMap<String, Coordinate>,
     pings: VecDeque<(u32, SocketAddr, Duration)>,
+    checks: VecDeque<(u32, Addr)>,
     ping_seq: u32,
     rng: SmallRng,
     stats: Stats,
@@ -361,6 +369,7 @@ impl Pool {
             coord: coordinate::Client::default(),
             coords: HashMap::new(),
             pings: VecDeque::new(),
+            checks: VecDeque::new(),
             ping_seq: 0,
             rng: SmallRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15),
             stats: Stats::default(),
@@ -761,6 +770,13 @@ impl Pool {
             Task::Swim(timer) => {
                 let _ = self.swim.handle_timer(timer, &mut self.rt);
             }
+            Task::Verify(addr) => self.verify_due(addr),
+            Task::Recheck(addr) => {
+                if let Some((id, _)) = self.members.get(&addr).and_then(|e| e.verifying) {
+                    self.send_checks(addr, id.socket());
+                    self.schedule(self.config.timing.probe_timeout, Task::Verify(addr));
+                }
+            }
             Task::Ping => {
                 self.send_ping();
                 self.schedule(self.config.timing.probe_interval, Task::Ping);
@@ -844,9 +860,11 @@ impl Pool {
                     meta: None,
                     up: None,
                     forced_left: false,
+                    verifying: None,
                     since: now,
                 });
                 entry.id = id;
+                entry.verifying = None;
                 let needs_meta = entry.meta.as_ref().is_none_or(|m| m.id != id);
                 self.set_up(id.addr_key(), true);
                 if needs_meta {
@@ -856,7 +874,7 @@ impl Pool {
             OwnedNotification::MemberDown(id)
                 if self.members.get(&id.addr_key()).is_some_and(|e| e.id == id) =>
             {
-                self.set_up(id.addr_key(), false);
+                self.verify_down(id);
             }
             OwnedNotification::Rename(_, new) => {
                 if let Some(entry) = self.members.get_mut(&new.addr_key()) {
@@ -957,6 +975,7 @@ impl Pool {
             meta: None,
             up: None,
             forced_left: false,
+            verifying: None,
             since: now,
         });
         if entry
@@ -1065,6 +1084,57 @@ impl Pool {
             .map(|e| e.id.socket())
     }
 
+    /// foca declared `id` down. A member that announced its leave is Left at once; otherwise
+    /// we ping it directly a few times before reporting Failed. This stands in for
+    /// Lifeguard's suspicion confirmations, which foca lacks: under packet loss a single
+    /// member can miss a refutation and time its suspicion out alone; if the member still
+    /// answers us, it is not reported (foca's identity renewal brings it back shortly), so
+    /// the pool shows no false failure. Costs one probe timeout of detection latency.
+    fn verify_down(&mut self, id: Id) {
+        let addr = id.addr_key();
+        let Some(entry) = self.members.get_mut(&addr) else {
+            return;
+        };
+        let leaving = entry.meta.as_ref().is_some_and(|m| m.leaving) || entry.forced_left;
+        if leaving || entry.up != Some(true) {
+            self.set_up(addr, false);
+            return;
+        }
+        entry.verifying = Some((id, false));
+        self.send_checks(addr, id.socket());
+        self.schedule(self.config.timing.probe_timeout, Task::Verify(addr));
+    }
+
+    fn send_checks(&mut self, addr: Addr, to: SocketAddr) {
+        for _ in 0..VERIFY_PINGS {
+            self.ping_seq = self.ping_seq.wrapping_add(1);
+            self.checks.push_back((self.ping_seq, addr));
+            if self.checks.len() > MAX_PENDING_PINGS * 4 {
+                self.checks.pop_front();
+            }
+            self.send_packet(to, &Packet::Ping { seq: self.ping_seq });
+        }
+    }
+
+    fn verify_due(&mut self, addr: Addr) {
+        let Some(entry) = self.members.get_mut(&addr) else {
+            return;
+        };
+        let Some((id, answered)) = entry.verifying else {
+            return;
+        };
+        if answered {
+            // Alive after all: keep listing it, and check again later in case foca's view
+            // does not recover (it normally does, within a probe interval or two).
+            entry.verifying = Some((id, false));
+            let again = self.swim_config.suspect_to_down_after;
+            self.schedule(again, Task::Recheck(addr));
+            return;
+        }
+        entry.verifying = None;
+        self.set_up(addr, false);
+    }
+
     fn send_ping(&mut self) {
         let Some(to) = self.random_alive() else {
             return;
@@ -1078,6 +1148,18 @@ impl Pool {
     }
 
     fn handle_ack(&mut self, from: SocketAddr, seq: u32, name: String, coord: Coordinate) {
+        if let Some(pos) = self.checks.iter().position(|(s, _)| *s == seq) {
+            if let Some((_, addr)) = self.checks.remove(pos) {
+                if let Some((_, answered)) = self
+                    .members
+                    .get_mut(&addr)
+                    .and_then(|e| e.verifying.as_mut())
+                {
+                    *answered = true;
+                }
+            }
+            return;
+        }
         let Some(pos) = self
             .pings
             .iter()
