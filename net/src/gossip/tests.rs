@@ -454,3 +454,46 @@ fn coordinates_follow_measured_latency() {
     // One-way 5 ms each way: RTT 10 ms.
     assert!((5.0..20.0).contains(&est), "estimated {est} ms");
 }
+
+#[test]
+fn event_ring_is_bounded_and_lamport_times_grow() {
+    let mut c = config(0, &[]);
+    c.event_ring = 4;
+    let mut pool = Pool::new(c, 1, 1, Duration::ZERO).expect("valid");
+    for i in 0..10 {
+        pool.fire_event(
+            &format!("e{i}"),
+            Vec::new(),
+            EventFilters::default(),
+            Duration::ZERO,
+        )
+        .expect("fired");
+    }
+    let recent = pool.recent_events();
+    let names: Vec<&str> = recent.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["e6", "e7", "e8", "e9"]);
+    assert!(recent.windows(2).all(|w| w[0].ltime < w[1].ltime));
+    assert!(matches!(
+        pool.fire_event("", Vec::new(), EventFilters::default(), Duration::ZERO),
+        Err(GossipError::EmptyEventName)
+    ));
+}
+
+#[test]
+fn tag_change_is_an_update_event() {
+    let mut sim = cluster(3, &[]);
+    let updates = Rc::new(RefCell::new(0));
+    let sink = updates.clone();
+    sim.set_event_hook(Some(Box::new(move |_, _, e| {
+        if matches!(e, MemberEvent::Update(m) if m.name == "node-2" && m.tags.contains_key("build"))
+        {
+            *sink.borrow_mut() += 1;
+        }
+    })));
+    let tags = BTreeMap::from([("build".to_string(), "1.2.3".to_string())]);
+    sim.with_pool(2, |p, _| p.set_tags(tags))
+        .expect("alive")
+        .expect("set");
+    let took = sim.run_until(LIMIT, STEP, |_| *updates.borrow() == 2);
+    assert!(took.is_some(), "both other members report the update");
+}
