@@ -237,6 +237,9 @@ pub enum GossipError {
     /// A gossip key did not parse or has a bad length.
     #[error("invalid gossip key: {0}")]
     BadKey(String),
+    /// Protocol timings that cannot work.
+    #[error("invalid gossip timing: {0}")]
+    InvalidTiming(&'static str),
     /// The keyring has no such key.
     #[error("key is not installed")]
     KeyNotInstalled,

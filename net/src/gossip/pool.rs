@@ -330,6 +330,7 @@ impl Pool {
         seed: u64,
         now: Duration,
     ) -> Result<Pool, GossipError> {
+        validate(&config.timing)?;
         let keyring = Keyring::new(&config.keys)?;
         let id = Id::new(config.advertise, generation);
         let swim_config = swim_config(&config, 1);
@@ -756,7 +757,7 @@ impl Pool {
     fn schedule(&mut self, after: Duration, task: Task) {
         self.task_seq += 1;
         self.tasks.push(Reverse(Due {
-            at: self.now + after,
+            at: self.now.saturating_add(after),
             seq: self.task_seq,
             task,
         }));
@@ -902,7 +903,7 @@ impl Pool {
         }
         let before = entry.status();
         if entry.up == Some(true) {
-            self.alive -= 1;
+            self.alive = self.alive.saturating_sub(1);
         }
         if up {
             self.alive += 1;
@@ -1026,7 +1027,7 @@ impl Pool {
     fn remove_entry(&mut self, addr: Addr) -> Option<Member> {
         let entry = self.members.remove(&addr)?;
         if entry.up == Some(true) {
-            self.alive -= 1;
+            self.alive = self.alive.saturating_sub(1);
         }
         let member = entry.member();
         if let Some(meta) = &entry.meta {
@@ -1249,6 +1250,20 @@ impl Id {
     }
 }
 
+/// Timings foca can run with (it needs non-zero periods and a probe timeout shorter than
+/// the probe interval).
+fn validate(t: &super::Timing) -> Result<(), GossipError> {
+    if t.probe_interval.is_zero() || t.gossip_interval.is_zero() || t.push_pull_interval.is_zero() {
+        return Err(GossipError::InvalidTiming("intervals must be non-zero"));
+    }
+    if t.probe_timeout.is_zero() || t.probe_timeout >= t.probe_interval {
+        return Err(GossipError::InvalidTiming(
+            "probe timeout must be non-zero and shorter than the probe interval",
+        ));
+    }
+    Ok(())
+}
+
 /// foca's settings for a pool of `n` alive members under `config`'s timings.
 fn swim_config(config: &Config, n: usize) -> foca::Config {
     let t = &config.timing;
@@ -1263,9 +1278,10 @@ fn swim_config(config: &Config, n: usize) -> foca::Config {
         NonZeroU8::new(u8::try_from(tx).unwrap_or(u8::MAX)).unwrap_or(NonZeroU8::MIN);
     // memberlist: suspicion_mult * max(1, log10(n)) * probe_interval.
     let scale = (n as f64).log10().max(1.0);
-    c.suspect_to_down_after = t
-        .probe_interval
-        .mul_f64(f64::from(t.suspicion_mult.max(1)) * scale);
+    c.suspect_to_down_after = Duration::try_from_secs_f64(
+        t.probe_interval.as_secs_f64() * f64::from(t.suspicion_mult.max(1)) * scale,
+    )
+    .unwrap_or(t.probe_interval);
     c.remove_down_after = Some(config.reconnect_timeout);
     c.max_packet_size = NonZeroUsize::new(MAX_PACKET - FRAMING).unwrap_or(NonZeroUsize::MIN);
     if let Some(g) = c.periodic_gossip.as_mut() {
@@ -1282,5 +1298,5 @@ fn push_pull_interval(base: Duration, n: usize) -> Duration {
         return base;
     }
     let mult = ((n as f64).log2() - 32f64.log2()).ceil() as u32 + 1;
-    base * mult
+    base.checked_mul(mult).unwrap_or(base)
 }

@@ -497,3 +497,24 @@ fn tag_change_is_an_update_event() {
     let took = sim.run_until(LIMIT, STEP, |_| *updates.borrow() == 2);
     assert!(took.is_some(), "both other members report the update");
 }
+
+#[test]
+fn impossible_timings_and_bad_keys_are_refused() {
+    let mut c = config(0, &[]);
+    c.timing.probe_timeout = c.timing.probe_interval;
+    assert!(matches!(
+        Pool::new(c, 1, 1, Duration::ZERO),
+        Err(GossipError::InvalidTiming(_))
+    ));
+    let mut c = config(0, &[]);
+    c.timing.gossip_interval = Duration::ZERO;
+    assert!(matches!(
+        Pool::new(c, 1, 1, Duration::ZERO),
+        Err(GossipError::InvalidTiming(_))
+    ));
+    let c = config(0, &["c2hvcnQ=".to_string()]);
+    assert!(matches!(
+        Pool::new(c, 1, 1, Duration::ZERO),
+        Err(GossipError::BadKey(_))
+    ));
+}
