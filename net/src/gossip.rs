@@ -46,7 +46,7 @@ mod tests;
 
 pub use coordinate::Coordinate;
 pub use crypto::{keygen, Keyring};
-pub use driver::Gossip;
+pub use driver::{bind, Gossip};
 pub use pool::{Output, Pool, Stats};
 
 /// Serf's largest user event (name + payload), in bytes; Consul inherits it.

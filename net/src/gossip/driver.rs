@@ -29,6 +29,8 @@ use super::{Config, EventFilters, GossipError, KeyStatus, Member, MemberEvent, U
 const EVENT_BUFFER: usize = 1024;
 /// Bound on one push-pull exchange (connect, send, receive).
 const STREAM_TIMEOUT: Duration = Duration::from_secs(10);
+/// Tries at finding a port free for both UDP and TCP when binding port 0.
+const BIND_ATTEMPTS: usize = 20;
 /// How long a graceful leave lets its intent spread before going silent, at most.
 const LEAVE_PROPAGATION_ROUNDS: u32 = 5;
 
@@ -225,6 +227,29 @@ impl Gossip {
     }
 }
 
+/// Binds the UDP socket and TCP listener of a gossip address (same port for both, as
+/// memberlist requires). With port 0, the UDP socket picks a free port and TCP binds the same
+/// one, retrying a few times if another process took it in between (tests, dev mode).
+pub async fn bind(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), GossipError> {
+    if addr.port() != 0 {
+        let udp = UdpSocket::bind(addr).await?;
+        let tcp = TcpListener::bind(addr).await?;
+        return Ok((udp, tcp));
+    }
+    let mut last = None;
+    for _ in 0..BIND_ATTEMPTS {
+        let udp = UdpSocket::bind(addr).await?;
+        match TcpListener::bind(udp.local_addr()?).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.map_or_else(
+        || GossipError::Io(std::io::Error::other("no free gossip port")),
+        GossipError::Io,
+    ))
+}
+
 impl Inner {
     fn now(&self) -> Duration {
         self.start.elapsed()
@@ -378,18 +403,13 @@ mod tests {
     use super::*;
 
     async fn start(name: &str) -> Gossip {
-        // UDP and TCP on the same port: bind UDP on port 0, then TCP on that port (retry
-        // if another process took it in between).
-        for _ in 0..20 {
-            let udp = UdpSocket::bind("127.0.0.1:0").await.expect("bind udp");
-            let addr = udp.local_addr().expect("local addr");
-            if let Ok(tcp) = TcpListener::bind(addr).await {
-                let mut config = Config::new(name, addr);
-                config.timing = Timing::fast();
-                return Gossip::start(config, udp, tcp).expect("start");
-            }
-        }
-        panic!("no free port pair");
+        let (udp, tcp) = bind("127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("bind");
+        // Port 0 in the advertise address: start() fills in the bound one.
+        let mut config = Config::new(name, "127.0.0.1:0".parse().expect("addr"));
+        config.timing = Timing::fast();
+        Gossip::start(config, udp, tcp).expect("start")
     }
 
     async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
