@@ -60,14 +60,13 @@ impl RpcHttp {
     /// A client that never routes through an HTTP proxy from the environment: server RPC
     /// addresses are always direct.
     pub fn new() -> Result<Self, CallError> {
-        let client =
-            reqwest::Client::builder()
-                .no_proxy()
-                .build()
-                .map_err(|e| CallError::Transport {
-                    addr: String::new(),
-                    message: format!("building HTTP client: {e}"),
-                })?;
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .map_err(|e| CallError::Transport {
+                addr: String::new(),
+                message: format!("building HTTP client: {e}"),
+            })?;
         Ok(RpcHttp { client })
     }
 
@@ -140,7 +139,10 @@ mod tests {
     #[tokio::test]
     async fn decodes_replies_and_remote_errors() {
         let app = Router::new()
-            .route("/ok", post(|Json(n): Json<u64>| async move { Json(n + 1) }))
+            .route(
+                "/ok",
+                post(|Json(n): Json<u64>| async move { Json(n + 1) }),
+            )
             .route(
                 "/err",
                 post(|| async {
