@@ -18,7 +18,8 @@ use tokio::time::Instant;
 use crate::config::Config;
 use crate::fsm::StateMachine;
 use crate::leader;
-use crate::log_store::{self, LogStore};
+use crate::data_dir;
+use crate::log_store::LogStore;
 use crate::network::NetworkFactory;
 use crate::node::{Leadership, Shared};
 use crate::raft::{node_id_from_uuid, Node, NodeId, Raft};
@@ -63,9 +64,27 @@ pub(crate) async fn open(config: Config) -> Result<(Arc<Shared>, sled::Db), Serv
     let id = node_id_from_uuid(&config.node_id).map_err(|e| {
         ServerError::Config(format!("node_id {:?} is not a UUID: {e}", config.node_id))
     })?;
-    let db = open_db(config.data_dir.as_deref()).await?;
     let storage = |e: &dyn std::fmt::Display| ServerError::Storage(e.to_string());
-    let log = LogStore::open(&db).map_err(|e| storage(&e))?;
+    // The version check comes first: a data dir of another format is never opened.
+    let layout = match config.data_dir.clone() {
+        Some(dir) => Some(
+            tokio::task::spawn_blocking(move || data_dir::prepare(&dir))
+                .await
+                .map_err(|e| storage(&e))?
+                .map_err(|e| storage(&e))?,
+        ),
+        None => None,
+    };
+    let db = open_db(layout.as_ref().map(|l| l.sled.as_path())).await?;
+    // After sled's lock is held: a second server on this dir stops there, before the log.
+    let log_dir = layout.map(|l| l.log);
+    let log = tokio::task::spawn_blocking(move || match log_dir {
+        Some(dir) => LogStore::open(&dir),
+        None => LogStore::open_temporary(),
+    })
+    .await
+    .map_err(|e| storage(&e))?
+    .map_err(|e| storage(&e))?;
     // Restoring the persisted snapshot decodes the whole store: keep it off the async threads.
     let fsm_db = db.clone();
     let (fsm, store) =
@@ -106,19 +125,17 @@ fn raft_config(config: &Config) -> Result<openraft::Config, ServerError> {
     .map_err(|e| ServerError::Config(e.to_string()))
 }
 
-/// Opens the sled database: `<data_dir>/raft`, or a temporary one deleted on drop.
+/// Opens the sled database at `path` (the data dir's [`Layout::sled`](data_dir::Layout)), or
+/// a temporary one deleted on drop.
 ///
 /// If another handle still holds the database's lock, waits for it up to [`DB_LOCK_WAIT`]:
 /// after `Server::shutdown` returns, openraft's replication and state-machine tasks may
 /// still be dropping their storage handles for a moment, so a server restarted in the same
 /// process (tests, embedders) would otherwise fail at random. Opening recovers sled's log,
 /// so it runs on the blocking pool.
-async fn open_db(data_dir: Option<&Path>) -> Result<sled::Db, ServerError> {
-    let config = match data_dir {
-        Some(dir) => {
-            std::fs::create_dir_all(dir)?;
-            sled::Config::new().path(dir.join("raft"))
-        }
+async fn open_db(path: Option<&Path>) -> Result<sled::Db, ServerError> {
+    let config = match path {
+        Some(path) => sled::Config::new().path(path),
         None => sled::Config::new().temporary(true),
     };
     let storage = |e: &dyn std::fmt::Display| ServerError::Storage(e.to_string());
@@ -134,6 +151,16 @@ async fn open_db(data_dir: Option<&Path>) -> Result<sled::Db, ServerError> {
             }
             opened => return opened.map_err(|e| storage(&e)),
         }
+    }
+}
+
+/// Forces everything written to the sled database to disk, off the async threads.
+async fn flush(db: &sled::Db) -> Result<(), std::io::Error> {
+    let db = db.clone();
+    match tokio::task::spawn_blocking(move || db.flush()).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(std::io::Error::other(e)),
+        Err(e) => Err(std::io::Error::other(e)),
     }
 }
 
@@ -252,7 +279,7 @@ impl Server {
             tracing::warn!("RPCs still running after {SHUTDOWN_GRACE:?}; aborting them");
             self.http.abort();
         }
-        log_store::flush(&self.db).await?;
+        flush(&self.db).await?;
         raft.map_err(|e| ServerError::Raft(e.to_string()))
     }
 }
