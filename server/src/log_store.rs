@@ -117,7 +117,10 @@ impl LogStore {
     }
 
     fn log(&self) -> MutexGuard<'_, Log> {
-        self.inner.log.lock().unwrap_or_else(PoisonError::into_inner)
+        self.inner
+            .log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Applies `record` to the in-memory log and queues it for the writer. Returns the

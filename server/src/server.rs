@@ -16,9 +16,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::config::Config;
+use crate::data_dir;
 use crate::fsm::StateMachine;
 use crate::leader;
-use crate::data_dir;
 use crate::log_store::LogStore;
 use crate::network::NetworkFactory;
 use crate::node::{Leadership, Shared};

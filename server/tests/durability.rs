@@ -201,7 +201,10 @@ fn every_acknowledged_write_was_fdatasynced_first() {
         return;
     };
     assert_eq!(trace.requests, WRITES, "every request was seen: {trace:?}");
-    assert_eq!(trace.acks, WRITES, "every acknowledgment was seen: {trace:?}");
+    assert_eq!(
+        trace.acks, WRITES,
+        "every acknowledgment was seen: {trace:?}"
+    );
     assert_eq!(
         trace.unsynced_acks, 0,
         "acknowledged without an fdatasync since the request: {trace:?}"

@@ -273,7 +273,10 @@ pub(super) fn recover(dir: &Path) -> io::Result<Recovered> {
             found = Some(recovered);
             break;
         }
-        tracing::warn!(seq, "discarding a log segment whose creation was interrupted");
+        tracing::warn!(
+            seq,
+            "discarding a log segment whose creation was interrupted"
+        );
     }
     let recovered = match found {
         Some(recovered) => recovered,
