@@ -134,7 +134,7 @@ pub(super) fn encode(record: &Record, out: &mut Vec<u8>) -> io::Result<()> {
 /// The intact frames at the start of `bytes` and where they end. Stops at the first frame
 /// that is short, oversized, empty or fails its checksum: that and everything after it is
 /// the torn tail.
-fn frames(bytes: &[u8]) -> (Vec<&[u8]>, usize) {
+pub(super) fn frames(bytes: &[u8]) -> (Vec<&[u8]>, usize) {
     let mut out = Vec::new();
     let mut at = 0;
     while let Some(header) = bytes.get(at..at + HEADER) {
