@@ -195,6 +195,8 @@ pub(super) struct Recovered {
     pub(super) seq: u64,
     pub(super) file: File,
     pub(super) len: u64,
+    /// Bytes of the segment's opening checkpoint.
+    pub(super) checkpoint_len: u64,
 }
 
 /// Reads segment `seq`: `None` if its checkpoint is not intact (a segment whose creation a
@@ -205,6 +207,7 @@ fn read_segment(dir: &Path, seq: u64) -> io::Result<Option<Recovered>> {
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)?;
     let (frames, valid) = frames(&bytes);
+    let checkpoint_len = frames.first().map_or(0, |p| (HEADER + p.len()) as u64);
     let mut records = frames.into_iter().enumerate().map(|(i, payload)| {
         serde_json::from_slice::<Record>(payload).map_err(|e| {
             io::Error::new(
@@ -244,6 +247,7 @@ fn read_segment(dir: &Path, seq: u64) -> io::Result<Option<Recovered>> {
         seq,
         file,
         len: valid as u64,
+        checkpoint_len,
     }))
 }
 
@@ -289,6 +293,7 @@ pub(super) fn recover(dir: &Path) -> io::Result<Recovered> {
                 seq,
                 file,
                 len,
+                checkpoint_len: len,
             }
         }
     };

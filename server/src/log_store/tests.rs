@@ -243,6 +243,25 @@ async fn segments_rotate_and_the_old_ones_go() {
 }
 
 #[tokio::test]
+async fn an_unpurged_log_larger_than_a_segment_does_not_rotate_on_every_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = LogStore::open_with(dir.path().to_path_buf(), None, 256).unwrap();
+    for i in 1..=100 {
+        log.blocking_append([blank_ent::<TypeConfig>(1, 1, i)])
+            .await
+            .unwrap();
+    }
+    // Each rotation waits for as many bytes of changes as the checkpoint holds: the number
+    // of rotations grows with the log's doublings, not with its writes.
+    let names = segments(dir.path());
+    let seq: u64 = names[0].trim_end_matches(".wal").parse().unwrap();
+    assert!((2..=10).contains(&seq), "{names:?}");
+    drop(log);
+    let mut log = LogStore::open(dir.path()).unwrap();
+    assert_eq!(indexes(&mut log).await, (1..=100).collect::<Vec<_>>());
+}
+
+#[tokio::test]
 async fn an_interrupted_rotation_leaves_the_old_segment_in_charge() {
     let dir = tempfile::tempdir().unwrap();
     {

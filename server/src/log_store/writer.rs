@@ -24,7 +24,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use super::segment::{self, LogState, Recovered};
 
-/// Start a new segment once the current one is larger than this.
+/// Start a new segment once the records after its checkpoint are larger than this (and
+/// than the checkpoint).
 pub(super) const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 /// The vote file's name in the log directory.
 pub(super) const VOTE_FILE: &str = "vote";
@@ -60,6 +61,8 @@ pub(super) struct Writer {
     seq: u64,
     file: File,
     len: u64,
+    /// Bytes of the current segment's checkpoint.
+    checkpoint_len: u64,
     segment_bytes: u64,
     /// The in-memory log, read when a new segment's checkpoint is written.
     state: Arc<Mutex<LogState>>,
@@ -85,6 +88,7 @@ impl Writer {
             seq: recovered.seq,
             file: recovered.file,
             len: recovered.len,
+            checkpoint_len: recovered.checkpoint_len,
             segment_bytes,
             state,
             stats,
@@ -155,7 +159,10 @@ impl Writer {
         if let Some(vote) = vote {
             write_atomically(&self.dir, VOTE_FILE, vote)?;
         }
-        if self.len > self.segment_bytes {
+        // Rotate once the changes after the checkpoint outgrow the limit and the checkpoint
+        // itself: a log larger than the limit (not purged) must not rotate on every batch.
+        let changes = self.len.saturating_sub(self.checkpoint_len);
+        if changes > self.segment_bytes.max(self.checkpoint_len) {
             self.rotate()?;
         }
         Ok(())
@@ -179,6 +186,7 @@ impl Writer {
         self.seq = next;
         self.file = file;
         self.len = len;
+        self.checkpoint_len = len;
         std::fs::remove_file(old)?;
         segment::sync_dir(&self.dir)
     }
