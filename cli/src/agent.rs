@@ -321,10 +321,13 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
                 bootstrap_expect,
                 dev: s.dev,
             };
-            let server =
-                concord_server::Server::start_with_gossip(server_config, rpc_listener, pool.clone())
-                    .await
-                    .context("starting server")?;
+            let server = concord_server::Server::start_with_gossip(
+                server_config,
+                rpc_listener,
+                pool.clone(),
+            )
+            .await
+            .context("starting server")?;
             server
                 .wait_for_leader(Duration::from_secs(30))
                 .await
