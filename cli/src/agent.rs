@@ -393,6 +393,7 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
         dns_port,
         advertise,
         rpc_port,
+        pool.local_member().addr.port(),
     );
     let pid_file = s.pid_file.clone();
     if let Some(path) = &pid_file {
@@ -439,6 +440,7 @@ fn banner(
     dns_port: Option<u16>,
     advertise: IpAddr,
     rpc_port: Option<u16>,
+    lan_port: u16,
 ) {
     let show = |p: Option<u16>| p.map_or_else(|| "-1".to_string(), |p| p.to_string());
     println!("==> Concord agent running!");
@@ -454,7 +456,10 @@ fn banner(
         "       Client Addr: [{client}] (HTTP: {http_port}, DNS: {})",
         show(dns_port)
     );
-    println!("      Cluster Addr: {advertise} (RPC: {})", show(rpc_port));
+    println!(
+        "      Cluster Addr: {advertise} (LAN: {lan_port}, RPC: {})",
+        show(rpc_port)
+    );
     println!();
     println!("==> Log data will now stream in as it occurs:");
     use std::io::Write as _;
