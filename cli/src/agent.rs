@@ -412,14 +412,21 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
         }
     };
     let agent_result = concord_client_agent::run(config, listeners, stop).await;
+    // Consul's `leave_on_terminate`: by default a client leaves gracefully when stopped (the
+    // others record Left and the leader deregisters it), a server does not (the others see
+    // it fail, so a restart keeps its place). After `/v1/agent/leave` this is a no-op.
+    let still_member = pool.local_member().status == concord_net::gossip::MemberStatus::Alive;
+    if still_member && s.leave_on_terminate.unwrap_or(!s.server) {
+        if let Err(e) = pool.leave(Duration::from_secs(5)).await {
+            tracing::warn!(error = %e, "graceful leave failed");
+        }
+    }
     if let Some(server) = server {
         server.shutdown().await.context("stopping server")?;
     }
     if let Some(dir) = &data_dir {
         gossip::finish_snapshot(&pool, dir);
     }
-    // Without a graceful leave the others see this member fail, as with Consul on SIGTERM
-    // (its default `leave_on_terminate` is false for servers).
     pool.shutdown();
     if let Some(path) = &pid_file {
         let _ = std::fs::remove_file(path);
