@@ -3,7 +3,8 @@
 //! Consul-compatible core of `agent/consul`: the leader applies writes through Raft,
 //! followers forward, any server answers stale reads, blocking queries wake on change.
 //!
-//! Start one with [`Server::start`] (or [`run`] until a shutdown signal).
+//! Start one with [`Server::start`] (or [`run`] until a shutdown signal); a server in a LAN
+//! gossip pool starts with [`Server::start_with_gossip`].
 //!
 //! # Layout
 //! Modules from the top floor down; each imports only from below it.

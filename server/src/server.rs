@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use concord_net::gossip::Gossip;
 use concord_net::rpc::RpcHttp;
 use openraft::error::{InitializeError, RaftError};
 use openraft::SnapshotPolicy;
@@ -60,7 +61,16 @@ pub enum ServerError {
 
 /// Opens storage and starts Raft: everything but serving RPCs, bootstrapping and the
 /// leader loop. Returns the database so the caller can flush it on shutdown.
+#[cfg(test)]
 pub(crate) async fn open(config: Config) -> Result<(Arc<Shared>, sled::Db), ServerError> {
+    open_with_gossip(config, None).await
+}
+
+/// [`open`], with the LAN gossip pool kept in [`Shared`] for the leader to reconcile.
+pub(crate) async fn open_with_gossip(
+    config: Config,
+    gossip: Option<Gossip>,
+) -> Result<(Arc<Shared>, sled::Db), ServerError> {
     let id = node_id_from_uuid(&config.node_id).map_err(|e| {
         ServerError::Config(format!("node_id {:?} is not a UUID: {e}", config.node_id))
     })?;
@@ -102,7 +112,7 @@ pub(crate) async fn open(config: Config) -> Result<(Arc<Shared>, sled::Db), Serv
     .await
     .map_err(|e| ServerError::Raft(e.to_string()))?;
     let timers = SessionTimers::new(leader::expire_session(raft.clone(), store.clone()));
-    let shared = Shared::new(config, id, raft, store, timers, http);
+    let shared = Shared::new(config, id, raft, store, timers, http).with_gossip(gossip);
     Ok((Arc::new(shared), db))
 }
 
@@ -202,10 +212,32 @@ pub struct Server {
 
 impl Server {
     /// Opens the data dir, starts Raft, serves RPCs (agents' reads/writes and Raft's own
-    /// traffic) on `rpc_listener`, and bootstraps when `bootstrap_expect == 1`.
+    /// traffic) on `rpc_listener`, and bootstraps when `bootstrap_expect == 1`. Without a
+    /// gossip pool the catalog holds only what agents register (and this server itself).
     pub async fn start(config: Config, rpc_listener: TcpListener) -> Result<Server, ServerError> {
+        Server::start_inner(config, rpc_listener, None).await
+    }
+
+    /// [`Server::start`] for a server that is a member of the LAN gossip pool `gossip`
+    /// (started and joined by the caller, which also leaves and shuts it down). While this
+    /// server leads, it reconciles the pool's members into the catalog as Consul does: alive
+    /// members registered with a passing `serfHealth` check, failed ones critical, members
+    /// that left deregistered.
+    pub async fn start_with_gossip(
+        config: Config,
+        rpc_listener: TcpListener,
+        gossip: Gossip,
+    ) -> Result<Server, ServerError> {
+        Server::start_inner(config, rpc_listener, Some(gossip)).await
+    }
+
+    async fn start_inner(
+        config: Config,
+        rpc_listener: TcpListener,
+        gossip: Option<Gossip>,
+    ) -> Result<Server, ServerError> {
         let rpc_addr = rpc_listener.local_addr()?;
-        let (shared, db) = open(config.clone()).await?;
+        let (shared, db) = open_with_gossip(config.clone(), gossip).await?;
         let raft = shared.raft.clone();
         let id = shared.id;
         tracing::info!(node = %config.node_name, raft_id = id, %rpc_addr, "server starting");
