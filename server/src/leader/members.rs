@@ -48,6 +48,9 @@ const PROTOCOL_MAX: &str = "5";
 const PROTOCOL_CUR: &str = "2";
 
 /// What the leader proposes to bring the catalog in line with the pool.
+// A pass plans a handful of changes and moves each into a `Command` (which has the same
+// shape, unboxed); boxing would only add noise.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Change {
     /// Register (an alive member) or mark `serfHealth` critical (a failed one).
