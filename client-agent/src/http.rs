@@ -14,6 +14,7 @@ mod catalog;
 mod error;
 mod health;
 mod kv;
+mod members;
 mod params;
 mod reply;
 mod session;
@@ -47,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .merge(catalog::routes())
         .merge(health::routes())
         .merge(kv::routes())
+        .merge(members::routes())
         .merge(session::routes())
         .merge(status::routes())
         .layer(axum::middleware::from_fn_with_state(
