@@ -519,9 +519,9 @@ fn wait_banner(
     log_path: &Path,
     wanted: impl Fn(&str) -> bool,
 ) -> Option<String> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         match lines.recv_timeout(left) {
             Ok(line) if wanted(&line) => return Some(line),
             Ok(_) => {}
