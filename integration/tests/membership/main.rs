@@ -254,7 +254,7 @@ async fn five_agents_join_fail_return_leave_and_get_events() {
         );
         assert_eq!(
             event_ids(agent, "deploy").await,
-            [all_id.clone()],
+            std::slice::from_ref(&all_id),
             "once, on {}",
             agent.node
         );
