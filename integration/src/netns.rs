@@ -181,6 +181,30 @@ fn parse_response(raw: &[u8]) -> anyhow::Result<(u16, u64, Vec<u8>)> {
 mod tests {
     use super::*;
 
+    fn namespaces() -> String {
+        let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    #[test]
+    fn lan_cuts_heals_and_cleans_up() {
+        if !available("the namespace LAN test") {
+            return;
+        }
+        let lan = Lan::new("t", 2).unwrap();
+        let names = [
+            lan.hub.clone(),
+            lan.ns(0).to_string(),
+            lan.ns(1).to_string(),
+        ];
+        assert!(names.iter().all(|n| namespaces().contains(n.as_str())));
+        lan.cut(1).unwrap();
+        lan.heal(1).unwrap();
+        drop(lan);
+        let left = namespaces();
+        assert!(names.iter().all(|n| !left.contains(n.as_str())), "{left}");
+    }
+
     #[test]
     fn curl_output_is_split() {
         let raw =

@@ -139,7 +139,14 @@ async fn five_agents_join_fail_return_leave_and_get_events() {
     let mut agents = launch_all(vec![server]).await;
     let join = loopback(2).to_string();
     let clients = (1..5)
-        .map(|i| AgentSpec::at(names[i], loopback(2 + i as u8)).args(&["-retry-join", &join]))
+        .map(|i| {
+            AgentSpec::at(names[i], loopback(2 + i as u8)).args(&[
+                "-retry-join",
+                &join,
+                "-retry-interval",
+                "1s",
+            ])
+        })
         .collect();
     let started = Instant::now();
     agents.extend(launch_all(clients).await);
@@ -261,8 +268,8 @@ async fn five_agents_join_fail_return_leave_and_get_events() {
     }
 
     tracing::info!("md leaves gracefully: left everywhere, and gone from the catalog");
-    let out = agents[3].cli(&["leave"]).unwrap();
-    assert!(out.status.success(), "leave: {out:?}");
+    let (code, body) = agents[3].put("/v1/agent/leave", "").await.unwrap();
+    assert_eq!(code, 200, "leave: {body}");
     let stayers: Vec<&TestAgent> = [0, 1, 2, 4].iter().map(|&i| &agents[i]).collect();
     until_all(&stayers, "md left", |a| sees(a, "md", LEFT)).await;
     assert_eventually!(
@@ -291,7 +298,14 @@ async fn gossip_key_is_required_and_rotation_keeps_the_pool() {
     ]);
     let server = launch_all(vec![server]).await.remove(0);
     assert_ne!(k1, k2);
-    let member = AgentSpec::at("kb", loopback(13)).args(&["-encrypt", &k1, "-retry-join", &seed]);
+    let member = AgentSpec::at("kb", loopback(13)).args(&[
+        "-encrypt",
+        &k1,
+        "-retry-join",
+        &seed,
+        "-retry-interval",
+        "1s",
+    ]);
     let member = launch_all(vec![member]).await.remove(0);
     assert_eventually!(sees(&server, "kb", ALIVE).await, "kb joined with the key");
 
@@ -370,7 +384,7 @@ async fn partition_marks_the_cut_off_member_failed_and_healing_restores_it() {
         .map(|i| {
             AgentSpec::at(&format!("p{}", ["a", "b", "c"][i]), lan.ip(i))
                 .netns(lan.ns(i))
-                .args(&["-retry-join", &seed])
+                .args(&["-retry-join", &seed, "-retry-interval", "1s"])
         })
         .collect();
     agents.extend(launch_all(clients).await);
