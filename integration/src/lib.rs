@@ -381,13 +381,10 @@ impl TestAgent {
     async fn wait_ready(&self) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
-            let url = self.url(&format!("/v1/catalog/node/{}", self.node));
-            if let Ok(r) = self.client.get(&url).send().await {
-                if r.status().is_success() {
-                    let v: serde_json::Value = r.json().await.unwrap_or_default();
-                    if !v.is_null() {
-                        return Ok(());
-                    }
+            let path = format!("/v1/catalog/node/{}", self.node);
+            if let Ok((200, _, v)) = self.get_json(&path).await {
+                if !v.is_null() {
+                    return Ok(());
                 }
             }
             if tokio::time::Instant::now() > deadline {
