@@ -230,9 +230,16 @@ impl TestAgent {
                 args.extend(["-bind", &ip, "-client", &ip, "-dns-port", "-1"].map(String::from));
             }
             None => {
-                args.extend(
-                    ["-http-port", "0", "-server-port", "0", "-dns-port", "-1"].map(String::from),
-                );
+                let free = [
+                    "-http-port",
+                    "0",
+                    "-server-port",
+                    "0",
+                    "-serf-lan-port",
+                    "0",
+                ];
+                args.extend(free.map(String::from));
+                args.extend(["-dns-port", "-1"].map(String::from));
             }
         }
         if let Some(dir) = &data_dir {
@@ -325,6 +332,8 @@ impl TestAgent {
         cmd.arg("agent")
             .args(args)
             .args(["-http-port", "0", "-dns-port", "0", "-server-port", "0"])
+            // Gossip too: tests run agents in parallel, and 8301 may be taken.
+            .args(["-serf-lan-port", "0"])
             .args(["-node", &node, "-log-level", "debug"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
