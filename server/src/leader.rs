@@ -154,3 +154,60 @@ pub(crate) fn expire_session(
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use concord_net::gossip::{EventFilters, Member, MemberStatus, UserEvent};
+
+    use super::*;
+
+    fn member() -> Member {
+        Member {
+            name: "n".to_string(),
+            addr: "127.0.0.1:8301".parse().unwrap(),
+            tags: BTreeMap::new(),
+            status: MemberStatus::Alive,
+        }
+    }
+
+    fn user_event() -> MemberEvent {
+        MemberEvent::User(UserEvent {
+            id: 1,
+            name: "deploy".to_string(),
+            payload: Vec::new(),
+            filters: EventFilters::default(),
+            ltime: 1,
+            origin: "n".to_string(),
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pool_changes_wake_the_reconcile_and_bursts_coalesce() {
+        let (tx, rx) = broadcast::channel(16);
+        let mut events = Some(rx);
+        let wait = Duration::from_secs(3600);
+
+        tx.send(user_event()).unwrap();
+        let woke = tokio::time::timeout(wait, pool_changed(&mut events)).await;
+        assert!(woke.is_err(), "user events are not membership changes");
+
+        for _ in 0..3 {
+            tx.send(MemberEvent::Join(member())).unwrap();
+        }
+        tokio::time::timeout(wait, pool_changed(&mut events))
+            .await
+            .unwrap();
+        let again = tokio::time::timeout(wait, pool_changed(&mut events)).await;
+        assert!(again.is_err(), "a burst costs one pass");
+
+        drop(tx);
+        let closed = tokio::time::timeout(wait, pool_changed(&mut events)).await;
+        assert!(closed.is_err(), "a stopped pool never wakes it");
+        assert!(events.is_none());
+        let without = tokio::time::timeout(wait, pool_changed(&mut None)).await;
+        assert!(without.is_err(), "no pool, no wake-ups");
+    }
+}
