@@ -321,10 +321,13 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
                 bootstrap_expect,
                 dev: s.dev,
             };
-            let server =
-                concord_server::Server::start_with_gossip(server_config, rpc_listener, pool.clone())
-                    .await
-                    .context("starting server")?;
+            let server = concord_server::Server::start_with_gossip(
+                server_config,
+                rpc_listener,
+                pool.clone(),
+            )
+            .await
+            .context("starting server")?;
             server
                 .wait_for_leader(Duration::from_secs(30))
                 .await
@@ -390,6 +393,7 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
         dns_port,
         advertise,
         rpc_port,
+        pool.local_member().addr.port(),
     );
     let pid_file = s.pid_file.clone();
     if let Some(path) = &pid_file {
@@ -408,14 +412,21 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
         }
     };
     let agent_result = concord_client_agent::run(config, listeners, stop).await;
+    // Consul's `leave_on_terminate`: by default a client leaves gracefully when stopped (the
+    // others record Left and the leader deregisters it), a server does not (the others see
+    // it fail, so a restart keeps its place). After `/v1/agent/leave` this is a no-op.
+    let still_member = pool.local_member().status == concord_net::gossip::MemberStatus::Alive;
+    if still_member && s.leave_on_terminate.unwrap_or(!s.server) {
+        if let Err(e) = pool.leave(Duration::from_secs(5)).await {
+            tracing::warn!(error = %e, "graceful leave failed");
+        }
+    }
     if let Some(server) = server {
         server.shutdown().await.context("stopping server")?;
     }
     if let Some(dir) = &data_dir {
         gossip::finish_snapshot(&pool, dir);
     }
-    // Without a graceful leave the others see this member fail, as with Consul on SIGTERM
-    // (its default `leave_on_terminate` is false for servers).
     pool.shutdown();
     if let Some(path) = &pid_file {
         let _ = std::fs::remove_file(path);
@@ -436,6 +447,7 @@ fn banner(
     dns_port: Option<u16>,
     advertise: IpAddr,
     rpc_port: Option<u16>,
+    lan_port: u16,
 ) {
     let show = |p: Option<u16>| p.map_or_else(|| "-1".to_string(), |p| p.to_string());
     println!("==> Concord agent running!");
@@ -451,7 +463,10 @@ fn banner(
         "       Client Addr: [{client}] (HTTP: {http_port}, DNS: {})",
         show(dns_port)
     );
-    println!("      Cluster Addr: {advertise} (RPC: {})", show(rpc_port));
+    println!(
+        "      Cluster Addr: {advertise} (LAN: {lan_port}, RPC: {})",
+        show(rpc_port)
+    );
     println!();
     println!("==> Log data will now stream in as it occurs:");
     use std::io::Write as _;

@@ -105,10 +105,7 @@ mod tests {
 
     #[test]
     fn checks_like_consul() {
-        assert_eq!(
-            parsed(&[]).unwrap_err(),
-            "Event name must be specified"
-        );
+        assert_eq!(parsed(&[]).unwrap_err(), "Event name must be specified");
         assert_eq!(
             parsed(&["-name=x", "-tag=v1"]).unwrap_err(),
             "Cannot provide tag filter without service filter."

@@ -62,8 +62,13 @@ struct KeyringResponse {
 /// What `keyring` was asked to do.
 #[derive(Debug, PartialEq)]
 enum Action {
-    List { primary: bool },
-    Change { method: reqwest::Method, key: String },
+    List {
+        primary: bool,
+    },
+    Change {
+        method: reqwest::Method,
+        key: String,
+    },
 }
 
 fn action(p: &Parsed) -> Result<Option<Action>, String> {

@@ -53,10 +53,7 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
         Err(e) => return fail(format!("Error retrieving members: {e}")),
         Ok(found) => found.unwrap_or_default(),
     };
-    let members: Vec<Member> = members
-        .into_iter()
-        .filter(|m| status.is_match(status_name(m.status)))
-        .collect();
+    let members = with_status(members, &status);
     if members.is_empty() {
         return Ok(2);
     }
@@ -171,6 +168,14 @@ pub(crate) async fn force_leave(args: Vec<String>) -> anyhow::Result<i32> {
         return fail(format!("Error force leaving: {e}"));
     }
     Ok(0)
+}
+
+/// `-status`: members whose status name matches (unanchored, as Consul matches it).
+fn with_status(members: Vec<Member>, status: &regex::Regex) -> Vec<Member> {
+    members
+        .into_iter()
+        .filter(|m| status.is_match(status_name(m.status)))
+        .collect()
 }
 
 /// Serf's status names.
@@ -382,6 +387,19 @@ mod tests {
              server-1  10.0.0.1:8301  alive   build=1.22.0:concord,dc=dc1,partition=default,\
              role=consul,segment=<all>,vsn=2"
         );
+    }
+
+    #[test]
+    fn status_regexp_selects_members() {
+        let pick = |re: &str| -> Vec<String> {
+            with_status(cluster(), &regex::Regex::new(re).unwrap())
+                .into_iter()
+                .map(|m| m.name)
+                .collect()
+        };
+        assert_eq!(pick("fail"), ["client-b"]);
+        assert_eq!(pick("^(alive|left)$"), ["client-a", "server-1"]);
+        assert!(pick("leaving").is_empty(), "nothing matches: exit 2");
     }
 
     #[test]

@@ -82,8 +82,7 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
     let b = match p.args.get(1) {
         Some(b) => b.clone(),
         None => {
-            let me: Option<serde_json::Value> = match client.get_json("/v1/agent/self", &[]).await
-            {
+            let me: Option<serde_json::Value> = match client.get_json("/v1/agent/self", &[]).await {
                 Ok(v) => v,
                 Err(e) => return fail(format!("Unable to look up agent info: {e}")),
             };

@@ -15,6 +15,7 @@ mod error;
 mod health;
 mod kv;
 mod members;
+mod near;
 mod params;
 mod reply;
 mod session;

@@ -266,38 +266,41 @@ pub fn event_matches(core: &AgentCore, event: &UserEvent) -> bool {
 
 /// Follows the pool until `stop`: keeps the server list of `core.rpc` in step with the
 /// servers in the pool (plus the configured ones), stores matching user events, applies
-/// keyring operations.
-pub async fn follow(
+/// keyring operations. It subscribes before returning the future, so nothing that happens
+/// after this call is missed, even before the task first runs.
+pub fn follow(
     core: Arc<AgentCore>,
     membership: Arc<Membership>,
-    stop: impl std::future::Future<Output = ()>,
-) {
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
     let mut events = membership.gossip.subscribe();
-    let refresh_servers = || {
-        let mut servers = core.config.servers.clone();
-        servers.extend(servers_in(
-            &membership.gossip.members(),
-            &core.config.datacenter,
-        ));
-        servers.sort();
-        servers.dedup();
-        core.rpc.set_servers(servers);
-    };
-    refresh_servers();
-    tokio::pin!(stop);
-    loop {
-        let event = tokio::select! {
-            _ = &mut stop => return,
-            e = events.recv() => e,
+    async move {
+        let refresh_servers = || {
+            let mut servers = core.config.servers.clone();
+            servers.extend(servers_in(
+                &membership.gossip.members(),
+                &core.config.datacenter,
+            ));
+            servers.sort();
+            servers.dedup();
+            core.rpc.set_servers(servers);
         };
-        match event {
-            Ok(MemberEvent::User(e)) => on_user_event(&core, &membership, e),
-            Ok(_) => refresh_servers(),
-            Err(broadcast::error::RecvError::Lagged(n)) => {
-                tracing::warn!(missed = n, "gossip events lost; re-reading the member list");
-                refresh_servers();
+        refresh_servers();
+        tokio::pin!(stop);
+        loop {
+            let event = tokio::select! {
+                _ = &mut stop => return,
+                e = events.recv() => e,
+            };
+            match event {
+                Ok(MemberEvent::User(e)) => on_user_event(&core, &membership, e),
+                Ok(_) => refresh_servers(),
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "gossip events lost; re-reading the member list");
+                    refresh_servers();
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
             }
-            Err(broadcast::error::RecvError::Closed) => return,
         }
     }
 }

@@ -58,6 +58,7 @@ struct ConfigFile {
     serf_lan: Option<String>,
     encrypt: Option<String>,
     reconnect_timeout: Option<String>,
+    leave_on_terminate: Option<bool>,
     /// Keys this struct does not name: logged, then ignored.
     #[serde(flatten)]
     unknown: BTreeMap<String, IgnoredAny>,
@@ -174,6 +175,8 @@ pub(super) struct Settings {
     pub(super) encrypt: Option<String>,
     /// How long a failed member is kept before it is reaped (at least 8 h; default 72 h).
     pub(super) reconnect_timeout: Option<Duration>,
+    /// Leave the pool gracefully when stopped by a signal (default: clients yes, servers no).
+    pub(super) leave_on_terminate: Option<bool>,
     /// Config file keys Concord does not support (file, key), skipped.
     pub(super) unsupported_keys: Vec<(PathBuf, String)>,
 }
@@ -292,6 +295,7 @@ impl Settings {
         s.rejoin = file.rejoin_after_leave.unwrap_or(s.rejoin);
         set(&mut s.serf_lan_bind, ip("serf_lan", file.serf_lan)?);
         set(&mut s.encrypt, file.encrypt);
+        set(&mut s.leave_on_terminate, file.leave_on_terminate);
         set(
             &mut s.reconnect_timeout,
             duration("reconnect_timeout", file.reconnect_timeout)?,
@@ -588,7 +592,7 @@ mod tests {
             "a.json",
             r#"{"start_join":["10.0.0.1"],"retry_join":["10.0.0.2"],"retry_interval":"5s",
                 "retry_max":3,"rejoin_after_leave":true,"serf_lan":"127.0.0.9",
-                "encrypt":"k1","reconnect_timeout":"9h"}"#,
+                "encrypt":"k1","reconnect_timeout":"9h","leave_on_terminate":false}"#,
         );
         let file_flag = format!("-config-file={}", file.display());
         let (s, _) = settings(&flags(&[
@@ -609,6 +613,7 @@ mod tests {
         assert_eq!(s.serf_lan_bind, Some("127.0.0.9".parse().unwrap()));
         assert_eq!(s.encrypt.as_deref(), Some("k2"));
         assert_eq!(s.reconnect_timeout, Some(Duration::from_secs(9 * 3600)));
+        assert_eq!(s.leave_on_terminate, Some(false));
     }
 
     #[test]

@@ -38,11 +38,7 @@ pub(super) async fn start(
     let bound = udp.local_addr()?.port();
     let mut config = gossip::Config::new(node_name, SocketAddr::new(advertise, bound));
     config.tags = tags;
-    config.timing = if s.dev {
-        Timing::fast()
-    } else {
-        Timing::lan()
-    };
+    config.timing = if s.dev { Timing::fast() } else { Timing::lan() };
     if let Some(key) = &s.encrypt {
         config.keys = vec![key.trim().to_string()];
     }
@@ -150,7 +146,10 @@ fn write_snapshot(data_dir: &Path, snap: &Snapshot) {
             std::fs::create_dir_all(dir)?;
         }
         let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, serde_json::to_vec(snap).map_err(std::io::Error::other)?)?;
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec(snap).map_err(std::io::Error::other)?,
+        )?;
         std::fs::rename(&tmp, &path)
     })();
     if let Err(e) = result {

@@ -21,6 +21,9 @@ use serde_json::{json, Value};
 use super::{empty_ok, ApiError, ApiResult, AppState, Common, ReadQuery};
 use crate::membership::{self, KeyringOp, Membership, KEYRING_EVENT};
 
+#[cfg(test)]
+mod socket_tests;
+
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/agent/join/{address}", put(join))
@@ -30,10 +33,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/event/list", get(list_events))
         .route(
             "/v1/operator/keyring",
-            get(keyring)
-                .post(keyring)
-                .put(keyring)
-                .delete(keyring),
+            get(keyring).post(keyring).put(keyring).delete(keyring),
         )
         .route("/v1/coordinate/datacenters", get(coordinate_datacenters))
         .route("/v1/coordinate/nodes", get(coordinate_nodes))
@@ -94,9 +94,7 @@ async fn force_leave(State(s): State<AppState>, Path(node): Path<String>, c: Com
     }
     m.gossip
         .force_leave(&node, c.params.has("prune"))
-        .map_err(|e| {
-            ApiError::Internal(format!("could not remove failed node from LAN: {e}"))
-        })?;
+        .map_err(|e| ApiError::Internal(format!("could not remove failed node from LAN: {e}")))?;
     Ok(empty_ok())
 }
 
@@ -314,7 +312,8 @@ pub(super) fn check_key(key: &str) -> Result<(), String> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(key)
         .map_err(|e| match e {
-            base64::DecodeError::InvalidByte(at, _) | base64::DecodeError::InvalidLastSymbol(at, _) => {
+            base64::DecodeError::InvalidByte(at, _)
+            | base64::DecodeError::InvalidLastSymbol(at, _) => {
                 format!("illegal base64 data at input byte {at}")
             }
             _ => format!("illegal base64 data at input byte {}", key.len()),
