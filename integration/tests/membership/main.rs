@@ -86,6 +86,16 @@ async fn serf_health(agent: &TestAgent, node: &str) -> Option<String> {
     })
 }
 
+/// How many instances of `service` pass their checks (node checks included), as `agent`
+/// reads the catalog.
+async fn passing_instances(agent: &TestAgent, service: &str) -> usize {
+    let path = format!("/v1/health/service/{service}?passing");
+    match agent.get_json(&path).await {
+        Ok((200, _, Value::Array(list))) => list.len(),
+        _ => usize::MAX,
+    }
+}
+
 /// Waits until `cond` holds for every agent in `agents`; returns how long it took.
 async fn until_all<'a, F, Fut>(agents: &'a [&'a TestAgent], what: &str, cond: F) -> Duration
 where
@@ -192,6 +202,17 @@ async fn five_agents_join_fail_return_leave_and_get_events() {
     let converged = started.elapsed();
     eprintln!("membership: 5 agents converged {converged:?} after the clients started");
 
+    tracing::info!("a service on me is in passing health queries");
+    let (code, body) = agents[4]
+        .put("/v1/agent/service/register", r#"{"Name":"db","Port":5432}"#)
+        .await
+        .unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert_eventually!(
+        passing_instances(&agents[0], "db").await == 1,
+        "db on me passing"
+    );
+
     tracing::info!("kill -9 of me: everyone else reports it failed, its serfHealth goes critical");
     agents[4].kill9();
     let killed = Instant::now();
@@ -218,6 +239,12 @@ async fn five_agents_join_fail_return_leave_and_get_events() {
     assert_eq!(serf["Output"], "Agent not live or unreachable");
     assert_eq!(serf["Name"], "Serf Health Status");
 
+    assert_eq!(
+        passing_instances(&agents[0], "db").await,
+        0,
+        "a failed node's services leave passing health queries"
+    );
+
     tracing::info!("restarted, it is alive again everywhere and passing");
     agents[4].restart().await.unwrap();
     let all: Vec<&TestAgent> = agents.iter().collect();
@@ -225,6 +252,10 @@ async fn five_agents_join_fail_return_leave_and_get_events() {
     assert_eventually!(
         serf_health(&agents[0], "me").await.as_deref() == Some("passing"),
         "serfHealth of me passing again"
+    );
+    assert_eventually!(
+        passing_instances(&agents[0], "db").await == 1,
+        "db on me passing again (the agent kept its registration)"
     );
 
     tracing::info!("events reach exactly the matching nodes, once");
