@@ -2,7 +2,11 @@
 //! free ports, and gives tests an HTTP client, a DNS client and the process handle.
 //!
 //! # Layout
-//! - [`TestAgent`]: one `concord agent` process (dev, or a persistent single server).
+//! - [`TestAgent`]: one `concord agent` process (dev, or a persistent single server), or
+//!   one placed by an [`AgentSpec`]: an explicit address with default ports, optionally
+//!   inside a network namespace, restartable.
+//! - [`netns`]: a private LAN of network namespaces joined by a bridge, whose links can be
+//!   cut and healed (partition tests).
 //! - [`assert_eventually!`]: poll a condition until it holds or a deadline passes (no fixed
 //!   sleeps in tests).
 //! - [`dns`]: a DNS client over UDP and TCP (hickory).
@@ -12,7 +16,7 @@
 //!   fail when missing under CI.
 
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -21,6 +25,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 pub mod dns;
+pub mod netns;
 pub mod tools;
 
 /// How long [`assert_eventually!`] waits by default. Generous: CI has 2 shared cores.
@@ -119,6 +124,62 @@ pub struct TestAgent {
     _log_dir: tempfile::TempDir,
     /// The client tests use ([`http_client`]).
     pub client: reqwest::Client,
+    /// How it was started, when through [`TestAgent::launch`] (then it can restart).
+    spec: Option<AgentSpec>,
+    /// Its `-data-dir`, when the spec asked for one (kept across restarts).
+    data_dir: Option<tempfile::TempDir>,
+}
+
+/// Where and how [`TestAgent::launch`] runs an agent.
+#[derive(Clone, Debug)]
+pub struct AgentSpec {
+    /// Node name.
+    pub node: String,
+    /// `-bind` and `-client` address. With one, the agent keeps Consul's default ports
+    /// (HTTP 8500, server RPC 8300, gossip 8301) and DNS is off; without, ports are free
+    /// ones on 127.0.0.1.
+    pub ip: Option<IpAddr>,
+    /// Network namespace to run in (`ip netns exec`); HTTP then goes through `curl` in it.
+    pub netns: Option<String>,
+    /// Give it a fresh `-data-dir` (kept across [`TestAgent::restart`]).
+    pub data_dir: bool,
+    /// Further flags (`-server`, `-join ADDR`, `-encrypt KEY`, ...).
+    pub args: Vec<String>,
+    /// Whether starting waits for the agent's node to reach the catalog (it needs a server).
+    pub wait_registered: bool,
+}
+
+impl AgentSpec {
+    /// A client agent `node` on `ip` (default ports), with a data dir, waiting until its
+    /// node is registered.
+    pub fn at(node: &str, ip: IpAddr) -> AgentSpec {
+        AgentSpec {
+            node: node.to_string(),
+            ip: Some(ip),
+            netns: None,
+            data_dir: true,
+            args: Vec::new(),
+            wait_registered: true,
+        }
+    }
+
+    /// Adds flags.
+    pub fn args(mut self, args: &[&str]) -> AgentSpec {
+        self.args.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
+    /// Runs it in network namespace `ns`.
+    pub fn netns(mut self, ns: &str) -> AgentSpec {
+        self.netns = Some(ns.to_string());
+        self
+    }
+
+    /// Does not wait for the node to reach the catalog (an agent expected to be refused).
+    pub fn no_wait(mut self) -> AgentSpec {
+        self.wait_registered = false;
+        self
+    }
 }
 
 /// Parses `(HTTP: 123, DNS: 456)` and `(RPC: 789)` out of the startup banner.
@@ -144,6 +205,122 @@ impl TestAgent {
         Self::start(&["-server", "-bootstrap-expect", "1", "-data-dir", dir]).await
     }
 
+    /// Starts an agent as `spec` says; waits until its HTTP API answers and, if the spec
+    /// says so, until its node is in the catalog.
+    pub async fn launch(spec: AgentSpec) -> anyhow::Result<TestAgent> {
+        let data_dir = if spec.data_dir {
+            Some(tempfile::tempdir()?)
+        } else {
+            None
+        };
+        TestAgent::launch_in(spec, data_dir).await
+    }
+
+    async fn launch_in(
+        spec: AgentSpec,
+        data_dir: Option<tempfile::TempDir>,
+    ) -> anyhow::Result<TestAgent> {
+        let log_dir = tempfile::tempdir()?;
+        let log_path = log_dir.path().join("agent.log");
+        let log = std::fs::File::create(&log_path)?;
+        let mut args: Vec<String> = vec!["agent".into(), "-node".into(), spec.node.clone()];
+        match spec.ip {
+            Some(ip) => {
+                let ip = ip.to_string();
+                args.extend(["-bind", &ip, "-client", &ip, "-dns-port", "-1"].map(String::from));
+            }
+            None => {
+                let free = [
+                    "-http-port",
+                    "0",
+                    "-server-port",
+                    "0",
+                    "-serf-lan-port",
+                    "0",
+                ];
+                args.extend(free.map(String::from));
+                args.extend(["-dns-port", "-1"].map(String::from));
+            }
+        }
+        if let Some(dir) = &data_dir {
+            let dir = dir.path().to_str().context("data dir path is not UTF-8")?;
+            args.extend(["-data-dir".to_string(), dir.to_string()]);
+        }
+        args.extend(["-log-level".to_string(), "debug".to_string()]);
+        args.extend(spec.args.iter().cloned());
+        let mut cmd = match &spec.netns {
+            Some(ns) => {
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", ns]).arg(concord_bin());
+                cmd
+            }
+            None => Command::new(concord_bin()),
+        };
+        cmd.args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log);
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("spawning {}", concord_bin().display()))?;
+        let stdout = child.stdout.take().context("child stdout")?;
+        let lines = drain_lines(stdout);
+        let banner = wait_banner(&mut child, &lines, &log_path, |l| {
+            l.contains("Client Addr:")
+        });
+        let http_port = banner.and_then(|line| banner_port(&line, "HTTP:"));
+        let ip = spec.ip.unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        let http = SocketAddr::new(ip, http_port.context("HTTP port in the banner")?);
+        let agent = TestAgent {
+            child: Some(child),
+            http,
+            dns: SocketAddr::new(ip, 0),
+            rpc: SocketAddr::new(ip, 8300),
+            node: spec.node.clone(),
+            log_path,
+            _log_dir: log_dir,
+            client: http_client()?,
+            spec: Some(spec),
+            data_dir,
+        };
+        agent.wait_http().await?;
+        if agent.spec.as_ref().is_some_and(|s| s.wait_registered) {
+            agent.wait_ready().await?;
+        }
+        Ok(agent)
+    }
+
+    /// Starts the agent again with the same spec and data dir (after [`TestAgent::kill9`]
+    /// or [`TestAgent::stop`]).
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        let spec = self.spec.clone().context("only launched agents restart")?;
+        self.kill9();
+        let data_dir = self.data_dir.take();
+        *self = TestAgent::launch_in(spec, data_dir).await?;
+        Ok(())
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Waits until the HTTP API answers `/v1/agent/self`.
+    async fn wait_http(&self) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok((200, _, _)) = self.get_json("/v1/agent/self").await {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("agent HTTP API never answered; logs:\n{}", self.logs());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// `concord agent ARGS` with ports chosen by the OS; waits for the banner and for the
     /// agent's own node to reach the catalog.
     pub async fn start(args: &[&str]) -> anyhow::Result<TestAgent> {
@@ -155,6 +332,8 @@ impl TestAgent {
         cmd.arg("agent")
             .args(args)
             .args(["-http-port", "0", "-dns-port", "0", "-server-port", "0"])
+            // Gossip too: tests run agents in parallel, and 8301 may be taken.
+            .args(["-serf-lan-port", "0"])
             .args(["-node", &node, "-log-level", "debug"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -163,14 +342,7 @@ impl TestAgent {
             .spawn()
             .with_context(|| format!("spawning {}", concord_bin().display()))?;
         let stdout = child.stdout.take().context("child stdout")?;
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            // Keep draining stdout for the life of the process so it never blocks on a
-            // full pipe.
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
+        let rx = drain_lines(stdout);
         let mut http = None;
         let mut dns = None;
         let mut rpc = None;
@@ -207,6 +379,8 @@ impl TestAgent {
             log_path,
             _log_dir: log_dir,
             client: http_client()?,
+            spec: None,
+            data_dir: None,
         };
         agent.wait_ready().await?;
         Ok(agent)
@@ -216,13 +390,10 @@ impl TestAgent {
     async fn wait_ready(&self) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
-            let url = self.url(&format!("/v1/catalog/node/{}", self.node));
-            if let Ok(r) = self.client.get(&url).send().await {
-                if r.status().is_success() {
-                    let v: serde_json::Value = r.json().await.unwrap_or_default();
-                    if !v.is_null() {
-                        return Ok(());
-                    }
+            let path = format!("/v1/catalog/node/{}", self.node);
+            if let Ok((200, _, v)) = self.get_json(&path).await {
+                if !v.is_null() {
+                    return Ok(());
                 }
             }
             if tokio::time::Instant::now() > deadline {
@@ -244,6 +415,11 @@ impl TestAgent {
 
     /// GET returning status, `X-Consul-Index` and the JSON body (`Null` if not JSON).
     pub async fn get_json(&self, path: &str) -> anyhow::Result<(u16, u64, serde_json::Value)> {
+        if let Some(ns) = self.netns() {
+            let (status, index, body) = netns::curl(ns, "GET", &self.url(path), b"").await?;
+            let value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+            return Ok((status, index, value));
+        }
         let r = self.client.get(self.url(path)).send().await?;
         let status = r.status().as_u16();
         let index = r
@@ -261,10 +437,19 @@ impl TestAgent {
     pub async fn put(
         &self,
         path: &str,
-        body: impl Into<reqwest::Body>,
+        body: impl Into<reqwest::Body> + AsRef<[u8]>,
     ) -> anyhow::Result<(u16, String)> {
+        if let Some(ns) = self.netns() {
+            let (status, _, body) = netns::curl(ns, "PUT", &self.url(path), body.as_ref()).await?;
+            return Ok((status, String::from_utf8_lossy(&body).into_owned()));
+        }
         let r = self.client.put(self.url(path)).body(body).send().await?;
         Ok((r.status().as_u16(), r.text().await?))
+    }
+
+    /// The network namespace it runs in, if any.
+    fn netns(&self) -> Option<&str> {
+        self.spec.as_ref().and_then(|s| s.netns.as_deref())
     }
 
     /// Stops the process with SIGKILL (no chance to flush or clean up).
@@ -294,9 +479,18 @@ impl TestAgent {
         }
     }
 
-    /// Runs `concord ARGS` against this agent (via `CONSUL_HTTP_ADDR`).
+    /// Runs `concord ARGS` against this agent (via `CONSUL_HTTP_ADDR`; in its network
+    /// namespace, if it has one).
     pub fn cli(&self, args: &[&str]) -> anyhow::Result<std::process::Output> {
-        Ok(Command::new(concord_bin())
+        let mut cmd = match self.netns() {
+            Some(ns) => {
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", ns]).arg(concord_bin());
+                cmd
+            }
+            None => Command::new(concord_bin()),
+        };
+        Ok(cmd
             .args(args)
             .env("CONSUL_HTTP_ADDR", self.http.to_string())
             .env_remove("CONCORD_HTTP_ADDR")
@@ -308,5 +502,41 @@ impl TestAgent {
 impl Drop for TestAgent {
     fn drop(&mut self) {
         self.kill9();
+    }
+}
+
+/// Forwards a child's stdout lines to a channel, draining it for the life of the process so
+/// it never blocks on a full pipe.
+fn drain_lines(stdout: std::process::ChildStdout) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
+/// The first stdout line matching `wanted`, within a minute; `None` (with the child killed)
+/// if the process exits or stays silent.
+fn wait_banner(
+    child: &mut Child,
+    lines: &mpsc::Receiver<String>,
+    log_path: &Path,
+    wanted: impl Fn(&str) -> bool,
+) -> Option<String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) if wanted(&line) => return Some(line),
+            Ok(_) => {}
+            Err(_) => {
+                let _ = child.kill();
+                let logs = std::fs::read_to_string(log_path).unwrap_or_default();
+                tracing::error!(status = ?child.try_wait(), "agent did not start; logs:\n{logs}");
+                return None;
+            }
+        }
     }
 }

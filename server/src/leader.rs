@@ -2,14 +2,20 @@
 //! loses it (Consul's `establishLeadership` / `revokeLeadership`):
 //! - session TTL timers ([`SessionTimers`](crate::timers::SessionTimers)): a session expires `TTL × 2` after its last
 //!   renewal unless renewed; expiry proposes a destroy.
-//! - reconciling this server into the catalog ([`reconcile`]).
+//! - reconciling this server into the catalog ([`reconcile`]), and the LAN gossip pool's
+//!   members with their `serfHealth` checks ([`members`]): on gaining leadership, on every
+//!   pool change, and every [`RECONCILE_INTERVAL`] in case a change was missed.
 
+mod members;
 mod reconcile;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use concord_api::rpc::RpcError;
+use concord_net::gossip::MemberEvent;
 use openraft::ServerState;
+use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 use tokio::task::JoinHandle;
 
 use crate::command::{now_ms, Command};
@@ -19,7 +25,8 @@ use crate::state::{parse_session_ttl, StoreHandle};
 
 /// Retry period of the leadership barrier while it fails (e.g. a quorum is not reachable yet).
 const BARRIER_RETRY: Duration = Duration::from_millis(200);
-/// How often the leader re-checks its own catalog registration.
+/// How often the leader re-checks its own and the pool's catalog registrations even
+/// without a pool change (Consul's `ReconcileInterval`).
 const RECONCILE_INTERVAL: Duration = Duration::from_secs(60);
 /// Retry period of a failed reconcile.
 const RECONCILE_RETRY: Duration = Duration::from_secs(1);
@@ -56,6 +63,8 @@ pub(crate) fn spawn(shared: Arc<Shared>) -> JoinHandle<()> {
 /// The leader's duties for one term; aborted when leadership is lost.
 async fn lead(shared: Arc<Shared>) {
     tracing::info!(node = %shared.config.node_name, "gained leadership");
+    // Subscribed before the barrier, so no pool change from here on is missed.
+    let mut pool_events = shared.gossip.as_ref().map(|g| g.subscribe());
     // Barrier: apply everything earlier leaders committed before acting on the state, so no
     // session created under the previous leader is missed below.
     while let Err(e) = shared.raft.ensure_linearizable().await {
@@ -64,15 +73,48 @@ async fn lead(shared: Arc<Shared>) {
     }
     arm_session_timers(&shared);
     loop {
-        let next = match reconcile::reconcile_self(&shared).await {
+        let next = match reconcile_catalog(&shared).await {
             Ok(()) => RECONCILE_INTERVAL,
             Err(e) => {
-                tracing::warn!(error = %e, "could not register this server in the catalog");
+                tracing::warn!(error = %e, "could not reconcile the catalog");
                 RECONCILE_RETRY
             }
         };
-        tokio::time::sleep(next).await;
+        tokio::select! {
+            () = tokio::time::sleep(next) => {}
+            () = pool_changed(&mut pool_events) => {}
+        }
     }
+}
+
+/// Registers this server, then brings the pool's members in line.
+async fn reconcile_catalog(shared: &Shared) -> Result<(), RpcError> {
+    reconcile::reconcile_self(shared).await?;
+    members::reconcile_pool(shared).await?;
+    Ok(())
+}
+
+/// Resolves on the next membership change (or a missed one: the receiver lagged), after
+/// taking every change already queued, so a burst (many joins at once) costs one pass.
+/// Never resolves without a pool, or once the pool has shut down.
+async fn pool_changed(events: &mut Option<broadcast::Receiver<MemberEvent>>) {
+    let Some(rx) = events else {
+        return std::future::pending().await;
+    };
+    loop {
+        match rx.recv().await {
+            Ok(MemberEvent::User(_)) => continue,
+            Ok(_) | Err(RecvError::Lagged(_)) => break,
+            Err(RecvError::Closed) => {
+                *events = None;
+                return std::future::pending().await;
+            }
+        }
+    }
+    while !matches!(
+        rx.try_recv(),
+        Err(TryRecvError::Empty | TryRecvError::Closed)
+    ) {}
 }
 
 /// Starts a full TTL for every session that has one (a new leader does not know when they
@@ -110,5 +152,62 @@ pub(crate) fn expire_session(
                 tracing::warn!(session = %id, error = %e, "could not invalidate expired session");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use concord_net::gossip::{EventFilters, Member, MemberStatus, UserEvent};
+
+    use super::*;
+
+    fn member() -> Member {
+        Member {
+            name: "n".to_string(),
+            addr: "127.0.0.1:8301".parse().unwrap(),
+            tags: BTreeMap::new(),
+            status: MemberStatus::Alive,
+        }
+    }
+
+    fn user_event() -> MemberEvent {
+        MemberEvent::User(UserEvent {
+            id: 1,
+            name: "deploy".to_string(),
+            payload: Vec::new(),
+            filters: EventFilters::default(),
+            ltime: 1,
+            origin: "n".to_string(),
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pool_changes_wake_the_reconcile_and_bursts_coalesce() {
+        let (tx, rx) = broadcast::channel(16);
+        let mut events = Some(rx);
+        let wait = Duration::from_secs(3600);
+
+        tx.send(user_event()).unwrap();
+        let woke = tokio::time::timeout(wait, pool_changed(&mut events)).await;
+        assert!(woke.is_err(), "user events are not membership changes");
+
+        for _ in 0..3 {
+            tx.send(MemberEvent::Join(member())).unwrap();
+        }
+        tokio::time::timeout(wait, pool_changed(&mut events))
+            .await
+            .unwrap();
+        let again = tokio::time::timeout(wait, pool_changed(&mut events)).await;
+        assert!(again.is_err(), "a burst costs one pass");
+
+        drop(tx);
+        let closed = tokio::time::timeout(wait, pool_changed(&mut events)).await;
+        assert!(closed.is_err(), "a stopped pool never wakes it");
+        assert!(events.is_none());
+        let without = tokio::time::timeout(wait, pool_changed(&mut None)).await;
+        assert!(without.is_err(), "no pool, no wake-ups");
     }
 }

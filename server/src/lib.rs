@@ -12,7 +12,8 @@
 //! - `server`: wiring only: storage, Raft, RPC listener, leader loop, start/shutdown.
 //! - `rpc`: the RPC router: agent reads/writes (forward-or-local decided up front, blocking
 //!   queries) and Raft's incoming endpoints.
-//! - `leader`: leader-only work: session TTL expiry, registering this server in the catalog.
+//! - `leader`: leader-only work: session TTL expiry, registering this server in the catalog,
+//!   reconciling the LAN gossip pool's members into it (`serfHealth`).
 //! - `network`: Raft RPCs to peers over HTTP (`concord_net::rpc::RpcHttp`).
 //! - `node`: what handlers and the leader loop share (`Shared`, `Leadership`) and the one
 //!   write path into Raft (`Shared::propose`).

@@ -210,3 +210,100 @@ async fn opening_waits_for_a_held_lock_to_be_released() {
     drop(held);
     opening.await.unwrap().unwrap();
 }
+
+/// A gossip member on 127.0.0.1 with fast timings and Consul's tags for `role`.
+async fn gossip_member(name: &str, role: &str, id: u8, rpc_port: u16) -> Gossip {
+    use concord_net::gossip::{bind, Config as GossipConfig, Timing};
+    let (udp, tcp) = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let mut config = GossipConfig::new(name, udp.local_addr().unwrap());
+    config.timing = Timing::fast();
+    config.tags = [
+        ("role", role.to_string()),
+        ("dc", "dc1".to_string()),
+        ("id", format!("8d3a2b1c-0000-4000-8000-0000000000{id:02x}")),
+        ("port", rpc_port.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    if role != "consul" {
+        config.tags.remove("port");
+    }
+    Gossip::start(config, udp, tcp).unwrap()
+}
+
+/// Waits until `cond` holds on the server's store.
+async fn store_until(server: &Server, what: &str, cond: impl Fn(&crate::state::Tables) -> bool) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if server.shared.store.current().view(&cond) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn leader_reconciles_gossip_members_into_the_catalog() {
+    use crate::model::catalog::CheckStatus;
+    use concord_api::catalog::SERF_HEALTH_CHECK_ID;
+    let serf = |t: &crate::state::Tables, node: &str| {
+        t.check(node, SERF_HEALTH_CHECK_ID)
+            .map(|c| (c.status, c.output.clone()))
+    };
+
+    let (l, addr) = listener().await;
+    let pool = gossip_member("a", "consul", 1, addr.port()).await;
+    let server = Server::start_with_gossip(config("a", 1, addr, 1, None), l, pool.clone())
+        .await
+        .unwrap();
+    server.wait_for_leader(WAIT).await.unwrap();
+    let seed = pool.local_member().addr;
+
+    tracing::info!("a client agent joins: registered with a passing serfHealth");
+    let client = gossip_member("client", "node", 2, 0).await;
+    client.join(&[seed]).await.unwrap();
+    store_until(&server, "client registered", |t| {
+        t.node("client").is_some_and(|n| n.address == "127.0.0.1")
+            && serf(t, "client").is_some_and(|(s, _)| s == CheckStatus::Passing)
+    })
+    .await;
+
+    tracing::info!("another server joins: also gets the consul service");
+    let other = gossip_member("b", "consul", 3, 8300).await;
+    other.join(&[seed]).await.unwrap();
+    store_until(&server, "server b registered", |t| {
+        t.service("b", "consul").is_some_and(|s| s.port == 8300)
+    })
+    .await;
+
+    tracing::info!("the client stops without leaving: serfHealth critical, node kept");
+    client.shutdown();
+    store_until(&server, "client critical", |t| {
+        serf(t, "client")
+            == Some((
+                CheckStatus::Critical,
+                "Agent not live or unreachable".to_string(),
+            ))
+    })
+    .await;
+    assert!(server
+        .shared
+        .store
+        .current()
+        .view(|t| t.node("client").is_some()));
+
+    tracing::info!("server b leaves gracefully: deregistered");
+    other.leave(Duration::from_secs(1)).await.unwrap();
+    store_until(&server, "b deregistered", |t| t.node("b").is_none()).await;
+
+    tracing::info!("the leader itself stays registered throughout");
+    store_until(&server, "leader registered", |t| {
+        serf(t, "a").is_some_and(|(s, _)| s == CheckStatus::Passing)
+    })
+    .await;
+
+    server.shutdown().await.unwrap();
+    pool.shutdown();
+}

@@ -347,6 +347,18 @@ impl Tables {
         self.checks.get(&(NodeName::from(node), CheckId::from(id)))
     }
 
+    /// Nodes carrying a check with this ID, in name order (the leader looks for
+    /// `serfHealth` on nodes that are no longer gossip pool members).
+    pub(crate) fn nodes_with_check<'a>(
+        &'a self,
+        check_id: &'a str,
+    ) -> impl Iterator<Item = &'a NodeName> + 'a {
+        self.checks
+            .keys()
+            .filter(move |(_, id)| id.as_str() == check_id)
+            .map(|(node, _)| node)
+    }
+
     /// The node record of a service's node. Services never outlive their node (deregister
     /// removes both together), so a missing node only hides the service.
     fn service_rows(&self) -> impl Iterator<Item = (&Node, &Service)> + '_ {
