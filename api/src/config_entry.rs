@@ -602,6 +602,33 @@ fn unreachable_object() -> Map<String, Value> {
     Map::new()
 }
 
+/// A config entry as the servers store it: its JSON and its indexes.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct StoredConfigEntry {
+    /// Kind.
+    pub kind: String,
+    /// Name.
+    pub name: String,
+    /// The entry's JSON (Consul's shape, without indexes).
+    pub body: Value,
+    /// Index that created it.
+    pub create_index: u64,
+    /// Index of its last change.
+    pub modify_index: u64,
+}
+
+impl StoredConfigEntry {
+    /// The entry as the HTTP API returns it (with `CreateIndex`/`ModifyIndex`).
+    pub fn to_api_json(&self) -> Value {
+        with_indexes(self.body.clone(), self.create_index, self.modify_index)
+    }
+
+    /// Decodes the stored JSON (it was validated on write).
+    pub fn decode(&self) -> Result<ConfigEntry, ConfigEntryError> {
+        ConfigEntry::from_json(self.body.clone())
+    }
+}
+
 /// A stored entry as the API returns it: the entry's JSON plus `CreateIndex`/`ModifyIndex`.
 pub fn with_indexes(mut body: Value, create_index: u64, modify_index: u64) -> Value {
     if let Value::Object(obj) = &mut body {

@@ -115,6 +115,23 @@ pub(crate) fn to_command(
             },
             None,
         ),
+        WriteRequest::ConfigEntrySet {
+            kind,
+            name,
+            body,
+            cas,
+        } => (
+            Command::ConfigEntrySet {
+                kind,
+                name,
+                body,
+                cas,
+            },
+            None,
+        ),
+        WriteRequest::ConfigEntryDelete { kind, name, cas } => {
+            (Command::ConfigEntryDelete { kind, name, cas }, None)
+        }
         WriteRequest::SessionRenew { .. } => {
             return Err(RpcError::Internal(
                 "invariant: session renew is not a Raft write".to_string(),
