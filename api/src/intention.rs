@@ -630,3 +630,25 @@ pub fn parse_spiffe_service(uri: &str) -> Result<SpiffeService, String> {
 
 #[cfg(test)]
 mod tests;
+
+/// Formats Unix seconds as RFC 3339 UTC (`2006-01-02T15:04:05Z`), for legacy intention
+/// timestamps (Howard Hinnant's civil-from-days algorithm).
+pub fn rfc3339_utc(unix_secs: u64) -> String {
+    let days = i64::try_from(unix_secs / 86_400).unwrap_or(0);
+    let secs = unix_secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}

@@ -37,6 +37,8 @@ pub struct AgentCore {
     pub persist: Persist,
     /// The agent's copy of the catalog (DNS reads it).
     pub catalog: CatalogView,
+    /// The agent's copy of the intentions (Connect authorization reads it).
+    pub intentions: crate::intentions_cache::IntentionsCache,
     /// Fired by `/v1/agent/leave`.
     pub leave: Notify,
     /// IDs of services that came from config files (replaced on reload).
@@ -73,6 +75,7 @@ impl AgentCore {
             metrics: Metrics::default(),
             persist,
             catalog,
+            intentions: crate::intentions_cache::IntentionsCache::default(),
             leave: Notify::new(),
             config_services: Mutex::new(Vec::new()),
         });

@@ -59,6 +59,11 @@ pub struct Config {
     pub serf_wan_port: u16,
     /// Gossip port reported for this member (`-serf-lan-port`; gossip itself is not built yet).
     pub serf_lan_port: u16,
+    /// What Connect authorization answers when no intention matches (`true`: allow).
+    /// Consul derives this from the ACL default policy, and with ACLs disabled (Concord has
+    /// no ACLs) that is allow, so allow is the default; `default_intention_policy = "deny"`
+    /// makes the mesh deny-by-default.
+    pub default_intention_allow: bool,
 }
 
 impl std::fmt::Debug for Config {
@@ -98,6 +103,7 @@ impl Config {
             server_port: 8300,
             serf_lan_port: 8301,
             serf_wan_port: 8302,
+            default_intention_allow: true,
         }
     }
 }

@@ -11,8 +11,10 @@
 
 mod agent;
 mod catalog;
+mod config_entry;
 mod error;
 mod health;
+mod intentions;
 mod kv;
 mod params;
 mod reply;
@@ -45,6 +47,8 @@ pub fn router(state: AppState) -> Router {
         .route("/", axum::routing::get(root))
         .merge(agent::routes())
         .merge(catalog::routes())
+        .merge(config_entry::routes())
+        .merge(intentions::routes())
         .merge(health::routes())
         .merge(kv::routes())
         .merge(session::routes())

@@ -400,3 +400,10 @@ fn spiffe_parsing() {
         "ClientCertURI not a valid Service identifier"
     );
 }
+
+#[test]
+fn rfc3339_formatting() {
+    assert_eq!(rfc3339_utc(0), "1970-01-01T00:00:00Z");
+    assert_eq!(rfc3339_utc(1_700_000_000), "2023-11-14T22:13:20Z");
+    assert_eq!(rfc3339_utc(951_782_400), "2000-02-29T00:00:00Z");
+}

@@ -117,6 +117,10 @@ async fn agent_self(State(s): State<AppState>, params: Params) -> Response {
             "ServerMode": c.server,
             "AdvertiseAddrLAN": c.advertise_addr.to_string(),
             "DNSDomain": c.dns.domain,
+            // Consul reports the intention default through the ACL default policy (and,
+            // in newer versions, DefaultIntentionPolicy); both say the same here.
+            "ACLDefaultPolicy": if c.default_intention_allow { "allow" } else { "deny" },
+            "DefaultIntentionPolicy": if c.default_intention_allow { "allow" } else { "deny" },
         },
         "Coord": {"Vec": [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], "Error": 1.5, "Adjustment": 0.0, "Height": 1.0e-5},
         "Member": self_member(&s),
