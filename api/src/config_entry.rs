@@ -301,6 +301,14 @@ fn canonical_keys(value: Value, in_user_map: bool) -> Value {
                     }
                     let key = canonical_key(&k);
                     let user = matches!(key.as_str(), "Meta" | "Config" | "LegacyMeta");
+                    // A single HCL block (`Sources { ... }`) decodes as an object where a
+                    // list is meant.
+                    let v = match (key.as_str(), v) {
+                        ("Sources" | "Splits" | "Routes" | "Permissions" | "Header", Value::Object(o)) => {
+                            Value::Array(vec![Value::Object(o)])
+                        }
+                        (_, v) => v,
+                    };
                     (key, canonical_keys(v, user))
                 })
                 .collect(),
@@ -657,6 +665,66 @@ pub fn effective_protocol(
         .map_or_else(|| "tcp".to_string(), str::to_ascii_lowercase)
 }
 
+/// Merges central config into a proxy's `Proxy` block, as Consul's `?merge-central-config`
+/// does for `connect-proxy` and gateway services: `proxy-defaults` `Config`, then the
+/// destination's `service-defaults` `Protocol`, under the instance's own values (which
+/// win); `Mode`, `MeshGateway`, `Expose`, `TransparentProxy` from the entries when the
+/// instance leaves them unset. Other kinds are left as they are.
+pub fn merge_central_config(
+    kind: &str,
+    proxy: &mut Option<Value>,
+    service_defaults: Option<&ServiceDefaults>,
+    proxy_defaults: Option<&ProxyDefaults>,
+) {
+    if kind.is_empty() || kind == "typical" {
+        return;
+    }
+    let mut block = match proxy.take() {
+        Some(Value::Object(o)) => o,
+        _ => Map::new(),
+    };
+    let mut config = match block.remove("Config") {
+        Some(Value::Object(o)) => o,
+        _ => Map::new(),
+    };
+    let mut central = proxy_defaults.map(|d| d.config.clone()).unwrap_or_default();
+    if let Some(p) = service_defaults.map(|d| &d.protocol).filter(|p| !p.is_empty()) {
+        central.insert("protocol".into(), Value::String(p.clone()));
+    }
+    for (k, v) in central {
+        config.entry(k).or_insert(v);
+    }
+    block.insert("Config".into(), Value::Object(config));
+    for field in ["Mode", "MeshGateway", "Expose", "TransparentProxy"] {
+        let unset = block.get(field).is_none_or_empty();
+        if unset {
+            let from = service_defaults
+                .and_then(|d| d.extra.get(field))
+                .or_else(|| proxy_defaults.and_then(|d| d.extra.get(field)));
+            if let Some(v) = from {
+                block.insert(field.into(), v.clone());
+            }
+        }
+    }
+    *proxy = Some(Value::Object(block));
+}
+
+/// Whether an optional JSON value carries nothing (absent, null, `""`, `{}`).
+trait NoneOrEmpty {
+    fn is_none_or_empty(&self) -> bool;
+}
+
+impl NoneOrEmpty for Option<&Value> {
+    fn is_none_or_empty(&self) -> bool {
+        match self {
+            None | Some(Value::Null) => true,
+            Some(Value::String(s)) => s.is_empty(),
+            Some(Value::Object(o)) => o.is_empty(),
+            Some(_) => false,
+        }
+    }
+}
+
 /// A permission list's action values must be allow/deny; used by intention validation.
 pub(crate) fn permission_actions_valid(perms: &[IntentionPermission]) -> bool {
     perms
@@ -716,6 +784,25 @@ mod tests {
         let v = json!({"Kind": "service-defaults", "Name": "db", "Protocol": "http", "MeshGateway": {"Mode": "local"}});
         let e = ConfigEntry::from_json(v.clone()).unwrap();
         assert_eq!(e.to_json(), v);
+    }
+
+    #[test]
+    fn central_config_merges_under_the_instances_own() {
+        let sd = ServiceDefaults { name: "web".into(), protocol: "http".into(), ..Default::default() };
+        let mut pd = ProxyDefaults { name: "global".into(), ..Default::default() };
+        pd.config.insert("protocol".into(), json!("tcp"));
+        pd.config.insert("local_connect_timeout_ms".into(), json!(1000));
+        pd.extra.insert("MeshGateway".into(), json!({"Mode": "local"}));
+        let mut proxy = Some(json!({"DestinationServiceName": "web", "Config": {"local_connect_timeout_ms": 5}}));
+        merge_central_config("connect-proxy", &mut proxy, Some(&sd), Some(&pd));
+        assert_eq!(
+            proxy,
+            Some(json!({"DestinationServiceName": "web", "MeshGateway": {"Mode": "local"},
+                "Config": {"local_connect_timeout_ms": 5, "protocol": "http"}}))
+        );
+        let mut none = None;
+        merge_central_config("", &mut none, Some(&sd), Some(&pd));
+        assert_eq!(none, None);
     }
 
     #[test]

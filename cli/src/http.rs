@@ -144,6 +144,19 @@ impl HttpClient {
         Self::ok_body(response).await
     }
 
+    /// `POST` with a raw body; returns the response body.
+    pub(crate) async fn post(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        body: Vec<u8>,
+    ) -> Result<Vec<u8>, ClientError> {
+        let response = self
+            .send(reqwest::Method::POST, path, query, Some(body))
+            .await?;
+        Self::ok_body(response).await
+    }
+
     /// `DELETE`; returns the response body.
     pub(crate) async fn delete(
         &self,

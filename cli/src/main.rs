@@ -4,15 +4,18 @@
 //! # Layout
 //! - `agent`: `concord agent` (flags, listeners, server + agent); `agent/config` reads config
 //!   files into typed structs and merges them with the flags.
-//! - `kv`, `catalog`, `services`, `members`: one module per client command group.
+//! - `kv`, `catalog`, `services`, `members`, `intention`, `config` (config entries; not
+//!   `agent/config`): one module per client command group.
 //! - What the client commands share, one concern per module: `flags` (the Go-style flag
 //!   parser and the HTTP flags), `http` (the HTTP client to the agent and its errors),
 //!   `output` (columns, stdout, failure messages).
 
 mod agent;
 mod catalog;
+mod config;
 mod flags;
 mod http;
+mod intention;
 mod kv;
 mod members;
 mod output;
@@ -23,6 +26,8 @@ const USAGE: &str = "Usage: concord [--version] [--help] <command> [<args>]
 Available commands are:
     agent          Runs an agent (-dev for a one-process server and agent)
     catalog        Interact with the catalog
+    config         Interact with config entries
+    intention      Interact with Connect service intentions
     kv             Interact with the key-value store
     members        Lists the members of the cluster
     services       Interact with services
@@ -49,6 +54,8 @@ fn main() -> std::process::ExitCode {
         match command.as_str() {
             "agent" => agent::run(args).await,
             "catalog" => catalog::run(args).await,
+            "config" => config::run(args).await,
+            "intention" => intention::run(args).await,
             "kv" => kv::run(args).await,
             "members" => members::run(args).await,
             "services" => services::run(args).await,

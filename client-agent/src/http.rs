@@ -11,6 +11,7 @@
 
 mod agent;
 mod catalog;
+mod central_config;
 mod config_entry;
 mod error;
 mod health;

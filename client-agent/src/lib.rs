@@ -6,7 +6,7 @@
 //! - [`serve`]: [`serve::run`] starts everything below on the caller's sockets and stops it
 //!   all on shutdown.
 //! - [`http`]: Consul's HTTP API (`/v1/agent`, `catalog`, `health`, `kv`, `txn`, `session`,
-//!   `status`) on axum; one extractor for the common query parameters, one reply helper.
+//!   `status`, `config`, `connect/intentions`, `discovery-chain`) on axum; one extractor for the common query parameters, one reply helper.
 //! - [`agent`]: [`agent::AgentCore`], the state HTTP handlers share, and the operations on it.
 //! - [`config`]: the agent's [`config::Config`].
 //! - [`local`]: local services and checks, and which of them the catalog lacks.

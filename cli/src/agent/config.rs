@@ -43,6 +43,8 @@ struct ConfigFile {
     pid_file: Option<PathBuf>,
     enable_script_checks: Option<bool>,
     enable_local_script_checks: Option<bool>,
+    /// `allow` or `deny`: Connect authorization when no intention matches.
+    default_intention_policy: Option<String>,
     domain: Option<String>,
     ports: Option<Ports>,
     node_meta: Option<BTreeMap<String, String>>,
@@ -149,6 +151,9 @@ pub(super) struct Settings {
     pub(super) enable_script_checks: bool,
     /// Run script checks from config files only.
     pub(super) enable_local_script_checks: bool,
+    /// `Some(false)` for `default_intention_policy = "deny"`; `None` keeps the default
+    /// (allow, as Consul with ACLs disabled).
+    pub(super) default_intention_allow: Option<bool>,
     /// Config file keys Concord does not support (file, key), skipped.
     pub(super) unsupported_keys: Vec<(PathBuf, String)>,
 }
@@ -233,6 +238,14 @@ impl Settings {
             .enable_local_script_checks
             .unwrap_or(s.enable_local_script_checks);
         set(&mut s.domain, file.domain);
+        match file.default_intention_policy.as_deref() {
+            None => {}
+            Some("allow") => s.default_intention_allow = Some(true),
+            Some("deny") => s.default_intention_allow = Some(false),
+            Some(other) => anyhow::bail!(
+                "default_intention_policy: want \"allow\" or \"deny\", got {other:?}"
+            ),
+        }
         if let Some(ports) = file.ports {
             set(&mut s.http_port, port("http", ports.http)?);
             set(&mut s.server_port, port("server", ports.server)?);

@@ -1,4 +1,4 @@
-//! `/v1/config`: config entries (service-defaults, proxy-defaults, service-intentions,
+//! `/v1/config` and `/v1/discovery-chain/:service`: config entries (service-defaults, proxy-defaults, service-intentions,
 //! service-resolver, service-splitter, service-router), and the helpers the intention and
 //! discovery-chain endpoints share: reading entries and a service's protocol.
 //!
@@ -14,6 +14,7 @@ use concord_api::config_entry::{
     effective_protocol, is_l7_protocol, parse_kind, ConfigEntry, StoredConfigEntry,
     PROXY_DEFAULTS, PROXY_DEFAULTS_GLOBAL, SERVICE_DEFAULTS,
 };
+use concord_api::discovery_chain::{compile, ChainEntries};
 use concord_api::intention::check_l7_allowed;
 use concord_api::rpc::{Query, QueryOptions, WriteRequest};
 
@@ -24,6 +25,22 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/config", put(apply))
         .route("/v1/config/{kind}", get(list))
         .route("/v1/config/{kind}/{name}", get(read).delete(delete))
+        .route("/v1/discovery-chain/{service}", get(discovery_chain))
+}
+
+/// `GET /v1/discovery-chain/:service`: the compiled chain
+/// ([`concord_api::discovery_chain::compile`]), blocking on the config entries' index.
+async fn discovery_chain(
+    State(s): State<AppState>,
+    Path(service): Path<String>,
+    q: ReadQuery,
+) -> ApiResult {
+    let (meta, stored) = s
+        .rpc
+        .config_entries(Query::ConfigEntryList { kind: None }, q.options)
+        .await?;
+    let entries = ChainEntries::from_entries(stored.iter().filter_map(|e| e.decode().ok()));
+    Ok(q.ok(Some(meta), &compile(&service, &s.config.datacenter, &entries)))
 }
 
 /// `?cas=N`, if given.
