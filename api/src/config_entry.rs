@@ -304,9 +304,10 @@ fn canonical_keys(value: Value, in_user_map: bool) -> Value {
                     // A single HCL block (`Sources { ... }`) decodes as an object where a
                     // list is meant.
                     let v = match (key.as_str(), v) {
-                        ("Sources" | "Splits" | "Routes" | "Permissions" | "Header", Value::Object(o)) => {
-                            Value::Array(vec![Value::Object(o)])
-                        }
+                        (
+                            "Sources" | "Splits" | "Routes" | "Permissions" | "Header",
+                            Value::Object(o),
+                        ) => Value::Array(vec![Value::Object(o)]),
                         (_, v) => v,
                     };
                     (key, canonical_keys(v, user))
@@ -688,7 +689,10 @@ pub fn merge_central_config(
         _ => Map::new(),
     };
     let mut central = proxy_defaults.map(|d| d.config.clone()).unwrap_or_default();
-    if let Some(p) = service_defaults.map(|d| &d.protocol).filter(|p| !p.is_empty()) {
+    if let Some(p) = service_defaults
+        .map(|d| &d.protocol)
+        .filter(|p| !p.is_empty())
+    {
         central.insert("protocol".into(), Value::String(p.clone()));
     }
     for (k, v) in central {
@@ -788,17 +792,30 @@ mod tests {
 
     #[test]
     fn central_config_merges_under_the_instances_own() {
-        let sd = ServiceDefaults { name: "web".into(), protocol: "http".into(), ..Default::default() };
-        let mut pd = ProxyDefaults { name: "global".into(), ..Default::default() };
+        let sd = ServiceDefaults {
+            name: "web".into(),
+            protocol: "http".into(),
+            ..Default::default()
+        };
+        let mut pd = ProxyDefaults {
+            name: "global".into(),
+            ..Default::default()
+        };
         pd.config.insert("protocol".into(), json!("tcp"));
-        pd.config.insert("local_connect_timeout_ms".into(), json!(1000));
-        pd.extra.insert("MeshGateway".into(), json!({"Mode": "local"}));
-        let mut proxy = Some(json!({"DestinationServiceName": "web", "Config": {"local_connect_timeout_ms": 5}}));
+        pd.config
+            .insert("local_connect_timeout_ms".into(), json!(1000));
+        pd.extra
+            .insert("MeshGateway".into(), json!({"Mode": "local"}));
+        let mut proxy = Some(
+            json!({"DestinationServiceName": "web", "Config": {"local_connect_timeout_ms": 5}}),
+        );
         merge_central_config("connect-proxy", &mut proxy, Some(&sd), Some(&pd));
         assert_eq!(
             proxy,
-            Some(json!({"DestinationServiceName": "web", "MeshGateway": {"Mode": "local"},
-                "Config": {"local_connect_timeout_ms": 5, "protocol": "http"}}))
+            Some(
+                json!({"DestinationServiceName": "web", "MeshGateway": {"Mode": "local"},
+                "Config": {"local_connect_timeout_ms": 5, "protocol": "http"}})
+            )
         );
         let mut none = None;
         merge_central_config("", &mut none, Some(&sd), Some(&pd));

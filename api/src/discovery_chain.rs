@@ -175,7 +175,11 @@ impl Compiler<'_> {
                 .cloned()
         });
         if let Some(f) = failover {
-            let fo_service = if f.service.is_empty() { service.clone() } else { f.service.clone() };
+            let fo_service = if f.service.is_empty() {
+                service.clone()
+            } else {
+                f.service.clone()
+            };
             let fo_subset = if f.service_subset.is_empty() && f.service.is_empty() {
                 subset.clone()
             } else {
@@ -206,7 +210,11 @@ impl Compiler<'_> {
                         .splits
                         .iter()
                         .map(|s| {
-                            let svc = if s.service.is_empty() { service } else { &s.service };
+                            let svc = if s.service.is_empty() {
+                                service
+                            } else {
+                                &s.service
+                            };
                             // A split to the splitter's own service must not recurse.
                             let next = if svc == service || !s.service_subset.is_empty() {
                                 self.resolver(svc, &s.service_subset)
@@ -236,7 +244,11 @@ impl Compiler<'_> {
                     .iter()
                     .map(|r| {
                         let dest = r.destination.clone().unwrap_or_default();
-                        let svc = if dest.service.is_empty() { service.to_string() } else { dest.service.clone() };
+                        let svc = if dest.service.is_empty() {
+                            service.to_string()
+                        } else {
+                            dest.service.clone()
+                        };
                         let next = self.split_or_resolve(&svc, &dest.service_subset);
                         json!({"Definition": r, "NextNode": next})
                     })
@@ -318,16 +330,24 @@ mod tests {
 
     #[test]
     fn resolver_subsets_and_failover() {
-        let e = entries(vec![json!({"Kind": "service-resolver", "Name": "web", "DefaultSubset": "v1", "ConnectTimeout": "3s",
+        let e = entries(vec![
+            json!({"Kind": "service-resolver", "Name": "web", "DefaultSubset": "v1", "ConnectTimeout": "3s",
             "Subsets": {"v1": {"Filter": "Service.Meta.version == v1"}},
-            "Failover": {"*": {"Datacenters": ["dc2", "dc3"]}}})]);
+            "Failover": {"*": {"Datacenters": ["dc2", "dc3"]}}}),
+        ]);
         let chain = compile("web", "dc1", &e);
         let c = &chain["Chain"];
         assert_eq!(c["StartNode"], "resolver:v1.web.default.default.dc1");
         let r = &c["Nodes"]["resolver:v1.web.default.default.dc1"]["Resolver"];
         assert_eq!(r["ConnectTimeout"], "3s");
-        assert_eq!(r["Failover"]["Targets"], json!(["v1.web.default.default.dc2", "v1.web.default.default.dc3"]));
-        assert_eq!(c["Targets"]["v1.web.default.default.dc1"]["Subset"]["Filter"], "Service.Meta.version == v1");
+        assert_eq!(
+            r["Failover"]["Targets"],
+            json!(["v1.web.default.default.dc2", "v1.web.default.default.dc3"])
+        );
+        assert_eq!(
+            c["Targets"]["v1.web.default.default.dc1"]["Subset"]["Filter"],
+            "Service.Meta.version == v1"
+        );
         assert!(c["Targets"]["v1.web.default.default.dc3"].is_object());
     }
 
@@ -343,11 +363,15 @@ mod tests {
         let c = &chain["Chain"];
         assert_eq!(c["Protocol"], "http");
         assert_eq!(c["StartNode"], "router:web.default.default");
-        let routes = c["Nodes"]["router:web.default.default"]["Routes"].as_array().unwrap();
+        let routes = c["Nodes"]["router:web.default.default"]["Routes"]
+            .as_array()
+            .unwrap();
         assert_eq!(routes.len(), 2);
         assert_eq!(routes[0]["NextNode"], "resolver:admin.default.default.dc1");
         assert_eq!(routes[1]["NextNode"], "splitter:web.default.default");
-        let splits = c["Nodes"]["splitter:web.default.default"]["Splits"].as_array().unwrap();
+        let splits = c["Nodes"]["splitter:web.default.default"]["Splits"]
+            .as_array()
+            .unwrap();
         assert_eq!(splits[0]["NextNode"], "resolver:v1.web.default.default.dc1");
         assert_eq!(splits[1]["Weight"], 10.0);
     }
@@ -357,8 +381,17 @@ mod tests {
         let mut e = entries(vec![
             json!({"Kind": "service-resolver", "Name": "web", "Redirect": {"Service": "web2"}}),
         ]);
-        e.routers.insert("web".into(), ServiceRouter { name: "web".into(), ..Default::default() });
+        e.routers.insert(
+            "web".into(),
+            ServiceRouter {
+                name: "web".into(),
+                ..Default::default()
+            },
+        );
         let chain = compile("web", "dc1", &e);
-        assert_eq!(chain["Chain"]["StartNode"], "resolver:web2.default.default.dc1");
+        assert_eq!(
+            chain["Chain"]["StartNode"],
+            "resolver:web2.default.default.dc1"
+        );
     }
 }

@@ -113,7 +113,10 @@ async fn write(args: &[String]) -> anyhow::Result<i32> {
     } else {
         Vec::new()
     };
-    let written = match c.put("/v1/config", &query, serde_json::to_vec(&entry)?).await {
+    let written = match c
+        .put("/v1/config", &query, serde_json::to_vec(&entry)?)
+        .await
+    {
         Ok(body) => parse_bool_body(&body).unwrap_or(false),
         Err(e) => return fail(format!("Error writing config entry {kind}/{name}: {e}")),
     };
@@ -124,23 +127,34 @@ async fn write(args: &[String]) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// Parses `-kind` and `-name` (both required) and makes the client: the start of `read`
+/// and `delete`. `Err` carries the exit code (the reason is already printed).
+fn kind_name_client(
+    args: &[String],
+    usage: &str,
+) -> Result<(Parsed, String, String, HttpClient), i32> {
+    let p = parse_or_usage(args, KIND_NAME_FLAGS, usage)?;
+    let (kind, name) = (
+        p.value_or("kind", "").to_string(),
+        p.value_or("name", "").to_string(),
+    );
+    for (flag, value) in [("kind", &kind), ("name", &name)] {
+        if value.is_empty() {
+            eprintln!("Must specify the -{flag} parameter");
+            return Err(1);
+        }
+    }
+    let c = client(&p)?;
+    Ok((p, kind, name, c))
+}
+
 async fn read(args: &[String]) -> anyhow::Result<i32> {
-    let p = match parse_or_usage(args, KIND_NAME_FLAGS, "Usage: concord config read -kind <kind> -name <name>") {
-        Ok(p) => p,
+    let usage = "Usage: concord config read -kind <kind> -name <name>";
+    let (_, kind, name, c) = match kind_name_client(args, usage) {
+        Ok(v) => v,
         Err(code) => return Ok(code),
     };
-    let (kind, name) = (p.value_or("kind", ""), p.value_or("name", ""));
-    if kind.is_empty() {
-        return fail("Must specify the -kind parameter");
-    }
-    if name.is_empty() {
-        return fail("Must specify the -name parameter");
-    }
-    let c = match client(&p) {
-        Ok(c) => c,
-        Err(code) => return Ok(code),
-    };
-    let path = format!("/v1/config/{}/{}", escape_path(kind), escape_path(name));
+    let path = format!("/v1/config/{}/{}", escape_path(&kind), escape_path(&name));
     match c.get_json::<Value>(&path, &[]).await {
         Ok(Some(entry)) => {
             outln(&serde_json::to_string_pretty(&entry)?)?;
@@ -154,7 +168,11 @@ async fn read(args: &[String]) -> anyhow::Result<i32> {
 }
 
 async fn list(args: &[String]) -> anyhow::Result<i32> {
-    let p = match parse_or_usage(args, KIND_NAME_FLAGS, "Usage: concord config list -kind <kind>") {
+    let p = match parse_or_usage(
+        args,
+        KIND_NAME_FLAGS,
+        "Usage: concord config list -kind <kind>",
+    ) {
         Ok(p) => p,
         Err(code) => return Ok(code),
     };
@@ -163,7 +181,9 @@ async fn list(args: &[String]) -> anyhow::Result<i32> {
         return fail("Must specify the -kind parameter");
     }
     if let Err(e) = parse_kind(kind) {
-        return fail(format!("Error listing config entries for kind {kind:?}: {e}"));
+        return fail(format!(
+            "Error listing config entries for kind {kind:?}: {e}"
+        ));
     }
     let c = match client(&p) {
         Ok(c) => c,
@@ -177,24 +197,16 @@ async fn list(args: &[String]) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
-        Err(e) => fail(format!("Error listing config entries for kind {kind:?}: {e}")),
+        Err(e) => fail(format!(
+            "Error listing config entries for kind {kind:?}: {e}"
+        )),
     }
 }
 
 async fn delete(args: &[String]) -> anyhow::Result<i32> {
-    let p = match parse_or_usage(args, KIND_NAME_FLAGS, "Usage: concord config delete -kind <kind> -name <name>") {
-        Ok(p) => p,
-        Err(code) => return Ok(code),
-    };
-    let (kind, name) = (p.value_or("kind", ""), p.value_or("name", ""));
-    if kind.is_empty() {
-        return fail("Must specify the -kind parameter");
-    }
-    if name.is_empty() {
-        return fail("Must specify the -name parameter");
-    }
-    let c = match client(&p) {
-        Ok(c) => c,
+    let usage = "Usage: concord config delete -kind <kind> -name <name> [-cas -modify-index=<n>]";
+    let (p, kind, name, c) = match kind_name_client(args, usage) {
+        Ok(v) => v,
         Err(code) => return Ok(code),
     };
     let query = if p.bool("cas") {
@@ -202,7 +214,7 @@ async fn delete(args: &[String]) -> anyhow::Result<i32> {
     } else {
         Vec::new()
     };
-    let path = format!("/v1/config/{}/{}", escape_path(kind), escape_path(name));
+    let path = format!("/v1/config/{}/{}", escape_path(&kind), escape_path(&name));
     match c.delete(&path, &query).await {
         Ok(body) => {
             if p.bool("cas") && !parse_bool_body(&body).unwrap_or(false) {

@@ -138,10 +138,8 @@ impl HttpClient {
         query: &[(&str, String)],
         body: Vec<u8>,
     ) -> Result<Vec<u8>, ClientError> {
-        let response = self
-            .send(reqwest::Method::PUT, path, query, Some(body))
-            .await?;
-        Self::ok_body(response).await
+        self.with_body(reqwest::Method::PUT, path, query, body)
+            .await
     }
 
     /// `POST` with a raw body; returns the response body.
@@ -151,9 +149,18 @@ impl HttpClient {
         query: &[(&str, String)],
         body: Vec<u8>,
     ) -> Result<Vec<u8>, ClientError> {
-        let response = self
-            .send(reqwest::Method::POST, path, query, Some(body))
-            .await?;
+        self.with_body(reqwest::Method::POST, path, query, body)
+            .await
+    }
+
+    async fn with_body(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Vec<u8>,
+    ) -> Result<Vec<u8>, ClientError> {
+        let response = self.send(method, path, query, Some(body)).await?;
         Self::ok_body(response).await
     }
 

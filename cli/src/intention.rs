@@ -72,14 +72,23 @@ fn client(p: &Parsed) -> Result<HttpClient, i32> {
 }
 
 fn pair_query(src: &str, dst: &str) -> Vec<(&'static str, String)> {
-    vec![("source", src.to_string()), ("destination", dst.to_string())]
+    vec![
+        ("source", src.to_string()),
+        ("destination", dst.to_string()),
+    ]
 }
 
 /// The intention named by `SRC DST`, or by an ID when one argument is given.
 async fn lookup(c: &HttpClient, args: &[String]) -> Result<Option<Intention>, ClientError> {
     match args {
-        [id] => c.get_json(&format!("/v1/connect/intentions/{}", escape_path(id)), &[]).await,
-        [src, dst] => c.get_json("/v1/connect/intentions/exact", &pair_query(src, dst)).await,
+        [id] => {
+            c.get_json(&format!("/v1/connect/intentions/{}", escape_path(id)), &[])
+                .await
+        }
+        [src, dst] => {
+            c.get_json("/v1/connect/intentions/exact", &pair_query(src, dst))
+                .await
+        }
         _ => Ok(None),
     }
 }
@@ -90,7 +99,9 @@ async fn create(args: &[String]) -> anyhow::Result<i32> {
         Err(code) => return Ok(code),
     };
     let [src, dst] = p.args.as_slice() else {
-        return fail(format!("Error: Must specify two arguments: source and destination\n\n{CREATE_USAGE}"));
+        return fail(format!(
+            "Error: Must specify two arguments: source and destination\n\n{CREATE_USAGE}"
+        ));
     };
     if p.bool("allow") && p.bool("deny") {
         return fail("Error: Only one of -allow or -deny may be specified");
@@ -129,11 +140,18 @@ async fn create(args: &[String]) -> anyhow::Result<i32> {
             c.put(&path, &[], serde_json::to_vec(&body)?).await
         }
         None if meta.is_empty() => {
-            c.put("/v1/connect/intentions/exact", &pair_query(src, dst), serde_json::to_vec(&body)?)
-                .await
+            c.put(
+                "/v1/connect/intentions/exact",
+                &pair_query(src, dst),
+                serde_json::to_vec(&body)?,
+            )
+            .await
         }
         // Only the legacy create keeps Meta (as in Consul).
-        None => c.post("/v1/connect/intentions", &[], serde_json::to_vec(&body)?).await,
+        None => {
+            c.post("/v1/connect/intentions", &[], serde_json::to_vec(&body)?)
+                .await
+        }
     };
     if let Err(e) = result {
         return fail(format!("Error creating intention: {e}"));
@@ -143,7 +161,11 @@ async fn create(args: &[String]) -> anyhow::Result<i32> {
 }
 
 async fn delete(args: &[String]) -> anyhow::Result<i32> {
-    let p = match parse_or_usage(args, &[], "Usage: concord intention delete [options] (SRC DST|ID)") {
+    let p = match parse_or_usage(
+        args,
+        &[],
+        "Usage: concord intention delete [options] (SRC DST|ID)",
+    ) {
         Ok(p) => p,
         Err(code) => return Ok(code),
     };
@@ -152,8 +174,14 @@ async fn delete(args: &[String]) -> anyhow::Result<i32> {
         Err(code) => return Ok(code),
     };
     let result = match p.args.as_slice() {
-        [id] => c.delete(&format!("/v1/connect/intentions/{}", escape_path(id)), &[]).await,
-        [src, dst] => c.delete("/v1/connect/intentions/exact", &pair_query(src, dst)).await,
+        [id] => {
+            c.delete(&format!("/v1/connect/intentions/{}", escape_path(id)), &[])
+                .await
+        }
+        [src, dst] => {
+            c.delete("/v1/connect/intentions/exact", &pair_query(src, dst))
+                .await
+        }
         _ => return fail("Error: delete requires exactly 1 or 2 arguments"),
     };
     match result {
@@ -174,7 +202,10 @@ pub(crate) fn describe(ixn: &Intention) -> String {
     if ixn.permissions.is_empty() {
         rows.push(vec!["Action:".to_string(), ixn.action.clone()]);
     } else {
-        rows.push(vec!["Permissions:".to_string(), ixn.permissions.len().to_string()]);
+        rows.push(vec![
+            "Permissions:".to_string(),
+            ixn.permissions.len().to_string(),
+        ]);
     }
     if !ixn.id.is_empty() {
         rows.push(vec!["ID:".to_string(), ixn.id.clone()]);
@@ -191,7 +222,11 @@ pub(crate) fn describe(ixn: &Intention) -> String {
 }
 
 async fn get(args: &[String]) -> anyhow::Result<i32> {
-    let p = match parse_or_usage(args, &[], "Usage: concord intention get [options] (SRC DST|ID)") {
+    let p = match parse_or_usage(
+        args,
+        &[],
+        "Usage: concord intention get [options] (SRC DST|ID)",
+    ) {
         Ok(p) => p,
         Err(code) => return Ok(code),
     };
@@ -214,7 +249,11 @@ async fn get(args: &[String]) -> anyhow::Result<i32> {
 
 /// `intention check SRC DST`: prints `Allowed` (exit 0) or `Denied` (exit 2), as Consul.
 async fn check(args: &[String]) -> anyhow::Result<i32> {
-    let p = match parse_or_usage(args, &[], "Usage: concord intention check [options] SRC DST") {
+    let p = match parse_or_usage(
+        args,
+        &[],
+        "Usage: concord intention check [options] SRC DST",
+    ) {
         Ok(p) => p,
         Err(code) => return Ok(code),
     };
@@ -256,7 +295,11 @@ pub(crate) fn list_table(list: &[Intention]) -> String {
         "Precedence".to_string(),
     ]];
     for i in list {
-        let action = if i.permissions.is_empty() { i.action.clone() } else { String::new() };
+        let action = if i.permissions.is_empty() {
+            i.action.clone()
+        } else {
+            String::new()
+        };
         rows.push(vec![
             i.id.clone(),
             i.source_name.clone(),
@@ -277,7 +320,10 @@ async fn list(args: &[String]) -> anyhow::Result<i32> {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
-    match c.get_json::<Vec<Intention>>("/v1/connect/intentions", &[]).await {
+    match c
+        .get_json::<Vec<Intention>>("/v1/connect/intentions", &[])
+        .await
+    {
         Ok(list) => {
             let list = list.unwrap_or_default();
             if list.is_empty() {
@@ -303,7 +349,11 @@ async fn matches(args: &[String]) -> anyhow::Result<i32> {
     if p.bool("source") && p.bool("destination") {
         return fail("Error: only one of -source or -destination may be specified");
     }
-    let by = if p.bool("source") { "source" } else { "destination" };
+    let by = if p.bool("source") {
+        "source"
+    } else {
+        "destination"
+    };
     let c = match client(&p) {
         Ok(c) => c,
         Err(code) => return Ok(code),

@@ -242,9 +242,9 @@ impl Settings {
             None => {}
             Some("allow") => s.default_intention_allow = Some(true),
             Some("deny") => s.default_intention_allow = Some(false),
-            Some(other) => anyhow::bail!(
-                "default_intention_policy: want \"allow\" or \"deny\", got {other:?}"
-            ),
+            Some(other) => {
+                anyhow::bail!("default_intention_policy: want \"allow\" or \"deny\", got {other:?}")
+            }
         }
         if let Some(ports) = file.ports {
             set(&mut s.http_port, port("http", ports.http)?);

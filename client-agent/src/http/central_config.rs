@@ -3,7 +3,9 @@
 //! merged into their `Proxy` block ([`merge_central_config`]).
 
 use concord_api::catalog::{CheckServiceNode, ServiceNode};
-use concord_api::config_entry::{merge_central_config, ConfigEntry, ProxyDefaults, ServiceDefaults};
+use concord_api::config_entry::{
+    merge_central_config, ConfigEntry, ProxyDefaults, ServiceDefaults,
+};
 use concord_api::rpc::{Query, QueryOptions};
 use std::collections::BTreeMap;
 
@@ -37,7 +39,11 @@ impl Central {
     }
 
     /// The service whose defaults apply: a proxy's destination, else the service itself.
-    fn defaults_for(&self, service: &str, proxy: Option<&serde_json::Value>) -> Option<&ServiceDefaults> {
+    fn defaults_for(
+        &self,
+        service: &str,
+        proxy: Option<&serde_json::Value>,
+    ) -> Option<&ServiceDefaults> {
         let destination = proxy
             .and_then(|p| p.get("DestinationServiceName"))
             .and_then(serde_json::Value::as_str)
@@ -58,7 +64,12 @@ impl Central {
     pub(super) fn merge_catalog(&self, rows: &mut [ServiceNode]) {
         for row in rows {
             let sd = self.defaults_for(&row.service_name, row.service_proxy.as_ref());
-            merge_central_config(&row.service_kind, &mut row.service_proxy, sd, self.proxy.as_ref());
+            merge_central_config(
+                &row.service_kind,
+                &mut row.service_proxy,
+                sd,
+                self.proxy.as_ref(),
+            );
         }
     }
 }

@@ -11,8 +11,8 @@ use axum::extract::{Path, State};
 use axum::routing::{get, put};
 use axum::Router;
 use concord_api::config_entry::{
-    effective_protocol, is_l7_protocol, parse_kind, ConfigEntry, StoredConfigEntry,
-    PROXY_DEFAULTS, PROXY_DEFAULTS_GLOBAL, SERVICE_DEFAULTS,
+    effective_protocol, is_l7_protocol, parse_kind, ConfigEntry, StoredConfigEntry, PROXY_DEFAULTS,
+    PROXY_DEFAULTS_GLOBAL, SERVICE_DEFAULTS,
 };
 use concord_api::discovery_chain::{compile, ChainEntries};
 use concord_api::intention::check_l7_allowed;
@@ -40,7 +40,10 @@ async fn discovery_chain(
         .config_entries(Query::ConfigEntryList { kind: None }, q.options)
         .await?;
     let entries = ChainEntries::from_entries(stored.iter().filter_map(|e| e.decode().ok()));
-    Ok(q.ok(Some(meta), &compile(&service, &s.config.datacenter, &entries)))
+    Ok(q.ok(
+        Some(meta),
+        &compile(&service, &s.config.datacenter, &entries),
+    ))
 }
 
 /// `?cas=N`, if given.

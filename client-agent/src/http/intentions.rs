@@ -16,7 +16,9 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::Router;
-use concord_api::config_entry::{ConfigEntry, ServiceIntentions, StoredConfigEntry, SERVICE_INTENTIONS};
+use concord_api::config_entry::{
+    ConfigEntry, ServiceIntentions, StoredConfigEntry, SERVICE_INTENTIONS,
+};
 use concord_api::intention::{
     evaluate, intention_matches, parse_spiffe_service, rfc3339_utc, sort_intentions,
     validate_intention, Intention, SourceIntention, WILDCARD,
@@ -86,7 +88,9 @@ fn decode_entry(stored: &StoredConfigEntry) -> Result<ServiceIntentions, ApiErro
     match stored.decode() {
         Ok(ConfigEntry::ServiceIntentions(e)) => Ok(e),
         Ok(_) => Err(ApiError::Internal("stored entry of the wrong kind".into())),
-        Err(e) => Err(ApiError::Internal(format!("stored entry does not decode: {e}"))),
+        Err(e) => Err(ApiError::Internal(format!(
+            "stored entry does not decode: {e}"
+        ))),
     }
 }
 
@@ -99,7 +103,8 @@ async fn update_entry(
     change: impl Fn(&mut ServiceIntentions) -> Result<(), ApiError>,
 ) -> Result<(), ApiError> {
     for _ in 0..CAS_ATTEMPTS {
-        let (_, stored) = get_entry(s, SERVICE_INTENTIONS, destination, QueryOptions::default()).await?;
+        let (_, stored) =
+            get_entry(s, SERVICE_INTENTIONS, destination, QueryOptions::default()).await?;
         let index = stored.as_ref().map_or(0, |e| e.modify_index);
         let mut entry = match &stored {
             Some(e) => decode_entry(e)?,
@@ -192,7 +197,9 @@ async fn id_update(
     let old = find_by_id(&s, &id).await?.ok_or_else(not_found)?;
     let mut ixn = decode_intention(&body)?;
     if !ixn.id.is_empty() && ixn.id != id {
-        return Err(ApiError::BadRequest("ID in body does not match the URL".into()));
+        return Err(ApiError::BadRequest(
+            "ID in body does not match the URL".into(),
+        ));
     }
     validate_intention(&ixn).map_err(|e| ApiError::BadRequest(e.0))?;
     ixn.id = id;
@@ -305,7 +312,11 @@ async fn matches(State(s): State<AppState>, q: ReadQuery) -> ApiResult {
     let mut out: BTreeMap<String, Vec<Intention>> = BTreeMap::new();
     for name in names {
         let side = |i: &Intention| {
-            let pattern = if by == "source" { &i.source_name } else { &i.destination_name };
+            let pattern = if by == "source" {
+                &i.source_name
+            } else {
+                &i.destination_name
+            };
             pattern == WILDCARD || *pattern == name
         };
         let mut list: Vec<Intention> = all.iter().filter(|i| side(i)).cloned().collect();
@@ -324,7 +335,13 @@ async fn check(State(s): State<AppState>, q: ReadQuery) -> ApiResult {
         .into_iter()
         .filter(|i| intention_matches(i, &source, &destination))
         .collect();
-    let decision = evaluate(&all, &source, &destination, None, s.config.default_intention_allow);
+    let decision = evaluate(
+        &all,
+        &source,
+        &destination,
+        None,
+        s.config.default_intention_allow,
+    );
     Ok(q.ok(Some(meta), &json!({ "Allowed": decision.allowed })))
 }
 
@@ -348,10 +365,14 @@ async fn authorize(State(s): State<AppState>, c: Common, body: Bytes) -> ApiResu
     let req: AuthorizeRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("Request decode failed: {e}")))?;
     if req.target.is_empty() {
-        return Err(ApiError::BadRequest("Target service must be specified".into()));
+        return Err(ApiError::BadRequest(
+            "Target service must be specified".into(),
+        ));
     }
     if req.client_cert_uri.is_empty() {
-        return Err(ApiError::BadRequest("ClientCertURI must be specified".into()));
+        return Err(ApiError::BadRequest(
+            "ClientCertURI must be specified".into(),
+        ));
     }
     let client = parse_spiffe_service(&req.client_cert_uri).map_err(ApiError::BadRequest)?;
     tracing::debug!(serial = %req.client_cert_serial, client = %client.service, target = %req.target, "authorize");

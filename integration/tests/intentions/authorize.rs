@@ -10,7 +10,8 @@ use tokio::time::Instant;
 
 use super::call;
 
-const WEB_URI: &str = "spiffe://11111111-2222-3333-4444-555555555555.consul/ns/default/dc/dc1/svc/web";
+const WEB_URI: &str =
+    "spiffe://11111111-2222-3333-4444-555555555555.consul/ns/default/dc/dc1/svc/web";
 
 async fn authorized(agent: &TestAgent) -> (bool, String) {
     let (status, body) = call(
@@ -34,7 +35,10 @@ async fn time_until(agent: &TestAgent, want: bool) -> Duration {
         if authorized(agent).await.0 == want {
             return start.elapsed();
         }
-        assert!(start.elapsed() < Duration::from_secs(10), "authorize never saw the change");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "authorize never saw the change"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -50,7 +54,13 @@ async fn a_change_is_visible_within_a_second() {
     assert_eq!(reason, "ACLs disabled, access is allowed by default");
 
     tracing::info!("a deny lands in the cache within a second");
-    let (status, _) = call(&agent, Method::PUT, "/v1/connect/intentions/exact?source=web&destination=db", Some(json!({"Action": "deny"}))).await;
+    let (status, _) = call(
+        &agent,
+        Method::PUT,
+        "/v1/connect/intentions/exact?source=web&destination=db",
+        Some(json!({"Action": "deny"})),
+    )
+    .await;
     assert_eq!(status, 200);
     let took = time_until(&agent, false).await;
     tracing::info!(?took, "deny visible");

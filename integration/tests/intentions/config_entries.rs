@@ -4,7 +4,7 @@ use concord_integration::{init_tracing, TestAgent};
 use reqwest::Method;
 use serde_json::json;
 
-use super::call;
+use super::{call, get};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crud_and_cas() {
@@ -17,7 +17,7 @@ async fn crud_and_cas() {
     assert_eq!(ok, json!(true));
     let (_, ok) = call(&agent, Method::PUT, "/v1/config?cas=0", Some(entry.clone())).await;
     assert_eq!(ok, json!(false));
-    let (status, got) = call(&agent, Method::GET, "/v1/config/service-defaults/web", None).await;
+    let (status, got) = get(&agent, "/v1/config/service-defaults/web").await;
     assert_eq!(status, 200);
     assert_eq!(got["Protocol"], "http");
     let modify = got["ModifyIndex"].as_u64().unwrap();
@@ -25,9 +25,21 @@ async fn crud_and_cas() {
 
     tracing::info!("cas with the right index replaces; a stale one does not");
     let grpc = json!({"Kind": "service-defaults", "Name": "web", "Protocol": "grpc"});
-    let (_, ok) = call(&agent, Method::PUT, &format!("/v1/config?cas={}", modify + 100), Some(grpc.clone())).await;
+    let (_, ok) = call(
+        &agent,
+        Method::PUT,
+        &format!("/v1/config?cas={}", modify + 100),
+        Some(grpc.clone()),
+    )
+    .await;
     assert_eq!(ok, json!(false));
-    let (_, ok) = call(&agent, Method::PUT, &format!("/v1/config?cas={modify}"), Some(grpc)).await;
+    let (_, ok) = call(
+        &agent,
+        Method::PUT,
+        &format!("/v1/config?cas={modify}"),
+        Some(grpc),
+    )
+    .await;
     assert_eq!(ok, json!(true));
 
     tracing::info!("every kind is stored and listed");
@@ -40,18 +52,33 @@ async fn crud_and_cas() {
         let (status, body) = call(&agent, Method::PUT, "/v1/config", Some(e.clone())).await;
         assert_eq!((status, body), (200, json!(true)), "{e}");
     }
-    let (_, list) = call(&agent, Method::GET, "/v1/config/service-defaults", None).await;
+    let (_, list) = get(&agent, "/v1/config/service-defaults").await;
     assert_eq!(list.as_array().unwrap().len(), 1);
-    let (_, list) = call(&agent, Method::GET, "/v1/config/service-router", None).await;
+    let (_, list) = get(&agent, "/v1/config/service-router").await;
     assert_eq!(list[0]["Routes"][0]["Destination"]["Service"], "admin");
 
     tracing::info!("delete, then 404; cas delete answers a boolean");
-    let (status, body) = call(&agent, Method::DELETE, "/v1/config/service-router/web", None).await;
+    let (status, body) = call(
+        &agent,
+        Method::DELETE,
+        "/v1/config/service-router/web",
+        None,
+    )
+    .await;
     assert_eq!((status, body), (200, json!({})));
-    let (status, body) = call(&agent, Method::GET, "/v1/config/service-router/web", None).await;
+    let (status, body) = get(&agent, "/v1/config/service-router/web").await;
     assert_eq!(status, 404);
-    assert_eq!(body, json!("Config entry not found for \"service-router\" / \"web\""));
-    let (_, body) = call(&agent, Method::DELETE, "/v1/config/service-splitter/web?cas=1", None).await;
+    assert_eq!(
+        body,
+        json!("Config entry not found for \"service-router\" / \"web\"")
+    );
+    let (_, body) = call(
+        &agent,
+        Method::DELETE,
+        "/v1/config/service-splitter/web?cas=1",
+        None,
+    )
+    .await;
     assert_eq!(body, json!(false));
 
     tracing::info!("/v1/agent/self reports the default intention policy");

@@ -31,3 +31,8 @@ pub(crate) async fn call(
     let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
     (status, value)
 }
+
+/// `GET path`: status and body, as [`call`].
+pub(crate) async fn get(agent: &TestAgent, path: &str) -> (u16, Value) {
+    call(agent, reqwest::Method::GET, path, None).await
+}

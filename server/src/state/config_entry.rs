@@ -77,7 +77,7 @@ impl Tables {
         let list = self
             .config_entries
             .values()
-            .filter(|e| kind.map_or(true, |k| e.kind == k))
+            .filter(|e| kind.is_none_or(|k| e.kind == k))
             .map(ConfigEntry::to_api)
             .collect();
         (
