@@ -560,5 +560,25 @@ mod tests {
             .contains("node_ttl: invalid duration"));
         assert!(error(r#"{"service":{"name":7}}"#).contains("invalid service definition"));
         assert!(error(r#"{"node_name":7}"#).contains("bad.json"));
+        assert!(
+            error(r#"{"default_intention_policy":"maybe"}"#).contains("default_intention_policy")
+        );
+    }
+
+    #[test]
+    fn default_intention_policy_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Settings::default();
+        assert_eq!(
+            s.default_intention_allow, None,
+            "unset: the agent's default (allow)"
+        );
+        let path = write(
+            dir.path(),
+            "a.json",
+            r#"{"default_intention_policy":"deny"}"#,
+        );
+        s.apply_file(&path).unwrap();
+        assert_eq!(s.default_intention_allow, Some(false));
     }
 }

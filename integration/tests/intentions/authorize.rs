@@ -75,3 +75,27 @@ async fn a_change_is_visible_within_a_second() {
     tracing::info!(?took, "allow visible");
     assert!(took < Duration::from_secs(1), "took {took:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deny_by_default_from_config() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("agent.json");
+    std::fs::write(&file, r#"{"default_intention_policy": "deny"}"#).unwrap();
+    let flag = format!("-config-file={}", file.display());
+    let agent = TestAgent::start(&["-dev", &flag]).await.unwrap();
+
+    tracing::info!("/v1/agent/self reports deny, and authorize denies without intentions");
+    let (_, _, me) = agent.get_json("/v1/agent/self").await.unwrap();
+    assert_eq!(me["DebugConfig"]["ACLDefaultPolicy"], "deny");
+    assert_eq!(me["DebugConfig"]["DefaultIntentionPolicy"], "deny");
+    let (ok, reason) = authorized(&agent).await;
+    assert!(!ok);
+    assert_eq!(reason, "Default behavior configured by ACLs");
+    let (_, c) = super::get(
+        &agent,
+        "/v1/connect/intentions/check?source=web&destination=db",
+    )
+    .await;
+    assert_eq!(c, json!({"Allowed": false}));
+}

@@ -86,3 +86,70 @@ async fn crud_and_cas() {
     assert_eq!(me["DebugConfig"]["ACLDefaultPolicy"], "allow");
     assert_eq!(me["DebugConfig"]["DefaultIntentionPolicy"], "allow");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_chain_and_merged_central_config() {
+    init_tracing();
+    let agent = TestAgent::dev().await.unwrap();
+
+    tracing::info!("an HTTP service with a splitter over two subsets");
+    for e in [
+        json!({"Kind": "service-defaults", "Name": "web", "Protocol": "http"}),
+        json!({"Kind": "proxy-defaults", "Name": "global", "Config": {"local_connect_timeout_ms": 1000}}),
+        json!({"Kind": "service-resolver", "Name": "web", "Subsets": {"v1": {"Filter": "Service.Meta.version == v1"}, "v2": {"Filter": "Service.Meta.version == v2"}}}),
+        json!({"Kind": "service-splitter", "Name": "web", "Splits": [{"Weight": 50, "ServiceSubset": "v1"}, {"Weight": 50, "ServiceSubset": "v2"}]}),
+    ] {
+        let (status, _) = call(&agent, Method::PUT, "/v1/config", Some(e)).await;
+        assert_eq!(status, 200);
+    }
+    let (status, chain) = get(&agent, "/v1/discovery-chain/web").await;
+    assert_eq!(status, 200);
+    let c = &chain["Chain"];
+    assert_eq!(c["Protocol"], "http");
+    assert_eq!(c["StartNode"], "splitter:web.default.default");
+    assert!(
+        c["Targets"]["v2.web.default.default.dc1"].is_object(),
+        "{chain}"
+    );
+
+    tracing::info!("a sidecar proxy gets the central config merged on request");
+    let proxy = json!({"Name": "web-sidecar-proxy", "Kind": "connect-proxy", "Port": 21000,
+        "Proxy": {"DestinationServiceName": "web", "Config": {"local_connect_timeout_ms": 5}}});
+    let (status, body) = call(
+        &agent,
+        Method::PUT,
+        "/v1/agent/service/register",
+        Some(proxy),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    concord_integration::assert_eventually!(
+        get(&agent, "/v1/health/service/web-sidecar-proxy")
+            .await
+            .1
+            .as_array()
+            .is_some_and(|a| !a.is_empty()),
+        "proxy in the catalog"
+    );
+    let (_, rows) = get(
+        &agent,
+        "/v1/health/service/web-sidecar-proxy?merge-central-config",
+    )
+    .await;
+    let config = &rows[0]["Service"]["Proxy"]["Config"];
+    assert_eq!(config["protocol"], "http");
+    assert_eq!(
+        config["local_connect_timeout_ms"], 5,
+        "the instance's own value wins"
+    );
+    let (_, rows) = get(
+        &agent,
+        "/v1/catalog/service/web-sidecar-proxy?merge-central-config",
+    )
+    .await;
+    assert_eq!(rows[0]["ServiceProxy"]["Config"]["protocol"], "http");
+    let (_, rows) = get(&agent, "/v1/health/service/web-sidecar-proxy").await;
+    assert!(rows[0]["Service"]["Proxy"]["Config"]
+        .get("protocol")
+        .is_none());
+}
