@@ -98,6 +98,11 @@ async fn agent_self(State(s): State<AppState>, params: Params) -> Response {
     if c.server {
         stats["consul"] = server_stats(&s).await;
     }
+    let intention_default = if c.default_intention_allow {
+        "allow"
+    } else {
+        "deny"
+    };
     let body = json!({
         "Config": {
             "Datacenter": c.datacenter,
@@ -117,10 +122,12 @@ async fn agent_self(State(s): State<AppState>, params: Params) -> Response {
             "ServerMode": c.server,
             "AdvertiseAddrLAN": c.advertise_addr.to_string(),
             "DNSDomain": c.dns.domain,
-            // Consul reports the intention default through the ACL default policy (and,
-            // in newer versions, DefaultIntentionPolicy); both say the same here.
-            "ACLDefaultPolicy": if c.default_intention_allow { "allow" } else { "deny" },
-            "DefaultIntentionPolicy": if c.default_intention_allow { "allow" } else { "deny" },
+            // Consul derives the intention default from the ACL default policy: reported
+            // flat before 1.10, under ACLResolverSettings since, and as
+            // DefaultIntentionPolicy in the newest versions. All say the same here.
+            "ACLDefaultPolicy": intention_default,
+            "ACLResolverSettings": {"ACLDefaultPolicy": intention_default, "ACLsEnabled": false},
+            "DefaultIntentionPolicy": intention_default,
         },
         "Coord": {"Vec": [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], "Error": 1.5, "Adjustment": 0.0, "Height": 1.0e-5},
         "Member": self_member(&s),
