@@ -127,3 +127,110 @@ pub async fn follow(
         seen = if meta.index < seen { 0 } else { meta.index };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    use concord_api::config_entry::StoredConfigEntry;
+    use concord_api::rpc::{
+        QueryMeta, QueryResult, ReadResponse, RpcError, WriteRequest, WriteResponse,
+    };
+    use serde_json::json;
+
+    use super::*;
+
+    type Answer = Result<(u64, Vec<StoredConfigEntry>), RpcError>;
+
+    /// Servers that answer reads from a script; with the script used up a read blocks (as
+    /// a blocking query does) until more is added. Records every read's `min_index`.
+    #[derive(Debug, Default)]
+    struct Scripted {
+        answers: Mutex<VecDeque<Answer>>,
+        more: tokio::sync::Notify,
+        asked: Mutex<Vec<u64>>,
+    }
+
+    impl Scripted {
+        fn push(&self, answer: Answer) {
+            self.answers.lock().unwrap().push_back(answer);
+            self.more.notify_one();
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl ServerRpc for Scripted {
+        async fn read(&self, _q: Query, o: QueryOptions) -> Result<ReadResponse, RpcError> {
+            self.asked.lock().unwrap().push(o.min_index);
+            loop {
+                let next = self.answers.lock().unwrap().pop_front();
+                match next {
+                    Some(Ok((index, list))) => {
+                        let meta = QueryMeta {
+                            index,
+                            known_leader: true,
+                            last_contact_ms: 0,
+                        };
+                        let result = QueryResult::ConfigEntries(list);
+                        return Ok(ReadResponse { meta, result });
+                    }
+                    Some(Err(e)) => return Err(e),
+                    None => self.more.notified().await,
+                }
+            }
+        }
+
+        async fn write(&self, _r: WriteRequest) -> Result<WriteResponse, RpcError> {
+            Err(RpcError::Internal("no writes".into()))
+        }
+    }
+
+    fn entry(dest: &str, sources: serde_json::Value, index: u64) -> StoredConfigEntry {
+        StoredConfigEntry {
+            kind: SERVICE_INTENTIONS.into(),
+            name: dest.into(),
+            body: json!({"Kind": SERVICE_INTENTIONS, "Name": dest, "Sources": sources}),
+            create_index: index,
+            modify_index: index,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn follows_changes_retries_errors_and_restarts_after_a_restore() {
+        let rpc = Arc::new(Scripted::default());
+        rpc.push(Err(RpcError::NoLeader));
+        rpc.push(Ok((
+            7,
+            vec![
+                entry("*", json!([{"Name": "*", "Action": "deny"}]), 6),
+                entry("db", json!([{"Name": "web", "Action": "allow"}]), 7),
+            ],
+        )));
+        let cache = IntentionsCache::default();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(follow(rpc.clone(), cache.sender(), async {
+            let _ = stop_rx.await;
+        }));
+        let mut rx = cache.sender().subscribe();
+        rx.wait_for(|s| s.index == 7).await.unwrap();
+        let names: Vec<(String, String)> = cache
+            .current()
+            .intentions
+            .iter()
+            .map(|i| (i.source_name.clone(), i.destination_name.clone()))
+            .collect();
+        let want = [("web", "db"), ("*", "*")].map(|(a, b)| (a.to_string(), b.to_string()));
+        assert_eq!(names, want);
+
+        // The servers restored an older snapshot: the index went backwards.
+        rpc.push(Ok((3, vec![])));
+        rx.wait_for(|s| s.index == 3).await.unwrap();
+        assert!(cache.current().intentions.is_empty());
+        // Let the follower issue its next (blocking) read.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(*rpc.asked.lock().unwrap(), [0, 0, 7, 0]);
+        let _ = stop_tx.send(());
+        task.await.unwrap();
+    }
+}

@@ -89,7 +89,10 @@ async fn deny_by_default_from_config() {
     let (_, _, me) = agent.get_json("/v1/agent/self").await.unwrap();
     assert_eq!(me["DebugConfig"]["ACLDefaultPolicy"], "deny");
     assert_eq!(me["DebugConfig"]["DefaultIntentionPolicy"], "deny");
-    assert_eq!(me["DebugConfig"]["ACLResolverSettings"]["ACLDefaultPolicy"], "deny");
+    assert_eq!(
+        me["DebugConfig"]["ACLResolverSettings"]["ACLDefaultPolicy"],
+        "deny"
+    );
     let (ok, reason) = authorized(&agent).await;
     assert!(!ok);
     assert_eq!(reason, "Default behavior configured by ACLs");
