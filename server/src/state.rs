@@ -1,4 +1,4 @@
-//! The state store: the catalog, KV and session tables that Raft replicates.
+//! The state store: the catalog, KV, session and config entry tables that Raft replicates.
 //!
 //! This is a plain library with no Raft in it: [`StateStore::apply`] takes a log index and a
 //! [`Command`] and mutates in-memory tables; [`StateStore::query`] answers an
