@@ -7,14 +7,20 @@
 //! - [`agent`]: service and check definitions as users register them; gossip members.
 //! - [`kv`]: KV entries, KV operations, transactions, base64 encoding.
 //! - [`session`]: sessions and the create body.
+//! - [`config_entry`]: config entries (`/v1/config`): kinds, decoding, validation.
+//! - [`discovery_chain`]: compiling router/splitter/resolver entries into a discovery chain.
+//! - [`intention`]: intentions, their precedence and pure evaluation (shared with the proxy).
 //! - [`rpc`]: server RPC requests, results, errors and query options.
 //! - [`duration`]: Go duration strings.
 //! - [`decode`]: lenient (case-insensitive, snake_case) request decoding.
 
 pub mod agent;
 pub mod catalog;
+pub mod config_entry;
 pub mod decode;
+pub mod discovery_chain;
 pub mod duration;
+pub mod intention;
 pub mod kv;
 pub mod rpc;
 pub mod session;

@@ -14,6 +14,7 @@ use crate::catalog::{
     CheckServiceNode, CheckStatus, DeregisterRequest, HealthCheck, Node, NodeServices,
     RegisterRequest, ServiceNode,
 };
+use crate::config_entry::StoredConfigEntry;
 use crate::kv::{KvEntry, KvOp, TxnResponse};
 use crate::session::Session;
 
@@ -182,6 +183,19 @@ pub enum Query {
     },
     /// Raft leader and voters (`/v1/status/*`).
     RaftStatus,
+    /// One config entry (`/v1/config/:kind/:name`); answered as [`QueryResult::ConfigEntries`]
+    /// with zero or one element.
+    ConfigEntryGet {
+        /// Kind (one of [`crate::config_entry::KINDS`]).
+        kind: String,
+        /// Name.
+        name: String,
+    },
+    /// Every config entry of a kind (`/v1/config/:kind`), or of every kind when `None`.
+    ConfigEntryList {
+        /// Kind, or all.
+        kind: Option<String>,
+    },
 }
 
 /// The answer to a [`Query`], variant by variant.
@@ -219,6 +233,8 @@ pub enum QueryResult {
         /// Voters' RPC addresses.
         peers: Vec<String>,
     },
+    /// For the config entry queries, ordered by (kind, name).
+    ConfigEntries(Vec<StoredConfigEntry>),
 }
 
 /// A read with its options.
@@ -264,6 +280,28 @@ pub enum WriteRequest {
     SessionRenew {
         /// Session ID.
         id: String,
+    },
+    /// `PUT /v1/config`: create or replace an entry (validated by the caller); with `cas`,
+    /// only if the entry's `ModifyIndex` equals it (0: only if absent). Result: `Bool`.
+    ConfigEntrySet {
+        /// Kind.
+        kind: String,
+        /// Name.
+        name: String,
+        /// The entry's JSON (Consul's shape, without indexes).
+        body: serde_json::Value,
+        /// Check-and-set index.
+        cas: Option<u64>,
+    },
+    /// `DELETE /v1/config/:kind/:name`; with `cas`, only if the `ModifyIndex` equals it.
+    /// Result: `Bool` (deleting an absent entry is `true`, as in Consul).
+    ConfigEntryDelete {
+        /// Kind.
+        kind: String,
+        /// Name.
+        name: String,
+        /// Check-and-set index.
+        cas: Option<u64>,
     },
 }
 

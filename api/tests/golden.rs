@@ -9,7 +9,9 @@ use std::collections::BTreeSet;
 
 use concord_api::agent::ServiceDefinition;
 use concord_api::catalog::{CheckServiceNode, CheckStatus, ServiceNode};
+use concord_api::config_entry::ConfigEntry;
 use concord_api::decode::decode_lenient;
+use concord_api::intention::Intention;
 use concord_api::kv::KvEntry;
 use concord_api::session::Session;
 use serde::de::DeserializeOwned;
@@ -126,4 +128,30 @@ fn service_registration_body_decodes() {
             .as_secs(),
         90 * 60
     );
+}
+
+#[test]
+fn intention_shape() {
+    let (ixn, consul): (Intention, _) = round_trip("intention_exact.json");
+    assert_eq!(ixn.precedence, 9);
+    // Every key Consul's OSS shape has, except the Enterprise partition fields.
+    let mut theirs = keys(&consul);
+    theirs.remove("SourcePartition");
+    theirs.remove("DestinationPartition");
+    assert_eq!(keys(&serde_json::to_value(&ixn).unwrap()), theirs);
+}
+
+#[test]
+fn service_intentions_entry_round_trips() {
+    let consul = fixture("config_service_intentions.json");
+    let mut entry = ConfigEntry::from_json(consul.clone()).unwrap();
+    entry.validate().unwrap();
+    let mut without_indexes = consul;
+    let obj = without_indexes.as_object_mut().unwrap();
+    obj.remove("CreateIndex");
+    obj.remove("ModifyIndex");
+    // Sources come back sorted by precedence, then name: api before web.
+    let sources = obj["Sources"].as_array_mut().unwrap();
+    sources.swap(0, 1);
+    assert_eq!(entry.to_json(), without_indexes);
 }

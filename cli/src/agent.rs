@@ -297,6 +297,7 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
     config.services = s.services.clone();
     config.data_dir = s.data_dir.clone();
     config.enable_script_checks = s.enable_script_checks;
+    config.default_intention_allow = s.default_intention_allow.unwrap_or(true);
     config.enable_local_script_checks = s.enable_local_script_checks;
     if s.dev {
         // Dev mode favours fast feedback over load on the (local) server.

@@ -138,9 +138,29 @@ impl HttpClient {
         query: &[(&str, String)],
         body: Vec<u8>,
     ) -> Result<Vec<u8>, ClientError> {
-        let response = self
-            .send(reqwest::Method::PUT, path, query, Some(body))
-            .await?;
+        self.with_body(reqwest::Method::PUT, path, query, body)
+            .await
+    }
+
+    /// `POST` with a raw body; returns the response body.
+    pub(crate) async fn post(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        body: Vec<u8>,
+    ) -> Result<Vec<u8>, ClientError> {
+        self.with_body(reqwest::Method::POST, path, query, body)
+            .await
+    }
+
+    async fn with_body(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Vec<u8>,
+    ) -> Result<Vec<u8>, ClientError> {
+        let response = self.send(method, path, query, Some(body)).await?;
         Self::ok_body(response).await
     }
 

@@ -4,18 +4,20 @@
 //! # Layout
 //! - `agent`: `concord agent` (flags, listeners, server + agent); `agent/config` reads config
 //!   files into typed structs and merges them with the flags.
-//! - `kv`, `catalog`, `services`, `members`: one module per client command group
-//!   (`members` also holds `join`, `leave` and `force-leave`); `event`; `keyring` (`keygen`
-//!   and `keyring`); `rtt`.
+//! - `kv`, `catalog`, `services`, `members`, `intention`, `config` (config entries; not
+//!   `agent/config`): one module per client command group (`members` also holds `join`,
+//!   `leave` and `force-leave`); `event`; `keyring` (`keygen` and `keyring`); `rtt`.
 //! - What the client commands share, one concern per module: `flags` (the Go-style flag
 //!   parser and the HTTP flags), `http` (the HTTP client to the agent and its errors),
 //!   `output` (columns, stdout, failure messages).
 
 mod agent;
 mod catalog;
+mod config;
 mod event;
 mod flags;
 mod http;
+mod intention;
 mod keyring;
 mod kv;
 mod members;
@@ -28,8 +30,10 @@ const USAGE: &str = "Usage: concord [--version] [--help] <command> [<args>]
 Available commands are:
     agent          Runs an agent (-dev for a one-process server and agent)
     catalog        Interact with the catalog
+    config         Interact with config entries
     event          Fire a user event to the pool
     force-leave    Forces a failed member of the pool to leave
+    intention      Interact with Connect service intentions
     join           Tell the agent to join the pool
     keygen         Generates a new gossip encryption key
     keyring        Manages gossip encryption keys
@@ -61,15 +65,17 @@ fn main() -> std::process::ExitCode {
         match command.as_str() {
             "agent" => agent::run(args).await,
             "catalog" => catalog::run(args).await,
+            "config" => config::run(args).await,
             "event" => event::run(args).await,
             "force-leave" => members::force_leave(args).await,
+            "intention" => intention::run(args).await,
             "join" => members::join(args).await,
             "keygen" => keyring::keygen(&args),
             "keyring" => keyring::run(args).await,
-            "leave" => members::leave(args).await,
-            "rtt" => rtt::run(args).await,
             "kv" => kv::run(args).await,
+            "leave" => members::leave(args).await,
             "members" => members::run(args).await,
+            "rtt" => rtt::run(args).await,
             "services" => services::run(args).await,
             "version" | "-version" | "--version" | "-v" => Ok(version()),
             "help" | "-help" | "--help" | "-h" => {

@@ -38,6 +38,8 @@ pub struct AgentCore {
     pub persist: Persist,
     /// The agent's copy of the catalog (DNS reads it).
     pub catalog: CatalogView,
+    /// The agent's copy of the intentions (Connect authorization reads it).
+    pub intentions: crate::intentions_cache::IntentionsCache,
     /// Fired by `/v1/agent/leave`.
     pub leave: Notify,
     /// The LAN gossip pool; `None` when the agent runs without one (tests, embedding).
@@ -77,6 +79,7 @@ impl AgentCore {
             metrics: Metrics::default(),
             persist,
             catalog,
+            intentions: crate::intentions_cache::IntentionsCache::default(),
             leave: Notify::new(),
             membership,
             config_services: Mutex::new(Vec::new()),

@@ -61,6 +61,11 @@ pub struct Config {
     /// LAN gossip port of this member (`-serf-lan-port`; the bound port when 0 was asked),
     /// reported by `/v1/agent/self` when the agent runs without a pool.
     pub serf_lan_port: u16,
+    /// What Connect authorization answers when no intention matches (`true`: allow).
+    /// Consul derives this from the ACL default policy, and with ACLs disabled (Concord has
+    /// no ACLs) that is allow, so allow is the default; `default_intention_policy = "deny"`
+    /// makes the mesh deny-by-default.
+    pub default_intention_allow: bool,
 }
 
 impl std::fmt::Debug for Config {
@@ -100,6 +105,7 @@ impl Config {
             server_port: 8300,
             serf_lan_port: 8301,
             serf_wan_port: 8302,
+            default_intention_allow: true,
         }
     }
 }

@@ -11,8 +11,11 @@
 
 mod agent;
 mod catalog;
+mod central_config;
+mod config_entry;
 mod error;
 mod health;
+mod intentions;
 mod kv;
 mod members;
 mod near;
@@ -47,6 +50,8 @@ pub fn router(state: AppState) -> Router {
         .route("/", axum::routing::get(root))
         .merge(agent::routes())
         .merge(catalog::routes())
+        .merge(config_entry::routes())
+        .merge(intentions::routes())
         .merge(health::routes())
         .merge(kv::routes())
         .merge(members::routes())

@@ -6,7 +6,7 @@
 //! - [`serve`]: [`serve::run`] starts everything below on the caller's sockets and stops it
 //!   all on shutdown.
 //! - [`http`]: Consul's HTTP API (`/v1/agent`, `catalog`, `health`, `kv`, `txn`, `session`,
-//!   `status`) on axum; one extractor for the common query parameters, one reply helper.
+//!   `status`, `config`, `connect/intentions`, `discovery-chain`) on axum; one extractor for the common query parameters, one reply helper.
 //! - [`agent`]: [`agent::AgentCore`], the state HTTP handlers share, and the operations on it.
 //! - [`config`]: the agent's [`config::Config`].
 //! - [`local`]: local services and checks, and which of them the catalog lacks.
@@ -15,6 +15,8 @@
 //! - [`checks`]: HTTP, TCP, TTL and script health checks run by the agent.
 //! - [`filter`]: Consul's `?filter=` expressions (go-bexpr) over JSON results.
 //! - [`catalog_cache`]: the agent's in-memory copy of the catalog, fed by a blocking query.
+//! - [`intentions_cache`]: the agent's copy of the intentions (Connect authorize reads it),
+//!   fed by one blocking query.
 //! - [`dns`]: the DNS server (hickory) answering from that copy.
 //! - [`rpc_client`]: the seam to the servers: the [`rpc_client::ServerRpc`] trait, the real
 //!   client over `concord_net`, typed queries; an in-memory fake in tests.
@@ -32,6 +34,7 @@ pub mod definition;
 pub mod dns;
 pub mod filter;
 pub mod http;
+pub mod intentions_cache;
 pub mod local;
 pub mod membership;
 pub mod metrics;

@@ -23,6 +23,7 @@ use concord_api::catalog::{
     CheckServiceNode, DeregisterRequest, HealthCheck, Node, NodeServices, RegisterRequest,
     ServiceNode,
 };
+use concord_api::config_entry::StoredConfigEntry;
 use concord_api::kv::{KvEntry, KvOp, TxnResponse};
 use concord_api::rpc::{
     Query, QueryMeta, QueryOptions, QueryResult, ReadRequest, ReadResponse, RpcError, WriteRequest,
@@ -350,6 +351,29 @@ impl dyn ServerRpc {
         self.write(WriteRequest::SessionDestroy { id })
             .await
             .map(drop)
+    }
+
+    /// `Query::ConfigEntryGet` or `ConfigEntryList`.
+    pub async fn config_entries(
+        &self,
+        query: Query,
+        o: QueryOptions,
+    ) -> Read<Vec<StoredConfigEntry>> {
+        self.read_as(query, o, |r| match r {
+            QueryResult::ConfigEntries(list) => Ok(list),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// `WriteRequest::ConfigEntrySet` / `ConfigEntryDelete`: whether it took effect (a
+    /// failed check-and-set is `false`).
+    pub async fn config_entry_write(&self, request: WriteRequest) -> Result<bool, RpcError> {
+        self.write_as(request, |r| match r {
+            WriteResult::Bool(b) => Ok(b),
+            other => Err(other),
+        })
+        .await
     }
 
     /// `WriteRequest::SessionRenew`: the renewed session, `None` if it does not exist.

@@ -109,6 +109,11 @@ pub(crate) async fn run_with(
         snapshot_tx,
         stopped(),
     ));
+    tasks.spawn(crate::intentions_cache::follow(
+        core.rpc.clone(),
+        core.intentions.sender(),
+        stopped(),
+    ));
 
     let app = crate::http::router(core.clone());
     let http_stop = stopped();

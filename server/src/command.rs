@@ -69,6 +69,27 @@ pub(crate) enum Command {
         /// Leader time; starts the lock delay of the released keys.
         now_ms: UnixMillis,
     },
+    /// Create or replace a config entry (validated before proposing), optionally
+    /// check-and-set on its modify index.
+    ConfigEntrySet {
+        /// Kind.
+        kind: String,
+        /// Name.
+        name: String,
+        /// The entry's JSON, without indexes.
+        body: serde_json::Value,
+        /// Only if the entry's modify index equals this (0: only if absent).
+        cas: Option<u64>,
+    },
+    /// Delete a config entry, optionally check-and-set on its modify index.
+    ConfigEntryDelete {
+        /// Kind.
+        kind: String,
+        /// Name.
+        name: String,
+        /// Only if the entry's modify index equals this.
+        cas: Option<u64>,
+    },
 }
 
 /// What applying a [`Command`] produced. Validation failures are data (`Invalid`,

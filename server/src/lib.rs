@@ -1,5 +1,5 @@
 //! Concord's server: a Raft-replicated (openraft + sled) state store holding the catalog,
-//! KV and sessions, served to agents over the server RPC port (`api::rpc`). The
+//! KV, sessions and config entries, served to agents over the server RPC port (`api::rpc`). The
 //! Consul-compatible core of `agent/consul`: the leader applies writes through Raft,
 //! followers forward, any server answers stale reads, blocking queries wake on change.
 //!

@@ -1,4 +1,4 @@
-//! The state store: the catalog, KV and session tables that Raft replicates.
+//! The state store: the catalog, KV, session and config entry tables that Raft replicates.
 //!
 //! This is a plain library with no Raft in it: [`StateStore::apply`] takes a log index and a
 //! [`Command`] and mutates in-memory tables; [`StateStore::query`] answers an
@@ -14,6 +14,7 @@
 //! ([`schema`]); every change is published on a watch channel so blocking queries wake up.
 
 mod catalog;
+mod config_entry;
 mod error;
 mod kv;
 pub(crate) mod schema;
@@ -30,6 +31,7 @@ use tokio::sync::watch;
 
 use crate::command::{Command, CommandResult};
 use crate::model::catalog::{Check, Node, Service};
+use crate::model::config_entry::ConfigEntry;
 use crate::model::id::{CheckId, NodeName, ServiceId, SessionId};
 use crate::model::kv::KvEntry;
 use crate::model::session::Session;
@@ -69,6 +71,8 @@ pub(crate) struct Tables {
     /// catalog does not wake every service watcher (Consul issues #1244, #4984). Entries
     /// outlive the service, so a deregistration still moves the index forward.
     service_indexes: BTreeMap<String, u64>,
+    /// Config entries by (kind, name).
+    config_entries: BTreeMap<(String, String), ConfigEntry>,
     /// Undo log of a running KV transaction, so a failed one leaves no trace.
     journal: Option<Journal>,
     /// Whether the current apply changed any table (then watchers are woken).
@@ -169,6 +173,17 @@ impl Tables {
                 self.session_destroy(index, id.as_str(), *now_ms);
                 Ok(WriteResult::Done)
             }
+            Command::ConfigEntrySet {
+                kind,
+                name,
+                body,
+                cas,
+            } => Ok(WriteResult::Bool(
+                self.config_entry_set(index, kind, name, body, *cas),
+            )),
+            Command::ConfigEntryDelete { kind, name, cas } => Ok(WriteResult::Bool(
+                self.config_entry_delete(index, kind, name, *cas),
+            )),
         }
     }
 
@@ -204,6 +219,8 @@ impl Tables {
             Query::SessionList => self.session_list_query(),
             Query::NodeSessions { node } => self.node_sessions_query(node),
             Query::RaftStatus => return Err(Invalid::NotAStateQuery.into()),
+            Query::ConfigEntryGet { kind, name } => self.config_entry_get_query(kind, name),
+            Query::ConfigEntryList { kind } => self.config_entry_list_query(kind.as_deref()),
         })
     }
 }

@@ -43,6 +43,8 @@ struct ConfigFile {
     pid_file: Option<PathBuf>,
     enable_script_checks: Option<bool>,
     enable_local_script_checks: Option<bool>,
+    /// `allow` or `deny`: Connect authorization when no intention matches.
+    default_intention_policy: Option<String>,
     domain: Option<String>,
     ports: Option<Ports>,
     node_meta: Option<BTreeMap<String, String>>,
@@ -177,6 +179,9 @@ pub(super) struct Settings {
     pub(super) reconnect_timeout: Option<Duration>,
     /// Leave the pool gracefully when stopped by a signal (default: clients yes, servers no).
     pub(super) leave_on_terminate: Option<bool>,
+    /// `Some(false)` for `default_intention_policy = "deny"`; `None` keeps the default
+    /// (allow, as Consul with ACLs disabled).
+    pub(super) default_intention_allow: Option<bool>,
     /// Config file keys Concord does not support (file, key), skipped.
     pub(super) unsupported_keys: Vec<(PathBuf, String)>,
 }
@@ -261,6 +266,14 @@ impl Settings {
             .enable_local_script_checks
             .unwrap_or(s.enable_local_script_checks);
         set(&mut s.domain, file.domain);
+        match file.default_intention_policy.as_deref() {
+            None => {}
+            Some("allow") => s.default_intention_allow = Some(true),
+            Some("deny") => s.default_intention_allow = Some(false),
+            Some(other) => {
+                anyhow::bail!("default_intention_policy: want \"allow\" or \"deny\", got {other:?}")
+            }
+        }
         if let Some(ports) = file.ports {
             set(&mut s.http_port, port("http", ports.http)?);
             set(&mut s.server_port, port("server", ports.server)?);
@@ -632,5 +645,25 @@ mod tests {
             .contains("node_ttl: invalid duration"));
         assert!(error(r#"{"service":{"name":7}}"#).contains("invalid service definition"));
         assert!(error(r#"{"node_name":7}"#).contains("bad.json"));
+        assert!(
+            error(r#"{"default_intention_policy":"maybe"}"#).contains("default_intention_policy")
+        );
+    }
+
+    #[test]
+    fn default_intention_policy_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Settings::default();
+        assert_eq!(
+            s.default_intention_allow, None,
+            "unset: the agent's default (allow)"
+        );
+        let path = write(
+            dir.path(),
+            "a.json",
+            r#"{"default_intention_policy":"deny"}"#,
+        );
+        s.apply_file(&path).unwrap();
+        assert_eq!(s.default_intention_allow, Some(false));
     }
 }

@@ -99,6 +99,11 @@ async fn agent_self(State(s): State<AppState>, params: Params) -> Response {
     if c.server {
         stats["consul"] = server_stats(&s).await;
     }
+    let intention_default = if c.default_intention_allow {
+        "allow"
+    } else {
+        "deny"
+    };
     let body = json!({
         "Config": {
             "Datacenter": c.datacenter,
@@ -118,6 +123,12 @@ async fn agent_self(State(s): State<AppState>, params: Params) -> Response {
             "ServerMode": c.server,
             "AdvertiseAddrLAN": c.advertise_addr.to_string(),
             "DNSDomain": c.dns.domain,
+            // Consul derives the intention default from the ACL default policy: reported
+            // flat before 1.10, under ACLResolverSettings since, and as
+            // DefaultIntentionPolicy in the newest versions. All say the same here.
+            "ACLDefaultPolicy": intention_default,
+            "ACLResolverSettings": {"ACLDefaultPolicy": intention_default, "ACLsEnabled": false},
+            "DefaultIntentionPolicy": intention_default,
         },
         "Coord": match &s.membership {
             Some(m) => super::members::coord_json(&m.gossip.coordinate()),

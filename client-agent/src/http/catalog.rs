@@ -102,6 +102,11 @@ async fn service(State(s): State<AppState>, Path(name): Path<String>, q: ReadQue
         node_meta: q.node_meta.clone(),
     };
     let (meta, mut rows) = s.rpc.service_nodes(query, q.options).await?;
+    if q.params.flag("merge-central-config") {
+        super::central_config::Central::load(&s)
+            .await?
+            .merge_catalog(&mut rows);
+    }
     if q.params.names_peer() {
         // No cluster peering exists, so every peer name is unknown: nothing matches.
         return Ok(q.ok(Some(meta), &Vec::<()>::new()));

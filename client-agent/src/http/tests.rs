@@ -437,3 +437,59 @@ async fn kv_round_trip_and_a_miss_keeps_the_index() {
     assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR);
     assert!(body.contains("fake: no read"), "{body}");
 }
+
+/// `/v1/agent/connect/authorize` answers from the intentions cache alone: the servers here
+/// are unreachable, so any round trip would fail the request.
+#[tokio::test]
+async fn authorize_answers_from_the_cache_without_servers() {
+    use concord_api::intention::{precedence, Intention};
+
+    let (app, core) = app();
+    let deny = Intention {
+        source_name: "web".into(),
+        destination_name: "db".into(),
+        action: "deny".into(),
+        precedence: precedence("web", "db"),
+        ..Intention::default()
+    };
+    core.intentions
+        .sender()
+        .send_replace(Arc::new(crate::intentions_cache::IntentionsSnapshot {
+            index: 5,
+            intentions: vec![deny],
+        }));
+    let uri = |svc: &str| {
+        format!(
+            r#"{{"Target": "db", "ClientCertURI": "spiffe://td.consul/ns/default/dc/dc1/svc/{svc}", "ClientCertSerial": "0a"}}"#
+        )
+    };
+    let (status, body) = call(
+        &app,
+        Method::POST,
+        "/v1/agent/connect/authorize",
+        &uri("web"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["Authorized"], false);
+    assert_eq!(v["Reason"], "Matched L4 intention: web => db (deny)");
+    let (_, body) = call(
+        &app,
+        Method::POST,
+        "/v1/agent/connect/authorize",
+        &uri("api"),
+    )
+    .await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["Authorized"], true);
+
+    for bad in [
+        r#"{"Target": "db", "ClientCertURI": "spiffe://td.consul/ns/default/svc/web"}"#,
+        r#"{"ClientCertURI": "spiffe://td.consul/ns/default/dc/dc1/svc/web"}"#,
+        r#"not json"#,
+    ] {
+        let (status, body) = call(&app, Method::POST, "/v1/agent/connect/authorize", bad).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+    }
+}

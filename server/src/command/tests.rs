@@ -24,6 +24,8 @@ fn fixture(cmd: &Command) -> &'static str {
         Command::Txn { .. } => "command/txn.json",
         Command::SessionCreate { .. } => "command/session_create.json",
         Command::SessionDestroy { .. } => "command/session_destroy.json",
+        Command::ConfigEntrySet { .. } => "command/config_entry_set.json",
+        Command::ConfigEntryDelete { .. } => "command/config_entry_delete.json",
     }
 }
 
@@ -178,6 +180,21 @@ pub(crate) fn samples() -> Vec<Command> {
         Command::SessionDestroy {
             id: "adf4238a-882b-9ddc-4a9d-5b6758e4159e".into(),
             now_ms: 1_700_000_000_004,
+        },
+        Command::ConfigEntrySet {
+            kind: "service-intentions".into(),
+            name: "db".into(),
+            body: serde_json::json!({
+                "Kind": "service-intentions",
+                "Name": "db",
+                "Sources": [{"Name": "web", "Action": "allow", "Precedence": 9, "Type": "consul"}]
+            }),
+            cas: Some(0),
+        },
+        Command::ConfigEntryDelete {
+            kind: "service-defaults".into(),
+            name: "web".into(),
+            cas: Some(7),
         },
     ]
 }

@@ -434,3 +434,60 @@ async fn an_unreachable_leader_is_reported_as_not_leader() {
         }
     );
 }
+
+/// The leader re-checks config entries before they enter the log: wrong kind/name pairing,
+/// a missing name or a broken rule is refused, and what is stored is normalized.
+#[test]
+fn config_entries_are_checked_before_proposing() {
+    use crate::command::Command;
+
+    let set = |kind: &str, name: &str, body: serde_json::Value| {
+        super::write::to_command(
+            WriteRequest::ConfigEntrySet {
+                kind: kind.into(),
+                name: name.into(),
+                body,
+                cas: None,
+            },
+            0,
+        )
+    };
+    let ok = set(
+        "service-defaults",
+        "db",
+        serde_json::json!({"Kind": "service-defaults", "Name": "db", "Protocol": "HTTP"}),
+    )
+    .unwrap();
+    let Command::ConfigEntrySet { body, .. } = ok.0 else {
+        panic!("wrong command {ok:?}")
+    };
+    assert_eq!(body["Protocol"], "http");
+    for (kind, name, body) in [
+        (
+            "service-defaults",
+            "web",
+            serde_json::json!({"Kind": "service-defaults", "Name": "db"}),
+        ),
+        (
+            "service-defaults",
+            "",
+            serde_json::json!({"Kind": "service-defaults"}),
+        ),
+        (
+            "service-splitter",
+            "db",
+            serde_json::json!({"Kind": "service-splitter", "Name": "db", "Splits": [{"Weight": 10}]}),
+        ),
+        (
+            "bogus",
+            "db",
+            serde_json::json!({"Kind": "bogus", "Name": "db"}),
+        ),
+    ] {
+        let err = set(kind, name, body).unwrap_err();
+        assert!(
+            matches!(err, RpcError::Invalid(_)),
+            "{kind}/{name}: {err:?}"
+        );
+    }
+}

@@ -115,10 +115,53 @@ pub(crate) fn to_command(
             },
             None,
         ),
+        WriteRequest::ConfigEntrySet {
+            kind,
+            name,
+            body,
+            cas,
+        } => {
+            let body = checked_config_entry(&kind, &name, body)?;
+            (
+                Command::ConfigEntrySet {
+                    kind,
+                    name,
+                    body,
+                    cas,
+                },
+                None,
+            )
+        }
+        WriteRequest::ConfigEntryDelete { kind, name, cas } => {
+            (Command::ConfigEntryDelete { kind, name, cas }, None)
+        }
         WriteRequest::SessionRenew { .. } => {
             return Err(RpcError::Internal(
                 "invariant: session renew is not a Raft write".to_string(),
             ))
         }
     })
+}
+
+/// Re-checks an entry on the leader before it enters the log: it must decode as its kind,
+/// pass the kind's own rules, and be stored under its own kind and name. Agents validate
+/// first (including the rules that need other entries); this keeps an agent of another
+/// version, or any other RPC caller, from storing what no reader could decode. Returns the
+/// normalized JSON to store.
+fn checked_config_entry(
+    kind: &str,
+    name: &str,
+    body: serde_json::Value,
+) -> Result<serde_json::Value, RpcError> {
+    let mut entry = concord_api::config_entry::ConfigEntry::from_json(body)
+        .map_err(|e| RpcError::Invalid(e.0))?;
+    entry.validate().map_err(|e| RpcError::Invalid(e.0))?;
+    if entry.kind() != kind || entry.name() != name {
+        return Err(RpcError::Invalid(format!(
+            "config entry {}/{} written as {kind}/{name}",
+            entry.kind(),
+            entry.name()
+        )));
+    }
+    Ok(entry.to_json())
 }

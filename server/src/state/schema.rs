@@ -18,8 +18,19 @@ pub(crate) const TOMBSTONES: &str = "tombstones";
 /// Sessions, keyed by session ID.
 pub(crate) const SESSIONS: &str = "sessions";
 
+/// Config entries, keyed by (kind, name).
+pub(crate) const CONFIG_ENTRIES: &str = "config_entries";
+
 /// Every table, in a fixed order.
-pub(crate) const TABLES: [&str; 6] = [NODES, SERVICES, CHECKS, KVS, TOMBSTONES, SESSIONS];
+pub(crate) const TABLES: [&str; 7] = [
+    NODES,
+    SERVICES,
+    CHECKS,
+    KVS,
+    TOMBSTONES,
+    SESSIONS,
+    CONFIG_ENTRIES,
+];
 
 /// The constant for a table name read back from a snapshot (`None` for unknown names).
 pub(crate) fn table(name: &str) -> Option<&'static str> {

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{schema, Tables};
 use crate::model::catalog::{Check, Node, Service};
+use crate::model::config_entry::ConfigEntry;
 use crate::model::id::NodeName;
 use crate::model::kv::KvEntry;
 use crate::model::session::Session;
@@ -30,6 +31,9 @@ pub(super) struct Dump {
     /// Service name to its last-modified index.
     #[serde(default)]
     service_indexes: BTreeMap<String, u64>,
+    /// Config entries.
+    #[serde(default)]
+    config_entries: Vec<ConfigEntry>,
 }
 
 impl Tables {
@@ -60,6 +64,7 @@ impl Tables {
                 .map(|(t, i)| (t.to_string(), *i))
                 .collect(),
             service_indexes: self.service_indexes.clone(),
+            config_entries: self.config_entries.values().cloned().collect(),
         }
     }
 
@@ -96,6 +101,11 @@ impl Tables {
                 .filter_map(|(name, i)| schema::table(&name).map(|t| (t, i)))
                 .collect(),
             service_indexes: dump.service_indexes,
+            config_entries: dump
+                .config_entries
+                .into_iter()
+                .map(|e| ((e.kind.clone(), e.name.clone()), e))
+                .collect(),
             journal: None,
             changed: false,
         }

@@ -3,6 +3,7 @@
 //! exactly as the FSM does, but with no Raft.
 
 mod catalog;
+mod config_entry;
 mod index;
 mod kv;
 mod session;

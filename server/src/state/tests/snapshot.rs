@@ -26,6 +26,7 @@ fn snapshot_matches_its_golden_file_and_restores() {
         "sessions",
         "indexes",
         "service_indexes",
+        "config_entries",
     ] {
         let rows = &dumped[table];
         assert!(
