@@ -7,12 +7,14 @@
 //! - [`agent`]: service and check definitions as users register them; gossip members.
 //! - [`kv`]: KV entries, KV operations, transactions, base64 encoding.
 //! - [`session`]: sessions and the create body.
+//! - [`connect`]: Connect CA roots, CA configuration, leaf certificates, SPIFFE identities.
 //! - [`rpc`]: server RPC requests, results, errors and query options.
 //! - [`duration`]: Go duration strings.
 //! - [`decode`]: lenient (case-insensitive, snake_case) request decoding.
 
 pub mod agent;
 pub mod catalog;
+pub mod connect;
 pub mod decode;
 pub mod duration;
 pub mod kv;

@@ -14,6 +14,7 @@ use crate::catalog::{
     CheckServiceNode, CheckStatus, DeregisterRequest, HealthCheck, Node, NodeServices,
     RegisterRequest, ServiceNode,
 };
+use crate::connect::{CaConfiguration, CaRoots, IssuedCert, SignRequest};
 use crate::kv::{KvEntry, KvOp, TxnResponse};
 use crate::session::Session;
 
@@ -182,6 +183,10 @@ pub enum Query {
     },
     /// Raft leader and voters (`/v1/status/*`).
     RaftStatus,
+    /// `/v1/connect/ca/roots`.
+    CaRoots,
+    /// `/v1/connect/ca/configuration`.
+    CaConfig,
 }
 
 /// The answer to a [`Query`], variant by variant.
@@ -219,6 +224,10 @@ pub enum QueryResult {
         /// Voters' RPC addresses.
         peers: Vec<String>,
     },
+    /// For `CaRoots`; empty (no roots) before the CA is initialized.
+    CaRoots(CaRoots),
+    /// For `CaConfig`; `None` before the CA is initialized.
+    CaConfig(Option<CaConfiguration>),
 }
 
 /// A read with its options.
@@ -265,6 +274,12 @@ pub enum WriteRequest {
         /// Session ID.
         id: String,
     },
+    /// `PUT /v1/connect/ca/configuration`: the leader validates it and, when the root key
+    /// changes, makes (or takes) the new root and cross-signs it before proposing.
+    CaSetConfig(CaConfiguration),
+    /// An agent asks for a leaf: the leader checks the CSR and signs it with the active root
+    /// (no Raft entry).
+    CaSign(SignRequest),
 }
 
 /// The outcome of a write, variant by request kind.
@@ -280,6 +295,8 @@ pub enum WriteResult {
     Txn(TxnResponse),
     /// Renewed session, or `None` if it does not exist.
     Session(Option<Session>),
+    /// For `CaSign`: the signed leaf (no private key: the agent holds it).
+    CaLeaf(IssuedCert),
 }
 
 /// The answer to a [`WriteRequest`].
