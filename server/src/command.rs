@@ -4,6 +4,7 @@ use concord_api::rpc::{RpcError, WriteResult};
 use serde::{Deserialize, Serialize};
 
 use crate::model::catalog::{Deregister, Register};
+use crate::model::id::SessionId;
 use crate::model::kv::KvOp;
 use crate::model::session::Session;
 
@@ -64,7 +65,7 @@ pub(crate) enum Command {
     /// keys it locks.
     SessionDestroy {
         /// Session ID.
-        id: String,
+        id: SessionId,
         /// Leader time; starts the lock delay of the released keys.
         now_ms: UnixMillis,
     },

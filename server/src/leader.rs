@@ -82,7 +82,7 @@ fn arm_session_timers(shared: &Shared) {
     let mut armed = 0;
     for session in sessions {
         if let Ok(Some(ttl)) = parse_session_ttl(&session.ttl) {
-            shared.timers.reset(&session.id, ttl);
+            shared.timers.reset(session.id.as_str(), ttl);
             armed += 1;
         }
     }
@@ -103,7 +103,7 @@ pub(crate) fn expire_session(
         tokio::spawn(async move {
             tracing::info!(session = %id, "session TTL expired; invalidating");
             let cmd = Command::SessionDestroy {
-                id: id.clone(),
+                id: id.clone().into(),
                 now_ms: now_ms(),
             };
             if let Err(e) = raft.client_write(cmd).await {

@@ -13,9 +13,12 @@
 //! # Layout
 //! - `catalog`: [`Node`](catalog::Node), [`Service`](catalog::Service),
 //!   [`Check`](catalog::Check) and the register/deregister operations.
+//! - `id`: the identifier newtypes ([`NodeName`](id::NodeName), [`ServiceId`](id::ServiceId),
+//!   [`CheckId`](id::CheckId), [`SessionId`](id::SessionId)), plain strings on disk.
 //! - `kv`: [`KvEntry`](kv::KvEntry) and [`KvOp`](kv::KvOp).
 //! - `session`: [`Session`](session::Session).
 
 pub(crate) mod catalog;
+pub(crate) mod id;
 pub(crate) mod kv;
 pub(crate) mod session;

@@ -30,14 +30,16 @@ use tokio::sync::watch;
 
 use crate::command::{Command, CommandResult};
 use crate::model::catalog::{Check, Node, Service};
+use crate::model::id::{CheckId, NodeName, ServiceId, SessionId};
 use crate::model::kv::KvEntry;
 use crate::model::session::Session;
 
+use error::TxnOpError;
 pub(crate) use error::{Invalid, StateError};
 pub(crate) use session::{parse_session_ttl, SESSION_TTL_MULTIPLIER};
 
 /// (node name, service ID) or (node name, check ID).
-pub(crate) type NodeScoped = (String, String);
+pub(crate) type NodeScoped<Id> = (NodeName, Id);
 
 /// What watchers of a store see change.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -51,15 +53,15 @@ pub(crate) struct Change {
 /// The tables. Only ever touched under the [`StateStore`] lock.
 #[derive(Debug, Default)]
 pub(crate) struct Tables {
-    nodes: BTreeMap<String, Node>,
-    services: BTreeMap<NodeScoped, Service>,
-    checks: BTreeMap<NodeScoped, Check>,
+    nodes: BTreeMap<NodeName, Node>,
+    services: BTreeMap<NodeScoped<ServiceId>, Service>,
+    checks: BTreeMap<NodeScoped<CheckId>, Check>,
     kvs: BTreeMap<String, KvEntry>,
     tombstones: BTreeMap<String, u64>,
     /// Key to the wall-clock millisecond until which it cannot be locked (set when a session
     /// holding it is invalidated; Consul's lock delay).
     lock_delays: BTreeMap<String, u64>,
-    sessions: BTreeMap<String, Session>,
+    sessions: BTreeMap<SessionId, Session>,
     indexes: BTreeMap<&'static str, u64>,
     /// Service name to the index of the last change to any of its instances, their checks,
     /// or the nodes (and node checks) they run on: Consul's `service.<name>` index. Health
@@ -164,7 +166,7 @@ impl Tables {
                 .session_create(index, session)
                 .map(WriteResult::SessionId),
             Command::SessionDestroy { id, now_ms } => {
-                self.session_destroy(index, id, *now_ms);
+                self.session_destroy(index, id.as_str(), *now_ms);
                 Ok(WriteResult::Done)
             }
         }

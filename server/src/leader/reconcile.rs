@@ -19,7 +19,7 @@ pub(crate) fn desired_registration(config: &Config, tables: &Tables) -> Register
     let existing = tables.node(&config.node_name);
     Register {
         id: config.node_id.clone(),
-        node: config.node_name.clone(),
+        node: config.node_name.as_str().into(),
         address: config.rpc_advertise.ip().to_string(),
         datacenter: config.datacenter.clone(),
         tagged_addresses: existing
@@ -38,8 +38,8 @@ pub(crate) fn desired_registration(config: &Config, tables: &Tables) -> Register
             .into(),
         ),
         checks: vec![Check {
-            node: config.node_name.clone(),
-            check_id: SERF_HEALTH_CHECK_ID.to_string(),
+            node: config.node_name.as_str().into(),
+            check_id: SERF_HEALTH_CHECK_ID.into(),
             name: SERF_HEALTH_CHECK_NAME.to_string(),
             status: CheckStatus::Passing,
             output: SERF_HEALTH_ALIVE_OUTPUT.to_string(),
@@ -53,7 +53,7 @@ pub(crate) fn desired_registration(config: &Config, tables: &Tables) -> Register
 /// Whether the catalog already holds exactly `want` (then nothing is proposed: no log entry,
 /// no index churn, no woken watchers).
 pub(crate) fn in_sync(tables: &Tables, want: &Register) -> bool {
-    let node_ok = tables.node(&want.node).is_some_and(|n| {
+    let node_ok = tables.node(want.node.as_str()).is_some_and(|n| {
         n.id == want.id
             && n.address == want.address
             && n.datacenter == want.datacenter
@@ -61,20 +61,24 @@ pub(crate) fn in_sync(tables: &Tables, want: &Register) -> bool {
             && n.meta == want.node_meta
     });
     let service_ok = want.service.as_ref().is_none_or(|w| {
-        tables.service(&want.node, &w.id).is_some_and(|s| {
-            *s == Service {
-                raft: s.raft,
-                ..w.clone()
-            }
-        })
+        tables
+            .service(want.node.as_str(), w.id.as_str())
+            .is_some_and(|s| {
+                *s == Service {
+                    raft: s.raft,
+                    ..w.clone()
+                }
+            })
     });
     let checks_ok = want.checks.iter().all(|w| {
-        tables.check(&want.node, &w.check_id).is_some_and(|c| {
-            *c == Check {
-                raft: c.raft,
-                ..w.clone()
-            }
-        })
+        tables
+            .check(want.node.as_str(), w.check_id.as_str())
+            .is_some_and(|c| {
+                *c == Check {
+                    raft: c.raft,
+                    ..w.clone()
+                }
+            })
     });
     node_ok && service_ok && checks_ok
 }

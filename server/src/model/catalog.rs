@@ -8,6 +8,8 @@ use concord_api::catalog as api;
 use concord_api::duration::GoDuration;
 use serde::{Deserialize, Serialize};
 
+use super::id::{CheckId, NodeName, ServiceId};
+
 /// Raft indexes every record carries.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Indexes {
@@ -70,7 +72,7 @@ pub(crate) struct Node {
     /// Node UUID.
     pub(crate) id: String,
     /// Node name (the key).
-    pub(crate) node: String,
+    pub(crate) node: NodeName,
     /// Address.
     pub(crate) address: String,
     /// Datacenter.
@@ -86,7 +88,7 @@ impl Node {
     pub(crate) fn to_api(&self) -> api::Node {
         api::Node {
             id: self.id.clone(),
-            node: self.node.clone(),
+            node: self.node.to_string(),
             address: self.address.clone(),
             datacenter: self.datacenter.clone(),
             tagged_addresses: self.tagged_addresses.clone(),
@@ -118,7 +120,7 @@ pub(crate) struct ServiceAddress {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub(crate) struct Service {
     /// Instance ID, unique on its node.
-    pub(crate) id: String,
+    pub(crate) id: ServiceId,
     /// Service name.
     pub(crate) service: String,
     /// Tags.
@@ -149,7 +151,7 @@ pub(crate) struct Service {
 impl Service {
     pub(crate) fn to_api(&self) -> api::NodeService {
         api::NodeService {
-            id: self.id.clone(),
+            id: self.id.to_string(),
             service: self.service.clone(),
             tags: self.tags.clone(),
             address: self.address.clone(),
@@ -183,7 +185,7 @@ impl Service {
 impl From<api::NodeService> for Service {
     fn from(s: api::NodeService) -> Self {
         Service {
-            id: s.id,
+            id: s.id.into(),
             service: s.service,
             tags: s.tags,
             address: s.address,
@@ -241,9 +243,9 @@ pub(crate) struct CheckDefinition {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Check {
     /// Node name.
-    pub(crate) node: String,
+    pub(crate) node: NodeName,
     /// Check ID, unique on its node.
-    pub(crate) check_id: String,
+    pub(crate) check_id: CheckId,
     /// Name.
     pub(crate) name: String,
     /// Health.
@@ -253,7 +255,7 @@ pub(crate) struct Check {
     /// Output of the last run.
     pub(crate) output: String,
     /// Service instance ID (empty: a node check).
-    pub(crate) service_id: String,
+    pub(crate) service_id: ServiceId,
     /// The service's name, kept in step with the service.
     pub(crate) service_name: String,
     /// The service's tags, kept in step with the service.
@@ -270,13 +272,13 @@ impl Check {
         let d = &self.definition;
         let go = |d: Option<Duration>| d.map(GoDuration);
         api::HealthCheck {
-            node: self.node.clone(),
-            check_id: self.check_id.clone(),
+            node: self.node.to_string(),
+            check_id: self.check_id.to_string(),
             name: self.name.clone(),
             status: self.status.to_api(),
             notes: self.notes.clone(),
             output: self.output.clone(),
-            service_id: self.service_id.clone(),
+            service_id: self.service_id.to_string(),
             service_name: self.service_name.clone(),
             service_tags: self.service_tags.clone(),
             r#type: self.r#type.clone(),
@@ -301,13 +303,13 @@ impl From<api::HealthCheck> for Check {
         let d = c.definition;
         let std = |d: Option<GoDuration>| d.map(|g| g.0);
         Check {
-            node: c.node,
-            check_id: c.check_id,
+            node: c.node.into(),
+            check_id: c.check_id.into(),
             name: c.name,
             status: c.status.into(),
             notes: c.notes,
             output: c.output,
-            service_id: c.service_id,
+            service_id: c.service_id.into(),
             service_name: c.service_name,
             service_tags: c.service_tags,
             r#type: c.r#type,
@@ -333,7 +335,7 @@ pub(crate) struct Register {
     /// Node UUID.
     pub(crate) id: String,
     /// Node name (required).
-    pub(crate) node: String,
+    pub(crate) node: NodeName,
     /// Node address (required unless `skip_node_update`).
     pub(crate) address: String,
     /// Datacenter.
@@ -354,7 +356,7 @@ impl From<api::RegisterRequest> for Register {
     fn from(r: api::RegisterRequest) -> Self {
         Register {
             id: r.id,
-            node: r.node,
+            node: r.node.into(),
             address: r.address,
             datacenter: r.datacenter,
             tagged_addresses: r.tagged_addresses,
@@ -375,22 +377,22 @@ impl From<api::RegisterRequest> for Register {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Deregister {
     /// Node name (required).
-    pub(crate) node: String,
+    pub(crate) node: NodeName,
     /// Datacenter.
     pub(crate) datacenter: String,
     /// Remove only this service instance (and its checks).
-    pub(crate) service_id: Option<String>,
+    pub(crate) service_id: Option<ServiceId>,
     /// Remove only this check.
-    pub(crate) check_id: Option<String>,
+    pub(crate) check_id: Option<CheckId>,
 }
 
 impl From<api::DeregisterRequest> for Deregister {
     fn from(r: api::DeregisterRequest) -> Self {
         Deregister {
-            node: r.node,
+            node: r.node.into(),
             datacenter: r.datacenter,
-            service_id: r.service_id,
-            check_id: r.check_id,
+            service_id: r.service_id.map(ServiceId::from),
+            check_id: r.check_id.map(CheckId::from),
         }
     }
 }

@@ -3,6 +3,8 @@
 use concord_api::kv as api;
 use serde::{Deserialize, Serialize};
 
+use super::id::SessionId;
+
 /// A stored key.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct KvEntry {
@@ -16,7 +18,7 @@ pub(crate) struct KvEntry {
     #[serde(with = "concord_api::kv::base64_opt", default)]
     pub(crate) value: Option<Vec<u8>>,
     /// The session holding the key's lock.
-    pub(crate) session: Option<String>,
+    pub(crate) session: Option<SessionId>,
     /// Index that created the key.
     pub(crate) create_index: u64,
     /// Index of its last change.
@@ -30,7 +32,7 @@ impl KvEntry {
             key: self.key.clone(),
             flags: self.flags,
             value: self.value.clone(),
-            session: self.session.clone(),
+            session: self.session.as_ref().map(SessionId::to_string),
             create_index: self.create_index,
             modify_index: self.modify_index,
         }
@@ -58,14 +60,14 @@ pub(crate) enum KvOp {
         key: String,
         value: Vec<u8>,
         flags: u64,
-        session: String,
+        session: SessionId,
     },
     /// Set and release `session`'s lock.
     Unlock {
         key: String,
         value: Vec<u8>,
         flags: u64,
-        session: String,
+        session: SessionId,
     },
     /// Delete one key.
     Delete { key: String },
@@ -80,7 +82,7 @@ pub(crate) enum KvOp {
     /// Fail unless the modify index equals `index` (transactions only).
     CheckIndex { key: String, index: u64 },
     /// Fail unless the key is locked by `session` (transactions only).
-    CheckSession { key: String, session: String },
+    CheckSession { key: String, session: SessionId },
     /// Fail if the key exists (transactions only).
     CheckNotExists { key: String },
 }
@@ -109,7 +111,7 @@ impl From<api::KvOp> for KvOp {
                 key,
                 value,
                 flags,
-                session,
+                session: session.into(),
             },
             api::KvOp::Unlock {
                 key,
@@ -120,7 +122,7 @@ impl From<api::KvOp> for KvOp {
                 key,
                 value,
                 flags,
-                session,
+                session: session.into(),
             },
             api::KvOp::Delete { key } => KvOp::Delete { key },
             api::KvOp::DeleteTree { key } => KvOp::DeleteTree { key },
@@ -128,7 +130,10 @@ impl From<api::KvOp> for KvOp {
             api::KvOp::Get { key } => KvOp::Get { key },
             api::KvOp::GetTree { key } => KvOp::GetTree { key },
             api::KvOp::CheckIndex { key, index } => KvOp::CheckIndex { key, index },
-            api::KvOp::CheckSession { key, session } => KvOp::CheckSession { key, session },
+            api::KvOp::CheckSession { key, session } => KvOp::CheckSession {
+                key,
+                session: session.into(),
+            },
             api::KvOp::CheckNotExists { key } => KvOp::CheckNotExists { key },
         }
     }

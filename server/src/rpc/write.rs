@@ -48,10 +48,10 @@ pub(crate) async fn write(
     match &cmd {
         Command::SessionCreate { session } => {
             if let Some(ttl) = session_ttl {
-                shared.timers.reset(&session.id, ttl);
+                shared.timers.reset(session.id.as_str(), ttl);
             }
         }
-        Command::SessionDestroy { id, .. } => shared.timers.cancel(id),
+        Command::SessionDestroy { id, .. } => shared.timers.cancel(id.as_str()),
         _ => {}
     }
     Ok(WriteResponse { index, result })
@@ -103,12 +103,18 @@ pub(crate) fn to_command(
             let ttl =
                 parse_session_ttl(&session.ttl).map_err(|e| RpcError::Invalid(e.to_string()))?;
             let session = Session {
-                id: uuid::Uuid::new_v4().to_string(),
+                id: uuid::Uuid::new_v4().to_string().into(),
                 ..session.into()
             };
             (Command::SessionCreate { session }, ttl)
         }
-        WriteRequest::SessionDestroy { id } => (Command::SessionDestroy { id, now_ms }, None),
+        WriteRequest::SessionDestroy { id } => (
+            Command::SessionDestroy {
+                id: id.into(),
+                now_ms,
+            },
+            None,
+        ),
         WriteRequest::SessionRenew { .. } => {
             return Err(RpcError::Internal(
                 "invariant: session renew is not a Raft write".to_string(),

@@ -10,14 +10,15 @@ use super::schema::{CHECKS, NODES, SERVICES};
 use super::{Invalid, NodeScoped, StateError, Tables};
 use crate::command::UnixMillis;
 use crate::model::catalog::{Check, CheckStatus, Deregister, Node, Register, Service};
+use crate::model::id::{CheckId, NodeName, ServiceId, SessionId};
 
 /// Entries of a node-scoped table that belong to `node`, in ID order.
-fn on_node<'a, V>(
-    table: &'a BTreeMap<NodeScoped, V>,
+fn on_node<'a, Id: Ord + Default, V>(
+    table: &'a BTreeMap<NodeScoped<Id>, V>,
     node: &'a str,
-) -> impl Iterator<Item = (&'a NodeScoped, &'a V)> + 'a {
+) -> impl Iterator<Item = (&'a NodeScoped<Id>, &'a V)> + 'a {
     table
-        .range((node.to_string(), String::new())..)
+        .range((NodeName::from(node), Id::default())..)
         .take_while(move |((n, _), _)| n == node)
 }
 
@@ -59,7 +60,7 @@ impl Tables {
                     return Err(Invalid::NoServiceName.into());
                 }
                 if svc.id.is_empty() {
-                    svc.id = svc.service.clone();
+                    svc.id = ServiceId::from(svc.service.as_str());
                 }
                 Some(svc)
             }
@@ -70,7 +71,7 @@ impl Tables {
             let mut check = check.clone();
             check.node = req.node.clone();
             if check.check_id.is_empty() {
-                check.check_id = check.name.clone();
+                check.check_id = CheckId::from(check.name.as_str());
             }
             if check.check_id.is_empty() {
                 return Err(Invalid::NoCheckId.into());
@@ -80,8 +81,8 @@ impl Tables {
                 let key = (req.node.clone(), check.service_id.clone());
                 if !in_request && !self.services.contains_key(&key) {
                     return Err(Invalid::CheckServiceNotRegistered {
-                        check_id: check.check_id,
-                        service_id: check.service_id,
+                        check_id: check.check_id.into(),
+                        service_id: check.service_id.into(),
                     }
                     .into());
                 }
@@ -135,8 +136,8 @@ impl Tables {
     }
 
     /// A node-level change (the node record, a node check) affects every service on it.
-    fn bump_services_on_node(&mut self, node: &str, index: u64) {
-        let names: BTreeSet<String> = on_node(&self.services, node)
+    fn bump_services_on_node(&mut self, node: &NodeName, index: u64) {
+        let names: BTreeSet<String> = on_node(&self.services, node.as_str())
             .map(|(_, svc)| svc.service.clone())
             .collect();
         for name in names {
@@ -155,8 +156,8 @@ impl Tables {
             .max(1)
     }
 
-    fn upsert_service(&mut self, index: u64, node: &str, mut svc: Service) {
-        let key = (node.to_string(), svc.id.clone());
+    fn upsert_service(&mut self, index: u64, node: &NodeName, mut svc: Service) {
+        let key = (node.clone(), svc.id.clone());
         match self.services.get(&key) {
             Some(existing) => {
                 svc.raft = existing.raft;
@@ -174,7 +175,7 @@ impl Tables {
         self.bump_service(&svc.service, index);
         svc.raft.modify_index = index;
         // Checks denormalize the service's name and tags: keep them in step.
-        let check_keys: Vec<NodeScoped> = on_node(&self.checks, node)
+        let check_keys: Vec<NodeScoped<CheckId>> = on_node(&self.checks, node.as_str())
             .filter(|(_, c)| c.service_id == svc.id)
             .map(|(k, _)| k.clone())
             .collect();
@@ -244,8 +245,8 @@ impl Tables {
         if req.node.is_empty() {
             return Err(Invalid::NoNodeName.into());
         }
-        let service_id = req.service_id.as_deref().filter(|s| !s.is_empty());
-        let check_id = req.check_id.as_deref().filter(|s| !s.is_empty());
+        let service_id = req.service_id.as_ref().filter(|s| !s.is_empty());
+        let check_id = req.check_id.as_ref().filter(|s| !s.is_empty());
         if service_id.is_none() && check_id.is_none() {
             self.delete_node(index, &req.node, now_ms);
             return Ok(());
@@ -259,44 +260,50 @@ impl Tables {
         Ok(())
     }
 
-    fn delete_node(&mut self, index: u64, node: &str, now_ms: UnixMillis) {
+    fn delete_node(&mut self, index: u64, node: &NodeName, now_ms: UnixMillis) {
         if !self.nodes.contains_key(node) {
             return;
         }
-        let check_ids: Vec<String> = on_node(&self.checks, node)
+        let check_ids: Vec<CheckId> = on_node(&self.checks, node.as_str())
             .map(|((_, id), _)| id.clone())
             .collect();
         for check_id in check_ids {
             self.delete_check(index, node, &check_id, now_ms);
         }
-        let service_ids: Vec<String> = on_node(&self.services, node)
+        let service_ids: Vec<ServiceId> = on_node(&self.services, node.as_str())
             .map(|((_, id), _)| id.clone())
             .collect();
         for service_id in service_ids {
             self.delete_service(index, node, &service_id, now_ms);
         }
-        let session_ids: Vec<String> = self
+        let session_ids: Vec<SessionId> = self
             .sessions
             .values()
-            .filter(|s| s.node == node)
+            .filter(|s| s.node == *node)
             .map(|s| s.id.clone())
             .collect();
         for id in session_ids {
-            self.session_destroy(index, &id, now_ms);
+            self.session_destroy(index, id.as_str(), now_ms);
         }
         self.nodes.remove(node);
         self.bump(NODES, index);
     }
 
-    fn delete_service(&mut self, index: u64, node: &str, service_id: &str, now_ms: UnixMillis) {
-        let key = (node.to_string(), service_id.to_string());
+    fn delete_service(
+        &mut self,
+        index: u64,
+        node: &NodeName,
+        service_id: &ServiceId,
+        now_ms: UnixMillis,
+    ) {
+        let key = (node.clone(), service_id.clone());
         let Some(removed) = self.services.remove(&key) else {
             return;
         };
         self.bump(SERVICES, index);
         self.bump_service(&removed.service, index);
-        let check_ids: Vec<String> = on_node(&self.checks, node)
-            .filter(|(_, c)| c.service_id == service_id)
+        let check_ids: Vec<CheckId> = on_node(&self.checks, node.as_str())
+            .filter(|(_, c)| c.service_id == *service_id)
             .map(|((_, id), _)| id.clone())
             .collect();
         for check_id in check_ids {
@@ -304,8 +311,14 @@ impl Tables {
         }
     }
 
-    fn delete_check(&mut self, index: u64, node: &str, check_id: &str, now_ms: UnixMillis) {
-        let key = (node.to_string(), check_id.to_string());
+    fn delete_check(
+        &mut self,
+        index: u64,
+        node: &NodeName,
+        check_id: &CheckId,
+        now_ms: UnixMillis,
+    ) {
+        let key = (node.clone(), check_id.clone());
         let Some(removed) = self.checks.remove(&key) else {
             return;
         };
@@ -325,12 +338,13 @@ impl Tables {
 
     /// A service instance, if registered.
     pub(crate) fn service(&self, node: &str, id: &str) -> Option<&Service> {
-        self.services.get(&(node.to_string(), id.to_string()))
+        self.services
+            .get(&(NodeName::from(node), ServiceId::from(id)))
     }
 
     /// A check, if registered.
     pub(crate) fn check(&self, node: &str, id: &str) -> Option<&Check> {
-        self.checks.get(&(node.to_string(), id.to_string()))
+        self.checks.get(&(NodeName::from(node), CheckId::from(id)))
     }
 
     /// The node record of a service's node. Services never outlive their node (deregister
@@ -342,9 +356,9 @@ impl Tables {
     }
 
     /// Node-level checks of a node and the checks of one of its services, in ID order.
-    fn instance_checks(&self, node: &str, service_id: &str) -> Vec<api::HealthCheck> {
+    fn instance_checks(&self, node: &str, service_id: &ServiceId) -> Vec<api::HealthCheck> {
         on_node(&self.checks, node)
-            .filter(|(_, c)| c.service_id.is_empty() || c.service_id == service_id)
+            .filter(|(_, c)| c.service_id.is_empty() || c.service_id == *service_id)
             .map(|(_, c)| c.to_api())
             .collect()
     }
@@ -399,7 +413,7 @@ impl Tables {
         let result = self.nodes.get(node).map(|n| NodeServices {
             node: n.to_api(),
             services: on_node(&self.services, node)
-                .map(|((_, id), svc)| (id.clone(), svc.to_api()))
+                .map(|((_, id), svc)| (id.to_string(), svc.to_api()))
                 .collect(),
         });
         (
@@ -417,7 +431,7 @@ impl Tables {
             .map(|(node, svc)| CheckServiceNode {
                 node: node.to_api(),
                 service: svc.to_api(),
-                checks: self.instance_checks(&node.node, &svc.id),
+                checks: self.instance_checks(node.node.as_str(), &svc.id),
             })
             .collect()
     }

@@ -6,6 +6,8 @@ use std::time::Duration;
 use concord_api::duration::format_duration;
 use concord_api::rpc::RpcError;
 
+use crate::model::id::SessionId;
+
 /// Why the state store refused a command or a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum StateError {
@@ -106,6 +108,80 @@ pub(crate) enum Invalid {
     },
 }
 
+/// Why one operation of a KV transaction failed (the transaction then changes nothing).
+/// The texts are what Consul reports per operation in a transaction's `Errors`: change none.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum TxnOpError {
+    /// A read or check of a key that does not exist.
+    #[error("key {key:?} doesn't exist")]
+    Missing {
+        /// The key.
+        key: String,
+    },
+    /// A check-and-set whose index no longer matches.
+    #[error("failed to set key {key:?}, index is stale")]
+    CasStale {
+        /// The key.
+        key: String,
+    },
+    /// A lock of a key another session holds.
+    #[error("failed to lock key {key:?}, lock is already held")]
+    LockHeld {
+        /// The key.
+        key: String,
+    },
+    /// A lock refused by the store (no session, unknown session).
+    #[error("failed to lock key {key:?}: {error}")]
+    Lock {
+        /// The key.
+        key: String,
+        /// Why.
+        error: StateError,
+    },
+    /// An unlock of a key the session does not hold.
+    #[error("failed to unlock key {key:?}, lock isn't held, or is held by another session")]
+    UnlockNotHeld {
+        /// The key.
+        key: String,
+    },
+    /// An unlock refused by the store (no session).
+    #[error("failed to unlock key {key:?}: {error}")]
+    Unlock {
+        /// The key.
+        key: String,
+        /// Why.
+        error: StateError,
+    },
+    /// A check-and-delete whose index no longer matches.
+    #[error("failed to delete key {key:?}, index is stale")]
+    DeleteStale {
+        /// The key.
+        key: String,
+    },
+    /// A `check-index` that does not match.
+    #[error("current modify index {current} for key {key:?} doesn't match")]
+    IndexMismatch {
+        /// The key.
+        key: String,
+        /// The key's modify index now.
+        current: u64,
+    },
+    /// A `check-session` on a key not locked by that session.
+    #[error("key {key:?} is not locked by session {:?}", session.as_str())]
+    NotLockedBy {
+        /// The key.
+        key: String,
+        /// The session named.
+        session: SessionId,
+    },
+    /// A `check-not-exists` on a key that exists.
+    #[error("key {key:?} exists")]
+    Exists {
+        /// The key.
+        key: String,
+    },
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,6 +246,66 @@ mod tests {
                 RpcError::from(StateError::from(reason)),
                 RpcError::Invalid(s(text))
             );
+        }
+    }
+
+    /// Per-operation transaction texts (Consul's words, keys and sessions quoted).
+    #[test]
+    fn txn_op_texts_are_consuls() {
+        let key = || String::from("a/b");
+        let cases = [
+            (
+                TxnOpError::Missing { key: key() },
+                r#"key "a/b" doesn't exist"#,
+            ),
+            (
+                TxnOpError::CasStale { key: key() },
+                r#"failed to set key "a/b", index is stale"#,
+            ),
+            (
+                TxnOpError::LockHeld { key: key() },
+                r#"failed to lock key "a/b", lock is already held"#,
+            ),
+            (
+                TxnOpError::Lock {
+                    key: key(),
+                    error: Invalid::UnknownSession(String::from("x")).into(),
+                },
+                r#"failed to lock key "a/b": invalid session "x""#,
+            ),
+            (
+                TxnOpError::UnlockNotHeld { key: key() },
+                r#"failed to unlock key "a/b", lock isn't held, or is held by another session"#,
+            ),
+            (
+                TxnOpError::Unlock {
+                    key: key(),
+                    error: Invalid::NoSession.into(),
+                },
+                r#"failed to unlock key "a/b": missing session"#,
+            ),
+            (
+                TxnOpError::DeleteStale { key: key() },
+                r#"failed to delete key "a/b", index is stale"#,
+            ),
+            (
+                TxnOpError::IndexMismatch {
+                    key: key(),
+                    current: 7,
+                },
+                r#"current modify index 7 for key "a/b" doesn't match"#,
+            ),
+            (
+                TxnOpError::NotLockedBy {
+                    key: key(),
+                    session: SessionId::from("s1"),
+                },
+                r#"key "a/b" is not locked by session "s1""#,
+            ),
+            (TxnOpError::Exists { key: key() }, r#"key "a/b" exists"#),
+        ];
+        for (error, text) in cases {
+            assert_eq!(error.to_string(), text);
         }
     }
 }

@@ -7,8 +7,9 @@ use concord_api::kv::{TxnError, TxnResponse, TxnResultEntry};
 use concord_api::rpc::QueryResult;
 
 use super::schema::{KVS, TOMBSTONES};
-use super::{Invalid, StateError, Tables};
+use super::{Invalid, StateError, Tables, TxnOpError};
 use crate::command::UnixMillis;
+use crate::model::id::SessionId;
 use crate::model::kv::{KvEntry, KvOp};
 
 /// Entries of a key-ordered map whose key starts with `prefix`.
@@ -93,7 +94,7 @@ impl Tables {
     pub(super) fn kv_locked_by(&self, session: &str) -> Vec<String> {
         self.kvs
             .values()
-            .filter(|e| e.session.as_deref() == Some(session))
+            .filter(|e| e.session.as_ref().map(SessionId::as_str) == Some(session))
             .map(|e| e.key.clone())
             .collect()
     }
@@ -160,7 +161,9 @@ impl Tables {
         }
         let (create_index, lock_index) = match self.kvs.get(key) {
             // Re-acquiring our own lock updates the value but is not a new acquisition.
-            Some(e) if e.session.as_deref() == Some(session) => (e.create_index, e.lock_index),
+            Some(e) if e.session.as_ref().map(SessionId::as_str) == Some(session) => {
+                (e.create_index, e.lock_index)
+            }
             Some(e) if e.session.is_some() => return Ok(None),
             Some(e) => (e.create_index, e.lock_index + 1),
             None => (index, 1),
@@ -170,7 +173,7 @@ impl Tables {
             key: key.to_string(),
             flags,
             value: stored_value(value),
-            session: Some(session.to_string()),
+            session: Some(SessionId::from(session)),
             create_index,
             modify_index: index,
         };
@@ -193,7 +196,7 @@ impl Tables {
         let Some(existing) = self.kvs.get(key) else {
             return Ok(None);
         };
-        if existing.session.as_deref() != Some(session) {
+        if existing.session.as_ref().map(SessionId::as_str) != Some(session) {
             return Ok(None);
         }
         let entry = KvEntry {
@@ -249,7 +252,7 @@ impl Tables {
                 flags,
                 session,
             } => self
-                .kv_lock(index, key, value, *flags, session, now_ms)?
+                .kv_lock(index, key, value, *flags, session.as_str(), now_ms)?
                 .is_some(),
             KvOp::Unlock {
                 key,
@@ -257,7 +260,7 @@ impl Tables {
                 flags,
                 session,
             } => self
-                .kv_unlock(index, key, value, *flags, session)?
+                .kv_unlock(index, key, value, *flags, session.as_str())?
                 .is_some(),
             KvOp::Delete { key } => {
                 self.kv_remove(index, key);
@@ -289,7 +292,10 @@ impl Tables {
                         .into_iter()
                         .map(|kv| TxnResultEntry { kv: kv.to_api() }),
                 ),
-                Err(what) => errors.push(TxnError { op_index, what }),
+                Err(e) => errors.push(TxnError {
+                    op_index,
+                    what: e.to_string(),
+                }),
             }
         }
         if errors.is_empty() {
@@ -312,8 +318,8 @@ impl Tables {
         index: u64,
         op: &KvOp,
         now_ms: UnixMillis,
-    ) -> Result<Vec<KvEntry>, String> {
-        let missing = |key: &str| format!("key {key:?} doesn't exist");
+    ) -> Result<Vec<KvEntry>, TxnOpError> {
+        let missing = |key: &String| TxnOpError::Missing { key: key.clone() };
         Ok(match op {
             KvOp::Set { key, value, flags } => {
                 vec![without_value(&self.kv_set(index, key, value, *flags))]
@@ -325,33 +331,37 @@ impl Tables {
                 index: cas,
             } => match self.kv_cas(index, key, value, *flags, *cas) {
                 Some(e) => vec![without_value(&e)],
-                None => return Err(format!("failed to set key {key:?}, index is stale")),
+                None => return Err(TxnOpError::CasStale { key: key.clone() }),
             },
             KvOp::Lock {
                 key,
                 value,
                 flags,
                 session,
-            } => match self.kv_lock(index, key, value, *flags, session, now_ms) {
+            } => match self.kv_lock(index, key, value, *flags, session.as_str(), now_ms) {
                 Ok(Some(e)) => vec![without_value(&e)],
-                Ok(None) => {
-                    return Err(format!("failed to lock key {key:?}, lock is already held"))
+                Ok(None) => return Err(TxnOpError::LockHeld { key: key.clone() }),
+                Err(error) => {
+                    return Err(TxnOpError::Lock {
+                        key: key.clone(),
+                        error,
+                    })
                 }
-                Err(e) => return Err(format!("failed to lock key {key:?}: {e}")),
             },
             KvOp::Unlock {
                 key,
                 value,
                 flags,
                 session,
-            } => match self.kv_unlock(index, key, value, *flags, session) {
+            } => match self.kv_unlock(index, key, value, *flags, session.as_str()) {
                 Ok(Some(e)) => vec![without_value(&e)],
-                Ok(None) => {
-                    return Err(format!(
-                    "failed to unlock key {key:?}, lock isn't held, or is held by another session"
-                ))
+                Ok(None) => return Err(TxnOpError::UnlockNotHeld { key: key.clone() }),
+                Err(error) => {
+                    return Err(TxnOpError::Unlock {
+                        key: key.clone(),
+                        error,
+                    })
                 }
-                Err(e) => return Err(format!("failed to unlock key {key:?}: {e}")),
             },
             KvOp::Delete { key } => {
                 self.kv_remove(index, key);
@@ -363,7 +373,7 @@ impl Tables {
             }
             KvOp::DeleteCas { key, index: cas } => {
                 if !self.kv_delete_cas(index, key, *cas) {
-                    return Err(format!("failed to delete key {key:?}, index is stale"));
+                    return Err(TxnOpError::DeleteStale { key: key.clone() });
                 }
                 vec![]
             }
@@ -375,23 +385,28 @@ impl Tables {
             KvOp::CheckIndex { key, index: want } => match self.kvs.get(key) {
                 Some(e) if e.modify_index == *want => vec![without_value(e)],
                 Some(e) => {
-                    return Err(format!(
-                        "current modify index {} for key {key:?} doesn't match",
-                        e.modify_index
-                    ))
+                    return Err(TxnOpError::IndexMismatch {
+                        key: key.clone(),
+                        current: e.modify_index,
+                    })
                 }
                 None => return Err(missing(key)),
             },
             KvOp::CheckSession { key, session } => match self.kvs.get(key) {
-                Some(e) if e.session.as_deref() == Some(session.as_str()) => {
+                Some(e) if e.session.as_ref().map(SessionId::as_str) == Some(session.as_str()) => {
                     vec![without_value(e)]
                 }
-                Some(_) => return Err(format!("key {key:?} is not locked by session {session:?}")),
+                Some(_) => {
+                    return Err(TxnOpError::NotLockedBy {
+                        key: key.clone(),
+                        session: session.clone(),
+                    })
+                }
                 None => return Err(missing(key)),
             },
             KvOp::CheckNotExists { key } => {
                 if self.kvs.contains_key(key) {
-                    return Err(format!("key {key:?} exists"));
+                    return Err(TxnOpError::Exists { key: key.clone() });
                 }
                 vec![]
             }

@@ -10,6 +10,7 @@ use super::schema::SESSIONS;
 use super::{Invalid, StateError, Tables};
 use crate::command::UnixMillis;
 use crate::model::catalog::CheckStatus;
+use crate::model::id::{CheckId, NodeName, SessionId};
 use crate::model::session::{Behavior, Session};
 
 /// Shortest session TTL accepted (Consul's `session_ttl_min` default).
@@ -57,7 +58,7 @@ impl Tables {
             return Err(Invalid::NoSessionId.into());
         }
         if self.sessions.contains_key(&session.id) {
-            return Err(Invalid::SessionExists(session.id.clone()).into());
+            return Err(Invalid::SessionExists(session.id.to_string()).into());
         }
         if !self.nodes.contains_key(&session.node) {
             return Err(Invalid::NodeNotRegistered.into());
@@ -67,11 +68,11 @@ impl Tables {
             .iter()
             .chain(session.service_checks.iter().map(|c| &c.id));
         for check_id in check_ids {
-            match self.check(&session.node, check_id) {
-                None => return Err(Invalid::CheckNotRegistered(check_id.clone()).into()),
+            match self.check(session.node.as_str(), check_id.as_str()) {
+                None => return Err(Invalid::CheckNotRegistered(check_id.to_string()).into()),
                 Some(c) if c.status == CheckStatus::Critical => {
                     return Err(Invalid::CheckNotHealthy {
-                        check_id: check_id.clone(),
+                        check_id: check_id.to_string(),
                         status: c.status.as_str(),
                     }
                     .into())
@@ -86,7 +87,7 @@ impl Tables {
         };
         self.sessions.insert(stored.id.clone(), stored);
         self.bump(SESSIONS, index);
-        Ok(session.id.clone())
+        Ok(session.id.to_string())
     }
 
     /// Destroys (invalidates) a session: its locks are released or, with behavior `delete`,
@@ -121,22 +122,22 @@ impl Tables {
     pub(super) fn invalidate_check_sessions(
         &mut self,
         index: u64,
-        node: &str,
-        check_id: &str,
+        node: &NodeName,
+        check_id: &CheckId,
         now_ms: UnixMillis,
     ) {
-        let tied: Vec<String> = self
+        let tied: Vec<SessionId> = self
             .sessions
             .values()
             .filter(|s| {
-                s.node == node
+                s.node == *node
                     && (s.node_checks.iter().any(|c| c == check_id)
-                        || s.service_checks.iter().any(|c| c.id == check_id))
+                        || s.service_checks.iter().any(|c| c.id == *check_id))
             })
             .map(|s| s.id.clone())
             .collect();
         for id in tied {
-            self.session_destroy(index, &id, now_ms);
+            self.session_destroy(index, id.as_str(), now_ms);
         }
     }
 

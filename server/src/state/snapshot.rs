@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{schema, Tables};
 use crate::model::catalog::{Check, Node, Service};
+use crate::model::id::NodeName;
 use crate::model::kv::KvEntry;
 use crate::model::session::Session;
 
@@ -18,7 +19,7 @@ use crate::model::session::Session;
 pub(super) struct Dump {
     nodes: Vec<Node>,
     /// (node name, service).
-    services: Vec<(String, Service)>,
+    services: Vec<(NodeName, Service)>,
     checks: Vec<Check>,
     kvs: Vec<KvEntry>,
     tombstones: Vec<(String, u64)>,

@@ -13,6 +13,7 @@ use concord_api::rpc::{Query, QueryResult, RpcError, WriteResult};
 
 use super::StateStore;
 use crate::command::Command;
+use crate::model::id::CheckId;
 use crate::model::kv::KvOp;
 use crate::model::session::{Behavior, Session};
 
@@ -118,7 +119,7 @@ fn lock(key: &str, session: &str) -> KvOp {
         key: key.to_string(),
         value: b"locked".to_vec(),
         flags: 0,
-        session: session.to_string(),
+        session: session.into(),
     }
 }
 
@@ -127,19 +128,19 @@ fn unlock(key: &str, session: &str) -> KvOp {
         key: key.to_string(),
         value: b"unlocked".to_vec(),
         flags: 0,
-        session: session.to_string(),
+        session: session.into(),
     }
 }
 
 fn session(id: &str, node: &str, node_checks: &[&str]) -> Session {
     Session {
-        id: id.to_string(),
+        id: id.into(),
         name: String::new(),
-        node: node.to_string(),
+        node: node.into(),
         lock_delay: 0,
         behavior: Behavior::Release,
         ttl: String::new(),
-        node_checks: node_checks.iter().map(|c| c.to_string()).collect(),
+        node_checks: node_checks.iter().map(|c| CheckId::from(*c)).collect(),
         service_checks: vec![],
         create_index: 0,
         modify_index: 0,

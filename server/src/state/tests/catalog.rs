@@ -7,6 +7,7 @@ use concord_api::rpc::{Query, QueryResult, RpcError};
 
 use super::*;
 use crate::model::catalog::Deregister;
+use crate::model::id::{CheckId, ServiceId};
 use crate::state::schema::{CHECKS, NODES, SERVICES};
 
 fn service_nodes(store: &StateStore, name: &str, tags: &[&str]) -> Vec<(String, String)> {
@@ -251,8 +252,8 @@ fn deregister_node_service_and_check() {
     let dereg = |service_id: Option<&str>, check_id: Option<&str>| Command::Deregister {
         request: Deregister {
             node: "n1".into(),
-            service_id: service_id.map(str::to_string),
-            check_id: check_id.map(str::to_string),
+            service_id: service_id.map(ServiceId::from),
+            check_id: check_id.map(CheckId::from),
             ..Deregister::default()
         },
         now_ms: 0,

@@ -23,7 +23,10 @@ fn session_exists(store: &StateStore, id: &str) -> bool {
 }
 
 fn lock_holder(store: &StateStore, key: &str) -> Option<String> {
-    store.view(|t| t.kv_entry(key).and_then(|e| e.session.clone()))
+    store.view(|t| {
+        t.kv_entry(key)
+            .and_then(|e| e.session.as_ref().map(ToString::to_string))
+    })
 }
 
 /// n1 with a passing `serfHealth` check.
