@@ -75,12 +75,14 @@ pub struct CaRoot {
 /// Default lifetime of a leaf certificate (Consul: 72h).
 pub const DEFAULT_LEAF_CERT_TTL: std::time::Duration = std::time::Duration::from_secs(72 * 3600);
 /// Default root certificate lifetime (Consul: 87600h, ten years).
-pub const DEFAULT_ROOT_CERT_TTL: std::time::Duration = std::time::Duration::from_secs(87_600 * 3600);
+pub const DEFAULT_ROOT_CERT_TTL: std::time::Duration =
+    std::time::Duration::from_secs(87_600 * 3600);
 /// Default intermediate lifetime (Consul: 8760h).
 pub const DEFAULT_INTERMEDIATE_CERT_TTL: std::time::Duration =
     std::time::Duration::from_secs(8_760 * 3600);
 /// Default rotation period (Consul: 2160h).
-pub const DEFAULT_ROTATION_PERIOD: std::time::Duration = std::time::Duration::from_secs(2_160 * 3600);
+pub const DEFAULT_ROTATION_PERIOD: std::time::Duration =
+    std::time::Duration::from_secs(2_160 * 3600);
 /// Shortest accepted `LeafCertTTL` (Consul: 1h).
 pub const MIN_LEAF_CERT_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
 /// Longest accepted `LeafCertTTL` (Consul: 1 year).
@@ -221,12 +223,13 @@ impl CaProviderConfig {
                         Value::String(s) => s.parse().ok(),
                         _ => None,
                     };
-                    c.private_key_bits = bits.and_then(|b| u32::try_from(b).ok()).ok_or_else(
-                        || InvalidCaConfig::Field {
-                            field: "PrivateKeyBits",
-                            reason: format!("expected a number, got {v}"),
-                        },
-                    )?;
+                    c.private_key_bits =
+                        bits.and_then(|b| u32::try_from(b).ok()).ok_or_else(|| {
+                            InvalidCaConfig::Field {
+                                field: "PrivateKeyBits",
+                                reason: format!("expected a number, got {v}"),
+                            }
+                        })?;
                 }
                 "privatekey" => c.private_key = string_field("PrivateKey", v)?,
                 "rootcert" => c.root_cert = string_field("RootCert", v)?,

@@ -3,6 +3,7 @@
 //! - session TTL timers ([`SessionTimers`](crate::timers::SessionTimers)): a session expires `TTL × 2` after its last
 //!   renewal unless renewed; expiry proposes a destroy.
 //! - reconciling this server into the catalog ([`reconcile`]).
+//! - bootstrapping the Connect CA on first leadership ([`init_ca`]).
 
 mod reconcile;
 
@@ -63,6 +64,7 @@ async fn lead(shared: Arc<Shared>) {
         tokio::time::sleep(BARRIER_RETRY).await;
     }
     arm_session_timers(&shared);
+    init_ca(&shared).await;
     loop {
         let next = match reconcile::reconcile_self(&shared).await {
             Ok(()) => RECONCILE_INTERVAL,
@@ -72,6 +74,29 @@ async fn lead(shared: Arc<Shared>) {
             }
         };
         tokio::time::sleep(next).await;
+    }
+}
+
+/// Makes the cluster's CA (a cluster ID and a root) if the state has none, retrying until a
+/// proposal applies. After the barrier the state is current, so an existing CA is seen and
+/// kept; and `CaInit` applies only to a store without a CA, so a repeat changes nothing.
+async fn init_ca(shared: &Shared) {
+    loop {
+        let outcome = match crate::connect::init_command(shared) {
+            Ok(None) => return,
+            Ok(Some(cmd)) => shared.propose(cmd).await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(()) => {
+                tracing::info!("initialized the Connect CA");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not initialize the Connect CA; retrying");
+                tokio::time::sleep(RECONCILE_RETRY).await;
+            }
+        }
     }
 }
 

@@ -11,7 +11,10 @@
 //! - `server`: wiring only: storage, Raft, RPC listener, leader loop, start/shutdown.
 //! - `rpc`: the RPC router: agent reads/writes (forward-or-local decided up front, blocking
 //!   queries) and Raft's incoming endpoints.
-//! - `leader`: leader-only work: session TTL expiry, registering this server in the catalog.
+//! - `leader`: leader-only work: session TTL expiry, registering this server in the catalog,
+//!   bootstrapping the Connect CA.
+//! - `connect`: the built-in Connect CA: bootstrap, configuration and rotation (cross-signed),
+//!   leaf signing (`connect/ca`: the pure certificate work).
 //! - `network`: Raft RPCs to peers over HTTP (`concord_net::rpc::RpcHttp`).
 //! - `node`: what handlers and the leader loop share (`Shared`, `Leadership`) and the one
 //!   write path into Raft (`Shared::propose`).
@@ -31,6 +34,7 @@
 
 mod command;
 mod config;
+mod connect;
 mod fsm;
 #[cfg(test)]
 mod golden;

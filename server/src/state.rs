@@ -13,6 +13,7 @@
 //! Every record carries `create_index`/`modify_index`; every table has a last-modified index
 //! ([`schema`]); every change is published on a watch channel so blocking queries wake up.
 
+mod ca;
 mod catalog;
 mod error;
 mod kv;
@@ -29,6 +30,7 @@ use concord_api::rpc::{Query, QueryResult, RpcError, WriteResult};
 use tokio::sync::watch;
 
 use crate::command::{Command, CommandResult};
+use crate::model::ca::{CaConfig, CaRoot};
 use crate::model::catalog::{Check, Node, Service};
 use crate::model::id::{CheckId, NodeName, ServiceId, SessionId};
 use crate::model::kv::KvEntry;
@@ -69,6 +71,10 @@ pub(crate) struct Tables {
     /// catalog does not wake every service watcher (Consul issues #1244, #4984). Entries
     /// outlive the service, so a deregistration still moves the index forward.
     service_indexes: BTreeMap<String, u64>,
+    /// Connect CA configuration; `None` until the first leader initializes the CA.
+    ca_config: Option<CaConfig>,
+    /// Connect CA roots (private keys included), oldest first; one is active.
+    ca_roots: Vec<CaRoot>,
     /// Undo log of a running KV transaction, so a failed one leaves no trace.
     journal: Option<Journal>,
     /// Whether the current apply changed any table (then watchers are woken).
@@ -169,6 +175,18 @@ impl Tables {
                 self.session_destroy(index, id.as_str(), *now_ms);
                 Ok(WriteResult::Done)
             }
+            Command::CaInit { config, root } => {
+                self.ca_init(index, config, root);
+                Ok(WriteResult::Done)
+            }
+            Command::CaSetConfig {
+                config,
+                new_root,
+                prev_active_root,
+            } => {
+                self.ca_set_config(index, config, new_root.as_ref(), prev_active_root)?;
+                Ok(WriteResult::Done)
+            }
         }
     }
 
@@ -204,6 +222,8 @@ impl Tables {
             Query::SessionList => self.session_list_query(),
             Query::NodeSessions { node } => self.node_sessions_query(node),
             Query::RaftStatus => return Err(Invalid::NotAStateQuery.into()),
+            Query::CaRoots => self.ca_roots_query(),
+            Query::CaConfig => self.ca_config_query(),
         })
     }
 }

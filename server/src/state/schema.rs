@@ -18,8 +18,15 @@ pub(crate) const TOMBSTONES: &str = "tombstones";
 /// Sessions, keyed by session ID.
 pub(crate) const SESSIONS: &str = "sessions";
 
+/// The Connect CA configuration (one record).
+pub(crate) const CA_CONFIG: &str = "ca_config";
+/// Connect CA roots, in creation order; exactly one is active.
+pub(crate) const CA_ROOTS: &str = "ca_roots";
+
 /// Every table, in a fixed order.
-pub(crate) const TABLES: [&str; 6] = [NODES, SERVICES, CHECKS, KVS, TOMBSTONES, SESSIONS];
+pub(crate) const TABLES: [&str; 8] = [
+    NODES, SERVICES, CHECKS, KVS, TOMBSTONES, SESSIONS, CA_CONFIG, CA_ROOTS,
+];
 
 /// The constant for a table name read back from a snapshot (`None` for unknown names).
 pub(crate) fn table(name: &str) -> Option<&'static str> {

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{schema, Tables};
+use crate::model::ca::{CaConfig, CaRoot};
 use crate::model::catalog::{Check, Node, Service};
 use crate::model::id::NodeName;
 use crate::model::kv::KvEntry;
@@ -30,6 +31,12 @@ pub(super) struct Dump {
     /// Service name to its last-modified index.
     #[serde(default)]
     service_indexes: BTreeMap<String, u64>,
+    /// Connect CA configuration.
+    #[serde(default)]
+    ca_config: Option<CaConfig>,
+    /// Connect CA roots.
+    #[serde(default)]
+    ca_roots: Vec<CaRoot>,
 }
 
 impl Tables {
@@ -60,6 +67,8 @@ impl Tables {
                 .map(|(t, i)| (t.to_string(), *i))
                 .collect(),
             service_indexes: self.service_indexes.clone(),
+            ca_config: self.ca_config.clone(),
+            ca_roots: self.ca_roots.clone(),
         }
     }
 
@@ -96,6 +105,8 @@ impl Tables {
                 .filter_map(|(name, i)| schema::table(&name).map(|t| (t, i)))
                 .collect(),
             service_indexes: dump.service_indexes,
+            ca_config: dump.ca_config,
+            ca_roots: dump.ca_roots,
             journal: None,
             changed: false,
         }

@@ -26,6 +26,8 @@ fn snapshot_matches_its_golden_file_and_restores() {
         "sessions",
         "indexes",
         "service_indexes",
+        "ca_config",
+        "ca_roots",
     ] {
         let rows = &dumped[table];
         assert!(
