@@ -13,6 +13,7 @@ use crate::ae::AntiEntropy;
 use crate::catalog_cache::CatalogView;
 use crate::checks::{CheckResult, Checks, TtlError, CHECK_RESULTS_CAPACITY};
 use crate::config::Config;
+use crate::connect::ConnectCa;
 use crate::definition::{prepare_service, PreparedCheck, PreparedService};
 use crate::local::LocalState;
 use crate::metrics::Metrics;
@@ -37,6 +38,8 @@ pub struct AgentCore {
     pub persist: Persist,
     /// The agent's copy of the catalog (DNS reads it).
     pub catalog: CatalogView,
+    /// Connect CA roots and this agent's leaf certificates.
+    pub connect: Arc<ConnectCa>,
     /// Fired by `/v1/agent/leave`.
     pub leave: Notify,
     /// IDs of services that came from config files (replaced on reload).
@@ -64,6 +67,7 @@ impl AgentCore {
         let ae = Arc::new(AntiEntropy::new(config.clone(), local.clone(), rpc.clone()));
         let persist = Persist::new(config.data_dir.as_deref());
         let (tx, rx) = mpsc::channel(CHECK_RESULTS_CAPACITY);
+        let connect = ConnectCa::new(rpc.clone(), config.datacenter.clone());
         let core = Arc::new(AgentCore {
             config,
             local,
@@ -73,6 +77,7 @@ impl AgentCore {
             metrics: Metrics::default(),
             persist,
             catalog,
+            connect,
             leave: Notify::new(),
             config_services: Mutex::new(Vec::new()),
         });

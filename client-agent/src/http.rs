@@ -11,6 +11,7 @@
 
 mod agent;
 mod catalog;
+mod connect_ca;
 mod error;
 mod health;
 mod kv;
@@ -45,6 +46,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", axum::routing::get(root))
         .merge(agent::routes())
         .merge(catalog::routes())
+        .merge(connect_ca::routes())
         .merge(health::routes())
         .merge(kv::routes())
         .merge(session::routes())

@@ -85,6 +85,7 @@ pub(crate) async fn run_with(
     core.restore_persisted().await;
     tasks.spawn(core.clone().reap_critical());
     tasks.spawn(core.ae.clone().run(stopped()));
+    tasks.spawn(core.connect.clone().run(stopped()));
     tasks.spawn(catalog_cache::follow(
         core.rpc.clone(),
         snapshot_tx,
