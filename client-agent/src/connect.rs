@@ -254,4 +254,6 @@ fn renew_delay(cert: &IssuedCert, fraction: f64) -> Duration {
 }
 
 #[cfg(test)]
+pub(crate) mod fake;
+#[cfg(test)]
 mod tests;

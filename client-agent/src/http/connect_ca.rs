@@ -167,3 +167,102 @@ async fn leaf(State(s): State<AppState>, Path(service): Path<String>, q: ReadQue
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use serde_json::Value;
+    use tower::ServiceExt as _;
+
+    use crate::agent::AgentCore;
+    use crate::catalog_cache::CatalogSnapshot;
+    use crate::config::Config;
+    use crate::connect::fake::FakeCa;
+
+    fn app(fake: Arc<FakeCa>) -> axum::Router {
+        let (_tx, view) = tokio::sync::watch::channel(Arc::new(CatalogSnapshot::default()));
+        let (core, _results) = AgentCore::new(Config::new("n1", Vec::new()), fake, view);
+        tokio::spawn(core.connect.clone().run(std::future::pending()));
+        crate::http::router(core)
+    }
+
+    async fn get(app: &axum::Router, uri: &str) -> (StatusCode, u64, String) {
+        let request = Request::get(uri).body(Body::empty()).unwrap();
+        let response = app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let index = response
+            .headers()
+            .get("x-consul-index")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, index, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn leaf_is_cached_blocks_on_index_and_refuses_bad_names() {
+        let fake = FakeCa::new();
+        fake.set_active(3, "root-1");
+        let app = app(fake.clone());
+
+        let (status, _, body) = get(&app, "/v1/agent/connect/ca/leaf/web%2Fx").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(fake.signed.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+        let (status, index, body) = get(&app, "/v1/agent/connect/ca/leaf/web").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let leaf: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(leaf["Service"], "web");
+        assert!(leaf["PrivateKeyPEM"]
+            .as_str()
+            .unwrap()
+            .contains("PRIVATE KEY"));
+        assert_eq!(index, leaf["ModifyIndex"].as_u64().unwrap());
+
+        let blocked = {
+            let app = app.clone();
+            tokio::spawn(async move {
+                get(
+                    &app,
+                    &format!("/v1/agent/connect/ca/leaf/web?index={index}"),
+                )
+                .await
+            })
+        };
+        fake.set_active(7, "root-2");
+        let (status, new_index, body) = blocked.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(new_index > index);
+        assert_eq!(fake.signed.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn roots_from_the_cache_and_as_pem() {
+        let fake = FakeCa::new();
+        let app = app(fake.clone());
+        fake.set_active(4, "root-1");
+        let (status, index, body) = get(&app, "/v1/agent/connect/ca/roots?index=1").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(index, 4);
+        let roots: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(roots["ActiveRootID"], "root-1");
+        let (status, _, _) = get(&app, "/v1/connect/ca/roots?pem").await;
+        assert_eq!(status, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn configuration_put_rejects_undecodable_bodies() {
+        let app = app(FakeCa::new());
+        let request = Request::put("/v1/connect/ca/configuration")
+            .body(Body::from("{not json"))
+            .unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    }
+}
