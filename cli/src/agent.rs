@@ -12,6 +12,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use crate::flags::{flag, parse_flags_with, report_usage, Flag, Kind, Parsed};
 
 mod config;
+mod gossip;
 
 use config::{load_services, settings};
 
@@ -30,13 +31,23 @@ const USAGE: &str = "Usage: concord agent [options]
   -node=<name>             Node name (default: hostname).
   -node-id=<uuid>          Node ID (default: generated, kept in -data-dir).
   -datacenter=<name>       Datacenter (default dc1).
-  -bind=<ip>               Cluster address: server RPC binds here (default 127.0.0.1).
+  -bind=<ip>               Cluster address: server RPC and LAN gossip bind here
+                           (default 127.0.0.1).
   -advertise=<ip>          Address advertised to the cluster and registered for the node.
   -client=<ip>             Address of the HTTP API and DNS (default 127.0.0.1).
   -http-port=<port>        HTTP API port (default 8500; 0 picks a free port).
   -dns-port=<port>         DNS port, UDP and TCP (default 8600; 0 picks one; -1 disables DNS).
   -server-port=<port>      Server RPC port (default 8300).
-  -serf-lan-port=<port>    Gossip port reported for this member (default 8301).
+  -serf-lan-port=<port>    LAN gossip port, UDP and TCP (default 8301; 0 picks one).
+  -serf-lan-bind=<ip>      Address LAN gossip binds to (default: -bind).
+  -join=<addr>             Join this member at start (host[:port]; repeatable); fatal
+                           if none answers.
+  -retry-join=<addr>       Join in the background, retrying until one answers (repeatable).
+  -retry-interval=<dur>    Wait between -retry-join attempts (default 30s).
+  -retry-max=<n>           -retry-join attempts before the agent exits (default 0: forever).
+  -rejoin                  Rejoin the last run's members even after a graceful leave.
+  -encrypt=<key>           Gossip encryption key (base64 of 16, 24 or 32 bytes; concord
+                           keygen makes one).
   -serf-wan-port=<port>    WAN gossip port reported for servers (default 8302).
   -log-level=<level>       trace, debug, info, warn, err (default info).
   -config-file=<path>      A JSON config file (repeatable).
@@ -74,6 +85,13 @@ const AGENT_FLAGS: &[Flag] = &[
     flag("pid-file", Kind::Str),
     flag("enable-script-checks", Kind::Bool),
     flag("enable-local-script-checks", Kind::Bool),
+    flag("join", Kind::List),
+    flag("retry-join", Kind::List),
+    flag("retry-interval", Kind::Str),
+    flag("retry-max", Kind::Uint),
+    flag("rejoin", Kind::Bool),
+    flag("serf-lan-bind", Kind::Str),
+    flag("encrypt", Kind::Str),
 ];
 
 /// Parses the flags; `Err` after printing help or a usage error, or for a stray argument.
@@ -247,50 +265,34 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
         None => None,
     };
 
-    // A server runs in this process; a client-only agent has no server to talk to until
-    // gossip join lands (the client-agent issue): it serves its local API, and catalog reads
-    // fail with "No known Consul servers", as an unjoined Consul client does.
-    let server = if s.server {
-        let rpc_listener = TcpListener::bind(SocketAddr::new(bind, s.server_port.unwrap_or(8300)))
-            .await
-            .context("binding server RPC")?;
-        let rpc_addr = SocketAddr::new(advertise, rpc_listener.local_addr()?.port());
-        let server_config = concord_server::Config {
-            node_name: node_name.clone(),
-            node_id: node_id.clone(),
-            datacenter: datacenter.clone(),
-            data_dir: data_dir.clone(),
-            rpc_advertise: rpc_addr,
-            bootstrap_expect,
-            dev: s.dev,
-        };
-        let server = concord_server::Server::start(server_config, rpc_listener)
-            .await
-            .context("starting server")?;
-        server
-            .wait_for_leader(Duration::from_secs(30))
-            .await
-            .context("waiting for a Raft leader")?;
-        Some(server)
+    // The server's RPC listener is bound first: its port goes into the gossip tags, and the
+    // pool is started before the server so the server's leader can reconcile it.
+    let rpc_listener = if s.server {
+        Some(
+            TcpListener::bind(SocketAddr::new(bind, s.server_port.unwrap_or(8300)))
+                .await
+                .context("binding server RPC")?,
+        )
     } else {
-        tracing::warn!(
-            "client agent without servers: joining servers needs gossip, which Concord does \
-             not have yet; catalog, KV and session requests will fail"
-        );
         None
     };
-    let servers: Vec<SocketAddr> = server.iter().map(|s| s.rpc_addr()).collect();
-    let rpc_port = servers.first().map(|a| a.port());
+    let rpc_port = match &rpc_listener {
+        Some(l) => Some(l.local_addr()?.port()),
+        None => None,
+    };
+    let servers: Vec<SocketAddr> = rpc_port
+        .map(|p| SocketAddr::new(advertise, p))
+        .into_iter()
+        .collect();
 
-    let mut config = concord_client_agent::Config::new(node_name.clone(), servers);
-    config.node_id = node_id;
+    let mut config = concord_client_agent::Config::new(node_name.clone(), servers.clone());
+    config.node_id = node_id.clone();
     config.datacenter = datacenter.clone();
     config.advertise_addr = advertise;
     config.node_meta = s.node_meta.iter().cloned().collect();
     config.server = s.server;
     config.dev = s.dev;
     config.server_port = rpc_port.or(s.server_port).unwrap_or(8300);
-    config.serf_lan_port = s.serf_lan_port.unwrap_or(8301);
     config.serf_wan_port = s.serf_wan_port.unwrap_or(8302);
     config.services = s.services.clone();
     config.data_dir = s.data_dir.clone();
@@ -301,6 +303,61 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
         config.ae_interval = Duration::from_secs(10);
         config.ae_retry = Duration::from_secs(1);
     }
+
+    let tags = concord_client_agent::membership::member_tags(&config, bootstrap_expect);
+    let pool = gossip::start(&s, bind, advertise, tags, &node_name).await?;
+    config.serf_lan_port = pool.local_member().addr.port();
+
+    // A client agent finds servers in the pool (`role=consul` members); until it has
+    // joined one, catalog, KV and session requests fail with "No known Consul servers".
+    let server = match rpc_listener {
+        Some(rpc_listener) => {
+            let server_config = concord_server::Config {
+                node_name: node_name.clone(),
+                node_id: node_id.clone(),
+                datacenter: datacenter.clone(),
+                data_dir: data_dir.clone(),
+                rpc_advertise: SocketAddr::new(advertise, rpc_listener.local_addr()?.port()),
+                bootstrap_expect,
+                dev: s.dev,
+            };
+            let server = concord_server::Server::start_with_gossip(
+                server_config,
+                rpc_listener,
+                pool.clone(),
+            )
+            .await
+            .context("starting server")?;
+            server
+                .wait_for_leader(Duration::from_secs(30))
+                .await
+                .context("waiting for a Raft leader")?;
+            Some(server)
+        }
+        None => None,
+    };
+
+    gossip::start_join(&pool, &s.join).await?;
+    if let Some(dir) = &data_dir {
+        let previous = gossip::previous_members(dir, s.rejoin);
+        if !previous.is_empty() {
+            // Best effort, once: the members of the last run may all be gone.
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                if let Err(e) = concord_client_agent::membership::join(&pool, &previous).await {
+                    tracing::warn!(error = %e, "rejoining the members of the last run failed");
+                }
+            });
+        }
+        gossip::spawn_snapshot(pool.clone(), dir.clone());
+    }
+    let gave_up = gossip::spawn_retry_join(
+        pool.clone(),
+        s.retry_join.clone(),
+        s.retry_interval,
+        s.retry_max.unwrap_or(0),
+    );
+
     let mut dns = concord_client_agent::dns::DnsConfig {
         datacenter: datacenter.clone(),
         ..Default::default()
@@ -336,6 +393,7 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
         dns_port,
         advertise,
         rpc_port,
+        pool.local_member().addr.port(),
     );
     let pid_file = s.pid_file.clone();
     if let Some(path) = &pid_file {
@@ -345,11 +403,31 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
     let listeners = concord_client_agent::Listeners {
         http,
         dns: dns_sockets,
+        gossip: Some(pool.clone()),
     };
-    let agent_result = concord_client_agent::run(config, listeners, shutdown_signal()).await;
+    let stop = async {
+        tokio::select! {
+            _ = shutdown_signal() => {},
+            _ = gossip::exhausted(gave_up) => {},
+        }
+    };
+    let agent_result = concord_client_agent::run(config, listeners, stop).await;
+    // Consul's `leave_on_terminate`: by default a client leaves gracefully when stopped (the
+    // others record Left and the leader deregisters it), a server does not (the others see
+    // it fail, so a restart keeps its place). After `/v1/agent/leave` this is a no-op.
+    let still_member = pool.local_member().status == concord_net::gossip::MemberStatus::Alive;
+    if still_member && s.leave_on_terminate.unwrap_or(!s.server) {
+        if let Err(e) = pool.leave(Duration::from_secs(5)).await {
+            tracing::warn!(error = %e, "graceful leave failed");
+        }
+    }
     if let Some(server) = server {
         server.shutdown().await.context("stopping server")?;
     }
+    if let Some(dir) = &data_dir {
+        gossip::finish_snapshot(&pool, dir);
+    }
+    pool.shutdown();
     if let Some(path) = &pid_file {
         let _ = std::fs::remove_file(path);
     }
@@ -369,6 +447,7 @@ fn banner(
     dns_port: Option<u16>,
     advertise: IpAddr,
     rpc_port: Option<u16>,
+    lan_port: u16,
 ) {
     let show = |p: Option<u16>| p.map_or_else(|| "-1".to_string(), |p| p.to_string());
     println!("==> Concord agent running!");
@@ -384,7 +463,10 @@ fn banner(
         "       Client Addr: [{client}] (HTTP: {http_port}, DNS: {})",
         show(dns_port)
     );
-    println!("      Cluster Addr: {advertise} (RPC: {})", show(rpc_port));
+    println!(
+        "      Cluster Addr: {advertise} (LAN: {lan_port}, RPC: {})",
+        show(rpc_port)
+    );
     println!();
     println!("==> Log data will now stream in as it occurs:");
     use std::io::Write as _;

@@ -144,6 +144,18 @@ impl HttpClient {
         Self::ok_body(response).await
     }
 
+    /// Any method with an optional body; returns the response body.
+    pub(crate) async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<Vec<u8>>,
+    ) -> Result<Vec<u8>, ClientError> {
+        let response = self.send(method, path, query, body).await?;
+        Self::ok_body(response).await
+    }
+
     /// `DELETE`; returns the response body.
     pub(crate) async fn delete(
         &self,

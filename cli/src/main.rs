@@ -4,18 +4,23 @@
 //! # Layout
 //! - `agent`: `concord agent` (flags, listeners, server + agent); `agent/config` reads config
 //!   files into typed structs and merges them with the flags.
-//! - `kv`, `catalog`, `services`, `members`: one module per client command group.
+//! - `kv`, `catalog`, `services`, `members`: one module per client command group
+//!   (`members` also holds `join`, `leave` and `force-leave`); `event`; `keyring` (`keygen`
+//!   and `keyring`); `rtt`.
 //! - What the client commands share, one concern per module: `flags` (the Go-style flag
 //!   parser and the HTTP flags), `http` (the HTTP client to the agent and its errors),
 //!   `output` (columns, stdout, failure messages).
 
 mod agent;
 mod catalog;
+mod event;
 mod flags;
 mod http;
+mod keyring;
 mod kv;
 mod members;
 mod output;
+mod rtt;
 mod services;
 
 const USAGE: &str = "Usage: concord [--version] [--help] <command> [<args>]
@@ -23,8 +28,15 @@ const USAGE: &str = "Usage: concord [--version] [--help] <command> [<args>]
 Available commands are:
     agent          Runs an agent (-dev for a one-process server and agent)
     catalog        Interact with the catalog
+    event          Fire a user event to the pool
+    force-leave    Forces a failed member of the pool to leave
+    join           Tell the agent to join the pool
+    keygen         Generates a new gossip encryption key
+    keyring        Manages gossip encryption keys
     kv             Interact with the key-value store
+    leave          Gracefully leaves the pool and shuts down
     members        Lists the members of the cluster
+    rtt            Estimates network round trip time between nodes
     services       Interact with services
     version        Prints the version";
 
@@ -49,6 +61,13 @@ fn main() -> std::process::ExitCode {
         match command.as_str() {
             "agent" => agent::run(args).await,
             "catalog" => catalog::run(args).await,
+            "event" => event::run(args).await,
+            "force-leave" => members::force_leave(args).await,
+            "join" => members::join(args).await,
+            "keygen" => keyring::keygen(&args),
+            "keyring" => keyring::run(args).await,
+            "leave" => members::leave(args).await,
+            "rtt" => rtt::run(args).await,
             "kv" => kv::run(args).await,
             "members" => members::run(args).await,
             "services" => services::run(args).await,

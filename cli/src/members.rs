@@ -1,4 +1,5 @@
-//! `concord members`: Consul's `consul members`, the agent's view of cluster membership.
+//! The membership commands: `concord members` (the agent's view of the pool), `join`,
+//! `leave` and `force-leave`, with `consul`'s flags, output and exit codes.
 
 use std::net::IpAddr;
 
@@ -6,7 +7,7 @@ use concord_api::agent::{member_status, Member};
 use concord_api::catalog::CONSUL_SERVICE;
 
 use crate::flags::{flag, parse_or_usage, Flag, Kind};
-use crate::http::HttpClient;
+use crate::http::{escape_path, HttpClient};
 use crate::output::{columnize, fail, outln};
 
 const USAGE: &str = "Usage: concord members [options]
@@ -14,9 +15,14 @@ const USAGE: &str = "Usage: concord members [options]
   Lists the members of the cluster as the agent sees them. Exits 2 if there are none.
 
   -detailed             Show every member tag instead of the summary columns.
+  -status=<regexp>      Only members whose status (alive, leaving, left, failed) matches.
   -wan                  List the WAN pool (servers only).";
 
-const FLAGS: &[Flag] = &[flag("detailed", Kind::Bool), flag("wan", Kind::Bool)];
+const FLAGS: &[Flag] = &[
+    flag("detailed", Kind::Bool),
+    flag("wan", Kind::Bool),
+    flag("status", Kind::Str),
+];
 
 /// Runs `concord members ...`; returns the exit code.
 pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
@@ -30,6 +36,10 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
             p.args.len()
         ));
     }
+    let status = match regex::Regex::new(p.value_or("status", ".*")) {
+        Ok(re) => re,
+        Err(e) => return fail(format!("Failed to compile status regexp: {e}")),
+    };
     let client = match HttpClient::from_flags(&p) {
         Ok(c) => c,
         Err(e) => return fail(format!("Error connecting to agent: {e}")),
@@ -43,11 +53,129 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
         Err(e) => return fail(format!("Error retrieving members: {e}")),
         Ok(found) => found.unwrap_or_default(),
     };
+    let members = with_status(members, &status);
     if members.is_empty() {
         return Ok(2);
     }
     outln(&format_members(members, p.bool("detailed")))?;
     Ok(0)
+}
+
+const JOIN_USAGE: &str = "Usage: concord join [options] address ...
+
+  Tells the agent to join the pool through the members at these gossip addresses
+  (host[:port], port 8301 by default).
+
+  -wan                  Join the WAN pool (not supported by Concord).";
+
+/// Runs `concord join ADDRESS...`.
+pub(crate) async fn join(args: Vec<String>) -> anyhow::Result<i32> {
+    let p = match parse_or_usage(&args, &[flag("wan", Kind::Bool)], JOIN_USAGE) {
+        Ok(p) => p,
+        Err(code) => return Ok(code),
+    };
+    if p.args.is_empty() {
+        return fail(format!(
+            "At least one address to join must be specified.\n\n{JOIN_USAGE}"
+        ));
+    }
+    let client = match HttpClient::from_flags(&p) {
+        Ok(c) => c,
+        Err(e) => return fail(format!("Error connecting to agent: {e}")),
+    };
+    let query: Vec<(&str, String)> = if p.bool("wan") {
+        vec![("wan", "1".to_string())]
+    } else {
+        Vec::new()
+    };
+    let mut joined = 0;
+    for addr in &p.args {
+        let path = format!("/v1/agent/join/{}", escape_path(addr));
+        match client.put(&path, &query, Vec::new()).await {
+            Ok(_) => joined += 1,
+            Err(e) => eprintln!("Error joining address '{addr}': {e}"),
+        }
+    }
+    if joined == 0 {
+        return fail("Failed to join any nodes.");
+    }
+    outln(&format!(
+        "Successfully joined cluster by contacting {joined} nodes."
+    ))?;
+    Ok(0)
+}
+
+const LEAVE_USAGE: &str = "Usage: concord leave [options]
+
+  Makes the agent leave the pool gracefully and shut down.";
+
+/// Runs `concord leave`.
+pub(crate) async fn leave(args: Vec<String>) -> anyhow::Result<i32> {
+    let p = match parse_or_usage(&args, &[], LEAVE_USAGE) {
+        Ok(p) => p,
+        Err(code) => return Ok(code),
+    };
+    if !p.args.is_empty() {
+        return fail(format!(
+            "Error found unexpected args: [{}]",
+            p.args.join(" ")
+        ));
+    }
+    let client = match HttpClient::from_flags(&p) {
+        Ok(c) => c,
+        Err(e) => return fail(format!("Error connecting to agent: {e}")),
+    };
+    if let Err(e) = client.put("/v1/agent/leave", &[], Vec::new()).await {
+        return fail(format!("Error leaving: {e}"));
+    }
+    outln("Graceful leave complete")?;
+    Ok(0)
+}
+
+const FORCE_LEAVE_USAGE: &str = "Usage: concord force-leave [options] name
+
+  Marks a failed member as left, so the pool stops trying to reach it and the leader
+  removes it from the catalog.
+
+  -prune                Also forget the member at once.
+  -wan                  Remove it from the WAN pool (servers only).";
+
+/// Runs `concord force-leave [-prune] NAME`; prints nothing on success, as Consul does.
+pub(crate) async fn force_leave(args: Vec<String>) -> anyhow::Result<i32> {
+    let flags = [flag("prune", Kind::Bool), flag("wan", Kind::Bool)];
+    let p = match parse_or_usage(&args, &flags, FORCE_LEAVE_USAGE) {
+        Ok(p) => p,
+        Err(code) => return Ok(code),
+    };
+    if p.args.len() != 1 {
+        return fail(format!(
+            "A single node name must be specified to force leave.\n\n{FORCE_LEAVE_USAGE}"
+        ));
+    }
+    let client = match HttpClient::from_flags(&p) {
+        Ok(c) => c,
+        Err(e) => return fail(format!("Error connecting to agent: {e}")),
+    };
+    let mut query = Vec::new();
+    if p.bool("prune") {
+        query.push(("prune", "1".to_string()));
+    }
+    if p.bool("wan") {
+        query.push(("wan", "1".to_string()));
+    }
+    let path = format!("/v1/agent/force-leave/{}", escape_path(&p.args[0]));
+    if let Err(e) = client.put(&path, &query, Vec::new()).await {
+        return fail(format!("Error force leaving: {e}"));
+    }
+    Ok(0)
+}
+
+/// `-status`: members whose status name matches (unanchored, as Consul matches it).
+fn with_status(members: Vec<Member>, status: &regex::Regex) -> Vec<Member> {
+    members
+        .into_iter()
+        .filter(|m| status.is_match(status_name(m.status)))
+        .collect()
 }
 
 /// Serf's status names.
@@ -259,6 +387,19 @@ mod tests {
              server-1  10.0.0.1:8301  alive   build=1.22.0:concord,dc=dc1,partition=default,\
              role=consul,segment=<all>,vsn=2"
         );
+    }
+
+    #[test]
+    fn status_regexp_selects_members() {
+        let pick = |re: &str| -> Vec<String> {
+            with_status(cluster(), &regex::Regex::new(re).unwrap())
+                .into_iter()
+                .map(|m| m.name)
+                .collect()
+        };
+        assert_eq!(pick("fail"), ["client-b"]);
+        assert_eq!(pick("^(alive|left)$"), ["client-a", "server-1"]);
+        assert!(pick("leaving").is_empty(), "nothing matches: exit 2");
     }
 
     #[test]

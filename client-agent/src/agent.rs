@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::connect::ConnectCa;
 use crate::definition::{prepare_service, PreparedCheck, PreparedService};
 use crate::local::LocalState;
+use crate::membership::Membership;
 use crate::metrics::Metrics;
 use crate::persist::Persist;
 use crate::rpc_client::ServerRpc;
@@ -42,6 +43,8 @@ pub struct AgentCore {
     pub connect: Arc<ConnectCa>,
     /// Fired by `/v1/agent/leave`.
     pub leave: Notify,
+    /// The LAN gossip pool; `None` when the agent runs without one (tests, embedding).
+    pub membership: Option<Arc<Membership>>,
     /// IDs of services that came from config files (replaced on reload).
     config_services: Mutex<Vec<String>>,
 }
@@ -61,6 +64,7 @@ impl AgentCore {
         config: Config,
         rpc: Arc<dyn ServerRpc>,
         catalog: CatalogView,
+        membership: Option<Arc<Membership>>,
     ) -> (Arc<Self>, mpsc::Receiver<CheckResult>) {
         let config = Arc::new(config);
         let local = Arc::new(LocalState::new());
@@ -79,6 +83,7 @@ impl AgentCore {
             catalog,
             connect,
             leave: Notify::new(),
+            membership,
             config_services: Mutex::new(Vec::new()),
         });
         (core, rx)

@@ -25,7 +25,8 @@ pub struct Config {
     pub advertise_addr: IpAddr,
     /// Node metadata registered with the node (`-node-meta`).
     pub node_meta: BTreeMap<String, String>,
-    /// RPC addresses of the servers to sync with and read from.
+    /// RPC addresses of servers known without gossip (the server in this process); the
+    /// servers found in the gossip pool are added to them as they come and go.
     pub servers: Vec<SocketAddr>,
     /// Whether this agent runs in a server process (reported by `/v1/agent/self`, members).
     pub server: bool,
@@ -57,7 +58,8 @@ pub struct Config {
     pub server_port: u16,
     /// WAN gossip port reported for this server in `?wan` members (`-serf-wan-port`).
     pub serf_wan_port: u16,
-    /// Gossip port reported for this member (`-serf-lan-port`; gossip itself is not built yet).
+    /// LAN gossip port of this member (`-serf-lan-port`; the bound port when 0 was asked),
+    /// reported by `/v1/agent/self` when the agent runs without a pool.
     pub serf_lan_port: u16,
 }
 

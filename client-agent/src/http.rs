@@ -15,6 +15,8 @@ mod connect_ca;
 mod error;
 mod health;
 mod kv;
+mod members;
+mod near;
 mod params;
 mod reply;
 mod session;
@@ -49,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .merge(connect_ca::routes())
         .merge(health::routes())
         .merge(kv::routes())
+        .merge(members::routes())
         .merge(session::routes())
         .merge(status::routes())
         .layer(axum::middleware::from_fn_with_state(

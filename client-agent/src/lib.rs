@@ -20,6 +20,8 @@
 //!   certificates made here (key + CSR, a server signs) and renewed before expiry.
 //! - [`rpc_client`]: the seam to the servers: the [`rpc_client::ServerRpc`] trait, the real
 //!   client over `concord_net`, typed queries; an in-memory fake in tests.
+//! - [`membership`]: the agent's side of the LAN gossip pool: member tags and JSON, servers
+//!   learned from the pool, user events filtered into a ring, cluster-wide keyring changes.
 //! - [`persist`]: API-registered services and checks kept in the data dir across restarts.
 //! - [`metrics`]: `/v1/agent/metrics` in JSON and Prometheus formats.
 
@@ -34,6 +36,7 @@ pub mod dns;
 pub mod filter;
 pub mod http;
 pub mod local;
+pub mod membership;
 pub mod metrics;
 pub mod persist;
 pub mod rpc_client;

@@ -4,7 +4,8 @@
 //!
 //! Any server answers any request (followers forward to the leader), so the client only
 //! needs *a* reachable server: it starts with the one that answered last and rotates through
-//! the configured list when a server cannot be reached. A read also moves on when the
+//! the list when a server cannot be reached. The list is the configured servers plus those
+//! the gossip pool shows ([`ServerRpc::set_servers`], fed by [`crate::membership::follow`]). A read also moves on when the
 //! exchange broke midway (it changes nothing, so asking again is safe); a write does not,
 //! since the first server may have applied it and a second try could apply it twice. A
 //! server's own answer (even an error) ends the rotation: another server would say the same.
@@ -15,6 +16,7 @@ pub(crate) mod fake;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::RwLock;
 use std::time::Duration;
 
 use concord_api::catalog::{
@@ -45,13 +47,19 @@ pub trait ServerRpc: Send + Sync + std::fmt::Debug {
 
     /// Runs a write through Raft.
     async fn write(&self, request: WriteRequest) -> Result<WriteResponse, RpcError>;
+
+    /// Replaces the servers to talk to (learned from the gossip pool). Clients with a fixed
+    /// set of servers ignore it.
+    fn set_servers(&self, _servers: Vec<SocketAddr>) {}
 }
 
 /// Talks to the servers' RPC endpoints.
 #[derive(Debug)]
 pub struct ServerClient {
     http: RpcHttp,
-    servers: Vec<SocketAddr>,
+    /// Replaced as servers join and leave the pool; read once per call (std lock: never
+    /// held across an await).
+    servers: RwLock<Vec<SocketAddr>>,
     current: AtomicUsize,
 }
 
@@ -62,9 +70,17 @@ impl ServerClient {
         let http = RpcHttp::new().map_err(CallError::into_rpc_error)?;
         Ok(ServerClient {
             http,
-            servers,
+            servers: RwLock::new(servers),
             current: AtomicUsize::new(0),
         })
+    }
+
+    /// The servers known now.
+    pub fn servers(&self) -> Vec<SocketAddr> {
+        self.servers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Sends to the servers in turn until one answers. `idempotent` says whether a broken
@@ -80,14 +96,15 @@ impl ServerClient {
         B: serde::Serialize + Sync,
         T: serde::de::DeserializeOwned,
     {
-        if self.servers.is_empty() {
+        let servers = self.servers();
+        if servers.is_empty() {
             return Err(RpcError::Internal("No known Consul servers".to_string()));
         }
         let start = self.current.load(Ordering::Relaxed);
         let mut last_err = None;
-        for attempt in 0..self.servers.len() {
-            let idx = (start + attempt) % self.servers.len();
-            let addr = self.servers[idx].to_string();
+        for attempt in 0..servers.len() {
+            let idx = (start + attempt) % servers.len();
+            let addr = servers[idx].to_string();
             match self.http.post(&addr, path, body, &[], timeout).await {
                 Ok(reply) => {
                     self.current.store(idx, Ordering::Relaxed);
@@ -127,6 +144,14 @@ impl ServerRpc for ServerClient {
     async fn write(&self, request: WriteRequest) -> Result<WriteResponse, RpcError> {
         self.call(WRITE_PATH, &request, REQUEST_TIMEOUT, false)
             .await
+    }
+
+    fn set_servers(&self, servers: Vec<SocketAddr>) {
+        let mut guard = self.servers.write().unwrap_or_else(|e| e.into_inner());
+        if *guard != servers {
+            tracing::info!(?servers, "server list changed");
+            *guard = servers;
+        }
     }
 }
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use concord_api::rpc::RpcError;
+use concord_net::gossip::Gossip;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
@@ -15,6 +16,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use crate::agent::AgentCore;
 use crate::catalog_cache::{self, CatalogSnapshot};
 use crate::config::Config;
+use crate::membership::Membership;
 use crate::rpc_client::{ServerClient, ServerRpc};
 
 /// How long the HTTP and DNS servers get to finish in-flight requests after shutdown
@@ -22,12 +24,25 @@ use crate::rpc_client::{ServerClient, ServerRpc};
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Sockets the agent serves on, bound by the caller (tests bind port 0).
-#[derive(Debug)]
 pub struct Listeners {
     /// HTTP API.
     pub http: TcpListener,
     /// DNS over UDP and TCP on the same port; `None` disables DNS (`ports.dns = -1`).
     pub dns: Option<(UdpSocket, TcpListener)>,
+    /// The LAN gossip pool, already started (and shared with an in-process server); `None`
+    /// runs without membership (`/v1/agent/members` then shows this agent alone). The
+    /// caller keeps ownership: the agent leaves the pool only on `/v1/agent/leave`.
+    pub gossip: Option<Gossip>,
+}
+
+impl std::fmt::Debug for Listeners {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listeners")
+            .field("http", &self.http)
+            .field("dns", &self.dns)
+            .field("gossip", &self.gossip.is_some())
+            .finish()
+    }
 }
 
 /// Why the agent stopped abnormally.
@@ -65,7 +80,8 @@ pub(crate) async fn run_with(
     let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(CatalogSnapshot::default()));
     let dns_config = config.dns.clone();
     let initial_services = config.services.clone();
-    let (core, results) = AgentCore::new(config, rpc, snapshot_rx.clone());
+    let membership = listeners.gossip.map(Membership::new);
+    let (core, results) = AgentCore::new(config, rpc, snapshot_rx.clone(), membership.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = move || {
         let mut rx = stop_rx.clone();
@@ -86,6 +102,9 @@ pub(crate) async fn run_with(
     tasks.spawn(core.clone().reap_critical());
     tasks.spawn(core.ae.clone().run(stopped()));
     tasks.spawn(core.connect.clone().run(stopped()));
+    if let Some(m) = membership {
+        tasks.spawn(crate::membership::follow(core.clone(), m, stopped()));
+    }
     tasks.spawn(catalog_cache::follow(
         core.rpc.clone(),
         snapshot_tx,
@@ -153,7 +172,11 @@ mod tests {
         let fake = Arc::new(FakeServers::default());
         let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = http.local_addr().unwrap();
-        let listeners = Listeners { http, dns: None };
+        let listeners = Listeners {
+            http,
+            dns: None,
+            gossip: None,
+        };
         let mut config = Config::new("node-1", Vec::new());
         config.services =
             vec![serde_json::from_str(r#"{"Name":"web","Check":{"TTL":"1h"}}"#).unwrap()];

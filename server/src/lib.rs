@@ -3,7 +3,8 @@
 //! Consul-compatible core of `agent/consul`: the leader applies writes through Raft,
 //! followers forward, any server answers stale reads, blocking queries wake on change.
 //!
-//! Start one with [`Server::start`] (or [`run`] until a shutdown signal).
+//! Start one with [`Server::start`] (or [`run`] until a shutdown signal); a server in a LAN
+//! gossip pool starts with [`Server::start_with_gossip`].
 //!
 //! # Layout
 //! Modules from the top floor down; each imports only from below it.
@@ -20,7 +21,9 @@
 //!   write path into Raft (`Shared::propose`).
 //! - `timers`: session TTL timers (tokio time), armed while this server leads.
 //! - `fsm`: the Raft state machine over the state store; snapshots persisted in sled.
-//! - `log_store`: the Raft log, vote and commit point on sled.
+//! - `data_dir`: the data dir's layout and recorded format version (refuses others).
+//! - `log_store`: the Raft log, vote and commit point: a write-ahead log of segment files,
+//!   fdatasynced (group commit) before an entry is acknowledged.
 //! - `raft`: openraft type configuration and aliases, and the Raft wire (paths, bodies)
 //!   both `network` and `rpc` use.
 //! - `state`: the state store (tables, queries, indexes, watches), a plain library;
@@ -35,6 +38,7 @@
 mod command;
 mod config;
 mod connect;
+mod data_dir;
 mod fsm;
 #[cfg(test)]
 mod golden;

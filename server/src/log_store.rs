@@ -1,135 +1,195 @@
-//! The Raft log on sled (openraft v2 `RaftLogStorage` + `RaftLogReader`).
+//! The Raft log: a write-ahead log of its own (openraft v2 `RaftLogStorage` +
+//! `RaftLogReader`), in `<data_dir>/raft/log/`.
 //!
-//! Two trees, like openraft's `log-rocks` example:
-//! - `logs`: big-endian `u64` index → JSON [`Entry`]. Big-endian keys sort numerically, so
-//!   sled's ordered iteration is log order and ranges are index ranges.
-//! - `meta`: typed keys ([`MetaKey`]) → JSON values: the vote, the last purged log id and
-//!   the committed log id.
+//! Why not sled: sled's flush on Linux is `sync_file_range`, which flushes neither the file
+//! metadata needed to read the data back nor the disk's write cache, so an acknowledged entry
+//! survived `kill -9` but not a power loss. sled keeps what it serves well (the state-machine
+//! snapshot, see [`fsm`](crate::fsm)); the log lives here.
 //!
-//! Durability: writes Raft relies on for safety (entries, vote, truncation, purge) are
-//! flushed (fsync) before they are acknowledged; `append` calls openraft's callback only after
-//! the flush, so an entry acknowledged to the leader survives `kill -9`. The committed log id
-//! is not flushed: losing it only means re-applying fewer entries at startup until the leader
-//! re-establishes the commit index.
+//! # Durability contract
+//! - `append`: openraft's callback is called only after the entries' segment bytes were
+//!   `fdatasync`ed (data, file size and the disk cache); a new segment's directory entry is
+//!   fsynced before anything is appended to it.
+//! - `save_vote`: the vote file is replaced atomically (temp file, fsync, rename, fsync of the
+//!   directory) before it returns.
+//! - `truncate` and `purge` are synced before they return.
+//! - `save_committed` is not synced by itself (it rides on the next sync): losing it only
+//!   means re-applying fewer entries at startup until the leader re-establishes the commit.
 //!
-//! Async hygiene: sled inserts and batches only touch its in-memory page cache, so they run
-//! inline; the fsync ([`flush`]) is what blocks, and it runs on tokio's blocking pool. (The
-//! whole-snapshot work is in [`fsm`](crate::fsm), off the async threads too.)
+//! Group commit: all file I/O runs on one writer thread ([`writer`]), which batches whatever
+//! queued while the previous sync ran into one write and one `fdatasync`.
+//!
+//! The whole unpurged log is also kept in memory (the server snapshots every few thousand
+//! entries and purges behind them), so reads never touch the disk; the files are read only
+//! at startup ([`segment::recover`]).
+//!
+//! # Layout
+//! - `segment`: record framing and checksums, segment files, crash recovery (torn tails).
+//! - `writer`: the writer thread, group commit, segment rotation, the vote file.
 
 #[cfg(test)]
 mod tests;
 
+mod segment;
+mod writer;
+
 use std::fmt::Debug;
+use std::io;
 use std::ops::{Bound, RangeBounds};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{AnyError, LogState, RaftLogReader};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 
 use crate::raft::{Entry, LogId, StorageError, StorageIOError, TypeConfig, Vote};
+use segment::{LogState as Log, Record};
+use writer::{Job, Stats, Writer, VOTE_FILE};
 
-/// A typed key of the `meta` tree.
-trait MetaKey {
-    /// The key bytes.
-    const NAME: &'static str;
-    /// What is stored under it.
-    type Value: Serialize + DeserializeOwned;
-}
+pub(crate) use writer::write_atomically;
 
-/// The last vote this node cast or granted.
-struct VoteKey;
-impl MetaKey for VoteKey {
-    const NAME: &'static str = "vote";
-    type Value = Vote;
-}
-
-/// The last log id removed by `purge` (entries up to it are gone).
-struct LastPurgedKey;
-impl MetaKey for LastPurgedKey {
-    const NAME: &'static str = "last_purged";
-    type Value = LogId;
-}
-
-/// The last log id known committed.
-struct CommittedKey;
-impl MetaKey for CommittedKey {
-    const NAME: &'static str = "committed";
-    type Value = LogId;
-}
-
-fn io_err(e: impl std::error::Error + 'static) -> AnyError {
-    AnyError::new(&e)
-}
-
-/// Forces everything written to `db` to disk, off the async threads.
-pub(crate) async fn flush(db: &sled::Db) -> Result<(), std::io::Error> {
-    let db = db.clone();
-    // spawn_blocking: fsync can take milliseconds; it also keeps tokio's paused test clock
-    // from jumping ahead while the disk works.
-    match tokio::task::spawn_blocking(move || db.flush()).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(std::io::Error::other(e)),
-        Err(e) => Err(std::io::Error::other(e)),
-    }
-}
-
-/// The sled-backed Raft log. Cheap to clone (sled handles are shared); the clone is also the
-/// log reader replication streams use.
+/// The Raft log. Cheap to clone; the clone is also the log reader replication streams use.
+/// The writer thread stops when the last clone is dropped.
 #[derive(Clone, Debug)]
 pub(crate) struct LogStore {
-    db: sled::Db,
-    logs: sled::Tree,
-    meta: sled::Tree,
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// The log as written so far (possibly ahead of the disk by the jobs still queued).
+    log: Arc<Mutex<Log>>,
+    vote: Mutex<Option<Vote>>,
+    jobs: Sender<Job>,
+    #[cfg(test)]
+    stats: Arc<Stats>,
+    #[cfg(test)]
+    gate: Arc<Mutex<()>>,
+    /// A log without a data dir lives in a temporary directory, deleted with the store.
+    _temp: Option<tempfile::TempDir>,
 }
 
 impl LogStore {
-    /// Opens (or creates) the log trees in `db`.
-    pub(crate) fn open(db: &sled::Db) -> Result<Self, sled::Error> {
+    /// Opens (or creates) the log in `dir`. Blocking (reads the newest segment): call it on
+    /// the blocking pool.
+    pub(crate) fn open(dir: &Path) -> io::Result<Self> {
+        Self::open_with(dir.to_path_buf(), None, writer::SEGMENT_BYTES)
+    }
+
+    /// A log in a fresh temporary directory (servers without a data dir).
+    pub(crate) fn open_temporary() -> io::Result<Self> {
+        let temp = tempfile::Builder::new().prefix("concord-log").tempdir()?;
+        Self::open_with(temp.path().to_path_buf(), Some(temp), writer::SEGMENT_BYTES)
+    }
+
+    fn open_with(
+        dir: PathBuf,
+        temp: Option<tempfile::TempDir>,
+        segment_bytes: u64,
+    ) -> io::Result<Self> {
+        std::fs::create_dir_all(&dir)?;
+        let vote = read_vote(&dir)?;
+        let recovered = segment::recover(&dir)?;
+        let log = Arc::new(Mutex::new(recovered.state.clone()));
+        let stats = Arc::new(Stats::default());
+        let writer = Writer::new(dir, recovered, segment_bytes, log.clone(), stats.clone());
+        #[cfg(not(test))]
+        drop(stats);
+        #[cfg(test)]
+        let gate = writer.gate.clone();
+        let (jobs, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("raft-log-writer".into())
+            .spawn(move || writer.run(rx))?;
         Ok(LogStore {
-            db: db.clone(),
-            logs: db.open_tree("logs")?,
-            meta: db.open_tree("meta")?,
+            inner: Arc::new(Inner {
+                log,
+                vote: Mutex::new(vote),
+                jobs,
+                #[cfg(test)]
+                stats,
+                #[cfg(test)]
+                gate,
+                _temp: temp,
+            }),
         })
     }
 
-    fn get_meta<K: MetaKey>(&self) -> Result<Option<K::Value>, AnyError> {
-        let Some(bytes) = self.meta.get(K::NAME).map_err(io_err)? else {
-            return Ok(None);
+    fn log(&self) -> MutexGuard<'_, Log> {
+        self.inner
+            .log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Applies `record` to the in-memory log and queues it for the writer. Returns the
+    /// channel its completion is reported on when `sync` asked for durability.
+    fn submit(
+        &self,
+        record: Record,
+        sync: bool,
+    ) -> io::Result<Option<mpsc::Receiver<io::Result<()>>>> {
+        let mut bytes = Vec::new();
+        segment::encode(&record, &mut bytes)?;
+        let (done, rx) = if sync {
+            let (tx, rx) = mpsc::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
         };
-        serde_json::from_slice(&bytes).map(Some).map_err(io_err)
+        // One lock around "apply, then queue": the writer's queue is in the same order as
+        // the in-memory changes.
+        let mut log = self.log();
+        log.apply(record);
+        self.send(Job::Records { bytes, sync, done })?;
+        drop(log);
+        Ok(rx)
     }
 
-    fn put_meta<K: MetaKey>(&self, value: &K::Value) -> Result<(), AnyError> {
-        let bytes = serde_json::to_vec(value).map_err(io_err)?;
-        self.meta.insert(K::NAME, bytes).map_err(io_err)?;
-        Ok(())
+    fn send(&self, job: Job) -> io::Result<()> {
+        self.inner
+            .jobs
+            .send(job)
+            .map_err(|_| io::Error::other("the raft log writer thread is gone"))
     }
 
-    fn decode(bytes: &[u8]) -> Result<Entry, AnyError> {
-        serde_json::from_slice(bytes).map_err(io_err)
+    /// Number of `fdatasync`s of log segments so far (tests: group commit).
+    #[cfg(test)]
+    fn syncs(&self) -> u64 {
+        self.inner
+            .stats
+            .syncs
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
+}
 
-    fn last_log_id(&self) -> Result<Option<LogId>, AnyError> {
-        match self.logs.last().map_err(io_err)? {
-            Some((_, bytes)) => Ok(Some(Self::decode(&bytes)?.log_id)),
-            None => Ok(None),
-        }
-    }
+/// Waits for the writer to report a job done, on the blocking pool: off the async worker
+/// threads, and (a blocking task being in flight) without letting tokio's paused test clock
+/// jump ahead meanwhile.
+async fn wait(rx: Option<mpsc::Receiver<io::Result<()>>>) -> io::Result<()> {
+    let Some(rx) = rx else { return Ok(()) };
+    tokio::task::spawn_blocking(move || rx.recv())
+        .await
+        .map_err(io::Error::other)?
+        .map_err(|_| io::Error::other("the raft log writer thread is gone"))?
+}
 
-    /// Removes every entry whose index is in `range`.
-    fn remove_range(&self, range: impl RangeBounds<[u8; 8]>) -> Result<(), AnyError> {
-        let mut batch = sled::Batch::default();
-        for item in self.logs.range(range) {
-            let (key, _) = item.map_err(io_err)?;
-            batch.remove(key);
-        }
-        self.logs.apply_batch(batch).map_err(io_err)
+fn read_vote(dir: &Path) -> io::Result<Option<Vote>> {
+    match std::fs::read(dir.join(VOTE_FILE)) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: unreadable vote: {e}", dir.join(VOTE_FILE).display()),
+            )
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
     }
+}
 
-    async fn flush(&self) -> Result<(), AnyError> {
-        flush(&self.db).await.map_err(io_err)
-    }
+fn any(e: io::Error) -> AnyError {
+    AnyError::new(&e)
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -138,26 +198,33 @@ impl RaftLogReader<TypeConfig> for LogStore {
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
         let start = match range.start_bound() {
-            Bound::Included(i) => *i,
-            Bound::Excluded(i) => i.saturating_add(1),
-            Bound::Unbounded => 0,
+            Bound::Included(i) => Bound::Included(*i),
+            Bound::Excluded(i) => Bound::Excluded(*i),
+            Bound::Unbounded => Bound::Unbounded,
         };
         let end = match range.end_bound() {
-            Bound::Included(i) => i.checked_add(1),
-            Bound::Excluded(i) => Some(*i),
-            Bound::Unbounded => None,
+            Bound::Included(i) => Bound::Included(*i),
+            Bound::Excluded(i) => Bound::Excluded(*i),
+            Bound::Unbounded => Bound::Unbounded,
         };
-        let iter = match end {
-            Some(end) if end <= start => return Ok(Vec::new()),
-            Some(end) => self.logs.range(start.to_be_bytes()..end.to_be_bytes()),
-            None => self.logs.range(start.to_be_bytes()..),
+        // BTreeMap::range panics on an empty or inverted range: answer that here.
+        let empty = match (start, end) {
+            (Bound::Included(s), Bound::Excluded(e)) => s >= e,
+            (Bound::Included(s), Bound::Included(e)) => s > e,
+            (Bound::Excluded(s), Bound::Excluded(e)) | (Bound::Excluded(s), Bound::Included(e)) => {
+                s >= e
+            }
+            _ => false,
         };
-        let mut entries = Vec::new();
-        for item in iter {
-            let (_, bytes) = item.map_err(|e| StorageIOError::read_logs(io_err(e)))?;
-            entries.push(Self::decode(&bytes).map_err(StorageIOError::read_logs)?);
+        if empty {
+            return Ok(Vec::new());
         }
-        Ok(entries)
+        Ok(self
+            .log()
+            .entries
+            .range((start, end))
+            .map(|(_, e)| e.clone())
+            .collect())
     }
 }
 
@@ -165,12 +232,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
-        let last_purged_log_id = self
-            .get_meta::<LastPurgedKey>()
-            .map_err(StorageIOError::read_logs)?;
-        let last_log_id = self
-            .last_log_id()
-            .map_err(StorageIOError::read_logs)?
+        let log = self.log();
+        let last_purged_log_id = log.last_purged;
+        let last_log_id = log
+            .entries
+            .last_key_value()
+            .map(|(_, e)| e.log_id)
             .or(last_purged_log_id);
         Ok(LogState {
             last_purged_log_id,
@@ -183,35 +250,42 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
-        self.put_meta::<VoteKey>(vote)
-            .map_err(StorageIOError::write_vote)?;
-        self.flush().await.map_err(StorageIOError::write_vote)?;
+        let write = async {
+            let bytes = serde_json::to_vec(vote).map_err(io::Error::other)?;
+            let (tx, rx) = mpsc::channel();
+            self.send(Job::Vote {
+                bytes,
+                done: Some(tx),
+            })?;
+            wait(Some(rx)).await
+        };
+        write
+            .await
+            .map_err(|e| StorageIOError::write_vote(any(e)))?;
+        *self
+            .inner
+            .vote
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(*vote);
         Ok(())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
-        Ok(self
-            .get_meta::<VoteKey>()
-            .map_err(StorageIOError::read_vote)?)
+        Ok(*self
+            .inner
+            .vote
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner))
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        let result = match committed {
-            Some(log_id) => self.put_meta::<CommittedKey>(&log_id),
-            None => self
-                .meta
-                .remove(CommittedKey::NAME)
-                .map(|_| ())
-                .map_err(io_err),
-        };
-        result.map_err(StorageIOError::write_logs)?;
+        self.submit(Record::Committed(committed), false)
+            .map_err(|e| StorageIOError::write_logs(any(e)))?;
         Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        Ok(self
-            .get_meta::<CommittedKey>()
-            .map_err(StorageIOError::read_logs)?)
+        Ok(self.log().committed)
     }
 
     async fn append<I>(
@@ -223,46 +297,45 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
-        let mut batch = sled::Batch::default();
-        for entry in entries {
-            let bytes = serde_json::to_vec(&entry)
-                .map_err(|e| StorageIOError::write_log_entry(entry.log_id, io_err(e)))?;
-            batch.insert(&entry.log_id.index.to_be_bytes(), bytes);
-        }
-        self.logs
-            .apply_batch(batch)
-            .map_err(|e| StorageIOError::write_logs(io_err(e)))?;
-        // Acknowledge only once the entries are on disk.
-        match flush(&self.db).await {
-            Ok(()) => {
-                callback.log_io_completed(Ok(()));
-                Ok(())
-            }
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let rx = match self.submit(Record::Append(entries), true) {
+            Ok(rx) => rx,
             Err(e) => {
                 let err = StorageIOError::write_logs(AnyError::new(&e));
                 callback.log_io_completed(Err(e));
-                Err(err.into())
+                return Err(err.into());
             }
-        }
+        };
+        // Acknowledge only once the entries are on disk; the wait is not awaited here, so
+        // openraft may go on while the writer syncs.
+        tokio::spawn(async move { callback.log_io_completed(wait(rx).await) });
+        Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         tracing::debug!(%log_id, "truncating log from");
-        self.remove_range(log_id.index.to_be_bytes()..)
-            .map_err(StorageIOError::write_logs)?;
-        self.flush().await.map_err(StorageIOError::write_logs)?;
+        let rx = self
+            .submit(
+                Record::Truncate {
+                    since: log_id.index,
+                },
+                true,
+            )
+            .map_err(|e| StorageIOError::write_logs(any(e)))?;
+        wait(rx)
+            .await
+            .map_err(|e| StorageIOError::write_logs(any(e)))?;
         Ok(())
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         tracing::debug!(%log_id, "purging log up to");
-        // Record the purge point first: a crash between the two steps must not leave
-        // `get_log_state` reporting entries that are gone.
-        self.put_meta::<LastPurgedKey>(&log_id)
-            .map_err(StorageIOError::write_logs)?;
-        self.remove_range(..=log_id.index.to_be_bytes())
-            .map_err(StorageIOError::write_logs)?;
-        self.flush().await.map_err(StorageIOError::write_logs)?;
+        let rx = self
+            .submit(Record::Purge(log_id), true)
+            .map_err(|e| StorageIOError::write_logs(any(e)))?;
+        wait(rx)
+            .await
+            .map_err(|e| StorageIOError::write_logs(any(e)))?;
         Ok(())
     }
 }

@@ -10,6 +10,7 @@ use std::future::Future;
 use std::sync::{Mutex, PoisonError};
 
 use concord_api::rpc::{QueryMeta, RpcError, WriteResult};
+use concord_net::gossip::Gossip;
 use concord_net::rpc::RpcHttp;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::ServerState;
@@ -44,6 +45,9 @@ pub(crate) struct Shared {
     pub(crate) timers: SessionTimers,
     /// Client for forwarding to the leader (the same pool Raft's network uses).
     pub(crate) http: RpcHttp,
+    /// The LAN gossip pool this server is a member of, when the caller runs one; the leader
+    /// reconciles its members into the catalog.
+    pub(crate) gossip: Option<Gossip>,
     /// When an append-entries from a leader last succeeded here.
     last_contact: Mutex<Option<Instant>>,
     started: Instant,
@@ -77,10 +81,17 @@ impl Shared {
             store,
             timers,
             http,
+            gossip: None,
             last_contact: Mutex::new(None),
             started: Instant::now(),
             shutdown: watch::Sender::new(false),
         }
+    }
+
+    /// The same state, with the LAN gossip pool the leader reconciles.
+    pub(crate) fn with_gossip(mut self, gossip: Option<Gossip>) -> Self {
+        self.gossip = gossip;
+        self
     }
 
     /// Who leads, from the latest Raft metrics.

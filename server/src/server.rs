@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use concord_net::gossip::Gossip;
 use concord_net::rpc::RpcHttp;
 use openraft::error::{InitializeError, RaftError};
 use openraft::SnapshotPolicy;
@@ -16,9 +17,10 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::config::Config;
+use crate::data_dir;
 use crate::fsm::StateMachine;
 use crate::leader;
-use crate::log_store::{self, LogStore};
+use crate::log_store::LogStore;
 use crate::network::NetworkFactory;
 use crate::node::{Leadership, Shared};
 use crate::raft::{node_id_from_uuid, Node, NodeId, Raft};
@@ -59,13 +61,40 @@ pub enum ServerError {
 
 /// Opens storage and starts Raft: everything but serving RPCs, bootstrapping and the
 /// leader loop. Returns the database so the caller can flush it on shutdown.
+#[cfg(test)]
 pub(crate) async fn open(config: Config) -> Result<(Arc<Shared>, sled::Db), ServerError> {
+    open_with_gossip(config, None).await
+}
+
+/// [`open`], with the LAN gossip pool kept in [`Shared`] for the leader to reconcile.
+pub(crate) async fn open_with_gossip(
+    config: Config,
+    gossip: Option<Gossip>,
+) -> Result<(Arc<Shared>, sled::Db), ServerError> {
     let id = node_id_from_uuid(&config.node_id).map_err(|e| {
         ServerError::Config(format!("node_id {:?} is not a UUID: {e}", config.node_id))
     })?;
-    let db = open_db(config.data_dir.as_deref()).await?;
     let storage = |e: &dyn std::fmt::Display| ServerError::Storage(e.to_string());
-    let log = LogStore::open(&db).map_err(|e| storage(&e))?;
+    // The version check comes first: a data dir of another format is never opened.
+    let layout = match config.data_dir.clone() {
+        Some(dir) => Some(
+            tokio::task::spawn_blocking(move || data_dir::prepare(&dir))
+                .await
+                .map_err(|e| storage(&e))?
+                .map_err(|e| storage(&e))?,
+        ),
+        None => None,
+    };
+    let db = open_db(layout.as_ref().map(|l| l.sled.as_path())).await?;
+    // After sled's lock is held: a second server on this dir stops there, before the log.
+    let log_dir = layout.map(|l| l.log);
+    let log = tokio::task::spawn_blocking(move || match log_dir {
+        Some(dir) => LogStore::open(&dir),
+        None => LogStore::open_temporary(),
+    })
+    .await
+    .map_err(|e| storage(&e))?
+    .map_err(|e| storage(&e))?;
     // Restoring the persisted snapshot decodes the whole store: keep it off the async threads.
     let fsm_db = db.clone();
     let (fsm, store) =
@@ -83,7 +112,7 @@ pub(crate) async fn open(config: Config) -> Result<(Arc<Shared>, sled::Db), Serv
     .await
     .map_err(|e| ServerError::Raft(e.to_string()))?;
     let timers = SessionTimers::new(leader::expire_session(raft.clone(), store.clone()));
-    let shared = Shared::new(config, id, raft, store, timers, http);
+    let shared = Shared::new(config, id, raft, store, timers, http).with_gossip(gossip);
     Ok((Arc::new(shared), db))
 }
 
@@ -106,19 +135,17 @@ fn raft_config(config: &Config) -> Result<openraft::Config, ServerError> {
     .map_err(|e| ServerError::Config(e.to_string()))
 }
 
-/// Opens the sled database: `<data_dir>/raft`, or a temporary one deleted on drop.
+/// Opens the sled database at `path` (the data dir's [`Layout::sled`](data_dir::Layout)), or
+/// a temporary one deleted on drop.
 ///
 /// If another handle still holds the database's lock, waits for it up to [`DB_LOCK_WAIT`]:
 /// after `Server::shutdown` returns, openraft's replication and state-machine tasks may
 /// still be dropping their storage handles for a moment, so a server restarted in the same
 /// process (tests, embedders) would otherwise fail at random. Opening recovers sled's log,
 /// so it runs on the blocking pool.
-async fn open_db(data_dir: Option<&Path>) -> Result<sled::Db, ServerError> {
-    let config = match data_dir {
-        Some(dir) => {
-            std::fs::create_dir_all(dir)?;
-            sled::Config::new().path(dir.join("raft"))
-        }
+async fn open_db(path: Option<&Path>) -> Result<sled::Db, ServerError> {
+    let config = match path {
+        Some(path) => sled::Config::new().path(path),
         None => sled::Config::new().temporary(true),
     };
     let storage = |e: &dyn std::fmt::Display| ServerError::Storage(e.to_string());
@@ -134,6 +161,16 @@ async fn open_db(data_dir: Option<&Path>) -> Result<sled::Db, ServerError> {
             }
             opened => return opened.map_err(|e| storage(&e)),
         }
+    }
+}
+
+/// Forces everything written to the sled database to disk, off the async threads.
+async fn flush(db: &sled::Db) -> Result<(), std::io::Error> {
+    let db = db.clone();
+    match tokio::task::spawn_blocking(move || db.flush()).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(std::io::Error::other(e)),
+        Err(e) => Err(std::io::Error::other(e)),
     }
 }
 
@@ -175,10 +212,32 @@ pub struct Server {
 
 impl Server {
     /// Opens the data dir, starts Raft, serves RPCs (agents' reads/writes and Raft's own
-    /// traffic) on `rpc_listener`, and bootstraps when `bootstrap_expect == 1`.
+    /// traffic) on `rpc_listener`, and bootstraps when `bootstrap_expect == 1`. Without a
+    /// gossip pool the catalog holds only what agents register (and this server itself).
     pub async fn start(config: Config, rpc_listener: TcpListener) -> Result<Server, ServerError> {
+        Server::start_inner(config, rpc_listener, None).await
+    }
+
+    /// [`Server::start`] for a server that is a member of the LAN gossip pool `gossip`
+    /// (started and joined by the caller, which also leaves and shuts it down). While this
+    /// server leads, it reconciles the pool's members into the catalog as Consul does: alive
+    /// members registered with a passing `serfHealth` check, failed ones critical, members
+    /// that left deregistered.
+    pub async fn start_with_gossip(
+        config: Config,
+        rpc_listener: TcpListener,
+        gossip: Gossip,
+    ) -> Result<Server, ServerError> {
+        Server::start_inner(config, rpc_listener, Some(gossip)).await
+    }
+
+    async fn start_inner(
+        config: Config,
+        rpc_listener: TcpListener,
+        gossip: Option<Gossip>,
+    ) -> Result<Server, ServerError> {
         let rpc_addr = rpc_listener.local_addr()?;
-        let (shared, db) = open(config.clone()).await?;
+        let (shared, db) = open_with_gossip(config.clone(), gossip).await?;
         let raft = shared.raft.clone();
         let id = shared.id;
         tracing::info!(node = %config.node_name, raft_id = id, %rpc_addr, "server starting");
@@ -252,7 +311,7 @@ impl Server {
             tracing::warn!("RPCs still running after {SHUTDOWN_GRACE:?}; aborting them");
             self.http.abort();
         }
-        log_store::flush(&self.db).await?;
+        flush(&self.db).await?;
         raft.map_err(|e| ServerError::Raft(e.to_string()))
     }
 }

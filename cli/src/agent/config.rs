@@ -49,6 +49,16 @@ struct ConfigFile {
     dns_config: Option<DnsConfig>,
     service: Option<ServiceEntry>,
     services: Option<Vec<ServiceEntry>>,
+    start_join: Option<Vec<String>>,
+    retry_join: Option<Vec<String>>,
+    retry_interval: Option<String>,
+    retry_max: Option<u64>,
+    rejoin_after_leave: Option<bool>,
+    /// Address the LAN gossip binds to (Consul's `serf_lan`, flag `-serf-lan-bind`).
+    serf_lan: Option<String>,
+    encrypt: Option<String>,
+    reconnect_timeout: Option<String>,
+    leave_on_terminate: Option<bool>,
     /// Keys this struct does not name: logged, then ignored.
     #[serde(flatten)]
     unknown: BTreeMap<String, IgnoredAny>,
@@ -149,6 +159,24 @@ pub(super) struct Settings {
     pub(super) enable_script_checks: bool,
     /// Run script checks from config files only.
     pub(super) enable_local_script_checks: bool,
+    /// Gossip addresses joined once at start (`-join`, `start_join`); failing is fatal.
+    pub(super) join: Vec<String>,
+    /// Gossip addresses joined in the background until one answers (`-retry-join`).
+    pub(super) retry_join: Vec<String>,
+    /// Wait between retry-join attempts (default 30 s).
+    pub(super) retry_interval: Option<Duration>,
+    /// Retry-join attempts before the agent gives up and exits; 0 retries forever.
+    pub(super) retry_max: Option<u64>,
+    /// Rejoin the members of the last run even after a graceful leave (`-rejoin`).
+    pub(super) rejoin: bool,
+    /// Address the LAN gossip binds to (default: `bind`).
+    pub(super) serf_lan_bind: Option<IpAddr>,
+    /// Gossip encryption key, base64 of 16, 24 or 32 bytes.
+    pub(super) encrypt: Option<String>,
+    /// How long a failed member is kept before it is reaped (at least 8 h; default 72 h).
+    pub(super) reconnect_timeout: Option<Duration>,
+    /// Leave the pool gracefully when stopped by a signal (default: clients yes, servers no).
+    pub(super) leave_on_terminate: Option<bool>,
     /// Config file keys Concord does not support (file, key), skipped.
     pub(super) unsupported_keys: Vec<(PathBuf, String)>,
 }
@@ -257,6 +285,21 @@ impl Settings {
             .into_iter()
             .chain(file.services.into_iter().flatten());
         s.services.extend(services.map(|ServiceEntry(def)| def));
+        s.join.extend(file.start_join.into_iter().flatten());
+        s.retry_join.extend(file.retry_join.into_iter().flatten());
+        set(
+            &mut s.retry_interval,
+            duration("retry_interval", file.retry_interval)?,
+        );
+        set(&mut s.retry_max, file.retry_max);
+        s.rejoin = file.rejoin_after_leave.unwrap_or(s.rejoin);
+        set(&mut s.serf_lan_bind, ip("serf_lan", file.serf_lan)?);
+        set(&mut s.encrypt, file.encrypt);
+        set(&mut s.leave_on_terminate, file.leave_on_terminate);
+        set(
+            &mut s.reconnect_timeout,
+            duration("reconnect_timeout", file.reconnect_timeout)?,
+        );
         Ok(())
     }
 
@@ -288,6 +331,16 @@ impl Settings {
         set(&mut s.log_level, text("log-level"));
         set(&mut s.domain, text("domain"));
         set(&mut s.pid_file, path("pid-file"));
+        s.join.extend(p.list("join").iter().cloned());
+        s.retry_join.extend(p.list("retry-join").iter().cloned());
+        set(
+            &mut s.retry_interval,
+            duration("-retry-interval", text("retry-interval"))?,
+        );
+        set(&mut s.retry_max, typed(p, "retry-max")?);
+        s.rejoin |= p.bool("rejoin");
+        set(&mut s.serf_lan_bind, typed(p, "serf-lan-bind")?);
+        set(&mut s.encrypt, text("encrypt"));
         for kv in p.list("node-meta") {
             let (k, v) = kv
                 .split_once(':')
@@ -516,19 +569,51 @@ mod tests {
         let path = write(
             dir.path(),
             "a.json",
-            r#"{"node_name":"n","acl":{"enabled":true},"retry_join":["x"],
+            r#"{"node_name":"n","acl":{"enabled":true},"telemetry":{},
                 "ports":{"grpc":8502},"dns_config":{"allow_stale":true}}"#,
         );
         let file = ConfigFile::read(&path).unwrap();
         let unknown: Vec<&str> = file.unknown.keys().map(String::as_str).collect();
-        assert_eq!(unknown, ["acl", "retry_join"]);
+        assert_eq!(unknown, ["acl", "telemetry"]);
         let mut s = Settings::default();
         s.apply_file(&path).unwrap();
         assert_eq!(s.node_name.as_deref(), Some("n"));
         assert_eq!(
             s.unsupported_keys,
-            [(path.clone(), "acl".into()), (path, "retry_join".into())]
+            [(path.clone(), "acl".into()), (path, "telemetry".into())]
         );
+    }
+
+    #[test]
+    fn gossip_keys_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(
+            dir.path(),
+            "a.json",
+            r#"{"start_join":["10.0.0.1"],"retry_join":["10.0.0.2"],"retry_interval":"5s",
+                "retry_max":3,"rejoin_after_leave":true,"serf_lan":"127.0.0.9",
+                "encrypt":"k1","reconnect_timeout":"9h","leave_on_terminate":false}"#,
+        );
+        let file_flag = format!("-config-file={}", file.display());
+        let (s, _) = settings(&flags(&[
+            &file_flag,
+            "-join=10.0.0.3",
+            "-retry-join",
+            "10.0.0.4:9000",
+            "-retry-join=10.0.0.5",
+            "-retry-interval=1s",
+            "-encrypt=k2",
+        ]))
+        .unwrap();
+        assert_eq!(s.join, ["10.0.0.1", "10.0.0.3"]);
+        assert_eq!(s.retry_join, ["10.0.0.2", "10.0.0.4:9000", "10.0.0.5"]);
+        assert_eq!(s.retry_interval, Some(Duration::from_secs(1)));
+        assert_eq!(s.retry_max, Some(3));
+        assert!(s.rejoin);
+        assert_eq!(s.serf_lan_bind, Some("127.0.0.9".parse().unwrap()));
+        assert_eq!(s.encrypt.as_deref(), Some("k2"));
+        assert_eq!(s.reconnect_timeout, Some(Duration::from_secs(9 * 3600)));
+        assert_eq!(s.leave_on_terminate, Some(false));
     }
 
     #[test]

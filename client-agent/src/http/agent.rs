@@ -19,6 +19,7 @@ use serde_json::json;
 use super::{empty_ok, ApiError, ApiResult, AppState, Common, Params};
 use crate::checks::TtlError;
 use crate::definition::{attach_to_service, prepare_check, prepare_service};
+use crate::membership::{member_json, member_tags};
 use crate::metrics::Sample;
 
 pub(super) fn routes() -> Router<AppState> {
@@ -118,7 +119,10 @@ async fn agent_self(State(s): State<AppState>, params: Params) -> Response {
             "AdvertiseAddrLAN": c.advertise_addr.to_string(),
             "DNSDomain": c.dns.domain,
         },
-        "Coord": {"Vec": [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], "Error": 1.5, "Adjustment": 0.0, "Height": 1.0e-5},
+        "Coord": match &s.membership {
+            Some(m) => super::members::coord_json(&m.gossip.coordinate()),
+            None => json!({"Vec": [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], "Error": 1.5, "Adjustment": 0.0, "Height": 1.0e-5}),
+        },
         "Member": self_member(&s),
         "Stats": stats,
         "Meta": c.node_meta,
@@ -127,43 +131,26 @@ async fn agent_self(State(s): State<AppState>, params: Params) -> Response {
     reply.ok(None, &body)
 }
 
+/// This agent as a member: from the pool when there is one, else built from the config.
 fn self_member(s: &AppState) -> Member {
+    if let Some(m) = &s.membership {
+        return member_json(&m.gossip.local_member());
+    }
     let c = &s.config;
-    let mut tags = BTreeMap::new();
-    tags.insert(
-        "role".to_string(),
-        if c.server { "consul" } else { "node" }.to_string(),
-    );
-    tags.insert("dc".to_string(), c.datacenter.clone());
-    tags.insert("id".to_string(), c.node_id.clone());
-    tags.insert(
-        "build".to_string(),
-        format!("{}:concord", concord_api::CONSUL_COMPAT_VERSION),
-    );
-    tags.insert("vsn".to_string(), "2".to_string());
-    tags.insert("vsn_min".to_string(), "2".to_string());
-    tags.insert("vsn_max".to_string(), "3".to_string());
-    if c.server {
-        tags.insert("port".to_string(), c.server_port.to_string());
-        tags.insert("expect".to_string(), "1".to_string());
-    }
-    Member {
+    let mut tags = member_tags(c, usize::from(c.server));
+    tags.remove("segment");
+    let mut member = member_json(&concord_net::gossip::Member {
         name: c.node_name.clone(),
-        addr: c.advertise_addr.to_string(),
-        port: c.serf_lan_port,
+        addr: std::net::SocketAddr::new(c.advertise_addr, c.serf_lan_port),
         tags,
-        status: member_status::ALIVE,
-        protocol_min: 1,
-        protocol_max: 5,
-        protocol_cur: 2,
-        delegate_min: 2,
-        delegate_max: 5,
-        delegate_cur: 4,
-    }
+        status: concord_net::gossip::MemberStatus::Alive,
+    });
+    member.status = member_status::ALIVE;
+    member
 }
 
-/// Membership comes from gossip, which lands with the client-agent issue; until then the
-/// agent knows only itself, and says so truthfully.
+/// The LAN pool as this agent sees it (`?filter` applies); without a pool, this agent
+/// alone. Concord has no WAN pool: `?wan` on a server shows the server itself.
 async fn members(State(s): State<AppState>, c: Common) -> ApiResult {
     if c.params.flag("wan") {
         if !s.config.server {
@@ -177,7 +164,11 @@ async fn members(State(s): State<AppState>, c: Common) -> ApiResult {
         member.port = s.config.serf_wan_port;
         return Ok(c.ok(None, &vec![member]));
     }
-    Ok(c.ok(None, &vec![self_member(&s)]))
+    let members: Vec<Member> = match &s.membership {
+        Some(m) => m.gossip.members().iter().map(member_json).collect(),
+        None => vec![self_member(&s)],
+    };
+    c.reply(None, &members)
 }
 
 fn agent_view(s: &AppState, svc: NodeService) -> AgentService {
@@ -522,7 +513,15 @@ async fn acl_disabled() -> Response {
     (StatusCode::UNAUTHORIZED, "ACL support disabled").into_response()
 }
 
+/// Leaves the pool gracefully (others record Left, and the leader deregisters this node),
+/// then stops the agent.
 async fn leave(State(s): State<AppState>, _checked: Common) -> ApiResult {
+    if let Some(m) = &s.membership {
+        m.gossip
+            .leave(super::members::LEAVE_LIMIT)
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+    }
     s.leave.notify_one();
     Ok(empty_ok())
 }

@@ -82,7 +82,8 @@ async fn datacenters(State(s): State<AppState>, c: Common) -> ApiResult {
 }
 
 async fn nodes(State(s): State<AppState>, q: ReadQuery) -> ApiResult {
-    let (meta, nodes) = s.rpc.nodes(q.node_meta.clone(), q.options).await?;
+    let (meta, mut nodes) = s.rpc.nodes(q.node_meta.clone(), q.options).await?;
+    super::near::sort(&s, &q, &mut nodes, |n| &n.node);
     q.reply(Some(meta), &nodes)
 }
 
@@ -100,11 +101,12 @@ async fn service(State(s): State<AppState>, Path(name): Path<String>, q: ReadQue
         tags: q.params.all("tag"),
         node_meta: q.node_meta.clone(),
     };
-    let (meta, rows) = s.rpc.service_nodes(query, q.options).await?;
+    let (meta, mut rows) = s.rpc.service_nodes(query, q.options).await?;
     if q.params.names_peer() {
         // No cluster peering exists, so every peer name is unknown: nothing matches.
         return Ok(q.ok(Some(meta), &Vec::<()>::new()));
     }
+    super::near::sort(&s, &q, &mut rows, |r| &r.node);
     q.reply(Some(meta), &rows)
 }
 

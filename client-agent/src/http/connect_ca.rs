@@ -184,7 +184,7 @@ mod tests {
 
     fn app(fake: Arc<FakeCa>) -> axum::Router {
         let (_tx, view) = tokio::sync::watch::channel(Arc::new(CatalogSnapshot::default()));
-        let (core, _results) = AgentCore::new(Config::new("n1", Vec::new()), fake, view);
+        let (core, _results) = AgentCore::new(Config::new("n1", Vec::new()), fake, view, None);
         tokio::spawn(core.connect.clone().run(std::future::pending()));
         crate::http::router(core)
     }

@@ -24,11 +24,12 @@ async fn service(State(s): State<AppState>, Path(name): Path<String>, q: ReadQue
         passing: q.params.flag("passing"),
         node_meta: q.node_meta.clone(),
     };
-    let (meta, rows) = s.rpc.health_service(query, q.options).await?;
+    let (meta, mut rows) = s.rpc.health_service(query, q.options).await?;
     if q.params.names_peer() {
         // No cluster peering exists, so every peer name is unknown: nothing matches.
         return Ok(q.ok(Some(meta), &Vec::<()>::new()));
     }
+    super::near::sort(&s, &q, &mut rows, |r| &r.node.node);
     q.reply(Some(meta), &rows)
 }
 
@@ -68,7 +69,8 @@ async fn state(State(s): State<AppState>, Path(state): Path<String>, q: ReadQuer
 }
 
 async fn checks(s: &AppState, q: &ReadQuery, query: Query) -> ApiResult {
-    let (meta, checks) = s.rpc.checks(query, q.options).await?;
+    let (meta, mut checks) = s.rpc.checks(query, q.options).await?;
+    super::near::sort(s, q, &mut checks, |c| &c.node);
     q.reply(Some(meta), &checks)
 }
 

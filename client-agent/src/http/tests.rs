@@ -28,7 +28,7 @@ fn app_over(rpc: Arc<dyn ServerRpc>) -> (Router, Arc<AgentCore>) {
     let mut config = Config::new("test-node", Vec::new());
     config.node_id = "00000000-0000-0000-0000-000000000001".into();
     let (_tx, view) = tokio::sync::watch::channel(Arc::new(CatalogSnapshot::default()));
-    let (core, results) = AgentCore::new(config, rpc, view);
+    let (core, results) = AgentCore::new(config, rpc, view, None);
     tokio::spawn(core.clone().apply_check_results(results));
     (super::router(core.clone()), core)
 }

@@ -1,0 +1,227 @@
+//! Simulates the gossip membership layer (`concord_net::gossip`, the same pool code the agent
+//! runs) at scale over an in-memory network with a simulated clock, default LAN timings,
+//! 1-2 ms one-way latency. For each size: a join storm (everyone joins node 0 at once), a
+//! steady-state traffic window (at least one size-scaled push-pull interval), a window at 5%
+//! packet loss counting false failures, then one node killed and the time until each other
+//! member declares it failed.
+//!
+//! Usage: `gossip_sim [SIZE...]` (default 100 1000). Prints a markdown table.
+// A benchmark's output is its report.
+#![allow(clippy::print_stdout)]
+// The real (wall) time a simulation takes is one of its results; nothing here runs under
+// tokio, so tokio's pausable clock has nothing to offer.
+#![allow(clippy::disallowed_types)]
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use concord_net::gossip::memory::{SimConfig, SimNetwork};
+use concord_net::gossip::{Config, MemberEvent, MemberStatus};
+
+const STEADY: Duration = Duration::from_secs(30);
+const LOSSY: Duration = Duration::from_secs(60);
+const LOSS: f64 = 0.05;
+
+struct Row {
+    n: usize,
+    most: Option<Duration>,
+    converge: Option<Duration>,
+    detect_p50: Option<Duration>,
+    detect_p99: Option<Duration>,
+    detect_max: Option<Duration>,
+    detected: usize,
+    false_positives: usize,
+    msgs_per_node_s: f64,
+    bytes_per_node_s: f64,
+    sync_bytes_per_node_s: f64,
+    wall: Duration,
+}
+
+fn main() {
+    let sizes: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let sizes = if sizes.is_empty() {
+        vec![100, 1000]
+    } else {
+        sizes
+    };
+    let mut rows = Vec::new();
+    for n in sizes {
+        let row = run(n);
+        print_row(&row);
+        rows.push(row);
+    }
+    println!();
+    println!("| members | join storm: all know 99% | all know all | failure known by all: p50 / p99 / max (of {{n-1}}) | false failures at {:.0}% loss over {}s | UDP msgs/node/s | UDP bytes/node/s | push-pull bytes/node/s | wall time |", LOSS * 100.0, LOSSY.as_secs());
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for r in &rows {
+        println!(
+            "| {} | {} | {} | {} / {} / {} ({}/{}) | {} | {:.1} | {:.0} | {:.0} | {:.0?} |",
+            r.n,
+            secs(r.most),
+            secs(r.converge),
+            secs(r.detect_p50),
+            secs(r.detect_p99),
+            secs(r.detect_max),
+            r.detected,
+            r.n - 1,
+            r.false_positives,
+            r.msgs_per_node_s,
+            r.bytes_per_node_s,
+            r.sync_bytes_per_node_s,
+            r.wall,
+        );
+    }
+}
+
+fn secs(d: Option<Duration>) -> String {
+    d.map_or("-".into(), |d| format!("{:.1} s", d.as_secs_f64()))
+}
+
+fn print_row(r: &Row) {
+    println!(
+        "n={} converge={} detect p50={} p99={} max={} ({}/{}) false={} msgs/node/s={:.1} bytes/node/s={:.0} sync/node/s={:.0} wall={:.0?}",
+        r.n,
+        secs(r.converge),
+        secs(r.detect_p50),
+        secs(r.detect_p99),
+        secs(r.detect_max),
+        r.detected,
+        r.n - 1,
+        r.false_positives,
+        r.msgs_per_node_s,
+        r.bytes_per_node_s,
+        r.sync_bytes_per_node_s,
+        r.wall
+    );
+}
+
+fn run(n: usize) -> Row {
+    let wall = Instant::now();
+    let mut sim = SimNetwork::new(SimConfig {
+        seed: n as u64,
+        ..SimConfig::default()
+    });
+    for i in 0..n {
+        let config = Config::new(format!("node-{i}"), SimNetwork::addr_of(i));
+        if sim.add_node(config).is_err() {
+            unreachable_config();
+        }
+    }
+    // Join storm: everyone at once, through node 0.
+    for i in 1..n {
+        sim.with_pool(i, |p, now| p.join(&[SimNetwork::addr_of(0)], now));
+    }
+    let step = Duration::from_millis(250);
+    // Each member's count of members it lists alive (itself included).
+    let known = |s: &SimNetwork| -> Vec<usize> {
+        (0..n)
+            .filter_map(|i| s.pool(i).map(|p| p.alive_count() + 1))
+            .collect()
+    };
+    let most = sim.run_until(Duration::from_secs(300), step, |s| {
+        known(s).iter().all(|&k| k * 100 >= n * 99)
+    });
+    let converge = sim
+        .run_until(Duration::from_secs(300), step, |s| {
+            known(s).iter().all(|&k| k == n)
+        })
+        .zip(most)
+        .map(|(rest, most)| rest + most);
+    eprintln!(
+        "n={n}: converged in {converge:?} (wall {:.0?})",
+        wall.elapsed()
+    );
+
+    // Steady state, no loss: traffic per node per second.
+    // At least one full (size-scaled) push-pull interval, so that its cost is counted.
+    let steady = STEADY.max(push_pull_interval(n));
+    let before: Vec<_> = sim.traffic().to_vec();
+    sim.run_for(steady);
+    let (mut msgs, mut bytes, mut sync) = (0u64, 0u64, 0u64);
+    for (a, b) in sim.traffic().iter().zip(&before) {
+        msgs += a.packets - b.packets;
+        bytes += a.bytes - b.bytes;
+        sync += a.stream_bytes - b.stream_bytes;
+    }
+    let per = (n as f64) * steady.as_secs_f64();
+    eprintln!("n={n}: steady window done (wall {:.0?})", wall.elapsed());
+
+    // 5% loss: nobody alive may be declared failed.
+    let failures = Rc::new(RefCell::new(Vec::<(usize, Duration, String)>::new()));
+    let sink = failures.clone();
+    sim.set_event_hook(Some(Box::new(move |i, t, e| {
+        if let MemberEvent::Failed(m) = e {
+            sink.borrow_mut().push((i, t, m.name.clone()));
+        }
+    })));
+    sim.set_loss(LOSS);
+    sim.run_for(LOSSY);
+    sim.set_loss(0.0);
+    let false_positives = failures.borrow().len();
+    eprintln!(
+        "n={n}: lossy window done, {false_positives} false failures (wall {:.0?})",
+        wall.elapsed()
+    );
+    // Let any suspicion raised under loss be refuted before the kill.
+    sim.run_for(Duration::from_secs(10));
+    failures.borrow_mut().clear();
+
+    // Kill one member; when does each other member declare it failed?
+    let victim = n / 2;
+    let victim_name = format!("node-{victim}");
+    let killed_at = sim.now();
+    sim.kill(victim);
+    let _ = sim.run_until(Duration::from_secs(120), step, |s| {
+        (0..n).filter(|&i| i != victim).all(|i| {
+            s.pool(i)
+                .is_some_and(|p| p.status_of(&victim_name) == Some(MemberStatus::Failed))
+        })
+    });
+    let mut times: Vec<Duration> = failures
+        .borrow()
+        .iter()
+        .filter(|(_, _, name)| *name == victim_name)
+        .map(|(_, t, _)| *t - killed_at)
+        .collect();
+    times.sort();
+    let pct = |p: f64| -> Option<Duration> {
+        if times.is_empty() {
+            return None;
+        }
+        let idx = ((times.len() as f64 * p).ceil() as usize).clamp(1, times.len()) - 1;
+        Some(times[idx])
+    };
+    Row {
+        n,
+        most,
+        converge,
+        detect_p50: pct(0.50),
+        detect_p99: pct(0.99),
+        detect_max: times.last().copied(),
+        detected: times.len(),
+        false_positives,
+        msgs_per_node_s: msgs as f64 / per,
+        bytes_per_node_s: bytes as f64 / per,
+        sync_bytes_per_node_s: sync as f64 / per,
+        wall: wall.elapsed(),
+    }
+}
+
+/// memberlist's push-pull interval at `n` members with the LAN base of 30 s (the pool
+/// scales it the same way).
+fn push_pull_interval(n: usize) -> Duration {
+    let base = Duration::from_secs(30);
+    if n <= 32 {
+        return base;
+    }
+    base * (((n as f64).log2() - 5.0).ceil() as u32 + 1)
+}
+
+fn unreachable_config() -> ! {
+    eprintln!("invalid simulated node config");
+    std::process::exit(2);
+}

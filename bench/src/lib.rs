@@ -1,0 +1,6 @@
+//! Simulations and benchmarks of Concord components that are too slow or too large for unit
+//! tests. Each one is a binary under `src/bin/`.
+//!
+//! # Layout
+//! - `bin/gossip_sim.rs`: the gossip membership layer (`concord_net::gossip`) over an in-memory
+//!   network with a simulated clock, at 100 to 10,000 members.

@@ -1,0 +1,520 @@
+//! Pool behaviour over the in-memory network, in simulated time (no real time passes).
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use std::time::Duration;
+
+use super::memory::{SimConfig, SimNetwork};
+use super::wire::{self, Packet};
+use super::*;
+
+const LIMIT: Duration = Duration::from_secs(60);
+const STEP: Duration = Duration::from_millis(100);
+
+fn config(i: usize, keys: &[String]) -> Config {
+    let mut c = Config::new(format!("node-{i}"), SimNetwork::addr_of(i));
+    c.timing = Timing::fast();
+    c.keys = keys.to_vec();
+    c.tags = BTreeMap::from([
+        ("role".to_string(), "node".to_string()),
+        ("dc".to_string(), "dc1".to_string()),
+    ]);
+    c
+}
+
+/// `n` nodes, each joining node 0 (a join storm), run until everyone knows everyone alive.
+fn cluster(n: usize, keys: &[String]) -> SimNetwork {
+    let mut sim = SimNetwork::new(SimConfig::default());
+    for i in 0..n {
+        sim.add_node(config(i, keys)).expect("valid config");
+    }
+    for i in 1..n {
+        sim.with_pool(i, |p, now| p.join(&[SimNetwork::addr_of(0)], now));
+    }
+    let took = sim.run_until(LIMIT, STEP, |s| {
+        all_see(s, &(0..n).collect::<Vec<_>>(), n, MemberStatus::Alive)
+    });
+    assert!(took.is_some(), "{n} members did not converge");
+    sim
+}
+
+/// Every node in `observers` lists `count` members in status `status`.
+fn all_see(sim: &SimNetwork, observers: &[usize], count: usize, status: MemberStatus) -> bool {
+    observers.iter().all(|&i| {
+        sim.pool(i)
+            .is_some_and(|p| p.members().iter().filter(|m| m.status == status).count() == count)
+    })
+}
+
+fn status_everywhere(
+    sim: &SimNetwork,
+    observers: &[usize],
+    name: &str,
+    status: MemberStatus,
+) -> bool {
+    observers.iter().all(|&i| {
+        sim.pool(i)
+            .is_some_and(|p| p.status_of(name) == Some(status))
+    })
+}
+
+#[test]
+fn five_members_converge_with_tags() {
+    let sim = cluster(5, &[]);
+    let m = sim.pool(3).expect("alive").members();
+    let n1 = m
+        .iter()
+        .find(|m| m.name == "node-1")
+        .expect("node-1 listed");
+    assert_eq!(n1.addr, SimNetwork::addr_of(1));
+    assert_eq!(n1.tags.get("role").map(String::as_str), Some("node"));
+}
+
+#[test]
+fn killed_member_is_declared_failed_by_all() {
+    let mut sim = cluster(5, &[]);
+    sim.kill(4);
+    let took = sim.run_until(LIMIT, STEP, |s| {
+        status_everywhere(s, &[0, 1, 2, 3], "node-4", MemberStatus::Failed)
+    });
+    let took = took.expect("failure detected");
+    // fast timings: probe 200 ms, suspicion 3 x 200 ms; allow for probe luck.
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+}
+
+#[test]
+fn graceful_leave_is_left_not_failed() {
+    let mut sim = cluster(4, &[]);
+    let events = Rc::new(RefCell::new(Vec::new()));
+    let seen = events.clone();
+    sim.set_event_hook(Some(Box::new(move |i, _, e| {
+        seen.borrow_mut().push((i, e.clone()))
+    })));
+    sim.with_pool(3, |p, now| p.leave_intent(now))
+        .expect("alive")
+        .expect("leave intent");
+    sim.run_for(Duration::from_millis(500));
+    sim.with_pool(3, |p, now| p.leave_cluster(now));
+    sim.kill(3);
+    let took = sim.run_until(LIMIT, STEP, |s| {
+        status_everywhere(s, &[0, 1, 2], "node-3", MemberStatus::Left)
+    });
+    assert!(took.is_some(), "leave not recorded as Left");
+    sim.run_for(Duration::from_secs(5));
+    assert!(status_everywhere(
+        &sim,
+        &[0, 1, 2],
+        "node-3",
+        MemberStatus::Left
+    ));
+    let events = events.borrow();
+    assert!(!events
+        .iter()
+        .any(|(_, e)| matches!(e, MemberEvent::Failed(m) if m.name == "node-3")));
+    assert_eq!(
+        events
+            .iter()
+            .filter(|(_, e)| matches!(e, MemberEvent::Leave(m) if m.name == "node-3"))
+            .count(),
+        3
+    );
+}
+
+#[test]
+fn partition_marks_the_cut_off_failed_and_healing_restores() {
+    let mut sim = cluster(5, &[]);
+    // Node 4 is cut off from everyone.
+    sim.set_link_filter(Some(Box::new(|a, b| a != 4 && b != 4)));
+    let took = sim.run_until(LIMIT, STEP, |s| {
+        status_everywhere(s, &[0, 1, 2, 3], "node-4", MemberStatus::Failed)
+    });
+    assert!(took.is_some(), "cut-off member not declared failed");
+    sim.set_link_filter(None);
+    let took = sim.run_until(Duration::from_secs(120), STEP, |s| {
+        all_see(s, &[0, 1, 2, 3, 4], 5, MemberStatus::Alive)
+    });
+    assert!(took.is_some(), "partition did not heal");
+}
+
+#[test]
+fn user_events_reach_every_member_exactly_once() {
+    let mut sim = cluster(5, &[]);
+    let got: Rc<RefCell<HashMap<usize, Vec<UserEvent>>>> = Rc::default();
+    let sink = got.clone();
+    sim.set_event_hook(Some(Box::new(move |i, _, e| {
+        if let MemberEvent::User(u) = e {
+            sink.borrow_mut().entry(i).or_default().push(u.clone());
+        }
+    })));
+    let filters = EventFilters {
+        service: "web".into(),
+        ..EventFilters::default()
+    };
+    let fired = sim
+        .with_pool(2, |p, now| {
+            p.fire_event("deploy", b"v2".to_vec(), filters.clone(), now)
+        })
+        .expect("alive")
+        .expect("fired");
+    sim.with_pool(0, |p, now| {
+        p.fire_event("other", Vec::new(), EventFilters::default(), now)
+    });
+    sim.run_for(Duration::from_secs(20));
+    let got = got.borrow();
+    for i in 0..5 {
+        let mine = got.get(&i).expect("events delivered");
+        assert_eq!(
+            mine.iter().filter(|e| e.id == fired.id).count(),
+            1,
+            "node {i}"
+        );
+        assert_eq!(mine.len(), 2, "node {i}: {mine:?}");
+        let e = mine.iter().find(|e| e.id == fired.id).expect("delivered");
+        assert_eq!(
+            (e.name.as_str(), e.payload.as_slice(), &e.filters),
+            ("deploy", &b"v2"[..], &filters)
+        );
+        assert_eq!(sim.pool(i).expect("alive").recent_events().len(), 2);
+    }
+    let too_big = vec![0u8; USER_EVENT_SIZE_LIMIT];
+    let err = sim.with_pool(0, |p, now| {
+        p.fire_event("x", too_big, EventFilters::default(), now)
+    });
+    assert!(matches!(err, Some(Err(GossipError::EventTooLarge(_)))));
+}
+
+#[test]
+fn tag_updates_propagate() {
+    let mut sim = cluster(3, &[]);
+    let tags = BTreeMap::from([("role".to_string(), "consul".to_string())]);
+    sim.with_pool(1, |p, _| p.set_tags(tags.clone()))
+        .expect("alive")
+        .expect("set");
+    let took = sim.run_until(LIMIT, STEP, |s| {
+        [0, 2].iter().all(|&i| {
+            s.pool(i)
+                .expect("alive")
+                .members()
+                .iter()
+                .any(|m| m.name == "node-1" && m.tags == tags)
+        })
+    });
+    assert!(took.is_some());
+}
+
+#[test]
+fn wrong_key_is_refused() {
+    let key = keygen();
+    let mut sim = SimNetwork::new(SimConfig::default());
+    for i in 0..3 {
+        sim.add_node(config(i, std::slice::from_ref(&key)))
+            .expect("valid");
+    }
+    let intruder = sim.add_node(config(3, &[keygen()])).expect("valid");
+    let plain = sim.add_node(config(4, &[])).expect("valid");
+    for i in 1..5 {
+        sim.with_pool(i, |p, now| p.join(&[SimNetwork::addr_of(0)], now));
+    }
+    let took = sim.run_until(LIMIT, STEP, |s| {
+        all_see(s, &[0, 1, 2], 3, MemberStatus::Alive)
+    });
+    assert!(took.is_some());
+    sim.run_for(Duration::from_secs(10));
+    assert!(
+        all_see(&sim, &[0, 1, 2], 3, MemberStatus::Alive),
+        "intruders got in"
+    );
+    assert_eq!(sim.pool(intruder).expect("alive").members().len(), 1);
+    assert_eq!(sim.pool(plain).expect("alive").members().len(), 1);
+    assert!(sim.pool(0).expect("alive").stats().dropped_undecryptable > 0);
+}
+
+#[test]
+fn keyring_rotation_keeps_the_pool_together() {
+    let old = keygen();
+    let new = keygen();
+    let mut sim = cluster(4, std::slice::from_ref(&old));
+    for i in 0..4 {
+        sim.with_pool(i, |p, _| p.install_key(&new))
+            .expect("alive")
+            .expect("install");
+    }
+    sim.run_for(Duration::from_secs(3));
+    let listed = sim.pool(0).expect("alive").list_keys();
+    assert!(
+        listed.iter().all(|k| k.members == 4 && k.total == 4),
+        "{listed:?}"
+    );
+    for i in 0..4 {
+        sim.with_pool(i, |p, _| p.use_key(&new))
+            .expect("alive")
+            .expect("use");
+        sim.run_for(Duration::from_millis(300));
+    }
+    for i in 0..4 {
+        sim.with_pool(i, |p, _| p.remove_key(&old))
+            .expect("alive")
+            .expect("remove");
+    }
+    sim.run_for(Duration::from_secs(10));
+    assert!(all_see(&sim, &[0, 1, 2, 3], 4, MemberStatus::Alive));
+    assert_eq!(sim.pool(2).expect("alive").keyring().keys(), vec![new]);
+}
+
+#[test]
+fn encrypted_traffic_carries_no_plaintext_names() {
+    let key = keygen();
+    let mut pool =
+        Pool::new(config(0, std::slice::from_ref(&key)), 1, 1, Duration::ZERO).expect("valid");
+    pool.join(&[SimNetwork::addr_of(1)], Duration::ZERO);
+    pool.fire_event(
+        "secret-event",
+        b"payload".to_vec(),
+        EventFilters::default(),
+        Duration::ZERO,
+    )
+    .expect("fired");
+    pool.tick(Duration::from_secs(5));
+    let mut bytes = Vec::new();
+    while let Some(out) = pool.poll_output() {
+        match out {
+            Output::Packet { data, .. } | Output::Stream { data, .. } => bytes.push(data),
+            Output::Event(_) => {}
+        }
+    }
+    assert!(!bytes.is_empty());
+    for data in &bytes {
+        for needle in [&b"node-0"[..], b"secret-event", b"dc1"] {
+            assert!(
+                !data.windows(needle.len()).any(|w| w == needle),
+                "plaintext on the wire"
+            );
+        }
+    }
+    // Without a key the same traffic does show the name (the test can see it).
+    let mut plain = Pool::new(config(0, &[]), 1, 1, Duration::ZERO).expect("valid");
+    plain.join(&[SimNetwork::addr_of(1)], Duration::ZERO);
+    let mut found = false;
+    while let Some(out) = plain.poll_output() {
+        if let Output::Stream { data, .. } = out {
+            found |= data.windows(6).any(|w| w == b"node-0");
+        }
+    }
+    assert!(found);
+}
+
+#[test]
+fn garbage_is_dropped_and_counted_never_a_panic() {
+    for keys in [vec![], vec![keygen()]] {
+        let mut pool = Pool::new(config(0, &keys), 1, 1, Duration::ZERO).expect("valid");
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let from = SimNetwork::addr_of(9);
+        for round in 0..3000 {
+            let len = (round * 7) % 1500;
+            let data: Vec<u8> = (0..len)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    seed as u8
+                })
+                .collect();
+            pool.handle_packet(from, &data, Duration::from_millis(round as u64));
+            assert!(pool
+                .handle_stream(&data, Duration::from_millis(round as u64))
+                .is_none());
+        }
+        // Valid framing around a garbled SWIM message.
+        let garbled = keys_seal(&keys, wire::encode(&Packet::Swim(vec![0xff; 40])));
+        pool.handle_packet(from, &garbled, Duration::from_secs(10));
+        let stats = pool.stats();
+        assert!(
+            stats.dropped_invalid + stats.dropped_undecryptable >= 3000,
+            "{stats:?}"
+        );
+        assert_eq!(pool.members().len(), 1);
+    }
+}
+
+fn keys_seal(keys: &[String], plain: Vec<u8>) -> Vec<u8> {
+    Keyring::new(keys)
+        .expect("valid")
+        .seal(plain)
+        .expect("sealed")
+}
+
+#[test]
+fn force_leave_marks_failed_member_left_and_prune_forgets_it() {
+    let mut sim = cluster(4, &[]);
+    sim.kill(3);
+    let took = sim.run_until(LIMIT, STEP, |s| {
+        status_everywhere(s, &[0, 1, 2], "node-3", MemberStatus::Failed)
+    });
+    assert!(took.is_some());
+    sim.with_pool(0, |p, now| p.force_leave("node-3", false, now))
+        .expect("alive")
+        .expect("known");
+    let took = sim.run_until(LIMIT, STEP, |s| {
+        status_everywhere(s, &[0, 1, 2], "node-3", MemberStatus::Left)
+    });
+    assert!(took.is_some());
+    sim.with_pool(1, |p, now| p.force_leave("node-3", true, now))
+        .expect("alive")
+        .expect("known");
+    let took = sim.run_until(LIMIT, STEP, |s| {
+        (0..3).all(|i| s.pool(i).is_some_and(|p| p.status_of("node-3").is_none()))
+    });
+    assert!(took.is_some());
+    let err = sim.with_pool(0, |p, now| p.force_leave("nobody", false, now));
+    assert!(matches!(err, Some(Err(GossipError::UnknownMember(_)))));
+}
+
+#[test]
+fn failed_member_is_reaped_after_reconnect_timeout() {
+    let mut sim = SimNetwork::new(SimConfig::default());
+    for i in 0..3 {
+        let mut c = config(i, &[]);
+        c.reconnect_timeout = Duration::from_secs(30);
+        sim.add_node(c).expect("valid");
+    }
+    for i in 1..3 {
+        sim.with_pool(i, |p, now| p.join(&[SimNetwork::addr_of(0)], now));
+    }
+    assert!(sim
+        .run_until(LIMIT, STEP, |s| all_see(
+            s,
+            &[0, 1, 2],
+            3,
+            MemberStatus::Alive
+        ))
+        .is_some());
+    sim.kill(2);
+    assert!(sim
+        .run_until(LIMIT, STEP, |s| status_everywhere(
+            s,
+            &[0, 1],
+            "node-2",
+            MemberStatus::Failed
+        ))
+        .is_some());
+    sim.run_for(Duration::from_secs(20));
+    assert_eq!(
+        sim.pool(0).expect("alive").status_of("node-2"),
+        Some(MemberStatus::Failed)
+    );
+    let took = sim.run_until(LIMIT, STEP, |s| {
+        (0..2).all(|i| s.pool(i).is_some_and(|p| p.status_of("node-2").is_none()))
+    });
+    assert!(took.is_some(), "not reaped");
+}
+
+#[test]
+fn restarted_member_replaces_its_old_self() {
+    let mut sim = cluster(3, &[]);
+    sim.kill(2);
+    assert!(sim
+        .run_until(LIMIT, STEP, |s| status_everywhere(
+            s,
+            &[0, 1],
+            "node-2",
+            MemberStatus::Failed
+        ))
+        .is_some());
+    sim.restart(2, config(2, &[])).expect("valid");
+    sim.with_pool(2, |p, now| p.join(&[SimNetwork::addr_of(0)], now));
+    let took = sim.run_until(LIMIT, STEP, |s| {
+        all_see(s, &[0, 1, 2], 3, MemberStatus::Alive)
+    });
+    assert!(took.is_some(), "restart not recognised");
+    assert_eq!(sim.pool(0).expect("alive").members().len(), 3);
+}
+
+#[test]
+fn coordinates_follow_measured_latency() {
+    let mut sim = SimNetwork::new(SimConfig {
+        latency: Duration::from_millis(5),
+        jitter: Duration::ZERO,
+        ..SimConfig::default()
+    });
+    for i in 0..3 {
+        sim.add_node(config(i, &[])).expect("valid");
+    }
+    for i in 1..3 {
+        sim.with_pool(i, |p, now| p.join(&[SimNetwork::addr_of(0)], now));
+    }
+    sim.run_for(Duration::from_secs(60));
+    let p0 = sim.pool(0).expect("alive");
+    let coords = p0.coordinates();
+    let other = coords
+        .iter()
+        .find(|(n, _)| n == "node-1")
+        .expect("measured node-1");
+    let est = p0.coordinate().distance(&other.1).as_secs_f64() * 1000.0;
+    // One-way 5 ms each way: RTT 10 ms.
+    assert!((5.0..20.0).contains(&est), "estimated {est} ms");
+}
+
+#[test]
+fn event_ring_is_bounded_and_lamport_times_grow() {
+    let mut c = config(0, &[]);
+    c.event_ring = 4;
+    let mut pool = Pool::new(c, 1, 1, Duration::ZERO).expect("valid");
+    for i in 0..10 {
+        pool.fire_event(
+            &format!("e{i}"),
+            Vec::new(),
+            EventFilters::default(),
+            Duration::ZERO,
+        )
+        .expect("fired");
+    }
+    let recent = pool.recent_events();
+    let names: Vec<&str> = recent.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["e6", "e7", "e8", "e9"]);
+    assert!(recent.windows(2).all(|w| w[0].ltime < w[1].ltime));
+    assert!(matches!(
+        pool.fire_event("", Vec::new(), EventFilters::default(), Duration::ZERO),
+        Err(GossipError::EmptyEventName)
+    ));
+}
+
+#[test]
+fn tag_change_is_an_update_event() {
+    let mut sim = cluster(3, &[]);
+    let updates = Rc::new(RefCell::new(0));
+    let sink = updates.clone();
+    sim.set_event_hook(Some(Box::new(move |_, _, e| {
+        if matches!(e, MemberEvent::Update(m) if m.name == "node-2" && m.tags.contains_key("build"))
+        {
+            *sink.borrow_mut() += 1;
+        }
+    })));
+    let tags = BTreeMap::from([("build".to_string(), "1.2.3".to_string())]);
+    sim.with_pool(2, |p, _| p.set_tags(tags))
+        .expect("alive")
+        .expect("set");
+    let took = sim.run_until(LIMIT, STEP, |_| *updates.borrow() == 2);
+    assert!(took.is_some(), "both other members report the update");
+}
+
+#[test]
+fn impossible_timings_and_bad_keys_are_refused() {
+    let mut c = config(0, &[]);
+    c.timing.probe_timeout = c.timing.probe_interval;
+    assert!(matches!(
+        Pool::new(c, 1, 1, Duration::ZERO),
+        Err(GossipError::InvalidTiming(_))
+    ));
+    let mut c = config(0, &[]);
+    c.timing.gossip_interval = Duration::ZERO;
+    assert!(matches!(
+        Pool::new(c, 1, 1, Duration::ZERO),
+        Err(GossipError::InvalidTiming(_))
+    ));
+    let c = config(0, &["c2hvcnQ=".to_string()]);
+    assert!(matches!(
+        Pool::new(c, 1, 1, Duration::ZERO),
+        Err(GossipError::BadKey(_))
+    ));
+}
