@@ -155,6 +155,8 @@ impl TestAgent {
         cmd.arg("agent")
             .args(args)
             .args(["-http-port", "0", "-dns-port", "0", "-server-port", "0"])
+            // Gossip too: a fixed 8301 collides with every other agent a test runs at once.
+            .args(["-serf-lan-port", "0"])
             .args(["-node", &node, "-log-level", "debug"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
