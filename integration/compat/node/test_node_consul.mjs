@@ -55,7 +55,7 @@ async function startAgent() {
   const log = fs.openSync(logPath, "w");
   const args = [
     "agent", "-dev",
-    "-http-port", "0", "-dns-port", "0", "-server-port", "0",
+    "-http-port", "0", "-dns-port", "0", "-server-port", "0", "-serf-lan-port", "0",
     "-node", node,
   ];
   const proc = spawn(concordBin(), args, { stdio: ["ignore", "pipe", log] });

@@ -95,7 +95,7 @@ def _start_agent(tmp_path: Path) -> Agent:
     log_path = tmp_path / "concord-agent.log"
     args = [
         _concord_bin(), "agent", "-dev",
-        "-http-port", "0", "-dns-port", "0", "-server-port", "0",
+        "-http-port", "0", "-dns-port", "0", "-server-port", "0", "-serf-lan-port", "0",
         "-node", node,
     ]  # fmt: skip
     with open(log_path, "wb") as log:
