@@ -10,6 +10,7 @@
 //! - [`config_entry`]: config entries (`/v1/config`): kinds, decoding, validation.
 //! - [`discovery_chain`]: compiling router/splitter/resolver entries into a discovery chain.
 //! - [`intention`]: intentions, their precedence and pure evaluation (shared with the proxy).
+//! - [`connect`]: Connect CA roots, CA configuration, leaf certificates, SPIFFE identities.
 //! - [`rpc`]: server RPC requests, results, errors and query options.
 //! - [`duration`]: Go duration strings.
 //! - [`decode`]: lenient (case-insensitive, snake_case) request decoding.
@@ -17,6 +18,7 @@
 pub mod agent;
 pub mod catalog;
 pub mod config_entry;
+pub mod connect;
 pub mod decode;
 pub mod discovery_chain;
 pub mod duration;

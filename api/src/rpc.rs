@@ -15,6 +15,7 @@ use crate::catalog::{
     RegisterRequest, ServiceNode,
 };
 use crate::config_entry::StoredConfigEntry;
+use crate::connect::{CaConfiguration, CaRoots, IssuedCert, SignRequest};
 use crate::kv::{KvEntry, KvOp, TxnResponse};
 use crate::session::Session;
 
@@ -196,6 +197,10 @@ pub enum Query {
         /// Kind, or all.
         kind: Option<String>,
     },
+    /// `/v1/connect/ca/roots`.
+    CaRoots,
+    /// `/v1/connect/ca/configuration`.
+    CaConfig,
 }
 
 /// The answer to a [`Query`], variant by variant.
@@ -235,6 +240,10 @@ pub enum QueryResult {
     },
     /// For the config entry queries, ordered by (kind, name).
     ConfigEntries(Vec<StoredConfigEntry>),
+    /// For `CaRoots`; empty (no roots) before the CA is initialized.
+    CaRoots(CaRoots),
+    /// For `CaConfig`; `None` before the CA is initialized.
+    CaConfig(Option<CaConfiguration>),
 }
 
 /// A read with its options.
@@ -303,6 +312,12 @@ pub enum WriteRequest {
         /// Check-and-set index.
         cas: Option<u64>,
     },
+    /// `PUT /v1/connect/ca/configuration`: the leader validates it and, when the root key
+    /// changes, makes (or takes) the new root and cross-signs it before proposing.
+    CaSetConfig(CaConfiguration),
+    /// An agent asks for a leaf: the leader checks the CSR and signs it with the active root
+    /// (no Raft entry).
+    CaSign(SignRequest),
 }
 
 /// The outcome of a write, variant by request kind.
@@ -318,6 +333,8 @@ pub enum WriteResult {
     Txn(TxnResponse),
     /// Renewed session, or `None` if it does not exist.
     Session(Option<Session>),
+    /// For `CaSign`: the signed leaf (no private key: the agent holds it).
+    CaLeaf(IssuedCert),
 }
 
 /// The answer to a [`WriteRequest`].

@@ -13,6 +13,7 @@ use crate::ae::AntiEntropy;
 use crate::catalog_cache::CatalogView;
 use crate::checks::{CheckResult, Checks, TtlError, CHECK_RESULTS_CAPACITY};
 use crate::config::Config;
+use crate::connect::ConnectCa;
 use crate::definition::{prepare_service, PreparedCheck, PreparedService};
 use crate::local::LocalState;
 use crate::membership::Membership;
@@ -40,6 +41,8 @@ pub struct AgentCore {
     pub catalog: CatalogView,
     /// The agent's copy of the intentions (Connect authorization reads it).
     pub intentions: crate::intentions_cache::IntentionsCache,
+    /// Connect CA roots and this agent's leaf certificates.
+    pub connect: Arc<ConnectCa>,
     /// Fired by `/v1/agent/leave`.
     pub leave: Notify,
     /// The LAN gossip pool; `None` when the agent runs without one (tests, embedding).
@@ -70,6 +73,7 @@ impl AgentCore {
         let ae = Arc::new(AntiEntropy::new(config.clone(), local.clone(), rpc.clone()));
         let persist = Persist::new(config.data_dir.as_deref());
         let (tx, rx) = mpsc::channel(CHECK_RESULTS_CAPACITY);
+        let connect = ConnectCa::new(rpc.clone(), config.datacenter.clone());
         let core = Arc::new(AgentCore {
             config,
             local,
@@ -80,6 +84,7 @@ impl AgentCore {
             persist,
             catalog,
             intentions: crate::intentions_cache::IntentionsCache::default(),
+            connect,
             leave: Notify::new(),
             membership,
             config_services: Mutex::new(Vec::new()),

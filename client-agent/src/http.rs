@@ -13,6 +13,7 @@ mod agent;
 mod catalog;
 mod central_config;
 mod config_entry;
+mod connect_ca;
 mod error;
 mod health;
 mod intentions;
@@ -52,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .merge(catalog::routes())
         .merge(config_entry::routes())
         .merge(intentions::routes())
+        .merge(connect_ca::routes())
         .merge(health::routes())
         .merge(kv::routes())
         .merge(members::routes())

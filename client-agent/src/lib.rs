@@ -6,7 +6,7 @@
 //! - [`serve`]: [`serve::run`] starts everything below on the caller's sockets and stops it
 //!   all on shutdown.
 //! - [`http`]: Consul's HTTP API (`/v1/agent`, `catalog`, `health`, `kv`, `txn`, `session`,
-//!   `status`, `config`, `connect/intentions`, `discovery-chain`) on axum; one extractor for the common query parameters, one reply helper.
+//!   `status`, `config`, `connect/intentions`, `discovery-chain`, `connect/ca`) on axum; one extractor for the common query parameters, one reply helper.
 //! - [`agent`]: [`agent::AgentCore`], the state HTTP handlers share, and the operations on it.
 //! - [`config`]: the agent's [`config::Config`].
 //! - [`local`]: local services and checks, and which of them the catalog lacks.
@@ -18,6 +18,8 @@
 //! - [`intentions_cache`]: the agent's copy of the intentions (Connect authorize reads it),
 //!   fed by one blocking query.
 //! - [`dns`]: the DNS server (hickory) answering from that copy.
+//! - [`connect`]: the Connect CA cache: roots followed by a blocking query, leaf
+//!   certificates made here (key + CSR, a server signs) and renewed before expiry.
 //! - [`rpc_client`]: the seam to the servers: the [`rpc_client::ServerRpc`] trait, the real
 //!   client over `concord_net`, typed queries; an in-memory fake in tests.
 //! - [`membership`]: the agent's side of the LAN gossip pool: member tags and JSON, servers
@@ -30,6 +32,7 @@ pub mod agent;
 pub mod catalog_cache;
 pub mod checks;
 pub mod config;
+pub mod connect;
 pub mod definition;
 pub mod dns;
 pub mod filter;

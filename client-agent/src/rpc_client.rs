@@ -24,6 +24,7 @@ use concord_api::catalog::{
     ServiceNode,
 };
 use concord_api::config_entry::StoredConfigEntry;
+use concord_api::connect::{CaConfiguration, CaRoots, IssuedCert, SignRequest};
 use concord_api::kv::{KvEntry, KvOp, TxnResponse};
 use concord_api::rpc::{
     Query, QueryMeta, QueryOptions, QueryResult, ReadRequest, ReadResponse, RpcError, WriteRequest,
@@ -380,6 +381,40 @@ impl dyn ServerRpc {
     pub async fn session_renew(&self, id: String) -> Result<Option<Session>, RpcError> {
         self.write_as(WriteRequest::SessionRenew { id }, |r| match r {
             WriteResult::Session(s) => Ok(s),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// `Query::CaRoots`.
+    pub async fn ca_roots(&self, o: QueryOptions) -> Read<CaRoots> {
+        self.read_as(Query::CaRoots, o, |r| match r {
+            QueryResult::CaRoots(roots) => Ok(roots),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// `Query::CaConfig`: `None` before the CA is initialized.
+    pub async fn ca_config(&self, o: QueryOptions) -> Read<Option<CaConfiguration>> {
+        self.read_as(Query::CaConfig, o, |r| match r {
+            QueryResult::CaConfig(config) => Ok(config),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// `WriteRequest::CaSetConfig`.
+    pub async fn ca_set_config(&self, config: CaConfiguration) -> Result<(), RpcError> {
+        self.write(WriteRequest::CaSetConfig(config))
+            .await
+            .map(drop)
+    }
+
+    /// `WriteRequest::CaSign`: the signed leaf (without a key).
+    pub async fn ca_sign(&self, request: SignRequest) -> Result<IssuedCert, RpcError> {
+        self.write_as(WriteRequest::CaSign(request), |r| match r {
+            WriteResult::CaLeaf(cert) => Ok(cert),
             other => Err(other),
         })
         .await

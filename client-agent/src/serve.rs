@@ -101,6 +101,7 @@ pub(crate) async fn run_with(
     core.restore_persisted().await;
     tasks.spawn(core.clone().reap_critical());
     tasks.spawn(core.ae.clone().run(stopped()));
+    tasks.spawn(core.connect.clone().run(stopped()));
     if let Some(m) = membership {
         tasks.spawn(crate::membership::follow(core.clone(), m, stopped()));
     }

@@ -3,6 +3,7 @@
 use concord_api::rpc::{RpcError, WriteResult};
 use serde::{Deserialize, Serialize};
 
+use crate::model::ca::{CaConfig, CaRoot};
 use crate::model::catalog::{Deregister, Register};
 use crate::model::id::SessionId;
 use crate::model::kv::KvOp;
@@ -89,6 +90,25 @@ pub(crate) enum Command {
         name: String,
         /// Only if the entry's modify index equals this.
         cas: Option<u64>,
+    },
+    /// Initialize the Connect CA (first leadership): the cluster ID and the first root, made
+    /// by the leader. Applies only to a store without a CA.
+    CaInit {
+        /// Configuration, with the new cluster ID.
+        config: CaConfig,
+        /// The first root, private key included.
+        root: CaRoot,
+    },
+    /// Replace the CA configuration, rotating to `new_root` when present (already
+    /// cross-signed by the leader). Refused if the active root is no longer
+    /// `prev_active_root`.
+    CaSetConfig {
+        /// The new configuration.
+        config: CaConfig,
+        /// The root to make active, if the key changes.
+        new_root: Option<CaRoot>,
+        /// ID of the active root the rotation was built against.
+        prev_active_root: String,
     },
 }
 

@@ -5,6 +5,7 @@
 //! - reconciling this server into the catalog ([`reconcile`]), and the LAN gossip pool's
 //!   members with their `serfHealth` checks ([`members`]): on gaining leadership, on every
 //!   pool change, and every [`RECONCILE_INTERVAL`] in case a change was missed.
+//! - bootstrapping the Connect CA on first leadership ([`init_ca`]).
 
 mod members;
 mod reconcile;
@@ -72,6 +73,7 @@ async fn lead(shared: Arc<Shared>) {
         tokio::time::sleep(BARRIER_RETRY).await;
     }
     arm_session_timers(&shared);
+    init_ca(&shared).await;
     loop {
         let next = match reconcile_catalog(&shared).await {
             Ok(()) => RECONCILE_INTERVAL,
@@ -115,6 +117,29 @@ async fn pool_changed(events: &mut Option<broadcast::Receiver<MemberEvent>>) {
         rx.try_recv(),
         Err(TryRecvError::Empty | TryRecvError::Closed)
     ) {}
+}
+
+/// Makes the cluster's CA (a cluster ID and a root) if the state has none, retrying until a
+/// proposal applies. After the barrier the state is current, so an existing CA is seen and
+/// kept; and `CaInit` applies only to a store without a CA, so a repeat changes nothing.
+async fn init_ca(shared: &Shared) {
+    loop {
+        let outcome = match crate::connect::init_command(shared) {
+            Ok(None) => return,
+            Ok(Some(cmd)) => shared.propose(cmd).await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(()) => {
+                tracing::info!("initialized the Connect CA");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not initialize the Connect CA; retrying");
+                tokio::time::sleep(RECONCILE_RETRY).await;
+            }
+        }
+    }
 }
 
 /// Starts a full TTL for every session that has one (a new leader does not know when they

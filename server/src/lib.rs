@@ -13,7 +13,10 @@
 //! - `rpc`: the RPC router: agent reads/writes (forward-or-local decided up front, blocking
 //!   queries) and Raft's incoming endpoints.
 //! - `leader`: leader-only work: session TTL expiry, registering this server in the catalog,
-//!   reconciling the LAN gossip pool's members into it (`serfHealth`).
+//!   reconciling the LAN gossip pool's members into it (`serfHealth`), bootstrapping the
+//!   Connect CA.
+//! - `connect`: the built-in Connect CA: bootstrap, configuration and rotation (cross-signed),
+//!   leaf signing (`connect/ca`: the pure certificate work).
 //! - `network`: Raft RPCs to peers over HTTP (`concord_net::rpc::RpcHttp`).
 //! - `node`: what handlers and the leader loop share (`Shared`, `Leadership`) and the one
 //!   write path into Raft (`Shared::propose`).
@@ -35,6 +38,7 @@
 
 mod command;
 mod config;
+mod connect;
 mod data_dir;
 mod fsm;
 #[cfg(test)]

@@ -18,7 +18,9 @@
 //!   [`CheckId`](id::CheckId), [`SessionId`](id::SessionId)), plain strings on disk.
 //! - `kv`: [`KvEntry`](kv::KvEntry) and [`KvOp`](kv::KvOp).
 //! - `session`: [`Session`](session::Session).
+//! - `ca`: [`CaConfig`](ca::CaConfig), [`CaRoot`](ca::CaRoot) (Connect CA, keys included).
 
+pub(crate) mod ca;
 pub(crate) mod catalog;
 pub(crate) mod config_entry;
 pub(crate) mod id;

@@ -13,6 +13,7 @@
 //! Every record carries `create_index`/`modify_index`; every table has a last-modified index
 //! ([`schema`]); every change is published on a watch channel so blocking queries wake up.
 
+mod ca;
 mod catalog;
 mod config_entry;
 mod error;
@@ -30,6 +31,7 @@ use concord_api::rpc::{Query, QueryResult, RpcError, WriteResult};
 use tokio::sync::watch;
 
 use crate::command::{Command, CommandResult};
+use crate::model::ca::{CaConfig, CaRoot};
 use crate::model::catalog::{Check, Node, Service};
 use crate::model::config_entry::ConfigEntry;
 use crate::model::id::{CheckId, NodeName, ServiceId, SessionId};
@@ -73,6 +75,10 @@ pub(crate) struct Tables {
     service_indexes: BTreeMap<String, u64>,
     /// Config entries by (kind, name).
     config_entries: BTreeMap<(String, String), ConfigEntry>,
+    /// Connect CA configuration; `None` until the first leader initializes the CA.
+    ca_config: Option<CaConfig>,
+    /// Connect CA roots (private keys included), oldest first; one is active.
+    ca_roots: Vec<CaRoot>,
     /// Undo log of a running KV transaction, so a failed one leaves no trace.
     journal: Option<Journal>,
     /// Whether the current apply changed any table (then watchers are woken).
@@ -184,6 +190,18 @@ impl Tables {
             Command::ConfigEntryDelete { kind, name, cas } => Ok(WriteResult::Bool(
                 self.config_entry_delete(index, kind, name, *cas),
             )),
+            Command::CaInit { config, root } => {
+                self.ca_init(index, config, root);
+                Ok(WriteResult::Done)
+            }
+            Command::CaSetConfig {
+                config,
+                new_root,
+                prev_active_root,
+            } => {
+                self.ca_set_config(index, config, new_root.as_ref(), prev_active_root)?;
+                Ok(WriteResult::Done)
+            }
         }
     }
 
@@ -221,6 +239,8 @@ impl Tables {
             Query::RaftStatus => return Err(Invalid::NotAStateQuery.into()),
             Query::ConfigEntryGet { kind, name } => self.config_entry_get_query(kind, name),
             Query::ConfigEntryList { kind } => self.config_entry_list_query(kind.as_deref()),
+            Query::CaRoots => self.ca_roots_query(),
+            Query::CaConfig => self.ca_config_query(),
         })
     }
 }

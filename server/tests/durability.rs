@@ -22,7 +22,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use concord_api::kv::KvOp;
-use concord_api::rpc::{WriteRequest, WriteResponse, WRITE_PATH};
+use concord_api::rpc::{
+    Query, QueryOptions, QueryResult, ReadRequest, ReadResponse, WriteRequest, WriteResponse,
+    READ_PATH, WRITE_PATH,
+};
 use concord_server::{Config, Server};
 use tokio::net::TcpListener;
 
@@ -70,8 +73,44 @@ fn durability_child() {
             assert!(resp.status().is_success(), "{}", resp.status());
             let _: WriteResponse = resp.json().await.unwrap();
         };
-        // Warm up (connection, leader-loop catalog registration) before measuring.
+        // Warm up (connection) and wait out the leader's own startup writes (its catalog
+        // registration, the Connect CA bootstrap) before measuring, so every sync counted
+        // belongs to a measured write.
         put(client.clone(), url.clone(), "warmup".into()).await;
+        let read_url = format!("http://{addr}{READ_PATH}");
+        let read = |query: Query| {
+            let (client, read_url) = (client.clone(), read_url.clone());
+            async move {
+                let req = ReadRequest {
+                    query,
+                    options: QueryOptions::default(),
+                };
+                let resp = client.post(&read_url).json(&req).send().await.unwrap();
+                resp.json::<ReadResponse>().await.unwrap().result
+            }
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let ca_ready = matches!(
+                read(Query::CaRoots).await,
+                QueryResult::CaRoots(r) if !r.active_root_id.is_empty()
+            );
+            let registered = matches!(
+                read(Query::NodeServices {
+                    node: "durable".into()
+                })
+                .await,
+                QueryResult::NodeServices(Some(_))
+            );
+            if ca_ready && registered {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "leader startup writes"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         marker("BEGIN");
         let tasks: Vec<_> = (0..clients)
             .map(|c| {

@@ -12,6 +12,7 @@ use concord_api::session::{ServiceCheckRef, Session, SessionBehavior};
 
 use super::Command;
 use crate::golden;
+use crate::model::ca::{CaConfig, CaRoot};
 use crate::model::kv::KvOp;
 
 /// The fixture of a variant. An exhaustive match: a new variant does not compile until it is
@@ -26,6 +27,8 @@ fn fixture(cmd: &Command) -> &'static str {
         Command::SessionDestroy { .. } => "command/session_destroy.json",
         Command::ConfigEntrySet { .. } => "command/config_entry_set.json",
         Command::ConfigEntryDelete { .. } => "command/config_entry_delete.json",
+        Command::CaInit { .. } => "command/ca_init.json",
+        Command::CaSetConfig { .. } => "command/ca_set_config.json",
     }
 }
 
@@ -196,7 +199,59 @@ pub(crate) fn samples() -> Vec<Command> {
             name: "web".into(),
             cas: Some(7),
         },
+        Command::CaInit {
+            config: ca_config(256),
+            root: ca_root("aa:bb", 256),
+        },
+        Command::CaSetConfig {
+            config: CaConfig {
+                force_without_cross_signing: true,
+                ..ca_config(384)
+            },
+            new_root: Some(CaRoot {
+                intermediate_certs: vec!["-----BEGIN CERTIFICATE-----\ncross\n".into()],
+                ..ca_root("cc:dd", 384)
+            }),
+            prev_active_root: "aa:bb".into(),
+        },
     ]
+}
+
+/// A CA configuration sample (values only need to be distinct, not usable).
+fn ca_config(bits: u32) -> CaConfig {
+    CaConfig {
+        cluster_id: "11111111-2222-3333-4444-555555555555".into(),
+        provider: "consul".into(),
+        leaf_cert_ttl_ms: 72 * 3_600_000,
+        rotation_period_ms: 2_160 * 3_600_000,
+        intermediate_cert_ttl_ms: 8_760 * 3_600_000,
+        root_cert_ttl_ms: 87_600 * 3_600_000,
+        private_key_type: "ec".into(),
+        private_key_bits: bits,
+        force_without_cross_signing: false,
+        create_index: 0,
+        modify_index: 0,
+    }
+}
+
+/// A CA root sample.
+fn ca_root(id: &str, bits: u32) -> CaRoot {
+    CaRoot {
+        id: id.into(),
+        name: "Consul CA Root Cert".into(),
+        serial_number: 7,
+        signing_key_id: "01:02".into(),
+        not_before: "2026-01-01T00:00:00Z".into(),
+        not_after: "2036-01-01T00:00:00Z".into(),
+        root_cert: "-----BEGIN CERTIFICATE-----\nroot\n".into(),
+        intermediate_certs: vec![],
+        private_key: "-----BEGIN PRIVATE KEY-----\nkey\n".into(),
+        private_key_type: "ec".into(),
+        private_key_bits: bits,
+        active: true,
+        create_index: 0,
+        modify_index: 0,
+    }
 }
 
 #[test]

@@ -13,6 +13,7 @@ use concord_api::rpc::{RpcError, WriteRequest, WriteResponse, WriteResult, WRITE
 use super::error::{decode, RpcFailure};
 use super::forward::{forward, is_forwarded, leader_target, FORWARD_TIMEOUT};
 use crate::command::{now_ms, Command, UnixMillis};
+use crate::connect;
 use crate::model::kv::KvOp;
 use crate::model::session::Session;
 use crate::node::Shared;
@@ -37,10 +38,14 @@ pub(crate) async fn write(
     if let Some(addr) = leader_target(shared.leadership(), forwarded)? {
         return forward(shared, &addr, WRITE_PATH, &req, FORWARD_TIMEOUT).await;
     }
-    if let WriteRequest::SessionRenew { id } = &req {
-        return Ok(renew(shared, id));
-    }
-    let (cmd, session_ttl) = to_command(req, now_ms())?;
+    let (cmd, session_ttl) = match req {
+        WriteRequest::SessionRenew { id } => return Ok(renew(shared, &id)),
+        // Connect CA: signing needs no Raft entry; a configuration change is built here,
+        // where the active root's key is at hand to cross-sign with.
+        WriteRequest::CaSign(sign) => return connect::sign(shared, &sign),
+        WriteRequest::CaSetConfig(config) => (connect::set_config_command(shared, &config)?, None),
+        req => to_command(req, now_ms())?,
+    };
     // Leadership lost since `leader_target` surfaces here as NotLeader/NoLeader: the client
     // retries, rather than this server forwarding from inside the write.
     let (index, result) = shared.propose(cmd.clone()).await?;
@@ -135,9 +140,13 @@ pub(crate) fn to_command(
         WriteRequest::ConfigEntryDelete { kind, name, cas } => {
             (Command::ConfigEntryDelete { kind, name, cas }, None)
         }
-        WriteRequest::SessionRenew { .. } => {
+        WriteRequest::SessionRenew { .. }
+        | WriteRequest::CaSign(_)
+        | WriteRequest::CaSetConfig(_) => {
             return Err(RpcError::Internal(
-                "invariant: session renew is not a Raft write".to_string(),
+                "invariant: session renew, CA signing and CA configuration are built by the \
+                 leader, not here"
+                    .to_string(),
             ))
         }
     })

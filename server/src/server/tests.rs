@@ -307,3 +307,78 @@ async fn leader_reconciles_gossip_members_into_the_catalog() {
     server.shutdown().await.unwrap();
     pool.shutdown();
 }
+
+#[tokio::test]
+async fn connect_ca_is_replicated_so_any_server_can_sign() {
+    use concord_api::connect::SignRequest;
+    use concord_api::rpc::WriteResult;
+
+    tracing::info!("two servers; the leader makes the CA on first leadership");
+    let (la, a_addr) = listener().await;
+    let a = Server::start(config("a", 1, a_addr, 1, None), la)
+        .await
+        .unwrap();
+    a.wait_for_leader(WAIT).await.unwrap();
+    let (lb, b_addr) = listener().await;
+    let b = Server::start(config("b", 2, b_addr, 0, None), lb)
+        .await
+        .unwrap();
+    a.shared
+        .raft
+        .add_learner(b.shared.id, Node::new(b_addr), true)
+        .await
+        .unwrap();
+    let roots = |addr| async move {
+        let r: ReadResponse = rpc(
+            addr,
+            READ_PATH,
+            &ReadRequest {
+                query: Query::CaRoots,
+                options: QueryOptions {
+                    consistency: Consistency::Stale,
+                    ..QueryOptions::default()
+                },
+            },
+        )
+        .await
+        .unwrap();
+        match r.result {
+            QueryResult::CaRoots(roots) => roots,
+            other => panic!("{other:?}"),
+        }
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while roots(b_addr).await.active_root_id.is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "CA never replicated"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(roots(a_addr).await, roots(b_addr).await);
+
+    tracing::info!("a signing request sent to the follower is forwarded and signed");
+    let td = roots(b_addr).await.trust_domain;
+    let csr_pem = {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::default();
+        let uri = format!("spiffe://{td}/ns/default/dc/dc1/svc/web");
+        params.subject_alt_names = vec![rcgen::SanType::URI(uri.try_into().unwrap())];
+        params.serialize_request(&key).unwrap().pem().unwrap()
+    };
+    let request = SignRequest {
+        service: "web".into(),
+        csr_pem,
+    };
+    let signed: WriteResponse = rpc(b_addr, WRITE_PATH, &WriteRequest::CaSign(request.clone()))
+        .await
+        .unwrap();
+    assert!(matches!(signed.result, WriteResult::CaLeaf(ref c) if c.service == "web"));
+
+    tracing::info!("the follower holds the key too: it could sign after a failover");
+    let local = crate::connect::sign(&b.shared, &request).unwrap();
+    assert!(matches!(local.result, WriteResult::CaLeaf(_)));
+
+    b.shutdown().await.unwrap();
+    a.shutdown().await.unwrap();
+}

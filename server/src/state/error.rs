@@ -106,6 +106,12 @@ pub(crate) enum Invalid {
         /// Longest allowed.
         max: Duration,
     },
+    /// A CA configuration change before the CA exists.
+    #[error("CA is not initialized yet")]
+    CaNotInitialized,
+    /// A rotation built against a root that is no longer the active one.
+    #[error("CA root changed while the rotation was prepared; retry")]
+    CaRootChanged,
 }
 
 /// Why one operation of a KV transaction failed (the transaction then changes nothing).

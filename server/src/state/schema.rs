@@ -20,9 +20,13 @@ pub(crate) const SESSIONS: &str = "sessions";
 
 /// Config entries, keyed by (kind, name).
 pub(crate) const CONFIG_ENTRIES: &str = "config_entries";
+/// The Connect CA configuration (one record).
+pub(crate) const CA_CONFIG: &str = "ca_config";
+/// Connect CA roots, in creation order; exactly one is active.
+pub(crate) const CA_ROOTS: &str = "ca_roots";
 
 /// Every table, in a fixed order.
-pub(crate) const TABLES: [&str; 7] = [
+pub(crate) const TABLES: [&str; 9] = [
     NODES,
     SERVICES,
     CHECKS,
@@ -30,6 +34,8 @@ pub(crate) const TABLES: [&str; 7] = [
     TOMBSTONES,
     SESSIONS,
     CONFIG_ENTRIES,
+    CA_CONFIG,
+    CA_ROOTS,
 ];
 
 /// The constant for a table name read back from a snapshot (`None` for unknown names).

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{schema, Tables};
+use crate::model::ca::{CaConfig, CaRoot};
 use crate::model::catalog::{Check, Node, Service};
 use crate::model::config_entry::ConfigEntry;
 use crate::model::id::NodeName;
@@ -34,6 +35,12 @@ pub(super) struct Dump {
     /// Config entries.
     #[serde(default)]
     config_entries: Vec<ConfigEntry>,
+    /// Connect CA configuration.
+    #[serde(default)]
+    ca_config: Option<CaConfig>,
+    /// Connect CA roots.
+    #[serde(default)]
+    ca_roots: Vec<CaRoot>,
 }
 
 impl Tables {
@@ -65,6 +72,8 @@ impl Tables {
                 .collect(),
             service_indexes: self.service_indexes.clone(),
             config_entries: self.config_entries.values().cloned().collect(),
+            ca_config: self.ca_config.clone(),
+            ca_roots: self.ca_roots.clone(),
         }
     }
 
@@ -106,6 +115,8 @@ impl Tables {
                 .into_iter()
                 .map(|e| ((e.kind.clone(), e.name.clone()), e))
                 .collect(),
+            ca_config: dump.ca_config,
+            ca_roots: dump.ca_roots,
             journal: None,
             changed: false,
         }

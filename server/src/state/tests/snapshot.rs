@@ -27,6 +27,8 @@ fn snapshot_matches_its_golden_file_and_restores() {
         "indexes",
         "service_indexes",
         "config_entries",
+        "ca_config",
+        "ca_roots",
     ] {
         let rows = &dumped[table];
         assert!(
