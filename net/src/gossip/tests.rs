@@ -277,7 +277,10 @@ fn set_keys_swaps_the_ring_and_members_report_their_primary() {
     sim.run_for(Duration::from_secs(3));
     let listed = sim.pool(0).expect("alive").list_keys();
     assert_eq!(listed.len(), 1, "{listed:?}");
-    assert_eq!((listed[0].members, listed[0].primaries, listed[0].total), (3, 3, 3));
+    assert_eq!(
+        (listed[0].members, listed[0].primaries, listed[0].total),
+        (3, 3, 3)
+    );
     let seen = sim.pool(1).expect("alive").list_keys();
     assert_eq!(seen[1].key, new);
     assert_eq!((seen[1].members, seen[1].primaries), (2, 0), "{seen:?}");
@@ -292,8 +295,14 @@ fn set_keys_swaps_the_ring_and_members_report_their_primary() {
     let fp = Keyring::fingerprint_of(&new).expect("valid key");
     let reported = sim.pool(0).expect("alive").member_keys();
     assert_eq!(reported.len(), 3);
-    assert!(reported.iter().all(|(_, keys)| keys == &vec![fp]), "{reported:?}");
-    assert!(sim.with_pool(0, |p, _| p.set_keys(&[])).expect("alive").is_err());
+    assert!(
+        reported.iter().all(|(_, keys)| keys == &vec![fp]),
+        "{reported:?}"
+    );
+    assert!(sim
+        .with_pool(0, |p, _| p.set_keys(&[]))
+        .expect("alive")
+        .is_err());
 }
 
 #[test]
