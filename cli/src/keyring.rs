@@ -1,6 +1,8 @@
 //! `concord keygen` and `concord keyring`: Consul's gossip key commands. `keygen` prints a
 //! fresh 32-byte key; `keyring` lists, installs, switches and removes keys through
-//! `/v1/operator/keyring`, which carries each change to every member.
+//! `/v1/operator/keyring`, which carries each change to every member and answers once every
+//! alive member reports it (up to 10 s), so `-install`, `-use` and `-remove` can run back to
+//! back; an error lists the members that did not follow.
 
 use serde::Deserialize;
 

@@ -4,15 +4,17 @@
 //! user events filtered on receipt into a bounded ring (`/v1/event/list`), and cluster-wide
 //! keyring operations.
 //!
-//! Keyring operations reach every member as an internal user event ([`KEYRING_EVENT`]) that
-//! each agent applies to its own keyring on receipt, instead of Serf's request/response
-//! queries: the originating agent applies the operation first (so a bad key is refused with
-//! an error before anything is sent), then fires the event. Per-member counts come from the
-//! key fingerprints every member advertises in its gossip metadata.
+//! Keyring changes reach every member as an internal user event ([`KEYRING_EVENT`]) instead
+//! of Serf's request/response queries. The event carries the whole keyring the change leads
+//! to ([`KeyringState`]), not the operation, and is ordered by its Lamport time (see
+//! [`Membership::change_keyring`] for why). Whether a change has reached a member, and the
+//! per-member counts of `keyring -list`, come from the key fingerprints every member
+//! advertises in its gossip metadata, primary first ([`wait_for_keyring`]).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use concord_api::agent::Member;
 use concord_net::gossip::{self, Gossip, MemberEvent, MemberStatus, UserEvent};
@@ -39,7 +41,17 @@ pub struct Membership {
     events: Mutex<VecDeque<UserEvent>>,
     /// Bumped on every stored event; blocking `/v1/event/list` waits on it.
     events_changed: watch::Sender<u64>,
+    /// Lamport time and origin of the newest keyring state applied here (`None` before the
+    /// first). A std mutex: it is held only across synchronous work (compute, fire, apply),
+    /// and holding it while firing serializes this agent's own changes, so two requests
+    /// never both start from the same keyring.
+    keyring_version: Mutex<Option<KeyringVersion>>,
 }
+
+/// Orders keyring states: Lamport time of the event that carried it, then origin node name
+/// (two agents may fire at the same Lamport time; the name breaks the tie the same way on
+/// every member).
+type KeyringVersion = (u64, String);
 
 impl std::fmt::Debug for Membership {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -54,6 +66,7 @@ impl Membership {
             gossip,
             events: Mutex::new(VecDeque::with_capacity(EVENT_RING)),
             events_changed: watch::channel(0).0,
+            keyring_version: Mutex::new(None),
         })
     }
 
@@ -70,6 +83,66 @@ impl Membership {
     /// A receiver that changes whenever an event is stored.
     pub fn watch_events(&self) -> watch::Receiver<u64> {
         self.events_changed.subscribe()
+    }
+
+    /// Applies `op` here and sends the resulting keyring to every member; returns once it is
+    /// applied locally (use [`wait_for_keyring`] to wait for the others). Errors are Serf's
+    /// per-node texts.
+    ///
+    /// Why whole states ordered by Lamport time: keyring operations do not commute (a `use`
+    /// arriving before its `install` fails, a `remove` arriving before its `use` is refused
+    /// as "removing the primary key"), and gossip delivers events in any order, so
+    /// broadcasting operations let members that got them out of order keep a different
+    /// primary and split the pool. A whole state is idempotent and can be applied from any
+    /// previous state, so "newest wins" converges whatever the arrival order, and a member
+    /// that missed an intermediate change catches up with the next one. The user event's
+    /// Lamport time (already kept in step by gossip and push-pull) supplies "newest" with no
+    /// new clock; Lamport order also follows causality, so a change made after seeing another
+    /// always wins over it. Concurrent changes from two agents: the later (time, origin)
+    /// wins on every member; the loser's wait then times out and says so.
+    pub fn change_keyring(&self, op: &KeyringOp) -> Result<(), String> {
+        let mut version = self
+            .keyring_version
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let current = local_keys(&self.gossip);
+        if current.is_empty() {
+            return Err("No keyring to modify (encryption not enabled)".to_string());
+        }
+        let keys = next_keyring(&current, op)?;
+        if keys == current {
+            // Nothing changes here (installing a key twice, removing an absent key); others
+            // may still lag behind an earlier change, which the caller's wait covers.
+            return Ok(());
+        }
+        let payload = serde_json::to_vec(&KeyringState { keys: keys.clone() })
+            .map_err(|e| format!("encoding keyring state: {e}"))?;
+        let event = self
+            .gossip
+            .fire_event(KEYRING_EVENT, payload, gossip::EventFilters::default())
+            .map_err(|e| format!("error broadcasting keyring change: {e}"))?;
+        self.gossip.set_keys(&keys).map_err(|e| e.to_string())?;
+        *version = Some((event.ltime, event.origin));
+        Ok(())
+    }
+
+    /// Applies a keyring state received from the pool if it is newer than the last one
+    /// applied here; returns whether it was applied. An agent without encryption ignores it:
+    /// turning encryption on from a gossip message would cut it off from its peers.
+    pub fn apply_keyring_state(&self, at: KeyringVersion, state: &KeyringState) -> bool {
+        let mut version = self
+            .keyring_version
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if version.as_ref().is_some_and(|v| *v >= at) || local_keys(&self.gossip).is_empty() {
+            return false;
+        }
+        if let Err(e) = self.gossip.set_keys(&state.keys) {
+            tracing::warn!(error = %e, "keyring state from {} refused", at.1);
+            return false;
+        }
+        *version = Some(at);
+        true
     }
 
     fn store_event(&self, event: UserEvent) {
@@ -200,34 +273,127 @@ pub async fn join(gossip: &Gossip, addrs: &[String]) -> Result<usize, String> {
     gossip.join(&resolved).await.map_err(|e| e.to_string())
 }
 
-/// A keyring operation carried by [`KEYRING_EVENT`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeyringOp {
-    /// `install`, `use` or `remove`.
-    pub op: String,
-    /// The key, base64.
-    pub key: String,
+/// This member's keys, base64, primary first.
+fn local_keys(gossip: &Gossip) -> Vec<String> {
+    gossip.list_keys().into_iter().map(|k| k.key).collect()
 }
 
-/// Applies a keyring operation to this member's keyring.
-pub fn apply_keyring_op(gossip: &Gossip, op: &KeyringOp) -> Result<(), String> {
-    if gossip.list_keys().is_empty() {
-        return Err("No keyring to modify (encryption not enabled)".to_string());
-    }
-    let result = match op.op.as_str() {
-        "install" => gossip.install_key(&op.key),
-        "use" => gossip.use_key(&op.key),
-        "remove" => gossip.remove_key(&op.key),
-        other => return Err(format!("unknown keyring operation {other:?}")),
-    };
-    result.map_err(|e| match e {
-        gossip::GossipError::BadKey(_) => "key size must be 16, 24 or 32 bytes".to_string(),
-        gossip::GossipError::KeyNotInstalled => "requested key is not in the keyring".to_string(),
-        gossip::GossipError::RemovePrimaryKey => {
-            "removing the primary key is not allowed".to_string()
+/// A keyring change an operator asks for (`POST`, `PUT`, `DELETE /v1/operator/keyring`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyringOp {
+    /// Add a key (base64); installing a held key changes nothing.
+    Install(String),
+    /// Make a held key the primary.
+    Use(String),
+    /// Drop a key that is not the primary; removing an absent key changes nothing.
+    Remove(String),
+}
+
+impl KeyringOp {
+    /// The key it is about.
+    pub fn key(&self) -> &str {
+        match self {
+            KeyringOp::Install(k) | KeyringOp::Use(k) | KeyringOp::Remove(k) => k,
         }
-        other => other.to_string(),
-    })
+    }
+}
+
+/// The whole keyring a change leads to, carried by [`KEYRING_EVENT`]; its version is the
+/// event's Lamport time and origin.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyringState {
+    /// The keys, base64, primary first.
+    pub keys: Vec<String>,
+}
+
+/// The keyring `op` makes of `current` (primary first), with Serf's per-node error texts.
+pub fn next_keyring(current: &[String], op: &KeyringOp) -> Result<Vec<String>, String> {
+    let key = op.key().to_string();
+    if gossip::Keyring::fingerprint_of(&key).is_none() {
+        return Err("key size must be 16, 24 or 32 bytes".to_string());
+    }
+    let mut keys = current.to_vec();
+    let pos = keys.iter().position(|k| *k == key);
+    match (op, pos) {
+        (KeyringOp::Install(_), None) => keys.push(key),
+        (KeyringOp::Install(_), Some(_)) | (KeyringOp::Remove(_), None) => {}
+        (KeyringOp::Use(_), None) => return Err("requested key is not in the keyring".to_string()),
+        (KeyringOp::Use(_), Some(i)) => {
+            let k = keys.remove(i);
+            keys.insert(0, k);
+        }
+        (KeyringOp::Remove(_), Some(0)) => {
+            return Err("removing the primary key is not allowed".to_string())
+        }
+        (KeyringOp::Remove(_), Some(i)) => {
+            keys.remove(i);
+        }
+    }
+    Ok(keys)
+}
+
+/// How long a keyring change waits for every member to report it (Serf's keyring queries
+/// wait for answers from every member for a comparable bound).
+pub const KEYRING_WAIT: Duration = Duration::from_secs(10);
+/// How often the wait re-reads what members advertise (metadata gossip takes a few rounds).
+const KEYRING_POLL: Duration = Duration::from_millis(50);
+
+/// The alive members that do not yet report the state `op` asks for, each with what is
+/// missing; `members` are (name, advertised key fingerprints, primary first).
+pub fn keyring_pending(op: &KeyringOp, members: &[(String, Vec<u64>)]) -> Vec<(String, String)> {
+    let Some(fp) = gossip::Keyring::fingerprint_of(op.key()) else {
+        return Vec::new();
+    };
+    members
+        .iter()
+        .filter_map(|(name, keys)| {
+            let missing = match op {
+                KeyringOp::Install(_) if !keys.contains(&fp) => "has not installed the key yet",
+                KeyringOp::Use(_) if keys.first() != Some(&fp) => {
+                    "has not made the key its primary yet"
+                }
+                KeyringOp::Remove(_) if keys.contains(&fp) => "still holds the key",
+                _ => return None,
+            };
+            Some((name.clone(), missing.to_string()))
+        })
+        .collect()
+}
+
+/// A keyring change that not every member reported in time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyringTimeout {
+    /// Members that report the requested state.
+    pub done: usize,
+    /// Alive members.
+    pub total: usize,
+    /// The others, with what they lack.
+    pub pending: Vec<(String, String)>,
+}
+
+/// Waits (at most `limit`, tokio time) until every alive member, as `observe` reports them
+/// (see [`Gossip::member_keys`]), is in the state `op` asks for.
+pub async fn wait_for_keyring(
+    op: &KeyringOp,
+    limit: Duration,
+    mut observe: impl FnMut() -> Vec<(String, Vec<u64>)>,
+) -> Result<(), KeyringTimeout> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let members = observe();
+        let pending = keyring_pending(op, &members);
+        if pending.is_empty() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(KeyringTimeout {
+                done: members.len() - pending.len(),
+                total: members.len(),
+                pending,
+            });
+        }
+        tokio::time::sleep(KEYRING_POLL).await;
+    }
 }
 
 /// Whether this agent should act on a user event (Consul's `shouldProcessUserEvent`): the
@@ -307,15 +473,11 @@ pub fn follow(
 
 fn on_user_event(core: &AgentCore, membership: &Membership, event: UserEvent) {
     if event.name == KEYRING_EVENT {
-        match serde_json::from_slice::<KeyringOp>(&event.payload) {
-            Ok(op) => {
-                // The origin applied it already; applying twice is harmless except for a
-                // second remove, which finds nothing to remove.
-                if let Err(e) = apply_keyring_op(&membership.gossip, &op) {
-                    if event.origin != core.config.node_name {
-                        tracing::warn!(op = %op.op, error = %e, "keyring operation failed");
-                    }
-                }
+        match serde_json::from_slice::<KeyringState>(&event.payload) {
+            // The origin applied it already (same version: skipped); an older state than
+            // the one applied here is dropped, whatever order gossip delivered them in.
+            Ok(state) => {
+                membership.apply_keyring_state((event.ltime, event.origin), &state);
             }
             Err(e) => tracing::warn!(error = %e, "malformed keyring event"),
         }
@@ -421,6 +583,124 @@ mod tests {
         assert_eq!(server["expect"], "1");
         assert_eq!(server["id"], "id-1");
         assert_eq!(server["vsn"], "2");
+    }
+
+    #[test]
+    fn keyring_operations_follow_serf() {
+        let (k1, k2) = (gossip::keygen(), gossip::keygen());
+        let ring = vec![k1.clone()];
+        let install = next_keyring(&ring, &KeyringOp::Install(k2.clone())).unwrap();
+        assert_eq!(install, vec![k1.clone(), k2.clone()]);
+        assert_eq!(
+            next_keyring(&install, &KeyringOp::Install(k2.clone())).unwrap(),
+            install
+        );
+        assert_eq!(
+            next_keyring(&ring, &KeyringOp::Use(k2.clone())).unwrap_err(),
+            "requested key is not in the keyring"
+        );
+        let used = next_keyring(&install, &KeyringOp::Use(k2.clone())).unwrap();
+        assert_eq!(used, vec![k2.clone(), k1.clone()]);
+        assert_eq!(
+            next_keyring(&used, &KeyringOp::Remove(k2.clone())).unwrap_err(),
+            "removing the primary key is not allowed"
+        );
+        assert_eq!(
+            next_keyring(&used, &KeyringOp::Remove(k1.clone())).unwrap(),
+            vec![k2.clone()]
+        );
+        assert_eq!(
+            next_keyring(&ring, &KeyringOp::Remove(k2)).unwrap(),
+            ring,
+            "removing an absent key changes nothing"
+        );
+        assert_eq!(
+            next_keyring(&ring, &KeyringOp::Install("AAAA".into())).unwrap_err(),
+            "key size must be 16, 24 or 32 bytes"
+        );
+    }
+
+    /// Install, use, remove as one agent fires them (Lamport times 1, 2, 3), delivered in
+    /// every order: each member ends on the last state, never split on the old primary.
+    #[tokio::test]
+    async fn keyring_states_converge_whatever_the_arrival_order() {
+        let (k1, k2) = (gossip::keygen(), gossip::keygen());
+        let states = [
+            (1, vec![k1.clone(), k2.clone()]),
+            (2, vec![k2.clone(), k1.clone()]),
+            (3, vec![k2.clone()]),
+        ];
+        let orders = [
+            [0, 1, 2],
+            [0, 2, 1],
+            [1, 0, 2],
+            [1, 2, 0],
+            [2, 0, 1],
+            [2, 1, 0],
+        ];
+        for order in orders {
+            let (udp, tcp) = gossip::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+            let mut config = gossip::Config::new("m", "127.0.0.1:0".parse().unwrap());
+            config.keys = vec![k1.clone()];
+            let m = Membership::new(Gossip::start(config, udp, tcp).unwrap());
+            for i in order {
+                let (at, keys) = &states[i];
+                m.apply_keyring_state((*at, "a".into()), &KeyringState { keys: keys.clone() });
+            }
+            assert_eq!(local_keys(&m.gossip), vec![k2.clone()], "order {order:?}");
+            // A replay of an older state changes nothing.
+            assert!(!m.apply_keyring_state(
+                (2, "a".into()),
+                &KeyringState {
+                    keys: states[1].1.clone()
+                }
+            ));
+            // Same Lamport time from two origins: the name decides, the same way everywhere.
+            assert!(m.apply_keyring_state(
+                (3, "b".into()),
+                &KeyringState {
+                    keys: vec![k1.clone()]
+                }
+            ));
+            m.gossip.shutdown();
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keyring_wait_reports_members_that_lag() {
+        let (k1, k2) = (gossip::keygen(), gossip::keygen());
+        let fp = |k: &str| gossip::Keyring::fingerprint_of(k).unwrap();
+        let (f1, f2) = (fp(&k1), fp(&k2));
+        let op = KeyringOp::Use(k2.clone());
+        // b catches up after a second; c never does.
+        let start = tokio::time::Instant::now();
+        let observe = || {
+            let b_done = start.elapsed() >= Duration::from_secs(1);
+            vec![
+                ("a".to_string(), vec![f2, f1]),
+                (
+                    "b".to_string(),
+                    if b_done { vec![f2, f1] } else { vec![f1, f2] },
+                ),
+                ("c".to_string(), vec![f1, f2]),
+            ]
+        };
+        let err = wait_for_keyring(&op, KEYRING_WAIT, observe)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            KeyringTimeout {
+                done: 2,
+                total: 3,
+                pending: vec![("c".into(), "has not made the key its primary yet".into())],
+            }
+        );
+        assert!(start.elapsed() >= KEYRING_WAIT);
+        let all = || vec![("a".to_string(), vec![f2])];
+        assert!(wait_for_keyring(&KeyringOp::Remove(k1), KEYRING_WAIT, all)
+            .await
+            .is_ok());
     }
 
     #[tokio::test]

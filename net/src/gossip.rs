@@ -227,6 +227,8 @@ pub struct KeyStatus {
     pub primary: bool,
     /// Alive members (this one included) that hold it.
     pub members: usize,
+    /// Alive members (this one included) whose primary key it is.
+    pub primaries: usize,
     /// Alive members known in total.
     pub total: usize,
 }

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{empty_ok, ApiError, ApiResult, AppState, Common, ReadQuery};
-use crate::membership::{self, KeyringOp, Membership, KEYRING_EVENT};
+use crate::membership::{self, KeyringOp, KeyringTimeout, Membership, KEYRING_EVENT};
 
 #[cfg(test)]
 mod socket_tests;
@@ -215,8 +215,11 @@ struct KeyRequest {
 }
 
 /// `/v1/operator/keyring`: GET lists, POST installs, PUT makes primary, DELETE removes.
-/// Changes go to every member (see [`crate::membership`]); the list counts, per key, the
-/// alive members that advertise it. Concord has no WAN pool, so there is one `LAN` entry.
+/// A change is applied here, sent to every member (see [`crate::membership`]), and answered
+/// once every alive member advertises the requested state (or 500 after
+/// [`membership::KEYRING_WAIT`], with the members that did not), so `install`, `use` and
+/// `remove` can run back to back. The list counts, per key, the alive members that hold it
+/// and those whose primary it is. Concord has no WAN pool, so there is one `LAN` entry.
 async fn keyring(State(s): State<AppState>, method: Method, c: Common, body: Bytes) -> ApiResult {
     if let Some(v) = c.params.get("relay-factor") {
         let n: i64 = v
@@ -271,8 +274,8 @@ async fn keyring(State(s): State<AppState>, method: Method, c: Common, body: Byt
             .collect();
         let primary: serde_json::Map<String, Value> = keys
             .iter()
-            .filter(|k| k.primary)
-            .map(|k| (k.key.clone(), json!(k.members)))
+            .filter(|k| k.primaries > 0)
+            .map(|k| (k.key.clone(), json!(k.primaries)))
             .collect();
         let body = json!([{
             "WAN": false,
@@ -284,27 +287,32 @@ async fn keyring(State(s): State<AppState>, method: Method, c: Common, body: Byt
         }]);
         return Ok(c.ok(None, &body));
     }
+    let request: KeyRequest = concord_api::decode::decode_lenient(&body)
+        .map_err(|e| ApiError::BadRequest(format!("Request decode failed: {e}")))?;
     let op = match method {
-        Method::POST => "install",
-        Method::PUT => "use",
-        Method::DELETE => "remove",
+        Method::POST => KeyringOp::Install(request.key),
+        Method::PUT => KeyringOp::Use(request.key),
+        Method::DELETE => KeyringOp::Remove(request.key),
         // The route only takes the four methods.
         _ => return Ok(StatusCode::METHOD_NOT_ALLOWED.into_response()),
     };
-    let request: KeyRequest = concord_api::decode::decode_lenient(&body)
-        .map_err(|e| ApiError::BadRequest(format!("Request decode failed: {e}")))?;
-    check_key(&request.key).map_err(|e| failure(&e))?;
-    let op = KeyringOp {
-        op: op.to_string(),
-        key: request.key,
-    };
-    membership::apply_keyring_op(&m.gossip, &op).map_err(|e| failure(&e))?;
-    let payload = serde_json::to_vec(&op)
-        .map_err(|e| ApiError::Internal(format!("encoding keyring operation: {e}")))?;
-    m.gossip
-        .fire_event(KEYRING_EVENT, payload, EventFilters::default())
-        .map_err(|e| ApiError::Internal(format!("error broadcasting keyring change: {e}")))?;
+    check_key(op.key()).map_err(|e| failure(&e))?;
+    m.change_keyring(&op).map_err(|e| failure(&e))?;
+    membership::wait_for_keyring(&op, membership::KEYRING_WAIT, || m.gossip.member_keys())
+        .await
+        .map_err(|t| keyring_timeout(dc, &t))?;
     Ok(empty_ok())
+}
+
+/// Serf's aggregate for members that did not answer (`<n>/<m> nodes reported success`),
+/// then one line per such member.
+fn keyring_timeout(dc: &str, t: &KeyringTimeout) -> ApiError {
+    let mut items = vec![format!(
+        "{dc} (LAN) error: {}/{} nodes reported success",
+        t.done, t.total
+    )];
+    items.extend(t.pending.iter().map(|(node, msg)| format!("{node}: {msg}")));
+    ApiError::Internal(multierror(&items))
 }
 
 /// Standard base64 of 16, 24 or 32 bytes, with Go's and memberlist's error texts.

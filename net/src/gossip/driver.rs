@@ -206,9 +206,20 @@ impl Gossip {
         self.inner.with_pool(|p| p.remove_key(key))
     }
 
-    /// Installed keys and how many members hold each.
+    /// Replaces the whole keyring (base64 keys, primary first) in one step.
+    pub fn set_keys(&self, keys: &[String]) -> Result<(), GossipError> {
+        self.inner.with_pool(|p| p.set_keys(keys))
+    }
+
+    /// Installed keys and how many members hold each and use each as primary.
     pub fn list_keys(&self) -> Vec<KeyStatus> {
         self.inner.with_pool(|p| p.list_keys())
+    }
+
+    /// Every alive member (this one first) with its advertised key fingerprints, primary
+    /// first (see [`Keyring::fingerprint_of`](super::Keyring::fingerprint_of)).
+    pub fn member_keys(&self) -> Vec<(String, Vec<u64>)> {
+        self.inner.with_pool(|p| p.member_keys())
     }
 
     /// This member's network coordinate.

@@ -702,11 +702,59 @@ impl Pool {
         self.keys_changed(before)
     }
 
-    /// Installed keys with how many alive members hold each (from their advertised key
-    /// fingerprints; best effort, as gossip is eventually consistent).
+    /// Replaces the whole keyring with `keys` (base64, primary first), in one step: a
+    /// keyring state carried from another member is applied as a unit, so no intermediate
+    /// state (a key removed before the new primary is in use) is ever advertised. An empty
+    /// list is refused: it would turn encryption off and split this member from the pool.
+    pub fn set_keys(&mut self, keys: &[String]) -> Result<(), GossipError> {
+        if keys.is_empty() {
+            return Err(GossipError::BadKey("the keyring cannot be empty".into()));
+        }
+        let next = Keyring::new(keys)?;
+        let before = std::mem::replace(&mut self.keyring, next);
+        self.keys_changed(before)
+    }
+
+    /// Installed keys with how many alive members hold each and how many use each as their
+    /// primary (from the key fingerprints every member advertises, primary first; best
+    /// effort, as gossip is eventually consistent).
     pub fn list_keys(&self) -> Vec<KeyStatus> {
-        let alive: Vec<&Meta> = self
-            .members
+        let alive = self.alive_metas();
+        let primary = self.keyring.primary();
+        self.keyring
+            .keys()
+            .into_iter()
+            .map(|key| {
+                let fp = Keyring::fingerprint_of(&key).unwrap_or_default();
+                let holders = alive.iter().filter(|m| m.keys.contains(&fp)).count();
+                let others_primary = alive.iter().filter(|m| m.keys.first() == Some(&fp));
+                let is_primary = primary.as_deref() == Some(key.as_str());
+                KeyStatus {
+                    primary: is_primary,
+                    key,
+                    members: holders + 1,
+                    primaries: others_primary.count() + usize::from(is_primary),
+                    total: alive.len() + 1,
+                }
+            })
+            .collect()
+    }
+
+    /// Every alive member (this one first) with the key fingerprints it advertises, its
+    /// primary first: what a keyring change waits on until each member reports the new state.
+    pub fn member_keys(&self) -> Vec<(String, Vec<u64>)> {
+        let mut out = vec![(self.local.name.clone(), self.keyring.fingerprints())];
+        out.extend(
+            self.alive_metas()
+                .into_iter()
+                .map(|m| (m.name.clone(), m.keys.clone())),
+        );
+        out
+    }
+
+    /// Metadata of the other members that are alive (or still leaving).
+    fn alive_metas(&self) -> Vec<&Meta> {
+        self.members
             .values()
             .filter(|e| {
                 matches!(
@@ -715,21 +763,6 @@ impl Pool {
                 )
             })
             .filter_map(|e| e.meta.as_ref())
-            .collect();
-        let primary = self.keyring.primary();
-        self.keyring
-            .keys()
-            .into_iter()
-            .map(|key| {
-                let fp = Keyring::fingerprint_of(&key).unwrap_or_default();
-                let holders = alive.iter().filter(|m| m.keys.contains(&fp)).count();
-                KeyStatus {
-                    primary: primary.as_deref() == Some(key.as_str()),
-                    key,
-                    members: holders + 1,
-                    total: alive.len() + 1,
-                }
-            })
             .collect()
     }
 

@@ -263,6 +263,49 @@ fn keyring_rotation_keeps_the_pool_together() {
 }
 
 #[test]
+fn set_keys_swaps_the_ring_and_members_report_their_primary() {
+    let old = keygen();
+    let new = keygen();
+    let mut sim = cluster(3, std::slice::from_ref(&old));
+    // Nodes 1 and 2 take a whole new ring in one step (the new key installed, the old one
+    // still primary); node 0 keeps the old ring. Counts are per-member facts.
+    for i in 1..3 {
+        sim.with_pool(i, |p, _| p.set_keys(&[old.clone(), new.clone()]))
+            .expect("alive")
+            .expect("set");
+    }
+    sim.run_for(Duration::from_secs(3));
+    let listed = sim.pool(0).expect("alive").list_keys();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(
+        (listed[0].members, listed[0].primaries, listed[0].total),
+        (3, 3, 3)
+    );
+    let seen = sim.pool(1).expect("alive").list_keys();
+    assert_eq!(seen[1].key, new);
+    assert_eq!((seen[1].members, seen[1].primaries), (2, 0), "{seen:?}");
+
+    for i in 0..3 {
+        sim.with_pool(i, |p, _| p.set_keys(std::slice::from_ref(&new)))
+            .expect("alive")
+            .expect("set");
+    }
+    sim.run_for(Duration::from_secs(10));
+    assert!(all_see(&sim, &[0, 1, 2], 3, MemberStatus::Alive));
+    let fp = Keyring::fingerprint_of(&new).expect("valid key");
+    let reported = sim.pool(0).expect("alive").member_keys();
+    assert_eq!(reported.len(), 3);
+    assert!(
+        reported.iter().all(|(_, keys)| keys == &vec![fp]),
+        "{reported:?}"
+    );
+    assert!(sim
+        .with_pool(0, |p, _| p.set_keys(&[]))
+        .expect("alive")
+        .is_err());
+}
+
+#[test]
 fn encrypted_traffic_carries_no_plaintext_names() {
     let key = keygen();
     let mut pool =

@@ -53,7 +53,8 @@ pub struct Meta {
     /// Set by a graceful leave before the member stops answering, so that others record
     /// Left instead of Failed (Serf's leave intent).
     pub leaving: bool,
-    /// Fingerprints of the gossip keys this member holds (for keyring listing).
+    /// Fingerprints of the gossip keys this member holds, its primary key first (for
+    /// keyring listing, and for keyring changes to see when every member applied them).
     pub keys: Vec<u64>,
 }
 

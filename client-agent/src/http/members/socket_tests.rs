@@ -439,6 +439,116 @@ async fn keyring_rotation_reaches_every_member() {
     b.gossip.shutdown();
 }
 
+/// Install, use and remove back to back, each sent to a different agent, with no wait in
+/// between: each answer comes once every member reports the step, so the next step never
+/// finds a member not ready for it, and the counts are real per-member facts.
+#[tokio::test]
+async fn keyring_rotation_back_to_back_across_three_agents() {
+    let k1 = gossip::keygen();
+    let k2 = gossip::keygen();
+    let a = agent("a", vec![k1.clone()]).await;
+    let b = agent("b", vec![k1.clone()]).await;
+    let c = agent("c", vec![k1.clone()]).await;
+    a.gossip.join(&[addr(&b.gossip)]).await.unwrap();
+    c.gossip.join(&[addr(&b.gossip)]).await.unwrap();
+    let agents = [&a, &b, &c];
+    eventually("everyone sees three alive members with k1", || {
+        agents.iter().all(|x| {
+            let keys = x.gossip.list_keys();
+            keys.len() == 1 && keys[0].members == 3 && keys[0].primaries == 3
+        })
+    })
+    .await;
+
+    let body = format!(r#"{{"Key":"{k2}"}}"#);
+    let (status, _, text) = call(&a.app, Method::POST, "/v1/operator/keyring", &body).await;
+    assert_eq!((status, text.as_str()), (StatusCode::OK, ""), "install");
+    // Right after the answer, the counts already hold for every member.
+    let list = get_json(&a.app, "/v1/operator/keyring").await;
+    assert_eq!(list[0]["Keys"][&k2], 3, "{list}");
+    assert_eq!(list[0]["PrimaryKeys"][&k1], 3, "{list}");
+    assert!(list[0]["PrimaryKeys"].get(&k2).is_none(), "{list}");
+
+    let (status, _, text) = call(&b.app, Method::PUT, "/v1/operator/keyring", &body).await;
+    assert_eq!((status, text.as_str()), (StatusCode::OK, ""), "use");
+    let list = get_json(&b.app, "/v1/operator/keyring").await;
+    assert_eq!(list[0]["PrimaryKeys"][&k2], 3, "{list}");
+    assert!(list[0]["PrimaryKeys"].get(&k1).is_none(), "{list}");
+    assert_eq!(list[0]["Keys"][&k1], 3, "{list}");
+
+    let old = format!(r#"{{"Key":"{k1}"}}"#);
+    let (status, _, text) = call(&c.app, Method::DELETE, "/v1/operator/keyring", &old).await;
+    assert_eq!((status, text.as_str()), (StatusCode::OK, ""), "remove");
+    let list = get_json(&c.app, "/v1/operator/keyring").await;
+    assert_eq!(
+        list,
+        serde_json::json!([{
+            "WAN": false,
+            "Datacenter": "dc1",
+            "Segment": "",
+            "Keys": {&k2: 3},
+            "PrimaryKeys": {&k2: 3},
+            "NumNodes": 3,
+        }])
+    );
+    for x in agents {
+        assert_eq!(x.gossip.list_keys().len(), 1);
+        assert_eq!(x.gossip.list_keys()[0].key, k2);
+    }
+
+    // Still one pool: a member's change of metadata reaches the others under k2 alone.
+    let mut tags = b.gossip.local_member().tags;
+    tags.insert("probe".into(), "after-rotation".into());
+    b.gossip.set_tags(tags).unwrap();
+    eventually("a and c see b's new tag and everyone alive", || {
+        [&a, &c].iter().all(|x| {
+            x.gossip.members().iter().any(|m| {
+                m.name == "b" && m.tags.get("probe").map(String::as_str) == Some("after-rotation")
+            }) && x.gossip.members().len() == 3
+                && x.gossip
+                    .members()
+                    .iter()
+                    .all(|m| m.status == MemberStatus::Alive)
+        })
+    })
+    .await;
+    for x in agents {
+        x.gossip.shutdown();
+    }
+}
+
+/// A member that does not follow a change makes it time out (after the real
+/// [`membership::KEYRING_WAIT`]) with Serf's aggregate text and one line per such member.
+#[tokio::test]
+async fn keyring_change_reports_members_that_did_not_follow() {
+    let k1 = gossip::keygen();
+    let k2 = gossip::keygen();
+    let a = agent("a", vec![k1.clone()]).await;
+    let b = agent("b", vec![k1.clone()]).await;
+    a.gossip.join(&[addr(&b.gossip)]).await.unwrap();
+    eventually("b alive", || {
+        status_of(&a.gossip, "b") == Some(MemberStatus::Alive)
+    })
+    .await;
+    // b ignores a's states: it has applied one from a Lamport time a cannot reach.
+    let bm = b.core.membership.clone().unwrap();
+    assert!(bm.apply_keyring_state(
+        (u64::MAX, "zz".into()),
+        &membership::KeyringState {
+            keys: vec![k1.clone()]
+        }
+    ));
+    let body = format!(r#"{{"Key":"{k2}"}}"#);
+    let (status, _, text) = call(&a.app, Method::POST, "/v1/operator/keyring", &body).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        text,
+        "2 errors occurred:\n\t* dc1 (LAN) error: 1/2 nodes reported success\n\t* b: has not installed the key yet\n\n"
+    );
+    a.gossip.shutdown();
+    b.gossip.shutdown();
+}
+
 #[tokio::test]
 async fn coordinates_come_from_gossip() {
     let a = agent("a", Vec::new()).await;
