@@ -1,6 +1,7 @@
 //! Wiring: opens storage, starts Raft, serves the RPC port, runs the leader loop. Nothing
 //! below imports this module; what the handlers share lives in [`node`](crate::node).
 
+use concord_api::catalog::CONSUL_SERVICE;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -292,8 +293,29 @@ impl Server {
                 .await
                 .map_err(|_| ServerError::NoLeader(timeout))?
                 .map_err(|e| ServerError::Raft(e.to_string()))?;
+            // A leader also registers itself (its node and the `consul` service) as its first
+            // duty; wait for that too, so the first catalog read after start sees the server,
+            // as it does on Consul once `agent -dev` reports ready.
+            tokio::time::timeout_at(deadline, self.registered())
+                .await
+                .map_err(|_| ServerError::NoLeader(timeout))?;
         }
         Ok(())
+    }
+
+    /// Resolves once this server's node carries the `consul` service in the catalog.
+    async fn registered(&self) {
+        let node = &self.shared.config.node_name;
+        loop {
+            // Subscribe before looking, so a registration in between is not missed; a closed
+            // channel means a restore swapped the store: look again at the new one.
+            let current = self.shared.store.current();
+            let mut changes = current.subscribe();
+            if current.view(|t| t.service(node, CONSUL_SERVICE).is_some()) {
+                return;
+            }
+            let _ = changes.changed().await;
+        }
     }
 
     /// Stops serving, stops Raft, and flushes storage.
