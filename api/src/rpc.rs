@@ -182,6 +182,8 @@ pub enum Query {
     },
     /// Raft leader and voters (`/v1/status/*`).
     RaftStatus,
+    /// A point-in-time snapshot archive of the whole state (`GET /v1/snapshot`).
+    Snapshot,
 }
 
 /// The answer to a [`Query`], variant by variant.
@@ -219,6 +221,8 @@ pub enum QueryResult {
         /// Voters' RPC addresses.
         peers: Vec<String>,
     },
+    /// For `Snapshot`: the archive (gzipped tar), opaque to the agent.
+    Snapshot(SnapshotArchive),
 }
 
 /// A read with its options.
@@ -265,6 +269,20 @@ pub enum WriteRequest {
         /// Session ID.
         id: String,
     },
+    /// `PUT /v1/snapshot`: replace the whole state with an archive's (verified and decoded in
+    /// full before anything changes).
+    SnapshotRestore(SnapshotArchive),
+}
+
+/// A snapshot archive's bytes (base64 in the RPC's JSON, like KV values).
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq)]
+pub struct SnapshotArchive(#[serde(with = "crate::kv::base64_bytes")] pub Vec<u8>);
+
+impl std::fmt::Debug for SnapshotArchive {
+    // Megabytes of binary in a log line help no one: show the size.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SnapshotArchive({} bytes)", self.0.len())
+    }
 }
 
 /// The outcome of a write, variant by request kind.

@@ -24,6 +24,7 @@ fn fixture(cmd: &Command) -> &'static str {
         Command::Txn { .. } => "command/txn.json",
         Command::SessionCreate { .. } => "command/session_create.json",
         Command::SessionDestroy { .. } => "command/session_destroy.json",
+        Command::Restore { .. } => "command/restore.json",
     }
 }
 
@@ -178,6 +179,9 @@ pub(crate) fn samples() -> Vec<Command> {
         Command::SessionDestroy {
             id: "adf4238a-882b-9ddc-4a9d-5b6758e4159e".into(),
             now_ms: 1_700_000_000_004,
+        },
+        Command::Restore {
+            state: r#"{"nodes":[],"services":[],"checks":[],"kvs":[],"tombstones":[],"lock_delays":[],"sessions":[],"indexes":{"kvs":9},"service_indexes":{}}"#.into(),
         },
     ]
 }

@@ -40,6 +40,12 @@ pub(crate) async fn write(
     if let WriteRequest::SessionRenew { id } = &req {
         return Ok(renew(shared, id));
     }
+    let req = match req {
+        WriteRequest::SnapshotRestore(archive) => {
+            return crate::archive::restore(shared, archive).await
+        }
+        other => other,
+    };
     let (cmd, session_ttl) = to_command(req, now_ms())?;
     // Leadership lost since `leader_target` surfaces here as NotLeader/NoLeader: the client
     // retries, rather than this server forwarding from inside the write.
@@ -118,6 +124,11 @@ pub(crate) fn to_command(
         WriteRequest::SessionRenew { .. } => {
             return Err(RpcError::Internal(
                 "invariant: session renew is not a Raft write".to_string(),
+            ))
+        }
+        WriteRequest::SnapshotRestore(_) => {
+            return Err(RpcError::Internal(
+                "invariant: a snapshot restore is built by archive::restore".to_string(),
             ))
         }
     })
