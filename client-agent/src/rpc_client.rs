@@ -25,8 +25,8 @@ use concord_api::catalog::{
 };
 use concord_api::kv::{KvEntry, KvOp, TxnResponse};
 use concord_api::rpc::{
-    Query, QueryMeta, QueryOptions, QueryResult, ReadRequest, ReadResponse, RpcError, WriteRequest,
-    WriteResponse, WriteResult, READ_PATH, WRITE_PATH,
+    Query, QueryMeta, QueryOptions, QueryResult, ReadRequest, ReadResponse, RpcError,
+    SnapshotArchive, WriteRequest, WriteResponse, WriteResult, READ_PATH, WRITE_PATH,
 };
 use concord_api::session::Session;
 use concord_net::rpc::{CallError, RpcHttp};
@@ -359,6 +359,22 @@ impl dyn ServerRpc {
             other => Err(other),
         })
         .await
+    }
+
+    /// `Query::Snapshot`: a snapshot archive of the servers' state (gzipped tar bytes).
+    pub async fn snapshot(&self, o: QueryOptions) -> Read<Vec<u8>> {
+        self.read_as(Query::Snapshot, o, |r| match r {
+            QueryResult::Snapshot(archive) => Ok(archive.0),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// `WriteRequest::SnapshotRestore`: replaces the servers' state with the archive's; the
+    /// Raft index the restore applied at.
+    pub async fn snapshot_restore(&self, archive: Vec<u8>) -> Result<u64, RpcError> {
+        let request = WriteRequest::SnapshotRestore(SnapshotArchive(archive));
+        self.write(request).await.map(|r| r.index)
     }
 }
 
