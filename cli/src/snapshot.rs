@@ -67,6 +67,17 @@ fn one_file(p: &Parsed) -> Result<&str, &'static str> {
     }
 }
 
+/// For `restore` and `inspect`: the flags and the bytes of the one FILE argument, or the
+/// exit code of a failure already reported.
+fn parse_and_read(args: &[String], usage: &str) -> Result<(Parsed, Vec<u8>), i32> {
+    let p = parse_or_usage(args, &[], usage)?;
+    let file = one_file(&p).map_err(|e| fail(e).unwrap_or(1))?;
+    match std::fs::read(file) {
+        Ok(bytes) => Ok((p, bytes)),
+        Err(e) => Err(fail(format!("Error opening snapshot file: {e}")).unwrap_or(1)),
+    }
+}
+
 async fn save(args: Vec<String>) -> anyhow::Result<i32> {
     let p = match parse_or_usage(&args, SAVE_FLAGS, SAVE_USAGE) {
         Ok(p) => p,
@@ -115,17 +126,9 @@ async fn save(args: Vec<String>) -> anyhow::Result<i32> {
 }
 
 async fn restore(args: Vec<String>) -> anyhow::Result<i32> {
-    let p = match parse_or_usage(&args, &[], RESTORE_USAGE) {
-        Ok(p) => p,
+    let (p, archive) = match parse_and_read(&args, RESTORE_USAGE) {
+        Ok(x) => x,
         Err(code) => return Ok(code),
-    };
-    let file = match one_file(&p) {
-        Ok(f) => f,
-        Err(e) => return fail(e),
-    };
-    let archive = match std::fs::read(file) {
-        Ok(a) => a,
-        Err(e) => return fail(format!("Error opening snapshot file: {e}")),
     };
     let client = match HttpClient::from_flags(&p) {
         Ok(c) => c,
@@ -139,17 +142,9 @@ async fn restore(args: Vec<String>) -> anyhow::Result<i32> {
 }
 
 fn inspect(args: &[String]) -> anyhow::Result<i32> {
-    let p = match parse_or_usage(args, &[], INSPECT_USAGE) {
-        Ok(p) => p,
+    let (_, archive) = match parse_and_read(args, INSPECT_USAGE) {
+        Ok(x) => x,
         Err(code) => return Ok(code),
-    };
-    let file = match one_file(&p) {
-        Ok(f) => f,
-        Err(e) => return fail(e),
-    };
-    let archive = match std::fs::read(file) {
-        Ok(a) => a,
-        Err(e) => return fail(format!("Error opening snapshot file: {e}")),
     };
     match archive::read(&archive) {
         Ok(verified) => {

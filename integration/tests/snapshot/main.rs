@@ -30,6 +30,14 @@ async fn kv(agent: &TestAgent, key: &str) -> Option<String> {
     Some(r.text().await.unwrap())
 }
 
+fn consul_index(r: &reqwest::Response) -> u64 {
+    r.headers()["x-consul-index"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 async fn register_external(agent: &TestAgent, service: &str) {
     let body = serde_json::json!({
         "Node": "ext-1",
@@ -84,11 +92,7 @@ async fn save_change_restore_brings_state_back_and_wakes_watchers() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "application/x-gzip");
-    let index: u64 = r.headers()["x-consul-index"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let index = consul_index(&r);
     assert!(index >= saved_index);
     assert_eq!(&r.bytes().await.unwrap()[..2], &[0x1f, 0x8b], "gzip magic");
 
@@ -143,11 +147,7 @@ async fn save_change_restore_brings_state_back_and_wakes_watchers() {
         started.elapsed() < Duration::from_secs(30),
         "woke on the restore, not on timeout"
     );
-    let woke_index: u64 = r.headers()["x-consul-index"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let woke_index = consul_index(&r);
     assert!(
         woke_index > before,
         "index must not go backwards: {before} -> {woke_index}"

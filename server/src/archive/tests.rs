@@ -6,8 +6,8 @@ use super::*;
 use crate::command::tests::samples;
 use crate::state::{schema, StateStore};
 
-/// The encoded state of a store holding the command samples.
-fn sample_state() -> Vec<u8> {
+/// A store holding the command samples (all but the restore, which replaces a store).
+fn sample_store() -> StateStore {
     let store = StateStore::new();
     for (index, cmd) in samples()
         .into_iter()
@@ -16,7 +16,12 @@ fn sample_state() -> Vec<u8> {
     {
         store.apply(index as u64 + 1, &cmd).unwrap();
     }
-    store.copy().encode().unwrap()
+    store
+}
+
+/// The encoded state of [`sample_store`].
+fn sample_state() -> Vec<u8> {
+    sample_store().copy().encode().unwrap()
 }
 
 /// The files of an archive, in order, as (name, bytes).
@@ -227,15 +232,7 @@ fn an_oversized_file_is_refused_without_buffering_it_all() {
 
 #[test]
 fn restored_at_moves_every_index_to_the_restore_entry() {
-    let old = StateStore::new();
-    for (index, cmd) in samples()
-        .into_iter()
-        .filter(|c| !matches!(c, Command::Restore { .. }))
-        .enumerate()
-    {
-        old.apply(index as u64 + 1, &cmd).unwrap();
-    }
-    let copy = StoreCopy::decode(&old.copy().encode().unwrap()).unwrap();
+    let copy = StoreCopy::decode(&sample_state()).unwrap();
     let restored = StateStore::restored_at(copy, 100);
     for table in schema::TABLES {
         assert_eq!(restored.view(|t| t.table_index(table)), 100, "{table}");

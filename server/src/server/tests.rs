@@ -84,9 +84,9 @@ async fn keys(addr: SocketAddr, consistency: Consistency) -> Vec<String> {
     keys
 }
 
-#[tokio::test]
-async fn follower_forwards_to_the_leader() {
-    tracing::info!("a single-server cluster, then a second server joining as a learner");
+/// A single-server cluster `a`, then `b` joining it as a learner (a follower that does not
+/// vote), each with its RPC address.
+async fn leader_and_follower() -> ((Server, SocketAddr), (Server, SocketAddr)) {
     let (la, a_addr) = listener().await;
     let a = Server::start(config("a", 1, a_addr, 1, None), la)
         .await
@@ -102,6 +102,13 @@ async fn follower_forwards_to_the_leader() {
         .await
         .unwrap();
     b.wait_for_leader(WAIT).await.unwrap();
+    ((a, a_addr), (b, b_addr))
+}
+
+#[tokio::test]
+async fn follower_forwards_to_the_leader() {
+    tracing::info!("a single-server cluster, then a second server joining as a learner");
+    let ((a, a_addr), (b, b_addr)) = leader_and_follower().await;
     assert_eq!(
         b.shared.leadership(),
         Leadership::Follower {
@@ -311,21 +318,7 @@ async fn leader_reconciles_gossip_members_into_the_catalog() {
 #[tokio::test]
 async fn snapshot_restore_through_a_follower_replaces_state_on_every_server() {
     tracing::info!("a leader and a follower (learner) sharing one key");
-    let (la, a_addr) = listener().await;
-    let a = Server::start(config("a", 1, a_addr, 1, None), la)
-        .await
-        .unwrap();
-    a.wait_for_leader(WAIT).await.unwrap();
-    let (lb, b_addr) = listener().await;
-    let b = Server::start(config("b", 2, b_addr, 0, None), lb)
-        .await
-        .unwrap();
-    a.shared
-        .raft
-        .add_learner(b.shared.id, Node::new(b_addr), true)
-        .await
-        .unwrap();
-    b.wait_for_leader(WAIT).await.unwrap();
+    let ((a, a_addr), (b, b_addr)) = leader_and_follower().await;
     let _: WriteResponse = rpc(b_addr, WRITE_PATH, &set("saved", "1")).await.unwrap();
 
     tracing::info!("a save sent to the follower is answered by the leader");
