@@ -10,6 +10,10 @@
 //! shared [`StoreHandle`] and abandons the old store, which wakes every blocking query
 //! parked on it so it re-runs against the new one.
 //!
+//! An operator restore (`PUT /v1/snapshot`) is not a Raft snapshot install: it arrives as a
+//! normal entry, [`Command::Restore`], and is applied like one at its log index, through the
+//! same swap (see `crate::archive`).
+//!
 //! Whole-snapshot work (encoding the store, decoding one, writing or reading it in sled and
 //! flushing) runs on tokio's blocking pool ([`off_runtime`]); only the in-memory copy of the
 //! tables a build starts from is taken on the async thread, where openraft asks for it.
