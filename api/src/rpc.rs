@@ -201,6 +201,8 @@ pub enum Query {
     CaRoots,
     /// `/v1/connect/ca/configuration`.
     CaConfig,
+    /// A point-in-time snapshot archive of the whole state (`GET /v1/snapshot`).
+    Snapshot,
 }
 
 /// The answer to a [`Query`], variant by variant.
@@ -244,6 +246,8 @@ pub enum QueryResult {
     CaRoots(CaRoots),
     /// For `CaConfig`; `None` before the CA is initialized.
     CaConfig(Option<CaConfiguration>),
+    /// For `Snapshot`: the archive (gzipped tar), opaque to the agent.
+    Snapshot(SnapshotArchive),
 }
 
 /// A read with its options.
@@ -318,6 +322,20 @@ pub enum WriteRequest {
     /// An agent asks for a leaf: the leader checks the CSR and signs it with the active root
     /// (no Raft entry).
     CaSign(SignRequest),
+    /// `PUT /v1/snapshot`: replace the whole state with an archive's (verified and decoded in
+    /// full before anything changes).
+    SnapshotRestore(SnapshotArchive),
+}
+
+/// A snapshot archive's bytes (base64 in the RPC's JSON, like KV values).
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq)]
+pub struct SnapshotArchive(#[serde(with = "crate::kv::base64_bytes")] pub Vec<u8>);
+
+impl std::fmt::Debug for SnapshotArchive {
+    // Megabytes of binary in a log line help no one: show the size.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SnapshotArchive({} bytes)", self.0.len())
+    }
 }
 
 /// The outcome of a write, variant by request kind.

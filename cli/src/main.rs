@@ -6,7 +6,8 @@
 //!   files into typed structs and merges them with the flags.
 //! - `kv`, `catalog`, `services`, `members`, `intention`, `config` (config entries; not
 //!   `agent/config`): one module per client command group (`members` also holds `join`,
-//!   `leave` and `force-leave`); `event`; `keyring` (`keygen` and `keyring`); `rtt`.
+//!   `leave` and `force-leave`); `event`; `keyring` (`keygen` and `keyring`); `rtt`; `snapshot` (`save`,
+//!   `restore`, `inspect`).
 //! - What the client commands share, one concern per module: `flags` (the Go-style flag
 //!   parser and the HTTP flags), `http` (the HTTP client to the agent and its errors),
 //!   `output` (columns, stdout, failure messages).
@@ -24,6 +25,7 @@ mod members;
 mod output;
 mod rtt;
 mod services;
+mod snapshot;
 
 const USAGE: &str = "Usage: concord [--version] [--help] <command> [<args>]
 
@@ -42,6 +44,7 @@ Available commands are:
     members        Lists the members of the cluster
     rtt            Estimates network round trip time between nodes
     services       Interact with services
+    snapshot       Saves, restores and inspects snapshots of the servers' state
     version        Prints the version";
 
 fn main() -> std::process::ExitCode {
@@ -77,6 +80,7 @@ fn main() -> std::process::ExitCode {
             "members" => members::run(args).await,
             "rtt" => rtt::run(args).await,
             "services" => services::run(args).await,
+            "snapshot" => snapshot::run(args).await,
             "version" | "-version" | "--version" | "-v" => Ok(version()),
             "help" | "-help" | "--help" | "-h" => {
                 #[allow(clippy::print_stdout)]

@@ -23,6 +23,7 @@ mod near;
 mod params;
 mod reply;
 mod session;
+mod snapshot;
 mod status;
 #[cfg(test)]
 mod tests;
@@ -58,6 +59,7 @@ pub fn router(state: AppState) -> Router {
         .merge(kv::routes())
         .merge(members::routes())
         .merge(session::routes())
+        .merge(snapshot::routes())
         .merge(status::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -27,8 +27,8 @@ use concord_api::config_entry::StoredConfigEntry;
 use concord_api::connect::{CaConfiguration, CaRoots, IssuedCert, SignRequest};
 use concord_api::kv::{KvEntry, KvOp, TxnResponse};
 use concord_api::rpc::{
-    Query, QueryMeta, QueryOptions, QueryResult, ReadRequest, ReadResponse, RpcError, WriteRequest,
-    WriteResponse, WriteResult, READ_PATH, WRITE_PATH,
+    Query, QueryMeta, QueryOptions, QueryResult, ReadRequest, ReadResponse, RpcError,
+    SnapshotArchive, WriteRequest, WriteResponse, WriteResult, READ_PATH, WRITE_PATH,
 };
 use concord_api::session::Session;
 use concord_net::rpc::{CallError, RpcHttp};
@@ -395,6 +395,15 @@ impl dyn ServerRpc {
         .await
     }
 
+    /// `Query::Snapshot`: a snapshot archive of the servers' state (gzipped tar bytes).
+    pub async fn snapshot(&self, o: QueryOptions) -> Read<Vec<u8>> {
+        self.read_as(Query::Snapshot, o, |r| match r {
+            QueryResult::Snapshot(archive) => Ok(archive.0),
+            other => Err(other),
+        })
+        .await
+    }
+
     /// `Query::CaConfig`: `None` before the CA is initialized.
     pub async fn ca_config(&self, o: QueryOptions) -> Read<Option<CaConfiguration>> {
         self.read_as(Query::CaConfig, o, |r| match r {
@@ -418,6 +427,13 @@ impl dyn ServerRpc {
             other => Err(other),
         })
         .await
+    }
+
+    /// `WriteRequest::SnapshotRestore`: replaces the servers' state with the archive's; the
+    /// Raft index the restore applied at.
+    pub async fn snapshot_restore(&self, archive: Vec<u8>) -> Result<u64, RpcError> {
+        let request = WriteRequest::SnapshotRestore(SnapshotArchive(archive));
+        self.write(request).await.map(|r| r.index)
     }
 }
 

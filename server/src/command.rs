@@ -110,6 +110,14 @@ pub(crate) enum Command {
         /// ID of the active root the rotation was built against.
         prev_active_root: String,
     },
+    /// Replace the whole state with an operator snapshot's (`PUT /v1/snapshot`). The leader
+    /// verified and decoded it before proposing; every server swaps in the decoded store and
+    /// wakes every watcher. One entry carries the whole state, so it is capped
+    /// ([`crate::archive::MAX_STATE_BYTES`]) below the RPC body limit.
+    Restore {
+        /// The state store's snapshot encoding (`state.bin` of the archive; JSON text).
+        state: String,
+    },
 }
 
 /// What applying a [`Command`] produced. Validation failures are data (`Invalid`,

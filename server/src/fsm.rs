@@ -10,6 +10,10 @@
 //! shared [`StoreHandle`] and abandons the old store, which wakes every blocking query
 //! parked on it so it re-runs against the new one.
 //!
+//! An operator restore (`PUT /v1/snapshot`) is not a Raft snapshot install: it arrives as a
+//! normal entry, [`Command::Restore`], and is applied like one at its log index, through the
+//! same swap (see `crate::archive`).
+//!
 //! Whole-snapshot work (encoding the store, decoding one, writing or reading it in sled and
 //! flushing) runs on tokio's blocking pool ([`off_runtime`]); only the in-memory copy of the
 //! tables a build starts from is taken on the async thread, where openraft asks for it.
@@ -20,7 +24,7 @@ mod tests;
 use std::io::Cursor;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use concord_api::rpc::WriteResult;
+use concord_api::rpc::{RpcError, WriteResult};
 use openraft::storage::RaftStateMachine;
 use openraft::{AnyError, EntryPayload, RaftSnapshotBuilder};
 
@@ -191,12 +195,18 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
-        let store = self.store.current();
+        let mut store = self.store.current();
         let mut results = Vec::new();
         for entry in entries {
             self.last_applied = Some(entry.log_id);
             let result = match &entry.payload {
                 EntryPayload::Blank => Ok(WriteResult::Done),
+                EntryPayload::Normal(Command::Restore { state }) => {
+                    let result = restore(&self.store, entry.log_id.index, state).await;
+                    // Later entries of this batch apply to the restored store.
+                    store = self.store.current();
+                    result
+                }
                 EntryPayload::Normal(cmd) => apply_command(&store, entry.log_id.index, cmd),
                 EntryPayload::Membership(membership) => {
                     self.membership = StoredMembership::new(Some(entry.log_id), membership.clone());
@@ -260,6 +270,23 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             snapshot: Box::new(Cursor::new(data)),
         }))
     }
+}
+
+/// Applies an operator restore ([`Command::Restore`]) at `index`: decodes the state off the
+/// async threads, then swaps the new store in (waking every watcher of the old one). The
+/// leader decoded the same bytes before proposing, so a failure here is unexpected; it is
+/// the entry's result and changes nothing.
+async fn restore(handle: &StoreHandle, index: u64, state: &str) -> CommandResult {
+    let state = state.to_owned();
+    let store = off_runtime(move || {
+        let copy = StoreCopy::decode(state.as_bytes()).map_err(|e| AnyError::new(&e))?;
+        Ok(StateStore::restored_at(copy, index))
+    })
+    .await
+    .map_err(|e| RpcError::Internal(format!("restoring snapshot: {e}")))?;
+    handle.swap(store);
+    tracing::info!(index, "applied operator snapshot restore");
+    Ok(WriteResult::Done)
 }
 
 /// Applies one command; logs rejections (they are normal: the caller gets the error).

@@ -144,7 +144,7 @@ async fn init_ca(shared: &Shared) {
 
 /// Starts a full TTL for every session that has one (a new leader does not know when they
 /// were last renewed, so it gives them the benefit of the doubt, as Consul does).
-fn arm_session_timers(shared: &Shared) {
+pub(crate) fn arm_session_timers(shared: &Shared) {
     let sessions = shared.store.current().sessions();
     let mut armed = 0;
     for session in sessions {

@@ -12,6 +12,8 @@
 //! - `server`: wiring only: storage, Raft, RPC listener, leader loop, start/shutdown.
 //! - `rpc`: the RPC router: agent reads/writes (forward-or-local decided up front, blocking
 //!   queries) and Raft's incoming endpoints.
+//! - [`archive`]: operator snapshot archives (gzipped tar: `meta.json`, `state.bin`,
+//!   `SHA256SUMS`): write, verify, and the server side of save and restore.
 //! - `leader`: leader-only work: session TTL expiry, registering this server in the catalog,
 //!   reconciling the LAN gossip pool's members into it (`serfHealth`), bootstrapping the
 //!   Connect CA.
@@ -36,6 +38,7 @@
 //! - `golden` (tests only): golden-file checks pinning the on-disk encodings
 //!   (`tests/fixtures/`).
 
+pub mod archive;
 mod command;
 mod config;
 mod connect;

@@ -202,6 +202,11 @@ impl Tables {
                 self.ca_set_config(index, config, new_root.as_ref(), prev_active_root)?;
                 Ok(WriteResult::Done)
             }
+            // A restore replaces the whole store, which only the state machine can do
+            // (`StateStore::restored_at` + `StoreHandle::swap`).
+            Command::Restore { .. } => Err(StateError::Snapshot(
+                "invariant: a restore is applied by the state machine, not a store".to_string(),
+            )),
         }
     }
 
@@ -236,7 +241,7 @@ impl Tables {
             Query::SessionInfo { id } => self.session_info_query(id),
             Query::SessionList => self.session_list_query(),
             Query::NodeSessions { node } => self.node_sessions_query(node),
-            Query::RaftStatus => return Err(Invalid::NotAStateQuery.into()),
+            Query::RaftStatus | Query::Snapshot => return Err(Invalid::NotAStateQuery.into()),
             Query::ConfigEntryGet { kind, name } => self.config_entry_get_query(kind, name),
             Query::ConfigEntryList { kind } => self.config_entry_list_query(kind.as_deref()),
             Query::CaRoots => self.ca_roots_query(),
@@ -354,7 +359,44 @@ impl StateStore {
 #[derive(Debug)]
 pub(crate) struct StoreCopy(snapshot::Dump);
 
+impl StateStore {
+    /// Builds the store an operator restore puts in service at Raft index `index`: the
+    /// copy's records, with every table's (and every service's) last-modified index set to
+    /// `index`. Indexes then never go backwards for blocking clients, and every table-indexed
+    /// watcher sees a change (Consul's raft likewise restores at an index past its log).
+    /// Records keep their own create/modify indexes.
+    pub(crate) fn restored_at(copy: StoreCopy, index: u64) -> Self {
+        let mut tables = Tables::restore(copy.0);
+        for table in schema::TABLES {
+            tables.indexes.insert(table, index);
+        }
+        for service_index in tables.service_indexes.values_mut() {
+            *service_index = index;
+        }
+        let store = StateStore::from_tables(tables);
+        store.changes.send_modify(|c| c.index = index);
+        store
+    }
+}
+
 impl StoreCopy {
+    /// Decodes [`StoreCopy::encode`] bytes.
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, StateError> {
+        serde_json::from_slice(bytes)
+            .map(StoreCopy)
+            .map_err(|e| StateError::Snapshot(e.to_string()))
+    }
+
+    /// Records per table (for `snapshot inspect`).
+    pub(crate) fn counts(&self) -> Vec<(&'static str, usize)> {
+        self.0.counts()
+    }
+
+    /// The highest last-modified index over the tables: the last index that changed them.
+    pub(crate) fn max_index(&self) -> u64 {
+        self.0.max_index()
+    }
+
     /// Serializes the copy: the data of a Raft snapshot, as of when it was taken.
     pub(crate) fn encode(&self) -> Result<Vec<u8>, StateError> {
         serde_json::to_vec(&self.0).map_err(|e| StateError::Snapshot(e.to_string()))

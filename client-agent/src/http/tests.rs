@@ -493,3 +493,28 @@ async fn authorize_answers_from_the_cache_without_servers() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
     }
 }
+
+#[tokio::test]
+async fn snapshot_save_is_gzip_with_the_index_and_restore_refuses_a_bad_archive() {
+    let fake = Arc::new(FakeServers::default());
+    let (app, _) = app_over(fake.clone());
+    tracing::info!("GET /v1/snapshot answers the archive bytes as application/x-gzip");
+    let (code, headers, body) = call_with_headers(&app, Method::GET, "/v1/snapshot", "").await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(headers["content-type"], "application/x-gzip");
+    assert_eq!(headers["x-consul-index"], "1");
+    assert_eq!(body.as_bytes(), crate::rpc_client::fake::FAKE_ARCHIVE);
+    tracing::info!("PUT /v1/snapshot hands the body to the servers; a refusal is a 400");
+    let fake_archive = String::from_utf8(crate::rpc_client::fake::FAKE_ARCHIVE.to_vec()).unwrap();
+    let (code, body) = call(&app, Method::PUT, "/v1/snapshot", &fake_archive).await;
+    assert_eq!((code, body.as_str()), (StatusCode::OK, ""));
+    let (code, body) = call(&app, Method::PUT, "/v1/snapshot", "garbage").await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert!(body.contains("corrupt or truncated"), "{body}");
+    tracing::info!("other methods are refused in Consul's words");
+    let (code, body) = call(&app, Method::POST, "/v1/snapshot", "").await;
+    assert_eq!(
+        (code, body.as_str()),
+        (StatusCode::METHOD_NOT_ALLOWED, "method POST not allowed")
+    );
+}

@@ -8,11 +8,14 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use concord_api::catalog::{HealthCheck, Node, NodeService, NodeServices, RegisterRequest};
 use concord_api::kv::{KvEntry, KvOp};
 use concord_api::rpc::{
-    Query, QueryMeta, QueryOptions, QueryResult, ReadResponse, RpcError, WriteRequest,
-    WriteResponse, WriteResult,
+    Query, QueryMeta, QueryOptions, QueryResult, ReadResponse, RpcError, SnapshotArchive,
+    WriteRequest, WriteResponse, WriteResult,
 };
 
 use super::ServerRpc;
+
+/// What the fake answers `Query::Snapshot` with (and the only archive it restores).
+pub(crate) const FAKE_ARCHIVE: &[u8] = b"fake snapshot archive";
 
 /// Fake servers. Every write bumps one index; reads never block.
 #[derive(Debug, Default)]
@@ -149,6 +152,7 @@ impl State {
                 leader: "127.0.0.1:8300".to_string(),
                 peers: vec!["127.0.0.1:8300".to_string()],
             },
+            Query::Snapshot => QueryResult::Snapshot(SnapshotArchive(FAKE_ARCHIVE.to_vec())),
             other => return Err(RpcError::Internal(format!("fake: no read {other:?}"))),
         })
     }
@@ -193,6 +197,16 @@ impl State {
             WriteRequest::Kv(KvOp::Delete { key }) => {
                 self.kv.remove(&key);
                 WriteResult::Bool(true)
+            }
+            // The fake has no archive format: it takes its own archive and refuses the rest,
+            // as a server refuses a corrupt one.
+            WriteRequest::SnapshotRestore(archive) if archive.0 == FAKE_ARCHIVE => {
+                WriteResult::Done
+            }
+            WriteRequest::SnapshotRestore(_) => {
+                return Err(RpcError::Invalid(
+                    "snapshot archive is corrupt or truncated: fake".to_string(),
+                ))
             }
             other => return Err(RpcError::Internal(format!("fake: no write {other:?}"))),
         })

@@ -29,6 +29,7 @@ fn fixture(cmd: &Command) -> &'static str {
         Command::ConfigEntryDelete { .. } => "command/config_entry_delete.json",
         Command::CaInit { .. } => "command/ca_init.json",
         Command::CaSetConfig { .. } => "command/ca_set_config.json",
+        Command::Restore { .. } => "command/restore.json",
     }
 }
 
@@ -213,6 +214,9 @@ pub(crate) fn samples() -> Vec<Command> {
                 ..ca_root("cc:dd", 384)
             }),
             prev_active_root: "aa:bb".into(),
+        },
+        Command::Restore {
+            state: r#"{"nodes":[],"services":[],"checks":[],"kvs":[],"tombstones":[],"lock_delays":[],"sessions":[],"indexes":{"kvs":9},"service_indexes":{}}"#.into(),
         },
     ]
 }

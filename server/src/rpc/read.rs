@@ -55,6 +55,9 @@ pub(crate) async fn read(
             ensure_leader(shared).await?;
         }
     }
+    if req.query == Query::Snapshot {
+        return crate::archive::save(shared).await;
+    }
     let (index, result) =
         blocking_query(&shared.store, &req.query, &req.options, shared.stopping()).await?;
     Ok(ReadResponse {

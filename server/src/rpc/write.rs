@@ -44,6 +44,10 @@ pub(crate) async fn write(
         // where the active root's key is at hand to cross-sign with.
         WriteRequest::CaSign(sign) => return connect::sign(shared, &sign),
         WriteRequest::CaSetConfig(config) => (connect::set_config_command(shared, &config)?, None),
+        // A restore is verified and decoded in full here before anything is proposed.
+        WriteRequest::SnapshotRestore(archive) => {
+            return crate::archive::restore(shared, archive).await
+        }
         req => to_command(req, now_ms())?,
     };
     // Leadership lost since `leader_target` surfaces here as NotLeader/NoLeader: the client
@@ -147,6 +151,11 @@ pub(crate) fn to_command(
                 "invariant: session renew, CA signing and CA configuration are built by the \
                  leader, not here"
                     .to_string(),
+            ))
+        }
+        WriteRequest::SnapshotRestore(_) => {
+            return Err(RpcError::Internal(
+                "invariant: a snapshot restore is built by archive::restore".to_string(),
             ))
         }
     })

@@ -84,9 +84,9 @@ async fn keys(addr: SocketAddr, consistency: Consistency) -> Vec<String> {
     keys
 }
 
-#[tokio::test]
-async fn follower_forwards_to_the_leader() {
-    tracing::info!("a single-server cluster, then a second server joining as a learner");
+/// A single-server cluster `a`, then `b` joining it as a learner (a follower that does not
+/// vote), each with its RPC address.
+async fn leader_and_follower() -> ((Server, SocketAddr), (Server, SocketAddr)) {
     let (la, a_addr) = listener().await;
     let a = Server::start(config("a", 1, a_addr, 1, None), la)
         .await
@@ -102,6 +102,13 @@ async fn follower_forwards_to_the_leader() {
         .await
         .unwrap();
     b.wait_for_leader(WAIT).await.unwrap();
+    ((a, a_addr), (b, b_addr))
+}
+
+#[tokio::test]
+async fn follower_forwards_to_the_leader() {
+    tracing::info!("a single-server cluster, then a second server joining as a learner");
+    let ((a, a_addr), (b, b_addr)) = leader_and_follower().await;
     assert_eq!(
         b.shared.leadership(),
         Leadership::Follower {
@@ -378,6 +385,76 @@ async fn connect_ca_is_replicated_so_any_server_can_sign() {
     tracing::info!("the follower holds the key too: it could sign after a failover");
     let local = crate::connect::sign(&b.shared, &request).unwrap();
     assert!(matches!(local.result, WriteResult::CaLeaf(_)));
+}
+
+#[tokio::test]
+async fn snapshot_restore_through_a_follower_replaces_state_on_every_server() {
+    tracing::info!("a leader and a follower (learner) sharing one key");
+    let ((a, a_addr), (b, b_addr)) = leader_and_follower().await;
+    let _: WriteResponse = rpc(b_addr, WRITE_PATH, &set("saved", "1")).await.unwrap();
+
+    tracing::info!("a save sent to the follower is answered by the leader");
+    let save = ReadRequest {
+        query: Query::Snapshot,
+        options: QueryOptions::default(),
+    };
+    let saved: ReadResponse = rpc(b_addr, READ_PATH, &save).await.unwrap();
+    let QueryResult::Snapshot(archive) = saved.result else {
+        panic!("{:?}", saved.result)
+    };
+    let meta = crate::archive::read(&archive.0).unwrap().meta;
+    assert_eq!(meta.index, saved.meta.index);
+
+    tracing::info!("a later write, and a stale blocking read parked on the follower");
+    let later: WriteResponse = rpc(b_addr, WRITE_PATH, &set("later", "2")).await.unwrap();
+    b.shared
+        .raft
+        .wait(Some(WAIT))
+        .applied_index_at_least(Some(later.index), "replicated")
+        .await
+        .unwrap();
+    let parked = ReadRequest {
+        query: Query::KvKeys {
+            prefix: String::new(),
+            separator: None,
+        },
+        options: QueryOptions {
+            min_index: later.index,
+            max_wait_ms: 60_000,
+            consistency: Consistency::Stale,
+        },
+    };
+    let waiter = tokio::spawn(async move {
+        let resp: ReadResponse = rpc(b_addr, READ_PATH, &parked).await.unwrap();
+        resp
+    });
+
+    tracing::info!("the restore, sent to the follower, applies on both servers");
+    let restored: WriteResponse = rpc(
+        b_addr,
+        WRITE_PATH,
+        &WriteRequest::SnapshotRestore(archive.clone()),
+    )
+    .await
+    .unwrap();
+    assert!(restored.index > later.index);
+    let woke = tokio::time::timeout(WAIT, waiter).await.unwrap().unwrap();
+    assert_eq!(woke.result, QueryResult::Keys(vec!["saved".into()]));
+    assert!(woke.meta.index >= restored.index, "the index moved forward");
+    assert_eq!(keys(a_addr, Consistency::Stale).await, ["saved"]);
+
+    tracing::info!("a corrupt archive is refused and changes nothing");
+    let mut corrupt = archive.clone();
+    let middle = corrupt.0.len() / 2;
+    corrupt.0[middle] ^= 0xff;
+    let err = rpc::<_, WriteResponse>(a_addr, WRITE_PATH, &WriteRequest::SnapshotRestore(corrupt))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, RpcError::Invalid(m) if m.starts_with("snapshot archive")),
+        "{err:?}"
+    );
+    assert_eq!(keys(a_addr, Consistency::Stale).await, ["saved"]);
 
     b.shutdown().await.unwrap();
     a.shutdown().await.unwrap();

@@ -43,6 +43,26 @@ pub(super) struct Dump {
     ca_roots: Vec<CaRoot>,
 }
 
+impl Dump {
+    /// Records per table, in [`schema::TABLES`] order (tombstones included: they are
+    /// records too, and count toward the size).
+    pub(super) fn counts(&self) -> Vec<(&'static str, usize)> {
+        vec![
+            (schema::NODES, self.nodes.len()),
+            (schema::SERVICES, self.services.len()),
+            (schema::CHECKS, self.checks.len()),
+            (schema::KVS, self.kvs.len()),
+            (schema::TOMBSTONES, self.tombstones.len()),
+            (schema::SESSIONS, self.sessions.len()),
+        ]
+    }
+
+    /// The highest table index (at least 1: clients never see index 0).
+    pub(super) fn max_index(&self) -> u64 {
+        self.indexes.values().copied().max().unwrap_or(0).max(1)
+    }
+}
+
 impl Tables {
     pub(super) fn dump(&self) -> Dump {
         Dump {

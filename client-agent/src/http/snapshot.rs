@@ -1,0 +1,50 @@
+//! `/v1/snapshot`: save (`GET`) and restore (`PUT`) the servers' whole state as an archive
+//! (a gzipped tar; the servers build and check it, the agent only carries the bytes).
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use concord_api::rpc::QueryOptions;
+
+use super::{empty_ok, set_meta_headers, ApiResult, AppState, Common, ReadQuery};
+
+/// Largest archive `PUT /v1/snapshot` accepts (80 MiB). The servers cap the uncompressed
+/// state at 64 MiB (it travels in one Raft entry); a compressed archive of that is smaller,
+/// and the base64 RPC body of 80 MiB stays well inside the servers' 256 MiB body limit.
+const MAX_ARCHIVE_BYTES: usize = 80 * 1024 * 1024;
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new().route(
+        "/v1/snapshot",
+        get(save)
+            .put(restore)
+            .layer(DefaultBodyLimit::max(MAX_ARCHIVE_BYTES)),
+    )
+}
+
+/// `GET /v1/snapshot[?stale]`: the archive, with the snapshot's index in `X-Consul-Index`.
+/// Not a blocking endpoint (as in Consul): `?index` is ignored.
+async fn save(State(s): State<AppState>, q: ReadQuery) -> ApiResult {
+    let options = QueryOptions {
+        min_index: 0,
+        ..q.options
+    };
+    let (meta, archive) = s.rpc.snapshot(options).await?;
+    let mut response = (StatusCode::OK, archive).into_response();
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-gzip"),
+    );
+    set_meta_headers(response.headers_mut(), &meta);
+    Ok(response)
+}
+
+/// `PUT /v1/snapshot`: restores the archive in the body. A corrupt or truncated archive is
+/// refused (400, with what is wrong) and nothing changes.
+async fn restore(State(s): State<AppState>, _c: Common, body: Bytes) -> ApiResult<Response> {
+    s.rpc.snapshot_restore(body.to_vec()).await?;
+    Ok(empty_ok())
+}
