@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use concord_api::catalog::{CheckServiceNode, CheckStatus};
 use hickory_proto::op::{message, Edns, Header, Query, ResponseCode};
 use hickory_proto::rr::domain::Label;
-use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS, SOA, SRV, TXT};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS, PTR, SOA, SRV, TXT};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::BinEncoder;
 use rand::seq::SliceRandom;
@@ -87,6 +87,10 @@ pub(crate) struct ResponseParts {
     pub(crate) authority: Vec<Record>,
     /// Additional section (addresses of SRV targets, NS glue).
     pub(crate) additionals: Vec<Record>,
+    /// The name is not ours to answer (outside our domains, or a reverse name matching no
+    /// node or service): the handler forwards the query to the recursors when any are
+    /// configured, and otherwise sends this response (`rcode`) as it is.
+    pub(crate) recurse: bool,
 }
 
 impl ResponseParts {
@@ -99,6 +103,15 @@ impl ResponseParts {
             answers: Vec::new(),
             authority: Vec::new(),
             additionals: Vec::new(),
+            recurse: false,
+        }
+    }
+
+    /// Not ours: forwarded to the recursors if any, else answered with `rcode`.
+    fn recurse(rcode: ResponseCode) -> Self {
+        ResponseParts {
+            recurse: true,
+            ..ResponseParts::error(rcode)
         }
     }
 }
@@ -110,30 +123,25 @@ struct Records {
     additionals: Vec<Record>,
 }
 
-/// Our zone: the validated config plus the names derived from it once, at startup.
+/// The names of one domain we answer for, derived once at startup.
 #[derive(Debug)]
-pub(crate) struct Zone {
-    config: DnsConfig,
-    /// The configured domain, lowercase and fully qualified.
+struct DomainNames {
+    /// The domain, lowercase and fully qualified.
     domain: Name,
     /// `ns.<domain>`: SOA mname and NS target.
     ns_name: Name,
     /// `hostmaster.<domain>`: SOA rname.
     hostmaster: Name,
-    /// `service_ttl_overrides` with exact (non-`*`) keys, lowercased, in seconds.
-    ttl_exact: HashMap<String, u32>,
-    /// `service_ttl_overrides` prefixes (`*` stripped, lowercased), longest first, in seconds.
-    ttl_prefixes: Vec<(String, u32)>,
 }
 
-impl Zone {
-    /// Validates `config` and derives the zone's names.
-    pub(crate) fn new(config: DnsConfig) -> Result<Self, DnsError> {
+impl DomainNames {
+    /// Validates `configured` (a missing trailing dot is implied) and derives its names.
+    fn new(configured: &str) -> Result<Self, DnsError> {
         let invalid_domain = |source| DnsError::InvalidDomain {
-            domain: config.domain.clone(),
+            domain: configured.to_owned(),
             source,
         };
-        let mut domain = Name::from_ascii(&config.domain).map_err(invalid_domain)?;
+        let mut domain = Name::from_ascii(configured).map_err(invalid_domain)?;
         if domain.is_root() {
             return Err(invalid_domain("the root cannot be our domain".into()));
         }
@@ -144,8 +152,45 @@ impl Zone {
                 .and_then(|name| name.append_domain(&domain))
                 .map_err(invalid_domain)
         };
-        let ns_name = prefixed("ns")?;
-        let hostmaster = prefixed("hostmaster")?;
+        Ok(DomainNames {
+            ns_name: prefixed("ns")?,
+            hostmaster: prefixed("hostmaster")?,
+            domain,
+        })
+    }
+
+    /// `labels` followed by this domain; `None` if they do not form a valid name.
+    fn in_zone<'a>(&self, labels: impl IntoIterator<Item = &'a str>) -> Option<Name> {
+        Name::from_labels(labels.into_iter().map(str::as_bytes))
+            .and_then(|name| name.append_domain(&self.domain))
+            .ok()
+    }
+}
+
+/// Our zone: the validated config plus the names derived from it once, at startup.
+#[derive(Debug)]
+pub(crate) struct Zone {
+    config: DnsConfig,
+    /// The primary domain first, then `alt_domain` if configured. Answers use the domain the
+    /// query named; reverse (PTR) answers always use the primary, as Consul's.
+    domains: Vec<DomainNames>,
+    /// `service_ttl_overrides` with exact (non-`*`) keys, lowercased, in seconds.
+    ttl_exact: HashMap<String, u32>,
+    /// `service_ttl_overrides` prefixes (`*` stripped, lowercased), longest first, in seconds.
+    ttl_prefixes: Vec<(String, u32)>,
+}
+
+impl Zone {
+    /// Validates `config` and derives the zone's names.
+    pub(crate) fn new(config: DnsConfig) -> Result<Self, DnsError> {
+        let mut domains = vec![DomainNames::new(&config.domain)?];
+        if let Some(alt) = &config.alt_domain {
+            let alt = DomainNames::new(alt)?;
+            // Configuring the primary again as alternate is harmless: keep one copy.
+            if alt.domain != domains[0].domain {
+                domains.push(alt);
+            }
+        }
 
         let dc = &config.datacenter;
         if dc.contains('.') || Label::from_raw_bytes(dc.as_bytes()).is_err() {
@@ -172,17 +217,21 @@ impl Zone {
 
         Ok(Zone {
             config,
-            domain,
-            ns_name,
-            hostmaster,
+            domains,
             ttl_exact,
             ttl_prefixes,
         })
     }
 
-    /// The domain we are authoritative for (lowercase, fully qualified).
+    /// The primary domain we are authoritative for (lowercase, fully qualified).
     pub(crate) fn domain(&self) -> &Name {
-        &self.domain
+        &self.primary().domain
+    }
+
+    /// The primary domain's names.
+    fn primary(&self) -> &DomainNames {
+        // Invariant: `new` always puts the primary domain first.
+        &self.domains[0]
     }
 
     /// The configuration the zone was built from.
@@ -207,18 +256,34 @@ impl Zone {
             // Our zone only exists in class IN; CHAOS `version.bind` and the like are not ours.
             return ResponseParts::error(ResponseCode::Refused);
         }
-        let lookup = match name::parse(qname, &self.domain, &self.config.datacenter) {
+        if name::is_reverse(qname) {
+            return self.reverse(snapshot, qname, qtype);
+        }
+        // The most specific domain containing the name wins (an alternate domain may sit
+        // inside the primary or the other way round).
+        let found = self
+            .domains
+            .iter()
+            .filter(|names| names.domain.zone_of(qname))
+            .max_by_key(|names| names.domain.num_labels());
+        let Some(names) = found else {
+            // Without recursors, Consul (miekg/dns) has no handler for the name: REFUSED.
+            return ResponseParts::recurse(ResponseCode::Refused);
+        };
+        let lookup = match name::parse(qname, &names.domain, &self.config.datacenter) {
             Parsed::Local(lookup) => lookup,
-            Parsed::OutOfZone => return ResponseParts::error(ResponseCode::Refused),
+            Parsed::OutOfZone => return ResponseParts::recurse(ResponseCode::Refused),
             Parsed::OtherDatacenter(dc) => {
                 tracing::debug!(%qname, %dc, "DNS query for another datacenter");
-                return self.negative(ResponseCode::NXDomain);
+                return self.negative(names, ResponseCode::NXDomain);
             }
             Parsed::Unsupported(kind) => {
+                // `.query` (prepared queries) lands here too: Consul answers an unknown
+                // prepared query with NXDOMAIN, and no prepared queries exist yet.
                 tracing::debug!(%qname, kind, "DNS lookup kind not supported yet");
-                return self.negative(ResponseCode::NXDomain);
+                return self.negative(names, ResponseCode::NXDomain);
             }
-            Parsed::Invalid => return self.negative(ResponseCode::NXDomain),
+            Parsed::Invalid => return self.negative(names, ResponseCode::NXDomain),
         };
         if matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
             // The zone is synthesised per query; there is nothing to transfer.
@@ -232,7 +297,7 @@ impl Zone {
         }
 
         let found = match lookup {
-            Lookup::Apex => Some(self.apex(qtype)),
+            Lookup::Apex => Some(self.apex(names, qtype)),
             Lookup::NameServer => Some(self.name_server(qname, qtype)),
             Lookup::Addr(ip) => Some(Records {
                 answers: address_record(qname, secs(self.config.node_ttl), ip, qtype)
@@ -241,35 +306,95 @@ impl Zone {
                 additionals: Vec::new(),
             }),
             Lookup::Node { node } => self.node(snapshot, qname, qtype, &node),
-            Lookup::Service { service, tag } => {
-                self.service(snapshot, qname, qtype, &service, tag.as_deref(), rng)
-            }
+            Lookup::Service { service, tag } => self.service(
+                names,
+                snapshot,
+                qname,
+                qtype,
+                &service,
+                tag.as_deref(),
+                rng,
+            ),
         };
         match found {
-            None => self.negative(ResponseCode::NXDomain),
-            Some(records) if records.answers.is_empty() => self.negative(ResponseCode::NoError),
+            None => self.negative(names, ResponseCode::NXDomain),
+            Some(records) if records.answers.is_empty() => {
+                self.negative(names, ResponseCode::NoError)
+            }
             Some(records) => self.fit(query, records, limits),
+        }
+    }
+
+    /// A reverse (PTR) name: the first node whose address it is (`<node>.node.<dc>.<domain>`),
+    /// else the first service instance with that service address
+    /// (`<service>.service.<dc>.<domain>`), both under the primary domain as Consul answers.
+    /// Anything else is not ours: recursors may know it, and without them Consul's recursion
+    /// finds no resolver and answers SERVFAIL.
+    fn reverse(&self, snapshot: &CatalogSnapshot, qname: &Name, qtype: RecordType) -> ResponseParts {
+        let Some(ip) = name::parse_reverse(qname) else {
+            return ResponseParts::recurse(ResponseCode::ServFail);
+        };
+        if snapshot.index == 0 {
+            return ResponseParts::error(ResponseCode::ServFail);
+        }
+        let primary = self.primary();
+        let dc = self.config.datacenter.as_str();
+        let is_ip = |address: &str| address.parse::<IpAddr>().is_ok_and(|a| a == ip);
+        let node = snapshot
+            .nodes
+            .iter()
+            .filter(|node| is_ip(&node.address))
+            .find_map(|node| {
+                let target = primary.in_zone(node.node.split('.').chain(["node", dc]))?;
+                Some((target, secs(self.config.node_ttl)))
+            });
+        let target = node.or_else(|| {
+            snapshot
+                .instances
+                .iter()
+                .filter(|instance| is_ip(&instance.service.address))
+                .find_map(|instance| {
+                    let service = instance.service.service.as_str();
+                    let target = primary.in_zone([service, "service", dc])?;
+                    Some((target, self.service_ttl(service)))
+                })
+        });
+        let Some((target, ttl)) = target else {
+            return ResponseParts::recurse(ResponseCode::ServFail);
+        };
+        if !matches!(qtype, RecordType::PTR | RecordType::ANY) {
+            return self.negative(primary, ResponseCode::NoError);
+        }
+        ResponseParts {
+            rcode: ResponseCode::NoError,
+            authoritative: true,
+            answers: vec![Record::from_rdata(
+                qname.clone(),
+                ttl,
+                RData::PTR(PTR(target)),
+            )],
+            ..ResponseParts::error(ResponseCode::NoError)
         }
     }
 
     /// NXDOMAIN, or NODATA for `NoError`: no answers, our SOA in Authority so resolvers
     /// know how long to cache the negative answer (RFC 2308).
-    fn negative(&self, rcode: ResponseCode) -> ResponseParts {
+    fn negative(&self, names: &DomainNames, rcode: ResponseCode) -> ResponseParts {
         ResponseParts {
             rcode,
             authoritative: true,
-            authority: vec![self.soa()],
+            authority: vec![self.soa(names)],
             ..ResponseParts::error(rcode)
         }
     }
 
     /// Our SOA record; the serial is the current unix time, as Consul's.
-    fn soa(&self) -> Record {
+    fn soa(&self, names: &DomainNames) -> Record {
         let serial = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, secs);
         let config = &self.config;
         let soa = SOA::new(
-            self.ns_name.clone(),
-            self.hostmaster.clone(),
+            names.ns_name.clone(),
+            names.hostmaster.clone(),
             serial,
             secs_i32(config.soa_refresh),
             secs_i32(config.soa_retry),
@@ -277,27 +402,27 @@ impl Zone {
             secs(config.soa_min_ttl),
         );
         Record::from_rdata(
-            self.domain.clone(),
+            names.domain.clone(),
             secs(config.soa_min_ttl),
             RData::SOA(soa),
         )
     }
 
     /// The apex: SOA, NS (`ns.<domain>` with glue when our address is known), or NODATA.
-    fn apex(&self, qtype: RecordType) -> Records {
+    fn apex(&self, names: &DomainNames, qtype: RecordType) -> Records {
         let mut records = Records::default();
         if matches!(qtype, RecordType::SOA | RecordType::ANY) {
-            records.answers.push(self.soa());
+            records.answers.push(self.soa(names));
         }
         if matches!(qtype, RecordType::NS | RecordType::ANY) {
             records.answers.push(Record::from_rdata(
-                self.domain.clone(),
+                names.domain.clone(),
                 secs(self.config.node_ttl),
-                RData::NS(NS(self.ns_name.clone())),
+                RData::NS(NS(names.ns_name.clone())),
             ));
             if let Some(ip) = self.config.advertise_addr {
                 records.additionals.extend(address_record(
-                    &self.ns_name,
+                    &names.ns_name,
                     secs(self.config.node_ttl),
                     ip,
                     RecordType::ANY,
@@ -368,8 +493,10 @@ impl Zone {
 
     /// `[tag.]svc.service`: the servable instances' addresses, or SRV records with their
     /// targets' addresses in Additional. `None` (NXDOMAIN) when no instance is servable.
+    #[allow(clippy::too_many_arguments)] // one question's parts, each used once
     fn service(
         &self,
+        names: &DomainNames,
         snapshot: &CatalogSnapshot,
         qname: &Name,
         qtype: RecordType,
@@ -403,7 +530,7 @@ impl Zone {
                 if !seen.insert((endpoint.key(), instance.service.port)) {
                     continue;
                 }
-                let Some((target, glue)) = self.srv_target(instance, &endpoint) else {
+                let Some((target, glue)) = self.srv_target(names, instance, &endpoint) else {
                     continue;
                 };
                 let weights = instance.service.weights;
@@ -429,7 +556,17 @@ impl Zone {
             }
         } else {
             let mut seen = HashSet::new();
+            // `a_record_limit` caps address answers on every transport, a deliberate
+            // choice rather than a trim, so it never sets TC; shuffling makes the kept
+            // ones a random subset.
+            let limit = match self.config.a_record_limit {
+                0 => usize::MAX,
+                n => n,
+            };
             for instance in instances {
+                if records.answers.len() >= limit {
+                    break;
+                }
                 if let Some(Endpoint::Ip { ip, .. }) = Endpoint::of(instance) {
                     if seen.insert(ip) {
                         records
@@ -448,13 +585,14 @@ impl Zone {
     /// (no glue) when the address is one.
     fn srv_target(
         &self,
+        names: &DomainNames,
         instance: &CheckServiceNode,
         endpoint: &Endpoint,
     ) -> Option<(Name, Option<IpAddr>)> {
         match endpoint {
             Endpoint::Host(host) => Some((host.clone(), None)),
             Endpoint::Ip { ip, own: false } => {
-                let node_target = self.in_zone(
+                let node_target = names.in_zone(
                     instance
                         .node
                         .node
@@ -462,26 +600,19 @@ impl Zone {
                         .chain(["node", self.config.datacenter.as_str()]),
                 );
                 node_target
-                    .or_else(|| self.addr_target(*ip))
+                    .or_else(|| self.addr_target(names, *ip))
                     .map(|target| (target, Some(*ip)))
             }
             Endpoint::Ip { ip, own: true } => {
-                self.addr_target(*ip).map(|target| (target, Some(*ip)))
+                self.addr_target(names, *ip).map(|target| (target, Some(*ip)))
             }
         }
     }
 
     /// `<hex>.addr.<dc>.<domain>`.
-    fn addr_target(&self, ip: IpAddr) -> Option<Name> {
+    fn addr_target(&self, names: &DomainNames, ip: IpAddr) -> Option<Name> {
         let hex = name::hex_addr_label(ip);
-        self.in_zone([hex.as_str(), "addr", self.config.datacenter.as_str()])
-    }
-
-    /// `labels` followed by our domain; `None` if they do not form a valid name.
-    fn in_zone<'a>(&self, labels: impl IntoIterator<Item = &'a str>) -> Option<Name> {
-        Name::from_labels(labels.into_iter().map(str::as_bytes))
-            .and_then(|name| name.append_domain(&self.domain))
-            .ok()
+        names.in_zone([hex.as_str(), "addr", self.config.datacenter.as_str()])
     }
 
     /// Whether DNS serves an instance: never with a critical check (node checks included),
@@ -547,6 +678,7 @@ impl Zone {
             answers,
             authority: Vec::new(),
             additionals,
+            recurse: false,
         }
     }
 }

@@ -19,28 +19,38 @@ use tokio::task::JoinHandle;
 use tracing::info;
 
 use super::fixtures::{instance, many, node, snapshot};
-use super::{serve, DnsConfig, DnsError};
-use crate::catalog_cache::CatalogSnapshot;
+use super::{serve, DnsConfig, DnsError, View};
+use crate::catalog_cache::{CatalogSnapshot, Contact};
 
 /// A running DNS interface.
 struct TestDns {
     udp: SocketAddr,
     tcp: SocketAddr,
     catalog: watch::Sender<Arc<CatalogSnapshot>>,
+    contact: watch::Sender<Contact>,
     shutdown: oneshot::Sender<()>,
     task: JoinHandle<Result<(), DnsError>>,
 }
 
 impl TestDns {
     async fn start(catalog: CatalogSnapshot) -> Self {
+        Self::start_with(DnsConfig::default(), catalog).await
+    }
+
+    async fn start_with(config: DnsConfig, catalog: CatalogSnapshot) -> Self {
         let udp_socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let tcp_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let udp = udp_socket.local_addr().unwrap();
         let tcp = tcp_listener.local_addr().unwrap();
-        let (catalog, view) = watch::channel(Arc::new(catalog));
+        let (catalog, catalog_view) = watch::channel(Arc::new(catalog));
+        let (contact, contact_view) = watch::channel(Contact::default());
+        let view = View {
+            catalog: catalog_view,
+            contact: contact_view,
+        };
         let (shutdown, stop) = oneshot::channel::<()>();
         let task = tokio::spawn(serve(
-            DnsConfig::default(),
+            config,
             udp_socket,
             tcp_listener,
             view,
@@ -52,6 +62,7 @@ impl TestDns {
             udp,
             tcp,
             catalog,
+            contact,
             shutdown,
             task,
         }
@@ -338,7 +349,9 @@ async fn answers_follow_catalog_updates() {
 async fn bad_config_fails_before_serving() {
     let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (_tx, view) = watch::channel(Arc::new(CatalogSnapshot::default()));
+    let (_tx, catalog) = watch::channel(Arc::new(CatalogSnapshot::default()));
+    let (_contact_tx, contact) = watch::channel(Contact::default());
+    let view = View { catalog, contact };
     let config = DnsConfig {
         datacenter: "dc.1".into(),
         ..DnsConfig::default()
