@@ -160,3 +160,112 @@ pub async fn follow(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use concord_api::rpc::{
+        Query, QueryMeta, QueryResult, ReadResponse, RpcError, WriteRequest, WriteResponse,
+    };
+
+    use super::*;
+    use crate::rpc_client::ServerRpc;
+
+    /// Servers that answer the first `answers` catalog reads (at index 5, 2 s behind their
+    /// leader), then fail every call, recording the options they were asked with.
+    #[derive(Debug)]
+    struct Servers {
+        answers: Mutex<usize>,
+        asked: Mutex<Vec<QueryOptions>>,
+    }
+
+    #[async_trait::async_trait]
+    impl ServerRpc for Servers {
+        async fn read(&self, _: Query, options: QueryOptions) -> Result<ReadResponse, RpcError> {
+            self.asked.lock().unwrap().push(options);
+            let mut answers = self.answers.lock().unwrap();
+            if *answers == 0 {
+                return Err(RpcError::NoLeader);
+            }
+            *answers -= 1;
+            Ok(ReadResponse {
+                meta: QueryMeta {
+                    index: 5,
+                    known_leader: true,
+                    last_contact_ms: 2_000,
+                },
+                result: QueryResult::CatalogDump {
+                    nodes: Vec::new(),
+                    instances: Vec::new(),
+                },
+            })
+        }
+
+        async fn write(&self, _: WriteRequest) -> Result<WriteResponse, RpcError> {
+            Err(RpcError::NoLeader)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn contact_records_the_last_refresh_and_when_failures_began() {
+        let servers = Arc::new(Servers {
+            answers: Mutex::new(2),
+            asked: Mutex::new(Vec::new()),
+        });
+        let (tx, mut catalog) = tokio::sync::watch::channel(Arc::new(CatalogSnapshot::default()));
+        let (contact_tx, mut contact) = tokio::sync::watch::channel(Contact::default());
+        let options = FollowOptions {
+            consistency: Consistency::Stale,
+            wait: Duration::from_secs(5),
+        };
+        let started = Instant::now();
+        tokio::spawn(follow(
+            servers.clone(),
+            tx,
+            contact_tx,
+            options,
+            std::future::pending(),
+        ));
+
+        let failing = contact
+            .wait_for(|c| c.failing_since.is_some())
+            .await
+            .unwrap()
+            .to_owned();
+        assert_eq!(catalog.borrow_and_update().index, 5);
+        // Current as of the answer, less the answering server's lag behind its leader.
+        let current_at = failing.current_at.unwrap();
+        assert!(current_at <= started, "{current_at:?} vs {started:?}");
+        let failing_since = failing.failing_since.unwrap();
+        assert_eq!(failing.stale_for(failing_since), Some(failing_since - current_at));
+
+        // Later failures keep the first failure time: the staleness clock never restarts.
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert_eq!(contact.borrow().failing_since, Some(failing_since));
+        let asked = servers.asked.lock().unwrap().clone();
+        assert!(asked.len() > 3, "retried with backoff: {}", asked.len());
+        assert!(asked
+            .iter()
+            .all(|o| o.max_wait_ms == 5_000 && o.consistency == Consistency::Stale));
+    }
+
+    #[test]
+    fn follow_options_follow_the_dns_stale_settings() {
+        let dns = crate::dns::DnsConfig::default();
+        assert_eq!(FollowOptions::for_dns(&dns), FollowOptions::default());
+        let dns = crate::dns::DnsConfig {
+            max_stale: Duration::from_secs(10),
+            ..crate::dns::DnsConfig::default()
+        };
+        assert_eq!(FollowOptions::for_dns(&dns).wait, Duration::from_secs(5));
+        let dns = crate::dns::DnsConfig {
+            allow_stale: false,
+            ..crate::dns::DnsConfig::default()
+        };
+        assert_eq!(
+            FollowOptions::for_dns(&dns).consistency,
+            Consistency::Default
+        );
+    }
+}
