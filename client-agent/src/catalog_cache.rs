@@ -50,7 +50,10 @@ impl Contact {
     /// How old the view is while the servers are failing; `None` while they answer.
     pub fn stale_for(&self, now: Instant) -> Option<Duration> {
         self.failing_since?;
-        Some(self.current_at.map_or(Duration::MAX, |at| now.saturating_duration_since(at)))
+        Some(
+            self.current_at
+                .map_or(Duration::MAX, |at| now.saturating_duration_since(at)),
+        )
     }
 }
 
@@ -238,7 +241,10 @@ mod tests {
         let current_at = failing.current_at.unwrap();
         assert!(current_at <= started, "{current_at:?} vs {started:?}");
         let failing_since = failing.failing_since.unwrap();
-        assert_eq!(failing.stale_for(failing_since), Some(failing_since - current_at));
+        assert_eq!(
+            failing.stale_for(failing_since),
+            Some(failing_since - current_at)
+        );
 
         // Later failures keep the first failure time: the staleness clock never restarts.
         tokio::time::sleep(Duration::from_secs(30)).await;

@@ -161,8 +161,8 @@ impl DnsConfig {
         if !self.allow_stale {
             return None;
         }
-        let cache_bound = (self.use_cache && !self.cache_max_age.is_zero())
-            .then_some(self.cache_max_age);
+        let cache_bound =
+            (self.use_cache && !self.cache_max_age.is_zero()).then_some(self.cache_max_age);
         Some(cache_bound.map_or(self.max_stale, |c| c.min(self.max_stale)))
     }
 }

@@ -306,15 +306,9 @@ impl Zone {
                 additionals: Vec::new(),
             }),
             Lookup::Node { node } => self.node(snapshot, qname, qtype, &node),
-            Lookup::Service { service, tag } => self.service(
-                names,
-                snapshot,
-                qname,
-                qtype,
-                &service,
-                tag.as_deref(),
-                rng,
-            ),
+            Lookup::Service { service, tag } => {
+                self.service(names, snapshot, qname, qtype, &service, tag.as_deref(), rng)
+            }
         };
         match found {
             None => self.negative(names, ResponseCode::NXDomain),
@@ -330,7 +324,12 @@ impl Zone {
     /// (`<service>.service.<dc>.<domain>`), both under the primary domain as Consul answers.
     /// Anything else is not ours: recursors may know it, and without them Consul's recursion
     /// finds no resolver and answers SERVFAIL.
-    fn reverse(&self, snapshot: &CatalogSnapshot, qname: &Name, qtype: RecordType) -> ResponseParts {
+    fn reverse(
+        &self,
+        snapshot: &CatalogSnapshot,
+        qname: &Name,
+        qtype: RecordType,
+    ) -> ResponseParts {
         let Some(ip) = name::parse_reverse(qname) else {
             return ResponseParts::recurse(ResponseCode::ServFail);
         };
@@ -603,9 +602,9 @@ impl Zone {
                     .or_else(|| self.addr_target(names, *ip))
                     .map(|target| (target, Some(*ip)))
             }
-            Endpoint::Ip { ip, own: true } => {
-                self.addr_target(names, *ip).map(|target| (target, Some(*ip)))
-            }
+            Endpoint::Ip { ip, own: true } => self
+                .addr_target(names, *ip)
+                .map(|target| (target, Some(*ip))),
         }
     }
 

@@ -72,12 +72,17 @@ impl Handler {
             Some(age) if bound.is_some_and(|bound| age <= bound) => Freshness::Stale,
             Some(_) => Freshness::Expired,
         };
-        let before = self.freshness.swap(freshness as u8, Ordering::Relaxed);
+        // Load first: an unconditional swap would write the shared cache line on every
+        // query from every thread.
+        let changed = self.freshness.load(Ordering::Relaxed) != freshness as u8
+            && self.freshness.swap(freshness as u8, Ordering::Relaxed) != freshness as u8;
         // Never reached a server yet: nothing was served, so nothing went stale.
-        if before != freshness as u8 && contact.current_at.is_some() {
+        if changed && contact.current_at.is_some() {
             let age = stale_for.unwrap_or_default();
             match freshness {
-                Freshness::Current => tracing::info!("catalog servers reachable again: DNS answers are current"),
+                Freshness::Current => {
+                    tracing::info!("catalog servers reachable again: DNS answers are current")
+                }
                 Freshness::Stale => tracing::warn!(
                     ?age,
                     ?bound,
@@ -189,7 +194,11 @@ impl RequestHandler for Handler {
                 header.set_authoritative(theirs.authoritative());
                 header.set_truncated(theirs.truncated());
                 header.set_authentic_data(theirs.authentic_data());
-                (answer.answers(), answer.name_servers(), answer.additionals())
+                (
+                    answer.answers(),
+                    answer.name_servers(),
+                    answer.additionals(),
+                )
             }
             None => (
                 parts.answers.as_slice(),

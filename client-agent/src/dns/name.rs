@@ -52,9 +52,7 @@ pub(crate) fn parse_reverse(name: &Name) -> Option<IpAddr> {
     let labels: Vec<&[u8]> = name.iter().collect();
     let lower = |l: &[u8]| l.to_ascii_lowercase();
     match labels.as_slice() {
-        [a, b, c, d, in_addr, arpa]
-            if lower(in_addr) == b"in-addr" && lower(arpa) == b"arpa" =>
-        {
+        [a, b, c, d, in_addr, arpa] if lower(in_addr) == b"in-addr" && lower(arpa) == b"arpa" => {
             let octet = |l: &[u8]| std::str::from_utf8(l).ok()?.parse::<u8>().ok();
             // A leading zero is not the canonical spelling of an octet; such names name nothing.
             let canonical = [a, b, c, d]

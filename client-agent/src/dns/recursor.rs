@@ -141,7 +141,11 @@ async fn exchange_tcp(addr: SocketAddr, bytes: &[u8], id: u16) -> Result<Message
     stream.read_exact(&mut buffer).await?;
     let answer = Message::from_vec(&buffer)?;
     if answer.id() != id {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "answer for another query").into());
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "answer for another query",
+        )
+        .into());
     }
     Ok(answer)
 }

@@ -52,15 +52,9 @@ impl TestDns {
             contact: contact_view,
         };
         let (shutdown, stop) = oneshot::channel::<()>();
-        let task = tokio::spawn(serve(
-            config,
-            udp_socket,
-            tcp_listener,
-            view,
-            async {
-                let _ = stop.await;
-            },
-        ));
+        let task = tokio::spawn(serve(config, udp_socket, tcp_listener, view, async {
+            let _ = stop.await;
+        }));
         TestDns {
             udp,
             tcp,
@@ -382,13 +376,15 @@ async fn stale_view_is_served_within_max_stale_then_servfail() {
     let mut client = dns.udp_client(false).await;
 
     info!("servers unreachable for 10 s, view 20 s old: still answered");
-    dns.contact.send_replace(failing(Duration::from_secs(20), Duration::from_secs(10)));
+    dns.contact
+        .send_replace(failing(Duration::from_secs(20), Duration::from_secs(10)));
     let response = ask(&mut client, "web.service.consul.", RecordType::A).await;
     assert_eq!(response.response_code(), ResponseCode::NoError);
     assert!(!response.answers().is_empty());
 
     info!("view older than max_stale: SERVFAIL for catalog names, not for the rest");
-    dns.contact.send_replace(failing(Duration::from_secs(31), Duration::from_secs(21)));
+    dns.contact
+        .send_replace(failing(Duration::from_secs(31), Duration::from_secs(21)));
     let response = ask(&mut client, "web.service.consul.", RecordType::A).await;
     assert_eq!(response.response_code(), ResponseCode::ServFail);
     let response = ask(&mut client, "1.0.0.10.in-addr.arpa.", RecordType::PTR).await;
@@ -416,7 +412,8 @@ async fn without_allow_stale_a_failing_server_means_servfail() {
     let mut client = dns.udp_client(false).await;
     let response = ask(&mut client, "web.service.consul.", RecordType::A).await;
     assert_eq!(response.response_code(), ResponseCode::NoError);
-    dns.contact.send_replace(failing(Duration::from_millis(1), Duration::ZERO));
+    dns.contact
+        .send_replace(failing(Duration::from_millis(1), Duration::ZERO));
     let response = ask(&mut client, "web.service.consul.", RecordType::A).await;
     assert_eq!(response.response_code(), ResponseCode::ServFail);
     dns.stop().await;
@@ -431,10 +428,22 @@ fn stale_bound_combines_max_stale_and_cache_max_age() {
         cache_max_age: Duration::from_secs(cache_max_age),
         ..DnsConfig::default()
     };
-    assert_eq!(config(true, false, 5).stale_bound(), Some(Duration::from_secs(60)));
-    assert_eq!(config(true, true, 5).stale_bound(), Some(Duration::from_secs(5)));
-    assert_eq!(config(true, true, 0).stale_bound(), Some(Duration::from_secs(60)));
-    assert_eq!(config(true, true, 600).stale_bound(), Some(Duration::from_secs(60)));
+    assert_eq!(
+        config(true, false, 5).stale_bound(),
+        Some(Duration::from_secs(60))
+    );
+    assert_eq!(
+        config(true, true, 5).stale_bound(),
+        Some(Duration::from_secs(5))
+    );
+    assert_eq!(
+        config(true, true, 0).stale_bound(),
+        Some(Duration::from_secs(60))
+    );
+    assert_eq!(
+        config(true, true, 600).stale_bound(),
+        Some(Duration::from_secs(60))
+    );
     assert_eq!(config(false, true, 5).stale_bound(), None);
     assert_eq!(
         DnsConfig::default().stale_bound(),

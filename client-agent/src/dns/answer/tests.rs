@@ -421,10 +421,18 @@ fn reverse_lookups_name_nodes_then_service_addresses() {
     assert_eq!(parts.answers[0].ttl(), 4);
     assert_eq!(parts.answers[0].name().to_ascii(), "1.0.0.10.in-addr.arpa.");
     // A service's own address names the service.
-    let parts = ask(&zone, &catalog, "2.0.168.192.in-addr.arpa.", RecordType::ANY);
+    let parts = ask(
+        &zone,
+        &catalog,
+        "2.0.168.192.in-addr.arpa.",
+        RecordType::ANY,
+    );
     assert_eq!(ptr(&parts), "web.service.dc1.consul.");
     let v6 = "3.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.IP6.ARPA.";
-    assert_eq!(ptr(&ask(&zone, &catalog, v6, RecordType::PTR)), "n3.node.dc1.consul.");
+    assert_eq!(
+        ptr(&ask(&zone, &catalog, v6, RecordType::PTR)),
+        "n3.node.dc1.consul."
+    );
     // Known name, other type: NODATA.
     let parts = ask(&zone, &catalog, "1.0.0.10.in-addr.arpa.", RecordType::A);
     assert_negative(&parts, ResponseCode::NoError);
@@ -433,10 +441,19 @@ fn reverse_lookups_name_nodes_then_service_addresses() {
     // as Consul's recursion with no resolver answers.
     for name in ["9.9.9.9.in-addr.arpa.", "10.in-addr.arpa."] {
         let parts = ask(&zone, &catalog, name, RecordType::PTR);
-        assert_eq!(parts, ResponseParts::recurse(ResponseCode::ServFail), "{name}");
+        assert_eq!(
+            parts,
+            ResponseParts::recurse(ResponseCode::ServFail),
+            "{name}"
+        );
     }
     // Before the first snapshot: SERVFAIL, not forwarded.
-    let parts = ask(&zone, &CatalogSnapshot::default(), "1.0.0.10.in-addr.arpa.", RecordType::PTR);
+    let parts = ask(
+        &zone,
+        &CatalogSnapshot::default(),
+        "1.0.0.10.in-addr.arpa.",
+        RecordType::PTR,
+    );
     assert_eq!(parts, ResponseParts::error(ResponseCode::ServFail));
 }
 
@@ -448,16 +465,32 @@ fn alt_domain_answers_under_the_domain_asked() {
     })
     .unwrap();
     let catalog = catalog();
-    let parts = ask(&zone, &catalog, "web.service.mesh.example.", RecordType::SRV);
-    let targets: Vec<String> = srvs(&parts.answers).into_iter().map(|(t, _, _)| t).collect();
-    assert!(targets.contains(&"n1.node.dc1.mesh.example.".to_owned()), "{targets:?}");
-    assert!(targets.iter().all(|t| t.ends_with(".mesh.example.")), "{targets:?}");
+    let parts = ask(
+        &zone,
+        &catalog,
+        "web.service.mesh.example.",
+        RecordType::SRV,
+    );
+    let targets: Vec<String> = srvs(&parts.answers)
+        .into_iter()
+        .map(|(t, _, _)| t)
+        .collect();
+    assert!(
+        targets.contains(&"n1.node.dc1.mesh.example.".to_owned()),
+        "{targets:?}"
+    );
+    assert!(
+        targets.iter().all(|t| t.ends_with(".mesh.example.")),
+        "{targets:?}"
+    );
     assert!(parts
         .additionals
         .iter()
         .all(|r| r.name().to_ascii().ends_with(".mesh.example.")));
     let parts = ask(&zone, &catalog, "web.service.consul.", RecordType::SRV);
-    assert!(srvs(&parts.answers).iter().all(|(t, _, _)| t.ends_with(".dc1.consul.")));
+    assert!(srvs(&parts.answers)
+        .iter()
+        .all(|(t, _, _)| t.ends_with(".dc1.consul.")));
 
     let parts = ask(&zone, &catalog, "nope.service.mesh.example.", RecordType::A);
     assert_negative(&parts, ResponseCode::NXDomain);
@@ -502,7 +535,12 @@ fn a_record_limit_caps_address_answers_on_every_transport() {
     let parts = ask(&zone, &catalog, "web.service.consul.", RecordType::SRV);
     assert_eq!(parts.answers.len(), 10);
     // 0: no limit.
-    let parts = ask(&self::zone(), &catalog, "web.service.consul.", RecordType::A);
+    let parts = ask(
+        &self::zone(),
+        &catalog,
+        "web.service.consul.",
+        RecordType::A,
+    );
     assert_eq!(parts.answers.len(), 10);
 }
 
@@ -510,7 +548,12 @@ fn a_record_limit_caps_address_answers_on_every_transport() {
 fn prepared_queries_are_unknown() {
     let parts = ask(&zone(), &catalog(), "anything.query.consul.", RecordType::A);
     assert_negative(&parts, ResponseCode::NXDomain);
-    let parts = ask(&zone(), &catalog(), "anything.query.dc1.consul.", RecordType::SRV);
+    let parts = ask(
+        &zone(),
+        &catalog(),
+        "anything.query.dc1.consul.",
+        RecordType::SRV,
+    );
     assert_negative(&parts, ResponseCode::NXDomain);
 }
 

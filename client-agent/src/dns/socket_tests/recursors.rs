@@ -106,10 +106,18 @@ async fn other_names_go_to_the_next_recursor_over_the_clients_transport() {
         (dns.tcp_client().await, "tcp"),
     ] {
         let response = ask(&mut client, "example.org.", RecordType::A).await;
-        assert_eq!(response.response_code(), ResponseCode::NoError, "{transport}");
+        assert_eq!(
+            response.response_code(),
+            ResponseCode::NoError,
+            "{transport}"
+        );
         assert!(response.recursion_available());
         assert!(!response.authoritative());
-        let ips: Vec<_> = response.answers().iter().filter_map(|r| r.data()?.as_a()).collect();
+        let ips: Vec<_> = response
+            .answers()
+            .iter()
+            .filter_map(|r| r.data()?.as_a())
+            .collect();
         assert_eq!(ips, [&A(EXAMPLE_ORG)], "{transport}");
         assert_eq!(good_seen.lock().unwrap().last(), Some(&transport));
     }
