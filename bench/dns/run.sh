@@ -8,7 +8,7 @@
 # Prints a markdown table (docs/benchmarks.md, section "DNS").
 #
 # Usage: bench/dns/run.sh            (from the repository root)
-# Env:   RUNS=3 DURATION=5 CONCORD=target/release/concord PORT_BASE=18500
+# Env:   RUNS=3 DURATION=5 SIZES="1 100" CONCORD=target/release/concord PORT_BASE=18500
 # Needs: dnsperf, dnsmasq (Debian packages), curl, python3; installs the Debian packages
 # with apt-get when run as root, otherwise says what is missing.
 set -euo pipefail
@@ -66,6 +66,7 @@ wait_for() {
     until "$@" >/dev/null 2>&1; do
         if ((SECONDS > deadline)); then
             echo "timed out waiting for: $*" >&2
+            tail -n 5 "$WORK"/*.log >&2
             exit 1
         fi
         sleep 0.2
@@ -117,7 +118,8 @@ start_dnsmasq() {
     done
     chmod 644 "$WORK/hosts"
     dnsmasq -k -C /dev/null --port="$MASQ_DNS" --listen-address=127.0.0.1 --bind-interfaces \
-        --no-resolv --no-hosts --addn-hosts="$WORK/hosts" --pid-file="$WORK/dnsmasq.pid" \
+        --no-resolv --no-hosts --edns-packet-max=4096 --addn-hosts="$WORK/hosts" \
+        --pid-file="$WORK/dnsmasq.pid" \
         "${srv[@]}" >"$WORK/dnsmasq.log" 2>&1 &
     MASQ_PID=$!
     PIDS+=("$MASQ_PID")
@@ -150,7 +152,7 @@ p99_ms() {
 echo "| instances | type | concord qps | dnsmasq qps | ratio | rate for p99 | concord p99 (ms) | dnsmasq p99 (ms) |"
 echo "|---|---|---|---|---|---|---|---|"
 registered=0
-for n in 1 100; do
+for n in ${SIZES:-1 100}; do
     register "$registered" "$n"
     registered=$n
     wait_for has_a_records "$CONCORD_DNS" "$n"

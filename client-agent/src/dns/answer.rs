@@ -121,6 +121,39 @@ impl ResponseParts {
 struct Records {
     answers: Vec<Record>,
     additionals: Vec<Record>,
+    /// For answer `i`, the index in `additionals` of the record it needs (an SRV or NS
+    /// target's address), if any; missing entries mean none. Kept as indices so trimming
+    /// never compares names (hickory hashes and compares names label by label, lowercasing
+    /// each: the hot spot of large answers).
+    glue: Vec<Option<usize>>,
+}
+
+impl Records {
+    /// Adds an answer that needs `glue` (an index into `additionals`).
+    fn push_glued(&mut self, answer: Record, glue: Option<usize>) {
+        self.glue.resize(self.answers.len(), None);
+        self.answers.push(answer);
+        self.glue.push(glue);
+    }
+
+    /// Adds an additional record; returns its index for [`push_glued`](Self::push_glued).
+    fn push_additional(&mut self, record: Record) -> usize {
+        self.additionals.push(record);
+        self.additionals.len() - 1
+    }
+
+    /// The additionals the first `count` answers need, in their original order.
+    fn glue_of(&self, count: usize) -> Vec<&Record> {
+        let mut wanted = vec![false; self.additionals.len()];
+        for glue in self.glue.iter().take(count).flatten() {
+            wanted[*glue] = true;
+        }
+        self.additionals
+            .iter()
+            .zip(wanted)
+            .filter_map(|(record, wanted)| wanted.then_some(record))
+            .collect()
+    }
 }
 
 /// The names of one domain we answer for, derived once at startup.
@@ -303,7 +336,7 @@ impl Zone {
                 answers: address_record(qname, secs(self.config.node_ttl), ip, qtype)
                     .into_iter()
                     .collect(),
-                additionals: Vec::new(),
+                ..Records::default()
             }),
             Lookup::Node { node } => self.node(snapshot, qname, qtype, &node),
             Lookup::Service { service, tag } => {
@@ -414,19 +447,24 @@ impl Zone {
             records.answers.push(self.soa(names));
         }
         if matches!(qtype, RecordType::NS | RecordType::ANY) {
-            records.answers.push(Record::from_rdata(
+            let glue = self
+                .config
+                .advertise_addr
+                .and_then(|ip| {
+                    address_record(
+                        &names.ns_name,
+                        secs(self.config.node_ttl),
+                        ip,
+                        RecordType::ANY,
+                    )
+                })
+                .map(|record| records.push_additional(record));
+            let ns = Record::from_rdata(
                 names.domain.clone(),
                 secs(self.config.node_ttl),
                 RData::NS(NS(names.ns_name.clone())),
-            ));
-            if let Some(ip) = self.config.advertise_addr {
-                records.additionals.extend(address_record(
-                    &names.ns_name,
-                    secs(self.config.node_ttl),
-                    ip,
-                    RecordType::ANY,
-                ));
-            }
+            );
+            records.push_glued(ns, glue);
         }
         records
     }
@@ -439,7 +477,7 @@ impl Zone {
             .and_then(|ip| address_record(qname, secs(self.config.node_ttl), ip, qtype));
         Records {
             answers: answers.into_iter().collect(),
-            additionals: Vec::new(),
+            ..Records::default()
         }
     }
 
@@ -486,7 +524,7 @@ impl Zone {
         }
         Some(Records {
             answers,
-            additionals: Vec::new(),
+            ..Records::default()
         })
     }
 
@@ -521,7 +559,9 @@ impl Zone {
         let mut records = Records::default();
         if qtype == RecordType::SRV {
             let mut seen = HashSet::new();
-            let mut glued = HashSet::new();
+            // Target identity → index of its address in Additional: the target is a function
+            // of (node name or own address, address), so no name needs hashing.
+            let mut glued: HashMap<(bool, String, IpAddr), usize> = HashMap::new();
             for instance in instances {
                 let Some(endpoint) = Endpoint::of(instance) else {
                     continue;
@@ -538,20 +578,26 @@ impl Zone {
                     _ => weights.passing,
                 };
                 let weight = u16::try_from(weight).unwrap_or(u16::MAX);
-                let srv = SRV::new(1, weight, instance.service.port, target.clone());
-                records
-                    .answers
-                    .push(Record::from_rdata(qname.clone(), ttl, RData::SRV(srv)));
-                if let Some(ip) = glue {
-                    if glued.insert((target.to_lowercase(), ip)) {
-                        records.additionals.extend(address_record(
-                            &target,
-                            ttl,
-                            ip,
-                            RecordType::ANY,
-                        ));
+                let glue = glue.and_then(|ip| {
+                    let key = match endpoint {
+                        Endpoint::Ip { own: false, .. } => {
+                            (false, instance.node.node.to_ascii_lowercase(), ip)
+                        }
+                        _ => (true, String::new(), ip),
+                    };
+                    if let Some(index) = glued.get(&key) {
+                        return Some(*index);
                     }
-                }
+                    let record = address_record(&target, ttl, ip, RecordType::ANY)?;
+                    let index = records.push_additional(record);
+                    glued.insert(key, index);
+                    Some(index)
+                });
+                let srv = SRV::new(1, weight, instance.service.port, target);
+                records.push_glued(
+                    Record::from_rdata(qname.clone(), ttl, RData::SRV(srv)),
+                    glue,
+                );
             }
         } else {
             let mut seen = HashSet::new();
@@ -639,36 +685,72 @@ impl Zone {
     /// Trims a positive answer to `limits`, keeping Additional in step with the answers left.
     ///
     /// The count cap applies first, then the largest answer prefix whose encoded message
-    /// fits is found by binary search (encoding is the only exact measure with name
-    /// compression). Answers were shuffled, so the prefix is a random subset.
+    /// fits. Answers were shuffled, so the prefix is a random subset.
+    ///
+    /// Encoding is the only exact measure with name compression, and hickory's compression
+    /// costs time quadratic in the record count, so encodes are avoided where possible: the
+    /// uncompressed size is an upper bound (compression only shrinks), which settles most
+    /// answers without encoding, and when it does not, the search starts from the prefix the
+    /// measured compression ratio predicts, so a trim usually costs two or three encodes.
     fn fit(&self, query: &Query, records: Records, limits: Limits) -> ResponseParts {
-        let Records {
-            mut answers,
-            additionals,
-        } = records;
-        let total = answers.len();
-        if let Some(max) = limits.max_answers {
-            answers.truncate(max);
+        let total = records.answers.len();
+        let count = limits.max_answers.map_or(total, |max| total.min(max));
+        let max = limits.max_bytes;
+        // bounds[k]: upper bound on the size of the message carrying the first k answers
+        // (each answer counted with its glue, shared glue counted each time: still a bound).
+        let base = message_bound(query, limits.edns);
+        let mut bounds = Vec::with_capacity(count + 1);
+        bounds.push(base);
+        for (i, answer) in records.answers.iter().take(count).enumerate() {
+            let glue = records.glue.get(i).copied().flatten();
+            let glue_len = glue.map_or(Some(0), |g| record_bound(&records.additionals[g]));
+            let len = record_bound(answer).zip(glue_len).map(|(a, g)| a + g);
+            let previous = bounds.last().copied().unwrap_or(base);
+            bounds.push(len.map_or(usize::MAX, |len| previous.saturating_add(len)));
         }
-        let fits = |answers: &[Record]| {
-            let extra = referenced_by(answers, &additionals);
-            encoded_len(query, answers, &extra, limits.edns) <= limits.max_bytes
+        let exact = |k: usize| {
+            encoded_len(
+                query,
+                &records.answers[..k],
+                &records.glue_of(k),
+                limits.edns,
+            )
         };
-        if !fits(&answers) {
-            // Invariant: `fits(answers[..lo])` (an answer-less message always fits, since
-            // the question is at most 255 bytes), `!fits(answers[..hi])`.
-            let (mut lo, mut hi) = (0, answers.len());
+        let fits = |k: usize| bounds[k] <= max || exact(k) <= max;
+
+        let kept = if fits(count) {
+            count
+        } else {
+            // Invariant: `fits(lo)`, `!fits(hi)`. Every prefix within the bound fits, and an
+            // answer-less message always fits (the question is at most 255 bytes).
+            let mut lo = bounds.iter().rposition(|b| *b <= max).unwrap_or(0);
+            let mut hi = count;
+            // First probe: where the compression ratio of the whole answer says the limit
+            // falls; then bisect.
+            let whole = exact(count);
+            let mut probe = match (whole, bounds[count]) {
+                (usize::MAX, _) | (_, usize::MAX) => lo + (hi - lo) / 2,
+                (whole, bound) => {
+                    let scaled = |b: usize| b.saturating_mul(whole) / bound.max(1);
+                    bounds.iter().rposition(|b| scaled(*b) <= max).unwrap_or(lo)
+                }
+            };
             while hi - lo > 1 {
-                let mid = lo + (hi - lo) / 2;
-                if fits(&answers[..mid]) {
-                    lo = mid;
+                probe = probe.clamp(lo + 1, hi - 1);
+                if fits(probe) {
+                    lo = probe;
+                    // The guess tends to be close: try the next one before bisecting.
+                    probe += 1;
                 } else {
-                    hi = mid;
+                    hi = probe;
+                    probe = lo + (hi - lo) / 2;
                 }
             }
-            answers.truncate(lo);
-        }
-        let additionals = referenced_by(&answers, &additionals);
+            lo
+        };
+        let additionals = records.glue_of(kept).into_iter().cloned().collect();
+        let mut answers = records.answers;
+        answers.truncate(kept);
         let trimmed = answers.len() < total;
         ResponseParts {
             rcode: ResponseCode::NoError,
@@ -740,25 +822,40 @@ fn txt(text: &str) -> TXT {
     TXT::from_bytes(text.as_bytes().chunks(MAX_TXT_STRING).collect())
 }
 
-/// The additionals owned by a name some answer points at (SRV or NS target).
-fn referenced_by(answers: &[Record], additionals: &[Record]) -> Vec<Record> {
-    let targets: HashSet<Name> = answers
-        .iter()
-        .filter_map(|record| match record.data()? {
-            RData::SRV(srv) => Some(srv.target().to_lowercase()),
-            RData::NS(ns) => Some(ns.0.to_lowercase()),
-            _ => None,
-        })
-        .collect();
-    additionals
-        .iter()
-        .filter(|record| targets.contains(&record.name().to_lowercase()))
-        .cloned()
-        .collect()
+/// Uncompressed wire size of a name: its text length plus the root label (an upper bound).
+fn name_bound(name: &Name) -> usize {
+    name.len() + 1
+}
+
+/// Upper bound on the wire size of a record without name compression; `None` for record
+/// types we never build (then only encoding can tell).
+fn record_bound(record: &Record) -> Option<usize> {
+    let rdata = match record.data()? {
+        RData::A(_) => 4,
+        RData::AAAA(_) => 16,
+        RData::SRV(srv) => 6 + name_bound(srv.target()),
+        RData::NS(ns) => name_bound(&ns.0),
+        RData::CNAME(cname) => name_bound(&cname.0),
+        RData::PTR(ptr) => name_bound(&ptr.0),
+        RData::TXT(txt) => txt.iter().map(|s| 1 + s.len()).sum(),
+        RData::SOA(soa) => name_bound(soa.mname()) + name_bound(soa.rname()) + 20,
+        _ => return None,
+    };
+    // Owner name, then type, class, TTL and RDLENGTH (10 bytes).
+    Some(name_bound(record.name()) + 10 + rdata)
+}
+
+/// Size of a response without records: header, the question, and the OPT record if any.
+fn message_bound(query: &Query, edns: bool) -> usize {
+    /// Header (RFC 1035 §4.1.1).
+    const HEADER: usize = 12;
+    /// OPT: root owner, type, class, TTL, RDLENGTH, no options (RFC 6891 §6.1.2).
+    const OPT: usize = 11;
+    HEADER + name_bound(query.name()) + 4 + if edns { OPT } else { 0 }
 }
 
 /// Wire size of a response carrying these sections, with name compression as sent.
-fn encoded_len(query: &Query, answers: &[Record], additionals: &[Record], edns: bool) -> usize {
+fn encoded_len(query: &Query, answers: &[Record], additionals: &[&Record], edns: bool) -> usize {
     let edns = edns.then(Edns::new);
     let mut buffer = Vec::with_capacity(512);
     let emitted = message::emit_message_parts(
@@ -766,7 +863,7 @@ fn encoded_len(query: &Query, answers: &[Record], additionals: &[Record], edns: 
         &mut std::iter::once(query),
         &mut answers.iter(),
         &mut std::iter::empty::<&Record>(),
-        &mut additionals.iter(),
+        &mut additionals.iter().copied(),
         edns.as_ref(),
         &[],
         &mut BinEncoder::new(&mut buffer),

@@ -873,3 +873,40 @@ fn invalid_configs_are_rejected() {
     .unwrap();
     assert_eq!(zone.domain().to_ascii(), "consul.");
 }
+
+#[test]
+fn trimming_keeps_the_longest_prefix_that_fits() {
+    // Whatever shortcut `fit` takes (size bounds, ratio-guided probes), the kept prefix must
+    // be exactly the longest one whose encoded response fits.
+    let zone = zone();
+    let catalog = many("web", 150);
+    for qtype in [RecordType::SRV, RecordType::A] {
+        // Above 512 bytes no count cap applies, only the size.
+        for payload in (600..=4096).step_by(97) {
+            let limits = Limits::udp(3, Some(payload));
+            let parts = ask_with(&zone, &catalog, "web.service.consul.", qtype, limits);
+            let q = query("web.service.consul.", qtype);
+            let additionals: Vec<&Record> = parts.additionals.iter().collect();
+            let len = encoded_len(&q, &parts.answers, &additionals, true);
+            assert!(len <= usize::from(payload), "{qtype} {payload}: {len}");
+            if parts.answers.len() < 150 {
+                // One more answer (with its glue) would not have fitted.
+                let full = ask(&zone, &catalog, "web.service.consul.", qtype);
+                let k = parts.answers.len();
+                let next = &full.answers[k];
+                assert!(parts.truncated);
+                let mut answers = parts.answers.clone();
+                answers.push(next.clone());
+                let mut extra = additionals.clone();
+                if let Some(RData::SRV(srv)) = next.data() {
+                    extra.extend(full.additionals.iter().filter(|r| r.name() == srv.target()));
+                }
+                let longer = encoded_len(&q, &answers, &extra, true);
+                assert!(
+                    longer > usize::from(payload),
+                    "{qtype} {payload}: {k} kept, {longer}"
+                );
+            }
+        }
+    }
+}
