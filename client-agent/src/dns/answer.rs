@@ -721,32 +721,49 @@ impl Zone {
         let kept = if fits(count) {
             count
         } else {
-            // Invariant: `fits(lo)`, `!fits(hi)`. Every prefix within the bound fits, and an
-            // answer-less message always fits (the question is at most 255 bytes).
-            let mut lo = bounds.iter().rposition(|b| *b <= max).unwrap_or(0);
-            let mut hi = count;
-            // First probe: where the compression ratio of the whole answer says the limit
-            // falls; then bisect.
-            let whole = exact(count);
-            let mut probe = match (whole, bounds[count]) {
-                (usize::MAX, _) | (_, usize::MAX) => lo + (hi - lo) / 2,
-                (whole, bound) => {
-                    let scaled = |b: usize| b.saturating_mul(whole) / bound.max(1);
-                    bounds.iter().rposition(|b| scaled(*b) <= max).unwrap_or(lo)
-                }
-            };
-            while hi - lo > 1 {
-                probe = probe.clamp(lo + 1, hi - 1);
-                if fits(probe) {
-                    lo = probe;
-                    // The guess tends to be close: try the next one before bisecting.
-                    probe += 1;
-                } else {
-                    hi = probe;
-                    probe = lo + (hi - lo) / 2;
+            // One encode of everything, noting where each answer ends and how long each
+            // additional is, predicts every prefix's size: answers encode the same whatever
+            // follows them, and each glue record's owner is its answer's target, which
+            // compresses to a pointer into that answer either way.
+            let predicted = prefix_sizes(query, &records.answers[..count], &records.additionals)
+                .map(|(ends, glue_lens)| {
+                    let opt = if limits.edns { OPT_LEN } else { 0 };
+                    let mut wanted = vec![false; glue_lens.len()];
+                    let mut glue_total = 0;
+                    let mut kept = 0;
+                    for k in 1..=count {
+                        if let Some(g) = records.glue.get(k - 1).copied().flatten() {
+                            if !std::mem::replace(&mut wanted[g], true) {
+                                glue_total += glue_lens[g];
+                            }
+                        }
+                        if ends[k] + glue_total + opt > max {
+                            break;
+                        }
+                        kept = k;
+                    }
+                    kept
+                });
+            match predicted {
+                // Checked by one exact encode; the prediction is exact for the records we
+                // build (tested), the check keeps an oversized response from ever being sent.
+                Some(k) if fits(k) => k,
+                _ => {
+                    // Bisect. Invariant: `fits(lo)` (every prefix within the size bound fits,
+                    // and an answer-less message always does), `!fits(hi)`.
+                    let mut lo = bounds.iter().rposition(|b| *b <= max).unwrap_or(0);
+                    let mut hi = predicted.map_or(count, |k| k.max(lo + 1)).min(count);
+                    while hi - lo > 1 {
+                        let mid = lo + (hi - lo) / 2;
+                        if fits(mid) {
+                            lo = mid;
+                        } else {
+                            hi = mid;
+                        }
+                    }
+                    lo
                 }
             }
-            lo
         };
         let additionals = records.glue_of(kept).into_iter().cloned().collect();
         let mut answers = records.answers;
@@ -845,13 +862,44 @@ fn record_bound(record: &Record) -> Option<usize> {
     Some(name_bound(record.name()) + 10 + rdata)
 }
 
+/// Wire size of our OPT record: root owner, type, class, TTL, RDLENGTH, no options
+/// (RFC 6891 §6.1.2).
+const OPT_LEN: usize = 11;
+
 /// Size of a response without records: header, the question, and the OPT record if any.
 fn message_bound(query: &Query, edns: bool) -> usize {
     /// Header (RFC 1035 §4.1.1).
     const HEADER: usize = 12;
-    /// OPT: root owner, type, class, TTL, RDLENGTH, no options (RFC 6891 §6.1.2).
-    const OPT: usize = 11;
-    HEADER + name_bound(query.name()) + 4 + if edns { OPT } else { 0 }
+    HEADER + name_bound(query.name()) + 4 + if edns { OPT_LEN } else { 0 }
+}
+
+/// Encodes header, question, `answers` and `additionals` once, as the response would be
+/// (same compression), and returns the offset after the header and question and after each
+/// answer (`ends[k]`: size of the first `k` answers with everything before them), and the
+/// encoded length of each additional. `None` if something cannot be encoded.
+fn prefix_sizes(
+    query: &Query,
+    answers: &[Record],
+    additionals: &[Record],
+) -> Option<(Vec<usize>, Vec<usize>)> {
+    use hickory_proto::serialize::binary::BinEncodable;
+    let mut buffer = Vec::with_capacity(4096);
+    let mut encoder = BinEncoder::new(&mut buffer);
+    Header::new().emit(&mut encoder).ok()?;
+    query.emit(&mut encoder).ok()?;
+    let mut ends = Vec::with_capacity(answers.len() + 1);
+    ends.push(encoder.offset());
+    for answer in answers {
+        answer.emit(&mut encoder).ok()?;
+        ends.push(encoder.offset());
+    }
+    let mut lens = Vec::with_capacity(additionals.len());
+    for additional in additionals {
+        let start = encoder.offset();
+        additional.emit(&mut encoder).ok()?;
+        lens.push(encoder.offset() - start);
+    }
+    Some((ends, lens))
 }
 
 /// Wire size of a response carrying these sections, with name compression as sent.
