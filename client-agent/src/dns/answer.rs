@@ -731,13 +731,13 @@ impl Zone {
                     let mut wanted = vec![false; glue_lens.len()];
                     let mut glue_total = 0;
                     let mut kept = 0;
-                    for k in 1..=count {
+                    for (k, end) in ends.iter().enumerate().skip(1) {
                         if let Some(g) = records.glue.get(k - 1).copied().flatten() {
                             if !std::mem::replace(&mut wanted[g], true) {
                                 glue_total += glue_lens[g];
                             }
                         }
-                        if ends[k] + glue_total + opt > max {
+                        if end + glue_total + opt > max {
                             break;
                         }
                         kept = k;
