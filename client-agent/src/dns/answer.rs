@@ -718,7 +718,8 @@ impl Zone {
         };
         let fits = |k: usize| bounds[k] <= max || exact(k) <= max;
 
-        let kept = if fits(count) {
+        // Most answers are settled by the bound alone, without encoding anything.
+        let kept = if bounds[count] <= max {
             count
         } else {
             // One encode of everything, noting where each answer ends and how long each
@@ -748,11 +749,12 @@ impl Zone {
                 // Checked by one exact encode; the prediction is exact for the records we
                 // build (tested), the check keeps an oversized response from ever being sent.
                 Some(k) if fits(k) => k,
+                None if fits(count) => count,
                 _ => {
                     // Bisect. Invariant: `fits(lo)` (every prefix within the size bound fits,
-                    // and an answer-less message always does), `!fits(hi)`.
+                    // and an answer-less message always does), `!fits(hi)` (just checked).
                     let mut lo = bounds.iter().rposition(|b| *b <= max).unwrap_or(0);
-                    let mut hi = predicted.map_or(count, |k| k.max(lo + 1)).min(count);
+                    let mut hi = predicted.unwrap_or(count);
                     while hi - lo > 1 {
                         let mid = lo + (hi - lo) / 2;
                         if fits(mid) {
