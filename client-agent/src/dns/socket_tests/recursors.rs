@@ -59,11 +59,22 @@ impl RequestHandler for FakeRecursor {
     }
 }
 
+/// A UDP socket and a TCP listener on the same free port (a recursor has one address). The
+/// port the UDP bind picked may be taken for TCP by some other process: then try another.
+async fn bind_pair() -> (SocketAddr, UdpSocket, TcpListener) {
+    for _ in 0..50 {
+        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = udp.local_addr().unwrap();
+        if let Ok(tcp) = TcpListener::bind(addr).await {
+            return (addr, udp, tcp);
+        }
+    }
+    panic!("no port free for both UDP and TCP");
+}
+
 /// Starts a fake recursor on one port, UDP and TCP; returns its address and query log.
 async fn fake_recursor(rcode: ResponseCode) -> (SocketAddr, Arc<Mutex<Vec<&'static str>>>) {
-    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = udp.local_addr().unwrap();
-    let tcp = TcpListener::bind(addr).await.unwrap();
+    let (addr, udp, tcp) = bind_pair().await;
     let seen = Arc::new(Mutex::new(Vec::new()));
     let mut server = ServerFuture::new(FakeRecursor {
         rcode,
@@ -80,16 +91,13 @@ async fn fake_recursor(rcode: ResponseCode) -> (SocketAddr, Arc<Mutex<Vec<&'stat
 /// A recursor that never answers: a UDP socket nobody reads and a TCP listener nobody
 /// accepts on (connections complete in the backlog, then hang).
 async fn silent_recursor() -> (SocketAddr, UdpSocket, TcpListener) {
-    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = udp.local_addr().unwrap();
-    let tcp = TcpListener::bind(addr).await.unwrap();
-    (addr, udp, tcp)
+    bind_pair().await
 }
 
 fn with_recursors(recursors: Vec<SocketAddr>) -> DnsConfig {
     DnsConfig {
         recursors,
-        recursor_timeout: Duration::from_millis(300),
+        recursor_timeout: Duration::from_millis(500),
         ..DnsConfig::default()
     }
 }
