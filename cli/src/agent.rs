@@ -54,6 +54,9 @@ const USAGE: &str = "Usage: concord agent [options]
   -config-dir=<path>       A directory of JSON config files (repeatable).
   -node-meta=<key:value>   Node metadata (repeatable).
   -domain=<domain>         DNS domain (default consul).
+  -alt-domain=<domain>     A second DNS domain answered like -domain.
+  -recursor=<ip[:port]>    DNS resolver for names outside the domain (repeatable; port 53
+                           by default); without one such names get REFUSED.
   -pid-file=<path>         Write the agent's PID here.
   -enable-script-checks    Run script checks (Args) from the API and config files.
   -enable-local-script-checks
@@ -82,6 +85,8 @@ const AGENT_FLAGS: &[Flag] = &[
     flag("config-dir", Kind::List),
     flag("node-meta", Kind::List),
     flag("domain", Kind::Str),
+    flag("alt-domain", Kind::Str),
+    flag("recursor", Kind::List),
     flag("pid-file", Kind::Str),
     flag("enable-script-checks", Kind::Bool),
     flag("enable-local-script-checks", Kind::Bool),
@@ -172,6 +177,17 @@ fn hostname() -> String {
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "concord".to_string())
+}
+
+/// A recursor as Consul accepts it: `ip`, `ip:port` or `[ipv6]:port`; port 53 by default.
+fn recursor_addr(text: &str) -> anyhow::Result<std::net::SocketAddr> {
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    let ip: IpAddr = text
+        .parse()
+        .map_err(|_| anyhow::anyhow!("invalid recursor address {text:?}: want ip or ip:port"))?;
+    Ok(std::net::SocketAddr::new(ip, 53))
 }
 
 /// Binds DNS on UDP and TCP at the same port; with port 0, finds one free for both.
@@ -380,6 +396,33 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
     if let Some(b) = s.dns_enable_truncate {
         dns.enable_truncate = b;
     }
+    dns.alt_domain = s
+        .alt_domain
+        .as_ref()
+        .map(|d| format!("{}.", d.trim_end_matches('.')));
+    dns.recursors = s
+        .recursors
+        .iter()
+        .map(|r| recursor_addr(r))
+        .collect::<anyhow::Result<_>>()?;
+    if let Some(n) = s.dns_a_record_limit {
+        dns.a_record_limit = n;
+    }
+    if let Some(t) = s.dns_recursor_timeout {
+        dns.recursor_timeout = t;
+    }
+    if let Some(b) = s.dns_allow_stale {
+        dns.allow_stale = b;
+    }
+    if let Some(t) = s.dns_max_stale {
+        dns.max_stale = t;
+    }
+    if let Some(b) = s.dns_use_cache {
+        dns.use_cache = b;
+    }
+    if let Some(t) = s.dns_cache_max_age {
+        dns.cache_max_age = t;
+    }
     config.dns = dns;
     let reload_paths = paths.clone();
     config.reload = Some(std::sync::Arc::new(move || load_services(&reload_paths)));
@@ -490,5 +533,24 @@ mod tests {
         assert_eq!(f.http_port, Some(0));
         assert_eq!(f.dns_port, Some(-1));
         assert_eq!(f.node_name.as_deref(), Some("n1"));
+    }
+
+    #[test]
+    fn recursor_addresses() {
+        assert_eq!(
+            recursor_addr("10.0.0.1").unwrap(),
+            "10.0.0.1:53".parse().unwrap()
+        );
+        assert_eq!(
+            recursor_addr("10.0.0.1:5353").unwrap(),
+            "10.0.0.1:5353".parse().unwrap()
+        );
+        assert_eq!(recursor_addr("::1").unwrap(), "[::1]:53".parse().unwrap());
+        assert_eq!(
+            recursor_addr("[::1]:54").unwrap(),
+            "[::1]:54".parse().unwrap()
+        );
+        let error = recursor_addr("dns.example").unwrap_err().to_string();
+        assert!(error.contains("invalid recursor address"), "{error}");
     }
 }

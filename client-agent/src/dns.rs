@@ -9,20 +9,32 @@
 //! - [`serve`]: hickory's `ServerFuture` owns the sockets, decodes packets and answers
 //!   undecodable ones with FORMERR itself.
 //! - `handler`: our `RequestHandler`. Checks opcode and EDNS version, picks size limits from the
-//!   transport, and turns the pure answer into a hickory response.
+//!   transport, decides whether the cached view is still fresh enough to serve
+//!   (`allow_stale`/`max_stale`), sends names that are not ours to `recursor`, and turns the
+//!   pure answer into a hickory response.
+//! - `recursor`: forwarding to the configured recursors over UDP or TCP, in order, with a
+//!   timeout each.
 //! - `answer`: pure answer building (names → records, health filtering, shuffling, SOA, size
 //!   trimming), table-tested against hand-built snapshots.
-//! - `name`: pure query-name parsing (`[tag.]svc.service[.dc]`, RFC 2782, node, addr).
+//! - `name`: pure query-name parsing (`[tag.]svc.service[.dc]`, RFC 2782, node, addr,
+//!   `in-addr.arpa`/`ip6.arpa` reverse names).
 //! - `fixtures` and `socket_tests` (tests only): hand-built snapshots, and `serve` over
 //!   real sockets driven by hickory-client and raw packets.
 //!
 //! # Differences from Consul
 //! - `enable_truncate` defaults to `true` (see [`DnsConfig::enable_truncate`]), and TC is set
 //!   whenever trimming leaves no answer at all.
-//! - Not served yet: recursors (out-of-domain names get REFUSED), PTR, prepared queries,
-//!   `.connect`/`.virtual`/`.ingress`, namespaces/partitions/peers, `alt_domain`,
-//!   `a_record_limit`, node-meta TXT in Additional, EDNS client-subnet echo. Those in-domain
-//!   forms get NXDOMAIN.
+//! - Not served yet: prepared queries (`<q>.query.<domain>` gets NXDOMAIN, Consul's answer
+//!   for an unknown prepared query), `.connect`/`.virtual`/`.ingress`,
+//!   namespaces/partitions/peers, node-meta TXT in Additional, EDNS client-subnet echo. Those
+//!   in-domain forms get NXDOMAIN.
+//! - `max_stale` bounds the age of the agent's cached view while the servers are unreachable
+//!   (Consul: how far a server may lag its leader before a read is retried on the leader);
+//!   past it catalog lookups get SERVFAIL. `use_cache` + `cache_max_age` tighten that bound.
+//! - PTR answers carry `node_ttl` (nodes) or the service's TTL (service addresses) where
+//!   Consul sends TTL 0; the defaults are 0 either way.
+//! - A forwarded UDP query that comes back truncated is passed to the client with TC (as
+//!   Consul), which retries over TCP, forwarded over TCP.
 //! - Names parse the same way whatever the query type, so `_web._tcp.consul` (RFC 2782 without
 //!   the `service` label) also answers A/AAAA where Consul only parses it for SRV; `_udp`, like
 //!   `_tcp`, means "no tag filter".
@@ -43,17 +55,18 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use hickory_proto::error::ProtoError;
 use hickory_server::ServerFuture;
 
-use crate::catalog_cache::CatalogView;
+use crate::catalog_cache::{CatalogView, ContactView};
 
 mod answer;
 mod handler;
 mod name;
+mod recursor;
 
 #[cfg(test)]
 mod fixtures;
@@ -111,6 +124,47 @@ pub struct DnsConfig {
     /// answers and as the answer for `ns.<domain>` itself. `None` (default): no glue, and
     /// `ns.<domain>` has no address records.
     pub advertise_addr: Option<IpAddr>,
+    /// A second domain answered exactly like [`domain`](Self::domain) (`-alt-domain`,
+    /// `alt_domain`); answers name the domain the query used, reverse (PTR) answers always
+    /// the primary one, as Consul's. `None` (default): one domain.
+    pub alt_domain: Option<String>,
+    /// Most A/AAAA records in a service answer on any transport (`a_record_limit`); 0
+    /// (default) for no limit. Unlike size trimming this is a policy, so it never sets TC.
+    pub a_record_limit: usize,
+    /// Resolvers that names outside our domains (and reverse names matching no node or
+    /// service) are forwarded to, tried in order (`-recursor`, `recursors`). Empty (default):
+    /// such names get REFUSED (reverse names SERVFAIL), as Consul answers.
+    pub recursors: Vec<SocketAddr>,
+    /// How long one recursor may take to answer before the next is tried
+    /// (`recursor_timeout`, default 2 s as Consul).
+    pub recursor_timeout: Duration,
+    /// Answer from the cached catalog view while the servers cannot be reached
+    /// (`allow_stale`, default `true`), for at most [`max_stale`](Self::max_stale) after the
+    /// view was last known current. With `false` the cache follows the leader and lookups get
+    /// SERVFAIL as soon as a refresh fails.
+    pub allow_stale: bool,
+    /// How old the cached view may be while the servers are unreachable before catalog
+    /// lookups get SERVFAIL (`max_stale`, default 87600 h as Consul: effectively forever).
+    pub max_stale: Duration,
+    /// Consul's `use_cache`: Concord's DNS always answers from the agent's cache, so this
+    /// only enables [`cache_max_age`](Self::cache_max_age). Default `false`.
+    pub use_cache: bool,
+    /// With `use_cache`, a tighter bound than `max_stale` on the age of the view served
+    /// while the servers are unreachable (`cache_max_age`); 0 (default) for none.
+    pub cache_max_age: Duration,
+}
+
+impl DnsConfig {
+    /// How old the view may be when served while the servers are unreachable: `None` when it
+    /// may not be served stale at all (`allow_stale = false`).
+    pub fn stale_bound(&self) -> Option<Duration> {
+        if !self.allow_stale {
+            return None;
+        }
+        let cache_bound =
+            (self.use_cache && !self.cache_max_age.is_zero()).then_some(self.cache_max_age);
+        Some(cache_bound.map_or(self.max_stale, |c| c.min(self.max_stale)))
+    }
 }
 
 impl Default for DnsConfig {
@@ -130,6 +184,14 @@ impl Default for DnsConfig {
             soa_min_ttl: Duration::ZERO,
             tcp_idle_timeout: Duration::from_secs(8),
             advertise_addr: None,
+            alt_domain: None,
+            a_record_limit: 0,
+            recursors: Vec::new(),
+            recursor_timeout: Duration::from_secs(2),
+            allow_stale: true,
+            max_stale: Duration::from_secs(87_600 * 3600),
+            use_cache: false,
+            cache_max_age: Duration::ZERO,
         }
     }
 }
@@ -160,6 +222,15 @@ pub enum DnsError {
     Server(#[source] ProtoError),
 }
 
+/// What DNS answers from: the agent's catalog view and how current it is.
+#[derive(Clone, Debug)]
+pub struct View {
+    /// The latest catalog snapshot.
+    pub catalog: CatalogView,
+    /// When the snapshot was last known current, and whether the servers fail now.
+    pub contact: ContactView,
+}
+
 /// Serves DNS on the given bound sockets until `shutdown` completes, answering from `view`.
 ///
 /// The sockets are bound by the caller so tests can bind port 0 and `main` the real port.
@@ -170,7 +241,7 @@ pub async fn serve(
     config: DnsConfig,
     udp: tokio::net::UdpSocket,
     tcp: tokio::net::TcpListener,
-    view: CatalogView,
+    view: View,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DnsError> {
     let tcp_idle_timeout = config.tcp_idle_timeout;
@@ -181,6 +252,9 @@ pub async fn serve(
         domain = %zone.domain(),
         "DNS interface listening"
     );
+    if !zone.config().recursors.is_empty() {
+        tracing::info!(recursors = ?zone.config().recursors, "DNS forwards other names to recursors");
+    }
     let mut server = ServerFuture::new(handler::Handler::new(zone, view));
     server.register_socket(udp);
     server.register_listener(tcp, tcp_idle_timeout);

@@ -79,6 +79,7 @@ pub(crate) async fn run_with(
 ) -> Result<(), AgentError> {
     let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(CatalogSnapshot::default()));
     let dns_config = config.dns.clone();
+    let (contact_tx, contact_rx) = watch::channel(catalog_cache::Contact::default());
     let initial_services = config.services.clone();
     let membership = listeners.gossip.map(Membership::new);
     let (core, results) = AgentCore::new(config, rpc, snapshot_rx.clone(), membership.clone());
@@ -108,6 +109,8 @@ pub(crate) async fn run_with(
     tasks.spawn(catalog_cache::follow(
         core.rpc.clone(),
         snapshot_tx,
+        contact_tx,
+        catalog_cache::FollowOptions::for_dns(&dns_config),
         stopped(),
     ));
     tasks.spawn(crate::intentions_cache::follow(
@@ -127,7 +130,11 @@ pub(crate) async fn run_with(
     let dns = tokio::spawn(async move {
         match listeners.dns {
             Some((udp, tcp)) => {
-                crate::dns::serve(dns_config, udp, tcp, snapshot_rx, dns_stop).await
+                let view = crate::dns::View {
+                    catalog: snapshot_rx,
+                    contact: contact_rx,
+                };
+                crate::dns::serve(dns_config, udp, tcp, view, dns_stop).await
             }
             None => Ok(()),
         }

@@ -46,6 +46,9 @@ struct ConfigFile {
     /// `allow` or `deny`: Connect authorization when no intention matches.
     default_intention_policy: Option<String>,
     domain: Option<String>,
+    alt_domain: Option<String>,
+    /// DNS resolvers for names outside our domains (`ip` or `ip:port`).
+    recursors: Option<Vec<String>>,
     ports: Option<Ports>,
     node_meta: Option<BTreeMap<String, String>>,
     dns_config: Option<DnsConfig>,
@@ -86,6 +89,12 @@ struct DnsConfig {
     udp_answer_limit: Option<usize>,
     only_passing: Option<bool>,
     enable_truncate: Option<bool>,
+    a_record_limit: Option<usize>,
+    recursor_timeout: Option<String>,
+    allow_stale: Option<bool>,
+    max_stale: Option<String>,
+    use_cache: Option<bool>,
+    cache_max_age: Option<String>,
 }
 
 /// A service definition in a config file. Keys are matched as the agent API matches them
@@ -155,6 +164,22 @@ pub(super) struct Settings {
     pub(super) dns_only_passing: Option<bool>,
     /// Set the TC bit when a UDP answer was cut.
     pub(super) dns_enable_truncate: Option<bool>,
+    /// A second DNS domain answered like `domain` (`-alt-domain`, `alt_domain`).
+    pub(super) alt_domain: Option<String>,
+    /// DNS recursors, files' then flags' (`-recursor`, `recursors`), as written.
+    pub(super) recursors: Vec<String>,
+    /// Most A/AAAA records in a service answer (0: no limit).
+    pub(super) dns_a_record_limit: Option<usize>,
+    /// How long each recursor may take.
+    pub(super) dns_recursor_timeout: Option<Duration>,
+    /// Answer from the cached view while servers are unreachable.
+    pub(super) dns_allow_stale: Option<bool>,
+    /// Oldest cached view DNS serves while servers are unreachable.
+    pub(super) dns_max_stale: Option<Duration>,
+    /// Consul's `use_cache` (enables `cache_max_age`).
+    pub(super) dns_use_cache: Option<bool>,
+    /// With `use_cache`, a tighter bound than `max_stale`.
+    pub(super) dns_cache_max_age: Option<Duration>,
     /// Services registered from config files.
     pub(super) services: Vec<ServiceDefinition>,
     /// Run script checks from the API and config files.
@@ -274,6 +299,8 @@ impl Settings {
                 anyhow::bail!("default_intention_policy: want \"allow\" or \"deny\", got {other:?}")
             }
         }
+        set(&mut s.alt_domain, file.alt_domain);
+        s.recursors.extend(file.recursors.into_iter().flatten());
         if let Some(ports) = file.ports {
             set(&mut s.http_port, port("http", ports.http)?);
             set(&mut s.server_port, port("server", ports.server)?);
@@ -292,6 +319,18 @@ impl Settings {
             set(&mut s.dns_udp_answer_limit, dns.udp_answer_limit);
             set(&mut s.dns_only_passing, dns.only_passing);
             set(&mut s.dns_enable_truncate, dns.enable_truncate);
+            set(&mut s.dns_a_record_limit, dns.a_record_limit);
+            set(
+                &mut s.dns_recursor_timeout,
+                duration("recursor_timeout", dns.recursor_timeout)?,
+            );
+            set(&mut s.dns_allow_stale, dns.allow_stale);
+            set(&mut s.dns_max_stale, duration("max_stale", dns.max_stale)?);
+            set(&mut s.dns_use_cache, dns.use_cache);
+            set(
+                &mut s.dns_cache_max_age,
+                duration("cache_max_age", dns.cache_max_age)?,
+            );
         }
         let services = file
             .service
@@ -343,6 +382,8 @@ impl Settings {
         set(&mut s.serf_wan_port, typed(p, "serf-wan-port")?);
         set(&mut s.log_level, text("log-level"));
         set(&mut s.domain, text("domain"));
+        set(&mut s.alt_domain, text("alt-domain"));
+        s.recursors.extend(p.list("recursor").iter().cloned());
         set(&mut s.pid_file, path("pid-file"));
         s.join.extend(p.list("join").iter().cloned());
         s.retry_join.extend(p.list("retry-join").iter().cloned());
@@ -577,13 +618,41 @@ mod tests {
     }
 
     #[test]
+    fn dns_keys_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(
+            dir.path(),
+            "a.json",
+            r#"{"alt_domain":"mesh","recursors":["10.0.0.53"],
+                "dns_config":{"a_record_limit":2,"recursor_timeout":"500ms","allow_stale":false,
+                "max_stale":"10s","use_cache":true,"cache_max_age":"5s"}}"#,
+        );
+        let file_flag = format!("-config-file={}", file.display());
+        let (s, _) = settings(&flags(&[
+            &file_flag,
+            "-recursor=10.0.0.54:5353",
+            "-recursor=::1",
+            "-alt-domain=other",
+        ]))
+        .unwrap();
+        assert_eq!(s.alt_domain.as_deref(), Some("other"), "the flag wins");
+        assert_eq!(s.recursors, ["10.0.0.53", "10.0.0.54:5353", "::1"]);
+        assert_eq!(s.dns_a_record_limit, Some(2));
+        assert_eq!(s.dns_recursor_timeout, Some(Duration::from_millis(500)));
+        assert_eq!(s.dns_allow_stale, Some(false));
+        assert_eq!(s.dns_max_stale, Some(Duration::from_secs(10)));
+        assert_eq!(s.dns_use_cache, Some(true));
+        assert_eq!(s.dns_cache_max_age, Some(Duration::from_secs(5)));
+    }
+
+    #[test]
     fn unknown_keys_are_skipped() {
         let dir = tempfile::tempdir().unwrap();
         let path = write(
             dir.path(),
             "a.json",
             r#"{"node_name":"n","acl":{"enabled":true},"telemetry":{},
-                "ports":{"grpc":8502},"dns_config":{"allow_stale":true}}"#,
+                "ports":{"grpc":8502},"dns_config":{"prefer_namespace":true}}"#,
         );
         let file = ConfigFile::read(&path).unwrap();
         let unknown: Vec<&str> = file.unknown.keys().map(String::as_str).collect();

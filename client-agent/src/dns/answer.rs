@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use concord_api::catalog::{CheckServiceNode, CheckStatus};
 use hickory_proto::op::{message, Edns, Header, Query, ResponseCode};
 use hickory_proto::rr::domain::Label;
-use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS, SOA, SRV, TXT};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS, PTR, SOA, SRV, TXT};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::BinEncoder;
 use rand::seq::SliceRandom;
@@ -87,6 +87,10 @@ pub(crate) struct ResponseParts {
     pub(crate) authority: Vec<Record>,
     /// Additional section (addresses of SRV targets, NS glue).
     pub(crate) additionals: Vec<Record>,
+    /// The name is not ours to answer (outside our domains, or a reverse name matching no
+    /// node or service): the handler forwards the query to the recursors when any are
+    /// configured, and otherwise sends this response (`rcode`) as it is.
+    pub(crate) recurse: bool,
 }
 
 impl ResponseParts {
@@ -99,6 +103,15 @@ impl ResponseParts {
             answers: Vec::new(),
             authority: Vec::new(),
             additionals: Vec::new(),
+            recurse: false,
+        }
+    }
+
+    /// Not ours: forwarded to the recursors if any, else answered with `rcode`.
+    fn recurse(rcode: ResponseCode) -> Self {
+        ResponseParts {
+            recurse: true,
+            ..ResponseParts::error(rcode)
         }
     }
 }
@@ -108,32 +121,60 @@ impl ResponseParts {
 struct Records {
     answers: Vec<Record>,
     additionals: Vec<Record>,
+    /// For answer `i`, the index in `additionals` of the record it needs (an SRV or NS
+    /// target's address), if any; missing entries mean none. Kept as indices so trimming
+    /// never compares names (hickory hashes and compares names label by label, lowercasing
+    /// each: the hot spot of large answers).
+    glue: Vec<Option<usize>>,
 }
 
-/// Our zone: the validated config plus the names derived from it once, at startup.
+impl Records {
+    /// Adds an answer that needs `glue` (an index into `additionals`).
+    fn push_glued(&mut self, answer: Record, glue: Option<usize>) {
+        self.glue.resize(self.answers.len(), None);
+        self.answers.push(answer);
+        self.glue.push(glue);
+    }
+
+    /// Adds an additional record; returns its index for [`push_glued`](Self::push_glued).
+    fn push_additional(&mut self, record: Record) -> usize {
+        self.additionals.push(record);
+        self.additionals.len() - 1
+    }
+
+    /// The additionals the first `count` answers need, in their original order.
+    fn glue_of(&self, count: usize) -> Vec<&Record> {
+        let mut wanted = vec![false; self.additionals.len()];
+        for glue in self.glue.iter().take(count).flatten() {
+            wanted[*glue] = true;
+        }
+        self.additionals
+            .iter()
+            .zip(wanted)
+            .filter_map(|(record, wanted)| wanted.then_some(record))
+            .collect()
+    }
+}
+
+/// The names of one domain we answer for, derived once at startup.
 #[derive(Debug)]
-pub(crate) struct Zone {
-    config: DnsConfig,
-    /// The configured domain, lowercase and fully qualified.
+struct DomainNames {
+    /// The domain, lowercase and fully qualified.
     domain: Name,
     /// `ns.<domain>`: SOA mname and NS target.
     ns_name: Name,
     /// `hostmaster.<domain>`: SOA rname.
     hostmaster: Name,
-    /// `service_ttl_overrides` with exact (non-`*`) keys, lowercased, in seconds.
-    ttl_exact: HashMap<String, u32>,
-    /// `service_ttl_overrides` prefixes (`*` stripped, lowercased), longest first, in seconds.
-    ttl_prefixes: Vec<(String, u32)>,
 }
 
-impl Zone {
-    /// Validates `config` and derives the zone's names.
-    pub(crate) fn new(config: DnsConfig) -> Result<Self, DnsError> {
+impl DomainNames {
+    /// Validates `configured` (a missing trailing dot is implied) and derives its names.
+    fn new(configured: &str) -> Result<Self, DnsError> {
         let invalid_domain = |source| DnsError::InvalidDomain {
-            domain: config.domain.clone(),
+            domain: configured.to_owned(),
             source,
         };
-        let mut domain = Name::from_ascii(&config.domain).map_err(invalid_domain)?;
+        let mut domain = Name::from_ascii(configured).map_err(invalid_domain)?;
         if domain.is_root() {
             return Err(invalid_domain("the root cannot be our domain".into()));
         }
@@ -144,8 +185,45 @@ impl Zone {
                 .and_then(|name| name.append_domain(&domain))
                 .map_err(invalid_domain)
         };
-        let ns_name = prefixed("ns")?;
-        let hostmaster = prefixed("hostmaster")?;
+        Ok(DomainNames {
+            ns_name: prefixed("ns")?,
+            hostmaster: prefixed("hostmaster")?,
+            domain,
+        })
+    }
+
+    /// `labels` followed by this domain; `None` if they do not form a valid name.
+    fn in_zone<'a>(&self, labels: impl IntoIterator<Item = &'a str>) -> Option<Name> {
+        Name::from_labels(labels.into_iter().map(str::as_bytes))
+            .and_then(|name| name.append_domain(&self.domain))
+            .ok()
+    }
+}
+
+/// Our zone: the validated config plus the names derived from it once, at startup.
+#[derive(Debug)]
+pub(crate) struct Zone {
+    config: DnsConfig,
+    /// The primary domain first, then `alt_domain` if configured. Answers use the domain the
+    /// query named; reverse (PTR) answers always use the primary, as Consul's.
+    domains: Vec<DomainNames>,
+    /// `service_ttl_overrides` with exact (non-`*`) keys, lowercased, in seconds.
+    ttl_exact: HashMap<String, u32>,
+    /// `service_ttl_overrides` prefixes (`*` stripped, lowercased), longest first, in seconds.
+    ttl_prefixes: Vec<(String, u32)>,
+}
+
+impl Zone {
+    /// Validates `config` and derives the zone's names.
+    pub(crate) fn new(config: DnsConfig) -> Result<Self, DnsError> {
+        let mut domains = vec![DomainNames::new(&config.domain)?];
+        if let Some(alt) = &config.alt_domain {
+            let alt = DomainNames::new(alt)?;
+            // Configuring the primary again as alternate is harmless: keep one copy.
+            if alt.domain != domains[0].domain {
+                domains.push(alt);
+            }
+        }
 
         let dc = &config.datacenter;
         if dc.contains('.') || Label::from_raw_bytes(dc.as_bytes()).is_err() {
@@ -172,17 +250,21 @@ impl Zone {
 
         Ok(Zone {
             config,
-            domain,
-            ns_name,
-            hostmaster,
+            domains,
             ttl_exact,
             ttl_prefixes,
         })
     }
 
-    /// The domain we are authoritative for (lowercase, fully qualified).
+    /// The primary domain we are authoritative for (lowercase, fully qualified).
     pub(crate) fn domain(&self) -> &Name {
-        &self.domain
+        &self.primary().domain
+    }
+
+    /// The primary domain's names.
+    fn primary(&self) -> &DomainNames {
+        // Invariant: `new` always puts the primary domain first.
+        &self.domains[0]
     }
 
     /// The configuration the zone was built from.
@@ -207,18 +289,34 @@ impl Zone {
             // Our zone only exists in class IN; CHAOS `version.bind` and the like are not ours.
             return ResponseParts::error(ResponseCode::Refused);
         }
-        let lookup = match name::parse(qname, &self.domain, &self.config.datacenter) {
+        if name::is_reverse(qname) {
+            return self.reverse(snapshot, qname, qtype);
+        }
+        // The most specific domain containing the name wins (an alternate domain may sit
+        // inside the primary or the other way round).
+        let found = self
+            .domains
+            .iter()
+            .filter(|names| names.domain.zone_of(qname))
+            .max_by_key(|names| names.domain.num_labels());
+        let Some(names) = found else {
+            // Without recursors, Consul (miekg/dns) has no handler for the name: REFUSED.
+            return ResponseParts::recurse(ResponseCode::Refused);
+        };
+        let lookup = match name::parse(qname, &names.domain, &self.config.datacenter) {
             Parsed::Local(lookup) => lookup,
-            Parsed::OutOfZone => return ResponseParts::error(ResponseCode::Refused),
+            Parsed::OutOfZone => return ResponseParts::recurse(ResponseCode::Refused),
             Parsed::OtherDatacenter(dc) => {
                 tracing::debug!(%qname, %dc, "DNS query for another datacenter");
-                return self.negative(ResponseCode::NXDomain);
+                return self.negative(names, ResponseCode::NXDomain);
             }
             Parsed::Unsupported(kind) => {
+                // `.query` (prepared queries) lands here too: Consul answers an unknown
+                // prepared query with NXDOMAIN, and no prepared queries exist yet.
                 tracing::debug!(%qname, kind, "DNS lookup kind not supported yet");
-                return self.negative(ResponseCode::NXDomain);
+                return self.negative(names, ResponseCode::NXDomain);
             }
-            Parsed::Invalid => return self.negative(ResponseCode::NXDomain),
+            Parsed::Invalid => return self.negative(names, ResponseCode::NXDomain),
         };
         if matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
             // The zone is synthesised per query; there is nothing to transfer.
@@ -232,44 +330,103 @@ impl Zone {
         }
 
         let found = match lookup {
-            Lookup::Apex => Some(self.apex(qtype)),
+            Lookup::Apex => Some(self.apex(names, qtype)),
             Lookup::NameServer => Some(self.name_server(qname, qtype)),
             Lookup::Addr(ip) => Some(Records {
                 answers: address_record(qname, secs(self.config.node_ttl), ip, qtype)
                     .into_iter()
                     .collect(),
-                additionals: Vec::new(),
+                ..Records::default()
             }),
             Lookup::Node { node } => self.node(snapshot, qname, qtype, &node),
             Lookup::Service { service, tag } => {
-                self.service(snapshot, qname, qtype, &service, tag.as_deref(), rng)
+                self.service(names, snapshot, qname, qtype, &service, tag.as_deref(), rng)
             }
         };
         match found {
-            None => self.negative(ResponseCode::NXDomain),
-            Some(records) if records.answers.is_empty() => self.negative(ResponseCode::NoError),
+            None => self.negative(names, ResponseCode::NXDomain),
+            Some(records) if records.answers.is_empty() => {
+                self.negative(names, ResponseCode::NoError)
+            }
             Some(records) => self.fit(query, records, limits),
+        }
+    }
+
+    /// A reverse (PTR) name: the first node whose address it is (`<node>.node.<dc>.<domain>`),
+    /// else the first service instance with that service address
+    /// (`<service>.service.<dc>.<domain>`), both under the primary domain as Consul answers.
+    /// Anything else is not ours: recursors may know it, and without them Consul's recursion
+    /// finds no resolver and answers SERVFAIL.
+    fn reverse(
+        &self,
+        snapshot: &CatalogSnapshot,
+        qname: &Name,
+        qtype: RecordType,
+    ) -> ResponseParts {
+        let Some(ip) = name::parse_reverse(qname) else {
+            return ResponseParts::recurse(ResponseCode::ServFail);
+        };
+        if snapshot.index == 0 {
+            return ResponseParts::error(ResponseCode::ServFail);
+        }
+        let primary = self.primary();
+        let dc = self.config.datacenter.as_str();
+        let is_ip = |address: &str| address.parse::<IpAddr>().is_ok_and(|a| a == ip);
+        let node = snapshot
+            .nodes
+            .iter()
+            .filter(|node| is_ip(&node.address))
+            .find_map(|node| {
+                let target = primary.in_zone(node.node.split('.').chain(["node", dc]))?;
+                Some((target, secs(self.config.node_ttl)))
+            });
+        let target = node.or_else(|| {
+            snapshot
+                .instances
+                .iter()
+                .filter(|instance| is_ip(&instance.service.address))
+                .find_map(|instance| {
+                    let service = instance.service.service.as_str();
+                    let target = primary.in_zone([service, "service", dc])?;
+                    Some((target, self.service_ttl(service)))
+                })
+        });
+        let Some((target, ttl)) = target else {
+            return ResponseParts::recurse(ResponseCode::ServFail);
+        };
+        if !matches!(qtype, RecordType::PTR | RecordType::ANY) {
+            return self.negative(primary, ResponseCode::NoError);
+        }
+        ResponseParts {
+            rcode: ResponseCode::NoError,
+            authoritative: true,
+            answers: vec![Record::from_rdata(
+                qname.clone(),
+                ttl,
+                RData::PTR(PTR(target)),
+            )],
+            ..ResponseParts::error(ResponseCode::NoError)
         }
     }
 
     /// NXDOMAIN, or NODATA for `NoError`: no answers, our SOA in Authority so resolvers
     /// know how long to cache the negative answer (RFC 2308).
-    fn negative(&self, rcode: ResponseCode) -> ResponseParts {
+    fn negative(&self, names: &DomainNames, rcode: ResponseCode) -> ResponseParts {
         ResponseParts {
             rcode,
             authoritative: true,
-            authority: vec![self.soa()],
+            authority: vec![self.soa(names)],
             ..ResponseParts::error(rcode)
         }
     }
 
     /// Our SOA record; the serial is the current unix time, as Consul's.
-    fn soa(&self) -> Record {
+    fn soa(&self, names: &DomainNames) -> Record {
         let serial = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, secs);
         let config = &self.config;
         let soa = SOA::new(
-            self.ns_name.clone(),
-            self.hostmaster.clone(),
+            names.ns_name.clone(),
+            names.hostmaster.clone(),
             serial,
             secs_i32(config.soa_refresh),
             secs_i32(config.soa_retry),
@@ -277,32 +434,37 @@ impl Zone {
             secs(config.soa_min_ttl),
         );
         Record::from_rdata(
-            self.domain.clone(),
+            names.domain.clone(),
             secs(config.soa_min_ttl),
             RData::SOA(soa),
         )
     }
 
     /// The apex: SOA, NS (`ns.<domain>` with glue when our address is known), or NODATA.
-    fn apex(&self, qtype: RecordType) -> Records {
+    fn apex(&self, names: &DomainNames, qtype: RecordType) -> Records {
         let mut records = Records::default();
         if matches!(qtype, RecordType::SOA | RecordType::ANY) {
-            records.answers.push(self.soa());
+            records.answers.push(self.soa(names));
         }
         if matches!(qtype, RecordType::NS | RecordType::ANY) {
-            records.answers.push(Record::from_rdata(
-                self.domain.clone(),
+            let glue = self
+                .config
+                .advertise_addr
+                .and_then(|ip| {
+                    address_record(
+                        &names.ns_name,
+                        secs(self.config.node_ttl),
+                        ip,
+                        RecordType::ANY,
+                    )
+                })
+                .map(|record| records.push_additional(record));
+            let ns = Record::from_rdata(
+                names.domain.clone(),
                 secs(self.config.node_ttl),
-                RData::NS(NS(self.ns_name.clone())),
-            ));
-            if let Some(ip) = self.config.advertise_addr {
-                records.additionals.extend(address_record(
-                    &self.ns_name,
-                    secs(self.config.node_ttl),
-                    ip,
-                    RecordType::ANY,
-                ));
-            }
+                RData::NS(NS(names.ns_name.clone())),
+            );
+            records.push_glued(ns, glue);
         }
         records
     }
@@ -315,7 +477,7 @@ impl Zone {
             .and_then(|ip| address_record(qname, secs(self.config.node_ttl), ip, qtype));
         Records {
             answers: answers.into_iter().collect(),
-            additionals: Vec::new(),
+            ..Records::default()
         }
     }
 
@@ -362,14 +524,16 @@ impl Zone {
         }
         Some(Records {
             answers,
-            additionals: Vec::new(),
+            ..Records::default()
         })
     }
 
     /// `[tag.]svc.service`: the servable instances' addresses, or SRV records with their
     /// targets' addresses in Additional. `None` (NXDOMAIN) when no instance is servable.
+    #[allow(clippy::too_many_arguments)] // one question's parts, each used once
     fn service(
         &self,
+        names: &DomainNames,
         snapshot: &CatalogSnapshot,
         qname: &Name,
         qtype: RecordType,
@@ -395,7 +559,9 @@ impl Zone {
         let mut records = Records::default();
         if qtype == RecordType::SRV {
             let mut seen = HashSet::new();
-            let mut glued = HashSet::new();
+            // Target identity → index of its address in Additional: the target is a function
+            // of (node name or own address, address), so no name needs hashing.
+            let mut glued: HashMap<(bool, String, IpAddr), usize> = HashMap::new();
             for instance in instances {
                 let Some(endpoint) = Endpoint::of(instance) else {
                     continue;
@@ -403,7 +569,7 @@ impl Zone {
                 if !seen.insert((endpoint.key(), instance.service.port)) {
                     continue;
                 }
-                let Some((target, glue)) = self.srv_target(instance, &endpoint) else {
+                let Some((target, glue)) = self.srv_target(names, instance, &endpoint) else {
                     continue;
                 };
                 let weights = instance.service.weights;
@@ -412,24 +578,40 @@ impl Zone {
                     _ => weights.passing,
                 };
                 let weight = u16::try_from(weight).unwrap_or(u16::MAX);
-                let srv = SRV::new(1, weight, instance.service.port, target.clone());
-                records
-                    .answers
-                    .push(Record::from_rdata(qname.clone(), ttl, RData::SRV(srv)));
-                if let Some(ip) = glue {
-                    if glued.insert((target.to_lowercase(), ip)) {
-                        records.additionals.extend(address_record(
-                            &target,
-                            ttl,
-                            ip,
-                            RecordType::ANY,
-                        ));
+                let glue = glue.and_then(|ip| {
+                    let key = match endpoint {
+                        Endpoint::Ip { own: false, .. } => {
+                            (false, instance.node.node.to_ascii_lowercase(), ip)
+                        }
+                        _ => (true, String::new(), ip),
+                    };
+                    if let Some(index) = glued.get(&key) {
+                        return Some(*index);
                     }
-                }
+                    let record = address_record(&target, ttl, ip, RecordType::ANY)?;
+                    let index = records.push_additional(record);
+                    glued.insert(key, index);
+                    Some(index)
+                });
+                let srv = SRV::new(1, weight, instance.service.port, target);
+                records.push_glued(
+                    Record::from_rdata(qname.clone(), ttl, RData::SRV(srv)),
+                    glue,
+                );
             }
         } else {
             let mut seen = HashSet::new();
+            // `a_record_limit` caps address answers on every transport, a deliberate
+            // choice rather than a trim, so it never sets TC; shuffling makes the kept
+            // ones a random subset.
+            let limit = match self.config.a_record_limit {
+                0 => usize::MAX,
+                n => n,
+            };
             for instance in instances {
+                if records.answers.len() >= limit {
+                    break;
+                }
                 if let Some(Endpoint::Ip { ip, .. }) = Endpoint::of(instance) {
                     if seen.insert(ip) {
                         records
@@ -448,13 +630,14 @@ impl Zone {
     /// (no glue) when the address is one.
     fn srv_target(
         &self,
+        names: &DomainNames,
         instance: &CheckServiceNode,
         endpoint: &Endpoint,
     ) -> Option<(Name, Option<IpAddr>)> {
         match endpoint {
             Endpoint::Host(host) => Some((host.clone(), None)),
             Endpoint::Ip { ip, own: false } => {
-                let node_target = self.in_zone(
+                let node_target = names.in_zone(
                     instance
                         .node
                         .node
@@ -462,26 +645,19 @@ impl Zone {
                         .chain(["node", self.config.datacenter.as_str()]),
                 );
                 node_target
-                    .or_else(|| self.addr_target(*ip))
+                    .or_else(|| self.addr_target(names, *ip))
                     .map(|target| (target, Some(*ip)))
             }
-            Endpoint::Ip { ip, own: true } => {
-                self.addr_target(*ip).map(|target| (target, Some(*ip)))
-            }
+            Endpoint::Ip { ip, own: true } => self
+                .addr_target(names, *ip)
+                .map(|target| (target, Some(*ip))),
         }
     }
 
     /// `<hex>.addr.<dc>.<domain>`.
-    fn addr_target(&self, ip: IpAddr) -> Option<Name> {
+    fn addr_target(&self, names: &DomainNames, ip: IpAddr) -> Option<Name> {
         let hex = name::hex_addr_label(ip);
-        self.in_zone([hex.as_str(), "addr", self.config.datacenter.as_str()])
-    }
-
-    /// `labels` followed by our domain; `None` if they do not form a valid name.
-    fn in_zone<'a>(&self, labels: impl IntoIterator<Item = &'a str>) -> Option<Name> {
-        Name::from_labels(labels.into_iter().map(str::as_bytes))
-            .and_then(|name| name.append_domain(&self.domain))
-            .ok()
+        names.in_zone([hex.as_str(), "addr", self.config.datacenter.as_str()])
     }
 
     /// Whether DNS serves an instance: never with a critical check (node checks included),
@@ -509,36 +685,91 @@ impl Zone {
     /// Trims a positive answer to `limits`, keeping Additional in step with the answers left.
     ///
     /// The count cap applies first, then the largest answer prefix whose encoded message
-    /// fits is found by binary search (encoding is the only exact measure with name
-    /// compression). Answers were shuffled, so the prefix is a random subset.
+    /// fits. Answers were shuffled, so the prefix is a random subset.
+    ///
+    /// Encoding is the only exact measure with name compression, and hickory's compression
+    /// costs time quadratic in the record count, so encodes are avoided where possible: the
+    /// uncompressed size is an upper bound (compression only shrinks), which settles most
+    /// answers without encoding, and when it does not, the search starts from the prefix the
+    /// measured compression ratio predicts, so a trim usually costs two or three encodes.
     fn fit(&self, query: &Query, records: Records, limits: Limits) -> ResponseParts {
-        let Records {
-            mut answers,
-            additionals,
-        } = records;
-        let total = answers.len();
-        if let Some(max) = limits.max_answers {
-            answers.truncate(max);
+        let total = records.answers.len();
+        let count = limits.max_answers.map_or(total, |max| total.min(max));
+        let max = limits.max_bytes;
+        // bounds[k]: upper bound on the size of the message carrying the first k answers
+        // (each answer counted with its glue, shared glue counted each time: still a bound).
+        let base = message_bound(query, limits.edns);
+        let mut bounds = Vec::with_capacity(count + 1);
+        bounds.push(base);
+        for (i, answer) in records.answers.iter().take(count).enumerate() {
+            let glue = records.glue.get(i).copied().flatten();
+            let glue_len = glue.map_or(Some(0), |g| record_bound(&records.additionals[g]));
+            let len = record_bound(answer).zip(glue_len).map(|(a, g)| a + g);
+            let previous = bounds.last().copied().unwrap_or(base);
+            bounds.push(len.map_or(usize::MAX, |len| previous.saturating_add(len)));
         }
-        let fits = |answers: &[Record]| {
-            let extra = referenced_by(answers, &additionals);
-            encoded_len(query, answers, &extra, limits.edns) <= limits.max_bytes
+        let exact = |k: usize| {
+            encoded_len(
+                query,
+                &records.answers[..k],
+                &records.glue_of(k),
+                limits.edns,
+            )
         };
-        if !fits(&answers) {
-            // Invariant: `fits(answers[..lo])` (an answer-less message always fits, since
-            // the question is at most 255 bytes), `!fits(answers[..hi])`.
-            let (mut lo, mut hi) = (0, answers.len());
-            while hi - lo > 1 {
-                let mid = lo + (hi - lo) / 2;
-                if fits(&answers[..mid]) {
-                    lo = mid;
-                } else {
-                    hi = mid;
+        let fits = |k: usize| bounds[k] <= max || exact(k) <= max;
+
+        // Most answers are settled by the bound alone, without encoding anything.
+        let kept = if bounds[count] <= max {
+            count
+        } else {
+            // One encode of everything, noting where each answer ends and how long each
+            // additional is, predicts every prefix's size: answers encode the same whatever
+            // follows them, and each glue record's owner is its answer's target, which
+            // compresses to a pointer into that answer either way.
+            let predicted = prefix_sizes(query, &records.answers[..count], &records.additionals)
+                .map(|(ends, glue_lens)| {
+                    let opt = if limits.edns { OPT_LEN } else { 0 };
+                    let mut wanted = vec![false; glue_lens.len()];
+                    let mut glue_total = 0;
+                    let mut kept = 0;
+                    for (k, end) in ends.iter().enumerate().skip(1) {
+                        if let Some(g) = records.glue.get(k - 1).copied().flatten() {
+                            if !std::mem::replace(&mut wanted[g], true) {
+                                glue_total += glue_lens[g];
+                            }
+                        }
+                        if end + glue_total + opt > max {
+                            break;
+                        }
+                        kept = k;
+                    }
+                    kept
+                });
+            match predicted {
+                // Checked by one exact encode; the prediction is exact for the records we
+                // build (tested), the check keeps an oversized response from ever being sent.
+                Some(k) if fits(k) => k,
+                None if fits(count) => count,
+                _ => {
+                    // Bisect. Invariant: `fits(lo)` (every prefix within the size bound fits,
+                    // and an answer-less message always does), `!fits(hi)` (just checked).
+                    let mut lo = bounds.iter().rposition(|b| *b <= max).unwrap_or(0);
+                    let mut hi = predicted.unwrap_or(count);
+                    while hi - lo > 1 {
+                        let mid = lo + (hi - lo) / 2;
+                        if fits(mid) {
+                            lo = mid;
+                        } else {
+                            hi = mid;
+                        }
+                    }
+                    lo
                 }
             }
-            answers.truncate(lo);
-        }
-        let additionals = referenced_by(&answers, &additionals);
+        };
+        let additionals = records.glue_of(kept).into_iter().cloned().collect();
+        let mut answers = records.answers;
+        answers.truncate(kept);
         let trimmed = answers.len() < total;
         ResponseParts {
             rcode: ResponseCode::NoError,
@@ -547,6 +778,7 @@ impl Zone {
             answers,
             authority: Vec::new(),
             additionals,
+            recurse: false,
         }
     }
 }
@@ -609,25 +841,71 @@ fn txt(text: &str) -> TXT {
     TXT::from_bytes(text.as_bytes().chunks(MAX_TXT_STRING).collect())
 }
 
-/// The additionals owned by a name some answer points at (SRV or NS target).
-fn referenced_by(answers: &[Record], additionals: &[Record]) -> Vec<Record> {
-    let targets: HashSet<Name> = answers
-        .iter()
-        .filter_map(|record| match record.data()? {
-            RData::SRV(srv) => Some(srv.target().to_lowercase()),
-            RData::NS(ns) => Some(ns.0.to_lowercase()),
-            _ => None,
-        })
-        .collect();
-    additionals
-        .iter()
-        .filter(|record| targets.contains(&record.name().to_lowercase()))
-        .cloned()
-        .collect()
+/// Uncompressed wire size of a name: its text length plus the root label (an upper bound).
+fn name_bound(name: &Name) -> usize {
+    name.len() + 1
+}
+
+/// Upper bound on the wire size of a record without name compression; `None` for record
+/// types we never build (then only encoding can tell).
+fn record_bound(record: &Record) -> Option<usize> {
+    let rdata = match record.data()? {
+        RData::A(_) => 4,
+        RData::AAAA(_) => 16,
+        RData::SRV(srv) => 6 + name_bound(srv.target()),
+        RData::NS(ns) => name_bound(&ns.0),
+        RData::CNAME(cname) => name_bound(&cname.0),
+        RData::PTR(ptr) => name_bound(&ptr.0),
+        RData::TXT(txt) => txt.iter().map(|s| 1 + s.len()).sum(),
+        RData::SOA(soa) => name_bound(soa.mname()) + name_bound(soa.rname()) + 20,
+        _ => return None,
+    };
+    // Owner name, then type, class, TTL and RDLENGTH (10 bytes).
+    Some(name_bound(record.name()) + 10 + rdata)
+}
+
+/// Wire size of our OPT record: root owner, type, class, TTL, RDLENGTH, no options
+/// (RFC 6891 §6.1.2).
+const OPT_LEN: usize = 11;
+
+/// Size of a response without records: header, the question, and the OPT record if any.
+fn message_bound(query: &Query, edns: bool) -> usize {
+    /// Header (RFC 1035 §4.1.1).
+    const HEADER: usize = 12;
+    HEADER + name_bound(query.name()) + 4 + if edns { OPT_LEN } else { 0 }
+}
+
+/// Encodes header, question, `answers` and `additionals` once, as the response would be
+/// (same compression), and returns the offset after the header and question and after each
+/// answer (`ends[k]`: size of the first `k` answers with everything before them), and the
+/// encoded length of each additional. `None` if something cannot be encoded.
+fn prefix_sizes(
+    query: &Query,
+    answers: &[Record],
+    additionals: &[Record],
+) -> Option<(Vec<usize>, Vec<usize>)> {
+    use hickory_proto::serialize::binary::BinEncodable;
+    let mut buffer = Vec::with_capacity(4096);
+    let mut encoder = BinEncoder::new(&mut buffer);
+    Header::new().emit(&mut encoder).ok()?;
+    query.emit(&mut encoder).ok()?;
+    let mut ends = Vec::with_capacity(answers.len() + 1);
+    ends.push(encoder.offset());
+    for answer in answers {
+        answer.emit(&mut encoder).ok()?;
+        ends.push(encoder.offset());
+    }
+    let mut lens = Vec::with_capacity(additionals.len());
+    for additional in additionals {
+        let start = encoder.offset();
+        additional.emit(&mut encoder).ok()?;
+        lens.push(encoder.offset() - start);
+    }
+    Some((ends, lens))
 }
 
 /// Wire size of a response carrying these sections, with name compression as sent.
-fn encoded_len(query: &Query, answers: &[Record], additionals: &[Record], edns: bool) -> usize {
+fn encoded_len(query: &Query, answers: &[Record], additionals: &[&Record], edns: bool) -> usize {
     let edns = edns.then(Edns::new);
     let mut buffer = Vec::with_capacity(512);
     let emitted = message::emit_message_parts(
@@ -635,7 +913,7 @@ fn encoded_len(query: &Query, answers: &[Record], additionals: &[Record], edns: 
         &mut std::iter::once(query),
         &mut answers.iter(),
         &mut std::iter::empty::<&Record>(),
-        &mut additionals.iter(),
+        &mut additionals.iter().copied(),
         edns.as_ref(),
         &[],
         &mut BinEncoder::new(&mut buffer),

@@ -1,13 +1,19 @@
-//! hickory `RequestHandler` over the catalog view: request checks and wire framing around
-//! the pure [`Zone::answer`].
+//! hickory `RequestHandler` over the catalog view: request checks, the stale-view policy,
+//! forwarding to recursors, and wire framing around the pure [`Zone::answer`].
 
-use hickory_proto::op::{Edns, Header, OpCode, ResponseCode};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+
+use hickory_proto::op::{Edns, Header, Message, OpCode, ResponseCode};
 use hickory_proto::rr::Record;
 use hickory_server::authority::MessageResponseBuilder;
 use hickory_server::server::{Protocol, Request, RequestHandler, ResponseHandler, ResponseInfo};
+use tokio::time::Instant;
 
 use super::answer::{self, Limits, ResponseParts, Zone};
-use crate::catalog_cache::CatalogView;
+use super::recursor::Recursors;
+use super::View;
+use crate::catalog_cache::CatalogSnapshot;
 
 /// Answers DNS requests from the latest catalog snapshot.
 ///
@@ -15,7 +21,24 @@ use crate::catalog_cache::CatalogView;
 /// rejected messages with other than one question; we see exactly one question here.
 pub(crate) struct Handler {
     zone: Zone,
-    view: CatalogView,
+    view: View,
+    recursors: Recursors,
+    /// Served instead of the view once it is too stale: "no catalog", hence SERVFAIL.
+    no_catalog: Arc<CatalogSnapshot>,
+    /// The last [`Freshness`] seen, so each transition is logged once, not per query.
+    freshness: AtomicU8,
+}
+
+/// Whether the view may be served, as last logged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+enum Freshness {
+    /// The servers answer (or none was ever reached yet).
+    Current = 0,
+    /// The servers are unreachable; the view is within the stale bound.
+    Stale = 1,
+    /// The servers are unreachable and the view is too old (or may not be served stale).
+    Expired = 2,
 }
 
 /// A response before encoding.
@@ -26,8 +49,56 @@ struct Reply {
 }
 
 impl Handler {
-    pub(crate) fn new(zone: Zone, view: CatalogView) -> Self {
-        Handler { zone, view }
+    pub(crate) fn new(zone: Zone, view: View) -> Self {
+        let config = zone.config();
+        let recursors = Recursors::new(config.recursors.clone(), config.recursor_timeout);
+        Handler {
+            zone,
+            view,
+            recursors,
+            no_catalog: Arc::new(CatalogSnapshot::default()),
+            freshness: AtomicU8::new(Freshness::Current as u8),
+        }
+    }
+
+    /// The snapshot to answer from: the view while the servers answer or while it is within
+    /// the stale bound, else an empty one (lookups get SERVFAIL).
+    fn snapshot(&self) -> Arc<CatalogSnapshot> {
+        let contact = *self.view.contact.borrow();
+        let stale_for = contact.stale_for(Instant::now());
+        let bound = self.zone.config().stale_bound();
+        let freshness = match stale_for {
+            None => Freshness::Current,
+            Some(age) if bound.is_some_and(|bound| age <= bound) => Freshness::Stale,
+            Some(_) => Freshness::Expired,
+        };
+        // Load first: an unconditional swap would write the shared cache line on every
+        // query from every thread.
+        let changed = self.freshness.load(Ordering::Relaxed) != freshness as u8
+            && self.freshness.swap(freshness as u8, Ordering::Relaxed) != freshness as u8;
+        // Never reached a server yet: nothing was served, so nothing went stale.
+        if changed && contact.current_at.is_some() {
+            let age = stale_for.unwrap_or_default();
+            match freshness {
+                Freshness::Current => {
+                    tracing::info!("catalog servers reachable again: DNS answers are current")
+                }
+                Freshness::Stale => tracing::warn!(
+                    ?age,
+                    ?bound,
+                    "catalog servers unreachable: DNS answers from the last catalog view (stale)"
+                ),
+                Freshness::Expired => tracing::error!(
+                    ?age,
+                    ?bound,
+                    "catalog servers unreachable and the last view is too stale: DNS catalog lookups get SERVFAIL"
+                ),
+            }
+        }
+        match freshness {
+            Freshness::Current | Freshness::Stale => self.view.catalog.borrow().clone(),
+            Freshness::Expired => self.no_catalog.clone(),
+        }
     }
 
     /// Builds the response synchronously: the snapshot `Arc` is cloned out of the watch
@@ -54,7 +125,7 @@ impl Handler {
                 Protocol::Udp => Limits::udp(self.zone.config().udp_answer_limit, edns_payload),
                 _ => Limits::tcp(edns.is_some()),
             };
-            let snapshot = self.view.borrow().clone();
+            let snapshot = self.snapshot();
             self.zone.answer(
                 &snapshot,
                 request.query().original(),
@@ -66,11 +137,26 @@ impl Handler {
         header.set_authoritative(parts.authoritative);
         header.set_truncated(parts.truncated);
         header.set_response_code(parts.rcode);
+        // As Consul: RA only when there is somewhere to recurse to.
+        header.set_recursion_available(!self.recursors.is_empty());
         Reply {
             header,
             edns,
             parts,
         }
+    }
+
+    /// Forwards a name that is not ours; `None` when every recursor failed.
+    async fn recurse(&self, request: &Request) -> Option<Message> {
+        let tcp = !matches!(request.protocol(), Protocol::Udp);
+        self.recursors
+            .forward(
+                request.query().original(),
+                request.header().recursion_desired(),
+                request.edns(),
+                tcp,
+            )
+            .await
     }
 }
 
@@ -82,20 +168,53 @@ impl RequestHandler for Handler {
         mut response_handle: R,
     ) -> ResponseInfo {
         let Reply {
-            header,
+            mut header,
             edns,
-            parts,
+            mut parts,
         } = self.reply(request);
         let mut builder = MessageResponseBuilder::from_message_request(request);
+        let forwarded = if parts.recurse && !self.recursors.is_empty() {
+            let answer = self.recurse(request).await;
+            if answer.is_none() {
+                // Every recursor failed: SERVFAIL, as Consul.
+                parts = ResponseParts::error(ResponseCode::ServFail);
+                header.set_authoritative(false);
+                header.set_response_code(ResponseCode::ServFail);
+            }
+            answer
+        } else {
+            None
+        };
+        let (answers, authority, additionals) = match &forwarded {
+            Some(answer) => {
+                // The recursor's answer under the client's id and flags, with its rcode,
+                // AA/TC/AD bits and sections.
+                let theirs = answer.header();
+                header.set_response_code(theirs.response_code());
+                header.set_authoritative(theirs.authoritative());
+                header.set_truncated(theirs.truncated());
+                header.set_authentic_data(theirs.authentic_data());
+                (
+                    answer.answers(),
+                    answer.name_servers(),
+                    answer.additionals(),
+                )
+            }
+            None => (
+                parts.answers.as_slice(),
+                parts.authority.as_slice(),
+                parts.additionals.as_slice(),
+            ),
+        };
         if let Some(edns) = edns {
             builder.edns(edns);
         }
         let response = builder.build(
             header,
-            parts.answers.iter(),
-            parts.authority.iter(),
+            answers.iter(),
+            authority.iter(),
             std::iter::empty::<&Record>(),
-            parts.additionals.iter(),
+            additionals.iter(),
         );
         match response_handle.send_response(response).await {
             Ok(info) => info,

@@ -45,6 +45,57 @@ pub(crate) enum Parsed {
     OutOfZone,
 }
 
+/// The address a reverse-lookup name (`4.3.2.1.in-addr.arpa.`, 32 nibbles `.ip6.arpa.`)
+/// stands for; `None` for any other name, including partial reverse names (`2.1.in-addr.arpa.`)
+/// that name a network rather than an address.
+pub(crate) fn parse_reverse(name: &Name) -> Option<IpAddr> {
+    let labels: Vec<&[u8]> = name.iter().collect();
+    let lower = |l: &[u8]| l.to_ascii_lowercase();
+    match labels.as_slice() {
+        [a, b, c, d, in_addr, arpa] if lower(in_addr) == b"in-addr" && lower(arpa) == b"arpa" => {
+            let octet = |l: &[u8]| std::str::from_utf8(l).ok()?.parse::<u8>().ok();
+            // A leading zero is not the canonical spelling of an octet; such names name nothing.
+            let canonical = [a, b, c, d]
+                .iter()
+                .all(|l| l.len() == 1 || l.first() != Some(&b'0'));
+            if !canonical {
+                return None;
+            }
+            Some(IpAddr::V4(Ipv4Addr::new(
+                octet(d)?,
+                octet(c)?,
+                octet(b)?,
+                octet(a)?,
+            )))
+        }
+        [nibbles @ .., ip6, arpa]
+            if nibbles.len() == 32 && lower(ip6) == b"ip6" && lower(arpa) == b"arpa" =>
+        {
+            let mut value: u128 = 0;
+            // Least significant nibble first.
+            for label in nibbles.iter().rev() {
+                let [digit] = label else { return None };
+                let digit = char::from(*digit).to_digit(16)?;
+                value = (value << 4) | u128::from(digit);
+            }
+            Some(IpAddr::V6(Ipv6Addr::from(value)))
+        }
+        _ => None,
+    }
+}
+
+/// Whether `name` is in the reverse-lookup trees (`in-addr.arpa.` or `ip6.arpa.`).
+pub(crate) fn is_reverse(name: &Name) -> bool {
+    let labels: Vec<&[u8]> = name.iter().collect();
+    match labels.as_slice() {
+        [.., kind, arpa] => {
+            arpa.eq_ignore_ascii_case(b"arpa")
+                && (kind.eq_ignore_ascii_case(b"in-addr") || kind.eq_ignore_ascii_case(b"ip6"))
+        }
+        _ => false,
+    }
+}
+
 /// Consul lookup kinds we recognise but do not serve yet.
 const UNSUPPORTED_KINDS: [&str; 5] = ["connect", "virtual", "ingress", "query", "peer"];
 
@@ -314,6 +365,35 @@ mod tests {
         assert_eq!(parse(&name, &domain, "dc1"), svc("web", None));
         let name = Name::from_ascii("web.service.consul.").unwrap();
         assert_eq!(parse(&name, &domain, "dc1"), Parsed::OutOfZone);
+    }
+
+    #[test]
+    fn reverse_names() {
+        let rev = |s: &str| parse_reverse(&Name::from_ascii(s).unwrap());
+        assert_eq!(rev("1.0.0.127.in-addr.arpa."), Some(ip("127.0.0.1")));
+        assert_eq!(rev("4.3.2.10.IN-ADDR.ARPA."), Some(ip("10.2.3.4")));
+        let v6 = "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa.";
+        assert_eq!(rev(v6), Some(ip("2001:db8::1")));
+        for bad in [
+            "2.1.in-addr.arpa.",
+            "in-addr.arpa.",
+            "256.0.0.127.in-addr.arpa.",
+            "01.0.0.127.in-addr.arpa.",
+            "x.0.0.127.in-addr.arpa.",
+            "1.0.0.127.in-addr.arpa.example.",
+            "1.0.ip6.arpa.",
+            "web.service.consul.",
+        ] {
+            assert_eq!(rev(bad), None, "{bad}");
+        }
+        assert!(is_reverse(&Name::from_ascii("2.1.in-addr.arpa.").unwrap()));
+        assert!(is_reverse(&Name::from_ascii("f.IP6.arpa.").unwrap()));
+        assert!(!is_reverse(&Name::from_ascii("arpa.").unwrap()));
+        assert!(!is_reverse(&Name::from_ascii("consul.").unwrap()));
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use hickory_client::client::{AsyncClient, ClientHandle};
 use hickory_client::tcp::TcpClientStream;
@@ -19,39 +20,46 @@ use tokio::task::JoinHandle;
 use tracing::info;
 
 use super::fixtures::{instance, many, node, snapshot};
-use super::{serve, DnsConfig, DnsError};
-use crate::catalog_cache::CatalogSnapshot;
+use super::{serve, DnsConfig, DnsError, View};
+use crate::catalog_cache::{CatalogSnapshot, Contact};
+
+mod recursors;
 
 /// A running DNS interface.
 struct TestDns {
     udp: SocketAddr,
     tcp: SocketAddr,
     catalog: watch::Sender<Arc<CatalogSnapshot>>,
+    contact: watch::Sender<Contact>,
     shutdown: oneshot::Sender<()>,
     task: JoinHandle<Result<(), DnsError>>,
 }
 
 impl TestDns {
     async fn start(catalog: CatalogSnapshot) -> Self {
+        Self::start_with(DnsConfig::default(), catalog).await
+    }
+
+    async fn start_with(config: DnsConfig, catalog: CatalogSnapshot) -> Self {
         let udp_socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let tcp_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let udp = udp_socket.local_addr().unwrap();
         let tcp = tcp_listener.local_addr().unwrap();
-        let (catalog, view) = watch::channel(Arc::new(catalog));
+        let (catalog, catalog_view) = watch::channel(Arc::new(catalog));
+        let (contact, contact_view) = watch::channel(Contact::default());
+        let view = View {
+            catalog: catalog_view,
+            contact: contact_view,
+        };
         let (shutdown, stop) = oneshot::channel::<()>();
-        let task = tokio::spawn(serve(
-            DnsConfig::default(),
-            udp_socket,
-            tcp_listener,
-            view,
-            async {
-                let _ = stop.await;
-            },
-        ));
+        let task = tokio::spawn(serve(config, udp_socket, tcp_listener, view, async {
+            let _ = stop.await;
+        }));
         TestDns {
             udp,
             tcp,
             catalog,
+            contact,
             shutdown,
             task,
         }
@@ -338,11 +346,108 @@ async fn answers_follow_catalog_updates() {
 async fn bad_config_fails_before_serving() {
     let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (_tx, view) = watch::channel(Arc::new(CatalogSnapshot::default()));
+    let (_tx, catalog) = watch::channel(Arc::new(CatalogSnapshot::default()));
+    let (_contact_tx, contact) = watch::channel(Contact::default());
+    let view = View { catalog, contact };
     let config = DnsConfig {
         datacenter: "dc.1".into(),
         ..DnsConfig::default()
     };
     let result = serve(config, udp, tcp, view, std::future::pending()).await;
     assert!(matches!(result, Err(DnsError::InvalidDatacenter { .. })));
+}
+
+/// Servers failing since `failing_for` ago, the view last current `age` ago.
+fn failing(age: Duration, failing_for: Duration) -> Contact {
+    let now = tokio::time::Instant::now();
+    Contact {
+        current_at: Some(now - age),
+        failing_since: Some(now - failing_for),
+    }
+}
+
+#[tokio::test]
+async fn stale_view_is_served_within_max_stale_then_servfail() {
+    let config = DnsConfig {
+        max_stale: Duration::from_secs(30),
+        ..DnsConfig::default()
+    };
+    let dns = TestDns::start_with(config, catalog()).await;
+    let mut client = dns.udp_client(false).await;
+
+    info!("servers unreachable for 10 s, view 20 s old: still answered");
+    dns.contact
+        .send_replace(failing(Duration::from_secs(20), Duration::from_secs(10)));
+    let response = ask(&mut client, "web.service.consul.", RecordType::A).await;
+    assert_eq!(response.response_code(), ResponseCode::NoError);
+    assert!(!response.answers().is_empty());
+
+    info!("view older than max_stale: SERVFAIL for catalog names, not for the rest");
+    dns.contact
+        .send_replace(failing(Duration::from_secs(31), Duration::from_secs(21)));
+    let response = ask(&mut client, "web.service.consul.", RecordType::A).await;
+    assert_eq!(response.response_code(), ResponseCode::ServFail);
+    let response = ask(&mut client, "1.0.0.10.in-addr.arpa.", RecordType::PTR).await;
+    assert_eq!(response.response_code(), ResponseCode::ServFail);
+    let response = ask(&mut client, "0a000001.addr.consul.", RecordType::A).await;
+    assert_eq!(response.response_code(), ResponseCode::NoError);
+
+    info!("servers back: current again");
+    dns.contact.send_replace(Contact {
+        current_at: Some(tokio::time::Instant::now()),
+        failing_since: None,
+    });
+    let response = ask(&mut client, "web.service.consul.", RecordType::A).await;
+    assert_eq!(response.response_code(), ResponseCode::NoError);
+    dns.stop().await;
+}
+
+#[tokio::test]
+async fn without_allow_stale_a_failing_server_means_servfail() {
+    let config = DnsConfig {
+        allow_stale: false,
+        ..DnsConfig::default()
+    };
+    let dns = TestDns::start_with(config, catalog()).await;
+    let mut client = dns.udp_client(false).await;
+    let response = ask(&mut client, "web.service.consul.", RecordType::A).await;
+    assert_eq!(response.response_code(), ResponseCode::NoError);
+    dns.contact
+        .send_replace(failing(Duration::from_millis(1), Duration::ZERO));
+    let response = ask(&mut client, "web.service.consul.", RecordType::A).await;
+    assert_eq!(response.response_code(), ResponseCode::ServFail);
+    dns.stop().await;
+}
+
+#[test]
+fn stale_bound_combines_max_stale_and_cache_max_age() {
+    let config = |allow_stale, use_cache, cache_max_age| DnsConfig {
+        allow_stale,
+        max_stale: Duration::from_secs(60),
+        use_cache,
+        cache_max_age: Duration::from_secs(cache_max_age),
+        ..DnsConfig::default()
+    };
+    assert_eq!(
+        config(true, false, 5).stale_bound(),
+        Some(Duration::from_secs(60))
+    );
+    assert_eq!(
+        config(true, true, 5).stale_bound(),
+        Some(Duration::from_secs(5))
+    );
+    assert_eq!(
+        config(true, true, 0).stale_bound(),
+        Some(Duration::from_secs(60))
+    );
+    assert_eq!(
+        config(true, true, 600).stale_bound(),
+        Some(Duration::from_secs(60))
+    );
+    assert_eq!(config(false, true, 5).stale_bound(), None);
+    assert_eq!(
+        DnsConfig::default().stale_bound(),
+        Some(Duration::from_secs(87_600 * 3600)),
+        "Consul's default max_stale"
+    );
 }

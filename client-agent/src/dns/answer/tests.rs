@@ -379,7 +379,8 @@ fn nodata_when_the_name_exists_without_that_type() {
 fn outside_the_domain_is_refused() {
     let (zone, catalog) = (zone(), catalog());
     let parts = ask(&zone, &catalog, "example.com.", RecordType::A);
-    assert_eq!(parts, ResponseParts::error(ResponseCode::Refused));
+    // REFUSED unless recursors take it.
+    assert_eq!(parts, ResponseParts::recurse(ResponseCode::Refused));
     let mut chaos = query("version.bind.", RecordType::TXT);
     chaos.set_query_class(DNSClass::CH);
     let parts = zone.answer(
@@ -390,6 +391,170 @@ fn outside_the_domain_is_refused() {
     );
     assert_eq!(parts.rcode, ResponseCode::Refused);
     assert!(!parts.authoritative);
+    assert!(!parts.recurse, "class CH is never forwarded");
+}
+
+/// PTR target of a reverse answer.
+fn ptr(parts: &ResponseParts) -> String {
+    assert_eq!(parts.rcode, ResponseCode::NoError);
+    assert!(parts.authoritative);
+    let [record] = parts.answers.as_slice() else {
+        panic!("want one answer, got {:?}", parts.answers);
+    };
+    match record.data() {
+        Some(RData::PTR(ptr)) => ptr.0.to_ascii(),
+        other => panic!("not PTR: {other:?}"),
+    }
+}
+
+#[test]
+fn reverse_lookups_name_nodes_then_service_addresses() {
+    let zone = Zone::new(DnsConfig {
+        alt_domain: Some("mesh.".into()),
+        node_ttl: Duration::from_secs(4),
+        ..DnsConfig::default()
+    })
+    .unwrap();
+    let catalog = catalog();
+    let parts = ask(&zone, &catalog, "1.0.0.10.in-addr.arpa.", RecordType::PTR);
+    assert_eq!(ptr(&parts), "n1.node.dc1.consul.");
+    assert_eq!(parts.answers[0].ttl(), 4);
+    assert_eq!(parts.answers[0].name().to_ascii(), "1.0.0.10.in-addr.arpa.");
+    // A service's own address names the service.
+    let parts = ask(
+        &zone,
+        &catalog,
+        "2.0.168.192.in-addr.arpa.",
+        RecordType::ANY,
+    );
+    assert_eq!(ptr(&parts), "web.service.dc1.consul.");
+    let v6 = "3.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.IP6.ARPA.";
+    assert_eq!(
+        ptr(&ask(&zone, &catalog, v6, RecordType::PTR)),
+        "n3.node.dc1.consul."
+    );
+    // Known name, other type: NODATA.
+    let parts = ask(&zone, &catalog, "1.0.0.10.in-addr.arpa.", RecordType::A);
+    assert_negative(&parts, ResponseCode::NoError);
+
+    // Unknown addresses and partial reverse names go to the recursors; without any, SERVFAIL
+    // as Consul's recursion with no resolver answers.
+    for name in ["9.9.9.9.in-addr.arpa.", "10.in-addr.arpa."] {
+        let parts = ask(&zone, &catalog, name, RecordType::PTR);
+        assert_eq!(
+            parts,
+            ResponseParts::recurse(ResponseCode::ServFail),
+            "{name}"
+        );
+    }
+    // Before the first snapshot: SERVFAIL, not forwarded.
+    let parts = ask(
+        &zone,
+        &CatalogSnapshot::default(),
+        "1.0.0.10.in-addr.arpa.",
+        RecordType::PTR,
+    );
+    assert_eq!(parts, ResponseParts::error(ResponseCode::ServFail));
+}
+
+#[test]
+fn alt_domain_answers_under_the_domain_asked() {
+    let zone = Zone::new(DnsConfig {
+        alt_domain: Some("Mesh.Example".into()),
+        ..DnsConfig::default()
+    })
+    .unwrap();
+    let catalog = catalog();
+    let parts = ask(
+        &zone,
+        &catalog,
+        "web.service.mesh.example.",
+        RecordType::SRV,
+    );
+    let targets: Vec<String> = srvs(&parts.answers)
+        .into_iter()
+        .map(|(t, _, _)| t)
+        .collect();
+    assert!(
+        targets.contains(&"n1.node.dc1.mesh.example.".to_owned()),
+        "{targets:?}"
+    );
+    assert!(
+        targets.iter().all(|t| t.ends_with(".mesh.example.")),
+        "{targets:?}"
+    );
+    assert!(parts
+        .additionals
+        .iter()
+        .all(|r| r.name().to_ascii().ends_with(".mesh.example.")));
+    let parts = ask(&zone, &catalog, "web.service.consul.", RecordType::SRV);
+    assert!(srvs(&parts.answers)
+        .iter()
+        .all(|(t, _, _)| t.ends_with(".dc1.consul.")));
+
+    let parts = ask(&zone, &catalog, "nope.service.mesh.example.", RecordType::A);
+    assert_negative(&parts, ResponseCode::NXDomain);
+    assert_eq!(parts.authority[0].name().to_ascii(), "mesh.example.");
+    let parts = ask(&zone, &catalog, "mesh.example.", RecordType::NS);
+    let Some(RData::NS(ns)) = parts.answers[0].data() else {
+        panic!("not NS");
+    };
+    assert_eq!(ns.0.to_ascii(), "ns.mesh.example.");
+    let parts = ask(&zone, &catalog, "n1.node.mesh.example.", RecordType::A);
+    assert_eq!(ips(&parts.answers), [ip("10.0.0.1")]);
+    // Reverse answers use the primary domain.
+    let parts = ask(&zone, &catalog, "1.0.0.10.in-addr.arpa.", RecordType::PTR);
+    assert_eq!(ptr(&parts), "n1.node.dc1.consul.");
+    // Still REFUSED outside both.
+    let parts = ask(&zone, &catalog, "example.com.", RecordType::A);
+    assert_eq!(parts.rcode, ResponseCode::Refused);
+
+    let bad = Zone::new(DnsConfig {
+        alt_domain: Some("bad..name".into()),
+        ..DnsConfig::default()
+    });
+    assert!(matches!(bad, Err(DnsError::InvalidDomain { .. })));
+}
+
+#[test]
+fn a_record_limit_caps_address_answers_on_every_transport() {
+    let zone = Zone::new(DnsConfig {
+        a_record_limit: 2,
+        ..DnsConfig::default()
+    })
+    .unwrap();
+    let catalog = many("web", 10);
+    let parts = ask(&zone, &catalog, "web.service.consul.", RecordType::A);
+    assert_eq!(parts.answers.len(), 2);
+    assert!(!parts.truncated, "a policy cap is not truncation");
+    let udp = Limits::udp(3, None);
+    let parts = ask_with(&zone, &catalog, "web.service.consul.", RecordType::A, udp);
+    assert_eq!(parts.answers.len(), 2);
+    assert!(!parts.truncated);
+    // SRV answers are not capped by it.
+    let parts = ask(&zone, &catalog, "web.service.consul.", RecordType::SRV);
+    assert_eq!(parts.answers.len(), 10);
+    // 0: no limit.
+    let parts = ask(
+        &self::zone(),
+        &catalog,
+        "web.service.consul.",
+        RecordType::A,
+    );
+    assert_eq!(parts.answers.len(), 10);
+}
+
+#[test]
+fn prepared_queries_are_unknown() {
+    let parts = ask(&zone(), &catalog(), "anything.query.consul.", RecordType::A);
+    assert_negative(&parts, ResponseCode::NXDomain);
+    let parts = ask(
+        &zone(),
+        &catalog(),
+        "anything.query.dc1.consul.",
+        RecordType::SRV,
+    );
+    assert_negative(&parts, ResponseCode::NXDomain);
 }
 
 #[test]
@@ -707,4 +872,41 @@ fn invalid_configs_are_rejected() {
     })
     .unwrap();
     assert_eq!(zone.domain().to_ascii(), "consul.");
+}
+
+#[test]
+fn trimming_keeps_the_longest_prefix_that_fits() {
+    // Whatever shortcut `fit` takes (size bounds, ratio-guided probes), the kept prefix must
+    // be exactly the longest one whose encoded response fits.
+    let zone = zone();
+    let catalog = many("web", 150);
+    for qtype in [RecordType::SRV, RecordType::A] {
+        // Above 512 bytes no count cap applies, only the size.
+        for payload in (600..=4096).step_by(97) {
+            let limits = Limits::udp(3, Some(payload));
+            let parts = ask_with(&zone, &catalog, "web.service.consul.", qtype, limits);
+            let q = query("web.service.consul.", qtype);
+            let additionals: Vec<&Record> = parts.additionals.iter().collect();
+            let len = encoded_len(&q, &parts.answers, &additionals, true);
+            assert!(len <= usize::from(payload), "{qtype} {payload}: {len}");
+            if parts.answers.len() < 150 {
+                // One more answer (with its glue) would not have fitted.
+                let full = ask(&zone, &catalog, "web.service.consul.", qtype);
+                let k = parts.answers.len();
+                let next = &full.answers[k];
+                assert!(parts.truncated);
+                let mut answers = parts.answers.clone();
+                answers.push(next.clone());
+                let mut extra = additionals.clone();
+                if let Some(RData::SRV(srv)) = next.data() {
+                    extra.extend(full.additionals.iter().filter(|r| r.name() == srv.target()));
+                }
+                let longer = encoded_len(&q, &answers, &extra, true);
+                assert!(
+                    longer > usize::from(payload),
+                    "{qtype} {payload}: {k} kept, {longer}"
+                );
+            }
+        }
+    }
 }

@@ -1,0 +1,174 @@
+#!/usr/bin/env bash
+# DNS benchmark: queries per second of one `concord agent -dev` answering
+# `web.service.consul` A and SRV, side by side with dnsmasq serving the same records (the
+# practical ceiling), load from dnsperf. With 1 and with 100 instances behind the name:
+#   - max qps (dnsperf without -Q), median of $RUNS runs of $DURATION s;
+#   - p99 latency at half of concord's max rate (dnsperf -Q, per-query latencies from -v),
+#     for both servers, median of $RUNS runs.
+# Prints a markdown table (docs/benchmarks.md, section "DNS").
+#
+# Usage: bench/dns/run.sh            (from the repository root)
+# Env:   RUNS=3 DURATION=5 SIZES="1 100" CONCORD=target/release/concord PORT_BASE=18500
+# Needs: dnsperf, dnsmasq (Debian packages), curl, python3; installs the Debian packages
+# with apt-get when run as root, otherwise says what is missing.
+set -euo pipefail
+
+RUNS=${RUNS:-3}
+DURATION=${DURATION:-5}
+PORT_BASE=${PORT_BASE:-18500}
+HTTP_PORT=$PORT_BASE
+CONCORD_DNS=$((PORT_BASE + 100))
+MASQ_DNS=$((PORT_BASE + 153))
+TARGET=${CARGO_TARGET_DIR:-target}
+CONCORD=${CONCORD:-$TARGET/release/concord}
+# dnsperf shape: one thread (the machine has 2 cores: one for the load, one for the server),
+# 8 client sockets, up to 200 queries outstanding, EDNS0 so 100-instance answers fit in UDP
+# for both servers.
+DNSPERF_ARGS=(-s 127.0.0.1 -T 1 -c 8 -q 200 -e -t 2)
+
+missing=()
+for tool in dnsperf dnsmasq curl python3; do
+    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+if ((${#missing[@]})); then
+    debs=()
+    for tool in "${missing[@]}"; do
+        case $tool in dnsperf | dnsmasq | curl) debs+=("$tool") ;; esac
+    done
+    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null && ((${#debs[@]})); then
+        echo "installing ${debs[*]}" >&2
+        apt-get install -y "${debs[@]}" >/dev/null || {
+            apt-get update >/dev/null && apt-get install -y "${debs[@]}" >/dev/null
+        }
+    else
+        echo "missing: ${missing[*]} (Debian: apt-get install ${debs[*]})" >&2
+        exit 1
+    fi
+fi
+if [[ ! -x $CONCORD ]]; then
+    echo "building $CONCORD (cargo build --release -p concord)" >&2
+    cargo build --release -p concord >&2
+fi
+
+WORK=$(mktemp -d)
+chmod 755 "$WORK" # dnsmasq drops privileges and must still read its hosts file
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# Waits until `cmd...` succeeds, up to 30 s.
+wait_for() {
+    local deadline=$((SECONDS + 30))
+    until "$@" >/dev/null 2>&1; do
+        if ((SECONDS > deadline)); then
+            echo "timed out waiting for: $*" >&2
+            tail -n 5 "$WORK"/*.log >&2
+            exit 1
+        fi
+        sleep 0.2
+    done
+}
+
+# Number of A records answering web.service.consul at port $1 (EDNS, so none are trimmed).
+a_count() {
+    python3 - "$1" <<'EOF'
+import socket, struct, sys
+port = int(sys.argv[1])
+q = struct.pack(">HHHHHH", 0x1234, 0x0100, 1, 0, 0, 1)
+q += b"".join(bytes([len(l)]) + l.encode() for l in "web.service.consul".split(".")) + b"\0"
+q += struct.pack(">HH", 1, 1)
+q += b"\0" + struct.pack(">HHIH", 41, 4096, 0, 0)  # OPT: 4096-byte payload
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(1)
+s.sendto(q, ("127.0.0.1", port))
+r = s.recv(65535)
+print(struct.unpack(">H", r[6:8])[0])
+EOF
+}
+has_a_records() { [[ $(a_count "$1") == "$2" ]]; }
+
+echo "starting concord agent -dev (HTTP $HTTP_PORT, DNS $CONCORD_DNS)" >&2
+"$CONCORD" agent -dev -node bench -http-port "$HTTP_PORT" -dns-port "$CONCORD_DNS" \
+    -serf-lan-port 0 -log-level err >"$WORK/concord.log" 2>&1 &
+PIDS+=($!)
+wait_for curl -sf "http://127.0.0.1:$HTTP_PORT/v1/status/leader"
+
+# Registers web instances $1..$2-1, each on its own node web-<i> at 10.1.<i/256>.<i%256>.
+register() {
+    local i
+    for ((i = $1; i < $2; i++)); do
+        curl -sf -X PUT "http://127.0.0.1:$HTTP_PORT/v1/catalog/register" -d \
+            "{\"Node\":\"web-$i\",\"Address\":\"$(addr "$i")\",\"Service\":{\"Service\":\"web\",\"Port\":80}}" \
+            >/dev/null
+    done
+}
+addr() { echo "10.1.$(($1 / 256)).$(($1 % 256))"; }
+
+# Starts dnsmasq serving the same records as concord for $1 instances.
+start_dnsmasq() {
+    local n=$1 i srv=()
+    : >"$WORK/hosts"
+    for ((i = 0; i < n; i++)); do
+        echo "$(addr "$i") web.service.consul web-$i.node.dc1.consul" >>"$WORK/hosts"
+        srv+=("--srv-host=web.service.consul,web-$i.node.dc1.consul,80,1,1")
+    done
+    chmod 644 "$WORK/hosts"
+    dnsmasq -k -C /dev/null --port="$MASQ_DNS" --listen-address=127.0.0.1 --bind-interfaces \
+        --no-resolv --no-hosts --edns-packet-max=4096 --addn-hosts="$WORK/hosts" \
+        --pid-file="$WORK/dnsmasq.pid" \
+        "${srv[@]}" >"$WORK/dnsmasq.log" 2>&1 &
+    MASQ_PID=$!
+    PIDS+=("$MASQ_PID")
+    wait_for has_a_records "$MASQ_DNS" "$n"
+}
+
+median() { sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+
+# Max qps at port $1 for query type $2.
+max_qps() {
+    echo "web.service.consul $2" >"$WORK/query"
+    local run
+    for ((run = 0; run < RUNS; run++)); do
+        dnsperf "${DNSPERF_ARGS[@]}" -p "$1" -d "$WORK/query" -l "$DURATION" 2>/dev/null |
+            awk '/Queries per second:/ {print $4}'
+    done | median
+}
+
+# p99 latency in ms at port $1, type $2, rate $3 qps (from dnsperf -v per-query lines).
+p99_ms() {
+    echo "web.service.consul $2" >"$WORK/query"
+    local run
+    for ((run = 0; run < RUNS; run++)); do
+        dnsperf "${DNSPERF_ARGS[@]}" -p "$1" -d "$WORK/query" -l "$DURATION" -Q "$3" -v 2>/dev/null |
+            awk '/^> / {print $NF}' | sort -g |
+            awk '{v[NR]=$1} END {i=int(NR*0.99); if (i<1) i=1; printf "%.3f\n", v[i]*1000}'
+    done | median
+}
+
+echo "| instances | type | concord qps | dnsmasq qps | ratio | rate for p99 | concord p99 (ms) | dnsmasq p99 (ms) |"
+echo "|---|---|---|---|---|---|---|---|"
+registered=0
+for n in ${SIZES:-1 100}; do
+    register "$registered" "$n"
+    registered=$n
+    wait_for has_a_records "$CONCORD_DNS" "$n"
+    start_dnsmasq "$n"
+    for qtype in A SRV; do
+        concord=$(max_qps "$CONCORD_DNS" "$qtype")
+        masq=$(max_qps "$MASQ_DNS" "$qtype")
+        half=$(awk -v q="$concord" 'BEGIN {printf "%d", q / 2}')
+        concord_p99=$(p99_ms "$CONCORD_DNS" "$qtype" "$half")
+        masq_p99=$(p99_ms "$MASQ_DNS" "$qtype" "$half")
+        awk -v n="$n" -v t="$qtype" -v c="$concord" -v m="$masq" -v h="$half" \
+            -v cp="$concord_p99" -v mp="$masq_p99" \
+            'BEGIN {printf "| %d | %s | %d | %d | %.0f%% | %d | %s | %s |\n", n, t, c, m, 100 * c / m, h, cp, mp}'
+    done
+    kill "$MASQ_PID"
+    wait "$MASQ_PID" 2>/dev/null || true
+done
+echo
+echo "dnsperf $(dnsperf -h 2>&1 | awk '/^Version/ {print $2}'), dnsmasq $(dnsmasq --version | awk 'NR==1 {print $3}'), $(nproc) cores, RUNS=$RUNS DURATION=${DURATION}s"
