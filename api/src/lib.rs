@@ -7,6 +7,7 @@
 //! - [`agent`]: service and check definitions as users register them; gossip members.
 //! - [`kv`]: KV entries, KV operations, transactions, base64 encoding.
 //! - [`session`]: sessions and the create body.
+//! - [`operator`]: `/v1/operator/raft` and `/v1/operator/autopilot` bodies and their RPCs.
 //! - [`rpc`]: server RPC requests, results, errors and query options.
 //! - [`duration`]: Go duration strings.
 //! - [`decode`]: lenient (case-insensitive, snake_case) request decoding.
@@ -16,6 +17,7 @@ pub mod catalog;
 pub mod decode;
 pub mod duration;
 pub mod kv;
+pub mod operator;
 pub mod rpc;
 pub mod session;
 

@@ -182,6 +182,8 @@ pub enum Query {
     },
     /// Raft leader and voters (`/v1/status/*`).
     RaftStatus,
+    /// `/v1/operator/raft/*` and `/v1/operator/autopilot/*` reads, answered from Raft.
+    Operator(crate::operator::OperatorQuery),
 }
 
 /// The answer to a [`Query`], variant by variant.
@@ -219,6 +221,8 @@ pub enum QueryResult {
         /// Voters' RPC addresses.
         peers: Vec<String>,
     },
+    /// For `Query::Operator`.
+    Operator(crate::operator::OperatorResult),
 }
 
 /// A read with its options.
@@ -265,6 +269,8 @@ pub enum WriteRequest {
         /// Session ID.
         id: String,
     },
+    /// Raft membership and autopilot changes (`/v1/operator/*`), done by the leader.
+    Operator(crate::operator::OperatorWrite),
 }
 
 /// The outcome of a write, variant by request kind.
@@ -280,6 +286,8 @@ pub enum WriteResult {
     Txn(TxnResponse),
     /// Renewed session, or `None` if it does not exist.
     Session(Option<Session>),
+    /// For `WriteRequest::Operator`.
+    Operator(crate::operator::OperatorResult),
 }
 
 /// The answer to a [`WriteRequest`].

@@ -6,7 +6,7 @@
 //!   files into typed structs and merges them with the flags.
 //! - `kv`, `catalog`, `services`, `members`: one module per client command group
 //!   (`members` also holds `join`, `leave` and `force-leave`); `event`; `keyring` (`keygen`
-//!   and `keyring`); `rtt`.
+//!   and `keyring`); `rtt`; `operator` (`raft` peers and `autopilot`).
 //! - What the client commands share, one concern per module: `flags` (the Go-style flag
 //!   parser and the HTTP flags), `http` (the HTTP client to the agent and its errors),
 //!   `output` (columns, stdout, failure messages).
@@ -19,6 +19,7 @@ mod http;
 mod keyring;
 mod kv;
 mod members;
+mod operator;
 mod output;
 mod rtt;
 mod services;
@@ -36,6 +37,7 @@ Available commands are:
     kv             Interact with the key-value store
     leave          Gracefully leaves the pool and shuts down
     members        Lists the members of the cluster
+    operator       Raft peers and autopilot of the servers
     rtt            Estimates network round trip time between nodes
     services       Interact with services
     version        Prints the version";
@@ -70,6 +72,7 @@ fn main() -> std::process::ExitCode {
             "rtt" => rtt::run(args).await,
             "kv" => kv::run(args).await,
             "members" => members::run(args).await,
+            "operator" => operator::run(args).await,
             "services" => services::run(args).await,
             "version" | "-version" | "--version" | "-v" => Ok(version()),
             "help" | "-help" | "--help" | "-h" => {

@@ -16,6 +16,7 @@ mod health;
 mod kv;
 mod members;
 mod near;
+mod operator;
 mod params;
 mod reply;
 mod session;
@@ -52,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .merge(members::routes())
         .merge(session::routes())
         .merge(status::routes())
+        .merge(operator::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             count_requests,

@@ -12,11 +12,16 @@
 //! - `server`: wiring only: storage, Raft, RPC listener, leader loop, start/shutdown.
 //! - `rpc`: the RPC router: agent reads/writes (forward-or-local decided up front, blocking
 //!   queries) and Raft's incoming endpoints.
+//! - `autopilot`: the leader's Raft membership loop (learners in, promoted once stable;
+//!   left and dead servers out) and the `/v1/operator/*` reads and writes over Raft.
+//! - `bootstrap`: `-bootstrap-expect N > 1`: form the cluster once from the gossip pool.
 //! - `leader`: leader-only work: session TTL expiry, registering this server in the catalog,
 //!   reconciling the LAN gossip pool's members into it (`serfHealth`).
 //! - `network`: Raft RPCs to peers over HTTP (`concord_net::rpc::RpcHttp`).
 //! - `node`: what handlers and the leader loop share (`Shared`, `Leadership`) and the one
 //!   write path into Raft (`Shared::propose`).
+//! - `cluster`: pure decisions over the pool and the Raft configuration (bootstrap,
+//!   membership plan, server health), table-tested.
 //! - `timers`: session TTL timers (tokio time), armed while this server leads.
 //! - `fsm`: the Raft state machine over the state store; snapshots persisted in sled.
 //! - `data_dir`: the data dir's layout and recorded format version (refuses others).
@@ -33,6 +38,9 @@
 //! - `golden` (tests only): golden-file checks pinning the on-disk encodings
 //!   (`tests/fixtures/`).
 
+mod autopilot;
+mod bootstrap;
+mod cluster;
 mod command;
 mod config;
 mod data_dir;

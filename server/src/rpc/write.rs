@@ -40,6 +40,14 @@ pub(crate) async fn write(
     if let WriteRequest::SessionRenew { id } = &req {
         return Ok(renew(shared, id));
     }
+    if let WriteRequest::Operator(op) = &req {
+        let result = crate::autopilot::write(shared, op).await?;
+        let index = shared.raft.metrics().borrow().last_applied.map_or(1, |l| l.index);
+        return Ok(WriteResponse {
+            index,
+            result: WriteResult::Operator(result),
+        });
+    }
     let (cmd, session_ttl) = to_command(req, now_ms())?;
     // Leadership lost since `leader_target` surfaces here as NotLeader/NoLeader: the client
     // retries, rather than this server forwarding from inside the write.
@@ -115,9 +123,9 @@ pub(crate) fn to_command(
             },
             None,
         ),
-        WriteRequest::SessionRenew { .. } => {
+        WriteRequest::SessionRenew { .. } | WriteRequest::Operator(_) => {
             return Err(RpcError::Internal(
-                "invariant: session renew is not a Raft write".to_string(),
+                "invariant: session renew and operator changes are not Raft writes".to_string(),
             ))
         }
     })
