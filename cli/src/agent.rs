@@ -232,7 +232,9 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
         s.bootstrap_expect.unwrap_or(0)
     };
     if s.server && bootstrap_expect == 0 {
-        tracing::info!("no -bootstrap-expect: this server waits to be added to an existing cluster");
+        tracing::info!(
+            "no -bootstrap-expect: this server waits to be added to an existing cluster"
+        );
     }
     let data_dir = match (&s.data_dir, s.dev) {
         (Some(d), _) => Some(d.clone()),

@@ -299,7 +299,10 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].starts_with("Node"), "{text}");
         assert!(lines[0].contains("RaftProtocol"), "{text}");
-        assert!(lines[1].contains("leader") && lines[1].contains("true"), "{text}");
+        assert!(
+            lines[1].contains("leader") && lines[1].contains("true"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use concord_api::operator::{
-    AutopilotServer, AutopilotState, OperatorHealth, OperatorQuery, OperatorResult,
-    OperatorWrite, RaftConfiguration, RaftServer, ServerHealth,
+    AutopilotServer, AutopilotState, OperatorHealth, OperatorQuery, OperatorResult, OperatorWrite,
+    RaftConfiguration, RaftServer, ServerHealth,
 };
 use concord_api::rpc::RpcError;
 use concord_net::gossip::MemberStatus;
@@ -178,7 +178,11 @@ async fn remove(
     id: NodeId,
     reason: &str,
 ) -> Result<(), RpcError> {
-    tracing::info!(raft_id = id, reason, "removing server from the Raft configuration");
+    tracing::info!(
+        raft_id = id,
+        reason,
+        "removing server from the Raft configuration"
+    );
     let voter = members.iter().any(|m| m.id == id && m.voter);
     let change = if voter {
         ChangeMembers::RemoveVoters(BTreeSet::from([id]))
@@ -208,12 +212,15 @@ async fn remove(
 /// Node UUID and name of a Raft member, from the pool (or this server's own config).
 fn identity(shared: &Shared, servers: &[PoolServer], id: NodeId) -> (String, String) {
     if id == shared.id {
-        return (shared.config.node_id.clone(), shared.config.node_name.clone());
+        return (
+            shared.config.node_id.clone(),
+            shared.config.node_name.clone(),
+        );
     }
-    servers
-        .iter()
-        .find(|s| s.id == id)
-        .map_or_else(|| (id.to_string(), String::new()), |s| (s.uuid.clone(), s.name.clone()))
+    servers.iter().find(|s| s.id == id).map_or_else(
+        || (id.to_string(), String::new()),
+        |s| (s.uuid.clone(), s.name.clone()),
+    )
 }
 
 /// Answers an operator read from this server's view of Raft.
@@ -311,9 +318,8 @@ fn health(
                 last_index: track.map_or(0, |t| t.last_index),
                 healthy: track.is_some_and(|t| t.healthy),
                 voter: m.voter,
-                stable_since: track.map_or_else(String::new, |t| {
-                    humantime_rfc3339(t.stable_since_wall)
-                }),
+                stable_since: track
+                    .map_or_else(String::new, |t| humantime_rfc3339(t.stable_since_wall)),
             }
         })
         .collect();
@@ -414,31 +420,32 @@ pub(crate) async fn write(shared: &Shared, op: &OperatorWrite) -> Result<Operato
     };
     match op {
         OperatorWrite::RemovePeer { id, address } => {
-            let target = match (id, address) {
-                (Some(uuid), _) => {
-                    let raft_id = node_id_from_uuid(uuid).ok();
-                    members
-                        .iter()
-                        .find(|m| Some(m.id) == raft_id)
-                        .ok_or_else(|| {
+            let target =
+                match (id, address) {
+                    (Some(uuid), _) => {
+                        let raft_id = node_id_from_uuid(uuid).ok();
+                        members
+                            .iter()
+                            .find(|m| Some(m.id) == raft_id)
+                            .ok_or_else(|| {
+                                RpcError::NotFound(format!(
+                                    "id {uuid:?} was not found in the Raft configuration"
+                                ))
+                            })?
+                    }
+                    (None, Some(addr)) => {
+                        members.iter().find(|m| m.addr == *addr).ok_or_else(|| {
                             RpcError::NotFound(format!(
-                                "id {uuid:?} was not found in the Raft configuration"
+                                "address {addr:?} was not found in the Raft configuration"
                             ))
                         })?
-                }
-                (None, Some(addr)) => members.iter().find(|m| m.addr == *addr).ok_or_else(|| {
-                    RpcError::NotFound(format!(
-                        "address {addr:?} was not found in the Raft configuration"
-                    ))
-                })?,
-                (None, None) => {
-                    return Err(RpcError::Invalid(
+                    }
+                    (None, None) => return Err(RpcError::Invalid(
                         "Must specify either ?id with the server's ID or ?address with IP:port \
                          of peer to remove"
                             .to_string(),
-                    ))
-                }
-            };
+                    )),
+                };
             if target.id == shared.id {
                 return Err(RpcError::Invalid(
                     "cannot remove the leader; transfer leadership first".to_string(),

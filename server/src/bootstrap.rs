@@ -78,7 +78,10 @@ pub(crate) async fn run(shared: Arc<Shared>, expect: usize) {
                     );
                     return;
                 }
-                tracing::info!(servers = voters.len(), "bootstrapping a {expect}-server cluster");
+                tracing::info!(
+                    servers = voters.len(),
+                    "bootstrapping a {expect}-server cluster"
+                );
                 match shared.raft.initialize(voters).await {
                     Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => return,
                     Err(e) => tracing::warn!(error = %e, "bootstrap failed; retrying"),

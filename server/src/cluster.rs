@@ -197,9 +197,7 @@ pub(crate) fn membership_plan(
         }
     }
     if limits.cleanup_dead_servers {
-        let failed = |m: &&RaftMember| {
-            m.id != leader && status(m.id) == Some(MemberStatus::Failed)
-        };
+        let failed = |m: &&RaftMember| m.id != leader && status(m.id) == Some(MemberStatus::Failed);
         for m in config.iter().filter(|m| !m.voter).filter(failed) {
             plan.push(Change::Remove {
                 id: m.id,
@@ -210,7 +208,7 @@ pub(crate) fn membership_plan(
             config.iter().filter(|m| m.voter).filter(failed).collect();
         let remaining = voters.saturating_sub(failed_voters.len());
         if !failed_voters.is_empty()
-            && failed_voters.len() * 2 < voters
+            && failed_voters.len() < voters / 2
             && remaining >= limits.min_quorum.max(1)
         {
             for m in failed_voters {
@@ -394,7 +392,11 @@ mod tests {
             Bootstrap::Wait(_)
         ));
         // A failed third one does not count.
-        let failed = servers(&[alive(0), alive(1), member(2, MemberStatus::Failed, Some("3"))]);
+        let failed = servers(&[
+            alive(0),
+            alive(1),
+            member(2, MemberStatus::Failed, Some("3")),
+        ]);
         assert!(matches!(
             bootstrap_decision(id(0), 3, &failed),
             Bootstrap::Wait(_)
@@ -576,11 +578,20 @@ mod tests {
         assert!(h.stable(t1, Duration::from_secs(10)).is_empty());
         let t2 = t1 + Duration::from_secs(10);
         h.observe(t2, wall, 100, &[obs(100, true)], &config);
-        assert_eq!(h.stable(t2, Duration::from_secs(10)), BTreeSet::from([id(1)]));
+        assert_eq!(
+            h.stable(t2, Duration::from_secs(10)),
+            BTreeSet::from([id(1)])
+        );
         h.observe(t2, wall, 100, &[obs(100, false)], &config);
-        assert!(h.stable(t2, Duration::ZERO).is_empty(), "failed in the pool");
+        assert!(
+            h.stable(t2, Duration::ZERO).is_empty(),
+            "failed in the pool"
+        );
         h.observe(t2, wall, 100, &[], &config);
-        assert!(h.get(id(1)).is_none(), "forgotten once out of the configuration");
+        assert!(
+            h.get(id(1)).is_none(),
+            "forgotten once out of the configuration"
+        );
     }
 
     #[test]

@@ -203,9 +203,7 @@ impl Tables {
             Query::SessionInfo { id } => self.session_info_query(id),
             Query::SessionList => self.session_list_query(),
             Query::NodeSessions { node } => self.node_sessions_query(node),
-            Query::RaftStatus | Query::Operator(_) => {
-                return Err(Invalid::NotAStateQuery.into())
-            }
+            Query::RaftStatus | Query::Operator(_) => return Err(Invalid::NotAStateQuery.into()),
         })
     }
 }

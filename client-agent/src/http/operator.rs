@@ -8,9 +8,7 @@ use axum::extract::State;
 use axum::routing::{delete, get, post};
 use axum::Router;
 use concord_api::decode::decode_lenient;
-use concord_api::operator::{
-    AutopilotConfig, OperatorQuery, OperatorResult, OperatorWrite,
-};
+use concord_api::operator::{AutopilotConfig, OperatorQuery, OperatorResult, OperatorWrite};
 use concord_api::rpc::{Query, QueryMeta, QueryOptions, QueryResult, WriteRequest, WriteResult};
 use serde_json::json;
 
@@ -67,7 +65,11 @@ async fn configuration(State(s): State<AppState>, q: ReadQuery) -> ApiResult {
 }
 
 async fn remove_peer(State(s): State<AppState>, c: Common) -> ApiResult {
-    let id = c.params.get("id").filter(|v| !v.is_empty()).map(String::from);
+    let id = c
+        .params
+        .get("id")
+        .filter(|v| !v.is_empty())
+        .map(String::from);
     let address = c
         .params
         .get("address")
@@ -84,7 +86,11 @@ async fn remove_peer(State(s): State<AppState>, c: Common) -> ApiResult {
 }
 
 async fn transfer_leader(State(s): State<AppState>, c: Common) -> ApiResult {
-    let id = c.params.get("id").filter(|v| !v.is_empty()).map(String::from);
+    let id = c
+        .params
+        .get("id")
+        .filter(|v| !v.is_empty())
+        .map(String::from);
     let result = write(&s, OperatorWrite::TransferLeader { id }).await?;
     Ok(c.ok(
         None,
@@ -103,9 +109,10 @@ async fn set_config(State(s): State<AppState>, c: Common, body: Bytes) -> ApiRes
     let config: AutopilotConfig = decode_lenient(&body)
         .map_err(|e| ApiError::BadRequest(format!("Error parsing autopilot config: {e}")))?;
     let cas = match c.params.get("cas") {
-        Some(v) => Some(v.parse::<u64>().map_err(|_| {
-            ApiError::BadRequest(format!("Error parsing cas value: {v:?}"))
-        })?),
+        Some(v) => Some(
+            v.parse::<u64>()
+                .map_err(|_| ApiError::BadRequest(format!("Error parsing cas value: {v:?}")))?,
+        ),
         None => None,
     };
     let done = write(&s, OperatorWrite::SetAutopilotConfig { config, cas }).await?;
@@ -116,11 +123,9 @@ async fn health(State(s): State<AppState>, q: ReadQuery) -> ApiResult {
     match read(&s, OperatorQuery::AutopilotHealth, q.options).await? {
         // Consul answers 429 when the cluster is unhealthy, so load balancers can probe it.
         (meta, OperatorResult::Health(h)) if h.healthy => Ok(q.ok(Some(meta), &h)),
-        (meta, OperatorResult::Health(h)) => Ok(q.json(
-            axum::http::StatusCode::TOO_MANY_REQUESTS,
-            Some(meta),
-            &h,
-        )),
+        (meta, OperatorResult::Health(h)) => {
+            Ok(q.json(axum::http::StatusCode::TOO_MANY_REQUESTS, Some(meta), &h))
+        }
         (_, other) => Err(unexpected(other)),
     }
 }

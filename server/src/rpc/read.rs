@@ -57,7 +57,12 @@ pub(crate) async fn read(
     }
     if let Query::Operator(q) = &req.query {
         let result = crate::autopilot::read(shared, q)?;
-        let applied = shared.raft.metrics().borrow().last_applied.map_or(0, |l| l.index);
+        let applied = shared
+            .raft
+            .metrics()
+            .borrow()
+            .last_applied
+            .map_or(0, |l| l.index);
         return Ok(ReadResponse {
             meta: shared.query_meta(applied),
             result: QueryResult::Operator(result),

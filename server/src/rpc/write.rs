@@ -42,7 +42,12 @@ pub(crate) async fn write(
     }
     if let WriteRequest::Operator(op) = &req {
         let result = crate::autopilot::write(shared, op).await?;
-        let index = shared.raft.metrics().borrow().last_applied.map_or(1, |l| l.index);
+        let index = shared
+            .raft
+            .metrics()
+            .borrow()
+            .last_applied
+            .map_or(1, |l| l.index);
         return Ok(WriteResponse {
             index,
             result: WriteResult::Operator(result),
