@@ -3,7 +3,9 @@
 //! one server is readable on all; `kill -9` of the leader elects a new one (the time is
 //! printed) and the survivors keep taking writes; the old leader restarts with its data,
 //! catches up and does not bootstrap again; a 4th server joins as a learner and becomes a
-//! voter; `concord leave` removes it from the Raft configuration.
+//! voter; leadership transfers on request; with four voters a failed one is cleaned up and
+//! added back when it restarts; `concord leave` removes a server from the Raft
+//! configuration.
 
 use std::time::Duration;
 
@@ -125,6 +127,36 @@ async fn three_servers_bootstrap_survive_leader_loss_and_change_membership() {
     );
     assert_eq!(raft_servers(&cluster.servers[old]).await.len(), 3);
 
+    // Leadership moves on request.
+    let before = cluster.wait_leader(&[0, 1, 2], None).await.unwrap();
+    let out = cluster.servers[0]
+        .cli(&["operator", "raft", "transfer-leader"])
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(text.trim(), "Success: true");
+    let after = cluster
+        .wait_leader(&[0, 1, 2], Some(&before))
+        .await
+        .unwrap();
+    eprintln!("cluster: transfer-leader {before} -> {after}");
+
+    // Autopilot sees three healthy voters.
+    assert_eventually!(
+        matches!(
+            cluster.servers[1].get_json("/v1/operator/autopilot/health").await,
+            Ok((200, _, h)) if h["Healthy"] == true && h["FailureTolerance"] == 1
+        ),
+        "three healthy servers: {:?}",
+        cluster.servers[1]
+            .get_json("/v1/operator/autopilot/health")
+            .await
+    );
+
     // Promote quickly: autopilot's stabilization time through the API (with CAS).
     let (_, _, config) = cluster.servers[0]
         .get_json("/v1/operator/autopilot/configuration")
@@ -166,6 +198,22 @@ async fn three_servers_bootstrap_survive_leader_loss_and_change_membership() {
         "the 4th server has the data"
     );
 
+    // With four voters, a failed one is cleaned up (fewer than half failed); it comes back
+    // as a new server when it restarts.
+    let leader = cluster.wait_leader(&[0, 1, 2], None).await.unwrap();
+    let victim = (0..3)
+        .find(|&i| Some(i) != cluster.index_of(&leader))
+        .unwrap();
+    let victim_addr = format!("{}:8300", TestCluster::ip(NET, victim));
+    let live: Vec<usize> = (0..3).filter(|&i| i != victim).collect();
+    cluster.servers[victim].kill9();
+    assert_eventually!(
+        @timeout Duration::from_secs(60),
+        !raft_servers(&cluster.servers[live[0]]).await.iter().any(|(a, _)| *a == victim_addr),
+        "dead-server cleanup removed {victim_addr}: {:?}",
+        raft_servers(&cluster.servers[live[0]]).await
+    );
+
     // `concord leave` on it removes it from the Raft configuration.
     let out = fourth.cli(&["leave"]).unwrap();
     assert!(
@@ -179,7 +227,28 @@ async fn three_servers_bootstrap_survive_leader_loss_and_change_membership() {
         "the 4th server left the configuration: {:?}",
         raft_servers(&cluster.servers[0]).await
     );
-    let voters = raft_servers(&cluster.servers[1]).await;
-    assert_eq!(voters.iter().filter(|(_, v)| *v).count(), 3, "{voters:?}");
     fourth.kill9();
+    let voters = raft_servers(&cluster.servers[live[0]]).await;
+    assert_eq!(voters.iter().filter(|(_, v)| *v).count(), 2, "{voters:?}");
+
+    // The cleaned-up server restarts with its old data and is added back.
+    cluster.servers[victim].restart().await.unwrap();
+    assert_eventually!(
+        @timeout Duration::from_secs(60),
+        raft_servers(&cluster.servers[live[0]]).await.contains(&(victim_addr.clone(), true)),
+        "{victim_addr} is a voter again: {:?}",
+        raft_servers(&cluster.servers[live[0]]).await
+    );
+    let (status, body) = cluster.servers[victim]
+        .put("/v1/kv/config/db", "pg://three")
+        .await
+        .unwrap();
+    assert_eq!((status, body.trim()), (200, "true"));
+    for s in &cluster.servers {
+        assert_eventually!(
+            kv_stale(s, "config/db").await.as_deref() == Some("pg://three"),
+            "{} has the last write",
+            s.node
+        );
+    }
 }
