@@ -136,3 +136,6 @@ async fn state(State(s): State<AppState>, q: ReadQuery) -> ApiResult {
         (_, other) => Err(unexpected(other)),
     }
 }
+
+#[cfg(test)]
+mod tests;
