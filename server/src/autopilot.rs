@@ -191,13 +191,7 @@ async fn remove(
     };
     match shared.raft.change_membership(change, false).await {
         Ok(_) => {
-            Shared::locked(&shared.health).observe(
-                Instant::now(),
-                SystemTime::now(),
-                0,
-                &[],
-                &Shared::locked(&shared.autopilot).clone(),
-            );
+            Shared::locked(&shared.health).forget(id);
             Ok(())
         }
         Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {

@@ -294,6 +294,11 @@ impl HealthTracker {
         }
     }
 
+    /// Drops a removed server's track (a returning server starts over).
+    pub(crate) fn forget(&mut self, id: NodeId) {
+        self.servers.remove(&id);
+    }
+
     /// A server's track, if observed.
     pub(crate) fn get(&self, id: NodeId) -> Option<Track> {
         self.servers.get(&id).copied()
