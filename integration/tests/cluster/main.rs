@@ -223,9 +223,9 @@ async fn three_servers_bootstrap_survive_leader_loss_and_change_membership() {
     );
     assert_eventually!(
         @timeout Duration::from_secs(60),
-        !raft_servers(&cluster.servers[0]).await.iter().any(|(a, _)| *a == addr4),
+        !raft_servers(&cluster.servers[live[0]]).await.iter().any(|(a, _)| *a == addr4),
         "the 4th server left the configuration: {:?}",
-        raft_servers(&cluster.servers[0]).await
+        raft_servers(&cluster.servers[live[0]]).await
     );
     fourth.kill9();
     let voters = raft_servers(&cluster.servers[live[0]]).await;
