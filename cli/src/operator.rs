@@ -305,6 +305,35 @@ mod tests {
         );
     }
 
+    fn parsed(args: &[&str]) -> Parsed {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        crate::flags::parse_flags(&args, FLAGS).unwrap()
+    }
+
+    #[test]
+    fn set_config_flags_change_only_what_they_name() {
+        let mut c = AutopilotConfig::default();
+        let p = parsed(&[
+            "-cleanup-dead-servers=false",
+            "-server-stabilization-time=1s",
+            "-max-trailing-logs",
+            "7",
+        ]);
+        apply_flags(&mut c, &p).unwrap();
+        assert!(!c.cleanup_dead_servers);
+        assert_eq!(c.server_stabilization_time.get().as_secs(), 1);
+        assert_eq!(c.max_trailing_logs, 7);
+        assert_eq!(
+            c.last_contact_threshold,
+            AutopilotConfig::default().last_contact_threshold
+        );
+        let bad = parsed(&["-last-contact-threshold=soon"]);
+        let err = apply_flags(&mut c, &bad).unwrap_err();
+        assert!(err.contains("last-contact-threshold"), "{err}");
+        let bad = parsed(&["-cleanup-dead-servers=maybe"]);
+        assert!(apply_flags(&mut c, &bad).is_err());
+    }
+
     #[test]
     fn get_config_text_has_every_setting() {
         let text = format_config(&AutopilotConfig::default());
