@@ -520,7 +520,20 @@ async fn transfer(
     runtime.heartbeat(true);
     runtime.elect(true);
     match asked {
-        Ok(true) => Ok(OperatorResult::Bool(true)),
+        Ok(true) => {
+            // Report what happened: whether the successor actually took over in time.
+            let successor_id = successor.id;
+            let took_over = shared
+                .raft
+                .wait(Some(lease * 2))
+                .metrics(
+                    |m| m.current_leader == Some(successor_id),
+                    "the successor leads",
+                )
+                .await
+                .is_ok();
+            Ok(OperatorResult::Bool(took_over))
+        }
         Ok(false) => Err(RpcError::Internal(format!(
             "{} could not start an election",
             successor.addr
