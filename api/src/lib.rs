@@ -11,6 +11,7 @@
 //! - [`discovery_chain`]: compiling router/splitter/resolver entries into a discovery chain.
 //! - [`intention`]: intentions, their precedence and pure evaluation (shared with the proxy).
 //! - [`connect`]: Connect CA roots, CA configuration, leaf certificates, SPIFFE identities.
+//! - [`operator`]: `/v1/operator/raft` and `/v1/operator/autopilot` bodies and their RPCs.
 //! - [`rpc`]: server RPC requests, results, errors and query options.
 //! - [`duration`]: Go duration strings.
 //! - [`decode`]: lenient (case-insensitive, snake_case) request decoding.
@@ -24,6 +25,7 @@ pub mod discovery_chain;
 pub mod duration;
 pub mod intention;
 pub mod kv;
+pub mod operator;
 pub mod rpc;
 pub mod session;
 

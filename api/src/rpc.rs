@@ -203,6 +203,8 @@ pub enum Query {
     CaConfig,
     /// A point-in-time snapshot archive of the whole state (`GET /v1/snapshot`).
     Snapshot,
+    /// `/v1/operator/raft/*` and `/v1/operator/autopilot/*` reads, answered from Raft.
+    Operator(crate::operator::OperatorQuery),
 }
 
 /// The answer to a [`Query`], variant by variant.
@@ -248,6 +250,8 @@ pub enum QueryResult {
     CaConfig(Option<CaConfiguration>),
     /// For `Snapshot`: the archive (gzipped tar), opaque to the agent.
     Snapshot(SnapshotArchive),
+    /// For `Query::Operator`.
+    Operator(crate::operator::OperatorResult),
 }
 
 /// A read with its options.
@@ -325,6 +329,8 @@ pub enum WriteRequest {
     /// `PUT /v1/snapshot`: replace the whole state with an archive's (verified and decoded in
     /// full before anything changes).
     SnapshotRestore(SnapshotArchive),
+    /// Raft membership and autopilot changes (`/v1/operator/*`), done by the leader.
+    Operator(crate::operator::OperatorWrite),
 }
 
 /// A snapshot archive's bytes (base64 in the RPC's JSON, like KV values).
@@ -353,6 +359,8 @@ pub enum WriteResult {
     Session(Option<Session>),
     /// For `CaSign`: the signed leaf (no private key: the agent holds it).
     CaLeaf(IssuedCert),
+    /// For `WriteRequest::Operator`.
+    Operator(crate::operator::OperatorResult),
 }
 
 /// The answer to a [`WriteRequest`].

@@ -25,7 +25,8 @@ const USAGE: &str = "Usage: concord agent [options]
 
   -dev                     One process, one voter, in-memory state, fast timings.
   -server                  Run a server in this process.
-  -bootstrap-expect=<n>    Servers to wait for before electing (only 1 so far).
+  -bootstrap-expect=<n>    Servers to wait for (in the gossip pool) before forming the
+                           cluster; ignored once the data dir holds Raft state.
   -bootstrap               Same as -bootstrap-expect=1.
   -data-dir=<path>         Raft log, snapshots, node ID, persisted services (required unless -dev).
   -node=<name>             Node name (default: hostname).
@@ -246,9 +247,9 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
     } else {
         s.bootstrap_expect.unwrap_or(0)
     };
-    if s.server && bootstrap_expect != 1 {
-        bail!(
-            "only single-server clusters are supported so far: use -bootstrap-expect 1 (got {bootstrap_expect})"
+    if s.server && bootstrap_expect == 0 {
+        tracing::info!(
+            "no -bootstrap-expect: this server waits to be added to an existing cluster"
         );
     }
     let data_dir = match (&s.data_dir, s.dev) {
@@ -345,10 +346,14 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
             )
             .await
             .context("starting server")?;
-            server
-                .wait_for_leader(Duration::from_secs(30))
-                .await
-                .context("waiting for a Raft leader")?;
+            // A single server elects itself at once; a server of a larger cluster needs the
+            // others first, which it only meets after joining the pool below.
+            if bootstrap_expect == 1 {
+                server
+                    .wait_for_leader(Duration::from_secs(30))
+                    .await
+                    .context("waiting for a Raft leader")?;
+            }
             Some(server)
         }
         None => None,

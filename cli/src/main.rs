@@ -7,7 +7,7 @@
 //! - `kv`, `catalog`, `services`, `members`, `intention`, `config` (config entries; not
 //!   `agent/config`): one module per client command group (`members` also holds `join`,
 //!   `leave` and `force-leave`); `event`; `keyring` (`keygen` and `keyring`); `rtt`; `snapshot` (`save`,
-//!   `restore`, `inspect`).
+//!   `restore`, `inspect`); `operator` (`raft` peers and `autopilot`).
 //! - What the client commands share, one concern per module: `flags` (the Go-style flag
 //!   parser and the HTTP flags), `http` (the HTTP client to the agent and its errors),
 //!   `output` (columns, stdout, failure messages).
@@ -22,6 +22,7 @@ mod intention;
 mod keyring;
 mod kv;
 mod members;
+mod operator;
 mod output;
 mod rtt;
 mod services;
@@ -42,6 +43,7 @@ Available commands are:
     kv             Interact with the key-value store
     leave          Gracefully leaves the pool and shuts down
     members        Lists the members of the cluster
+    operator       Raft peers and autopilot of the servers
     rtt            Estimates network round trip time between nodes
     services       Interact with services
     snapshot       Saves, restores and inspects snapshots of the servers' state
@@ -78,6 +80,7 @@ fn main() -> std::process::ExitCode {
             "kv" => kv::run(args).await,
             "leave" => members::leave(args).await,
             "members" => members::run(args).await,
+            "operator" => operator::run(args).await,
             "rtt" => rtt::run(args).await,
             "services" => services::run(args).await,
             "snapshot" => snapshot::run(args).await,

@@ -20,6 +20,7 @@ mod intentions;
 mod kv;
 mod members;
 mod near;
+mod operator;
 mod params;
 mod reply;
 mod session;
@@ -61,6 +62,7 @@ pub fn router(state: AppState) -> Router {
         .merge(session::routes())
         .merge(snapshot::routes())
         .merge(status::routes())
+        .merge(operator::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             count_requests,

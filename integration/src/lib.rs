@@ -5,6 +5,8 @@
 //! - [`TestAgent`]: one `concord agent` process (dev, or a persistent single server), or
 //!   one placed by an [`AgentSpec`]: an explicit address with default ports, optionally
 //!   inside a network namespace, restartable.
+//! - [`TestCluster`]: N servers on their own loopback addresses (default ports) that form
+//!   one Raft cluster with `-bootstrap-expect N` through the gossip pool.
 //! - [`netns`]: a private LAN of network namespaces joined by a bridge, whose links can be
 //!   cut and healed (partition tests).
 //! - [`assert_eventually!`]: poll a condition until it holds or a deadline passes (no fixed
@@ -538,5 +540,102 @@ fn wait_banner(
                 return None;
             }
         }
+    }
+}
+
+/// N servers on `127.0.<net>.1..=N` with Consul's default ports, started together with
+/// `-bootstrap-expect N` and `-retry-join` to each other, so they form one Raft cluster
+/// through the gossip pool. Each has a data dir kept across restarts.
+#[derive(Debug)]
+pub struct TestCluster {
+    /// The servers, `servers[i]` on `127.0.<net>.<i+1>`.
+    pub servers: Vec<TestAgent>,
+    net: u8,
+}
+
+impl TestCluster {
+    /// The address of server `i` (0-based) of network `net`.
+    pub fn ip(net: u8, i: usize) -> IpAddr {
+        IpAddr::from([
+            127,
+            0,
+            net,
+            u8::try_from(i + 1).expect("fewer than 255 servers"),
+        ])
+    }
+
+    /// The spec of server `i` of an `n`-server cluster on `127.0.<net>.x`.
+    pub fn spec(net: u8, n: usize, i: usize) -> AgentSpec {
+        let mut spec = AgentSpec::at(&format!("s{}", i + 1), Self::ip(net, i))
+            .args(&[
+                "-server",
+                "-bootstrap-expect",
+                &n.to_string(),
+                "-retry-interval",
+                "1s",
+            ])
+            .no_wait();
+        for j in (0..n).filter(|&j| j != i) {
+            spec = spec.args(&["-retry-join", &Self::ip(net, j).to_string()]);
+        }
+        spec
+    }
+
+    /// Starts `n` servers at once and waits until all of them know the same leader.
+    pub async fn start(net: u8, n: usize) -> anyhow::Result<TestCluster> {
+        let tasks: Vec<_> = (0..n)
+            .map(|i| tokio::spawn(TestAgent::launch(Self::spec(net, n, i))))
+            .collect();
+        let mut servers = Vec::new();
+        for task in tasks {
+            servers.push(task.await??);
+        }
+        let cluster = TestCluster { servers, net };
+        cluster
+            .wait_leader(&(0..n).collect::<Vec<_>>(), None)
+            .await?;
+        Ok(cluster)
+    }
+
+    /// The network octet of its addresses.
+    pub fn net(&self) -> u8 {
+        self.net
+    }
+
+    /// `/v1/status/leader` of server `i` (`""` without a leader or on error).
+    pub async fn leader_of(&self, i: usize) -> String {
+        match self.servers[i].get_json("/v1/status/leader").await {
+            Ok((200, _, serde_json::Value::String(s))) => s,
+            _ => String::new(),
+        }
+    }
+
+    /// Waits until every server in `among` reports the same, non-empty leader, other than
+    /// `not` if given; returns it.
+    pub async fn wait_leader(&self, among: &[usize], not: Option<&str>) -> anyhow::Result<String> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let mut seen = Vec::new();
+            for &i in among {
+                seen.push(self.leader_of(i).await);
+            }
+            let first = seen[0].clone();
+            if !first.is_empty()
+                && seen.iter().all(|l| *l == first)
+                && not.is_none_or(|n| n != first)
+            {
+                return Ok(first);
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("no common leader among {among:?}: {seen:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The index of the server whose RPC address is `addr`.
+    pub fn index_of(&self, addr: &str) -> Option<usize> {
+        let ip: IpAddr = addr.parse::<SocketAddr>().ok()?.ip();
+        (0..self.servers.len()).find(|&i| Self::ip(self.net, i) == ip)
     }
 }

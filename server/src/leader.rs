@@ -64,6 +64,7 @@ pub(crate) fn spawn(shared: Arc<Shared>) -> JoinHandle<()> {
 /// The leader's duties for one term; aborted when leadership is lost.
 async fn lead(shared: Arc<Shared>) {
     tracing::info!(node = %shared.config.node_name, "gained leadership");
+    let _autopilot = AbortOnDrop(tokio::spawn(crate::autopilot::run(shared.clone())));
     // Subscribed before the barrier, so no pool change from here on is missed.
     let mut pool_events = shared.gossip.as_ref().map(|g| g.subscribe());
     // Barrier: apply everything earlier leaders committed before acting on the state, so no
@@ -86,6 +87,15 @@ async fn lead(shared: Arc<Shared>) {
             () = tokio::time::sleep(next) => {}
             () = pool_changed(&mut pool_events) => {}
         }
+    }
+}
+
+/// Aborts the task when the leader's term ends (`lead` is aborted, dropping it).
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -14,6 +14,9 @@
 //!   queries) and Raft's incoming endpoints.
 //! - [`archive`]: operator snapshot archives (gzipped tar: `meta.json`, `state.bin`,
 //!   `SHA256SUMS`): write, verify, and the server side of save and restore.
+//! - `autopilot`: the leader's Raft membership loop (learners in, promoted once stable;
+//!   left and dead servers out) and the `/v1/operator/*` reads and writes over Raft.
+//! - `bootstrap`: `-bootstrap-expect N > 1`: form the cluster once from the gossip pool.
 //! - `leader`: leader-only work: session TTL expiry, registering this server in the catalog,
 //!   reconciling the LAN gossip pool's members into it (`serfHealth`), bootstrapping the
 //!   Connect CA.
@@ -22,6 +25,8 @@
 //! - `network`: Raft RPCs to peers over HTTP (`concord_net::rpc::RpcHttp`).
 //! - `node`: what handlers and the leader loop share (`Shared`, `Leadership`) and the one
 //!   write path into Raft (`Shared::propose`).
+//! - `cluster`: pure decisions over the pool and the Raft configuration (bootstrap,
+//!   membership plan, server health), table-tested.
 //! - `timers`: session TTL timers (tokio time), armed while this server leads.
 //! - `fsm`: the Raft state machine over the state store; snapshots persisted in sled.
 //! - `data_dir`: the data dir's layout and recorded format version (refuses others).
@@ -39,6 +44,9 @@
 //!   (`tests/fixtures/`).
 
 pub mod archive;
+mod autopilot;
+mod bootstrap;
+mod cluster;
 mod command;
 mod config;
 mod connect;

@@ -9,6 +9,7 @@
 use std::future::Future;
 use std::sync::{Mutex, PoisonError};
 
+use concord_api::operator::AutopilotConfig;
 use concord_api::rpc::{QueryMeta, RpcError, WriteResult};
 use concord_net::gossip::Gossip;
 use concord_net::rpc::RpcHttp;
@@ -17,6 +18,7 @@ use openraft::ServerState;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::cluster::HealthTracker;
 use crate::command::Command;
 use crate::config::Config;
 use crate::raft::{NodeId, Raft};
@@ -48,6 +50,11 @@ pub(crate) struct Shared {
     /// The LAN gossip pool this server is a member of, when the caller runs one; the leader
     /// reconciles its members into the catalog.
     pub(crate) gossip: Option<Gossip>,
+    /// Autopilot's settings. Kept in memory on each server (not replicated): a new leader
+    /// starts from Consul's defaults.
+    pub(crate) autopilot: Mutex<AutopilotConfig>,
+    /// Server health as the leader last observed it (empty on followers).
+    pub(crate) health: Mutex<HealthTracker>,
     /// When an append-entries from a leader last succeeded here.
     last_contact: Mutex<Option<Instant>>,
     started: Instant,
@@ -82,6 +89,8 @@ impl Shared {
             timers,
             http,
             gossip: None,
+            autopilot: Mutex::new(AutopilotConfig::default()),
+            health: Mutex::new(HealthTracker::default()),
             last_contact: Mutex::new(None),
             started: Instant::now(),
             shutdown: watch::Sender::new(false),
@@ -151,6 +160,11 @@ impl Shared {
         peers.sort();
         let applied = m.last_applied.map_or(0, |l| l.index);
         (leader, peers, applied)
+    }
+
+    /// Locks a field, surviving a panicked holder (the data are plain values).
+    pub(crate) fn locked<'a, T>(m: &'a Mutex<T>) -> std::sync::MutexGuard<'a, T> {
+        m.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Records contact from a leader (an accepted append-entries).

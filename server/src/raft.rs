@@ -56,6 +56,8 @@ pub(crate) const VOTE_PATH: &str = "/v1/internal/raft/vote";
 pub(crate) const INSTALL_SNAPSHOT_PATH: &str = "/v1/internal/raft/install-snapshot";
 /// A whole snapshot in one request (what Concord's network sends).
 pub(crate) const FULL_SNAPSHOT_PATH: &str = "/v1/internal/raft/snapshot";
+/// Start an election now (leadership transfer: the old leader asks its chosen successor).
+pub(crate) const ELECT_PATH: &str = "/v1/internal/raft/elect";
 
 /// Body of [`FULL_SNAPSHOT_PATH`].
 #[derive(Serialize, Deserialize, Debug)]

@@ -22,7 +22,9 @@ use axum::Router;
 use concord_api::rpc::{READ_PATH, WRITE_PATH};
 
 use crate::node::Shared;
-use crate::raft::{APPEND_ENTRIES_PATH, FULL_SNAPSHOT_PATH, INSTALL_SNAPSHOT_PATH, VOTE_PATH};
+use crate::raft::{
+    APPEND_ENTRIES_PATH, ELECT_PATH, FULL_SNAPSHOT_PATH, INSTALL_SNAPSHOT_PATH, VOTE_PATH,
+};
 
 /// Largest request body accepted: Raft appends and full snapshots are the big ones.
 const MAX_BODY_BYTES: usize = 256 * 1024 * 1024;
@@ -37,6 +39,7 @@ pub(crate) fn router(state: Arc<Shared>) -> Router {
         .route(VOTE_PATH, post(raft::vote))
         .route(INSTALL_SNAPSHOT_PATH, post(raft::install_snapshot))
         .route(FULL_SNAPSHOT_PATH, post(raft::full_snapshot))
+        .route(ELECT_PATH, post(raft::elect))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }

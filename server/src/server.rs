@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::bootstrap;
 use crate::config::Config;
 use crate::data_dir;
 use crate::fsm::StateMachine;
@@ -261,7 +262,13 @@ impl Server {
                 }
             }
             0 => tracing::info!("bootstrap disabled; waiting to be joined"),
-            n => tracing::info!(expect = n, "waiting to be joined into a {n}-server cluster"),
+            n if raft.is_initialized().await.unwrap_or(true) => {
+                tracing::info!(expect = n, "raft state found; ignoring -bootstrap-expect");
+            }
+            n => {
+                tracing::info!(expect = n, "waiting for {n} servers to bootstrap a cluster");
+                tokio::spawn(bootstrap::run(shared.clone(), n));
+            }
         }
         let leader = leader::spawn(shared.clone());
         Ok(Server {

@@ -241,7 +241,9 @@ impl Tables {
             Query::SessionInfo { id } => self.session_info_query(id),
             Query::SessionList => self.session_list_query(),
             Query::NodeSessions { node } => self.node_sessions_query(node),
-            Query::RaftStatus | Query::Snapshot => return Err(Invalid::NotAStateQuery.into()),
+            Query::RaftStatus | Query::Snapshot | Query::Operator(_) => {
+                return Err(Invalid::NotAStateQuery.into())
+            }
             Query::ConfigEntryGet { kind, name } => self.config_entry_get_query(kind, name),
             Query::ConfigEntryList { kind } => self.config_entry_list_query(kind.as_deref()),
             Query::CaRoots => self.ca_roots_query(),

@@ -65,3 +65,9 @@ pub(super) async fn full_snapshot(
         shared.raft.install_full_snapshot(req.vote, snapshot).await,
     ))
 }
+
+/// Leadership transfer: the leader stopped heartbeating and asks this server to start an
+/// election at once (it wins if its log is up to date). Answers whether Raft took it.
+pub(super) async fn elect(State(shared): State<Arc<Shared>>) -> Json<bool> {
+    Json(shared.raft.trigger().elect().await.is_ok())
+}

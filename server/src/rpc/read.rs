@@ -58,6 +58,19 @@ pub(crate) async fn read(
     if req.query == Query::Snapshot {
         return crate::archive::save(shared).await;
     }
+    if let Query::Operator(q) = &req.query {
+        let result = crate::autopilot::read(shared, q)?;
+        let applied = shared
+            .raft
+            .metrics()
+            .borrow()
+            .last_applied
+            .map_or(0, |l| l.index);
+        return Ok(ReadResponse {
+            meta: shared.query_meta(applied),
+            result: QueryResult::Operator(result),
+        });
+    }
     let (index, result) =
         blocking_query(&shared.store, &req.query, &req.options, shared.stopping()).await?;
     Ok(ReadResponse {

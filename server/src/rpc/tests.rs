@@ -8,6 +8,7 @@ use axum::http::{Request, StatusCode};
 use axum::Router;
 use concord_api::catalog::RegisterRequest;
 use concord_api::kv::KvOp;
+use concord_api::operator::{OperatorResult, OperatorWrite};
 use concord_api::rpc::{
     Consistency, Query, QueryOptions, QueryResult, ReadRequest, ReadResponse, RpcError,
     WriteRequest, WriteResponse, WriteResult, READ_PATH, WRITE_PATH,
@@ -490,4 +491,115 @@ fn config_entries_are_checked_before_proposing() {
             "{kind}/{name}: {err:?}"
         );
     }
+}
+/// An operator read's result.
+async fn operator_read(app: &Router, q: concord_api::operator::OperatorQuery) -> OperatorResult {
+    match read(app, Query::Operator(q), QueryOptions::default())
+        .await
+        .unwrap()
+        .result
+    {
+        QueryResult::Operator(r) => r,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// An operator write's result or error.
+async fn operator_write(
+    app: &Router,
+    op: OperatorWrite,
+) -> Result<OperatorResult, (StatusCode, RpcError)> {
+    write(app, WriteRequest::Operator(op))
+        .await
+        .map(|r| match r.result {
+            WriteResult::Operator(r) => r,
+            other => panic!("{other:?}"),
+        })
+}
+
+#[tokio::test]
+async fn operator_reads_show_raft_and_autopilot_settings_change_by_cas() {
+    use concord_api::operator::{AutopilotConfig, OperatorQuery};
+    let (_shared, app) = single_node().await;
+    let OperatorResult::RaftConfiguration(config) =
+        operator_read(&app, OperatorQuery::RaftConfiguration).await
+    else {
+        panic!("not a configuration");
+    };
+    assert_eq!(config.servers.len(), 1);
+    let me = &config.servers[0];
+    assert_eq!(me.id, "8d3a2b1c-0000-4000-8000-00000000002a");
+    assert_eq!(
+        (me.node.as_str(), me.address.as_str()),
+        ("server-1", "127.0.0.1:8300")
+    );
+    assert!(me.leader && me.voter);
+
+    let OperatorResult::AutopilotConfig(defaults) =
+        operator_read(&app, OperatorQuery::AutopilotConfig).await
+    else {
+        panic!("not a config");
+    };
+    assert_eq!(defaults, AutopilotConfig::default());
+    let changed = AutopilotConfig {
+        max_trailing_logs: 10,
+        ..defaults.clone()
+    };
+    let set = |cas| OperatorWrite::SetAutopilotConfig {
+        config: changed.clone(),
+        cas,
+    };
+    assert_eq!(
+        operator_write(&app, set(Some(99))).await.unwrap(),
+        OperatorResult::Bool(false),
+        "a stale CAS changes nothing"
+    );
+    assert_eq!(
+        operator_write(&app, set(Some(0))).await.unwrap(),
+        OperatorResult::Bool(true)
+    );
+    let OperatorResult::AutopilotConfig(now) =
+        operator_read(&app, OperatorQuery::AutopilotConfig).await
+    else {
+        panic!("not a config");
+    };
+    assert_eq!(now.max_trailing_logs, 10);
+    assert!(now.modify_index > 0);
+}
+
+#[tokio::test]
+async fn remove_peer_refuses_unknown_peers_and_the_leader() {
+    let (_shared, app) = single_node().await;
+    let remove = |id: Option<&str>, address: Option<&str>| OperatorWrite::RemovePeer {
+        id: id.map(String::from),
+        address: address.map(String::from),
+    };
+    let err = operator_write(&app, remove(None, Some("10.0.0.9:8300")))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.1,
+        RpcError::NotFound(
+            "address \"10.0.0.9:8300\" was not found in the Raft configuration".into()
+        )
+    );
+    let err = operator_write(&app, remove(None, None)).await.unwrap_err();
+    assert!(matches!(err.1, RpcError::Invalid(_)), "{err:?}");
+    let err = operator_write(
+        &app,
+        remove(Some("8d3a2b1c-0000-4000-8000-00000000002a"), None),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err.1, RpcError::Invalid(ref m) if m.contains("leader")),
+        "{err:?}"
+    );
+    let err = operator_write(&app, OperatorWrite::TransferLeader { id: None })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err.1, RpcError::Invalid(_)),
+        "no other voter: {err:?}"
+    );
 }

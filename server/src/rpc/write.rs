@@ -48,6 +48,19 @@ pub(crate) async fn write(
         WriteRequest::SnapshotRestore(archive) => {
             return crate::archive::restore(shared, archive).await
         }
+        WriteRequest::Operator(op) => {
+            let result = crate::autopilot::write(shared, &op).await?;
+            let index = shared
+                .raft
+                .metrics()
+                .borrow()
+                .last_applied
+                .map_or(1, |l| l.index);
+            return Ok(WriteResponse {
+                index,
+                result: WriteResult::Operator(result),
+            });
+        }
         req => to_command(req, now_ms())?,
     };
     // Leadership lost since `leader_target` surfaces here as NotLeader/NoLeader: the client
@@ -145,6 +158,7 @@ pub(crate) fn to_command(
             (Command::ConfigEntryDelete { kind, name, cas }, None)
         }
         WriteRequest::SessionRenew { .. }
+        | WriteRequest::Operator(_)
         | WriteRequest::CaSign(_)
         | WriteRequest::CaSetConfig(_) => {
             return Err(RpcError::Internal(

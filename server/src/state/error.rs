@@ -82,7 +82,7 @@ pub(crate) enum Invalid {
     #[error("this KV verb is only valid in a transaction")]
     TxnOnlyVerb,
     /// A query the state store does not answer.
-    #[error("RaftStatus is answered by Raft, not the state store")]
+    #[error("RaftStatus and operator queries are answered by Raft, not the state store")]
     NotAStateQuery,
     /// A session TTL that is not a Go duration.
     #[error("Invalid Session TTL '{ttl}': {error}")]
