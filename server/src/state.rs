@@ -198,10 +198,12 @@ impl Tables {
                 config,
                 new_root,
                 prev_active_root,
+                now_ms,
             } => {
-                self.ca_set_config(index, config, new_root.as_ref(), prev_active_root)?;
+                self.ca_set_config(index, config, new_root.as_ref(), prev_active_root, *now_ms)?;
                 Ok(WriteResult::Done)
             }
+            Command::CaPruneRoots { ids } => Ok(WriteResult::Bool(self.ca_prune_roots(index, ids))),
         }
     }
 
