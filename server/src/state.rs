@@ -185,10 +185,10 @@ impl Tables {
                 body,
                 cas,
             } => Ok(WriteResult::Bool(
-                self.config_entry_set(index, kind, name, body, *cas),
+                self.config_entry_set(index, kind, name, body, *cas)?,
             )),
             Command::ConfigEntryDelete { kind, name, cas } => Ok(WriteResult::Bool(
-                self.config_entry_delete(index, kind, name, *cas),
+                self.config_entry_delete(index, kind, name, *cas)?,
             )),
             Command::CaInit { config, root } => {
                 self.ca_init(index, config, root);
