@@ -351,7 +351,10 @@ mod tests {
         assert_eq!(node["Resolver"]["Default"], true);
         assert_eq!(node["Resolver"]["ConnectTimeout"], "5s");
         assert_eq!(c["Targets"]["web.default.default.dc1"]["Service"], "web");
-        assert_eq!(c["Targets"]["web.default.default.dc1"]["SNI"], "", "no trust domain yet");
+        assert_eq!(
+            c["Targets"]["web.default.default.dc1"]["SNI"], "",
+            "no trust domain yet"
+        );
     }
 
     #[test]

@@ -89,8 +89,7 @@ impl Tables {
     /// says). Returns whether any was removed; only then does the roots index move.
     pub(crate) fn ca_prune_roots(&mut self, index: u64, ids: &[String]) -> bool {
         let before = self.ca_roots.len();
-        self.ca_roots
-            .retain(|r| r.active || !ids.iter().any(|id| *id == r.id));
+        self.ca_roots.retain(|r| r.active || !ids.contains(&r.id));
         let pruned = self.ca_roots.len() != before;
         if pruned {
             self.bump(CA_ROOTS, index);
