@@ -8,10 +8,13 @@
 //! - a router node (its routes, then a catch-all to the service itself), a splitter node
 //!   (one branch per split), and resolver nodes (default subset, named subsets, redirects,
 //!   failover to other services/subsets/datacenters);
-//! - targets named `[subset.]service.namespace.partition.datacenter`.
+//! - targets named `[subset.]service.namespace.partition.datacenter`, with the `SNI` (and
+//!   `Name`, the same) a proxy dials them by: `[subset.]service.namespace.datacenter.internal.
+//!   <trust-domain>` (Consul's `connect.ServiceSNI` for the default partition), or empty
+//!   while the CA's trust domain is not known.
 //!
-//! Not compiled: SNI names (they need the CA's trust domain; left empty), mesh gateway modes,
-//! load balancer and request timeout policies (carried as given in the entries).
+//! Not compiled: mesh gateway modes, load balancer and request timeout policies (carried as
+//! given in the entries).
 
 use std::collections::BTreeMap;
 
@@ -26,6 +29,22 @@ use crate::config_entry::{
 pub const DEFAULT_CONNECT_TIMEOUT: &str = "5s";
 const NS: &str = "default";
 const PARTITION: &str = "default";
+/// The TLS server name of a service (or one of its subsets) in a datacenter, as Consul's
+/// `connect.ServiceSNI` builds it for the default namespace and partition:
+/// `[subset.]service.default.<dc>.internal.<trust-domain>`. Empty without a trust domain
+/// (the CA is not initialized yet).
+pub fn service_sni(service: &str, subset: &str, dc: &str, trust_domain: &str) -> String {
+    if trust_domain.is_empty() {
+        return String::new();
+    }
+    let name = format!("{service}.{NS}.{dc}.internal.{trust_domain}");
+    if subset.is_empty() {
+        name
+    } else {
+        format!("{subset}.{name}")
+    }
+}
+
 /// Redirects followed before giving up (Consul refuses loops when writing; this bounds
 /// what was stored anyway).
 const MAX_REDIRECTS: usize = 8;
@@ -87,6 +106,8 @@ pub fn target_id(service: &str, subset: &str, dc: &str) -> String {
 struct Compiler<'a> {
     entries: &'a ChainEntries,
     dc: &'a str,
+    /// The CA's trust domain, for target SNIs (may be empty).
+    trust_domain: &'a str,
     l7: bool,
     nodes: Map<String, Value>,
     targets: Map<String, Value>,
@@ -105,6 +126,7 @@ impl Compiler<'_> {
             .map(|r| r.connect_timeout.as_str())
             .filter(|t| !t.is_empty())
             .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        let sni = service_sni(service, subset, dc, self.trust_domain);
         self.targets.entry(id.clone()).or_insert_with(|| {
             json!({
                 "ID": id,
@@ -116,8 +138,9 @@ impl Compiler<'_> {
                 "MeshGateway": {},
                 "Subset": filter,
                 "ConnectTimeout": timeout,
-                "SNI": "",
-                "Name": "",
+                // Consul names a target after its SNI.
+                "Name": sni,
+                "SNI": sni,
             })
         });
         id
@@ -271,12 +294,14 @@ impl Compiler<'_> {
 }
 
 /// Compiles the chain of `service` in datacenter `dc`: the body of
-/// `GET /v1/discovery-chain/:service` (`{"Chain": {...}}`).
-pub fn compile(service: &str, dc: &str, entries: &ChainEntries) -> Value {
+/// `GET /v1/discovery-chain/:service` (`{"Chain": {...}}`). `trust_domain` names the
+/// targets' SNI (empty: left empty).
+pub fn compile(service: &str, dc: &str, trust_domain: &str, entries: &ChainEntries) -> Value {
     let protocol = entries.protocol(service);
     let mut c = Compiler {
         entries,
         dc,
+        trust_domain,
         l7: is_l7_protocol(&protocol),
         nodes: Map::new(),
         targets: Map::new(),
@@ -316,7 +341,7 @@ mod tests {
 
     #[test]
     fn default_chain_is_one_resolver() {
-        let chain = compile("web", "dc1", &ChainEntries::default());
+        let chain = compile("web", "dc1", "", &ChainEntries::default());
         let c = &chain["Chain"];
         assert_eq!(c["Protocol"], "tcp");
         assert_eq!(c["Default"], true);
@@ -326,6 +351,39 @@ mod tests {
         assert_eq!(node["Resolver"]["Default"], true);
         assert_eq!(node["Resolver"]["ConnectTimeout"], "5s");
         assert_eq!(c["Targets"]["web.default.default.dc1"]["Service"], "web");
+        assert_eq!(
+            c["Targets"]["web.default.default.dc1"]["SNI"], "",
+            "no trust domain yet"
+        );
+    }
+
+    #[test]
+    fn targets_carry_consul_sni_names() {
+        const TD: &str = "11111111-2222-3333-4444-555555555555.consul";
+        let e = entries(vec![
+            json!({"Kind": "service-resolver", "Name": "web", "DefaultSubset": "v1",
+            "Subsets": {"v1": {"Filter": "Service.Meta.version == v1"}},
+            "Failover": {"*": {"Datacenters": ["dc2"]}}}),
+        ]);
+        let chain = compile("web", "dc1", TD, &e);
+        let targets = &chain["Chain"]["Targets"];
+        for (id, sni) in [
+            (
+                "v1.web.default.default.dc1",
+                format!("v1.web.default.dc1.internal.{TD}"),
+            ),
+            (
+                "v1.web.default.default.dc2",
+                format!("v1.web.default.dc2.internal.{TD}"),
+            ),
+        ] {
+            assert_eq!(targets[id]["SNI"], sni.as_str(), "{id}");
+            assert_eq!(targets[id]["Name"], sni.as_str(), "{id}");
+        }
+        assert_eq!(
+            service_sni("db", "", "dc1", TD),
+            format!("db.default.dc1.internal.{TD}")
+        );
     }
 
     #[test]
@@ -335,7 +393,7 @@ mod tests {
             "Subsets": {"v1": {"Filter": "Service.Meta.version == v1"}},
             "Failover": {"*": {"Datacenters": ["dc2", "dc3"]}}}),
         ]);
-        let chain = compile("web", "dc1", &e);
+        let chain = compile("web", "dc1", "", &e);
         let c = &chain["Chain"];
         assert_eq!(c["StartNode"], "resolver:v1.web.default.default.dc1");
         let r = &c["Nodes"]["resolver:v1.web.default.default.dc1"]["Resolver"];
@@ -359,7 +417,7 @@ mod tests {
             json!({"Kind": "service-splitter", "Name": "web", "Splits": [{"Weight": 90, "ServiceSubset": "v1"}, {"Weight": 10, "ServiceSubset": "v2"}]}),
             json!({"Kind": "service-router", "Name": "web", "Routes": [{"Match": {"HTTP": {"PathPrefix": "/admin"}}, "Destination": {"Service": "admin"}}]}),
         ]);
-        let chain = compile("web", "dc1", &e);
+        let chain = compile("web", "dc1", "", &e);
         let c = &chain["Chain"];
         assert_eq!(c["Protocol"], "http");
         assert_eq!(c["StartNode"], "router:web.default.default");
@@ -388,7 +446,7 @@ mod tests {
                 ..Default::default()
             },
         );
-        let chain = compile("web", "dc1", &e);
+        let chain = compile("web", "dc1", "", &e);
         assert_eq!(
             chain["Chain"]["StartNode"],
             "resolver:web2.default.default.dc1"

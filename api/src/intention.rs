@@ -427,7 +427,7 @@ pub fn check_l7_allowed(entry: &ServiceIntentions, protocol: &str) -> Result<(),
         && !crate::config_entry::is_l7_protocol(protocol)
     {
         return Err(invalid(format!(
-            "service {:?} has protocol {protocol:?}, which does not match defined listener protocol \"http\"",
+            "service {:?} has protocol {protocol:?}, which is incompatible with L7 intentions permissions",
             entry.name
         )));
     }

@@ -133,6 +133,15 @@ impl ConnectCa {
         }
     }
 
+    /// The cluster's trust domain from the cached roots, once fetched and the CA exists.
+    pub fn trust_domain(&self) -> Option<String> {
+        self.roots
+            .borrow()
+            .as_ref()
+            .map(|r| r.roots.trust_domain.clone())
+            .filter(|td| !td.is_empty())
+    }
+
     /// The roots feed.
     pub fn roots(&self) -> watch::Receiver<Option<RootsView>> {
         self.roots.subscribe()

@@ -109,6 +109,17 @@ pub(crate) enum Command {
         new_root: Option<CaRoot>,
         /// ID of the active root the rotation was built against.
         prev_active_root: String,
+        /// Leader time of the rotation, recorded on the root it rotates out (pruning counts
+        /// from it). `None` in entries written before it was added: the root rotated out
+        /// then is pruned once it has expired.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        now_ms: Option<UnixMillis>,
+    },
+    /// Remove inactive roots whose leaves have all expired (the leader's periodic pruning).
+    /// The active root is never removed, whatever the list says; unknown IDs are ignored.
+    CaPruneRoots {
+        /// IDs of the roots to remove.
+        ids: Vec<String>,
     },
     /// Replace the whole state with an operator snapshot's (`PUT /v1/snapshot`). The leader
     /// verified and decoded it before proposing; every server swaps in the decoded store and

@@ -7,17 +7,23 @@
 //!
 //! # Layout
 //! - [`ca`]: the certificate work, pure: make/take a root, cross-sign, check and sign a CSR.
+//!
+//! Roots rotated out are pruned by the leader ([`roots_to_prune`], [`Command::CaPruneRoots`])
+//! once every leaf they could have signed has expired.
 
 pub(crate) mod ca;
+#[cfg(test)]
+mod tests;
 
 use concord_api::connect::{
     trust_domain, CaConfiguration, CaProviderConfig, IssuedCert, SignRequest, DEFAULT_NAMESPACE,
     PROVIDER_CONSUL,
 };
 use concord_api::rpc::{RpcError, WriteResponse, WriteResult};
+use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::command::Command;
+use crate::command::{now_ms, Command, UnixMillis};
 use crate::model::ca::{CaConfig, CaRoot};
 use crate::node::Shared;
 use crate::state::schema;
@@ -114,7 +120,44 @@ pub(crate) fn set_config_command(
         config,
         new_root,
         prev_active_root: active.id,
+        now_ms: Some(now_ms()),
     })
+}
+
+/// The inactive roots no leaf can still need, as of `now_ms` (Consul's `pruneCARoots`): a
+/// leaf lives at most `LeafCertTTL`, so once a root has been rotated out for twice that,
+/// nothing it signed is valid any more (the factor two covers a TTL shortened since, and
+/// clock skew). A root rotated out before rotation times were recorded is pruned once it has
+/// itself expired, since no leaf outlives its root. The active root is never pruned.
+pub(crate) fn roots_to_prune(
+    config: &CaConfig,
+    roots: &[CaRoot],
+    now_ms: UnixMillis,
+) -> Vec<String> {
+    let grace = config.leaf_cert_ttl_ms.saturating_mul(2);
+    let now = i128::from(now_ms) * 1_000_000;
+    roots
+        .iter()
+        .filter(|r| !r.active)
+        .filter(|r| {
+            let rotated_long_ago = r
+                .rotated_out_at_ms
+                .is_some_and(|at| now_ms.saturating_sub(at) > grace);
+            let expired = OffsetDateTime::parse(&r.not_after, &Rfc3339)
+                .is_ok_and(|t| t.unix_timestamp_nanos() < now);
+            rotated_long_ago || expired
+        })
+        .map(|r| r.id.clone())
+        .collect()
+}
+
+/// The `CaPruneRoots` command for what [`roots_to_prune`] finds in the state, if anything.
+pub(crate) fn prune_command(shared: &Shared, now_ms: UnixMillis) -> Option<Command> {
+    let ids = shared.store.current().view(|t| {
+        let config = t.ca_signer()?.0;
+        Some(roots_to_prune(&config, t.ca_roots(), now_ms))
+    })?;
+    (!ids.is_empty()).then_some(Command::CaPruneRoots { ids })
 }
 
 /// Signs an agent's CSR with the active root. The reply's indexes are the roots table's, the

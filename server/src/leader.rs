@@ -5,7 +5,9 @@
 //! - reconciling this server into the catalog ([`reconcile`]), and the LAN gossip pool's
 //!   members with their `serfHealth` checks ([`members`]): on gaining leadership, on every
 //!   pool change, and every [`RECONCILE_INTERVAL`] in case a change was missed.
-//! - bootstrapping the Connect CA on first leadership ([`init_ca`]).
+//! - bootstrapping the Connect CA on first leadership ([`init_ca`]), and pruning roots rotated
+//!   out once their leaves have expired, on gaining leadership and every
+//!   [`CA_ROOT_PRUNE_INTERVAL`] ([`prune_ca_roots`]).
 
 mod members;
 mod reconcile;
@@ -19,7 +21,7 @@ use openraft::ServerState;
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 use tokio::task::JoinHandle;
 
-use crate::command::{now_ms, Command};
+use crate::command::{now_ms, Command, UnixMillis};
 use crate::node::Shared;
 use crate::raft::Raft;
 use crate::state::{parse_session_ttl, StoreHandle};
@@ -31,6 +33,9 @@ const BARRIER_RETRY: Duration = Duration::from_millis(200);
 const RECONCILE_INTERVAL: Duration = Duration::from_secs(60);
 /// Retry period of a failed reconcile.
 const RECONCILE_RETRY: Duration = Duration::from_secs(1);
+/// How often the leader looks for CA roots to prune (Consul's `caRootPruneInterval`). Roots
+/// are kept for twice the leaf TTL (days by default), so an hour late costs nothing.
+const CA_ROOT_PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// Watches Raft's state and runs [`lead`] exactly while this server is the leader.
 pub(crate) fn spawn(shared: Arc<Shared>) -> JoinHandle<()> {
@@ -66,7 +71,7 @@ async fn lead(shared: Arc<Shared>) {
     tracing::info!(node = %shared.config.node_name, "gained leadership");
     let _autopilot = AbortOnDrop(tokio::spawn(crate::autopilot::run(shared.clone())));
     // Subscribed before the barrier, so no pool change from here on is missed.
-    let mut pool_events = shared.gossip.as_ref().map(|g| g.subscribe());
+    let pool_events = shared.gossip.as_ref().map(|g| g.subscribe());
     // Barrier: apply everything earlier leaders committed before acting on the state, so no
     // session created under the previous leader is missed below.
     while let Err(e) = shared.raft.ensure_linearizable().await {
@@ -75,8 +80,20 @@ async fn lead(shared: Arc<Shared>) {
     }
     arm_session_timers(&shared);
     init_ca(&shared).await;
+    // Both loops run forever and end together when the term's task is aborted.
+    tokio::join!(
+        reconcile_forever(&shared, pool_events),
+        prune_ca_roots_forever(&shared)
+    );
+}
+
+/// Reconciles the catalog on every pool change, and every [`RECONCILE_INTERVAL`] anyway.
+async fn reconcile_forever(
+    shared: &Shared,
+    mut pool_events: Option<broadcast::Receiver<MemberEvent>>,
+) {
     loop {
-        let next = match reconcile_catalog(&shared).await {
+        let next = match reconcile_catalog(shared).await {
             Ok(()) => RECONCILE_INTERVAL,
             Err(e) => {
                 tracing::warn!(error = %e, "could not reconcile the catalog");
@@ -150,6 +167,30 @@ async fn init_ca(shared: &Shared) {
             }
         }
     }
+}
+
+/// Prunes CA roots now and every [`CA_ROOT_PRUNE_INTERVAL`]; a failure waits for the next
+/// round (nothing depends on a root being gone on time).
+async fn prune_ca_roots_forever(shared: &Shared) {
+    loop {
+        if let Err(e) = prune_ca_roots(shared, now_ms()).await {
+            tracing::warn!(error = %e, "could not prune CA roots");
+        }
+        tokio::time::sleep(CA_ROOT_PRUNE_INTERVAL).await;
+    }
+}
+
+/// Proposes removing the roots rotated out long enough ago, as of `now_ms` (the leader's
+/// clock, injected for tests). Returns whether a removal was proposed.
+pub(crate) async fn prune_ca_roots(shared: &Shared, now_ms: UnixMillis) -> Result<bool, RpcError> {
+    let Some(cmd) = crate::connect::prune_command(shared, now_ms) else {
+        return Ok(false);
+    };
+    if let Command::CaPruneRoots { ids } = &cmd {
+        tracing::info!(?ids, "pruning CA roots whose leaves have all expired");
+    }
+    shared.propose(cmd).await?;
+    Ok(true)
 }
 
 /// Starts a full TTL for every session that has one (a new leader does not know when they

@@ -185,10 +185,10 @@ impl Tables {
                 body,
                 cas,
             } => Ok(WriteResult::Bool(
-                self.config_entry_set(index, kind, name, body, *cas),
+                self.config_entry_set(index, kind, name, body, *cas)?,
             )),
             Command::ConfigEntryDelete { kind, name, cas } => Ok(WriteResult::Bool(
-                self.config_entry_delete(index, kind, name, *cas),
+                self.config_entry_delete(index, kind, name, *cas)?,
             )),
             Command::CaInit { config, root } => {
                 self.ca_init(index, config, root);
@@ -198,10 +198,12 @@ impl Tables {
                 config,
                 new_root,
                 prev_active_root,
+                now_ms,
             } => {
-                self.ca_set_config(index, config, new_root.as_ref(), prev_active_root)?;
+                self.ca_set_config(index, config, new_root.as_ref(), prev_active_root, *now_ms)?;
                 Ok(WriteResult::Done)
             }
+            Command::CaPruneRoots { ids } => Ok(WriteResult::Bool(self.ca_prune_roots(index, ids))),
             // A restore replaces the whole store, which only the state machine can do
             // (`StateStore::restored_at` + `StoreHandle::swap`).
             Command::Restore { .. } => Err(StateError::Snapshot(

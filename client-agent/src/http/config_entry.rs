@@ -29,7 +29,9 @@ pub(super) fn routes() -> Router<AppState> {
 }
 
 /// `GET /v1/discovery-chain/:service`: the compiled chain
-/// ([`concord_api::discovery_chain::compile`]), blocking on the config entries' index.
+/// ([`concord_api::discovery_chain::compile`]), blocking on the config entries' index. The
+/// targets' SNI names take the trust domain from the agent's CA cache, or from the servers
+/// before the cache has its first answer.
 async fn discovery_chain(
     State(s): State<AppState>,
     Path(service): Path<String>,
@@ -40,9 +42,19 @@ async fn discovery_chain(
         .config_entries(Query::ConfigEntryList { kind: None }, q.options)
         .await?;
     let entries = ChainEntries::from_entries(stored.iter().filter_map(|e| e.decode().ok()));
+    let trust_domain = match s.connect.trust_domain() {
+        Some(td) => td,
+        None => {
+            s.rpc
+                .ca_roots(QueryOptions::default())
+                .await?
+                .1
+                .trust_domain
+        }
+    };
     Ok(q.ok(
         Some(meta),
-        &compile(&service, &s.config.datacenter, &entries),
+        &compile(&service, &s.config.datacenter, &trust_domain, &entries),
     ))
 }
 

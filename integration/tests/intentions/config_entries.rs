@@ -111,6 +111,19 @@ async fn discovery_chain_and_merged_central_config() {
         c["Targets"]["v2.web.default.default.dc1"].is_object(),
         "{chain}"
     );
+    tracing::info!("targets are named by their SNI under the CA's trust domain");
+    let (_, roots) = get(&agent, "/v1/agent/connect/ca/roots").await;
+    let td = roots["TrustDomain"].as_str().unwrap();
+    assert!(!td.is_empty(), "{roots}");
+    let sni = format!("v2.web.default.dc1.internal.{td}");
+    assert_eq!(
+        c["Targets"]["v2.web.default.default.dc1"]["SNI"],
+        sni.as_str()
+    );
+    assert_eq!(
+        c["Targets"]["v2.web.default.default.dc1"]["Name"],
+        sni.as_str()
+    );
 
     tracing::info!("a sidecar proxy gets the central config merged on request");
     let proxy = json!({"Name": "web-sidecar-proxy", "Kind": "connect-proxy", "Port": 21000,

@@ -249,7 +249,7 @@ async fn bad_input_is_refused_and_changes_nothing() {
             Method::PUT,
             "/v1/connect/intentions/exact?source=web&destination=db",
             Some(json!({"Permissions": [{"Action": "allow", "HTTP": {"PathPrefix": "/"}}]})),
-            "does not match defined listener protocol",
+            "which is incompatible with L7 intentions permissions",
         ),
     ];
     for (method, path, body, want) in cases {

@@ -30,6 +30,7 @@ fn fixture(cmd: &Command) -> &'static str {
         Command::CaInit { .. } => "command/ca_init.json",
         Command::CaSetConfig { .. } => "command/ca_set_config.json",
         Command::Restore { .. } => "command/restore.json",
+        Command::CaPruneRoots { .. } => "command/ca_prune_roots.json",
     }
 }
 
@@ -214,6 +215,12 @@ pub(crate) fn samples() -> Vec<Command> {
                 ..ca_root("cc:dd", 384)
             }),
             prev_active_root: "aa:bb".into(),
+            now_ms: Some(1_700_000_000_005),
+        },
+        // Names an unknown root and the active one: applies and changes nothing, so the
+        // snapshot sample keeps both roots.
+        Command::CaPruneRoots {
+            ids: vec!["ee:ff".into(), "cc:dd".into()],
         },
         Command::Restore {
             state: r#"{"nodes":[],"services":[],"checks":[],"kvs":[],"tombstones":[],"lock_delays":[],"sessions":[],"indexes":{"kvs":9},"service_indexes":{}}"#.into(),
@@ -255,7 +262,21 @@ fn ca_root(id: &str, bits: u32) -> CaRoot {
         active: true,
         create_index: 0,
         modify_index: 0,
+        rotated_out_at_ms: None,
     }
+}
+
+/// `CaSetConfig` entries written before the rotation time was recorded still decode, with
+/// no time.
+#[test]
+fn ca_set_config_without_a_rotation_time_decodes() {
+    let mut v: serde_json::Value =
+        serde_json::from_str(&golden::read("command/ca_set_config.json")).unwrap();
+    v["CaSetConfig"].as_object_mut().unwrap().remove("now_ms");
+    let Command::CaSetConfig { now_ms, .. } = serde_json::from_value(v).unwrap() else {
+        panic!("wrong variant")
+    };
+    assert_eq!(now_ms, None);
 }
 
 #[test]

@@ -145,6 +145,7 @@ fn describe_root(
         active: true,
         create_index: 0,
         modify_index: 0,
+        rotated_out_at_ms: None,
     })
 }
 

@@ -122,6 +122,10 @@ pub(crate) struct CaRoot {
     pub(crate) create_index: u64,
     /// Index of its last change.
     pub(crate) modify_index: u64,
+    /// Leader time (Unix ms) of the rotation that made it inactive; `None` while active, and
+    /// for roots rotated out before this was recorded. Pruning counts from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) rotated_out_at_ms: Option<u64>,
 }
 
 // By hand, so no log line or panic message can ever print the key.

@@ -603,3 +603,69 @@ async fn remove_peer_refuses_unknown_peers_and_the_leader() {
         "no other voter: {err:?}"
     );
 }
+
+/// After a rotation, the leader's pruning (with an injected clock) removes the old root once
+/// it has been rotated out for twice the leaf TTL, and not a millisecond earlier; the roots
+/// query then lists only the active root.
+#[tokio::test]
+async fn rotated_out_roots_are_pruned_after_twice_the_leaf_ttl() {
+    let (shared, app) = single_node().await;
+    tracing::info!("bootstrap the CA as a new leader does");
+    let init = crate::connect::init_command(&shared).unwrap().unwrap();
+    shared.propose(init).await.unwrap();
+    tracing::info!("rotate by changing the key size");
+    let mut config = serde_json::Map::new();
+    config.insert("PrivateKeyBits".into(), 384.into());
+    write(
+        &app,
+        WriteRequest::CaSetConfig(concord_api::connect::CaConfiguration {
+            cluster_id: String::new(),
+            provider: "consul".into(),
+            config,
+            force_without_cross_signing: false,
+            create_index: 0,
+            modify_index: 0,
+        }),
+    )
+    .await
+    .unwrap();
+    let roots = || async {
+        match read(&app, Query::CaRoots, QueryOptions::default())
+            .await
+            .unwrap()
+            .result
+        {
+            QueryResult::CaRoots(r) => r,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(roots().await.roots.len(), 2);
+    let rotated_at = shared
+        .store
+        .current()
+        .view(|t| t.ca_roots().iter().find_map(|r| r.rotated_out_at_ms))
+        .expect("the old root records its rotation");
+    let grace = 2 * 72 * 3_600_000; // the default LeafCertTTL, 72h
+
+    tracing::info!("within twice the leaf TTL the old root stays");
+    let pruned = crate::leader::prune_ca_roots(&shared, rotated_at + grace)
+        .await
+        .unwrap();
+    assert!(!pruned);
+    assert_eq!(roots().await.roots.len(), 2);
+
+    tracing::info!("past it, the leader removes it through Raft");
+    let pruned = crate::leader::prune_ca_roots(&shared, rotated_at + grace + 1)
+        .await
+        .unwrap();
+    assert!(pruned);
+    let after = roots().await;
+    assert_eq!(after.roots.len(), 1);
+    assert!(after.roots[0].active);
+    assert_eq!(after.active_root_id, after.roots[0].id);
+    assert!(
+        !crate::leader::prune_ca_roots(&shared, rotated_at + 10 * grace)
+            .await
+            .unwrap()
+    );
+}

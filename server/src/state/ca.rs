@@ -25,6 +25,7 @@ impl Tables {
             active: true,
             create_index: index,
             modify_index: index,
+            rotated_out_at_ms: None,
             ..root.clone()
         }];
         self.bump(CA_CONFIG, index);
@@ -36,12 +37,14 @@ impl Tables {
     /// active one and the others stay as trusted, inactive roots, so leaves they signed keep
     /// verifying. `prev_active` is the root the leader built the rotation against; if another
     /// rotation applied meanwhile the command is refused (the cross-signature would be wrong).
+    /// The root rotated out records `now_ms` (the leader's time), from which pruning counts.
     pub(crate) fn ca_set_config(
         &mut self,
         index: u64,
         config: &CaConfig,
         new_root: Option<&CaRoot>,
         prev_active: &str,
+        now_ms: Option<u64>,
     ) -> Result<(), StateError> {
         let Some(current) = &self.ca_config else {
             return Err(Invalid::CaNotInitialized.into());
@@ -67,17 +70,36 @@ impl Tables {
                 if root.active {
                     root.active = false;
                     root.modify_index = index;
+                    root.rotated_out_at_ms = now_ms;
                 }
             }
             self.ca_roots.push(CaRoot {
                 active: true,
                 create_index: index,
                 modify_index: index,
+                rotated_out_at_ms: None,
                 ..new_root.clone()
             });
             self.bump(CA_ROOTS, index);
         }
         Ok(())
+    }
+
+    /// Removes the inactive roots named in `ids` (the active root stays whatever the list
+    /// says). Returns whether any was removed; only then does the roots index move.
+    pub(crate) fn ca_prune_roots(&mut self, index: u64, ids: &[String]) -> bool {
+        let before = self.ca_roots.len();
+        self.ca_roots.retain(|r| r.active || !ids.contains(&r.id));
+        let pruned = self.ca_roots.len() != before;
+        if pruned {
+            self.bump(CA_ROOTS, index);
+        }
+        pruned
+    }
+
+    /// The roots (for the leader's pruning check).
+    pub(crate) fn ca_roots(&self) -> &[CaRoot] {
+        &self.ca_roots
     }
 
     /// The configuration and the active root (what signing needs), if initialized.

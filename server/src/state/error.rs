@@ -112,6 +112,15 @@ pub(crate) enum Invalid {
     /// A rotation built against a root that is no longer the active one.
     #[error("CA root changed while the rotation was prepared; retry")]
     CaRootChanged,
+    /// A config entry write or delete that would leave a service with L7 intention
+    /// permissions speaking a protocol that is not HTTP-aware (Consul's text).
+    #[error("service {service:?} has protocol {protocol:?}, which is incompatible with L7 intentions permissions")]
+    L7IntentionsNeedHttp {
+        /// The intentions' destination.
+        service: String,
+        /// Its protocol after the change.
+        protocol: String,
+    },
 }
 
 /// Why one operation of a KV transaction failed (the transaction then changes nothing).

@@ -91,6 +91,7 @@ fn rotation_keeps_the_old_root_inactive_and_refuses_a_stale_base() {
             config: config(),
             new_root: Some(second.clone()),
             prev_active_root: "not-it".into(),
+            now_ms: Some(1_000),
         },
     );
     assert!(matches!(err, RpcError::Invalid(_)), "{err:?}");
@@ -103,13 +104,28 @@ fn rotation_keeps_the_old_root_inactive_and_refuses_a_stale_base() {
             config: config(),
             new_root: Some(second.clone()),
             prev_active_root: first.id.clone(),
+            now_ms: Some(2_000),
         },
     );
     let (index, r) = roots(&store);
     assert_eq!(index, 5);
     assert_eq!(r.active_root_id, second.id);
     let states: Vec<(String, bool)> = r.roots.iter().map(|x| (x.id.clone(), x.active)).collect();
-    assert_eq!(states, vec![(first.id, false), (second.id.clone(), true)]);
+    assert_eq!(
+        states,
+        vec![(first.id.clone(), false), (second.id.clone(), true)]
+    );
+    let rotated_out = store.view(|t| {
+        t.ca_roots()
+            .iter()
+            .map(|r| r.rotated_out_at_ms)
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(
+        rotated_out,
+        vec![Some(2_000), None],
+        "the rotation time is recorded"
+    );
 
     // A config change without a new root moves only the config index.
     apply_ok(
@@ -119,6 +135,7 @@ fn rotation_keeps_the_old_root_inactive_and_refuses_a_stale_base() {
             config: config(),
             new_root: None,
             prev_active_root: second.id.clone(),
+            now_ms: Some(3_000),
         },
     );
     assert_eq!(roots(&store).0, 5);
@@ -126,4 +143,52 @@ fn rotation_keeps_the_old_root_inactive_and_refuses_a_stale_base() {
         query(&store, Query::CaConfig),
         (6, QueryResult::CaConfig(Some(_)))
     ));
+}
+
+#[test]
+fn pruning_removes_inactive_roots_only_and_moves_the_index_only_when_it_does() {
+    let store = StateStore::new();
+    let first = root();
+    let second = root();
+    apply_ok(
+        &store,
+        1,
+        Command::CaInit {
+            config: config(),
+            root: first.clone(),
+        },
+    );
+    apply_ok(
+        &store,
+        2,
+        Command::CaSetConfig {
+            config: config(),
+            new_root: Some(second.clone()),
+            prev_active_root: first.id.clone(),
+            now_ms: Some(1_000),
+        },
+    );
+    // The active root and an unknown one: nothing to remove, the index stays.
+    apply_ok(
+        &store,
+        3,
+        Command::CaPruneRoots {
+            ids: vec![second.id.clone(), "unknown".into()],
+        },
+    );
+    assert_eq!(roots(&store).0, 2);
+    assert_eq!(roots(&store).1.roots.len(), 2);
+
+    apply_ok(
+        &store,
+        4,
+        Command::CaPruneRoots {
+            ids: vec![first.id.clone()],
+        },
+    );
+    let (index, r) = roots(&store);
+    assert_eq!(index, 4);
+    let ids: Vec<&str> = r.roots.iter().map(|x| x.id.as_str()).collect();
+    assert_eq!(ids, vec![second.id.as_str()]);
+    assert_eq!(r.active_root_id, second.id);
 }
