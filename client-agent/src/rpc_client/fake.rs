@@ -53,6 +53,16 @@ impl FakeServers {
         self.lock().writes.clone()
     }
 
+    /// Loses all data and restarts the index, as a wiped cluster does.
+    pub(crate) fn wipe(&self) {
+        let mut state = self.lock();
+        let failures = state.failures;
+        *state = State {
+            failures,
+            ..State::default()
+        };
+    }
+
     /// Forgets the write log.
     pub(crate) fn clear_writes(&self) {
         self.lock().writes.clear();
