@@ -155,6 +155,17 @@ impl State {
                     .map(|(_, c)| c.clone())
                     .collect(),
             ),
+            // Node-meta filters are not modelled: every service counts.
+            Query::Services { .. } => {
+                let mut services: BTreeMap<String, Vec<String>> = BTreeMap::new();
+                for s in self.services.values() {
+                    let tags = services.entry(s.service.clone()).or_default();
+                    tags.extend(s.tags.iter().cloned());
+                    tags.sort();
+                    tags.dedup();
+                }
+                QueryResult::Services(services)
+            }
             Query::KvGet { key } => {
                 QueryResult::Kv(self.kv.get(key).cloned().into_iter().collect())
             }
