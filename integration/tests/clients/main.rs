@@ -3,7 +3,9 @@
 //! processes. Every wait is bounded and its measured time printed.
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use concord_integration::dns::{query, Transport};
 use concord_integration::{assert_eventually, init_tracing, AgentSpec, TestAgent, TestCluster};
