@@ -21,6 +21,9 @@ const PROPAGATION: Duration = Duration::from_secs(10);
 /// Bound for a killed agent's services to leave passing health elsewhere (gossip failure
 /// detection, then the leader marks serfHealth critical).
 const FAILURE: Duration = Duration::from_secs(30);
+/// Bound for anti-entropy to repair data the servers lost: well under the 60 s full-sync
+/// interval, so only the resync watch can meet it.
+const RESYNC: Duration = Duration::from_secs(20);
 
 fn client_ip(i: u8) -> IpAddr {
     IpAddr::from([127, 0, NET, 11 + i])
@@ -179,6 +182,39 @@ async fn clients_sync_resolve_fail_restart_and_outlive_their_servers() {
         "clients: restarted A's web passing and in B's DNS {:?} after the restart began",
         restarted.elapsed()
     );
+
+    tracing::info!("a snapshot restore drops a service C synced: C resyncs at once");
+    let snapshot = cluster.servers[0]
+        .client
+        .get(cluster.servers[0].url("/v1/snapshot"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let (code, body) = clients[2]
+        .put(
+            "/v1/agent/service/register",
+            r#"{"Name":"late","Port":6060}"#,
+        )
+        .await
+        .unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert_eventually!(@timeout PROPAGATION, a_records(dns_b, "late.service.consul").await == 1,
+        "late resolves through B");
+    let (code, body) = cluster.servers[0]
+        .put("/v1/snapshot", snapshot.to_vec())
+        .await
+        .unwrap();
+    assert_eq!(code, 200, "{body}");
+    let resynced = measure!(
+        RESYNC,
+        clients[2].logs().contains("full sync now")
+            && a_records(dns_b, "late.service.consul").await == 1,
+        "C notices the lost service and registers it again"
+    );
+    eprintln!("clients: after a snapshot restore, C resynced and late resolves again within {resynced:?} (full-sync interval 60s)");
 
     tracing::info!("every server killed: B's DNS answers from its last view, HTTP reads fail");
     for server in &mut cluster.servers {
