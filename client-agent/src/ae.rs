@@ -7,12 +7,21 @@
 //! - A *partial sync* pushes only what changed locally. Handlers await one after each write
 //!   (Consul syncs synchronously on registration, so a read right after sees the change);
 //!   check results trigger one in the background.
-//! - Syncs are serialized by one async mutex; a failed sync is retried after `ae_retry`.
+//! - Syncs are serialized by one async mutex. A failed sync is retried after `ae_retry`,
+//!   doubling per consecutive failure (capped at the full-sync interval) so a cluster that
+//!   is down is not hammered by every agent at once.
+//! - The full-sync interval scales with the alive pool size as Consul's `scaleFactor` does
+//!   (1–128 nodes: `ae_interval`; 129–256: 2×; 257–512: 3×; ...), plus a random stagger.
+//! - A *resync watch* holds a blocking query on this node's catalog entry. When the servers
+//!   lost or replaced their data (the node or a synced service is gone, or the index went
+//!   backwards after a snapshot restore or a wiped cluster), it asks for a full sync at
+//!   once instead of waiting for the interval.
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use concord_api::catalog::{DeregisterRequest, RegisterRequest};
+use concord_api::catalog::{DeregisterRequest, NodeServices, RegisterRequest};
 use concord_api::rpc::{Query, QueryOptions, RpcError};
 use rand::Rng;
 use tokio::sync::{Mutex, Notify};
@@ -29,6 +38,12 @@ pub struct AntiEntropy {
     rpc: Arc<dyn ServerRpc>,
     sync_lock: Mutex<()>,
     trigger: Notify,
+    /// Fired by the resync watch when the servers lost this node's data.
+    resync: Notify,
+    /// Alive members of the pool (1 until the pool reports), for the interval scale.
+    cluster_size: AtomicUsize,
+    /// Highest catalog index seen in a sync or the watch; a lower one means lost data.
+    last_index: AtomicU64,
     /// Counts successful and failed syncs (exported as metrics).
     pub stats: SyncStats,
 }
@@ -51,8 +66,22 @@ impl AntiEntropy {
             rpc,
             sync_lock: Mutex::new(()),
             trigger: Notify::new(),
+            resync: Notify::new(),
+            cluster_size: AtomicUsize::new(1),
+            last_index: AtomicU64::new(0),
             stats: SyncStats::default(),
         }
+    }
+
+    /// Records the number of alive pool members; the full-sync interval scales with it.
+    pub fn set_cluster_size(&self, alive: usize) {
+        self.cluster_size.store(alive.max(1), Ordering::Relaxed);
+    }
+
+    /// The full-sync interval before stagger: `ae_interval` times [`scale_factor`].
+    pub fn scaled_interval(&self) -> Duration {
+        let factor = scale_factor(self.cluster_size.load(Ordering::Relaxed));
+        self.config.ae_interval.saturating_mul(factor)
     }
 
     /// Asks the background loop for a partial sync soon.
@@ -84,50 +113,140 @@ impl AntiEntropy {
         };
     }
 
-    /// Runs until `shutdown` resolves: full syncs on a jittered interval, partial syncs
-    /// on trigger, retries after failures.
+    /// Runs until `shutdown` resolves: full syncs on a scaled, staggered interval, partial
+    /// syncs on trigger, an immediate full sync when the resync watch fires, and retries
+    /// with exponential backoff after failures.
     pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
+        let watch = tokio::spawn(self.clone().resync_watch());
         let mut next_full = tokio::time::Instant::now();
+        let mut failures: u32 = 0;
         loop {
             tokio::select! {
-                _ = &mut shutdown => return,
+                _ = &mut shutdown => break,
                 _ = tokio::time::sleep_until(next_full) => {
-                    next_full = match self.full_sync().await {
-                        Ok(()) => tokio::time::Instant::now() + self.jittered_interval(),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "anti-entropy full sync failed; retrying");
-                            tokio::time::Instant::now() + self.config.ae_retry
-                        }
-                    };
+                    next_full = self.after_full_sync(&mut failures).await;
+                }
+                _ = self.resync.notified() => {
+                    tracing::info!("servers lost this node's catalog data; full sync now");
+                    next_full = self.after_full_sync(&mut failures).await;
                 }
                 _ = self.trigger.notified() => {
                     if let Err(e) = self.sync_changes().await {
                         tracing::warn!(error = %e, "anti-entropy sync failed; retrying");
-                        next_full = next_full.min(tokio::time::Instant::now() + self.config.ae_retry);
+                        failures = failures.saturating_add(1);
+                        let retry = tokio::time::Instant::now() + self.backoff(failures);
+                        next_full = next_full.min(retry);
                     }
                 }
             }
         }
+        watch.abort();
+    }
+
+    /// Runs a full sync and returns when the next one is due.
+    async fn after_full_sync(&self, failures: &mut u32) -> tokio::time::Instant {
+        let now = tokio::time::Instant::now();
+        match self.full_sync().await {
+            Ok(()) => {
+                *failures = 0;
+                now + self.jittered_interval()
+            }
+            Err(e) => {
+                *failures = failures.saturating_add(1);
+                let wait = self.backoff(*failures);
+                tracing::warn!(error = %e, retry_in = ?wait, "anti-entropy full sync failed");
+                now + wait
+            }
+        }
+    }
+
+    /// `ae_retry` doubled per consecutive failure after the first, capped at the scaled
+    /// interval, plus up to an eighth of random stagger so agents spread their retries.
+    fn backoff(&self, failures: u32) -> Duration {
+        let doublings = failures.saturating_sub(1).min(16);
+        let base = self
+            .config
+            .ae_retry
+            .saturating_mul(1 << doublings)
+            .min(self.scaled_interval().max(self.config.ae_retry));
+        base + stagger(base / 8)
     }
 
     fn jittered_interval(&self) -> Duration {
-        let base = self.config.ae_interval;
-        let max_jitter = base / 8;
-        let jitter = if max_jitter.is_zero() {
-            Duration::ZERO
-        } else {
-            rand::thread_rng().gen_range(Duration::ZERO..max_jitter)
+        let base = self.scaled_interval();
+        base + stagger(base / 8)
+    }
+
+    /// Holds a blocking query on this node's catalog entry and fires `resync` when the
+    /// servers no longer have what this agent synced. Consul relies on the periodic full
+    /// sync alone; this bounds recovery after a restore or a wiped cluster by the blocking
+    /// wait instead of the (scaled) interval.
+    async fn resync_watch(self: Arc<Self>) {
+        loop {
+            let seen = self.last_index.load(Ordering::Relaxed);
+            if seen == 0 {
+                // Nothing synced yet (or a resync is under way): nothing to lose.
+                tokio::time::sleep(RESYNC_WATCH_MIN_GAP).await;
+                continue;
+            }
+            let options = QueryOptions {
+                min_index: seen,
+                max_wait_ms: RESYNC_WATCH_WAIT.as_millis() as u64,
+                ..QueryOptions::default()
+            };
+            let started = tokio::time::Instant::now();
+            match self
+                .rpc
+                .node_services(self.config.node_name.clone(), options)
+                .await
+            {
+                Ok((meta, remote)) => {
+                    if self.data_lost(meta.index, seen, remote.as_ref()) {
+                        // Forget the old index so the full sync's reads set the new one.
+                        self.last_index.store(0, Ordering::Relaxed);
+                        self.resync.notify_one();
+                    } else {
+                        self.last_index.fetch_max(meta.index, Ordering::Relaxed);
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "anti-entropy resync watch failed");
+                    tokio::time::sleep(self.config.ae_retry).await;
+                }
+            }
+            // Servers (and the test fake) may answer without blocking; keep the watch from
+            // spinning.
+            let elapsed = started.elapsed();
+            if elapsed < RESYNC_WATCH_MIN_GAP {
+                tokio::time::sleep(RESYNC_WATCH_MIN_GAP - elapsed).await;
+            }
+        }
+    }
+
+    /// Whether the servers' view shows data loss: the index went backwards, the node is
+    /// gone, or a service this agent has synced is missing.
+    fn data_lost(&self, index: u64, seen: u64, remote: Option<&NodeServices>) -> bool {
+        if index < seen {
+            return true;
+        }
+        let Some(remote) = remote else {
+            return true;
         };
-        base + jitter
+        self.state
+            .synced_service_ids()
+            .iter()
+            .any(|id| !remote.services.contains_key(id))
     }
 
     async fn reconcile_and_push(&self) -> Result<(), RpcError> {
         let node = self.config.node_name.clone();
-        let (_, remote_node) = self
+        let (meta, remote_node) = self
             .rpc
             .node_services(node.clone(), QueryOptions::default())
             .await?;
+        // A full sync starts from what the servers have now, even if that is a lower index.
+        self.last_index.store(meta.index, Ordering::Relaxed);
         let (_, remote_checks) = self
             .rpc
             .checks(Query::NodeChecks { node }, QueryOptions::default())
@@ -229,6 +348,39 @@ impl AntiEntropy {
             node_meta: self.config.node_meta.clone(),
             ..RegisterRequest::default()
         }
+    }
+}
+
+/// Longest blocking wait of the resync watch; with the index gone backwards the servers
+/// block until it elapses, so it bounds how late data loss is noticed.
+const RESYNC_WATCH_WAIT: Duration = Duration::from_secs(10);
+
+/// Shortest time between two resync-watch reads.
+const RESYNC_WATCH_MIN_GAP: Duration = Duration::from_secs(1);
+
+/// Consul's `scaleFactor`: 1 up to 128 nodes, then one more per doubling
+/// (129–256: 2, 257–512: 3, ...).
+pub fn scale_factor(nodes: usize) -> u32 {
+    const THRESHOLD: usize = 128;
+    if nodes <= THRESHOLD {
+        return 1;
+    }
+    // ceil(log2(nodes / 128)) + 1, in integers: the doublings of 128 needed to reach nodes.
+    let mut factor = 1;
+    let mut cap = THRESHOLD;
+    while cap < nodes {
+        cap = cap.saturating_mul(2);
+        factor += 1;
+    }
+    factor
+}
+
+/// A random duration in `[0, max)`; zero when `max` is zero.
+fn stagger(max: Duration) -> Duration {
+    if max.is_zero() {
+        Duration::ZERO
+    } else {
+        rand::thread_rng().gen_range(Duration::ZERO..max)
     }
 }
 
@@ -409,6 +561,107 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert!(start.elapsed() < ae.config.ae_interval);
+        drop(stop);
+        task.await.unwrap();
+    }
+
+    #[test]
+    fn the_interval_scales_with_the_pool_like_consul() {
+        let cases = [
+            (1, 1),
+            (128, 1),
+            (129, 2),
+            (256, 2),
+            (257, 3),
+            (512, 3),
+            (513, 4),
+        ];
+        for (nodes, factor) in cases {
+            assert_eq!(scale_factor(nodes), factor, "{nodes} nodes");
+        }
+        let (ae, _, _) = setup();
+        ae.set_cluster_size(200);
+        assert_eq!(ae.scaled_interval(), ae.config.ae_interval * 2);
+        for _ in 0..20 {
+            let next = ae.jittered_interval();
+            assert!(next >= ae.config.ae_interval * 2);
+            assert!(next < ae.config.ae_interval * 2 + ae.config.ae_interval / 4);
+        }
+    }
+
+    #[test]
+    fn retries_back_off_up_to_the_interval() {
+        let (ae, _, _) = setup();
+        let retry = ae.config.ae_retry;
+        let first = ae.backoff(1);
+        assert!(first >= retry && first < retry + retry / 8, "{first:?}");
+        let third = ae.backoff(3);
+        assert!(
+            third >= retry * 4 && third < retry * 4 + retry / 2,
+            "{third:?}"
+        );
+        let capped = ae.backoff(40);
+        assert!(capped >= ae.config.ae_interval, "{capped:?}");
+        assert!(capped < ae.config.ae_interval + ae.config.ae_interval / 8);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wiped_cluster_is_resynced_before_the_interval() {
+        let (ae, local, fake) = setup();
+        local.add_service(svc("web"), vec![(check("service:web", "web"), None)], false);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(ae.clone().run(async {
+            let _ = stopped.await;
+        }));
+        while fake.service_ids(NODE).is_empty() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Let the watch record the index it synced at, then bump it past the wipe's.
+        fake.register(RegisterRequest {
+            node: "other".into(),
+            address: "10.0.0.2".into(),
+            ..RegisterRequest::default()
+        });
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        tracing::info!("the servers lose everything; the index starts over");
+        fake.wipe();
+        let wiped = tokio::time::Instant::now();
+        while fake.service_ids(NODE).is_empty() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let took = wiped.elapsed();
+        assert!(took < ae.config.ae_interval / 4, "resynced after {took:?}");
+        assert_eq!(check_ids(&fake), ["service:web"]);
+        assert!(fake.node(NODE).is_some());
+        drop(stop);
+        task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_restore_that_drops_a_synced_service_is_repaired() {
+        let (ae, local, fake) = setup();
+        local.add_service(svc("web"), vec![], false);
+        local.add_service(svc("api"), vec![], false);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(ae.clone().run(async {
+            let _ = stopped.await;
+        }));
+        while fake.service_ids(NODE).len() < 2 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        tracing::info!("a restore brings back older data without `api`, at a higher index");
+        let gone = DeregisterRequest {
+            node: NODE.into(),
+            service_id: Some("api".into()),
+            ..DeregisterRequest::default()
+        };
+        fake.write(WriteRequest::Deregister(gone)).await.unwrap();
+        let restored = tokio::time::Instant::now();
+        while fake.service_ids(NODE).len() < 2 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(restored.elapsed() < ae.config.ae_interval / 4);
         drop(stop);
         task.await.unwrap();
     }

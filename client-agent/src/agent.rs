@@ -39,6 +39,8 @@ pub struct AgentCore {
     pub persist: Persist,
     /// The agent's copy of the catalog (DNS reads it).
     pub catalog: CatalogView,
+    /// `?cached` reads.
+    pub cache: crate::cache::AgentCache,
     /// The agent's copy of the intentions (Connect authorization reads it).
     pub intentions: crate::intentions_cache::IntentionsCache,
     /// Connect CA roots and this agent's leaf certificates.
@@ -83,6 +85,7 @@ impl AgentCore {
             metrics: Metrics::default(),
             persist,
             catalog,
+            cache: crate::cache::AgentCache::default(),
             intentions: crate::intentions_cache::IntentionsCache::default(),
             connect,
             leave: Notify::new(),

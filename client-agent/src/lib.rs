@@ -15,6 +15,8 @@
 //! - [`checks`]: HTTP, TCP, TTL and script health checks run by the agent.
 //! - [`filter`]: Consul's `?filter=` expressions (go-bexpr) over JSON results.
 //! - [`catalog_cache`]: the agent's in-memory copy of the catalog, fed by a blocking query.
+//! - [`cache`]: the agent cache behind `?cached` reads (health service, catalog services),
+//!   each key kept current by a background blocking query.
 //! - [`intentions_cache`]: the agent's copy of the intentions (Connect authorize reads it),
 //!   fed by one blocking query.
 //! - [`dns`]: the DNS server (hickory) answering from that copy.
@@ -29,6 +31,7 @@
 
 pub mod ae;
 pub mod agent;
+pub mod cache;
 pub mod catalog_cache;
 pub mod checks;
 pub mod config;

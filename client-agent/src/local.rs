@@ -223,6 +223,17 @@ impl LocalState {
             .collect()
     }
 
+    /// IDs of services the last sync left in the catalog (registered, not deleted, and
+    /// unchanged since); if the catalog lacks one, the servers lost data.
+    pub fn synced_service_ids(&self) -> Vec<String> {
+        self.lock()
+            .services
+            .iter()
+            .filter(|(_, s)| s.in_sync && !s.deleted)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
     /// A registered check.
     pub fn check(&self, id: &str) -> Option<HealthCheck> {
         self.lock()

@@ -442,11 +442,15 @@ pub fn follow(
     let mut events = membership.gossip.subscribe();
     async move {
         let refresh_servers = || {
+            let members = membership.gossip.members();
+            let alive = members
+                .iter()
+                .filter(|m| m.status == MemberStatus::Alive)
+                .count();
+            // Anti-entropy scales its full-sync interval with the pool size.
+            core.ae.set_cluster_size(alive);
             let mut servers = core.config.servers.clone();
-            servers.extend(servers_in(
-                &membership.gossip.members(),
-                &core.config.datacenter,
-            ));
+            servers.extend(servers_in(&members, &core.config.datacenter));
             servers.sort();
             servers.dedup();
             core.rpc.set_servers(servers);

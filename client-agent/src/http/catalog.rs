@@ -3,11 +3,12 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
+use axum::http::HeaderMap;
 use axum::routing::{get, put};
 use axum::Router;
 use concord_api::catalog::{DeregisterRequest, RegisterRequest, ServiceNode};
 use concord_api::decode::decode_lenient;
-use concord_api::rpc::Query;
+use concord_api::rpc::{Query, QueryResult};
 
 use super::reply::encode;
 use super::{check_datacenter, ApiError, ApiResult, AppState, Common, ReadQuery};
@@ -87,9 +88,20 @@ async fn nodes(State(s): State<AppState>, q: ReadQuery) -> ApiResult {
     q.reply(Some(meta), &nodes)
 }
 
-async fn services(State(s): State<AppState>, q: ReadQuery) -> ApiResult {
+async fn services(State(s): State<AppState>, headers: HeaderMap, q: ReadQuery) -> ApiResult {
     if let Some(filter) = &q.filter {
         return filtered_services(&s, &q, filter).await;
+    }
+    if q.params.flag("cached") {
+        let query = Query::Services {
+            node_meta: q.node_meta.clone(),
+        };
+        let (response, cache) = super::health::cached_read(&s, &headers, &q, query).await?;
+        let QueryResult::Services(services) = &response.result else {
+            return Err(super::health::unexpected(&response.result));
+        };
+        let reply = q.ok(Some(response.meta), services);
+        return Ok(super::health::with_cache_headers(reply, Some(cache)));
     }
     let (meta, services) = s.rpc.services(q.node_meta.clone(), q.options).await?;
     Ok(q.ok(Some(meta), &services))

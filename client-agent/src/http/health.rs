@@ -1,10 +1,14 @@
 //! `/v1/health/*`: health of services and nodes from the servers' catalog.
 
 use axum::extract::{Path, State};
+use axum::http::header::{HeaderMap, HeaderValue, AGE, CACHE_CONTROL};
+use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use concord_api::catalog::{CheckServiceNode, CheckStatus, NodeService};
-use concord_api::rpc::{Query, QueryMeta};
+use concord_api::rpc::{Query, QueryMeta, QueryResult, RpcError};
+
+use crate::cache::{CacheControl, CacheMeta};
 
 use super::{ApiError, ApiResult, AppState, ReadQuery};
 
@@ -17,14 +21,28 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/health/connect/{service}", get(connect))
 }
 
-async fn service(State(s): State<AppState>, Path(name): Path<String>, q: ReadQuery) -> ApiResult {
+async fn service(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    q: ReadQuery,
+) -> ApiResult {
     let query = Query::HealthService {
         service: name,
         tags: q.params.all("tag"),
         passing: q.params.flag("passing"),
         node_meta: q.node_meta.clone(),
     };
-    let (meta, mut rows) = s.rpc.health_service(query, q.options).await?;
+    let (meta, mut rows, cache) = if q.params.flag("cached") {
+        let (response, cache) = cached_read(&s, &headers, &q, query).await?;
+        let QueryResult::Health(rows) = response.result else {
+            return Err(unexpected(&response.result));
+        };
+        (response.meta, rows, Some(cache))
+    } else {
+        let (meta, rows) = s.rpc.health_service(query, q.options).await?;
+        (meta, rows, None)
+    };
     if q.params.flag("merge-central-config") {
         super::central_config::Central::load(&s)
             .await?
@@ -35,7 +53,49 @@ async fn service(State(s): State<AppState>, Path(name): Path<String>, q: ReadQue
         return Ok(q.ok(Some(meta), &Vec::<()>::new()));
     }
     super::near::sort(&s, &q, &mut rows, |r| &r.node.node);
-    q.reply(Some(meta), &rows)
+    Ok(with_cache_headers(q.reply(Some(meta), &rows)?, cache))
+}
+
+/// A `?cached` read through the agent cache. `Cache-Control: max-age=N, stale-if-error=N`
+/// as Consul reads it; `?max-age=` (a duration such as `30s`) is accepted as well.
+pub(super) async fn cached_read(
+    s: &AppState,
+    headers: &HeaderMap,
+    q: &ReadQuery,
+    query: Query,
+) -> Result<(concord_api::rpc::ReadResponse, CacheMeta), ApiError> {
+    let mut control = match headers.get(CACHE_CONTROL) {
+        Some(value) => {
+            let text = value
+                .to_str()
+                .map_err(|_| ApiError::BadRequest("Cache-Control is not ASCII".to_string()))?;
+            CacheControl::parse(text).map_err(ApiError::BadRequest)?
+        }
+        None => CacheControl::default(),
+    };
+    if let Some(text) = q.params.get("max-age") {
+        let age = concord_api::duration::parse_duration(text)
+            .map_err(|e| ApiError::BadRequest(format!("Invalid max-age: {e}")))?;
+        control.max_age = Some(age);
+    }
+    Ok(s.cache.read(&s.rpc, query, q.options, control).await?)
+}
+
+/// Adds Consul's `X-Cache: HIT|MISS` and `Age` (whole seconds) to a `?cached` reply.
+pub(super) fn with_cache_headers(mut response: Response, cache: Option<CacheMeta>) -> Response {
+    let Some(cache) = cache else {
+        return response;
+    };
+    let headers = response.headers_mut();
+    let hit = if cache.hit { "HIT" } else { "MISS" };
+    headers.insert("x-cache", HeaderValue::from_static(hit));
+    headers.insert(AGE, HeaderValue::from(cache.age.as_secs()));
+    response
+}
+
+/// A cached entry of the wrong kind: a bug, reported like a server's mismatched reply.
+pub(super) fn unexpected(result: &QueryResult) -> ApiError {
+    RpcError::Internal(format!("unexpected cached result: {result:?}")).into()
 }
 
 async fn service_checks(

@@ -518,3 +518,48 @@ async fn snapshot_save_is_gzip_with_the_index_and_restore_refuses_a_bad_archive(
         (StatusCode::METHOD_NOT_ALLOWED, "method POST not allowed")
     );
 }
+
+#[tokio::test]
+async fn cached_reads_say_miss_then_hit_with_an_age() {
+    let fake = Arc::new(FakeServers::default());
+    fake.register(concord_api::catalog::RegisterRequest {
+        node: "n1".into(),
+        address: "10.0.0.1".into(),
+        service: Some(concord_api::catalog::NodeService {
+            id: "web".into(),
+            service: "web".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let (app, _) = app_over(fake.clone());
+    let uri = "/v1/catalog/services?cached";
+    let (status, headers, body) = call_with_headers(&app, Method::GET, uri, "").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(headers["x-cache"], "MISS");
+    assert_eq!(headers["age"], "0");
+    assert!(headers.contains_key("x-consul-index"));
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["web"],
+        serde_json::json!([])
+    );
+    let (_, headers, again) = call_with_headers(&app, Method::GET, uri, "").await;
+    assert_eq!(
+        (&headers["x-cache"], again),
+        (&"HIT".parse().unwrap(), body)
+    );
+
+    tracing::info!("without ?cached there are no cache headers");
+    let (_, headers, _) = call_with_headers(&app, Method::GET, "/v1/catalog/services", "").await;
+    assert!(!headers.contains_key("x-cache"));
+
+    let (status, body) = call(
+        &app,
+        Method::GET,
+        "/v1/catalog/services?cached&max-age=soon",
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("max-age"), "{body}");
+}

@@ -53,6 +53,16 @@ impl FakeServers {
         self.lock().writes.clone()
     }
 
+    /// Loses all data and restarts the index, as a wiped cluster does.
+    pub(crate) fn wipe(&self) {
+        let mut state = self.lock();
+        let failures = state.failures;
+        *state = State {
+            failures,
+            ..State::default()
+        };
+    }
+
     /// Forgets the write log.
     pub(crate) fn clear_writes(&self) {
         self.lock().writes.clear();
@@ -145,6 +155,17 @@ impl State {
                     .map(|(_, c)| c.clone())
                     .collect(),
             ),
+            // Node-meta filters are not modelled: every service counts.
+            Query::Services { .. } => {
+                let mut services: BTreeMap<String, Vec<String>> = BTreeMap::new();
+                for s in self.services.values() {
+                    let tags = services.entry(s.service.clone()).or_default();
+                    tags.extend(s.tags.iter().cloned());
+                    tags.sort();
+                    tags.dedup();
+                }
+                QueryResult::Services(services)
+            }
             Query::KvGet { key } => {
                 QueryResult::Kv(self.kv.get(key).cloned().into_iter().collect())
             }
