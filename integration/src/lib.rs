@@ -9,6 +9,7 @@
 //!   one Raft cluster with `-bootstrap-expect N` through the gossip pool.
 //! - [`netns`]: a private LAN of network namespaces joined by a bridge, whose links can be
 //!   cut and healed (partition tests).
+//! - [`linearizability`]: a Wing–Gong style checker of KV register histories (fault tests).
 //! - [`assert_eventually!`]: poll a condition until it holds or a deadline passes (no fixed
 //!   sleeps in tests).
 //! - [`dns`]: a DNS client over UDP and TCP (hickory).
@@ -27,6 +28,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 pub mod dns;
+pub mod linearizability;
 pub mod netns;
 pub mod tools;
 
