@@ -451,6 +451,45 @@ impl TestAgent {
         Ok((r.status().as_u16(), r.text().await?))
     }
 
+    /// Any request, with its headers, given up after `max_time` (an error then, as for any
+    /// transport failure); through `curl` in its namespace if it has one.
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        max_time: Duration,
+    ) -> anyhow::Result<netns::Response> {
+        if let Some(ns) = self.netns() {
+            return netns::request(ns, method, &self.url(path), body, max_time).await;
+        }
+        let method = reqwest::Method::from_bytes(method.as_bytes())?;
+        let r = self
+            .client
+            .request(method, self.url(path))
+            .body(body.to_vec())
+            .timeout(max_time)
+            .send()
+            .await?;
+        let status = r.status().as_u16();
+        let headers = r
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let body = r.bytes().await?.to_vec();
+        Ok(netns::Response {
+            status,
+            headers,
+            body,
+        })
+    }
+
     /// The network namespace it runs in, if any.
     fn netns(&self) -> Option<&str> {
         self.spec.as_ref().and_then(|s| s.netns.as_deref())
