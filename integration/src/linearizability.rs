@@ -130,17 +130,40 @@ impl Bits {
 struct Frame {
     state: Option<u64>,
     done: Bits,
+    /// The first operation not placed.
+    lo: usize,
+    /// How many acknowledged operations are placed.
+    placed: usize,
     candidates: Vec<usize>,
     next: usize,
 }
 
+/// The values some operation saw: reads' results and CAS expectations.
+fn observed(events: &[&Event]) -> HashSet<u64> {
+    events
+        .iter()
+        .filter_map(|e| match (&e.op, &e.outcome) {
+            (Op::Read(Some(v)), Outcome::Ok(_)) => Some(*v),
+            (Op::Cas { expected, .. }, _) => *expected,
+            _ => None,
+        })
+        .collect()
+}
+
 /// Whether one key's history linearizes (`None`: budget exhausted).
 fn check_key(events: &[&Event]) -> Option<bool> {
-    // Reads with an unknown outcome have no effect and constrain nothing.
+    // Reads with an unknown outcome have no effect and constrain nothing. An unknown write
+    // whose value nobody saw can be taken as not done (values are unique), which spares
+    // the search from placing it everywhere.
+    let seen_values = observed(events);
     let mut ops: Vec<&Event> = events
         .iter()
         .copied()
-        .filter(|e| !(matches!(e.op, Op::Read(_)) && e.outcome == Outcome::Unknown))
+        .filter(|e| match (&e.op, &e.outcome) {
+            (Op::Read(_), Outcome::Unknown) => false,
+            (Op::Write(v) | Op::Cas { new: v, .. }, Outcome::Unknown) => seen_values.contains(v),
+            _ => true,
+        })
         .collect();
     ops.sort_by_key(|e| e.invoked);
     let n = ops.len();
@@ -153,28 +176,31 @@ fn check_key(events: &[&Event]) -> Option<bool> {
         .filter(|e| matches!(e.outcome, Outcome::Ok(_)))
         .count();
     // The operations that may come next: not yet placed, and invoked before every
-    // unplaced operation that must be placed has completed.
-    let candidates = |done: &Bits| -> Vec<usize> {
-        let horizon = (0..n)
+    // unplaced operation has completed. Ops are in invocation order and end after they
+    // start, so both scans stop early; `lo` is the first unplaced op.
+    let candidates = |done: &Bits, lo: usize| -> Vec<usize> {
+        let mut horizon = u64::MAX;
+        for (i, op) in ops.iter().enumerate().skip(lo) {
+            if op.invoked > horizon {
+                break;
+            }
+            if !done.has(i) {
+                horizon = horizon.min(end(op));
+            }
+        }
+        (lo..n)
+            .take_while(|&i| ops[i].invoked <= horizon)
             .filter(|&i| !done.has(i))
-            .map(|i| end(ops[i]))
-            .min()
-            .unwrap_or(u64::MAX);
-        (0..n)
-            .filter(|&i| !done.has(i) && ops[i].invoked <= horizon)
             .collect()
-    };
-    let placed_required = |done: &Bits| {
-        (0..n)
-            .filter(|&i| done.has(i) && ops[i].outcome != Outcome::Unknown)
-            .count()
     };
     let start = Bits::new(n);
     let mut seen: HashSet<(Bits, Option<u64>)> = HashSet::new();
     let mut stack = vec![Frame {
         state: None,
-        candidates: candidates(&start),
+        candidates: candidates(&start, 0),
         done: start,
+        lo: 0,
+        placed: 0,
         next: 0,
     }];
     let mut steps = 0u64;
@@ -193,16 +219,23 @@ fn check_key(events: &[&Event]) -> Option<bool> {
             continue;
         };
         let done = top.done.with(i);
+        let placed = top.placed + usize::from(ops[i].outcome != Outcome::Unknown);
+        if placed == required {
+            return Some(true);
+        }
         if !seen.insert((done.clone(), state)) {
             continue;
         }
-        if placed_required(&done) == required {
-            return Some(true);
+        let mut lo = top.lo;
+        while lo < n && done.has(lo) {
+            lo += 1;
         }
         stack.push(Frame {
             state,
-            candidates: candidates(&done),
+            candidates: candidates(&done, lo),
             done,
+            lo,
+            placed,
             next: 0,
         });
     }

@@ -235,6 +235,11 @@ async fn kv_stays_linearizable_while_servers_are_killed_and_restarted() {
             cluster.servers[v].kill9();
         }
         faults.push(format!("kill -9 {victims:?} (leader {l})"));
+        eprintln!(
+            "faults: nemesis at {:?}: {}",
+            start.elapsed(),
+            faults[faults.len() - 1]
+        );
         if victims.len() == 1 {
             let living: Vec<usize> = (0..3).filter(|i| !victims.contains(i)).collect();
             let at = Instant::now();
@@ -308,6 +313,7 @@ async fn kv_stays_linearizable_while_servers_are_killed_and_restarted() {
         .iter()
         .filter(|e| e.outcome == Outcome::Unknown)
         .count();
+    eprintln!("faults: checking {} operations", history.len());
     let checked_at = Instant::now();
     let report = linearizability::check(&history);
     eprintln!("faults: nemesis: {}", faults.join("; "));

@@ -134,7 +134,10 @@ async fn a_minority_partition_cannot_commit_and_heals() {
             !matches!(&outcome, Ok((200, body)) if body == "true"),
             "an isolated server acknowledged a write: {outcome:?}"
         );
-        refused.push(format!("{outcome:?}"));
+        refused.push(match outcome {
+            Ok((status, body)) => format!("{status} {body}"),
+            Err(e) => format!("{e:#}"),
+        });
     }
     eprintln!("faults: writes to the isolated server: {refused:?}");
 
