@@ -48,6 +48,8 @@ struct Record {
     /// Own keys acknowledged (each written once).
     acked: Vec<String>,
     failed: usize,
+    /// Why outcomes were unknown or failed, counted (printed to explain the numbers).
+    why: std::collections::BTreeMap<String, usize>,
 }
 
 /// Value and `ModifyIndex` from a `GET /v1/kv/KEY` body.
@@ -91,6 +93,7 @@ async fn client(
     let now = || u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
     while !stop.load(Ordering::Relaxed) {
         seq += 1;
+        let before = server;
         let value = (id as u64 + 1) * 1_000_000 + seq;
         let k = usize::try_from(rng.below(KEYS as u64)).unwrap();
         let key = format!("lin/k{k}");
@@ -110,6 +113,7 @@ async fn client(
                 progress.fetch_add(1, Ordering::Relaxed);
             } else {
                 server = (server + 1) % servers.len();
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
             continue;
         } else if dice < 45 {
@@ -144,17 +148,25 @@ async fn client(
                 None => (Op::Write(value), format!("{base}{key}")),
             };
             let r = http.put(url).body(value.to_string()).send().await;
-            let outcome = match r {
-                Err(e) if never_sent(&e) => None,
-                Err(_) => Some(Outcome::Unknown),
-                Ok(r) if r.status() == 200 => match r.text().await.as_deref().map(str::trim) {
-                    Ok("true") => Some(Outcome::Ok(true)),
-                    Ok("false") if matches!(op, Op::Cas { .. }) => Some(Outcome::Ok(false)),
-                    _ => Some(Outcome::Unknown),
-                },
-                // A server error may come after the entry was proposed.
-                Ok(_) => Some(Outcome::Unknown),
+            let (outcome, why) = match r {
+                Err(e) if never_sent(&e) => (None, "connect error".to_string()),
+                Err(e) => (Some(Outcome::Unknown), format!("{e}")),
+                Ok(r) => {
+                    let status = r.status().as_u16();
+                    let body = r.text().await.unwrap_or_default();
+                    match (status, body.trim()) {
+                        (200, "true") => (Some(Outcome::Ok(true)), String::new()),
+                        (200, "false") if matches!(op, Op::Cas { .. }) => {
+                            (Some(Outcome::Ok(false)), String::new())
+                        }
+                        // A server error may come after the entry was proposed.
+                        (status, body) => (Some(Outcome::Unknown), format!("{status} {body}")),
+                    }
+                }
             };
+            if !why.is_empty() {
+                *rec.why.entry(why.chars().take(80).collect()).or_default() += 1;
+            }
             (op, outcome)
         };
         let completed = now();
@@ -177,6 +189,11 @@ async fn client(
                 rec.failed += 1;
                 server = (server + 1) % servers.len();
             }
+        }
+        if server != before {
+            // A client backs off after a failure, as real ones do, rather than spinning
+            // on a cluster without a leader.
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
     rec
@@ -243,7 +260,8 @@ async fn kv_stays_linearizable_while_servers_are_killed_and_restarted() {
         if victims.len() == 1 {
             let living: Vec<usize> = (0..3).filter(|i| !victims.contains(i)).collect();
             let at = Instant::now();
-            cluster.wait_leader(&living, None).await.unwrap();
+            let not = victims.contains(&l).then_some(leader.as_str());
+            cluster.wait_leader(&living, not).await.unwrap();
             faults.push(format!("leader among {living:?} in {:?}", at.elapsed()));
             progressed(&progress, before, 10, "a minority was killed").await;
         }
@@ -258,8 +276,12 @@ async fn kv_stays_linearizable_while_servers_are_killed_and_restarted() {
     let mut history = Vec::new();
     let mut acked = Vec::new();
     let mut failed = 0;
+    let mut why = std::collections::BTreeMap::<String, usize>::new();
     for c in clients {
         let rec = c.await.unwrap();
+        for (k, v) in rec.why {
+            *why.entry(k).or_default() += v;
+        }
         history.extend(rec.history);
         acked.extend(rec.acked);
         failed += rec.failed;
@@ -313,7 +335,10 @@ async fn kv_stays_linearizable_while_servers_are_killed_and_restarted() {
         .iter()
         .filter(|e| e.outcome == Outcome::Unknown)
         .count();
-    eprintln!("faults: checking {} operations", history.len());
+    eprintln!(
+        "faults: checking {} operations; write failures: {why:?}",
+        history.len()
+    );
     let checked_at = Instant::now();
     let report = linearizability::check(&history);
     eprintln!("faults: nemesis: {}", faults.join("; "));
