@@ -343,10 +343,11 @@ async fn kv_stays_linearizable_while_servers_are_killed_and_restarted() {
     let report = linearizability::check(&history);
     eprintln!("faults: nemesis: {}", faults.join("; "));
     eprintln!(
-        "faults: linearizability: {} operations checked ({unknown} with unknown outcome, \
+        "faults: linearizability: {} operations checked ({} acknowledged, {unknown} with unknown outcome, \
          {failed} failed before reaching a server, checked in {:?}), {} violations {:?}, \
          {} inconclusive; {} acknowledged own writes, {} lost",
         report.checked,
+        report.checked - unknown,
         checked_at.elapsed(),
         report.violations.len(),
         report.violations,
