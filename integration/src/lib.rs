@@ -9,6 +9,7 @@
 //!   one Raft cluster with `-bootstrap-expect N` through the gossip pool.
 //! - [`netns`]: a private LAN of network namespaces joined by a bridge, whose links can be
 //!   cut and healed (partition tests).
+//! - [`linearizability`]: a Wing–Gong style checker of KV register histories (fault tests).
 //! - [`assert_eventually!`]: poll a condition until it holds or a deadline passes (no fixed
 //!   sleeps in tests).
 //! - [`dns`]: a DNS client over UDP and TCP (hickory).
@@ -27,6 +28,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 pub mod dns;
+pub mod linearizability;
 pub mod netns;
 pub mod tools;
 
@@ -447,6 +449,45 @@ impl TestAgent {
         }
         let r = self.client.put(self.url(path)).body(body).send().await?;
         Ok((r.status().as_u16(), r.text().await?))
+    }
+
+    /// Any request, with its headers, given up after `max_time` (an error then, as for any
+    /// transport failure); through `curl` in its namespace if it has one.
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        max_time: Duration,
+    ) -> anyhow::Result<netns::Response> {
+        if let Some(ns) = self.netns() {
+            return netns::request(ns, method, &self.url(path), body, max_time).await;
+        }
+        let method = reqwest::Method::from_bytes(method.as_bytes())?;
+        let r = self
+            .client
+            .request(method, self.url(path))
+            .body(body.to_vec())
+            .timeout(max_time)
+            .send()
+            .await?;
+        let status = r.status().as_u16();
+        let headers = r
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let body = r.bytes().await?.to_vec();
+        Ok(netns::Response {
+            status,
+            headers,
+            body,
+        })
     }
 
     /// The network namespace it runs in, if any.

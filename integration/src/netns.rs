@@ -12,6 +12,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 
@@ -131,8 +132,47 @@ pub async fn curl(
     url: &str,
     body: &[u8],
 ) -> anyhow::Result<(u16, u64, Vec<u8>)> {
+    let r = request(ns, method, url, body, Duration::from_secs(10)).await?;
+    let index = r
+        .header("x-consul-index")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    Ok((r.status, index, r.body))
+}
+
+/// An HTTP response as `curl -i` printed it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// Headers in order, names as sent.
+    pub headers: Vec<(String, String)>,
+    /// Body bytes.
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The first header called `name` (case-insensitive), trimmed.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// An HTTP request run by `curl` inside namespace `ns`, given up after `max_time` (an
+/// error then, as for any transport failure).
+pub async fn request(
+    ns: &str,
+    method: &str,
+    url: &str,
+    body: &[u8],
+    max_time: Duration,
+) -> anyhow::Result<Response> {
     let mut cmd = tokio::process::Command::new("ip");
-    cmd.args(["netns", "exec", ns, "curl", "-sS", "-i", "--max-time", "10"])
+    cmd.args(["netns", "exec", ns, "curl", "-sS", "-i", "--max-time"])
+        .arg(format!("{:.3}", max_time.as_secs_f64()))
         .args(["-X", method, url])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -156,8 +196,8 @@ pub async fn curl(
     parse_response(&out.stdout)
 }
 
-/// Splits `curl -i` output into status, `X-Consul-Index` and body.
-fn parse_response(raw: &[u8]) -> anyhow::Result<(u16, u64, Vec<u8>)> {
+/// Splits `curl -i` output into status, headers and body.
+fn parse_response(raw: &[u8]) -> anyhow::Result<Response> {
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -169,12 +209,15 @@ fn parse_response(raw: &[u8]) -> anyhow::Result<(u16, u64, Vec<u8>)> {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|s| s.parse().ok())
         .context("no status line in curl's output")?;
-    let index = lines
+    let headers = lines
         .filter_map(|l| l.split_once(':'))
-        .find(|(k, _)| k.trim().eq_ignore_ascii_case("x-consul-index"))
-        .and_then(|(_, v)| v.trim().parse().ok())
-        .unwrap_or(0);
-    Ok((status, index, raw[split + 4..].to_vec()))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    Ok(Response {
+        status,
+        headers,
+        body: raw[split + 4..].to_vec(),
+    })
 }
 
 #[cfg(test)]
@@ -209,9 +252,11 @@ mod tests {
     fn curl_output_is_split() {
         let raw =
             b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Consul-Index: 42\r\n\r\n[1]";
-        let (status, index, body) = parse_response(raw).unwrap();
-        assert_eq!((status, index, body.as_slice()), (200, 42, &b"[1]"[..]));
+        let r = parse_response(raw).unwrap();
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"[1]"[..]));
+        assert_eq!(r.header("X-CONSUL-INDEX"), Some("42"));
         let raw = b"HTTP/1.1 404 Not Found\r\n\r\n";
-        assert_eq!(parse_response(raw).unwrap(), (404, 0, Vec::new()));
+        let r = parse_response(raw).unwrap();
+        assert_eq!((r.status, r.headers.len(), r.body.len()), (404, 0, 0));
     }
 }
