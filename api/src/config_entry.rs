@@ -12,7 +12,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::intention::{IntentionPermission, SourceIntention};
+pub mod error;
+
+pub use crate::intention::{is_l7_protocol, ServiceIntentions, L7_PROTOCOLS};
+pub use error::ConfigEntryError;
 
 /// `service-defaults`.
 pub const SERVICE_DEFAULTS: &str = "service-defaults";
@@ -48,21 +51,8 @@ pub fn parse_kind(kind: &str) -> Result<&'static str, ConfigEntryError> {
         .ok_or_else(|| ConfigEntryError(format!("invalid config entry kind: {kind}")))
 }
 
-/// Why an entry is refused; the text is Consul's where Consul has one.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigEntryError(pub String);
-
 fn invalid(msg: impl Into<String>) -> ConfigEntryError {
     ConfigEntryError(msg.into())
-}
-
-/// The L7 protocols: only these carry intention `Permissions`, splitters and routers.
-pub const L7_PROTOCOLS: [&str; 3] = ["http", "http2", "grpc"];
-
-/// Whether `protocol` is HTTP-aware.
-pub fn is_l7_protocol(protocol: &str) -> bool {
-    L7_PROTOCOLS.contains(&protocol)
 }
 
 /// `service-defaults`.
@@ -99,21 +89,6 @@ pub struct ProxyDefaults {
     /// Fields not modelled here, kept as given.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
-}
-
-/// `service-intentions`: every intention whose destination is `name`.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "PascalCase")]
-pub struct ServiceIntentions {
-    /// Destination service (or `*`).
-    #[serde(default)]
-    pub name: String,
-    /// One per source, stored sorted by precedence (highest first).
-    #[serde(default)]
-    pub sources: Vec<SourceIntention>,
-    /// User metadata.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub meta: BTreeMap<String, String>,
 }
 
 /// A resolver subset.
@@ -727,13 +702,6 @@ impl NoneOrEmpty for Option<&Value> {
             Some(_) => false,
         }
     }
-}
-
-/// A permission list's action values must be allow/deny; used by intention validation.
-pub(crate) fn permission_actions_valid(perms: &[IntentionPermission]) -> bool {
-    perms
-        .iter()
-        .all(|p| p.action == "allow" || p.action == "deny")
 }
 
 #[cfg(test)]

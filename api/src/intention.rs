@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config_entry::{permission_actions_valid, ConfigEntryError, ServiceIntentions};
+use crate::config_entry::error::ConfigEntryError;
 
 /// The wildcard name.
 pub const WILDCARD: &str = "*";
@@ -423,9 +423,7 @@ pub fn normalize_entry(entry: &mut ServiceIntentions) -> Result<(), ConfigEntryE
 /// text). `protocol` is the destination's effective protocol
 /// ([`crate::config_entry::effective_protocol`]).
 pub fn check_l7_allowed(entry: &ServiceIntentions, protocol: &str) -> Result<(), ConfigEntryError> {
-    if entry.sources.iter().any(|s| !s.permissions.is_empty())
-        && !crate::config_entry::is_l7_protocol(protocol)
-    {
+    if entry.sources.iter().any(|s| !s.permissions.is_empty()) && !is_l7_protocol(protocol) {
         return Err(invalid(format!(
             "service {:?} has protocol {protocol:?}, which is incompatible with L7 intentions permissions",
             entry.name
@@ -626,6 +624,36 @@ pub fn parse_spiffe_service(uri: &str) -> Result<SpiffeService, String> {
         ["agent", ..] => Err("ClientCertURI not a valid Service identifier".to_string()),
         _ => Err(bad()),
     }
+}
+
+/// The L7 protocols: only these carry intention `Permissions`, splitters and routers.
+pub const L7_PROTOCOLS: [&str; 3] = ["http", "http2", "grpc"];
+
+/// Whether `protocol` is HTTP-aware.
+pub fn is_l7_protocol(protocol: &str) -> bool {
+    L7_PROTOCOLS.contains(&protocol)
+}
+
+/// `service-intentions`: every intention whose destination is `name`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct ServiceIntentions {
+    /// Destination service (or `*`).
+    #[serde(default)]
+    pub name: String,
+    /// One per source, stored sorted by precedence (highest first).
+    #[serde(default)]
+    pub sources: Vec<SourceIntention>,
+    /// User metadata.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub meta: BTreeMap<String, String>,
+}
+
+/// A permission list's action values must be allow/deny; used by intention validation.
+pub(crate) fn permission_actions_valid(perms: &[IntentionPermission]) -> bool {
+    perms
+        .iter()
+        .all(|p| p.action == "allow" || p.action == "deny")
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use concord_api::agent::ServiceDefinition;
 use concord_api::catalog::{CheckStatus, HealthCheck};
-use tokio::sync::{mpsc, Notify};
+use concord_net::gossip::{MemberEvent, MemberStatus, UserEvent};
+use tokio::sync::{broadcast, mpsc, Notify};
 
 use crate::ae::AntiEntropy;
 use crate::catalog_cache::CatalogView;
@@ -16,7 +17,7 @@ use crate::config::Config;
 use crate::connect::ConnectCa;
 use crate::definition::{prepare_service, PreparedCheck, PreparedService};
 use crate::local::LocalState;
-use crate::membership::Membership;
+use crate::membership::{servers_in, KeyringState, Membership, KEYRING_EVENT, REXEC_EVENT};
 use crate::metrics::Metrics;
 use crate::persist::Persist;
 use crate::rpc_client::ServerRpc;
@@ -289,4 +290,104 @@ impl AgentCore {
             }
         }
     }
+}
+
+// The agent's side of the gossip pool: it needs both the pool and the agent's own state
+// (node name, local services, the RPC client's server list), so it lives here, above both.
+
+/// Whether this agent should act on a user event (Consul's `shouldProcessUserEvent`): the
+/// node filter must match the node name, the service filter one local service ID and, if
+/// given, the tag filter one of that service's tags. Unanchored regexps; one that does not
+/// compile drops the event.
+pub fn event_matches(core: &AgentCore, event: &UserEvent) -> bool {
+    let f = &event.filters;
+    if !f.node.is_empty() {
+        match regex::Regex::new(&f.node) {
+            Ok(re) if re.is_match(&core.config.node_name) => {}
+            _ => return false,
+        }
+    }
+    if f.service.is_empty() {
+        return true;
+    }
+    let Ok(service_re) = regex::Regex::new(&f.service) else {
+        return false;
+    };
+    let tag_re = if f.tag.is_empty() {
+        None
+    } else {
+        match regex::Regex::new(&f.tag) {
+            Ok(re) => Some(re),
+            Err(_) => return false,
+        }
+    };
+    core.local.services().iter().any(|svc| {
+        service_re.is_match(&svc.id)
+            && tag_re
+                .as_ref()
+                .is_none_or(|re| svc.tags.iter().any(|t| re.is_match(t)))
+    })
+}
+
+/// Follows the pool until `stop`: keeps the server list of `core.rpc` in step with the
+/// servers in the pool (plus the configured ones), stores matching user events, applies
+/// keyring operations. It subscribes before returning the future, so nothing that happens
+/// after this call is missed, even before the task first runs.
+pub fn follow_pool(
+    core: Arc<AgentCore>,
+    membership: Arc<Membership>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let mut events = membership.gossip.subscribe();
+    async move {
+        let refresh_servers = || {
+            let members = membership.gossip.members();
+            let alive = members
+                .iter()
+                .filter(|m| m.status == MemberStatus::Alive)
+                .count();
+            // Anti-entropy scales its full-sync interval with the pool size.
+            core.ae.set_cluster_size(alive);
+            let mut servers = core.config.servers.clone();
+            servers.extend(servers_in(&members, &core.config.datacenter));
+            servers.sort();
+            servers.dedup();
+            core.rpc.set_servers(servers);
+        };
+        refresh_servers();
+        tokio::pin!(stop);
+        loop {
+            let event = tokio::select! {
+                _ = &mut stop => return,
+                e = events.recv() => e,
+            };
+            match event {
+                Ok(MemberEvent::User(e)) => on_user_event(&core, &membership, e),
+                Ok(_) => refresh_servers(),
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "gossip events lost; re-reading the member list");
+                    refresh_servers();
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+}
+
+fn on_user_event(core: &AgentCore, membership: &Membership, event: UserEvent) {
+    if event.name == KEYRING_EVENT {
+        match serde_json::from_slice::<KeyringState>(&event.payload) {
+            // The origin applied it already (same version: skipped); an older state than
+            // the one applied here is dropped, whatever order gossip delivered them in.
+            Ok(state) => {
+                membership.apply_keyring_state((event.ltime, event.origin), &state);
+            }
+            Err(e) => tracing::warn!(error = %e, "malformed keyring event"),
+        }
+        return;
+    }
+    if event.name == REXEC_EVENT || !event_matches(core, &event) {
+        return;
+    }
+    membership.store_event(event);
 }

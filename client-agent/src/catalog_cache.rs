@@ -81,24 +81,6 @@ impl Default for FollowOptions {
     }
 }
 
-impl FollowOptions {
-    /// Options for DNS `config`: stale reads when `allow_stale`, and a long poll no longer
-    /// than half the stale bound (at least 1 s, at most 60 s).
-    pub fn for_dns(config: &crate::dns::DnsConfig) -> Self {
-        let bound = config.stale_bound();
-        FollowOptions {
-            consistency: if bound.is_some() {
-                Consistency::Stale
-            } else {
-                Consistency::Default
-            },
-            wait: bound.map_or(Duration::from_secs(60), |b| {
-                (b / 2).clamp(Duration::from_secs(1), Duration::from_secs(60))
-            }),
-        }
-    }
-}
-
 /// Keeps `tx` fed with the latest catalog, and `contact` with how current it is, until
 /// `shutdown`: one blocking query at a time, backing off on errors.
 pub async fn follow(
@@ -254,24 +236,5 @@ mod tests {
         assert!(asked
             .iter()
             .all(|o| o.max_wait_ms == 5_000 && o.consistency == Consistency::Stale));
-    }
-
-    #[test]
-    fn follow_options_follow_the_dns_stale_settings() {
-        let dns = crate::dns::DnsConfig::default();
-        assert_eq!(FollowOptions::for_dns(&dns), FollowOptions::default());
-        let dns = crate::dns::DnsConfig {
-            max_stale: Duration::from_secs(10),
-            ..crate::dns::DnsConfig::default()
-        };
-        assert_eq!(FollowOptions::for_dns(&dns).wait, Duration::from_secs(5));
-        let dns = crate::dns::DnsConfig {
-            allow_stale: false,
-            ..crate::dns::DnsConfig::default()
-        };
-        assert_eq!(
-            FollowOptions::for_dns(&dns).consistency,
-            Consistency::Default
-        );
     }
 }

@@ -61,7 +61,7 @@ use std::time::Duration;
 use hickory_proto::error::ProtoError;
 use hickory_server::ServerFuture;
 
-use crate::catalog_cache::{CatalogView, ContactView};
+use crate::catalog_cache::{CatalogView, ContactView, FollowOptions};
 
 mod answer;
 mod handler;
@@ -155,6 +155,23 @@ pub struct DnsConfig {
 }
 
 impl DnsConfig {
+    /// How the catalog cache DNS answers from should poll the servers: stale reads when
+    /// `allow_stale`, and a long poll no longer than half the stale bound (at least 1 s, at
+    /// most 60 s).
+    pub fn follow_options(&self) -> FollowOptions {
+        let bound = self.stale_bound();
+        FollowOptions {
+            consistency: if bound.is_some() {
+                concord_api::rpc::Consistency::Stale
+            } else {
+                concord_api::rpc::Consistency::Default
+            },
+            wait: bound.map_or(Duration::from_secs(60), |b| {
+                (b / 2).clamp(Duration::from_secs(1), Duration::from_secs(60))
+            }),
+        }
+    }
+
     /// How old the view may be when served while the servers are unreachable: `None` when it
     /// may not be served stale at all (`allow_stale = false`).
     pub fn stale_bound(&self) -> Option<Duration> {
@@ -271,5 +288,29 @@ pub async fn serve(
             tracing::info!("DNS interface shutting down");
             server.shutdown_gracefully().await.map_err(DnsError::Server)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn follow_options_follow_the_dns_stale_settings() {
+        let dns = DnsConfig::default();
+        assert_eq!(dns.follow_options(), FollowOptions::default());
+        let dns = DnsConfig {
+            max_stale: Duration::from_secs(10),
+            ..DnsConfig::default()
+        };
+        assert_eq!(dns.follow_options().wait, Duration::from_secs(5));
+        let dns = DnsConfig {
+            allow_stale: false,
+            ..DnsConfig::default()
+        };
+        assert_eq!(
+            dns.follow_options().consistency,
+            concord_api::rpc::Consistency::Default
+        );
     }
 }

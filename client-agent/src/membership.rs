@@ -17,11 +17,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use concord_api::agent::Member;
-use concord_net::gossip::{self, Gossip, MemberEvent, MemberStatus, UserEvent};
+use concord_net::gossip::{self, Gossip, MemberStatus, UserEvent};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 
-use crate::agent::AgentCore;
 use crate::config::Config;
 
 /// Events `/v1/event/list` remembers (Consul's agent keeps 256).
@@ -29,7 +28,7 @@ pub const EVENT_RING: usize = 256;
 /// Name of the internal event that carries a keyring operation to every member.
 pub const KEYRING_EVENT: &str = "_concord-keyring";
 /// Consul's remote-exec event; never stored (Concord has no remote exec).
-const REXEC_EVENT: &str = "_rexec";
+pub(crate) const REXEC_EVENT: &str = "_rexec";
 /// The default LAN gossip port (Consul's `serf_lan`).
 pub const DEFAULT_SERF_LAN_PORT: u16 = 8301;
 
@@ -145,7 +144,7 @@ impl Membership {
         true
     }
 
-    fn store_event(&self, event: UserEvent) {
+    pub(crate) fn store_event(&self, event: UserEvent) {
         {
             let mut ring = self.events.lock().unwrap_or_else(|e| e.into_inner());
             if ring.len() == EVENT_RING {
@@ -394,103 +393,6 @@ pub async fn wait_for_keyring(
         }
         tokio::time::sleep(KEYRING_POLL).await;
     }
-}
-
-/// Whether this agent should act on a user event (Consul's `shouldProcessUserEvent`): the
-/// node filter must match the node name, the service filter one local service ID and, if
-/// given, the tag filter one of that service's tags. Unanchored regexps; one that does not
-/// compile drops the event.
-pub fn event_matches(core: &AgentCore, event: &UserEvent) -> bool {
-    let f = &event.filters;
-    if !f.node.is_empty() {
-        match regex::Regex::new(&f.node) {
-            Ok(re) if re.is_match(&core.config.node_name) => {}
-            _ => return false,
-        }
-    }
-    if f.service.is_empty() {
-        return true;
-    }
-    let Ok(service_re) = regex::Regex::new(&f.service) else {
-        return false;
-    };
-    let tag_re = if f.tag.is_empty() {
-        None
-    } else {
-        match regex::Regex::new(&f.tag) {
-            Ok(re) => Some(re),
-            Err(_) => return false,
-        }
-    };
-    core.local.services().iter().any(|svc| {
-        service_re.is_match(&svc.id)
-            && tag_re
-                .as_ref()
-                .is_none_or(|re| svc.tags.iter().any(|t| re.is_match(t)))
-    })
-}
-
-/// Follows the pool until `stop`: keeps the server list of `core.rpc` in step with the
-/// servers in the pool (plus the configured ones), stores matching user events, applies
-/// keyring operations. It subscribes before returning the future, so nothing that happens
-/// after this call is missed, even before the task first runs.
-pub fn follow(
-    core: Arc<AgentCore>,
-    membership: Arc<Membership>,
-    stop: impl std::future::Future<Output = ()> + Send + 'static,
-) -> impl std::future::Future<Output = ()> + Send + 'static {
-    let mut events = membership.gossip.subscribe();
-    async move {
-        let refresh_servers = || {
-            let members = membership.gossip.members();
-            let alive = members
-                .iter()
-                .filter(|m| m.status == MemberStatus::Alive)
-                .count();
-            // Anti-entropy scales its full-sync interval with the pool size.
-            core.ae.set_cluster_size(alive);
-            let mut servers = core.config.servers.clone();
-            servers.extend(servers_in(&members, &core.config.datacenter));
-            servers.sort();
-            servers.dedup();
-            core.rpc.set_servers(servers);
-        };
-        refresh_servers();
-        tokio::pin!(stop);
-        loop {
-            let event = tokio::select! {
-                _ = &mut stop => return,
-                e = events.recv() => e,
-            };
-            match event {
-                Ok(MemberEvent::User(e)) => on_user_event(&core, &membership, e),
-                Ok(_) => refresh_servers(),
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!(missed = n, "gossip events lost; re-reading the member list");
-                    refresh_servers();
-                }
-                Err(broadcast::error::RecvError::Closed) => return,
-            }
-        }
-    }
-}
-
-fn on_user_event(core: &AgentCore, membership: &Membership, event: UserEvent) {
-    if event.name == KEYRING_EVENT {
-        match serde_json::from_slice::<KeyringState>(&event.payload) {
-            // The origin applied it already (same version: skipped); an older state than
-            // the one applied here is dropped, whatever order gossip delivered them in.
-            Ok(state) => {
-                membership.apply_keyring_state((event.ltime, event.origin), &state);
-            }
-            Err(e) => tracing::warn!(error = %e, "malformed keyring event"),
-        }
-        return;
-    }
-    if event.name == REXEC_EVENT || !event_matches(core, &event) {
-        return;
-    }
-    membership.store_event(event);
 }
 
 /// An event ID as Consul shows it (a UUID).

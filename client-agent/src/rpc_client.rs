@@ -5,7 +5,7 @@
 //! Any server answers any request (followers forward to the leader), so the client only
 //! needs *a* reachable server: it starts with the one that answered last and rotates through
 //! the list when a server cannot be reached. The list is the configured servers plus those
-//! the gossip pool shows ([`ServerRpc::set_servers`], fed by [`crate::membership::follow`]). A read also moves on when the
+//! the gossip pool shows ([`ServerRpc::set_servers`], fed by [`crate::agent::follow_pool`]). A read also moves on when the
 //! exchange broke midway (it changes nothing, so asking again is safe); a write does not,
 //! since the first server may have applied it and a second try could apply it twice. A
 //! server's own answer (even an error) ends the rotation: another server would say the same.

@@ -104,13 +104,13 @@ pub(crate) async fn run_with(
     tasks.spawn(core.ae.clone().run(stopped()));
     tasks.spawn(core.connect.clone().run(stopped()));
     if let Some(m) = membership {
-        tasks.spawn(crate::membership::follow(core.clone(), m, stopped()));
+        tasks.spawn(crate::agent::follow_pool(core.clone(), m, stopped()));
     }
     tasks.spawn(catalog_cache::follow(
         core.rpc.clone(),
         snapshot_tx,
         contact_tx,
-        catalog_cache::FollowOptions::for_dns(&dns_config),
+        dns_config.follow_options(),
         stopped(),
     ));
     tasks.spawn(crate::intentions_cache::follow(

@@ -52,7 +52,11 @@ async fn agent(name: &str, keys: Vec<String>) -> Agent {
     let m = Membership::new(g.clone());
     let (core, results) = AgentCore::new(config, rpc.clone(), view, Some(m.clone()));
     tokio::spawn(core.clone().apply_check_results(results));
-    tokio::spawn(membership::follow(core.clone(), m, std::future::pending()));
+    tokio::spawn(crate::agent::follow_pool(
+        core.clone(),
+        m,
+        std::future::pending(),
+    ));
     Agent {
         app: crate::http::router(core.clone()),
         core,
