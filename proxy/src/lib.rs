@@ -3,10 +3,10 @@
 //! and per request, and production-grade L7 behaviour (timeouts, retries, circuit breaking,
 //! metrics).
 //!
-//! Nothing is implemented yet: the crate exists so the workspace layout is final and the
-//! Connect and proxy issues land here without moving code. Planned shape (see
-//! `docs/ARCHITECTURE.md`, "A proxied request"): one tower layer per L7 concern, composed
-//! in a single `stack.rs`; intention evaluation as a pure, table-tested function.
+//! The control side follows the local agent (identity, upstream endpoints, intentions) and
+//! publishes snapshots ([`model`]); the data side (L4 byte streams, L7 HTTP) reads only those
+//! snapshots, so no connection or request waits on the agent.
 //!
 //! # Layout
-//! - (empty until the Connect issue)
+//! - [`model`]: the seams between control and data side: endpoints, connectors, snapshots.
+pub mod model;
