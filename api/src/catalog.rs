@@ -201,6 +201,12 @@ pub struct HealthCheckDefinition {
     /// Remove the service after the check was critical this long.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deregister_critical_service_after: Option<GoDuration>,
+    /// Node whose health an alias check mirrors (empty: the agent's own).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub alias_node: String,
+    /// Service instance whose health an alias check mirrors.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub alias_service: String,
 }
 
 /// A health check (Consul's `HealthCheck`), in the catalog and in agent responses.

@@ -100,18 +100,29 @@ const CANONICAL: &[&str] = &[
     "Config",
     "Region",
     "Zone",
+    // Connect: `Proxy` and its `Upstreams`, `Connect.SidecarService` (their `Config` maps
+    // stay user data).
+    "Proxy",
+    "DestinationName",
+    "DestinationType",
+    "DestinationNamespace",
+    "DestinationPartition",
+    "DestinationPeer",
+    "LocalBindAddress",
+    "LocalBindPort",
+    "LocalBindSocketPath",
+    "LocalServiceSocketPath",
+    "CentrallyConfigured",
+    "MeshGateway",
+    "Expose",
+    "Paths",
+    "TransparentProxy",
+    "OutboundListenerPort",
+    "DialedDirectly",
 ];
 
 /// Fields whose value is a user map: its keys are data, not field names.
-const OPAQUE_MAPS: &[&str] = &[
-    "Meta",
-    "NodeMeta",
-    "Header",
-    "ServiceMeta",
-    "Config",
-    "Proxy",
-    "Connect",
-];
+const OPAQUE_MAPS: &[&str] = &["Meta", "NodeMeta", "Header", "ServiceMeta", "Config"];
 
 /// Fields whose value maps user keys to structs (`{"lan": {"address": .., "port": ..}}`):
 /// the keys are data, the values' keys are field names.

@@ -96,6 +96,38 @@ impl AgentCore {
         (core, rx)
     }
 
+    /// Validates a registration and expands its `Connect.SidecarService`: the service, then
+    /// its sidecar if it asked for one (the sidecar's port is picked against the services
+    /// registered here now). Errors are the 400 body.
+    pub fn prepare_definition(
+        &self,
+        def: &ServiceDefinition,
+        allow_scripts: bool,
+    ) -> Result<Vec<PreparedService>, String> {
+        let (parent_def, nested) = crate::sidecar::split(def)?;
+        let parent = prepare_service(&parent_def, &self.config.node_name, allow_scripts)?;
+        let Some(nested) = nested else {
+            return Ok(vec![parent]);
+        };
+        let sidecar_id = crate::sidecar::sidecar_id(&parent.service.id);
+        let services = self.local.services();
+        let previous = services.iter().find(|s| s.id == sidecar_id).map(|s| s.port);
+        let used: Vec<u16> = services
+            .iter()
+            .filter(|s| s.id != sidecar_id)
+            .map(|s| s.port)
+            .collect();
+        let port = crate::sidecar::pick_port(nested.port, previous, &used, &self.config.sidecar_ports)
+            .ok_or_else(|| {
+                "Invalid SidecarService: no port provided for sidecar_service and none left in                  the configured range"
+                    .to_string()
+            })?;
+        let sidecar_def = crate::sidecar::complete(nested, &parent_def, &parent.service.id, port);
+        let sidecar = prepare_service(&sidecar_def, &self.config.node_name, allow_scripts)
+            .map_err(|e| format!("Invalid SidecarService: {e}"))?;
+        Ok(vec![parent, sidecar])
+    }
+
     /// Registers a validated service and starts its checks, then syncs (best effort: a
     /// failed sync is logged and retried by anti-entropy, as Consul does).
     pub async fn register_service(&self, prepared: PreparedService, replace_checks: bool) {
@@ -141,7 +173,20 @@ impl AgentCore {
         for check_id in owned {
             self.checks.remove(&check_id);
         }
-        self.sync().await;
+        // A sidecar registered with the service goes with it, as in Consul.
+        let sidecar_id = crate::sidecar::sidecar_id(id);
+        let is_its_sidecar = self.local.service(&sidecar_id).is_some_and(|s| {
+            s.proxy
+                .as_ref()
+                .and_then(|p| p.get("DestinationServiceID"))
+                .and_then(|v| v.as_str())
+                == Some(id)
+        });
+        if is_its_sidecar {
+            Box::pin(self.deregister_service(&sidecar_id)).await;
+        } else {
+            self.sync().await;
+        }
         true
     }
 
@@ -172,6 +217,7 @@ impl AgentCore {
 
     /// Pushes local changes now; failures are left to anti-entropy's retry.
     pub async fn sync(&self) {
+        self.refresh_aliases();
         if let Err(e) = self.ae.sync_changes().await {
             tracing::warn!(error = %e, "sync to servers failed; anti-entropy will retry");
             self.ae.trigger();
@@ -186,9 +232,34 @@ impl AgentCore {
                 .update_check(&result.check_id, result.status, &result.output)
                 == Some(true)
             {
+                self.refresh_aliases();
                 self.ae.trigger();
             }
         }
+    }
+
+    /// Recomputes every alias check from the local state it mirrors (see
+    /// [`crate::checks::alias_status`]). Called after each local change, so an alias follows
+    /// its service without polling. Returns whether any alias changed.
+    pub fn refresh_aliases(&self) -> bool {
+        let checks = self.local.checks();
+        let mut changed = false;
+        for alias in checks.iter().filter(|c| c.r#type == "alias") {
+            let target = &alias.definition.alias_service;
+            // Only this node's checks count: an alias never looks at itself, and node
+            // checks (maintenance) do.
+            let relevant: Vec<HealthCheck> = checks
+                .iter()
+                .filter(|c| c.check_id != alias.check_id && c.r#type != "alias")
+                .cloned()
+                .collect();
+            let exists = target.is_empty() || self.local.service(target).is_some();
+            let (status, output) = crate::checks::alias_status(target, &relevant, exists);
+            if self.local.update_check(&alias.check_id, status, &output) == Some(true) {
+                changed = true;
+            }
+        }
+        changed
     }
 
     /// Applies a TTL update from `/v1/agent/check/{pass,warn,fail,update}`.
@@ -218,10 +289,12 @@ impl AgentCore {
         let mut ids = Vec::new();
         for def in defs {
             let allow = self.config.enable_script_checks || self.config.enable_local_script_checks;
-            match prepare_service(def, &self.config.node_name, allow) {
-                Ok(p) => {
-                    ids.push(p.service.id.clone());
-                    self.register_service(p, true).await;
+            match self.prepare_definition(def, allow) {
+                Ok(prepared) => {
+                    for p in prepared {
+                        ids.push(p.service.id.clone());
+                        self.register_service(p, true).await;
+                    }
                 }
                 Err(e) => errors.push(format!("service {:?}: {e}", def.name)),
             }
@@ -244,12 +317,12 @@ impl AgentCore {
     /// Re-registers the services and checks persisted by an earlier run.
     pub(crate) async fn restore_persisted(&self) {
         for def in self.persist.services().await {
-            match prepare_service(
-                &def,
-                &self.config.node_name,
-                self.config.enable_script_checks,
-            ) {
-                Ok(p) => self.register_service(p, true).await,
+            match self.prepare_definition(&def, self.config.enable_script_checks) {
+                Ok(prepared) => {
+                    for p in prepared {
+                        self.register_service(p, true).await;
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(service = %def.name, error = %e, "dropping persisted service")
                 }

@@ -13,16 +13,20 @@
 //! - `tcp`: [`TcpCheck`]. Passing when a connection opens within the timeout.
 //! - `ttl`: [`TtlCheck`]. Critical unless the application reports in within the TTL.
 //! - `script`: [`ScriptCheck`]. Exit 0 passing, 1 warning, anything else critical.
+//! - `alias`: [`AliasCheck`]. The health of another local service; no task, the agent
+//!   recomputes it from its local state ([`alias_status`]).
 //!
 //! Each kind implements the private `Check` trait (its run loop); the interval kinds share
 //! `run_every`. All timing goes through `tokio::time`, so tests run on paused time.
 
+mod alias;
 mod http;
 mod script;
 mod spec;
 mod tcp;
 mod ttl;
 
+pub use alias::{alias_status, AliasCheck};
 pub use http::HttpCheck;
 pub use script::ScriptCheck;
 pub use spec::{CheckSpec, InvalidCheck, DEFAULT_SCRIPT_TIMEOUT, DEFAULT_TIMEOUT, MIN_INTERVAL};
@@ -192,6 +196,8 @@ impl Checks {
             CheckSpec::Http(check) => (tokio::spawn(check.run(report)), None),
             CheckSpec::Tcp(check) => (tokio::spawn(check.run(report)), None),
             CheckSpec::Script(check) => (tokio::spawn(check.run(report)), None),
+            // Computed by the agent from its local state (see `alias`): no task to run.
+            CheckSpec::Alias(_) => return,
         };
         inner.running.insert(
             check_id.to_string(),

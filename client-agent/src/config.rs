@@ -66,6 +66,9 @@ pub struct Config {
     /// no ACLs) that is allow, so allow is the default; `default_intention_policy = "deny"`
     /// makes the mesh deny-by-default.
     pub default_intention_allow: bool,
+    /// Ports a `Connect.SidecarService` registration without a port is given, lowest free
+    /// first (`ports.sidecar_min_port`..=`ports.sidecar_max_port`, Consul's 21000-21255).
+    pub sidecar_ports: std::ops::RangeInclusive<u16>,
 }
 
 impl std::fmt::Debug for Config {
@@ -106,6 +109,7 @@ impl Config {
             serf_lan_port: 8301,
             serf_wan_port: 8302,
             default_intention_allow: true,
+            sidecar_ports: 21000..=21255,
         }
     }
 }

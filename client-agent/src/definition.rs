@@ -157,6 +157,16 @@ pub fn prepare_check(
             crate::checks::InvalidCheck::ScriptDisabled
         ));
     }
+    if let crate::checks::CheckSpec::Alias(alias) = &spec {
+        if !alias.node.is_empty() && alias.node != node {
+            // The agent computes aliases from its own state; another node's health would
+            // need a watch on the catalog per alias.
+            return Err(format!(
+                "Invalid check: alias checks of another node ({:?}) are not supported yet",
+                alias.node
+            ));
+        }
+    }
     let name = def.name.clone().unwrap_or_default();
     let id = def
         .id
@@ -175,6 +185,8 @@ pub fn prepare_check(
         timeout: def.timeout,
         ttl: def.ttl,
         deregister_critical_service_after: def.deregister_critical_service_after,
+        alias_node: def.alias_node.clone().unwrap_or_default(),
+        alias_service: def.alias_service.clone().unwrap_or_default(),
     };
     let check = HealthCheck {
         node: node.to_string(),

@@ -12,6 +12,7 @@
 //! - [`local`]: local services and checks, and which of them the catalog lacks.
 //! - [`ae`]: anti-entropy, the loop that pushes local state to the catalog.
 //! - [`definition`]: validation and defaults of service and check definitions.
+//! - [`sidecar`]: `Connect.SidecarService` expanded into its own `connect-proxy` service.
 //! - [`checks`]: HTTP, TCP, TTL and script health checks run by the agent.
 //! - [`filter`]: Consul's `?filter=` expressions (go-bexpr) over JSON results.
 //! - [`catalog_cache`]: the agent's in-memory copy of the catalog, fed by a blocking query.
@@ -47,6 +48,7 @@ pub mod metrics;
 pub mod persist;
 pub mod rpc_client;
 pub mod serve;
+pub mod sidecar;
 
 pub use config::Config;
 pub use serve::{run, AgentError, Listeners};

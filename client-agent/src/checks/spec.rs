@@ -6,7 +6,7 @@ use std::time::Duration;
 use concord_api::agent::CheckDefinition;
 use concord_api::duration::{format_duration, GoDuration};
 
-use super::{HttpCheck, ScriptCheck, TcpCheck, TtlCheck};
+use super::{AliasCheck, HttpCheck, ScriptCheck, TcpCheck, TtlCheck};
 
 /// Per-run timeout of script checks when the definition sets none (Consul's).
 pub const DEFAULT_SCRIPT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -30,6 +30,9 @@ pub enum CheckSpec {
     /// Run a program (no shell) every interval: exit 0 passing, 1 warning, else critical.
     /// Only on agents with `enable_script_checks`.
     Script(ScriptCheck),
+    /// Mirror another service instance's health (`AliasService`); computed by the agent from
+    /// its local state, so nothing runs.
+    Alias(AliasCheck),
 }
 
 /// Why a check definition is rejected. The agent's HTTP layer prefixes `Invalid check: `.
@@ -63,7 +66,7 @@ pub enum InvalidCheck {
     /// A kind Concord does not run yet.
     #[error("{kind} checks are not supported yet: Concord runs TTL, HTTP and TCP checks")]
     Unsupported {
-        /// `GRPC`, `UDP`, `H2PING` or `Alias`.
+        /// `GRPC`, `UDP` or `H2PING`.
         kind: &'static str,
     },
     /// Both `HTTP` and `TCP`.
@@ -158,7 +161,10 @@ impl CheckSpec {
             return Err(InvalidCheck::Unsupported { kind });
         }
         if alias {
-            return Err(InvalidCheck::Unsupported { kind: "Alias" });
+            return Ok(CheckSpec::Alias(AliasCheck {
+                service_id: def.alias_service.clone().unwrap_or_default(),
+                node: def.alias_node.clone().unwrap_or_default(),
+            }));
         }
         let timeout = if duration(def.timeout).is_zero() {
             DEFAULT_TIMEOUT
@@ -196,13 +202,14 @@ impl CheckSpec {
         }
     }
 
-    /// The check's `Type` as the API reports it: `ttl`, `http`, `tcp` or `script`.
+    /// The check's `Type` as the API reports it: `ttl`, `http`, `tcp`, `script` or `alias`.
     pub fn check_type(&self) -> &'static str {
         match self {
             CheckSpec::Ttl(_) => "ttl",
             CheckSpec::Http(_) => "http",
             CheckSpec::Tcp(_) => "tcp",
             CheckSpec::Script(_) => "script",
+            CheckSpec::Alias(_) => "alias",
         }
     }
 }
@@ -388,10 +395,6 @@ mod tests {
             (
                 r#"{"H2PING":"a:1","Interval":"10s"}"#,
                 "H2PING checks are not supported yet: Concord runs TTL, HTTP and TCP checks",
-            ),
-            (
-                r#"{"AliasService":"web"}"#,
-                "Alias checks are not supported yet: Concord runs TTL, HTTP and TCP checks",
             ),
             (
                 r#"{"HTTP":"http://a/","TCP":"a:1","Interval":"10s"}"#,

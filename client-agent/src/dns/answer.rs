@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use concord_api::catalog::{CheckServiceNode, CheckStatus};
+use concord_api::catalog::{CheckServiceNode, CheckStatus, NodeService};
 use hickory_proto::op::{message, Edns, Header, Query, ResponseCode};
 use hickory_proto::rr::domain::Label;
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS, PTR, SOA, SRV, TXT};
@@ -322,7 +322,10 @@ impl Zone {
             // The zone is synthesised per query; there is nothing to transfer.
             return ResponseParts::error(ResponseCode::NotImp);
         }
-        let needs_catalog = matches!(lookup, Lookup::Node { .. } | Lookup::Service { .. });
+        let needs_catalog = matches!(
+            lookup,
+            Lookup::Node { .. } | Lookup::Service { .. } | Lookup::Connect { .. }
+        );
         if needs_catalog && snapshot.index == 0 {
             // No catalog fetched yet: NXDOMAIN would be a lie resolvers cache; Consul answers
             // SERVFAIL when it cannot reach the catalog.
@@ -340,7 +343,18 @@ impl Zone {
             }),
             Lookup::Node { node } => self.node(snapshot, qname, qtype, &node),
             Lookup::Service { service, tag } => {
-                self.service(names, snapshot, qname, qtype, &service, tag.as_deref(), rng)
+                let tag = tag.as_deref();
+                let select = |i: &CheckServiceNode| {
+                    i.service.service.eq_ignore_ascii_case(&service)
+                        && tag.is_none_or(|tag| {
+                            i.service.tags.iter().any(|t| t.eq_ignore_ascii_case(tag))
+                        })
+                };
+                self.service(names, snapshot, qname, qtype, &service, select, rng)
+            }
+            Lookup::Connect { service } => {
+                let select = |i: &CheckServiceNode| fronts(&i.service, &service);
+                self.service(names, snapshot, qname, qtype, &service, select, rng)
             }
         };
         match found {
@@ -528,8 +542,9 @@ impl Zone {
         })
     }
 
-    /// `[tag.]svc.service`: the servable instances' addresses, or SRV records with their
-    /// targets' addresses in Additional. `None` (NXDOMAIN) when no instance is servable.
+    /// `[tag.]svc.service` and `svc.connect`: the addresses of the servable instances that
+    /// `select` picks, or SRV records with their targets' addresses in Additional. `None`
+    /// (NXDOMAIN) when no instance is servable. `service` names the TTL.
     #[allow(clippy::too_many_arguments)] // one question's parts, each used once
     fn service(
         &self,
@@ -538,17 +553,13 @@ impl Zone {
         qname: &Name,
         qtype: RecordType,
         service: &str,
-        tag: Option<&str>,
+        select: impl Fn(&CheckServiceNode) -> bool,
         rng: &mut impl Rng,
     ) -> Option<Records> {
         let mut instances: Vec<&CheckServiceNode> = snapshot
             .instances
             .iter()
-            .filter(|i| i.service.service.eq_ignore_ascii_case(service))
-            .filter(|i| match tag {
-                Some(tag) => i.service.tags.iter().any(|t| t.eq_ignore_ascii_case(tag)),
-                None => true,
-            })
+            .filter(|i| select(i))
             .filter(|i| self.servable(i))
             .collect();
         if instances.is_empty() {
@@ -815,6 +826,27 @@ impl Endpoint {
 }
 
 /// The A (IPv4) or AAAA (IPv6) record for `ip`, if `qtype` asks for that family.
+/// Whether `instance` is a Connect-capable endpoint of `service` (case-insensitive): a
+/// `connect-proxy` whose `Proxy.DestinationServiceName` it is, or a Connect-native instance
+/// of it, as Consul's `.connect` lookup selects them.
+fn fronts(instance: &NodeService, service: &str) -> bool {
+    let proxied = instance.kind == "connect-proxy"
+        && instance
+            .proxy
+            .as_ref()
+            .and_then(|p| p.get("DestinationServiceName"))
+            .and_then(|v| v.as_str())
+            .is_some_and(|d| d.eq_ignore_ascii_case(service));
+    let native = instance.service.eq_ignore_ascii_case(service)
+        && instance
+            .connect
+            .as_ref()
+            .and_then(|c| c.get("Native"))
+            .and_then(|v| v.as_bool())
+            == Some(true);
+    proxied || native
+}
+
 fn address_record(owner: &Name, ttl: u32, ip: IpAddr, qtype: RecordType) -> Option<Record> {
     let rdata = match ip {
         IpAddr::V4(v4) if matches!(qtype, RecordType::A | RecordType::ANY) => RData::A(A(v4)),

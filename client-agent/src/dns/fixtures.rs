@@ -50,6 +50,19 @@ impl Instance {
         self
     }
 
+    /// Makes the instance a `connect-proxy` fronting `destination`.
+    pub(crate) fn proxy_for(mut self, destination: &str) -> Self {
+        self.0.service.kind = "connect-proxy".into();
+        self.0.service.proxy = Some(serde_json::json!({ "DestinationServiceName": destination }));
+        self
+    }
+
+    /// Makes the instance Connect-native.
+    pub(crate) fn native(mut self) -> Self {
+        self.0.service.connect = Some(serde_json::json!({ "Native": true }));
+        self
+    }
+
     pub(crate) fn weights(mut self, passing: u32, warning: u32) -> Self {
         self.0.service.weights = Weights { passing, warning };
         self

@@ -21,6 +21,12 @@ pub(crate) enum Lookup {
         /// Tag filter, lowercased; `None` for no filter.
         tag: Option<String>,
     },
+    /// `<service>.connect[.<dc>]`: the Connect-capable endpoints of a service (the proxies
+    /// that front it, and Connect-native instances of it).
+    Connect {
+        /// Service name, lowercased; compared case-insensitively.
+        service: String,
+    },
     /// `<node>.node[.<dc>]`.
     Node {
         /// Node name, lowercased; labels re-joined with dots so dotted node names match.
@@ -97,7 +103,7 @@ pub(crate) fn is_reverse(name: &Name) -> bool {
 }
 
 /// Consul lookup kinds we recognise but do not serve yet.
-const UNSUPPORTED_KINDS: [&str; 5] = ["connect", "virtual", "ingress", "query", "peer"];
+const UNSUPPORTED_KINDS: [&str; 4] = ["virtual", "ingress", "query", "peer"];
 
 /// Parses `name` against our `domain` (lowercase, fully qualified) and `datacenter`.
 ///
@@ -132,7 +138,7 @@ pub(crate) fn parse(name: &Name, domain: &Name, datacenter: &str) -> Parsed {
         .enumerate()
         .rev()
         .find_map(|(i, label)| match label.as_str() {
-            "service" | "node" | "addr" => Some((i, Kind::Named)),
+            "service" | "connect" | "node" | "addr" => Some((i, Kind::Named)),
             other if UNSUPPORTED_KINDS.contains(&other) => Some((i, Kind::Named)),
             other if other.starts_with('_') => Some((i, Kind::Rfc2782)),
             _ => None,
@@ -167,6 +173,12 @@ pub(crate) fn parse(name: &Name, domain: &Name, datacenter: &str) -> Parsed {
             "service" => match service(query) {
                 Some(lookup) => lookup,
                 None => return Parsed::Invalid,
+            },
+            "connect" => match query {
+                [service] => Lookup::Connect {
+                    service: service.clone(),
+                },
+                _ => return Parsed::Invalid,
             },
             "node" if !query.is_empty() => Lookup::Node {
                 node: query.join("."),
@@ -350,7 +362,13 @@ mod tests {
             ("a.b.addr.consul.", Parsed::Invalid),
             ("0a0000.addr.consul.", Parsed::Invalid),
             ("0a00000g.addr.consul.", Parsed::Invalid),
-            ("web.connect.consul.", Parsed::Unsupported("connect")),
+            (
+                "web.connect.consul.",
+                Parsed::Local(Lookup::Connect {
+                    service: "web".into(),
+                }),
+            ),
+            ("v1.web.connect.consul.", Parsed::Invalid),
             ("q.query.consul.", Parsed::Unsupported("query")),
         ];
         for (name, want) in cases {

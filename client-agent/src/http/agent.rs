@@ -18,7 +18,7 @@ use serde_json::json;
 
 use super::{empty_ok, ApiError, ApiResult, AppState, Common, Params};
 use crate::checks::TtlError;
-use crate::definition::{attach_to_service, prepare_check, prepare_service};
+use crate::definition::{attach_to_service, prepare_check};
 use crate::membership::{member_json, member_tags};
 use crate::metrics::Sample;
 
@@ -223,14 +223,20 @@ fn content_hash(value: &serde_json::Value) -> String {
 
 async fn register_service(State(s): State<AppState>, c: Common, body: Bytes) -> ApiResult {
     let def: ServiceDefinition = decode(&body)?;
-    let prepared = prepare_service(&def, &s.config.node_name, s.config.enable_script_checks)
+    let prepared = s
+        .prepare_definition(&def, s.config.enable_script_checks)
         .map_err(ApiError::BadRequest)?;
     let replace = c.params.flag("replace-existing-checks");
-    s.persist
-        .save_service(&prepared.service.id, &def)
-        .await
-        .map_err(|e| ApiError::Internal(format!("failed persisting service: {e}")))?;
-    s.register_service(prepared, replace).await;
+    // The definition as given (with its `SidecarService`) is what a restart re-expands.
+    if let Some(parent) = prepared.first() {
+        s.persist
+            .save_service(&parent.service.id, &def)
+            .await
+            .map_err(|e| ApiError::Internal(format!("failed persisting service: {e}")))?;
+    }
+    for p in prepared {
+        s.register_service(p, replace).await;
+    }
     Ok(empty_ok())
 }
 

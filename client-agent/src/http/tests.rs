@@ -563,3 +563,72 @@ async fn cached_reads_say_miss_then_hit_with_an_age() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(body.contains("max-age"), "{body}");
 }
+
+#[tokio::test]
+async fn a_sidecar_service_registers_its_proxy_and_follows_its_parent() {
+    let (app, _) = app();
+    let body = r#"{"Name":"web","Port":8080,"Check":{"TTL":"1h"},"Connect":{"SidecarService":
+        {"Proxy":{"Upstreams":[{"DestinationName":"db","LocalBindPort":9191}]}}}}"#;
+    let (code, body) = call(&app, Method::PUT, "/v1/agent/service/register", body).await;
+    assert_eq!((code, body.as_str()), (StatusCode::OK, ""));
+
+    let (_, body) = call(&app, Method::GET, "/v1/agent/service/web-sidecar-proxy", "").await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["Kind"], "connect-proxy");
+    assert_eq!(v["Service"], "web-sidecar-proxy");
+    assert_eq!(v["Port"], 21000);
+    assert_eq!(v["Proxy"]["DestinationServiceName"], "web");
+    assert_eq!(v["Proxy"]["DestinationServiceID"], "web");
+    assert_eq!(v["Proxy"]["LocalServiceAddress"], "127.0.0.1");
+    assert_eq!(v["Proxy"]["LocalServicePort"], 8080);
+    assert_eq!(v["Proxy"]["Upstreams"][0]["DestinationName"], "db");
+    assert_eq!(v["Proxy"]["Upstreams"][0]["LocalBindPort"], 9191);
+    let (_, body) = call(&app, Method::GET, "/v1/agent/service/web", "").await;
+    let parent: Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        parent.get("Connect").is_none(),
+        "the nested definition is not kept: {parent}"
+    );
+
+    // The alias check mirrors web's TTL check: critical until web reports in.
+    let alias = "/v1/agent/health/service/id/web-sidecar-proxy?format=text";
+    let (code, body) = call(&app, Method::GET, alias, "").await;
+    assert_eq!(
+        (code, body.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "critical")
+    );
+    let (_, checks) = call(&app, Method::GET, "/v1/agent/checks", "").await;
+    let checks: Value = serde_json::from_str(&checks).unwrap();
+    assert_eq!(checks["service:web-sidecar-proxy:2"]["Type"], "alias");
+    assert_eq!(
+        checks["service:web-sidecar-proxy:1"]["Name"],
+        "Connect Sidecar Listening"
+    );
+    call(&app, Method::PUT, "/v1/agent/check/pass/service:web", "").await;
+    let (_, checks) = call(&app, Method::GET, "/v1/agent/checks", "").await;
+    let checks: Value = serde_json::from_str(&checks).unwrap();
+    assert_eq!(checks["service:web-sidecar-proxy:2"]["Status"], "passing");
+    assert_eq!(
+        checks["service:web-sidecar-proxy:2"]["Output"],
+        "All checks passing."
+    );
+
+    // A second sidecar gets the next free port; re-registering keeps the first one's.
+    let api = r#"{"Name":"api","Port":9000,"Connect":{"SidecarService":{}}}"#;
+    call(&app, Method::PUT, "/v1/agent/service/register", api).await;
+    let (_, body) = call(&app, Method::GET, "/v1/agent/service/api-sidecar-proxy", "").await;
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["Port"], 21001);
+
+    // Deregistering the parent takes its sidecar along.
+    let (code, _) = call(&app, Method::PUT, "/v1/agent/service/deregister/web", "").await;
+    assert_eq!(code, StatusCode::OK);
+    let (code, _) = call(&app, Method::GET, "/v1/agent/service/web-sidecar-proxy", "").await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    let (code, _) = call(&app, Method::GET, "/v1/agent/service/api-sidecar-proxy", "").await;
+    assert_eq!(code, StatusCode::OK);
+
+    let bad = r#"{"Name":"x","Connect":{"SidecarService":{"Connect":{"SidecarService":{}}}}}"#;
+    let (code, body) = call(&app, Method::PUT, "/v1/agent/service/register", bad).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert!(body.contains("nested SidecarService"), "{body}");
+}

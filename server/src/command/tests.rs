@@ -89,6 +89,7 @@ pub(crate) fn samples() -> Vec<Command> {
             timeout: Some(Duration::from_secs(1).into()),
             ttl: None,
             deregister_critical_service_after: Some(Duration::from_secs(90).into()),
+            ..HealthCheckDefinition::default()
         },
         ..HealthCheck::default()
     };

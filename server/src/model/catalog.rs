@@ -292,6 +292,9 @@ impl Check {
                 timeout: go(d.timeout),
                 ttl: go(d.ttl),
                 deregister_critical_service_after: go(d.deregister_critical_service_after),
+                // The store keeps what the servers act on; an alias's target matters only to
+                // the agent that computes it.
+                ..api::HealthCheckDefinition::default()
             },
             raft: self.raft.to_api(),
         }

@@ -135,6 +135,43 @@ fn service_a_serves_healthy_ipv4_instances() {
 }
 
 #[test]
+fn connect_lookups_answer_with_the_proxies_fronting_the_service() {
+    let n1 = node("n1", "10.0.0.1");
+    let n2 = node("n2", "10.0.0.2");
+    let n3 = node("n3", "10.0.0.3");
+    let catalog = snapshot(
+        vec![n1.clone(), n2.clone(), n3.clone()],
+        vec![
+            instance(&n1, "web1", "web").port(8080),
+            instance(&n1, "web1-sidecar-proxy", "web-sidecar-proxy")
+                .port(21000)
+                .proxy_for("web"),
+            instance(&n2, "web2-sidecar-proxy", "web-sidecar-proxy")
+                .port(21001)
+                .proxy_for("web")
+                .check(CheckStatus::Critical),
+            instance(&n3, "web3", "web").port(9443).native(),
+            instance(&n3, "db-sidecar-proxy", "db-sidecar-proxy").proxy_for("db"),
+        ],
+    );
+    let srv = ask(&zone(), &catalog, "Web.connect.consul.", RecordType::SRV);
+    assert_eq!(srv.rcode, ResponseCode::NoError);
+    // The passing proxy and the native instance; the plain instance, the critical proxy and
+    // db's proxy are not Connect endpoints of web.
+    assert_eq!(
+        srvs(&srv.answers),
+        [
+            ("n1.node.dc1.consul.".to_string(), 1, 21000),
+            ("n3.node.dc1.consul.".to_string(), 1, 9443),
+        ]
+    );
+    let a = ask(&zone(), &catalog, "web.connect.dc1.consul.", RecordType::A);
+    assert_eq!(ips(&a.answers), [ip("10.0.0.1"), ip("10.0.0.3")]);
+    let none = ask(&zone(), &catalog, "api.connect.consul.", RecordType::A);
+    assert_negative(&none, ResponseCode::NXDomain);
+}
+
+#[test]
 fn service_aaaa_and_any_pick_address_families() {
     let (zone, catalog) = (zone(), catalog());
     let parts = ask(&zone, &catalog, "web.service.consul.", RecordType::AAAA);
