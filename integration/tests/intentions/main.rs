@@ -1,6 +1,7 @@
 //! Intentions and config entries against a real `concord agent -dev`: the three intention
 //! API shapes agree, bad input is refused without changing anything, authorize sees a
-//! change within a second, and the CLI round-trips.
+//! change within a second, the CLI round-trips, and `Connect.SidecarService` registers a
+//! discoverable proxy.
 
 // Test helpers outside #[test] functions may unwrap too: a failure is a test failure.
 #![allow(clippy::unwrap_used)]
@@ -9,6 +10,7 @@ mod authorize;
 mod cli;
 mod config_entries;
 mod crud;
+mod sidecar;
 
 use concord_integration::TestAgent;
 use serde_json::Value;
