@@ -109,7 +109,12 @@ impl Balance {
     }
 
     /// The endpoint for an attempt of `routed`, as the module doc describes.
-    fn pick(&self, resolved: &Resolved, routed: &Routed, attempts: Option<&Attempts>) -> Result<Picked, ProxyError> {
+    fn pick(
+        &self,
+        resolved: &Resolved,
+        routed: &Routed,
+        attempts: Option<&Attempts>,
+    ) -> Result<Picked, ProxyError> {
         let now = Instant::now();
         let mut chosen: Option<(Vec<&Endpoint>, usize)> = None;
         for target in &routed.targets {
@@ -241,7 +246,13 @@ mod tests {
         }
         let tried = Attempts::default();
         tried.push("b");
-        assert_eq!(b.pick(&resolved, &routed, Some(&tried)).unwrap().endpoint.id, "a");
+        assert_eq!(
+            b.pick(&resolved, &routed, Some(&tried))
+                .unwrap()
+                .endpoint
+                .id,
+            "a"
+        );
         // Eject both primaries: the failover target serves.
         let now = Instant::now();
         let p = crate::l7::policy::OutlierPolicy {
@@ -259,8 +270,9 @@ mod tests {
             targets: vec!["db".to_string()],
             ..routed.clone()
         };
-        let ids: std::collections::HashSet<String> =
-            (0..4).map(|_| b2.pick(&resolved, &only, None).unwrap().endpoint.id).collect();
+        let ids: std::collections::HashSet<String> = (0..4)
+            .map(|_| b2.pick(&resolved, &only, None).unwrap().endpoint.id)
+            .collect();
         assert_eq!(ids.len(), 2, "round robin over both");
         let none = Routed {
             targets: vec!["nowhere".to_string()],

@@ -106,7 +106,11 @@ impl ConnectionLimit {
         let waiting = self.pending.fetch_add(1, Ordering::AcqRel);
         let _guard = PendingGuard(&self.pending);
         if self.max_pending.is_some_and(|max| waiting >= max) {
-            return Err(reject(&self.metrics, &self.upstream, "max_pending_requests"));
+            return Err(reject(
+                &self.metrics,
+                &self.upstream,
+                "max_pending_requests",
+            ));
         }
         slots
             .clone()

@@ -83,7 +83,11 @@ impl AsyncRead for Conn {
 }
 
 impl AsyncWrite for Conn {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
     }
 
@@ -138,6 +142,9 @@ impl tower::Service<Uri> for Dial {
     }
 }
 
+/// A pooled client's key: the endpoint, and the connect timeout its dials use.
+type ClientKey = (String, SocketAddr, Duration);
+
 /// The pooled clients of one upstream (or of the local app).
 pub struct Pool {
     connector: Arc<dyn Connector>,
@@ -145,7 +152,7 @@ pub struct Pool {
     connect_timeout: Duration,
     limit: Arc<ConnectionLimit>,
     // A std Mutex: a map lookup per request; clients are cheap handles to a shared pool.
-    clients: Mutex<HashMap<(String, SocketAddr, Duration), Client<Dial, Body>>>,
+    clients: Mutex<HashMap<ClientKey, Client<Dial, Body>>>,
 }
 
 impl Pool {
@@ -299,7 +306,10 @@ mod tests {
             ("x-private", "1"),
             ("transfer-encoding", "chunked"),
             ("upgrade", "websocket"),
-            ("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+            (
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            ),
             ("tracestate", "congo=t61rcWkgMzE"),
             ("x-b3-traceid", "80f198ee56343ba864fe8b2a57d3eff7"),
             ("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1"),

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use super::balance::Picked;
 use super::metrics::{L7Metrics, UpstreamLabels};
 use super::policy::OutlierPolicy;
-use super::{Inner, Middleware, Req, ResponseFuture};
+use super::{Inner, Middleware, ProxyError, Req, ResponseFuture};
 
 /// Envoy's default `max_ejection_time`.
 const MAX_EJECTION: Duration = Duration::from_secs(300);
@@ -83,8 +83,8 @@ impl Outlier {
         let p = &self.policy;
         let streak = p.max_failures > 0 && h.consecutive >= p.max_failures;
         let already = h.ejected_until.is_some_and(|u| u > now);
-        let room = ejected_now == 0
-            || (ejected_now + 1) * 100 <= p.max_ejection_percent as usize * hosts;
+        let room =
+            ejected_now == 0 || (ejected_now + 1) * 100 <= p.max_ejection_percent as usize * hosts;
         if !streak || already || !room || roll >= p.enforcing_consecutive_5xx {
             return false;
         }
@@ -113,9 +113,11 @@ impl Middleware for Detect {
         Box::pin(async move {
             let outcome = super::forward(next, req).await;
             if let Some(picked) = picked {
+                // A reset mid-request counts like a 5xx (Envoy's locally originated 503);
+                // only our own breaker's refusal says nothing about the endpoint.
                 let failed = match &outcome {
                     Ok(resp) => resp.status().is_server_error(),
-                    Err(e) => e.is_connect_failure(),
+                    Err(e) => !matches!(e, ProxyError::Overflow(_)),
                 };
                 let roll = rand::random::<u32>() % 100;
                 let now = Instant::now();
@@ -162,13 +164,19 @@ mod tests {
         }
         assert!(o.record("a", true, 2, t0, 0));
         assert!(o.is_ejected("a", t0 + Duration::from_secs(9)));
-        assert!(!o.is_ejected("a", t0 + Duration::from_secs(10)), "restored after 1 × base");
+        assert!(
+            !o.is_ejected("a", t0 + Duration::from_secs(10)),
+            "restored after 1 × base"
+        );
         let t1 = t0 + Duration::from_secs(10);
         for _ in 0..2 {
             assert!(!o.record("a", true, 2, t1, 0));
         }
         assert!(o.record("a", true, 2, t1, 0));
-        assert!(o.is_ejected("a", t1 + Duration::from_secs(19)), "second ejection lasts 2 × base");
+        assert!(
+            o.is_ejected("a", t1 + Duration::from_secs(19)),
+            "second ejection lasts 2 × base"
+        );
         assert!(!o.is_ejected("a", t1 + Duration::from_secs(20)));
     }
 
@@ -176,12 +184,12 @@ mod tests {
     fn ejection_limits_table() {
         // (max_failures, max_ejection_percent, hosts, enforcing roll, already ejected, ejects?)
         let cases = [
-            (1, 10, 2, 0, 0, true),    // at least one host may always be ejected
-            (1, 10, 2, 0, 1, false),   // but not a second at 10%
-            (1, 50, 4, 0, 1, true),    // 2 of 4 is 50%
-            (1, 50, 4, 0, 2, false),   // 3 of 4 is not
-            (1, 100, 2, 99, 0, true),  // enforcing 100% always ejects
-            (0, 100, 2, 0, 0, false),  // max_failures 0 never ejects
+            (1, 10, 2, 0, 0, true),   // at least one host may always be ejected
+            (1, 10, 2, 0, 1, false),  // but not a second at 10%
+            (1, 50, 4, 0, 1, true),   // 2 of 4 is 50%
+            (1, 50, 4, 0, 2, false),  // 3 of 4 is not
+            (1, 100, 2, 99, 0, true), // enforcing 100% always ejects
+            (0, 100, 2, 0, 0, false), // max_failures 0 never ejects
         ];
         for (max_failures, pct, hosts, roll, already, want) in cases {
             let o = Outlier::new(policy(max_failures, pct));
@@ -189,11 +197,18 @@ mod tests {
             for i in 0..already {
                 assert!(o.record(&format!("other{i}"), true, hosts, now, 0) || max_failures == 0);
             }
-            assert_eq!(o.record("x", true, hosts, now, roll), want, "{max_failures} {pct}% {hosts} {already}");
+            assert_eq!(
+                o.record("x", true, hosts, now, roll),
+                want,
+                "{max_failures} {pct}% {hosts} {already}"
+            );
         }
         let mut p = policy(1, 100);
         p.enforcing_consecutive_5xx = 30;
         let o = Outlier::new(p);
-        assert!(!o.record("x", true, 2, Instant::now(), 30), "roll 30 misses a 30% chance");
+        assert!(
+            !o.record("x", true, 2, Instant::now(), 30),
+            "roll 30 misses a 30% chance"
+        );
     }
 }

@@ -347,9 +347,11 @@ fn status_codes(v: &Value, key: &str) -> Result<Vec<u16>, PolicyError> {
 /// A non-negative integer from a number or a numeric string.
 fn weak_uint(v: &Value) -> Option<u64> {
     match v {
-        Value::Number(n) => n
-            .as_u64()
-            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64)),
+        Value::Number(n) => n.as_u64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && *f >= 0.0)
+                .map(|f| f as u64)
+        }),
         Value::String(s) => s.trim().parse().ok(),
         _ => None,
     }
@@ -374,7 +376,10 @@ impl<'a> Reader<'a> {
         self.get(k)
             .map(|v| {
                 weak_uint(v).ok_or_else(|| {
-                    problem(&self.key(k), &format!("expected a non-negative integer, got {v}"))
+                    problem(
+                        &self.key(k),
+                        &format!("expected a non-negative integer, got {v}"),
+                    )
                 })
             })
             .transpose()
@@ -405,7 +410,10 @@ impl<'a> Reader<'a> {
                 Value::Bool(b) => Ok(*b),
                 Value::String(s) if s == "true" => Ok(true),
                 Value::String(s) if s == "false" => Ok(false),
-                _ => Err(problem(&self.key(k), &format!("expected true or false, got {v}"))),
+                _ => Err(problem(
+                    &self.key(k),
+                    &format!("expected true or false, got {v}"),
+                )),
             })
             .transpose()
     }
@@ -424,13 +432,16 @@ impl<'a> Reader<'a> {
         self.get(k)
             .map(|v| match v {
                 // Go's time.Duration in JSON numbers is nanoseconds.
-                Value::Number(_) => weak_uint(v).map(Duration::from_nanos).ok_or_else(|| {
-                    problem(&self.key(k), &format!("expected a duration, got {v}"))
-                }),
+                Value::Number(_) => weak_uint(v)
+                    .map(Duration::from_nanos)
+                    .ok_or_else(|| problem(&self.key(k), &format!("expected a duration, got {v}"))),
                 Value::String(s) => {
                     parse_duration(s).map_err(|e| problem(&self.key(k), &e.to_string()))
                 }
-                _ => Err(problem(&self.key(k), &format!("expected a duration, got {v}"))),
+                _ => Err(problem(
+                    &self.key(k),
+                    &format!("expected a duration, got {v}"),
+                )),
             })
             .transpose()
     }
@@ -448,7 +459,10 @@ impl<'a> Reader<'a> {
                     _ => "",
                 },
             })),
-            Some(v) => Err(problem(&self.key(k), &format!("expected an object, got {v}"))),
+            Some(v) => Err(problem(
+                &self.key(k),
+                &format!("expected an object, got {v}"),
+            )),
         }
     }
 }
@@ -523,9 +537,21 @@ mod tests {
         let cases = [
             (json!([1]), "", "expected an object"),
             (json!({"protocol": "udp"}), "protocol", "not one of"),
-            (json!({"connect_timeout_ms": -1}), "connect_timeout_ms", "non-negative"),
-            (json!({"connect_timeout_ms": "soon"}), "connect_timeout_ms", "non-negative"),
-            (json!({"limits": {"max_connections": 0}}), "limits.max_connections", "at least 1"),
+            (
+                json!({"connect_timeout_ms": -1}),
+                "connect_timeout_ms",
+                "non-negative",
+            ),
+            (
+                json!({"connect_timeout_ms": "soon"}),
+                "connect_timeout_ms",
+                "non-negative",
+            ),
+            (
+                json!({"limits": {"max_connections": 0}}),
+                "limits.max_connections",
+                "at least 1",
+            ),
             (json!({"limits": 5}), "limits", "expected an object"),
             (
                 json!({"passive_health_check": {"interval": "ten"}}),
@@ -537,11 +563,31 @@ mod tests {
                 "passive_health_check.max_ejection_percent",
                 "percentage",
             ),
-            (json!({"retry_on_status_codes": [99]}), "retry_on_status_codes", "not an HTTP"),
-            (json!({"retry_on_status_codes": 503}), "retry_on_status_codes", "list"),
-            (json!({"retry_on_connect_failure": 1}), "retry_on_connect_failure", "true or false"),
-            (json!({"load_balancer": "maglev"}), "load_balancer", "round_robin"),
-            (json!({"retry_budget": {"percent": 150}}), "retry_budget.percent", "0..=100"),
+            (
+                json!({"retry_on_status_codes": [99]}),
+                "retry_on_status_codes",
+                "not an HTTP",
+            ),
+            (
+                json!({"retry_on_status_codes": 503}),
+                "retry_on_status_codes",
+                "list",
+            ),
+            (
+                json!({"retry_on_connect_failure": 1}),
+                "retry_on_connect_failure",
+                "true or false",
+            ),
+            (
+                json!({"load_balancer": "maglev"}),
+                "load_balancer",
+                "round_robin",
+            ),
+            (
+                json!({"retry_budget": {"percent": 150}}),
+                "retry_budget.percent",
+                "0..=100",
+            ),
         ];
         for (config, key, needle) in cases {
             let err = UpstreamPolicy::from_config(&config).unwrap_err();

@@ -106,10 +106,7 @@ impl RetryBudget {
             return false;
         };
         w.advance(now);
-        let (requests, retries) = w
-            .slots
-            .iter()
-            .fold((0, 0), |(a, b), (r, t)| (a + r, b + t));
+        let (requests, retries) = w.slots.iter().fold((0, 0), |(a, b), (r, t)| (a + r, b + t));
         let floor = f64::from(self.policy.min_retries_per_second) * (SLOTS as f64);
         let allowed = (retries as f64) < floor + self.policy.ratio * requests as f64;
         if allowed {
@@ -224,7 +221,10 @@ mod tests {
                 b.deposit(now);
             }
             let got = (0..asked).filter(|_| b.withdraw(now)).count();
-            assert_eq!(got, granted, "ratio {ratio} floor {floor} requests {requests}");
+            assert_eq!(
+                got, granted,
+                "ratio {ratio} floor {floor} requests {requests}"
+            );
         }
     }
 
@@ -276,11 +276,26 @@ mod tests {
         assert!(retryable(&policy, &status(503)));
         assert!(!retryable(&policy, &status(500)));
         assert!(!retryable(&policy, &status(200)));
-        assert!(retryable(&policy, &Err(ProxyError::Connect("refused".into()))));
-        assert!(retryable(&policy, &Err(ProxyError::ConnectTimeout(Duration::from_secs(1)))));
-        assert!(!retryable(&policy, &Err(ProxyError::Upstream("reset".into()))));
-        assert!(!retryable(&policy, &Err(ProxyError::Overflow("max_pending_requests"))));
+        assert!(retryable(
+            &policy,
+            &Err(ProxyError::Connect("refused".into()))
+        ));
+        assert!(retryable(
+            &policy,
+            &Err(ProxyError::ConnectTimeout(Duration::from_secs(1)))
+        ));
+        assert!(!retryable(
+            &policy,
+            &Err(ProxyError::Upstream("reset".into()))
+        ));
+        assert!(!retryable(
+            &policy,
+            &Err(ProxyError::Overflow("max_pending_requests"))
+        ));
         policy.retry.retry_on_connect_failure = false;
-        assert!(!retryable(&policy, &Err(ProxyError::Connect("refused".into()))));
+        assert!(!retryable(
+            &policy,
+            &Err(ProxyError::Connect("refused".into()))
+        ));
     }
 }

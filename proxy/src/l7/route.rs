@@ -132,9 +132,10 @@ impl Chain {
                         .ok_or_else(|| malformed(format!("{name}: missing Resolver")))?;
                     let own = r.get("Default").and_then(Value::as_bool) == Some(false);
                     let connect_timeout = match r.get("ConnectTimeout").and_then(Value::as_str) {
-                        Some(t) if own => Some(parse_duration(t).map_err(|e| {
-                            malformed(format!("{name}: ConnectTimeout: {e}"))
-                        })?),
+                        Some(t) if own => Some(
+                            parse_duration(t)
+                                .map_err(|e| malformed(format!("{name}: ConnectTimeout: {e}")))?,
+                        ),
                         _ => None,
                     };
                     let failover = r
@@ -165,7 +166,11 @@ impl Chain {
 
     /// Routes a request; `draw` in `[0, 1)` picks splitter branches. `None`: nothing routes
     /// (no chain yet, or a router with no matching route).
-    pub(crate) fn route(&self, req: &RouteRequest<'_>, mut draw: impl FnMut() -> f64) -> Option<Routed> {
+    pub(crate) fn route(
+        &self,
+        req: &RouteRequest<'_>,
+        mut draw: impl FnMut() -> f64,
+    ) -> Option<Routed> {
         let mut name = &self.start;
         let mut overrides = RouteOverrides::default();
         let mut rewrite = None;
@@ -336,7 +341,11 @@ impl Router {
         let mut guard = self.current.lock().ok()?;
         let (rx, resolved) = &mut *guard;
         if rx.has_changed().unwrap_or(false) {
-            let next = resolve(&self.upstream, &rx.borrow_and_update(), Some(&resolved.chain));
+            let next = resolve(
+                &self.upstream,
+                &rx.borrow_and_update(),
+                Some(&resolved.chain),
+            );
             *resolved = Arc::new(next);
         }
         Some(resolved.clone())
@@ -385,7 +394,11 @@ impl Middleware for Router {
             return Box::pin(async move { Err(err) });
         };
         if let Some((from, to)) = &routed.rewrite {
-            let pq = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+            let pq = req
+                .uri()
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/");
             if let Some(new) = rewrite_path(pq, from, to) {
                 let mut parts = req.uri().clone().into_parts();
                 if let Ok(pq) = new.parse() {
@@ -408,8 +421,8 @@ impl Middleware for Router {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use concord_api::discovery_chain::{compile, ChainEntries};
     use concord_api::config_entry::ConfigEntry;
+    use concord_api::discovery_chain::{compile, ChainEntries};
     use serde_json::json;
 
     fn chain(entries: Vec<Value>, service: &str) -> Chain {
@@ -421,7 +434,11 @@ mod tests {
         Chain::parse(&compile(service, "dc1", "", &e)).unwrap()
     }
 
-    fn req<'a>(path: &'a str, method: &'a str, headers: &'a [(String, String)]) -> RouteRequest<'a> {
+    fn req<'a>(
+        path: &'a str,
+        method: &'a str,
+        headers: &'a [(String, String)],
+    ) -> RouteRequest<'a> {
         let (path, query) = match path.split_once('?') {
             Some((p, q)) => (p, Some(q)),
             None => (path, None),
@@ -451,7 +468,8 @@ mod tests {
             "web",
         );
         let canary = vec![("X-Canary".to_string(), "1".to_string())];
-        let cases: [(&str, &str, &[(String, String)], &str); 9] = [
+        type Headers<'a> = &'a [(String, String)];
+        let cases: [(&str, &str, Headers<'_>, &str); 9] = [
             ("/exact", "GET", &[], "exact"),
             ("/exact/more", "GET", &[], "web"),
             ("/api/users", "GET", &[], "api"),
@@ -464,18 +482,36 @@ mod tests {
         ];
         for (path, method, headers, service) in cases {
             let r = c.route(&req(path, method, headers), || 0.0).unwrap();
-            assert_eq!(r.targets, vec![format!("{service}.default.default.dc1")], "{path} {method}");
+            assert_eq!(
+                r.targets,
+                vec![format!("{service}.default.default.dc1")],
+                "{path} {method}"
+            );
         }
         let api = c.route(&req("/api/users", "GET", &[]), || 0.0).unwrap();
         assert_eq!(api.overrides.request_timeout, Some(Duration::from_secs(2)));
         assert_eq!(api.rewrite, Some(("/api/".to_string(), "/".to_string())));
-        assert_eq!(rewrite_path("/api/users?q=1", "/api/", "/").as_deref(), Some("/users?q=1"));
+        assert_eq!(
+            rewrite_path("/api/users?q=1", "/api/", "/").as_deref(),
+            Some("/users?q=1")
+        );
     }
 
     #[test]
     fn split_choice_table() {
-        let splits = vec![(90.0, "a".to_string()), (10.0, "b".to_string()), (0.0, "c".to_string())];
-        for (draw, want) in [(0.0, "a"), (0.5, "a"), (0.8999, "a"), (0.9, "b"), (0.9999, "b"), (1.0, "b")] {
+        let splits = vec![
+            (90.0, "a".to_string()),
+            (10.0, "b".to_string()),
+            (0.0, "c".to_string()),
+        ];
+        for (draw, want) in [
+            (0.0, "a"),
+            (0.5, "a"),
+            (0.8999, "a"),
+            (0.9, "b"),
+            (0.9999, "b"),
+            (1.0, "b"),
+        ] {
             assert_eq!(split(&splits, draw).unwrap(), want, "draw {draw}");
         }
         assert_eq!(split(&[(0.0, "z".to_string())], 0.7).unwrap(), "z");
@@ -498,7 +534,10 @@ mod tests {
         let v1 = c.route(&req("/", "GET", &[]), || 0.3).unwrap();
         assert_eq!(
             v1.targets,
-            vec!["v1.db.default.default.dc1".to_string(), "db-backup.default.default.dc1".to_string()]
+            vec![
+                "v1.db.default.default.dc1".to_string(),
+                "db-backup.default.default.dc1".to_string()
+            ]
         );
         assert_eq!(v1.connect_timeout, Some(Duration::from_millis(250)));
         let v2 = c.route(&req("/", "GET", &[]), || 0.95).unwrap();
@@ -510,7 +549,10 @@ mod tests {
         let c = chain(vec![], "db");
         let r = c.route(&req("/", "GET", &[]), || 0.0).unwrap();
         assert_eq!(r.connect_timeout, None);
-        assert!(Chain::parse(&Value::Null).unwrap().route(&req("/", "GET", &[]), || 0.0).is_none());
+        assert!(Chain::parse(&Value::Null)
+            .unwrap()
+            .route(&req("/", "GET", &[]), || 0.0)
+            .is_none());
         for bad in [
             json!({"Nodes": {}}),
             json!({"StartNode": "x", "Nodes": {}}),

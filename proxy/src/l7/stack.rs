@@ -37,8 +37,17 @@ pub(crate) fn outbound(
     options: Options,
 ) -> Stack {
     let outlier = Arc::new(Outlier::new(policy.outlier.clone()));
-    let limit = Arc::new(ConnectionLimit::new(&policy.limits, upstream, metrics.clone()));
-    let pool = Arc::new(Pool::new(connector, policy.http2(), policy.connect_timeout, limit));
+    let limit = Arc::new(ConnectionLimit::new(
+        &policy.limits,
+        upstream,
+        metrics.clone(),
+    ));
+    let pool = Arc::new(Pool::new(
+        connector,
+        policy.http2(),
+        policy.connect_timeout,
+        limit,
+    ));
     let svc = ServiceBuilder::new()
         // Outermost: turns errors into responses, then counts and logs what the app saw,
         // once per request however many attempts it took.
@@ -49,7 +58,11 @@ pub(crate) fn outbound(
             access_log: options.access_log,
         }))
         // max_concurrent_requests: rejects with 503 before any work is done.
-        .layer(L::new(ConcurrencyLimit::new(&policy.limits, upstream, metrics.clone())))
+        .layer(L::new(ConcurrencyLimit::new(
+            &policy.limits,
+            upstream,
+            metrics.clone(),
+        )))
         // Picks the route from the latest discovery chain, rewrites the path, and attaches
         // the request's policy (timeouts, retries) for the layers below.
         .layer(L::new(Router::new(upstream, policy.clone(), snapshot)))
@@ -89,7 +102,11 @@ pub(crate) fn inbound(
         service: intentions.borrow().destination.clone(),
     };
     let http2 = matches!(protocol, "http2" | "grpc");
-    let limit = Arc::new(ConnectionLimit::new(&Limits::default(), "local-app", metrics.clone()));
+    let limit = Arc::new(ConnectionLimit::new(
+        &Limits::default(),
+        "local-app",
+        metrics.clone(),
+    ));
     // The local app is on loopback: a dial that takes over a second is a dead app.
     let pool = Arc::new(Pool::new(
         Arc::new(TcpConnector),

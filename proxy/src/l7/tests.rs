@@ -82,10 +82,19 @@ impl Instance {
         let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
             let me = me.clone();
             async move {
-                let pq = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
+                let pq = req
+                    .uri()
+                    .path_and_query()
+                    .map(|p| p.to_string())
+                    .unwrap_or_default();
                 *me.last.lock().unwrap() = Some((pq, req.headers().clone()));
                 let behavior = *me.behavior.lock().unwrap();
-                let body_len = req.into_body().collect().await.map(|c| c.to_bytes().len()).unwrap_or(0);
+                let body_len = req
+                    .into_body()
+                    .collect()
+                    .await
+                    .map(|c| c.to_bytes().len())
+                    .unwrap_or(0);
                 me.hits.fetch_add(1, Ordering::SeqCst);
                 let status = match behavior {
                     Behavior::Ok => 200,
@@ -204,7 +213,11 @@ impl Harness {
         let resp = self.outbound.stack.clone().call(req).await.unwrap();
         let (parts, body) = resp.into_parts();
         let body = body.collect().await.unwrap().to_bytes();
-        (parts.status, parts.headers, String::from_utf8_lossy(&body).into_owned())
+        (
+            parts.status,
+            parts.headers,
+            String::from_utf8_lossy(&body).into_owned(),
+        )
     }
 
     async fn get(&self, path: &str) -> (StatusCode, String) {
@@ -227,7 +240,9 @@ fn metric(registry: &Registry, series: &str) -> f64 {
 }
 
 fn requests(class: &str) -> String {
-    format!(r#"concord_proxy_http_requests_total{{direction="outbound",service="db",class="{class}"}}"#)
+    format!(
+        r#"concord_proxy_http_requests_total{{direction="outbound",service="db",class="{class}"}}"#
+    )
 }
 
 const RETRIES: &str = r#"concord_proxy_http_retries_total{upstream="db"}"#;
@@ -259,7 +274,10 @@ async fn retries_hide_one_failing_instance_of_two() {
             vec![],
             vec![(
                 ("db", ""),
-                vec![endpoint("good", good_addr, "db"), endpoint("dead", dead_addr, "db")],
+                vec![
+                    endpoint("good", good_addr, "db"),
+                    endpoint("dead", dead_addr, "db"),
+                ],
             )],
         ),
         Arc::new(TcpConnector),
@@ -271,7 +289,10 @@ async fn retries_hide_one_failing_instance_of_two() {
     assert_eq!(good.hits(), 50);
     assert_eq!(h.metric(&requests("2xx")), 50.0);
     assert_eq!(h.metric(&requests("5xx")), 0.0);
-    assert!(h.metric(RETRIES) >= 1.0, "the dead instance was tried and retried");
+    assert!(
+        h.metric(RETRIES) >= 1.0,
+        "the dead instance was tried and retried"
+    );
 }
 
 #[tokio::test]
@@ -286,7 +307,10 @@ async fn retries_on_status_codes_hide_a_503_instance() {
             vec![],
             vec![(
                 ("db", ""),
-                vec![endpoint("good", mem_addr(1), "db"), endpoint("bad", mem_addr(2), "db")],
+                vec![
+                    endpoint("good", mem_addr(1), "db"),
+                    endpoint("bad", mem_addr(2), "db"),
+                ],
             )],
         ),
         Arc::new(mem),
@@ -295,7 +319,11 @@ async fn retries_on_status_codes_hide_a_503_instance() {
         assert_eq!(h.get("/").await.0, StatusCode::OK);
     }
     assert!(bad.hits() > 0, "the 503 instance got traffic");
-    assert_eq!(h.metric(RETRIES), bad.hits() as f64, "each 503 was retried once");
+    assert_eq!(
+        h.metric(RETRIES),
+        bad.hits() as f64,
+        "each 503 was retried once"
+    );
 }
 
 #[tokio::test]
@@ -304,7 +332,11 @@ async fn hung_instance_gives_504_after_the_request_timeout() {
     let mem = MemConnector([(mem_addr(1), hung.clone())].into());
     let h = harness(
         json!({"request_timeout_ms": 300}),
-        snapshot("db", vec![], vec![(("db", ""), vec![endpoint("hung", mem_addr(1), "db")])]),
+        snapshot(
+            "db",
+            vec![],
+            vec![(("db", ""), vec![endpoint("hung", mem_addr(1), "db")])],
+        ),
         Arc::new(mem),
     );
     let started = tokio::time::Instant::now();
@@ -340,7 +372,10 @@ async fn router_timeout_overrides_the_upstream_default() {
     assert_eq!(h.get("/fast/x").await.0, StatusCode::GATEWAY_TIMEOUT);
     let elapsed = started.elapsed();
     assert!(elapsed >= Duration::from_millis(300), "{elapsed:?}");
-    assert!(elapsed < Duration::from_secs(30), "the upstream's 60 s did not apply: {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(30),
+        "the upstream's 60 s did not apply: {elapsed:?}"
+    );
 }
 
 #[tokio::test]
@@ -355,7 +390,10 @@ async fn a_5xx_instance_is_ejected_and_later_restored() {
             vec![],
             vec![(
                 ("db", ""),
-                vec![endpoint("good", mem_addr(1), "db"), endpoint("bad", mem_addr(2), "db")],
+                vec![
+                    endpoint("good", mem_addr(1), "db"),
+                    endpoint("bad", mem_addr(2), "db"),
+                ],
             )],
         ),
         Arc::new(mem),
@@ -388,7 +426,10 @@ async fn a_5xx_instance_is_ejected_and_later_restored() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(bad.hits() > 3, "never restored");
-    assert!(ejected_at.elapsed() >= Duration::from_secs(2), "restored too early");
+    assert!(
+        ejected_at.elapsed() >= Duration::from_secs(2),
+        "restored too early"
+    );
     assert_eq!(h.metric(EJECTIONS), 1.0);
     assert_eq!(h.metric(&requests("5xx")), 3.0);
 }
@@ -399,14 +440,21 @@ async fn max_concurrent_requests_exceeded_gives_503() {
     let mem = MemConnector([(mem_addr(1), hung.clone())].into());
     let h = Arc::new(harness(
         json!({"limits": {"max_concurrent_requests": 1}}),
-        snapshot("db", vec![], vec![(("db", ""), vec![endpoint("hung", mem_addr(1), "db")])]),
+        snapshot(
+            "db",
+            vec![],
+            vec![(("db", ""), vec![endpoint("hung", mem_addr(1), "db")])],
+        ),
         Arc::new(mem),
     ));
     let first = tokio::spawn({
         let h = h.clone();
         async move { h.get("/").await }
     });
-    eventually("the first request to reach the instance", || hung.hits() == 1).await;
+    eventually("the first request to reach the instance", || {
+        hung.hits() == 1
+    })
+    .await;
     let (status, headers, body) = h.send("GET", "/", Bytes::new()).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(headers[PROXY_ERROR_HEADER], "overflow");
@@ -415,7 +463,11 @@ async fn max_concurrent_requests_exceeded_gives_503() {
         h.metric(r#"concord_proxy_http_breaker_rejections_total{upstream="db",limit="max_concurrent_requests"}"#),
         1.0
     );
-    assert_eq!(hung.hits(), 1, "the rejected request never reached the upstream");
+    assert_eq!(
+        hung.hits(),
+        1,
+        "the rejected request never reached the upstream"
+    );
     first.abort();
 }
 
@@ -472,7 +524,10 @@ async fn router_sends_api_to_another_service_with_prefix_rewrite() {
         ),
         Arc::new(mem),
     );
-    assert_eq!(h.get("/api/users?id=7").await, (StatusCode::OK, "api".to_string()));
+    assert_eq!(
+        h.get("/api/users?id=7").await,
+        (StatusCode::OK, "api".to_string())
+    );
     assert_eq!(api.last().0, "/users?id=7");
     assert_eq!(h.get("/home").await, (StatusCode::OK, "web".to_string()));
     assert_eq!(web.last().0, "/home");
@@ -489,7 +544,9 @@ async fn no_endpoints_gives_503_and_failover_serves() {
     let mem = MemConnector([(mem_addr(9), backup.clone())].into());
     let (tx, rx) = watch::channel(snapshot(
         "db",
-        vec![json!({"Kind": "service-resolver", "Name": "db", "Failover": {"*": {"Service": "db-backup"}}})],
+        vec![
+            json!({"Kind": "service-resolver", "Name": "db", "Failover": {"*": {"Service": "db-backup"}}}),
+        ],
         vec![],
     ));
     let mut registry = Registry::default();
@@ -527,7 +584,10 @@ async fn retry_budget_caps_retries() {
             vec![],
             vec![(
                 ("db", ""),
-                vec![endpoint("a", mem_addr(1), "db"), endpoint("b", mem_addr(2), "db")],
+                vec![
+                    endpoint("a", mem_addr(1), "db"),
+                    endpoint("b", mem_addr(2), "db"),
+                ],
             )],
         ),
         Arc::new(mem),
@@ -536,7 +596,10 @@ async fn retry_budget_caps_retries() {
         assert_eq!(h.get("/").await.0, StatusCode::SERVICE_UNAVAILABLE);
     }
     let retries = h.metric(RETRIES);
-    assert!(retries > 0.0 && retries <= 20.0, "retries {retries}: at most 20% of 100");
+    assert!(
+        retries > 0.0 && retries <= 20.0,
+        "retries {retries}: at most 20% of 100"
+    );
     assert_eq!((a.hits() + b.hits()) as f64, 100.0 + retries);
     assert!(h.metric(r#"concord_proxy_http_retries_budget_exhausted_total{upstream="db"}"#) > 0.0);
 }
@@ -559,7 +622,9 @@ async fn inbound_conn(
 ) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
     let (client, server) = tokio::io::duplex(64 * 1024);
     tokio::spawn(inbound.serve_connection(server, source.to_string()));
-    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(client)).await.unwrap();
+    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(client))
+        .await
+        .unwrap();
     tokio::spawn(conn);
     send
 }
@@ -569,7 +634,11 @@ async fn send_h1(
     path: &str,
 ) -> (StatusCode, String) {
     send.ready().await.unwrap();
-    let req = Request::builder().uri(path).header("host", "db").body(Full::new(Bytes::new())).unwrap();
+    let req = Request::builder()
+        .uri(path)
+        .header("host", "db")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
     let resp = send.send_request(req).await.unwrap();
     let status = resp.status();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
@@ -592,7 +661,10 @@ async fn l7_intention_path_rules_give_403_and_changes_apply_without_reconnect() 
     let (status, body) = send_h1(&mut conn, "/admin/users?x=1").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(body.contains("denied by intentions"), "{body}");
-    assert_eq!(send_h1(&mut conn, "/public").await, (StatusCode::OK, "db-app".to_string()));
+    assert_eq!(
+        send_h1(&mut conn, "/public").await,
+        (StatusCode::OK, "db-app".to_string())
+    );
     assert_eq!(app.hits(), 1, "the denied request never reached the app");
     tracing::info!("a deny-all intention applies to the next request on the same connection");
     tx.send_replace(intentions(
@@ -601,11 +673,16 @@ async fn l7_intention_path_rules_give_403_and_changes_apply_without_reconnect() 
     ));
     assert_eq!(send_h1(&mut conn, "/public").await.0, StatusCode::FORBIDDEN);
     assert_eq!(
-        metric(&registry, r#"concord_proxy_http_intention_denials_total{source="web"}"#),
+        metric(
+            &registry,
+            r#"concord_proxy_http_intention_denials_total{source="web"}"#
+        ),
         2.0
     );
     let series = |class: &str| {
-        format!(r#"concord_proxy_http_requests_total{{direction="inbound",service="web",class="{class}"}}"#)
+        format!(
+            r#"concord_proxy_http_requests_total{{direction="inbound",service="web",class="{class}"}}"#
+        )
     };
     assert_eq!(metric(&registry, &series("4xx")), 2.0);
     assert_eq!(metric(&registry, &series("2xx")), 1.0);
@@ -629,8 +706,17 @@ where
 
 #[tokio::test]
 async fn trace_headers_pass_through_two_sidecars_over_h1_and_h2() {
-    for (client_h2, upstream_protocol) in [(false, "http"), (true, "http2"), (false, "http2"), (true, "http")] {
-        tracing::info!(client_h2, upstream_protocol, "app → outbound → inbound → app");
+    for (client_h2, upstream_protocol) in [
+        (false, "http"),
+        (true, "http2"),
+        (false, "http2"),
+        (true, "http"),
+    ] {
+        tracing::info!(
+            client_h2,
+            upstream_protocol,
+            "app → outbound → inbound → app"
+        );
         let app = Instance::new("db-app", Behavior::Ok);
         let app_addr = app.listen().await;
         let mut registry = Registry::default();
@@ -646,7 +732,8 @@ async fn trace_headers_pass_through_two_sidecars_over_h1_and_h2() {
                 local_request_timeout: Some(Duration::from_secs(5)),
             },
         );
-        let inbound_addr = listen_with(move |io| inbound.serve_connection(io, "web".to_string())).await;
+        let inbound_addr =
+            listen_with(move |io| inbound.serve_connection(io, "web".to_string())).await;
         let (_utx, urx) = watch::channel(snapshot(
             "db",
             vec![],
@@ -669,7 +756,10 @@ async fn trace_headers_pass_through_two_sidecars_over_h1_and_h2() {
         builder.http2_only(client_h2);
         let client: Client<HttpConnector, Full<Bytes>> = builder.build(HttpConnector::new());
         let trace = [
-            ("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+            (
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            ),
             ("tracestate", "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"),
             ("x-b3-traceid", "80f198ee56343ba864fe8b2a57d3eff7"),
             ("x-b3-spanid", "e457b5a2e4d86bd1"),
@@ -681,7 +771,10 @@ async fn trace_headers_pass_through_two_sidecars_over_h1_and_h2() {
             for (k, v) in trace {
                 req = req.header(k, v);
             }
-            let resp = client.request(req.body(Full::new(Bytes::new())).unwrap()).await.unwrap();
+            let resp = client
+                .request(req.body(Full::new(Bytes::new())).unwrap())
+                .await
+                .unwrap();
             assert_eq!(resp.status(), StatusCode::OK);
             let body = resp.into_body().collect().await.unwrap().to_bytes();
             assert_eq!(&body[..], b"db-app");
@@ -693,15 +786,24 @@ async fn trace_headers_pass_through_two_sidecars_over_h1_and_h2() {
         }
         assert_eq!(app.hits(), 3);
         assert_eq!(
-            metric(&registry, r#"concord_proxy_http_requests_total{direction="outbound",service="db",class="2xx"}"#),
+            metric(
+                &registry,
+                r#"concord_proxy_http_requests_total{direction="outbound",service="db",class="2xx"}"#
+            ),
             3.0
         );
         assert_eq!(
-            metric(&registry, r#"concord_proxy_http_requests_total{direction="inbound",service="web",class="2xx"}"#),
+            metric(
+                &registry,
+                r#"concord_proxy_http_requests_total{direction="inbound",service="web",class="2xx"}"#
+            ),
             3.0
         );
         assert_eq!(
-            metric(&registry, r#"concord_proxy_http_request_duration_seconds_count{direction="outbound",service="db"}"#),
+            metric(
+                &registry,
+                r#"concord_proxy_http_request_duration_seconds_count{direction="outbound",service="db"}"#
+            ),
             3.0
         );
     }

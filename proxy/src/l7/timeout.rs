@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-
 use super::policy::RequestPolicy;
 use super::{Inner, Middleware, ProxyError, Req, ResponseFuture};
 
