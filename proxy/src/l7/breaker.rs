@@ -120,3 +120,47 @@ impl ConnectionLimit {
             .map_err(|_| ProxyError::Overflow("max_connections"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prometheus_client::registry::Registry;
+
+    #[tokio::test]
+    async fn connections_wait_while_pending_has_room_then_overflow() {
+        let metrics = L7Metrics::new(&mut Registry::default());
+        let limits = Limits {
+            max_connections: Some(1),
+            max_pending_requests: Some(1),
+            max_concurrent_requests: None,
+        };
+        let limit = Arc::new(ConnectionLimit::new(&limits, "db", metrics.clone()));
+        let first = limit.acquire().await.unwrap().expect("a slot");
+        let waiter = tokio::spawn({
+            let limit = limit.clone();
+            async move { limit.acquire().await.map(|p| p.is_some()) }
+        });
+        // Wait on the condition: the second dial is queued.
+        while limit.pending.load(Ordering::Acquire) == 0 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            limit.acquire().await.unwrap_err(),
+            ProxyError::Overflow("max_pending_requests")
+        );
+        drop(first);
+        assert_eq!(
+            waiter.await.unwrap(),
+            Ok(true),
+            "the waiter gets the freed slot"
+        );
+        assert_eq!(limit.pending.load(Ordering::Acquire), 0);
+        let labels = BreakerLabels {
+            upstream: "db".to_string(),
+            limit: "max_pending_requests".to_string(),
+        };
+        assert_eq!(metrics.breaker_rejections.get_or_create(&labels).get(), 1);
+        let unlimited = ConnectionLimit::new(&Limits::default(), "db", metrics);
+        assert!(unlimited.acquire().await.unwrap().is_none());
+    }
+}

@@ -160,13 +160,19 @@ impl Middleware for Observe {
                 .map(|s| s.0.clone())
                 .unwrap_or_default(),
         };
-        let method = req.method().clone();
-        let path = req.uri().path().to_string();
-        let traceparent = req
-            .headers()
-            .get("traceparent")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        // What the access-log line needs, copied only when it is on.
+        let logged = self.access_log.then(|| {
+            let traceparent = req
+                .headers()
+                .get("traceparent")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            (
+                req.method().clone(),
+                req.uri().path().to_string(),
+                traceparent,
+            )
+        });
         let started = Instant::now();
         Box::pin(async move {
             let (resp, error) = match super::forward(next, req).await {
@@ -194,7 +200,7 @@ impl Middleware for Observe {
                     class: format!("{}xx", status / 100),
                 })
                 .inc();
-            if self.access_log {
+            if let Some((method, path, traceparent)) = logged {
                 let line = serde_json::json!({
                     "direction": peer.direction,
                     "service": peer.service,

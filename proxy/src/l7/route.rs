@@ -65,6 +65,8 @@ enum Node {
 pub(crate) struct Chain {
     start: String,
     nodes: HashMap<String, Node>,
+    /// Whether any route has a header condition.
+    pub(crate) matches_headers: bool,
 }
 
 /// Where one request goes.
@@ -161,7 +163,15 @@ impl Chain {
         if !nodes.contains_key(&start) {
             return Err(malformed(format!("StartNode {start:?} is not a node")));
         }
-        Ok(Chain { start, nodes })
+        let matches_headers = nodes.values().any(|n| match n {
+            Node::Router(rules) => rules.iter().any(|r| !r.http.header.is_empty()),
+            _ => false,
+        });
+        Ok(Chain {
+            start,
+            nodes,
+            matches_headers,
+        })
     }
 
     /// Routes a request; `draw` in `[0, 1)` picks splitter branches. `None`: nothing routes
@@ -375,11 +385,15 @@ impl Middleware for Router {
         let Some(resolved) = self.current() else {
             return Box::pin(async move { Err(no_route()) });
         };
-        let headers: Vec<(String, String)> = req
-            .headers()
-            .iter()
-            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
-            .collect();
+        // Copied only for chains whose routes look at headers (most chains have no router).
+        let headers: Vec<(String, String)> = if resolved.chain.matches_headers {
+            req.headers()
+                .iter()
+                .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let routed = resolved.chain.route(
             &RouteRequest {
                 path: req.uri().path(),
