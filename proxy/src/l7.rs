@@ -68,6 +68,11 @@ pub use error::ProxyError;
 pub use metrics::L7Metrics;
 pub use policy::{PolicyError, UpstreamPolicy};
 
+/// Per-endpoint state (pooled clients, load counts, ejections) is kept for at most this many
+/// endpoints; past it, state of endpoints that are idle is dropped, so endpoint churn over
+/// a sidecar's life cannot grow memory without bound.
+pub(crate) const MAX_TRACKED_ENDPOINTS: usize = 4096;
+
 /// Errors a body may carry (hyper's, or a layer's).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body type every layer passes: requests from the app and responses from upstreams

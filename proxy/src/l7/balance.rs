@@ -20,7 +20,9 @@ use super::outlier::Outlier;
 use super::policy::BalancePolicy;
 use super::retry::Attempts;
 use super::route::{Resolved, Routed};
-use super::{guard_body, Inner, Middleware, ProxyError, Req, ResponseFuture};
+use super::{
+    guard_body, Inner, Middleware, ProxyError, Req, ResponseFuture, MAX_TRACKED_ENDPOINTS,
+};
 use crate::model::Endpoint;
 
 /// The endpoint an attempt goes to (a request extension read by the layers below).
@@ -79,7 +81,13 @@ impl Balance {
 
     fn counter(&self, id: &str) -> Arc<AtomicUsize> {
         match self.outstanding.lock() {
-            Ok(mut m) => m.entry(id.to_string()).or_default().clone(),
+            Ok(mut m) => {
+                if m.len() >= MAX_TRACKED_ENDPOINTS {
+                    // Keep counters that requests still hold.
+                    m.retain(|_, c| Arc::strong_count(c) > 1);
+                }
+                m.entry(id.to_string()).or_default().clone()
+            }
             // A poisoned map only loses load information.
             Err(_) => Arc::new(AtomicUsize::new(0)),
         }

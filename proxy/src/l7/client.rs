@@ -28,7 +28,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::balance::Picked;
 use super::breaker::ConnectionLimit;
 use super::policy::RequestPolicy;
-use super::{boxed, Body, ProxyError, Req, ResponseFuture};
+use super::{boxed, Body, ProxyError, Req, ResponseFuture, MAX_TRACKED_ENDPOINTS};
 use crate::model::{BoxIo, Connector, Endpoint};
 
 /// How long an unused pooled connection is kept.
@@ -186,7 +186,14 @@ impl Pool {
             })
         };
         match self.clients.lock() {
-            Ok(mut m) => m.entry(key).or_insert_with(build).clone(),
+            Ok(mut m) => {
+                if m.len() >= MAX_TRACKED_ENDPOINTS && !m.contains_key(&key) {
+                    // In-flight requests hold their own client handles; dropping ours
+                    // only closes idle connections.
+                    m.clear();
+                }
+                m.entry(key).or_insert_with(build).clone()
+            }
             Err(_) => build(),
         }
     }

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use super::balance::Picked;
 use super::metrics::{L7Metrics, UpstreamLabels};
 use super::policy::OutlierPolicy;
-use super::{Inner, Middleware, ProxyError, Req, ResponseFuture};
+use super::{Inner, Middleware, ProxyError, Req, ResponseFuture, MAX_TRACKED_ENDPOINTS};
 
 /// Envoy's default `max_ejection_time`.
 const MAX_EJECTION: Duration = Duration::from_secs(300);
@@ -70,15 +70,22 @@ impl Outlier {
         let Ok(mut map) = self.hosts.lock() else {
             return false;
         };
+        if !failed {
+            // Successes only end streaks; they need no entry of their own.
+            if let Some(h) = map.get_mut(id) {
+                h.consecutive = 0;
+            }
+            return false;
+        }
         let ejected_now = map
             .values()
             .filter(|h| h.ejected_until.is_some_and(|u| u > now))
             .count();
-        let h = map.entry(id.to_string()).or_default();
-        if !failed {
-            h.consecutive = 0;
-            return false;
+        if map.len() >= MAX_TRACKED_ENDPOINTS {
+            // Keep what matters: ejections and open failure streaks.
+            map.retain(|_, h| h.consecutive > 0 || h.ejected_until.is_some_and(|u| u > now));
         }
+        let h = map.entry(id.to_string()).or_default();
         h.consecutive += 1;
         let p = &self.policy;
         let streak = p.max_failures > 0 && h.consecutive >= p.max_failures;

@@ -190,12 +190,21 @@ struct Harness {
 }
 
 fn harness(policy: Value, snap: UpstreamSnapshot, connector: Arc<dyn Connector>) -> Harness {
+    harness_with(policy, snap, connector, Options::default())
+}
+
+fn harness_with(
+    policy: Value,
+    snap: UpstreamSnapshot,
+    connector: Arc<dyn Connector>,
+    options: Options,
+) -> Harness {
     let mut registry = Registry::default();
     let metrics = L7Metrics::new(&mut registry);
     let (tx, rx) = watch::channel(snap);
     let policy = UpstreamPolicy::from_config(&policy).unwrap();
     Harness {
-        outbound: Outbound::new("db", policy, rx, connector, &metrics),
+        outbound: Outbound::with_options("db", policy, rx, connector, &metrics, options),
         registry,
         _snapshot: tx,
     }
@@ -807,4 +816,101 @@ async fn trace_headers_pass_through_two_sidecars_over_h1_and_h2() {
             3.0
         );
     }
+}
+
+/// Collects (target, message) of every event on this thread.
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<(String, String)>>>);
+
+struct Message(String);
+
+impl tracing::field::Visit for Message {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.0 = format!("{value:?}");
+        }
+    }
+}
+
+impl tracing::Subscriber for Capture {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut m = Message(String::new());
+        event.record(&mut m);
+        self.0
+            .lock()
+            .unwrap()
+            .push((event.metadata().target().to_string(), m.0));
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+#[tokio::test]
+async fn access_log_writes_one_json_line_per_request_when_on() {
+    let capture = Capture::default();
+    // The test runtime is single-threaded: the stack runs on this thread.
+    let _guard = tracing::subscriber::set_default(capture.clone());
+    let db = Instance::new("db", Behavior::Ok);
+    let mem = MemConnector([(mem_addr(1), db)].into());
+    let snap = || {
+        snapshot(
+            "db",
+            vec![],
+            vec![(("db", ""), vec![endpoint("db-1", mem_addr(1), "db")])],
+        )
+    };
+    let on = harness_with(
+        json!({}),
+        snap(),
+        Arc::new(mem),
+        Options {
+            access_log: true,
+            ..Options::default()
+        },
+    );
+    let req = Request::builder()
+        .uri("/orders?id=1")
+        .header(
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        )
+        .body(full(Bytes::new()))
+        .unwrap();
+    let resp = on.outbound.stack.clone().call(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let off = harness(json!({}), snap(), Arc::new(MemConnector::default()));
+    assert_eq!(off.get("/").await.0, StatusCode::SERVICE_UNAVAILABLE);
+    let lines: Vec<Value> = capture
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(target, _)| target == "concord_proxy::access")
+        .map(|(_, msg)| serde_json::from_str(msg).unwrap())
+        .collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "only the proxy with access logs on writes: {lines:?}"
+    );
+    let l = &lines[0];
+    assert_eq!(l["direction"], "outbound");
+    assert_eq!(l["service"], "db");
+    assert_eq!(l["method"], "GET");
+    assert_eq!(l["path"], "/orders");
+    assert_eq!(l["status"], 200);
+    assert_eq!(l["proxy_error"], Value::Null);
+    assert_eq!(
+        l["traceparent"],
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    );
+    assert!(l["duration_ms"].as_f64().is_some());
 }
