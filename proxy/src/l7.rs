@@ -15,7 +15,8 @@
 //! proxy-made response from the upstream's.
 //!
 //! # Layout
-//! - [`policy`]: [`UpstreamPolicy`] from Consul's upstream `Config` keys, route overrides.
+//! - [`policy`]: [`UpstreamPolicy`] from Consul's upstream `Config` keys, route overrides,
+//!   and the proxy-wide [`Options`] (access log, local request timeout).
 //! - [`route`]: the compiled discovery chain: router matches, weighted splits, resolvers.
 //! - [`stack`]: the one place the layers are composed, outbound and inbound.
 //! - [`metrics`]: Prometheus families ([`L7Metrics`]) and the outermost layer (counts,
@@ -52,7 +53,6 @@ use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -66,7 +66,7 @@ use crate::model::{Connector, IntentionSnapshot, Io, UpstreamSnapshot};
 
 pub use error::ProxyError;
 pub use metrics::L7Metrics;
-pub use policy::{PolicyError, UpstreamPolicy};
+pub use policy::{Options, PolicyError, UpstreamPolicy};
 
 /// Per-endpoint state (pooled clients, load counts, ejections) is kept for at most this many
 /// endpoints; past it, state of endpoints that are idle is dropped, so endpoint churn over
@@ -300,16 +300,6 @@ impl Outbound {
 #[derive(Clone)]
 pub struct Inbound {
     stack: Stack,
-}
-
-/// Per-proxy switches of the L7 engine.
-#[derive(Clone, Debug, Default)]
-pub struct Options {
-    /// Emit one JSON access-log line per request (tracing target `concord_proxy::access`).
-    pub access_log: bool,
-    /// Inbound only: time the local app has to answer (Consul's `local_request_timeout_ms`);
-    /// `None`: no limit.
-    pub local_request_timeout: Option<Duration>,
 }
 
 impl Inbound {

@@ -247,6 +247,36 @@ impl UpstreamPolicy {
     }
 }
 
+/// Per-proxy switches of the L7 engine, from the proxy's own `Config` map.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Emit one JSON access-log line per request (tracing target `concord_proxy::access`;
+    /// Concord's `access_log` key).
+    pub access_log: bool,
+    /// Inbound only: time the local app has to answer (Consul's `local_request_timeout_ms`;
+    /// 0 or absent: no limit).
+    pub local_request_timeout: Option<Duration>,
+}
+
+impl Options {
+    /// Reads a sidecar's `Proxy.Config` map (`null` gives the defaults).
+    pub fn from_proxy_config(config: &Value) -> Result<Options, PolicyError> {
+        let obj = match config {
+            Value::Null => return Ok(Options::default()),
+            Value::Object(o) => o,
+            _ => return Err(problem("", "expected an object")),
+        };
+        let r = Reader { obj, prefix: "" };
+        Ok(Options {
+            access_log: r.bool("access_log")?.unwrap_or(false),
+            local_request_timeout: r
+                .uint("local_request_timeout_ms")?
+                .filter(|ms| *ms > 0)
+                .map(Duration::from_millis),
+        })
+    }
+}
+
 /// A router destination's overrides (`RequestTimeout`, `NumRetries`,
 /// `RetryOnConnectFailure`, `RetryOnStatusCodes`, `PrefixRewrite`), as the compiled chain
 /// carries them in its routes' `Definition.Destination`.
@@ -593,6 +623,33 @@ mod tests {
             let err = UpstreamPolicy::from_config(&config).unwrap_err();
             assert_eq!(err.key, key, "{config}");
             assert!(err.to_string().contains(needle), "{config}: {err}");
+        }
+    }
+
+    #[test]
+    fn proxy_options_table() {
+        let cases = [
+            (Value::Null, Ok(Options::default())),
+            (
+                json!({"access_log": "true", "local_request_timeout_ms": 1500, "protocol": "http"}),
+                Ok(Options {
+                    access_log: true,
+                    local_request_timeout: Some(Duration::from_millis(1500)),
+                }),
+            ),
+            (
+                json!({"local_request_timeout_ms": 0}),
+                Ok(Options::default()),
+            ),
+            (json!({"access_log": "yes"}), Err("access_log".to_string())),
+            (
+                json!({"local_request_timeout_ms": "1s"}),
+                Err("local_request_timeout_ms".to_string()),
+            ),
+        ];
+        for (config, want) in cases {
+            let got = Options::from_proxy_config(&config).map_err(|e| e.key);
+            assert_eq!(got, want, "{config}");
         }
     }
 
