@@ -502,6 +502,7 @@ mod tests {
                 "{path} {method}"
             );
         }
+        assert!(c.matches_headers, "the router has a header condition");
         let api = c.route(&req("/api/users", "GET", &[]), || 0.0).unwrap();
         assert_eq!(api.overrides.request_timeout, Some(Duration::from_secs(2)));
         assert_eq!(api.rewrite, Some(("/api/".to_string(), "/".to_string())));
@@ -545,6 +546,7 @@ mod tests {
             ],
             "db",
         );
+        assert!(!c.matches_headers);
         let v1 = c.route(&req("/", "GET", &[]), || 0.3).unwrap();
         assert_eq!(
             v1.targets,

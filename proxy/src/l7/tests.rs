@@ -722,15 +722,18 @@ where
 
 #[tokio::test]
 async fn trace_headers_pass_through_two_sidecars_over_h1_and_h2() {
-    for (client_h2, upstream_protocol) in [
-        (false, "http"),
-        (true, "http2"),
-        (false, "http2"),
-        (true, "http"),
-    ] {
+    // (app speaks h2 to its outbound listener, outbound → inbound protocol, inbound → app)
+    let cases = [
+        (false, "http", "http"),
+        (true, "http2", "http"),
+        (false, "http2", "http2"),
+        (true, "http", "grpc"),
+    ];
+    for (client_h2, upstream_protocol, app_protocol) in cases {
         tracing::info!(
             client_h2,
             upstream_protocol,
+            app_protocol,
             "app → outbound → inbound → app"
         );
         let app = Instance::new("db-app", Behavior::Ok);
@@ -740,7 +743,7 @@ async fn trace_headers_pass_through_two_sidecars_over_h1_and_h2() {
         let (_itx, irx) = watch::channel(intentions("db", vec![]));
         let inbound = Inbound::with_options(
             app_addr,
-            "http",
+            app_protocol,
             irx,
             &metrics,
             Options {
@@ -798,7 +801,10 @@ async fn trace_headers_pass_through_two_sidecars_over_h1_and_h2() {
         let (path, headers) = app.last();
         assert_eq!(path, "/orders?id=1");
         for (k, v) in trace {
-            assert_eq!(headers[k], v, "{k} ({client_h2}, {upstream_protocol})");
+            assert_eq!(
+                headers[k], v,
+                "{k} ({client_h2}, {upstream_protocol}, {app_protocol})"
+            );
         }
         assert_eq!(app.hits(), 3);
         assert_eq!(
