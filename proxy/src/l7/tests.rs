@@ -927,3 +927,34 @@ async fn access_log_writes_one_json_line_per_request_when_on() {
     );
     assert!(l["duration_ms"].as_f64().is_some());
 }
+
+#[tokio::test]
+async fn only_replayable_bodies_are_retried() {
+    let bad = Instance::new("bad", Behavior::Status(503));
+    let mem = MemConnector([(mem_addr(1), bad.clone())].into());
+    let h = harness(
+        json!({"num_retries": 1, "retry_on_status_codes": [503],
+            "passive_health_check": {"max_failures": 0}}),
+        snapshot(
+            "db",
+            vec![],
+            vec![(("db", ""), vec![endpoint("bad", mem_addr(1), "db")])],
+        ),
+        Arc::new(mem),
+    );
+    tracing::info!("a small body is buffered and replayed");
+    let (status, headers, _) = h.send("POST", "/", Bytes::from(vec![b'x'; 1024])).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        headers["x-body-len"], "1024",
+        "the replay carried the whole body"
+    );
+    assert_eq!(bad.hits(), 2);
+    tracing::info!("a body over 64 KiB streams through once");
+    let big = Bytes::from(vec![b'x'; super::retry::MAX_REPLAY_BODY as usize + 1]);
+    let (status, headers, _) = h.send("POST", "/", big).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(headers["x-body-len"], "65537");
+    assert_eq!(bad.hits(), 3);
+    assert_eq!(h.metric(RETRIES), 1.0);
+}
