@@ -9,4 +9,7 @@
 //!
 //! # Layout
 //! - [`model`]: the seams between control and data side: endpoints, connectors, snapshots.
+//! - [`l7`]: the HTTP data path: routing, timeouts, retries, balancing, circuit breaking,
+//!   outlier detection, L7 intentions, metrics.
+pub mod l7;
 pub mod model;

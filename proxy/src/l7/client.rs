@@ -1,0 +1,335 @@
+//! Connections to upstream endpoints (or, inbound, to the local app): one hyper-util pooled
+//! client per endpoint, dialling through the [`Connector`] (mTLS in production), with
+//! keep-alive reuse. HTTP/1.1 by default; h2 (prior knowledge, multiplexed on one
+//! connection) for `http2`/`grpc` upstreams. Peer proxies auto-detect either.
+//!
+//! Each dial holds a `max_connections` slot for the connection's life and is bounded by the
+//! request's connect timeout. Hop-by-hop headers are dropped (they describe the app's
+//! connection, not ours, and h2 forbids them); every other header, `traceparent`,
+//! `tracestate` and B3 included, passes unchanged.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use http::header::{self, HeaderName};
+use http::{HeaderValue, Uri, Version};
+use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::balance::Picked;
+use super::breaker::ConnectionLimit;
+use super::policy::RequestPolicy;
+use super::{boxed, Body, ProxyError, Req, ResponseFuture, MAX_TRACKED_ENDPOINTS};
+use crate::model::{BoxIo, Connector, Endpoint};
+
+/// How long an unused pooled connection is kept.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Headers that describe one hop (RFC 9110 §7.6.1) and are not forwarded.
+const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "transfer-encoding",
+    "te",
+    "upgrade",
+];
+
+/// Plain TCP (the inbound hop to the local app, and tests).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TcpConnector;
+
+impl Connector for TcpConnector {
+    fn connect(&self, endpoint: &Endpoint) -> BoxFuture<'static, io::Result<BoxIo>> {
+        let addr = endpoint.addr;
+        Box::pin(async move {
+            let stream = tokio::net::TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            Ok(Box::new(stream) as BoxIo)
+        })
+    }
+}
+
+/// A dialled connection; its `max_connections` slot is released when it closes.
+struct Conn {
+    io: BoxIo,
+    _slot: Option<OwnedSemaphorePermit>,
+}
+
+impl Connection for Conn {
+    fn connected(&self) -> Connected {
+        Connected::new()
+    }
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+/// A dial failure, carried through hyper's error so [`classify`] can recover it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct DialError(ProxyError);
+
+/// Dials one endpoint (hyper-util's connector interface; the URI is ignored: each pooled
+/// client serves exactly one endpoint).
+#[derive(Clone)]
+struct Dial {
+    connector: Arc<dyn Connector>,
+    endpoint: Endpoint,
+    timeout: Duration,
+    limit: Arc<ConnectionLimit>,
+}
+
+impl tower::Service<Uri> for Dial {
+    type Response = TokioIo<Conn>;
+    type Error = DialError;
+    type Future = BoxFuture<'static, Result<TokioIo<Conn>, DialError>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), DialError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Uri) -> Self::Future {
+        let dial = self.clone();
+        Box::pin(async move {
+            let slot = dial.limit.acquire().await.map_err(DialError)?;
+            let io = tokio::time::timeout(dial.timeout, dial.connector.connect(&dial.endpoint))
+                .await
+                .map_err(|_| DialError(ProxyError::ConnectTimeout(dial.timeout)))?
+                .map_err(|e| {
+                    DialError(ProxyError::Connect(format!(
+                        "{} ({}): {e}",
+                        dial.endpoint.id, dial.endpoint.addr
+                    )))
+                })?;
+            Ok(TokioIo::new(Conn { io, _slot: slot }))
+        })
+    }
+}
+
+/// A pooled client's key: the endpoint, and the connect timeout its dials use.
+type ClientKey = (String, SocketAddr, Duration);
+
+/// The pooled clients of one upstream (or of the local app).
+pub struct Pool {
+    connector: Arc<dyn Connector>,
+    http2: bool,
+    connect_timeout: Duration,
+    limit: Arc<ConnectionLimit>,
+    // A std Mutex: a map lookup per request; clients are cheap handles to a shared pool.
+    clients: Mutex<HashMap<ClientKey, Client<Dial, Body>>>,
+}
+
+impl Pool {
+    /// A pool dialling through `connector`; `connect_timeout` applies unless the request's
+    /// policy says otherwise.
+    pub(crate) fn new(
+        connector: Arc<dyn Connector>,
+        http2: bool,
+        connect_timeout: Duration,
+        limit: Arc<ConnectionLimit>,
+    ) -> Self {
+        Pool {
+            connector,
+            http2,
+            connect_timeout,
+            limit,
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn client(&self, endpoint: &Endpoint, timeout: Duration) -> Client<Dial, Body> {
+        let key = (endpoint.id.clone(), endpoint.addr, timeout);
+        let build = || {
+            let mut b = Client::builder(TokioExecutor::new());
+            b.pool_idle_timeout(IDLE_TIMEOUT).http2_only(self.http2);
+            b.build(Dial {
+                connector: self.connector.clone(),
+                endpoint: endpoint.clone(),
+                timeout,
+                limit: self.limit.clone(),
+            })
+        };
+        match self.clients.lock() {
+            Ok(mut m) => {
+                if m.len() >= MAX_TRACKED_ENDPOINTS && !m.contains_key(&key) {
+                    // In-flight requests hold their own client handles; dropping ours
+                    // only closes idle connections.
+                    m.clear();
+                }
+                m.entry(key).or_insert_with(build).clone()
+            }
+            Err(_) => build(),
+        }
+    }
+
+    /// Sends to the endpoint the balancer picked.
+    pub(crate) fn send(&self, req: Req) -> ResponseFuture {
+        match req.extensions().get::<Picked>().map(|p| p.endpoint.clone()) {
+            Some(endpoint) => self.send_to(&endpoint, req),
+            None => Box::pin(async { Err(ProxyError::NoRoute("no endpoint picked".to_string())) }),
+        }
+    }
+
+    /// Sends to `endpoint`.
+    pub(crate) fn send_to(&self, endpoint: &Endpoint, mut req: Req) -> ResponseFuture {
+        let timeout = req
+            .extensions()
+            .get::<RequestPolicy>()
+            .map(|p| p.connect_timeout)
+            .unwrap_or(self.connect_timeout);
+        let client = self.client(endpoint, timeout);
+        // An h2 request names its authority in the URI only; keep it as the Host of an
+        // HTTP/1.1 hop instead of the endpoint's address.
+        if !req.headers().contains_key(header::HOST) {
+            if let Some(host) = req
+                .uri()
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            {
+                req.headers_mut().insert(header::HOST, host);
+            }
+        }
+        strip_hop_by_hop(req.headers_mut());
+        let pq = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        match format!("http://{}{pq}", endpoint.addr).parse::<Uri>() {
+            Ok(uri) => *req.uri_mut() = uri,
+            Err(e) => {
+                let err = ProxyError::Upstream(format!("bad request URI: {e}"));
+                return Box::pin(async move { Err(err) });
+            }
+        }
+        *req.version_mut() = if self.http2 {
+            Version::HTTP_2
+        } else {
+            Version::HTTP_11
+        };
+        Box::pin(async move {
+            match client.request(req).await {
+                Ok(resp) => {
+                    let mut resp = resp.map(boxed);
+                    strip_hop_by_hop(resp.headers_mut());
+                    Ok(resp)
+                }
+                Err(e) => Err(classify(&e)),
+            }
+        })
+    }
+}
+
+fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
+    // Headers named by `Connection` are hop-by-hop too.
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        // `te: trailers` is the one TE value h2 allows, and gRPC needs it end to end.
+        if name == "te"
+            && headers
+                .get(header::TE)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"))
+        {
+            continue;
+        }
+        headers.remove(name);
+    }
+}
+
+/// A client error as a [`ProxyError`]: a dial failure keeps its own kind.
+fn classify(e: &hyper_util::client::legacy::Error) -> ProxyError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    let mut chain = e.to_string();
+    while let Some(s) = source {
+        if let Some(DialError(inner)) = s.downcast_ref::<DialError>() {
+            return inner.clone();
+        }
+        chain.push_str(": ");
+        chain.push_str(&s.to_string());
+        source = s.source();
+    }
+    if e.is_connect() {
+        ProxyError::Connect(chain)
+    } else {
+        ProxyError::Upstream(chain)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_go_and_trace_headers_stay() {
+        let mut h = http::HeaderMap::new();
+        for (k, v) in [
+            ("connection", "keep-alive, x-private"),
+            ("keep-alive", "timeout=5"),
+            ("x-private", "1"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            (
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            ),
+            ("tracestate", "congo=t61rcWkgMzE"),
+            ("x-b3-traceid", "80f198ee56343ba864fe8b2a57d3eff7"),
+            ("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1"),
+        ] {
+            h.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
+        }
+        strip_hop_by_hop(&mut h);
+        let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        left.sort();
+        assert_eq!(left, ["b3", "traceparent", "tracestate", "x-b3-traceid"]);
+        let mut te = http::HeaderMap::new();
+        te.insert(header::TE, HeaderValue::from_static("trailers"));
+        strip_hop_by_hop(&mut te);
+        assert!(te.contains_key(header::TE));
+    }
+}
