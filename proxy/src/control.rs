@@ -136,9 +136,20 @@ async fn follow(
     what: String,
     path: String,
     query: Vec<(&'static str, String)>,
+    apply: impl FnMut(Value) + Send,
+) {
+    follow_from(client, what, path, query, 0, apply).await;
+}
+
+/// [`follow`] from `index`: the caller already applied the answer at that index.
+async fn follow_from(
+    client: AgentClient,
+    what: String,
+    path: String,
+    query: Vec<(&'static str, String)>,
+    mut index: u64,
     mut apply: impl FnMut(Value) + Send,
 ) {
-    let mut index = 0u64;
     let mut backoff = MIN_BACKOFF;
     loop {
         match client.blocking(&path, &query, index).await {
@@ -211,31 +222,33 @@ pub async fn start(client: &AgentClient, spec: &ProxySpec) -> Result<Published, 
     };
     let roots_path = "/v1/agent/connect/ca/roots".to_string();
     let leaf_path = format!("/v1/agent/connect/ca/leaf/{}", spec.service);
-    for (what, path) in [("CA roots", &roots_path), ("leaf certificate", &leaf_path)] {
-        let c = client.clone();
-        let path = path.clone();
-        let tls = tls.clone();
-        fetch_until_ok(what, move || {
-            let (c, path, tls) = (c.clone(), path.clone(), tls.clone());
-            Box::pin(async move {
-                let (_, v) = c
-                    .get(&path, &[])
-                    .await?
-                    .ok_or_else(|| ControlError::Decode(format!("{path}: not found")))?;
-                apply_tls(&tls, &path, v)
-            })
-        })
-        .await;
-    }
     let mut followers = Vec::new();
-    for path in [roots_path, leaf_path] {
+    for (what, path) in [("CA roots", roots_path), ("leaf certificate", leaf_path)] {
+        let index = {
+            let c = client.clone();
+            let path = path.clone();
+            let tls = tls.clone();
+            fetch_until_ok(what, move || {
+                let (c, path, tls) = (c.clone(), path.clone(), tls.clone());
+                Box::pin(async move {
+                    let (index, v) = c
+                        .get(&path, &[])
+                        .await?
+                        .ok_or_else(|| ControlError::Decode(format!("{path}: not found")))?;
+                    apply_tls(&tls, &path, v)?;
+                    Ok(index)
+                })
+            })
+            .await
+        };
         let tls = tls.clone();
         let p = path.clone();
-        followers.push(spawn(follow(
+        followers.push(spawn(follow_from(
             client.clone(),
             path.clone(),
             path,
             Vec::new(),
+            index.max(1),
             move |v| {
                 if let Err(e) = apply_tls(&tls, &p, v) {
                     tracing::warn!(error = %e, "ignoring unusable TLS material; keeping the last one");
