@@ -79,6 +79,23 @@ impl TestProxy {
             .unwrap_or(0.0)
     }
 
+    /// Sends SIGTERM and waits (up to 20 s) for the exit status.
+    pub async fn stop(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if tokio::time::Instant::now() > deadline {
+                anyhow::bail!("proxy did not exit after SIGTERM:\n{}", self.logs());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

@@ -27,7 +27,7 @@ async fn the_outbound_side_refuses_a_server_with_the_wrong_identity() {
     )
     .await;
     let api = TestProxy::start(&agent, &["-sidecar-for", "api"]).unwrap();
-    let web = TestProxy::start(&agent, &["-sidecar-for", "web"]).unwrap();
+    let mut web = TestProxy::start(&agent, &["-sidecar-for", "web"]).unwrap();
 
     tracing::info!("web's sidecar dials api's sidecar for db and refuses its certificate");
     assert_eventually!(
@@ -47,4 +47,10 @@ async fn the_outbound_side_refuses_a_server_with_the_wrong_identity() {
         0.0,
         "nothing reached api's app"
     );
+
+    tracing::info!("SIGTERM: the proxy closes its listeners and exits cleanly");
+    let status = web.stop().await.unwrap();
+    assert!(status.success(), "{status:?}\n{}", web.logs());
+    assert!(web.logs().contains("shutting down"), "{}", web.logs());
+    assert!(TcpStream::connect(loopback(upstream)).await.is_err());
 }
