@@ -71,6 +71,15 @@ async fn bytes_flow_through_two_sidecars_until_an_intention_denies_them() {
             )
         })
         .collect();
+    let serial_of = |service: &'static str| {
+        let agent = &agent;
+        async move {
+            let path = format!("/v1/agent/connect/ca/leaf/{service}");
+            let (_, _, leaf) = agent.get_json(&path).await.unwrap();
+            leaf["SerialNumber"].as_str().unwrap().to_string()
+        }
+    };
+    let old_serials = [serial_of("db").await, serial_of("web").await];
     let (code, body) = agent
         .put(
             "/v1/connect/ca/configuration",
@@ -89,6 +98,21 @@ async fn bytes_flow_through_two_sidecars_until_an_intention_denies_them() {
         assert_eventually!(
             count(proxy, "CA roots updated") > roots,
             "the sidecar follows the new roots:\n{}",
+            proxy.logs()
+        );
+    }
+    for ((proxy, service), old) in [(&db, "db"), (&web, "web")].into_iter().zip(old_serials) {
+        let mut serial = String::new();
+        assert_eventually!(
+            {
+                serial = serial_of(service).await;
+                serial != old
+            },
+            "the agent renews {service}'s leaf from the new root"
+        );
+        assert_eventually!(
+            proxy.logs().contains(&serial),
+            "{service}'s sidecar presents the leaf the agent now serves ({serial}):\n{}",
             proxy.logs()
         );
     }
