@@ -102,14 +102,11 @@ async fn bytes_flow_through_two_sidecars_until_an_intention_denies_them() {
         );
     }
     for ((proxy, service), old) in [(&db, "db"), (&web, "web")].into_iter().zip(old_serials) {
-        let mut serial = String::new();
         assert_eventually!(
-            {
-                serial = serial_of(service).await;
-                serial != old
-            },
+            serial_of(service).await != old,
             "the agent renews {service}'s leaf from the new root"
         );
+        let serial = serial_of(service).await;
         assert_eventually!(
             proxy.logs().contains(&serial),
             "{service}'s sidecar presents the leaf the agent now serves ({serial}):\n{}",
