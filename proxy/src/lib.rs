@@ -121,7 +121,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     tokio::pin!(shutdown);
     let client = AgentClient::new(&config.agent_url, config.token.clone())?;
     let spec = tokio::select! {
-        spec = resolve_spec(&client, &config.mode) => spec?,
+        spec = resolve_spec_retrying(&client, &config.mode) => spec?,
         _ = &mut shutdown => return Ok(()),
     };
     tracing::info!(service = %spec.service, proxy_id = ?spec.proxy_id, listen = ?spec.listen, upstreams = spec.upstreams.len(), "starting proxy");
@@ -219,6 +219,22 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         t.abort();
     }
     Ok(())
+}
+
+/// [`resolve_spec`], waiting out an agent that is not up yet (transport errors, with
+/// backoff); anything else (no such proxy, a bad registration) fails at once.
+async fn resolve_spec_retrying(client: &AgentClient, mode: &Mode) -> Result<ProxySpec, ProxyError> {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match resolve_spec(client, mode).await {
+            Err(ProxyError::Control(ControlError::Transport(e))) => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "waiting for the agent");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+            other => return other,
+        }
+    }
 }
 
 async fn resolve_spec(client: &AgentClient, mode: &Mode) -> Result<ProxySpec, ProxyError> {

@@ -6,6 +6,7 @@
 // Test helpers outside #[test] functions may unwrap too: a failure is a test failure.
 #![allow(clippy::unwrap_used)]
 
+mod cli;
 mod flow;
 mod identity;
 mod refused;
