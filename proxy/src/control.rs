@@ -60,21 +60,23 @@ pub enum ControlError {
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
 /// Longest retry delay.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
-/// How often the proxy's own registration is re-read.
-const SERVICE_POLL: Duration = Duration::from_secs(2);
+/// How often the proxy's own registration is re-read (the agent has no blocking form of
+/// `/v1/agent/service/:id`).
+const SERVICE_POLL: Duration = Duration::from_secs(1);
 
-/// Aborts a follower task when dropped (so followers die with whoever owns them).
+/// Aborts a task when dropped, so followers and listeners die with whoever owns them.
 #[derive(Debug)]
-pub struct Follower(JoinHandle<()>);
+pub struct TaskGuard(JoinHandle<()>);
 
-impl Drop for Follower {
+impl Drop for TaskGuard {
     fn drop(&mut self) {
         self.0.abort();
     }
 }
 
-fn spawn(task: impl std::future::Future<Output = ()> + Send + 'static) -> Follower {
-    Follower(tokio::spawn(task))
+/// Spawns `task`, aborted when the guard drops.
+pub fn spawn(task: impl std::future::Future<Output = ()> + Send + 'static) -> TaskGuard {
+    TaskGuard(tokio::spawn(task))
 }
 
 /// Finds the sidecar whose `Proxy.DestinationServiceID` is `service_id` among the agent's
@@ -203,13 +205,11 @@ pub struct Published {
     pub tls: Arc<TlsMaterial>,
     /// Intentions for this service.
     pub intentions: watch::Receiver<IntentionSnapshot>,
-    /// Per upstream (in spec order): its chain and endpoints.
-    pub upstreams: Vec<watch::Receiver<UpstreamSnapshot>>,
-    _followers: Vec<Follower>,
+    _followers: Vec<TaskGuard>,
 }
 
 /// Loads the first roots and leaf (waiting for the agent as long as it takes), then starts
-/// every follower for `spec`.
+/// following them and the intentions for `spec.service` (upstreams: [`upstream`]).
 pub async fn start(client: &AgentClient, spec: &ProxySpec) -> Result<Published, ControlError> {
     let tls = TlsMaterial::new();
     let default_allow = {
@@ -284,22 +284,25 @@ pub async fn start(client: &AgentClient, spec: &ProxySpec) -> Result<Published, 
         )));
     }
 
-    let mut upstreams = Vec::new();
-    for u in &spec.upstreams {
-        let (tx, rx) = watch::channel(UpstreamSnapshot::default());
-        followers.push(spawn(follow_upstream(
-            client.clone(),
-            u.destination.clone(),
-            Arc::new(tx),
-        )));
-        upstreams.push(rx);
-    }
     Ok(Published {
         tls,
         intentions,
-        upstreams,
         _followers: followers,
     })
+}
+
+/// Starts following one upstream's chain and endpoints (until the guard drops).
+pub fn upstream(
+    client: &AgentClient,
+    destination: &str,
+) -> (watch::Receiver<UpstreamSnapshot>, TaskGuard) {
+    let (tx, rx) = watch::channel(UpstreamSnapshot::default());
+    let guard = spawn(follow_upstream(
+        client.clone(),
+        destination.to_string(),
+        Arc::new(tx),
+    ));
+    (rx, guard)
 }
 
 /// Applies a roots or leaf answer to the material.
@@ -327,7 +330,7 @@ async fn follow_upstream(
     destination: String,
     tx: Arc<watch::Sender<UpstreamSnapshot>>,
 ) {
-    let mut targets: HashMap<String, (Value, Follower)> = HashMap::new();
+    let mut targets: HashMap<String, (Value, TaskGuard)> = HashMap::new();
     let c = client.clone();
     let path = format!("/v1/discovery-chain/{destination}");
     follow(
@@ -395,19 +398,32 @@ async fn follow_target(
     .await;
 }
 
-/// Polls the proxy's registration and reports what changed: a changed public port or
-/// upstream list takes a restart of the proxy (listeners are bound once).
-pub async fn watch_registration(client: AgentClient, proxy_id: String, first: ProxySpec) {
-    let mut last = first;
+/// Polls the proxy's registration and publishes every change into `tx` (the listeners
+/// follow it). A new destination service would need a new identity: that is logged and not
+/// applied (restart the proxy). A deregistered proxy keeps its last configuration.
+pub async fn watch_registration(
+    client: AgentClient,
+    proxy_id: String,
+    tx: watch::Sender<ProxySpec>,
+) {
     loop {
         tokio::time::sleep(SERVICE_POLL).await;
-        match read_spec(&client, &proxy_id).await {
-            Ok(spec) if spec != last => {
-                tracing::warn!(%proxy_id, "the proxy's registration changed; restart the proxy to apply new listeners or upstreams");
-                last = spec;
+        let spec = match read_spec(&client, &proxy_id).await {
+            Ok(spec) => spec,
+            Err(e) => {
+                tracing::debug!(%proxy_id, error = %e, "reading the proxy's registration");
+                continue;
             }
-            Ok(_) => {}
-            Err(e) => tracing::debug!(%proxy_id, error = %e, "reading the proxy's registration"),
+        };
+        let current = tx.borrow().clone();
+        if spec == current {
+            continue;
         }
+        if spec.service != current.service {
+            tracing::warn!(%proxy_id, from = %current.service, to = %spec.service, "the proxy's destination service changed; restart the proxy to take the new identity");
+            continue;
+        }
+        tracing::info!(%proxy_id, "the proxy's registration changed; applying it");
+        let _ = tx.send(spec);
     }
 }

@@ -17,12 +17,15 @@
 //! - [`inbound`]: the public listener (mTLS, intentions, local app); `inbound/registry`
 //!   keeps open connections by source so an intention change closes the denied ones.
 //! - [`outbound`]: one local listener per upstream (endpoint choice, dial, copy).
+//! - [`listeners`]: binds the public and upstream listeners from the spec and reconciles
+//!   them when the registration changes.
 //! - [`l4`]: the byte-copy path both sides share.
 //! - [`metrics`]: the Prometheus registry, the L4 counters and `GET /metrics`.
 
 pub mod control;
 pub mod inbound;
 pub mod l4;
+pub mod listeners;
 pub mod metrics;
 pub mod model;
 pub mod outbound;
@@ -30,7 +33,7 @@ pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
@@ -40,10 +43,8 @@ use tokio::sync::{mpsc, watch};
 use control::agent::AgentClient;
 use control::{ControlError, ProxySpec, UpstreamSpec};
 use inbound::registry::{enforce, ConnRegistry};
-use inbound::Inbound;
+use listeners::Listeners;
 use metrics::L4Metrics;
-use outbound::Outbound;
-use tls::MtlsConnector;
 
 /// One proxy's configuration.
 #[derive(Clone, Debug)]
@@ -104,19 +105,10 @@ pub enum ProxyError {
     Config(String),
 }
 
-async fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener, ProxyError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| ProxyError::Bind {
-            what: what.to_string(),
-            addr,
-            source,
-        })
-}
-
 /// Runs the proxy until `shutdown` resolves: reads its job from the agent (or the
-/// configuration), waits for its first certificate, binds its listeners, serves, and on
-/// shutdown stops accepting and gives open connections `drain_timeout` to finish.
+/// configuration), waits for its first certificate, binds its listeners, serves (following
+/// changes of its registration), and on shutdown stops accepting and gives open
+/// connections `drain_timeout` to finish.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ProxyError> {
     tokio::pin!(shutdown);
     let client = AgentClient::new(&config.agent_url, config.token.clone())?;
@@ -129,94 +121,75 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         p = control::start(&client, &spec) => p?,
         _ = &mut shutdown => return Ok(()),
     };
-    let _registration = spec.proxy_id.clone().map(|id| {
-        tokio::spawn(control::watch_registration(
-            client.clone(),
-            id,
-            spec.clone(),
-        ))
-    });
 
-    let mut registry = Registry::default();
-    let l4 = L4Metrics::register(&mut registry);
+    // A std Mutex: only held to register (at setup, or when a listener is built) and to
+    // encode a scrape, never across an await. Shared so listeners built later (new
+    // upstreams, the L7 engine) can register into it.
+    let registry = Arc::new(Mutex::new(Registry::default()));
+    let l4 = {
+        let mut r = registry.lock().unwrap_or_else(|e| e.into_inner());
+        L4Metrics::register(&mut r)
+    };
     let (stop_tx, stop) = watch::channel(false);
     let (drain_tx, mut drained) = mpsc::channel::<()>(1);
-    let mut tasks = Vec::new();
+    let conns = Arc::new(ConnRegistry::default());
+    let _enforcer = control::spawn(enforce(published.intentions.clone(), conns.clone()));
+    let _metrics = match config.metrics_addr {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| ProxyError::Bind {
+                    what: "metrics".to_string(),
+                    addr,
+                    source,
+                })?;
+            tracing::info!(addr = %listener.local_addr().unwrap_or(addr), "metrics at /metrics");
+            Some(control::spawn(metrics::serve(
+                listener,
+                registry.clone(),
+                stop.clone(),
+            )))
+        }
+        None => None,
+    };
 
-    if let (Some(listen), Some(local_app)) = (spec.listen, spec.local_app) {
-        let listener = bind("public listener", listen).await?;
-        tracing::info!(addr = %listener.local_addr().unwrap_or(listen), app = %local_app, "public listener ready");
-        let conns = Arc::new(ConnRegistry::default());
-        tasks.push(tokio::spawn(enforce(
-            published.intentions.clone(),
-            conns.clone(),
-        )));
-        let inbound = Inbound {
-            local_app,
-            protocol: spec.protocol.clone(),
-            intentions: published.intentions.clone(),
-            conns,
-            metrics: l4.clone(),
-        };
-        let tls = published.tls.clone();
-        let (stop, drain) = (stop.clone(), drain_tx.clone());
-        tasks.push(tokio::spawn(async move {
-            if let Err(e) = inbound.serve(listener, tls, stop, drain).await {
-                tracing::error!(error = %e, "public listener stopped");
+    let mut listeners = Listeners::new(
+        client.clone(),
+        published.tls.clone(),
+        published.intentions.clone(),
+        conns,
+        l4,
+        stop,
+        drain_tx.clone(),
+    );
+    listeners.apply(&spec).await?;
+    let (spec_tx, mut spec_rx) = watch::channel(spec.clone());
+    let _registration = spec
+        .proxy_id
+        .clone()
+        .map(|id| control::spawn(control::watch_registration(client.clone(), id, spec_tx)));
+
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            Ok(()) = spec_rx.changed() => {
+                let spec = spec_rx.borrow_and_update().clone();
+                if let Err(e) = listeners.apply(&spec).await {
+                    tracing::error!(error = %e, "applying the changed registration");
+                }
             }
-        }));
-    } else if spec.listen.is_some() {
-        return Err(ProxyError::Config(
-            "a public listener needs the local app's address (LocalServicePort)".to_string(),
-        ));
+        }
     }
 
-    for (u, snapshot) in spec.upstreams.iter().zip(&published.upstreams) {
-        let listener = bind(&format!("upstream {}", u.destination), u.bind).await?;
-        tracing::info!(upstream = %u.destination, addr = %u.bind, "upstream listener ready");
-        let connector = MtlsConnector::new(
-            published.tls.clone(),
-            u.connect_timeout,
-            Some(snapshot.clone()),
-        );
-        let outbound = Outbound::new(
-            u.destination.clone(),
-            u.protocol.clone().unwrap_or_else(|| "tcp".to_string()),
-            snapshot.clone(),
-            Arc::new(connector),
-            l4.clone(),
-        );
-        tasks.push(tokio::spawn(outbound.serve(
-            listener,
-            stop.clone(),
-            drain_tx.clone(),
-        )));
-    }
-
-    // Everything that registers metrics has done so: the registry is read-only from here.
-    let registry = Arc::new(registry);
-    if let Some(addr) = config.metrics_addr {
-        let listener = bind("metrics", addr).await?;
-        tracing::info!(addr = %listener.local_addr().unwrap_or(addr), "metrics at /metrics");
-        tasks.push(tokio::spawn(metrics::serve(
-            listener,
-            registry,
-            stop.clone(),
-        )));
-    }
-
-    shutdown.await;
     tracing::info!("shutting down: no new connections; draining open ones");
     let _ = stop_tx.send(true);
+    drop(listeners);
     drop(drain_tx);
     if tokio::time::timeout(config.drain_timeout, drained.recv())
         .await
         .is_err()
     {
         tracing::info!(timeout = ?config.drain_timeout, "drain timeout: closing the remaining connections");
-    }
-    for t in tasks {
-        t.abort();
     }
     Ok(())
 }

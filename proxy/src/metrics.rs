@@ -3,8 +3,7 @@
 //! the L7 engine registers its own families into the same registry before it is served.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
@@ -140,7 +139,7 @@ impl L4Metrics {
 /// Serves `registry` as Prometheus text on `listener` until `shutdown` turns true.
 pub async fn serve(
     listener: TcpListener,
-    registry: Arc<Registry>,
+    registry: Arc<Mutex<Registry>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -158,7 +157,11 @@ pub async fn serve(
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let registry = registry.clone();
-                async move { Ok::<_, Infallible>(respond(&req, &registry)) }
+                async move {
+                    // Encoding is synchronous: the lock is never held across an await.
+                    let registry = registry.lock().unwrap_or_else(|e| e.into_inner());
+                    Ok::<_, Infallible>(respond(&req, &registry))
+                }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -196,11 +199,6 @@ fn respond(req: &Request<Incoming>, registry: &Registry) -> Response<Full<Bytes>
             "text/plain",
         ),
     }
-}
-
-/// Binds the metrics listener (so a bad address fails at startup).
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! The sidecar proxy end to end: a dev agent, echo apps, and real `concord connect proxy`
 //! processes. Bytes flow through two sidecars over mTLS; intentions refuse new
 //! connections and close open ones; clients without a certificate from the cluster's CA
-//! and servers with the wrong identity are refused; a CA rotation drops no connection.
+//! and servers with the wrong identity are refused; a CA rotation drops no connection; a
+//! changed registration changes the listeners.
 
 // Test helpers outside #[test] functions may unwrap too: a failure is a test failure.
 #![allow(clippy::unwrap_used)]
@@ -9,6 +10,7 @@
 mod cli;
 mod flow;
 mod identity;
+mod reconfigure;
 mod refused;
 
 use std::net::SocketAddr;
