@@ -158,3 +158,31 @@ async fn bytes_flow_through_two_sidecars_until_an_intention_denies_them() {
         db.logs()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standalone_proxy_reaches_a_registered_sidecar() {
+    init_tracing();
+    let agent = TestAgent::dev().await.unwrap();
+    wait_for_ca(&agent).await;
+    let db_app = tcp_echo().await.unwrap();
+    register_with_sidecar(&agent, "db", db_app.addr.port(), json!([])).await;
+    let db = TestProxy::start(&agent, &["-sidecar-for", "db"]).unwrap();
+    let upstream = free_port().unwrap();
+
+    tracing::info!("a proxy with no registration: identity web, one upstream to db");
+    let flag = format!("db:{upstream}");
+    let web = TestProxy::start(&agent, &["-service", "web", "-upstream", &flag]).unwrap();
+    assert_eventually!(
+        roundtrip(loopback(upstream), b"standalone").await.is_some(),
+        "web (standalone) reaches db; web:\n{}\ndb:\n{}",
+        web.logs(),
+        db.logs()
+    );
+    assert!(
+        db.metric(
+            "concord_proxy_tcp_connections_opened_total{direction=\"inbound\",service=\"web\"}"
+        )
+        .await
+            >= 1.0
+    );
+}
