@@ -198,3 +198,43 @@ fn identities_from_certificates() {
     let empty = TlsMaterial::new();
     assert!(!empty.is_ready());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_dial_gives_up_after_the_connect_timeout() {
+    let ca = TestCa::new();
+    let web = material(&[&ca], &ca.leaf("web"));
+    // Accepts TCP (the kernel's backlog) but never answers the TLS handshake.
+    let hung = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = Endpoint {
+        id: "n1/db".into(),
+        addr: hung.local_addr().unwrap(),
+        service: "db".into(),
+    };
+    let connector = MtlsConnector::new(web.clone(), Some(Duration::from_millis(250)), None);
+    let started = tokio::time::Instant::now();
+    let err = match connector.connect(&endpoint).await {
+        Ok(_) => panic!("a hung endpoint cannot complete a handshake"),
+        Err(e) => e,
+    };
+    assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+    assert!(started.elapsed() >= Duration::from_millis(250));
+
+    // Without a fixed timeout the chain's resolver decides, else 5 s.
+    let chain = serde_json::json!({"StartNode": "r", "Nodes": {"r": {"Resolver": {"ConnectTimeout": "3s"}}}});
+    let (_tx, rx) = watch::channel(UpstreamSnapshot {
+        chain,
+        ..UpstreamSnapshot::default()
+    });
+    assert_eq!(
+        MtlsConnector::new(web.clone(), None, Some(rx.clone())).timeout(),
+        Duration::from_secs(3)
+    );
+    assert_eq!(
+        MtlsConnector::new(web.clone(), Some(Duration::from_secs(1)), Some(rx)).timeout(),
+        Duration::from_secs(1)
+    );
+    assert_eq!(
+        MtlsConnector::new(web, None, None).timeout(),
+        DEFAULT_CONNECT_TIMEOUT
+    );
+}
