@@ -179,15 +179,18 @@ async fn follow_from(
 }
 
 /// Fetches until it works (backoff between failures): used for what the proxy cannot
-/// serve without (roots and leaf).
+/// serve without (roots and leaf). An agent that is down, a CA still initializing (5xx, no
+/// roots yet) are waited out; a refusal (4xx: a bad service name, a token without rights) is
+/// returned, since retrying cannot fix it.
 async fn fetch_until_ok<T>(
     what: &str,
     mut get: impl FnMut() -> futures::future::BoxFuture<'static, Result<T, ControlError>>,
-) -> T {
+) -> Result<T, ControlError> {
     let mut backoff = MIN_BACKOFF;
     loop {
         match get().await {
-            Ok(v) => return v,
+            Ok(v) => return Ok(v),
+            Err(e) if is_permanent(&e) => return Err(e),
             Err(e) => {
                 tracing::warn!(%what, error = %e, retry_in = ?backoff, "waiting for the agent");
                 tokio::time::sleep(backoff).await;
@@ -195,6 +198,11 @@ async fn fetch_until_ok<T>(
             }
         }
     }
+}
+
+/// Whether retrying the same request cannot help: a 4xx other than 429.
+fn is_permanent(e: &ControlError) -> bool {
+    matches!(e, ControlError::Status { code, .. } if (400..500).contains(code) && *code != 429)
 }
 
 /// What the control side publishes, and the tasks that keep it current (dropping this
@@ -218,7 +226,7 @@ pub async fn start(client: &AgentClient, spec: &ProxySpec) -> Result<Published, 
             let c = c.clone();
             Box::pin(async move { default_allow(&c).await })
         })
-        .await
+        .await?
     };
     let roots_path = "/v1/agent/connect/ca/roots".to_string();
     let leaf_path = format!("/v1/agent/connect/ca/leaf/{}", spec.service);
@@ -239,7 +247,7 @@ pub async fn start(client: &AgentClient, spec: &ProxySpec) -> Result<Published, 
                     Ok(index)
                 })
             })
-            .await
+            .await?
         };
         let tls = tls.clone();
         let p = path.clone();
@@ -425,5 +433,25 @@ pub async fn watch_registration(
         }
         tracing::info!(%proxy_id, "the proxy's registration changed; applying it");
         let _ = tx.send(spec);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_refusals_are_permanent() {
+        let status = |code| ControlError::Status {
+            path: "/x".into(),
+            code,
+            body: String::new(),
+        };
+        assert!(is_permanent(&status(400)));
+        assert!(is_permanent(&status(403)));
+        assert!(!is_permanent(&status(429)));
+        assert!(!is_permanent(&status(500)));
+        assert!(!is_permanent(&ControlError::Transport("refused".into())));
+        assert!(!is_permanent(&ControlError::Decode("no roots yet".into())));
     }
 }
