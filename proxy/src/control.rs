@@ -352,8 +352,10 @@ async fn follow_upstream(
                 .as_object()
                 .map(|m| m.iter().map(|(k, t)| (k.clone(), t.clone())).collect())
                 .unwrap_or_default();
+            // A target whose definition changed (a new subset filter) is followed afresh;
+            // its old endpoints serve until the new follower's first answer replaces them.
             targets.retain(|id, (t, _)| wanted.get(id) == Some(t));
-            tx.send_modify(|s| s.endpoints.retain(|id, _| targets.contains_key(id)));
+            tx.send_modify(|s| s.endpoints.retain(|id, _| wanted.contains_key(id)));
             for (id, target) in wanted {
                 if targets.contains_key(&id) {
                     continue;
