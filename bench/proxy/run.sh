@@ -8,17 +8,21 @@
 # The backend is a third haproxy answering `200 ok` itself (http-request return), so it is
 # never the bottleneck of the proxied rows. For each row: max req/s, p50/p90/p99 latency and
 # the added p50/p99 over direct, CPU seconds per 10k requests and RSS (idle, after load) of
-# each proxy process. Prints a markdown table (docs/benchmarks.md, "Sidecar proxy").
+# each proxy process; then at fixed rates (RATES, req/s, from hey with the same connection
+# count): achieved rate, p50/p99 and the added p50/p99. Prints two markdown tables
+# (docs/benchmarks.md, "Sidecar proxy").
 #
 # Usage: bench/proxy/run.sh            (from the repository root)
-# Env:   DURATION=10 CONNECTIONS=64 THREADS=1 CONCORD=target/release/concord PORT_BASE=19500
-# Needs: wrk, haproxy (Debian packages), openssl, curl, python3; installs the Debian
+# Env:   DURATION=10 CONNECTIONS=64 THREADS=1 RATES="1000 5000" PORT_BASE=19500
+#        CONCORD=target/release/concord
+# Needs: wrk, hey, haproxy (Debian packages), openssl, curl, python3; installs the Debian
 # packages with apt-get when run as root, otherwise says what is missing.
 set -euo pipefail
 
 DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-1}
+RATES=${RATES:-1000 5000}
 PORT_BASE=${PORT_BASE:-19500}
 TARGET=${CARGO_TARGET_DIR:-target}
 CONCORD=${CONCORD:-$TARGET/release/concord}
@@ -34,13 +38,13 @@ WEB_METRICS=$((PORT_BASE + 7))
 DB_METRICS=$((PORT_BASE + 8))
 
 missing=()
-for tool in wrk haproxy openssl curl python3; do
+for tool in wrk hey haproxy openssl curl python3; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if ((${#missing[@]})); then
     debs=()
     for tool in "${missing[@]}"; do
-        case $tool in wrk | haproxy | openssl | curl) debs+=("$tool") ;; esac
+        case $tool in wrk | hey | haproxy | openssl | curl) debs+=("$tool") ;; esac
     done
     if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null && ((${#debs[@]})); then
         echo "installing ${debs[*]}" >&2
@@ -109,6 +113,24 @@ errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: .*", text)
 if errors:
     print(f"wrk reported errors: {errors.group(0)}", file=sys.stderr)
 print(f"{rps:.0f} {ms(pct['50']):.3f} {ms(pct['90']):.3f} {ms(pct['99']):.3f} {reqs}")
+PY
+}
+
+# Runs hey against port $1 at $2 req/s in total; prints "achieved_rps p50_ms p99_ms".
+rate_load() {
+    local per_worker
+    per_worker=$(python3 -c "print($2 / $CONNECTIONS)")
+    hey -z "${DURATION}s" -c "$CONNECTIONS" -q "$per_worker" "http://127.0.0.1:$1/" >"$WORK/hey.out"
+    python3 - "$WORK/hey.out" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+pct = dict(re.findall(r"^\s+(\d+)% in ([\d.]+) secs", text, re.M))
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+codes = re.findall(r"\[(\d+)\]\s+(\d+) responses", text)
+bad = [c for c in codes if c[0] != "200"]
+if bad or "Error distribution" in text:
+    print(f"hey reported errors: {bad}", file=sys.stderr)
+print(f"{rps:.0f} {float(pct['50']) * 1000:.3f} {float(pct['99']) * 1000:.3f}")
 PY
 }
 
@@ -235,3 +257,15 @@ PY
 }
 row "concord (2 sidecars, tcp, mTLS)" "$WEB_UPSTREAM" "$WEB_PID" "$DB_PID"
 row "haproxy (2 proxies, tcp, mTLS)" "$HA_CLIENT" "$HA_CLIENT_PID" "$HA_SERVER_PID"
+
+echo
+echo "| path | offered req/s | achieved req/s | p50 ms | p99 ms | added p50 ms | added p99 ms |"
+echo "|---|---|---|---|---|---|---|"
+for rate in $RATES; do
+    read -r drps d50 d99 < <(rate_load "$BACKEND" "$rate")
+    echo "| direct | $rate | $drps | $d50 | $d99 | – | – |"
+    for entry in "concord:$WEB_UPSTREAM" "haproxy:$HA_CLIENT"; do
+        read -r rps p50 p99 < <(rate_load "${entry#*:}" "$rate")
+        python3 -c "print(f'| ${entry%%:*} | $rate | $rps | $p50 | $p99 | {$p50 - $d50:.3f} | {$p99 - $d99:.3f} |')"
+    done
+done
