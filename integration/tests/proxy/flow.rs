@@ -125,12 +125,17 @@ async fn bytes_flow_through_two_sidecars_until_an_intention_denies_them() {
     );
 
     tracing::info!("deny web → db: the open stream closes within a second, new ones fail");
-    // Timed from before the CLI starts: an upper bound on the time since the API write.
+    // Through the HTTP API, so the clock starts at the write (a CLI process would add its
+    // own start-up time under load).
     let written = Instant::now();
-    let out = agent
-        .cli(&["intention", "create", "-deny", "web", "db"])
+    let (code, body) = agent
+        .put(
+            "/v1/connect/intentions/exact?source=web&destination=db",
+            json!({"Action": "deny"}).to_string(),
+        )
+        .await
         .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    assert_eq!(code, 200, "{body}");
     let mut buf = [0u8; 16];
     let read = tokio::time::timeout(Duration::from_secs(5), held.read(&mut buf)).await;
     let elapsed = written.elapsed();
