@@ -130,7 +130,7 @@ fn enabled_port(port: i32) -> anyhow::Result<Option<u16>> {
     ))
 }
 
-fn init_logging(level: &str) -> anyhow::Result<()> {
+pub(crate) fn init_logging(level: &str) -> anyhow::Result<()> {
     let level = match level.to_ascii_lowercase().as_str() {
         "trace" => "trace",
         "debug" => "debug",
@@ -209,7 +209,7 @@ async fn bind_dns(ip: IpAddr, port: u16) -> anyhow::Result<(UdpSocket, TcpListen
     bail!("could not find a free port for DNS on {ip}")
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -55,11 +55,7 @@ impl HttpClient {
     pub(crate) fn from_flags(flags: &Parsed) -> anyhow::Result<HttpClient> {
         let env = |name: &str| std::env::var(name).ok();
         let base = agent_base_url(flags.value("http-addr"), &env)?;
-        let token = first_non_empty([
-            flags.value("token").map(str::to_string),
-            env("CONCORD_HTTP_TOKEN"),
-            env("CONSUL_HTTP_TOKEN"),
-        ]);
+        let token = token_from_flags(flags);
         let datacenter = flags
             .value("datacenter")
             .filter(|d| !d.is_empty())
@@ -187,6 +183,17 @@ impl HttpClient {
             .await?;
         Self::ok_body(response).await
     }
+}
+
+/// The ACL token: the `-token` flag, else `CONCORD_HTTP_TOKEN`, else `CONSUL_HTTP_TOKEN`;
+/// empty values count as unset.
+pub(crate) fn token_from_flags(flags: &Parsed) -> Option<String> {
+    let env = |name: &str| std::env::var(name).ok();
+    first_non_empty([
+        flags.value("token").map(str::to_string),
+        env("CONCORD_HTTP_TOKEN"),
+        env("CONSUL_HTTP_TOKEN"),
+    ])
 }
 
 /// The agent's base URL: the `-http-addr` flag, else `CONCORD_HTTP_ADDR`, else

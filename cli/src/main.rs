@@ -6,7 +6,7 @@
 //!   files into typed structs and merges them with the flags.
 //! - `kv`, `catalog`, `services`, `members`, `intention`, `config` (config entries; not
 //!   `agent/config`): one module per client command group (`members` also holds `join`,
-//!   `leave` and `force-leave`); `event`; `keyring` (`keygen` and `keyring`); `rtt`; `snapshot` (`save`,
+//!   `leave` and `force-leave`); `connect` (`connect proxy`, the sidecar proxy); `event`; `keyring` (`keygen` and `keyring`); `rtt`; `snapshot` (`save`,
 //!   `restore`, `inspect`); `operator` (`raft` peers and `autopilot`).
 //! - What the client commands share, one concern per module: `flags` (the Go-style flag
 //!   parser and the HTTP flags), `http` (the HTTP client to the agent and its errors),
@@ -15,6 +15,7 @@
 mod agent;
 mod catalog;
 mod config;
+mod connect;
 mod event;
 mod flags;
 mod http;
@@ -34,6 +35,7 @@ Available commands are:
     agent          Runs an agent (-dev for a one-process server and agent)
     catalog        Interact with the catalog
     config         Interact with config entries
+    connect        Runs the Connect sidecar proxy
     event          Fire a user event to the pool
     force-leave    Forces a failed member of the pool to leave
     intention      Interact with Connect service intentions
@@ -71,6 +73,7 @@ fn main() -> std::process::ExitCode {
             "agent" => agent::run(args).await,
             "catalog" => catalog::run(args).await,
             "config" => config::run(args).await,
+            "connect" => connect::run(args).await,
             "event" => event::run(args).await,
             "force-leave" => members::force_leave(args).await,
             "intention" => intention::run(args).await,

@@ -15,6 +15,8 @@
 //! - [`dns`]: a DNS client over UDP and TCP (hickory).
 //! - [`concord_bin`]: the path of the binary under test.
 //! - [`http_client`]: the HTTP client tests use (never through a proxy).
+//! - [`apps`]: TCP and HTTP echo apps to put behind sidecars; [`sidecar`]: `TestProxy`,
+//!   one `concord connect proxy` process.
 //! - [`tools`]: external programs tests drive (`dig`, `python3`, `npm`): skip when missing,
 //!   fail when missing under CI.
 
@@ -27,9 +29,11 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
+pub mod apps;
 pub mod dns;
 pub mod linearizability;
 pub mod netns;
+pub mod sidecar;
 pub mod tools;
 
 /// How long [`assert_eventually!`] waits by default. Generous: CI has 2 shared cores.

@@ -5,11 +5,238 @@
 //!
 //! The control side follows the local agent (identity, upstream endpoints, intentions) and
 //! publishes snapshots ([`model`]); the data side (L4 byte streams, L7 HTTP) reads only those
-//! snapshots, so no connection or request waits on the agent.
+//! snapshots, so no connection or request waits on the agent. [`run`] is the entry point.
 //!
 //! # Layout
 //! - [`model`]: the seams between control and data side: endpoints, connectors, snapshots.
+//! - [`control`]: follows the agent's HTTP API with blocking queries and publishes the
+//!   snapshots; `control/agent` (the HTTP client), `control/spec` (what a proxy serves,
+//!   from its registration or the command line).
+//! - [`tls`]: rustls configurations over hot-swappable roots and leaf, SPIFFE identity
+//!   checks, and the mTLS [`model::Connector`].
+//! - [`inbound`]: the public listener (mTLS, intentions, local app); `inbound/registry`
+//!   keeps open connections by source so an intention change closes the denied ones.
+//! - [`outbound`]: one local listener per upstream (endpoint choice, dial, copy).
+//! - [`listeners`]: binds the public and upstream listeners from the spec and reconciles
+//!   them when the registration changes.
+//! - [`l4`]: the byte-copy path both sides share.
+//! - [`metrics`]: the Prometheus registry, the L4 counters and `GET /metrics`.
 //! - [`l7`]: the HTTP data path: routing, timeouts, retries, balancing, circuit breaking,
 //!   outlier detection, L7 intentions, metrics.
+
+pub mod control;
+pub mod inbound;
 pub mod l7;
+pub mod l4;
+pub mod listeners;
+pub mod metrics;
 pub mod model;
+pub mod outbound;
+pub mod tls;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+use control::agent::AgentClient;
+use control::{ControlError, ProxySpec, UpstreamSpec};
+use inbound::registry::{enforce, ConnRegistry};
+use listeners::Listeners;
+use metrics::L4Metrics;
+
+/// One proxy's configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The local agent's HTTP API, `http://host:port`.
+    pub agent_url: String,
+    /// ACL token sent as `X-Consul-Token` (none when `None` or empty).
+    pub token: Option<String>,
+    /// Which proxy this is.
+    pub mode: Mode,
+    /// Where `GET /metrics` is served (Prometheus text); none when `None`.
+    pub metrics_addr: Option<SocketAddr>,
+    /// On shutdown, how long open connections may take to finish before they are cut.
+    pub drain_timeout: Duration,
+}
+
+/// Which proxy to run.
+#[derive(Clone, Debug)]
+pub enum Mode {
+    /// The registered sidecar whose `Proxy.DestinationServiceID` is this service ID.
+    SidecarFor(String),
+    /// The registered `connect-proxy` with this service ID.
+    ProxyId(String),
+    /// No registration: everything from the command line.
+    Standalone {
+        /// The service this proxy is (its identity).
+        service: String,
+        /// The public mTLS listener, if any.
+        listen: Option<SocketAddr>,
+        /// The local app inbound traffic goes to (required with `listen`).
+        local_app: Option<SocketAddr>,
+        /// The upstream listeners.
+        upstreams: Vec<UpstreamSpec>,
+    },
+}
+
+/// Why the proxy stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// The agent or the registration.
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    /// TLS configuration.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// A listener could not be bound.
+    #[error("binding {what} on {addr}: {source}")]
+    Bind {
+        /// Which listener.
+        what: String,
+        /// Where.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Flags that do not describe a proxy.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// Runs the proxy until `shutdown` resolves: reads its job from the agent (or the
+/// configuration), waits for its first certificate, binds its listeners, serves (following
+/// changes of its registration), and on shutdown stops accepting and gives open
+/// connections `drain_timeout` to finish.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ProxyError> {
+    tokio::pin!(shutdown);
+    let client = AgentClient::new(&config.agent_url, config.token.clone())?;
+    let spec = tokio::select! {
+        spec = resolve_spec_retrying(&client, &config.mode) => spec?,
+        _ = &mut shutdown => return Ok(()),
+    };
+    tracing::info!(service = %spec.service, proxy_id = ?spec.proxy_id, listen = ?spec.listen, upstreams = spec.upstreams.len(), "starting proxy");
+    let published = tokio::select! {
+        p = control::start(&client, &spec) => p?,
+        _ = &mut shutdown => return Ok(()),
+    };
+
+    // A std Mutex: only held to register (at setup, or when a listener is built) and to
+    // encode a scrape, never across an await. Shared so listeners built later (new
+    // upstreams, the L7 engine) can register into it.
+    let registry = Arc::new(Mutex::new(Registry::default()));
+    let l4 = {
+        let mut r = registry.lock().unwrap_or_else(|e| e.into_inner());
+        L4Metrics::register(&mut r)
+    };
+    let (stop_tx, stop) = watch::channel(false);
+    let (drain_tx, mut drained) = mpsc::channel::<()>(1);
+    let conns = Arc::new(ConnRegistry::default());
+    let _enforcer = control::spawn(enforce(published.intentions.clone(), conns.clone()));
+    let _metrics = match config.metrics_addr {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| ProxyError::Bind {
+                    what: "metrics".to_string(),
+                    addr,
+                    source,
+                })?;
+            tracing::info!(addr = %listener.local_addr().unwrap_or(addr), "metrics at /metrics");
+            Some(control::spawn(metrics::serve(
+                listener,
+                registry.clone(),
+                stop.clone(),
+            )))
+        }
+        None => None,
+    };
+
+    let mut listeners = Listeners::new(
+        client.clone(),
+        published.tls.clone(),
+        published.intentions.clone(),
+        conns,
+        l4,
+        stop,
+        drain_tx.clone(),
+    );
+    listeners.apply(&spec).await?;
+    let (spec_tx, mut spec_rx) = watch::channel(spec.clone());
+    let _registration = spec
+        .proxy_id
+        .clone()
+        .map(|id| control::spawn(control::watch_registration(client.clone(), id, spec_tx)));
+
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            Ok(()) = spec_rx.changed() => {
+                let spec = spec_rx.borrow_and_update().clone();
+                if let Err(e) = listeners.apply(&spec).await {
+                    tracing::error!(error = %e, "applying the changed registration");
+                }
+            }
+        }
+    }
+
+    tracing::info!("shutting down: no new connections; draining open ones");
+    let _ = stop_tx.send(true);
+    drop(listeners);
+    drop(drain_tx);
+    if tokio::time::timeout(config.drain_timeout, drained.recv())
+        .await
+        .is_err()
+    {
+        tracing::info!(timeout = ?config.drain_timeout, "drain timeout: closing the remaining connections");
+    }
+    Ok(())
+}
+
+/// [`resolve_spec`], waiting out an agent that is not up yet (transport errors, with
+/// backoff); anything else (no such proxy, a bad registration) fails at once.
+async fn resolve_spec_retrying(client: &AgentClient, mode: &Mode) -> Result<ProxySpec, ProxyError> {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match resolve_spec(client, mode).await {
+            Err(ProxyError::Control(ControlError::Transport(e))) => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "waiting for the agent");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn resolve_spec(client: &AgentClient, mode: &Mode) -> Result<ProxySpec, ProxyError> {
+    match mode {
+        Mode::SidecarFor(service_id) => {
+            let proxy_id = control::find_sidecar(client, service_id).await?;
+            Ok(control::read_spec(client, &proxy_id).await?)
+        }
+        Mode::ProxyId(id) => Ok(control::read_spec(client, id).await?),
+        Mode::Standalone {
+            service,
+            listen,
+            local_app,
+            upstreams,
+        } => {
+            if service.is_empty() {
+                return Err(ProxyError::Config("-service must be set".to_string()));
+            }
+            Ok(ProxySpec {
+                proxy_id: None,
+                service: service.clone(),
+                listen: *listen,
+                local_app: *local_app,
+                protocol: "tcp".to_string(),
+                upstreams: upstreams.clone(),
+            })
+        }
+    }
+}

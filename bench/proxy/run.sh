@@ -1,0 +1,271 @@
+#!/usr/bin/env bash
+# Sidecar proxy benchmark (tcp mode): HTTP requests from wrk over keep-alive connections to
+#   - direct:  the backend itself;
+#   - concord: web's upstream listener -> mTLS -> db's sidecar -> backend (two
+#              `concord connect proxy` processes and a `concord agent -dev`);
+#   - haproxy: haproxy (tcp, TLS 1.3 client cert) -> haproxy (tcp, TLS 1.3, client cert
+#              required) -> backend.
+# The backend is a third haproxy answering `200 ok` itself (http-request return), so it is
+# never the bottleneck of the proxied rows. For each row: max req/s, p50/p90/p99 latency and
+# the added p50/p99 over direct, CPU seconds per 10k requests and RSS (idle, after load) of
+# each proxy process; then at fixed rates (RATES, req/s, from hey with the same connection
+# count): achieved rate, p50/p99 and the added p50/p99. Prints two markdown tables
+# (docs/benchmarks.md, "Sidecar proxy").
+#
+# Usage: bench/proxy/run.sh            (from the repository root)
+# Env:   DURATION=10 CONNECTIONS=64 THREADS=1 RATES="1000 5000" PORT_BASE=19500
+#        CONCORD=target/release/concord
+# Needs: wrk, hey, haproxy (Debian packages), openssl, curl, python3; installs the Debian
+# packages with apt-get when run as root, otherwise says what is missing.
+set -euo pipefail
+
+DURATION=${DURATION:-10}
+CONNECTIONS=${CONNECTIONS:-64}
+THREADS=${THREADS:-1}
+RATES=${RATES:-1000 5000}
+PORT_BASE=${PORT_BASE:-19500}
+TARGET=${CARGO_TARGET_DIR:-target}
+CONCORD=${CONCORD:-$TARGET/release/concord}
+
+BACKEND=$PORT_BASE
+AGENT_HTTP=$((PORT_BASE + 1))
+DB_PUBLIC=$((PORT_BASE + 2))
+WEB_UPSTREAM=$((PORT_BASE + 3))
+HA_CLIENT=$((PORT_BASE + 4))
+HA_SERVER=$((PORT_BASE + 5))
+WEB_APP=$((PORT_BASE + 6)) # registered for web, never called
+WEB_METRICS=$((PORT_BASE + 7))
+DB_METRICS=$((PORT_BASE + 8))
+
+missing=()
+for tool in wrk hey haproxy openssl curl python3; do
+    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+if ((${#missing[@]})); then
+    debs=()
+    for tool in "${missing[@]}"; do
+        case $tool in wrk | hey | haproxy | openssl | curl) debs+=("$tool") ;; esac
+    done
+    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null && ((${#debs[@]})); then
+        echo "installing ${debs[*]}" >&2
+        apt-get install -y "${debs[@]}" >/dev/null || {
+            apt-get update >/dev/null && apt-get install -y "${debs[@]}" >/dev/null
+        }
+    else
+        echo "missing: ${missing[*]} (Debian: apt-get install ${debs[*]})" >&2
+        exit 1
+    fi
+fi
+if [[ ! -x $CONCORD ]]; then
+    echo "building $CONCORD (cargo build --release -p concord)" >&2
+    cargo build --release -p concord >&2
+fi
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# Waits until `cmd...` succeeds, up to 60 s.
+wait_for() {
+    local deadline=$((SECONDS + 60))
+    until "$@" >/dev/null 2>&1; do
+        if ((SECONDS > deadline)); then
+            echo "timed out waiting for: $*" >&2
+            tail -n 20 "$WORK"/*.log >&2 || true
+            exit 1
+        fi
+        sleep 0.2
+    done
+}
+
+# CPU seconds (user + system) of a process so far.
+cpu_secs() {
+    python3 - "$1" <<'PY'
+import os, sys
+fields = open(f"/proc/{sys.argv[1]}/stat").read().rsplit(")", 1)[1].split()
+print((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
+PY
+}
+
+# Resident set size of a process, MiB.
+rss_mib() {
+    awk '/^VmRSS:/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"
+}
+
+# Runs wrk against port $1; prints "rps p50_ms p90_ms p99_ms requests".
+load() {
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://127.0.0.1:$1/" >"$WORK/wrk.out"
+    python3 - "$WORK/wrk.out" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+def ms(v):
+    n, unit = re.match(r"([\d.]+)(us|ms|s)", v).groups()
+    return float(n) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+pct = dict(re.findall(r"^\s+(\d+)%\s+(\S+)", text, re.M))
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+reqs = int(re.search(r"(\d+) requests in", text).group(1))
+errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: .*", text)
+if errors:
+    print(f"wrk reported errors: {errors.group(0)}", file=sys.stderr)
+print(f"{rps:.0f} {ms(pct['50']):.3f} {ms(pct['90']):.3f} {ms(pct['99']):.3f} {reqs}")
+PY
+}
+
+# Runs hey against port $1 at $2 req/s in total; prints "achieved_rps p50_ms p99_ms".
+rate_load() {
+    local per_worker
+    per_worker=$(python3 -c "print($2 / $CONNECTIONS)")
+    hey -z "${DURATION}s" -c "$CONNECTIONS" -q "$per_worker" "http://127.0.0.1:$1/" >"$WORK/hey.out"
+    python3 - "$WORK/hey.out" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+pct = dict(re.findall(r"^\s+(\d+)% in ([\d.]+) secs", text, re.M))
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+codes = re.findall(r"\[(\d+)\]\s+(\d+) responses", text)
+bad = [c for c in codes if c[0] != "200"]
+if bad or "Error distribution" in text:
+    print(f"hey reported errors: {bad}", file=sys.stderr)
+print(f"{rps:.0f} {float(pct['50']) * 1000:.3f} {float(pct['99']) * 1000:.3f}")
+PY
+}
+
+echo "certificates for the haproxy pair (one CA, P-256, TLS 1.3 both ways)" >&2
+(
+    cd "$WORK"
+    openssl ecparam -name prime256v1 -genkey -noout -out ca.key 2>/dev/null
+    openssl req -x509 -new -key ca.key -subj /CN=bench-ca -days 2 -out ca.pem 2>/dev/null
+    for who in client server; do
+        openssl ecparam -name prime256v1 -genkey -noout -out "$who.key" 2>/dev/null
+        openssl req -new -key "$who.key" -subj "/CN=$who" -out "$who.csr" 2>/dev/null
+        printf 'subjectAltName=DNS:%s\nextendedKeyUsage=serverAuth,clientAuth\n' "$who" >"$who.ext"
+        openssl x509 -req -in "$who.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+            -extfile "$who.ext" -out "$who.crt" 2>/dev/null
+        cat "$who.crt" "$who.key" >"$who.pem"
+    done
+)
+
+cat >"$WORK/backend.cfg" <<CFG
+global
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+frontend backend
+    bind 127.0.0.1:$BACKEND
+    http-request return status 200 content-type text/plain string ok
+CFG
+cat >"$WORK/ha-client.cfg" <<CFG
+global
+    maxconn 4096
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+frontend upstream
+    bind 127.0.0.1:$HA_CLIENT
+    default_backend peer
+backend peer
+    server db 127.0.0.1:$HA_SERVER ssl verify required ca-file $WORK/ca.pem crt $WORK/client.pem sni str(server) ssl-min-ver TLSv1.3
+CFG
+cat >"$WORK/ha-server.cfg" <<CFG
+global
+    maxconn 4096
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+frontend public
+    bind 127.0.0.1:$HA_SERVER ssl crt $WORK/server.pem ca-file $WORK/ca.pem verify required ssl-min-ver TLSv1.3
+    default_backend app
+backend app
+    server app 127.0.0.1:$BACKEND
+CFG
+
+haproxy -f "$WORK/backend.cfg" -db >"$WORK/backend.log" 2>&1 &
+PIDS+=($!)
+haproxy -f "$WORK/ha-client.cfg" -db >"$WORK/ha-client.log" 2>&1 &
+HA_CLIENT_PID=$!
+PIDS+=($HA_CLIENT_PID)
+haproxy -f "$WORK/ha-server.cfg" -db >"$WORK/ha-server.log" 2>&1 &
+HA_SERVER_PID=$!
+PIDS+=($HA_SERVER_PID)
+
+echo "concord agent and two sidecars (tcp)" >&2
+"$CONCORD" agent -dev -node bench -http-port "$AGENT_HTTP" -dns-port -1 -server-port 0 \
+    -serf-lan-port 0 >"$WORK/agent.log" 2>&1 &
+PIDS+=($!)
+wait_for curl -sf "http://127.0.0.1:$AGENT_HTTP/v1/agent/connect/ca/leaf/db"
+register() {
+    curl -sf -X PUT "http://127.0.0.1:$AGENT_HTTP/v1/agent/service/register" -d "$1" >/dev/null
+}
+register "{\"Name\":\"db\",\"Port\":$BACKEND}"
+register "{\"Name\":\"web\",\"Port\":$WEB_APP}"
+register "{\"Kind\":\"connect-proxy\",\"ID\":\"db-sidecar-proxy\",\"Name\":\"db-sidecar-proxy\",
+  \"Port\":$DB_PUBLIC,\"Address\":\"127.0.0.1\",\"Proxy\":{\"DestinationServiceName\":\"db\",
+  \"DestinationServiceID\":\"db\",\"LocalServicePort\":$BACKEND,\"Config\":{\"bind_address\":\"127.0.0.1\"}}}"
+register "{\"Kind\":\"connect-proxy\",\"ID\":\"web-sidecar-proxy\",\"Name\":\"web-sidecar-proxy\",
+  \"Port\":$((PORT_BASE + 9)),\"Address\":\"127.0.0.1\",\"Proxy\":{\"DestinationServiceName\":\"web\",
+  \"DestinationServiceID\":\"web\",\"LocalServicePort\":$WEB_APP,\"Config\":{\"bind_address\":\"127.0.0.1\"},
+  \"Upstreams\":[{\"DestinationName\":\"db\",\"LocalBindPort\":$WEB_UPSTREAM}]}}"
+"$CONCORD" connect proxy -sidecar-for db -http-addr "127.0.0.1:$AGENT_HTTP" \
+    -metrics-addr "127.0.0.1:$DB_METRICS" -log-level warn >"$WORK/db-proxy.log" 2>&1 &
+DB_PID=$!
+PIDS+=($DB_PID)
+"$CONCORD" connect proxy -sidecar-for web -http-addr "127.0.0.1:$AGENT_HTTP" \
+    -metrics-addr "127.0.0.1:$WEB_METRICS" -log-level warn >"$WORK/web-proxy.log" 2>&1 &
+WEB_PID=$!
+PIDS+=($WEB_PID)
+
+wait_for curl -sf "http://127.0.0.1:$BACKEND/"
+wait_for curl -sf "http://127.0.0.1:$HA_CLIENT/"
+wait_for curl -sf "http://127.0.0.1:$WEB_UPSTREAM/"
+
+echo "| path | max req/s | p50 ms | p90 ms | p99 ms | added p50 ms | added p99 ms | CPU s / 10k req (client-side, server-side proxy) | RSS MiB idle → loaded (client-side, server-side) |"
+echo "|---|---|---|---|---|---|---|---|---|"
+read -r rps p50 p90 p99 _ < <(load "$BACKEND")
+D50=$p50
+D99=$p99
+echo "| direct | $rps | $p50 | $p90 | $p99 | – | – | – | – |"
+row() {
+    local name=$1 port=$2 cpid=$3 spid=$4
+    local idle_c idle_s c0 s0 c1 s1 reqs
+    idle_c=$(rss_mib "$cpid")
+    idle_s=$(rss_mib "$spid")
+    c0=$(cpu_secs "$cpid")
+    s0=$(cpu_secs "$spid")
+    read -r rps p50 p90 p99 reqs < <(load "$port")
+    c1=$(cpu_secs "$cpid")
+    s1=$(cpu_secs "$spid")
+    python3 - "$name" "$rps" "$p50" "$p90" "$p99" "$D50" "$D99" "$c0" "$c1" "$s0" "$s1" "$reqs" \
+        "$idle_c" "$(rss_mib "$cpid")" "$idle_s" "$(rss_mib "$spid")" <<'PY'
+import sys
+(name, rps, p50, p90, p99, d50, d99, c0, c1, s0, s1, reqs, ic, lc, is_, ls) = sys.argv[1:]
+f = float
+per10k = lambda a, b: (f(b) - f(a)) / int(reqs) * 10000
+print(f"| {name} | {rps} | {p50} | {p90} | {p99} | {f(p50) - f(d50):.3f} | {f(p99) - f(d99):.3f} "
+      f"| {per10k(c0, c1):.3f}, {per10k(s0, s1):.3f} | {ic} → {lc}, {is_} → {ls} |")
+PY
+}
+row "concord (2 sidecars, tcp, mTLS)" "$WEB_UPSTREAM" "$WEB_PID" "$DB_PID"
+row "haproxy (2 proxies, tcp, mTLS)" "$HA_CLIENT" "$HA_CLIENT_PID" "$HA_SERVER_PID"
+
+echo
+echo "| path | offered req/s | achieved req/s | p50 ms | p99 ms | added p50 ms | added p99 ms |"
+echo "|---|---|---|---|---|---|---|"
+for rate in $RATES; do
+    read -r drps d50 d99 < <(rate_load "$BACKEND" "$rate")
+    echo "| direct | $rate | $drps | $d50 | $d99 | – | – |"
+    for entry in "concord:$WEB_UPSTREAM" "haproxy:$HA_CLIENT"; do
+        read -r rps p50 p99 < <(rate_load "${entry#*:}" "$rate")
+        python3 -c "print(f'| ${entry%%:*} | $rate | $rps | $p50 | $p99 | {$p50 - $d50:.3f} | {$p99 - $d99:.3f} |')"
+    done
+done

@@ -1,0 +1,190 @@
+//! The proxy's listener set: the public listener and one listener per upstream, bound from
+//! a [`ProxySpec`] and reconciled when the spec changes (the registration is followed):
+//! a new upstream gets a listener and a follower, a removed one stops accepting, a changed
+//! one is rebound. Open connections are never cut by a reconfiguration: stopping a listener
+//! only stops its accept loop; the connections it spawned run to their end (and hold the
+//! drain channel, so shutdown still waits for them).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+use crate::control::agent::AgentClient;
+use crate::control::{self, ProxySpec, TaskGuard, UpstreamSpec};
+use crate::inbound::registry::ConnRegistry;
+use crate::inbound::Inbound;
+use crate::metrics::L4Metrics;
+use crate::model::IntentionSnapshot;
+use crate::outbound::Outbound;
+use crate::tls::{MtlsConnector, TlsMaterial};
+use crate::ProxyError;
+
+/// What the public listener was bound for; a change rebinds it.
+#[derive(Clone, Debug, PartialEq)]
+struct InboundKey {
+    listen: SocketAddr,
+    local_app: SocketAddr,
+    protocol: String,
+}
+
+/// A running upstream: its listener and the follower of its chain and endpoints.
+#[derive(Debug)]
+struct RunningUpstream {
+    spec: UpstreamSpec,
+    _listener: TaskGuard,
+    _follower: TaskGuard,
+}
+
+/// The listeners of one proxy, and what they share.
+#[derive(Debug)]
+pub struct Listeners {
+    client: AgentClient,
+    tls: Arc<TlsMaterial>,
+    intentions: watch::Receiver<IntentionSnapshot>,
+    conns: Arc<ConnRegistry>,
+    metrics: L4Metrics,
+    stop: watch::Receiver<bool>,
+    drain: mpsc::Sender<()>,
+    inbound: Option<(InboundKey, TaskGuard)>,
+    /// By local bind address (one listener per address).
+    upstreams: HashMap<SocketAddr, RunningUpstream>,
+}
+
+async fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener, ProxyError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ProxyError::Bind {
+            what: what.to_string(),
+            addr,
+            source,
+        })
+}
+
+impl Listeners {
+    /// No listeners yet; [`Listeners::apply`] binds them. Connection tasks hold `drain`.
+    pub fn new(
+        client: AgentClient,
+        tls: Arc<TlsMaterial>,
+        intentions: watch::Receiver<IntentionSnapshot>,
+        conns: Arc<ConnRegistry>,
+        metrics: L4Metrics,
+        stop: watch::Receiver<bool>,
+        drain: mpsc::Sender<()>,
+    ) -> Listeners {
+        Listeners {
+            client,
+            tls,
+            intentions,
+            conns,
+            metrics,
+            stop,
+            drain,
+            inbound: None,
+            upstreams: HashMap::new(),
+        }
+    }
+
+    /// Makes the listeners match `spec`. Stops before it binds, so a listener moving to a
+    /// port another one freed works; on a bind error the rest is still applied and the
+    /// first error returned.
+    pub async fn apply(&mut self, spec: &ProxySpec) -> Result<(), ProxyError> {
+        let mut first_error = None;
+        let inbound = match (spec.listen, spec.local_app) {
+            (Some(listen), Some(local_app)) => Some(InboundKey {
+                listen,
+                local_app,
+                protocol: spec.protocol.clone(),
+            }),
+            (Some(_), None) => {
+                first_error = Some(ProxyError::Config(
+                    "a public listener needs the local app's address (LocalServicePort)"
+                        .to_string(),
+                ));
+                None
+            }
+            _ => None,
+        };
+        if self.inbound.as_ref().map(|(k, _)| k) != inbound.as_ref() {
+            self.inbound = None;
+            if let Some(key) = inbound {
+                match self.start_inbound(&key).await {
+                    Ok(task) => self.inbound = Some((key, task)),
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+        }
+
+        let wanted: HashMap<SocketAddr, &UpstreamSpec> =
+            spec.upstreams.iter().map(|u| (u.bind, u)).collect();
+        self.upstreams.retain(|addr, running| {
+            let keep = wanted.get(addr).is_some_and(|u| **u == running.spec);
+            if !keep {
+                tracing::info!(upstream = %running.spec.destination, addr = %addr, "upstream listener stopped");
+            }
+            keep
+        });
+        for (addr, u) in wanted {
+            if self.upstreams.contains_key(&addr) {
+                continue;
+            }
+            match self.start_upstream(u).await {
+                Ok(running) => {
+                    self.upstreams.insert(addr, running);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    async fn start_inbound(&self, key: &InboundKey) -> Result<TaskGuard, ProxyError> {
+        let listener = bind("public listener", key.listen).await?;
+        tracing::info!(addr = %listener.local_addr().unwrap_or(key.listen), app = %key.local_app, protocol = %key.protocol, "public listener ready");
+        let inbound = Inbound {
+            local_app: key.local_app,
+            protocol: key.protocol.clone(),
+            intentions: self.intentions.clone(),
+            conns: self.conns.clone(),
+            metrics: self.metrics.clone(),
+        };
+        let tls = self.tls.clone();
+        let (stop, drain) = (self.stop.clone(), self.drain.clone());
+        Ok(control::spawn(async move {
+            if let Err(e) = inbound.serve(listener, tls, stop, drain).await {
+                tracing::error!(error = %e, "public listener stopped");
+            }
+        }))
+    }
+
+    async fn start_upstream(&self, u: &UpstreamSpec) -> Result<RunningUpstream, ProxyError> {
+        let listener = bind(&format!("upstream {}", u.destination), u.bind).await?;
+        tracing::info!(upstream = %u.destination, addr = %u.bind, "upstream listener ready");
+        let (snapshot, follower) = control::upstream(&self.client, &u.destination);
+        let connector =
+            MtlsConnector::new(self.tls.clone(), u.connect_timeout, Some(snapshot.clone()));
+        let outbound = Outbound::new(
+            u.destination.clone(),
+            u.protocol.clone().unwrap_or_else(|| "tcp".to_string()),
+            snapshot,
+            Arc::new(connector),
+            self.metrics.clone(),
+        );
+        let listener_task =
+            control::spawn(outbound.serve(listener, self.stop.clone(), self.drain.clone()));
+        Ok(RunningUpstream {
+            spec: u.clone(),
+            _listener: listener_task,
+            _follower: follower,
+        })
+    }
+}
