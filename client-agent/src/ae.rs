@@ -134,7 +134,9 @@ impl AntiEntropy {
                 _ = self.trigger.notified() => {
                     if let Err(e) = self.sync_changes().await {
                         tracing::warn!(error = %e, "anti-entropy sync failed; retrying");
-                        failures = failures.saturating_add(1);
+                        // Only failed retries back off further: a burst of changes during
+                        // one outage must not push the retry out to the full interval.
+                        failures = failures.max(1);
                         let retry = tokio::time::Instant::now() + self.backoff(failures);
                         next_full = next_full.min(retry);
                     }
@@ -587,6 +589,35 @@ mod tests {
             assert!(next >= ae.config.ae_interval * 2);
             assert!(next < ae.config.ae_interval * 2 + ae.config.ae_interval / 4);
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_of_failed_changes_does_not_push_the_retry_out() {
+        let (ae, local, fake) = setup();
+        fake.fail_next(12);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let start = tokio::time::Instant::now();
+        let task = tokio::spawn(ae.clone().run(async {
+            let _ = stopped.await;
+        }));
+        tracing::info!("ten changes during an outage, each failing to sync");
+        for i in 0..10 {
+            local.add_service(svc(&format!("s{i}")), vec![], false);
+            ae.trigger();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        while fake.service_ids(NODE).len() < 10 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // One outage is one failure: the retry comes after about `ae_retry` (doubled at
+        // most once or twice), not after the full interval.
+        assert!(
+            start.elapsed() < ae.config.ae_retry * 4,
+            "{:?}",
+            start.elapsed()
+        );
+        let _ = stop.send(());
+        task.await.unwrap();
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub struct Inbound {
     pub conns: Arc<ConnRegistry>,
     /// Counters.
     pub metrics: L4Metrics,
+    /// The L7 engine, for HTTP-aware protocols (`None`: bytes are copied, L4).
+    pub http: Option<crate::l7::Inbound>,
 }
 
 impl Inbound {
@@ -99,6 +101,18 @@ impl Inbound {
                 return;
             }
         };
+        // The one place where the protocol picks the data path. HTTP-aware services judge
+        // each request by the intentions (L7 permissions included, 403 on deny), so the
+        // connection itself is not judged: an L7 intention would deny it at L4.
+        if let Some(http) = &self.http {
+            let labels = L4Metrics::conn(INBOUND, &source);
+            self.metrics.opened.get_or_create(&labels).inc();
+            if let Err(e) = http.serve_connection(tls, source.clone()).await {
+                tracing::debug!(%peer, %source, error = %e, "inbound: HTTP connection ended with an error");
+            }
+            self.metrics.closed.get_or_create(&labels).inc();
+            return;
+        }
         // Registered before deciding: an intention change that lands between the two is
         // then either seen by the decision or closes the registration.
         let (_registration, close) = self.conns.register(&source);
@@ -108,8 +122,6 @@ impl Inbound {
             tracing::info!(%peer, %source, reason = %decision.reason, "inbound: connection denied by intentions");
             return;
         }
-        // The one place where the protocol picks the data path: every protocol is carried
-        // as bytes (L4) here; HTTP-aware protocols go to the L7 engine once it is wired in.
         tracing::debug!(%peer, %source, protocol = %self.protocol, "inbound: connection allowed");
         let app = match tokio::time::timeout(
             LOCAL_CONNECT_TIMEOUT,

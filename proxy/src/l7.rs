@@ -302,6 +302,12 @@ pub struct Inbound {
     stack: Stack,
 }
 
+impl std::fmt::Debug for Inbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inbound").finish_non_exhaustive()
+    }
+}
+
 impl Inbound {
     /// Builds the inbound stack to the app at `local_app`, speaking `protocol` (`http`:
     /// HTTP/1.1; `http2`/`grpc`: h2 prior knowledge).

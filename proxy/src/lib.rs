@@ -26,8 +26,8 @@
 
 pub mod control;
 pub mod inbound;
-pub mod l7;
 pub mod l4;
+pub mod l7;
 pub mod listeners;
 pub mod metrics;
 pub mod model;
@@ -129,9 +129,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     // encode a scrape, never across an await. Shared so listeners built later (new
     // upstreams, the L7 engine) can register into it.
     let registry = Arc::new(Mutex::new(Registry::default()));
-    let l4 = {
+    let (l4, l7) = {
         let mut r = registry.lock().unwrap_or_else(|e| e.into_inner());
-        L4Metrics::register(&mut r)
+        (L4Metrics::register(&mut r), l7::L7Metrics::new(&mut r))
     };
     let (stop_tx, stop) = watch::channel(false);
     let (drain_tx, mut drained) = mpsc::channel::<()>(1);
@@ -161,7 +161,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         published.tls.clone(),
         published.intentions.clone(),
         conns,
-        l4,
+        (l4, l7),
         stop,
         drain_tx.clone(),
     );
@@ -235,6 +235,7 @@ async fn resolve_spec(client: &AgentClient, mode: &Mode) -> Result<ProxySpec, Pr
                 listen: *listen,
                 local_app: *local_app,
                 protocol: "tcp".to_string(),
+                config: serde_json::Value::Null,
                 upstreams: upstreams.clone(),
             })
         }

@@ -16,11 +16,13 @@ use crate::control::agent::AgentClient;
 use crate::control::{self, ProxySpec, TaskGuard, UpstreamSpec};
 use crate::inbound::registry::ConnRegistry;
 use crate::inbound::Inbound;
+use crate::l7::{self, L7Metrics, Options, UpstreamPolicy};
 use crate::metrics::L4Metrics;
 use crate::model::IntentionSnapshot;
-use crate::outbound::Outbound;
+use crate::outbound::{Http, Outbound};
 use crate::tls::{MtlsConnector, TlsMaterial};
 use crate::ProxyError;
+use concord_api::intention::is_l7_protocol;
 
 /// What the public listener was bound for; a change rebinds it.
 #[derive(Clone, Debug, PartialEq)]
@@ -28,6 +30,7 @@ struct InboundKey {
     listen: SocketAddr,
     local_app: SocketAddr,
     protocol: String,
+    config: serde_json::Value,
 }
 
 /// A running upstream: its listener and the follower of its chain and endpoints.
@@ -46,6 +49,7 @@ pub struct Listeners {
     intentions: watch::Receiver<IntentionSnapshot>,
     conns: Arc<ConnRegistry>,
     metrics: L4Metrics,
+    l7: L7Metrics,
     stop: watch::Receiver<bool>,
     drain: mpsc::Sender<()>,
     inbound: Option<(InboundKey, TaskGuard)>,
@@ -64,13 +68,14 @@ async fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener, ProxyError> {
 }
 
 impl Listeners {
-    /// No listeners yet; [`Listeners::apply`] binds them. Connection tasks hold `drain`.
+    /// No listeners yet; [`Listeners::apply`] binds them. Connection tasks hold `drain`;
+    /// every listener counts into the L4 and L7 metric families given.
     pub fn new(
         client: AgentClient,
         tls: Arc<TlsMaterial>,
         intentions: watch::Receiver<IntentionSnapshot>,
         conns: Arc<ConnRegistry>,
-        metrics: L4Metrics,
+        (metrics, l7): (L4Metrics, L7Metrics),
         stop: watch::Receiver<bool>,
         drain: mpsc::Sender<()>,
     ) -> Listeners {
@@ -80,6 +85,7 @@ impl Listeners {
             intentions,
             conns,
             metrics,
+            l7,
             stop,
             drain,
             inbound: None,
@@ -97,6 +103,7 @@ impl Listeners {
                 listen,
                 local_app,
                 protocol: spec.protocol.clone(),
+                config: spec.config.clone(),
             }),
             (Some(_), None) => {
                 first_error = Some(ProxyError::Config(
@@ -150,12 +157,27 @@ impl Listeners {
     async fn start_inbound(&self, key: &InboundKey) -> Result<TaskGuard, ProxyError> {
         let listener = bind("public listener", key.listen).await?;
         tracing::info!(addr = %listener.local_addr().unwrap_or(key.listen), app = %key.local_app, protocol = %key.protocol, "public listener ready");
+        // HTTP-aware services get the L7 engine: intentions judged per request.
+        let http = if is_l7_protocol(&key.protocol) {
+            let options = Options::from_proxy_config(&key.config)
+                .map_err(|e| ProxyError::Config(format!("Proxy.Config: {e}")))?;
+            Some(l7::Inbound::with_options(
+                key.local_app,
+                &key.protocol,
+                self.intentions.clone(),
+                &self.l7,
+                options,
+            ))
+        } else {
+            None
+        };
         let inbound = Inbound {
             local_app: key.local_app,
             protocol: key.protocol.clone(),
             intentions: self.intentions.clone(),
             conns: self.conns.clone(),
             metrics: self.metrics.clone(),
+            http,
         };
         let tls = self.tls.clone();
         let (stop, drain) = (self.stop.clone(), self.drain.clone());
@@ -172,12 +194,19 @@ impl Listeners {
         let (snapshot, follower) = control::upstream(&self.client, &u.destination);
         let connector =
             MtlsConnector::new(self.tls.clone(), u.connect_timeout, Some(snapshot.clone()));
+        let policy = UpstreamPolicy::from_config(&u.config)
+            .map_err(|e| ProxyError::Config(format!("upstream {}: Config: {e}", u.destination)))?;
         let outbound = Outbound::new(
             u.destination.clone(),
-            u.protocol.clone().unwrap_or_else(|| "tcp".to_string()),
+            u.protocol.clone(),
             snapshot,
             Arc::new(connector),
             self.metrics.clone(),
+            Http {
+                policy,
+                metrics: self.l7.clone(),
+                engines: Default::default(),
+            },
         );
         let listener_task =
             control::spawn(outbound.serve(listener, self.stop.clone(), self.drain.clone()));

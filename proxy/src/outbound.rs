@@ -9,31 +9,49 @@
 //! robin, moving to the next on a failed dial.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use concord_api::intention::is_l7_protocol;
 
 use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
 use crate::l4::{pipe, Ended};
+use crate::l7::{self, L7Metrics, UpstreamPolicy};
 use crate::metrics::{L4Metrics, OUTBOUND};
 use crate::model::{BoxIo, Connector, Endpoint, UpstreamSnapshot};
 
 /// Redirect depth the chain walk accepts (the compiler bounds it too).
 const MAX_CHAIN_DEPTH: usize = 16;
 
+/// What an upstream needs for HTTP-aware protocols: its L7 policy and the engine built
+/// for the protocol in force.
+pub struct Http {
+    /// The upstream's traffic policy (from its `Config`).
+    pub policy: UpstreamPolicy,
+    /// The proxy's L7 metric families.
+    pub metrics: L7Metrics,
+    /// The engine for the protocol last seen, rebuilt only when the protocol changes (a
+    /// `service-defaults` edit), so its connection pool and ejection state persist.
+    pub engines: Mutex<Option<(String, l7::Outbound)>>,
+}
+
 /// One upstream's listener state.
 pub struct Outbound {
     /// The upstream's destination service name (labels and logs).
     pub name: String,
-    /// The upstream's protocol (`tcp`, `http`, ...).
-    pub protocol: String,
+    /// The upstream's protocol when its `Config` sets one; otherwise the chain's (from
+    /// `service-defaults`/`proxy-defaults`), checked per connection.
+    pub protocol: Option<String>,
     /// Latest chain and endpoints.
     pub snapshot: watch::Receiver<UpstreamSnapshot>,
     /// Dials an endpoint.
     pub connector: Arc<dyn Connector>,
     /// Counters.
     pub metrics: L4Metrics,
+    /// The L7 engine's inputs.
+    http: Http,
     /// Round-robin position.
     next: AtomicUsize,
 }
@@ -42,10 +60,11 @@ impl Outbound {
     /// An upstream listener's state.
     pub fn new(
         name: String,
-        protocol: String,
+        protocol: Option<String>,
         snapshot: watch::Receiver<UpstreamSnapshot>,
         connector: Arc<dyn Connector>,
         metrics: L4Metrics,
+        http: Http,
     ) -> Outbound {
         Outbound {
             name,
@@ -53,8 +72,41 @@ impl Outbound {
             snapshot,
             connector,
             metrics,
+            http,
             next: AtomicUsize::new(0),
         }
+    }
+
+    /// The protocol in force: the upstream's own setting, else the compiled chain's.
+    fn protocol(&self) -> String {
+        match &self.protocol {
+            Some(p) => p.to_ascii_lowercase(),
+            None => self.snapshot.borrow().chain["Protocol"]
+                .as_str()
+                .unwrap_or("tcp")
+                .to_ascii_lowercase(),
+        }
+    }
+
+    /// The L7 engine for `protocol`, built on first use and when the protocol changes.
+    fn engine(&self, protocol: &str) -> l7::Outbound {
+        let mut engines = self.http.engines.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((p, engine)) = engines.as_ref() {
+            if p == protocol {
+                return engine.clone();
+            }
+        }
+        let mut policy = self.http.policy.clone();
+        policy.protocol = protocol.to_string();
+        let engine = l7::Outbound::new(
+            &self.name,
+            policy,
+            self.snapshot.clone(),
+            self.connector.clone(),
+            &self.http.metrics,
+        );
+        *engines = Some((protocol.to_string(), engine.clone()));
+        engine
     }
 
     /// Accepts on `listener` until `stop` turns true; connection tasks hold `drain`.
@@ -80,11 +132,21 @@ impl Outbound {
             let drain = drain.clone();
             tokio::spawn(async move {
                 let _ = tcp.set_nodelay(true);
-                // The one place where the protocol picks the data path: every protocol is
-                // carried as bytes (L4) here; HTTP-aware upstreams go to the L7 engine once
-                // it is wired in.
-                tracing::debug!(upstream = %this.name, %peer, protocol = %this.protocol, "outbound: connection");
-                this.connection(tcp).await;
+                // The one place where the protocol picks the data path: HTTP-aware upstreams
+                // go to the L7 engine (per-request routing and policy), the rest is copied
+                // as bytes (L4).
+                let protocol = this.protocol();
+                tracing::debug!(upstream = %this.name, %peer, %protocol, "outbound: connection");
+                if is_l7_protocol(&protocol) {
+                    let labels = L4Metrics::conn(OUTBOUND, &this.name);
+                    this.metrics.opened.get_or_create(&labels).inc();
+                    if let Err(e) = this.engine(&protocol).serve_connection(tcp).await {
+                        tracing::debug!(upstream = %this.name, error = %e, "outbound: HTTP connection ended with an error");
+                    }
+                    this.metrics.closed.get_or_create(&labels).inc();
+                } else {
+                    this.connection(tcp).await;
+                }
                 drop(drain);
             });
         }

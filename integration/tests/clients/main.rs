@@ -1,6 +1,9 @@
-//! The client-agent tier end to end (issue 14): three servers on `127.0.14.1..=3` and three
-//! client agents on `127.0.14.11..=13`, each client with its own DNS on port 8600, all real
-//! processes. Every wait is bounded and its measured time printed.
+//! The client-agent tier end to end (issue 14): three servers on `127.0.14.1..=3` and four
+//! client agents on `127.0.14.11..=14`, each client with its own DNS on port 8600, all real
+//! processes. Every wait is bounded and its measured time printed. `burst` runs a leader
+//! change under a registration burst on its own addresses (`127.0.16.x`).
+
+mod burst;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -26,18 +29,26 @@ const FAILURE: Duration = Duration::from_secs(30);
 const RESYNC: Duration = Duration::from_secs(20);
 
 fn client_ip(i: u8) -> IpAddr {
-    IpAddr::from([127, 0, NET, 11 + i])
+    client_ip_in(NET, i)
+}
+
+fn client_ip_in(net: u8, i: u8) -> IpAddr {
+    IpAddr::from([127, 0, net, 11 + i])
 }
 
 fn client_spec(name: &str, i: u8) -> AgentSpec {
-    let mut spec = AgentSpec::at(name, client_ip(i)).args(&[
+    client_spec_in(NET, name, i)
+}
+
+fn client_spec_in(net: u8, name: &str, i: u8) -> AgentSpec {
+    let mut spec = AgentSpec::at(name, client_ip_in(net, i)).args(&[
         "-retry-interval",
         "1s",
         "-dns-port",
         &DNS_PORT.to_string(),
     ]);
     for s in 0..SERVERS {
-        spec = spec.args(&["-retry-join", &TestCluster::ip(NET, s).to_string()]);
+        spec = spec.args(&["-retry-join", &TestCluster::ip(net, s).to_string()]);
     }
     spec
 }
@@ -95,7 +106,7 @@ macro_rules! measure {
 async fn clients_sync_resolve_fail_restart_and_outlive_their_servers() {
     init_tracing();
     let mut cluster = TestCluster::start(NET, SERVERS).await.unwrap();
-    let tasks: Vec<_> = ["ca", "cb", "cc"]
+    let tasks: Vec<_> = ["ca", "cb", "cc", "cd"]
         .iter()
         .zip(0u8..)
         .map(|(name, i)| tokio::spawn(TestAgent::launch(client_spec(name, i))))
@@ -118,8 +129,14 @@ async fn clients_sync_resolve_fail_restart_and_outlive_their_servers() {
         a_records(dns_of(2), "web.service.consul").await == 1,
         "web on A resolves through C"
     );
+    let on_d = measure!(
+        PROPAGATION,
+        a_records(dns_of(3), "web.service.consul").await == 1,
+        "web on A resolves through D"
+    );
     eprintln!(
-        "clients: registration on A visible in B's DNS after {on_b:?}, C's after {on_c:?} more"
+        "clients: registration on A visible in B's DNS after {on_b:?}, C's after {on_c:?} \
+         more, D's after {on_d:?} more"
     );
 
     tracing::info!("?cached on B: a MISS, then HITs kept current in the background");

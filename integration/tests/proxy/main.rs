@@ -9,6 +9,7 @@
 
 mod cli;
 mod flow;
+mod http;
 mod identity;
 mod reconfigure;
 mod refused;

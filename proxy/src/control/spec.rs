@@ -27,6 +27,8 @@ pub struct ProxySpec {
     pub local_app: Option<SocketAddr>,
     /// The inbound protocol (`Proxy.Config.protocol`, default `tcp`).
     pub protocol: String,
+    /// The proxy's own `Proxy.Config` map (L7 options: access log, local request timeout).
+    pub config: Value,
     /// One local listener per upstream.
     pub upstreams: Vec<UpstreamSpec>,
 }
@@ -147,6 +149,7 @@ impl ProxySpec {
             listen,
             local_app,
             protocol,
+            config,
             upstreams,
         })
     }

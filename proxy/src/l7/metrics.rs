@@ -89,6 +89,12 @@ pub struct L7Metrics {
     pub intention_denials: Family<SourceLabels, Counter>,
 }
 
+impl std::fmt::Debug for L7Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("L7Metrics").finish_non_exhaustive()
+    }
+}
+
 impl L7Metrics {
     /// Registers the families in `registry` (once per registry).
     pub fn new(registry: &mut Registry) -> L7Metrics {

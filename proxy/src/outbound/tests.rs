@@ -11,6 +11,7 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
+use crate::l7::UpstreamPolicy;
 
 /// Plain TCP; refuses endpoints whose id starts with `bad`.
 struct PlainTcp;
@@ -101,10 +102,15 @@ async fn dials_round_robin_skipping_failed_instances_and_fails_over() {
     let metrics = L4Metrics::default();
     let out = Outbound::new(
         "db".into(),
-        "tcp".into(),
+        Some("tcp".into()),
         rx,
         Arc::new(PlainTcp),
         metrics.clone(),
+        Http {
+            policy: UpstreamPolicy::default(),
+            metrics: crate::l7::L7Metrics::new(&mut Default::default()),
+            engines: Default::default(),
+        },
     );
     let mut seen = Vec::new();
     for _ in 0..3 {

@@ -17,7 +17,7 @@ use rand::Rng;
 use tokio::time::Instant;
 
 use super::error::{decode, RpcFailure};
-use super::forward::{forward, is_forwarded, leader_target, FORWARD_TIMEOUT};
+use super::forward::{is_forwarded, to_leader, FORWARD_TIMEOUT};
 use crate::node::Shared;
 use crate::state::StoreHandle;
 
@@ -47,9 +47,9 @@ pub(crate) async fn read(
         });
     }
     if req.options.consistency != Consistency::Stale {
-        if let Some(addr) = leader_target(shared.leadership(), forwarded)? {
-            let timeout = FORWARD_TIMEOUT + req.options.max_blocking();
-            return forward(shared, &addr, READ_PATH, &req, timeout).await;
+        let timeout = FORWARD_TIMEOUT + req.options.max_blocking();
+        if let Some(resp) = to_leader(shared, forwarded, READ_PATH, &req, timeout).await? {
+            return Ok(resp);
         }
         if req.options.consistency == Consistency::Consistent {
             ensure_leader(shared).await?;

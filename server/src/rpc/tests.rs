@@ -428,11 +428,12 @@ async fn an_unreachable_leader_is_reported_as_not_leader() {
     )
     .await
     .unwrap_err();
+    // Refused before it reached a leader: safe to retry, so a held request tries again.
     assert_eq!(
         err,
-        RpcError::NotLeader {
+        super::forward::Attempt::Retry(RpcError::NotLeader {
             leader_addr: Some(addr)
-        }
+        })
     );
 }
 

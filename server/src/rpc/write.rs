@@ -11,7 +11,7 @@ use axum::Json;
 use concord_api::rpc::{RpcError, WriteRequest, WriteResponse, WriteResult, WRITE_PATH};
 
 use super::error::{decode, RpcFailure};
-use super::forward::{forward, is_forwarded, leader_target, FORWARD_TIMEOUT};
+use super::forward::{is_forwarded, to_leader, FORWARD_TIMEOUT};
 use crate::command::{now_ms, Command, UnixMillis};
 use crate::connect;
 use crate::model::kv::KvOp;
@@ -35,8 +35,8 @@ pub(crate) async fn write(
     req: WriteRequest,
     forwarded: bool,
 ) -> Result<WriteResponse, RpcError> {
-    if let Some(addr) = leader_target(shared.leadership(), forwarded)? {
-        return forward(shared, &addr, WRITE_PATH, &req, FORWARD_TIMEOUT).await;
+    if let Some(resp) = to_leader(shared, forwarded, WRITE_PATH, &req, FORWARD_TIMEOUT).await? {
+        return Ok(resp);
     }
     let (cmd, session_ttl) = match req {
         WriteRequest::SessionRenew { id } => return Ok(renew(shared, &id)),
