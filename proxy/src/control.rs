@@ -117,7 +117,18 @@ pub async fn read_spec(client: &AgentClient, proxy_id: &str) -> Result<ProxySpec
         .get(&path, &[])
         .await?
         .ok_or_else(|| ControlError::Config(format!("Unknown proxy service ID: {proxy_id}")))?;
-    ProxySpec::from_agent_service(&svc)
+    let mut spec = ProxySpec::from_agent_service(&svc)?;
+    if svc["Proxy"]["Config"]["protocol"].is_null() {
+        // No protocol on the registration: the service's own, as its discovery chain
+        // compiles it (service-defaults, then proxy-defaults, then tcp), as Consul does.
+        let path = format!("/v1/discovery-chain/{}", spec.service);
+        if let Some((_, chain)) = client.get(&path, &[]).await? {
+            if let Some(protocol) = chain["Chain"]["Protocol"].as_str() {
+                spec.protocol = protocol.to_ascii_lowercase();
+            }
+        }
+    }
+    Ok(spec)
 }
 
 /// Whether the agent denies connections no intention matches (`/v1/agent/self`, as

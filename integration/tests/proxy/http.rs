@@ -25,7 +25,8 @@ async fn config_entry(agent: &TestAgent, entry: Value) {
     assert_eq!(code, 200, "{entry}: {body}");
 }
 
-/// Registers `service` (an HTTP app on `app_port`) and its L7 sidecar with `upstreams`.
+/// Registers `service` (an HTTP app on `app_port`) and its sidecar with `upstreams`; the
+/// sidecar's protocol comes from the service's `service-defaults`.
 async fn register_http(agent: &TestAgent, service: &str, app_port: u16, upstreams: Value) {
     let (code, body) = agent
         .put(
@@ -42,7 +43,7 @@ async fn register_http(agent: &TestAgent, service: &str, app_port: u16, upstream
         "Proxy": {
             "DestinationServiceName": service, "DestinationServiceID": service,
             "LocalServiceAddress": "127.0.0.1", "LocalServicePort": app_port,
-            "Config": {"bind_address": "127.0.0.1", "protocol": "http"},
+            "Config": {"bind_address": "127.0.0.1"},
             "Upstreams": upstreams,
         },
     });
