@@ -205,6 +205,8 @@ pub enum Query {
     Snapshot,
     /// `/v1/operator/raft/*` and `/v1/operator/autopilot/*` reads, answered from Raft.
     Operator(crate::operator::OperatorQuery),
+    /// `/v1/acl/*` reads and the agent's token resolution; answered as [`QueryResult::Acl`].
+    Acl(crate::acl::AclQuery),
 }
 
 /// The answer to a [`Query`], variant by variant.
@@ -252,6 +254,8 @@ pub enum QueryResult {
     Snapshot(SnapshotArchive),
     /// For `Query::Operator`.
     Operator(crate::operator::OperatorResult),
+    /// For `Query::Acl`.
+    Acl(crate::acl::AclResult),
 }
 
 /// A read with its options.
@@ -331,6 +335,9 @@ pub enum WriteRequest {
     SnapshotRestore(SnapshotArchive),
     /// Raft membership and autopilot changes (`/v1/operator/*`), done by the leader.
     Operator(crate::operator::OperatorWrite),
+    /// `/v1/acl/*` writes: the leader assigns IDs, secrets, times and hashes, checks the
+    /// rules and resolves links, then proposes. Result: [`WriteResult::Acl`].
+    Acl(crate::acl::AclWrite),
 }
 
 /// A snapshot archive's bytes (base64 in the RPC's JSON, like KV values).
@@ -361,6 +368,8 @@ pub enum WriteResult {
     CaLeaf(IssuedCert),
     /// For `WriteRequest::Operator`.
     Operator(crate::operator::OperatorResult),
+    /// For `WriteRequest::Acl`: the token, policy or role as stored, or a delete's outcome.
+    Acl(crate::acl::AclResult),
 }
 
 /// The answer to a [`WriteRequest`].
@@ -393,6 +402,10 @@ pub enum RpcError {
     /// The server failed (storage, Raft, network).
     #[error("{0}")]
     Internal(String),
+    /// An ACL refusal; the text is the whole message (`Permission denied: ...`). Nothing was
+    /// changed.
+    #[error("{0}")]
+    PermissionDenied(String),
 }
 
 #[cfg(test)]
