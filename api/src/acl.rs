@@ -134,7 +134,11 @@ pub struct AclToken {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expiration_time: Option<String>,
     /// On create: expire this long after creation (Go duration). Input only.
-    #[serde(rename = "ExpirationTTL", default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "ExpirationTTL",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     pub expiration_ttl: String,
     /// Creation time (RFC 3339).
     #[serde(default)]

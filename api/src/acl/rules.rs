@@ -328,7 +328,11 @@ fn json_entries(input: &str) -> Result<Vec<Entry>, RulesError> {
                     json_blocks(&key, labels, &mut entries)?;
                 }
             }
-            _ => return Err(parse_error(format!("{key}: expected a string or an object"))),
+            _ => {
+                return Err(parse_error(format!(
+                    "{key}: expected a string or an object"
+                )))
+            }
         }
     }
     Ok(entries)

@@ -69,7 +69,10 @@ const BUILTINS: [Builtin; 3] = [
 
 /// Every built-in templated policy, by name.
 pub fn list() -> TemplatedPolicyList {
-    BUILTINS.iter().map(|b| (b.name.to_string(), info(b))).collect()
+    BUILTINS
+        .iter()
+        .map(|b| (b.name.to_string(), info(b)))
+        .collect()
 }
 
 /// One built-in templated policy.

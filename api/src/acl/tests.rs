@@ -71,9 +71,16 @@ fn invalid_rules_fail_with_consuls_texts() {
     for (input, want) in cases {
         assert_eq!(Rules::parse(input).unwrap_err().0, want, "{input}");
     }
-    for broken in ["key \"a\" {", "{\"key\": 3}", "key \"a\" \"b\" { policy = \"read\" }"] {
+    for broken in [
+        "key \"a\" {",
+        "{\"key\": 3}",
+        "key \"a\" \"b\" { policy = \"read\" }",
+    ] {
         let err = Rules::parse(broken).unwrap_err().0;
-        assert!(err.starts_with("Failed to parse ACL rules: "), "{broken}: {err}");
+        assert!(
+            err.starts_with("Failed to parse ACL rules: "),
+            "{broken}: {err}"
+        );
     }
     // `list` is a key policy.
     assert!(Rules::parse(r#"key_prefix "" { policy = "list" }"#).is_ok());
@@ -117,12 +124,47 @@ fn precedence_table() {
         (&[merged_a], Allow, Node, "n1", Write, true),
         (&[merged_a], Deny, Node, "n1", Read, false),
         // `list` grants read and list, not write; `read` does not grant list.
-        (&[r#"key_prefix "l/" { policy = "list" }"#], Deny, Key, "l/a", List, true),
-        (&[r#"key_prefix "l/" { policy = "list" }"#], Deny, Key, "l/a", Read, true),
-        (&[r#"key_prefix "l/" { policy = "list" }"#], Deny, Key, "l/a", Write, false),
-        (&[r#"key_prefix "r/" { policy = "read" }"#], Deny, Key, "r/a", List, false),
+        (
+            &[r#"key_prefix "l/" { policy = "list" }"#],
+            Deny,
+            Key,
+            "l/a",
+            List,
+            true,
+        ),
+        (
+            &[r#"key_prefix "l/" { policy = "list" }"#],
+            Deny,
+            Key,
+            "l/a",
+            Read,
+            true,
+        ),
+        (
+            &[r#"key_prefix "l/" { policy = "list" }"#],
+            Deny,
+            Key,
+            "l/a",
+            Write,
+            false,
+        ),
+        (
+            &[r#"key_prefix "r/" { policy = "read" }"#],
+            Deny,
+            Key,
+            "r/a",
+            List,
+            false,
+        ),
         // The empty prefix matches everything.
-        (&[r#"node_prefix "" { policy = "write" }"#], Deny, Node, "x", Write, true),
+        (
+            &[r#"node_prefix "" { policy = "write" }"#],
+            Deny,
+            Node,
+            "x",
+            Write,
+            true,
+        ),
     ];
     for (policies, default, resource, name, level, want) in table {
         let a = authz(policies, *default);
@@ -172,16 +214,22 @@ fn globals_intentions_and_recursive_writes() {
 fn denials_read_as_consuls() {
     let a = authz(&[], DefaultPolicy::Deny);
     assert_eq!(
-        a.require(Resource::Key, "foo", Level::Write).unwrap_err().to_string(),
+        a.require(Resource::Key, "foo", Level::Write)
+            .unwrap_err()
+            .to_string(),
         "Permission denied: token with AccessorID 'a1b2' lacks permission 'key:write' on \"foo\""
     );
     assert_eq!(
-        a.require_global(Global::Acl, Level::Read).unwrap_err().to_string(),
+        a.require_global(Global::Acl, Level::Read)
+            .unwrap_err()
+            .to_string(),
         "Permission denied: token with AccessorID 'a1b2' lacks permission 'acl:read'"
     );
     let anon = Authorizer::default_only(ANONYMOUS_TOKEN_ID, DefaultPolicy::Deny);
     assert_eq!(
-        anon.require(Resource::Key, "k", Level::Read).unwrap_err().to_string(),
+        anon.require(Resource::Key, "k", Level::Read)
+            .unwrap_err()
+            .to_string(),
         "Permission denied: anonymous token lacks permission 'key:read' on \"k\". The anonymous \
          token is used implicitly when a request does not specify a token."
     );
