@@ -69,6 +69,9 @@ pub struct Config {
     /// Ports a `Connect.SidecarService` registration without a port is given, lowest free
     /// first (`ports.sidecar_min_port`..=`ports.sidecar_max_port`, Consul's 21000-21255).
     pub sidecar_ports: std::ops::RangeInclusive<u16>,
+    /// The `acl { ... }` block: enforcement, default and down policies, the agent's tokens
+    /// (see [`crate::acl`]). Disabled by default.
+    pub acl: crate::acl::AclConfig,
 }
 
 impl std::fmt::Debug for Config {
@@ -110,6 +113,7 @@ impl Config {
             serf_wan_port: 8302,
             default_intention_allow: true,
             sidecar_ports: 21000..=21255,
+            acl: crate::acl::AclConfig::default(),
         }
     }
 }

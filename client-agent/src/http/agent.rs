@@ -45,8 +45,6 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/agent/reload", put(reload))
         .route("/v1/agent/leave", put(leave))
         .route("/v1/agent/metrics", get(metrics))
-        .route("/v1/agent/token/{kind}", put(acl_disabled))
-        .route("/v1/acl/{*rest}", axum::routing::any(acl_disabled))
 }
 
 fn unknown_service(id: &str) -> ApiError {
@@ -522,12 +520,6 @@ async fn reload(State(s): State<AppState>, _checked: Common) -> ApiResult {
             errors.join("; ")
         )))
     }
-}
-
-/// Concord has no ACL system yet, which is exactly Consul with ACLs disabled: every ACL
-/// endpoint answers 401 `ACL support disabled` (py-consul maps it to `ACLDisabled`).
-async fn acl_disabled() -> Response {
-    (StatusCode::UNAUTHORIZED, "ACL support disabled").into_response()
 }
 
 /// Leaves the pool gracefully (others record Left, and the leader deregisters this node),
