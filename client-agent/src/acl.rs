@@ -56,8 +56,8 @@ impl DownPolicy {
 /// Tokens from configuration (`acl.tokens`). Secrets: `Debug` redacts them.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AclTokens {
-    /// `acl.tokens.initial_management`: the servers create a management token with this
-    /// secret when they first lead (not yet: see docs/operations.md).
+    /// `acl.tokens.initial_management`: a server agent makes sure a management token with
+    /// this secret exists once a leader does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initial_management: Option<String>,
     /// `acl.tokens.default`: what requests without a token act as (else `anonymous`).
@@ -135,6 +135,9 @@ pub struct AclResolver {
     cache: Mutex<HashMap<String, Cached>>,
     tokens: Mutex<AclTokens>,
     persist_path: Option<PathBuf>,
+    /// Whether this agent runs a server (then it makes sure the initial management token
+    /// exists).
+    is_server: bool,
 }
 
 /// The token kinds `PUT /v1/agent/token/:type` accepts (Consul's names, legacy aliases
@@ -157,6 +160,7 @@ impl AclResolver {
         config: AclConfig,
         datacenter: &str,
         data_dir: Option<&std::path::Path>,
+        is_server: bool,
         rpc: Arc<dyn ServerRpc>,
     ) -> Self {
         let persist_path = data_dir
@@ -182,6 +186,7 @@ impl AclResolver {
             cache: Mutex::new(HashMap::new()),
             tokens: Mutex::new(tokens),
             persist_path,
+            is_server,
         }
     }
 
@@ -334,6 +339,14 @@ pub async fn follow(resolver: Arc<AclResolver>, shutdown: impl std::future::Futu
         return;
     }
     tokio::pin!(shutdown);
+    if resolver.is_server {
+        if let Some(secret) = resolver.config.tokens.initial_management.clone() {
+            tokio::select! {
+                _ = &mut shutdown => return,
+                () = ensure_initial_management(&resolver, secret) => {}
+            }
+        }
+    }
     let mut seen = 0;
     let mut retry = FIRST_RETRY;
     loop {
@@ -359,5 +372,42 @@ pub async fn follow(resolver: Arc<AclResolver>, shutdown: impl std::future::Futu
             resolver.invalidate();
         }
         seen = if meta.index < seen { 0 } else { meta.index };
+    }
+}
+
+/// Makes sure a management token with `acl.tokens.initial_management` as its secret exists
+/// (Consul's servers create it on leadership; here every server's agent asks, and the
+/// leader refuses a second token with the same secret). Retries until it exists.
+async fn ensure_initial_management(resolver: &AclResolver, secret: String) {
+    use concord_api::acl::{AclLink, AclToken, AclWrite, GLOBAL_MANAGEMENT_POLICY_ID};
+    const RETRY: Duration = Duration::from_secs(1);
+    loop {
+        let token = AclToken {
+            secret_id: secret.clone(),
+            description: "Initial Management Token".to_string(),
+            policies: vec![AclLink {
+                id: GLOBAL_MANAGEMENT_POLICY_ID.to_string(),
+                name: String::new(),
+            }],
+            ..AclToken::default()
+        };
+        match resolver
+            .rpc
+            .acl_write(AclWrite::TokenSet {
+                token,
+                create: true,
+            })
+            .await
+        {
+            Ok(_) => {
+                tracing::info!("created the initial management token");
+                return;
+            }
+            Err(RpcError::Invalid(m)) if m.contains("SecretID is already in use") => return,
+            Err(e) => {
+                tracing::debug!(error = %e, "initial management token not created yet; retrying");
+                tokio::time::sleep(RETRY).await;
+            }
+        }
     }
 }

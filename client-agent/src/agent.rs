@@ -83,6 +83,7 @@ impl AgentCore {
             config.acl.clone(),
             &config.datacenter,
             config.data_dir.as_deref(),
+            config.server,
             rpc.clone(),
         ));
         let core = Arc::new(AgentCore {

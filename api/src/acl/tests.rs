@@ -105,7 +105,9 @@ fn precedence_table() {
                       service_prefix "db" { policy = "read" }"#;
     let merged_b = r#"service "web" { policy = "deny" }
                       service_prefix "db" { policy = "write" }"#;
-    let table: &[(&[&str], DefaultPolicy, Resource, &str, Level, bool)] = &[
+    // (policies, default, resource, name, level, allowed?)
+    type Case<'a> = (&'a [&'a str], DefaultPolicy, Resource, &'a str, Level, bool);
+    let table: &[Case<'_>] = &[
         // Longest prefix wins.
         (&[kv], Deny, Key, "anything", Read, true),
         (&[kv], Deny, Key, "anything", Write, false),

@@ -255,6 +255,12 @@ impl Tables {
         index: u64,
         token: &Token,
     ) -> Result<WriteResult, StateError> {
+        // Checked by the leader too; here it also holds for two creates proposed together.
+        if let Some(other) = self.acl_token_by_secret(&token.secret_id) {
+            if other.accessor_id != token.accessor_id {
+                return Err(Invalid::AclSecretInUse.into());
+            }
+        }
         let existing = self.acl_tokens.get(&token.accessor_id);
         let mut stored = token.clone();
         stored.create_index = existing.map_or(index, |t| t.create_index);

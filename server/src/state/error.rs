@@ -128,6 +128,9 @@ pub(crate) enum Invalid {
     /// A policy create or rename to a name another policy has (Consul's text).
     #[error("Invalid Policy: A Policy with Name {0:?} already exists")]
     AclPolicyNameExists(String),
+    /// A token create with a SecretID another token has (Consul's text).
+    #[error("Invalid Token: SecretID is already in use")]
+    AclSecretInUse,
     /// A role create or rename to a name another role has (Consul's text).
     #[error("Invalid Role: A Role with Name {0:?} already exists")]
     AclRoleNameExists(String),
