@@ -411,3 +411,6 @@ async fn ensure_initial_management(resolver: &AclResolver, secret: String) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -299,3 +299,32 @@ impl FromRequestParts<AppState> for ReadQuery {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token_of(uri: &str, headers: &[(&str, &str)]) -> Option<String> {
+        let mut builder = axum::http::Request::builder().uri(uri);
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        let (parts, ()) = builder.body(()).unwrap().into_parts();
+        request_token(&parts, &Params::parse(parts.uri.query()))
+    }
+
+    #[test]
+    fn token_sources_in_consuls_order() {
+        let all = [("X-Consul-Token", "hdr"), ("Authorization", "Bearer bear")];
+        assert_eq!(token_of("/v1/kv/a?token=q", &all).as_deref(), Some("hdr"));
+        let bearer = [("Authorization", "bearer bear")];
+        assert_eq!(
+            token_of("/v1/kv/a?token=q", &bearer).as_deref(),
+            Some("bear")
+        );
+        let basic = [("Authorization", "Basic xyz")];
+        assert_eq!(token_of("/v1/kv/a?token=q", &basic).as_deref(), Some("q"));
+        assert_eq!(token_of("/v1/kv/a?token=", &[("X-Consul-Token", "")]), None);
+        assert_eq!(token_of("/v1/kv/a", &[]), None);
+    }
+}
