@@ -102,6 +102,11 @@ async fn agent_self(State(s): State<AppState>, params: Params) -> Response {
     } else {
         "deny"
     };
+    let acl_default = match (c.acl.enabled, c.acl.default_policy) {
+        (true, concord_api::acl::authorizer::DefaultPolicy::Deny) => "deny",
+        (true, concord_api::acl::authorizer::DefaultPolicy::Allow) => "allow",
+        (false, _) => intention_default,
+    };
     let body = json!({
         "Config": {
             "Datacenter": c.datacenter,
@@ -121,11 +126,11 @@ async fn agent_self(State(s): State<AppState>, params: Params) -> Response {
             "ServerMode": c.server,
             "AdvertiseAddrLAN": c.advertise_addr.to_string(),
             "DNSDomain": c.dns.domain,
-            // Consul derives the intention default from the ACL default policy: reported
-            // flat before 1.10, under ACLResolverSettings since, and as
-            // DefaultIntentionPolicy in the newest versions. All say the same here.
-            "ACLDefaultPolicy": intention_default,
-            "ACLResolverSettings": {"ACLDefaultPolicy": intention_default, "ACLsEnabled": false},
+            // The ACL default policy, reported flat before 1.10 and under
+            // ACLResolverSettings since; the intention default derives from it (or from
+            // `default_intention_policy`), reported as DefaultIntentionPolicy.
+            "ACLDefaultPolicy": acl_default,
+            "ACLResolverSettings": {"ACLDefaultPolicy": acl_default, "ACLsEnabled": c.acl.enabled},
             "DefaultIntentionPolicy": intention_default,
         },
         "Coord": match &s.membership {
