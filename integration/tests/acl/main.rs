@@ -12,15 +12,21 @@ use serde_json::{json, Value};
 
 const NET: u8 = 31;
 
+/// The `acl.tokens.initial_management` secret of the cluster test.
+const INITIAL_MANAGEMENT: &str = "9a1c2b3d-0000-4000-8000-00000000aaaa";
+
 /// A config file enabling ACLs with `default_policy = "deny"`; kept alive by the caller.
 fn acl_config() -> (tempfile::TempDir, String) {
+    acl_config_with(json!({}))
+}
+
+/// [`acl_config`] with these `acl.tokens`.
+fn acl_config_with(tokens: Value) -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("acl.json");
-    std::fs::write(
-        &path,
-        r#"{"acl": {"enabled": true, "default_policy": "deny", "down_policy": "extend-cache"}}"#,
-    )
-    .unwrap();
+    let config = json!({"acl": {"enabled": true, "default_policy": "deny",
+        "down_policy": "extend-cache", "tokens": tokens}});
+    std::fs::write(&path, config.to_string()).unwrap();
     let path = path.to_str().unwrap().to_string();
     (dir, path)
 }
@@ -349,7 +355,7 @@ async fn cli_round_trips() {
 #[tokio::test]
 async fn tokens_replicate_to_a_follower_within_a_second() {
     init_tracing();
-    let (_dir, config) = acl_config();
+    let (_dir, config) = acl_config_with(json!({"initial_management": INITIAL_MANAGEMENT}));
     let cluster = TestCluster::start_with(NET, 3, &["-config-file", &config])
         .await
         .unwrap();
@@ -357,6 +363,34 @@ async fn tokens_replicate_to_a_follower_within_a_second() {
     let leader_i = cluster.index_of(&leader).unwrap();
     let follower = &cluster.servers[(leader_i + 1) % 3];
     let at_leader = &cluster.servers[leader_i];
+
+    tracing::info!("the servers create the initial management token, exactly once");
+    assert_eventually!(
+        call(
+            follower,
+            "GET",
+            "/v1/acl/tokens",
+            Some(INITIAL_MANAGEMENT),
+            ""
+        )
+        .await
+        .0 == 200,
+        "the initial management token works"
+    );
+    let (_, _, body) = call(
+        follower,
+        "GET",
+        "/v1/acl/tokens",
+        Some(INITIAL_MANAGEMENT),
+        "",
+    )
+    .await;
+    let tokens: Vec<Value> = serde_json::from_str(&body).unwrap();
+    let with_secret = tokens
+        .iter()
+        .filter(|t| t["SecretID"] == INITIAL_MANAGEMENT)
+        .count();
+    assert_eq!(with_secret, 1, "{tokens:?}");
 
     tracing::info!("bootstrap and create a token on the leader's agent");
     let (code, _, body) = call(at_leader, "PUT", "/v1/acl/bootstrap", None, "").await;

@@ -202,3 +202,56 @@ fn policies_roles_and_tokens_link_and_resolve() {
     let (index, _) = query(&store, Query::Acl(AclQuery::Policies));
     assert_eq!(index, 7, "ACL reads report the ACL tables' index");
 }
+
+#[test]
+fn expired_tokens_do_not_resolve() {
+    let store = StateStore::new();
+    // The builder stamps 2023 as "now": one hour later has long passed.
+    let AclResult::Token(Some(token)) = acl_write(
+        &store,
+        2,
+        AclWrite::TokenSet {
+            token: AclToken {
+                expiration_ttl: "1h".into(),
+                ..AclToken::default()
+            },
+            create: true,
+        },
+    )
+    .unwrap() else {
+        panic!()
+    };
+    assert!(token
+        .expiration_time
+        .as_deref()
+        .unwrap()
+        .starts_with("2023-11-14T23:13:20"));
+    let resolved = acl_query(
+        &store,
+        AclQuery::Resolve {
+            secret_id: token.secret_id,
+        },
+    );
+    assert_eq!(resolved, AclResult::Resolved(None));
+    // A second token with the same secret is refused, even when built before the first
+    // applied (the check also runs at apply time).
+    let store = StateStore::new();
+    let with_secret = || AclWrite::TokenSet {
+        token: AclToken {
+            secret_id: "same".into(),
+            ..AclToken::default()
+        },
+        create: true,
+    };
+    let first = store
+        .view(|t| crate::acl::command(t, with_secret(), 1))
+        .unwrap();
+    let second = store
+        .view(|t| crate::acl::command(t, with_secret(), 1))
+        .unwrap();
+    apply_ok(&store, 2, first);
+    assert_eq!(
+        apply_err(&store, 3, second).to_string(),
+        "Invalid Token: SecretID is already in use"
+    );
+}
