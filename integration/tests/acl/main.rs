@@ -145,6 +145,15 @@ async fn bootstrap_policies_tokens_and_kv_enforcement() {
     assert_eq!(value, "1");
     let (code, _, _) = call(&agent, "DELETE", "/v1/kv/?recurse", Some(&reader), "").await;
     assert_eq!(code, 403);
+    let txn = json!([{"KV": {"Verb": "get", "Key": "app/b"}},
+                     {"KV": {"Verb": "set", "Key": "app/a", "Value": "Y2hhbmdlZA=="}}]);
+    let (code, _, _) = call(&agent, "PUT", "/v1/txn", Some(&reader), &txn.to_string()).await;
+    assert_eq!(
+        code, 403,
+        "one denied operation refuses the whole transaction"
+    );
+    let (_, _, value) = call(&agent, "GET", "/v1/kv/app/a?raw", Some(&root), "").await;
+    assert_eq!(value, "1");
 
     tracing::info!("anonymous under default_policy deny sees nothing");
     let (code, filtered, _) = call(&agent, "GET", "/v1/kv/?recurse", None, "").await;
