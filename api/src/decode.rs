@@ -119,6 +119,24 @@ const CANONICAL: &[&str] = &[
     "TransparentProxy",
     "OutboundListenerPort",
     "DialedDirectly",
+    // ACL tokens, policies and roles (`/v1/acl/*`).
+    "AccessorID",
+    "SecretID",
+    "Description",
+    "Policies",
+    "Roles",
+    "ServiceIdentities",
+    "NodeIdentities",
+    "TemplatedPolicies",
+    "TemplateName",
+    "TemplateVariables",
+    "Local",
+    "ExpirationTime",
+    "ExpirationTTL",
+    "Rules",
+    "Datacenters",
+    "Token",
+    "NodeName",
 ];
 
 /// Fields whose value is a user map: its keys are data, not field names.

@@ -3,6 +3,7 @@
 //! the server and tests all speak through these types.
 //!
 //! # Layout
+//! - [`acl`]: ACL tokens, policies, roles; the rules language and the authorizer (pure).
 //! - [`catalog`]: nodes, service instances, health checks, catalog register/deregister bodies.
 //! - [`agent`]: service and check definitions as users register them; gossip members.
 //! - [`kv`]: KV entries, KV operations, transactions, base64 encoding.
@@ -16,6 +17,7 @@
 //! - [`duration`]: Go duration strings.
 //! - [`decode`]: lenient (case-insensitive, snake_case) request decoding.
 
+pub mod acl;
 pub mod agent;
 pub mod catalog;
 pub mod config_entry;

@@ -205,9 +205,14 @@ pub enum Query {
     Snapshot,
     /// `/v1/operator/raft/*` and `/v1/operator/autopilot/*` reads, answered from Raft.
     Operator(crate::operator::OperatorQuery),
+    /// `/v1/acl/*` reads and the agent's token resolution; answered as [`QueryResult::Acl`].
+    Acl(crate::acl::AclQuery),
 }
 
 /// The answer to a [`Query`], variant by variant.
+// Answers are built once and moved (ACL tokens are the large ones); boxing would only add an
+// allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub enum QueryResult {
     /// For `Nodes`.
@@ -252,6 +257,8 @@ pub enum QueryResult {
     Snapshot(SnapshotArchive),
     /// For `Query::Operator`.
     Operator(crate::operator::OperatorResult),
+    /// For `Query::Acl`.
+    Acl(crate::acl::AclResult),
 }
 
 /// A read with its options.
@@ -331,6 +338,9 @@ pub enum WriteRequest {
     SnapshotRestore(SnapshotArchive),
     /// Raft membership and autopilot changes (`/v1/operator/*`), done by the leader.
     Operator(crate::operator::OperatorWrite),
+    /// `/v1/acl/*` writes: the leader assigns IDs, secrets, times and hashes, checks the
+    /// rules and resolves links, then proposes. Result: [`WriteResult::Acl`].
+    Acl(crate::acl::AclWrite),
 }
 
 /// A snapshot archive's bytes (base64 in the RPC's JSON, like KV values).
@@ -345,6 +355,8 @@ impl std::fmt::Debug for SnapshotArchive {
 }
 
 /// The outcome of a write, variant by request kind.
+// As `QueryResult`: built once and moved.
+#[allow(clippy::large_enum_variant)]
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub enum WriteResult {
     /// Register, deregister, destroy: applied.
@@ -361,6 +373,8 @@ pub enum WriteResult {
     CaLeaf(IssuedCert),
     /// For `WriteRequest::Operator`.
     Operator(crate::operator::OperatorResult),
+    /// For `WriteRequest::Acl`: the token, policy or role as stored, or a delete's outcome.
+    Acl(crate::acl::AclResult),
 }
 
 /// The answer to a [`WriteRequest`].
@@ -393,6 +407,10 @@ pub enum RpcError {
     /// The server failed (storage, Raft, network).
     #[error("{0}")]
     Internal(String),
+    /// An ACL refusal; the text is the whole message (`Permission denied: ...`). Nothing was
+    /// changed.
+    #[error("{0}")]
+    PermissionDenied(String),
 }
 
 #[cfg(test)]

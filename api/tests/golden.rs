@@ -7,6 +7,7 @@
 
 use std::collections::BTreeSet;
 
+use concord_api::acl::{AclPolicy, AclRole, AclToken};
 use concord_api::agent::ServiceDefinition;
 use concord_api::catalog::{CheckServiceNode, CheckStatus, ServiceNode};
 use concord_api::config_entry::ConfigEntry;
@@ -154,4 +155,24 @@ fn service_intentions_entry_round_trips() {
     let sources = obj["Sources"].as_array_mut().unwrap();
     sources.swap(0, 1);
     assert_eq!(entry.to_json(), without_indexes);
+}
+
+/// ACL tokens, policies and roles as Consul's `/v1/acl/*` documents them: every field read,
+/// and written back exactly (no invented keys, none dropped).
+#[test]
+fn acl_shapes() {
+    let (token, consul): (AclToken, _) = round_trip("acl_token.json");
+    assert_eq!(token.policies[1].name, "node-read");
+    assert_eq!(token.node_identities[0].datacenter, "dc2");
+    assert_eq!(serde_json::to_value(&token).unwrap(), consul);
+    let (policy, consul): (AclPolicy, _) = round_trip("acl_policy.json");
+    assert!(concord_api::acl::rules::Rules::parse(&policy.rules).is_ok());
+    assert_eq!(serde_json::to_value(&policy).unwrap(), consul);
+    let (role, consul): (AclRole, _) = round_trip("acl_role.json");
+    assert!(role.service_identities[0].datacenters.is_empty());
+    assert_eq!(serde_json::to_value(&role).unwrap(), consul);
+    // A create body with only names links decodes (IDs filled in by the server).
+    let body = br#"{"description": "x", "policies": [{"name": "node-read"}]}"#;
+    let token: AclToken = decode_lenient(body).unwrap();
+    assert_eq!(token.policies[0].name, "node-read");
 }

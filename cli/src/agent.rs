@@ -314,7 +314,11 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
     config.services = s.services.clone();
     config.data_dir = s.data_dir.clone();
     config.enable_script_checks = s.enable_script_checks;
-    config.default_intention_allow = s.default_intention_allow.unwrap_or(true);
+    // Consul derives the intention default from the ACL default policy when not set.
+    let acl_denies =
+        s.acl.enabled && s.acl.default_policy == concord_api::acl::authorizer::DefaultPolicy::Deny;
+    config.default_intention_allow = s.default_intention_allow.unwrap_or(!acl_denies);
+    config.acl = s.acl.clone();
     config.enable_local_script_checks = s.enable_local_script_checks;
     if s.dev {
         // Dev mode favours fast feedback over load on the (local) server.

@@ -4,6 +4,7 @@
 //! # Layout
 //! - `agent`: `concord agent` (flags, listeners, server + agent); `agent/config` reads config
 //!   files into typed structs and merges them with the flags.
+//! - `acl`: `acl bootstrap`, `acl token|policy|role ...`.
 //! - `kv`, `catalog`, `services`, `members`, `intention`, `config` (config entries; not
 //!   `agent/config`): one module per client command group (`members` also holds `join`,
 //!   `leave` and `force-leave`); `connect` (`connect proxy`, the sidecar proxy); `event`; `keyring` (`keygen` and `keyring`); `rtt`; `snapshot` (`save`,
@@ -12,6 +13,7 @@
 //!   parser and the HTTP flags), `http` (the HTTP client to the agent and its errors),
 //!   `output` (columns, stdout, failure messages).
 
+mod acl;
 mod agent;
 mod catalog;
 mod config;
@@ -32,6 +34,7 @@ mod snapshot;
 const USAGE: &str = "Usage: concord [--version] [--help] <command> [<args>]
 
 Available commands are:
+    acl            Manage ACL tokens, policies and roles
     agent          Runs an agent (-dev for a one-process server and agent)
     catalog        Interact with the catalog
     config         Interact with config entries
@@ -70,6 +73,7 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async move {
         match command.as_str() {
+            "acl" => acl::run(args).await,
             "agent" => agent::run(args).await,
             "catalog" => catalog::run(args).await,
             "config" => config::run(args).await,

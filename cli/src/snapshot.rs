@@ -206,6 +206,9 @@ mod tests {
  kvs                         0
  tombstones                  0
  sessions                    0
+ acl_tokens                  0
+ acl_policies                0
+ acl_roles                   0
  ----                        -----
  Total                       0
 ",

@@ -50,6 +50,8 @@ pub struct AgentCore {
     pub leave: Notify,
     /// The LAN gossip pool; `None` when the agent runs without one (tests, embedding).
     pub membership: Option<Arc<Membership>>,
+    /// ACL token resolution and the agent's own tokens.
+    pub acl: Arc<crate::acl::AclResolver>,
     /// IDs of services that came from config files (replaced on reload).
     config_services: Mutex<Vec<String>>,
 }
@@ -77,6 +79,13 @@ impl AgentCore {
         let persist = Persist::new(config.data_dir.as_deref());
         let (tx, rx) = mpsc::channel(CHECK_RESULTS_CAPACITY);
         let connect = ConnectCa::new(rpc.clone(), config.datacenter.clone());
+        let acl = Arc::new(crate::acl::AclResolver::new(
+            config.acl.clone(),
+            &config.datacenter,
+            config.data_dir.as_deref(),
+            config.server,
+            rpc.clone(),
+        ));
         let core = Arc::new(AgentCore {
             config,
             local,
@@ -91,6 +100,7 @@ impl AgentCore {
             connect,
             leave: Notify::new(),
             membership,
+            acl,
             config_services: Mutex::new(Vec::new()),
         });
         (core, rx)

@@ -62,13 +62,16 @@ pub struct Config {
     /// reported by `/v1/agent/self` when the agent runs without a pool.
     pub serf_lan_port: u16,
     /// What Connect authorization answers when no intention matches (`true`: allow).
-    /// Consul derives this from the ACL default policy, and with ACLs disabled (Concord has
-    /// no ACLs) that is allow, so allow is the default; `default_intention_policy = "deny"`
-    /// makes the mesh deny-by-default.
+    /// Consul derives this from the ACL default policy: with ACLs disabled (the default)
+    /// that is allow; the CLI sets deny for `acl.default_policy = "deny"`, and
+    /// `default_intention_policy` overrides either.
     pub default_intention_allow: bool,
     /// Ports a `Connect.SidecarService` registration without a port is given, lowest free
     /// first (`ports.sidecar_min_port`..=`ports.sidecar_max_port`, Consul's 21000-21255).
     pub sidecar_ports: std::ops::RangeInclusive<u16>,
+    /// The `acl { ... }` block: enforcement, default and down policies, the agent's tokens
+    /// (see [`crate::acl`]). Disabled by default.
+    pub acl: crate::acl::AclConfig,
 }
 
 impl std::fmt::Debug for Config {
@@ -110,6 +113,7 @@ impl Config {
             serf_wan_port: 8302,
             default_intention_allow: true,
             sidecar_ports: 21000..=21255,
+            acl: crate::acl::AclConfig::default(),
         }
     }
 }

@@ -9,6 +9,7 @@
 //! Layers, outermost first: method-not-allowed text (Consul's `method GET not allowed`),
 //! request counting for metrics, then the routes.
 
+mod acl;
 mod agent;
 mod catalog;
 mod central_config;
@@ -51,6 +52,7 @@ pub type AppState = Arc<AgentCore>;
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", axum::routing::get(root))
+        .merge(acl::routes())
         .merge(agent::routes())
         .merge(catalog::routes())
         .merge(config_entry::routes())

@@ -7,6 +7,8 @@
 //!   all on shutdown.
 //! - [`http`]: Consul's HTTP API (`/v1/agent`, `catalog`, `health`, `kv`, `txn`, `session`,
 //!   `status`, `config`, `connect/intentions`, `discovery-chain`, `connect/ca`) on axum; one extractor for the common query parameters, one reply helper.
+//! - [`acl`]: ACL configuration, the agent's tokens, token resolution (TTL cache, down
+//!   policy) into `concord_api::acl` authorizers.
 //! - [`agent`]: [`agent::AgentCore`], the state HTTP handlers share, and the operations on it.
 //! - [`config`]: the agent's [`config::Config`].
 //! - [`local`]: local services and checks, and which of them the catalog lacks.
@@ -30,6 +32,7 @@
 //! - [`persist`]: API-registered services and checks kept in the data dir across restarts.
 //! - [`metrics`]: `/v1/agent/metrics` in JSON and Prometheus formats.
 
+pub mod acl;
 pub mod ae;
 pub mod agent;
 pub mod cache;

@@ -179,7 +179,8 @@ pub fn member_tags(config: &Config, bootstrap_expect: usize) -> BTreeMap<String,
     if config.server {
         set("port", config.server_port.to_string());
         set("raft_vsn", "3".into());
-        set("acls", "0".into());
+        // Consul's ACL mode tag: 0 disabled, 1 enabled.
+        set("acls", if config.acl.enabled { "1" } else { "0" }.into());
         set("ft_fs", "1".into());
         set("ft_si", "1".into());
         if bootstrap_expect > 0 {

@@ -386,6 +386,31 @@ impl dyn ServerRpc {
         .await
     }
 
+    /// `Query::Acl`: any ACL read.
+    pub async fn acl_read(
+        &self,
+        query: concord_api::acl::AclQuery,
+        o: QueryOptions,
+    ) -> Read<concord_api::acl::AclResult> {
+        self.read_as(Query::Acl(query), o, |r| match r {
+            QueryResult::Acl(result) => Ok(result),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// `WriteRequest::Acl`: the token, policy or role as stored, or a delete's outcome.
+    pub async fn acl_write(
+        &self,
+        write: concord_api::acl::AclWrite,
+    ) -> Result<concord_api::acl::AclResult, RpcError> {
+        self.write_as(WriteRequest::Acl(write), |r| match r {
+            WriteResult::Acl(result) => Ok(result),
+            other => Err(other),
+        })
+        .await
+    }
+
     /// `Query::CaRoots`.
     pub async fn ca_roots(&self, o: QueryOptions) -> Read<CaRoots> {
         self.read_as(Query::CaRoots, o, |r| match r {

@@ -103,6 +103,7 @@ pub(crate) async fn run_with(
     tasks.spawn(core.clone().reap_critical());
     tasks.spawn(core.ae.clone().run(stopped()));
     tasks.spawn(core.connect.clone().run(stopped()));
+    tasks.spawn(crate::acl::follow(core.acl.clone(), stopped()));
     if let Some(m) = membership {
         tasks.spawn(crate::agent::follow_pool(core.clone(), m, stopped()));
     }

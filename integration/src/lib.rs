@@ -628,8 +628,13 @@ impl TestCluster {
 
     /// Starts `n` servers at once and waits until all of them know the same leader.
     pub async fn start(net: u8, n: usize) -> anyhow::Result<TestCluster> {
+        Self::start_with(net, n, &[]).await
+    }
+
+    /// [`TestCluster::start`], every server also given `extra` flags (`-config-file ...`).
+    pub async fn start_with(net: u8, n: usize, extra: &[&str]) -> anyhow::Result<TestCluster> {
         let tasks: Vec<_> = (0..n)
-            .map(|i| tokio::spawn(TestAgent::launch(Self::spec(net, n, i))))
+            .map(|i| tokio::spawn(TestAgent::launch(Self::spec(net, n, i).args(extra))))
             .collect();
         let mut servers = Vec::new();
         for task in tasks {

@@ -3,6 +3,7 @@
 use concord_api::rpc::{RpcError, WriteResult};
 use serde::{Deserialize, Serialize};
 
+use crate::model::acl::{Policy, Role, Token};
 use crate::model::ca::{CaConfig, CaRoot};
 use crate::model::catalog::{Deregister, Register};
 use crate::model::id::SessionId;
@@ -128,6 +129,42 @@ pub(crate) enum Command {
     Restore {
         /// The state store's snapshot encoding (`state.bin` of the archive; JSON text).
         state: String,
+    },
+    /// The first management token (`PUT /v1/acl/bootstrap`); refused once any bootstrap
+    /// applied, with the reset index.
+    AclBootstrap {
+        /// The token, secret and links filled in by the leader.
+        token: Token,
+    },
+    /// Create or replace an ACL token (validated and completed by the leader).
+    AclTokenSet {
+        /// The token.
+        token: Token,
+    },
+    /// Delete an ACL token.
+    AclTokenDelete {
+        /// AccessorID.
+        accessor_id: String,
+    },
+    /// Create or replace an ACL policy (rules checked by the leader); names are unique.
+    AclPolicySet {
+        /// The policy.
+        policy: Policy,
+    },
+    /// Delete an ACL policy; links to it drop out when read.
+    AclPolicyDelete {
+        /// ID.
+        id: String,
+    },
+    /// Create or replace an ACL role; names are unique.
+    AclRoleSet {
+        /// The role.
+        role: Role,
+    },
+    /// Delete an ACL role; links to it drop out when read.
+    AclRoleDelete {
+        /// ID.
+        id: String,
     },
 }
 

@@ -10,6 +10,8 @@
 //! Modules from the top floor down; each imports only from below it.
 //! - [`Config`], [`Server`], [`run`], [`ServerError`]: the public API the CLI calls.
 //! - `server`: wiring only: storage, Raft, RPC listener, leader loop, start/shutdown.
+//! - `acl`: the leader's side of ACL writes (IDs, secrets, hashes, rules checked, links
+//!   resolved) before they are proposed.
 //! - `rpc`: the RPC router: agent reads/writes (forward-or-local decided up front, blocking
 //!   queries) and Raft's incoming endpoints.
 //! - [`archive`]: operator snapshot archives (gzipped tar: `meta.json`, `state.bin`,
@@ -43,6 +45,7 @@
 //! - `golden` (tests only): golden-file checks pinning the on-disk encodings
 //!   (`tests/fixtures/`).
 
+mod acl;
 pub mod archive;
 mod autopilot;
 mod bootstrap;

@@ -18,8 +18,11 @@
 //!   [`CheckId`](id::CheckId), [`SessionId`](id::SessionId)), plain strings on disk.
 //! - `kv`: [`KvEntry`](kv::KvEntry) and [`KvOp`](kv::KvOp).
 //! - `session`: [`Session`](session::Session).
+//! - `acl`: [`Token`](acl::Token), [`Policy`](acl::Policy), [`Role`](acl::Role) (secrets
+//!   redacted in `Debug`).
 //! - `ca`: [`CaConfig`](ca::CaConfig), [`CaRoot`](ca::CaRoot) (Connect CA, keys included).
 
+pub(crate) mod acl;
 pub(crate) mod ca;
 pub(crate) mod catalog;
 pub(crate) mod config_entry;

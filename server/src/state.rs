@@ -13,6 +13,7 @@
 //! Every record carries `create_index`/`modify_index`; every table has a last-modified index
 //! ([`schema`]); every change is published on a watch channel so blocking queries wake up.
 
+mod acl;
 mod ca;
 mod catalog;
 mod config_entry;
@@ -31,6 +32,7 @@ use concord_api::rpc::{Query, QueryResult, RpcError, WriteResult};
 use tokio::sync::watch;
 
 use crate::command::{Command, CommandResult};
+use crate::model::acl::{Policy, Role, Token};
 use crate::model::ca::{CaConfig, CaRoot};
 use crate::model::catalog::{Check, Node, Service};
 use crate::model::config_entry::ConfigEntry;
@@ -79,6 +81,14 @@ pub(crate) struct Tables {
     ca_config: Option<CaConfig>,
     /// Connect CA roots (private keys included), oldest first; one is active.
     ca_roots: Vec<CaRoot>,
+    /// ACL tokens by AccessorID (the built-in anonymous token only once edited).
+    acl_tokens: BTreeMap<String, Token>,
+    /// ACL policies by ID (the built-in management policy only once edited).
+    acl_policies: BTreeMap<String, Policy>,
+    /// ACL roles by ID.
+    acl_roles: BTreeMap<String, Role>,
+    /// Raft index of the ACL bootstrap; 0 until then.
+    acl_bootstrap_index: u64,
     /// Undo log of a running KV transaction, so a failed one leaves no trace.
     journal: Option<Journal>,
     /// Whether the current apply changed any table (then watchers are woken).
@@ -204,6 +214,15 @@ impl Tables {
                 Ok(WriteResult::Done)
             }
             Command::CaPruneRoots { ids } => Ok(WriteResult::Bool(self.ca_prune_roots(index, ids))),
+            Command::AclBootstrap { token } => self.acl_bootstrap(index, token),
+            Command::AclTokenSet { token } => self.acl_token_set(index, token),
+            Command::AclTokenDelete { accessor_id } => {
+                Ok(self.acl_token_delete(index, accessor_id))
+            }
+            Command::AclPolicySet { policy } => self.acl_policy_set(index, policy),
+            Command::AclPolicyDelete { id } => Ok(self.acl_policy_delete(index, id)),
+            Command::AclRoleSet { role } => self.acl_role_set(index, role),
+            Command::AclRoleDelete { id } => Ok(self.acl_role_delete(index, id)),
             // A restore replaces the whole store, which only the state machine can do
             // (`StateStore::restored_at` + `StoreHandle::swap`).
             Command::Restore { .. } => Err(StateError::Snapshot(
@@ -250,6 +269,7 @@ impl Tables {
             Query::ConfigEntryList { kind } => self.config_entry_list_query(kind.as_deref()),
             Query::CaRoots => self.ca_roots_query(),
             Query::CaConfig => self.ca_config_query(),
+            Query::Acl(q) => self.acl_query(q),
         })
     }
 }

@@ -64,6 +64,8 @@ struct ConfigFile {
     encrypt: Option<String>,
     reconnect_timeout: Option<String>,
     leave_on_terminate: Option<bool>,
+    /// The `acl` block (see [`acl_block`]).
+    acl: Option<AclBlock>,
     /// Keys this struct does not name: logged, then ignored.
     #[serde(flatten)]
     unknown: BTreeMap<String, IgnoredAny>,
@@ -207,6 +209,8 @@ pub(super) struct Settings {
     /// `Some(false)` for `default_intention_policy = "deny"`; `None` keeps the default
     /// (allow, as Consul with ACLs disabled).
     pub(super) default_intention_allow: Option<bool>,
+    /// The `acl` block, merged over the agent's defaults (ACLs off).
+    pub(super) acl: concord_client_agent::acl::AclConfig,
     /// Config file keys Concord does not support (file, key), skipped.
     pub(super) unsupported_keys: Vec<(PathBuf, String)>,
 }
@@ -352,6 +356,9 @@ impl Settings {
             &mut s.reconnect_timeout,
             duration("reconnect_timeout", file.reconnect_timeout)?,
         );
+        if let Some(acl) = file.acl {
+            acl_block(&mut s.acl, acl)?;
+        }
         Ok(())
     }
 
@@ -479,6 +486,60 @@ pub(super) fn settings(p: &Parsed) -> anyhow::Result<(Settings, Vec<PathBuf>)> {
     }
     s.apply_flags(p)?;
     Ok((s, paths))
+}
+
+/// The `acl { ... }` block as written (Consul's keys). Kept apart, with [`acl_block`], so
+/// it can move as one piece.
+#[derive(Debug, Default, Deserialize)]
+struct AclBlock {
+    enabled: Option<bool>,
+    default_policy: Option<String>,
+    down_policy: Option<String>,
+    enable_token_persistence: Option<bool>,
+    token_ttl: Option<String>,
+    tokens: Option<AclTokensBlock>,
+}
+
+/// `acl.tokens`.
+#[derive(Debug, Default, Deserialize)]
+struct AclTokensBlock {
+    initial_management: Option<String>,
+    /// Consul's pre-1.11 name of `initial_management`.
+    master: Option<String>,
+    default: Option<String>,
+    agent: Option<String>,
+}
+
+/// Lays one file's `acl` block over `acl`: given values replace.
+fn acl_block(acl: &mut concord_client_agent::acl::AclConfig, b: AclBlock) -> anyhow::Result<()> {
+    use concord_api::acl::authorizer::DefaultPolicy;
+    use concord_client_agent::acl::DownPolicy;
+    acl.enabled = b.enabled.unwrap_or(acl.enabled);
+    if let Some(p) = b.default_policy {
+        acl.default_policy = DefaultPolicy::parse(&p).with_context(|| {
+            format!("acl.default_policy: want \"allow\" or \"deny\", got {p:?}")
+        })?;
+    }
+    if let Some(p) = b.down_policy {
+        acl.down_policy = DownPolicy::parse(&p).with_context(|| {
+            format!("acl.down_policy: want allow, deny, extend-cache or async-cache, got {p:?}")
+        })?;
+    }
+    acl.enable_token_persistence = b
+        .enable_token_persistence
+        .unwrap_or(acl.enable_token_persistence);
+    if let Some(ttl) = duration("acl.token_ttl", b.token_ttl)? {
+        acl.token_ttl = ttl;
+    }
+    if let Some(t) = b.tokens {
+        set(
+            &mut acl.tokens.initial_management,
+            t.initial_management.or(t.master),
+        );
+        set(&mut acl.tokens.default, t.default);
+        set(&mut acl.tokens.agent, t.agent);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -651,18 +712,21 @@ mod tests {
         let path = write(
             dir.path(),
             "a.json",
-            r#"{"node_name":"n","acl":{"enabled":true},"telemetry":{},
+            r#"{"node_name":"n","ui_config":{"enabled":true},"telemetry":{},
                 "ports":{"grpc":8502},"dns_config":{"prefer_namespace":true}}"#,
         );
         let file = ConfigFile::read(&path).unwrap();
         let unknown: Vec<&str> = file.unknown.keys().map(String::as_str).collect();
-        assert_eq!(unknown, ["acl", "telemetry"]);
+        assert_eq!(unknown, ["telemetry", "ui_config"]);
         let mut s = Settings::default();
         s.apply_file(&path).unwrap();
         assert_eq!(s.node_name.as_deref(), Some("n"));
         assert_eq!(
             s.unsupported_keys,
-            [(path.clone(), "acl".into()), (path, "telemetry".into())]
+            [
+                (path.clone(), "telemetry".into()),
+                (path, "ui_config".into())
+            ]
         );
     }
 

@@ -45,8 +45,6 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/agent/reload", put(reload))
         .route("/v1/agent/leave", put(leave))
         .route("/v1/agent/metrics", get(metrics))
-        .route("/v1/agent/token/{kind}", put(acl_disabled))
-        .route("/v1/acl/{*rest}", axum::routing::any(acl_disabled))
 }
 
 fn unknown_service(id: &str) -> ApiError {
@@ -104,6 +102,11 @@ async fn agent_self(State(s): State<AppState>, params: Params) -> Response {
     } else {
         "deny"
     };
+    let acl_default = match (c.acl.enabled, c.acl.default_policy) {
+        (true, concord_api::acl::authorizer::DefaultPolicy::Deny) => "deny",
+        (true, concord_api::acl::authorizer::DefaultPolicy::Allow) => "allow",
+        (false, _) => intention_default,
+    };
     let body = json!({
         "Config": {
             "Datacenter": c.datacenter,
@@ -123,11 +126,11 @@ async fn agent_self(State(s): State<AppState>, params: Params) -> Response {
             "ServerMode": c.server,
             "AdvertiseAddrLAN": c.advertise_addr.to_string(),
             "DNSDomain": c.dns.domain,
-            // Consul derives the intention default from the ACL default policy: reported
-            // flat before 1.10, under ACLResolverSettings since, and as
-            // DefaultIntentionPolicy in the newest versions. All say the same here.
-            "ACLDefaultPolicy": intention_default,
-            "ACLResolverSettings": {"ACLDefaultPolicy": intention_default, "ACLsEnabled": false},
+            // The ACL default policy, reported flat before 1.10 and under
+            // ACLResolverSettings since; the intention default derives from it (or from
+            // `default_intention_policy`), reported as DefaultIntentionPolicy.
+            "ACLDefaultPolicy": acl_default,
+            "ACLResolverSettings": {"ACLDefaultPolicy": acl_default, "ACLsEnabled": c.acl.enabled},
             "DefaultIntentionPolicy": intention_default,
         },
         "Coord": match &s.membership {
@@ -522,12 +525,6 @@ async fn reload(State(s): State<AppState>, _checked: Common) -> ApiResult {
             errors.join("; ")
         )))
     }
-}
-
-/// Concord has no ACL system yet, which is exactly Consul with ACLs disabled: every ACL
-/// endpoint answers 401 `ACL support disabled` (py-consul maps it to `ACLDisabled`).
-async fn acl_disabled() -> Response {
-    (StatusCode::UNAUTHORIZED, "ACL support disabled").into_response()
 }
 
 /// Leaves the pool gracefully (others record Left, and the leader deregisters this node),

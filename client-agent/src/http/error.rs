@@ -20,6 +20,24 @@ pub enum ApiError {
     /// 500: the server side failed.
     #[error("{0}")]
     Internal(String),
+    /// 403: an ACL refusal (`Permission denied: ...`, `ACL not found`); nothing changed.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 401: ACL endpoints while ACLs are disabled (`ACL support disabled`).
+    #[error("{0}")]
+    Unauthorized(String),
+}
+
+impl From<concord_api::acl::authorizer::PermissionDenied> for ApiError {
+    fn from(e: concord_api::acl::authorizer::PermissionDenied) -> Self {
+        ApiError::Forbidden(e.to_string())
+    }
+}
+
+impl From<crate::acl::ResolveError> for ApiError {
+    fn from(e: crate::acl::ResolveError) -> Self {
+        ApiError::Forbidden(e.to_string())
+    }
 }
 
 impl From<RpcError> for ApiError {
@@ -34,6 +52,7 @@ impl From<RpcError> for ApiError {
                 ApiError::Internal("No cluster leader".to_string())
             }
             RpcError::Internal(m) => ApiError::Internal(m),
+            RpcError::PermissionDenied(m) => ApiError::Forbidden(m),
         }
     }
 }
@@ -45,6 +64,8 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
         };
         let mut response = (status, self.to_string()).into_response();
         response.headers_mut().insert(

@@ -1,4 +1,11 @@
 //! `/v1/kv/*` and `/v1/txn`: the replicated key/value store.
+//!
+//! ACLs (the first enforced surface, and the template for the rest): a single-key read
+//! needs `key:read` (else 403); a recursive read or `?keys` is filtered to the keys the
+//! token may read, with `X-Consul-Results-Filtered-By-ACLs: true` when something was
+//! hidden; every write needs `key:write` on its key, a recursive delete write on the whole
+//! prefix (Consul's `KeyWritePrefix`), and a transaction needs each operation's permission
+//! before anything is sent (a denial is 403 and changes nothing).
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -6,6 +13,9 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::Router;
+use concord_api::acl::authorizer::{Authorizer, Level};
+use concord_api::acl::rules::Resource;
+use concord_api::acl::RESULTS_FILTERED_HEADER;
 use concord_api::kv::{KvEntry, KvOp, TxnOp};
 use concord_api::rpc::{Query, QueryMeta};
 
@@ -46,20 +56,34 @@ fn not_found(meta: &QueryMeta) -> Response {
     response
 }
 
+/// Marks a reply whose list the token's ACLs shortened.
+fn mark_filtered(mut response: Response, filtered: bool) -> Response {
+    if filtered {
+        response
+            .headers_mut()
+            .insert(RESULTS_FILTERED_HEADER, HeaderValue::from_static("true"));
+    }
+    response
+}
+
 async fn get_key(State(s): State<AppState>, Path(key): Path<String>, q: ReadQuery) -> ApiResult {
     let params = &q.params;
     let recurse = params.has("recurse");
+    let authz = s.acl.resolve(q.token.as_deref()).await?;
     if params.has("keys") {
         let separator = params
             .get("separator")
             .or_else(|| params.get("seperator"))
             .filter(|sep| !sep.is_empty())
             .map(str::to_string);
-        let (meta, keys) = s.rpc.kv_keys(key.clone(), separator, q.options).await?;
+        let (meta, mut keys) = s.rpc.kv_keys(key.clone(), separator, q.options).await?;
+        let before = keys.len();
+        keys.retain(|k| authz.allows(Resource::Key, k, Level::Read));
+        let filtered = keys.len() != before;
         if keys.is_empty() && !key.is_empty() {
-            return Ok(not_found(&meta));
+            return Ok(mark_filtered(not_found(&meta), filtered));
         }
-        return Ok(q.ok(Some(meta), &keys));
+        return Ok(mark_filtered(q.ok(Some(meta), &keys), filtered));
     }
     if key.is_empty() && !recurse {
         return Err(ApiError::BadRequest("Missing key name".to_string()));
@@ -67,16 +91,45 @@ async fn get_key(State(s): State<AppState>, Path(key): Path<String>, q: ReadQuer
     let query = if recurse {
         Query::KvList { prefix: key }
     } else {
+        authz.require(Resource::Key, &key, Level::Read)?;
         Query::KvGet { key }
     };
-    let (meta, entries) = s.rpc.kv(query, q.options).await?;
+    let (meta, mut entries) = s.rpc.kv(query, q.options).await?;
+    let before = entries.len();
+    entries.retain(|e| authz.allows(Resource::Key, &e.key, Level::Read));
+    let filtered = entries.len() != before;
     let Some(first) = entries.first() else {
-        return Ok(not_found(&meta));
+        return Ok(mark_filtered(not_found(&meta), filtered));
     };
     if params.has("raw") {
-        return Ok(raw_value(first, &meta));
+        return Ok(mark_filtered(raw_value(first, &meta), filtered));
     }
-    Ok(q.ok(Some(meta), &entries))
+    Ok(mark_filtered(q.ok(Some(meta), &entries), filtered))
+}
+
+/// What a KV operation needs of the token: `key:read` for reads and checks, `key:write`
+/// for writes, write on the whole prefix for a recursive delete.
+fn check_op(authz: &Authorizer, op: &KvOp) -> Result<(), ApiError> {
+    let (key, level) = match op {
+        KvOp::Set { key, .. }
+        | KvOp::Cas { key, .. }
+        | KvOp::Lock { key, .. }
+        | KvOp::Unlock { key, .. }
+        | KvOp::Delete { key }
+        | KvOp::DeleteCas { key, .. } => (key, Level::Write),
+        KvOp::DeleteTree { key } => {
+            if authz.allows_key_write_prefix(key) {
+                return Ok(());
+            }
+            return Err(authz.denied("key", Level::Write, Some(key)).into());
+        }
+        KvOp::Get { key }
+        | KvOp::GetTree { key }
+        | KvOp::CheckIndex { key, .. }
+        | KvOp::CheckSession { key, .. }
+        | KvOp::CheckNotExists { key } => (key, Level::Read),
+    };
+    Ok(authz.require(Resource::Key, key, level)?)
 }
 
 fn raw_value(entry: &KvEntry, meta: &QueryMeta) -> Response {
@@ -175,6 +228,8 @@ async fn delete_key(State(s): State<AppState>, Path(key): Path<String>, c: Commo
 }
 
 async fn kv_write(s: &AppState, c: &Common, op: KvOp) -> ApiResult {
+    let authz = s.acl.resolve(c.token.as_deref()).await?;
+    check_op(&authz, &op)?;
     let applied = s.rpc.kv_write(op).await?;
     Ok(c.ok(None, &applied))
 }
@@ -204,6 +259,10 @@ async fn txn(State(s): State<AppState>, c: Common, body: Bytes) -> ApiResult {
             kv.to_op()
                 .map_err(|e| ApiError::BadRequest(format!("operation {i}: {e}")))?,
         );
+    }
+    let authz = s.acl.resolve(c.token.as_deref()).await?;
+    for op in &kv_ops {
+        check_op(&authz, op)?;
     }
     let response = s.rpc.txn(kv_ops).await?;
     let failed = response.errors.as_ref().is_some_and(|e| !e.is_empty());

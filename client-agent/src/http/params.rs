@@ -2,7 +2,7 @@
 //! instead of checking parameters themselves:
 //!
 //! - [`Common`]: what every endpoint honours, checked once: `?dc` and `?ns` must be ours,
-//!   `?filter` parses (kept parsed), `?pretty`. A future `?token` belongs here.
+//!   `?filter` parses (kept parsed), `?pretty`, and the ACL token the request carries.
 //! - [`ReadQuery`]: [`Common`] plus what a read against the servers honours: the blocking
 //!   options (`?index`, `?wait`), consistency (`?stale`, `?consistent`) and `?node-meta`.
 //!
@@ -153,6 +153,31 @@ pub struct Common {
     pub filter: Option<Filter>,
     /// Pretty-print JSON replies (`?pretty`, or always in dev mode).
     pub pretty: bool,
+    /// The ACL token the request carries (`X-Consul-Token`, `Authorization: Bearer`, or
+    /// `?token=`, in that order), if any. A secret: never log it.
+    pub token: Option<String>,
+}
+
+/// The ACL token of a request: `X-Consul-Token`, else `Authorization: Bearer <token>`, else
+/// `?token=` (Consul's order). Empty values count as absent.
+pub(super) fn request_token(parts: &Parts, params: &Params) -> Option<String> {
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    header("x-consul-token")
+        .or_else(|| {
+            header("authorization").and_then(|v| {
+                let (scheme, rest) = v.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+            })
+        })
+        .or_else(|| params.get("token").filter(|t| !t.is_empty()))
+        .map(str::to_string)
 }
 
 impl Common {
@@ -184,6 +209,7 @@ impl Common {
             params,
             filter: None,
             pretty,
+            token: None,
         }
     }
 }
@@ -221,7 +247,12 @@ impl FromRequestParts<AppState> for Common {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, ApiError> {
-        Common::new(Params::parse(parts.uri.query()), &s.config)
+        let params = Params::parse(parts.uri.query());
+        let token = request_token(parts, &params);
+        Ok(Common {
+            token,
+            ..Common::new(params, &s.config)?
+        })
     }
 }
 
@@ -266,5 +297,34 @@ impl FromRequestParts<AppState> for ReadQuery {
             options,
             node_meta,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token_of(uri: &str, headers: &[(&str, &str)]) -> Option<String> {
+        let mut builder = axum::http::Request::builder().uri(uri);
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        let (parts, ()) = builder.body(()).unwrap().into_parts();
+        request_token(&parts, &Params::parse(parts.uri.query()))
+    }
+
+    #[test]
+    fn token_sources_in_consuls_order() {
+        let all = [("X-Consul-Token", "hdr"), ("Authorization", "Bearer bear")];
+        assert_eq!(token_of("/v1/kv/a?token=q", &all).as_deref(), Some("hdr"));
+        let bearer = [("Authorization", "bearer bear")];
+        assert_eq!(
+            token_of("/v1/kv/a?token=q", &bearer).as_deref(),
+            Some("bear")
+        );
+        let basic = [("Authorization", "Basic xyz")];
+        assert_eq!(token_of("/v1/kv/a?token=q", &basic).as_deref(), Some("q"));
+        assert_eq!(token_of("/v1/kv/a?token=", &[("X-Consul-Token", "")]), None);
+        assert_eq!(token_of("/v1/kv/a", &[]), None);
     }
 }

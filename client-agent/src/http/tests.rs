@@ -351,6 +351,21 @@ async fn consul_compat_details() {
     );
     let (code, _) = call(&app, Method::GET, "/v1/acl/tokens", "").await;
     assert_eq!(code, StatusCode::UNAUTHORIZED);
+    // Every ACL endpoint, the real ones and those Concord lacks, while ACLs are off.
+    for (method, path) in [
+        (Method::PUT, "/v1/acl/bootstrap"),
+        (Method::GET, "/v1/acl/token/self"),
+        (Method::PUT, "/v1/acl/policy"),
+        (Method::GET, "/v1/acl/templated-policies"),
+        (Method::POST, "/v1/acl/login"),
+    ] {
+        let (code, body) = call(&app, method, path, "").await;
+        assert_eq!(
+            (code, body.as_str()),
+            (StatusCode::UNAUTHORIZED, "ACL support disabled"),
+            "{path}"
+        );
+    }
 
     let (code, body) = call(
         &app,

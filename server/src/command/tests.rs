@@ -12,6 +12,9 @@ use concord_api::session::{ServiceCheckRef, Session, SessionBehavior};
 
 use super::Command;
 use crate::golden;
+use crate::model::acl::{
+    Identities, NodeIdentity, Policy, Role, ServiceIdentity, TemplatedPolicy, Token,
+};
 use crate::model::ca::{CaConfig, CaRoot};
 use crate::model::kv::KvOp;
 
@@ -31,6 +34,13 @@ fn fixture(cmd: &Command) -> &'static str {
         Command::CaSetConfig { .. } => "command/ca_set_config.json",
         Command::Restore { .. } => "command/restore.json",
         Command::CaPruneRoots { .. } => "command/ca_prune_roots.json",
+        Command::AclBootstrap { .. } => "command/acl_bootstrap.json",
+        Command::AclTokenSet { .. } => "command/acl_token_set.json",
+        Command::AclTokenDelete { .. } => "command/acl_token_delete.json",
+        Command::AclPolicySet { .. } => "command/acl_policy_set.json",
+        Command::AclPolicyDelete { .. } => "command/acl_policy_delete.json",
+        Command::AclRoleSet { .. } => "command/acl_role_set.json",
+        Command::AclRoleDelete { .. } => "command/acl_role_delete.json",
     }
 }
 
@@ -226,7 +236,85 @@ pub(crate) fn samples() -> Vec<Command> {
         Command::Restore {
             state: r#"{"nodes":[],"services":[],"checks":[],"kvs":[],"tombstones":[],"lock_delays":[],"sessions":[],"indexes":{"kvs":9},"service_indexes":{}}"#.into(),
         },
+        Command::AclBootstrap {
+            token: Token {
+                accessor_id: "b0000000-0000-4000-8000-000000000001".into(),
+                secret_id: "b0000000-0000-4000-8000-000000000002".into(),
+                description: "Bootstrap Token (Global Management)".into(),
+                policies: vec!["00000000-0000-0000-0000-000000000001".into()],
+                create_ms: 1_700_000_000_006,
+                hash: "aGFzaA==".into(),
+                ..Token::default()
+            },
+        },
+        Command::AclPolicySet {
+            policy: Policy {
+                id: "p0000000-0000-4000-8000-000000000001".into(),
+                name: "app-read".into(),
+                description: "reads app/".into(),
+                rules: "key_prefix \"app/\" {\n  policy = \"read\"\n}".into(),
+                datacenters: vec!["dc1".into()],
+                hash: "cG9saWN5".into(),
+                ..Policy::default()
+            },
+        },
+        Command::AclRoleSet {
+            role: Role {
+                id: "r0000000-0000-4000-8000-000000000001".into(),
+                name: "web-role".into(),
+                description: "web and its reads".into(),
+                policies: vec!["p0000000-0000-4000-8000-000000000001".into()],
+                identities: acl_identities(),
+                hash: "cm9sZQ==".into(),
+                ..Role::default()
+            },
+        },
+        Command::AclTokenSet {
+            token: Token {
+                accessor_id: "t0000000-0000-4000-8000-000000000001".into(),
+                secret_id: "t0000000-0000-4000-8000-000000000002".into(),
+                description: "app reader".into(),
+                policies: vec!["p0000000-0000-4000-8000-000000000001".into()],
+                roles: vec!["r0000000-0000-4000-8000-000000000001".into()],
+                identities: acl_identities(),
+                local: true,
+                expiration_ms: Some(1_800_000_000_000),
+                create_ms: 1_700_000_000_007,
+                hash: "dG9rZW4=".into(),
+                ..Token::default()
+            },
+        },
+        // The deletes name unknown records: they apply and change nothing, so the snapshot
+        // sample keeps a record in every ACL table.
+        Command::AclTokenDelete {
+            accessor_id: "t-unknown".into(),
+        },
+        Command::AclPolicyDelete {
+            id: "p-unknown".into(),
+        },
+        Command::AclRoleDelete {
+            id: "r-unknown".into(),
+        },
     ]
+}
+
+/// Identities of the ACL samples, one of each kind.
+fn acl_identities() -> Identities {
+    Identities {
+        service: vec![ServiceIdentity {
+            service_name: "web".into(),
+            datacenters: vec!["dc1".into()],
+        }],
+        node: vec![NodeIdentity {
+            node_name: "node-1".into(),
+            datacenter: "dc1".into(),
+        }],
+        templated: vec![TemplatedPolicy {
+            template_name: "builtin/service".into(),
+            name: "api".into(),
+            datacenters: vec![],
+        }],
+    }
 }
 
 /// A CA configuration sample (values only need to be distinct, not usable).

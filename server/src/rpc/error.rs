@@ -23,6 +23,7 @@ pub(crate) fn status_of(e: &RpcError) -> StatusCode {
         RpcError::NotFound(_) => StatusCode::NOT_FOUND,
         RpcError::NoLeader | RpcError::NotLeader { .. } => StatusCode::SERVICE_UNAVAILABLE,
         RpcError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        RpcError::PermissionDenied(_) => StatusCode::FORBIDDEN,
     }
 }
 

@@ -44,6 +44,16 @@ pub(crate) async fn write(
         // where the active root's key is at hand to cross-sign with.
         WriteRequest::CaSign(sign) => return connect::sign(shared, &sign),
         WriteRequest::CaSetConfig(config) => (connect::set_config_command(shared, &config)?, None),
+        // ACL writes need the current state (links by name, bootstrap once, existing
+        // secrets), so they are built here, on the leader, like CA changes.
+        WriteRequest::Acl(acl) => {
+            let now = now_ms();
+            let cmd = shared
+                .store
+                .current()
+                .view(|tables| crate::acl::command(tables, acl, now))?;
+            (cmd, None)
+        }
         // A restore is verified and decoded in full here before anything is proposed.
         WriteRequest::SnapshotRestore(archive) => {
             return crate::archive::restore(shared, archive).await
@@ -160,10 +170,11 @@ pub(crate) fn to_command(
         WriteRequest::SessionRenew { .. }
         | WriteRequest::Operator(_)
         | WriteRequest::CaSign(_)
+        | WriteRequest::Acl(_)
         | WriteRequest::CaSetConfig(_) => {
             return Err(RpcError::Internal(
-                "invariant: session renew, CA signing and CA configuration are built by the \
-                 leader, not here"
+                "invariant: session renew, CA signing, CA configuration and ACL writes are \
+                 built by the leader, not here"
                     .to_string(),
             ))
         }

@@ -17,6 +17,9 @@ pub(crate) enum StateError {
     /// A snapshot could not be encoded or decoded.
     #[error("state snapshot: {0}")]
     Snapshot(String),
+    /// An ACL refusal (the whole `Permission denied: ...` text); nothing changed.
+    #[error("{0}")]
+    PermissionDenied(String),
 }
 
 impl From<StateError> for RpcError {
@@ -24,6 +27,7 @@ impl From<StateError> for RpcError {
         match e {
             StateError::Invalid(reason) => RpcError::Invalid(reason.to_string()),
             StateError::Snapshot(msg) => RpcError::Internal(msg),
+            StateError::PermissionDenied(msg) => RpcError::PermissionDenied(msg),
         }
     }
 }
@@ -121,6 +125,15 @@ pub(crate) enum Invalid {
         /// Its protocol after the change.
         protocol: String,
     },
+    /// A policy create or rename to a name another policy has (Consul's text).
+    #[error("Invalid Policy: A Policy with Name {0:?} already exists")]
+    AclPolicyNameExists(String),
+    /// A token create with a SecretID another token has (Consul's text).
+    #[error("Invalid Token: SecretID is already in use")]
+    AclSecretInUse,
+    /// A role create or rename to a name another role has (Consul's text).
+    #[error("Invalid Role: A Role with Name {0:?} already exists")]
+    AclRoleNameExists(String),
 }
 
 /// Why one operation of a KV transaction failed (the transaction then changes nothing).

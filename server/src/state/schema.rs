@@ -25,8 +25,15 @@ pub(crate) const CA_CONFIG: &str = "ca_config";
 /// Connect CA roots, in creation order; exactly one is active.
 pub(crate) const CA_ROOTS: &str = "ca_roots";
 
+/// ACL tokens, keyed by AccessorID.
+pub(crate) const ACL_TOKENS: &str = "acl_tokens";
+/// ACL policies, keyed by ID.
+pub(crate) const ACL_POLICIES: &str = "acl_policies";
+/// ACL roles, keyed by ID.
+pub(crate) const ACL_ROLES: &str = "acl_roles";
+
 /// Every table, in a fixed order.
-pub(crate) const TABLES: [&str; 9] = [
+pub(crate) const TABLES: [&str; 12] = [
     NODES,
     SERVICES,
     CHECKS,
@@ -36,6 +43,9 @@ pub(crate) const TABLES: [&str; 9] = [
     CONFIG_ENTRIES,
     CA_CONFIG,
     CA_ROOTS,
+    ACL_TOKENS,
+    ACL_POLICIES,
+    ACL_ROLES,
 ];
 
 /// The constant for a table name read back from a snapshot (`None` for unknown names).

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{schema, Tables};
+use crate::model::acl::{Policy, Role, Token};
 use crate::model::ca::{CaConfig, CaRoot};
 use crate::model::catalog::{Check, Node, Service};
 use crate::model::config_entry::ConfigEntry;
@@ -41,6 +42,18 @@ pub(super) struct Dump {
     /// Connect CA roots.
     #[serde(default)]
     ca_roots: Vec<CaRoot>,
+    /// ACL tokens.
+    #[serde(default)]
+    acl_tokens: Vec<Token>,
+    /// ACL policies.
+    #[serde(default)]
+    acl_policies: Vec<Policy>,
+    /// ACL roles.
+    #[serde(default)]
+    acl_roles: Vec<Role>,
+    /// Raft index of the ACL bootstrap (0: not bootstrapped).
+    #[serde(default)]
+    acl_bootstrap_index: u64,
 }
 
 impl Dump {
@@ -54,6 +67,9 @@ impl Dump {
             (schema::KVS, self.kvs.len()),
             (schema::TOMBSTONES, self.tombstones.len()),
             (schema::SESSIONS, self.sessions.len()),
+            (schema::ACL_TOKENS, self.acl_tokens.len()),
+            (schema::ACL_POLICIES, self.acl_policies.len()),
+            (schema::ACL_ROLES, self.acl_roles.len()),
         ]
     }
 
@@ -94,6 +110,10 @@ impl Tables {
             config_entries: self.config_entries.values().cloned().collect(),
             ca_config: self.ca_config.clone(),
             ca_roots: self.ca_roots.clone(),
+            acl_tokens: self.acl_tokens.values().cloned().collect(),
+            acl_policies: self.acl_policies.values().cloned().collect(),
+            acl_roles: self.acl_roles.values().cloned().collect(),
+            acl_bootstrap_index: self.acl_bootstrap_index,
         }
     }
 
@@ -137,6 +157,22 @@ impl Tables {
                 .collect(),
             ca_config: dump.ca_config,
             ca_roots: dump.ca_roots,
+            acl_tokens: dump
+                .acl_tokens
+                .into_iter()
+                .map(|t| (t.accessor_id.clone(), t))
+                .collect(),
+            acl_policies: dump
+                .acl_policies
+                .into_iter()
+                .map(|p| (p.id.clone(), p))
+                .collect(),
+            acl_roles: dump
+                .acl_roles
+                .into_iter()
+                .map(|r| (r.id.clone(), r))
+                .collect(),
+            acl_bootstrap_index: dump.acl_bootstrap_index,
             journal: None,
             changed: false,
         }

@@ -2,6 +2,7 @@
 //! fixtures below. They drive the store through [`StateStore::apply`] with real commands,
 //! exactly as the FSM does, but with no Raft.
 
+mod acl;
 mod ca;
 mod catalog;
 mod config_entry;

@@ -33,6 +33,9 @@ fn snapshot_matches_its_golden_file_and_restores() {
         "config_entries",
         "ca_config",
         "ca_roots",
+        "acl_tokens",
+        "acl_policies",
+        "acl_roles",
     ] {
         let rows = &dumped[table];
         assert!(
