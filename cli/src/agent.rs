@@ -51,8 +51,32 @@ const USAGE: &str = "Usage: concord agent [options]
                            keygen makes one).
   -serf-wan-port=<port>    WAN gossip port reported for servers (default 8302).
   -log-level=<level>       trace, debug, info, warn, err (default info).
-  -config-file=<path>      A JSON config file (repeatable).
-  -config-dir=<path>       A directory of JSON config files (repeatable).
+  -config-file=<path>      A config file, .json or .hcl (repeatable).
+  -config-dir=<path>       A directory of .json and .hcl config files, read in name
+                           order (repeatable).
+  -config-format=<fmt>     json or hcl: read every config file in this format,
+                           whatever its extension.
+  -hcl=<text>              An HCL config snippet, read after the files (repeatable).
+  -log-json                Log one JSON object per line.
+  -log-file=<path>         Also log to this file (a path ending in / is a directory).
+  -log-rotate-bytes=<n>    Rotate the log file when it reaches n bytes (0: never).
+  -log-rotate-duration=<d> Rotate the log file this often (default 24h).
+  -log-rotate-max-files=<n>
+                           Rotated log files to keep (0: all; -1: none).
+  -syslog                  Also log to the local syslog.
+  -default-query-time=<d>  Blocking wait when a request has no ?wait (default 5m).
+  -max-query-time=<d>      Longest ?wait honoured (default 10m).
+  -https-port, -grpc-port, -grpc-tls-port
+                           Accepted; these listeners are not built yet (a warning
+                           says so unless the port is -1).
+  -disable-host-node-id    Accepted: node IDs are never derived from the host.
+
+  Consul's WAN, Enterprise and other flags for features not built yet (-join-wan,
+  -retry-join-wan, -advertise-wan, -serf-wan-bind, -primary-gateway, -segment,
+  -read-replica, -allow-write-http-from, -auto-reload-config, ...) are accepted and
+  each is named in a warning at start.
+
+  Any port flag takes -1 to disable that listener.
   -node-meta=<key:value>   Node metadata (repeatable).
   -domain=<domain>         DNS domain (default consul).
   -alt-domain=<domain>     A second DNS domain answered like -domain.
@@ -98,6 +122,40 @@ const AGENT_FLAGS: &[Flag] = &[
     flag("rejoin", Kind::Bool),
     flag("serf-lan-bind", Kind::Str),
     flag("encrypt", Kind::Str),
+    flag("config-format", Kind::Str),
+    flag("hcl", Kind::List),
+    flag("https-port", Kind::Str),
+    flag("grpc-port", Kind::Str),
+    flag("grpc-tls-port", Kind::Str),
+    flag("log-json", Kind::Bool),
+    flag("log-file", Kind::Str),
+    flag("log-rotate-bytes", Kind::Str),
+    flag("log-rotate-duration", Kind::Str),
+    flag("log-rotate-max-files", Kind::Str),
+    flag("syslog", Kind::Bool),
+    flag("default-query-time", Kind::Str),
+    flag("max-query-time", Kind::Str),
+    flag("disable-host-node-id", Kind::Bool),
+    // Accepted for features Concord has not built; each is named in a warning at start
+    // (`config::MISSING`).
+    flag("advertise-wan", Kind::Str),
+    flag("join-wan", Kind::List),
+    flag("retry-join-wan", Kind::List),
+    flag("retry-interval-wan", Kind::Str),
+    flag("retry-max-wan", Kind::Str),
+    flag("serf-wan-bind", Kind::Str),
+    flag("serf-wan-allowed-cidrs", Kind::List),
+    flag("serf-lan-allowed-cidrs", Kind::List),
+    flag("primary-gateway", Kind::List),
+    flag("allow-write-http-from", Kind::List),
+    flag("auto-reload-config", Kind::Bool),
+    flag("disable-keyring-file", Kind::Bool),
+    flag("check_output_max_size", Kind::Str),
+    flag("non-voting-server", Kind::Bool),
+    flag("read-replica", Kind::Bool),
+    flag("segment", Kind::Str),
+    flag("protocol", Kind::Str),
+    flag("raft-protocol", Kind::Str),
 ];
 
 /// Parses the flags; `Err` after printing help or a usage error, or for a stray argument.

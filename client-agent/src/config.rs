@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use concord_api::agent::ServiceDefinition;
+use concord_api::rpc::QueryOptions;
 
 use crate::dns::DnsConfig;
 
@@ -66,6 +67,16 @@ pub struct Config {
     /// no ACLs) that is allow, so allow is the default; `default_intention_policy = "deny"`
     /// makes the mesh deny-by-default.
     pub default_intention_allow: bool,
+    /// Blocking wait of a read that gives `?index` but no `?wait` (Consul's
+    /// `default_query_time`, 5 minutes).
+    pub default_query_time: Duration,
+    /// Longest `?wait` honoured (Consul's `max_query_time`, 10 minutes); servers never hold a
+    /// read longer than 10 minutes, whatever this says.
+    pub max_query_time: Duration,
+    /// Headers added to every HTTP API response (`http_config.response_headers`).
+    pub response_headers: BTreeMap<String, String>,
+    /// The process's log lines for `/v1/agent/monitor`; the CLI's subscriber feeds it.
+    pub logs: crate::logs::LogFeed,
 }
 
 impl std::fmt::Debug for Config {
@@ -82,6 +93,22 @@ impl std::fmt::Debug for Config {
 }
 
 impl Config {
+    /// A read's blocking options with the agent's query times applied: no `?wait` waits
+    /// [`default_query_time`](Self::default_query_time), a longer one is cut to
+    /// [`max_query_time`](Self::max_query_time).
+    pub fn bound_wait(&self, mut options: QueryOptions) -> QueryOptions {
+        if options.min_index == 0 {
+            return options;
+        }
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1);
+        options.max_wait_ms = match options.max_wait_ms {
+            0 => ms(self.default_query_time),
+            wait => wait,
+        }
+        .min(ms(self.max_query_time));
+        options
+    }
+
     /// A configuration with Consul's defaults for one node talking to `servers`.
     pub fn new(node_name: impl Into<String>, servers: Vec<SocketAddr>) -> Self {
         Config {
@@ -106,6 +133,10 @@ impl Config {
             serf_lan_port: 8301,
             serf_wan_port: 8302,
             default_intention_allow: true,
+            default_query_time: Duration::from_millis(concord_api::rpc::DEFAULT_WAIT_MS),
+            max_query_time: Duration::from_millis(concord_api::rpc::MAX_WAIT_MS),
+            response_headers: BTreeMap::new(),
+            logs: crate::logs::LogFeed::default(),
         }
     }
 }

@@ -28,6 +28,7 @@
 //!   learned from the pool, user events filtered into a ring, cluster-wide keyring changes.
 //! - [`persist`]: API-registered services and checks kept in the data dir across restarts.
 //! - [`metrics`]: `/v1/agent/metrics` in JSON and Prometheus formats.
+//! - [`logs`]: the process's log lines fanned out to `/v1/agent/monitor` readers.
 
 pub mod ae;
 pub mod agent;
@@ -42,6 +43,7 @@ pub mod filter;
 pub mod http;
 pub mod intentions_cache;
 pub mod local;
+pub mod logs;
 pub mod membership;
 pub mod metrics;
 pub mod persist;

@@ -64,20 +64,47 @@ struct ConfigFile {
     encrypt: Option<String>,
     reconnect_timeout: Option<String>,
     leave_on_terminate: Option<bool>,
+    log_json: Option<bool>,
+    log_file: Option<PathBuf>,
+    log_rotate_bytes: Option<u64>,
+    log_rotate_duration: Option<String>,
+    log_rotate_max_files: Option<i64>,
+    enable_syslog: Option<bool>,
+    syslog_facility: Option<String>,
+    default_query_time: Option<String>,
+    max_query_time: Option<String>,
+    session_ttl_min: Option<String>,
+    disable_host_node_id: Option<bool>,
+    http_config: Option<HttpConfig>,
     /// Keys this struct does not name: logged, then ignored.
     #[serde(flatten)]
     unknown: BTreeMap<String, IgnoredAny>,
 }
 
-/// The `ports` block.
+/// The `http_config` block.
+#[derive(Debug, Default, Deserialize)]
+struct HttpConfig {
+    /// Headers added to every HTTP API response.
+    response_headers: Option<BTreeMap<String, String>>,
+    /// Keys this struct does not name: logged as `http_config.<key>`, then ignored.
+    #[serde(flatten)]
+    unknown: BTreeMap<String, IgnoredAny>,
+}
+
+/// The `ports` block. A negative port disables that listener (Consul's `ports { dns = -1 }`).
 #[derive(Debug, Default, Deserialize)]
 struct Ports {
-    /// Negative disables DNS (Consul's `ports { dns = -1 }`).
     dns: Option<i64>,
-    http: Option<u64>,
-    server: Option<u64>,
-    serf_lan: Option<u64>,
-    serf_wan: Option<u64>,
+    http: Option<i64>,
+    https: Option<i64>,
+    grpc: Option<i64>,
+    grpc_tls: Option<i64>,
+    server: Option<i64>,
+    serf_lan: Option<i64>,
+    serf_wan: Option<i64>,
+    /// Keys this struct does not name: logged as `ports.<key>`, then ignored.
+    #[serde(flatten)]
+    unknown: BTreeMap<String, IgnoredAny>,
 }
 
 /// The `dns_config` block; durations are Go duration strings (`"5s"`).
@@ -95,6 +122,19 @@ struct DnsConfig {
     max_stale: Option<String>,
     use_cache: Option<bool>,
     cache_max_age: Option<String>,
+    soa: Option<Soa>,
+    /// Keys this struct does not name: logged as `dns_config.<key>`, then ignored.
+    #[serde(flatten)]
+    unknown: BTreeMap<String, IgnoredAny>,
+}
+
+/// `dns_config.soa`: the SOA record's timers, in whole seconds.
+#[derive(Debug, Default, Deserialize)]
+struct Soa {
+    refresh: Option<u64>,
+    retry: Option<u64>,
+    expire: Option<u64>,
+    min_ttl: Option<u64>,
 }
 
 /// A service definition in a config file. Keys are matched as the agent API matches them
@@ -136,20 +176,24 @@ pub(super) struct Settings {
     pub(super) advertise: Option<IpAddr>,
     /// Address of the HTTP API and DNS.
     pub(super) client: Option<IpAddr>,
-    /// HTTP API port; 0 picks a free one.
-    pub(super) http_port: Option<u16>,
+    /// HTTP API port; 0 picks a free one, negative (`-1`) disables the HTTP API.
+    pub(super) http_port: Option<i32>,
     /// DNS port (UDP and TCP); 0 picks a free one, negative disables DNS.
     pub(super) dns_port: Option<i32>,
-    /// Server RPC port; 0 picks a free one.
-    pub(super) server_port: Option<u16>,
-    /// Gossip LAN port reported for this member.
-    pub(super) serf_lan_port: Option<u16>,
-    /// Gossip WAN port reported for servers.
-    pub(super) serf_wan_port: Option<u16>,
+    /// HTTPS API port; Concord has no HTTPS listener yet, so a non-negative one is warned about.
+    pub(super) https_port: Option<i32>,
+    /// gRPC (xDS) port; not built yet, warned about when non-negative.
+    pub(super) grpc_port: Option<i32>,
+    /// gRPC TLS port; not built yet, warned about when non-negative.
+    pub(super) grpc_tls_port: Option<i32>,
+    /// Server RPC port; 0 picks a free one. A server cannot disable it.
+    pub(super) server_port: Option<i32>,
+    /// Gossip LAN port; 0 picks a free one. Gossip cannot be disabled.
+    pub(super) serf_lan_port: Option<i32>,
+    /// Gossip WAN port reported for servers; negative: no WAN port (`members -wan` is empty).
+    pub(super) serf_wan_port: Option<i32>,
     /// File the agent writes its PID to, removed on exit.
     pub(super) pid_file: Option<PathBuf>,
-    /// trace, debug, info, warn or err.
-    pub(super) log_level: Option<String>,
     /// Node metadata, in the order given (a later duplicate key wins).
     pub(super) node_meta: Vec<(String, String)>,
     /// DNS domain (default `consul`).
@@ -207,66 +251,193 @@ pub(super) struct Settings {
     /// `Some(false)` for `default_intention_policy = "deny"`; `None` keeps the default
     /// (allow, as Consul with ACLs disabled).
     pub(super) default_intention_allow: Option<bool>,
+    /// Logging: where, in what format, and how files rotate.
+    pub(super) logging: LogSettings,
+    /// Blocking wait when a request gives no `?wait` (Consul's `default_query_time`, 300 s).
+    pub(super) default_query_time: Option<Duration>,
+    /// Longest blocking wait a request may ask for (Consul's `max_query_time`, 600 s).
+    pub(super) max_query_time: Option<Duration>,
+    /// Shortest session TTL accepted (Consul's `session_ttl_min`, 10 s).
+    pub(super) session_ttl_min: Option<Duration>,
+    /// Headers added to every HTTP API response (`http_config.response_headers`).
+    pub(super) response_headers: BTreeMap<String, String>,
+    /// `dns_config.soa`: refresh, retry, expire and min_ttl, in seconds.
+    pub(super) dns_soa: [Option<u64>; 4],
     /// Config file keys Concord does not support (file, key), skipped.
     pub(super) unsupported_keys: Vec<(PathBuf, String)>,
+    /// Flags accepted for Consul's sake whose feature Concord lacks: each names what is
+    /// missing, and is logged once logging runs.
+    pub(super) missing_features: Vec<String>,
 }
 
-/// Every file named by `-config-file` and the `.json` files of each `-config-dir`.
-fn config_paths(files: &[PathBuf], dirs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
-    let mut paths = files.to_vec();
-    for dir in dirs {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-            .with_context(|| format!("reading config dir {}", dir.display()))?
+/// Where the agent logs and how (Consul's `log_*` and `enable_syslog` keys).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct LogSettings {
+    /// trace, debug, info, warn or err.
+    pub(crate) level: Option<String>,
+    /// One JSON object per line instead of text (`-log-json`).
+    pub(crate) json: bool,
+    /// Also write logs to this file (`-log-file`); a path ending in `/` is a directory,
+    /// in which `consul.log` is written, as Consul names it.
+    pub(crate) file: Option<PathBuf>,
+    /// Rotate the file once it would exceed this many bytes (0: never by size).
+    pub(crate) rotate_bytes: Option<u64>,
+    /// Rotate the file this often (default 24 h, as Consul).
+    pub(crate) rotate_duration: Option<Duration>,
+    /// Rotated files to keep (0: all, -1: none), as Consul's `log_rotate_max_files`.
+    pub(crate) rotate_max_files: Option<i64>,
+    /// Also send logs to the local syslog (`-syslog`, `enable_syslog`).
+    pub(crate) syslog: bool,
+    /// Syslog facility (default `LOCAL0`).
+    pub(crate) syslog_facility: Option<String>,
+}
+
+/// The format of a config source: from `-config-format`, else the file's extension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// `.json`
+    Json,
+    /// `.hcl`
+    Hcl,
+}
+
+impl Format {
+    /// `-config-format`'s value: `json` or `hcl`, as Consul accepts it.
+    pub(crate) fn parse(text: &str) -> anyhow::Result<Format> {
+        match text {
+            "json" => Ok(Format::Json),
+            "hcl" => Ok(Format::Hcl),
+            other => bail!("-config-format must be either 'hcl' or 'json', got {other:?}"),
+        }
+    }
+
+    /// The format a path's extension names, if any.
+    fn of(path: &Path) -> Option<Format> {
+        match path.extension().and_then(|x| x.to_str()) {
+            Some("json") => Some(Format::Json),
+            Some("hcl") => Some(Format::Hcl),
+            _ => None,
+        }
+    }
+}
+
+/// One config source in merge order: a file with its format.
+pub(crate) type Source = (PathBuf, Format);
+
+/// Every config source the flags name, in Consul's merge order: each `-config-file` and
+/// `-config-dir` in the order given, a directory's files sorted by name. A directory yields
+/// its `.json` and `.hcl` files (every file with `-config-format`, which also overrides
+/// the extension); a file named directly must say its format one way or the other.
+pub(crate) fn config_sources(
+    paths: &[PathBuf],
+    format: Option<Format>,
+) -> anyhow::Result<Vec<Source>> {
+    let mut sources = Vec::new();
+    for path in paths {
+        let meta = std::fs::metadata(path)
+            .with_context(|| format!("reading config path {}", path.display()))?;
+        if !meta.is_dir() {
+            let f = format.or_else(|| Format::of(path)).with_context(|| {
+                format!(
+                    "config file {}: unknown format; name it .json or .hcl, or pass -config-format",
+                    path.display()
+                )
+            })?;
+            sources.push((path.clone(), f));
+            continue;
+        }
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+            .with_context(|| format!("reading config dir {}", path.display()))?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .filter(|p| p.is_file())
             .collect();
         entries.sort();
-        paths.extend(entries);
+        for entry in entries {
+            if let Some(f) = format.or_else(|| Format::of(&entry)) {
+                sources.push((entry, f));
+            }
+        }
     }
-    Ok(paths)
+    Ok(sources)
 }
 
 impl ConfigFile {
-    /// Reads and parses one JSON config file.
-    fn read(path: &Path) -> anyhow::Result<ConfigFile> {
-        let text = std::fs::read(path)
+    /// Reads and parses one config file.
+    fn read(path: &Path, format: Format) -> anyhow::Result<ConfigFile> {
+        let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config file {}", path.display()))?;
-        let tree: serde_json::Value = serde_json::from_slice(&text).with_context(|| {
-            format!(
-                "parsing config file {} (only JSON is supported)",
-                path.display()
-            )
-        })?;
-        if !tree.is_object() {
-            bail!(
-                "config file {}: top level must be an object",
-                path.display()
-            );
+        ConfigFile::parse(&text, format).with_context(|| format!("config file {}", path.display()))
+    }
+
+    /// Parses config text in `format` into the typed struct.
+    fn parse(text: &str, format: Format) -> anyhow::Result<ConfigFile> {
+        match format {
+            Format::Json => {
+                let tree: serde_json::Value =
+                    serde_json::from_str(text).context("parsing JSON")?;
+                if !tree.is_object() {
+                    bail!("top level must be an object");
+                }
+                // Typed from the text, not from `tree`: serde_json then says where a bad
+                // value is.
+                Ok(serde_json::from_str(text)?)
+            }
+            Format::Hcl => hcl::from_str(text).context("parsing HCL"),
         }
-        // Typed from the text, not from `tree`: serde_json then says where a bad value is.
-        serde_json::from_slice(&text).with_context(|| format!("config file {}", path.display()))
     }
 }
 
 impl Settings {
     /// Reads one config file into these settings (it overrides what earlier files set).
-    fn apply_file(&mut self, path: &Path) -> anyhow::Result<()> {
-        let file = ConfigFile::read(path)?;
-        self.unsupported_keys.extend(
-            file.unknown
-                .keys()
-                .map(|key| (path.to_path_buf(), key.clone())),
-        );
-        self.merge(file)
-            .with_context(|| format!("config file {}", path.display()))
+    fn apply_file(&mut self, path: &Path, format: Format) -> anyhow::Result<()> {
+        let file = ConfigFile::read(path, format)?;
+        self.apply_parsed(path, file)
     }
 
-    /// Logs the config keys that were skipped. Separate from reading, because the files say
-    /// the log level: logging starts after they are read.
-    pub(super) fn warn_unsupported_keys(&self) {
-        for (file, key) in &self.unsupported_keys {
-            tracing::warn!(file = %file.display(), key = %key, "ignoring unsupported config key");
-        }
+    /// Lays one parsed source over these settings, noting its unknown keys under `name`.
+    fn apply_parsed(&mut self, name: &Path, file: ConfigFile) -> anyhow::Result<()> {
+        let nested = |block: &str, keys: Option<Vec<String>>| {
+            keys.into_iter()
+                .flatten()
+                .map(move |k| format!("{block}.{k}"))
+        };
+        let keys = file
+            .unknown
+            .keys()
+            .cloned()
+            .chain(nested(
+                "ports",
+                file.ports.as_ref().map(|p| p.unknown.keys().cloned().collect()),
+            ))
+            .chain(nested(
+                "dns_config",
+                file.dns_config
+                    .as_ref()
+                    .map(|d| d.unknown.keys().cloned().collect()),
+            ))
+            .chain(nested(
+                "http_config",
+                file.http_config
+                    .as_ref()
+                    .map(|h| h.unknown.keys().cloned().collect()),
+            ));
+        let keys: Vec<(PathBuf, String)> = keys.map(|k| (name.to_path_buf(), k)).collect();
+        self.unsupported_keys.extend(keys);
+        self.merge(file)
+            .with_context(|| format!("config file {}", name.display()))
+    }
+
+    /// What start-up found worth a warning (unsupported keys, flags for features Concord
+    /// lacks). Returned rather than logged, because the files say how to log: logging starts
+    /// after they are read, and these are logged then.
+    pub(crate) fn warnings(&self) -> Vec<String> {
+        let keys = self.unsupported_keys.iter().map(|(file, key)| {
+            format!(
+                "config: ignoring unsupported config key {key:?} in {}",
+                file.display()
+            )
+        });
+        keys.chain(self.missing_features.iter().cloned()).collect()
     }
 
     /// Lays `file` over these settings: given values replace, lists and maps add up.
@@ -284,8 +455,38 @@ impl Settings {
         set(&mut s.bind, ip("bind_addr", file.bind_addr)?);
         set(&mut s.advertise, ip("advertise_addr", file.advertise_addr)?);
         set(&mut s.client, ip("client_addr", file.client_addr)?);
-        set(&mut s.log_level, file.log_level);
+        set(&mut s.logging.level, file.log_level);
         set(&mut s.pid_file, file.pid_file);
+        let log = &mut s.logging;
+        log.json = file.log_json.unwrap_or(log.json);
+        set(&mut log.file, file.log_file);
+        set(&mut log.rotate_bytes, file.log_rotate_bytes);
+        set(
+            &mut log.rotate_duration,
+            duration("log_rotate_duration", file.log_rotate_duration)?,
+        );
+        set(&mut log.rotate_max_files, file.log_rotate_max_files);
+        log.syslog = file.enable_syslog.unwrap_or(log.syslog);
+        set(&mut log.syslog_facility, file.syslog_facility);
+        set(
+            &mut s.default_query_time,
+            duration("default_query_time", file.default_query_time)?,
+        );
+        set(
+            &mut s.max_query_time,
+            duration("max_query_time", file.max_query_time)?,
+        );
+        set(
+            &mut s.session_ttl_min,
+            duration("session_ttl_min", file.session_ttl_min)?,
+        );
+        // Concord's node IDs are random (or given) and never derived from the host, which is
+        // what `disable_host_node_id = true` asks for; `false` cannot be honoured and needs not be.
+        let _ = file.disable_host_node_id;
+        if let Some(http) = file.http_config {
+            s.response_headers
+                .extend(http.response_headers.into_iter().flatten());
+        }
         s.enable_script_checks = file.enable_script_checks.unwrap_or(s.enable_script_checks);
         s.enable_local_script_checks = file
             .enable_local_script_checks
@@ -303,10 +504,13 @@ impl Settings {
         s.recursors.extend(file.recursors.into_iter().flatten());
         if let Some(ports) = file.ports {
             set(&mut s.http_port, port("http", ports.http)?);
+            set(&mut s.https_port, port("https", ports.https)?);
+            set(&mut s.grpc_port, port("grpc", ports.grpc)?);
+            set(&mut s.grpc_tls_port, port("grpc_tls", ports.grpc_tls)?);
             set(&mut s.server_port, port("server", ports.server)?);
             set(&mut s.serf_lan_port, port("serf_lan", ports.serf_lan)?);
             set(&mut s.serf_wan_port, port("serf_wan", ports.serf_wan)?);
-            set(&mut s.dns_port, optional_port("dns", ports.dns)?);
+            set(&mut s.dns_port, port("dns", ports.dns)?);
         }
         s.node_meta.extend(file.node_meta.into_iter().flatten());
         if let Some(dns) = file.dns_config {
@@ -331,6 +535,12 @@ impl Settings {
                 &mut s.dns_cache_max_age,
                 duration("cache_max_age", dns.cache_max_age)?,
             );
+            if let Some(soa) = dns.soa {
+                let values = [soa.refresh, soa.retry, soa.expire, soa.min_ttl];
+                for (slot, value) in s.dns_soa.iter_mut().zip(values) {
+                    set(slot, value);
+                }
+            }
         }
         let services = file
             .service
@@ -376,11 +586,32 @@ impl Settings {
         set(&mut s.advertise, typed(p, "advertise")?);
         set(&mut s.client, typed(p, "client")?);
         set(&mut s.http_port, typed(p, "http-port")?);
+        set(&mut s.https_port, typed(p, "https-port")?);
+        set(&mut s.grpc_port, typed(p, "grpc-port")?);
+        set(&mut s.grpc_tls_port, typed(p, "grpc-tls-port")?);
         set(&mut s.dns_port, typed(p, "dns-port")?);
         set(&mut s.server_port, typed(p, "server-port")?);
         set(&mut s.serf_lan_port, typed(p, "serf-lan-port")?);
         set(&mut s.serf_wan_port, typed(p, "serf-wan-port")?);
-        set(&mut s.log_level, text("log-level"));
+        let log = &mut s.logging;
+        set(&mut log.level, text("log-level"));
+        log.json |= p.bool("log-json");
+        set(&mut log.file, path("log-file"));
+        set(&mut log.rotate_bytes, typed(p, "log-rotate-bytes")?);
+        set(
+            &mut log.rotate_duration,
+            duration("-log-rotate-duration", text("log-rotate-duration"))?,
+        );
+        set(&mut log.rotate_max_files, typed(p, "log-rotate-max-files")?);
+        log.syslog |= p.bool("syslog");
+        set(
+            &mut s.default_query_time,
+            duration("-default-query-time", text("default-query-time"))?,
+        );
+        set(
+            &mut s.max_query_time,
+            duration("-max-query-time", text("max-query-time"))?,
+        );
         set(&mut s.domain, text("domain"));
         set(&mut s.alt_domain, text("alt-domain"));
         s.recursors.extend(p.list("recursor").iter().cloned());
@@ -395,6 +626,7 @@ impl Settings {
         s.rejoin |= p.bool("rejoin");
         set(&mut s.serf_lan_bind, typed(p, "serf-lan-bind")?);
         set(&mut s.encrypt, text("encrypt"));
+        s.note_missing_features(p);
         for kv in p.list("node-meta") {
             let (k, v) = kv
                 .split_once(':')
@@ -402,6 +634,52 @@ impl Settings {
             s.node_meta.push((k.to_string(), v.to_string()));
         }
         Ok(())
+    }
+}
+
+/// Flags Consul's agent takes for features Concord has not built: accepted so tools that
+/// pass Consul's full flag set still start an agent, and each named in a warning.
+const MISSING: &[(&str, &str)] = &[
+    ("advertise-wan", "WAN federation"),
+    ("join-wan", "WAN federation"),
+    ("retry-join-wan", "WAN federation"),
+    ("retry-interval-wan", "WAN federation"),
+    ("retry-max-wan", "WAN federation"),
+    ("serf-wan-bind", "WAN federation"),
+    ("serf-wan-allowed-cidrs", "WAN federation"),
+    ("primary-gateway", "WAN federation through mesh gateways"),
+    ("serf-lan-allowed-cidrs", "gossip network filtering"),
+    ("allow-write-http-from", "HTTP write restrictions by network"),
+    ("auto-reload-config", "automatic config reload (use concord reload)"),
+    ("disable-keyring-file", "a gossip keyring file (the keyring is never written to disk)"),
+    ("check_output_max_size", "a configurable check output limit"),
+    ("non-voting-server", "read replicas (Consul Enterprise)"),
+    ("read-replica", "read replicas (Consul Enterprise)"),
+    ("segment", "network segments (Consul Enterprise)"),
+    ("protocol", "other RPC protocol versions"),
+    ("raft-protocol", "other Raft protocol versions"),
+];
+
+impl Settings {
+    /// Notes each given flag of [`MISSING`], and listeners Concord cannot open yet (HTTPS,
+    /// gRPC) unless disabled with a negative port.
+    fn note_missing_features(&mut self, p: &Parsed) {
+        for (flag, feature) in MISSING {
+            if p.value(flag).is_some() {
+                self.missing_features
+                    .push(format!("flag -{flag} accepted but ignored: {feature} is not built yet"));
+            }
+        }
+        for (port, feature) in [
+            (self.https_port, "ports.https / -https-port: the HTTPS API is not built yet"),
+            (self.grpc_port, "ports.grpc / -grpc-port: the gRPC (xDS for Envoy) API is not built yet"),
+            (self.grpc_tls_port, "ports.grpc_tls / -grpc-tls-port: the gRPC TLS API is not built yet"),
+        ] {
+            if port.is_some_and(|p| p >= 0) {
+                self.missing_features
+                    .push(format!("{feature}; no listener is opened"));
+            }
+        }
     }
 }
 
@@ -433,14 +711,9 @@ fn ip(key: &str, text: Option<String>) -> anyhow::Result<Option<IpAddr>> {
     .transpose()
 }
 
-fn port(key: &str, number: Option<u64>) -> anyhow::Result<Option<u16>> {
-    number
-        .map(|p| u16::try_from(p).with_context(|| format!("ports.{key}: {p} is not a port")))
-        .transpose()
-}
-
-/// A port that may be disabled with a negative number (Consul's `ports.dns = -1`).
-fn optional_port(key: &str, number: Option<i64>) -> anyhow::Result<Option<i32>> {
+/// A port: 0 picks a free one, any negative number disables the listener (`-1`, as
+/// Consul writes it).
+fn port(key: &str, number: Option<i64>) -> anyhow::Result<Option<i32>> {
     match number {
         None => Ok(None),
         Some(p) if p < 0 => Ok(Some(-1)),
@@ -457,28 +730,63 @@ fn duration(key: &str, text: Option<String>) -> anyhow::Result<Option<Duration>>
         .transpose()
 }
 
-/// Service definitions of all config files (for `/v1/agent/reload`).
-pub(super) fn load_services(paths: &[PathBuf]) -> Result<Vec<ServiceDefinition>, String> {
-    let mut s = Settings::default();
-    for p in paths {
-        s.apply_file(p).map_err(|e| format!("{e:#}"))?;
+/// Every config source of an agent, in merge order: the files, then the `-hcl` snippets.
+/// Kept for `/v1/agent/reload` and `concord validate`.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Sources {
+    /// Files with their formats.
+    pub(crate) files: Vec<Source>,
+    /// `-hcl` snippets, in the order given.
+    pub(crate) hcl: Vec<String>,
+}
+
+impl Sources {
+    /// The files and snippets the flags name.
+    fn from_flags(p: &Parsed) -> anyhow::Result<Sources> {
+        let format = p.value("config-format").map(Format::parse).transpose()?;
+        let paths: Vec<PathBuf> = p
+            .in_order(&["config-file", "config-dir"])
+            .into_iter()
+            .map(PathBuf::from)
+            .collect();
+        Ok(Sources {
+            files: config_sources(&paths, format)?,
+            hcl: p.list("hcl").to_vec(),
+        })
     }
-    s.warn_unsupported_keys();
+
+    /// Settings of these sources alone (no flags).
+    pub(crate) fn read(&self) -> anyhow::Result<Settings> {
+        let mut s = Settings::default();
+        for (path, format) in &self.files {
+            s.apply_file(path, *format)?;
+        }
+        for (i, text) in self.hcl.iter().enumerate() {
+            let name = PathBuf::from(format!("-hcl #{}", i + 1));
+            let file = ConfigFile::parse(text, Format::Hcl)
+                .with_context(|| format!("{}", name.display()))?;
+            s.apply_parsed(&name, file)?;
+        }
+        Ok(s)
+    }
+}
+
+/// Service definitions of all config sources (for `/v1/agent/reload`).
+pub(super) fn load_services(sources: &Sources) -> Result<Vec<ServiceDefinition>, String> {
+    let s = sources.read().map_err(|e| format!("{e:#}"))?;
+    for warning in s.warnings() {
+        tracing::warn!("{warning}");
+    }
     Ok(s.services)
 }
 
-/// Settings from the config files named by the flags, then the flags themselves (flags win),
-/// and the config file paths (read again on reload).
-pub(super) fn settings(p: &Parsed) -> anyhow::Result<(Settings, Vec<PathBuf>)> {
-    let to_paths =
-        |name: &str| -> Vec<PathBuf> { p.list(name).iter().map(PathBuf::from).collect() };
-    let paths = config_paths(&to_paths("config-file"), &to_paths("config-dir"))?;
-    let mut s = Settings::default();
-    for path in &paths {
-        s.apply_file(path)?;
-    }
+/// Settings from the config sources named by the flags, then the flags themselves (flags
+/// win), and the sources (read again on reload).
+pub(super) fn settings(p: &Parsed) -> anyhow::Result<(Settings, Sources)> {
+    let sources = Sources::from_flags(p)?;
+    let mut s = sources.read()?;
     s.apply_flags(p)?;
-    Ok((s, paths))
+    Ok((s, sources))
 }
 
 #[cfg(test)]

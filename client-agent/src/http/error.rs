@@ -25,10 +25,10 @@ pub enum ApiError {
 impl From<RpcError> for ApiError {
     fn from(e: RpcError) -> Self {
         match e {
-            // Validation failures from the state store are the caller's fault: Consul
-            // returns 500 for most of these, but 400 is what clients expect of bad input
-            // (py-consul and node-consul treat both as errors).
-            RpcError::Invalid(m) => ApiError::BadRequest(m),
+            // Validation failures from the servers are 500 with the server's text, as
+            // Consul's RPC errors are: clients match on exactly these (`invalid session
+            // "..."`, `Invalid Session TTL ...`) and recover differently from a 400.
+            RpcError::Invalid(m) => ApiError::Internal(m),
             RpcError::NotFound(m) => ApiError::NotFound(m),
             RpcError::NoLeader | RpcError::NotLeader { .. } => {
                 ApiError::Internal("No cluster leader".to_string())

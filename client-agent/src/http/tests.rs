@@ -504,12 +504,12 @@ async fn snapshot_save_is_gzip_with_the_index_and_restore_refuses_a_bad_archive(
     assert_eq!(headers["content-type"], "application/x-gzip");
     assert_eq!(headers["x-consul-index"], "1");
     assert_eq!(body.as_bytes(), crate::rpc_client::fake::FAKE_ARCHIVE);
-    tracing::info!("PUT /v1/snapshot hands the body to the servers; a refusal is a 400");
+    tracing::info!("PUT /v1/snapshot hands the body to the servers; a refusal is Consul's 500");
     let fake_archive = String::from_utf8(crate::rpc_client::fake::FAKE_ARCHIVE.to_vec()).unwrap();
     let (code, body) = call(&app, Method::PUT, "/v1/snapshot", &fake_archive).await;
     assert_eq!((code, body.as_str()), (StatusCode::OK, ""));
     let (code, body) = call(&app, Method::PUT, "/v1/snapshot", "garbage").await;
-    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR);
     assert!(body.contains("corrupt or truncated"), "{body}");
     tracing::info!("other methods are refused in Consul's words");
     let (code, body) = call(&app, Method::POST, "/v1/snapshot", "").await;
@@ -562,4 +562,74 @@ async fn cached_reads_say_miss_then_hit_with_an_age() {
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(body.contains("max-age"), "{body}");
+}
+
+/// Consul's exact answers where clients parse them: a wrong method on a known route is 405
+/// with `Allow`; an unclean path is Go's 301 to the cleaned path.
+#[tokio::test]
+async fn wrong_method_and_unclean_paths_answer_as_consul() {
+    let (app, _) = app();
+    let (code, headers, body) = call_with_headers(
+        &app,
+        Method::GET,
+        "/v1/agent/service/deregister/web-1",
+        "",
+    )
+    .await;
+    assert_eq!(
+        (code, body.as_str()),
+        (StatusCode::METHOD_NOT_ALLOWED, "method GET not allowed")
+    );
+    assert_eq!(headers["allow"], "PUT");
+
+    let (code, headers, body) =
+        call_with_headers(&app, Method::GET, "/v1/kv//app/config?raw", "").await;
+    assert_eq!(code, StatusCode::MOVED_PERMANENTLY);
+    assert_eq!(headers["location"], "/v1/kv/app/config?raw");
+    assert_eq!(headers["content-type"], "text/html; charset=utf-8");
+    assert_eq!(
+        body,
+        "<a href=\"/v1/kv/app/config?raw\">Moved Permanently</a>.\n\n"
+    );
+    let (code, headers, body) = call_with_headers(&app, Method::PUT, "/v1/kv/a//b/", "x").await;
+    assert_eq!((code, body.as_str()), (StatusCode::MOVED_PERMANENTLY, ""));
+    assert_eq!(headers["location"], "/v1/kv/a/b/");
+    assert!(headers.get("content-type").is_none());
+
+    let (code, body) = call(&app, Method::GET, "/v1/agent/monitor?loglevel=loud", "").await;
+    assert_eq!(
+        (code, body.as_str()),
+        (StatusCode::BAD_REQUEST, "Unknown log level: loud")
+    );
+}
+
+#[test]
+fn paths_clean_as_go_cleans_them() {
+    for (path, clean) in [
+        ("/v1/kv//a", "/v1/kv/a"),
+        ("//v1/kv/a/", "/v1/kv/a/"),
+        ("/v1/kv/a/./b/../c", "/v1/kv/a/c"),
+        ("/v1/../..", "/"),
+        ("/", "/"),
+        ("/v1/kv/a", "/v1/kv/a"),
+    ] {
+        assert_eq!(super::clean_path(path), clean, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn configured_response_headers_are_on_every_answer() {
+    let servers = vec!["127.0.0.1:1".parse().unwrap()];
+    let rpc = Arc::new(ServerClient::new(servers).unwrap());
+    let mut config = Config::new("test-node", Vec::new());
+    config
+        .response_headers
+        .insert("Access-Control-Allow-Origin".into(), "*".into());
+    let (_tx, view) = tokio::sync::watch::channel(Arc::new(CatalogSnapshot::default()));
+    let (core, _results) = AgentCore::new(config, rpc, view, None);
+    let app = super::router(core);
+    for uri in ["/v1/agent/self", "/v1/agent/nope"] {
+        let (_, headers, _) = call_with_headers(&app, Method::GET, uri, "").await;
+        assert_eq!(headers["access-control-allow-origin"], "*", "{uri}");
+    }
 }
