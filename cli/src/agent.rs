@@ -11,8 +11,9 @@ use tokio::net::{TcpListener, UdpSocket};
 
 use crate::flags::{flag, parse_flags_with, report_usage, Flag, Kind, Parsed};
 
-mod config;
+pub(crate) mod config;
 mod gossip;
+mod logging;
 
 use config::{load_services, settings};
 
@@ -188,29 +189,6 @@ fn enabled_port(port: i32) -> anyhow::Result<Option<u16>> {
     ))
 }
 
-fn init_logging(level: &str) -> anyhow::Result<()> {
-    let level = match level.to_ascii_lowercase().as_str() {
-        "trace" => "trace",
-        "debug" => "debug",
-        "info" => "info",
-        "warn" => "warn",
-        "err" | "error" => "error",
-        other => bail!("Invalid log level: {other:?}"),
-    };
-    // Raft's own logs are chatty at debug; keep them one notch quieter than ours.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!(
-            "{level},openraft=warn,hickory_server=warn,hickory_proto=warn"
-        ))
-    });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init()
-        .map_err(|e| anyhow::anyhow!("initialising logging: {e}"))
-}
-
 /// The node UUID: given, or persisted in the data dir, or fresh.
 fn node_id(given: Option<String>, data_dir: Option<&Path>) -> anyhow::Result<String> {
     if let Some(id) = given {
@@ -296,9 +274,10 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
         Err(ParseOutcome::Exit(code)) => return Ok(code),
         Err(ParseOutcome::Error(e)) => return Err(e),
     };
-    let (s, paths) = settings(&parsed)?;
-    init_logging(s.log_level.as_deref().unwrap_or("info"))?;
-    s.warn_unsupported_keys();
+    let (s, sources) = settings(&parsed)?;
+    let log_feed = concord_client_agent::logs::LogFeed::default();
+    // Warnings found while reading the config are logged only now, once logging runs.
+    logging::init(&s.logging, &log_feed, &s.warnings())?;
 
     let bootstrap_expect = if s.dev {
         1
@@ -327,14 +306,25 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
     let node_id = node_id(s.node_id.clone(), data_dir.as_deref())?;
     let datacenter = s.datacenter.clone().unwrap_or_else(|| "dc1".to_string());
 
-    let http = TcpListener::bind(SocketAddr::new(client_ip, s.http_port.unwrap_or(8500)))
-        .await
-        .context("binding HTTP API")?;
+    let http = match enabled_port(s.http_port.unwrap_or(8500))? {
+        Some(port) => Some(
+            TcpListener::bind(SocketAddr::new(client_ip, port))
+                .await
+                .context("binding HTTP API")?,
+        ),
+        None => {
+            tracing::warn!("HTTP API disabled (ports.http = -1): only DNS and gossip answer");
+            None
+        }
+    };
     let dns_sockets = match enabled_port(s.dns_port.unwrap_or(8600))? {
         Some(port) => Some(bind_dns(client_ip, port).await?),
         None => None,
     };
-    let http_port = http.local_addr()?.port();
+    let http_port = match &http {
+        Some(l) => Some(l.local_addr()?.port()),
+        None => None,
+    };
     let dns_port = match &dns_sockets {
         Some((udp, _)) => Some(udp.local_addr()?.port()),
         None => None,
@@ -342,9 +332,15 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
 
     // The server's RPC listener is bound first: its port goes into the gossip tags, and the
     // pool is started before the server so the server's leader can reconcile it.
+    let server_port = match enabled_port(s.server_port.unwrap_or(8300))? {
+        Some(p) => p,
+        None if s.server => bail!("ports.server cannot be -1 on a server: it serves Raft and RPC"),
+        // A client has no server port; only its member tags mention one.
+        None => 8300,
+    };
     let rpc_listener = if s.server {
         Some(
-            TcpListener::bind(SocketAddr::new(bind, s.server_port.unwrap_or(8300)))
+            TcpListener::bind(SocketAddr::new(bind, server_port))
                 .await
                 .context("binding server RPC")?,
         )
@@ -367,8 +363,17 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
     config.node_meta = s.node_meta.iter().cloned().collect();
     config.server = s.server;
     config.dev = s.dev;
-    config.server_port = rpc_port.or(s.server_port).unwrap_or(8300);
-    config.serf_wan_port = s.serf_wan_port.unwrap_or(8302);
+    config.server_port = rpc_port.unwrap_or(server_port);
+    // `-serf-wan-port=-1`: no WAN port, so `members -wan` lists nothing.
+    config.serf_wan_port = enabled_port(s.serf_wan_port.unwrap_or(8302))?.unwrap_or(0);
+    if let Some(t) = s.default_query_time {
+        config.default_query_time = t;
+    }
+    if let Some(t) = s.max_query_time {
+        config.max_query_time = t;
+    }
+    config.response_headers = s.response_headers.clone();
+    config.logs = log_feed.clone();
     config.services = s.services.clone();
     config.data_dir = s.data_dir.clone();
     config.enable_script_checks = s.enable_script_checks;
@@ -396,6 +401,7 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
                 rpc_advertise: SocketAddr::new(advertise, rpc_listener.local_addr()?.port()),
                 bootstrap_expect,
                 dev: s.dev,
+                session_ttl_min: s.session_ttl_min.unwrap_or(concord_server::SESSION_TTL_MIN),
             };
             let server = concord_server::Server::start_with_gossip(
                 server_config,
@@ -487,8 +493,18 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
         dns.cache_max_age = t;
     }
     config.dns = dns;
-    let reload_paths = paths.clone();
-    config.reload = Some(std::sync::Arc::new(move || load_services(&reload_paths)));
+    let [refresh, retry, expire, min_ttl] = s.dns_soa;
+    for (slot, value) in [
+        (&mut config.dns.soa_refresh, refresh),
+        (&mut config.dns.soa_retry, retry),
+        (&mut config.dns.soa_expire, expire),
+        (&mut config.dns.soa_min_ttl, min_ttl),
+    ] {
+        if let Some(secs) = value {
+            *slot = Duration::from_secs(secs);
+        }
+    }
+    config.reload = Some(std::sync::Arc::new(move || load_services(&sources)));
 
     banner(
         &node_name,
@@ -550,7 +566,7 @@ fn banner(
     server: bool,
     dev: bool,
     client: IpAddr,
-    http_port: u16,
+    http_port: Option<u16>,
     dns_port: Option<u16>,
     advertise: IpAddr,
     rpc_port: Option<u16>,
@@ -567,7 +583,8 @@ fn banner(
     println!("        Datacenter: '{dc}'");
     println!("            Server: {server} (Bootstrap: {server}, Dev: {dev})");
     println!(
-        "       Client Addr: [{client}] (HTTP: {http_port}, DNS: {})",
+        "       Client Addr: [{client}] (HTTP: {}, DNS: {})",
+        show(http_port),
         show(dns_port)
     );
     println!(

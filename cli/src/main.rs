@@ -27,6 +27,7 @@ mod output;
 mod rtt;
 mod services;
 mod snapshot;
+mod validate;
 
 const USAGE: &str = "Usage: concord [--version] [--help] <command> [<args>]
 
@@ -47,6 +48,7 @@ Available commands are:
     rtt            Estimates network round trip time between nodes
     services       Interact with services
     snapshot       Saves, restores and inspects snapshots of the servers' state
+    validate       Validates config files or directories
     version        Prints the version";
 
 fn main() -> std::process::ExitCode {
@@ -84,6 +86,7 @@ fn main() -> std::process::ExitCode {
             "rtt" => rtt::run(args).await,
             "services" => services::run(args).await,
             "snapshot" => snapshot::run(args).await,
+            "validate" => Ok(validate::run(&args)),
             "version" | "-version" | "--version" | "-v" => Ok(version()),
             "help" | "-help" | "--help" | "-h" => {
                 #[allow(clippy::print_stdout)]

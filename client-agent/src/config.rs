@@ -57,7 +57,8 @@ pub struct Config {
     pub data_dir: Option<std::path::PathBuf>,
     /// Server RPC port reported in member tags (`-server-port`).
     pub server_port: u16,
-    /// WAN gossip port reported for this server in `?wan` members (`-serf-wan-port`).
+    /// WAN gossip port reported for this server in `?wan` members (`-serf-wan-port`); 0 when
+    /// disabled (`-1`), which makes `?wan` members empty.
     pub serf_wan_port: u16,
     /// LAN gossip port of this member (`-serf-lan-port`; the bound port when 0 was asked),
     /// reported by `/v1/agent/self` when the agent runs without a pool.

@@ -117,13 +117,13 @@ async fn redirect_unclean_path(request: Request, next: Next) -> Response {
         .status(StatusCode::MOVED_PERMANENTLY)
         .header(axum::http::header::LOCATION, location.as_str());
     if method == axum::http::Method::GET || method == axum::http::Method::HEAD {
-        builder = builder.header(
-            axum::http::header::CONTENT_TYPE,
-            "text/html; charset=utf-8",
-        );
+        builder = builder.header(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8");
     }
     let body = if method == axum::http::Method::GET {
-        format!("<a href=\"{}\">Moved Permanently</a>.\n\n", html_escape(&location))
+        format!(
+            "<a href=\"{}\">Moved Permanently</a>.\n\n",
+            html_escape(&location)
+        )
     } else {
         String::new()
     };

@@ -25,8 +25,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Sockets the agent serves on, bound by the caller (tests bind port 0).
 pub struct Listeners {
-    /// HTTP API.
-    pub http: TcpListener,
+    /// HTTP API; `None` disables it (`ports.http = -1`).
+    pub http: Option<TcpListener>,
     /// DNS over UDP and TCP on the same port; `None` disables DNS (`ports.dns = -1`).
     pub dns: Option<(UdpSocket, TcpListener)>,
     /// The LAN gossip pool, already started (and shared with an in-process server); `None`
@@ -122,9 +122,14 @@ pub(crate) async fn run_with(
     let app = crate::http::router(core.clone());
     let http_stop = stopped();
     let http = tokio::spawn(async move {
-        axum::serve(listeners.http, app)
-            .with_graceful_shutdown(http_stop)
-            .await
+        match listeners.http {
+            Some(listener) => {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(http_stop)
+                    .await
+            }
+            None => Ok(()),
+        }
     });
     let dns_stop = stopped();
     let dns = tokio::spawn(async move {

@@ -66,5 +66,5 @@ mod state;
 mod timers;
 
 pub use config::Config;
-pub use state::SESSION_TTL_MIN;
 pub use server::{run, Server, ServerError};
+pub use state::SESSION_TTL_MIN;

@@ -155,7 +155,7 @@ impl<'de> Deserialize<'de> for ServiceEntry {
 /// Settings merged from config files and flags (flags win), with Consul's key names. `None`
 /// means "not given": the agent picks the default.
 #[derive(Debug, Default)]
-pub(super) struct Settings {
+pub(crate) struct Settings {
     /// `-dev`: one in-memory voter with fast timings; implies `server`.
     pub(super) dev: bool,
     /// Run a server (Raft voter) in this process.
@@ -373,8 +373,7 @@ impl ConfigFile {
     fn parse(text: &str, format: Format) -> anyhow::Result<ConfigFile> {
         match format {
             Format::Json => {
-                let tree: serde_json::Value =
-                    serde_json::from_str(text).context("parsing JSON")?;
+                let tree: serde_json::Value = serde_json::from_str(text).context("parsing JSON")?;
                 if !tree.is_object() {
                     bail!("top level must be an object");
                 }
@@ -382,9 +381,56 @@ impl ConfigFile {
                 // value is.
                 Ok(serde_json::from_str(text)?)
             }
-            Format::Hcl => hcl::from_str(text).context("parsing HCL"),
+            Format::Hcl => match hcl::from_str(text) {
+                Ok(file) => Ok(file),
+                // Consul reads HCL 1, which also takes quoted keys in blocks (its docs write
+                // `service_ttl { "*" = "5s" }`); HCL 2 wants those as an object
+                // (`service_ttl = { "*" = "5s" }`). Retry with that rewrite before failing.
+                Err(first) => match hcl1_quoted_keys(text) {
+                    Some(rewritten) => hcl::from_str(&rewritten).context("parsing HCL"),
+                    None => Err(first).context("parsing HCL"),
+                },
+            },
         }
     }
+}
+
+/// Rewrites each block whose body has a quoted key (`name {` then `"k" = v`) into an object
+/// attribute (`name = {`), which HCL 2 parses as the same map. `None` when nothing changes.
+fn hcl1_quoted_keys(text: &str) -> Option<String> {
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let mut open: Vec<usize> = Vec::new();
+    let mut rewrite = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let t = line.trim();
+        if let Some(name) = t.strip_suffix('{').map(str::trim_end) {
+            let is_block = !name.is_empty()
+                && !name.contains('=')
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if is_block {
+                open.push(i);
+                continue;
+            }
+        }
+        if t == "}" {
+            open.pop();
+        } else if t.starts_with('"') && t.contains('=') {
+            if let Some(&block) = open.last() {
+                rewrite.push(block);
+            }
+        }
+    }
+    if rewrite.is_empty() {
+        return None;
+    }
+    for i in rewrite {
+        if let Some(brace) = lines[i].rfind('{') {
+            lines[i].replace_range(brace..brace + 1, "= {");
+        }
+    }
+    Some(lines.join("\n"))
 }
 
 impl Settings {
@@ -396,7 +442,7 @@ impl Settings {
 
     /// Lays one parsed source over these settings, noting its unknown keys under `name`.
     fn apply_parsed(&mut self, name: &Path, file: ConfigFile) -> anyhow::Result<()> {
-        let nested = |block: &str, keys: Option<Vec<String>>| {
+        let nested = |block: &'static str, keys: Option<Vec<String>>| {
             keys.into_iter()
                 .flatten()
                 .map(move |k| format!("{block}.{k}"))
@@ -407,7 +453,9 @@ impl Settings {
             .cloned()
             .chain(nested(
                 "ports",
-                file.ports.as_ref().map(|p| p.unknown.keys().cloned().collect()),
+                file.ports
+                    .as_ref()
+                    .map(|p| p.unknown.keys().cloned().collect()),
             ))
             .chain(nested(
                 "dns_config",
@@ -637,6 +685,37 @@ impl Settings {
     }
 }
 
+impl Settings {
+    /// Checks what merging leaves unchecked: values only the agent's start would reject.
+    pub(crate) fn check(&self) -> anyhow::Result<()> {
+        if let Some(level) = &self.logging.level {
+            super::logging::level_directive(level)?;
+        }
+        if let Some(id) = &self.node_id {
+            uuid::Uuid::parse_str(id).with_context(|| format!("node_id {id:?} is not a UUID"))?;
+        }
+        for (name, value) in &self.response_headers {
+            header_check(name, value)?;
+        }
+        Ok(())
+    }
+}
+
+/// A response header must be a valid HTTP header name and value.
+fn header_check(name: &str, value: &str) -> anyhow::Result<()> {
+    let name_ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    let value_ok = value
+        .bytes()
+        .all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f));
+    if !name_ok || !value_ok {
+        bail!("http_config.response_headers: invalid header {name:?}: {value:?}");
+    }
+    Ok(())
+}
+
 /// Flags Consul's agent takes for features Concord has not built: accepted so tools that
 /// pass Consul's full flag set still start an agent, and each named in a warning.
 const MISSING: &[(&str, &str)] = &[
@@ -649,9 +728,18 @@ const MISSING: &[(&str, &str)] = &[
     ("serf-wan-allowed-cidrs", "WAN federation"),
     ("primary-gateway", "WAN federation through mesh gateways"),
     ("serf-lan-allowed-cidrs", "gossip network filtering"),
-    ("allow-write-http-from", "HTTP write restrictions by network"),
-    ("auto-reload-config", "automatic config reload (use concord reload)"),
-    ("disable-keyring-file", "a gossip keyring file (the keyring is never written to disk)"),
+    (
+        "allow-write-http-from",
+        "HTTP write restrictions by network",
+    ),
+    (
+        "auto-reload-config",
+        "automatic config reload (use concord reload)",
+    ),
+    (
+        "disable-keyring-file",
+        "a gossip keyring file (the keyring is never written to disk)",
+    ),
     ("check_output_max_size", "a configurable check output limit"),
     ("non-voting-server", "read replicas (Consul Enterprise)"),
     ("read-replica", "read replicas (Consul Enterprise)"),
@@ -666,14 +754,24 @@ impl Settings {
     fn note_missing_features(&mut self, p: &Parsed) {
         for (flag, feature) in MISSING {
             if p.value(flag).is_some() {
-                self.missing_features
-                    .push(format!("flag -{flag} accepted but ignored: {feature} is not built yet"));
+                self.missing_features.push(format!(
+                    "flag -{flag} accepted but ignored: {feature} is not built yet"
+                ));
             }
         }
         for (port, feature) in [
-            (self.https_port, "ports.https / -https-port: the HTTPS API is not built yet"),
-            (self.grpc_port, "ports.grpc / -grpc-port: the gRPC (xDS for Envoy) API is not built yet"),
-            (self.grpc_tls_port, "ports.grpc_tls / -grpc-tls-port: the gRPC TLS API is not built yet"),
+            (
+                self.https_port,
+                "ports.https / -https-port: the HTTPS API is not built yet",
+            ),
+            (
+                self.grpc_port,
+                "ports.grpc / -grpc-port: the gRPC (xDS for Envoy) API is not built yet",
+            ),
+            (
+                self.grpc_tls_port,
+                "ports.grpc_tls / -grpc-tls-port: the gRPC TLS API is not built yet",
+            ),
         ] {
             if port.is_some_and(|p| p >= 0) {
                 self.missing_features
@@ -786,6 +884,7 @@ pub(super) fn settings(p: &Parsed) -> anyhow::Result<(Settings, Sources)> {
     let sources = Sources::from_flags(p)?;
     let mut s = sources.read()?;
     s.apply_flags(p)?;
+    s.check()?;
     Ok((s, sources))
 }
 
@@ -820,7 +919,7 @@ mod tests {
         );
         let dir_flag = format!("-config-dir={}", dir.path().display());
         let (s, paths) = settings(&flags(&["-node", "from-flag", &dir_flag])).unwrap();
-        assert_eq!(paths, vec![path.clone()]);
+        assert_eq!(paths.files, vec![(path.clone(), Format::Json)]);
         assert_eq!(s.datacenter.as_deref(), Some("east"));
         assert_eq!(s.node_name.as_deref(), Some("from-flag"));
         assert_eq!(s.http_port, Some(9500));
@@ -853,11 +952,11 @@ mod tests {
                 "service":{"name":"c","check":{"ttl":"30s"}},
                 "enable_local_script_checks":true}"#,
         );
-        // Not JSON by extension: config dirs read only `.json` files.
-        write(dir.path(), "3.hcl", "datacenter = \"north\"");
+        // Neither JSON nor HCL by extension: config dirs read only `.json` and `.hcl` files.
+        write(dir.path(), "3.yaml", "datacenter: north");
         let dir_flag = format!("-config-dir={}", dir.path().display());
         let (s, paths) = settings(&flags(&[&dir_flag])).unwrap();
-        assert_eq!(paths.len(), 2, "{paths:?}");
+        assert_eq!(paths.files.len(), 2, "{paths:?}");
         assert_eq!(s.datacenter.as_deref(), Some("west"));
         assert!(!s.server, "a later file's false overrides");
         assert_eq!(s.bootstrap_expect, Some(3));
@@ -915,7 +1014,7 @@ mod tests {
         assert_eq!(s.http_port, Some(0));
         assert_eq!(s.dns_port, Some(8653));
         assert_eq!(
-            s.log_level.as_deref(),
+            s.logging.level.as_deref(),
             Some("debug"),
             "files fill what flags leave"
         );
@@ -962,15 +1061,19 @@ mod tests {
             r#"{"node_name":"n","acl":{"enabled":true},"telemetry":{},
                 "ports":{"grpc":8502},"dns_config":{"prefer_namespace":true}}"#,
         );
-        let file = ConfigFile::read(&path).unwrap();
+        let file = ConfigFile::read(&path, Format::Json).unwrap();
         let unknown: Vec<&str> = file.unknown.keys().map(String::as_str).collect();
         assert_eq!(unknown, ["acl", "telemetry"]);
         let mut s = Settings::default();
-        s.apply_file(&path).unwrap();
+        s.apply_file(&path, Format::Json).unwrap();
         assert_eq!(s.node_name.as_deref(), Some("n"));
         assert_eq!(
             s.unsupported_keys,
-            [(path.clone(), "acl".into()), (path, "telemetry".into())]
+            [
+                (path.clone(), "acl".into()),
+                (path.clone(), "telemetry".into()),
+                (path, "dns_config.prefer_namespace".into())
+            ]
         );
     }
 
@@ -1011,9 +1114,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let error = |json: &str| {
             let path = write(dir.path(), "bad.json", json);
-            format!("{:#}", Settings::default().apply_file(&path).unwrap_err())
+            format!(
+                "{:#}",
+                Settings::default()
+                    .apply_file(&path, Format::Json)
+                    .unwrap_err()
+            )
         };
-        assert!(error("{not json").contains("only JSON is supported"));
+        assert!(error("{not json").contains("parsing JSON"));
         assert!(error("[1]").contains("top level must be an object"));
         assert!(error(r#"{"bind_addr":"nope"}"#).contains("bind_addr: invalid IP address"));
         assert!(error(r#"{"ports":{"http":70000}}"#).contains("ports.http: 70000 is not a port"));
@@ -1040,7 +1148,241 @@ mod tests {
             "a.json",
             r#"{"default_intention_policy":"deny"}"#,
         );
-        s.apply_file(&path).unwrap();
+        s.apply_file(&path, Format::Json).unwrap();
         assert_eq!(s.default_intention_allow, Some(false));
+    }
+
+    /// Consul's documented agent configuration example, in HCL and in JSON, gives the same
+    /// settings; keys of features Concord lacks (`telemetry`, `watches`) are warned about.
+    #[test]
+    fn hcl_and_json_give_the_same_settings() {
+        let hcl = r#"
+datacenter = "east-aws"
+data_dir = "/opt/consul"
+log_level = "INFO"
+node_name = "foobar"
+server = true
+bootstrap_expect = 3
+client_addr = "0.0.0.0"
+recursors = ["10.0.0.53"]
+node_meta {
+  rack = "r1"
+}
+ports {
+  http = 8501
+  dns = -1
+  grpc = -1
+  serf_wan = -1
+}
+dns_config {
+  node_ttl = "10s"
+  only_passing = true
+  service_ttl {
+    "*" = "5s"
+  }
+  soa {
+    min_ttl = 30
+  }
+}
+http_config {
+  response_headers {
+    "Access-Control-Allow-Origin" = "*"
+  }
+}
+session_ttl_min = "1s"
+default_query_time = "30s"
+max_query_time = "2m"
+log_json = true
+log_file = "/var/log/consul/"
+log_rotate_bytes = 1024
+log_rotate_duration = "1h"
+log_rotate_max_files = 3
+enable_syslog = false
+watches = [
+  {
+    type = "checks"
+    handler = "/usr/bin/health-check-handler.sh"
+  }
+]
+telemetry {
+  statsite_address = "127.0.0.1:2180"
+}
+service {
+  name = "web"
+  port = 80
+  tags = ["v1"]
+  check {
+    http = "http://localhost/health"
+    interval = "10s"
+  }
+}
+"#;
+        let json = r#"{
+"datacenter": "east-aws", "data_dir": "/opt/consul", "log_level": "INFO",
+"node_name": "foobar", "server": true, "bootstrap_expect": 3, "client_addr": "0.0.0.0",
+"recursors": ["10.0.0.53"], "node_meta": {"rack": "r1"},
+"ports": {"http": 8501, "dns": -1, "grpc": -1, "serf_wan": -1},
+"dns_config": {"node_ttl": "10s", "only_passing": true, "service_ttl": {"*": "5s"},
+  "soa": {"min_ttl": 30}},
+"http_config": {"response_headers": {"Access-Control-Allow-Origin": "*"}},
+"session_ttl_min": "1s", "default_query_time": "30s", "max_query_time": "2m",
+"log_json": true, "log_file": "/var/log/consul/", "log_rotate_bytes": 1024,
+"log_rotate_duration": "1h", "log_rotate_max_files": 3, "enable_syslog": false,
+"watches": [{"type": "checks", "handler": "/usr/bin/health-check-handler.sh"}],
+"telemetry": {"statsite_address": "127.0.0.1:2180"},
+"service": {"name": "web", "port": 80, "tags": ["v1"],
+  "check": {"http": "http://localhost/health", "interval": "10s"}}
+}"#;
+        let dir = tempfile::tempdir().unwrap();
+        let read = |name: &str, text: &str| {
+            let path = write(dir.path(), name, text);
+            let sources = Sources {
+                files: config_sources(&[path], None).unwrap(),
+                hcl: Vec::new(),
+            };
+            sources.read().unwrap()
+        };
+        let from_hcl = read("a.hcl", hcl);
+        let from_json = read("a.json", json);
+        for s in [&from_hcl, &from_json] {
+            assert_eq!(s.datacenter.as_deref(), Some("east-aws"));
+            assert_eq!(s.node_name.as_deref(), Some("foobar"));
+            assert!(s.server);
+            assert_eq!(s.bootstrap_expect, Some(3));
+            assert_eq!(s.client, Some("0.0.0.0".parse().unwrap()));
+            assert_eq!(s.http_port, Some(8501));
+            assert_eq!(
+                (s.dns_port, s.grpc_port, s.serf_wan_port),
+                (Some(-1), Some(-1), Some(-1))
+            );
+            assert_eq!(s.node_meta, [("rack".into(), "r1".into())]);
+            assert_eq!(s.dns_node_ttl, Some(Duration::from_secs(10)));
+            assert_eq!(s.dns_only_passing, Some(true));
+            assert_eq!(s.dns_service_ttl["*"], Duration::from_secs(5));
+            assert_eq!(s.dns_soa, [None, None, None, Some(30)]);
+            assert_eq!(s.response_headers["Access-Control-Allow-Origin"], "*");
+            assert_eq!(s.session_ttl_min, Some(Duration::from_secs(1)));
+            assert_eq!(s.default_query_time, Some(Duration::from_secs(30)));
+            assert_eq!(s.max_query_time, Some(Duration::from_secs(120)));
+            assert!(s.logging.json && !s.logging.syslog);
+            assert_eq!(s.logging.level.as_deref(), Some("INFO"));
+            assert_eq!(s.logging.rotate_bytes, Some(1024));
+            assert_eq!(s.logging.rotate_duration, Some(Duration::from_secs(3600)));
+            assert_eq!(s.logging.rotate_max_files, Some(3));
+            assert_eq!(s.services.len(), 1);
+            assert_eq!(s.services[0].name, "web");
+            assert_eq!(s.services[0].port, Some(80));
+            let keys: Vec<&str> = s.unsupported_keys.iter().map(|(_, k)| k.as_str()).collect();
+            assert_eq!(keys, ["telemetry", "watches"]);
+            s.check().unwrap();
+        }
+        assert_eq!(
+            format!("{:?}", from_hcl.services[0]),
+            format!("{:?}", from_json.services[0])
+        );
+    }
+
+    #[test]
+    fn hcl_snippets_config_format_and_dir_order() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "1.json",
+            r#"{"datacenter":"one","node_name":"a"}"#,
+        );
+        write(dir.path(), "2.hcl", "datacenter = \"two\"");
+        let odd = write(dir.path(), "agent.conf", "node_name = \"from-conf\"");
+        let dir_flag = format!("-config-dir={}", dir.path().display());
+        let (s, sources) = settings(&flags(&[&dir_flag, "-hcl", "log_level = \"debug\""])).unwrap();
+        assert_eq!(
+            s.datacenter.as_deref(),
+            Some("two"),
+            "files merge in name order"
+        );
+        assert_eq!(
+            s.node_name.as_deref(),
+            Some("a"),
+            "agent.conf is skipped by extension"
+        );
+        assert_eq!(s.logging.level.as_deref(), Some("debug"));
+        assert_eq!(sources.hcl, ["log_level = \"debug\""]);
+        // -config-format reads any file in that format, whatever its extension.
+        let file_flag = format!("-config-file={}", odd.display());
+        let (s, _) = settings(&flags(&["-config-format=hcl", &file_flag])).unwrap();
+        assert_eq!(s.node_name.as_deref(), Some("from-conf"));
+        let error = settings(&flags(&[&file_flag])).unwrap_err().to_string();
+        assert!(error.contains("unknown format"), "{error}");
+        let error = settings(&flags(&["-config-format=yaml"]))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("must be either 'hcl' or 'json'"), "{error}");
+        // A bad snippet names itself.
+        let error = format!("{:#}", settings(&flags(&["-hcl", "ports {"])).unwrap_err());
+        assert!(error.contains("-hcl #1"), "{error}");
+    }
+
+    #[test]
+    fn every_consul_flag_is_accepted() {
+        let (s, _) = settings(&flags(&[
+            "-dev",
+            "-serf-wan-port=-1",
+            "-http-port=-1",
+            "-dns-port=-1",
+            "-grpc-port=-1",
+            "-grpc-tls-port=8503",
+            "-https-port=-1",
+            "-log-json",
+            "-log-file=/tmp/x/",
+            "-log-rotate-bytes=100",
+            "-log-rotate-duration=1h",
+            "-log-rotate-max-files=-1",
+            "-syslog",
+            "-default-query-time=10s",
+            "-max-query-time=1m",
+            "-disable-host-node-id",
+            "-config-format=json",
+            "-alt-domain=alt",
+            "-join-wan=10.0.0.1",
+            "-retry-join-wan=10.0.0.2",
+            "-advertise-wan=10.0.0.3",
+            "-serf-wan-bind=0.0.0.0",
+            "-primary-gateway=10.0.0.4:443",
+            "-segment=s1",
+            "-read-replica",
+            "-non-voting-server",
+            "-allow-write-http-from=10.0.0.0/8",
+            "-auto-reload-config",
+            "-disable-keyring-file",
+            "-check_output_max_size=4096",
+            "-protocol=2",
+            "-raft-protocol=3",
+            "-retry-interval-wan=30s",
+            "-retry-max-wan=3",
+            "-serf-lan-allowed-cidrs=10.0.0.0/8",
+            "-serf-wan-allowed-cidrs=10.0.0.0/8",
+        ]))
+        .unwrap();
+        assert_eq!(
+            (s.http_port, s.dns_port, s.serf_wan_port),
+            (Some(-1), Some(-1), Some(-1))
+        );
+        assert!(s.logging.json && s.logging.syslog);
+        assert_eq!(s.logging.rotate_max_files, Some(-1));
+        assert_eq!(s.default_query_time, Some(Duration::from_secs(10)));
+        assert_eq!(s.max_query_time, Some(Duration::from_secs(60)));
+        let warnings = s.warnings().join("\n");
+        for missing in [
+            "-join-wan",
+            "-segment",
+            "-read-replica",
+            "gRPC TLS",
+            "-allow-write-http-from",
+        ] {
+            assert!(warnings.contains(missing), "{missing}: {warnings}");
+        }
+        assert!(
+            !warnings.contains("-grpc-port"),
+            "a disabled port is no warning: {warnings}"
+        );
     }
 }

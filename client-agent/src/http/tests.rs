@@ -569,13 +569,8 @@ async fn cached_reads_say_miss_then_hit_with_an_age() {
 #[tokio::test]
 async fn wrong_method_and_unclean_paths_answer_as_consul() {
     let (app, _) = app();
-    let (code, headers, body) = call_with_headers(
-        &app,
-        Method::GET,
-        "/v1/agent/service/deregister/web-1",
-        "",
-    )
-    .await;
+    let (code, headers, body) =
+        call_with_headers(&app, Method::GET, "/v1/agent/service/deregister/web-1", "").await;
     assert_eq!(
         (code, body.as_str()),
         (StatusCode::METHOD_NOT_ALLOWED, "method GET not allowed")
