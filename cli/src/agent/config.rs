@@ -395,42 +395,73 @@ impl ConfigFile {
     }
 }
 
-/// Rewrites each block whose body has a quoted key (`name {` then `"k" = v`) into an object
-/// attribute (`name = {`), which HCL 2 parses as the same map. `None` when nothing changes.
+/// Rewrites each block whose body has a quoted key (`name { "k" = v }`) into an object
+/// attribute (`name = { "k" = v }`), which HCL 2 parses as the same map. Scans tokens, not
+/// lines, so one-line blocks work; strings and comments are skipped. `None` when nothing
+/// changes.
 fn hcl1_quoted_keys(text: &str) -> Option<String> {
-    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
-    let mut open: Vec<usize> = Vec::new();
-    let mut rewrite = Vec::new();
-    for (i, line) in lines.iter().enumerate() {
-        let t = line.trim();
-        if let Some(name) = t.strip_suffix('{').map(str::trim_end) {
-            let is_block = !name.is_empty()
-                && !name.contains('=')
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-            if is_block {
-                open.push(i);
+    let b = text.as_bytes();
+    // For each open brace: its position when it opens a block (an identifier or a label
+    // before it), `None` for an object or anything else.
+    let mut open: Vec<Option<usize>> = Vec::new();
+    let mut marks: Vec<usize> = Vec::new();
+    let mut last = b'\n';
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        let comment = c == b'#' || (c == b'/' && b.get(i + 1) == Some(&b'/'));
+        if comment {
+            while i < b.len() && b[i] != b'\n' {
+                i += 1;
+            }
+            continue;
+        }
+        match c {
+            b'"' => {
+                let key_position = matches!(last, b'{' | b'\n' | b',');
+                i += 1;
+                while i < b.len() && b[i] != b'"' {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+                let mut j = i;
+                while j < b.len() && (b[j] == b' ' || b[j] == b'\t') {
+                    j += 1;
+                }
+                let assigns = b.get(j) == Some(&b'=') && b.get(j + 1) != Some(&b'=');
+                if key_position && assigns {
+                    if let Some(Some(brace)) = open.last() {
+                        marks.push(*brace);
+                    }
+                }
+                last = b'"';
                 continue;
             }
-        }
-        if t == "}" {
-            open.pop();
-        } else if t.starts_with('"') && t.contains('=') {
-            if let Some(&block) = open.last() {
-                rewrite.push(block);
+            b'{' => {
+                let block =
+                    last == b'"' || last == b'_' || last == b'-' || last.is_ascii_alphanumeric();
+                open.push(block.then_some(i));
+                last = b'{';
             }
+            b'}' => {
+                open.pop();
+                last = b'}';
+            }
+            b' ' | b'\t' | b'\r' => {}
+            other => last = other,
         }
+        i += 1;
     }
-    if rewrite.is_empty() {
+    if marks.is_empty() {
         return None;
     }
-    for i in rewrite {
-        if let Some(brace) = lines[i].rfind('{') {
-            lines[i].replace_range(brace..brace + 1, "= {");
-        }
+    marks.sort_unstable();
+    marks.dedup();
+    let mut out = text.to_string();
+    for brace in marks.into_iter().rev() {
+        out.insert_str(brace, "= ");
     }
-    Some(lines.join("\n"))
+    Some(out)
 }
 
 impl Settings {
@@ -1319,6 +1350,17 @@ service {
         // A bad snippet names itself.
         let error = format!("{:#}", settings(&flags(&["-hcl", "ports {"])).unwrap_err());
         assert!(error.contains("-hcl #1"), "{error}");
+    }
+
+    #[test]
+    fn hcl1_quoted_keys_become_objects() {
+        let parse = |text: &str| ConfigFile::parse(text, Format::Hcl).unwrap();
+        let one_line = parse(r#"http_config { response_headers { "X-A" = "1" } }"#);
+        let headers = one_line.http_config.unwrap().response_headers.unwrap();
+        assert_eq!(headers["X-A"], "1");
+        let nested = parse("dns_config {\n  # a comment with \"quotes\" = x\n  service_ttl {\n    \"*\" = \"5s\"\n  }\n}\n");
+        assert_eq!(nested.dns_config.unwrap().service_ttl.unwrap()["*"], "5s");
+        assert_eq!(hcl1_quoted_keys("a = \"x\"\nb { c = 1 }"), None);
     }
 
     #[test]
