@@ -418,8 +418,18 @@ async fn lock_excludes_others_and_signals_the_child_on_loss() {
     let _ = out;
     let out = agent.cli(&["lock", "locks/b", "echo ran"]).unwrap();
     assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(stdout(&out).contains("ran"), "{out:?}");
     let (_, _, entry) = agent.get_json("/v1/kv/locks/b/.lock").await.unwrap();
     assert!(entry[0]["Session"].is_null(), "released: {entry}");
+    let (_, _, sessions) = agent.get_json("/v1/session/list").await.unwrap();
+    assert!(
+        sessions
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["Name"] != "Consul lock"),
+        "the lock sessions are gone: {sessions}"
+    );
 
     tracing::info!("-n 2: two holders at once, a third waits");
     let one = dir.path().join("one");
