@@ -272,9 +272,9 @@ impl Lock {
         loop {
             tokio::time::sleep(RENEW_EVERY).await;
             let path = format!("/v1/session/renew/{}", self.session);
-            match self.client.put(&path, &[], Vec::new()).await {
-                Err(crate::http::ClientError::Status { code: 404, .. }) => return,
-                _ => {}
+            let renewed = self.client.put(&path, &[], Vec::new()).await;
+            if let Err(crate::http::ClientError::Status { code: 404, .. }) = renewed {
+                return;
             }
         }
     }

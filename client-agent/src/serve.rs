@@ -190,7 +190,7 @@ mod tests {
         let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = http.local_addr().unwrap();
         let listeners = Listeners {
-            http,
+            http: Some(http),
             dns: None,
             gossip: None,
         };

@@ -164,5 +164,8 @@ async fn ttl_expiry_and_failing_check_invalidate() {
         .put("/v1/session/create", r#"{"TTL":"1s"}"#)
         .await
         .unwrap();
-    assert_eq!(code, 500, "TTL below 10s is rejected, as Consul's RPC error");
+    assert_eq!(
+        code, 500,
+        "TTL below 10s is rejected, as Consul's RPC error"
+    );
 }
