@@ -1,6 +1,6 @@
 //! `concord agent`: parses Consul's agent flags, reads the config files (through
-//! [`config`]), binds the listeners, and runs the server (with `-server`/`-dev`) and the agent
-//! in this process.
+//! [`config`]), starts logging ([`logging`]), binds the listeners, and runs the server (with
+//! `-server`/`-dev`) and the agent in this process.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;

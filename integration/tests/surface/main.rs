@@ -508,6 +508,18 @@ async fn maint_kv_transfer_info_reload_monitor_validate() {
         },
         "monitor printed log lines"
     );
+    drop(monitor);
+    let json = Running::start(&agent, &["monitor", "-log-level=debug", "-log-json"]);
+    assert_eventually!(
+        {
+            let _ = agent.put("/v1/agent/reload", "").await;
+            json.output().lines().next().is_some()
+        },
+        "monitor printed JSON lines"
+    );
+    let first = json.output().lines().next().unwrap().to_string();
+    let line: serde_json::Value = serde_json::from_str(&first).unwrap();
+    assert!(line["level"].is_string(), "{line}");
     let out = agent.cli(&["monitor", "-log-level=loud"]).unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("Unknown log level: loud"), "{out:?}");
