@@ -52,8 +52,10 @@ struct ConfigFile {
     ports: Option<Ports>,
     node_meta: Option<BTreeMap<String, String>>,
     dns_config: Option<DnsConfig>,
-    service: Option<ServiceEntry>,
-    services: Option<Vec<ServiceEntry>>,
+    /// One service, or several (HCL's repeated `service { }` blocks).
+    service: Option<OneOrMany<ServiceEntry>>,
+    /// Services: a list, or HCL's `services { }` blocks (one block reads as one object).
+    services: Option<OneOrMany<ServiceEntry>>,
     start_join: Option<Vec<String>>,
     retry_join: Option<Vec<String>>,
     retry_interval: Option<String>,
@@ -135,6 +137,43 @@ struct Soa {
     retry: Option<u64>,
     expire: Option<u64>,
     min_ttl: Option<u64>,
+}
+
+/// A value written once or as a list: HCL gives one block as an object and repeated
+/// blocks as a list, and Consul takes both for `service` and `services`.
+#[derive(Debug)]
+enum OneOrMany<T> {
+    /// A list.
+    Many(Vec<T>),
+    /// A single value.
+    One(T),
+}
+
+impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for OneOrMany<T> {
+    // By hand rather than `untagged`, which would replace the element's own error (say,
+    // "invalid service definition: ...") with "did not match any variant".
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let custom = serde::de::Error::custom;
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::Array(items) => items
+                .into_iter()
+                .map(|v| serde_json::from_value(v).map_err(custom))
+                .collect::<Result<_, _>>()
+                .map(OneOrMany::Many),
+            one => serde_json::from_value(one)
+                .map(OneOrMany::One)
+                .map_err(custom),
+        }
+    }
+}
+
+impl<T> OneOrMany<T> {
+    fn into_vec(self) -> Vec<T> {
+        match self {
+            OneOrMany::Many(v) => v,
+            OneOrMany::One(t) => vec![t],
+        }
+    }
 }
 
 /// A service definition in a config file. Keys are matched as the agent API matches them
@@ -624,7 +663,8 @@ impl Settings {
         let services = file
             .service
             .into_iter()
-            .chain(file.services.into_iter().flatten());
+            .chain(file.services)
+            .flat_map(OneOrMany::into_vec);
         s.services.extend(services.map(|ServiceEntry(def)| def));
         s.join.extend(file.start_join.into_iter().flatten());
         s.retry_join.extend(file.retry_join.into_iter().flatten());
@@ -1350,6 +1390,29 @@ service {
         // A bad snippet names itself.
         let error = format!("{:#}", settings(&flags(&["-hcl", "ports {"])).unwrap_err());
         assert!(error.contains("-hcl #1"), "{error}");
+    }
+
+    #[test]
+    fn repeated_service_blocks() {
+        let parse = |text: &str| {
+            let file = ConfigFile::parse(text, Format::Hcl).unwrap();
+            let mut s = Settings::default();
+            s.merge(file).unwrap();
+            s.services
+                .iter()
+                .map(|d| d.name.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            parse("services {\n name = \"a\"\n}\nservices {\n name = \"b\"\n}\n"),
+            ["a", "b"]
+        );
+        assert_eq!(parse("services {\n name = \"a\"\n}\n"), ["a"]);
+        assert_eq!(
+            parse("service {\n name = \"a\"\n}\nservice {\n name = \"b\"\n}\n"),
+            ["a", "b"]
+        );
+        assert_eq!(parse("services = [{ name = \"a\" }]"), ["a"]);
     }
 
     #[test]
