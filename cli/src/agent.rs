@@ -71,10 +71,13 @@ const USAGE: &str = "Usage: concord agent [options]
                            Accepted; these listeners are not built yet (a warning
                            says so unless the port is -1).
   -disable-host-node-id    Accepted: node IDs are never derived from the host.
+  -allow-write-http-from=<cidr>
+                           Only these networks may call write endpoints (repeatable);
+                           others get 403 Access is restricted.
 
   Consul's WAN, Enterprise and other flags for features not built yet (-join-wan,
   -retry-join-wan, -advertise-wan, -serf-wan-bind, -primary-gateway, -segment,
-  -read-replica, -allow-write-http-from, -auto-reload-config, ...) are accepted and
+  -read-replica, -auto-reload-config, ...) are accepted and
   each is named in a warning at start.
 
   Any port flag takes -1 to disable that listener.
@@ -137,6 +140,7 @@ const AGENT_FLAGS: &[Flag] = &[
     flag("default-query-time", Kind::Str),
     flag("max-query-time", Kind::Str),
     flag("disable-host-node-id", Kind::Bool),
+    flag("allow-write-http-from", Kind::List),
     // Accepted for features Concord has not built; each is named in a warning at start
     // (`config::MISSING`).
     flag("advertise-wan", Kind::Str),
@@ -148,7 +152,6 @@ const AGENT_FLAGS: &[Flag] = &[
     flag("serf-wan-allowed-cidrs", Kind::List),
     flag("serf-lan-allowed-cidrs", Kind::List),
     flag("primary-gateway", Kind::List),
-    flag("allow-write-http-from", Kind::List),
     flag("auto-reload-config", Kind::Bool),
     flag("disable-keyring-file", Kind::Bool),
     flag("check_output_max_size", Kind::Str),
@@ -373,6 +376,7 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
         config.max_query_time = t;
     }
     config.response_headers = s.response_headers.clone();
+    config.allow_write_http_from = s.allow_write_http_from.clone();
     config.logs = log_feed.clone();
     config.services = s.services.clone();
     config.data_dir = s.data_dir.clone();

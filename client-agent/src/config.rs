@@ -76,6 +76,9 @@ pub struct Config {
     pub max_query_time: Duration,
     /// Headers added to every HTTP API response (`http_config.response_headers`).
     pub response_headers: BTreeMap<String, String>,
+    /// Networks allowed to call write endpoints (anything but GET, HEAD and OPTIONS);
+    /// empty allows every network (`http_config.allow_write_http_from`).
+    pub allow_write_http_from: Vec<ipnet::IpNet>,
     /// The process's log lines for `/v1/agent/monitor`; the CLI's subscriber feeds it.
     pub logs: crate::logs::LogFeed,
 }
@@ -137,6 +140,7 @@ impl Config {
             default_query_time: Duration::from_millis(concord_api::rpc::DEFAULT_WAIT_MS),
             max_query_time: Duration::from_millis(concord_api::rpc::MAX_WAIT_MS),
             response_headers: BTreeMap::new(),
+            allow_write_http_from: Vec::new(),
             logs: crate::logs::LogFeed::default(),
         }
     }

@@ -8,7 +8,9 @@
 //!
 //! Layers, outermost first: path cleaning (Go's `ServeMux` answers a path with `//`, `.` or
 //! `..` segments with a 301 to the cleaned path, and Consul's clients follow it), the
-//! configured response headers (`http_config.response_headers`), method-not-allowed text
+//! configured response headers (`http_config.response_headers`), write restrictions by the
+//! caller's network (`allow_write_http_from`: 403, checked before the method, as Consul's
+//! handler wrapper does), method-not-allowed text
 //! (Consul's `method GET not allowed`), request counting for metrics, then the routes.
 
 mod agent;
@@ -72,6 +74,10 @@ pub fn router(state: AppState) -> Router {
         ))
         .route("/v1/agent/monitor", axum::routing::get(monitor::monitor))
         .layer(axum::middleware::from_fn(method_not_allowed_text))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            restrict_writes,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             response_headers,
@@ -139,6 +145,33 @@ fn html_escape(text: &str) -> String {
         .replace('>', "&gt;")
         .replace('"', "&#34;")
         .replace('\'', "&#39;")
+}
+
+/// `allow_write_http_from`: a write from outside the allowed networks is 403
+/// `Access is restricted`. A request without a peer address (an in-process call) passes.
+async fn restrict_writes(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let allowed = &state.config.allow_write_http_from;
+    let method = request.method();
+    let read = method == axum::http::Method::GET
+        || method == axum::http::Method::HEAD
+        || method == axum::http::Method::OPTIONS;
+    if read || allowed.is_empty() {
+        return next.run(request).await;
+    }
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    match peer {
+        Some(ip) if !allowed.iter().any(|net| net.contains(&ip)) => {
+            ApiError::Forbidden("Access is restricted".to_string()).into_response()
+        }
+        _ => next.run(request).await,
+    }
 }
 
 /// Adds `http_config.response_headers` to every answer (Consul sets them on every response

@@ -124,6 +124,8 @@ pub(crate) async fn run_with(
     let http = tokio::spawn(async move {
         match listeners.http {
             Some(listener) => {
+                // The peer's address is kept for `allow_write_http_from`.
+                let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
                 axum::serve(listener, app)
                     .with_graceful_shutdown(http_stop)
                     .await

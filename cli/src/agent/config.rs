@@ -88,6 +88,8 @@ struct ConfigFile {
 struct HttpConfig {
     /// Headers added to every HTTP API response.
     response_headers: Option<BTreeMap<String, String>>,
+    /// Networks (CIDR) allowed to call write endpoints.
+    allow_write_http_from: Option<Vec<String>>,
     /// Keys this struct does not name: logged as `http_config.<key>`, then ignored.
     #[serde(flatten)]
     unknown: BTreeMap<String, IgnoredAny>,
@@ -300,6 +302,9 @@ pub(crate) struct Settings {
     pub(super) session_ttl_min: Option<Duration>,
     /// Headers added to every HTTP API response (`http_config.response_headers`).
     pub(super) response_headers: BTreeMap<String, String>,
+    /// Networks allowed to write over HTTP (`-allow-write-http-from`,
+    /// `http_config.allow_write_http_from`); empty allows all.
+    pub(super) allow_write_http_from: Vec<ipnet::IpNet>,
     /// `dns_config.soa`: refresh, retry, expire and min_ttl, in seconds.
     pub(super) dns_soa: [Option<u64>; 4],
     /// Config file keys Concord does not support (file, key), skipped.
@@ -604,6 +609,10 @@ impl Settings {
         if let Some(http) = file.http_config {
             s.response_headers
                 .extend(http.response_headers.into_iter().flatten());
+            for net in http.allow_write_http_from.into_iter().flatten() {
+                s.allow_write_http_from
+                    .push(cidr("http_config.allow_write_http_from", &net)?);
+            }
         }
         s.enable_script_checks = file.enable_script_checks.unwrap_or(s.enable_script_checks);
         s.enable_local_script_checks = file
@@ -745,6 +754,10 @@ impl Settings {
         s.rejoin |= p.bool("rejoin");
         set(&mut s.serf_lan_bind, typed(p, "serf-lan-bind")?);
         set(&mut s.encrypt, text("encrypt"));
+        for net in p.list("allow-write-http-from") {
+            s.allow_write_http_from
+                .push(cidr("-allow-write-http-from", net)?);
+        }
         s.note_missing_features(p);
         for kv in p.list("node-meta") {
             let (k, v) = kv
@@ -850,6 +863,17 @@ impl Settings {
             }
         }
     }
+}
+
+/// A network in CIDR form (`10.0.0.0/8`); a bare address is that one address.
+fn cidr(key: &str, text: &str) -> anyhow::Result<ipnet::IpNet> {
+    if let Ok(net) = text.parse() {
+        return Ok(net);
+    }
+    let ip: IpAddr = text
+        .parse()
+        .with_context(|| format!("{key}: invalid CIDR {text:?}"))?;
+    Ok(ipnet::IpNet::from(ip))
 }
 
 /// Replaces `slot` with `value` when one is given.

@@ -11,6 +11,9 @@ pub enum ApiError {
     /// 400: the request is malformed or invalid; nothing was changed.
     #[error("{0}")]
     BadRequest(String),
+    /// 403: the caller may not do this (`allow_write_http_from`).
+    #[error("{0}")]
+    Forbidden(String),
     /// 404 with a message (empty for KV misses).
     #[error("{0}")]
     NotFound(String),
@@ -42,6 +45,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match &self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -628,3 +628,52 @@ async fn configured_response_headers_are_on_every_answer() {
         assert_eq!(headers["access-control-allow-origin"], "*", "{uri}");
     }
 }
+
+#[tokio::test]
+async fn writes_from_outside_allow_write_http_from_are_restricted() {
+    let servers = vec!["127.0.0.1:1".parse().unwrap()];
+    let rpc = Arc::new(ServerClient::new(servers).unwrap());
+    let mut config = Config::new("test-node", Vec::new());
+    config.allow_write_http_from = vec!["10.0.0.0/8".parse().unwrap()];
+    let (_tx, view) = tokio::sync::watch::channel(Arc::new(CatalogSnapshot::default()));
+    let (core, _results) = AgentCore::new(config, rpc, view, None);
+    let app = super::router(core);
+    let call_from = |peer: &str, method: Method| {
+        let mut request = Request::builder()
+            .method(method)
+            .uri("/v1/agent/service/register")
+            .body(Body::from(r#"{"Name":"web"}"#))
+            .unwrap();
+        let peer: std::net::SocketAddr = peer.parse().unwrap();
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+        let app = app.clone();
+        async move {
+            let response = app.oneshot(request).await.unwrap();
+            let status = response.status();
+            let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            (status, String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+    assert_eq!(
+        call_from("127.0.0.1:5000", Method::PUT).await,
+        (StatusCode::FORBIDDEN, "Access is restricted".to_string())
+    );
+    // Checked before the method, as Consul does.
+    assert_eq!(
+        call_from("127.0.0.1:5000", Method::POST).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        call_from("10.1.2.3:5000", Method::PUT).await.0,
+        StatusCode::OK
+    );
+    // Reads are never restricted.
+    assert_eq!(
+        call_from("127.0.0.1:5000", Method::GET).await.0,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+}

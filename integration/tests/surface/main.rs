@@ -140,6 +140,7 @@ telemetry {
         "-disable-host-node-id",
         "-alt-domain=alt",
         "-join-wan=10.0.0.1",
+        "-allow-write-http-from=127.0.0.2/32",
         "-raft-protocol=3",
     ])
     .await
@@ -187,16 +188,29 @@ telemetry {
         r.headers
     );
 
+    tracing::info!("-allow-write-http-from=127.0.0.2/32: a write from 127.0.0.1 is restricted");
+    let (code, body) = agent.put("/v1/kv/nope", "x").await.unwrap();
+    assert_eq!((code, body.as_str()), (403, "Access is restricted"));
+    let (code, _, _) = agent.get_json("/v1/kv/nope").await.unwrap();
+    assert_eq!(code, 404, "reads pass, and nothing was written");
+    // Writes below come from the allowed address.
+    let allowed = reqwest::Client::builder()
+        .no_proxy()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap();
+    let put = |path: &str, body: &'static str| {
+        let request = allowed.put(agent.url(path)).body(body);
+        async move {
+            let r = request.send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+
     tracing::info!("session_ttl_min = 1s admits a 2s TTL and names itself in the refusal");
-    let (code, _) = agent
-        .put("/v1/session/create", r#"{"TTL":"2s"}"#)
-        .await
-        .unwrap();
+    let (code, _) = put("/v1/session/create", r#"{"TTL":"2s"}"#).await;
     assert_eq!(code, 200);
-    let (code, body) = agent
-        .put("/v1/session/create", r#"{"TTL":"500ms"}"#)
-        .await
-        .unwrap();
+    let (code, body) = put("/v1/session/create", r#"{"TTL":"500ms"}"#).await;
     assert_eq!(
         (code, body.as_str()),
         (
