@@ -1,6 +1,6 @@
 //! `concord agent`: parses Consul's agent flags, reads the config files (through
-//! [`config`]), binds the listeners, and runs the server (with `-server`/`-dev`) and the agent
-//! in this process.
+//! [`config`]), starts logging ([`logging`]), binds the listeners, and runs the server (with
+//! `-server`/`-dev`) and the agent in this process.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -11,8 +11,9 @@ use tokio::net::{TcpListener, UdpSocket};
 
 use crate::flags::{flag, parse_flags_with, report_usage, Flag, Kind, Parsed};
 
-mod config;
+pub(crate) mod config;
 mod gossip;
+pub(crate) mod logging;
 
 use config::{load_services, settings};
 
@@ -51,8 +52,35 @@ const USAGE: &str = "Usage: concord agent [options]
                            keygen makes one).
   -serf-wan-port=<port>    WAN gossip port reported for servers (default 8302).
   -log-level=<level>       trace, debug, info, warn, err (default info).
-  -config-file=<path>      A JSON config file (repeatable).
-  -config-dir=<path>       A directory of JSON config files (repeatable).
+  -config-file=<path>      A config file, .json or .hcl (repeatable).
+  -config-dir=<path>       A directory of .json and .hcl config files, read in name
+                           order (repeatable).
+  -config-format=<fmt>     json or hcl: read every config file in this format,
+                           whatever its extension.
+  -hcl=<text>              An HCL config snippet, read after the files (repeatable).
+  -log-json                Log one JSON object per line.
+  -log-file=<path>         Also log to this file (a path ending in / is a directory).
+  -log-rotate-bytes=<n>    Rotate the log file when it reaches n bytes (0: never).
+  -log-rotate-duration=<d> Rotate the log file this often (default 24h).
+  -log-rotate-max-files=<n>
+                           Rotated log files to keep (0: all; -1: none).
+  -syslog                  Also log to the local syslog.
+  -default-query-time=<d>  Blocking wait when a request has no ?wait (default 5m).
+  -max-query-time=<d>      Longest ?wait honoured (default 10m).
+  -https-port, -grpc-port, -grpc-tls-port
+                           Accepted; these listeners are not built yet (a warning
+                           says so unless the port is -1).
+  -disable-host-node-id    Accepted: node IDs are never derived from the host.
+  -allow-write-http-from=<cidr>
+                           Only these networks may call write endpoints (repeatable);
+                           others get 403 Access is restricted.
+
+  Consul's WAN, Enterprise and other flags for features not built yet (-join-wan,
+  -retry-join-wan, -advertise-wan, -serf-wan-bind, -primary-gateway, -segment,
+  -read-replica, -auto-reload-config, ...) are accepted and
+  each is named in a warning at start.
+
+  Any port flag takes -1 to disable that listener.
   -node-meta=<key:value>   Node metadata (repeatable).
   -domain=<domain>         DNS domain (default consul).
   -alt-domain=<domain>     A second DNS domain answered like -domain.
@@ -98,6 +126,40 @@ const AGENT_FLAGS: &[Flag] = &[
     flag("rejoin", Kind::Bool),
     flag("serf-lan-bind", Kind::Str),
     flag("encrypt", Kind::Str),
+    flag("config-format", Kind::Str),
+    flag("hcl", Kind::List),
+    flag("https-port", Kind::Str),
+    flag("grpc-port", Kind::Str),
+    flag("grpc-tls-port", Kind::Str),
+    flag("log-json", Kind::Bool),
+    flag("log-file", Kind::Str),
+    flag("log-rotate-bytes", Kind::Str),
+    flag("log-rotate-duration", Kind::Str),
+    flag("log-rotate-max-files", Kind::Str),
+    flag("syslog", Kind::Bool),
+    flag("default-query-time", Kind::Str),
+    flag("max-query-time", Kind::Str),
+    flag("disable-host-node-id", Kind::Bool),
+    flag("allow-write-http-from", Kind::List),
+    // Accepted for features Concord has not built; each is named in a warning at start
+    // (`config::MISSING`).
+    flag("advertise-wan", Kind::Str),
+    flag("join-wan", Kind::List),
+    flag("retry-join-wan", Kind::List),
+    flag("retry-interval-wan", Kind::Str),
+    flag("retry-max-wan", Kind::Str),
+    flag("serf-wan-bind", Kind::Str),
+    flag("serf-wan-allowed-cidrs", Kind::List),
+    flag("serf-lan-allowed-cidrs", Kind::List),
+    flag("primary-gateway", Kind::List),
+    flag("auto-reload-config", Kind::Bool),
+    flag("disable-keyring-file", Kind::Bool),
+    flag("check_output_max_size", Kind::Str),
+    flag("non-voting-server", Kind::Bool),
+    flag("read-replica", Kind::Bool),
+    flag("segment", Kind::Str),
+    flag("protocol", Kind::Str),
+    flag("raft-protocol", Kind::Str),
 ];
 
 /// Parses the flags; `Err` after printing help or a usage error, or for a stray argument.
@@ -128,29 +190,6 @@ fn enabled_port(port: i32) -> anyhow::Result<Option<u16>> {
     Ok(Some(
         u16::try_from(port).with_context(|| format!("{port} is not a port"))?,
     ))
-}
-
-pub(crate) fn init_logging(level: &str) -> anyhow::Result<()> {
-    let level = match level.to_ascii_lowercase().as_str() {
-        "trace" => "trace",
-        "debug" => "debug",
-        "info" => "info",
-        "warn" => "warn",
-        "err" | "error" => "error",
-        other => bail!("Invalid log level: {other:?}"),
-    };
-    // Raft's own logs are chatty at debug; keep them one notch quieter than ours.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!(
-            "{level},openraft=warn,hickory_server=warn,hickory_proto=warn"
-        ))
-    });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init()
-        .map_err(|e| anyhow::anyhow!("initialising logging: {e}"))
 }
 
 /// The node UUID: given, or persisted in the data dir, or fresh.
@@ -238,9 +277,10 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
         Err(ParseOutcome::Exit(code)) => return Ok(code),
         Err(ParseOutcome::Error(e)) => return Err(e),
     };
-    let (s, paths) = settings(&parsed)?;
-    init_logging(s.log_level.as_deref().unwrap_or("info"))?;
-    s.warn_unsupported_keys();
+    let (s, sources) = settings(&parsed)?;
+    let log_feed = concord_client_agent::logs::LogFeed::default();
+    // Warnings found while reading the config are logged only now, once logging runs.
+    logging::init(&s.logging, &log_feed, &s.warnings())?;
 
     let bootstrap_expect = if s.dev {
         1
@@ -269,14 +309,25 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
     let node_id = node_id(s.node_id.clone(), data_dir.as_deref())?;
     let datacenter = s.datacenter.clone().unwrap_or_else(|| "dc1".to_string());
 
-    let http = TcpListener::bind(SocketAddr::new(client_ip, s.http_port.unwrap_or(8500)))
-        .await
-        .context("binding HTTP API")?;
+    let http = match enabled_port(s.http_port.unwrap_or(8500))? {
+        Some(port) => Some(
+            TcpListener::bind(SocketAddr::new(client_ip, port))
+                .await
+                .context("binding HTTP API")?,
+        ),
+        None => {
+            tracing::warn!("HTTP API disabled (ports.http = -1): only DNS and gossip answer");
+            None
+        }
+    };
     let dns_sockets = match enabled_port(s.dns_port.unwrap_or(8600))? {
         Some(port) => Some(bind_dns(client_ip, port).await?),
         None => None,
     };
-    let http_port = http.local_addr()?.port();
+    let http_port = match &http {
+        Some(l) => Some(l.local_addr()?.port()),
+        None => None,
+    };
     let dns_port = match &dns_sockets {
         Some((udp, _)) => Some(udp.local_addr()?.port()),
         None => None,
@@ -284,9 +335,15 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
 
     // The server's RPC listener is bound first: its port goes into the gossip tags, and the
     // pool is started before the server so the server's leader can reconcile it.
+    let server_port = match enabled_port(s.server_port.unwrap_or(8300))? {
+        Some(p) => p,
+        None if s.server => bail!("ports.server cannot be -1 on a server: it serves Raft and RPC"),
+        // A client has no server port; only its member tags mention one.
+        None => 8300,
+    };
     let rpc_listener = if s.server {
         Some(
-            TcpListener::bind(SocketAddr::new(bind, s.server_port.unwrap_or(8300)))
+            TcpListener::bind(SocketAddr::new(bind, server_port))
                 .await
                 .context("binding server RPC")?,
         )
@@ -309,8 +366,18 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
     config.node_meta = s.node_meta.iter().cloned().collect();
     config.server = s.server;
     config.dev = s.dev;
-    config.server_port = rpc_port.or(s.server_port).unwrap_or(8300);
-    config.serf_wan_port = s.serf_wan_port.unwrap_or(8302);
+    config.server_port = rpc_port.unwrap_or(server_port);
+    // `-serf-wan-port=-1`: no WAN port, so `members -wan` lists nothing.
+    config.serf_wan_port = enabled_port(s.serf_wan_port.unwrap_or(8302))?.unwrap_or(0);
+    if let Some(t) = s.default_query_time {
+        config.default_query_time = t;
+    }
+    if let Some(t) = s.max_query_time {
+        config.max_query_time = t;
+    }
+    config.response_headers = s.response_headers.clone();
+    config.allow_write_http_from = s.allow_write_http_from.clone();
+    config.logs = log_feed.clone();
     config.services = s.services.clone();
     config.data_dir = s.data_dir.clone();
     config.enable_script_checks = s.enable_script_checks;
@@ -342,6 +409,7 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
                 rpc_advertise: SocketAddr::new(advertise, rpc_listener.local_addr()?.port()),
                 bootstrap_expect,
                 dev: s.dev,
+                session_ttl_min: s.session_ttl_min.unwrap_or(concord_server::SESSION_TTL_MIN),
             };
             let server = concord_server::Server::start_with_gossip(
                 server_config,
@@ -433,8 +501,18 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
         dns.cache_max_age = t;
     }
     config.dns = dns;
-    let reload_paths = paths.clone();
-    config.reload = Some(std::sync::Arc::new(move || load_services(&reload_paths)));
+    let [refresh, retry, expire, min_ttl] = s.dns_soa;
+    for (slot, value) in [
+        (&mut config.dns.soa_refresh, refresh),
+        (&mut config.dns.soa_retry, retry),
+        (&mut config.dns.soa_expire, expire),
+        (&mut config.dns.soa_min_ttl, min_ttl),
+    ] {
+        if let Some(secs) = value {
+            *slot = Duration::from_secs(secs);
+        }
+    }
+    config.reload = Some(std::sync::Arc::new(move || load_services(&sources)));
 
     banner(
         &node_name,
@@ -496,7 +574,7 @@ fn banner(
     server: bool,
     dev: bool,
     client: IpAddr,
-    http_port: u16,
+    http_port: Option<u16>,
     dns_port: Option<u16>,
     advertise: IpAddr,
     rpc_port: Option<u16>,
@@ -513,7 +591,8 @@ fn banner(
     println!("        Datacenter: '{dc}'");
     println!("            Server: {server} (Bootstrap: {server}, Dev: {dev})");
     println!(
-        "       Client Addr: [{client}] (HTTP: {http_port}, DNS: {})",
+        "       Client Addr: [{client}] (HTTP: {}, DNS: {})",
+        show(http_port),
         show(dns_port)
     );
     println!(

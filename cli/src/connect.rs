@@ -122,7 +122,7 @@ async fn proxy(args: &[String]) -> anyhow::Result<i32> {
         Ok(c) => c,
         Err(e) => return fail(format!("Error: {e}\n\n{PROXY_USAGE}")),
     };
-    crate::agent::init_logging(p.value_or("log-level", "info"))?;
+    crate::agent::logging::init_stderr(p.value_or("log-level", "info"))?;
     match concord_proxy::run(config, crate::agent::shutdown_signal()).await {
         Ok(()) => Ok(0),
         Err(e) => fail(format!("Error running the proxy: {e}")),

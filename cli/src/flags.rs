@@ -57,6 +57,9 @@ pub(crate) const HTTP_FLAGS_HELP: &str = "HTTP API Options
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Parsed {
     values: BTreeMap<&'static str, Vec<String>>,
+    /// Every flag as given, in order (for flags whose relative order matters, such as
+    /// `-config-file` and `-config-dir`).
+    order: Vec<(&'static str, String)>,
     /// Positional arguments: everything from the first non-flag argument (or after `--`).
     pub(crate) args: Vec<String>,
 }
@@ -84,6 +87,15 @@ impl Parsed {
     pub(crate) fn uint(&self, name: &str) -> u64 {
         // Validated while parsing, so the parse cannot fail here.
         self.value(name).and_then(|v| v.parse().ok()).unwrap_or(0)
+    }
+
+    /// The values of all the `names` flags, in the order they were given.
+    pub(crate) fn in_order(&self, names: &[&str]) -> Vec<&str> {
+        self.order
+            .iter()
+            .filter(|(n, _)| names.contains(n))
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     /// Every value of a [`Kind::List`] flag, in order.
@@ -172,6 +184,7 @@ pub(crate) fn parse_flags_with(
                 "invalid value {value:?} for flag -{name}: parse error"
             )));
         }
+        parsed.order.push((flag.name, value.clone()));
         parsed.values.entry(flag.name).or_default().push(value);
     }
     parsed.args = args[i..].to_vec();

@@ -172,6 +172,46 @@ impl HttpClient {
         Self::ok_body(response).await
     }
 
+    /// `GET` for a blocking query: the body (`None` on 404) and `X-Consul-Index` (0 when the
+    /// answer has none).
+    pub(crate) async fn get_indexed(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<(Option<Vec<u8>>, u64), ClientError> {
+        let response = self.send(reqwest::Method::GET, path, query, None).await?;
+        let index = response
+            .headers()
+            .get("X-Consul-Index")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok((None, index));
+        }
+        Ok((Some(Self::ok_body(response).await?), index))
+    }
+
+    /// `GET` whose body streams (`/v1/agent/monitor`): the response once its status is known
+    /// to be a success.
+    pub(crate) async fn get_stream(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<reqwest::Response, ClientError> {
+        let response = self.send(reqwest::Method::GET, path, query, None).await?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        // A failed status always makes `ok_body` an error, which is what is returned.
+        match Self::ok_body(response).await {
+            Err(e) => Err(e),
+            Ok(body) => Err(ClientError::Decode(
+                String::from_utf8_lossy(&body).into_owned(),
+            )),
+        }
+    }
+
     /// `DELETE`; returns the response body.
     pub(crate) async fn delete(
         &self,

@@ -1,5 +1,5 @@
-//! `concord kv put|get|delete`: Consul's `consul kv` commands over `/v1/kv`, with the same
-//! flags, messages and exit codes.
+//! `concord kv put|get|delete|export|import`: Consul's `consul kv` commands over `/v1/kv`,
+//! with the same flags, messages and exit codes (`export`/`import` in `kv/transfer`).
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -7,6 +7,8 @@ use concord_api::kv::KvEntry;
 use tokio::io::AsyncReadExt as _;
 
 use crate::flags::{flag, parse_or_usage, Flag, Kind};
+
+mod transfer;
 use crate::http::{escape_path, parse_bool_body, HttpClient};
 use crate::output::{fail, out, outln};
 
@@ -16,7 +18,9 @@ const USAGE: &str = "Usage: concord kv <subcommand> [options] [args]
 
 Subcommands:
     delete    Removes data from the KV store
+    export    Exports a tree from the KV store as JSON
     get       Retrieves or lists data from the KV store
+    import    Imports a tree stored as JSON to the KV store
     put       Sets or updates data in the KV store";
 
 const PUT_USAGE: &str = "Usage: concord kv put [options] KEY [DATA]
@@ -85,6 +89,8 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
         "put" => put(rest).await,
         "get" => get(rest).await,
         "delete" => delete(rest).await,
+        "export" => transfer::export(rest).await,
+        "import" => transfer::import(rest).await,
         "-h" | "-help" | "--help" => {
             eprintln!("{USAGE}");
             Ok(0)

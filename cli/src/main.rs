@@ -5,6 +5,9 @@
 //! - `agent`: `concord agent` (flags, listeners, server + agent); `agent/config` reads config
 //!   files into typed structs and merges them with the flags.
 //! - `acl`: `acl bootstrap`, `acl token|policy|role ...`.
+//! - `agent_cmds`: `info`, `reload`, `maint`, `monitor` (the agent acting on itself);
+//!   `watch` (blocking-query watches with handlers); `lock` (locks and semaphores around a
+//!   child process); `validate` (config files, as the agent reads them).
 //! - `kv`, `catalog`, `services`, `members`, `intention`, `config` (config entries; not
 //!   `agent/config`): one module per client command group (`members` also holds `join`,
 //!   `leave` and `force-leave`); `connect` (`connect proxy`, the sidecar proxy); `event`; `keyring` (`keygen` and `keyring`); `rtt`; `snapshot` (`save`,
@@ -15,6 +18,7 @@
 
 mod acl;
 mod agent;
+mod agent_cmds;
 mod catalog;
 mod config;
 mod connect;
@@ -24,12 +28,15 @@ mod http;
 mod intention;
 mod keyring;
 mod kv;
+mod lock;
 mod members;
 mod operator;
 mod output;
 mod rtt;
 mod services;
 mod snapshot;
+mod validate;
+mod watch;
 
 const USAGE: &str = "Usage: concord [--version] [--help] <command> [<args>]
 
@@ -41,18 +48,25 @@ Available commands are:
     connect        Runs the Connect sidecar proxy
     event          Fire a user event to the pool
     force-leave    Forces a failed member of the pool to leave
+    info           Provides debugging information for operators
     intention      Interact with Connect service intentions
     join           Tell the agent to join the pool
     keygen         Generates a new gossip encryption key
     keyring        Manages gossip encryption keys
     kv             Interact with the key-value store
     leave          Gracefully leaves the pool and shuts down
+    lock           Executes a command holding a lock (or semaphore slot)
+    maint          Controls node or service maintenance mode
     members        Lists the members of the cluster
+    monitor        Streams logs from an agent
     operator       Raft peers and autopilot of the servers
+    reload         Triggers the agent to reload configuration files
     rtt            Estimates network round trip time between nodes
     services       Interact with services
     snapshot       Saves, restores and inspects snapshots of the servers' state
-    version        Prints the version";
+    validate       Validates config files or directories
+    version        Prints the version
+    watch          Watches for changes in the catalog, KV or events";
 
 fn main() -> std::process::ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
@@ -80,17 +94,24 @@ fn main() -> std::process::ExitCode {
             "connect" => connect::run(args).await,
             "event" => event::run(args).await,
             "force-leave" => members::force_leave(args).await,
+            "info" => agent_cmds::info(args).await,
             "intention" => intention::run(args).await,
             "join" => members::join(args).await,
             "keygen" => keyring::keygen(&args),
             "keyring" => keyring::run(args).await,
             "kv" => kv::run(args).await,
             "leave" => members::leave(args).await,
+            "lock" => lock::run(args).await,
+            "maint" => agent_cmds::maint(args).await,
             "members" => members::run(args).await,
+            "monitor" => agent_cmds::monitor(args).await,
             "operator" => operator::run(args).await,
+            "reload" => agent_cmds::reload(args).await,
             "rtt" => rtt::run(args).await,
             "services" => services::run(args).await,
             "snapshot" => snapshot::run(args).await,
+            "validate" => Ok(validate::run(&args)),
+            "watch" => watch::run(args).await,
             "version" | "-version" | "--version" | "-v" => Ok(version()),
             "help" | "-help" | "--help" | "-h" => {
                 #[allow(clippy::print_stdout)]

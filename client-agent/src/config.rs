@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use concord_api::agent::ServiceDefinition;
+use concord_api::rpc::QueryOptions;
 
 use crate::dns::DnsConfig;
 
@@ -56,7 +57,8 @@ pub struct Config {
     pub data_dir: Option<std::path::PathBuf>,
     /// Server RPC port reported in member tags (`-server-port`).
     pub server_port: u16,
-    /// WAN gossip port reported for this server in `?wan` members (`-serf-wan-port`).
+    /// WAN gossip port reported for this server in `?wan` members (`-serf-wan-port`); 0 when
+    /// disabled (`-1`), which makes `?wan` members empty.
     pub serf_wan_port: u16,
     /// LAN gossip port of this member (`-serf-lan-port`; the bound port when 0 was asked),
     /// reported by `/v1/agent/self` when the agent runs without a pool.
@@ -72,6 +74,19 @@ pub struct Config {
     /// The `acl { ... }` block: enforcement, default and down policies, the agent's tokens
     /// (see [`crate::acl`]). Disabled by default.
     pub acl: crate::acl::AclConfig,
+    /// Blocking wait of a read that gives `?index` but no `?wait` (Consul's
+    /// `default_query_time`, 5 minutes).
+    pub default_query_time: Duration,
+    /// Longest `?wait` honoured (Consul's `max_query_time`, 10 minutes); servers never hold a
+    /// read longer than 10 minutes, whatever this says.
+    pub max_query_time: Duration,
+    /// Headers added to every HTTP API response (`http_config.response_headers`).
+    pub response_headers: BTreeMap<String, String>,
+    /// Networks allowed to call write endpoints (anything but GET, HEAD and OPTIONS);
+    /// empty allows every network (`http_config.allow_write_http_from`).
+    pub allow_write_http_from: Vec<ipnet::IpNet>,
+    /// The process's log lines for `/v1/agent/monitor`; the CLI's subscriber feeds it.
+    pub logs: crate::logs::LogFeed,
 }
 
 impl std::fmt::Debug for Config {
@@ -88,6 +103,22 @@ impl std::fmt::Debug for Config {
 }
 
 impl Config {
+    /// A read's blocking options with the agent's query times applied: no `?wait` waits
+    /// [`default_query_time`](Self::default_query_time), a longer one is cut to
+    /// [`max_query_time`](Self::max_query_time).
+    pub fn bound_wait(&self, mut options: QueryOptions) -> QueryOptions {
+        if options.min_index == 0 {
+            return options;
+        }
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1);
+        options.max_wait_ms = match options.max_wait_ms {
+            0 => ms(self.default_query_time),
+            wait => wait,
+        }
+        .min(ms(self.max_query_time));
+        options
+    }
+
     /// A configuration with Consul's defaults for one node talking to `servers`.
     pub fn new(node_name: impl Into<String>, servers: Vec<SocketAddr>) -> Self {
         Config {
@@ -114,6 +145,11 @@ impl Config {
             default_intention_allow: true,
             sidecar_ports: 21000..=21255,
             acl: crate::acl::AclConfig::default(),
+            default_query_time: Duration::from_millis(concord_api::rpc::DEFAULT_WAIT_MS),
+            max_query_time: Duration::from_millis(concord_api::rpc::MAX_WAIT_MS),
+            response_headers: BTreeMap::new(),
+            allow_write_http_from: Vec::new(),
+            logs: crate::logs::LogFeed::default(),
         }
     }
 }

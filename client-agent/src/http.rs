@@ -6,8 +6,12 @@
 //! flags like `?recurse` carry no value, `?tag=` repeats, `?dc`/`?filter`/blocking options
 //! are checked once) and `reply` (JSON rendering and the `X-Consul-*` headers).
 //!
-//! Layers, outermost first: method-not-allowed text (Consul's `method GET not allowed`),
-//! request counting for metrics, then the routes.
+//! Layers, outermost first: path cleaning (Go's `ServeMux` answers a path with `//`, `.` or
+//! `..` segments with a 301 to the cleaned path, and Consul's clients follow it), the
+//! configured response headers (`http_config.response_headers`), write restrictions by the
+//! caller's network (`allow_write_http_from`: 403, checked before the method, as Consul's
+//! handler wrapper does), method-not-allowed text
+//! (Consul's `method GET not allowed`), request counting for metrics, then the routes.
 
 mod acl;
 mod agent;
@@ -20,6 +24,7 @@ mod health;
 mod intentions;
 mod kv;
 mod members;
+mod monitor;
 mod near;
 mod operator;
 mod params;
@@ -36,7 +41,7 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::Router;
 
 pub use error::{ApiError, ApiResult};
@@ -69,8 +74,126 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             count_requests,
         ))
+        .route("/v1/agent/monitor", axum::routing::get(monitor::monitor))
         .layer(axum::middleware::from_fn(method_not_allowed_text))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            restrict_writes,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            response_headers,
+        ))
+        .layer(axum::middleware::from_fn(redirect_unclean_path))
         .with_state(state)
+}
+
+/// Go's `path.Clean` as `ServeMux` applies it: repeated slashes collapse, `.` and `..`
+/// segments resolve, and a trailing slash is kept.
+fn clean_path(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for segment in path.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            s => parts.push(s),
+        }
+    }
+    let mut clean = format!("/{}", parts.join("/"));
+    if path.ends_with('/') && clean.len() > 1 {
+        clean.push('/');
+    }
+    clean
+}
+
+/// A path that is not clean gets Go's `http.Redirect`: 301 to the cleaned path (query kept),
+/// and for `GET` an HTML note, byte for byte as Consul's Go server writes it.
+async fn redirect_unclean_path(request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    let clean = clean_path(path);
+    if clean == path {
+        return next.run(request).await;
+    }
+    let location = match request.uri().query() {
+        Some(q) => format!("{clean}?{q}"),
+        None => clean,
+    };
+    let method = request.method();
+    let mut builder = Response::builder()
+        .status(StatusCode::MOVED_PERMANENTLY)
+        .header(axum::http::header::LOCATION, location.as_str());
+    if method == axum::http::Method::GET || method == axum::http::Method::HEAD {
+        builder = builder.header(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8");
+    }
+    let body = if method == axum::http::Method::GET {
+        format!(
+            "<a href=\"{}\">Moved Permanently</a>.\n\n",
+            html_escape(&location)
+        )
+    } else {
+        String::new()
+    };
+    builder
+        .body(Body::from(body))
+        .unwrap_or_else(|_| StatusCode::MOVED_PERMANENTLY.into_response())
+}
+
+/// Go's `htmlEscape` (`http.Redirect`'s note).
+fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&#34;")
+        .replace('\'', "&#39;")
+}
+
+/// `allow_write_http_from`: a write from outside the allowed networks is 403
+/// `Access is restricted`. A request without a peer address (an in-process call) passes.
+async fn restrict_writes(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let allowed = &state.config.allow_write_http_from;
+    let method = request.method();
+    let read = method == axum::http::Method::GET
+        || method == axum::http::Method::HEAD
+        || method == axum::http::Method::OPTIONS;
+    if read || allowed.is_empty() {
+        return next.run(request).await;
+    }
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    match peer {
+        Some(ip) if !allowed.iter().any(|net| net.contains(&ip)) => {
+            ApiError::Forbidden("Access is restricted".to_string()).into_response()
+        }
+        _ => next.run(request).await,
+    }
+}
+
+/// Adds `http_config.response_headers` to every answer (Consul sets them on every response
+/// of the HTTP API, errors included).
+async fn response_headers(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let mut response = next.run(request).await;
+    for (name, value) in &state.config.response_headers {
+        let (Ok(name), Ok(value)) = (
+            axum::http::HeaderName::try_from(name.as_str()),
+            HeaderValue::try_from(value.as_str()),
+        ) else {
+            continue;
+        };
+        response.headers_mut().insert(name, value);
+    }
+    response
 }
 
 /// `GET /`: Consul redirects to its web UI. Concord has no UI; it answers 200 with a

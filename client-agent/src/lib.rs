@@ -31,6 +31,7 @@
 //!   learned from the pool, user events filtered into a ring, cluster-wide keyring changes.
 //! - [`persist`]: API-registered services and checks kept in the data dir across restarts.
 //! - [`metrics`]: `/v1/agent/metrics` in JSON and Prometheus formats.
+//! - [`logs`]: the process's log lines fanned out to `/v1/agent/monitor` readers.
 
 pub mod acl;
 pub mod ae;
@@ -46,6 +47,7 @@ pub mod filter;
 pub mod http;
 pub mod intentions_cache;
 pub mod local;
+pub mod logs;
 pub mod membership;
 pub mod metrics;
 pub mod persist;

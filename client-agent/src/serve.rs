@@ -25,8 +25,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Sockets the agent serves on, bound by the caller (tests bind port 0).
 pub struct Listeners {
-    /// HTTP API.
-    pub http: TcpListener,
+    /// HTTP API; `None` disables it (`ports.http = -1`).
+    pub http: Option<TcpListener>,
     /// DNS over UDP and TCP on the same port; `None` disables DNS (`ports.dns = -1`).
     pub dns: Option<(UdpSocket, TcpListener)>,
     /// The LAN gossip pool, already started (and shared with an in-process server); `None`
@@ -123,9 +123,16 @@ pub(crate) async fn run_with(
     let app = crate::http::router(core.clone());
     let http_stop = stopped();
     let http = tokio::spawn(async move {
-        axum::serve(listeners.http, app)
-            .with_graceful_shutdown(http_stop)
-            .await
+        match listeners.http {
+            Some(listener) => {
+                // The peer's address is kept for `allow_write_http_from`.
+                let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(http_stop)
+                    .await
+            }
+            None => Ok(()),
+        }
     });
     let dns_stop = stopped();
     let dns = tokio::spawn(async move {
@@ -186,7 +193,7 @@ mod tests {
         let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = http.local_addr().unwrap();
         let listeners = Listeners {
-            http,
+            http: Some(http),
             dns: None,
             gossip: None,
         };

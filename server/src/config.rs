@@ -30,6 +30,10 @@ pub struct Config {
     /// Fast Raft timings for development and tests: heartbeat 50 ms, election timeout
     /// 150–300 ms. Otherwise heartbeat 500 ms, election timeout 1.5–3 s.
     pub dev: bool,
+    /// Shortest session TTL a create may ask for (Consul's `session_ttl_min`, default
+    /// [`SESSION_TTL_MIN`](crate::SESSION_TTL_MIN), 10 s); checked by the leader before the
+    /// session reaches Raft, so servers with different settings never disagree on the log.
+    pub session_ttl_min: Duration,
 }
 
 /// Raft timings derived from [`Config::dev`].

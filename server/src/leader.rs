@@ -199,7 +199,7 @@ pub(crate) fn arm_session_timers(shared: &Shared) {
     let sessions = shared.store.current().sessions();
     let mut armed = 0;
     for session in sessions {
-        if let Ok(Some(ttl)) = parse_session_ttl(&session.ttl) {
+        if let Ok(Some(ttl)) = parse_session_ttl(&session.ttl, Duration::ZERO) {
             shared.timers.reset(session.id.as_str(), ttl);
             armed += 1;
         }

@@ -70,3 +70,4 @@ mod timers;
 
 pub use config::Config;
 pub use server::{run, Server, ServerError};
+pub use state::SESSION_TTL_MIN;

@@ -42,6 +42,7 @@ use crate::model::session::Session;
 
 use error::TxnOpError;
 pub(crate) use error::{Invalid, StateError};
+pub use session::SESSION_TTL_MIN;
 pub(crate) use session::{parse_session_ttl, SESSION_TTL_MULTIPLIER};
 
 /// (node name, service ID) or (node name, check ID).

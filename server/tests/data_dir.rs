@@ -21,6 +21,7 @@ async fn start(dir: &Path) -> Result<Server, ServerError> {
         rpc_advertise: addr,
         bootstrap_expect: 1,
         dev: true,
+        session_ttl_min: concord_server::SESSION_TTL_MIN,
     };
     Server::start(config, listener).await
 }

@@ -55,6 +55,7 @@ fn durability_child() {
             rpc_advertise: addr,
             bootstrap_expect: 1,
             dev: true,
+            session_ttl_min: concord_server::SESSION_TTL_MIN,
         };
         let server = Server::start(config, listener).await.unwrap();
         server

@@ -30,6 +30,7 @@ async fn start(dir: &Path) -> (Server, SocketAddr) {
         rpc_advertise: addr,
         bootstrap_expect: 1,
         dev: true,
+        session_ttl_min: concord_server::SESSION_TTL_MIN,
     };
     let server = Server::start(config, listener).await.unwrap();
     assert_eq!(server.rpc_addr(), addr);

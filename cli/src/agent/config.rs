@@ -52,8 +52,10 @@ struct ConfigFile {
     ports: Option<Ports>,
     node_meta: Option<BTreeMap<String, String>>,
     dns_config: Option<DnsConfig>,
-    service: Option<ServiceEntry>,
-    services: Option<Vec<ServiceEntry>>,
+    /// One service, or several (HCL's repeated `service { }` blocks).
+    service: Option<OneOrMany<ServiceEntry>>,
+    /// Services: a list, or HCL's `services { }` blocks (one block reads as one object).
+    services: Option<OneOrMany<ServiceEntry>>,
     start_join: Option<Vec<String>>,
     retry_join: Option<Vec<String>>,
     retry_interval: Option<String>,
@@ -66,20 +68,49 @@ struct ConfigFile {
     leave_on_terminate: Option<bool>,
     /// The `acl` block (see [`acl_block`]).
     acl: Option<AclBlock>,
+    log_json: Option<bool>,
+    log_file: Option<PathBuf>,
+    log_rotate_bytes: Option<u64>,
+    log_rotate_duration: Option<String>,
+    log_rotate_max_files: Option<i64>,
+    enable_syslog: Option<bool>,
+    syslog_facility: Option<String>,
+    default_query_time: Option<String>,
+    max_query_time: Option<String>,
+    session_ttl_min: Option<String>,
+    disable_host_node_id: Option<bool>,
+    http_config: Option<HttpConfig>,
     /// Keys this struct does not name: logged, then ignored.
     #[serde(flatten)]
     unknown: BTreeMap<String, IgnoredAny>,
 }
 
-/// The `ports` block.
+/// The `http_config` block.
+#[derive(Debug, Default, Deserialize)]
+struct HttpConfig {
+    /// Headers added to every HTTP API response.
+    response_headers: Option<BTreeMap<String, String>>,
+    /// Networks (CIDR) allowed to call write endpoints.
+    allow_write_http_from: Option<Vec<String>>,
+    /// Keys this struct does not name: logged as `http_config.<key>`, then ignored.
+    #[serde(flatten)]
+    unknown: BTreeMap<String, IgnoredAny>,
+}
+
+/// The `ports` block. A negative port disables that listener (Consul's `ports { dns = -1 }`).
 #[derive(Debug, Default, Deserialize)]
 struct Ports {
-    /// Negative disables DNS (Consul's `ports { dns = -1 }`).
     dns: Option<i64>,
-    http: Option<u64>,
-    server: Option<u64>,
-    serf_lan: Option<u64>,
-    serf_wan: Option<u64>,
+    http: Option<i64>,
+    https: Option<i64>,
+    grpc: Option<i64>,
+    grpc_tls: Option<i64>,
+    server: Option<i64>,
+    serf_lan: Option<i64>,
+    serf_wan: Option<i64>,
+    /// Keys this struct does not name: logged as `ports.<key>`, then ignored.
+    #[serde(flatten)]
+    unknown: BTreeMap<String, IgnoredAny>,
 }
 
 /// The `dns_config` block; durations are Go duration strings (`"5s"`).
@@ -97,6 +128,56 @@ struct DnsConfig {
     max_stale: Option<String>,
     use_cache: Option<bool>,
     cache_max_age: Option<String>,
+    soa: Option<Soa>,
+    /// Keys this struct does not name: logged as `dns_config.<key>`, then ignored.
+    #[serde(flatten)]
+    unknown: BTreeMap<String, IgnoredAny>,
+}
+
+/// `dns_config.soa`: the SOA record's timers, in whole seconds.
+#[derive(Debug, Default, Deserialize)]
+struct Soa {
+    refresh: Option<u64>,
+    retry: Option<u64>,
+    expire: Option<u64>,
+    min_ttl: Option<u64>,
+}
+
+/// A value written once or as a list: HCL gives one block as an object and repeated
+/// blocks as a list, and Consul takes both for `service` and `services`.
+#[derive(Debug)]
+enum OneOrMany<T> {
+    /// A list.
+    Many(Vec<T>),
+    /// A single value.
+    One(T),
+}
+
+impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for OneOrMany<T> {
+    // By hand rather than `untagged`, which would replace the element's own error (say,
+    // "invalid service definition: ...") with "did not match any variant".
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let custom = serde::de::Error::custom;
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::Array(items) => items
+                .into_iter()
+                .map(|v| serde_json::from_value(v).map_err(custom))
+                .collect::<Result<_, _>>()
+                .map(OneOrMany::Many),
+            one => serde_json::from_value(one)
+                .map(OneOrMany::One)
+                .map_err(custom),
+        }
+    }
+}
+
+impl<T> OneOrMany<T> {
+    fn into_vec(self) -> Vec<T> {
+        match self {
+            OneOrMany::Many(v) => v,
+            OneOrMany::One(t) => vec![t],
+        }
+    }
 }
 
 /// A service definition in a config file. Keys are matched as the agent API matches them
@@ -117,7 +198,7 @@ impl<'de> Deserialize<'de> for ServiceEntry {
 /// Settings merged from config files and flags (flags win), with Consul's key names. `None`
 /// means "not given": the agent picks the default.
 #[derive(Debug, Default)]
-pub(super) struct Settings {
+pub(crate) struct Settings {
     /// `-dev`: one in-memory voter with fast timings; implies `server`.
     pub(super) dev: bool,
     /// Run a server (Raft voter) in this process.
@@ -138,20 +219,24 @@ pub(super) struct Settings {
     pub(super) advertise: Option<IpAddr>,
     /// Address of the HTTP API and DNS.
     pub(super) client: Option<IpAddr>,
-    /// HTTP API port; 0 picks a free one.
-    pub(super) http_port: Option<u16>,
+    /// HTTP API port; 0 picks a free one, negative (`-1`) disables the HTTP API.
+    pub(super) http_port: Option<i32>,
     /// DNS port (UDP and TCP); 0 picks a free one, negative disables DNS.
     pub(super) dns_port: Option<i32>,
-    /// Server RPC port; 0 picks a free one.
-    pub(super) server_port: Option<u16>,
-    /// Gossip LAN port reported for this member.
-    pub(super) serf_lan_port: Option<u16>,
-    /// Gossip WAN port reported for servers.
-    pub(super) serf_wan_port: Option<u16>,
+    /// HTTPS API port; Concord has no HTTPS listener yet, so a non-negative one is warned about.
+    pub(super) https_port: Option<i32>,
+    /// gRPC (xDS) port; not built yet, warned about when non-negative.
+    pub(super) grpc_port: Option<i32>,
+    /// gRPC TLS port; not built yet, warned about when non-negative.
+    pub(super) grpc_tls_port: Option<i32>,
+    /// Server RPC port; 0 picks a free one. A server cannot disable it.
+    pub(super) server_port: Option<i32>,
+    /// Gossip LAN port; 0 picks a free one. Gossip cannot be disabled.
+    pub(super) serf_lan_port: Option<i32>,
+    /// Gossip WAN port reported for servers; negative: no WAN port (`members -wan` is empty).
+    pub(super) serf_wan_port: Option<i32>,
     /// File the agent writes its PID to, removed on exit.
     pub(super) pid_file: Option<PathBuf>,
-    /// trace, debug, info, warn or err.
-    pub(super) log_level: Option<String>,
     /// Node metadata, in the order given (a later duplicate key wins).
     pub(super) node_meta: Vec<(String, String)>,
     /// DNS domain (default `consul`).
@@ -211,66 +296,275 @@ pub(super) struct Settings {
     pub(super) default_intention_allow: Option<bool>,
     /// The `acl` block, merged over the agent's defaults (ACLs off).
     pub(super) acl: concord_client_agent::acl::AclConfig,
+    /// Logging: where, in what format, and how files rotate.
+    pub(super) logging: LogSettings,
+    /// Blocking wait when a request gives no `?wait` (Consul's `default_query_time`, 300 s).
+    pub(super) default_query_time: Option<Duration>,
+    /// Longest blocking wait a request may ask for (Consul's `max_query_time`, 600 s).
+    pub(super) max_query_time: Option<Duration>,
+    /// Shortest session TTL accepted (Consul's `session_ttl_min`, 10 s).
+    pub(super) session_ttl_min: Option<Duration>,
+    /// Headers added to every HTTP API response (`http_config.response_headers`).
+    pub(super) response_headers: BTreeMap<String, String>,
+    /// Networks allowed to write over HTTP (`-allow-write-http-from`,
+    /// `http_config.allow_write_http_from`); empty allows all.
+    pub(super) allow_write_http_from: Vec<ipnet::IpNet>,
+    /// `dns_config.soa`: refresh, retry, expire and min_ttl, in seconds.
+    pub(super) dns_soa: [Option<u64>; 4],
     /// Config file keys Concord does not support (file, key), skipped.
     pub(super) unsupported_keys: Vec<(PathBuf, String)>,
+    /// Flags accepted for Consul's sake whose feature Concord lacks: each names what is
+    /// missing, and is logged once logging runs.
+    pub(super) missing_features: Vec<String>,
 }
 
-/// Every file named by `-config-file` and the `.json` files of each `-config-dir`.
-fn config_paths(files: &[PathBuf], dirs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
-    let mut paths = files.to_vec();
-    for dir in dirs {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-            .with_context(|| format!("reading config dir {}", dir.display()))?
+/// Where the agent logs and how (Consul's `log_*` and `enable_syslog` keys).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct LogSettings {
+    /// trace, debug, info, warn or err.
+    pub(crate) level: Option<String>,
+    /// One JSON object per line instead of text (`-log-json`).
+    pub(crate) json: bool,
+    /// Also write logs to this file (`-log-file`); a path ending in `/` is a directory,
+    /// in which `consul.log` is written, as Consul names it.
+    pub(crate) file: Option<PathBuf>,
+    /// Rotate the file once it would exceed this many bytes (0: never by size).
+    pub(crate) rotate_bytes: Option<u64>,
+    /// Rotate the file this often (default 24 h, as Consul).
+    pub(crate) rotate_duration: Option<Duration>,
+    /// Rotated files to keep (0: all, -1: none), as Consul's `log_rotate_max_files`.
+    pub(crate) rotate_max_files: Option<i64>,
+    /// Also send logs to the local syslog (`-syslog`, `enable_syslog`).
+    pub(crate) syslog: bool,
+    /// Syslog facility (default `LOCAL0`).
+    pub(crate) syslog_facility: Option<String>,
+}
+
+/// The format of a config source: from `-config-format`, else the file's extension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// `.json`
+    Json,
+    /// `.hcl`
+    Hcl,
+}
+
+impl Format {
+    /// `-config-format`'s value: `json` or `hcl`, as Consul accepts it.
+    pub(crate) fn parse(text: &str) -> anyhow::Result<Format> {
+        match text {
+            "json" => Ok(Format::Json),
+            "hcl" => Ok(Format::Hcl),
+            other => bail!("-config-format must be either 'hcl' or 'json', got {other:?}"),
+        }
+    }
+
+    /// The format a path's extension names, if any.
+    fn of(path: &Path) -> Option<Format> {
+        match path.extension().and_then(|x| x.to_str()) {
+            Some("json") => Some(Format::Json),
+            Some("hcl") => Some(Format::Hcl),
+            _ => None,
+        }
+    }
+}
+
+/// One config source in merge order: a file with its format.
+pub(crate) type Source = (PathBuf, Format);
+
+/// Every config source the flags name, in Consul's merge order: each `-config-file` and
+/// `-config-dir` in the order given, a directory's files sorted by name. A directory yields
+/// its `.json` and `.hcl` files (every file with `-config-format`, which also overrides
+/// the extension); a file named directly must say its format one way or the other.
+pub(crate) fn config_sources(
+    paths: &[PathBuf],
+    format: Option<Format>,
+) -> anyhow::Result<Vec<Source>> {
+    let mut sources = Vec::new();
+    for path in paths {
+        let meta = std::fs::metadata(path)
+            .with_context(|| format!("reading config path {}", path.display()))?;
+        if !meta.is_dir() {
+            let f = format.or_else(|| Format::of(path)).with_context(|| {
+                format!(
+                    "config file {}: unknown format; name it .json or .hcl, or pass -config-format",
+                    path.display()
+                )
+            })?;
+            sources.push((path.clone(), f));
+            continue;
+        }
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+            .with_context(|| format!("reading config dir {}", path.display()))?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .filter(|p| p.is_file())
             .collect();
         entries.sort();
-        paths.extend(entries);
+        for entry in entries {
+            if let Some(f) = format.or_else(|| Format::of(&entry)) {
+                sources.push((entry, f));
+            }
+        }
     }
-    Ok(paths)
+    Ok(sources)
 }
 
 impl ConfigFile {
-    /// Reads and parses one JSON config file.
-    fn read(path: &Path) -> anyhow::Result<ConfigFile> {
-        let text = std::fs::read(path)
+    /// Reads and parses one config file.
+    fn read(path: &Path, format: Format) -> anyhow::Result<ConfigFile> {
+        let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config file {}", path.display()))?;
-        let tree: serde_json::Value = serde_json::from_slice(&text).with_context(|| {
-            format!(
-                "parsing config file {} (only JSON is supported)",
-                path.display()
-            )
-        })?;
-        if !tree.is_object() {
-            bail!(
-                "config file {}: top level must be an object",
-                path.display()
-            );
-        }
-        // Typed from the text, not from `tree`: serde_json then says where a bad value is.
-        serde_json::from_slice(&text).with_context(|| format!("config file {}", path.display()))
+        ConfigFile::parse(&text, format).with_context(|| format!("config file {}", path.display()))
     }
+
+    /// Parses config text in `format` into the typed struct.
+    fn parse(text: &str, format: Format) -> anyhow::Result<ConfigFile> {
+        match format {
+            Format::Json => {
+                let tree: serde_json::Value = serde_json::from_str(text).context("parsing JSON")?;
+                if !tree.is_object() {
+                    bail!("top level must be an object");
+                }
+                // Typed from the text, not from `tree`: serde_json then says where a bad
+                // value is.
+                Ok(serde_json::from_str(text)?)
+            }
+            Format::Hcl => match hcl::from_str(text) {
+                Ok(file) => Ok(file),
+                // Consul reads HCL 1, which also takes quoted keys in blocks (its docs write
+                // `service_ttl { "*" = "5s" }`); HCL 2 wants those as an object
+                // (`service_ttl = { "*" = "5s" }`). Retry with that rewrite before failing.
+                Err(first) => match hcl1_quoted_keys(text) {
+                    Some(rewritten) => hcl::from_str(&rewritten).context("parsing HCL"),
+                    None => Err(first).context("parsing HCL"),
+                },
+            },
+        }
+    }
+}
+
+/// Rewrites each block whose body has a quoted key (`name { "k" = v }`) into an object
+/// attribute (`name = { "k" = v }`), which HCL 2 parses as the same map. Scans tokens, not
+/// lines, so one-line blocks work; strings and comments are skipped. `None` when nothing
+/// changes.
+fn hcl1_quoted_keys(text: &str) -> Option<String> {
+    let b = text.as_bytes();
+    // For each open brace: its position when it opens a block (an identifier or a label
+    // before it), `None` for an object or anything else.
+    let mut open: Vec<Option<usize>> = Vec::new();
+    let mut marks: Vec<usize> = Vec::new();
+    let mut last = b'\n';
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        let comment = c == b'#' || (c == b'/' && b.get(i + 1) == Some(&b'/'));
+        if comment {
+            while i < b.len() && b[i] != b'\n' {
+                i += 1;
+            }
+            continue;
+        }
+        match c {
+            b'"' => {
+                let key_position = matches!(last, b'{' | b'\n' | b',');
+                i += 1;
+                while i < b.len() && b[i] != b'"' {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+                let mut j = i;
+                while j < b.len() && (b[j] == b' ' || b[j] == b'\t') {
+                    j += 1;
+                }
+                let assigns = b.get(j) == Some(&b'=') && b.get(j + 1) != Some(&b'=');
+                if key_position && assigns {
+                    if let Some(Some(brace)) = open.last() {
+                        marks.push(*brace);
+                    }
+                }
+                last = b'"';
+                continue;
+            }
+            b'{' => {
+                let block =
+                    last == b'"' || last == b'_' || last == b'-' || last.is_ascii_alphanumeric();
+                open.push(block.then_some(i));
+                last = b'{';
+            }
+            b'}' => {
+                open.pop();
+                last = b'}';
+            }
+            b' ' | b'\t' | b'\r' => {}
+            other => last = other,
+        }
+        i += 1;
+    }
+    if marks.is_empty() {
+        return None;
+    }
+    marks.sort_unstable();
+    marks.dedup();
+    let mut out = text.to_string();
+    for brace in marks.into_iter().rev() {
+        out.insert_str(brace, "= ");
+    }
+    Some(out)
 }
 
 impl Settings {
     /// Reads one config file into these settings (it overrides what earlier files set).
-    fn apply_file(&mut self, path: &Path) -> anyhow::Result<()> {
-        let file = ConfigFile::read(path)?;
-        self.unsupported_keys.extend(
-            file.unknown
-                .keys()
-                .map(|key| (path.to_path_buf(), key.clone())),
-        );
-        self.merge(file)
-            .with_context(|| format!("config file {}", path.display()))
+    fn apply_file(&mut self, path: &Path, format: Format) -> anyhow::Result<()> {
+        let file = ConfigFile::read(path, format)?;
+        self.apply_parsed(path, file)
     }
 
-    /// Logs the config keys that were skipped. Separate from reading, because the files say
-    /// the log level: logging starts after they are read.
-    pub(super) fn warn_unsupported_keys(&self) {
-        for (file, key) in &self.unsupported_keys {
-            tracing::warn!(file = %file.display(), key = %key, "ignoring unsupported config key");
-        }
+    /// Lays one parsed source over these settings, noting its unknown keys under `name`.
+    fn apply_parsed(&mut self, name: &Path, file: ConfigFile) -> anyhow::Result<()> {
+        let nested = |block: &'static str, keys: Option<Vec<String>>| {
+            keys.into_iter()
+                .flatten()
+                .map(move |k| format!("{block}.{k}"))
+        };
+        let keys = file
+            .unknown
+            .keys()
+            .cloned()
+            .chain(nested(
+                "ports",
+                file.ports
+                    .as_ref()
+                    .map(|p| p.unknown.keys().cloned().collect()),
+            ))
+            .chain(nested(
+                "dns_config",
+                file.dns_config
+                    .as_ref()
+                    .map(|d| d.unknown.keys().cloned().collect()),
+            ))
+            .chain(nested(
+                "http_config",
+                file.http_config
+                    .as_ref()
+                    .map(|h| h.unknown.keys().cloned().collect()),
+            ));
+        let keys: Vec<(PathBuf, String)> = keys.map(|k| (name.to_path_buf(), k)).collect();
+        self.unsupported_keys.extend(keys);
+        self.merge(file)
+            .with_context(|| format!("config file {}", name.display()))
+    }
+
+    /// What start-up found worth a warning (unsupported keys, flags for features Concord
+    /// lacks). Returned rather than logged, because the files say how to log: logging starts
+    /// after they are read, and these are logged then.
+    pub(crate) fn warnings(&self) -> Vec<String> {
+        let keys = self.unsupported_keys.iter().map(|(file, key)| {
+            format!(
+                "config: ignoring unsupported config key {key:?} in {}",
+                file.display()
+            )
+        });
+        keys.chain(self.missing_features.iter().cloned()).collect()
     }
 
     /// Lays `file` over these settings: given values replace, lists and maps add up.
@@ -288,8 +582,42 @@ impl Settings {
         set(&mut s.bind, ip("bind_addr", file.bind_addr)?);
         set(&mut s.advertise, ip("advertise_addr", file.advertise_addr)?);
         set(&mut s.client, ip("client_addr", file.client_addr)?);
-        set(&mut s.log_level, file.log_level);
+        set(&mut s.logging.level, file.log_level);
         set(&mut s.pid_file, file.pid_file);
+        let log = &mut s.logging;
+        log.json = file.log_json.unwrap_or(log.json);
+        set(&mut log.file, file.log_file);
+        set(&mut log.rotate_bytes, file.log_rotate_bytes);
+        set(
+            &mut log.rotate_duration,
+            duration("log_rotate_duration", file.log_rotate_duration)?,
+        );
+        set(&mut log.rotate_max_files, file.log_rotate_max_files);
+        log.syslog = file.enable_syslog.unwrap_or(log.syslog);
+        set(&mut log.syslog_facility, file.syslog_facility);
+        set(
+            &mut s.default_query_time,
+            duration("default_query_time", file.default_query_time)?,
+        );
+        set(
+            &mut s.max_query_time,
+            duration("max_query_time", file.max_query_time)?,
+        );
+        set(
+            &mut s.session_ttl_min,
+            duration("session_ttl_min", file.session_ttl_min)?,
+        );
+        // Concord's node IDs are random (or given) and never derived from the host, which is
+        // what `disable_host_node_id = true` asks for; `false` cannot be honoured and needs not be.
+        let _ = file.disable_host_node_id;
+        if let Some(http) = file.http_config {
+            s.response_headers
+                .extend(http.response_headers.into_iter().flatten());
+            for net in http.allow_write_http_from.into_iter().flatten() {
+                s.allow_write_http_from
+                    .push(cidr("http_config.allow_write_http_from", &net)?);
+            }
+        }
         s.enable_script_checks = file.enable_script_checks.unwrap_or(s.enable_script_checks);
         s.enable_local_script_checks = file
             .enable_local_script_checks
@@ -307,10 +635,13 @@ impl Settings {
         s.recursors.extend(file.recursors.into_iter().flatten());
         if let Some(ports) = file.ports {
             set(&mut s.http_port, port("http", ports.http)?);
+            set(&mut s.https_port, port("https", ports.https)?);
+            set(&mut s.grpc_port, port("grpc", ports.grpc)?);
+            set(&mut s.grpc_tls_port, port("grpc_tls", ports.grpc_tls)?);
             set(&mut s.server_port, port("server", ports.server)?);
             set(&mut s.serf_lan_port, port("serf_lan", ports.serf_lan)?);
             set(&mut s.serf_wan_port, port("serf_wan", ports.serf_wan)?);
-            set(&mut s.dns_port, optional_port("dns", ports.dns)?);
+            set(&mut s.dns_port, port("dns", ports.dns)?);
         }
         s.node_meta.extend(file.node_meta.into_iter().flatten());
         if let Some(dns) = file.dns_config {
@@ -335,11 +666,18 @@ impl Settings {
                 &mut s.dns_cache_max_age,
                 duration("cache_max_age", dns.cache_max_age)?,
             );
+            if let Some(soa) = dns.soa {
+                let values = [soa.refresh, soa.retry, soa.expire, soa.min_ttl];
+                for (slot, value) in s.dns_soa.iter_mut().zip(values) {
+                    set(slot, value);
+                }
+            }
         }
         let services = file
             .service
             .into_iter()
-            .chain(file.services.into_iter().flatten());
+            .chain(file.services)
+            .flat_map(OneOrMany::into_vec);
         s.services.extend(services.map(|ServiceEntry(def)| def));
         s.join.extend(file.start_join.into_iter().flatten());
         s.retry_join.extend(file.retry_join.into_iter().flatten());
@@ -383,11 +721,32 @@ impl Settings {
         set(&mut s.advertise, typed(p, "advertise")?);
         set(&mut s.client, typed(p, "client")?);
         set(&mut s.http_port, typed(p, "http-port")?);
+        set(&mut s.https_port, typed(p, "https-port")?);
+        set(&mut s.grpc_port, typed(p, "grpc-port")?);
+        set(&mut s.grpc_tls_port, typed(p, "grpc-tls-port")?);
         set(&mut s.dns_port, typed(p, "dns-port")?);
         set(&mut s.server_port, typed(p, "server-port")?);
         set(&mut s.serf_lan_port, typed(p, "serf-lan-port")?);
         set(&mut s.serf_wan_port, typed(p, "serf-wan-port")?);
-        set(&mut s.log_level, text("log-level"));
+        let log = &mut s.logging;
+        set(&mut log.level, text("log-level"));
+        log.json |= p.bool("log-json");
+        set(&mut log.file, path("log-file"));
+        set(&mut log.rotate_bytes, typed(p, "log-rotate-bytes")?);
+        set(
+            &mut log.rotate_duration,
+            duration("-log-rotate-duration", text("log-rotate-duration"))?,
+        );
+        set(&mut log.rotate_max_files, typed(p, "log-rotate-max-files")?);
+        log.syslog |= p.bool("syslog");
+        set(
+            &mut s.default_query_time,
+            duration("-default-query-time", text("default-query-time"))?,
+        );
+        set(
+            &mut s.max_query_time,
+            duration("-max-query-time", text("max-query-time"))?,
+        );
         set(&mut s.domain, text("domain"));
         set(&mut s.alt_domain, text("alt-domain"));
         s.recursors.extend(p.list("recursor").iter().cloned());
@@ -402,6 +761,11 @@ impl Settings {
         s.rejoin |= p.bool("rejoin");
         set(&mut s.serf_lan_bind, typed(p, "serf-lan-bind")?);
         set(&mut s.encrypt, text("encrypt"));
+        for net in p.list("allow-write-http-from") {
+            s.allow_write_http_from
+                .push(cidr("-allow-write-http-from", net)?);
+        }
+        s.note_missing_features(p);
         for kv in p.list("node-meta") {
             let (k, v) = kv
                 .split_once(':')
@@ -410,6 +774,113 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+impl Settings {
+    /// Checks what merging leaves unchecked: values only the agent's start would reject.
+    pub(crate) fn check(&self) -> anyhow::Result<()> {
+        if let Some(level) = &self.logging.level {
+            super::logging::level_directive(level)?;
+        }
+        if let Some(id) = &self.node_id {
+            uuid::Uuid::parse_str(id).with_context(|| format!("node_id {id:?} is not a UUID"))?;
+        }
+        for (name, value) in &self.response_headers {
+            header_check(name, value)?;
+        }
+        Ok(())
+    }
+}
+
+/// A response header must be a valid HTTP header name and value.
+fn header_check(name: &str, value: &str) -> anyhow::Result<()> {
+    let name_ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    let value_ok = value
+        .bytes()
+        .all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f));
+    if !name_ok || !value_ok {
+        bail!("http_config.response_headers: invalid header {name:?}: {value:?}");
+    }
+    Ok(())
+}
+
+/// Flags Consul's agent takes for features Concord has not built: accepted so tools that
+/// pass Consul's full flag set still start an agent, and each named in a warning.
+const MISSING: &[(&str, &str)] = &[
+    ("advertise-wan", "WAN federation"),
+    ("join-wan", "WAN federation"),
+    ("retry-join-wan", "WAN federation"),
+    ("retry-interval-wan", "WAN federation"),
+    ("retry-max-wan", "WAN federation"),
+    ("serf-wan-bind", "WAN federation"),
+    ("serf-wan-allowed-cidrs", "WAN federation"),
+    ("primary-gateway", "WAN federation through mesh gateways"),
+    ("serf-lan-allowed-cidrs", "gossip network filtering"),
+    (
+        "allow-write-http-from",
+        "HTTP write restrictions by network",
+    ),
+    (
+        "auto-reload-config",
+        "automatic config reload (use concord reload)",
+    ),
+    (
+        "disable-keyring-file",
+        "a gossip keyring file (the keyring is never written to disk)",
+    ),
+    ("check_output_max_size", "a configurable check output limit"),
+    ("non-voting-server", "read replicas (Consul Enterprise)"),
+    ("read-replica", "read replicas (Consul Enterprise)"),
+    ("segment", "network segments (Consul Enterprise)"),
+    ("protocol", "other RPC protocol versions"),
+    ("raft-protocol", "other Raft protocol versions"),
+];
+
+impl Settings {
+    /// Notes each given flag of [`MISSING`], and listeners Concord cannot open yet (HTTPS,
+    /// gRPC) unless disabled with a negative port.
+    fn note_missing_features(&mut self, p: &Parsed) {
+        for (flag, feature) in MISSING {
+            if p.value(flag).is_some() {
+                self.missing_features.push(format!(
+                    "flag -{flag} accepted but ignored: {feature} is not built yet"
+                ));
+            }
+        }
+        for (port, feature) in [
+            (
+                self.https_port,
+                "ports.https / -https-port: the HTTPS API is not built yet",
+            ),
+            (
+                self.grpc_port,
+                "ports.grpc / -grpc-port: the gRPC (xDS for Envoy) API is not built yet",
+            ),
+            (
+                self.grpc_tls_port,
+                "ports.grpc_tls / -grpc-tls-port: the gRPC TLS API is not built yet",
+            ),
+        ] {
+            if port.is_some_and(|p| p >= 0) {
+                self.missing_features
+                    .push(format!("{feature}; no listener is opened"));
+            }
+        }
+    }
+}
+
+/// A network in CIDR form (`10.0.0.0/8`); a bare address is that one address.
+fn cidr(key: &str, text: &str) -> anyhow::Result<ipnet::IpNet> {
+    if let Ok(net) = text.parse() {
+        return Ok(net);
+    }
+    let ip: IpAddr = text
+        .parse()
+        .with_context(|| format!("{key}: invalid CIDR {text:?}"))?;
+    Ok(ipnet::IpNet::from(ip))
 }
 
 /// Replaces `slot` with `value` when one is given.
@@ -440,14 +911,9 @@ fn ip(key: &str, text: Option<String>) -> anyhow::Result<Option<IpAddr>> {
     .transpose()
 }
 
-fn port(key: &str, number: Option<u64>) -> anyhow::Result<Option<u16>> {
-    number
-        .map(|p| u16::try_from(p).with_context(|| format!("ports.{key}: {p} is not a port")))
-        .transpose()
-}
-
-/// A port that may be disabled with a negative number (Consul's `ports.dns = -1`).
-fn optional_port(key: &str, number: Option<i64>) -> anyhow::Result<Option<i32>> {
+/// A port: 0 picks a free one, any negative number disables the listener (`-1`, as
+/// Consul writes it).
+fn port(key: &str, number: Option<i64>) -> anyhow::Result<Option<i32>> {
     match number {
         None => Ok(None),
         Some(p) if p < 0 => Ok(Some(-1)),
@@ -464,28 +930,64 @@ fn duration(key: &str, text: Option<String>) -> anyhow::Result<Option<Duration>>
         .transpose()
 }
 
-/// Service definitions of all config files (for `/v1/agent/reload`).
-pub(super) fn load_services(paths: &[PathBuf]) -> Result<Vec<ServiceDefinition>, String> {
-    let mut s = Settings::default();
-    for p in paths {
-        s.apply_file(p).map_err(|e| format!("{e:#}"))?;
+/// Every config source of an agent, in merge order: the files, then the `-hcl` snippets.
+/// Kept for `/v1/agent/reload` and `concord validate`.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Sources {
+    /// Files with their formats.
+    pub(crate) files: Vec<Source>,
+    /// `-hcl` snippets, in the order given.
+    pub(crate) hcl: Vec<String>,
+}
+
+impl Sources {
+    /// The files and snippets the flags name.
+    fn from_flags(p: &Parsed) -> anyhow::Result<Sources> {
+        let format = p.value("config-format").map(Format::parse).transpose()?;
+        let paths: Vec<PathBuf> = p
+            .in_order(&["config-file", "config-dir"])
+            .into_iter()
+            .map(PathBuf::from)
+            .collect();
+        Ok(Sources {
+            files: config_sources(&paths, format)?,
+            hcl: p.list("hcl").to_vec(),
+        })
     }
-    s.warn_unsupported_keys();
+
+    /// Settings of these sources alone (no flags).
+    pub(crate) fn read(&self) -> anyhow::Result<Settings> {
+        let mut s = Settings::default();
+        for (path, format) in &self.files {
+            s.apply_file(path, *format)?;
+        }
+        for (i, text) in self.hcl.iter().enumerate() {
+            let name = PathBuf::from(format!("-hcl #{}", i + 1));
+            let file = ConfigFile::parse(text, Format::Hcl)
+                .with_context(|| format!("{}", name.display()))?;
+            s.apply_parsed(&name, file)?;
+        }
+        Ok(s)
+    }
+}
+
+/// Service definitions of all config sources (for `/v1/agent/reload`).
+pub(super) fn load_services(sources: &Sources) -> Result<Vec<ServiceDefinition>, String> {
+    let s = sources.read().map_err(|e| format!("{e:#}"))?;
+    for warning in s.warnings() {
+        tracing::warn!("{warning}");
+    }
     Ok(s.services)
 }
 
-/// Settings from the config files named by the flags, then the flags themselves (flags win),
-/// and the config file paths (read again on reload).
-pub(super) fn settings(p: &Parsed) -> anyhow::Result<(Settings, Vec<PathBuf>)> {
-    let to_paths =
-        |name: &str| -> Vec<PathBuf> { p.list(name).iter().map(PathBuf::from).collect() };
-    let paths = config_paths(&to_paths("config-file"), &to_paths("config-dir"))?;
-    let mut s = Settings::default();
-    for path in &paths {
-        s.apply_file(path)?;
-    }
+/// Settings from the config sources named by the flags, then the flags themselves (flags
+/// win), and the sources (read again on reload).
+pub(super) fn settings(p: &Parsed) -> anyhow::Result<(Settings, Sources)> {
+    let sources = Sources::from_flags(p)?;
+    let mut s = sources.read()?;
     s.apply_flags(p)?;
-    Ok((s, paths))
+    s.check()?;
+    Ok((s, sources))
 }
 
 /// The `acl { ... }` block as written (Consul's keys). Kept apart, with [`acl_block`], so
@@ -573,7 +1075,7 @@ mod tests {
         );
         let dir_flag = format!("-config-dir={}", dir.path().display());
         let (s, paths) = settings(&flags(&["-node", "from-flag", &dir_flag])).unwrap();
-        assert_eq!(paths, vec![path.clone()]);
+        assert_eq!(paths.files, vec![(path.clone(), Format::Json)]);
         assert_eq!(s.datacenter.as_deref(), Some("east"));
         assert_eq!(s.node_name.as_deref(), Some("from-flag"));
         assert_eq!(s.http_port, Some(9500));
@@ -606,11 +1108,11 @@ mod tests {
                 "service":{"name":"c","check":{"ttl":"30s"}},
                 "enable_local_script_checks":true}"#,
         );
-        // Not JSON by extension: config dirs read only `.json` files.
-        write(dir.path(), "3.hcl", "datacenter = \"north\"");
+        // Neither JSON nor HCL by extension: config dirs read only `.json` and `.hcl` files.
+        write(dir.path(), "3.yaml", "datacenter: north");
         let dir_flag = format!("-config-dir={}", dir.path().display());
         let (s, paths) = settings(&flags(&[&dir_flag])).unwrap();
-        assert_eq!(paths.len(), 2, "{paths:?}");
+        assert_eq!(paths.files.len(), 2, "{paths:?}");
         assert_eq!(s.datacenter.as_deref(), Some("west"));
         assert!(!s.server, "a later file's false overrides");
         assert_eq!(s.bootstrap_expect, Some(3));
@@ -668,7 +1170,7 @@ mod tests {
         assert_eq!(s.http_port, Some(0));
         assert_eq!(s.dns_port, Some(8653));
         assert_eq!(
-            s.log_level.as_deref(),
+            s.logging.level.as_deref(),
             Some("debug"),
             "files fill what flags leave"
         );
@@ -712,20 +1214,21 @@ mod tests {
         let path = write(
             dir.path(),
             "a.json",
-            r#"{"node_name":"n","ui_config":{"enabled":true},"telemetry":{},
+            r#"{"node_name":"n","audit":{"enabled":true},"telemetry":{},
                 "ports":{"grpc":8502},"dns_config":{"prefer_namespace":true}}"#,
         );
-        let file = ConfigFile::read(&path).unwrap();
+        let file = ConfigFile::read(&path, Format::Json).unwrap();
         let unknown: Vec<&str> = file.unknown.keys().map(String::as_str).collect();
-        assert_eq!(unknown, ["telemetry", "ui_config"]);
+        assert_eq!(unknown, ["audit", "telemetry"]);
         let mut s = Settings::default();
-        s.apply_file(&path).unwrap();
+        s.apply_file(&path, Format::Json).unwrap();
         assert_eq!(s.node_name.as_deref(), Some("n"));
         assert_eq!(
             s.unsupported_keys,
             [
+                (path.clone(), "audit".into()),
                 (path.clone(), "telemetry".into()),
-                (path, "ui_config".into())
+                (path, "dns_config.prefer_namespace".into())
             ]
         );
     }
@@ -767,9 +1270,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let error = |json: &str| {
             let path = write(dir.path(), "bad.json", json);
-            format!("{:#}", Settings::default().apply_file(&path).unwrap_err())
+            format!(
+                "{:#}",
+                Settings::default()
+                    .apply_file(&path, Format::Json)
+                    .unwrap_err()
+            )
         };
-        assert!(error("{not json").contains("only JSON is supported"));
+        assert!(error("{not json").contains("parsing JSON"));
         assert!(error("[1]").contains("top level must be an object"));
         assert!(error(r#"{"bind_addr":"nope"}"#).contains("bind_addr: invalid IP address"));
         assert!(error(r#"{"ports":{"http":70000}}"#).contains("ports.http: 70000 is not a port"));
@@ -796,7 +1304,275 @@ mod tests {
             "a.json",
             r#"{"default_intention_policy":"deny"}"#,
         );
-        s.apply_file(&path).unwrap();
+        s.apply_file(&path, Format::Json).unwrap();
         assert_eq!(s.default_intention_allow, Some(false));
+    }
+
+    /// Consul's documented agent configuration example, in HCL and in JSON, gives the same
+    /// settings; keys of features Concord lacks (`telemetry`, `watches`) are warned about.
+    #[test]
+    fn hcl_and_json_give_the_same_settings() {
+        let hcl = r#"
+datacenter = "east-aws"
+data_dir = "/opt/consul"
+log_level = "INFO"
+node_name = "foobar"
+server = true
+bootstrap_expect = 3
+client_addr = "0.0.0.0"
+recursors = ["10.0.0.53"]
+node_meta {
+  rack = "r1"
+}
+ports {
+  http = 8501
+  dns = -1
+  grpc = -1
+  serf_wan = -1
+}
+dns_config {
+  node_ttl = "10s"
+  only_passing = true
+  service_ttl {
+    "*" = "5s"
+  }
+  soa {
+    min_ttl = 30
+  }
+}
+http_config {
+  response_headers {
+    "Access-Control-Allow-Origin" = "*"
+  }
+}
+session_ttl_min = "1s"
+default_query_time = "30s"
+max_query_time = "2m"
+log_json = true
+log_file = "/var/log/consul/"
+log_rotate_bytes = 1024
+log_rotate_duration = "1h"
+log_rotate_max_files = 3
+enable_syslog = false
+watches = [
+  {
+    type = "checks"
+    handler = "/usr/bin/health-check-handler.sh"
+  }
+]
+telemetry {
+  statsite_address = "127.0.0.1:2180"
+}
+service {
+  name = "web"
+  port = 80
+  tags = ["v1"]
+  check {
+    http = "http://localhost/health"
+    interval = "10s"
+  }
+}
+"#;
+        let json = r#"{
+"datacenter": "east-aws", "data_dir": "/opt/consul", "log_level": "INFO",
+"node_name": "foobar", "server": true, "bootstrap_expect": 3, "client_addr": "0.0.0.0",
+"recursors": ["10.0.0.53"], "node_meta": {"rack": "r1"},
+"ports": {"http": 8501, "dns": -1, "grpc": -1, "serf_wan": -1},
+"dns_config": {"node_ttl": "10s", "only_passing": true, "service_ttl": {"*": "5s"},
+  "soa": {"min_ttl": 30}},
+"http_config": {"response_headers": {"Access-Control-Allow-Origin": "*"}},
+"session_ttl_min": "1s", "default_query_time": "30s", "max_query_time": "2m",
+"log_json": true, "log_file": "/var/log/consul/", "log_rotate_bytes": 1024,
+"log_rotate_duration": "1h", "log_rotate_max_files": 3, "enable_syslog": false,
+"watches": [{"type": "checks", "handler": "/usr/bin/health-check-handler.sh"}],
+"telemetry": {"statsite_address": "127.0.0.1:2180"},
+"service": {"name": "web", "port": 80, "tags": ["v1"],
+  "check": {"http": "http://localhost/health", "interval": "10s"}}
+}"#;
+        let dir = tempfile::tempdir().unwrap();
+        let read = |name: &str, text: &str| {
+            let path = write(dir.path(), name, text);
+            let sources = Sources {
+                files: config_sources(&[path], None).unwrap(),
+                hcl: Vec::new(),
+            };
+            sources.read().unwrap()
+        };
+        let from_hcl = read("a.hcl", hcl);
+        let from_json = read("a.json", json);
+        for s in [&from_hcl, &from_json] {
+            assert_eq!(s.datacenter.as_deref(), Some("east-aws"));
+            assert_eq!(s.node_name.as_deref(), Some("foobar"));
+            assert!(s.server);
+            assert_eq!(s.bootstrap_expect, Some(3));
+            assert_eq!(s.client, Some("0.0.0.0".parse().unwrap()));
+            assert_eq!(s.http_port, Some(8501));
+            assert_eq!(
+                (s.dns_port, s.grpc_port, s.serf_wan_port),
+                (Some(-1), Some(-1), Some(-1))
+            );
+            assert_eq!(s.node_meta, [("rack".into(), "r1".into())]);
+            assert_eq!(s.dns_node_ttl, Some(Duration::from_secs(10)));
+            assert_eq!(s.dns_only_passing, Some(true));
+            assert_eq!(s.dns_service_ttl["*"], Duration::from_secs(5));
+            assert_eq!(s.dns_soa, [None, None, None, Some(30)]);
+            assert_eq!(s.response_headers["Access-Control-Allow-Origin"], "*");
+            assert_eq!(s.session_ttl_min, Some(Duration::from_secs(1)));
+            assert_eq!(s.default_query_time, Some(Duration::from_secs(30)));
+            assert_eq!(s.max_query_time, Some(Duration::from_secs(120)));
+            assert!(s.logging.json && !s.logging.syslog);
+            assert_eq!(s.logging.level.as_deref(), Some("INFO"));
+            assert_eq!(s.logging.rotate_bytes, Some(1024));
+            assert_eq!(s.logging.rotate_duration, Some(Duration::from_secs(3600)));
+            assert_eq!(s.logging.rotate_max_files, Some(3));
+            assert_eq!(s.services.len(), 1);
+            assert_eq!(s.services[0].name, "web");
+            assert_eq!(s.services[0].port, Some(80));
+            let keys: Vec<&str> = s.unsupported_keys.iter().map(|(_, k)| k.as_str()).collect();
+            assert_eq!(keys, ["telemetry", "watches"]);
+            s.check().unwrap();
+        }
+        assert_eq!(
+            format!("{:?}", from_hcl.services[0]),
+            format!("{:?}", from_json.services[0])
+        );
+    }
+
+    #[test]
+    fn hcl_snippets_config_format_and_dir_order() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "1.json",
+            r#"{"datacenter":"one","node_name":"a"}"#,
+        );
+        write(dir.path(), "2.hcl", "datacenter = \"two\"");
+        let odd = write(dir.path(), "agent.conf", "node_name = \"from-conf\"");
+        let dir_flag = format!("-config-dir={}", dir.path().display());
+        let (s, sources) = settings(&flags(&[&dir_flag, "-hcl", "log_level = \"debug\""])).unwrap();
+        assert_eq!(
+            s.datacenter.as_deref(),
+            Some("two"),
+            "files merge in name order"
+        );
+        assert_eq!(
+            s.node_name.as_deref(),
+            Some("a"),
+            "agent.conf is skipped by extension"
+        );
+        assert_eq!(s.logging.level.as_deref(), Some("debug"));
+        assert_eq!(sources.hcl, ["log_level = \"debug\""]);
+        // -config-format reads any file in that format, whatever its extension.
+        let file_flag = format!("-config-file={}", odd.display());
+        let (s, _) = settings(&flags(&["-config-format=hcl", &file_flag])).unwrap();
+        assert_eq!(s.node_name.as_deref(), Some("from-conf"));
+        let error = settings(&flags(&[&file_flag])).unwrap_err().to_string();
+        assert!(error.contains("unknown format"), "{error}");
+        let error = settings(&flags(&["-config-format=yaml"]))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("must be either 'hcl' or 'json'"), "{error}");
+        // A bad snippet names itself.
+        let error = format!("{:#}", settings(&flags(&["-hcl", "ports {"])).unwrap_err());
+        assert!(error.contains("-hcl #1"), "{error}");
+    }
+
+    #[test]
+    fn repeated_service_blocks() {
+        let parse = |text: &str| {
+            let file = ConfigFile::parse(text, Format::Hcl).unwrap();
+            let mut s = Settings::default();
+            s.merge(file).unwrap();
+            s.services
+                .iter()
+                .map(|d| d.name.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            parse("services {\n name = \"a\"\n}\nservices {\n name = \"b\"\n}\n"),
+            ["a", "b"]
+        );
+        assert_eq!(parse("services {\n name = \"a\"\n}\n"), ["a"]);
+        assert_eq!(
+            parse("service {\n name = \"a\"\n}\nservice {\n name = \"b\"\n}\n"),
+            ["a", "b"]
+        );
+        assert_eq!(parse("services = [{ name = \"a\" }]"), ["a"]);
+    }
+
+    #[test]
+    fn hcl1_quoted_keys_become_objects() {
+        let parse = |text: &str| ConfigFile::parse(text, Format::Hcl).unwrap();
+        let one_line = parse(r#"http_config { response_headers { "X-A" = "1" } }"#);
+        let headers = one_line.http_config.unwrap().response_headers.unwrap();
+        assert_eq!(headers["X-A"], "1");
+        let nested = parse("dns_config {\n  # a comment with \"quotes\" = x\n  service_ttl {\n    \"*\" = \"5s\"\n  }\n}\n");
+        assert_eq!(nested.dns_config.unwrap().service_ttl.unwrap()["*"], "5s");
+        assert_eq!(hcl1_quoted_keys("a = \"x\"\nb { c = 1 }"), None);
+    }
+
+    #[test]
+    fn every_consul_flag_is_accepted() {
+        let (s, _) = settings(&flags(&[
+            "-dev",
+            "-serf-wan-port=-1",
+            "-http-port=-1",
+            "-dns-port=-1",
+            "-grpc-port=-1",
+            "-grpc-tls-port=8503",
+            "-https-port=-1",
+            "-log-json",
+            "-log-file=/tmp/x/",
+            "-log-rotate-bytes=100",
+            "-log-rotate-duration=1h",
+            "-log-rotate-max-files=-1",
+            "-syslog",
+            "-default-query-time=10s",
+            "-max-query-time=1m",
+            "-disable-host-node-id",
+            "-config-format=json",
+            "-alt-domain=alt",
+            "-join-wan=10.0.0.1",
+            "-retry-join-wan=10.0.0.2",
+            "-advertise-wan=10.0.0.3",
+            "-serf-wan-bind=0.0.0.0",
+            "-primary-gateway=10.0.0.4:443",
+            "-segment=s1",
+            "-read-replica",
+            "-non-voting-server",
+            "-allow-write-http-from=10.0.0.0/8",
+            "-auto-reload-config",
+            "-disable-keyring-file",
+            "-check_output_max_size=4096",
+            "-protocol=2",
+            "-raft-protocol=3",
+            "-retry-interval-wan=30s",
+            "-retry-max-wan=3",
+            "-serf-lan-allowed-cidrs=10.0.0.0/8",
+            "-serf-wan-allowed-cidrs=10.0.0.0/8",
+        ]))
+        .unwrap();
+        assert_eq!(
+            (s.http_port, s.dns_port, s.serf_wan_port),
+            (Some(-1), Some(-1), Some(-1))
+        );
+        assert!(s.logging.json && s.logging.syslog);
+        assert_eq!(s.logging.rotate_max_files, Some(-1));
+        assert_eq!(s.default_query_time, Some(Duration::from_secs(10)));
+        assert_eq!(s.max_query_time, Some(Duration::from_secs(60)));
+        let warnings = s.warnings().join("\n");
+        for missing in [
+            "-join-wan",
+            "-segment",
+            "-read-replica",
+            "gRPC TLS",
+            "-allow-write-http-from",
+        ] {
+            assert!(warnings.contains(missing), "{missing}: {warnings}");
+        }
+        assert!(
+            !warnings.contains("-grpc-port"),
+            "a disabled port is no warning: {warnings}"
+        );
     }
 }

@@ -31,7 +31,12 @@ pub(super) async fn start(
     node_name: &str,
 ) -> anyhow::Result<Gossip> {
     let bind_ip = s.serf_lan_bind.unwrap_or(bind);
-    let port = s.serf_lan_port.unwrap_or(DEFAULT_SERF_LAN_PORT);
+    let port = match s.serf_lan_port {
+        None => DEFAULT_SERF_LAN_PORT,
+        Some(p) => u16::try_from(p).map_err(|_| {
+            anyhow::anyhow!("ports.serf_lan cannot be -1: the agent needs its LAN gossip pool")
+        })?,
+    };
     let (udp, tcp) = gossip::bind(SocketAddr::new(bind_ip, port))
         .await
         .with_context(|| format!("binding the LAN gossip port {bind_ip}:{port}"))?;

@@ -172,6 +172,10 @@ async fn members(State(s): State<AppState>, c: Common) -> ApiResult {
                 "Cannot list WAN members: this agent is not a server".to_string(),
             ));
         }
+        // `serf_wan_port` 0: WAN disabled (`ports.serf_wan = -1`), so the WAN pool is empty.
+        if s.config.serf_wan_port == 0 {
+            return Ok(c.ok(None, &Vec::<Member>::new()));
+        }
         // A server's WAN pool names members `<node>.<datacenter>`, on the WAN gossip port.
         let mut member = self_member(&s);
         member.name = format!("{}.{}", s.config.node_name, s.config.datacenter);

@@ -20,7 +20,8 @@ pub enum ApiError {
     /// 500: the server side failed.
     #[error("{0}")]
     Internal(String),
-    /// 403: an ACL refusal (`Permission denied: ...`, `ACL not found`); nothing changed.
+    /// 403: the caller may not do this: an ACL refusal (`Permission denied: ...`, `ACL not
+    /// found`) or a write from outside `allow_write_http_from`; nothing changed.
     #[error("{0}")]
     Forbidden(String),
     /// 401: ACL endpoints while ACLs are disabled (`ACL support disabled`).
@@ -43,10 +44,10 @@ impl From<crate::acl::ResolveError> for ApiError {
 impl From<RpcError> for ApiError {
     fn from(e: RpcError) -> Self {
         match e {
-            // Validation failures from the state store are the caller's fault: Consul
-            // returns 500 for most of these, but 400 is what clients expect of bad input
-            // (py-consul and node-consul treat both as errors).
-            RpcError::Invalid(m) => ApiError::BadRequest(m),
+            // Validation failures from the servers are 500 with the server's text, as
+            // Consul's RPC errors are: clients match on exactly these (`invalid session
+            // "..."`, `Invalid Session TTL ...`) and recover differently from a 400.
+            RpcError::Invalid(m) => ApiError::Internal(m),
             RpcError::NotFound(m) => ApiError::NotFound(m),
             RpcError::NoLeader | RpcError::NotLeader { .. } => {
                 ApiError::Internal("No cluster leader".to_string())
@@ -61,10 +62,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match &self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
         };
         let mut response = (status, self.to_string()).into_response();

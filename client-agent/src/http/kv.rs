@@ -154,10 +154,13 @@ fn raw_value(entry: &KvEntry, meta: &QueryMeta) -> Response {
 fn parse_u64(params: &Params, key: &str) -> Result<Option<u64>, ApiError> {
     match params.get(key) {
         None => Ok(None),
-        Some(v) => v.parse::<u64>().map(Some).map_err(|_| {
-            ApiError::BadRequest(format!(
-                "Invalid {key} value: \"{v}\" (want an unsigned integer)"
-            ))
+        // Consul returns Go's `strconv.ParseUint` error as is, which its HTTP layer makes a 500.
+        Some(v) => v.parse::<u64>().map(Some).map_err(|e| {
+            let why = match e.kind() {
+                std::num::IntErrorKind::PosOverflow => "value out of range",
+                _ => "invalid syntax",
+            };
+            ApiError::Internal(format!("strconv.ParseUint: parsing {v:?}: {why}"))
         }),
     }
 }

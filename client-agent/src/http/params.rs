@@ -290,7 +290,7 @@ impl FromRequestParts<AppState> for ReadQuery {
 
     async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, ApiError> {
         let common = Common::from_request_parts(parts, s).await?;
-        let options = common.params.query_options()?;
+        let options = s.config.bound_wait(common.params.query_options()?);
         let node_meta = common.params.node_meta()?;
         Ok(ReadQuery {
             common,

@@ -43,7 +43,7 @@ async fn save(State(s): State<AppState>, q: ReadQuery) -> ApiResult {
 }
 
 /// `PUT /v1/snapshot`: restores the archive in the body. A corrupt or truncated archive is
-/// refused (400, with what is wrong) and nothing changes.
+/// refused (500 with what is wrong, as Consul) and nothing changes.
 async fn restore(State(s): State<AppState>, _c: Common, body: Bytes) -> ApiResult<Response> {
     s.rpc.snapshot_restore(body.to_vec()).await?;
     Ok(empty_ok())

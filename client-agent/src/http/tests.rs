@@ -519,12 +519,12 @@ async fn snapshot_save_is_gzip_with_the_index_and_restore_refuses_a_bad_archive(
     assert_eq!(headers["content-type"], "application/x-gzip");
     assert_eq!(headers["x-consul-index"], "1");
     assert_eq!(body.as_bytes(), crate::rpc_client::fake::FAKE_ARCHIVE);
-    tracing::info!("PUT /v1/snapshot hands the body to the servers; a refusal is a 400");
+    tracing::info!("PUT /v1/snapshot hands the body to the servers; a refusal is Consul's 500");
     let fake_archive = String::from_utf8(crate::rpc_client::fake::FAKE_ARCHIVE.to_vec()).unwrap();
     let (code, body) = call(&app, Method::PUT, "/v1/snapshot", &fake_archive).await;
     assert_eq!((code, body.as_str()), (StatusCode::OK, ""));
     let (code, body) = call(&app, Method::PUT, "/v1/snapshot", "garbage").await;
-    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR);
     assert!(body.contains("corrupt or truncated"), "{body}");
     tracing::info!("other methods are refused in Consul's words");
     let (code, body) = call(&app, Method::POST, "/v1/snapshot", "").await;
@@ -646,4 +646,118 @@ async fn a_sidecar_service_registers_its_proxy_and_follows_its_parent() {
     let (code, body) = call(&app, Method::PUT, "/v1/agent/service/register", bad).await;
     assert_eq!(code, StatusCode::BAD_REQUEST);
     assert!(body.contains("nested SidecarService"), "{body}");
+}
+
+/// Consul's exact answers where clients parse them: a wrong method on a known route is 405
+/// with `Allow`; an unclean path is Go's 301 to the cleaned path.
+#[tokio::test]
+async fn wrong_method_and_unclean_paths_answer_as_consul() {
+    let (app, _) = app();
+    let (code, headers, body) =
+        call_with_headers(&app, Method::GET, "/v1/agent/service/deregister/web-1", "").await;
+    assert_eq!(
+        (code, body.as_str()),
+        (StatusCode::METHOD_NOT_ALLOWED, "method GET not allowed")
+    );
+    assert_eq!(headers["allow"], "PUT");
+
+    let (code, headers, body) =
+        call_with_headers(&app, Method::GET, "/v1/kv//app/config?raw", "").await;
+    assert_eq!(code, StatusCode::MOVED_PERMANENTLY);
+    assert_eq!(headers["location"], "/v1/kv/app/config?raw");
+    assert_eq!(headers["content-type"], "text/html; charset=utf-8");
+    assert_eq!(
+        body,
+        "<a href=\"/v1/kv/app/config?raw\">Moved Permanently</a>.\n\n"
+    );
+    let (code, headers, body) = call_with_headers(&app, Method::PUT, "/v1/kv/a//b/", "x").await;
+    assert_eq!((code, body.as_str()), (StatusCode::MOVED_PERMANENTLY, ""));
+    assert_eq!(headers["location"], "/v1/kv/a/b/");
+    assert!(headers.get("content-type").is_none());
+
+    let (code, body) = call(&app, Method::GET, "/v1/agent/monitor?loglevel=loud", "").await;
+    assert_eq!(
+        (code, body.as_str()),
+        (StatusCode::BAD_REQUEST, "Unknown log level: loud")
+    );
+}
+
+#[test]
+fn paths_clean_as_go_cleans_them() {
+    for (path, clean) in [
+        ("/v1/kv//a", "/v1/kv/a"),
+        ("//v1/kv/a/", "/v1/kv/a/"),
+        ("/v1/kv/a/./b/../c", "/v1/kv/a/c"),
+        ("/v1/../..", "/"),
+        ("/", "/"),
+        ("/v1/kv/a", "/v1/kv/a"),
+    ] {
+        assert_eq!(super::clean_path(path), clean, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn configured_response_headers_are_on_every_answer() {
+    let servers = vec!["127.0.0.1:1".parse().unwrap()];
+    let rpc = Arc::new(ServerClient::new(servers).unwrap());
+    let mut config = Config::new("test-node", Vec::new());
+    config
+        .response_headers
+        .insert("Access-Control-Allow-Origin".into(), "*".into());
+    let (_tx, view) = tokio::sync::watch::channel(Arc::new(CatalogSnapshot::default()));
+    let (core, _results) = AgentCore::new(config, rpc, view, None);
+    let app = super::router(core);
+    for uri in ["/v1/agent/self", "/v1/agent/nope"] {
+        let (_, headers, _) = call_with_headers(&app, Method::GET, uri, "").await;
+        assert_eq!(headers["access-control-allow-origin"], "*", "{uri}");
+    }
+}
+
+#[tokio::test]
+async fn writes_from_outside_allow_write_http_from_are_restricted() {
+    let servers = vec!["127.0.0.1:1".parse().unwrap()];
+    let rpc = Arc::new(ServerClient::new(servers).unwrap());
+    let mut config = Config::new("test-node", Vec::new());
+    config.allow_write_http_from = vec!["10.0.0.0/8".parse().unwrap()];
+    let (_tx, view) = tokio::sync::watch::channel(Arc::new(CatalogSnapshot::default()));
+    let (core, _results) = AgentCore::new(config, rpc, view, None);
+    let app = super::router(core);
+    let call_from = |peer: &str, method: Method| {
+        let mut request = Request::builder()
+            .method(method)
+            .uri("/v1/agent/service/register")
+            .body(Body::from(r#"{"Name":"web"}"#))
+            .unwrap();
+        let peer: std::net::SocketAddr = peer.parse().unwrap();
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+        let app = app.clone();
+        async move {
+            let response = app.oneshot(request).await.unwrap();
+            let status = response.status();
+            let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            (status, String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+    assert_eq!(
+        call_from("127.0.0.1:5000", Method::PUT).await,
+        (StatusCode::FORBIDDEN, "Access is restricted".to_string())
+    );
+    // Checked before the method, as Consul does.
+    assert_eq!(
+        call_from("127.0.0.1:5000", Method::POST).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        call_from("10.1.2.3:5000", Method::PUT).await.0,
+        StatusCode::OK
+    );
+    // Reads are never restricted.
+    assert_eq!(
+        call_from("127.0.0.1:5000", Method::GET).await.0,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
 }

@@ -164,5 +164,8 @@ async fn ttl_expiry_and_failing_check_invalidate() {
         .put("/v1/session/create", r#"{"TTL":"1s"}"#)
         .await
         .unwrap();
-    assert_eq!(code, 400, "TTL below 10s is rejected");
+    assert_eq!(
+        code, 500,
+        "TTL below 10s is rejected, as Consul's RPC error"
+    );
 }

@@ -210,8 +210,8 @@ async fn a_corrupt_or_truncated_archive_is_refused_and_changes_nothing() {
     let (_, index_after, _) = agent.get_json("/v1/kv/?recurse").await.unwrap();
     assert_eq!(index_after, index_before);
 
-    tracing::info!("a body that is not an archive at all is a 400 over HTTP");
+    tracing::info!("a body that is not an archive at all is Consul's 500 over HTTP");
     let (code, text) = agent.put("/v1/snapshot", "not a snapshot").await.unwrap();
-    assert_eq!(code, 400, "{text}");
+    assert_eq!(code, 500, "{text}");
     assert!(text.contains("corrupt or truncated"), "{text}");
 }

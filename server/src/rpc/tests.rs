@@ -35,6 +35,7 @@ fn config(bootstrap_expect: usize) -> Config {
         rpc_advertise: "127.0.0.1:8300".parse().unwrap(),
         bootstrap_expect,
         dev: true,
+        session_ttl_min: crate::SESSION_TTL_MIN,
     }
 }
 
@@ -452,6 +453,7 @@ fn config_entries_are_checked_before_proposing() {
                 cas: None,
             },
             0,
+            crate::SESSION_TTL_MIN,
         )
     };
     let ok = set(

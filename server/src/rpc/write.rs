@@ -71,7 +71,7 @@ pub(crate) async fn write(
                 result: WriteResult::Operator(result),
             });
         }
-        req => to_command(req, now_ms())?,
+        req => to_command(req, now_ms(), shared.config.session_ttl_min)?,
     };
     // Leadership lost since `leader_target` surfaces here as NotLeader/NoLeader: the client
     // retries, rather than this server forwarding from inside the write.
@@ -94,7 +94,7 @@ fn renew(shared: &Shared, id: &str) -> WriteResponse {
     let store = shared.store.current();
     let session = store.session(id);
     if let Some(session) = &session {
-        if let Ok(Some(ttl)) = parse_session_ttl(&session.ttl) {
+        if let Ok(Some(ttl)) = parse_session_ttl(&session.ttl, Duration::ZERO) {
             shared.timers.reset(id, ttl);
         }
     }
@@ -110,6 +110,7 @@ fn renew(shared: &Shared, id: &str) -> WriteResponse {
 pub(crate) fn to_command(
     req: WriteRequest,
     now_ms: UnixMillis,
+    session_ttl_min: Duration,
 ) -> Result<(Command, Option<Duration>), RpcError> {
     Ok(match req {
         WriteRequest::Register(request) => {
@@ -132,8 +133,8 @@ pub(crate) fn to_command(
             (Command::Txn { ops, now_ms }, None)
         }
         WriteRequest::SessionCreate(session) => {
-            let ttl =
-                parse_session_ttl(&session.ttl).map_err(|e| RpcError::Invalid(e.to_string()))?;
+            let ttl = parse_session_ttl(&session.ttl, session_ttl_min)
+                .map_err(|e| RpcError::Invalid(e.to_string()))?;
             let session = Session {
                 id: uuid::Uuid::new_v4().to_string().into(),
                 ..session.into()

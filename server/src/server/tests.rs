@@ -37,6 +37,7 @@ fn config(
         rpc_advertise: addr,
         bootstrap_expect,
         dev: true,
+        session_ttl_min: crate::SESSION_TTL_MIN,
     }
 }
 

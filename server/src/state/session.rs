@@ -13,8 +13,8 @@ use crate::model::catalog::CheckStatus;
 use crate::model::id::{CheckId, NodeName, SessionId};
 use crate::model::session::{Behavior, Session};
 
-/// Shortest session TTL accepted (Consul's `session_ttl_min` default).
-pub(crate) const SESSION_TTL_MIN: Duration = Duration::from_secs(10);
+/// Shortest session TTL accepted by default (Consul's `session_ttl_min` default).
+pub const SESSION_TTL_MIN: Duration = Duration::from_secs(10);
 /// Longest session TTL accepted (Consul's `SessionTTLMax`).
 pub(crate) const SESSION_TTL_MAX: Duration = Duration::from_secs(86_400);
 /// A session expires `TTL × this` after its last renewal. Consul's `SessionTTLMultiplier`:
@@ -24,8 +24,9 @@ pub(crate) const SESSION_TTL_MULTIPLIER: u32 = 2;
 pub(crate) const MAX_LOCK_DELAY: Duration = Duration::from_secs(60);
 
 /// Validates a session TTL: empty (or zero) means none; otherwise a Go duration between
-/// [`SESSION_TTL_MIN`] and [`SESSION_TTL_MAX`].
-pub(crate) fn parse_session_ttl(ttl: &str) -> Result<Option<Duration>, Invalid> {
+/// `min` (the server's `session_ttl_min`, [`SESSION_TTL_MIN`] by default) and
+/// [`SESSION_TTL_MAX`]. A stored session is re-read with `min` zero: it was checked when made.
+pub(crate) fn parse_session_ttl(ttl: &str, min: Duration) -> Result<Option<Duration>, Invalid> {
     if ttl.is_empty() {
         return Ok(None);
     }
@@ -36,10 +37,10 @@ pub(crate) fn parse_session_ttl(ttl: &str) -> Result<Option<Duration>, Invalid> 
     if parsed.is_zero() {
         return Ok(None);
     }
-    if !(SESSION_TTL_MIN..=SESSION_TTL_MAX).contains(&parsed) {
+    if !(min..=SESSION_TTL_MAX).contains(&parsed) {
         return Err(Invalid::SessionTtlRange {
             ttl: ttl.to_string(),
-            min: SESSION_TTL_MIN,
+            min,
             max: SESSION_TTL_MAX,
         });
     }

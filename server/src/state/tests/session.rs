@@ -295,18 +295,33 @@ fn session_queries() {
 
 #[test]
 fn ttl_validation() {
-    assert_eq!(parse_session_ttl(""), Ok(None));
-    assert_eq!(parse_session_ttl("0s"), Ok(None));
-    assert_eq!(parse_session_ttl("10s"), Ok(Some(Duration::from_secs(10))));
+    assert_eq!(parse_session_ttl("", crate::SESSION_TTL_MIN), Ok(None));
+    assert_eq!(parse_session_ttl("0s", crate::SESSION_TTL_MIN), Ok(None));
     assert_eq!(
-        parse_session_ttl("24h"),
+        parse_session_ttl("10s", crate::SESSION_TTL_MIN),
+        Ok(Some(Duration::from_secs(10)))
+    );
+    assert_eq!(
+        parse_session_ttl("24h", crate::SESSION_TTL_MIN),
         Ok(Some(Duration::from_secs(86_400)))
     );
     for bad in ["5s", "86401s", "soon"] {
-        let err = parse_session_ttl(bad).unwrap_err().to_string();
+        let err = parse_session_ttl(bad, crate::SESSION_TTL_MIN)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.starts_with(&format!("Invalid Session TTL '{bad}'")),
             "{bad}: {err}"
         );
     }
+    // A lower `session_ttl_min` admits shorter TTLs, and its message names the new floor.
+    let min = Duration::from_secs(1);
+    assert_eq!(
+        parse_session_ttl("2s", min),
+        Ok(Some(Duration::from_secs(2)))
+    );
+    assert_eq!(
+        parse_session_ttl("500ms", min).unwrap_err().to_string(),
+        "Invalid Session TTL '500ms', must be between [1s=24h0m0s]"
+    );
 }
