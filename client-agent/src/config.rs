@@ -66,6 +66,34 @@ pub struct Config {
     /// no ACLs) that is allow, so allow is the default; `default_intention_policy = "deny"`
     /// makes the mesh deny-by-default.
     pub default_intention_allow: bool,
+    /// What one HTTP client may hold (the `limits` block).
+    pub limits: HttpLimits,
+}
+
+/// What one client of the HTTP API may hold at once (Consul's `limits` block).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Open connections per remote IP; a new one beyond it is closed at once
+    /// (`limits.http_max_conns_per_client`, Consul's default 200). `0`: no limit.
+    pub http_max_conns_per_client: usize,
+    /// A request head not complete within this closes the connection; also the idle
+    /// keep-alive timeout (`limits.http_read_header_timeout`, default 10 s).
+    pub http_read_header_timeout: Duration,
+    /// Blocking queries one remote IP may have parked at once; one more is answered `429`
+    /// (`limits.http_max_blocking_queries_per_client`, Concord's own, default 1000). With
+    /// HTTP/1.1 each parked query holds a connection, so the connection cap bites first;
+    /// this bounds HTTP/2 clients, whose queries share connections. `0`: no limit.
+    pub http_max_blocking_queries_per_client: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            http_max_conns_per_client: 200,
+            http_read_header_timeout: Duration::from_secs(10),
+            http_max_blocking_queries_per_client: 1000,
+        }
+    }
 }
 
 impl std::fmt::Debug for Config {
@@ -106,6 +134,7 @@ impl Config {
             serf_lan_port: 8301,
             serf_wan_port: 8302,
             default_intention_allow: true,
+            limits: HttpLimits::default(),
         }
     }
 }

@@ -50,7 +50,18 @@ impl CallError {
     }
 }
 
+/// How long a pooled connection to a server may sit unused before it is closed.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// HTTP/2 pings on a connection with requests in flight: interval, and how long one may go
+/// unanswered before the connection (and its requests) fail.
+const H2_PING_INTERVAL: Duration = Duration::from_secs(20);
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// An HTTP client for server RPC. Cheap to clone (one shared connection pool).
+///
+/// Every call to one server shares one HTTP/2 connection (prior knowledge: server RPC
+/// ports speak HTTP/2 without negotiation, see [`crate::serve`]), as Consul multiplexes
+/// its RPC: parked blocking queries cost a stream each, not a descriptor each.
 #[derive(Clone, Debug)]
 pub struct RpcHttp {
     client: reqwest::Client,
@@ -60,14 +71,18 @@ impl RpcHttp {
     /// A client that never routes through an HTTP proxy from the environment: server RPC
     /// addresses are always direct.
     pub fn new() -> Result<Self, CallError> {
-        let client =
-            reqwest::Client::builder()
-                .no_proxy()
-                .build()
-                .map_err(|e| CallError::Transport {
-                    addr: String::new(),
-                    message: format!("building HTTP client: {e}"),
-                })?;
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .http2_prior_knowledge()
+            .http2_adaptive_window(true)
+            .http2_keep_alive_interval(H2_PING_INTERVAL)
+            .http2_keep_alive_timeout(H2_PING_TIMEOUT)
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .build()
+            .map_err(|e| CallError::Transport {
+                addr: String::new(),
+                message: format!("building HTTP client: {e}"),
+            })?;
         Ok(RpcHttp { client })
     }
 
@@ -133,7 +148,13 @@ mod tests {
     async fn serve(app: Router) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let limits = crate::serve::ServeLimits::default();
+        tokio::spawn(crate::serve::serve(
+            listener,
+            app,
+            limits,
+            std::future::pending(),
+        ));
         addr
     }
 

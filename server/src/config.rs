@@ -30,7 +30,14 @@ pub struct Config {
     /// Fast Raft timings for development and tests: heartbeat 50 ms, election timeout
     /// 150–300 ms. Otherwise heartbeat 500 ms, election timeout 1.5–3 s.
     pub dev: bool,
+    /// Connections one remote IP may hold open on the RPC port at once; beyond it new
+    /// ones are closed at once (Consul's `limits.rpc_max_conns_per_client`, default 100).
+    /// An agent or a peer server needs one: calls share it (HTTP/2). `0`: no limit.
+    pub rpc_max_conns_per_client: usize,
 }
+
+/// Consul's default `limits.rpc_max_conns_per_client`.
+pub const DEFAULT_RPC_MAX_CONNS_PER_CLIENT: usize = 100;
 
 /// Raft timings derived from [`Config::dev`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

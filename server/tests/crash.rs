@@ -35,6 +35,7 @@ async fn start(dir: &Path) -> (Server, SocketAddr) {
         rpc_advertise: addr,
         bootstrap_expect: 1,
         dev: true,
+        rpc_max_conns_per_client: 0,
     };
     let server = Server::start(config, listener).await.unwrap();
     server

@@ -21,6 +21,7 @@ async fn start(dir: &Path) -> Result<Server, ServerError> {
         rpc_advertise: addr,
         bootstrap_expect: 1,
         dev: true,
+        rpc_max_conns_per_client: 0,
     };
     Server::start(config, listener).await
 }

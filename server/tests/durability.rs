@@ -55,6 +55,7 @@ fn durability_child() {
             rpc_advertise: addr,
             bootstrap_expect: 1,
             dev: true,
+            rpc_max_conns_per_client: 0,
         };
         let server = Server::start(config, listener).await.unwrap();
         server

@@ -64,6 +64,8 @@ struct ConfigFile {
     encrypt: Option<String>,
     reconnect_timeout: Option<String>,
     leave_on_terminate: Option<bool>,
+    /// What one client may hold (connections, parked queries).
+    limits: Option<Limits>,
     /// Keys this struct does not name: logged, then ignored.
     #[serde(flatten)]
     unknown: BTreeMap<String, IgnoredAny>,
@@ -78,6 +80,17 @@ struct Ports {
     server: Option<u64>,
     serf_lan: Option<u64>,
     serf_wan: Option<u64>,
+}
+
+/// The `limits` block (Consul's keys, plus Concord's `http_read_header_timeout` and
+/// `http_max_blocking_queries_per_client`). `0` for a connection cap means no limit.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+pub(super) struct Limits {
+    pub(super) http_max_conns_per_client: Option<usize>,
+    pub(super) rpc_max_conns_per_client: Option<usize>,
+    pub(super) http_max_blocking_queries_per_client: Option<usize>,
+    /// A Go duration string (`"10s"`).
+    pub(super) http_read_header_timeout: Option<String>,
 }
 
 /// The `dns_config` block; durations are Go duration strings (`"5s"`).
@@ -207,6 +220,8 @@ pub(super) struct Settings {
     /// `Some(false)` for `default_intention_policy = "deny"`; `None` keeps the default
     /// (allow, as Consul with ACLs disabled).
     pub(super) default_intention_allow: Option<bool>,
+    /// The `limits` block, merged key by key (later files win).
+    pub(super) limits: Limits,
     /// Config file keys Concord does not support (file, key), skipped.
     pub(super) unsupported_keys: Vec<(PathBuf, String)>,
 }
@@ -352,7 +367,50 @@ impl Settings {
             &mut s.reconnect_timeout,
             duration("reconnect_timeout", file.reconnect_timeout)?,
         );
+        if let Some(limits) = file.limits {
+            let l = &mut s.limits;
+            set(
+                &mut l.http_max_conns_per_client,
+                limits.http_max_conns_per_client,
+            );
+            set(
+                &mut l.rpc_max_conns_per_client,
+                limits.rpc_max_conns_per_client,
+            );
+            set(
+                &mut l.http_max_blocking_queries_per_client,
+                limits.http_max_blocking_queries_per_client,
+            );
+            duration(
+                "limits.http_read_header_timeout",
+                limits.http_read_header_timeout.clone(),
+            )?;
+            set(
+                &mut l.http_read_header_timeout,
+                limits.http_read_header_timeout,
+            );
+        }
         Ok(())
+    }
+
+    /// The agent's HTTP limits: the `limits` block over Consul's defaults.
+    pub(super) fn http_limits(&self) -> anyhow::Result<concord_client_agent::HttpLimits> {
+        let l = &self.limits;
+        let mut limits = concord_client_agent::HttpLimits::default();
+        set_some(
+            &mut limits.http_max_conns_per_client,
+            l.http_max_conns_per_client,
+        );
+        set_some(
+            &mut limits.http_max_blocking_queries_per_client,
+            l.http_max_blocking_queries_per_client,
+        );
+        let timeout = duration(
+            "limits.http_read_header_timeout",
+            l.http_read_header_timeout.clone(),
+        )?;
+        set_some(&mut limits.http_read_header_timeout, timeout);
+        Ok(limits)
     }
 
     /// Lays the flags over these settings (flags win over files).
@@ -406,6 +464,13 @@ impl Settings {
 }
 
 /// Replaces `slot` with `value` when one is given.
+/// Replaces `slot` when a value is given (a default stays otherwise).
+fn set_some<T>(slot: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *slot = v;
+    }
+}
+
 fn set<T>(slot: &mut Option<T>, value: Option<T>) {
     if value.is_some() {
         *slot = value;
@@ -717,6 +782,33 @@ mod tests {
         assert!(
             error(r#"{"default_intention_policy":"maybe"}"#).contains("default_intention_policy")
         );
+    }
+
+    #[test]
+    fn limits_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(
+            dir.path(),
+            "a.json",
+            r#"{"limits":{"http_max_conns_per_client":5,"rpc_max_conns_per_client":7}}"#,
+        );
+        let b = write(
+            dir.path(),
+            "b.json",
+            r#"{"limits":{"http_max_conns_per_client":6,"http_read_header_timeout":"2s"}}"#,
+        );
+        let p = flags(&[
+            "-config-file",
+            a.to_str().unwrap(),
+            "-config-file",
+            b.to_str().unwrap(),
+        ]);
+        let (s, _) = settings(&p).unwrap();
+        assert_eq!(s.limits.rpc_max_conns_per_client, Some(7));
+        let limits = s.http_limits().unwrap();
+        assert_eq!(limits.http_max_conns_per_client, 6);
+        assert_eq!(limits.http_read_header_timeout, Duration::from_secs(2));
+        assert_eq!(limits.http_max_blocking_queries_per_client, 1000);
     }
 
     #[test]

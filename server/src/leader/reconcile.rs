@@ -117,6 +117,7 @@ mod tests {
             rpc_advertise: "10.0.0.5:8300".parse().unwrap(),
             bootstrap_expect: 1,
             dev: true,
+            rpc_max_conns_per_client: 0,
         }
     }
 

@@ -35,6 +35,7 @@ fn config(bootstrap_expect: usize) -> Config {
         rpc_advertise: "127.0.0.1:8300".parse().unwrap(),
         bootstrap_expect,
         dev: true,
+        rpc_max_conns_per_client: 0,
     }
 }
 

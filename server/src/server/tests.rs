@@ -37,6 +37,7 @@ fn config(
         rpc_advertise: addr,
         bootstrap_expect,
         dev: true,
+        rpc_max_conns_per_client: 0,
     }
 }
 
