@@ -40,6 +40,8 @@ struct Args {
     queries: usize,
     after: Duration,
     port: u16,
+    /// Park-and-wake rounds on the same agent (RSS after each shows reuse or growth).
+    rounds: usize,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -48,6 +50,7 @@ fn parse_args() -> anyhow::Result<Args> {
         queries: 1000,
         after: Duration::from_secs(60),
         port: 18500,
+        rounds: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -57,9 +60,10 @@ fn parse_args() -> anyhow::Result<Args> {
             "--queries" => args.queries = value.parse()?,
             "--after" => args.after = Duration::from_secs(value.parse()?),
             "--http-port" => args.port = value.parse()?,
+            "--rounds" => args.rounds = value.parse()?,
             other => bail!(
                 "unknown flag {other}; flags: --concord PATH --queries N --after SECS \
-                 --http-port PORT"
+                 --http-port PORT --rounds N"
             ),
         }
     }
@@ -230,14 +234,20 @@ async fn main() -> anyhow::Result<()> {
     let mut agent = start_agent(&args, dir.path()).await?;
     let pid = agent.id();
     let addr = SocketAddr::from(([127, 0, 0, 1], args.port));
-    let result = run(&args, addr, pid).await;
+    setup(addr).await?;
+    let mut result = Ok(());
+    for round in 0..args.rounds {
+        result = run(&args, addr, pid, round).await;
+        if result.is_err() {
+            break;
+        }
+    }
     let _ = agent.kill();
     let _ = agent.wait();
     result
 }
 
-async fn run(args: &Args, addr: SocketAddr, pid: u32) -> anyhow::Result<()> {
-    setup(addr).await?;
+async fn run(args: &Args, addr: SocketAddr, pid: u32, round: usize) -> anyhow::Result<()> {
     let (_, kv_index) = request(addr, "GET", "/v1/kv/bench/k", "").await?;
     let (_, health_index) = request(addr, "GET", "/v1/health/service/bench", "").await?;
     let idle_at = Instant::now();
@@ -296,13 +306,13 @@ async fn run(args: &Args, addr: SocketAddr, pid: u32) -> anyhow::Result<()> {
 
     let written_at = Instant::now();
     written_tx.send_replace(Some(written_at));
-    let kv_write = request(addr, "PUT", "/v1/kv/bench/k", "2");
-    let catalog_write = request(
-        addr,
-        "PUT",
-        "/v1/catalog/register",
-        r#"{"Node":"bench-node","Address":"10.0.0.1","Service":{"Service":"bench","Port":81}}"#,
+    let value = (round + 2).to_string();
+    let registration = format!(
+        r#"{{"Node":"bench-node","Address":"10.0.0.1","Service":{{"Service":"bench","Port":{}}}}}"#,
+        81 + round
     );
+    let kv_write = request(addr, "PUT", "/v1/kv/bench/k", &value);
+    let catalog_write = request(addr, "PUT", "/v1/catalog/register", &registration);
     let (kv, catalog) = tokio::join!(kv_write, catalog_write);
     kv?;
     catalog?;
