@@ -221,7 +221,7 @@ fn mb(kb: u64) -> String {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
-    let want = u64::try_from(args.queries)? + 4096;
+    let want = u64::try_from(args.queries)? + 1024;
     let (soft, hard) = raise_open_files(want);
     println!("load generator open-files limit: soft {soft}, hard {hard}");
     if soft < want {
