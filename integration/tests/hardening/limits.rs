@@ -102,3 +102,61 @@ async fn connections_beyond_the_per_client_cap_are_refused_while_others_are_serv
         "a freed slot was not given back"
     );
 }
+
+/// Open descriptors of a process.
+fn descriptors(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parked_queries_cost_one_descriptor_each_and_none_after() {
+    init_tracing();
+    let (agent, _config) = dev_with_config(r#"{"limits":{"http_max_conns_per_client":0}}"#).await;
+    let pid = agent.pid().unwrap();
+    let (_, index, _) = agent.get_json("/v1/kv/watched").await.unwrap();
+    let idle = descriptors(pid);
+    tracing::info!(
+        idle,
+        "park 300 blocking queries, each on its own connection"
+    );
+    let mut watchers = Vec::new();
+    for _ in 0..300 {
+        let mut s = connect_from(2, agent.http).await.unwrap();
+        let request =
+            format!("GET /v1/kv/watched?index={index}&wait=5m HTTP/1.1\r\nhost: agent\r\n\r\n");
+        s.write_all(request.as_bytes()).await.unwrap();
+        watchers.push(s);
+    }
+    tracing::info!("the agent holds one descriptor per watcher (no loopback pair to its server)");
+    assert_eventually!(
+        descriptors(pid) >= idle + 300,
+        "the watchers' connections were not all accepted"
+    );
+    let parked = descriptors(pid);
+    assert!(
+        parked < idle + 300 + 20,
+        "{parked} descriptors for 300 parked queries (idle {idle})"
+    );
+    tracing::info!("one write wakes them all; once they leave, descriptors are back to idle");
+    let (code, _) = agent.put("/v1/kv/watched", "1").await.unwrap();
+    assert_eq!(code, 200);
+    for s in &mut watchers {
+        let mut buf = [0u8; 16];
+        let n = tokio::time::timeout(
+            Duration::from_secs(20),
+            tokio::io::AsyncReadExt::read(s, &mut buf),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
+    }
+    drop(watchers);
+    assert_eventually!(
+        descriptors(pid) <= idle + 2,
+        "descriptors stayed up after the watchers left: {} (idle {idle})",
+        descriptors(pid)
+    );
+}
