@@ -189,6 +189,55 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn concurrent_calls_share_one_connection() {
+        use std::collections::BTreeSet;
+        use std::net::SocketAddr;
+        use std::sync::{Arc, Mutex};
+
+        use axum::extract::ConnectInfo;
+
+        let peers: Arc<Mutex<BTreeSet<SocketAddr>>> = Arc::default();
+        let (release_tx, release_rx) = tokio::sync::watch::channel(false);
+        let seen = peers.clone();
+        let app = Router::new().route(
+            "/park",
+            post(move |ConnectInfo(peer): ConnectInfo<SocketAddr>| {
+                let mut release = release_rx.clone();
+                let seen = seen.clone();
+                async move {
+                    seen.lock().unwrap().insert(peer);
+                    let _ = release.wait_for(|r| *r).await;
+                    Json(1u64)
+                }
+            }),
+        );
+        let addr = serve(app).await;
+        let http = RpcHttp::new().unwrap();
+        tracing::info!("50 calls parked at once, as 50 blocking queries would be");
+        let mut calls = tokio::task::JoinSet::new();
+        for _ in 0..50 {
+            let (http, addr) = (http.clone(), addr.clone());
+            calls.spawn(async move {
+                http.post::<_, u64>(&addr, "/park", &0u64, &[], Duration::from_secs(30))
+                    .await
+            });
+        }
+        // 50 handlers plus the sender's own: every call is parked on the server.
+        while release_tx.receiver_count() < 51 {
+            tokio::task::yield_now().await;
+        }
+        release_tx.send_replace(true);
+        while let Some(done) = calls.join_next().await {
+            assert_eq!(done.unwrap().unwrap(), 1);
+        }
+        assert_eq!(
+            peers.lock().unwrap().len(),
+            1,
+            "one HTTP/2 connection carried them all"
+        );
+    }
+
+    #[tokio::test]
     async fn a_closed_port_is_a_connect_error() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
