@@ -4,3 +4,5 @@
 //! # Layout
 //! - `bin/gossip_sim.rs`: the gossip membership layer (`concord_net::gossip`) over an in-memory
 //!   network with a simulated clock, at 100 to 10,000 members.
+//! - `bin/parked.rs`: parked blocking queries against a dev agent (descriptors, RSS, CPU,
+//!   wake-up delay after one write), at 1,000 to 50,000 watchers.

@@ -13,6 +13,7 @@ use crate::flags::{flag, parse_flags_with, report_usage, Flag, Kind, Parsed};
 
 pub(crate) mod config;
 mod gossip;
+mod local_rpc;
 pub(crate) mod logging;
 
 use config::{load_services, settings};
@@ -192,6 +193,32 @@ fn enabled_port(port: i32) -> anyhow::Result<Option<u16>> {
     ))
 }
 
+/// Raises the soft open-files limit to the hard limit, as Go's runtime does at start (and
+/// so Consul): every client connection and every peer holds a descriptor, and the usual
+/// soft limit of 1024 would cut the agent off long before the hard limit. Logs both.
+fn raise_open_files_limit() {
+    let (soft, hard) = match rlimit::Resource::NOFILE.get() {
+        Ok(limits) => limits,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the open files limit");
+            return;
+        }
+    };
+    if soft >= hard {
+        tracing::info!(soft, hard, "open files limit");
+        return;
+    }
+    match rlimit::increase_nofile_limit(hard) {
+        Ok(raised) => tracing::info!(
+            soft = raised,
+            hard,
+            was = soft,
+            "raised the open files limit"
+        ),
+        Err(e) => tracing::warn!(soft, hard, error = %e, "cannot raise the open files limit"),
+    }
+}
+
 /// The node UUID: given, or persisted in the data dir, or fresh.
 fn node_id(given: Option<String>, data_dir: Option<&Path>) -> anyhow::Result<String> {
     if let Some(id) = given {
@@ -281,6 +308,7 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
     let log_feed = concord_client_agent::logs::LogFeed::default();
     // Warnings found while reading the config are logged only now, once logging runs.
     logging::init(&s.logging, &log_feed, &s.warnings())?;
+    raise_open_files_limit();
 
     let bootstrap_expect = if s.dev {
         1
@@ -387,6 +415,7 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
     config.default_intention_allow = s.default_intention_allow.unwrap_or(!acl_denies);
     config.acl = s.acl.clone();
     config.enable_local_script_checks = s.enable_local_script_checks;
+    config.limits = s.http_limits()?;
     if s.dev {
         // Dev mode favours fast feedback over load on the (local) server.
         config.ae_interval = Duration::from_secs(10);
@@ -410,6 +439,10 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
                 bootstrap_expect,
                 dev: s.dev,
                 session_ttl_min: s.session_ttl_min.unwrap_or(concord_server::SESSION_TTL_MIN),
+                rpc_max_conns_per_client: s
+                    .limits
+                    .rpc_max_conns_per_client
+                    .unwrap_or(concord_server::DEFAULT_RPC_MAX_CONNS_PER_CLIENT),
             };
             let server = concord_server::Server::start_with_gossip(
                 server_config,
@@ -542,7 +575,15 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
             _ = gossip::exhausted(gave_up) => {},
         }
     };
-    let agent_result = concord_client_agent::run(config, listeners, stop).await;
+    // With a server in this process the agent calls it directly; a client agent reaches
+    // the servers over their RPC port.
+    let agent_result = match &server {
+        Some(server) => {
+            let rpc = std::sync::Arc::new(local_rpc::InProcess(server.local_rpc()));
+            concord_client_agent::serve::run_with(config, rpc, listeners, stop).await
+        }
+        None => concord_client_agent::run(config, listeners, stop).await,
+    };
     // Consul's `leave_on_terminate`: by default a client leaves gracefully when stopped (the
     // others record Left and the leader deregisters it), a server does not (the others see
     // it fail, so a restart keeps its place). After `/v1/agent/leave` this is a no-op.

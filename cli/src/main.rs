@@ -17,6 +17,15 @@
 //!   `output` (columns, stdout, failure messages).
 
 mod acl;
+/// jemalloc (with its background purge thread) instead of glibc's malloc: after a burst of
+/// parked blocking queries (thousands of connections and futures freed together) glibc
+/// kept the freed memory in its arenas and RSS stayed at the peak for good; jemalloc
+/// returns it to the OS within seconds (10 s decay) and fragments less while parked.
+/// Measured with `bench/src/bin/parked.rs`, see docs/benchmarks.md. (mimalloc was tried
+/// and kept more.)
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 mod agent;
 mod agent_cmds;
 mod catalog;

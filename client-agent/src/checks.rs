@@ -71,17 +71,24 @@ pub struct CheckResult {
 /// Cuts output longer than [`OUTPUT_MAX_SIZE`] the way Consul cuts TTL update output:
 /// `<first 4096 bytes> ... (captured 4096 of N bytes)` (at a character boundary).
 pub fn truncate_output(output: &str) -> Cow<'_, str> {
-    if output.len() <= OUTPUT_MAX_SIZE {
-        return Cow::Borrowed(output);
+    truncate_captured(output, output.len())
+}
+
+/// [`truncate_output`] for output of which only the start was kept (a script's, read with
+/// a cap so that a check printing without end cannot grow the agent's memory): `total` is
+/// the length of the whole output.
+pub fn truncate_captured(kept: &str, total: usize) -> Cow<'_, str> {
+    let total = total.max(kept.len());
+    if total <= OUTPUT_MAX_SIZE {
+        return Cow::Borrowed(kept);
     }
-    let mut end = OUTPUT_MAX_SIZE;
-    while !output.is_char_boundary(end) {
+    let mut end = OUTPUT_MAX_SIZE.min(kept.len());
+    while !kept.is_char_boundary(end) {
         end -= 1;
     }
     Cow::Owned(format!(
-        "{} ... (captured {end} of {} bytes)",
-        &output[..end],
-        output.len()
+        "{} ... (captured {end} of {total} bytes)",
+        &kept[..end]
     ))
 }
 

@@ -87,6 +87,34 @@ pub struct Config {
     pub allow_write_http_from: Vec<ipnet::IpNet>,
     /// The process's log lines for `/v1/agent/monitor`; the CLI's subscriber feeds it.
     pub logs: crate::logs::LogFeed,
+    /// What one HTTP client may hold (the `limits` block).
+    pub limits: HttpLimits,
+}
+
+/// What one client of the HTTP API may hold at once (Consul's `limits` block).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Open connections per remote IP; a new one beyond it is closed at once
+    /// (`limits.http_max_conns_per_client`, Consul's default 200). `0`: no limit.
+    pub http_max_conns_per_client: usize,
+    /// A request head not complete within this closes the connection; also the idle
+    /// keep-alive timeout (`limits.http_read_header_timeout`, default 10 s).
+    pub http_read_header_timeout: Duration,
+    /// Blocking queries one remote IP may have parked at once; one more is answered `429`
+    /// (`limits.http_max_blocking_queries_per_client`, Concord's own, default 1000). With
+    /// HTTP/1.1 each parked query holds a connection, so the connection cap bites first;
+    /// this bounds HTTP/2 clients, whose queries share connections. `0`: no limit.
+    pub http_max_blocking_queries_per_client: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            http_max_conns_per_client: 200,
+            http_read_header_timeout: Duration::from_secs(10),
+            http_max_blocking_queries_per_client: 1000,
+        }
+    }
 }
 
 impl std::fmt::Debug for Config {
@@ -150,6 +178,7 @@ impl Config {
             response_headers: BTreeMap::new(),
             allow_write_http_from: Vec::new(),
             logs: crate::logs::LogFeed::default(),
+            limits: HttpLimits::default(),
         }
     }
 }

@@ -12,6 +12,8 @@
 //!   transport, decides whether the cached view is still fresh enough to serve
 //!   (`allow_stale`/`max_stale`), sends names that are not ours to `recursor`, and turns the
 //!   pure answer into a hickory response.
+//! - `udp`: the UDP loop (hickory's listener serves TCP): answers opcodes hickory cannot
+//!   decode NOTIMP from the raw header, hands every other query to `handler`.
 //! - `recursor`: forwarding to the configured recursors over UDP or TCP, in order, with a
 //!   timeout each.
 //! - `answer`: pure answer building (names → records, health filtering, shuffling, SOA, size
@@ -56,6 +58,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_proto::error::ProtoError;
@@ -67,6 +70,7 @@ mod answer;
 mod handler;
 mod name;
 mod recursor;
+mod udp;
 
 #[cfg(test)]
 mod fixtures;
@@ -248,6 +252,20 @@ pub struct View {
     pub contact: ContactView,
 }
 
+/// The one handler shared by hickory's TCP listener and our UDP loop.
+struct SharedHandler(Arc<handler::Handler>);
+
+#[async_trait::async_trait]
+impl hickory_server::server::RequestHandler for SharedHandler {
+    async fn handle_request<R: hickory_server::server::ResponseHandler>(
+        &self,
+        request: &hickory_server::server::Request,
+        response_handle: R,
+    ) -> hickory_server::server::ResponseInfo {
+        self.0.handle_request(request, response_handle).await
+    }
+}
+
 /// Serves DNS on the given bound sockets until `shutdown` completes, answering from `view`.
 ///
 /// The sockets are bound by the caller so tests can bind port 0 and `main` the real port.
@@ -272,9 +290,15 @@ pub async fn serve(
     if !zone.config().recursors.is_empty() {
         tracing::info!(recursors = ?zone.config().recursors, "DNS forwards other names to recursors");
     }
-    let mut server = ServerFuture::new(handler::Handler::new(zone, view));
-    server.register_socket(udp);
+    let handler = Arc::new(handler::Handler::new(zone, view));
+    // TCP through hickory's listener; UDP through our own loop (`udp`), which also answers
+    // the opcodes hickory cannot decode.
+    let mut server = ServerFuture::new(SharedHandler(handler.clone()));
     server.register_listener(tcp, tcp_idle_timeout);
+    let (udp_stop_tx, udp_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let udp_task = tokio::spawn(udp::serve(udp, handler, async move {
+        let _ = udp_stop_rx.await;
+    }));
 
     // `block_until_done` only returns once every listener task has ended, which before
     // shutdown means they all failed; otherwise we wait for the shutdown signal.
@@ -282,6 +306,8 @@ pub async fn serve(
         result = server.block_until_done() => Some(result),
         () = shutdown => None,
     };
+    let _ = udp_stop_tx.send(());
+    let _ = udp_task.await;
     match died {
         Some(result) => result.map_err(DnsError::Server),
         None => {

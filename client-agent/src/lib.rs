@@ -20,6 +20,8 @@
 //! - [`catalog_cache`]: the agent's in-memory copy of the catalog, fed by a blocking query.
 //! - [`cache`]: the agent cache behind `?cached` reads (health service, catalog services),
 //!   each key kept current by a background blocking query.
+//! - `limits`: the per-client cap on parked blocking queries (a `429` beyond it), the
+//!   HTTP API's outermost layer; connection caps and timeouts are `concord_net::serve`'s.
 //! - [`intentions_cache`]: the agent's copy of the intentions (Connect authorize reads it),
 //!   fed by one blocking query.
 //! - [`dns`]: the DNS server (hickory) answering from that copy.
@@ -46,6 +48,7 @@ pub mod dns;
 pub mod filter;
 pub mod http;
 pub mod intentions_cache;
+mod limits;
 pub mod local;
 pub mod logs;
 pub mod membership;
@@ -55,5 +58,5 @@ pub mod rpc_client;
 pub mod serve;
 pub mod sidecar;
 
-pub use config::Config;
+pub use config::{Config, HttpLimits};
 pub use serve::{run, AgentError, Listeners};

@@ -39,14 +39,21 @@ pub struct Sample {
 }
 
 impl Metrics {
-    /// Counts one HTTP request.
+    /// Counts one HTTP request. The method becomes a label only if it is a standard one;
+    /// any other counts as `other`, so a client cannot grow the label set (and memory)
+    /// by sending made-up methods.
     pub fn http_request(&self, method: &str) {
         self.http_total.fetch_add(1, Relaxed);
+        let label = match method {
+            "GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "OPTIONS" | "PATCH" | "TRACE"
+            | "CONNECT" => method,
+            _ => "other",
+        };
         let mut map = self
             .http_by_method
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        *map.entry(method.to_string()).or_default() += 1;
+        *map.entry(label.to_string()).or_default() += 1;
     }
 
     fn by_method(&self) -> BTreeMap<String, u64> {
@@ -158,5 +165,18 @@ mod tests {
         );
         let j = m.to_json(&sample, "now".into());
         assert_eq!(j["Gauges"][0]["Value"], 2);
+    }
+
+    #[test]
+    fn made_up_methods_share_one_label() {
+        let m = Metrics::default();
+        for i in 0..100 {
+            m.http_request(&format!("X{i}"));
+        }
+        m.http_request("PUT");
+        assert_eq!(
+            m.by_method(),
+            BTreeMap::from([("PUT".to_string(), 1), ("other".to_string(), 100)])
+        );
     }
 }

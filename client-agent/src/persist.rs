@@ -3,7 +3,10 @@
 //! sent (re-validated on load), as Consul does. Without this, the first anti-entropy sync
 //! after a restart would remove them from the catalog.
 //!
-//! Files are named by the hex of the ID (IDs may contain `/` or `:`). A write goes to a
+//! Files are named by the SHA-256 of the ID in hex (IDs may contain `/` or `:`, and may be
+//! longer than a file name may be; Consul names them by a hash too). Files of earlier
+//! versions, named by the hex of the ID itself, still load; a save or remove of that ID
+//! removes the old name, so nothing comes back from it. A write goes to a
 //! temporary name, is fsynced, renamed over the real name, and the directory is fsynced: a
 //! crash leaves the old definition or the new one, never half of one, and an acknowledged
 //! registration survives a power loss. All file work runs on tokio's blocking pool
@@ -22,8 +25,35 @@ pub struct Persist {
     root: Option<PathBuf>,
 }
 
+/// The file of `id`: a fixed-length name whatever the ID's length.
 fn file_name(id: &str) -> String {
-    id.bytes().map(|b| format!("{b:02x}")).collect::<String>() + ".json"
+    use sha2::Digest as _;
+    hex(&sha2::Sha256::digest(id.as_bytes())) + ".json"
+}
+
+/// The file name of earlier versions: the hex of the ID (too long for IDs of 123 bytes or
+/// more, which is why it was replaced).
+fn legacy_file_name(id: &str) -> String {
+    hex(id.as_bytes()) + ".json"
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Removes `dir/name`; a missing file (or a name the file system cannot hold, so never
+/// written) is not an error.
+fn remove_file(dir: &Path, name: &str) -> io::Result<()> {
+    match std::fs::remove_file(dir.join(name)) {
+        // `InvalidFilename` is ENAMETOOLONG: an old name for a long ID, never written.
+        Err(e)
+            if e.kind() != io::ErrorKind::NotFound
+                && e.kind() != io::ErrorKind::InvalidFilename =>
+        {
+            Err(e)
+        }
+        _ => Ok(()),
+    }
 }
 
 impl Persist {
@@ -51,18 +81,23 @@ impl Persist {
         // Encode here: the value is borrowed and the closure must own what it uses.
         let bytes = serde_json::to_vec(value).map_err(io::Error::other)?;
         let name = file_name(id);
-        self.blocking(move |root| write_durably(&root.join(kind), &name, &bytes))
-            .await
+        let legacy = legacy_file_name(id);
+        self.blocking(move |root| {
+            let dir = root.join(kind);
+            write_durably(&dir, &name, &bytes)?;
+            remove_file(&dir, &legacy)
+        })
+        .await
     }
 
     async fn remove(&self, kind: &'static str, id: &str) -> io::Result<()> {
         let name = file_name(id);
-        self.blocking(
-            move |root| match std::fs::remove_file(root.join(kind).join(name)) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-                _ => Ok(()),
-            },
-        )
+        let legacy = legacy_file_name(id);
+        self.blocking(move |root| {
+            let dir = root.join(kind);
+            remove_file(&dir, &name)?;
+            remove_file(&dir, &legacy)
+        })
         .await
     }
 
@@ -170,6 +205,34 @@ mod tests {
         assert_eq!(names, [file_name("web/1")]);
         p.remove_service("web/1").await.unwrap();
         p.remove_service("web/1").await.unwrap();
+        assert!(p.services().await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn long_ids_persist_and_old_names_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Persist::new(Some(dir.path()));
+        let long = "s".repeat(300);
+        let def = |id: &str| ServiceDefinition {
+            name: "web".into(),
+            id: Some(id.into()),
+            ..ServiceDefinition::default()
+        };
+        p.save_service(&long, &def(&long)).await.unwrap();
+        assert_eq!(p.services().await, vec![def(&long)]);
+        p.remove_service(&long).await.unwrap();
+        assert!(p.services().await.is_empty());
+
+        tracing::info!("a file of an earlier version loads, and is replaced on the next save");
+        let services = dir.path().join("services");
+        let old = services.join(legacy_file_name("old"));
+        std::fs::write(&old, serde_json::to_vec(&def("old")).unwrap()).unwrap();
+        assert_eq!(p.services().await, vec![def("old")]);
+        p.save_service("old", &def("old")).await.unwrap();
+        assert!(!old.exists());
+        assert_eq!(p.services().await, vec![def("old")]);
+        std::fs::write(&old, serde_json::to_vec(&def("old")).unwrap()).unwrap();
+        p.remove_service("old").await.unwrap();
         assert!(p.services().await.is_empty());
     }
 

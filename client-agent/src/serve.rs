@@ -23,6 +23,9 @@ use crate::rpc_client::{ServerClient, ServerRpc};
 /// before they are aborted.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// Requests one HTTP/2 connection to the API may carry at once (HTTP/1.1 carries one).
+const HTTP2_MAX_STREAMS: u32 = 256;
+
 /// Sockets the agent serves on, bound by the caller (tests bind port 0).
 pub struct Listeners {
     /// HTTP API; `None` disables it (`ports.http = -1`).
@@ -70,8 +73,9 @@ pub async fn run(
     run_with(config, rpc, listeners, shutdown).await
 }
 
-/// [`run`] over any [`ServerRpc`] (tests pass a fake).
-pub(crate) async fn run_with(
+/// [`run`] over any [`ServerRpc`]: the CLI passes its in-process server's when it runs
+/// one (no socket per call), tests pass a fake.
+pub async fn run_with(
     config: Config,
     rpc: Arc<dyn ServerRpc>,
     listeners: Listeners,
@@ -120,16 +124,24 @@ pub(crate) async fn run_with(
         stopped(),
     ));
 
-    let app = crate::http::router(core.clone());
+    // Outermost first: the connection caps and timeouts of `concord_net::serve`, then the
+    // per-client cap on parked blocking queries, then the API's own router.
+    let limits = core.config.limits.clone();
+    let app = crate::http::router(core.clone()).layer(axum::middleware::from_fn_with_state(
+        crate::limits::BlockingCap::new(&limits),
+        crate::limits::cap_blocking,
+    ));
+    let serve_limits = concord_net::serve::ServeLimits {
+        header_read_timeout: limits.http_read_header_timeout,
+        max_conns_per_client: limits.http_max_conns_per_client,
+        http2_max_streams: HTTP2_MAX_STREAMS,
+    };
     let http_stop = stopped();
     let http = tokio::spawn(async move {
         match listeners.http {
+            // The peer's address reaches handlers as `ConnectInfo` (`allow_write_http_from`).
             Some(listener) => {
-                // The peer's address is kept for `allow_write_http_from`.
-                let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(http_stop)
-                    .await
+                concord_net::serve::serve(listener, app, serve_limits, http_stop).await
             }
             None => Ok(()),
         }

@@ -411,6 +411,11 @@ impl TestAgent {
         }
     }
 
+    /// The agent's process ID, while it runs (to read `/proc/<pid>/...`).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// `http://127.0.0.1:PORT` + path.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.http, path)

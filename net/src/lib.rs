@@ -6,9 +6,13 @@
 //! # Layout
 //! - [`rpc`]: [`rpc::RpcHttp`], "POST JSON, decode the reply or the peer's `RpcError`", used
 //!   by the agent's server client, a follower forwarding to its leader, and Raft's network.
+//! - [`serve`]: [`serve::serve`], an axum router on a listener with per-client connection
+//!   caps, header read timeouts and HTTP/1.1 + HTTP/2 (prior knowledge): the agent's HTTP
+//!   API and the server RPC port.
 //! - [`gossip`]: LAN membership (SWIM via foca; Serf's statuses, tags, user events, keyring,
 //!   Vivaldi coordinates): [`gossip::Gossip`] over UDP/TCP, [`gossip::Pool`] sans IO,
 //!   [`gossip::memory::SimNetwork`] for tests and simulations.
 
 pub mod gossip;
 pub mod rpc;
+pub mod serve;

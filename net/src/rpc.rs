@@ -50,7 +50,18 @@ impl CallError {
     }
 }
 
+/// How long a pooled connection to a server may sit unused before it is closed.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// HTTP/2 pings on a connection with requests in flight: interval, and how long one may go
+/// unanswered before the connection (and its requests) fail.
+const H2_PING_INTERVAL: Duration = Duration::from_secs(20);
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// An HTTP client for server RPC. Cheap to clone (one shared connection pool).
+///
+/// Every call to one server shares one HTTP/2 connection (prior knowledge: server RPC
+/// ports speak HTTP/2 without negotiation, see [`crate::serve`]), as Consul multiplexes
+/// its RPC: parked blocking queries cost a stream each, not a descriptor each.
 #[derive(Clone, Debug)]
 pub struct RpcHttp {
     client: reqwest::Client,
@@ -60,14 +71,18 @@ impl RpcHttp {
     /// A client that never routes through an HTTP proxy from the environment: server RPC
     /// addresses are always direct.
     pub fn new() -> Result<Self, CallError> {
-        let client =
-            reqwest::Client::builder()
-                .no_proxy()
-                .build()
-                .map_err(|e| CallError::Transport {
-                    addr: String::new(),
-                    message: format!("building HTTP client: {e}"),
-                })?;
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .http2_prior_knowledge()
+            .http2_adaptive_window(true)
+            .http2_keep_alive_interval(H2_PING_INTERVAL)
+            .http2_keep_alive_timeout(H2_PING_TIMEOUT)
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .build()
+            .map_err(|e| CallError::Transport {
+                addr: String::new(),
+                message: format!("building HTTP client: {e}"),
+            })?;
         Ok(RpcHttp { client })
     }
 
@@ -133,7 +148,13 @@ mod tests {
     async fn serve(app: Router) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let limits = crate::serve::ServeLimits::default();
+        tokio::spawn(crate::serve::serve(
+            listener,
+            app,
+            limits,
+            std::future::pending(),
+        ));
         addr
     }
 
@@ -164,6 +185,55 @@ mod tests {
         let err = http.post::<_, u64>(&addr, "/text", &1u64, &[], t).await;
         assert!(
             matches!(err, Err(CallError::Remote(RpcError::Internal(m))) if m.contains("upstream gone"))
+        );
+    }
+
+    #[tokio::test]
+    async fn concurrent_calls_share_one_connection() {
+        use std::collections::BTreeSet;
+        use std::net::SocketAddr;
+        use std::sync::{Arc, Mutex};
+
+        use axum::extract::ConnectInfo;
+
+        let peers: Arc<Mutex<BTreeSet<SocketAddr>>> = Arc::default();
+        let (release_tx, release_rx) = tokio::sync::watch::channel(false);
+        let seen = peers.clone();
+        let app = Router::new().route(
+            "/park",
+            post(move |ConnectInfo(peer): ConnectInfo<SocketAddr>| {
+                let mut release = release_rx.clone();
+                let seen = seen.clone();
+                async move {
+                    seen.lock().unwrap().insert(peer);
+                    let _ = release.wait_for(|r| *r).await;
+                    Json(1u64)
+                }
+            }),
+        );
+        let addr = serve(app).await;
+        let http = RpcHttp::new().unwrap();
+        tracing::info!("50 calls parked at once, as 50 blocking queries would be");
+        let mut calls = tokio::task::JoinSet::new();
+        for _ in 0..50 {
+            let (http, addr) = (http.clone(), addr.clone());
+            calls.spawn(async move {
+                http.post::<_, u64>(&addr, "/park", &0u64, &[], Duration::from_secs(30))
+                    .await
+            });
+        }
+        // 50 handlers plus the sender's own: every call is parked on the server.
+        while release_tx.receiver_count() < 51 {
+            tokio::task::yield_now().await;
+        }
+        release_tx.send_replace(true);
+        while let Some(done) = calls.join_next().await {
+            assert_eq!(done.unwrap().unwrap(), 1);
+        }
+        assert_eq!(
+            peers.lock().unwrap().len(),
+            1,
+            "one HTTP/2 connection carried them all"
         );
     }
 

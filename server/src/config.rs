@@ -34,7 +34,14 @@ pub struct Config {
     /// [`SESSION_TTL_MIN`](crate::SESSION_TTL_MIN), 10 s); checked by the leader before the
     /// session reaches Raft, so servers with different settings never disagree on the log.
     pub session_ttl_min: Duration,
+    /// Connections one remote IP may hold open on the RPC port at once; beyond it new
+    /// ones are closed at once (Consul's `limits.rpc_max_conns_per_client`, default 100).
+    /// An agent or a peer server needs one: calls share it (HTTP/2). `0`: no limit.
+    pub rpc_max_conns_per_client: usize,
 }
+
+/// Consul's default `limits.rpc_max_conns_per_client`.
+pub const DEFAULT_RPC_MAX_CONNS_PER_CLIENT: usize = 100;
 
 /// Raft timings derived from [`Config::dev`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -13,7 +13,8 @@
 //! - `acl`: the leader's side of ACL writes (IDs, secrets, hashes, rules checked, links
 //!   resolved) before they are proposed.
 //! - `rpc`: the RPC router: agent reads/writes (forward-or-local decided up front, blocking
-//!   queries) and Raft's incoming endpoints.
+//!   queries) and Raft's incoming endpoints; [`LocalRpc`], the same reads and writes for an
+//!   agent in this process (no socket).
 //! - [`archive`]: operator snapshot archives (gzipped tar: `meta.json`, `state.bin`,
 //!   `SHA256SUMS`): write, verify, and the server side of save and restore.
 //! - `autopilot`: the leader's Raft membership loop (learners in, promoted once stable;
@@ -68,6 +69,7 @@ mod server;
 mod state;
 mod timers;
 
-pub use config::Config;
+pub use config::{Config, DEFAULT_RPC_MAX_CONNS_PER_CLIENT};
+pub use rpc::LocalRpc;
 pub use server::{run, Server, ServerError};
 pub use state::SESSION_TTL_MIN;

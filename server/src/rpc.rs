@@ -8,6 +8,7 @@
 
 mod error;
 mod forward;
+mod local;
 mod raft;
 mod read;
 #[cfg(test)]
@@ -20,6 +21,8 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::post;
 use axum::Router;
 use concord_api::rpc::{READ_PATH, WRITE_PATH};
+
+pub use local::LocalRpc;
 
 use crate::node::Shared;
 use crate::raft::{

@@ -38,6 +38,11 @@ const LOG_KEPT_BEHIND_SNAPSHOT: u64 = 1024;
 const DB_LOCK_WAIT: Duration = Duration::from_secs(5);
 /// How often it looks again meanwhile.
 const DB_LOCK_RETRY: Duration = Duration::from_millis(20);
+/// A request head on the RPC port not complete within this closes the connection.
+const RPC_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Requests one RPC connection may carry at once: an agent's parked blocking queries all
+/// share its one connection, so this bounds how many one agent can park on this server.
+const RPC_MAX_STREAMS: u32 = 262_144;
 /// How long `shutdown` waits for in-flight RPCs before cutting them off.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -182,6 +187,16 @@ fn lock_held(e: &sled::Error) -> bool {
     matches!(e, sled::Error::Io(io) if io.to_string().starts_with("could not acquire lock"))
 }
 
+/// What the RPC port allows: many streams per connection (every parked blocking query an
+/// agent or a follower forwards is one), few connections per client.
+fn rpc_limits(config: &Config) -> concord_net::serve::ServeLimits {
+    concord_net::serve::ServeLimits {
+        header_read_timeout: RPC_HEADER_READ_TIMEOUT,
+        max_conns_per_client: config.rpc_max_conns_per_client,
+        http2_max_streams: RPC_MAX_STREAMS,
+    }
+}
+
 /// Initializes a single-voter cluster unless this data dir already holds one.
 pub(crate) async fn bootstrap_single(
     raft: &Raft,
@@ -245,9 +260,15 @@ impl Server {
         tracing::info!(node = %config.node_name, raft_id = id, %rpc_addr, "server starting");
 
         let app = rpc::router(shared.clone());
+        let config_for_limits = config.clone();
         let stopping = shared.stopping();
         let http = tokio::spawn(async move {
-            let serve = axum::serve(rpc_listener, app).with_graceful_shutdown(stopping);
+            let serve = concord_net::serve::serve(
+                rpc_listener,
+                app,
+                rpc_limits(&config_for_limits),
+                stopping,
+            );
             if let Err(e) = serve.await {
                 tracing::error!(error = %e, "RPC server failed");
             }
@@ -278,6 +299,12 @@ impl Server {
             leader,
             db,
         })
+    }
+
+    /// The RPC endpoints for an agent in this process: calls go straight to the handlers,
+    /// with no socket per call.
+    pub fn local_rpc(&self) -> rpc::LocalRpc {
+        rpc::LocalRpc::new(self.shared.clone())
     }
 
     /// The address the RPC listener is bound to.

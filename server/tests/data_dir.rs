@@ -22,6 +22,7 @@ async fn start(dir: &Path) -> Result<Server, ServerError> {
         bootstrap_expect: 1,
         dev: true,
         session_ttl_min: concord_server::SESSION_TTL_MIN,
+        rpc_max_conns_per_client: 0,
     };
     Server::start(config, listener).await
 }

@@ -31,6 +31,7 @@ async fn start(dir: &Path) -> (Server, SocketAddr) {
         bootstrap_expect: 1,
         dev: true,
         session_ttl_min: concord_server::SESSION_TTL_MIN,
+        rpc_max_conns_per_client: 0,
     };
     let server = Server::start(config, listener).await.unwrap();
     assert_eq!(server.rpc_addr(), addr);

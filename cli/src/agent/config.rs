@@ -80,6 +80,8 @@ struct ConfigFile {
     session_ttl_min: Option<String>,
     disable_host_node_id: Option<bool>,
     http_config: Option<HttpConfig>,
+    /// What one client may hold (connections, parked queries).
+    limits: Option<Limits>,
     /// Keys this struct does not name: logged, then ignored.
     #[serde(flatten)]
     unknown: BTreeMap<String, IgnoredAny>,
@@ -111,6 +113,17 @@ struct Ports {
     /// Keys this struct does not name: logged as `ports.<key>`, then ignored.
     #[serde(flatten)]
     unknown: BTreeMap<String, IgnoredAny>,
+}
+
+/// The `limits` block (Consul's keys, plus Concord's `http_read_header_timeout` and
+/// `http_max_blocking_queries_per_client`). `0` for a connection cap means no limit.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+pub(super) struct Limits {
+    pub(super) http_max_conns_per_client: Option<usize>,
+    pub(super) rpc_max_conns_per_client: Option<usize>,
+    pub(super) http_max_blocking_queries_per_client: Option<usize>,
+    /// A Go duration string (`"10s"`).
+    pub(super) http_read_header_timeout: Option<String>,
 }
 
 /// The `dns_config` block; durations are Go duration strings (`"5s"`).
@@ -311,6 +324,8 @@ pub(crate) struct Settings {
     pub(super) allow_write_http_from: Vec<ipnet::IpNet>,
     /// `dns_config.soa`: refresh, retry, expire and min_ttl, in seconds.
     pub(super) dns_soa: [Option<u64>; 4],
+    /// The `limits` block, merged key by key (later files win).
+    pub(super) limits: Limits,
     /// Config file keys Concord does not support (file, key), skipped.
     pub(super) unsupported_keys: Vec<(PathBuf, String)>,
     /// Flags accepted for Consul's sake whose feature Concord lacks: each names what is
@@ -697,7 +712,50 @@ impl Settings {
         if let Some(acl) = file.acl {
             acl_block(&mut s.acl, acl)?;
         }
+        if let Some(limits) = file.limits {
+            let l = &mut s.limits;
+            set(
+                &mut l.http_max_conns_per_client,
+                limits.http_max_conns_per_client,
+            );
+            set(
+                &mut l.rpc_max_conns_per_client,
+                limits.rpc_max_conns_per_client,
+            );
+            set(
+                &mut l.http_max_blocking_queries_per_client,
+                limits.http_max_blocking_queries_per_client,
+            );
+            duration(
+                "limits.http_read_header_timeout",
+                limits.http_read_header_timeout.clone(),
+            )?;
+            set(
+                &mut l.http_read_header_timeout,
+                limits.http_read_header_timeout,
+            );
+        }
         Ok(())
+    }
+
+    /// The agent's HTTP limits: the `limits` block over Consul's defaults.
+    pub(super) fn http_limits(&self) -> anyhow::Result<concord_client_agent::HttpLimits> {
+        let l = &self.limits;
+        let mut limits = concord_client_agent::HttpLimits::default();
+        set_some(
+            &mut limits.http_max_conns_per_client,
+            l.http_max_conns_per_client,
+        );
+        set_some(
+            &mut limits.http_max_blocking_queries_per_client,
+            l.http_max_blocking_queries_per_client,
+        );
+        let timeout = duration(
+            "limits.http_read_header_timeout",
+            l.http_read_header_timeout.clone(),
+        )?;
+        set_some(&mut limits.http_read_header_timeout, timeout);
+        Ok(limits)
     }
 
     /// Lays the flags over these settings (flags win over files).
@@ -884,6 +942,13 @@ fn cidr(key: &str, text: &str) -> anyhow::Result<ipnet::IpNet> {
 }
 
 /// Replaces `slot` with `value` when one is given.
+/// Replaces `slot` when a value is given (a default stays otherwise).
+fn set_some<T>(slot: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *slot = v;
+    }
+}
+
 fn set<T>(slot: &mut Option<T>, value: Option<T>) {
     if value.is_some() {
         *slot = value;
@@ -1289,6 +1354,33 @@ mod tests {
         assert!(
             error(r#"{"default_intention_policy":"maybe"}"#).contains("default_intention_policy")
         );
+    }
+
+    #[test]
+    fn limits_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(
+            dir.path(),
+            "a.json",
+            r#"{"limits":{"http_max_conns_per_client":5,"rpc_max_conns_per_client":7}}"#,
+        );
+        let b = write(
+            dir.path(),
+            "b.json",
+            r#"{"limits":{"http_max_conns_per_client":6,"http_read_header_timeout":"2s"}}"#,
+        );
+        let p = flags(&[
+            "-config-file",
+            a.to_str().unwrap(),
+            "-config-file",
+            b.to_str().unwrap(),
+        ]);
+        let (s, _) = settings(&p).unwrap();
+        assert_eq!(s.limits.rpc_max_conns_per_client, Some(7));
+        let limits = s.http_limits().unwrap();
+        assert_eq!(limits.http_max_conns_per_client, 6);
+        assert_eq!(limits.http_read_header_timeout, Duration::from_secs(2));
+        assert_eq!(limits.http_max_blocking_queries_per_client, 1000);
     }
 
     #[test]

@@ -10,7 +10,9 @@ use concord_api::catalog::CheckStatus;
 use concord_api::duration::format_duration;
 use tokio::process::Command;
 
-use super::{run_every, truncate_output, Check, Reporter};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use super::{run_every, truncate_captured, Check, Reporter, OUTPUT_MAX_SIZE};
 
 /// A script check: run `args` (no shell) every `interval`; only on agents with
 /// `enable_script_checks`.
@@ -44,7 +46,7 @@ impl ScriptCheck {
             // A timed-out run is abandoned; dropping it must not leave the process behind.
             .kill_on_drop(true)
             .spawn();
-        let child = match child {
+        let mut child = match child {
             Ok(c) => c,
             Err(e) => {
                 return (
@@ -53,7 +55,15 @@ impl ScriptCheck {
                 )
             }
         };
-        match tokio::time::timeout(self.timeout, child.wait_with_output()).await {
+        let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+            return (
+                CheckStatus::Critical,
+                "Failed to run check: no output pipes".to_string(),
+            );
+        };
+        let run =
+            async { tokio::try_join!(read_capped(stdout), read_capped(stderr), child.wait()) };
+        match tokio::time::timeout(self.timeout, run).await {
             Err(_) => (
                 CheckStatus::Critical,
                 format!(
@@ -62,17 +72,35 @@ impl ScriptCheck {
                 ),
             ),
             Ok(Err(e)) => (CheckStatus::Critical, format!("Failed to run check: {e}")),
-            Ok(Ok(out)) => {
-                let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-                text.push_str(&String::from_utf8_lossy(&out.stderr));
-                let status = match out.status.code() {
+            Ok(Ok(((out, out_total), (err, err_total), exit))) => {
+                let mut text = String::from_utf8_lossy(&out).into_owned();
+                text.push_str(&String::from_utf8_lossy(&err));
+                let status = match exit.code() {
                     Some(0) => CheckStatus::Passing,
                     Some(1) => CheckStatus::Warning,
                     _ => CheckStatus::Critical,
                 };
-                (status, truncate_output(&text).into_owned())
+                let total = out_total + err_total;
+                (status, truncate_captured(&text, total).into_owned())
             }
         }
+    }
+}
+
+/// Reads `from` to its end, keeping its first `OUTPUT_MAX_SIZE + 1` bytes (enough to know
+/// the output must be cut) and counting the rest: the kept bytes and the total length.
+async fn read_capped(mut from: impl AsyncRead + Unpin) -> std::io::Result<(Vec<u8>, usize)> {
+    let mut kept = Vec::new();
+    let mut total = 0;
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = from.read(&mut buf).await?;
+        if n == 0 {
+            return Ok((kept, total));
+        }
+        total += n;
+        let room = (OUTPUT_MAX_SIZE + 1).saturating_sub(kept.len());
+        kept.extend_from_slice(&buf[..n.min(room)]);
     }
 }
 
@@ -108,6 +136,26 @@ mod tests {
             let (status, out) = check(&args, t).probe().await;
             assert_eq!((status, out.as_str()), (want, output), "{args:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn long_output_is_read_with_a_cap_and_cut() {
+        let args = [
+            "sh",
+            "-c",
+            "head -c 1000000 /dev/zero | tr '\\0' x; echo err >&2",
+        ];
+        let (status, out) = check(&args, Duration::from_secs(10)).probe().await;
+        assert_eq!(status, CheckStatus::Passing);
+        assert!(
+            out.ends_with("x ... (captured 4096 of 1000004 bytes)"),
+            "{}",
+            &out[out.len().saturating_sub(60)..]
+        );
+        assert_eq!(
+            out.len(),
+            4096 + " ... (captured 4096 of 1000004 bytes)".len()
+        );
     }
 
     #[tokio::test]

@@ -262,6 +262,19 @@ async fn malformed_udp_packets_get_formerr_and_the_server_survives() {
     assert_eq!(response.id(), 3);
     assert_eq!(response.response_code(), ResponseCode::NotImp);
 
+    info!("opcodes hickory cannot decode (1, 3, 6-15): NOTIMP too, read from the raw reply");
+    for opcode in [1u8, 3, 6, 15] {
+        let mut packet = raw_query(5, "consul.", RecordType::SOA).to_vec().unwrap();
+        packet[2] = (packet[2] & 0x87) | (opcode << 3);
+        socket.send(&packet).await.unwrap();
+        let mut buf = [0u8; 512];
+        let len = socket.recv(&mut buf).await.unwrap();
+        assert_eq!(&buf[..2], &[0, 5], "the id is echoed");
+        assert_eq!((buf[2] >> 3) & 0x0f, opcode, "the opcode is echoed");
+        assert_eq!(buf[3] & 0x0f, 4, "NOTIMP");
+        assert_eq!(len, 12, "a header alone");
+    }
+
     info!("EDNS version 1: BADVERS");
     let mut future_edns = raw_query(4, "web.service.consul.", RecordType::A);
     let mut edns = Edns::new();

@@ -51,6 +51,14 @@ async fn register(State(s): State<AppState>, c: Common, body: Bytes) -> ApiResul
         if check.check_id.is_empty() {
             return Err(ApiError::BadRequest("Missing check ID or name".to_string()));
         }
+        // Consul's `vetRegisterWithACL`: a check belongs to the node it is registered with
+        // (compared ignoring case, as node names are); its RPC error is a 500.
+        if !check.node.eq_ignore_ascii_case(&node) {
+            return Err(ApiError::Internal(format!(
+                "Node '{}' for check '{}' doesn't match register request node '{node}'",
+                check.node, check.check_id
+            )));
+        }
     }
     if let Some(svc) = req.service.as_mut() {
         if svc.service.is_empty() {

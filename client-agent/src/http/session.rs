@@ -26,6 +26,15 @@ pub(super) fn routes() -> Router<AppState> {
 const SERF_CHECK: &str = "serfHealth";
 
 async fn create(State(s): State<AppState>, c: Common, body: Bytes) -> ApiResult {
+    // serde would read an array as the struct's fields in order (`[]`: all defaults); a
+    // session is a JSON object in Consul, and anything else is its decode error.
+    if body.trim_ascii_start().starts_with(b"[") {
+        return Err(ApiError::BadRequest(
+            "Request decode failed: json: cannot unmarshal array into Go value of type \
+             structs.Session"
+                .to_string(),
+        ));
+    }
     let req: SessionCreate = decode_lenient(&body)
         .map_err(|e| ApiError::BadRequest(format!("Request decode failed: {e}")))?;
     let behavior = match req.behavior.as_deref() {

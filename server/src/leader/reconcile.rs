@@ -118,6 +118,7 @@ mod tests {
             bootstrap_expect: 1,
             dev: true,
             session_ttl_min: crate::SESSION_TTL_MIN,
+            rpc_max_conns_per_client: 0,
         }
     }
 

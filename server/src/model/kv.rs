@@ -87,6 +87,35 @@ pub(crate) enum KvOp {
     CheckNotExists { key: String },
 }
 
+impl KvOp {
+    /// The key (or prefix) the operation names.
+    pub(crate) fn key(&self) -> &str {
+        match self {
+            KvOp::Set { key, .. }
+            | KvOp::Cas { key, .. }
+            | KvOp::Lock { key, .. }
+            | KvOp::Unlock { key, .. }
+            | KvOp::Delete { key }
+            | KvOp::DeleteTree { key }
+            | KvOp::DeleteCas { key, .. }
+            | KvOp::Get { key }
+            | KvOp::GetTree { key }
+            | KvOp::CheckIndex { key, .. }
+            | KvOp::CheckSession { key, .. }
+            | KvOp::CheckNotExists { key } => key,
+        }
+    }
+
+    /// Consul's check before an operation is proposed (`kvsPreApply`): every verb but
+    /// `delete-tree` needs a key.
+    pub(crate) fn pre_check(&self) -> Result<(), &'static str> {
+        if self.key().is_empty() && !matches!(self, KvOp::DeleteTree { .. }) {
+            return Err("Must provide key");
+        }
+        Ok(())
+    }
+}
+
 impl From<api::KvOp> for KvOp {
     fn from(op: api::KvOp) -> Self {
         match op {

@@ -48,15 +48,18 @@ pub(crate) async fn read(
     }
     if req.options.consistency != Consistency::Stale {
         let timeout = FORWARD_TIMEOUT + req.options.max_blocking();
-        if let Some(resp) = to_leader(shared, forwarded, READ_PATH, &req, timeout).await? {
+        // Boxed, as the other rare branches below: a future is as large as its largest
+        // branch, and every parked blocking query holds this one for its whole wait.
+        if let Some(resp) = Box::pin(to_leader(shared, forwarded, READ_PATH, &req, timeout)).await?
+        {
             return Ok(resp);
         }
         if req.options.consistency == Consistency::Consistent {
-            ensure_leader(shared).await?;
+            Box::pin(ensure_leader(shared)).await?;
         }
     }
     if req.query == Query::Snapshot {
-        return crate::archive::save(shared).await;
+        return Box::pin(crate::archive::save(shared)).await;
     }
     if let Query::Operator(q) = &req.query {
         let result = crate::autopilot::read(shared, q)?;

@@ -36,6 +36,7 @@ fn config(bootstrap_expect: usize) -> Config {
         bootstrap_expect,
         dev: true,
         session_ttl_min: crate::SESSION_TTL_MIN,
+        rpc_max_conns_per_client: 0,
     }
 }
 
@@ -671,4 +672,53 @@ async fn rotated_out_roots_are_pruned_after_twice_the_leaf_ttl() {
             .await
             .unwrap()
     );
+}
+
+#[tokio::test]
+async fn a_txn_with_an_empty_key_is_rejected_before_the_log() {
+    let (shared, app) = single_node().await;
+    write(&app, set("a", "1")).await.unwrap();
+    let applied = || shared.raft.metrics().borrow().last_applied.map(|l| l.index);
+    let before = applied();
+    let ops = vec![
+        KvOp::Set {
+            key: "b".into(),
+            value: b"2".to_vec(),
+            flags: 0,
+        },
+        KvOp::Set {
+            key: String::new(),
+            value: b"x".to_vec(),
+            flags: 0,
+        },
+        KvOp::DeleteTree { key: String::new() },
+    ];
+    let reply = write(&app, WriteRequest::Txn(ops)).await.unwrap();
+    let WriteResult::Txn(response) = reply.result else {
+        panic!("not a txn result: {:?}", reply.result);
+    };
+    assert_eq!(response.results, None);
+    let errors = response.errors.unwrap();
+    assert_eq!(
+        errors.len(),
+        1,
+        "delete-tree may name the empty prefix: {errors:?}"
+    );
+    assert_eq!(
+        (errors[0].op_index, errors[0].what.as_str()),
+        (1, "Must provide key")
+    );
+    tracing::info!("nothing was proposed and nothing changed");
+    assert_eq!(applied(), before);
+    let keys = read(
+        &app,
+        Query::KvKeys {
+            prefix: String::new(),
+            separator: None,
+        },
+        QueryOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(keys.result, QueryResult::Keys(vec!["a".to_string()]));
 }

@@ -8,6 +8,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
+use concord_api::kv::{TxnError, TxnResponse};
 use concord_api::rpc::{RpcError, WriteRequest, WriteResponse, WriteResult, WRITE_PATH};
 
 use super::error::{decode, RpcFailure};
@@ -37,6 +38,11 @@ pub(crate) async fn write(
 ) -> Result<WriteResponse, RpcError> {
     if let Some(resp) = to_leader(shared, forwarded, WRITE_PATH, &req, FORWARD_TIMEOUT).await? {
         return Ok(resp);
+    }
+    if let WriteRequest::Txn(ops) = &req {
+        if let Some(rejected) = txn_pre_check(shared, ops) {
+            return Ok(rejected);
+        }
     }
     let (cmd, session_ttl) = match req {
         WriteRequest::SessionRenew { id } => return Ok(renew(shared, &id)),
@@ -87,6 +93,40 @@ pub(crate) async fn write(
         _ => {}
     }
     Ok(WriteResponse { index, result })
+}
+
+/// Consul's checks of a transaction before anything is proposed (`Txn.preCheck`): every
+/// failing operation is reported together and nothing reaches the log (the agent answers
+/// 409 with them). `None` when all pass.
+fn txn_pre_check(shared: &Shared, ops: &[concord_api::kv::KvOp]) -> Option<WriteResponse> {
+    let errors: Vec<TxnError> = ops
+        .iter()
+        .enumerate()
+        .filter_map(|(op_index, op)| {
+            KvOp::from(op.clone())
+                .pre_check()
+                .err()
+                .map(|what| TxnError {
+                    op_index,
+                    what: what.to_string(),
+                })
+        })
+        .collect();
+    if errors.is_empty() {
+        return None;
+    }
+    let index = shared
+        .store
+        .current()
+        .view(|t| t.table_index(schema::KVS))
+        .max(1);
+    Some(WriteResponse {
+        index,
+        result: WriteResult::Txn(TxnResponse {
+            results: None,
+            errors: Some(errors),
+        }),
+    })
 }
 
 /// Resets a session's TTL timer on the leader (no Raft entry, as in Consul).

@@ -1,0 +1,392 @@
+//! Parked blocking queries against one dev agent (issue 18): starts `concord agent -dev`,
+//! parks N blocking queries on it (half `/v1/kv`, half `/v1/health/service`, one HTTP/1.1
+//! connection each, as N watchers would), then makes one KV write and one catalog write and
+//! measures how long each watcher takes to wake.
+//!
+//! Reported: the agent's descriptors, RSS and CPU idle, while parked, and `--after` seconds
+//! after every watcher left; wake-up delay p50/p99/max from the writes; spurious wake-ups
+//! (a watcher answered before the writes); errors.
+//!
+//! ```text
+//! cargo build -p concord -p concord-bench
+//! target/debug/parked --concord target/debug/concord --queries 1000 --after 60
+//! ```
+//!
+//! The load generator raises its own open-files limits (soft and, as root, hard) so it can
+//! hold the connections, and the agent inherits them. Connections come from 127.0.0.2 and
+//! up (10,000 per address: one address has ~28,000 ephemeral ports); the agent runs with
+//! `limits` lifted so that the test measures capacity, not the per-client caps.
+
+// A benchmark binary: it prints its report and stops at the first setup error.
+#![allow(clippy::print_stdout, clippy::unwrap_used)]
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// Connections per source address.
+const PER_SOURCE_IP: usize = 10_000;
+
+struct Args {
+    concord: String,
+    queries: usize,
+    after: Duration,
+    port: u16,
+    /// Park-and-wake rounds on the same agent (RSS after each shows reuse or growth).
+    rounds: usize,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut args = Args {
+        concord: "target/debug/concord".to_string(),
+        queries: 1000,
+        after: Duration::from_secs(60),
+        port: 18500,
+        rounds: 1,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--concord" => args.concord = value,
+            "--queries" => args.queries = value.parse()?,
+            "--after" => args.after = Duration::from_secs(value.parse()?),
+            "--http-port" => args.port = value.parse()?,
+            "--rounds" => args.rounds = value.parse()?,
+            other => bail!(
+                "unknown flag {other}; flags: --concord PATH --queries N --after SECS \
+                 --http-port PORT --rounds N"
+            ),
+        }
+    }
+    Ok(args)
+}
+
+/// Raises this process's open-files limits to hold `want` descriptors: the hard limit too
+/// when allowed (root), then the soft limit to the hard one.
+fn raise_open_files(want: u64) -> (u64, u64) {
+    let (soft, hard) = rlimit::Resource::NOFILE.get().unwrap_or((1024, 1024));
+    if hard < want {
+        // Only root may raise the hard limit, and only up to fs.nr_open.
+        let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .unwrap_or(hard);
+        let target = want.min(nr_open);
+        let _ = rlimit::Resource::NOFILE.set(target, target);
+    }
+    let (_, hard) = rlimit::Resource::NOFILE.get().unwrap_or((soft, hard));
+    let _ = rlimit::Resource::NOFILE.set(hard, hard);
+    rlimit::Resource::NOFILE.get().unwrap_or((soft, hard))
+}
+
+/// What `/proc/<pid>` says about the agent.
+#[derive(Clone, Copy, Debug)]
+struct Sample {
+    fds: usize,
+    rss_kb: u64,
+    /// User + system CPU time in clock ticks (100 per second on Linux).
+    cpu_ticks: u64,
+}
+
+fn sample(pid: u32) -> Sample {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss_kb = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at state (field 3).
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Sample {
+        fds,
+        rss_kb,
+        cpu_ticks: ticks(11) + ticks(12),
+    }
+}
+
+/// CPU use between two samples `elapsed` apart, in percent of one core.
+fn cpu_percent(a: Sample, b: Sample, elapsed: Duration) -> f64 {
+    let ticks = b.cpu_ticks.saturating_sub(a.cpu_ticks) as f64;
+    ticks / 100.0 / elapsed.as_secs_f64() * 100.0
+}
+
+/// One HTTP/1.1 request on a fresh connection (closed after): status, `X-Consul-Index`.
+async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> anyhow::Result<(u16, u64)> {
+    let mut stream = TcpStream::connect(addr).await?;
+    exchange(&mut stream, method, path, body).await
+}
+
+async fn exchange(
+    stream: &mut TcpStream,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> anyhow::Result<(u16, u64)> {
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: agent\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body.as_bytes()).await?;
+    // Small replies only (the bench keeps its data tiny): read to the end, parse the head.
+    let mut reply = Vec::with_capacity(1024);
+    stream.read_to_end(&mut reply).await?;
+    let text = String::from_utf8_lossy(&reply);
+    let status = text
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|s| s.get(..3))
+        .and_then(|s| s.parse().ok())
+        .context("no status line")?;
+    let index = text
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("x-consul-index")
+                .then(|| v.trim().parse().ok())
+                .flatten()
+        })
+        .unwrap_or(0);
+    Ok((status, index))
+}
+
+/// Starts the dev agent with the per-client caps lifted; returns it once it answers.
+async fn start_agent(args: &Args, dir: &std::path::Path) -> anyhow::Result<Child> {
+    let config = dir.join("limits.json");
+    std::fs::write(
+        &config,
+        r#"{"limits":{"http_max_conns_per_client":0,"http_max_blocking_queries_per_client":0}}"#,
+    )?;
+    let log = std::fs::File::create(dir.join("agent.log"))?;
+    let child = Command::new(&args.concord)
+        .args(["agent", "-dev", "-node", "bench", "-dns-port", "-1"])
+        .args(["-serf-lan-port", "0", "-server-port", "0"])
+        .args(["-http-port", &args.port.to_string()])
+        .args(["-config-file", config.to_str().context("config path")?])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {}", args.concord))?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], args.port));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok((200, _)) = request(addr, "GET", "/v1/catalog/node/bench", "").await {
+            return Ok(child);
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "agent did not start; see {}",
+                dir.join("agent.log").display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((sorted.len() as f64) * p).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn mb(kb: u64) -> String {
+    format!("{:.1} MB", kb as f64 / 1024.0)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = parse_args()?;
+    let want = u64::try_from(args.queries)? + 1024;
+    let (soft, hard) = raise_open_files(want);
+    println!("load generator open-files limit: soft {soft}, hard {hard}");
+    if soft < want {
+        bail!(
+            "cannot hold {} connections: open-files limit {soft}",
+            args.queries
+        );
+    }
+    let dir = tempfile::tempdir()?;
+    let mut agent = start_agent(&args, dir.path()).await?;
+    let pid = agent.id();
+    let addr = SocketAddr::from(([127, 0, 0, 1], args.port));
+    setup(addr).await?;
+    let mut result = Ok(());
+    for round in 0..args.rounds {
+        result = run(&args, addr, pid, round).await;
+        if result.is_err() {
+            break;
+        }
+    }
+    let _ = agent.kill();
+    let _ = agent.wait();
+    result
+}
+
+async fn run(args: &Args, addr: SocketAddr, pid: u32, round: usize) -> anyhow::Result<()> {
+    let (_, kv_index) = request(addr, "GET", "/v1/kv/bench/k", "").await?;
+    let (_, health_index) = request(addr, "GET", "/v1/health/service/bench", "").await?;
+    let idle_at = Instant::now();
+    let idle = sample(pid);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle_cpu = cpu_percent(idle, sample(pid), idle_at.elapsed());
+
+    // When the writes were sent; a watcher answered before that woke spuriously.
+    let (written_tx, written_rx) = watch::channel(None::<Instant>);
+    let sent = Arc::new(AtomicUsize::new(0));
+    let mut watchers = tokio::task::JoinSet::new();
+    let parking = Instant::now();
+    for i in 0..args.queries {
+        let source = 2 + u8::try_from(i / PER_SOURCE_IP).context("too many queries")?;
+        let path = if i % 2 == 0 {
+            format!("/v1/kv/bench/k?index={kv_index}&wait=10m")
+        } else {
+            format!("/v1/health/service/bench?index={health_index}&wait=10m")
+        };
+        let written = written_rx.clone();
+        let counter = sent.clone();
+        watchers.spawn(async move {
+            let socket = TcpSocket::new_v4()?;
+            socket.bind(SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::new(127, 0, 0, source)),
+                0,
+            ))?;
+            let mut stream = socket.connect(addr).await?;
+            counter.fetch_add(1, Ordering::Relaxed);
+            let (status, _) = exchange(&mut stream, "GET", &path, "").await?;
+            let done = Instant::now();
+            let woke = (*written.borrow()).map(|at| done.saturating_duration_since(at));
+            anyhow::Ok((status, woke))
+        });
+        // Connect in small batches so the listen backlog never overflows.
+        if i % 256 == 255 {
+            tokio::task::yield_now().await;
+            while sent.load(Ordering::Relaxed) + 512 < i {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }
+    while sent.load(Ordering::Relaxed) < args.queries
+        && parking.elapsed() < Duration::from_secs(600)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Let the agent read every request and park it.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let parked_at = Instant::now();
+    let parked = sample(pid);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let parked_end = sample(pid);
+    let parked_cpu = cpu_percent(parked, parked_end, parked_at.elapsed());
+    let parked_time = parking.elapsed();
+
+    let written_at = Instant::now();
+    written_tx.send_replace(Some(written_at));
+    let value = (round + 2).to_string();
+    let registration = format!(
+        r#"{{"Node":"bench-node","Address":"10.0.0.1","Service":{{"Service":"bench","Port":{}}}}}"#,
+        81 + round
+    );
+    let kv_write = request(addr, "PUT", "/v1/kv/bench/k", &value);
+    let catalog_write = request(addr, "PUT", "/v1/catalog/register", &registration);
+    let (kv, catalog) = tokio::join!(kv_write, catalog_write);
+    kv?;
+    catalog?;
+
+    let mut delays = Vec::with_capacity(args.queries);
+    let mut spurious = 0usize;
+    let mut errors = 0usize;
+    while let Some(joined) = watchers.join_next().await {
+        match joined {
+            Ok(Ok((200, Some(delay)))) => delays.push(delay),
+            Ok(Ok((200, None))) => spurious += 1,
+            Ok(Ok((status, _))) => {
+                errors += 1;
+                if errors < 5 {
+                    println!("watcher answered {status}");
+                }
+            }
+            Ok(Err(e)) => {
+                errors += 1;
+                if errors < 5 {
+                    println!("watcher failed: {e}");
+                }
+            }
+            Err(e) => {
+                errors += 1;
+                println!("watcher task failed: {e}");
+            }
+        }
+    }
+    let finished = sample(pid);
+    delays.sort();
+    tokio::time::sleep(args.after).await;
+    let after = sample(pid);
+
+    println!();
+    println!("| queries | parked in | fds idle / parked / after | RSS idle / parked / after {}s | CPU idle / parked | wake p50 / p99 / max | spurious | errors |", args.after.as_secs());
+    println!("|---|---|---|---|---|---|---|---|");
+    println!(
+        "| {} | {:.1} s | {} / {} / {} | {} / {} / {} | {:.1}% / {:.1}% | {:?} / {:?} / {:?} | {} | {} |",
+        args.queries,
+        parked_time.as_secs_f64(),
+        idle.fds,
+        parked_end.fds,
+        after.fds,
+        mb(idle.rss_kb),
+        mb(parked_end.rss_kb.max(parked.rss_kb)),
+        mb(after.rss_kb),
+        idle_cpu,
+        parked_cpu,
+        percentile(&delays, 0.5),
+        percentile(&delays, 0.99),
+        delays.last().copied().unwrap_or_default(),
+        spurious,
+        errors
+    );
+    println!(
+        "(RSS just after all returned: {}; per parked query: {:.1} KB)",
+        mb(finished.rss_kb),
+        (parked_end.rss_kb.saturating_sub(idle.rss_kb)) as f64 / args.queries.max(1) as f64
+    );
+    Ok(())
+}
+
+/// The watched data: one key and one service instance on a catalog node.
+async fn setup(addr: SocketAddr) -> anyhow::Result<()> {
+    let (status, _) = request(addr, "PUT", "/v1/kv/bench/k", "1").await?;
+    anyhow::ensure!(status == 200, "KV write answered {status}");
+    let (status, _) = request(
+        addr,
+        "PUT",
+        "/v1/catalog/register",
+        r#"{"Node":"bench-node","Address":"10.0.0.1","Service":{"Service":"bench","Port":80}}"#,
+    )
+    .await?;
+    anyhow::ensure!(status == 200, "catalog register answered {status}");
+    Ok(())
+}
