@@ -13,6 +13,7 @@ use crate::flags::{flag, parse_flags_with, report_usage, Flag, Kind, Parsed};
 
 mod config;
 mod gossip;
+mod ui;
 
 use config::{load_services, settings};
 
@@ -98,6 +99,10 @@ const AGENT_FLAGS: &[Flag] = &[
     flag("rejoin", Kind::Bool),
     flag("serf-lan-bind", Kind::Str),
     flag("encrypt", Kind::Str),
+    // The web UI (cli/src/agent/ui.rs).
+    flag("ui", Kind::Bool),
+    flag("ui-dir", Kind::Str),
+    flag("ui-content-path", Kind::Str),
 ];
 
 /// Parses the flags; `Err` after printing help or a usage error, or for a stray argument.
@@ -316,6 +321,7 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
     config.enable_script_checks = s.enable_script_checks;
     config.default_intention_allow = s.default_intention_allow.unwrap_or(true);
     config.enable_local_script_checks = s.enable_local_script_checks;
+    config.ui = s.ui.resolve(s.dev);
     if s.dev {
         // Dev mode favours fast feedback over load on the (local) server.
         config.ae_interval = Duration::from_secs(10);

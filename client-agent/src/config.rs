@@ -66,6 +66,8 @@ pub struct Config {
     /// no ACLs) that is allow, so allow is the default; `default_intention_policy = "deny"`
     /// makes the mesh deny-by-default.
     pub default_intention_allow: bool,
+    /// The web UI at `/ui/` (`-ui`, `ui_config`); off unless enabled (on in `-dev`).
+    pub ui: concord_ui::UiConfig,
 }
 
 impl std::fmt::Debug for Config {
@@ -106,6 +108,7 @@ impl Config {
             serf_lan_port: 8301,
             serf_wan_port: 8302,
             default_intention_allow: true,
+            ui: concord_ui::UiConfig::default(),
         }
     }
 }

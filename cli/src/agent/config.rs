@@ -22,6 +22,7 @@ use concord_api::duration::parse_duration;
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Deserializer};
 
+use super::ui::{UiKeys, UiSettings};
 use crate::flags::Parsed;
 
 /// One config file, as written: every key optional, values checked when merged so errors can
@@ -64,6 +65,10 @@ struct ConfigFile {
     encrypt: Option<String>,
     reconnect_timeout: Option<String>,
     leave_on_terminate: Option<bool>,
+    /// The web UI's keys (`ui_config`, `ui`, `ui_dir`). Declared before `unknown`: a
+    /// flattened struct takes its keys first, so they are not reported as unsupported.
+    #[serde(flatten)]
+    ui: UiKeys,
     /// Keys this struct does not name: logged, then ignored.
     #[serde(flatten)]
     unknown: BTreeMap<String, IgnoredAny>,
@@ -207,6 +212,8 @@ pub(super) struct Settings {
     /// `Some(false)` for `default_intention_policy = "deny"`; `None` keeps the default
     /// (allow, as Consul with ACLs disabled).
     pub(super) default_intention_allow: Option<bool>,
+    /// The web UI (`-ui`, `ui_config`).
+    pub(super) ui: UiSettings,
     /// Config file keys Concord does not support (file, key), skipped.
     pub(super) unsupported_keys: Vec<(PathBuf, String)>,
 }
@@ -352,6 +359,7 @@ impl Settings {
             &mut s.reconnect_timeout,
             duration("reconnect_timeout", file.reconnect_timeout)?,
         );
+        s.ui.merge(file.ui)?;
         Ok(())
     }
 
@@ -401,6 +409,7 @@ impl Settings {
                 .with_context(|| format!("-node-meta {kv:?}: want key:value"))?;
             s.node_meta.push((k.to_string(), v.to_string()));
         }
+        s.ui.apply_flags(p)?;
         Ok(())
     }
 }

@@ -1,0 +1,105 @@
+// The catalog as the list views see it, built from public endpoints only: every instance
+// (`/v1/catalog/node/:node` for each node in `/v1/catalog/nodes`) joined with every check
+// (`/v1/health/state/any`). Nodes are few and services many, so this is a handful of
+// requests where one per service would be a thousand. Blocking queries on the node list,
+// the service list and the checks keep it live.
+
+import { get, watchAll } from "./api.js";
+import { h } from "./dom.js";
+
+export const STATUSES = ["passing", "warning", "critical"];
+const RANK = { passing: 0, warning: 1, critical: 2, maintenance: 2 };
+
+/** The worse of two check statuses (an empty list is passing). */
+export function worse(a, b) {
+  return (RANK[b] ?? 0) > (RANK[a] ?? 0) ? b : a;
+}
+
+/** `{ passing, warning, critical }` counts and the worst status of a list of checks. */
+export function summarize(checks) {
+  const counts = { passing: 0, warning: 0, critical: 0 };
+  let status = "passing";
+  for (const c of checks) {
+    const st = c.Status in counts ? c.Status : "critical";
+    counts[st] += 1;
+    status = worse(status, st);
+  }
+  return { counts, status };
+}
+
+const ICON = { passing: "✓", warning: "!", critical: "✕" };
+
+/** A status badge: colour plus an icon and the word, so colour is never the only cue. */
+export function badge(status, count) {
+  const text = count == null ? status : `${count} ${status}`;
+  return h("span", { class: `badge ${status}` }, h("span", { "aria-hidden": "true" }, ICON[status] || "?"), " ", text);
+}
+
+/** Badges for check counts, only the non-zero ones (or "no checks"). */
+export function countBadges(counts) {
+  const shown = STATUSES.filter((s) => counts[s] > 0).map((s) => badge(s, counts[s]));
+  return shown.length ? h("span", { class: "badges" }, shown) : h("span", { class: "muted" }, "no checks");
+}
+
+/** Checks that apply to an instance: its own and its node's. */
+export function instanceChecks(checks, node, serviceId) {
+  return checks.filter((c) => c.Node === node && (c.ServiceID === serviceId || !c.ServiceID));
+}
+
+function build(state, instances) {
+  const byNodeService = new Map();
+  const byNode = new Map();
+  for (const c of state.checks || []) {
+    const key = c.ServiceID ? `${c.Node}\u0000${c.ServiceID}` : c.Node;
+    const map = c.ServiceID ? byNodeService : byNode;
+    if (!map.has(key)) map.set(key, []);
+    map.get(key).push(c);
+  }
+  const services = new Map();
+  for (const name of Object.keys(state.services || {})) {
+    services.set(name, { name, kind: "", tags: new Set(state.services[name] || []), instances: [], checks: [] });
+  }
+  for (const inst of instances) {
+    let svc = services.get(inst.Service);
+    if (!svc) {
+      svc = { name: inst.Service, kind: "", tags: new Set(), instances: [], checks: [] };
+      services.set(inst.Service, svc);
+    }
+    svc.kind = svc.kind || inst.Kind || "";
+    for (const t of inst.Tags || []) svc.tags.add(t);
+    const checks = [...(byNode.get(inst.Node) || []), ...(byNodeService.get(`${inst.Node}\u0000${inst.ID}`) || [])];
+    svc.instances.push({ ...inst, checks });
+    svc.checks.push(...checks);
+  }
+  for (const svc of services.values()) Object.assign(svc, summarize(svc.checks));
+  return { services, nodes: state.nodes || [], checks: state.checks || [], instances, byNode };
+}
+
+/** Calls `onModel(model)` now and on every catalog or health change until `ctx.signal`. */
+export function watchCatalog(ctx, onModel) {
+  let fetchedFor = null;
+  let instances = [];
+  let seq = 0;
+  watchAll({
+    services: "/v1/catalog/services",
+    nodes: "/v1/catalog/nodes",
+    checks: "/v1/health/state/any",
+  }, async (state) => {
+    const mine = ++seq;
+    if (!fetchedFor || fetchedFor.services !== state.services || fetchedFor.nodes !== state.nodes) {
+      const snapshot = { services: state.services, nodes: state.nodes };
+      const perNode = await Promise.all((state.nodes || []).map((n) =>
+        get(`/v1/catalog/node/${encodeURIComponent(n.Node)}`, { signal: ctx.signal }).catch(() => null)));
+      if (mine !== seq || ctx.signal.aborted) return;
+      instances = [];
+      for (const r of perNode) {
+        if (!r || !r.Node) continue;
+        for (const svc of Object.values(r.Services || {})) {
+          instances.push({ ...svc, Node: r.Node.Node, NodeAddress: r.Node.Address });
+        }
+      }
+      fetchedFor = snapshot;
+    }
+    onModel(build(state, instances));
+  }, ctx);
+}
