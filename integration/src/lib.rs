@@ -17,6 +17,7 @@
 //! - [`http_client`]: the HTTP client tests use (never through a proxy).
 //! - [`tools`]: external programs tests drive (`dig`, `python3`, `npm`): skip when missing,
 //!   fail when missing under CI.
+//! - [`browser`]: headless Chromium over WebDriver (the web UI's tests and bench).
 
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, SocketAddr};
@@ -27,6 +28,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
+pub mod browser;
 pub mod dns;
 pub mod linearizability;
 pub mod netns;

@@ -123,6 +123,11 @@ function setupShell() {
     document.getElementById("menu").setAttribute("aria-expanded", "false");
   });
   window.addEventListener("popstate", route);
+  // A browser allows 6 connections per host and each watch holds one open. Leaving the page
+  // (even into the back-forward cache) must hand them back, or the next page's requests queue
+  // behind the old page's blocking queries; coming back from that cache starts them again.
+  window.addEventListener("pagehide", () => controller?.abort());
+  window.addEventListener("pageshow", (e) => { if (e.persisted) route(); });
   const menu = document.getElementById("menu");
   menu.addEventListener("click", () => {
     const open = document.getElementById("nav").classList.toggle("open");
@@ -138,7 +143,16 @@ function setupShell() {
   });
 }
 
+/** A bug in a view shows on the page (and to tests) rather than leaving it blank. */
+function reportBug(message) {
+  document.body.dataset.error = message;
+  const main = document.getElementById("main");
+  main.prepend(notice("error", `Something went wrong in the UI: ${message}`));
+}
+
 async function start() {
+  window.addEventListener("error", (e) => reportBug(e.message));
+  window.addEventListener("unhandledrejection", (e) => reportBug(String(e.reason?.stack || e.reason)));
   setupShell();
   try {
     const self = await get("/v1/agent/self");

@@ -74,6 +74,9 @@ export function render(main, _params, ctx) {
       performance.mark("services-rendered");
     }
   };
-  for (const input of [search, health, tag]) input.addEventListener("input", draw);
+  for (const input of [search, health, tag]) {
+    input.addEventListener("input", draw);
+    input.addEventListener("change", draw);
+  }
   watchCatalog(ctx, (m) => { model = m; draw(); });
 }
