@@ -4,3 +4,5 @@
 //! # Layout
 //! - `bin/gossip_sim.rs`: the gossip membership layer (`concord_net::gossip`) over an in-memory
 //!   network with a simulated clock, at 100 to 10,000 members.
+//! - `bin/ui_load.rs`: the web UI's services view with 1,000 registered services, loaded in
+//!   headless Chromium: time from navigation start to the rendered list (`bench/ui/run.sh`).

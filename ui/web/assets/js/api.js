@@ -92,17 +92,23 @@ export function watch(path, onData, { signal, onError, missingOk, wait = "5m" } 
 }
 
 /**
- * Several watches feeding one render: `render(state)` runs once all have answered, then on
- * every change, at most once per animation frame.
+ * Several watches feeding one render: `render(state)` runs as soon as all have answered,
+ * then on every change, coalescing changes that arrive together into one render.
  */
 export function watchAll(sources, render, { signal, onError }) {
   const state = {};
   let pending = false;
+  let first = true;
   const names = Object.keys(sources);
   const schedule = () => {
     if (pending || !names.every((n) => n in state)) return;
+    if (first) {
+      first = false;
+      render(state);
+      return;
+    }
     pending = true;
-    requestAnimationFrame(() => { pending = false; if (!signal.aborted) render(state); });
+    setTimeout(() => { pending = false; if (!signal.aborted) render(state); }, 0);
   };
   for (const name of names) {
     const src = sources[name];

@@ -154,12 +154,11 @@ async function start() {
   window.addEventListener("error", (e) => reportBug(e.message));
   window.addEventListener("unhandledrejection", (e) => reportBug(String(e.reason?.stack || e.reason)));
   setupShell();
-  try {
-    const self = await get("/v1/agent/self");
-    dc = self?.Config?.Datacenter || dc;
-  } catch {
-    // The views report the agent's errors themselves; dc1 is Consul's default.
-  }
+  // A URL that names its datacenter renders at once; only `/ui/` waits to learn the agent's.
+  const named = location.pathname.match(/^\/ui\/([^/]+)/);
+  if (named) dc = dec(named[1]);
+  const self = get("/v1/agent/self").then((s) => s?.Config?.Datacenter).catch(() => null);
+  if (!named) dc = (await self) || dc;
   route();
 }
 

@@ -4,7 +4,7 @@
 // requests where one per service would be a thousand. Blocking queries on the node list,
 // the service list and the checks keep it live.
 
-import { get, watchAll } from "./api.js";
+import { get, watch } from "./api.js";
 import { h } from "./dom.js";
 
 export const STATUSES = ["passing", "warning", "critical"];
@@ -75,31 +75,48 @@ function build(state, instances) {
   return { services, nodes: state.nodes || [], checks: state.checks || [], instances, byNode };
 }
 
-/** Calls `onModel(model)` now and on every catalog or health change until `ctx.signal`. */
+/**
+ * Calls `onModel(model)` once everything has answered, then on every catalog or health change,
+ * until `ctx.signal` aborts. The per-node reads start as soon as the node list is in, in
+ * parallel with the checks, since on a first load they are the longest wait.
+ */
 export function watchCatalog(ctx, onModel) {
-  let fetchedFor = null;
-  let instances = [];
-  let seq = 0;
-  watchAll({
-    services: "/v1/catalog/services",
-    nodes: "/v1/catalog/nodes",
-    checks: "/v1/health/state/any",
-  }, async (state) => {
-    const mine = ++seq;
-    if (!fetchedFor || fetchedFor.services !== state.services || fetchedFor.nodes !== state.nodes) {
-      const snapshot = { services: state.services, nodes: state.nodes };
-      const perNode = await Promise.all((state.nodes || []).map((n) =>
-        get(`/v1/catalog/node/${encodeURIComponent(n.Node)}`, { signal: ctx.signal }).catch(() => null)));
-      if (mine !== seq || ctx.signal.aborted) return;
-      instances = [];
-      for (const r of perNode) {
-        if (!r || !r.Node) continue;
-        for (const svc of Object.values(r.Services || {})) {
-          instances.push({ ...svc, Node: r.Node.Node, NodeAddress: r.Node.Address });
-        }
+  const latest = {};
+  let instances = null;
+  let fetchSeq = 0;
+  let drawn = false;
+  let pending = false;
+  const draw = () => {
+    if (!instances || !("checks" in latest) || !("services" in latest) || pending) return;
+    const run = () => { pending = false; if (!ctx.signal.aborted) onModel(build(latest, instances)); };
+    if (!drawn) { drawn = true; run(); return; }
+    pending = true;
+    setTimeout(run, 0);
+  };
+  const refetch = async () => {
+    const mine = ++fetchSeq;
+    const perNode = await Promise.all((latest.nodes || []).map((n) =>
+      get(`/v1/catalog/node/${encodeURIComponent(n.Node)}`, { signal: ctx.signal }).catch(() => null)));
+    if (mine !== fetchSeq || ctx.signal.aborted) return;
+    const next = [];
+    for (const r of perNode) {
+      if (!r || !r.Node) continue;
+      for (const svc of Object.values(r.Services || {})) {
+        next.push({ ...svc, Node: r.Node.Node, NodeAddress: r.Node.Address });
       }
-      fetchedFor = snapshot;
     }
-    onModel(build(state, instances));
-  }, ctx);
+    instances = next;
+    draw();
+  };
+  const opts = { signal: ctx.signal, onError: ctx.onError };
+  watch("/v1/catalog/nodes", (nodes) => { latest.nodes = nodes || []; refetch(); }, opts);
+  watch("/v1/catalog/services", (services) => {
+    const first = !("services" in latest);
+    latest.services = services || {};
+    // The first answer comes with the first node list's fetch; later ones mean instances
+    // changed.
+    if (!first && "nodes" in latest) refetch();
+    else draw();
+  }, opts);
+  watch("/v1/health/state/any", (checks) => { latest.checks = checks || []; draw(); }, opts);
 }

@@ -35,6 +35,8 @@ export function render(main, _params, ctx) {
     count,
     h("div", { class: "table-wrap" }, table));
 
+  const proto = h("tr", {}, h("th", { scope: "row" }, h("a", { "data-link": "" })),
+    h("td"), h("td", { class: "num" }), h("td"), h("td"));
   let model = null;
   let rendered = false;
   const draw = () => {
@@ -54,14 +56,22 @@ export function render(main, _params, ctx) {
       (!q || s.name.toLowerCase().includes(q) || [...s.tags].some((t) => t.toLowerCase().includes(q))) &&
       (!want || s.status === want) &&
       (!tag.value || s.tags.has(tag.value)));
+    // One prototype row cloned per service: a thousand rows render in a few milliseconds
+    // where building each element afresh took tens.
     const rows = document.createDocumentFragment();
-    for (const s of shown) {
-      rows.append(h("tr", { "data-service": s.name, "data-status": s.status },
-        h("th", { scope: "row" }, h("a", { href: `/ui/${dc}/services/${encodeURIComponent(s.name)}/instances`, "data-link": "" }, s.name)),
-        h("td", {}, kindLabel(s.kind)),
-        h("td", { class: "num" }, String(s.instances.length)),
-        h("td", {}, countBadges(s.counts)),
-        h("td", {}, tags([...s.tags].sort()))));
+    for (const svc of shown) {
+      const tr = proto.cloneNode(true);
+      tr.dataset.service = svc.name;
+      tr.dataset.status = svc.status;
+      const [th, kind, count, health, tagCell] = tr.children;
+      const a = th.firstChild;
+      a.href = `/ui/${dc}/services/${encodeURIComponent(svc.name)}/instances`;
+      a.textContent = svc.name;
+      kind.append(kindLabel(svc.kind));
+      count.textContent = String(svc.instances.length);
+      health.append(countBadges(svc.counts));
+      tagCell.append(tags([...svc.tags].sort()));
+      rows.append(tr);
     }
     body.replaceChildren(rows);
     count.textContent = shown.length === all.length
@@ -69,9 +79,12 @@ export function render(main, _params, ctx) {
       : `${shown.length} of ${all.length} services`;
     if (!rendered) {
       rendered = true;
-      main.dataset.loaded = "services";
-      // The bench reads this mark: time from navigation start to a rendered list.
-      performance.mark("services-rendered");
+      // The bench reads this mark: time from navigation start to the list on screen, taken
+      // after the next frame so layout and paint of the rows are counted too.
+      requestAnimationFrame(() => setTimeout(() => {
+        performance.mark("services-rendered");
+        main.dataset.loaded = "services";
+      }, 0));
     }
   };
   for (const input of [search, health, tag]) {
