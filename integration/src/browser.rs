@@ -39,7 +39,10 @@ pub fn screenshot_dir() -> PathBuf {
     let bin = crate::concord_bin();
     bin.parent()
         .and_then(|profile| profile.parent())
-        .map_or_else(|| PathBuf::from("ui-screenshots"), |t| t.join("ui-screenshots"))
+        .map_or_else(
+            || PathBuf::from("ui-screenshots"),
+            |t| t.join("ui-screenshots"),
+        )
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -130,7 +133,8 @@ impl Browser {
     /// Opens `url` and waits until the view marks itself loaded (`main[data-loaded=view]`).
     pub async fn open(&self, url: &str, view: &str) -> anyhow::Result<()> {
         self.client.goto(url).await?;
-        self.wait_css(&format!("main[data-loaded=\"{view}\"]")).await?;
+        self.wait_css(&format!("main[data-loaded=\"{view}\"]"))
+            .await?;
         Ok(())
     }
 

@@ -93,7 +93,8 @@ mod tests {
         assert!(s.resolve(true).enabled);
         assert!(!s.resolve(false).enabled);
         let mut off = UiSettings::default();
-        off.merge(keys(r#"{"ui_config":{"enabled":false}}"#)).unwrap();
+        off.merge(keys(r#"{"ui_config":{"enabled":false}}"#))
+            .unwrap();
         assert!(!off.resolve(true).enabled);
     }
 
@@ -103,8 +104,10 @@ mod tests {
         s.merge(keys(r#"{"ui":true,"ui_dir":"/old"}"#)).unwrap();
         assert_eq!(s.resolve(false).dir, Some(PathBuf::from("/old")));
         assert!(s.resolve(false).enabled);
-        s.merge(keys(r#"{"ui_config":{"dir":"/new","content_path":"/ui/"}}"#))
-            .unwrap();
+        s.merge(keys(
+            r#"{"ui_config":{"dir":"/new","content_path":"/ui/"}}"#,
+        ))
+        .unwrap();
         assert_eq!(s.resolve(false).dir, Some(PathBuf::from("/new")));
     }
 

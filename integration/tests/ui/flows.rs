@@ -32,10 +32,16 @@ async fn the_ui_follows_the_catalog_kv_and_intentions() {
     let browser = Browser::start(1280, 800).await.unwrap();
     let b = &browser;
 
-    tracing::info!("the services view lists the agent's node's consul service, then a registered one");
+    tracing::info!(
+        "the services view lists the agent's node's consul service, then a registered one"
+    );
     b.open(&format!("{base}/ui/"), "services").await.unwrap();
     let url = b.client.current_url().await.unwrap();
-    assert_eq!(url.path(), "/ui/dc1/services", "/ui/ routes to the services view");
+    assert_eq!(
+        url.path(),
+        "/ui/dc1/services",
+        "/ui/ routes to the services view"
+    );
     put_json(
         &agent,
         "/v1/agent/service/register",
@@ -83,13 +89,24 @@ async fn the_ui_follows_the_catalog_kv_and_intentions() {
     );
 
     tracing::info!("filtering by health keeps only critical services");
-    let health = b.client.find(Locator::Css("select[name=health]")).await.unwrap();
+    let health = b
+        .client
+        .find(Locator::Css("select[name=health]"))
+        .await
+        .unwrap();
     health.select_by_value("critical").await.unwrap();
     b.wait_js(r#"document.querySelectorAll("table.services tbody tr").length === 1"#)
         .await
         .unwrap();
     b.wait_css("tr[data-service=\"web\"]").await.unwrap();
-    assert!(b.client.current_url().await.unwrap().query().unwrap_or("").contains("health=critical"));
+    assert!(b
+        .client
+        .current_url()
+        .await
+        .unwrap()
+        .query()
+        .unwrap_or("")
+        .contains("health=critical"));
 
     tracing::info!("service detail: the instance, its check with output, tags and meta");
     b.open(&format!("{base}/ui/dc1/services/web/instances"), "service")
@@ -100,19 +117,30 @@ async fn the_ui_follows_the_catalog_kv_and_intentions() {
         .await
         .unwrap();
     assert!(check.text().await.unwrap().contains("connection refused"));
-    let card = b.wait_css("article[data-instance=\"web-1\"]").await.unwrap();
+    let card = b
+        .wait_css("article[data-instance=\"web-1\"]")
+        .await
+        .unwrap();
     let text = card.text().await.unwrap();
-    assert!(text.contains(":8080") && text.contains("team") && text.contains("blue"), "{text}");
+    assert!(
+        text.contains(":8080") && text.contains("team") && text.contains("blue"),
+        "{text}"
+    );
     b.screenshot("service-instances").await.unwrap();
 
     tracing::info!("nodes: the dev node with serfHealth, its services, and the leader mark");
-    b.open(&format!("{base}/ui/dc1/nodes"), "nodes").await.unwrap();
+    b.open(&format!("{base}/ui/dc1/nodes"), "nodes")
+        .await
+        .unwrap();
     let node = b
         .wait_css(&format!("tr[data-node=\"{}\"]", agent.node))
         .await
         .unwrap();
     let node_text = node.text().await.unwrap();
-    assert!(node_text.contains("leader") && node_text.contains("web") && node_text.contains("alive"), "{node_text}");
+    assert!(
+        node_text.contains("leader") && node_text.contains("web") && node_text.contains("alive"),
+        "{node_text}"
+    );
     b.screenshot("nodes").await.unwrap();
 
     kv_edit_and_conflict(&agent, b, &base).await;
@@ -120,9 +148,14 @@ async fn the_ui_follows_the_catalog_kv_and_intentions() {
 
     tracing::info!("phone width: the navigation folds behind the menu button");
     b.set_viewport(390, 844).await.unwrap();
-    b.open(&format!("{base}/ui/dc1/services"), "services").await.unwrap();
+    b.open(&format!("{base}/ui/dc1/services"), "services")
+        .await
+        .unwrap();
     let menu = b.client.find(Locator::Id("menu")).await.unwrap();
-    assert!(menu.is_displayed().await.unwrap(), "menu button shown at phone width");
+    assert!(
+        menu.is_displayed().await.unwrap(),
+        "menu button shown at phone width"
+    );
     b.screenshot("services-phone").await.unwrap();
 
     browser.close().await;
@@ -132,7 +165,9 @@ async fn kv_edit_and_conflict(agent: &TestAgent, b: &Browser, base: &str) {
     tracing::info!("KV: a folder lists its key; the key's editor saves with CAS");
     put_raw(agent, "/v1/kv/app/config", "color=blue").await;
     put_raw(agent, "/v1/kv/app/flags/beta", "on").await;
-    b.open(&format!("{base}/ui/dc1/kv/app/"), "kv-folder").await.unwrap();
+    b.open(&format!("{base}/ui/dc1/kv/app/"), "kv-folder")
+        .await
+        .unwrap();
     b.wait_css("tr[data-key=\"app/flags/\"]").await.unwrap();
     b.screenshot("kv-folder").await.unwrap();
     b.wait_css("tr[data-key=\"app/config\"] a")
@@ -142,8 +177,15 @@ async fn kv_edit_and_conflict(agent: &TestAgent, b: &Browser, base: &str) {
         .await
         .unwrap();
     b.wait_css("main[data-loaded=\"kv-key\"]").await.unwrap();
-    let value = b.client.find(Locator::Css("textarea[name=value]")).await.unwrap();
-    assert_eq!(value.prop("value").await.unwrap().as_deref(), Some("color=blue"));
+    let value = b
+        .client
+        .find(Locator::Css("textarea[name=value]"))
+        .await
+        .unwrap();
+    assert_eq!(
+        value.prop("value").await.unwrap().as_deref(),
+        Some("color=blue")
+    );
     value.clear().await.unwrap();
     value.send_keys("color=green").await.unwrap();
     b.client
@@ -165,8 +207,14 @@ async fn kv_edit_and_conflict(agent: &TestAgent, b: &Browser, base: &str) {
         .unwrap();
     assert_eq!(raw, "color=green");
 
-    tracing::info!("KV: someone else saves while this editor has changes: the save is refused and says so");
-    let value = b.client.find(Locator::Css("textarea[name=value]")).await.unwrap();
+    tracing::info!(
+        "KV: someone else saves while this editor has changes: the save is refused and says so"
+    );
+    let value = b
+        .client
+        .find(Locator::Css("textarea[name=value]"))
+        .await
+        .unwrap();
     value.send_keys(" mine").await.unwrap();
     put_raw(agent, "/v1/kv/app/config", "color=red theirs").await;
     b.wait_css(".notice.warn").await.unwrap();
@@ -193,7 +241,9 @@ async fn kv_edit_and_conflict(agent: &TestAgent, b: &Browser, base: &str) {
 }
 
 async fn intention_turns_the_edge(agent: &TestAgent, b: &Browser, base: &str) {
-    tracing::info!("topology: web's sidecar lists api as an upstream; with no intention the edge allows");
+    tracing::info!(
+        "topology: web's sidecar lists api as an upstream; with no intention the edge allows"
+    );
     put_json(
         agent,
         "/v1/agent/service/register",
@@ -205,18 +255,37 @@ async fn intention_turns_the_edge(agent: &TestAgent, b: &Browser, base: &str) {
     b.open(&format!("{base}/ui/dc1/services/web/topology"), "topology")
         .await
         .unwrap();
-    b.wait_css("g.edge.allow[data-edge=\"web->api\"]").await.unwrap();
+    b.wait_css("g.edge.allow[data-edge=\"web->api\"]")
+        .await
+        .unwrap();
     b.screenshot("topology-allow").await.unwrap();
 
     tracing::info!("create a deny intention web -> api in the intentions form");
-    b.open(&format!("{base}/ui/dc1/intentions/create"), "intention-edit")
+    b.open(
+        &format!("{base}/ui/dc1/intentions/create"),
+        "intention-edit",
+    )
+    .await
+    .unwrap();
+    let source = b
+        .client
+        .find(Locator::Css("input[name=source]"))
         .await
         .unwrap();
-    let source = b.client.find(Locator::Css("input[name=source]")).await.unwrap();
     source.send_keys("web").await.unwrap();
-    let destination = b.client.find(Locator::Css("input[name=destination]")).await.unwrap();
+    let destination = b
+        .client
+        .find(Locator::Css("input[name=destination]"))
+        .await
+        .unwrap();
     destination.send_keys("api").await.unwrap();
-    b.client.find(Locator::Id("action-deny")).await.unwrap().click().await.unwrap();
+    b.client
+        .find(Locator::Id("action-deny"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     b.client
         .find(Locator::Css("input[name=description]"))
         .await
@@ -241,19 +310,41 @@ async fn intention_turns_the_edge(agent: &TestAgent, b: &Browser, base: &str) {
     assert_eq!(stored["Action"], "deny");
 
     tracing::info!("the can-A-talk-to-B check says denied");
-    b.client.find(Locator::Css("input[name=check-source]")).await.unwrap().send_keys("web").await.unwrap();
-    b.client.find(Locator::Css("input[name=check-destination]")).await.unwrap().send_keys("api").await.unwrap();
-    b.client.find(Locator::Css("form.check-form button[type=submit]")).await.unwrap().click().await.unwrap();
+    b.client
+        .find(Locator::Css("input[name=check-source]"))
+        .await
+        .unwrap()
+        .send_keys("web")
+        .await
+        .unwrap();
+    b.client
+        .find(Locator::Css("input[name=check-destination]"))
+        .await
+        .unwrap()
+        .send_keys("api")
+        .await
+        .unwrap();
+    b.client
+        .find(Locator::Css("form.check-form button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     b.wait_css("[data-allowed=\"false\"]").await.unwrap();
     b.screenshot("intentions").await.unwrap();
 
     tracing::info!("back on the topology, the web -> api edge is now deny");
     b.client.back().await.unwrap();
     b.client.back().await.unwrap();
-    b.wait_css("g.edge.deny[data-edge=\"web->api\"]").await.unwrap();
+    b.wait_css("g.edge.deny[data-edge=\"web->api\"]")
+        .await
+        .unwrap();
     b.screenshot("topology-deny").await.unwrap();
 
-    tracing::info!("the edge follows the intentions live: deleting it over the API turns it back to allow");
+    tracing::info!(
+        "the edge follows the intentions live: deleting it over the API turns it back to allow"
+    );
     let deleted = agent
         .client
         .delete(agent.url("/v1/connect/intentions/exact?source=web&destination=api"))
@@ -261,5 +352,7 @@ async fn intention_turns_the_edge(agent: &TestAgent, b: &Browser, base: &str) {
         .await
         .unwrap();
     assert_eq!(deleted.status().as_u16(), 200);
-    b.wait_css("g.edge.allow[data-edge=\"web->api\"]").await.unwrap();
+    b.wait_css("g.edge.allow[data-edge=\"web->api\"]")
+        .await
+        .unwrap();
 }

@@ -21,7 +21,7 @@ async fn get_path(app: Router, path: &str) -> (StatusCode, Response<String>) {
     (parts.status, Response::from_parts(parts, text))
 }
 
-fn header_of<'a>(r: &'a Response<String>, name: header::HeaderName) -> &'a str {
+fn header_of(r: &Response<String>, name: header::HeaderName) -> &str {
     r.headers()
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -39,7 +39,10 @@ async fn client_side_routes_answer_the_index() {
     ] {
         let (status, r) = get_path(enabled(None), path).await;
         assert_eq!(status, StatusCode::OK, "{path}");
-        assert_eq!(header_of(&r, header::CONTENT_TYPE), "text/html; charset=utf-8");
+        assert_eq!(
+            header_of(&r, header::CONTENT_TYPE),
+            "text/html; charset=utf-8"
+        );
         assert!(r.body().contains("<title>Concord</title>"), "{path}");
         assert!(header_of(&r, header::CONTENT_SECURITY_POLICY).contains("default-src 'self'"));
     }
@@ -62,7 +65,11 @@ async fn assets_have_types_and_missing_ones_are_404() {
     );
     let (status, _) = get_path(enabled(None), "/ui/assets/app.css").await;
     assert_eq!(status, StatusCode::OK);
-    for missing in ["/ui/assets/nope.js", "/ui/assets/../index.html", "/ui/assets/.x"] {
+    for missing in [
+        "/ui/assets/nope.js",
+        "/ui/assets/../index.html",
+        "/ui/assets/.x",
+    ] {
         let (status, _) = get_path(enabled(None), missing).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
     }
