@@ -86,8 +86,15 @@ export function watchCatalog(ctx, onModel) {
   let fetchSeq = 0;
   let drawn = false;
   let pending = false;
+  let fetchedWith; // the service list in hand when the last per-node read started
   const draw = () => {
     if (!instances || !("checks" in latest) || !("services" in latest) || pending) return;
+    // The first service list can answer after the per-node reads started, and name a service
+    // registered in between: read the nodes again rather than show it without instances.
+    if (fetchedWith !== latest.services) {
+      const have = new Set(instances.map((i) => i.Service));
+      if (Object.keys(latest.services).some((n) => !have.has(n))) { refetch(); return; }
+    }
     const run = () => { pending = false; if (!ctx.signal.aborted) onModel(build(latest, instances)); };
     if (!drawn) { drawn = true; run(); return; }
     pending = true;
@@ -95,6 +102,7 @@ export function watchCatalog(ctx, onModel) {
   };
   const refetch = async () => {
     const mine = ++fetchSeq;
+    fetchedWith = latest.services;
     const perNode = await Promise.all((latest.nodes || []).map((n) =>
       get(`/v1/catalog/node/${encodeURIComponent(n.Node)}`, { signal: ctx.signal }).catch(() => null)));
     if (mine !== fetchSeq || ctx.signal.aborted) return;
