@@ -87,7 +87,9 @@ async fn main() -> anyhow::Result<()> {
                 .client
                 .execute(
                     r#"return performance.getEntriesByType("resource").map(e =>
-                         `${e.startTime.toFixed(0)}..${e.responseEnd.toFixed(0)} ${e.name.replace(location.origin, "")}`).join("\n");"#,
+                         `${e.startTime.toFixed(0)}..${e.responseEnd.toFixed(0)} ${e.name.replace(location.origin, "")}`)
+                         .concat(performance.getEntriesByType("mark").map(m => `${m.startTime.toFixed(0)} mark ${m.name}`))
+                         .join("\n");"#,
                     vec![],
                 )
                 .await?;

@@ -68,8 +68,8 @@ function build(state, instances) {
     svc.kind = svc.kind || inst.Kind || "";
     for (const t of inst.Tags || []) svc.tags.add(t);
     const checks = [...(byNode.get(inst.Node) || []), ...(byNodeService.get(`${inst.Node}\u0000${inst.ID}`) || [])];
-    svc.instances.push({ ...inst, checks });
-    svc.checks.push(...checks);
+    svc.instances.push({ inst, checks });
+    for (const c of checks) svc.checks.push(c);
   }
   for (const svc of services.values()) Object.assign(svc, summarize(svc.checks));
   return { services, nodes: state.nodes || [], checks: state.checks || [], instances, byNode };
@@ -110,7 +110,9 @@ export function watchCatalog(ctx, onModel) {
     for (const r of perNode) {
       if (!r || !r.Node) continue;
       for (const svc of Object.values(r.Services || {})) {
-        next.push({ ...svc, Node: r.Node.Node, NodeAddress: r.Node.Address });
+        svc.Node = r.Node.Node;
+        svc.NodeAddress = r.Node.Address;
+        next.push(svc);
       }
     }
     instances = next;
