@@ -112,6 +112,27 @@ mod tests {
     }
 
     #[test]
+    fn flags() {
+        let args: Vec<String> = ["-ui", "-ui-dir", "/srv/ui", "-ui-content-path", "/ui/"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let Ok(p) = super::super::parse_args(&args) else {
+            panic!("flags did not parse");
+        };
+        let mut s = UiSettings::default();
+        s.apply_flags(&p).unwrap();
+        let config = s.resolve(false);
+        assert!(config.enabled);
+        assert_eq!(config.dir, Some(PathBuf::from("/srv/ui")));
+        let args = vec!["-ui-content-path".to_string(), "/x/".to_string()];
+        let Ok(p) = super::super::parse_args(&args) else {
+            panic!("flags did not parse");
+        };
+        assert!(UiSettings::default().apply_flags(&p).is_err());
+    }
+
+    #[test]
     fn another_content_path_is_an_error() {
         let mut s = UiSettings::default();
         let err = s

@@ -580,7 +580,10 @@ async fn with_the_ui_on_root_moves_to_it_and_the_api_is_unchanged() {
     let (status, headers, body) =
         call_with_headers(&app, Method::GET, "/ui/dc1/services/web/instances", "").await;
     assert_eq!(status, StatusCode::OK);
-    assert!(headers["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
     assert!(body.contains("/ui/assets/js/main.js"), "{body}");
     let (status, _) = call(&app, Method::GET, "/v1/agent/self", "").await;
     assert_eq!(status, StatusCode::OK);

@@ -238,6 +238,36 @@ async fn kv_edit_and_conflict(agent: &TestAgent, b: &Browser, base: &str) {
         .unwrap();
     assert_eq!(raw, "color=red theirs", "their value was not overwritten");
     b.screenshot("kv-conflict").await.unwrap();
+
+    tracing::info!("KV: a session takes the key's lock; the open editor shows who holds it");
+    let session = put_json(agent, "/v1/session/create", json!({"Name": "deploy-lock"})).await;
+    let session: serde_json::Value = serde_json::from_str(&session).unwrap();
+    let id = session["ID"].as_str().unwrap();
+    let acquired = put_raw(agent, &format!("/v1/kv/app/config?acquire={id}"), "locked").await;
+    assert_eq!(acquired.trim(), "true");
+    let lock = b.wait_css(".lock").await.unwrap();
+    let lock_text = lock.text().await.unwrap();
+    assert!(
+        lock_text.contains(id) && lock_text.contains("deploy-lock"),
+        "{lock_text}"
+    );
+
+    tracing::info!("KV: deleting a folder from the list asks once more, then removes it all");
+    b.open(&format!("{base}/ui/dc1/kv/app/"), "kv-folder")
+        .await
+        .unwrap();
+    let delete = b
+        .wait_css("tr[data-key=\"app/flags/\"] button.danger")
+        .await
+        .unwrap();
+    delete.click().await.unwrap();
+    assert!(delete.text().await.unwrap().starts_with("Confirm"));
+    delete.click().await.unwrap();
+    b.wait_js(r#"!document.querySelector('tr[data-key="app/flags/"]')"#)
+        .await
+        .unwrap();
+    let (status, _, _) = agent.get_json("/v1/kv/app/flags/beta").await.unwrap();
+    assert_eq!(status, 404, "the folder's keys are gone");
 }
 
 async fn intention_turns_the_edge(agent: &TestAgent, b: &Browser, base: &str) {
