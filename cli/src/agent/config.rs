@@ -744,4 +744,21 @@ mod tests {
         s.apply_file(&path).unwrap();
         assert_eq!(s.default_intention_allow, Some(false));
     }
+
+    #[test]
+    fn ui_config_block_is_read_not_reported_unknown() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "ui.json",
+            r#"{"ui_config":{"enabled":true,"dir":"/srv/ui"},"datacenter":"east"}"#,
+        );
+        let dir_flag = format!("-config-dir={}", dir.path().display());
+        let (s, _) = settings(&flags(&[&dir_flag])).unwrap();
+        let ui = s.ui.resolve(false);
+        assert!(ui.enabled);
+        assert_eq!(ui.dir, Some(PathBuf::from("/srv/ui")));
+        assert!(s.unsupported_keys.is_empty(), "{:?}", s.unsupported_keys);
+        assert_eq!(s.datacenter.as_deref(), Some("east"));
+    }
 }

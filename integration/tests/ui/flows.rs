@@ -63,6 +63,26 @@ async fn the_ui_follows_the_catalog_kv_and_intentions() {
     b.wait_css("tr[data-service=\"api\"]").await.unwrap();
     b.screenshot("services").await.unwrap();
 
+    tracing::info!("keyboard: the first Tab lands on the skip link, with a visible focus ring");
+    b.client
+        .find(Locator::Css("body"))
+        .await
+        .unwrap()
+        .send_keys("\u{E004}")
+        .await
+        .unwrap();
+    let focus = b
+        .client
+        .execute(
+            r#"const el = document.activeElement; const st = getComputedStyle(el);
+               return [el.textContent, st.outlineStyle, st.outlineWidth];"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(focus[0], "Skip to content", "{focus}");
+    assert_ne!(focus[1], "none", "focus is visible: {focus}");
+
     tracing::info!("failing the TTL check turns web critical in the open view within a second");
     // Timed in the browser: from just before the API call that fails the check to the
     // mutation that marks the row critical.
