@@ -2,6 +2,7 @@
 //! the web UI's end-to-end tests and its page-load bench. `chromedriver` runs as a child on a
 //! free loopback port; [`fantoccini`] speaks WebDriver to it over plain HTTP.
 
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -17,6 +18,9 @@ pub struct Browser {
     /// The WebDriver session.
     pub client: Client,
     driver: Child,
+    /// Chromium's profile, removed on drop (chromedriver's own temporary profile would be
+    /// left behind when the browser is killed).
+    _profile: tempfile::TempDir,
 }
 
 impl std::fmt::Debug for Browser {
@@ -54,16 +58,21 @@ impl Browser {
     /// Starts chromedriver and a headless Chromium with a `width` x `height` window.
     pub async fn start(width: u32, height: u32) -> anyhow::Result<Browser> {
         let port = free_port()?;
+        // Its own process group, so a test that fails before `close` can still end
+        // chromedriver and every Chromium process it started (see `Drop`).
         let driver = Command::new("chromedriver")
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .context("starting chromedriver")?;
+        let profile = tempfile::tempdir()?;
         let browser = Browser {
-            client: connect(port, width, height).await?,
+            client: connect(port, width, height, profile.path()).await?,
             driver,
+            _profile: profile,
         };
         // Chromium's window includes its (headless) frame: size the viewport exactly.
         browser.set_viewport(width, height).await?;
@@ -149,22 +158,35 @@ impl Browser {
     }
 
     /// Ends the session and chromedriver.
-    pub async fn close(mut self) {
+    pub async fn close(self) {
         let _ = self.client.clone().close().await;
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        // Dropping `self` ends chromedriver and whatever is left in its process group; the
+        // group id stays valid until then, as chromedriver is not yet reaped.
     }
 }
 
 impl Drop for Browser {
+    /// Kills chromedriver's whole process group: killing chromedriver alone would leave its
+    /// Chromium running, orphaned, with a profile directory in /tmp.
     fn drop(&mut self) {
+        let group = format!("-{}", self.driver.id());
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
 }
 
 /// Connects to chromedriver once it answers (it takes a moment to listen).
-async fn connect(port: u16, width: u32, height: u32) -> anyhow::Result<Client> {
+async fn connect(
+    port: u16,
+    width: u32,
+    height: u32,
+    profile: &std::path::Path,
+) -> anyhow::Result<Client> {
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".to_string(),
@@ -176,8 +198,12 @@ async fn connect(port: u16, width: u32, height: u32) -> anyhow::Result<Client> {
                 "--disable-gpu",
                 "--disable-dev-shm-usage",
                 "--disable-extensions",
+                // No crash-reporter helper processes (they outlive a killed browser).
+                "--disable-crash-reporter",
+                "--disable-breakpad",
                 "--no-first-run",
                 format!("--window-size={width},{height}"),
+                format!("--user-data-dir={}", profile.display()),
             ],
         }),
     );
