@@ -392,9 +392,67 @@ async fn intention_turns_the_edge(agent: &TestAgent, b: &Browser, base: &str) {
         .unwrap();
     b.screenshot("topology-deny").await.unwrap();
 
+    tracing::info!("edit it into L7 permissions: refused while api speaks tcp, the reason shown");
+    b.open(&format!("{base}/ui/dc1/intentions"), "intentions")
+        .await
+        .unwrap();
+    b.wait_css("tr[data-intention=\"web->api\"] a.button")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.wait_css("main[data-loaded=\"intention-edit\"]")
+        .await
+        .unwrap();
+    b.wait_js("document.getElementById('action-deny').checked")
+        .await
+        .unwrap();
+    b.client
+        .find(Locator::Id("action-l7"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.client
+        .find(Locator::Css("textarea[name=permissions]"))
+        .await
+        .unwrap()
+        .send_keys(r#"[{"Action":"allow","HTTP":{"PathPrefix":"/public"}}]"#)
+        .await
+        .unwrap();
+    let save = b
+        .client
+        .find(Locator::Css("form.intention-form button[type=submit]"))
+        .await
+        .unwrap();
+    save.click().await.unwrap();
+    let refused = b.wait_css(".notice.error").await.unwrap();
+    tracing::info!(reason = %refused.text().await.unwrap(), "L7 refused");
+
+    tracing::info!("with api's protocol http (service-defaults), the same save goes through");
+    put_json(
+        agent,
+        "/v1/config",
+        json!({"Kind": "service-defaults", "Name": "api", "Protocol": "http"}),
+    )
+    .await;
+    save.click().await.unwrap();
+    b.wait_css("tr[data-intention=\"web->api\"][data-action=\"l7\"]")
+        .await
+        .unwrap();
+
     tracing::info!(
         "the edge follows the intentions live: deleting it over the API turns it back to allow"
     );
+    b.open(&format!("{base}/ui/dc1/services/web/topology"), "topology")
+        .await
+        .unwrap();
+    // An L7 intention counts as deny for the L4 check, as in Consul.
+    b.wait_css("g.edge.deny[data-edge=\"web->api\"]")
+        .await
+        .unwrap();
     let deleted = agent
         .client
         .delete(agent.url("/v1/connect/intentions/exact?source=web&destination=api"))
