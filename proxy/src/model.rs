@@ -61,13 +61,7 @@ pub struct IntentionSnapshot {
 impl IntentionSnapshot {
     /// The decision for a new connection from `source` (an L7 intention denies at L4).
     pub fn decide_connection(&self, source: &str) -> Decision {
-        evaluate(
-            &self.intentions,
-            source,
-            &self.destination,
-            None,
-            self.default_allow,
-        )
+        evaluate(&self.intentions, source, &self.destination, None, self.default_allow)
     }
 
     /// The decision for one HTTP request from `source`.
