@@ -15,6 +15,7 @@ pub(crate) mod config;
 mod gossip;
 mod local_rpc;
 pub(crate) mod logging;
+mod ui;
 
 use config::{load_services, settings};
 
@@ -161,6 +162,10 @@ const AGENT_FLAGS: &[Flag] = &[
     flag("segment", Kind::Str),
     flag("protocol", Kind::Str),
     flag("raft-protocol", Kind::Str),
+    // The web UI (cli/src/agent/ui.rs).
+    flag("ui", Kind::Bool),
+    flag("ui-dir", Kind::Str),
+    flag("ui-content-path", Kind::Str),
 ];
 
 /// Parses the flags; `Err` after printing help or a usage error, or for a stray argument.
@@ -416,6 +421,7 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
     config.acl = s.acl.clone();
     config.enable_local_script_checks = s.enable_local_script_checks;
     config.limits = s.http_limits()?;
+    config.ui = s.ui.resolve(s.dev);
     if s.dev {
         // Dev mode favours fast feedback over load on the (local) server.
         config.ae_interval = Duration::from_secs(10);

@@ -89,6 +89,8 @@ pub struct Config {
     pub logs: crate::logs::LogFeed,
     /// What one HTTP client may hold (the `limits` block).
     pub limits: HttpLimits,
+    /// The web UI at `/ui/` (`-ui`, `ui_config`); off unless enabled (on in `-dev`).
+    pub ui: concord_ui::UiConfig,
 }
 
 /// What one client of the HTTP API may hold at once (Consul's `limits` block).
@@ -179,6 +181,7 @@ impl Config {
             allow_write_http_from: Vec::new(),
             logs: crate::logs::LogFeed::default(),
             limits: HttpLimits::default(),
+            ui: concord_ui::UiConfig::default(),
         }
     }
 }

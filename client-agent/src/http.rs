@@ -70,6 +70,7 @@ pub fn router(state: AppState) -> Router {
         .merge(snapshot::routes())
         .merge(status::routes())
         .merge(operator::routes())
+        .merge(concord_ui::router(&state.config.ui))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             count_requests,
@@ -196,11 +197,15 @@ async fn response_headers(
     response
 }
 
-/// `GET /`: Consul redirects to its web UI. Concord has no UI; it answers 200 with a
-/// pointer to the API, so HTTP health checks aimed at an agent's root pass as they do
-/// against Consul.
-async fn root() -> &'static str {
-    "Concord agent: Consul's HTTP API is served under /v1/ (there is no web UI).\n"
+/// `GET /`: with the UI on, Consul's `301` to `/ui/`; with it off, 200 with a pointer to
+/// the API, so HTTP health checks aimed at an agent's root pass as they do against Consul.
+async fn root(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
+    if state.config.ui.enabled {
+        return concord_ui::serve::moved(concord_ui::ROOT_REDIRECT);
+    }
+    axum::response::IntoResponse::into_response(
+        "Concord agent: Consul's HTTP API is served under /v1/ (the web UI is off: -ui).\n",
+    )
 }
 
 /// Consul answers a wrong method with `405` and `method X not allowed`; axum's default body

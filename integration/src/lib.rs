@@ -19,6 +19,7 @@
 //!   one `concord connect proxy` process.
 //! - [`tools`]: external programs tests drive (`dig`, `python3`, `npm`): skip when missing,
 //!   fail when missing under CI.
+//! - [`browser`]: headless Chromium over WebDriver (the web UI's tests and bench).
 
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, SocketAddr};
@@ -30,6 +31,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 pub mod apps;
+pub mod browser;
 pub mod dns;
 pub mod linearizability;
 pub mod netns;

@@ -22,6 +22,7 @@ use concord_api::duration::parse_duration;
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Deserializer};
 
+use super::ui::{UiKeys, UiSettings};
 use crate::flags::Parsed;
 
 /// One config file, as written: every key optional, values checked when merged so errors can
@@ -82,6 +83,10 @@ struct ConfigFile {
     http_config: Option<HttpConfig>,
     /// What one client may hold (connections, parked queries).
     limits: Option<Limits>,
+    /// The web UI's keys (`ui_config`, `ui`, `ui_dir`). Declared before `unknown`: a
+    /// flattened struct takes its keys first, so they are not reported as unsupported.
+    #[serde(flatten)]
+    ui: UiKeys,
     /// Keys this struct does not name: logged, then ignored.
     #[serde(flatten)]
     unknown: BTreeMap<String, IgnoredAny>,
@@ -326,6 +331,8 @@ pub(crate) struct Settings {
     pub(super) dns_soa: [Option<u64>; 4],
     /// The `limits` block, merged key by key (later files win).
     pub(super) limits: Limits,
+    /// The web UI (`-ui`, `ui_config`).
+    pub(super) ui: UiSettings,
     /// Config file keys Concord does not support (file, key), skipped.
     pub(super) unsupported_keys: Vec<(PathBuf, String)>,
     /// Flags accepted for Consul's sake whose feature Concord lacks: each names what is
@@ -735,6 +742,7 @@ impl Settings {
                 limits.http_read_header_timeout,
             );
         }
+        s.ui.merge(file.ui)?;
         Ok(())
     }
 
@@ -830,6 +838,7 @@ impl Settings {
                 .with_context(|| format!("-node-meta {kv:?}: want key:value"))?;
             s.node_meta.push((k.to_string(), v.to_string()));
         }
+        s.ui.apply_flags(p)?;
         Ok(())
     }
 }
@@ -1666,5 +1675,22 @@ service {
             !warnings.contains("-grpc-port"),
             "a disabled port is no warning: {warnings}"
         );
+    }
+
+    #[test]
+    fn ui_config_block_is_read_not_reported_unknown() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "ui.json",
+            r#"{"ui_config":{"enabled":true,"dir":"/srv/ui"},"datacenter":"east"}"#,
+        );
+        let dir_flag = format!("-config-dir={}", dir.path().display());
+        let (s, _) = settings(&flags(&[&dir_flag])).unwrap();
+        let ui = s.ui.resolve(false);
+        assert!(ui.enabled);
+        assert_eq!(ui.dir, Some(PathBuf::from("/srv/ui")));
+        assert!(s.unsupported_keys.is_empty(), "{:?}", s.unsupported_keys);
+        assert_eq!(s.datacenter.as_deref(), Some("east"));
     }
 }

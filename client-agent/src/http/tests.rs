@@ -761,3 +761,28 @@ async fn writes_from_outside_allow_write_http_from_are_restricted() {
         StatusCode::METHOD_NOT_ALLOWED
     );
 }
+
+#[tokio::test]
+async fn with_the_ui_on_root_moves_to_it_and_the_api_is_unchanged() {
+    let servers = vec!["127.0.0.1:1".parse().unwrap()];
+    let rpc: Arc<dyn ServerRpc> = Arc::new(ServerClient::new(servers).unwrap());
+    let mut config = Config::new("test-node", Vec::new());
+    config.ui.enabled = true;
+    let (_tx, view) = tokio::sync::watch::channel(Arc::new(CatalogSnapshot::default()));
+    let (core, _results) = AgentCore::new(config, rpc, view, None);
+    let app = super::router(core);
+
+    let (status, headers, _) = call_with_headers(&app, Method::GET, "/", "").await;
+    assert_eq!(status, StatusCode::MOVED_PERMANENTLY);
+    assert_eq!(headers["location"], "/ui/");
+    let (status, headers, body) =
+        call_with_headers(&app, Method::GET, "/ui/dc1/services/web/instances", "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(body.contains("/ui/assets/js/main.js"), "{body}");
+    let (status, _) = call(&app, Method::GET, "/v1/agent/self", "").await;
+    assert_eq!(status, StatusCode::OK);
+}
