@@ -6,5 +6,7 @@
 //!   network with a simulated clock, at 100 to 10,000 members.
 //! - `bin/parked.rs`: parked blocking queries against a dev agent (descriptors, RSS, CPU,
 //!   wake-up delay after one write), at 1,000 to 50,000 watchers.
+//! - `bin/propagation.rs`: 3 servers and 20 client agents as real processes: time from a
+//!   registration until every agent's DNS answers it, and from a `kill -9` until none does.
 //! - `bin/ui_load.rs`: the web UI's services view with 1,000 registered services, loaded in
 //!   headless Chromium: time from navigation start to the rendered list (`bench/ui/run.sh`).
