@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use hickory_proto::op::{Edns, Header, Message, OpCode, ResponseCode};
 use hickory_proto::rr::Record;
+use hickory_proto::serialize::binary::BinEncoder;
 use hickory_server::authority::MessageResponseBuilder;
 use hickory_server::server::{Protocol, Request, RequestHandler, ResponseHandler, ResponseInfo};
 use tokio::time::Instant;
@@ -39,6 +40,14 @@ enum Freshness {
     Stale = 1,
     /// The servers are unreachable and the view is too old (or may not be served stale).
     Expired = 2,
+}
+
+/// Which catalog view an answer was built from: its index, and the snapshot's address so
+/// that a different view with an equal index (a restore) is still told apart.
+pub(super) type Generation = (u64, usize);
+
+fn generation_of(snapshot: &Arc<CatalogSnapshot>) -> Generation {
+    (snapshot.index, Arc::as_ptr(snapshot) as usize)
 }
 
 /// A response before encoding.
@@ -143,6 +152,56 @@ impl Handler {
             header,
             edns,
             parts,
+        }
+    }
+
+    /// Identifies the catalog view queries are answered from now: an answer built from one
+    /// view may be replayed while this stays the same (see `udp::AnswerCache`).
+    pub(super) fn generation(&self) -> Generation {
+        generation_of(&self.snapshot())
+    }
+
+    /// The encoded UDP response to a query this server answers itself, and the generation
+    /// of the view it was built from; `None` when the name goes to the recursors (the
+    /// caller then answers through [`RequestHandler::handle_request`]).
+    pub(super) fn local_udp(&self, request: &Request) -> Option<(Generation, Vec<u8>)> {
+        // The generation is read first: should the view change meanwhile, the answer is
+        // filed under the older one, which the next lookup already finds outdated.
+        let generation = self.generation();
+        let Reply {
+            header,
+            edns,
+            parts,
+        } = self.reply(request);
+        if parts.recurse {
+            return None;
+        }
+        // As hickory's UDP `ResponseHandle` sizes it: the EDNS payload we echo, else its
+        // receive buffer size (our own fitting already kept plain UDP within 512 bytes).
+        let max_size = edns.as_ref().map_or(
+            hickory_proto::udp::MAX_RECEIVE_BUFFER_SIZE as u16,
+            Edns::max_payload,
+        );
+        let mut builder = MessageResponseBuilder::from_message_request(request);
+        if let Some(edns) = edns {
+            builder.edns(edns);
+        }
+        let response = builder.build(
+            header,
+            parts.answers.iter(),
+            parts.authority.iter(),
+            std::iter::empty::<&Record>(),
+            parts.additionals.iter(),
+        );
+        let mut buffer = Vec::with_capacity(512);
+        let mut encoder = BinEncoder::new(&mut buffer);
+        encoder.set_max_size(max_size);
+        match response.destructive_emit(&mut encoder) {
+            Ok(_) => Some((generation, buffer)),
+            Err(e) => {
+                tracing::warn!(error = %e, "encoding a DNS response failed");
+                None
+            }
         }
     }
 
