@@ -124,17 +124,18 @@ impl Shared {
     /// Proposes a command on this server's Raft and waits for it to apply.
     ///
     /// Callers decide up front that this server leads; if leadership is lost meanwhile, the
-    /// answer is `NotLeader`/`NoLeader` (the client retries), never a forward from here.
+    /// answer is Consul's `leadership lost while committing log`, never a forward from here.
+    /// That error is deliberately not `NotLeader`: the entry may already be in the log and
+    /// commit under the next leader, so nobody may retry it as if it had never been sent
+    /// (a forwarding server retries `NotLeader`, see `rpc::forward::to_leader`).
     pub(crate) async fn propose(&self, cmd: Command) -> Result<(u64, WriteResult), RpcError> {
         match self.raft.client_write(cmd).await {
             Ok(resp) => resp.data.map(|result| (resp.log_id.index, result)),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(match f.leader_node {
-                    Some(node) => RpcError::NotLeader {
-                        leader_addr: Some(node.addr),
-                    },
-                    None => RpcError::NoLeader,
-                })
+                tracing::debug!(leader = ?f.leader_id, "leadership lost while committing a write");
+                Err(RpcError::Internal(
+                    "leadership lost while committing log".to_string(),
+                ))
             }
             Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
                 Err(RpcError::Internal(e.to_string()))

@@ -79,8 +79,9 @@ pub(crate) async fn write(
         }
         req => to_command(req, now_ms(), shared.config.session_ttl_min)?,
     };
-    // Leadership lost since `leader_target` surfaces here as NotLeader/NoLeader: the client
-    // retries, rather than this server forwarding from inside the write.
+    // Leadership lost since the routing decision surfaces here as `leadership lost while
+    // committing log` (outcome unknown), rather than this server forwarding from inside the
+    // write.
     let (index, result) = shared.propose(cmd.clone()).await?;
     // Only the leader runs session timers, and the write just applied on it.
     match &cmd {
