@@ -73,6 +73,21 @@ pub use policy::{Options, PolicyError, UpstreamPolicy};
 /// a sidecar's life cannot grow memory without bound.
 pub(crate) const MAX_TRACKED_ENDPOINTS: usize = 4096;
 
+/// The service of the peer that sent an inbound request (from its SPIFFE id); a request
+/// extension set when the connection is accepted, read by the authz and metrics layers.
+#[derive(Clone, Debug)]
+pub struct SourceService(pub String);
+
+/// The endpoint an attempt goes to: a request extension the balancer sets and the layers
+/// below it (outlier detection, the connection pool) read.
+#[derive(Clone, Debug)]
+pub struct Picked {
+    /// The endpoint.
+    pub endpoint: crate::model::Endpoint,
+    /// How many endpoints its target has (for `max_ejection_percent`).
+    pub hosts: usize,
+}
+
 /// Errors a body may carry (hyper's, or a layer's).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body type every layer passes: requests from the app and responses from upstreams
@@ -219,7 +234,7 @@ pub type Stack = BoxCloneSyncService<Req, Resp, ProxyError>;
 fn serve<I: Io>(
     stack: Stack,
     io: I,
-    extension: Option<stack::SourceService>,
+    extension: Option<SourceService>,
 ) -> impl Future<Output = Result<(), BoxError>> + Send + 'static {
     let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let mut stack = stack.clone();
@@ -340,11 +355,7 @@ impl Inbound {
         io: I,
         source_service: String,
     ) -> impl Future<Output = Result<(), BoxError>> + Send + 'static {
-        serve(
-            self.stack.clone(),
-            io,
-            Some(stack::SourceService(source_service)),
-        )
+        serve(self.stack.clone(), io, Some(SourceService(source_service)))
     }
 }
 

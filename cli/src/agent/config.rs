@@ -847,7 +847,7 @@ impl Settings {
     /// Checks what merging leaves unchecked: values only the agent's start would reject.
     pub(crate) fn check(&self) -> anyhow::Result<()> {
         if let Some(level) = &self.logging.level {
-            super::logging::level_directive(level)?;
+            level_directive(level)?;
         }
         if let Some(id) = &self.node_id {
             uuid::Uuid::parse_str(id).with_context(|| format!("node_id {id:?} is not a UUID"))?;
@@ -1116,6 +1116,18 @@ fn acl_block(acl: &mut concord_client_agent::acl::AclConfig, b: AclBlock) -> any
         set(&mut acl.tokens.agent, t.agent);
     }
     Ok(())
+}
+
+/// The filter directive for a Consul log level (`err` is Consul's spelling of `error`).
+pub(crate) fn level_directive(level: &str) -> anyhow::Result<&'static str> {
+    Ok(match level.to_ascii_lowercase().as_str() {
+        "trace" => "trace",
+        "debug" => "debug",
+        "info" => "info",
+        "warn" => "warn",
+        "err" | "error" => "error",
+        other => bail!("Invalid log level: {other:?}"),
+    })
 }
 
 #[cfg(test)]

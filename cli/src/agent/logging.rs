@@ -18,22 +18,10 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::Layer as _;
 
-use super::config::LogSettings;
+use super::config::{level_directive, LogSettings};
 
 /// Consul's default `log_rotate_duration`.
 const DEFAULT_ROTATE_DURATION: Duration = Duration::from_secs(24 * 3600);
-
-/// The filter directive for a Consul log level (`err` is Consul's spelling of `error`).
-pub(crate) fn level_directive(level: &str) -> anyhow::Result<&'static str> {
-    Ok(match level.to_ascii_lowercase().as_str() {
-        "trace" => "trace",
-        "debug" => "debug",
-        "info" => "info",
-        "warn" => "warn",
-        "err" | "error" => "error",
-        other => bail!("Invalid log level: {other:?}"),
-    })
-}
 
 /// Logging to stderr alone at `level`, for commands other than the agent (the proxy).
 pub(crate) fn init_stderr(level: &str) -> anyhow::Result<()> {

@@ -10,7 +10,7 @@ use concord_api::intention::HttpRequest;
 use tokio::sync::watch;
 
 use super::metrics::{L7Metrics, SourceLabels};
-use super::stack::SourceService;
+use super::SourceService;
 use super::{Inner, Middleware, ProxyError, Req, ResponseFuture};
 use crate::model::IntentionSnapshot;
 

@@ -21,18 +21,9 @@ use super::policy::BalancePolicy;
 use super::retry::Attempts;
 use super::route::{Resolved, Routed};
 use super::{
-    guard_body, Inner, Middleware, ProxyError, Req, ResponseFuture, MAX_TRACKED_ENDPOINTS,
+    guard_body, Inner, Middleware, Picked, ProxyError, Req, ResponseFuture, MAX_TRACKED_ENDPOINTS,
 };
 use crate::model::Endpoint;
-
-/// The endpoint an attempt goes to (a request extension read by the layers below).
-#[derive(Clone, Debug)]
-pub struct Picked {
-    /// The endpoint.
-    pub endpoint: Endpoint,
-    /// How many endpoints its target has (for `max_ejection_percent`).
-    pub hosts: usize,
-}
 
 /// Of two candidates, the one with fewer outstanding requests (the first on a tie).
 pub(crate) fn p2c(loads: &[usize], a: usize, b: usize) -> usize {

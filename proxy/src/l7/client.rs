@@ -25,9 +25,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::balance::Picked;
 use super::breaker::ConnectionLimit;
 use super::policy::RequestPolicy;
+use super::Picked;
 use super::{boxed, Body, ProxyError, Req, ResponseFuture, MAX_TRACKED_ENDPOINTS};
 use crate::model::{BoxIo, Connector, Endpoint};
 

@@ -16,7 +16,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use tokio::time::Instant;
 
-use super::stack::SourceService;
+use super::SourceService;
 use super::{Inner, Middleware, Req, ResponseFuture};
 
 /// `direction` and peer `service` of a request: for outbound requests the upstream, for

@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::balance::Picked;
 use super::metrics::{L7Metrics, UpstreamLabels};
 use super::policy::OutlierPolicy;
+use super::Picked;
 use super::{Inner, Middleware, ProxyError, Req, ResponseFuture, MAX_TRACKED_ENDPOINTS};
 
 /// Envoy's default `max_ejection_time`.

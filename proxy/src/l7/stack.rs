@@ -22,11 +22,6 @@ use super::timeout::Timeout;
 use super::{Bottom, MiddlewareLayer as L, Options, Stack};
 use crate::model::{Connector, Endpoint, IntentionSnapshot, UpstreamSnapshot};
 
-/// The service of the peer that sent an inbound request (from its SPIFFE id); a request
-/// extension set when the connection is accepted.
-#[derive(Clone, Debug)]
-pub struct SourceService(pub String);
-
 /// The stack of one upstream.
 pub(crate) fn outbound(
     upstream: &str,
