@@ -7,8 +7,11 @@
 //! - [`rpc`]: [`rpc::RpcHttp`], "POST JSON, decode the reply or the peer's `RpcError`", used
 //!   by the agent's server client, a follower forwarding to its leader, and Raft's network.
 //! - [`serve`]: [`serve::serve`], an axum router on a listener with per-client connection
-//!   caps, header read timeouts and HTTP/1.1 + HTTP/2 (prior knowledge): the agent's HTTP
-//!   API and the server RPC port.
+//!   caps, header read timeouts and HTTP/1.1 + HTTP/2 (prior knowledge), optionally over
+//!   TLS ([`serve::serve_with`]): the agent's HTTP and HTTPS API and the server RPC port.
+//! - [`tls`]: agent TLS (`tls.defaults`, `tls.https`, `tls.internal_rpc`): PEM files to
+//!   rustls configs for the HTTPS listener, the RPC port and the RPC client; the
+//!   `server.<dc>.<domain>` checks of `verify_server_hostname`.
 //! - [`gossip`]: LAN membership (SWIM via foca; Serf's statuses, tags, user events, keyring,
 //!   Vivaldi coordinates): [`gossip::Gossip`] over UDP/TCP, [`gossip::Pool`] sans IO,
 //!   [`gossip::memory::SimNetwork`] for tests and simulations.
@@ -16,3 +19,4 @@
 pub mod gossip;
 pub mod rpc;
 pub mod serve;
+pub mod tls;

@@ -5,6 +5,7 @@
 //! follower reports the leader unreachable, openraft backs off), so the failure is returned
 //! classified ([`CallError`]) rather than already mapped.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use concord_api::rpc::RpcError;
@@ -62,16 +63,31 @@ const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
 /// Every call to one server shares one HTTP/2 connection (prior knowledge: server RPC
 /// ports speak HTTP/2 without negotiation, see [`crate::serve`]), as Consul multiplexes
 /// its RPC: parked blocking queries cost a stream each, not a descriptor each.
+///
+/// With TLS (`tls.internal_rpc` with `verify_outgoing`) every call is `https://`, checked as
+/// the rustls config says (see [`crate::tls::InternalRpc`]); ALPN `h2`.
 #[derive(Clone, Debug)]
 pub struct RpcHttp {
     client: reqwest::Client,
+    /// `http` or `https`.
+    scheme: &'static str,
 }
 
 impl RpcHttp {
-    /// A client that never routes through an HTTP proxy from the environment: server RPC
-    /// addresses are always direct.
+    /// A plain client that never routes through an HTTP proxy from the environment: server
+    /// RPC addresses are always direct.
     pub fn new() -> Result<Self, CallError> {
-        let client = reqwest::Client::builder()
+        RpcHttp::with_tls(None)
+    }
+
+    /// [`RpcHttp::new`], over TLS with this rustls config when one is given.
+    pub fn with_tls(tls: Option<Arc<rustls::ClientConfig>>) -> Result<Self, CallError> {
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let mut builder = reqwest::Client::builder();
+        if let Some(config) = tls {
+            builder = builder.use_preconfigured_tls(rustls::ClientConfig::clone(&config));
+        }
+        let client = builder
             .no_proxy()
             .http2_prior_knowledge()
             .http2_adaptive_window(true)
@@ -83,10 +99,10 @@ impl RpcHttp {
                 addr: String::new(),
                 message: format!("building HTTP client: {e}"),
             })?;
-        Ok(RpcHttp { client })
+        Ok(RpcHttp { client, scheme })
     }
 
-    /// `POST`s `body` as JSON to `http://{addr}{path}` with the given extra headers and
+    /// `POST`s `body` as JSON to `http(s)://{addr}{path}` with the given extra headers and
     /// returns the decoded `2xx` reply.
     pub async fn post<Req: Serialize + ?Sized, Resp: DeserializeOwned>(
         &self,
@@ -102,7 +118,7 @@ impl RpcHttp {
         };
         let mut request = self
             .client
-            .post(format!("http://{addr}{path}"))
+            .post(format!("{}://{addr}{path}", self.scheme))
             .json(body)
             .timeout(timeout);
         for (name, value) in headers {

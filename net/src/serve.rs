@@ -32,6 +32,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tower::ServiceExt;
 
+use crate::tls::PeerCertificates;
+
 /// The HTTP/2 connection preface a prior-knowledge client sends first.
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// Pause after an accept error before accepting again (descriptors may free meanwhile).
@@ -116,6 +118,42 @@ pub async fn serve(
     limits: ServeLimits,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
+    serve_with(listener, app, limits, None, shutdown).await
+}
+
+/// What a TLS listener does with a connection that does not open with a TLS handshake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Plain {
+    /// Answers what Go's HTTPS server answers a plain HTTP request (`400` and "Client sent
+    /// an HTTP request to an HTTPS server."), then closes; anything else is closed unread.
+    /// The HTTPS API.
+    Refuse,
+    /// Serves it as plain HTTP: the RPC port without `verify_incoming`, where Consul too
+    /// takes both.
+    Serve,
+}
+
+/// A listener's TLS: the rustls configuration and what plain connections get.
+#[derive(Clone, Debug)]
+pub struct TlsListener {
+    /// Certificate, client verification, versions, ALPN.
+    pub config: Arc<rustls::ServerConfig>,
+    /// What a connection without a TLS handshake gets.
+    pub plain: Plain,
+}
+
+/// [`serve`] with TLS: every connection's first byte says whether it is a TLS handshake
+/// (served over TLS, HTTP/2 when ALPN chose `h2`, else HTTP/1.1; the peer's certificates
+/// reach handlers as [`PeerCertificates`]) or not ([`TlsListener::plain`] decides). The
+/// handshake must finish within the header read timeout. `tls: None` is [`serve`].
+pub async fn serve_with(
+    listener: TcpListener,
+    app: Router,
+    limits: ServeLimits,
+    tls: Option<TlsListener>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    let acceptor = tls.map(|t| (tokio_rustls::TlsAcceptor::from(t.config), t.plain));
     let per_client = PerClient::default();
     // `true` once shutdown starts; every connection holds a receiver, so `closed()` on the
     // sender resolves when the last one is gone.
@@ -142,9 +180,15 @@ pub async fn serve(
         let app = app.clone();
         let limits = limits.clone();
         let stop = stop_rx.clone();
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            connection(stream, remote, app, &limits, stop).await;
+            match acceptor {
+                None => connection(stream, remote, app, &limits, stop).await,
+                Some((acceptor, plain)) => {
+                    tls_connection(stream, remote, app, &limits, &acceptor, plain, stop).await
+                }
+            }
         });
     }
     drop(stop_rx);
@@ -169,12 +213,115 @@ async fn connection(
             return;
         }
     };
+    serve_connection(stream, h2, remote, None, app, limits, stop).await;
+}
+
+/// What Go's net/http writes on a TLS port to a first record that looks like plain HTTP.
+const PLAIN_HTTP_ON_TLS: &[u8] =
+    b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
+/// The first bytes of a TLS connection: a handshake record.
+const TLS_HANDSHAKE: u8 = 0x16;
+
+/// Whether five first bytes are a plain HTTP request as Go's `tlsRecordHeaderLooksLikeHTTP`
+/// decides (the only ones it answers with [`PLAIN_HTTP_ON_TLS`] rather than closing).
+fn looks_like_http(head: &[u8]) -> bool {
+    matches!(head, b"GET /" | b"HEAD " | b"POST " | b"PUT /" | b"OPTIO")
+}
+
+/// Serves one connection of a TLS listener: a handshake, or a plain connection as `plain`
+/// says.
+async fn tls_connection(
+    stream: TcpStream,
+    remote: SocketAddr,
+    app: Router,
+    limits: &ServeLimits,
+    acceptor: &tokio_rustls::TlsAcceptor,
+    plain: Plain,
+    stop: watch::Receiver<bool>,
+) {
+    let first = tokio::time::timeout(limits.header_read_timeout, peek_at_least(&stream, 1)).await;
+    let Ok(Ok(first)) = first else {
+        tracing::debug!(client = %remote, "nothing sent within the header read timeout");
+        return;
+    };
+    if first.first() != Some(&TLS_HANDSHAKE) {
+        match plain {
+            Plain::Serve => return connection(stream, remote, app, limits, stop).await,
+            Plain::Refuse => return refuse_plain(stream, remote, limits).await,
+        }
+    }
+    let tls = match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream)).await
+    {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            tracing::debug!(client = %remote, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(client = %remote, "TLS handshake not done within the header read timeout");
+            return;
+        }
+    };
+    let (_, session) = tls.get_ref();
+    let h2 = session.alpn_protocol() == Some(b"h2");
+    let peer = session.peer_certificates().map(|certs| {
+        PeerCertificates(Arc::new(
+            certs.iter().map(|c| c.clone().into_owned()).collect(),
+        ))
+    });
+    serve_connection(tls, h2, remote, peer, app, limits, stop).await;
+}
+
+/// Answers a plain HTTP request on the HTTPS port as Go does, or closes.
+async fn refuse_plain(mut stream: TcpStream, remote: SocketAddr, limits: &ServeLimits) {
+    use tokio::io::AsyncWriteExt;
+    let head = tokio::time::timeout(limits.header_read_timeout, peek_at_least(&stream, 5)).await;
+    if matches!(head, Ok(Ok(ref h)) if looks_like_http(&h[..h.len().min(5)])) {
+        tracing::debug!(client = %remote, "plain HTTP request on the HTTPS port");
+        let _ = stream.write_all(PLAIN_HTTP_ON_TLS).await;
+        let _ = stream.shutdown().await;
+    } else {
+        tracing::debug!(client = %remote, "not a TLS handshake; closing");
+    }
+}
+
+/// Peeks until at least `n` bytes have arrived (or the peer stopped sending: fewer then).
+async fn peek_at_least(stream: &TcpStream, n: usize) -> std::io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; n];
+    loop {
+        let got = stream.peek(&mut buf).await?;
+        if got == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        if got >= n {
+            return Ok(buf);
+        }
+        // Part only: `peek` would return at once again, so wait a moment.
+        tokio::time::sleep(SNIFF_PAUSE).await;
+    }
+}
+
+/// Serves HTTP/2 or HTTP/1.1 on an established connection (plain or TLS).
+async fn serve_connection<I>(
+    io: I,
+    h2: bool,
+    remote: SocketAddr,
+    peer: Option<PeerCertificates>,
+    app: Router,
+    limits: &ServeLimits,
+    stop: watch::Receiver<bool>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let mut req = req.map(axum::body::Body::new);
         req.extensions_mut().insert(ConnectInfo(remote));
+        if let Some(peer) = &peer {
+            req.extensions_mut().insert(peer.clone());
+        }
         app.clone().oneshot(req)
     });
-    let io = TokioIo::new(stream);
+    let io = TokioIo::new(io);
     let result = if h2 {
         let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
