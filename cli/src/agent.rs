@@ -15,6 +15,7 @@ pub(crate) mod config;
 mod gossip;
 mod local_rpc;
 pub(crate) mod logging;
+mod tls;
 mod ui;
 
 use config::{load_services, settings};
@@ -69,7 +70,10 @@ const USAGE: &str = "Usage: concord agent [options]
   -syslog                  Also log to the local syslog.
   -default-query-time=<d>  Blocking wait when a request has no ?wait (default 5m).
   -max-query-time=<d>      Longest ?wait honoured (default 10m).
-  -https-port, -grpc-port, -grpc-tls-port
+  -https-port=<port>       HTTPS API port (default -1: off), with the certificate of
+                           tls.https (or tls.defaults) in a config file. Plain HTTP
+                           (-http-port) keeps running unless set to -1.
+  -grpc-port, -grpc-tls-port
                            Accepted; these listeners are not built yet (a warning
                            says so unless the port is -1).
   -disable-host-node-id    Accepted: node IDs are never derived from the host.
@@ -196,6 +200,59 @@ fn enabled_port(port: i32) -> anyhow::Result<Option<u16>> {
     Ok(Some(
         u16::try_from(port).with_context(|| format!("{port} is not a port"))?,
     ))
+}
+
+/// The HTTPS port and listener's TLS (when `-https-port` is set) and internal RPC's (when
+/// `tls.internal_rpc` asks for any), from the merged `tls` settings; logs what a TLS
+/// version rustls lacks turned into.
+fn tls_settings(
+    s: &config::Settings,
+    datacenter: &str,
+    domain: &str,
+) -> anyhow::Result<(
+    Option<(u16, concord_net::serve::TlsListener)>,
+    Option<concord_net::tls::InternalRpc>,
+)> {
+    let mut warnings = Vec::new();
+    let https = match enabled_port(s.https_port.unwrap_or(-1))? {
+        Some(port) => {
+            let settings = s.tls.https(&mut warnings)?;
+            if settings.cert_file.is_none() {
+                bail!("ports.https is set but no certificate is: set tls.https (or tls.defaults) cert_file and key_file");
+            }
+            let config = settings
+                .server_config(concord_net::tls::HTTPS_ALPN)
+                .context("tls.https")?;
+            Some((
+                port,
+                concord_net::serve::TlsListener {
+                    config,
+                    plain: concord_net::serve::Plain::Refuse,
+                },
+            ))
+        }
+        None => None,
+    };
+    let rpc = concord_net::tls::InternalRpc::from_settings(
+        &s.tls.internal_rpc(&mut warnings)?,
+        s.server,
+        datacenter,
+        domain,
+    )
+    .context("tls.internal_rpc")?;
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    if let Some(rpc) = &rpc {
+        tracing::info!(
+            listener = rpc.server.is_some(),
+            outgoing = rpc.client.is_some(),
+            refuse_plain = rpc.refuse_plain,
+            raft_peer_name = rpc.raft_peer_name.as_deref().unwrap_or(""),
+            "internal RPC TLS"
+        );
+    }
+    Ok((https, rpc))
 }
 
 /// Raises the soft open-files limit to the hard limit, as Go's runtime does at start (and
@@ -342,6 +399,17 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
     let node_id = node_id(s.node_id.clone(), data_dir.as_deref())?;
     let datacenter = s.datacenter.clone().unwrap_or_else(|| "dc1".to_string());
 
+    let domain = s.domain.clone().unwrap_or_else(|| "consul".to_string());
+    let (https_tls, rpc_tls) = tls_settings(&s, &datacenter, &domain)?;
+    let https = match https_tls {
+        Some((port, tls)) => Some((
+            TcpListener::bind(SocketAddr::new(client_ip, port))
+                .await
+                .context("binding HTTPS API")?,
+            tls,
+        )),
+        None => None,
+    };
     let http = match enabled_port(s.http_port.unwrap_or(8500))? {
         Some(port) => Some(
             TcpListener::bind(SocketAddr::new(client_ip, port))
@@ -349,7 +417,9 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
                 .context("binding HTTP API")?,
         ),
         None => {
-            tracing::warn!("HTTP API disabled (ports.http = -1): only DNS and gossip answer");
+            if https.is_none() {
+                tracing::warn!("HTTP API disabled (ports.http = -1): only DNS and gossip answer");
+            }
             None
         }
     };
@@ -359,6 +429,10 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
     };
     let http_port = match &http {
         Some(l) => Some(l.local_addr()?.port()),
+        None => None,
+    };
+    let https_port = match &https {
+        Some((l, _)) => Some(l.local_addr()?.port()),
         None => None,
     };
     let dns_port = match &dns_sockets {
@@ -422,6 +496,7 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
     config.enable_local_script_checks = s.enable_local_script_checks;
     config.limits = s.http_limits()?;
     config.ui = s.ui.resolve(s.dev);
+    config.rpc_tls = rpc_tls.clone();
     if s.dev {
         // Dev mode favours fast feedback over load on the (local) server.
         config.ae_interval = Duration::from_secs(10);
@@ -449,6 +524,7 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
                     .limits
                     .rpc_max_conns_per_client
                     .unwrap_or(concord_server::DEFAULT_RPC_MAX_CONNS_PER_CLIENT),
+                rpc_tls: rpc_tls.clone(),
             };
             let server = concord_server::Server::start_with_gossip(
                 server_config,
@@ -560,6 +636,7 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
         s.dev,
         client_ip,
         http_port,
+        https_port,
         dns_port,
         advertise,
         rpc_port,
@@ -572,6 +649,7 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
     }
     let listeners = concord_client_agent::Listeners {
         http,
+        https,
         dns: dns_sockets,
         gossip: Some(pool.clone()),
     };
@@ -622,6 +700,7 @@ fn banner(
     dev: bool,
     client: IpAddr,
     http_port: Option<u16>,
+    https_port: Option<u16>,
     dns_port: Option<u16>,
     advertise: IpAddr,
     rpc_port: Option<u16>,
@@ -638,8 +717,9 @@ fn banner(
     println!("        Datacenter: '{dc}'");
     println!("            Server: {server} (Bootstrap: {server}, Dev: {dev})");
     println!(
-        "       Client Addr: [{client}] (HTTP: {}, DNS: {})",
+        "       Client Addr: [{client}] (HTTP: {}, HTTPS: {}, DNS: {})",
         show(http_port),
+        show(https_port),
         show(dns_port)
     );
     println!(

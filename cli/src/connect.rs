@@ -104,8 +104,15 @@ fn config(p: &Parsed) -> anyhow::Result<Config> {
         Some(_) => Duration::from_secs(p.uint("drain-timeout")),
         None => Duration::from_secs(5),
     };
+    let agent_url = agent_base_url(p.value("http-addr"), &env)?;
+    if agent_url.starts_with("https://") {
+        // The proxy's agent client speaks plain HTTP only (its own TLS is Connect's).
+        anyhow::bail!(
+            "the proxy reaches its agent over plain HTTP: give -http-addr http://host:port"
+        );
+    }
     Ok(Config {
-        agent_url: agent_base_url(p.value("http-addr"), &env)?,
+        agent_url,
         token: token_from_flags(p),
         mode,
         metrics_addr: addr_flag(p, "metrics-addr")?,

@@ -37,14 +37,39 @@ const HTTP_FLAGS: &[Flag] = &[
     flag("http-addr", Kind::Str),
     flag("token", Kind::Str),
     flag("datacenter", Kind::Str),
+    flag("ca-file", Kind::Str),
+    flag("ca-path", Kind::Str),
+    flag("client-cert", Kind::Str),
+    flag("client-key", Kind::Str),
+    flag("tls-server-name", Kind::Str),
 ];
 
 /// Help text for [`HTTP_FLAGS`], appended to every command's usage.
 pub(crate) const HTTP_FLAGS_HELP: &str = "HTTP API Options
 
   -http-addr=<address>
-     The address of the agent's HTTP API, as host:port or http://host:port.
-     Also CONCORD_HTTP_ADDR, then CONSUL_HTTP_ADDR. Default 127.0.0.1:8500.
+     The address of the agent's HTTP API, as host:port, http://host:port or
+     https://host:port. Also CONCORD_HTTP_ADDR, then CONSUL_HTTP_ADDR. Default
+     127.0.0.1:8500; CONSUL_HTTP_SSL=true makes a bare host:port HTTPS.
+
+  -ca-file=<path>
+     CA certificate (PEM) the agent's HTTPS certificate must chain to. Also
+     CONSUL_CACERT. HTTPS needs this or -ca-path (no system roots are read).
+
+  -ca-path=<path>
+     A directory of CA certificates. Also CONSUL_CAPATH.
+
+  -client-cert=<path>
+     Client certificate (PEM) for an agent with verify_incoming. Also
+     CONSUL_CLIENT_CERT.
+
+  -client-key=<path>
+     Its private key. Also CONSUL_CLIENT_KEY.
+
+  -tls-server-name=<name>
+     The name the agent's certificate must carry, instead of the host of
+     -http-addr. Also CONSUL_TLS_SERVER_NAME. CONSUL_HTTP_SSL_VERIFY=false
+     checks no certificate at all.
 
   -token=<value>
      ACL token to send as X-Consul-Token. Also CONCORD_HTTP_TOKEN, then

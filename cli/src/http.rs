@@ -61,7 +61,12 @@ impl HttpClient {
             .filter(|d| !d.is_empty())
             .map(str::to_string);
         // The CLI talks to a local agent: never through an HTTP proxy from the environment.
-        let http = reqwest::Client::builder().no_proxy().build()?;
+        let mut builder = reqwest::Client::builder().no_proxy();
+        if base.starts_with("https://") {
+            let tls = tls_from_flags(flags, &env)?;
+            builder = builder.use_preconfigured_tls(rustls::ClientConfig::clone(&tls));
+        }
+        let http = builder.build()?;
         Ok(HttpClient {
             base,
             token,
@@ -238,7 +243,8 @@ pub(crate) fn token_from_flags(flags: &Parsed) -> Option<String> {
 
 /// The agent's base URL: the `-http-addr` flag, else `CONCORD_HTTP_ADDR`, else
 /// `CONSUL_HTTP_ADDR`, else `127.0.0.1:8500`; empty values count as unset. Accepts
-/// `host:port` and `http://host:port`.
+/// `host:port`, `http://host:port` and `https://host:port`; a bare `host:port` is HTTPS
+/// when `CONSUL_HTTP_SSL` is true, as Consul's API client decides.
 pub(crate) fn agent_base_url(
     flag: Option<&str>,
     env: &dyn Fn(&str) -> Option<String>,
@@ -249,19 +255,66 @@ pub(crate) fn agent_base_url(
         env("CONSUL_HTTP_ADDR"),
     ])
     .unwrap_or_else(|| DEFAULT_HTTP_ADDR.to_string());
+    let ssl = env_bool(env, "CONSUL_HTTP_SSL")?.unwrap_or(false);
     let (scheme, rest) = match raw.trim().split_once("://") {
         Some((scheme, rest)) => (scheme.to_ascii_lowercase(), rest),
+        None if ssl => ("https".to_string(), raw.trim()),
         None => ("http".to_string(), raw.trim()),
     };
     let rest = rest.trim_end_matches('/');
     match scheme.as_str() {
-        "http" if rest.is_empty() => anyhow::bail!("invalid agent address {raw:?}: no host"),
-        "http" => Ok(format!("http://{rest}")),
-        "https" => {
-            anyhow::bail!("invalid agent address {raw:?}: HTTPS is not supported yet, use http://")
+        "http" | "https" if rest.is_empty() => {
+            anyhow::bail!("invalid agent address {raw:?}: no host")
         }
-        _ => anyhow::bail!("invalid agent address {raw:?}: only http:// is supported"),
+        "http" | "https" => Ok(format!("{scheme}://{rest}")),
+        _ => {
+            anyhow::bail!("invalid agent address {raw:?}: only http:// and https:// are supported")
+        }
     }
+}
+
+/// A boolean environment variable as Go's `strconv.ParseBool` reads it; unset or empty is
+/// `None`.
+fn env_bool(env: &dyn Fn(&str) -> Option<String>, name: &str) -> anyhow::Result<Option<bool>> {
+    match env(name).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => concord_api::decode::parse_go_bool(&v)
+            .map(Some)
+            .ok_or_else(|| anyhow::anyhow!("{name}={v:?} is not a boolean")),
+    }
+}
+
+/// The TLS of an `https://` agent address, from the flags, else Consul's environment
+/// variables: `-ca-file`/`CONSUL_CACERT`, `-ca-path`/`CONSUL_CAPATH`,
+/// `-client-cert`/`CONSUL_CLIENT_CERT`, `-client-key`/`CONSUL_CLIENT_KEY`,
+/// `-tls-server-name`/`CONSUL_TLS_SERVER_NAME`, and `CONSUL_HTTP_SSL_VERIFY=false` to
+/// check nothing.
+pub(crate) fn tls_from_flags(
+    flags: &Parsed,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<std::sync::Arc<rustls::ClientConfig>> {
+    use concord_net::tls::{ServerCheck, TlsSettings};
+    let pick =
+        |flag: &str, var: &str| first_non_empty([flags.value(flag).map(str::to_string), env(var)]);
+    let path = |flag: &str, var: &str| pick(flag, var).map(std::path::PathBuf::from);
+    let settings = TlsSettings {
+        ca_file: path("ca-file", "CONSUL_CACERT"),
+        ca_path: path("ca-path", "CONSUL_CAPATH"),
+        cert_file: path("client-cert", "CONSUL_CLIENT_CERT"),
+        key_file: path("client-key", "CONSUL_CLIENT_KEY"),
+        ..TlsSettings::default()
+    };
+    let check = if env_bool(env, "CONSUL_HTTP_SSL_VERIFY")? == Some(false) {
+        ServerCheck::Nothing
+    } else {
+        match pick("tls-server-name", "CONSUL_TLS_SERVER_NAME") {
+            Some(name) => ServerCheck::Name(name),
+            None => ServerCheck::Host,
+        }
+    };
+    settings
+        .client_config(check, &[b"http/1.1"])
+        .map_err(|e| anyhow::anyhow!("HTTPS to the agent: {e}"))
 }
 
 fn first_non_empty<const N: usize>(candidates: [Option<String>; N]) -> Option<String> {
@@ -353,8 +406,13 @@ mod tests {
         assert_eq!(url(None, &none), "http://127.0.0.1:8500");
         assert_eq!(url(Some("http://[::1]:8500"), &none), "http://[::1]:8500");
         let err = |flag| agent_base_url(Some(flag), &none).unwrap_err().to_string();
-        assert!(err("https://h:8501").contains("HTTPS is not supported yet"));
-        assert!(err("unix:///tmp/sock").contains("only http:// is supported"));
+        assert_eq!(url(Some("https://h:8501/"), &none), "https://h:8501");
+        let ssl = env_with(&[("CONSUL_HTTP_SSL", "true")]);
+        assert_eq!(url(Some("h:8501"), &ssl), "https://h:8501");
+        assert_eq!(url(Some("http://h:8500"), &ssl), "http://h:8500");
+        let bad = env_with(&[("CONSUL_HTTP_SSL", "yes please")]);
+        assert!(agent_base_url(None, &bad).is_err());
+        assert!(err("unix:///tmp/sock").contains("only http:// and https:// are supported"));
         assert!(err("http://").contains("no host"));
         assert_eq!(url(Some("HTTP://h:1//"), &none), "http://h:1");
     }

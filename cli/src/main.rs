@@ -11,7 +11,8 @@
 //! - `kv`, `catalog`, `services`, `members`, `intention`, `config` (config entries; not
 //!   `agent/config`): one module per client command group (`members` also holds `join`,
 //!   `leave` and `force-leave`); `connect` (`connect proxy`, the sidecar proxy); `event`; `keyring` (`keygen` and `keyring`); `rtt`; `snapshot` (`save`,
-//!   `restore`, `inspect`); `operator` (`raft` peers and `autopilot`).
+//!   `restore`, `inspect`); `operator` (`raft` peers and `autopilot`); `tls` (`ca create`,
+//!   `cert create`: agent TLS certificates).
 //! - What the client commands share, one concern per module: `flags` (the Go-style flag
 //!   parser and the HTTP flags), `http` (the HTTP client to the agent and its errors),
 //!   `output` (columns, stdout, failure messages).
@@ -44,6 +45,7 @@ mod output;
 mod rtt;
 mod services;
 mod snapshot;
+mod tls;
 mod validate;
 mod watch;
 
@@ -73,6 +75,7 @@ Available commands are:
     rtt            Estimates network round trip time between nodes
     services       Interact with services
     snapshot       Saves, restores and inspects snapshots of the servers' state
+    tls            Creates an agent CA and agent certificates
     validate       Validates config files or directories
     version        Prints the version
     watch          Watches for changes in the catalog, KV or events";
@@ -119,6 +122,7 @@ fn main() -> std::process::ExitCode {
             "rtt" => rtt::run(args).await,
             "services" => services::run(args).await,
             "snapshot" => snapshot::run(args).await,
+            "tls" => tls::run(&args),
             "validate" => Ok(validate::run(&args)),
             "watch" => watch::run(args).await,
             "version" | "-version" | "--version" | "-v" => Ok(version()),

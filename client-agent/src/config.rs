@@ -91,6 +91,9 @@ pub struct Config {
     pub limits: HttpLimits,
     /// The web UI at `/ui/` (`-ui`, `ui_config`); off unless enabled (on in `-dev`).
     pub ui: concord_ui::UiConfig,
+    /// TLS for calls to the servers (`tls.internal_rpc` with `verify_outgoing`); `None` or
+    /// no client config: plain.
+    pub rpc_tls: Option<concord_net::tls::InternalRpc>,
 }
 
 /// What one client of the HTTP API may hold at once (Consul's `limits` block).
@@ -182,6 +185,7 @@ impl Config {
             logs: crate::logs::LogFeed::default(),
             limits: HttpLimits::default(),
             ui: concord_ui::UiConfig::default(),
+            rpc_tls: None,
         }
     }
 }

@@ -68,7 +68,15 @@ impl ServerClient {
     /// A client for these servers' RPC addresses. Fails only if no HTTP client can be built
     /// (the TLS backend failed to initialise).
     pub fn new(servers: Vec<SocketAddr>) -> Result<Self, RpcError> {
-        let http = RpcHttp::new().map_err(CallError::into_rpc_error)?;
+        ServerClient::with_tls(servers, None)
+    }
+
+    /// [`ServerClient::new`], calling over TLS with this rustls config when one is given.
+    pub fn with_tls(
+        servers: Vec<SocketAddr>,
+        tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    ) -> Result<Self, RpcError> {
+        let http = RpcHttp::with_tls(tls).map_err(CallError::into_rpc_error)?;
         Ok(ServerClient {
             http,
             servers: RwLock::new(servers),

@@ -30,6 +30,9 @@ const HTTP2_MAX_STREAMS: u32 = 256;
 pub struct Listeners {
     /// HTTP API; `None` disables it (`ports.http = -1`).
     pub http: Option<TcpListener>,
+    /// HTTPS API (`ports.https`) and its TLS (`tls.https`); `None`: no HTTPS. Served
+    /// alongside `http` when both are given.
+    pub https: Option<(TcpListener, concord_net::serve::TlsListener)>,
     /// DNS over UDP and TCP on the same port; `None` disables DNS (`ports.dns = -1`).
     pub dns: Option<(UdpSocket, TcpListener)>,
     /// The LAN gossip pool, already started (and shared with an in-process server); `None`
@@ -42,6 +45,7 @@ impl std::fmt::Debug for Listeners {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Listeners")
             .field("http", &self.http)
+            .field("https", &self.https.as_ref().map(|(l, _)| l))
             .field("dns", &self.dns)
             .field("gossip", &self.gossip.is_some())
             .finish()
@@ -69,7 +73,9 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), AgentError> {
-    let rpc = Arc::new(ServerClient::new(config.servers.clone()).map_err(AgentError::Rpc)?);
+    let tls = config.rpc_tls.as_ref().and_then(|t| t.client.clone());
+    let rpc =
+        Arc::new(ServerClient::with_tls(config.servers.clone(), tls).map_err(AgentError::Rpc)?);
     run_with(config, rpc, listeners, shutdown).await
 }
 
@@ -136,6 +142,24 @@ pub async fn run_with(
         max_conns_per_client: limits.http_max_conns_per_client,
         http2_max_streams: HTTP2_MAX_STREAMS,
     };
+    let https_stop = stopped();
+    let https_app = app.clone();
+    let https_limits = serve_limits.clone();
+    let https = tokio::spawn(async move {
+        match listeners.https {
+            Some((listener, tls)) => {
+                concord_net::serve::serve_with(
+                    listener,
+                    https_app,
+                    https_limits,
+                    Some(tls),
+                    https_stop,
+                )
+                .await
+            }
+            None => Ok(()),
+        }
+    });
     let http_stop = stopped();
     let http = tokio::spawn(async move {
         match listeners.http {
@@ -169,7 +193,10 @@ pub async fn run_with(
     core.checks.shutdown().await;
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
-    let http_result = finish(http).await;
+    let http_result = match (finish(http).await, finish(https).await) {
+        (Some(Err(e)), _) | (_, Some(Err(e))) => Some(Err(e)),
+        (plain, _) => plain,
+    };
     let dns_result = finish(dns).await;
     if let Some(Err(e)) = http_result {
         return Err(AgentError::Http(e));
@@ -206,6 +233,7 @@ mod tests {
         let addr = http.local_addr().unwrap();
         let listeners = Listeners {
             http: Some(http),
+            https: None,
             dns: None,
             gossip: None,
         };

@@ -124,6 +124,8 @@ pub struct TestAgent {
     child: Option<Child>,
     /// HTTP API address.
     pub http: SocketAddr,
+    /// HTTPS API address, when started with `-https-port`.
+    pub https: Option<SocketAddr>,
     /// DNS address (UDP and TCP).
     pub dns: SocketAddr,
     /// Server RPC address.
@@ -278,12 +280,18 @@ impl TestAgent {
         let banner = wait_banner(&mut child, &lines, &log_path, |l| {
             l.contains("Client Addr:")
         });
-        let http_port = banner.and_then(|line| banner_port(&line, "HTTP:"));
+        let http_port = banner
+            .as_deref()
+            .and_then(|line| banner_port(line, "HTTP:"));
+        let https_port = banner
+            .as_deref()
+            .and_then(|line| banner_port(line, "HTTPS:"));
         let ip = spec.ip.unwrap_or(IpAddr::from([127, 0, 0, 1]));
         let http = SocketAddr::new(ip, http_port.context("HTTP port in the banner")?);
         let agent = TestAgent {
             child: Some(child),
             http,
+            https: https_port.map(|p| SocketAddr::new(ip, p)),
             dns: SocketAddr::new(ip, 0),
             rpc: SocketAddr::new(ip, 8300),
             node: spec.node.clone(),
@@ -354,6 +362,7 @@ impl TestAgent {
         let stdout = child.stdout.take().context("child stdout")?;
         let rx = drain_lines(stdout);
         let mut http = None;
+        let mut https = None;
         let mut dns = None;
         let mut rpc = None;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -363,6 +372,7 @@ impl TestAgent {
                 Ok(line) => {
                     if line.contains("Client Addr:") {
                         http = banner_port(&line, "HTTP:");
+                        https = banner_port(&line, "HTTPS:");
                         dns = banner_port(&line, "DNS:");
                     }
                     if line.contains("Cluster Addr:") {
@@ -383,6 +393,7 @@ impl TestAgent {
         let agent = TestAgent {
             child: Some(child),
             http: SocketAddr::from((ip, http.context("HTTP port")?)),
+            https: https.map(|p| SocketAddr::from((ip, p))),
             dns: SocketAddr::from((ip, dns.context("DNS port")?)),
             rpc: SocketAddr::from((ip, rpc.context("RPC port")?)),
             node,

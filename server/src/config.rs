@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use concord_net::tls::InternalRpc;
+
 /// Everything a server needs to start. Built by the CLI from flags (`consul agent -server`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -38,6 +40,10 @@ pub struct Config {
     /// ones are closed at once (Consul's `limits.rpc_max_conns_per_client`, default 100).
     /// An agent or a peer server needs one: calls share it (HTTP/2). `0`: no limit.
     pub rpc_max_conns_per_client: usize,
+    /// TLS on the RPC port and for calls to other servers (Consul's `tls.internal_rpc`);
+    /// `None`: plain. With [`InternalRpc::raft_peer_name`] set, Raft's endpoints answer
+    /// only peers whose certificate carries that name (`server.<dc>.<domain>`).
+    pub rpc_tls: Option<InternalRpc>,
 }
 
 /// Consul's default `limits.rpc_max_conns_per_client`.

@@ -108,7 +108,9 @@ pub(crate) async fn open_with_gossip(
         tokio::task::spawn_blocking(move || StateMachine::open(&fsm_db).map_err(|e| storage(&e)))
             .await
             .map_err(|e| storage(&e))??;
-    let http = RpcHttp::new().map_err(|e| ServerError::Config(format!("HTTP client: {e}")))?;
+    let tls = config.rpc_tls.as_ref().and_then(|t| t.client.clone());
+    let http =
+        RpcHttp::with_tls(tls).map_err(|e| ServerError::Config(format!("HTTP client: {e}")))?;
     let raft = Raft::new(
         id,
         Arc::new(raft_config(&config)?),
@@ -262,11 +264,26 @@ impl Server {
         let app = rpc::router(shared.clone());
         let config_for_limits = config.clone();
         let stopping = shared.stopping();
+        // With `verify_incoming` only TLS is served (a plain connection is closed, or told
+        // it spoke HTTP to an HTTPS port); without it both, as Consul's RPC port.
+        let tls = config.rpc_tls.as_ref().and_then(|t| {
+            t.server
+                .clone()
+                .map(|config| concord_net::serve::TlsListener {
+                    config,
+                    plain: if t.refuse_plain {
+                        concord_net::serve::Plain::Refuse
+                    } else {
+                        concord_net::serve::Plain::Serve
+                    },
+                })
+        });
         let http = tokio::spawn(async move {
-            let serve = concord_net::serve::serve(
+            let serve = concord_net::serve::serve_with(
                 rpc_listener,
                 app,
                 rpc_limits(&config_for_limits),
+                tls,
                 stopping,
             );
             if let Err(e) = serve.await {

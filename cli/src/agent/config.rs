@@ -22,6 +22,7 @@ use concord_api::duration::parse_duration;
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Deserializer};
 
+use super::tls::{TlsConfig, TlsKeys};
 use super::ui::{UiKeys, UiSettings};
 use crate::flags::Parsed;
 
@@ -87,6 +88,9 @@ struct ConfigFile {
     /// flattened struct takes its keys first, so they are not reported as unsupported.
     #[serde(flatten)]
     ui: UiKeys,
+    /// The `tls` stanza and Consul's older top-level TLS keys; before `unknown` too.
+    #[serde(flatten)]
+    tls: TlsKeys,
     /// Keys this struct does not name: logged, then ignored.
     #[serde(flatten)]
     unknown: BTreeMap<String, IgnoredAny>,
@@ -241,7 +245,7 @@ pub(crate) struct Settings {
     pub(super) http_port: Option<i32>,
     /// DNS port (UDP and TCP); 0 picks a free one, negative disables DNS.
     pub(super) dns_port: Option<i32>,
-    /// HTTPS API port; Concord has no HTTPS listener yet, so a non-negative one is warned about.
+    /// HTTPS API port (`tls.https` says with what certificate); default and negative: none.
     pub(super) https_port: Option<i32>,
     /// gRPC (xDS) port; not built yet, warned about when non-negative.
     pub(super) grpc_port: Option<i32>,
@@ -333,6 +337,8 @@ pub(crate) struct Settings {
     pub(super) limits: Limits,
     /// The web UI (`-ui`, `ui_config`).
     pub(super) ui: UiSettings,
+    /// The `tls` stanza (and older TLS keys), merged key by key.
+    pub(super) tls: TlsConfig,
     /// Config file keys Concord does not support (file, key), skipped.
     pub(super) unsupported_keys: Vec<(PathBuf, String)>,
     /// Flags accepted for Consul's sake whose feature Concord lacks: each names what is
@@ -743,6 +749,7 @@ impl Settings {
             );
         }
         s.ui.merge(file.ui)?;
+        s.tls.merge(file.tls);
         Ok(())
     }
 
@@ -907,8 +914,8 @@ const MISSING: &[(&str, &str)] = &[
 ];
 
 impl Settings {
-    /// Notes each given flag of [`MISSING`], and listeners Concord cannot open yet (HTTPS,
-    /// gRPC) unless disabled with a negative port.
+    /// Notes each given flag of [`MISSING`], and listeners Concord cannot open yet (gRPC)
+    /// unless disabled with a negative port.
     fn note_missing_features(&mut self, p: &Parsed) {
         for (flag, feature) in MISSING {
             if p.value(flag).is_some() {
@@ -918,10 +925,6 @@ impl Settings {
             }
         }
         for (port, feature) in [
-            (
-                self.https_port,
-                "ports.https / -https-port: the HTTPS API is not built yet",
-            ),
             (
                 self.grpc_port,
                 "ports.grpc / -grpc-port: the gRPC (xDS for Envoy) API is not built yet",
