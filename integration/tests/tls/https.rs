@@ -95,11 +95,12 @@ async fn https_api_refuses_what_it_should_and_serves_the_cli() {
 
     tracing::info!("concord members with -ca-file, -client-cert and -client-key");
     let addr = format!("https://{https}");
+    let ca = pki.ca();
     let flags = [
         "-http-addr",
         addr.as_str(),
         "-ca-file",
-        pki.ca().to_str().expect("utf-8"),
+        ca.to_str().expect("utf-8"),
         "-client-cert",
         cli_cert.to_str().expect("utf-8"),
         "-client-key",
@@ -129,7 +130,6 @@ async fn https_api_refuses_what_it_should_and_serves_the_cli() {
 
     tracing::info!("kv put and get with CONSUL_HTTP_SSL, CONSUL_CACERT, CONSUL_CLIENT_*");
     let https_text = https.to_string();
-    let ca = pki.ca();
     let env = [
         ("CONSUL_HTTP_ADDR", https_text.as_str()),
         ("CONSUL_HTTP_SSL", "true"),
@@ -288,6 +288,7 @@ impl Drop for KillOnDrop {
     fn drop(&mut self) {
         let _ = Command::new("kill")
             .args(["-9", &self.0.to_string()])
+            .stderr(Stdio::null())
             .status();
     }
 }

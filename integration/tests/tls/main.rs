@@ -123,9 +123,22 @@ fn tls_client(
 
 /// A reqwest client over `tls`.
 fn https_client(tls: Arc<rustls::ClientConfig>, h2: bool) -> reqwest::Client {
+    https_client_resolving(tls, h2, &[])
+}
+
+/// [`https_client`], with these host names resolving to these addresses (to dial a server
+/// by its certificate name, `server.dc1.consul`).
+fn https_client_resolving(
+    tls: Arc<rustls::ClientConfig>,
+    h2: bool,
+    names: &[(&str, std::net::SocketAddr)],
+) -> reqwest::Client {
     let mut builder = reqwest::Client::builder()
         .no_proxy()
         .use_preconfigured_tls(rustls::ClientConfig::clone(&tls));
+    for (name, addr) in names {
+        builder = builder.resolve(name, *addr);
+    }
     if h2 {
         builder = builder.http2_prior_knowledge();
     }

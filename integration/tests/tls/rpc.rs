@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use concord_integration::{assert_eventually, init_tracing, AgentSpec, TestAgent};
 use serde_json::json;
 
-use super::{https_client, tls_client, Pki};
+use super::{https_client_resolving, tls_client, Pki};
 
 const NET: u8 = 42;
 
@@ -75,12 +75,15 @@ async fn agents_reach_servers_over_verified_tls_only() {
     );
 
     let rpc = SocketAddr::new(ip(1), 8300);
-    let vote = format!("https://{rpc}/v1/internal/raft/vote");
+    // Dialled by the name servers' certificates carry, resolved to the server.
+    let names = [("server.dc1.consul", rpc)];
+    let vote = "https://server.dc1.consul:8300/v1/internal/raft/vote";
+    let https_client = |tls| https_client_resolving(tls, true, &names);
     tracing::info!("a client agent's certificate cannot make Raft calls to the server");
     let (cert, key) = pki.leaf("client");
-    let as_client = https_client(tls_client(&pki.ca(), Some((&cert, &key)), &[b"h2"]), true);
+    let as_client = https_client(tls_client(&pki.ca(), Some((&cert, &key)), &[b"h2"]));
     let reply = as_client
-        .post(&vote)
+        .post(vote)
         .body("{}")
         .send()
         .await
@@ -93,18 +96,18 @@ async fn agents_reach_servers_over_verified_tls_only() {
     );
     tracing::info!("a server certificate passes the check (and the empty vote is then a bad body)");
     let (cert, key) = pki.leaf("server");
-    let as_server = https_client(tls_client(&pki.ca(), Some((&cert, &key)), &[b"h2"]), true);
-    let reply = as_server.post(&vote).body("{}").send().await.expect("TLS");
+    let as_server = https_client(tls_client(&pki.ca(), Some((&cert, &key)), &[b"h2"]));
+    let reply = as_server.post(vote).body("{}").send().await.expect("TLS");
     assert_eq!(reply.status(), 400);
 
     tracing::info!("agents' reads stay open to a client certificate");
-    let read = format!("https://{rpc}{}", "/v1/internal/rpc/read");
-    let reply = as_client.post(&read).body("{}").send().await.expect("TLS");
+    let read = "https://server.dc1.consul:8300/v1/internal/rpc/read";
+    let reply = as_client.post(read).body("{}").send().await.expect("TLS");
     assert_ne!(reply.status(), 403);
 
     tracing::info!("no certificate, or plain HTTP: refused");
-    let anonymous = https_client(tls_client(&pki.ca(), None, &[b"h2"]), true);
-    assert!(anonymous.post(&vote).body("{}").send().await.is_err());
+    let anonymous = https_client(tls_client(&pki.ca(), None, &[b"h2"]));
+    assert!(anonymous.post(vote).body("{}").send().await.is_err());
     let plain = reqwest::Client::builder()
         .no_proxy()
         .http2_prior_knowledge()
