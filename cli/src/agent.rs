@@ -202,6 +202,9 @@ fn enabled_port(port: i32) -> anyhow::Result<Option<u16>> {
     ))
 }
 
+/// The HTTPS API's port and TLS.
+type HttpsListener = (u16, concord_net::serve::TlsListener);
+
 /// The HTTPS port and listener's TLS (when `-https-port` is set) and internal RPC's (when
 /// `tls.internal_rpc` asks for any), from the merged `tls` settings; logs what a TLS
 /// version rustls lacks turned into.
@@ -209,10 +212,7 @@ fn tls_settings(
     s: &config::Settings,
     datacenter: &str,
     domain: &str,
-) -> anyhow::Result<(
-    Option<(u16, concord_net::serve::TlsListener)>,
-    Option<concord_net::tls::InternalRpc>,
-)> {
+) -> anyhow::Result<(Option<HttpsListener>, Option<concord_net::tls::InternalRpc>)> {
     let mut warnings = Vec::new();
     let https = match enabled_port(s.https_port.unwrap_or(-1))? {
         Some(port) => {

@@ -75,8 +75,8 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<i32> {
     match words.as_slice() {
         ["ca", "create"] => ca_create(&args[2..], Path::new(".")),
         ["cert", "create"] => cert_create(&args[2..], Path::new(".")),
-        ["ca"] | ["ca", _] => fail(format!("{CA_USAGE}")),
-        ["cert"] | ["cert", _] => fail(format!("{CERT_USAGE}")),
+        ["ca"] | ["ca", _] => fail(CA_USAGE),
+        ["cert"] | ["cert", _] => fail(CERT_USAGE),
         _ => fail(USAGE),
     }
 }
