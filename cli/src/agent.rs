@@ -751,6 +751,28 @@ mod tests {
     }
 
     #[test]
+    fn https_needs_a_certificate_and_internal_rpc_follows_the_verify_flags() {
+        let parse = |args: &[&str]| {
+            let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+            let Ok(p) = parse_args(&args) else {
+                panic!("flags did not parse");
+            };
+            settings(&p).unwrap().0
+        };
+        let s = parse(&["-dev", "-https-port", "0"]);
+        let error = tls_settings(&s, "dc1", "consul").unwrap_err().to_string();
+        assert!(
+            error.starts_with("ports.https is set but no certificate is"),
+            "{error}"
+        );
+        let (https, rpc) = tls_settings(&parse(&["-dev"]), "dc1", "consul").unwrap();
+        assert!(https.is_none() && rpc.is_none(), "no TLS unless asked");
+        let s = parse(&["-dev", "-hcl", "verify_outgoing = true"]);
+        let error = format!("{:#}", tls_settings(&s, "dc1", "consul").unwrap_err());
+        assert!(error.contains("needs ca_file or ca_path"), "{error}");
+    }
+
+    #[test]
     fn recursor_addresses() {
         assert_eq!(
             recursor_addr("10.0.0.1").unwrap(),
