@@ -277,7 +277,7 @@ async fn port_minus_one_disables_the_http_api() {
             std::fs::read_to_string(dir.path().join("agent.log")).unwrap_or_default()
         )
     });
-    assert!(banner.contains("HTTP: -1, DNS: -1"), "{banner}");
+    assert!(banner.contains("HTTP: -1, HTTPS: -1, DNS: -1"), "{banner}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
