@@ -8,6 +8,8 @@
 //! - [`authorizer`]: an [`Authorizer`](authorizer::Authorizer) merged from a token's policies
 //!   (its own, its roles', its identities' and templated policies') over the default policy,
 //!   with Consul's precedence: exact beats prefix, longest prefix wins, deny beats allow.
+//! - [`catalog`]: what a catalog register or deregister needs (Consul's
+//!   `vetRegisterWithACL`), shared by the agent and the servers.
 //! - [`templated`]: the built-in templated policies (`builtin/service`, `builtin/node`,
 //!   `builtin/dns`), which service and node identities also expand to.
 //!
@@ -17,6 +19,7 @@
 //! that carries one prints it redacted in `Debug`.
 
 pub mod authorizer;
+pub mod catalog;
 pub mod rules;
 pub mod templated;
 #[cfg(test)]
