@@ -133,6 +133,9 @@ pub struct AclResolver {
     datacenter: String,
     rpc: Arc<dyn ServerRpc>,
     cache: Mutex<HashMap<String, Cached>>,
+    /// Bumped whenever resolved tokens are forgotten (an ACL record or an agent token
+    /// changed), for views derived from a token's rights (DNS).
+    changes: tokio::sync::watch::Sender<u64>,
     tokens: Mutex<AclTokens>,
     persist_path: Option<PathBuf>,
     /// Whether this agent runs a server (then it makes sure the initial management token
@@ -184,6 +187,7 @@ impl AclResolver {
             datacenter: datacenter.to_string(),
             rpc,
             cache: Mutex::new(HashMap::new()),
+            changes: tokio::sync::watch::Sender::new(0),
             tokens: Mutex::new(tokens),
             persist_path,
             is_server,
@@ -297,6 +301,13 @@ impl AclResolver {
     /// Forgets every resolved token (an ACL record changed).
     pub fn invalidate(&self) {
         self.lock_cache().clear();
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Changes each time resolved tokens are forgotten: what was decided with a token may
+    /// no longer hold.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     /// Sets one of the agent's tokens (`PUT /v1/agent/token/:kind`), persisting it when
