@@ -10,7 +10,9 @@ use std::time::Duration;
 use concord_integration::{assert_eventually, init_tracing, TestAgent, TestCluster};
 use serde_json::{json, Value};
 
-const NET: u8 = 31;
+mod walk;
+
+const NET: u8 = 40;
 
 /// The `acl.tokens.initial_management` secret of the cluster test.
 const INITIAL_MANAGEMENT: &str = "9a1c2b3d-0000-4000-8000-00000000aaaa";
