@@ -45,6 +45,18 @@ pub const REDACTED_SECRET: &str = "<hidden>";
 /// The response header that says a list was filtered by ACLs.
 pub const RESULTS_FILTERED_HEADER: &str = "X-Consul-Results-Filtered-By-ACLs";
 
+/// A token's secret on the wire (a write's [`crate::rpc::WriteRequest::Authorized`]):
+/// serialized as the plain string, printed redacted.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct SecretToken(pub String);
+
+impl fmt::Debug for SecretToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(REDACTED_SECRET)
+    }
+}
+
 /// A link from a token or role to a policy or role, by ID or by name (either may be given;
 /// the server fills in both).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]

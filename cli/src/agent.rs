@@ -449,6 +449,7 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
                     .limits
                     .rpc_max_conns_per_client
                     .unwrap_or(concord_server::DEFAULT_RPC_MAX_CONNS_PER_CLIENT),
+                acl: s.acl.enabled.then_some(s.acl.default_policy),
             };
             let server = concord_server::Server::start_with_gossip(
                 server_config,

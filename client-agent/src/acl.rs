@@ -217,6 +217,29 @@ impl AclResolver {
             .unwrap_or_else(|| ANONYMOUS_TOKEN_SECRET.to_string())
     }
 
+    /// The token the agent presents on its own writes (anti-entropy): `acl.tokens.agent`,
+    /// else `acl.tokens.default`, as Consul's agent falls back; `None` with ACLs off (or
+    /// neither set: the servers then see anonymous).
+    pub fn agent_secret(&self) -> Option<String> {
+        if !self.config.enabled {
+            return None;
+        }
+        let tokens = self.lock_tokens();
+        tokens
+            .agent
+            .clone()
+            .filter(|s| !s.is_empty())
+            .or_else(|| tokens.default.clone().filter(|s| !s.is_empty()))
+    }
+
+    /// The secret an HTTP request's write goes to the servers with: its own, else the
+    /// default token; `None` with ACLs off.
+    pub fn request_secret(&self, presented: Option<&str>) -> Option<String> {
+        self.config
+            .enabled
+            .then(|| self.effective_secret(presented))
+    }
+
     fn lock_tokens(&self) -> std::sync::MutexGuard<'_, AclTokens> {
         self.tokens.lock().unwrap_or_else(PoisonError::into_inner)
     }

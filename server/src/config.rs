@@ -38,6 +38,11 @@ pub struct Config {
     /// ones are closed at once (Consul's `limits.rpc_max_conns_per_client`, default 100).
     /// An agent or a peer server needs one: calls share it (HTTP/2). `0`: no limit.
     pub rpc_max_conns_per_client: usize,
+    /// `acl.enabled` with `acl.default_policy`: `Some` makes the leader check catalog
+    /// registrations and deregistrations against the token each carries (Consul's
+    /// `vetRegisterWithACL`), so an agent without a valid token cannot write the catalog;
+    /// `None` (ACLs off) checks nothing.
+    pub acl: Option<concord_api::acl::authorizer::DefaultPolicy>,
 }
 
 /// Consul's default `limits.rpc_max_conns_per_client`.

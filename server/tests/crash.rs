@@ -37,6 +37,7 @@ async fn start(dir: &Path) -> (Server, SocketAddr) {
         dev: true,
         session_ttl_min: concord_server::SESSION_TTL_MIN,
         rpc_max_conns_per_client: 0,
+        acl: None,
     };
     let server = Server::start(config, listener).await.unwrap();
     server

@@ -23,6 +23,7 @@ async fn start(dir: &Path) -> Result<Server, ServerError> {
         dev: true,
         session_ttl_min: concord_server::SESSION_TTL_MIN,
         rpc_max_conns_per_client: 0,
+        acl: None,
     };
     Server::start(config, listener).await
 }

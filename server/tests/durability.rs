@@ -57,6 +57,7 @@ fn durability_child() {
             dev: true,
             session_ttl_min: concord_server::SESSION_TTL_MIN,
             rpc_max_conns_per_client: 0,
+            acl: None,
         };
         let server = Server::start(config, listener).await.unwrap();
         server

@@ -85,7 +85,8 @@ async fn register(State(s): State<AppState>, c: Common, body: Bytes) -> ApiResul
         let stored = stored_node(&s, &req.node).await?;
         vet_register(&authz, &req, stored.as_ref())?;
     }
-    s.rpc.register(req).await?;
+    let token = s.acl.request_secret(c.token.as_deref());
+    s.rpc.register(req, token).await?;
     Ok(c.ok(None, &true))
 }
 
@@ -105,7 +106,8 @@ async fn deregister(State(s): State<AppState>, c: Common, body: Bytes) -> ApiRes
         };
         vet_deregister(&authz, &req, stored.as_ref(), check.as_ref())?;
     }
-    s.rpc.deregister(req).await?;
+    let token = s.acl.request_secret(c.token.as_deref());
+    s.rpc.deregister(req, token).await?;
     Ok(c.ok(None, &true))
 }
 

@@ -278,6 +278,8 @@ async fn every_endpoint_with_no_read_and_write_tokens() {
     assert_eq!(code, 200, "{body}");
     let root = field(&body, "SecretID");
     let r = root.as_str();
+    // The agent's own catalog writes (anti-entropy) need a token the servers accept.
+    set_agent_token(&agent, r, &root).await;
     put_ok(
         &agent,
         r,
@@ -1087,13 +1089,8 @@ async fn every_endpoint_with_no_read_and_write_tokens() {
 
 #[tokio::test]
 async fn dns_answers_what_the_default_token_reads() {
-    init_tracing();
-    let (_dir, config) = acl_config();
-    let agent = TestAgent::start(&["-dev", "-config-file", &config])
-        .await
-        .unwrap();
-    let (_, _, body) = call(&agent, "PUT", "/v1/acl/bootstrap", None, "").await;
-    let root = field(&body, "SecretID");
+    let (_dir, agent, root) = bootstrapped().await;
+    set_agent_token(&agent, &root, &root).await;
     for name in ["web", "db"] {
         put_ok(
             &agent,
@@ -1153,4 +1150,98 @@ async fn dns_answers_what_the_default_token_reads() {
         ResponseCode::NoError,
         "nodes are readable"
     );
+}
+
+/// A `-dev` agent with ACLs on (`default_policy = "deny"`), bootstrapped: its config
+/// directory (keep it), the agent, and the management token.
+async fn bootstrapped() -> (tempfile::TempDir, TestAgent, String) {
+    init_tracing();
+    let (dir, config) = acl_config();
+    let agent = TestAgent::start(&["-dev", "-config-file", &config])
+        .await
+        .unwrap();
+    let (code, _, body) = call(&agent, "PUT", "/v1/acl/bootstrap", None, "").await;
+    assert_eq!(code, 200, "{body}");
+    let root = field(&body, "SecretID");
+    (dir, agent, root)
+}
+
+/// `acl.tokens.agent` through the API: the token of the agent's own catalog writes.
+async fn set_agent_token(agent: &TestAgent, root: &str, token: &str) {
+    put_ok(
+        agent,
+        root,
+        "PUT",
+        "/v1/agent/token/agent",
+        json!({"Token": token}),
+    )
+    .await;
+}
+
+/// The failed anti-entropy syncs `/v1/agent/metrics` counts.
+async fn failed_syncs(agent: &TestAgent, root: &str) -> u64 {
+    let (_, _, body) = call(agent, "GET", "/v1/agent/metrics", Some(root), "").await;
+    let metrics: Value = serde_json::from_str(&body).unwrap();
+    metrics["Counters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["Name"] == "concord.agent.ae.sync_failed")
+        .and_then(|c| c["Count"].as_u64())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn the_servers_check_the_agents_own_catalog_writes() {
+    let (_dir, agent, root) = bootstrapped().await;
+
+    tracing::info!("without acl.tokens.agent the agent syncs as anonymous: the servers refuse");
+    let before = failed_syncs(&agent, &root).await;
+    put_ok(
+        &agent,
+        &root,
+        "PUT",
+        "/v1/agent/service/register",
+        json!({"Name": "web", "Port": 80}),
+    )
+    .await;
+    assert_eventually!(
+        failed_syncs(&agent, &root).await > before,
+        "a sync of the new service failed"
+    );
+    let (_, _, rows) = call(&agent, "GET", "/v1/catalog/service/web", Some(&root), "").await;
+    assert_eq!(rows, "[]", "nothing reached the catalog");
+    assert!(
+        agent
+            .logs()
+            .contains("Permission denied: anonymous token lacks permission"),
+        "the refusal is the servers'"
+    );
+
+    tracing::info!("with a management agent token the next sync gets through");
+    set_agent_token(&agent, &root, &root).await;
+    assert_eventually!(
+        call(&agent, "GET", "/v1/catalog/service/web", Some(&root), "")
+            .await
+            .2
+            .contains("ServiceName"),
+        "web reached the catalog"
+    );
+
+    tracing::info!("a catalog write over HTTP is checked with the request's token, on the agent and the servers");
+    let node_write = "node \"elsewhere\" {\n  policy = \"write\"\n}";
+    let (writer, _) = token_with(&agent, &root, "elsewhere-writer", node_write).await;
+    let register = json!({"Node": "elsewhere", "Address": "10.1.1.1"}).to_string();
+    let (code, _, body) = call(
+        &agent,
+        "PUT",
+        "/v1/catalog/register",
+        Some(&writer),
+        &register,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let other = json!({"Node": "other", "Address": "10.1.1.2"}).to_string();
+    let (code, _, body) = call(&agent, "PUT", "/v1/catalog/register", Some(&writer), &other).await;
+    assert_eq!(code, 403, "{body}");
 }

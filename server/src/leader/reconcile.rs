@@ -119,6 +119,7 @@ mod tests {
             dev: true,
             session_ttl_min: crate::SESSION_TTL_MIN,
             rpc_max_conns_per_client: 0,
+            acl: None,
         }
     }
 

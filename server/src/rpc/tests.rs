@@ -37,6 +37,7 @@ fn config(bootstrap_expect: usize) -> Config {
         dev: true,
         session_ttl_min: crate::SESSION_TTL_MIN,
         rpc_max_conns_per_client: 0,
+        acl: None,
     }
 }
 

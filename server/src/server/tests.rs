@@ -39,6 +39,7 @@ fn config(
         dev: true,
         session_ttl_min: crate::SESSION_TTL_MIN,
         rpc_max_conns_per_client: 0,
+        acl: None,
     }
 }
 
