@@ -74,13 +74,11 @@ fn write(
     with(row(doc, method, path, [Deny, Deny, Pass]), body)
 }
 
-/// Paths docs/api.md mentions that are not endpoints to walk, and why.
-const NOT_WALKED: [&str; 9] = [
-    "/v1/",                    // the API's prefix
-    "/v1/acl/",                // the ACL section's prefix
+/// Paths docs/api.md mentions that are not endpoints to walk, and why. (Prefixes, such as
+/// `/v1/acl/` or `/v1/health/*`, end in `/` and are never endpoints.)
+const NOT_WALKED: [&str; 6] = [
     "/v1/acl/auth-method",     // documented as unsupported (404)
     "/v1/agent/token/default", // an example of /v1/agent/token/:kind
-    "/v1/coordinate/",         // the section's prefix
     "/v1/health/node",         // the prefix of /v1/health/node/:node
     "/v1/health/checks/:name", // /v1/health/checks/:service, named as the blocking notes do
     "/v1/kv/app/config",       // examples of /v1/kv/:key
@@ -99,7 +97,9 @@ fn documented_paths() -> BTreeSet<String> {
             .find(|c: char| !(c.is_ascii_alphanumeric() || "_/:-|.{}".contains(c)))
             .unwrap_or(tail.len());
         let path = tail[..end].trim_end_matches(['.', ',', ';', ':', ')']);
-        paths.insert(path.to_string());
+        if !path.ends_with('/') {
+            paths.insert(path.to_string());
+        }
         rest = &tail[end.max(4)..];
     }
     paths
