@@ -8,6 +8,8 @@
 //! - [`authorizer`]: an [`Authorizer`](authorizer::Authorizer) merged from a token's policies
 //!   (its own, its roles', its identities' and templated policies') over the default policy,
 //!   with Consul's precedence: exact beats prefix, longest prefix wins, deny beats allow.
+//! - [`catalog`]: what a catalog register or deregister needs (Consul's
+//!   `vetRegisterWithACL`), shared by the agent and the servers.
 //! - [`templated`]: the built-in templated policies (`builtin/service`, `builtin/node`,
 //!   `builtin/dns`), which service and node identities also expand to.
 //!
@@ -17,6 +19,7 @@
 //! that carries one prints it redacted in `Debug`.
 
 pub mod authorizer;
+pub mod catalog;
 pub mod rules;
 pub mod templated;
 #[cfg(test)]
@@ -41,6 +44,18 @@ pub const GLOBAL_MANAGEMENT_RULES: &str = "acl = \"write\"\nagent_prefix \"\" {\
 pub const REDACTED_SECRET: &str = "<hidden>";
 /// The response header that says a list was filtered by ACLs.
 pub const RESULTS_FILTERED_HEADER: &str = "X-Consul-Results-Filtered-By-ACLs";
+
+/// A token's secret on the wire (a write's [`crate::rpc::WriteRequest::Authorized`]):
+/// serialized as the plain string, printed redacted.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct SecretToken(pub String);
+
+impl fmt::Debug for SecretToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(REDACTED_SECRET)
+    }
+}
 
 /// A link from a token or role to a policy or role, by ID or by name (either may be given;
 /// the server fills in both).

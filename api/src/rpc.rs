@@ -341,6 +341,40 @@ pub enum WriteRequest {
     /// `/v1/acl/*` writes: the leader assigns IDs, secrets, times and hashes, checks the
     /// rules and resolves links, then proposes. Result: [`WriteResult::Acl`].
     Acl(crate::acl::AclWrite),
+    /// A write made on behalf of a token: an HTTP request's, or the agent's own
+    /// (`acl.tokens.agent`, else `acl.tokens.default`) for anti-entropy. With ACLs on, the
+    /// servers check catalog writes against it; a write without one acts as anonymous.
+    Authorized {
+        /// The token's secret.
+        token: crate::acl::SecretToken,
+        /// The write.
+        request: Box<WriteRequest>,
+    },
+}
+
+impl WriteRequest {
+    /// `self` on behalf of `token` (none: as is); a token already there is replaced.
+    pub fn authorized(self, token: Option<String>) -> WriteRequest {
+        let Some(token) = token else {
+            return self;
+        };
+        let request = match self {
+            WriteRequest::Authorized { request, .. } => request,
+            request => Box::new(request),
+        };
+        WriteRequest::Authorized {
+            token: crate::acl::SecretToken(token),
+            request,
+        }
+    }
+
+    /// The token a write carries, and the write itself.
+    pub fn into_parts(self) -> (Option<String>, WriteRequest) {
+        match self {
+            WriteRequest::Authorized { token, request } => (Some(token.0), *request),
+            request => (None, request),
+        }
+    }
 }
 
 /// A snapshot archive's bytes (base64 in the RPC's JSON, like KV values).

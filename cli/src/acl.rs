@@ -119,19 +119,19 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
         ("token", "update") => cmd.token_update().await,
         ("token", "clone") => cmd.token_clone().await,
         ("token", "delete") => cmd.delete("token", "/v1/acl/token").await,
-        ("policy", "create") => cmd.policy_write(None).await,
-        ("policy", "read") => cmd.policy_read().await,
+        ("policy", "create") => cmd.record_write::<AclPolicy>(None).await,
+        ("policy", "read") => cmd.record_read::<AclPolicy>().await,
         ("policy", "list") => {
             cmd.list::<AclPolicy>("/v1/acl/policies", print_policy)
                 .await
         }
-        ("policy", "update") => cmd.policy_update().await,
-        ("policy", "delete") => cmd.policy_delete().await,
-        ("role", "create") => cmd.role_write(None).await,
-        ("role", "read") => cmd.role_read().await,
+        ("policy", "update") => cmd.record_update::<AclPolicy>().await,
+        ("policy", "delete") => cmd.record_delete::<AclPolicy>().await,
+        ("role", "create") => cmd.record_write::<AclRole>(None).await,
+        ("role", "read") => cmd.record_read::<AclRole>().await,
         ("role", "list") => cmd.list::<AclRole>("/v1/acl/roles", print_role).await,
-        ("role", "update") => cmd.role_update().await,
-        ("role", "delete") => cmd.role_delete().await,
+        ("role", "update") => cmd.record_update::<AclRole>().await,
+        ("role", "delete") => cmd.record_delete::<AclRole>().await,
         _ => fail(format!("Unknown subcommand: acl {group} {verb}\n\n{usage}")),
     }
 }
@@ -411,109 +411,122 @@ impl Cmd {
         self.get(&path, what).await
     }
 
-    async fn policy_write(&self, existing: Option<AclPolicy>) -> anyhow::Result<i32> {
-        let mut policy = existing.clone().unwrap_or_default();
-        if existing.is_none() {
-            policy.name = self.p.value_or("name", "").to_string();
-            if policy.name.is_empty() {
+    /// `acl <noun> create` (no `existing`) or `update`: the flags applied over the record.
+    async fn record_write<R: CliRecord>(&self, existing: Option<R>) -> anyhow::Result<i32> {
+        let creating = existing.is_none();
+        let mut record = existing.unwrap_or_default();
+        if creating {
+            *record.name_mut() = self.p.value_or("name", "").to_string();
+            if record.name_mut().is_empty() {
                 return fail("Missing required '-name' flag");
             }
         }
         if let Some(d) = self.p.value("description") {
-            policy.description = d.to_string();
+            *record.description_mut() = d.to_string();
         }
-        if let Some(raw) = self.p.value("rules") {
-            policy.rules = rules_arg(raw)?;
+        record.apply(&self.p)?;
+        let (path, verb) = if creating {
+            (format!("/v1/acl/{}", R::NOUN), "create")
+        } else {
+            let id = escape_path(record.id());
+            (format!("/v1/acl/{}/{id}", R::NOUN), "update")
+        };
+        match self.c.put(&path, &[], serde_json::to_vec(&record)?).await {
+            Ok(body) => self.show(&body, R::print),
+            Err(e) => fail(format!("Failed to {verb} {}: {e}", R::NOUN)),
         }
-        let dcs = self.p.list("valid-datacenter");
+    }
+
+    async fn record_read<R: CliRecord>(&self) -> anyhow::Result<i32> {
+        match self.by_id_or_name(R::NOUN).await? {
+            Some(body) => self.show(&body, R::print),
+            None => Ok(1),
+        }
+    }
+
+    async fn record_update<R: CliRecord>(&self) -> anyhow::Result<i32> {
+        let Some(body) = self.by_id_or_name(R::NOUN).await? else {
+            return Ok(1);
+        };
+        self.record_write(Some(decode::<R>(&body)?)).await
+    }
+
+    async fn record_delete<R: CliRecord>(&self) -> anyhow::Result<i32> {
+        let Some(body) = self.by_id_or_name(R::NOUN).await? else {
+            return Ok(1);
+        };
+        let record: R = decode(&body)?;
+        let base = format!("/v1/acl/{}", R::NOUN);
+        self.delete_id(R::NOUN, &base, record.id()).await
+    }
+}
+
+/// What `acl policy` and `acl role` differ in: the record, its noun, its own flags and how
+/// it prints. One set of subcommands (`record_*`) serves both.
+trait CliRecord: DeserializeOwned + Serialize + Default {
+    /// The path segment and the word in messages (`policy`, `role`).
+    const NOUN: &'static str;
+    fn id(&self) -> &str;
+    fn name_mut(&mut self) -> &mut String;
+    fn description_mut(&mut self) -> &mut String;
+    /// Applies the record's own flags (given ones only).
+    fn apply(&mut self, p: &Parsed) -> anyhow::Result<()>;
+    fn print(&self) -> String;
+}
+
+/// The fields policies and roles share, under the same names.
+macro_rules! record_fields {
+    () => {
+        fn id(&self) -> &str {
+            &self.id
+        }
+        fn name_mut(&mut self) -> &mut String {
+            &mut self.name
+        }
+        fn description_mut(&mut self) -> &mut String {
+            &mut self.description
+        }
+    };
+}
+
+impl CliRecord for AclPolicy {
+    const NOUN: &'static str = "policy";
+    record_fields!();
+    fn apply(&mut self, p: &Parsed) -> anyhow::Result<()> {
+        if let Some(raw) = p.value("rules") {
+            self.rules = rules_arg(raw)?;
+        }
+        let dcs = p.list("valid-datacenter");
         if !dcs.is_empty() {
-            policy.datacenters = dcs.to_vec();
+            self.datacenters = dcs.to_vec();
         }
-        let (path, verb) = match &existing {
-            Some(p) => (format!("/v1/acl/policy/{}", escape_path(&p.id)), "update"),
-            None => ("/v1/acl/policy".to_string(), "create"),
-        };
-        match self.c.put(&path, &[], serde_json::to_vec(&policy)?).await {
-            Ok(body) => self.show(&body, print_policy),
-            Err(e) => fail(format!("Failed to {verb} policy: {e}")),
-        }
+        Ok(())
     }
-
-    async fn policy_read(&self) -> anyhow::Result<i32> {
-        match self.by_id_or_name("policy").await? {
-            Some(body) => self.show(&body, print_policy),
-            None => Ok(1),
-        }
+    fn print(&self) -> String {
+        print_policy(self)
     }
+}
 
-    async fn policy_update(&self) -> anyhow::Result<i32> {
-        let Some(body) = self.by_id_or_name("policy").await? else {
-            return Ok(1);
-        };
-        self.policy_write(Some(decode(&body)?)).await
-    }
-
-    async fn policy_delete(&self) -> anyhow::Result<i32> {
-        let Some(body) = self.by_id_or_name("policy").await? else {
-            return Ok(1);
-        };
-        let policy: AclPolicy = decode(&body)?;
-        self.delete_id("policy", "/v1/acl/policy", &policy.id).await
-    }
-
-    async fn role_write(&self, existing: Option<AclRole>) -> anyhow::Result<i32> {
-        let mut role = existing.clone().unwrap_or_default();
-        if existing.is_none() {
-            role.name = self.p.value_or("name", "").to_string();
-            if role.name.is_empty() {
-                return fail("Missing required '-name' flag");
-            }
-        }
-        if let Some(d) = self.p.value("description") {
-            role.description = d.to_string();
-        }
-        let policies = links(&self.p, "policy");
+impl CliRecord for AclRole {
+    const NOUN: &'static str = "role";
+    record_fields!();
+    fn apply(&mut self, p: &Parsed) -> anyhow::Result<()> {
+        let policies = links(p, "policy");
         if !policies.is_empty() {
-            role.policies = policies;
+            self.policies = policies;
         }
-        let services = service_identities(&self.p);
+        let services = service_identities(p);
         if !services.is_empty() {
-            role.service_identities = services;
+            self.service_identities = services;
         }
-        let nodes = node_identities(&self.p)?;
+        let nodes = node_identities(p)?;
         if !nodes.is_empty() {
-            role.node_identities = nodes;
+            self.node_identities = nodes;
         }
-        let (path, verb) = match &existing {
-            Some(r) => (format!("/v1/acl/role/{}", escape_path(&r.id)), "update"),
-            None => ("/v1/acl/role".to_string(), "create"),
-        };
-        match self.c.put(&path, &[], serde_json::to_vec(&role)?).await {
-            Ok(body) => self.show(&body, print_role),
-            Err(e) => fail(format!("Failed to {verb} role: {e}")),
-        }
+        Ok(())
     }
-
-    async fn role_read(&self) -> anyhow::Result<i32> {
-        match self.by_id_or_name("role").await? {
-            Some(body) => self.show(&body, print_role),
-            None => Ok(1),
-        }
-    }
-
-    async fn role_update(&self) -> anyhow::Result<i32> {
-        let Some(body) = self.by_id_or_name("role").await? else {
-            return Ok(1);
-        };
-        self.role_write(Some(decode(&body)?)).await
-    }
-
-    async fn role_delete(&self) -> anyhow::Result<i32> {
-        let Some(body) = self.by_id_or_name("role").await? else {
-            return Ok(1);
-        };
-        let role: AclRole = decode(&body)?;
-        self.delete_id("role", "/v1/acl/role", &role.id).await
+    fn print(&self) -> String {
+        print_role(self)
     }
 }
 

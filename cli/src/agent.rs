@@ -525,6 +525,7 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
                     .rpc_max_conns_per_client
                     .unwrap_or(concord_server::DEFAULT_RPC_MAX_CONNS_PER_CLIENT),
                 rpc_tls: rpc_tls.clone(),
+                acl: s.acl.enabled.then_some(s.acl.default_policy),
             };
             let server = concord_server::Server::start_with_gossip(
                 server_config,

@@ -133,6 +133,9 @@ pub struct AclResolver {
     datacenter: String,
     rpc: Arc<dyn ServerRpc>,
     cache: Mutex<HashMap<String, Cached>>,
+    /// Bumped whenever resolved tokens are forgotten (an ACL record or an agent token
+    /// changed), for views derived from a token's rights (DNS).
+    changes: tokio::sync::watch::Sender<u64>,
     tokens: Mutex<AclTokens>,
     persist_path: Option<PathBuf>,
     /// Whether this agent runs a server (then it makes sure the initial management token
@@ -184,6 +187,7 @@ impl AclResolver {
             datacenter: datacenter.to_string(),
             rpc,
             cache: Mutex::new(HashMap::new()),
+            changes: tokio::sync::watch::Sender::new(0),
             tokens: Mutex::new(tokens),
             persist_path,
             is_server,
@@ -211,6 +215,29 @@ impl AclResolver {
             .clone()
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| ANONYMOUS_TOKEN_SECRET.to_string())
+    }
+
+    /// The token the agent presents on its own writes (anti-entropy): `acl.tokens.agent`,
+    /// else `acl.tokens.default`, as Consul's agent falls back; `None` with ACLs off (or
+    /// neither set: the servers then see anonymous).
+    pub fn agent_secret(&self) -> Option<String> {
+        if !self.config.enabled {
+            return None;
+        }
+        let tokens = self.lock_tokens();
+        tokens
+            .agent
+            .clone()
+            .filter(|s| !s.is_empty())
+            .or_else(|| tokens.default.clone().filter(|s| !s.is_empty()))
+    }
+
+    /// The secret an HTTP request's write goes to the servers with: its own, else the
+    /// default token; `None` with ACLs off.
+    pub fn request_secret(&self, presented: Option<&str>) -> Option<String> {
+        self.config
+            .enabled
+            .then(|| self.effective_secret(presented))
     }
 
     fn lock_tokens(&self) -> std::sync::MutexGuard<'_, AclTokens> {
@@ -297,6 +324,13 @@ impl AclResolver {
     /// Forgets every resolved token (an ACL record changed).
     pub fn invalidate(&self) {
         self.lock_cache().clear();
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Changes each time resolved tokens are forgotten: what was decided with a token may
+    /// no longer hold.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     /// Sets one of the agent's tokens (`PUT /v1/agent/token/:kind`), persisting it when

@@ -36,6 +36,8 @@ pub struct AntiEntropy {
     config: Arc<Config>,
     state: Arc<LocalState>,
     rpc: Arc<dyn ServerRpc>,
+    /// Where the token this agent presents on its own writes comes from (`None`: no ACLs).
+    acl: Option<Arc<crate::acl::AclResolver>>,
     sync_lock: Mutex<()>,
     trigger: Notify,
     /// Fired by the resync watch when the servers lost this node's data.
@@ -59,11 +61,17 @@ pub struct SyncStats {
 
 impl AntiEntropy {
     /// A syncer for this agent.
-    pub fn new(config: Arc<Config>, state: Arc<LocalState>, rpc: Arc<dyn ServerRpc>) -> Self {
+    pub fn new(
+        config: Arc<Config>,
+        state: Arc<LocalState>,
+        rpc: Arc<dyn ServerRpc>,
+        acl: Option<Arc<crate::acl::AclResolver>>,
+    ) -> Self {
         AntiEntropy {
             config,
             state,
             rpc,
+            acl,
             sync_lock: Mutex::new(()),
             trigger: Notify::new(),
             resync: Notify::new(),
@@ -263,7 +271,9 @@ impl AntiEntropy {
                 && n.node.id == self.config.node_id
         });
         if !node_current {
-            self.rpc.register(self.node_registration()).await?;
+            self.rpc
+                .register(self.node_registration(), self.token())
+                .await?;
         }
         let (extra_services, extra_checks) = self.state.reconcile(&remote_services, &remote_checks);
         for id in extra_services {
@@ -293,7 +303,7 @@ impl AntiEntropy {
             let mut req = self.node_registration();
             req.service = Some(service.service.clone());
             req.checks = checks.iter().map(|c| c.check.clone()).collect();
-            self.rpc.register(req).await?;
+            self.rpc.register(req, self.token()).await?;
             self.state
                 .service_synced(&service.service.id, service.version);
             for c in checks {
@@ -303,11 +313,16 @@ impl AntiEntropy {
         for check in &plan.checks {
             let mut req = self.node_registration();
             req.check = Some(check.check.clone());
-            self.rpc.register(req).await?;
+            self.rpc.register(req, self.token()).await?;
             self.state
                 .check_synced(&check.check.check_id, check.version);
         }
         Ok(())
+    }
+
+    /// The token on this agent's own writes (`acl.tokens.agent`, else the default token).
+    fn token(&self) -> Option<String> {
+        self.acl.as_ref().and_then(|acl| acl.agent_secret())
     }
 
     fn deleted_service_version(&self, id: &str) -> u64 {
@@ -329,7 +344,7 @@ impl AntiEntropy {
             service_id,
             check_id,
         };
-        match self.rpc.deregister(req).await {
+        match self.rpc.deregister(req, self.token()).await {
             // Already gone is what we wanted.
             Ok(_) | Err(RpcError::NotFound(_)) => Ok(()),
             Err(e) => Err(e),
@@ -400,7 +415,7 @@ mod tests {
         config.node_id = "00000000-0000-0000-0000-000000000001".into();
         let local = Arc::new(LocalState::new());
         let fake = Arc::new(FakeServers::default());
-        let ae = AntiEntropy::new(Arc::new(config), local.clone(), fake.clone());
+        let ae = AntiEntropy::new(Arc::new(config), local.clone(), fake.clone(), None);
         (Arc::new(ae), local, fake)
     }
 

@@ -75,10 +75,6 @@ impl AgentCore {
     ) -> (Arc<Self>, mpsc::Receiver<CheckResult>) {
         let config = Arc::new(config);
         let local = Arc::new(LocalState::new());
-        let ae = Arc::new(AntiEntropy::new(config.clone(), local.clone(), rpc.clone()));
-        let persist = Persist::new(config.data_dir.as_deref());
-        let (tx, rx) = mpsc::channel(CHECK_RESULTS_CAPACITY);
-        let connect = ConnectCa::new(rpc.clone(), config.datacenter.clone());
         let acl = Arc::new(crate::acl::AclResolver::new(
             config.acl.clone(),
             &config.datacenter,
@@ -86,6 +82,15 @@ impl AgentCore {
             config.server,
             rpc.clone(),
         ));
+        let ae = Arc::new(AntiEntropy::new(
+            config.clone(),
+            local.clone(),
+            rpc.clone(),
+            Some(acl.clone()),
+        ));
+        let persist = Persist::new(config.data_dir.as_deref());
+        let (tx, rx) = mpsc::channel(CHECK_RESULTS_CAPACITY);
+        let connect = ConnectCa::new(rpc.clone(), config.datacenter.clone());
         let core = Arc::new(AgentCore {
             config,
             local,

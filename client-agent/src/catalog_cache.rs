@@ -26,6 +26,10 @@ pub struct CatalogSnapshot {
     pub nodes: Vec<Node>,
     /// Every service instance with its node and all checks that apply to it.
     pub instances: Vec<CheckServiceNode>,
+    /// Which showing of this index it is: 0 for the catalog as fetched; a view derived from
+    /// it (DNS's ACL-filtered one) numbers each re-filtering, so answers built from one
+    /// filtering are never replayed for another at the same index.
+    pub view: u64,
 }
 
 /// Receiving end of the catalog view.
@@ -123,6 +127,7 @@ pub async fn follow(
                         index: new_index,
                         nodes,
                         instances,
+                        view: 0,
                     }));
                 }
                 index = if new_index < index { 0 } else { new_index };

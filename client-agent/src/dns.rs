@@ -20,6 +20,8 @@
 //!   trimming), table-tested against hand-built snapshots.
 //! - `name`: pure query-name parsing (`[tag.]svc.service[.dc]`, RFC 2782, node, addr,
 //!   `in-addr.arpa`/`ip6.arpa` reverse names).
+//! - [`acl`]: with ACLs on, the view DNS answers from is the catalog as the agent's default
+//!   token may read it (hidden names answer NXDOMAIN), rebuilt on every catalog or ACL change.
 //! - `fixtures` and `socket_tests` (tests only): hand-built snapshots, and `serve` over
 //!   real sockets driven by hickory-client and raw packets.
 //!
@@ -66,6 +68,7 @@ use hickory_server::ServerFuture;
 
 use crate::catalog_cache::{CatalogView, ContactView, FollowOptions};
 
+pub mod acl;
 mod answer;
 mod handler;
 mod name;

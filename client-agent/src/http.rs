@@ -2,9 +2,11 @@
 //!
 //! [`router`] builds the whole API over an [`AppState`]; [`crate::serve::run`] binds it to a
 //! listener. Handlers are grouped by Consul's API sections, one module each. What all of them
-//! share is in two modules: `params` (the [`Common`] and [`ReadQuery`] extractors: Consul's
+//! share is in three modules: `params` (the [`Common`] and [`ReadQuery`] extractors: Consul's
 //! flags like `?recurse` carry no value, `?tag=` repeats, `?dc`/`?filter`/blocking options
-//! are checked once) and `reply` (JSON rendering and the `X-Consul-*` headers).
+//! are checked once), `reply` (JSON rendering and the `X-Consul-*` headers) and `authz`
+//! (ACLs: each handler states what its token needs in one line, and lists are filtered
+//! with `X-Consul-Results-Filtered-By-ACLs`; a refusal comes before any change).
 //!
 //! Layers, outermost first: path cleaning (Go's `ServeMux` answers a path with `//`, `.` or
 //! `..` segments with a 301 to the cleaned path, and Consul's clients follow it), the
@@ -15,6 +17,7 @@
 
 mod acl;
 mod agent;
+mod authz;
 mod catalog;
 mod central_config;
 mod config_entry;

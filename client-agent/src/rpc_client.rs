@@ -314,16 +314,25 @@ impl dyn ServerRpc {
         .await
     }
 
-    /// `WriteRequest::Register`.
-    pub async fn register(&self, request: RegisterRequest) -> Result<(), RpcError> {
-        self.write(WriteRequest::Register(request)).await.map(drop)
+    /// `WriteRequest::Register`, on behalf of `token` (which the servers check with ACLs
+    /// on; `None`: anonymous).
+    pub async fn register(
+        &self,
+        request: RegisterRequest,
+        token: Option<String>,
+    ) -> Result<(), RpcError> {
+        let request = WriteRequest::Register(request).authorized(token);
+        self.write(request).await.map(drop)
     }
 
-    /// `WriteRequest::Deregister`.
-    pub async fn deregister(&self, request: DeregisterRequest) -> Result<(), RpcError> {
-        self.write(WriteRequest::Deregister(request))
-            .await
-            .map(drop)
+    /// `WriteRequest::Deregister`, on behalf of `token`.
+    pub async fn deregister(
+        &self,
+        request: DeregisterRequest,
+        token: Option<String>,
+    ) -> Result<(), RpcError> {
+        let request = WriteRequest::Deregister(request).authorized(token);
+        self.write(request).await.map(drop)
     }
 
     /// `WriteRequest::Kv`: whether the operation took effect (a failed CAS or lock is

@@ -124,6 +124,19 @@ pub async fn run_with(
         dns_config.follow_options(),
         stopped(),
     ));
+    // With ACLs on, DNS answers from the catalog as the default token may read it.
+    let dns_catalog = if core.acl.enabled() {
+        let (tx, rx) = watch::channel(Arc::default());
+        tasks.spawn(crate::dns::acl::follow(
+            core.acl.clone(),
+            snapshot_rx,
+            tx,
+            stopped(),
+        ));
+        rx
+    } else {
+        snapshot_rx
+    };
     tasks.spawn(crate::intentions_cache::follow(
         core.rpc.clone(),
         core.intentions.sender(),
@@ -175,7 +188,7 @@ pub async fn run_with(
         match listeners.dns {
             Some((udp, tcp)) => {
                 let view = crate::dns::View {
-                    catalog: snapshot_rx,
+                    catalog: dns_catalog,
                     contact: contact_rx,
                 };
                 crate::dns::serve(dns_config, udp, tcp, view, dns_stop).await

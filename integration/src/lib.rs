@@ -329,7 +329,9 @@ impl TestAgent {
     async fn wait_http(&self) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok((200, _, _)) = self.get_json("/v1/agent/self").await {
+            // 403: ACLs refuse the anonymous token `agent:read`, but the API answers.
+            let answered = self.client.get(self.url("/v1/agent/self")).send().await;
+            if answered.is_ok_and(|r| r.status() == 200 || r.status() == 403) {
                 return Ok(());
             }
             if tokio::time::Instant::now() > deadline {
@@ -408,12 +410,21 @@ impl TestAgent {
     }
 
     /// Waits until the server registered this node (leader elected, catalog writable).
+    /// Under ACLs that deny the anonymous token the node is hidden, but its reply says so
+    /// (`X-Consul-Results-Filtered-By-ACLs`), which means it is there.
     async fn wait_ready(&self) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             let path = format!("/v1/catalog/node/{}", self.node);
-            if let Ok((200, _, v)) = self.get_json(&path).await {
-                if !v.is_null() {
+            if let Ok(r) = self.client.get(self.url(&path)).send().await {
+                let hidden = r
+                    .headers()
+                    .contains_key("x-consul-results-filtered-by-acls");
+                let found = r.status() == 200
+                    && r.json::<serde_json::Value>()
+                        .await
+                        .is_ok_and(|v| !v.is_null());
+                if found || hidden {
                     return Ok(());
                 }
             }

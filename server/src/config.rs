@@ -44,6 +44,11 @@ pub struct Config {
     /// `None`: plain. With [`InternalRpc::raft_peer_name`] set, Raft's endpoints answer
     /// only peers whose certificate carries that name (`server.<dc>.<domain>`).
     pub rpc_tls: Option<InternalRpc>,
+    /// `acl.enabled` with `acl.default_policy`: `Some` makes the leader check catalog
+    /// registrations and deregistrations against the token each carries (Consul's
+    /// `vetRegisterWithACL`), so an agent without a valid token cannot write the catalog;
+    /// `None` (ACLs off) checks nothing.
+    pub acl: Option<concord_api::acl::authorizer::DefaultPolicy>,
 }
 
 /// Consul's default `limits.rpc_max_conns_per_client`.

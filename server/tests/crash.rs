@@ -38,6 +38,7 @@ async fn start(dir: &Path) -> (Server, SocketAddr) {
         session_ttl_min: concord_server::SESSION_TTL_MIN,
         rpc_max_conns_per_client: 0,
         rpc_tls: None,
+        acl: None,
     };
     let server = Server::start(config, listener).await.unwrap();
     server

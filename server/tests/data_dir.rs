@@ -24,6 +24,7 @@ async fn start(dir: &Path) -> Result<Server, ServerError> {
         session_ttl_min: concord_server::SESSION_TTL_MIN,
         rpc_max_conns_per_client: 0,
         rpc_tls: None,
+        acl: None,
     };
     Server::start(config, listener).await
 }

@@ -58,6 +58,7 @@ fn durability_child() {
             session_ttl_min: concord_server::SESSION_TTL_MIN,
             rpc_max_conns_per_client: 0,
             rpc_tls: None,
+            acl: None,
         };
         let server = Server::start(config, listener).await.unwrap();
         server

@@ -314,6 +314,9 @@ impl fmt::Display for PermissionDenied {
         f.write_str("Permission denied")?;
         if anonymous {
             f.write_str(": anonymous token")?;
+        } else if self.accessor_id.is_empty() {
+            // No token behind the decision (down_policy while the servers are away).
+            f.write_str(": provided token")?;
         } else {
             write!(f, ": token with AccessorID '{}'", self.accessor_id)?;
         }

@@ -105,6 +105,7 @@ pub(crate) fn snapshot(nodes: Vec<Node>, instances: Vec<Instance>) -> CatalogSna
         index: 42,
         nodes,
         instances: instances.into_iter().map(Instance::build).collect(),
+        view: 0,
     }
 }
 

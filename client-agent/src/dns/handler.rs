@@ -42,12 +42,17 @@ enum Freshness {
     Expired = 2,
 }
 
-/// Which catalog view an answer was built from: its index, and the snapshot's address so
-/// that a different view with an equal index (a restore) is still told apart.
-pub(super) type Generation = (u64, usize);
+/// Which catalog view an answer was built from: its index, its ACL filtering
+/// ([`CatalogSnapshot::view`]), and the snapshot's address so that a different view with
+/// an equal index (a restore) is still told apart.
+pub(super) type Generation = (u64, u64, usize);
 
 fn generation_of(snapshot: &Arc<CatalogSnapshot>) -> Generation {
-    (snapshot.index, Arc::as_ptr(snapshot) as usize)
+    (
+        snapshot.index,
+        snapshot.view,
+        Arc::as_ptr(snapshot) as usize,
+    )
 }
 
 /// A response before encoding.

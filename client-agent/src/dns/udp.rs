@@ -250,7 +250,7 @@ mod tests {
     #[test]
     fn kept_answers_serve_the_same_question_for_the_same_view_only() {
         let cache = AnswerCache::default();
-        let view = (7, 1);
+        let view = (7, 0, 1);
         let query = |id: u8| {
             let mut q = query(0);
             q[1] = id;
@@ -275,12 +275,22 @@ mod tests {
         let mut other = query(1);
         other[HEADER_LEN] = 1;
         assert_eq!(cache.get(view, &other), None, "another question");
-        assert_eq!(cache.get((8, 1), &query(1)), None, "a new view empties it");
+        assert_eq!(
+            cache.get((8, 0, 1), &query(1)),
+            None,
+            "a new view empties it"
+        );
         cache.put(view, &query(1), &reply(0));
         assert_eq!(
-            cache.get((8, 1), &query(1)),
+            cache.get((8, 0, 1), &query(1)),
             None,
             "answers of an old view are not kept"
+        );
+        cache.put((8, 0, 1), &query(1), &reply(0));
+        assert_eq!(
+            cache.get((8, 1, 1), &query(1)),
+            None,
+            "the same index filtered anew (an ACL change) is a new view"
         );
     }
 

@@ -4,7 +4,8 @@
 //! With `acl.enabled = false` every one of them answers 401 `ACL support disabled`, as
 //! Consul does. Otherwise reads need `acl:read` and writes `acl:write` (the bootstrap needs
 //! nothing, `token/self` only a valid token); a token's SecretID is shown only to callers
-//! with `acl:write` (`<hidden>` otherwise, as Consul redacts it).
+//! with `acl:write` (`<hidden>` otherwise, as Consul redacts it). Policies and roles share
+//! one set of handlers over the `AclRecord` trait (record, RPC variants, noun).
 
 use std::sync::Arc;
 
@@ -35,19 +36,9 @@ pub(super) fn routes() -> Router<AppState> {
         )
         .route("/v1/acl/token/{id}/clone", put(token_clone))
         .route("/v1/acl/tokens", get(token_list))
-        .route("/v1/acl/policy", put(policy_create))
-        .route(
-            "/v1/acl/policy/{id}",
-            get(policy_read).put(policy_update).delete(policy_delete),
-        )
-        .route("/v1/acl/policy/name/{name}", get(policy_by_name))
+        .merge(record_routes::<AclPolicy>())
         .route("/v1/acl/policies", get(policy_list))
-        .route("/v1/acl/role", put(role_create))
-        .route(
-            "/v1/acl/role/{id}",
-            get(role_read).put(role_update).delete(role_delete),
-        )
-        .route("/v1/acl/role/name/{name}", get(role_by_name))
+        .merge(record_routes::<AclRole>())
         .route("/v1/acl/roles", get(role_list))
         .route("/v1/acl/templated-policies", get(templated_list))
         .route("/v1/acl/templated-policy/name/{*name}", get(templated_get))
@@ -239,62 +230,158 @@ async fn token_list(State(s): State<AppState>, q: ReadQuery) -> ApiResult {
     q.reply(Some(meta), &tokens)
 }
 
-async fn policy_set(s: &AppState, c: &Common, policy: AclPolicy) -> ApiResult {
-    match write(s, AclWrite::PolicySet(policy)).await? {
-        AclResult::Policy(Some(p)) => Ok(c.ok(None, &p)),
-        other => Err(unexpected(&other)),
+/// What policy and role CRUD differ in: the record, its RPC variants and its noun. One
+/// set of handlers ([`record_routes`]) serves both.
+trait AclRecord: serde::Serialize + DeserializeOwned + Default + Send + 'static {
+    /// The path segment and the noun in 404 texts (`policy`, `role`).
+    const NOUN: &'static str;
+    /// The noun in the ID-mismatch text (`Policy`, `Role`).
+    const TITLE: &'static str;
+    fn id_mut(&mut self) -> &mut String;
+    fn set(self) -> AclWrite;
+    fn delete(id: String) -> AclWrite;
+    fn by_id(id: String) -> AclQuery;
+    fn by_name(name: String) -> AclQuery;
+    /// The record in a result of this kind (another kind: a server bug).
+    fn found(result: AclResult) -> Result<Option<Self>, ApiError>;
+}
+
+impl AclRecord for AclPolicy {
+    const NOUN: &'static str = "policy";
+    const TITLE: &'static str = "Policy";
+    fn id_mut(&mut self) -> &mut String {
+        &mut self.id
+    }
+    fn set(self) -> AclWrite {
+        AclWrite::PolicySet(self)
+    }
+    fn delete(id: String) -> AclWrite {
+        AclWrite::PolicyDelete { id }
+    }
+    fn by_id(id: String) -> AclQuery {
+        AclQuery::Policy { id }
+    }
+    fn by_name(name: String) -> AclQuery {
+        AclQuery::PolicyByName { name }
+    }
+    fn found(result: AclResult) -> Result<Option<Self>, ApiError> {
+        match result {
+            AclResult::Policy(p) => Ok(p),
+            other => Err(unexpected(&other)),
+        }
     }
 }
 
-async fn policy_create(State(s): State<AppState>, c: Common, bytes: Bytes) -> ApiResult {
-    require(&s, &c, Level::Write).await?;
-    let mut policy: AclPolicy = body(&bytes)?;
-    policy.id = String::new();
-    policy_set(&s, &c, policy).await
+impl AclRecord for AclRole {
+    const NOUN: &'static str = "role";
+    const TITLE: &'static str = "Role";
+    fn id_mut(&mut self) -> &mut String {
+        &mut self.id
+    }
+    fn set(self) -> AclWrite {
+        AclWrite::RoleSet(self)
+    }
+    fn delete(id: String) -> AclWrite {
+        AclWrite::RoleDelete { id }
+    }
+    fn by_id(id: String) -> AclQuery {
+        AclQuery::Role { id }
+    }
+    fn by_name(name: String) -> AclQuery {
+        AclQuery::RoleByName { name }
+    }
+    fn found(result: AclResult) -> Result<Option<Self>, ApiError> {
+        match result {
+            AclResult::Role(r) => Ok(r),
+            other => Err(unexpected(&other)),
+        }
+    }
 }
 
-async fn policy_update(
+/// `PUT /v1/acl/<noun>`, `GET|PUT|DELETE /v1/acl/<noun>/:id`, `GET /v1/acl/<noun>/name/:name`.
+fn record_routes<R: AclRecord>() -> Router<AppState> {
+    Router::new()
+        .route(&format!("/v1/acl/{}", R::NOUN), put(record_create::<R>))
+        .route(
+            &format!("/v1/acl/{}/{{id}}", R::NOUN),
+            get(record_read::<R>)
+                .put(record_update::<R>)
+                .delete(record_delete::<R>),
+        )
+        .route(
+            &format!("/v1/acl/{}/name/{{name}}", R::NOUN),
+            get(record_by_name::<R>),
+        )
+}
+
+async fn record_set<R: AclRecord>(s: &AppState, c: &Common, record: R) -> ApiResult {
+    match R::found(write(s, record.set()).await?)? {
+        Some(r) => Ok(c.ok(None, &r)),
+        None => Err(not_exist(R::NOUN)),
+    }
+}
+
+async fn record_create<R: AclRecord>(
+    State(s): State<AppState>,
+    c: Common,
+    bytes: Bytes,
+) -> ApiResult {
+    require(&s, &c, Level::Write).await?;
+    let mut record: R = body(&bytes)?;
+    record.id_mut().clear();
+    record_set(&s, &c, record).await
+}
+
+async fn record_update<R: AclRecord>(
     State(s): State<AppState>,
     Path(id): Path<String>,
     c: Common,
     bytes: Bytes,
 ) -> ApiResult {
     require(&s, &c, Level::Write).await?;
-    let mut policy: AclPolicy = body(&bytes)?;
-    if !policy.id.is_empty() && policy.id != id {
-        return Err(ApiError::BadRequest(
-            "Policy ID in URL and payload do not match".to_string(),
-        ));
+    let mut record: R = body(&bytes)?;
+    if !record.id_mut().is_empty() && *record.id_mut() != id {
+        return Err(ApiError::BadRequest(format!(
+            "{} ID in URL and payload do not match",
+            R::TITLE
+        )));
     }
-    policy.id = id;
-    policy_set(&s, &c, policy).await
+    *record.id_mut() = id;
+    record_set(&s, &c, record).await
 }
 
-async fn policy_get(s: &AppState, q: &ReadQuery, query: AclQuery) -> ApiResult {
+async fn record_get<R: AclRecord>(s: &AppState, q: &ReadQuery, query: AclQuery) -> ApiResult {
     require(s, q, Level::Read).await?;
     let (meta, result) = s.rpc.acl_read(query, q.options).await?;
-    match result {
-        AclResult::Policy(Some(p)) => Ok(q.ok(Some(meta), &p)),
-        AclResult::Policy(None) => Err(not_exist("policy")),
-        other => Err(unexpected(&other)),
+    match R::found(result)? {
+        Some(r) => Ok(q.ok(Some(meta), &r)),
+        None => Err(not_exist(R::NOUN)),
     }
 }
 
-async fn policy_read(State(s): State<AppState>, Path(id): Path<String>, q: ReadQuery) -> ApiResult {
-    policy_get(&s, &q, AclQuery::Policy { id }).await
+async fn record_read<R: AclRecord>(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    q: ReadQuery,
+) -> ApiResult {
+    record_get::<R>(&s, &q, R::by_id(id)).await
 }
 
-async fn policy_by_name(
+async fn record_by_name<R: AclRecord>(
     State(s): State<AppState>,
     Path(name): Path<String>,
     q: ReadQuery,
 ) -> ApiResult {
-    policy_get(&s, &q, AclQuery::PolicyByName { name }).await
+    record_get::<R>(&s, &q, R::by_name(name)).await
 }
 
-async fn policy_delete(State(s): State<AppState>, Path(id): Path<String>, c: Common) -> ApiResult {
+async fn record_delete<R: AclRecord>(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    c: Common,
+) -> ApiResult {
     require(&s, &c, Level::Write).await?;
-    write(&s, AclWrite::PolicyDelete { id }).await?;
+    write(&s, R::delete(id)).await?;
     Ok(c.ok(None, &true))
 }
 
@@ -316,65 +403,6 @@ async fn policy_list(State(s): State<AppState>, q: ReadQuery) -> ApiResult {
         })
         .collect();
     q.reply(Some(meta), &stubs)
-}
-
-async fn role_set(s: &AppState, c: &Common, role: AclRole) -> ApiResult {
-    match write(s, AclWrite::RoleSet(role)).await? {
-        AclResult::Role(Some(r)) => Ok(c.ok(None, &r)),
-        other => Err(unexpected(&other)),
-    }
-}
-
-async fn role_create(State(s): State<AppState>, c: Common, bytes: Bytes) -> ApiResult {
-    require(&s, &c, Level::Write).await?;
-    let mut role: AclRole = body(&bytes)?;
-    role.id = String::new();
-    role_set(&s, &c, role).await
-}
-
-async fn role_update(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-    c: Common,
-    bytes: Bytes,
-) -> ApiResult {
-    require(&s, &c, Level::Write).await?;
-    let mut role: AclRole = body(&bytes)?;
-    if !role.id.is_empty() && role.id != id {
-        return Err(ApiError::BadRequest(
-            "Role ID in URL and payload do not match".to_string(),
-        ));
-    }
-    role.id = id;
-    role_set(&s, &c, role).await
-}
-
-async fn role_get(s: &AppState, q: &ReadQuery, query: AclQuery) -> ApiResult {
-    require(s, q, Level::Read).await?;
-    let (meta, result) = s.rpc.acl_read(query, q.options).await?;
-    match result {
-        AclResult::Role(Some(r)) => Ok(q.ok(Some(meta), &r)),
-        AclResult::Role(None) => Err(not_exist("role")),
-        other => Err(unexpected(&other)),
-    }
-}
-
-async fn role_read(State(s): State<AppState>, Path(id): Path<String>, q: ReadQuery) -> ApiResult {
-    role_get(&s, &q, AclQuery::Role { id }).await
-}
-
-async fn role_by_name(
-    State(s): State<AppState>,
-    Path(name): Path<String>,
-    q: ReadQuery,
-) -> ApiResult {
-    role_get(&s, &q, AclQuery::RoleByName { name }).await
-}
-
-async fn role_delete(State(s): State<AppState>, Path(id): Path<String>, c: Common) -> ApiResult {
-    require(&s, &c, Level::Write).await?;
-    write(&s, AclWrite::RoleDelete { id }).await?;
-    Ok(c.ok(None, &true))
 }
 
 async fn role_list(State(s): State<AppState>, q: ReadQuery) -> ApiResult {

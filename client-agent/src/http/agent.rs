@@ -1,14 +1,23 @@
 //! `/v1/agent/*`: this agent's own services, checks, membership and housekeeping. None of
 //! these read the servers' catalog: the agent's local state answers.
+//!
+//! ACLs, as Consul's `agent_endpoint.go`: `self`, `metrics` (and `monitor`) need
+//! `agent:read` on this agent's node name, `reload` and `leave` `agent:write`; the service
+//! and check lists are filtered (`service:read`, and `node:read` for node checks); a
+//! service's registration, deregistration and maintenance need `service:write` on it (and
+//! its proxy destination), node maintenance `node:write`; a check's register, update and
+//! TTL marks need `service:write` on its service, or `node:write` for a node check.
 
 use std::collections::BTreeMap;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use axum::routing::{get, put};
 use axum::Router;
+use concord_api::acl::authorizer::Level;
+use concord_api::acl::catalog::vet_service;
 use concord_api::agent::{
     member_status, AgentService, CheckDefinition, CheckUpdate, Member, ServiceDefinition,
 };
@@ -16,6 +25,9 @@ use concord_api::catalog::{CheckStatus, HealthCheck, NodeService};
 use concord_api::decode::decode_lenient;
 use serde_json::json;
 
+use super::authz::{authorizer, hide, mark, require, Need};
+use super::health::check_visible;
+use super::params::Token;
 use super::{empty_ok, ApiError, ApiResult, AppState, Common, Params};
 use crate::checks::TtlError;
 use crate::definition::{attach_to_service, prepare_check};
@@ -59,6 +71,39 @@ fn unknown_check(id: &str) -> ApiError {
     ))
 }
 
+/// What changing `check` needs: `service:write` on its service, else `node:write`.
+fn check_write<'a>(s: &'a AppState, check: &'a HealthCheck) -> Need<'a> {
+    if check.service_id.is_empty() {
+        Need::node(&s.config.node_name, Level::Write)
+    } else {
+        Need::service(&check.service_name, Level::Write)
+    }
+}
+
+/// The local check `id` (404 if unknown), once the token may change it.
+async fn writable_check(s: &AppState, token: Option<&str>, id: &str) -> ApiResult<HealthCheck> {
+    let check = s
+        .local
+        .checks()
+        .into_iter()
+        .find(|c| c.check_id == id)
+        .ok_or_else(|| unknown_check(id))?;
+    require(s, token, &[check_write(s, &check)]).await?;
+    Ok(check)
+}
+
+/// The local service `id` (404 if unknown), once the token has `level` on it.
+async fn service_with(
+    s: &AppState,
+    token: Option<&str>,
+    id: &str,
+    level: Level,
+) -> ApiResult<NodeService> {
+    let svc = s.local.service(id).ok_or_else(|| unknown_service(id))?;
+    require(s, token, &[Need::service(&svc.service, level)]).await?;
+    Ok(svc)
+}
+
 fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     decode_lenient(body).map_err(|e| ApiError::BadRequest(format!("Request decode failed: {e}")))
 }
@@ -87,7 +132,9 @@ async fn server_stats(s: &AppState) -> serde_json::Value {
 }
 
 /// Consul answers `/v1/agent/self` whatever `?dc` says, so this takes no [`Common`].
-async fn agent_self(State(s): State<AppState>, params: Params) -> Response {
+async fn agent_self(State(s): State<AppState>, params: Params, token: Token) -> ApiResult {
+    let node = &s.config.node_name;
+    require(&s, token.as_deref(), &[Need::agent(node, Level::Read)]).await?;
     let reply = Common::unchecked(params, &s.config);
     let c = &s.config;
     let mut stats = json!({
@@ -142,7 +189,7 @@ async fn agent_self(State(s): State<AppState>, params: Params) -> Response {
         "Meta": c.node_meta,
         "xDS": null,
     });
-    reply.ok(None, &body)
+    Ok(reply.ok(None, &body))
 }
 
 /// This agent as a member: from the pool when there is one, else built from the config.
@@ -182,11 +229,15 @@ async fn members(State(s): State<AppState>, c: Common) -> ApiResult {
         member.port = s.config.serf_wan_port;
         return Ok(c.ok(None, &vec![member]));
     }
-    let members: Vec<Member> = match &s.membership {
+    let authz = authorizer(&s, c.token.as_deref()).await?;
+    let mut members: Vec<Member> = match &s.membership {
         Some(m) => m.gossip.members().iter().map(member_json).collect(),
         None => vec![self_member(&s)],
     };
-    c.reply(None, &members)
+    let hidden = hide(&mut members, |m| {
+        Need::node(&m.name, Level::Read).allowed(&authz)
+    });
+    Ok(mark(c.reply(None, &members)?, hidden))
 }
 
 fn agent_view(s: &AppState, svc: NodeService) -> AgentService {
@@ -194,17 +245,20 @@ fn agent_view(s: &AppState, svc: NodeService) -> AgentService {
 }
 
 async fn services(State(s): State<AppState>, c: Common) -> ApiResult {
-    let map: BTreeMap<String, AgentService> = s
-        .local
-        .services()
+    let authz = authorizer(&s, c.token.as_deref()).await?;
+    let mut services = s.local.services();
+    let hidden = hide(&mut services, |svc| {
+        Need::service(&svc.service, Level::Read).allowed(&authz)
+    });
+    let map: BTreeMap<String, AgentService> = services
         .into_iter()
         .map(|svc| (svc.id.clone(), agent_view(&s, svc)))
         .collect();
-    c.reply(None, &map)
+    Ok(mark(c.reply(None, &map)?, hidden))
 }
 
 async fn service(State(s): State<AppState>, Path(id): Path<String>, c: Common) -> ApiResult {
-    let svc = s.local.service(&id).ok_or_else(|| unknown_service(&id))?;
+    let svc = service_with(&s, c.token.as_deref(), &id, Level::Read).await?;
     let mut svc = agent_view(&s, svc);
     let value = serde_json::to_value(&svc)
         .map_err(|e| ApiError::Internal(format!("encoding service: {e}")))?;
@@ -233,6 +287,10 @@ async fn register_service(State(s): State<AppState>, c: Common, body: Bytes) -> 
     let prepared = s
         .prepare_definition(&def, s.config.enable_script_checks)
         .map_err(ApiError::BadRequest)?;
+    let authz = authorizer(&s, c.token.as_deref()).await?;
+    for p in &prepared {
+        vet_service(&authz, &p.service)?;
+    }
     let replace = c.params.flag("replace-existing-checks");
     // The definition as given (with its `SidecarService`) is what a restart re-expands.
     if let Some(parent) = prepared.first() {
@@ -250,8 +308,9 @@ async fn register_service(State(s): State<AppState>, c: Common, body: Bytes) -> 
 async fn deregister_service(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    _checked: Common,
+    c: Common,
 ) -> ApiResult {
+    service_with(&s, c.token.as_deref(), &id, Level::Write).await?;
     if s.deregister_service(&id).await {
         s.persist
             .remove_service(&id)
@@ -283,7 +342,7 @@ async fn service_maintenance(
     c: Common,
 ) -> ApiResult {
     let enable = parse_enable(&c.params)?;
-    let svc = s.local.service(&id).ok_or_else(|| unknown_service(&id))?;
+    let svc = service_with(&s, c.token.as_deref(), &id, Level::Write).await?;
     let check_id = format!("{SERVICE_MAINT_PREFIX}{id}");
     if enable {
         let reason = c.params.get("reason").filter(|r| !r.is_empty());
@@ -305,7 +364,10 @@ async fn service_maintenance(
 }
 
 async fn node_maintenance(State(s): State<AppState>, c: Common) -> ApiResult {
-    if parse_enable(&c.params)? {
+    let enable = parse_enable(&c.params)?;
+    let node = &s.config.node_name;
+    require(&s, c.token.as_deref(), &[Need::node(node, Level::Write)]).await?;
+    if enable {
         let reason = c.params.get("reason").filter(|r| !r.is_empty());
         let check = HealthCheck {
             node: s.config.node_name.clone(),
@@ -324,16 +386,17 @@ async fn node_maintenance(State(s): State<AppState>, c: Common) -> ApiResult {
 }
 
 async fn checks(State(s): State<AppState>, c: Common) -> ApiResult {
-    let map: BTreeMap<String, HealthCheck> = s
-        .local
-        .checks()
+    let authz = authorizer(&s, c.token.as_deref()).await?;
+    let mut checks = s.local.checks();
+    let hidden = hide(&mut checks, |check| check_visible(&authz, check));
+    let map: BTreeMap<String, HealthCheck> = checks
         .into_iter()
         .map(|c| (c.check_id.clone(), c))
         .collect();
-    c.reply(None, &map)
+    Ok(mark(c.reply(None, &map)?, hidden))
 }
 
-async fn register_check(State(s): State<AppState>, _checked: Common, body: Bytes) -> ApiResult {
+async fn register_check(State(s): State<AppState>, c: Common, body: Bytes) -> ApiResult {
     let def: CheckDefinition = decode(&body)?;
     if def.name.as_deref().unwrap_or("").is_empty() {
         return Err(ApiError::BadRequest("Missing check name".to_string()));
@@ -351,6 +414,7 @@ async fn register_check(State(s): State<AppState>, _checked: Common, body: Bytes
         })?;
         attach_to_service(&mut prepared.check, &svc);
     }
+    require(&s, c.token.as_deref(), &[check_write(&s, &prepared.check)]).await?;
     s.persist
         .save_check(&prepared.check.check_id, &def)
         .await
@@ -362,8 +426,9 @@ async fn register_check(State(s): State<AppState>, _checked: Common, body: Bytes
 async fn deregister_check(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    _checked: Common,
+    c: Common,
 ) -> ApiResult {
+    writable_check(&s, c.token.as_deref(), &id).await?;
     if s.deregister_check(&id).await {
         s.persist
             .remove_check(&id)
@@ -399,19 +464,21 @@ async fn check_mark(
         // Any other word is not a route: Consul answers 404 for unknown paths.
         _ => return Ok(StatusCode::NOT_FOUND.into_response()),
     };
+    writable_check(&s, c.token.as_deref(), &id).await?;
     ttl(&s, &id, status, c.params.get("note").unwrap_or("")).await
 }
 
 async fn check_update(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    _checked: Common,
+    c: Common,
     body: Bytes,
 ) -> ApiResult {
     let update: CheckUpdate = decode(&body)?;
     let status = CheckStatus::parse(&update.status).ok_or_else(|| {
         ApiError::BadRequest(format!("Invalid check status: '{}'", update.status))
     })?;
+    writable_check(&s, c.token.as_deref(), &id).await?;
     ttl(&s, &id, status, &update.output).await
 }
 
@@ -464,6 +531,7 @@ async fn health_by_name(
     c: Common,
     headers: HeaderMap,
 ) -> ApiResult {
+    require(&s, c.token.as_deref(), &[Need::service(&name, Level::Read)]).await?;
     let instances: Vec<NodeService> = s
         .local
         .services()
@@ -502,6 +570,12 @@ async fn health_by_id(
         let msg = format!("ServiceId {id} not found");
         return Ok((StatusCode::NOT_FOUND, msg).into_response());
     };
+    require(
+        &s,
+        c.token.as_deref(),
+        &[Need::service(&svc.service, Level::Read)],
+    )
+    .await?;
     let (status, checks, maint) = local_health(&s, &svc);
     let code = health_code(status);
     if wants_text(&c.params, &headers) {
@@ -515,7 +589,9 @@ async fn health_by_id(
     Ok(c.json(code, None, &body))
 }
 
-async fn reload(State(s): State<AppState>, _checked: Common) -> ApiResult {
+async fn reload(State(s): State<AppState>, c: Common) -> ApiResult {
+    let node = &s.config.node_name;
+    require(&s, c.token.as_deref(), &[Need::agent(node, Level::Write)]).await?;
     let Some(reload) = s.config.reload.clone() else {
         return Ok(empty_ok());
     };
@@ -533,7 +609,9 @@ async fn reload(State(s): State<AppState>, _checked: Common) -> ApiResult {
 
 /// Leaves the pool gracefully (others record Left, and the leader deregisters this node),
 /// then stops the agent.
-async fn leave(State(s): State<AppState>, _checked: Common) -> ApiResult {
+async fn leave(State(s): State<AppState>, c: Common) -> ApiResult {
+    let node = &s.config.node_name;
+    require(&s, c.token.as_deref(), &[Need::agent(node, Level::Write)]).await?;
     if let Some(m) = &s.membership {
         m.gossip
             .leave(super::members::LEAVE_LIMIT)
@@ -545,6 +623,8 @@ async fn leave(State(s): State<AppState>, _checked: Common) -> ApiResult {
 }
 
 async fn metrics(State(s): State<AppState>, c: Common) -> ApiResult {
+    let node = &s.config.node_name;
+    require(&s, c.token.as_deref(), &[Need::agent(node, Level::Read)]).await?;
     let mut sample = Sample {
         services: s.local.services().len() as u64,
         syncs_ok: s.ae.stats.ok.load(std::sync::atomic::Ordering::Relaxed),

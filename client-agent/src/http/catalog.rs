@@ -1,15 +1,25 @@
 //! `/v1/catalog/*`: the servers' replicated catalog (every read is a server RPC and may
 //! block with `?index`).
+//!
+//! ACLs, as Consul: register and deregister are vetted by
+//! [`concord_api::acl::catalog`] against the node as stored, before forwarding; reads are
+//! filtered to the nodes (`node:read`) and services (`service:read`) the token may see;
+//! `/v1/catalog/connect/:service` needs `service:read` on the service.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::routing::{get, put};
 use axum::Router;
-use concord_api::catalog::{DeregisterRequest, RegisterRequest, ServiceNode};
+use concord_api::acl::authorizer::{Authorizer, Level};
+use concord_api::acl::catalog::{vet_deregister, vet_register};
+use concord_api::catalog::{
+    DeregisterRequest, HealthCheck, NodeServices, RegisterRequest, ServiceNode,
+};
 use concord_api::decode::decode_lenient;
-use concord_api::rpc::{Query, QueryResult};
+use concord_api::rpc::{Query, QueryOptions, QueryResult};
 
+use super::authz::{authorizer, hide, mark, require, Need};
 use super::reply::encode;
 use super::{check_datacenter, ApiError, ApiResult, AppState, Common, ReadQuery};
 
@@ -70,7 +80,13 @@ async fn register(State(s): State<AppState>, c: Common, body: Bytes) -> ApiResul
             svc.id = svc.service.clone();
         }
     }
-    s.rpc.register(req).await?;
+    let authz = authorizer(&s, c.token.as_deref()).await?;
+    if !authz.is_management() {
+        let stored = stored_node(&s, &req.node).await?;
+        vet_register(&authz, &req, stored.as_ref())?;
+    }
+    let token = s.acl.request_secret(c.token.as_deref());
+    s.rpc.register(req, token).await?;
     Ok(c.ok(None, &true))
 }
 
@@ -81,8 +97,45 @@ async fn deregister(State(s): State<AppState>, c: Common, body: Bytes) -> ApiRes
         return Err(ApiError::BadRequest("Must provide node".to_string()));
     }
     check_datacenter(&s.config, &req.datacenter)?;
-    s.rpc.deregister(req).await?;
+    let authz = authorizer(&s, c.token.as_deref()).await?;
+    if !authz.is_management() {
+        let stored = stored_node(&s, &req.node).await?;
+        let check = match req.check_id.as_deref() {
+            Some(id) => stored_check(&s, &req.node, id).await?,
+            None => None,
+        };
+        vet_deregister(&authz, &req, stored.as_ref(), check.as_ref())?;
+    }
+    let token = s.acl.request_secret(c.token.as_deref());
+    s.rpc.deregister(req, token).await?;
     Ok(c.ok(None, &true))
+}
+
+/// The node as the catalog holds it, for vetting a write (a leader read, so it is the
+/// record the write will change).
+pub(super) async fn stored_node(
+    s: &AppState,
+    node: &str,
+) -> Result<Option<NodeServices>, ApiError> {
+    let (_, stored) = s
+        .rpc
+        .node_services(node.to_string(), QueryOptions::default())
+        .await?;
+    Ok(stored)
+}
+
+async fn stored_check(s: &AppState, node: &str, id: &str) -> Result<Option<HealthCheck>, ApiError> {
+    let query = Query::NodeChecks {
+        node: node.to_string(),
+    };
+    let (_, checks) = s.rpc.checks(query, QueryOptions::default()).await?;
+    Ok(checks.into_iter().find(|c| c.check_id == id))
+}
+
+/// Whether the token may see a catalog row of `service` on `node`.
+pub(super) fn sees(authz: &Authorizer, node: &str, service: &str) -> bool {
+    Need::node(node, Level::Read).allowed(authz)
+        && Need::service(service, Level::Read).allowed(authz)
 }
 
 /// Only one datacenter exists until WAN federation; it needs no leader, as in Consul.
@@ -91,14 +144,21 @@ async fn datacenters(State(s): State<AppState>, c: Common) -> ApiResult {
 }
 
 async fn nodes(State(s): State<AppState>, q: ReadQuery) -> ApiResult {
+    let authz = authorizer(&s, q.token.as_deref()).await?;
     let (meta, mut nodes) = s.rpc.nodes(q.node_meta.clone(), q.options).await?;
+    let hidden = hide(&mut nodes, |n| {
+        Need::node(&n.node, Level::Read).allowed(&authz)
+    });
     super::near::sort(&s, &q, &mut nodes, |n| &n.node);
-    q.reply(Some(meta), &nodes)
+    Ok(mark(q.reply(Some(meta), &nodes)?, hidden))
 }
 
 async fn services(State(s): State<AppState>, headers: HeaderMap, q: ReadQuery) -> ApiResult {
+    let authz = authorizer(&s, q.token.as_deref()).await?;
+    let readable =
+        |(name, _): &(String, Vec<String>)| Need::service(name, Level::Read).allowed(&authz);
     if let Some(filter) = &q.filter {
-        return filtered_services(&s, &q, filter).await;
+        return filtered_services(&s, &q, filter, &authz).await;
     }
     if q.params.flag("cached") {
         let query = Query::Services {
@@ -108,20 +168,25 @@ async fn services(State(s): State<AppState>, headers: HeaderMap, q: ReadQuery) -
         let QueryResult::Services(services) = &response.result else {
             return Err(super::health::unexpected(&response.result));
         };
-        let reply = q.ok(Some(response.meta), services);
+        let mut services = services.clone();
+        let hidden = hide(&mut services, readable);
+        let reply = mark(q.ok(Some(response.meta), &services), hidden);
         return Ok(super::health::with_cache_headers(reply, Some(cache)));
     }
-    let (meta, services) = s.rpc.services(q.node_meta.clone(), q.options).await?;
-    Ok(q.ok(Some(meta), &services))
+    let (meta, mut services) = s.rpc.services(q.node_meta.clone(), q.options).await?;
+    let hidden = hide(&mut services, readable);
+    Ok(mark(q.ok(Some(meta), &services), hidden))
 }
 
 async fn service(State(s): State<AppState>, Path(name): Path<String>, q: ReadQuery) -> ApiResult {
+    let authz = authorizer(&s, q.token.as_deref()).await?;
     let query = Query::ServiceNodes {
         service: name,
         tags: q.params.all("tag"),
         node_meta: q.node_meta.clone(),
     };
     let (meta, mut rows) = s.rpc.service_nodes(query, q.options).await?;
+    let hidden = hide(&mut rows, |r| sees(&authz, &r.node, &r.service_name));
     if q.params.flag("merge-central-config") {
         super::central_config::Central::load(&s)
             .await?
@@ -132,11 +197,34 @@ async fn service(State(s): State<AppState>, Path(name): Path<String>, q: ReadQue
         return Ok(q.ok(Some(meta), &Vec::<()>::new()));
     }
     super::near::sort(&s, &q, &mut rows, |r| &r.node);
-    q.reply(Some(meta), &rows)
+    Ok(mark(q.reply(Some(meta), &rows)?, hidden))
 }
 
+/// A node the token may not read is `null`, as a missing one (Consul's
+/// `filterNodeServices`); its services are filtered by `service:read`.
 async fn node(State(s): State<AppState>, Path(node): Path<String>, q: ReadQuery) -> ApiResult {
-    let (meta, services) = s.rpc.node_services(node, q.options).await?;
+    let authz = authorizer(&s, q.token.as_deref()).await?;
+    let (meta, mut services) = s.rpc.node_services(node, q.options).await?;
+    let mut hidden = false;
+    if let Some(n) = &services {
+        if !Need::node(&n.node.node, Level::Read).allowed(&authz) {
+            services = None;
+            hidden = true;
+        }
+    }
+    if let Some(n) = services.as_mut() {
+        hidden |= hide(&mut n.services, |(_, svc)| {
+            Need::service(&svc.service, Level::Read).allowed(&authz)
+        });
+    }
+    Ok(mark(node_reply(&q, meta, services)?, hidden))
+}
+
+fn node_reply(
+    q: &ReadQuery,
+    meta: concord_api::rpc::QueryMeta,
+    services: Option<NodeServices>,
+) -> ApiResult {
     match (&q.filter, services) {
         (Some(filter), Some(n)) => {
             // Consul filters the node's services, not the node itself.
@@ -157,8 +245,12 @@ async fn filtered_services(
     s: &AppState,
     q: &ReadQuery,
     filter: &crate::filter::Filter,
+    authz: &Authorizer,
 ) -> ApiResult {
-    let (meta, (_, instances)) = s.rpc.catalog_dump(q.options).await?;
+    let (meta, (_, mut instances)) = s.rpc.catalog_dump(q.options).await?;
+    let hidden = hide(&mut instances, |e| {
+        Need::service(&e.service.service, Level::Read).allowed(authz)
+    });
     let mut grouped: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
         std::collections::BTreeMap::new();
     for entry in instances {
@@ -181,15 +273,19 @@ async fn filtered_services(
         .into_iter()
         .map(|(name, tags)| (name, tags.into_iter().collect()))
         .collect();
-    Ok(q.ok(Some(meta), &map))
+    Ok(mark(q.ok(Some(meta), &map), hidden))
 }
 
 /// `/v1/catalog/connect/:service`: the Connect-capable instances as flat catalog rows.
 async fn connect(State(s): State<AppState>, Path(name): Path<String>, q: ReadQuery) -> ApiResult {
-    let (meta, rows) = super::health::connect_instances(&s, &q, &name).await?;
+    let authz = require(&s, q.token.as_deref(), &[Need::service(&name, Level::Read)]).await?;
+    let (meta, mut rows) = super::health::connect_instances(&s, &q, &name).await?;
+    let hidden = hide(&mut rows, |e| {
+        sees(&authz, &e.node.node, &e.service.service)
+    });
     let rows: Vec<ServiceNode> = rows
         .iter()
         .map(|e| ServiceNode::new(&e.node, &e.service))
         .collect();
-    q.reply(Some(meta), &rows)
+    Ok(mark(q.reply(Some(meta), &rows)?, hidden))
 }

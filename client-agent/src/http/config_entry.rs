@@ -5,20 +5,39 @@
 //! Entries are validated here, before anything is written (Consul's `Normalize` +
 //! `Validate`, and the cross-entry rule that L7 features need an HTTP-aware protocol), so a
 //! refused entry changes nothing.
+//!
+//! ACLs, as each entry's `CanRead`/`CanWrite` in Consul: `proxy-defaults` is readable by
+//! anyone and written with `mesh:write` (which falls back to `operator`);
+//! `service-intentions` needs intention read/write on its service; the other kinds
+//! `service:read`/`service:write` on theirs. Lists are filtered by the read rule; the
+//! discovery chain needs `service:read` on the service.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::routing::{get, put};
 use axum::Router;
+use concord_api::acl::authorizer::Level;
+use concord_api::acl::rules::Global;
 use concord_api::config_entry::{
     effective_protocol, is_l7_protocol, parse_kind, ConfigEntry, StoredConfigEntry, PROXY_DEFAULTS,
-    PROXY_DEFAULTS_GLOBAL, SERVICE_DEFAULTS,
+    PROXY_DEFAULTS_GLOBAL, SERVICE_DEFAULTS, SERVICE_INTENTIONS,
 };
 use concord_api::discovery_chain::{compile, ChainEntries};
 use concord_api::intention::check_l7_allowed;
 use concord_api::rpc::{Query, QueryOptions, WriteRequest};
 
+use super::authz::{authorizer, hide, mark, require, Need};
 use super::{ApiError, ApiResult, AppState, Common, ReadQuery};
+
+/// What `level` on the entry `kind`/`name` needs (`None`: nothing).
+fn entry_need<'a>(kind: &str, name: &'a str, level: Level) -> Option<Need<'a>> {
+    match kind {
+        PROXY_DEFAULTS if level == Level::Read => None,
+        PROXY_DEFAULTS => Some(Need::Global(Global::Mesh, level)),
+        SERVICE_INTENTIONS => Some(Need::Intention(name, level)),
+        _ => Some(Need::service(name, level)),
+    }
+}
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -37,6 +56,12 @@ async fn discovery_chain(
     Path(service): Path<String>,
     q: ReadQuery,
 ) -> ApiResult {
+    require(
+        &s,
+        q.token.as_deref(),
+        &[Need::service(&service, Level::Read)],
+    )
+    .await?;
     let (meta, stored) = s
         .rpc
         .config_entries(Query::ConfigEntryList { kind: None }, q.options)
@@ -142,6 +167,10 @@ async fn apply(State(s): State<AppState>, c: Common, body: Bytes) -> ApiResult {
     let value: serde_json::Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("Request decoding failed: {e}")))?;
     let entry = ConfigEntry::from_json(value).map_err(|e| ApiError::BadRequest(e.0))?;
+    let needs: Vec<Need<'_>> = entry_need(entry.kind(), entry.name(), Level::Write)
+        .into_iter()
+        .collect();
+    require(&s, c.token.as_deref(), &needs).await?;
     let written = write_entry(&s, entry, cas).await?;
     Ok(c.ok(None, &written))
 }
@@ -152,9 +181,13 @@ async fn list(State(s): State<AppState>, Path(kind): Path<String>, q: ReadQuery)
     let query = Query::ConfigEntryList {
         kind: Some(kind.to_string()),
     };
-    let (meta, entries) = s.rpc.config_entries(query, q.options).await?;
+    let authz = authorizer(&s, q.token.as_deref()).await?;
+    let (meta, mut entries) = s.rpc.config_entries(query, q.options).await?;
+    let hidden = hide(&mut entries, |e| {
+        entry_need(&e.kind, &e.name, Level::Read).is_none_or(|need| need.allowed(&authz))
+    });
     let body: Vec<serde_json::Value> = entries.iter().map(StoredConfigEntry::to_api_json).collect();
-    q.reply(Some(meta), &body)
+    Ok(mark(q.reply(Some(meta), &body)?, hidden))
 }
 
 /// `GET /v1/config/:kind/:name`: 404 when absent.
@@ -164,6 +197,8 @@ async fn read(
     q: ReadQuery,
 ) -> ApiResult {
     let kind = kind_of(&kind)?;
+    let needs: Vec<Need<'_>> = entry_need(kind, &name, Level::Read).into_iter().collect();
+    require(&s, q.token.as_deref(), &needs).await?;
     match get_entry(&s, kind, &name, q.options).await? {
         (meta, Some(entry)) => Ok(q.ok(Some(meta), &entry.to_api_json())),
         (_, None) => Err(ApiError::NotFound(format!(
@@ -181,6 +216,8 @@ async fn delete(
 ) -> ApiResult {
     let kind = kind_of(&kind)?;
     let cas = cas_param(&c)?;
+    let needs: Vec<Need<'_>> = entry_need(kind, &name, Level::Write).into_iter().collect();
+    require(&s, c.token.as_deref(), &needs).await?;
     let request = WriteRequest::ConfigEntryDelete {
         kind: kind.to_string(),
         name,

@@ -4,6 +4,9 @@
 //!
 //! There is deliberately no endpoint that signs a caller's CSR: a leaf is only ever issued
 //! to this agent's own key for the service named in the path.
+//!
+//! ACLs, as Consul: the roots need nothing, the CA configuration `operator:read` /
+//! `operator:write`, a leaf `service:write` on its service.
 
 use std::time::Duration;
 
@@ -13,11 +16,14 @@ use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use concord_api::acl::authorizer::Level;
 use concord_api::connect::{valid_service_name, CaConfiguration, CaRoots};
 use concord_api::decode::decode_lenient;
 use concord_api::rpc::{QueryMeta, QueryOptions};
 use tokio::sync::watch;
 
+use super::authz::{require, Need};
+use super::params::Token;
 use super::{ApiError, ApiResult, AppState, ReadQuery};
 
 pub(super) fn routes() -> Router<AppState> {
@@ -68,6 +74,7 @@ async fn roots(State(s): State<AppState>, q: ReadQuery) -> ApiResult {
 }
 
 async fn get_config(State(s): State<AppState>, q: ReadQuery) -> ApiResult {
+    require(&s, q.token.as_deref(), &[Need::operator(Level::Read)]).await?;
     match s.rpc.ca_config(q.options).await? {
         (meta, Some(config)) => Ok(q.ok(Some(meta), &config)),
         (_, None) => Err(ApiError::Internal(
@@ -76,9 +83,10 @@ async fn get_config(State(s): State<AppState>, q: ReadQuery) -> ApiResult {
     }
 }
 
-async fn put_config(State(s): State<AppState>, body: Bytes) -> ApiResult {
+async fn put_config(State(s): State<AppState>, token: Token, body: Bytes) -> ApiResult {
     let config: CaConfiguration = decode_lenient(&body)
         .map_err(|e| ApiError::BadRequest(format!("Request decode failed: {e}")))?;
+    require(&s, token.as_deref(), &[Need::operator(Level::Write)]).await?;
     s.rpc.ca_set_config(config).await?;
     Ok(super::empty_ok())
 }
@@ -136,6 +144,12 @@ async fn leaf(State(s): State<AppState>, Path(service): Path<String>, q: ReadQue
              of a service identity"
         )));
     }
+    require(
+        &s,
+        q.token.as_deref(),
+        &[Need::service(&service, Level::Write)],
+    )
+    .await?;
     let mut rx = s.connect.leaf(&service);
     let min = q.options.min_index;
     let view = match blocking(&q.options) {

@@ -1,15 +1,22 @@
 //! `/v1/health/*`: health of services and nodes from the servers' catalog.
+//!
+//! ACLs, as Consul: every list is filtered to the nodes (`node:read`) and services
+//! (`service:read`) the token may see, a check by its node and its service;
+//! `/v1/health/connect/:service` needs `service:read` on the service.
 
 use axum::extract::{Path, State};
 use axum::http::header::{HeaderMap, HeaderValue, AGE, CACHE_CONTROL};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
-use concord_api::catalog::{CheckServiceNode, CheckStatus, NodeService};
+use concord_api::acl::authorizer::{Authorizer, Level};
+use concord_api::catalog::{CheckServiceNode, CheckStatus, HealthCheck, NodeService};
 use concord_api::rpc::{Query, QueryMeta, QueryResult, RpcError};
 
 use crate::cache::{CacheControl, CacheMeta};
 
+use super::authz::{authorizer, hide, mark, require, Need};
+use super::catalog::sees;
 use super::{ApiError, ApiResult, AppState, ReadQuery};
 
 pub(super) fn routes() -> Router<AppState> {
@@ -27,6 +34,7 @@ async fn service(
     headers: HeaderMap,
     q: ReadQuery,
 ) -> ApiResult {
+    let authz = authorizer(&s, q.token.as_deref()).await?;
     let query = Query::HealthService {
         service: name,
         tags: q.params.all("tag"),
@@ -43,6 +51,7 @@ async fn service(
         let (meta, rows) = s.rpc.health_service(query, q.options).await?;
         (meta, rows, None)
     };
+    let hidden = hide_rows(&authz, &mut rows);
     if q.params.flag("merge-central-config") {
         super::central_config::Central::load(&s)
             .await?
@@ -53,7 +62,25 @@ async fn service(
         return Ok(q.ok(Some(meta), &Vec::<()>::new()));
     }
     super::near::sort(&s, &q, &mut rows, |r| &r.node.node);
-    Ok(with_cache_headers(q.reply(Some(meta), &rows)?, cache))
+    let reply = mark(q.reply(Some(meta), &rows)?, hidden);
+    Ok(with_cache_headers(reply, cache))
+}
+
+/// Keeps the instances (and, of those, the checks) the token may see; true if something
+/// was hidden.
+fn hide_rows(authz: &Authorizer, rows: &mut Vec<CheckServiceNode>) -> bool {
+    let mut hidden = hide(rows, |r| sees(authz, &r.node.node, &r.service.service));
+    for row in rows.iter_mut() {
+        hidden |= hide(&mut row.checks, |c| check_visible(authz, c));
+    }
+    hidden
+}
+
+/// Whether the token may see a check: its node, and its service if it has one.
+pub(super) fn check_visible(authz: &Authorizer, check: &HealthCheck) -> bool {
+    Need::node(&check.node, Level::Read).allowed(authz)
+        && (check.service_name.is_empty()
+            || Need::service(&check.service_name, Level::Read).allowed(authz))
 }
 
 /// A `?cached` read through the agent cache. `Cache-Control: max-age=N, stale-if-error=N`
@@ -134,9 +161,11 @@ async fn state(State(s): State<AppState>, Path(state): Path<String>, q: ReadQuer
 }
 
 async fn checks(s: &AppState, q: &ReadQuery, query: Query) -> ApiResult {
+    let authz = authorizer(s, q.token.as_deref()).await?;
     let (meta, mut checks) = s.rpc.checks(query, q.options).await?;
+    let hidden = hide(&mut checks, |c| check_visible(&authz, c));
     super::near::sort(s, q, &mut checks, |c| &c.node);
-    q.reply(Some(meta), &checks)
+    Ok(mark(q.reply(Some(meta), &checks)?, hidden))
 }
 
 /// Instances that accept Connect traffic for `service`: sidecar proxies (`Kind`
@@ -187,8 +216,10 @@ fn is_connect_capable(svc: &NodeService, service: &str) -> bool {
 }
 
 async fn connect(State(s): State<AppState>, Path(name): Path<String>, q: ReadQuery) -> ApiResult {
-    let (meta, rows) = connect_instances(&s, &q, &name).await?;
-    q.reply(Some(meta), &rows)
+    let authz = require(&s, q.token.as_deref(), &[Need::service(&name, Level::Read)]).await?;
+    let (meta, mut rows) = connect_instances(&s, &q, &name).await?;
+    let hidden = hide_rows(&authz, &mut rows);
+    Ok(mark(q.reply(Some(meta), &rows)?, hidden))
 }
 
 #[cfg(test)]

@@ -8,6 +8,12 @@
 //!
 //! `/check` and `/authorize` decide with [`concord_api::intention::evaluate`]; `/authorize`
 //! reads the agent's cached intentions ([`crate::intentions_cache`]), never the servers.
+//!
+//! ACLs, as Consul: an intention may be read with `intentions = "read"` on its source or
+//! its destination service (Consul's `Intention.CanRead`; lists are filtered by it), and
+//! written with `intentions = "write"` on its destination (a move, on both); `/match`
+//! needs intention read on each name asked about, `/check` `service:read` on the
+//! destination, `/agent/connect/authorize` `service:write` on the target.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -16,6 +22,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::Router;
+use concord_api::acl::authorizer::{Authorizer, Level};
 use concord_api::config_entry::{
     ConfigEntry, ServiceIntentions, StoredConfigEntry, SERVICE_INTENTIONS,
 };
@@ -27,6 +34,7 @@ use concord_api::rpc::{Query, QueryOptions, WriteRequest};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::authz::{authorizer, hide, mark, require, Need};
 use super::config_entry::{get_entry, write_entry};
 use super::{ApiError, ApiResult, AppState, Common, ReadQuery};
 use crate::intentions_cache::flatten;
@@ -149,9 +157,27 @@ async fn find_by_id(s: &AppState, id: &str) -> Result<Option<Intention>, ApiErro
 }
 
 /// `GET /v1/connect/intentions`: every intention, highest precedence first.
+/// Consul's `Intention.CanRead`: intention read on the source or on the destination.
+fn readable(authz: &Authorizer, ixn: &Intention) -> bool {
+    [&ixn.source_name, &ixn.destination_name]
+        .iter()
+        .any(|name| Need::Intention(name, Level::Read).allowed(authz))
+}
+
+/// A single intention the token may not read: 403 on its destination.
+fn may_read(authz: &Authorizer, ixn: &Intention) -> Result<(), ApiError> {
+    if readable(authz, ixn) {
+        return Ok(());
+    }
+    Ok(Need::Intention(&ixn.destination_name, Level::Read).check(authz)?)
+}
+
 async fn list(State(s): State<AppState>, q: ReadQuery) -> ApiResult {
+    let authz = authorizer(&s, q.token.as_deref()).await?;
     let (meta, entries) = all_entries(&s, q.options).await?;
-    q.reply(Some(meta), &flatten(&entries))
+    let mut all = flatten(&entries);
+    let hidden = hide(&mut all, |i| readable(&authz, i));
+    Ok(mark(q.reply(Some(meta), &all)?, hidden))
 }
 
 /// `POST /v1/connect/intentions` (legacy): creates with a new ID; a second intention for
@@ -162,6 +188,8 @@ async fn create(State(s): State<AppState>, c: Common, body: Bytes) -> ApiResult 
         return Err(ApiError::BadRequest("ID must be empty".to_string()));
     }
     validate_intention(&ixn).map_err(|e| ApiError::BadRequest(e.0))?;
+    let need = Need::Intention(&ixn.destination_name, Level::Write);
+    require(&s, c.token.as_deref(), &[need]).await?;
     ixn.id = uuid::Uuid::new_v4().to_string();
     let now = now_rfc3339();
     let mut source = ixn.to_source();
@@ -182,7 +210,9 @@ async fn create(State(s): State<AppState>, c: Common, body: Bytes) -> ApiResult 
 }
 
 async fn id_get(State(s): State<AppState>, Path(id): Path<String>, c: Common) -> ApiResult {
+    let authz = authorizer(&s, c.token.as_deref()).await?;
     let ixn = find_by_id(&s, &id).await?.ok_or_else(not_found)?;
+    may_read(&authz, &ixn)?;
     Ok(c.ok(None, &ixn))
 }
 
@@ -202,6 +232,11 @@ async fn id_update(
         ));
     }
     validate_intention(&ixn).map_err(|e| ApiError::BadRequest(e.0))?;
+    let needs = [
+        Need::Intention(&old.destination_name, Level::Write),
+        Need::Intention(&ixn.destination_name, Level::Write),
+    ];
+    require(&s, c.token.as_deref(), &needs).await?;
     ixn.id = id;
     let mut source = ixn.to_source();
     source.legacy_create_time = Some(old.created_at.clone());
@@ -225,6 +260,8 @@ async fn id_update(
 
 async fn id_delete(State(s): State<AppState>, Path(id): Path<String>, c: Common) -> ApiResult {
     let old = find_by_id(&s, &id).await?.ok_or_else(not_found)?;
+    let need = Need::Intention(&old.destination_name, Level::Write);
+    require(&s, c.token.as_deref(), &[need]).await?;
     update_entry(&s, &old.destination_name, |entry| {
         entry.sources.retain(|s| s.legacy_id != id);
         Ok(())
@@ -242,12 +279,14 @@ fn pair(c: &Common) -> Result<(String, String), ApiError> {
 
 async fn exact_get(State(s): State<AppState>, q: ReadQuery) -> ApiResult {
     let (source, destination) = pair(&q)?;
+    let authz = authorizer(&s, q.token.as_deref()).await?;
     let (meta, stored) = get_entry(&s, SERVICE_INTENTIONS, &destination, q.options).await?;
     let entry = stored.ok_or_else(not_found)?;
     let found = flatten(std::slice::from_ref(&entry))
         .into_iter()
         .find(|i| i.source_name == source)
         .ok_or_else(not_found)?;
+    may_read(&authz, &found)?;
     Ok(q.ok(Some(meta), &found))
 }
 
@@ -262,6 +301,8 @@ async fn exact_put(State(s): State<AppState>, c: Common, body: Bytes) -> ApiResu
         ..body
     };
     validate_intention(&ixn).map_err(|e| ApiError::BadRequest(e.0))?;
+    let need = Need::Intention(&destination, Level::Write);
+    require(&s, c.token.as_deref(), &[need]).await?;
     let mut source = ixn.to_source();
     // Meta is not persisted through this endpoint (as in Consul).
     source.legacy_meta.clear();
@@ -284,6 +325,8 @@ async fn exact_put(State(s): State<AppState>, c: Common, body: Bytes) -> ApiResu
 
 async fn exact_delete(State(s): State<AppState>, c: Common) -> ApiResult {
     let (source, destination) = pair(&c)?;
+    let need = Need::Intention(&destination, Level::Write);
+    require(&s, c.token.as_deref(), &[need]).await?;
     update_entry(&s, &destination, |entry| {
         entry.sources.retain(|s| s.name != source);
         Ok(())
@@ -307,6 +350,11 @@ async fn matches(State(s): State<AppState>, q: ReadQuery) -> ApiResult {
             "required query parameter 'name' not set".to_string(),
         ));
     }
+    let needs: Vec<Need<'_>> = names
+        .iter()
+        .map(|n| Need::Intention(n, Level::Read))
+        .collect();
+    require(&s, q.token.as_deref(), &needs).await?;
     let (meta, entries) = all_entries(&s, q.options).await?;
     let all = flatten(&entries);
     let mut out: BTreeMap<String, Vec<Intention>> = BTreeMap::new();
@@ -330,6 +378,8 @@ async fn matches(State(s): State<AppState>, q: ReadQuery) -> ApiResult {
 /// intention counts as deny, as in Consul).
 async fn check(State(s): State<AppState>, q: ReadQuery) -> ApiResult {
     let (source, destination) = pair(&q)?;
+    let need = Need::service(&destination, Level::Read);
+    require(&s, q.token.as_deref(), &[need]).await?;
     let (meta, entries) = all_entries(&s, q.options).await?;
     let all: Vec<Intention> = flatten(&entries)
         .into_iter()
@@ -374,6 +424,8 @@ async fn authorize(State(s): State<AppState>, c: Common, body: Bytes) -> ApiResu
             "ClientCertURI must be specified".into(),
         ));
     }
+    let need = Need::service(&req.target, Level::Write);
+    require(&s, c.token.as_deref(), &[need]).await?;
     let client = parse_spiffe_service(&req.client_cert_uri).map_err(ApiError::BadRequest)?;
     tracing::debug!(serial = %req.client_cert_serial, client = %client.service, target = %req.target, "authorize");
     let snapshot = s.intentions.ready(CACHE_WARMUP).await;

@@ -15,10 +15,10 @@ use axum::routing::{get, put};
 use axum::Router;
 use concord_api::acl::authorizer::{Authorizer, Level};
 use concord_api::acl::rules::Resource;
-use concord_api::acl::RESULTS_FILTERED_HEADER;
 use concord_api::kv::{KvEntry, KvOp, TxnOp};
 use concord_api::rpc::{Query, QueryMeta};
 
+use super::authz::mark;
 use super::{set_meta_headers, ApiError, ApiResult, AppState, Common, Params, ReadQuery};
 
 /// Largest value accepted (Consul's `kv_max_value_size` default: 512 KiB).
@@ -56,16 +56,6 @@ fn not_found(meta: &QueryMeta) -> Response {
     response
 }
 
-/// Marks a reply whose list the token's ACLs shortened.
-fn mark_filtered(mut response: Response, filtered: bool) -> Response {
-    if filtered {
-        response
-            .headers_mut()
-            .insert(RESULTS_FILTERED_HEADER, HeaderValue::from_static("true"));
-    }
-    response
-}
-
 async fn get_key(State(s): State<AppState>, Path(key): Path<String>, q: ReadQuery) -> ApiResult {
     let params = &q.params;
     let recurse = params.has("recurse");
@@ -81,9 +71,9 @@ async fn get_key(State(s): State<AppState>, Path(key): Path<String>, q: ReadQuer
         keys.retain(|k| authz.allows(Resource::Key, k, Level::Read));
         let filtered = keys.len() != before;
         if keys.is_empty() && !key.is_empty() {
-            return Ok(mark_filtered(not_found(&meta), filtered));
+            return Ok(mark(not_found(&meta), filtered));
         }
-        return Ok(mark_filtered(q.ok(Some(meta), &keys), filtered));
+        return Ok(mark(q.ok(Some(meta), &keys), filtered));
     }
     if key.is_empty() && !recurse {
         return Err(ApiError::BadRequest("Missing key name".to_string()));
@@ -99,12 +89,12 @@ async fn get_key(State(s): State<AppState>, Path(key): Path<String>, q: ReadQuer
     entries.retain(|e| authz.allows(Resource::Key, &e.key, Level::Read));
     let filtered = entries.len() != before;
     let Some(first) = entries.first() else {
-        return Ok(mark_filtered(not_found(&meta), filtered));
+        return Ok(mark(not_found(&meta), filtered));
     };
     if params.has("raw") {
-        return Ok(mark_filtered(raw_value(first, &meta), filtered));
+        return Ok(mark(raw_value(first, &meta), filtered));
     }
-    Ok(mark_filtered(q.ok(Some(meta), &entries), filtered))
+    Ok(mark(q.ok(Some(meta), &entries), filtered))
 }
 
 /// What a KV operation needs of the token: `key:read` for reads and checks, `key:write`

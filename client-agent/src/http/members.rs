@@ -18,8 +18,11 @@ use concord_net::gossip::{Coordinate, EventFilters, UserEvent};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::authz::{authorizer, hide, mark, require, Need};
 use super::{empty_ok, ApiError, ApiResult, AppState, Common, ReadQuery};
 use crate::membership::{self, KeyringOp, KeyringTimeout, Membership, KEYRING_EVENT};
+use concord_api::acl::authorizer::Level;
+use concord_api::acl::rules::{Global, Resource};
 
 #[cfg(test)]
 mod socket_tests;
@@ -63,6 +66,8 @@ fn multierror(items: &[String]) -> String {
 }
 
 async fn join(State(s): State<AppState>, Path(address): Path<String>, c: Common) -> ApiResult {
+    let node = &s.config.node_name;
+    require(&s, c.token.as_deref(), &[Need::agent(node, Level::Write)]).await?;
     if c.params.get("wan").is_some_and(|v| !v.is_empty()) {
         if !s.config.server {
             return Err(ApiError::Internal(
@@ -81,6 +86,7 @@ async fn join(State(s): State<AppState>, Path(address): Path<String>, c: Common)
 }
 
 async fn force_leave(State(s): State<AppState>, Path(node): Path<String>, c: Common) -> ApiResult {
+    require(&s, c.token.as_deref(), &[Need::operator(Level::Write)]).await?;
     if c.params.has("wan") && !s.config.server {
         return Err(ApiError::Internal(
             "Must be a server to force-leave a node from the WAN cluster".to_string(),
@@ -133,6 +139,8 @@ async fn fire(
         tag: c.params.get("tag").unwrap_or_default().to_string(),
     };
     validate_event(&name, &filters).map_err(ApiError::Internal)?;
+    let need = Need::Named(Resource::Event, &name, Level::Write);
+    require(&s, c.token.as_deref(), &[need]).await?;
     if name == KEYRING_EVENT {
         return Err(ApiError::BadRequest(format!(
             "event name {KEYRING_EVENT} is reserved"
@@ -170,31 +178,38 @@ pub(super) fn validate_event(name: &str, f: &EventFilters) -> Result<(), String>
 /// change", since the index is not monotonic).
 async fn list_events(State(s): State<AppState>, q: ReadQuery) -> ApiResult {
     let m = pool(&s)?;
+    let authz = authorizer(&s, q.token.as_deref()).await?;
+    let readable =
+        |e: &UserEvent| Need::Named(Resource::Event, &e.name, Level::Read).allowed(&authz);
     let name = q.params.get("name").map(str::to_string);
     let mut changed = m.watch_events();
     let wait = q.options.blocking_wait();
     let deadline = wait.map(|w| tokio::time::Instant::now() + w);
     loop {
         changed.borrow_and_update();
-        let events: Vec<UserEvent> = m
+        let mut events: Vec<UserEvent> = m
             .events()
             .into_iter()
             .filter(|e| name.as_deref().is_none_or(|n| e.name == n))
             .collect();
+        // The index covers every event (as Consul's), so a hidden event still wakes a
+        // blocked caller, who then sees the filtered list.
         let index = events
             .last()
             .map_or(1, |e| membership::event_index(e.id).max(1));
+        let hidden = hide(&mut events, readable);
+        let reply = || mark(reply_events(&q, index, &events), hidden);
         let Some(deadline) = deadline else {
-            return Ok(reply_events(&q, index, &events));
+            return Ok(reply());
         };
         if index != q.options.min_index {
-            return Ok(reply_events(&q, index, &events));
+            return Ok(reply());
         }
         if tokio::time::timeout_at(deadline, changed.changed())
             .await
             .is_err()
         {
-            return Ok(reply_events(&q, index, &events));
+            return Ok(reply());
         }
     }
 }
@@ -221,6 +236,17 @@ struct KeyRequest {
 /// `remove` can run back to back. The list counts, per key, the alive members that hold it
 /// and those whose primary it is. Concord has no WAN pool, so there is one `LAN` entry.
 async fn keyring(State(s): State<AppState>, method: Method, c: Common, body: Bytes) -> ApiResult {
+    let level = if method == Method::GET {
+        Level::Read
+    } else {
+        Level::Write
+    };
+    require(
+        &s,
+        c.token.as_deref(),
+        &[Need::Global(Global::Keyring, level)],
+    )
+    .await?;
     if let Some(v) = c.params.get("relay-factor") {
         let n: i64 = v
             .parse()
@@ -409,8 +435,12 @@ async fn coordinate_datacenters(State(s): State<AppState>, c: Common) -> ApiResu
 }
 
 async fn coordinate_nodes(State(s): State<AppState>, q: ReadQuery) -> ApiResult {
-    let entries = coordinate_entries(&s, &q, None);
-    q.reply(Some(local_meta()), &entries)
+    let authz = authorizer(&s, q.token.as_deref()).await?;
+    let mut entries = coordinate_entries(&s, &q, None);
+    let hidden = hide(&mut entries, |e| {
+        Need::node(e["Node"].as_str().unwrap_or_default(), Level::Read).allowed(&authz)
+    });
+    Ok(mark(q.reply(Some(local_meta()), &entries)?, hidden))
 }
 
 async fn coordinate_node(
@@ -418,6 +448,7 @@ async fn coordinate_node(
     Path(node): Path<String>,
     q: ReadQuery,
 ) -> ApiResult {
+    require(&s, q.token.as_deref(), &[Need::node(&node, Level::Read)]).await?;
     let entries = coordinate_entries(&s, &q, Some(&node));
     if entries.is_empty() {
         return Err(ApiError::NotFound(String::new()));
@@ -450,9 +481,15 @@ struct CoordBody {
 /// `PUT /v1/coordinate/update`: checked as Consul checks it, then dropped. Concord's
 /// coordinates come from its own gossip probes and are not stored in Raft, so a
 /// coordinate sent from outside has nowhere to go.
-async fn coordinate_update(_s: State<AppState>, _c: Common, body: Bytes) -> ApiResult {
+async fn coordinate_update(State(s): State<AppState>, c: Common, body: Bytes) -> ApiResult {
     let update: CoordinateUpdate = concord_api::decode::decode_lenient(&body)
         .map_err(|e| ApiError::BadRequest(format!("Request decode failed: {e}")))?;
+    require(
+        &s,
+        c.token.as_deref(),
+        &[Need::node(&update.node, Level::Write)],
+    )
+    .await?;
     let Some(coord) = update.coord else {
         return Err(ApiError::Internal("invalid coordinate".to_string()));
     };

@@ -22,7 +22,11 @@ fn level(text: &str) -> Result<tracing::Level, ApiError> {
     })
 }
 
+/// Needs `agent:read` on this agent (Consul's `AgentMonitor`).
 pub(super) async fn monitor(State(s): State<AppState>, c: Common) -> ApiResult {
+    let node = &s.config.node_name;
+    let need = super::authz::Need::agent(node, concord_api::acl::authorizer::Level::Read);
+    super::authz::require(&s, c.token.as_deref(), &[need]).await?;
     let wanted = level(c.params.get("loglevel").unwrap_or(""))?;
     let json = c.params.has("logjson");
     let subscription = s.config.logs.subscribe(json);

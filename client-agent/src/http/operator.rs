@@ -2,16 +2,20 @@
 //! removing a peer, leadership transfer, and autopilot's settings and health. The servers
 //! answer from Raft itself (`Query::Operator`, `WriteRequest::Operator`); reads go to the
 //! leader unless `?stale`. (`/v1/operator/keyring` lives with the gossip pool, in `members`.)
+//!
+//! ACLs, as Consul: reads need `operator:read`, changes `operator:write`.
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::routing::{delete, get, post};
 use axum::Router;
+use concord_api::acl::authorizer::Level;
 use concord_api::decode::decode_lenient;
 use concord_api::operator::{AutopilotConfig, OperatorQuery, OperatorResult, OperatorWrite};
 use concord_api::rpc::{Query, QueryMeta, QueryOptions, QueryResult, WriteRequest, WriteResult};
 use serde_json::json;
 
+use super::authz::{require, Need};
 use super::{ApiError, ApiResult, AppState, Common, ReadQuery};
 
 pub(super) fn routes() -> Router<AppState> {
@@ -58,6 +62,7 @@ fn unexpected(result: OperatorResult) -> ApiError {
 }
 
 async fn configuration(State(s): State<AppState>, q: ReadQuery) -> ApiResult {
+    require(&s, q.token.as_deref(), &[Need::operator(Level::Read)]).await?;
     match read(&s, OperatorQuery::RaftConfiguration, q.options).await? {
         (meta, OperatorResult::RaftConfiguration(config)) => Ok(q.ok(Some(meta), &config)),
         (_, other) => Err(unexpected(other)),
@@ -65,6 +70,7 @@ async fn configuration(State(s): State<AppState>, q: ReadQuery) -> ApiResult {
 }
 
 async fn remove_peer(State(s): State<AppState>, c: Common) -> ApiResult {
+    require(&s, c.token.as_deref(), &[Need::operator(Level::Write)]).await?;
     let id = c
         .params
         .get("id")
@@ -86,6 +92,7 @@ async fn remove_peer(State(s): State<AppState>, c: Common) -> ApiResult {
 }
 
 async fn transfer_leader(State(s): State<AppState>, c: Common) -> ApiResult {
+    require(&s, c.token.as_deref(), &[Need::operator(Level::Write)]).await?;
     let id = c
         .params
         .get("id")
@@ -99,6 +106,7 @@ async fn transfer_leader(State(s): State<AppState>, c: Common) -> ApiResult {
 }
 
 async fn get_config(State(s): State<AppState>, q: ReadQuery) -> ApiResult {
+    require(&s, q.token.as_deref(), &[Need::operator(Level::Read)]).await?;
     match read(&s, OperatorQuery::AutopilotConfig, q.options).await? {
         (meta, OperatorResult::AutopilotConfig(config)) => Ok(q.ok(Some(meta), &config)),
         (_, other) => Err(unexpected(other)),
@@ -106,6 +114,7 @@ async fn get_config(State(s): State<AppState>, q: ReadQuery) -> ApiResult {
 }
 
 async fn set_config(State(s): State<AppState>, c: Common, body: Bytes) -> ApiResult {
+    require(&s, c.token.as_deref(), &[Need::operator(Level::Write)]).await?;
     let config: AutopilotConfig = decode_lenient(&body)
         .map_err(|e| ApiError::BadRequest(format!("Error parsing autopilot config: {e}")))?;
     let cas = match c.params.get("cas") {
@@ -120,6 +129,7 @@ async fn set_config(State(s): State<AppState>, c: Common, body: Bytes) -> ApiRes
 }
 
 async fn health(State(s): State<AppState>, q: ReadQuery) -> ApiResult {
+    require(&s, q.token.as_deref(), &[Need::operator(Level::Read)]).await?;
     match read(&s, OperatorQuery::AutopilotHealth, q.options).await? {
         // Consul answers 429 when the cluster is unhealthy, so load balancers can probe it.
         (meta, OperatorResult::Health(h)) if h.healthy => Ok(q.ok(Some(meta), &h)),
@@ -131,6 +141,7 @@ async fn health(State(s): State<AppState>, q: ReadQuery) -> ApiResult {
 }
 
 async fn state(State(s): State<AppState>, q: ReadQuery) -> ApiResult {
+    require(&s, q.token.as_deref(), &[Need::operator(Level::Read)]).await?;
     match read(&s, OperatorQuery::AutopilotState, q.options).await? {
         (meta, OperatorResult::State(state)) => Ok(q.ok(Some(meta), &state)),
         (_, other) => Err(unexpected(other)),

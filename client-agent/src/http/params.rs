@@ -180,6 +180,29 @@ pub(super) fn request_token(parts: &Parts, params: &Params) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The request's ACL token alone, for the few endpoints that take no [`Common`].
+#[derive(Debug)]
+pub(super) struct Token(pub(super) Option<String>);
+
+impl Deref for Token {
+    type Target = Option<String>;
+
+    fn deref(&self) -> &Option<String> {
+        &self.0
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Token {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Token(request_token(
+            parts,
+            &Params::parse(parts.uri.query()),
+        )))
+    }
+}
+
 impl Common {
     /// Checks `?dc`, `?ns` and `?filter` against this agent's configuration.
     pub fn new(params: Params, config: &Config) -> Result<Self, ApiError> {

@@ -1,15 +1,20 @@
 //! `/v1/session/*`: sessions, the holders of KV locks.
+//!
+//! ACLs, as Consul: creating, destroying or renewing a session needs `session:write` on
+//! its node; reads are filtered by `session:read` on each session's node.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::routing::{get, put};
 use axum::Router;
+use concord_api::acl::authorizer::Level;
 use concord_api::decode::decode_lenient;
 use concord_api::duration::format_duration;
-use concord_api::rpc::Query;
+use concord_api::rpc::{Query, QueryOptions};
 use concord_api::session::{Session, SessionBehavior, SessionCreate, DEFAULT_LOCK_DELAY};
 use serde_json::json;
 
+use super::authz::{authorizer, hide, mark, require, Need};
 use super::{ApiError, ApiResult, AppState, Common, ReadQuery};
 
 pub(super) fn routes() -> Router<AppState> {
@@ -78,16 +83,37 @@ async fn create(State(s): State<AppState>, c: Common, body: Bytes) -> ApiResult 
         create_index: 0,
         modify_index: 0,
     };
+    require(
+        &s,
+        c.token.as_deref(),
+        &[Need::session(&session.node, Level::Write)],
+    )
+    .await?;
     let id = s.rpc.session_create(session).await?;
     Ok(c.ok(None, &json!({ "ID": id })))
 }
 
+/// A write on session `id` needs `session:write` on its node; an unknown session goes on
+/// to the servers, which answer as Consul does.
+async fn may_write(s: &AppState, c: &Common, id: &str) -> Result<(), ApiError> {
+    let query = Query::SessionInfo { id: id.to_string() };
+    let (_, found) = s.rpc.sessions(query, QueryOptions::default()).await?;
+    let needs: Vec<Need<'_>> = found
+        .iter()
+        .map(|session| Need::session(&session.node, Level::Write))
+        .collect();
+    require(s, c.token.as_deref(), &needs).await?;
+    Ok(())
+}
+
 async fn destroy(State(s): State<AppState>, Path(id): Path<String>, c: Common) -> ApiResult {
+    may_write(&s, &c, &id).await?;
     s.rpc.session_destroy(id).await?;
     Ok(c.ok(None, &true))
 }
 
 async fn renew(State(s): State<AppState>, Path(id): Path<String>, c: Common) -> ApiResult {
+    may_write(&s, &c, &id).await?;
     match s.rpc.session_renew(id.clone()).await? {
         Some(session) => Ok(c.ok(None, &vec![session])),
         None => Err(ApiError::NotFound(format!("Session id '{id}' not found"))),
@@ -95,8 +121,12 @@ async fn renew(State(s): State<AppState>, Path(id): Path<String>, c: Common) -> 
 }
 
 async fn sessions(s: &AppState, q: &ReadQuery, query: Query) -> ApiResult {
-    let (meta, list) = s.rpc.sessions(query, q.options).await?;
-    Ok(q.ok(Some(meta), &list))
+    let authz = authorizer(s, q.token.as_deref()).await?;
+    let (meta, mut list) = s.rpc.sessions(query, q.options).await?;
+    let hidden = hide(&mut list, |x| {
+        Need::session(&x.node, Level::Read).allowed(&authz)
+    });
+    Ok(mark(q.ok(Some(meta), &list), hidden))
 }
 
 async fn info(State(s): State<AppState>, Path(id): Path<String>, q: ReadQuery) -> ApiResult {

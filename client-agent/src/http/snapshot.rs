@@ -1,5 +1,8 @@
 //! `/v1/snapshot`: save (`GET`) and restore (`PUT`) the servers' whole state as an archive
 //! (a gzipped tar; the servers build and check it, the agent only carries the bytes).
+//!
+//! ACLs, as Consul: both need a management token (`acl:write`), since an archive holds
+//! every secret and a restore replaces them.
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -7,7 +10,11 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use concord_api::acl::authorizer::Level;
+use concord_api::acl::rules::Global;
 use concord_api::rpc::QueryOptions;
+
+use super::authz::{require, Need};
 
 use super::{empty_ok, set_meta_headers, ApiResult, AppState, Common, ReadQuery};
 
@@ -28,6 +35,12 @@ pub(super) fn routes() -> Router<AppState> {
 /// `GET /v1/snapshot[?stale]`: the archive, with the snapshot's index in `X-Consul-Index`.
 /// Not a blocking endpoint (as in Consul): `?index` is ignored.
 async fn save(State(s): State<AppState>, q: ReadQuery) -> ApiResult {
+    require(
+        &s,
+        q.token.as_deref(),
+        &[Need::Global(Global::Acl, Level::Write)],
+    )
+    .await?;
     let options = QueryOptions {
         min_index: 0,
         ..q.options
@@ -44,7 +57,13 @@ async fn save(State(s): State<AppState>, q: ReadQuery) -> ApiResult {
 
 /// `PUT /v1/snapshot`: restores the archive in the body. A corrupt or truncated archive is
 /// refused (500 with what is wrong, as Consul) and nothing changes.
-async fn restore(State(s): State<AppState>, _c: Common, body: Bytes) -> ApiResult<Response> {
+async fn restore(State(s): State<AppState>, c: Common, body: Bytes) -> ApiResult<Response> {
+    require(
+        &s,
+        c.token.as_deref(),
+        &[Need::Global(Global::Acl, Level::Write)],
+    )
+    .await?;
     s.rpc.snapshot_restore(body.to_vec()).await?;
     Ok(empty_ok())
 }

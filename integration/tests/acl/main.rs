@@ -1,6 +1,8 @@
 //! ACLs end to end: bootstrap once, policies and tokens through the API and the CLI, KV
 //! enforcement (filtered lists with the header, denied writes that change nothing,
 //! anonymous under `default_policy = "deny"`), and tokens replicating to a follower.
+//! `walk`: every endpoint of docs/api.md with no, a read and a write token; DNS under the
+//! default token; the servers checking the agent's own catalog writes.
 
 // Test helpers may unwrap: a failure is a test failure.
 #![allow(clippy::unwrap_used)]
@@ -10,7 +12,9 @@ use std::time::Duration;
 use concord_integration::{assert_eventually, init_tracing, TestAgent, TestCluster};
 use serde_json::{json, Value};
 
-const NET: u8 = 31;
+mod walk;
+
+const NET: u8 = 40;
 
 /// The `acl.tokens.initial_management` secret of the cluster test.
 const INITIAL_MANAGEMENT: &str = "9a1c2b3d-0000-4000-8000-00000000aaaa";

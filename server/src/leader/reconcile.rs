@@ -120,6 +120,7 @@ mod tests {
             session_ttl_min: crate::SESSION_TTL_MIN,
             rpc_max_conns_per_client: 0,
             rpc_tls: None,
+            acl: None,
         }
     }
 

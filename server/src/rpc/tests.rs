@@ -38,6 +38,7 @@ fn config(bootstrap_expect: usize) -> Config {
         session_ttl_min: crate::SESSION_TTL_MIN,
         rpc_max_conns_per_client: 0,
         rpc_tls: None,
+        acl: None,
     }
 }
 

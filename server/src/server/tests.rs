@@ -40,6 +40,7 @@ fn config(
         session_ttl_min: crate::SESSION_TTL_MIN,
         rpc_max_conns_per_client: 0,
         rpc_tls: None,
+        acl: None,
     }
 }
 
