@@ -203,19 +203,50 @@ async fn services(State(s): State<AppState>, c: Common) -> ApiResult {
     c.reply(None, &map)
 }
 
+/// `GET /v1/agent/service/:id`, with Consul's hash-based blocking: given `?hash=` equal to
+/// the service's current `ContentHash`, the answer waits (up to `?wait`, default and cap
+/// from the agent's query times) until the hash differs, then carries the new one. The
+/// agent's local state wakes the wait on every local change; a change that leaves this
+/// service's view as it was keeps waiting. A service removed meanwhile is a 404.
 async fn service(State(s): State<AppState>, Path(id): Path<String>, c: Common) -> ApiResult {
-    let svc = s.local.service(&id).ok_or_else(|| unknown_service(&id))?;
-    let mut svc = agent_view(&s, svc);
-    let value = serde_json::to_value(&svc)
-        .map_err(|e| ApiError::Internal(format!("encoding service: {e}")))?;
-    let hash = content_hash(&value);
-    svc.content_hash = hash.clone();
-    let mut response = c.ok(None, &svc);
-    if let Ok(v) = axum::http::HeaderValue::from_str(&hash) {
-        response.headers_mut().insert("x-consul-contenthash", v);
+    let wait_hash = c
+        .params
+        .get("hash")
+        .filter(|h| !h.is_empty())
+        .map(str::to_string);
+    let wait = match c.params.get("wait").filter(|w| !w.is_empty()) {
+        None => s.config.default_query_time,
+        Some(w) => concord_api::duration::parse_duration(w)
+            .map_err(|_| ApiError::BadRequest("Invalid wait time".to_string()))?,
     }
-    Ok(response)
+    .min(s.config.max_query_time);
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut changes = s.local.subscribe();
+    loop {
+        changes.borrow_and_update();
+        let svc = s.local.service(&id).ok_or_else(|| unknown_service(&id))?;
+        let mut svc = agent_view(&s, svc);
+        let value = serde_json::to_value(&svc)
+            .map_err(|e| ApiError::Internal(format!("encoding service: {e}")))?;
+        let hash = content_hash(&value);
+        let unchanged = wait_hash.as_deref() == Some(hash.as_str());
+        if unchanged && tokio::time::Instant::now() < deadline {
+            tokio::select! {
+                Ok(()) = changes.changed() => continue,
+                _ = tokio::time::sleep_until(deadline) => continue,
+            }
+        }
+        svc.content_hash = hash.clone();
+        let mut response = c.ok(None, &svc);
+        if let Ok(v) = axum::http::HeaderValue::from_str(&hash) {
+            response.headers_mut().insert("x-consul-contenthash", v);
+        }
+        return Ok(response);
+    }
 }
+
+#[cfg(test)]
+mod tests;
 
 /// A stable digest of a JSON value (FNV-1a over its canonical text), for hash blocking.
 fn content_hash(value: &serde_json::Value) -> String {
