@@ -58,7 +58,9 @@ pub struct Config {
     pub token: Option<String>,
     /// Which proxy this is.
     pub mode: Mode,
-    /// Where `GET /metrics` is served (Prometheus text); none when `None`.
+    /// Where `GET /metrics` is served (Prometheus text); when `None`, the registration's
+    /// `Proxy.Config.envoy_prometheus_bind_addr` if any (then the agent also serves these
+    /// metrics in its `/v1/agent/metrics`).
     pub metrics_addr: Option<SocketAddr>,
     /// On shutdown, how long open connections may take to finish before they are cut.
     pub drain_timeout: Duration,
@@ -137,7 +139,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let (drain_tx, mut drained) = mpsc::channel::<()>(1);
     let conns = Arc::new(ConnRegistry::default());
     let _enforcer = control::spawn(enforce(published.intentions.clone(), conns.clone()));
-    let _metrics = match config.metrics_addr {
+    let _metrics = match config
+        .metrics_addr
+        .or_else(|| registered_metrics_addr(&spec))
+    {
         Some(addr) => {
             let listener = TcpListener::bind(addr)
                 .await
@@ -195,6 +200,19 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         tracing::info!(timeout = ?config.drain_timeout, "drain timeout: closing the remaining connections");
     }
     Ok(())
+}
+
+/// Where the registration asks metrics to be served (`Proxy.Config.envoy_prometheus_bind_addr`,
+/// Consul's key): the agent reads the sidecar's metrics there for `/v1/agent/metrics`.
+fn registered_metrics_addr(spec: &ProxySpec) -> Option<SocketAddr> {
+    let text = spec.config["envoy_prometheus_bind_addr"].as_str()?;
+    match text.parse() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            tracing::warn!(value = %text, "envoy_prometheus_bind_addr is not an address:port; no metrics listener");
+            None
+        }
+    }
 }
 
 /// [`resolve_spec`], waiting out an agent that is not up yet (transport errors, with

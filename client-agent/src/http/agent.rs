@@ -586,11 +586,14 @@ async fn metrics(State(s): State<AppState>, c: Common) -> ApiResult {
     for c in s.local.checks() {
         *sample.checks.entry(c.status.as_str()).or_default() += 1;
     }
+    let sidecars = crate::sidecar_metrics::targets(&s.local.services());
+    let sidecars = s.sidecar_metrics.scrape(sidecars).await;
     if c.params.get("format") == Some("prometheus") {
         let text = s
             .metrics
             .to_prometheus(&sample)
             .map_err(|e| ApiError::Internal(format!("encoding metrics: {e}")))?;
+        let text = crate::sidecar_metrics::merge_prometheus(&text, &sidecars);
         let mut response = text.into_response();
         response.headers_mut().insert(
             axum::http::header::CONTENT_TYPE,
@@ -607,5 +610,9 @@ async fn metrics(State(s): State<AppState>, c: Common) -> ApiResult {
             .map(|d| d.as_secs())
             .unwrap_or(0)
     );
-    Ok(c.ok(None, &s.metrics.to_json(&sample, timestamp)))
+    let mut json = s.metrics.to_json(&sample, timestamp);
+    if let Some(counters) = json["Counters"].as_array_mut() {
+        counters.extend(s.sidecar_metrics.json(&sidecars));
+    }
+    Ok(c.ok(None, &json))
 }
