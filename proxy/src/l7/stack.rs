@@ -13,6 +13,7 @@ use super::authz::Authorize;
 use super::balance::Balance;
 use super::breaker::{ConcurrencyLimit, ConnectionLimit};
 use super::client::{Pool, TcpConnector};
+use super::forwarded::Forwarded;
 use super::metrics::{L7Metrics, Observe};
 use super::outlier::{Detect, Outlier};
 use super::policy::{Limits, UpstreamPolicy};
@@ -123,6 +124,8 @@ pub(crate) fn inbound(
             intentions,
             metrics: metrics.clone(),
         }))
+        // X-Forwarded-For/-Proto/-Client-Cert for the app (allowed requests only).
+        .layer(L::new(Forwarded))
         // local_request_timeout, when configured.
         .layer(L::new(Timeout {
             default: options.local_request_timeout,

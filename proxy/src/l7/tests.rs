@@ -637,7 +637,7 @@ async fn inbound_conn(
     source: &str,
 ) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
     let (client, server) = tokio::io::duplex(64 * 1024);
-    tokio::spawn(inbound.serve_connection(server, source.to_string()));
+    tokio::spawn(inbound.serve_connection(server, source.to_string(), None));
     let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(client))
         .await
         .unwrap();
@@ -752,7 +752,7 @@ async fn trace_headers_pass_through_two_sidecars_over_h1_and_h2() {
             },
         );
         let inbound_addr =
-            listen_with(move |io| inbound.serve_connection(io, "web".to_string())).await;
+            listen_with(move |io| inbound.serve_connection(io, "web".to_string(), None)).await;
         let (_utx, urx) = watch::channel(snapshot(
             "db",
             vec![],
@@ -957,4 +957,139 @@ async fn only_replayable_bodies_are_retried() {
     assert_eq!(headers["x-body-len"], "65537");
     assert_eq!(bad.hits(), 3);
     assert_eq!(h.metric(RETRIES), 1.0);
+}
+
+#[tokio::test]
+async fn inbound_requests_carry_forwarded_headers_for_the_app() {
+    let app = Instance::new("db-app", Behavior::Ok);
+    let app_addr = app.listen().await;
+    let mut registry = Registry::default();
+    let metrics = L7Metrics::new(&mut registry);
+    let (_itx, irx) = watch::channel(intentions("db", vec![]));
+    let inbound = Inbound::new(app_addr, "http", irx, &metrics);
+    let downstream = forwarded::Downstream {
+        addr: "127.0.46.9:40000".parse().unwrap(),
+        client_cert: "By=spiffe://t/ns/default/dc/dc1/svc/db;Hash=ab;URI=spiffe://t/ns/default/dc/dc1/svc/web".into(),
+    };
+    let (client, server) = tokio::io::duplex(64 * 1024);
+    tokio::spawn(inbound.serve_connection(server, "web".to_string(), Some(downstream)));
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(client))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+
+    // A request that already passed a proxy: both lists get this hop appended.
+    let req = Request::builder()
+        .uri("/x")
+        .header("host", "db")
+        .header("x-forwarded-for", "10.0.0.1")
+        .header("x-forwarded-client-cert", "By=a;URI=b")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let (_, headers) = app.last();
+    assert_eq!(headers["x-forwarded-for"], "10.0.0.1,127.0.46.9");
+    assert_eq!(headers["x-forwarded-proto"], "https");
+    assert_eq!(
+        headers["x-forwarded-client-cert"],
+        "By=a;URI=b,By=spiffe://t/ns/default/dc/dc1/svc/db;Hash=ab;URI=spiffe://t/ns/default/dc/dc1/svc/web"
+    );
+
+    // A first hop: set, not appended.
+    send.ready().await.unwrap();
+    let req = Request::builder()
+        .uri("/y")
+        .header("host", "db")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(
+        send.send_request(req).await.unwrap().status(),
+        StatusCode::OK
+    );
+    let (_, headers) = app.last();
+    assert_eq!(headers["x-forwarded-for"], "127.0.46.9");
+    assert!(headers["x-forwarded-client-cert"]
+        .to_str()
+        .unwrap()
+        .starts_with("By=spiffe://t/ns/default/dc/dc1/svc/db;"));
+}
+
+/// An app that accepts a websocket-style upgrade and then echoes bytes.
+async fn upgrade_echo_app() -> SocketAddr {
+    listen_with(|io| async move {
+        let svc =
+            hyper::service::service_fn(|mut req: Request<hyper::body::Incoming>| async move {
+                let accepted = is_upgrade(&req) && req.headers()["upgrade"] == "websocket";
+                if accepted {
+                    let on = hyper::upgrade::on(&mut req);
+                    tokio::spawn(async move {
+                        let mut io = TokioIo::new(on.await.unwrap());
+                        let (mut r, mut w) = tokio::io::split(&mut io);
+                        let _ = tokio::io::copy(&mut r, &mut w).await;
+                    });
+                }
+                let status = if accepted { 101 } else { 400 };
+                let resp = http::Response::builder()
+                    .status(status)
+                    .header("connection", "upgrade")
+                    .header("upgrade", "websocket")
+                    .body(Full::new(Bytes::new()))
+                    .unwrap();
+                Ok::<_, Infallible>(resp)
+            });
+        hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(io), svc)
+            .with_upgrades()
+            .await
+            .map_err(Into::into)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn upgrades_pass_through_two_sidecars() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let app_addr = upgrade_echo_app().await;
+    let mut registry = Registry::default();
+    let metrics = L7Metrics::new(&mut registry);
+    let (_itx, irx) = watch::channel(intentions("db", vec![]));
+    let inbound = Inbound::new(app_addr, "http", irx, &metrics);
+    let inbound_addr =
+        listen_with(move |io| inbound.serve_connection(io, "web".to_string(), None)).await;
+    let (_utx, urx) = watch::channel(snapshot(
+        "db",
+        vec![],
+        vec![(("db", ""), vec![endpoint("db-1", inbound_addr, "db")])],
+    ));
+    let policy = UpstreamPolicy::from_config(&json!({"protocol": "http"})).unwrap();
+    let outbound = Outbound::new("db", policy, urx, Arc::new(TcpConnector), &metrics);
+    let outbound_addr = listen_with(move |io| outbound.serve_connection(io)).await;
+
+    let tcp = tokio::net::TcpStream::connect(outbound_addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn.with_upgrades());
+    let req = Request::builder()
+        .uri("/chat")
+        .header("host", "db")
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
+    assert_eq!(resp.headers()["upgrade"], "websocket");
+    let mut io = TokioIo::new(hyper::upgrade::on(resp).await.unwrap());
+    for msg in [&b"ping"[..], b"second frame"] {
+        io.write_all(msg).await.unwrap();
+        let mut buf = vec![0u8; msg.len()];
+        tokio::time::timeout(Duration::from_secs(5), io.read_exact(&mut buf))
+            .await
+            .expect("the echo comes back through both sidecars")
+            .unwrap();
+        assert_eq!(buf, msg);
+    }
 }
