@@ -29,6 +29,7 @@
 //! - [`outlier`]: consecutive-failure ejection and restore.
 //! - [`authz`]: inbound L7 intentions (403).
 //! - [`forwarded`]: `X-Forwarded-For`, `-Proto` and `-Client-Cert` on inbound requests.
+//! - [`trace`]: a span per request over OTLP/HTTP, joined to the request's W3C trace.
 //! - [`client`]: pooled, keep-alive connections through a [`Connector`] (h1 or h2).
 //! - [`error`]: [`ProxyError`], the failures a layer reports, and their responses.
 
@@ -45,6 +46,7 @@ pub mod retry;
 pub mod route;
 pub mod stack;
 pub mod timeout;
+pub mod trace;
 
 #[cfg(test)]
 mod tests;

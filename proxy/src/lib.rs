@@ -64,6 +64,9 @@ pub struct Config {
     pub metrics_addr: Option<SocketAddr>,
     /// On shutdown, how long open connections may take to finish before they are cut.
     pub drain_timeout: Duration,
+    /// The OTLP/HTTP collector (`http://host:4318`) request spans go to; when `None`, the
+    /// registration's `Proxy.Config.otlp_endpoint` if any; no tracing without either.
+    pub otlp_endpoint: Option<String>,
 }
 
 /// Which proxy to run.
@@ -161,6 +164,21 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         None => None,
     };
 
+    let otlp = config.otlp_endpoint.clone().or_else(|| {
+        spec.config["otlp_endpoint"]
+            .as_str()
+            .filter(|e| !e.is_empty())
+            .map(str::to_string)
+    });
+    let tracer = match otlp {
+        Some(endpoint) => {
+            let tracer = l7::trace::Tracer::start(&endpoint, &spec.service)
+                .map_err(|e| ProxyError::Config(format!("OTLP exporter to {endpoint}: {e}")))?;
+            tracing::info!(%endpoint, "request spans exported over OTLP/HTTP");
+            Some(tracer)
+        }
+        None => None,
+    };
     let mut listeners = Listeners::new(
         client.clone(),
         published.tls.clone(),
@@ -169,7 +187,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         (l4, l7),
         stop,
         drain_tx.clone(),
-    );
+    )
+    .with_tracer(tracer);
     listeners.apply(&spec).await?;
     let (spec_tx, mut spec_rx) = watch::channel(spec.clone());
     let _registration = spec

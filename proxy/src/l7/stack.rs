@@ -20,6 +20,7 @@ use super::policy::{Limits, UpstreamPolicy};
 use super::retry::{Retry, RetryBudget};
 use super::route::Router;
 use super::timeout::Timeout;
+use super::trace::Traced;
 use super::{Bottom, MiddlewareLayer as L, Options, Stack};
 use crate::model::{Connector, Endpoint, IntentionSnapshot, UpstreamSnapshot};
 
@@ -52,6 +53,12 @@ pub(crate) fn outbound(
             direction: "outbound",
             upstream: Some(upstream.to_string()),
             access_log: options.access_log,
+        }))
+        // A span per request (once however many attempts), its context sent onwards.
+        .layer(L::new(Traced {
+            tracer: options.tracer.clone(),
+            direction: "outbound",
+            upstream: Some(upstream.to_string()),
         }))
         // max_concurrent_requests: rejects with 503 before any work is done.
         .layer(L::new(ConcurrencyLimit::new(
@@ -118,6 +125,12 @@ pub(crate) fn inbound(
             direction: "inbound",
             upstream: None,
             access_log: options.access_log,
+        }))
+        // A span per request, child of the caller's, its context sent to the app.
+        .layer(L::new(Traced {
+            tracer: options.tracer.clone(),
+            direction: "inbound",
+            upstream: None,
         }))
         // L7 intentions: 403 unless the latest intentions allow this request.
         .layer(L::new(Authorize {
