@@ -1016,6 +1016,43 @@ async fn inbound_requests_carry_forwarded_headers_for_the_app() {
         .starts_with("By=spiffe://t/ns/default/dc/dc1/svc/db;"));
 }
 
+/// web's outbound sidecar → db's inbound sidecar (`http`, plain TCP, intentions allow all)
+/// → the app at `app_addr`; the address of the outbound listener.
+async fn two_http_sidecars(
+    app_addr: SocketAddr,
+    outbound_options: Options,
+    inbound_options: Options,
+) -> SocketAddr {
+    let mut registry = Registry::default();
+    let metrics = L7Metrics::new(&mut registry);
+    let (itx, irx) = watch::channel(intentions("db", vec![]));
+    let inbound = Inbound::with_options(app_addr, "http", irx, &metrics, inbound_options);
+    let inbound_addr = listen_with(move |io| {
+        let _keep = &itx;
+        inbound.serve_connection(io, "web".to_string(), None)
+    })
+    .await;
+    let (utx, urx) = watch::channel(snapshot(
+        "db",
+        vec![],
+        vec![(("db", ""), vec![endpoint("db-1", inbound_addr, "db")])],
+    ));
+    let policy = UpstreamPolicy::from_config(&json!({"protocol": "http"})).unwrap();
+    let outbound = Outbound::with_options(
+        "db",
+        policy,
+        urx,
+        Arc::new(TcpConnector),
+        &metrics,
+        outbound_options,
+    );
+    listen_with(move |io| {
+        let _keep = &utx;
+        outbound.serve_connection(io)
+    })
+    .await
+}
+
 /// An app that accepts a websocket-style upgrade and then echoes bytes.
 async fn upgrade_echo_app() -> SocketAddr {
     listen_with(|io| async move {
@@ -1053,20 +1090,7 @@ async fn upgrades_pass_through_two_sidecars() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let app_addr = upgrade_echo_app().await;
-    let mut registry = Registry::default();
-    let metrics = L7Metrics::new(&mut registry);
-    let (_itx, irx) = watch::channel(intentions("db", vec![]));
-    let inbound = Inbound::new(app_addr, "http", irx, &metrics);
-    let inbound_addr =
-        listen_with(move |io| inbound.serve_connection(io, "web".to_string(), None)).await;
-    let (_utx, urx) = watch::channel(snapshot(
-        "db",
-        vec![],
-        vec![(("db", ""), vec![endpoint("db-1", inbound_addr, "db")])],
-    ));
-    let policy = UpstreamPolicy::from_config(&json!({"protocol": "http"})).unwrap();
-    let outbound = Outbound::new("db", policy, urx, Arc::new(TcpConnector), &metrics);
-    let outbound_addr = listen_with(move |io| outbound.serve_connection(io)).await;
+    let outbound_addr = two_http_sidecars(app_addr, Options::default(), Options::default()).await;
 
     let tcp = tokio::net::TcpStream::connect(outbound_addr).await.unwrap();
     let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
@@ -1131,31 +1155,11 @@ async fn each_sidecar_exports_a_span_per_request_joined_to_the_callers_trace() {
     let (url, spans) = collector().await;
     let app = Instance::new("db-app", Behavior::Ok);
     let app_addr = app.listen().await;
-    let mut registry = Registry::default();
-    let metrics = L7Metrics::new(&mut registry);
-    let (_itx, irx) = watch::channel(intentions("db", vec![]));
     let traced = |service: &str| Options {
         tracer: Some(trace::Tracer::start(&url, service).unwrap()),
         ..Options::default()
     };
-    let inbound = Inbound::with_options(app_addr, "http", irx, &metrics, traced("db"));
-    let inbound_addr =
-        listen_with(move |io| inbound.serve_connection(io, "web".to_string(), None)).await;
-    let (_utx, urx) = watch::channel(snapshot(
-        "db",
-        vec![],
-        vec![(("db", ""), vec![endpoint("db-1", inbound_addr, "db")])],
-    ));
-    let policy = UpstreamPolicy::from_config(&json!({"protocol": "http"})).unwrap();
-    let outbound = Outbound::with_options(
-        "db",
-        policy,
-        urx,
-        Arc::new(TcpConnector),
-        &metrics,
-        traced("web"),
-    );
-    let outbound_addr = listen_with(move |io| outbound.serve_connection(io)).await;
+    let outbound_addr = two_http_sidecars(app_addr, traced("web"), traced("db")).await;
     let client: Client<HttpConnector, Full<Bytes>> =
         Client::builder(TokioExecutor::new()).build(HttpConnector::new());
     let send = |traceparent: Option<&'static str>| {
