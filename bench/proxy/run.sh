@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Sidecar proxy benchmark (tcp mode): HTTP requests from wrk over keep-alive connections to
+# Sidecar proxy benchmark: HTTP requests from wrk over keep-alive connections to
 #   - direct:  the backend itself;
 #   - concord: web's upstream listener -> mTLS -> db's sidecar -> backend (two
-#              `concord connect proxy` processes and a `concord agent -dev`);
+#              `concord connect proxy` processes and a `concord agent -dev`), tcp mode;
+#   - concord-http: the same through a second pair of sidecars in http mode (the L7 engine:
+#              per-request routing, intentions, metrics; webh -> dbh);
 #   - haproxy: haproxy (tcp, TLS 1.3 client cert) -> haproxy (tcp, TLS 1.3, client cert
 #              required) -> backend.
 # The backend is a third haproxy answering `200 ok` itself (http-request return), so it is
@@ -36,6 +38,12 @@ HA_SERVER=$((PORT_BASE + 5))
 WEB_APP=$((PORT_BASE + 6)) # registered for web, never called
 WEB_METRICS=$((PORT_BASE + 7))
 DB_METRICS=$((PORT_BASE + 8))
+# PORT_BASE + 9: web's sidecar public port (registered, unused).
+DBH_PUBLIC=$((PORT_BASE + 10))
+WEBH_UPSTREAM=$((PORT_BASE + 11))
+WEBH_METRICS=$((PORT_BASE + 12))
+DBH_METRICS=$((PORT_BASE + 13))
+WEBH_PUBLIC=$((PORT_BASE + 14))
 
 missing=()
 for tool in wrk hey haproxy openssl curl python3; do
@@ -225,9 +233,32 @@ PIDS+=($DB_PID)
 WEB_PID=$!
 PIDS+=($WEB_PID)
 
+echo "two more sidecars in http mode (L7)" >&2
+register "{\"Name\":\"dbh\",\"Port\":$BACKEND}"
+register "{\"Name\":\"webh\",\"Port\":$WEB_APP}"
+register "{\"Kind\":\"connect-proxy\",\"ID\":\"dbh-sidecar-proxy\",\"Name\":\"dbh-sidecar-proxy\",
+  \"Port\":$DBH_PUBLIC,\"Address\":\"127.0.0.1\",\"Proxy\":{\"DestinationServiceName\":\"dbh\",
+  \"DestinationServiceID\":\"dbh\",\"LocalServicePort\":$BACKEND,
+  \"Config\":{\"bind_address\":\"127.0.0.1\",\"protocol\":\"http\"}}}"
+register "{\"Kind\":\"connect-proxy\",\"ID\":\"webh-sidecar-proxy\",\"Name\":\"webh-sidecar-proxy\",
+  \"Port\":$WEBH_PUBLIC,\"Address\":\"127.0.0.1\",\"Proxy\":{\"DestinationServiceName\":\"webh\",
+  \"DestinationServiceID\":\"webh\",\"LocalServicePort\":$WEB_APP,
+  \"Config\":{\"bind_address\":\"127.0.0.1\",\"protocol\":\"http\"},
+  \"Upstreams\":[{\"DestinationName\":\"dbh\",\"LocalBindPort\":$WEBH_UPSTREAM,
+  \"Config\":{\"protocol\":\"http\"}}]}}"
+"$CONCORD" connect proxy -sidecar-for dbh -http-addr "127.0.0.1:$AGENT_HTTP" \
+    -metrics-addr "127.0.0.1:$DBH_METRICS" -log-level warn >"$WORK/dbh-proxy.log" 2>&1 &
+DBH_PID=$!
+PIDS+=($DBH_PID)
+"$CONCORD" connect proxy -sidecar-for webh -http-addr "127.0.0.1:$AGENT_HTTP" \
+    -metrics-addr "127.0.0.1:$WEBH_METRICS" -log-level warn >"$WORK/webh-proxy.log" 2>&1 &
+WEBH_PID=$!
+PIDS+=($WEBH_PID)
+
 wait_for curl -sf "http://127.0.0.1:$BACKEND/"
 wait_for curl -sf "http://127.0.0.1:$HA_CLIENT/"
 wait_for curl -sf "http://127.0.0.1:$WEB_UPSTREAM/"
+wait_for curl -sf "http://127.0.0.1:$WEBH_UPSTREAM/"
 
 echo "| path | max req/s | p50 ms | p90 ms | p99 ms | added p50 ms | added p99 ms | CPU s / 10k req (client-side, server-side proxy) | RSS MiB idle → loaded (client-side, server-side) |"
 echo "|---|---|---|---|---|---|---|---|---|"
@@ -256,6 +287,7 @@ print(f"| {name} | {rps} | {p50} | {p90} | {p99} | {f(p50) - f(d50):.3f} | {f(p9
 PY
 }
 row "concord (2 sidecars, tcp, mTLS)" "$WEB_UPSTREAM" "$WEB_PID" "$DB_PID"
+row "concord (2 sidecars, http/L7, mTLS)" "$WEBH_UPSTREAM" "$WEBH_PID" "$DBH_PID"
 row "haproxy (2 proxies, tcp, mTLS)" "$HA_CLIENT" "$HA_CLIENT_PID" "$HA_SERVER_PID"
 
 echo
@@ -264,7 +296,7 @@ echo "|---|---|---|---|---|---|---|"
 for rate in $RATES; do
     read -r drps d50 d99 < <(rate_load "$BACKEND" "$rate")
     echo "| direct | $rate | $drps | $d50 | $d99 | – | – |"
-    for entry in "concord:$WEB_UPSTREAM" "haproxy:$HA_CLIENT"; do
+    for entry in "concord:$WEB_UPSTREAM" "concord-http:$WEBH_UPSTREAM" "haproxy:$HA_CLIENT"; do
         read -r rps p50 p99 < <(rate_load "${entry#*:}" "$rate")
         python3 -c "print(f'| ${entry%%:*} | $rate | $rps | $p50 | $p99 | {$p50 - $d50:.3f} | {$p99 - $d99:.3f} |')"
     done

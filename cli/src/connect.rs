@@ -30,6 +30,8 @@ const PROXY_USAGE: &str = "Usage: concord connect proxy [options]
   -upstream=<name:port>      Standalone: an upstream listener (NAME:PORT or
                              NAME:ADDR:PORT; repeatable).
   -metrics-addr=<addr:port>  Serve Prometheus metrics at http://<addr:port>/metrics.
+  -otlp-endpoint=<url>       Send a span per HTTP request to this OTLP/HTTP collector
+                             (e.g. http://127.0.0.1:4318).
   -drain-timeout=<secs>      On SIGINT/SIGTERM, seconds open connections may take to
                              finish. Default 5.
   -log-level=<level>         trace, debug, info (default), warn or error.";
@@ -42,6 +44,7 @@ const PROXY_FLAGS: &[Flag] = &[
     flag("listen", Kind::Str),
     flag("upstream", Kind::List),
     flag("metrics-addr", Kind::Str),
+    flag("otlp-endpoint", Kind::Str),
     flag("drain-timeout", Kind::Uint),
     flag("log-level", Kind::Str),
 ];
@@ -117,6 +120,7 @@ fn config(p: &Parsed) -> anyhow::Result<Config> {
         mode,
         metrics_addr: addr_flag(p, "metrics-addr")?,
         drain_timeout: drain,
+        otlp_endpoint: p.value("otlp-endpoint").map(str::to_string),
     })
 }
 

@@ -36,6 +36,8 @@ pub struct AgentCore {
     pub checks: Checks,
     /// Counters for `/v1/agent/metrics`.
     pub metrics: Metrics,
+    /// Reads the local sidecars' metrics for `/v1/agent/metrics`.
+    pub sidecar_metrics: crate::sidecar_metrics::Scraper,
     /// API-registered definitions on disk.
     pub persist: Persist,
     /// The agent's copy of the catalog (DNS reads it).
@@ -98,6 +100,7 @@ impl AgentCore {
             ae,
             checks: Checks::new(tx),
             metrics: Metrics::default(),
+            sidecar_metrics: crate::sidecar_metrics::Scraper::default(),
             persist,
             catalog,
             cache: crate::cache::AgentCache::default(),

@@ -33,6 +33,7 @@
 //!   learned from the pool, user events filtered into a ring, cluster-wide keyring changes.
 //! - [`persist`]: API-registered services and checks kept in the data dir across restarts.
 //! - [`metrics`]: `/v1/agent/metrics` in JSON and Prometheus formats.
+//! - [`sidecar_metrics`]: the local sidecars' metrics, scraped into `/v1/agent/metrics`.
 //! - [`logs`]: the process's log lines fanned out to `/v1/agent/monitor` readers.
 
 pub mod acl;
@@ -57,6 +58,7 @@ pub mod persist;
 pub mod rpc_client;
 pub mod serve;
 pub mod sidecar;
+pub mod sidecar_metrics;
 
 pub use config::{Config, HttpLimits};
 pub use serve::{run, AgentError, Listeners};

@@ -12,6 +12,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use concord_api::catalog::{CheckStatus, HealthCheck, NodeService};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// A locally registered service.
@@ -44,16 +45,31 @@ pub struct CheckEntry {
     pub deleted: bool,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Inner {
     services: BTreeMap<String, ServiceEntry>,
     checks: BTreeMap<String, CheckEntry>,
     next_version: u64,
+    /// Carries `next_version`: every local change wakes the hash-blocking readers of
+    /// `/v1/agent/service/:id`, which then compare their reply's hash.
+    changes: watch::Sender<u64>,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Inner {
+            services: BTreeMap::new(),
+            checks: BTreeMap::new(),
+            next_version: 0,
+            changes: watch::Sender::new(0),
+        }
+    }
 }
 
 impl Inner {
     fn bump(&mut self) -> u64 {
         self.next_version += 1;
+        self.changes.send_replace(self.next_version);
         self.next_version
     }
 }
@@ -97,6 +113,12 @@ impl LocalState {
         // A poisoned lock means a panic mid-update; the maps are still structurally valid and
         // anti-entropy will reconcile any half-applied change, so keep serving.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A receiver that changes on every local change (a service or check added, replaced,
+    /// removed, or a check's status), for waiting on local state.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.lock().changes.subscribe()
     }
 
     /// Adds or replaces a service and its checks. With `replace_checks`, the service's other

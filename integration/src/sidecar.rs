@@ -26,15 +26,39 @@ pub fn free_port() -> anyhow::Result<u16> {
 impl TestProxy {
     /// `concord connect proxy ARGS -http-addr <agent> -metrics-addr <free port>`.
     pub fn start(agent: &TestAgent, args: &[&str]) -> anyhow::Result<TestProxy> {
+        let metrics = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let flag = metrics.to_string();
+        let args: Vec<&str> = args
+            .iter()
+            .copied()
+            .chain(["-metrics-addr", &flag])
+            .collect();
+        TestProxy::spawn(agent, &args, metrics)
+    }
+
+    /// `concord connect proxy ARGS -http-addr <agent>`, no `-metrics-addr`: its metrics are
+    /// where its registration says (`envoy_prometheus_bind_addr`), given as `metrics`.
+    pub fn start_registered_metrics(
+        agent: &TestAgent,
+        args: &[&str],
+        metrics: std::net::SocketAddr,
+    ) -> anyhow::Result<TestProxy> {
+        TestProxy::spawn(agent, args, metrics)
+    }
+
+    fn spawn(
+        agent: &TestAgent,
+        args: &[&str],
+        metrics: std::net::SocketAddr,
+    ) -> anyhow::Result<TestProxy> {
         let log_dir = tempfile::tempdir()?;
         let log_path = log_dir.path().join("proxy.log");
         let log = std::fs::File::create(&log_path)?;
-        let metrics = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()?));
         let child = Command::new(concord_bin())
             .args(["connect", "proxy"])
             .args(args)
             .args(["-http-addr", &agent.http.to_string()])
-            .args(["-metrics-addr", &metrics.to_string(), "-log-level", "debug"])
+            .args(["-log-level", "debug"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

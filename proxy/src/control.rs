@@ -11,8 +11,9 @@
 //!   first);
 //! - per upstream `/v1/discovery-chain/<dest>`, and per chain target
 //!   `/v1/health/connect/<target service>?passing[&filter=<subset filter>]`;
-//! - the proxy's own registration (`/v1/agent/service/<id>`), polled: the agent has no
-//!   blocking form for it.
+//! - the proxy's own registration (`/v1/agent/service/<id>`, hash-blocking on its
+//!   `ContentHash`) and, when the registration names no protocol, the service's own
+//!   discovery chain for it (`/v1/discovery-chain/<service>`, as the upstreams follow theirs).
 
 pub mod agent;
 pub mod spec;
@@ -60,8 +61,8 @@ pub enum ControlError {
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
 /// Longest retry delay.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
-/// How often the proxy's own registration is re-read (the agent has no blocking form of
-/// `/v1/agent/service/:id`).
+/// How often the registration is re-read if the agent sends no `X-Consul-ContentHash` to
+/// block on (an agent without hash blocking); Concord's and Consul's agents always send it.
 const SERVICE_POLL: Duration = Duration::from_secs(1);
 
 /// Aborts a task when dropped, so followers and listeners die with whoever owns them.
@@ -117,16 +118,30 @@ pub async fn read_spec(client: &AgentClient, proxy_id: &str) -> Result<ProxySpec
         .get(&path, &[])
         .await?
         .ok_or_else(|| ControlError::Config(format!("Unknown proxy service ID: {proxy_id}")))?;
-    let mut spec = ProxySpec::from_agent_service(&svc)?;
-    if svc["Proxy"]["Config"]["protocol"].is_null() {
-        // No protocol on the registration: the service's own, as its discovery chain
-        // compiles it (service-defaults, then proxy-defaults, then tcp), as Consul does.
-        let path = format!("/v1/discovery-chain/{}", spec.service);
+    let mut chain_protocol = None;
+    if needs_chain_protocol(&svc) {
+        let path = format!(
+            "/v1/discovery-chain/{}",
+            ProxySpec::from_agent_service(&svc)?.service
+        );
         if let Some((_, chain)) = client.get(&path, &[]).await? {
-            if let Some(protocol) = chain["Chain"]["Protocol"].as_str() {
-                spec.protocol = protocol.to_ascii_lowercase();
-            }
+            chain_protocol = chain["Chain"]["Protocol"].as_str().map(str::to_string);
         }
+    }
+    spec_of(&svc, chain_protocol.as_deref())
+}
+
+/// Whether the registration names no protocol, so the service's own (as its discovery
+/// chain compiles it: service-defaults, then proxy-defaults, then tcp) applies, as in Consul.
+fn needs_chain_protocol(svc: &Value) -> bool {
+    svc["Proxy"]["Config"]["protocol"].is_null()
+}
+
+/// The spec of a registration, with the chain's protocol when the registration has none.
+fn spec_of(svc: &Value, chain_protocol: Option<&str>) -> Result<ProxySpec, ControlError> {
+    let mut spec = ProxySpec::from_agent_service(svc)?;
+    if let Some(protocol) = chain_protocol.filter(|_| needs_chain_protocol(svc)) {
+        spec.protocol = protocol.to_ascii_lowercase();
     }
     Ok(spec)
 }
@@ -419,24 +434,66 @@ async fn follow_target(
     .await;
 }
 
-/// Polls the proxy's registration and publishes every change into `tx` (the listeners
-/// follow it). A new destination service would need a new identity: that is logged and not
-/// applied (restart the proxy). A deregistered proxy keeps its last configuration.
+/// Follows the proxy's registration (hash-blocking) and, once it names no protocol, the
+/// service's discovery chain for the protocol; publishes every changed spec into `tx` (the
+/// listeners follow it). A new destination service would need a new identity: that is
+/// logged and not applied (restart the proxy). A deregistered proxy keeps its last
+/// configuration.
 pub async fn watch_registration(
     client: AgentClient,
     proxy_id: String,
     tx: watch::Sender<ProxySpec>,
 ) {
+    let service = tx.borrow().service.clone();
+    let (reg_tx, mut registration) = watch::channel(None::<Value>);
+    let _registration = spawn(follow_registration(
+        client.clone(),
+        proxy_id.clone(),
+        reg_tx,
+    ));
+    // `None` until the chain first answers: the current protocol stands until then.
+    let (proto_tx, mut chain_protocol) = watch::channel(None::<String>);
+    let mut proto_tx = Some(proto_tx);
+    let mut _chain = None;
     loop {
-        tokio::time::sleep(SERVICE_POLL).await;
-        let spec = match read_spec(&client, &proxy_id).await {
+        tokio::select! {
+            Ok(()) = registration.changed() => {}
+            Ok(()) = chain_protocol.changed() => {}
+            else => return,
+        }
+        let Some(svc) = registration.borrow_and_update().clone() else {
+            continue;
+        };
+        if needs_chain_protocol(&svc) {
+            if let Some(proto_tx) = proto_tx.take() {
+                _chain = Some(spawn(follow(
+                    client.clone(),
+                    format!("discovery chain of {service}"),
+                    format!("/v1/discovery-chain/{service}"),
+                    Vec::new(),
+                    move |v| {
+                        let protocol = v["Chain"]["Protocol"].as_str().map(str::to_string);
+                        proto_tx.send_if_modified(|p| {
+                            let changed = *p != protocol;
+                            *p = protocol.clone();
+                            changed
+                        });
+                    },
+                )));
+            }
+        }
+        let current = tx.borrow().clone();
+        let protocol = chain_protocol
+            .borrow_and_update()
+            .clone()
+            .unwrap_or_else(|| current.protocol.clone());
+        let spec = match spec_of(&svc, Some(&protocol)) {
             Ok(spec) => spec,
             Err(e) => {
-                tracing::debug!(%proxy_id, error = %e, "reading the proxy's registration");
+                tracing::warn!(%proxy_id, error = %e, "ignoring an unusable registration; keeping the last one");
                 continue;
             }
         };
-        let current = tx.borrow().clone();
         if spec == current {
             continue;
         }
@@ -449,22 +506,43 @@ pub async fn watch_registration(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_refusals_are_permanent() {
-        let status = |code| ControlError::Status {
-            path: "/x".into(),
-            code,
-            body: String::new(),
-        };
-        assert!(is_permanent(&status(400)));
-        assert!(is_permanent(&status(403)));
-        assert!(!is_permanent(&status(429)));
-        assert!(!is_permanent(&status(500)));
-        assert!(!is_permanent(&ControlError::Transport("refused".into())));
-        assert!(!is_permanent(&ControlError::Decode("no roots yet".into())));
+/// Follows `/v1/agent/service/<proxy_id>` with hash-blocking queries, publishing every new
+/// answer. A 404 (deregistered) or an unreachable agent is retried with backoff.
+async fn follow_registration(
+    client: AgentClient,
+    proxy_id: String,
+    tx: watch::Sender<Option<Value>>,
+) {
+    let path = format!("/v1/agent/service/{proxy_id}");
+    let mut hash = String::new();
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        match client.blocking_hash(&path, &hash).await {
+            Ok(Some((new_hash, svc))) => {
+                backoff = MIN_BACKOFF;
+                if new_hash.is_empty() {
+                    // Nothing to block on: re-read at an interval instead of spinning.
+                    tx.send_replace(Some(svc));
+                    tokio::time::sleep(SERVICE_POLL).await;
+                } else if new_hash != hash {
+                    hash = new_hash;
+                    tx.send_replace(Some(svc));
+                }
+            }
+            Ok(None) => {
+                tracing::warn!(%proxy_id, retry_in = ?backoff, "the proxy is not registered; keeping its last configuration");
+                hash.clear();
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            Err(e) => {
+                tracing::debug!(%proxy_id, error = %e, retry_in = ?backoff, "reading the proxy's registration");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -71,14 +71,21 @@ impl Inbound {
             let this = this.clone();
             let acceptor = acceptor.clone();
             let drain = drain.clone();
+            let tls = tls.clone();
             tokio::spawn(async move {
-                this.connection(acceptor, tcp, peer).await;
+                this.connection(acceptor, tcp, peer, &tls).await;
                 drop(drain);
             });
         }
     }
 
-    async fn connection(&self, acceptor: TlsAcceptor, tcp: TcpStream, peer: SocketAddr) {
+    async fn connection(
+        &self,
+        acceptor: TlsAcceptor,
+        tcp: TcpStream,
+        peer: SocketAddr,
+        material: &TlsMaterial,
+    ) {
         let _ = tcp.set_nodelay(true);
         let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
             Ok(Ok(tls)) => tls,
@@ -107,7 +114,15 @@ impl Inbound {
         if let Some(http) = &self.http {
             let labels = L4Metrics::conn(INBOUND, &source);
             self.metrics.opened.get_or_create(&labels).inc();
-            if let Err(e) = http.serve_connection(tls, source.clone()).await {
+            let downstream = crate::l7::forwarded::Downstream::new(
+                peer,
+                &material.own_uri(),
+                tls.get_ref().1.peer_certificates().unwrap_or_default(),
+            );
+            if let Err(e) = http
+                .serve_connection(tls, source.clone(), Some(downstream))
+                .await
+            {
                 tracing::debug!(%peer, %source, error = %e, "inbound: HTTP connection ended with an error");
             }
             self.metrics.closed.get_or_create(&labels).inc();

@@ -28,6 +28,8 @@
 //! - [`balance`]: endpoint choice (P2C least-request or round robin), failover targets.
 //! - [`outlier`]: consecutive-failure ejection and restore.
 //! - [`authz`]: inbound L7 intentions (403).
+//! - [`forwarded`]: `X-Forwarded-For`, `-Proto` and `-Client-Cert` on inbound requests.
+//! - [`trace`]: a span per request over OTLP/HTTP, joined to the request's W3C trace.
 //! - [`client`]: pooled, keep-alive connections through a [`Connector`] (h1 or h2).
 //! - [`error`]: [`ProxyError`], the failures a layer reports, and their responses.
 
@@ -36,6 +38,7 @@ pub mod balance;
 pub mod breaker;
 pub mod client;
 pub mod error;
+pub mod forwarded;
 pub mod metrics;
 pub mod outlier;
 pub mod policy;
@@ -43,6 +46,7 @@ pub mod retry;
 pub mod route;
 pub mod stack;
 pub mod timeout;
+pub mod trace;
 
 #[cfg(test)]
 mod tests;
@@ -230,31 +234,75 @@ where
 /// A composed stack, type-erased.
 pub type Stack = BoxCloneSyncService<Req, Resp, ProxyError>;
 
+/// What an inbound connection's requests carry as extensions: the peer's service (authz,
+/// metrics) and who it is (the forwarded headers).
+#[derive(Clone)]
+struct ConnInfo {
+    source: SourceService,
+    downstream: Option<forwarded::Downstream>,
+}
+
+/// Whether `req` asks to switch protocols (HTTP/1.1 `Connection: upgrade` + `Upgrade`, a
+/// websocket say).
+pub(crate) fn is_upgrade<B>(req: &http::Request<B>) -> bool {
+    req.version() == http::Version::HTTP_11
+        && req.headers().contains_key(http::header::UPGRADE)
+        && req
+            .headers()
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
 /// Serves one connection through `stack`: HTTP/1.1 or h2, detected from the first bytes.
+/// An HTTP/1.1 upgrade the far end accepts (101) becomes a byte pipe between the two
+/// upgraded connections once both ends have switched.
 fn serve<I: Io>(
     stack: Stack,
     io: I,
-    extension: Option<SourceService>,
+    info: Option<ConnInfo>,
 ) -> impl Future<Output = Result<(), BoxError>> + Send + 'static {
-    let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-        let mut stack = stack.clone();
-        let mut req = req.map(boxed);
-        if let Some(source) = &extension {
-            req.extensions_mut().insert(source.clone());
-        }
-        async move {
-            // The metrics layer (outermost) turns every error into a response; this is the
-            // last resort should a stack be built without it.
-            // Always ready (see `forward`), so no `poll_ready` first.
-            Ok::<_, Infallible>(match stack.call(req).await {
-                Ok(resp) => resp,
-                Err(e) => e.into_response(),
-            })
-        }
-    });
+    let service =
+        hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+            let mut stack = stack.clone();
+            let downstream_upgrade = is_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
+            let mut req = req.map(boxed);
+            if let Some(info) = &info {
+                req.extensions_mut().insert(info.source.clone());
+                if let Some(d) = &info.downstream {
+                    req.extensions_mut().insert(d.clone());
+                }
+            }
+            async move {
+                // The metrics layer (outermost) turns every error into a response; this is the
+                // last resort should a stack be built without it.
+                // Always ready (see `forward`), so no `poll_ready` first.
+                let mut resp = match stack.call(req).await {
+                    Ok(resp) => resp,
+                    Err(e) => e.into_response(),
+                };
+                if let Some(downstream) = downstream_upgrade {
+                    if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+                        let upstream = hyper::upgrade::on(&mut resp);
+                        tokio::spawn(async move {
+                            match futures::future::try_join(downstream, upstream).await {
+                                Ok((d, u)) => {
+                                    let (mut d, mut u) = (TokioIo::new(d), TokioIo::new(u));
+                                    let _ = tokio::io::copy_bidirectional(&mut d, &mut u).await;
+                                }
+                                Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+                            }
+                        });
+                    }
+                }
+                Ok::<_, Infallible>(resp)
+            }
+        });
     async move {
         hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-            .serve_connection(TokioIo::new(io), service)
+            .serve_connection_with_upgrades(TokioIo::new(io), service)
             .await
     }
 }
@@ -349,13 +397,19 @@ impl Inbound {
     }
 
     /// Serves one decrypted connection from the peer proxy of `source_service` (the
-    /// service of its SPIFFE id) until it closes.
+    /// service of its SPIFFE id) until it closes; `downstream` (its address and
+    /// certificate) feeds the forwarded headers.
     pub fn serve_connection<I: Io>(
         &self,
         io: I,
         source_service: String,
+        downstream: Option<forwarded::Downstream>,
     ) -> impl Future<Output = Result<(), BoxError>> + Send + 'static {
-        serve(self.stack.clone(), io, Some(SourceService(source_service)))
+        let info = ConnInfo {
+            source: SourceService(source_service),
+            downstream,
+        };
+        serve(self.stack.clone(), io, Some(info))
     }
 }
 

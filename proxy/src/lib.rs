@@ -58,10 +58,15 @@ pub struct Config {
     pub token: Option<String>,
     /// Which proxy this is.
     pub mode: Mode,
-    /// Where `GET /metrics` is served (Prometheus text); none when `None`.
+    /// Where `GET /metrics` is served (Prometheus text); when `None`, the registration's
+    /// `Proxy.Config.envoy_prometheus_bind_addr` if any (then the agent also serves these
+    /// metrics in its `/v1/agent/metrics`).
     pub metrics_addr: Option<SocketAddr>,
     /// On shutdown, how long open connections may take to finish before they are cut.
     pub drain_timeout: Duration,
+    /// The OTLP/HTTP collector (`http://host:4318`) request spans go to; when `None`, the
+    /// registration's `Proxy.Config.otlp_endpoint` if any; no tracing without either.
+    pub otlp_endpoint: Option<String>,
 }
 
 /// Which proxy to run.
@@ -137,7 +142,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let (drain_tx, mut drained) = mpsc::channel::<()>(1);
     let conns = Arc::new(ConnRegistry::default());
     let _enforcer = control::spawn(enforce(published.intentions.clone(), conns.clone()));
-    let _metrics = match config.metrics_addr {
+    let _metrics = match config
+        .metrics_addr
+        .or_else(|| registered_metrics_addr(&spec))
+    {
         Some(addr) => {
             let listener = TcpListener::bind(addr)
                 .await
@@ -156,6 +164,21 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         None => None,
     };
 
+    let otlp = config.otlp_endpoint.clone().or_else(|| {
+        spec.config["otlp_endpoint"]
+            .as_str()
+            .filter(|e| !e.is_empty())
+            .map(str::to_string)
+    });
+    let tracer = match otlp {
+        Some(endpoint) => {
+            let tracer = l7::trace::Tracer::start(&endpoint, &spec.service)
+                .map_err(|e| ProxyError::Config(format!("OTLP exporter to {endpoint}: {e}")))?;
+            tracing::info!(%endpoint, "request spans exported over OTLP/HTTP");
+            Some(tracer)
+        }
+        None => None,
+    };
     let mut listeners = Listeners::new(
         client.clone(),
         published.tls.clone(),
@@ -164,7 +187,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         (l4, l7),
         stop,
         drain_tx.clone(),
-    );
+    )
+    .with_tracer(tracer);
     listeners.apply(&spec).await?;
     let (spec_tx, mut spec_rx) = watch::channel(spec.clone());
     let _registration = spec
@@ -195,6 +219,19 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         tracing::info!(timeout = ?config.drain_timeout, "drain timeout: closing the remaining connections");
     }
     Ok(())
+}
+
+/// Where the registration asks metrics to be served (`Proxy.Config.envoy_prometheus_bind_addr`,
+/// Consul's key): the agent reads the sidecar's metrics there for `/v1/agent/metrics`.
+fn registered_metrics_addr(spec: &ProxySpec) -> Option<SocketAddr> {
+    let text = spec.config["envoy_prometheus_bind_addr"].as_str()?;
+    match text.parse() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            tracing::warn!(value = %text, "envoy_prometheus_bind_addr is not an address:port; no metrics listener");
+            None
+        }
+    }
 }
 
 /// [`resolve_spec`], waiting out an agent that is not up yet (transport errors, with

@@ -55,6 +55,8 @@ pub struct Listeners {
     inbound: Option<(InboundKey, TaskGuard)>,
     /// By local bind address (one listener per address).
     upstreams: HashMap<SocketAddr, RunningUpstream>,
+    /// Where request spans go, when tracing is on.
+    tracer: Option<l7::trace::Tracer>,
 }
 
 async fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener, ProxyError> {
@@ -90,7 +92,14 @@ impl Listeners {
             drain,
             inbound: None,
             upstreams: HashMap::new(),
+            tracer: None,
         }
+    }
+
+    /// Sends a span per L7 request to `tracer` (listeners started from now on).
+    pub fn with_tracer(mut self, tracer: Option<l7::trace::Tracer>) -> Listeners {
+        self.tracer = tracer;
+        self
     }
 
     /// Makes the listeners match `spec`. Stops before it binds, so a listener moving to a
@@ -159,8 +168,9 @@ impl Listeners {
         tracing::info!(addr = %listener.local_addr().unwrap_or(key.listen), app = %key.local_app, protocol = %key.protocol, "public listener ready");
         // HTTP-aware services get the L7 engine: intentions judged per request.
         let http = if is_l7_protocol(&key.protocol) {
-            let options = Options::from_proxy_config(&key.config)
+            let mut options = Options::from_proxy_config(&key.config)
                 .map_err(|e| ProxyError::Config(format!("Proxy.Config: {e}")))?;
+            options.tracer = self.tracer.clone();
             Some(l7::Inbound::with_options(
                 key.local_app,
                 &key.protocol,
@@ -206,6 +216,7 @@ impl Listeners {
                 policy,
                 metrics: self.l7.clone(),
                 engines: Default::default(),
+                tracer: self.tracer.clone(),
             },
         );
         let listener_task =

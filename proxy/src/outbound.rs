@@ -35,6 +35,8 @@ pub struct Http {
     /// The engine for the protocol last seen, rebuilt only when the protocol changes (a
     /// `service-defaults` edit), so its connection pool and ejection state persist.
     pub engines: Mutex<Option<(String, l7::Outbound)>>,
+    /// Where request spans go, when tracing is on.
+    pub tracer: Option<l7::trace::Tracer>,
 }
 
 /// One upstream's listener state.
@@ -98,12 +100,16 @@ impl Outbound {
         }
         let mut policy = self.http.policy.clone();
         policy.protocol = protocol.to_string();
-        let engine = l7::Outbound::new(
+        let engine = l7::Outbound::with_options(
             &self.name,
             policy,
             self.snapshot.clone(),
             self.connector.clone(),
             &self.http.metrics,
+            l7::Options {
+                tracer: self.http.tracer.clone(),
+                ..l7::Options::default()
+            },
         );
         *engines = Some((protocol.to_string(), engine.clone()));
         engine

@@ -67,6 +67,8 @@ struct State {
     trust_domain: String,
     /// The datacenter of our own identity (from the leaf's SPIFFE id).
     datacenter: String,
+    /// Our own SPIFFE id (the leaf's URI SAN).
+    own_uri: String,
 }
 
 impl fmt::Debug for TlsMaterial {
@@ -137,6 +139,7 @@ impl TlsMaterial {
         let mut state = self.write();
         state.leaf = Some(Arc::new(CertifiedKey::new(chain, signer)));
         state.datacenter = id.datacenter;
+        state.own_uri = leaf.service_uri.clone();
         Ok(())
     }
 
@@ -144,6 +147,11 @@ impl TlsMaterial {
     pub fn is_ready(&self) -> bool {
         let s = self.read();
         s.roots.is_some() && s.leaf.is_some()
+    }
+
+    /// Our own SPIFFE id (empty before the first leaf).
+    pub fn own_uri(&self) -> String {
+        self.read().own_uri.clone()
     }
 
     /// The SPIFFE id a server of `service` must present: our trust domain and datacenter.

@@ -257,19 +257,50 @@ async fn services(State(s): State<AppState>, c: Common) -> ApiResult {
     Ok(mark(c.reply(None, &map)?, hidden))
 }
 
+/// `GET /v1/agent/service/:id`, with Consul's hash-based blocking: given `?hash=` equal to
+/// the service's current `ContentHash`, the answer waits (up to `?wait`, default and cap
+/// from the agent's query times) until the hash differs, then carries the new one. The
+/// agent's local state wakes the wait on every local change; a change that leaves this
+/// service's view as it was keeps waiting. A service removed meanwhile is a 404.
 async fn service(State(s): State<AppState>, Path(id): Path<String>, c: Common) -> ApiResult {
-    let svc = service_with(&s, c.token.as_deref(), &id, Level::Read).await?;
-    let mut svc = agent_view(&s, svc);
-    let value = serde_json::to_value(&svc)
-        .map_err(|e| ApiError::Internal(format!("encoding service: {e}")))?;
-    let hash = content_hash(&value);
-    svc.content_hash = hash.clone();
-    let mut response = c.ok(None, &svc);
-    if let Ok(v) = axum::http::HeaderValue::from_str(&hash) {
-        response.headers_mut().insert("x-consul-contenthash", v);
+    let wait_hash = c
+        .params
+        .get("hash")
+        .filter(|h| !h.is_empty())
+        .map(str::to_string);
+    let wait = match c.params.get("wait").filter(|w| !w.is_empty()) {
+        None => s.config.default_query_time,
+        Some(w) => concord_api::duration::parse_duration(w)
+            .map_err(|_| ApiError::BadRequest("Invalid wait time".to_string()))?,
     }
-    Ok(response)
+    .min(s.config.max_query_time);
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut changes = s.local.subscribe();
+    loop {
+        changes.borrow_and_update();
+        let svc = service_with(&s, c.token.as_deref(), &id, Level::Read).await?;
+        let mut svc = agent_view(&s, svc);
+        let value = serde_json::to_value(&svc)
+            .map_err(|e| ApiError::Internal(format!("encoding service: {e}")))?;
+        let hash = content_hash(&value);
+        let unchanged = wait_hash.as_deref() == Some(hash.as_str());
+        if unchanged && tokio::time::Instant::now() < deadline {
+            tokio::select! {
+                Ok(()) = changes.changed() => continue,
+                _ = tokio::time::sleep_until(deadline) => continue,
+            }
+        }
+        svc.content_hash = hash.clone();
+        let mut response = c.ok(None, &svc);
+        if let Ok(v) = axum::http::HeaderValue::from_str(&hash) {
+            response.headers_mut().insert("x-consul-contenthash", v);
+        }
+        return Ok(response);
+    }
 }
+
+#[cfg(test)]
+mod tests;
 
 /// A stable digest of a JSON value (FNV-1a over its canonical text), for hash blocking.
 fn content_hash(value: &serde_json::Value) -> String {
@@ -635,11 +666,14 @@ async fn metrics(State(s): State<AppState>, c: Common) -> ApiResult {
     for c in s.local.checks() {
         *sample.checks.entry(c.status.as_str()).or_default() += 1;
     }
+    let sidecars = crate::sidecar_metrics::targets(&s.local.services());
+    let sidecars = s.sidecar_metrics.scrape(sidecars).await;
     if c.params.get("format") == Some("prometheus") {
         let text = s
             .metrics
             .to_prometheus(&sample)
             .map_err(|e| ApiError::Internal(format!("encoding metrics: {e}")))?;
+        let text = crate::sidecar_metrics::merge_prometheus(&text, &sidecars);
         let mut response = text.into_response();
         response.headers_mut().insert(
             axum::http::header::CONTENT_TYPE,
@@ -656,5 +690,9 @@ async fn metrics(State(s): State<AppState>, c: Common) -> ApiResult {
             .map(|d| d.as_secs())
             .unwrap_or(0)
     );
-    Ok(c.ok(None, &s.metrics.to_json(&sample, timestamp)))
+    let mut json = s.metrics.to_json(&sample, timestamp);
+    if let Some(counters) = json["Counters"].as_array_mut() {
+        counters.extend(s.sidecar_metrics.json(&sidecars));
+    }
+    Ok(c.ok(None, &json))
 }

@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::rpc_client::fake::FakeServers;
 use crate::rpc_client::{ServerClient, ServerRpc};
 
-fn app() -> (Router, Arc<AgentCore>) {
+pub(super) fn app() -> (Router, Arc<AgentCore>) {
     // Port 1 on loopback refuses connections at once.
     let servers = vec!["127.0.0.1:1".parse().unwrap()];
     let rpc = ServerClient::new(servers).unwrap();
@@ -33,12 +33,17 @@ fn app_over(rpc: Arc<dyn ServerRpc>) -> (Router, Arc<AgentCore>) {
     (super::router(core.clone()), core)
 }
 
-async fn call(app: &Router, method: Method, uri: &str, body: &str) -> (StatusCode, String) {
+pub(super) async fn call(
+    app: &Router,
+    method: Method,
+    uri: &str,
+    body: &str,
+) -> (StatusCode, String) {
     let (status, _, body) = call_with_headers(app, method, uri, body).await;
     (status, body)
 }
 
-async fn call_with_headers(
+pub(super) async fn call_with_headers(
     app: &Router,
     method: Method,
     uri: &str,

@@ -9,7 +9,11 @@ use concord_integration::{init_tracing, TestAgent};
 use super::*;
 
 /// `GET http://addr<path>`: status and body (`None` when the connection fails).
-async fn get(client: &reqwest::Client, addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+pub(super) async fn get(
+    client: &reqwest::Client,
+    addr: SocketAddr,
+    path: &str,
+) -> Option<(u16, String)> {
     let response = client
         .get(format!("http://{addr}{path}"))
         .send()
@@ -20,7 +24,7 @@ async fn get(client: &reqwest::Client, addr: SocketAddr, path: &str) -> Option<(
 }
 
 /// Writes a config entry through the HTTP API.
-async fn config_entry(agent: &TestAgent, entry: Value) {
+pub(super) async fn config_entry(agent: &TestAgent, entry: Value) {
     let (code, body) = agent.put("/v1/config", entry.to_string()).await.unwrap();
     assert_eq!(code, 200, "{entry}: {body}");
 }
@@ -28,6 +32,21 @@ async fn config_entry(agent: &TestAgent, entry: Value) {
 /// Registers `service` (an HTTP app on `app_port`) and its sidecar with `upstreams`; the
 /// sidecar's protocol comes from the service's `service-defaults`.
 async fn register_http(agent: &TestAgent, service: &str, app_port: u16, upstreams: Value) {
+    register_http_config(agent, service, app_port, upstreams, json!({})).await;
+}
+
+/// [`register_http`] with more keys in the sidecar's `Proxy.Config`.
+pub(super) async fn register_http_config(
+    agent: &TestAgent,
+    service: &str,
+    app_port: u16,
+    upstreams: Value,
+    config: Value,
+) {
+    let mut proxy_config = json!({"bind_address": "127.0.0.1"});
+    if let (Some(all), Some(more)) = (proxy_config.as_object_mut(), config.as_object()) {
+        all.extend(more.clone());
+    }
     let (code, body) = agent
         .put(
             "/v1/agent/service/register",
@@ -43,7 +62,7 @@ async fn register_http(agent: &TestAgent, service: &str, app_port: u16, upstream
         "Proxy": {
             "DestinationServiceName": service, "DestinationServiceID": service,
             "LocalServiceAddress": "127.0.0.1", "LocalServicePort": app_port,
-            "Config": {"bind_address": "127.0.0.1"},
+            "Config": proxy_config,
             "Upstreams": upstreams,
         },
     });

@@ -11,6 +11,7 @@ mod cli;
 mod flow;
 mod http;
 mod identity;
+mod metrics;
 mod reconfigure;
 mod refused;
 

@@ -63,12 +63,50 @@ impl AgentClient {
             .await
     }
 
+    /// A hash-blocking `GET` (`/v1/agent/service/:id`): answers when the result's
+    /// `X-Consul-ContentHash` differs from `hash` or the wait ends; `Ok(None)` on 404, else
+    /// the new hash and JSON.
+    pub async fn blocking_hash(
+        &self,
+        path: &str,
+        hash: &str,
+    ) -> Result<Option<(String, Value)>, ControlError> {
+        let mut query = Vec::new();
+        if !hash.is_empty() {
+            query.push(("hash", hash.to_string()));
+            query.push(("wait", format!("{}s", BLOCKING_WAIT.as_secs())));
+        }
+        let answer = self
+            .request(path, &query, BLOCKING_WAIT + BLOCKING_SLACK)
+            .await?;
+        Ok(answer.map(|(headers, value)| {
+            let hash = header(&headers, "x-consul-contenthash").unwrap_or_default();
+            (hash.to_string(), value)
+        }))
+    }
+
     async fn send(
         &self,
         path: &str,
         query: &[(&str, String)],
         timeout: Duration,
     ) -> Result<Option<(u64, Value)>, ControlError> {
+        let answer = self.request(path, query, timeout).await?;
+        Ok(answer.map(|(headers, value)| {
+            let index = header(&headers, "x-consul-index")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            (index, value)
+        }))
+    }
+
+    /// `GET path?query`: `Ok(None)` on 404, else the headers and JSON body.
+    async fn request(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        timeout: Duration,
+    ) -> Result<Option<(reqwest::header::HeaderMap, Value)>, ControlError> {
         let url = format!("{}{path}", self.base);
         let mut request = self.http.get(&url).query(query).timeout(timeout);
         if let Some(token) = &self.token {
@@ -79,12 +117,7 @@ impl AgentClient {
             .await
             .map_err(|e| ControlError::Transport(format!("GET {url}: {}", chain(&e))))?;
         let status = response.status();
-        let index = response
-            .headers()
-            .get("x-consul-index")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+        let headers = response.headers().clone();
         let body = response
             .bytes()
             .await
@@ -101,8 +134,12 @@ impl AgentClient {
         }
         let value = serde_json::from_slice(&body)
             .map_err(|e| ControlError::Decode(format!("GET {path}: {e}")))?;
-        Ok(Some((index, value)))
+        Ok(Some((headers, value)))
     }
+}
+
+fn header<'a>(headers: &'a reqwest::header::HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 /// An error with its causes, `a: b: c`.

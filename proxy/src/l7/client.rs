@@ -225,7 +225,14 @@ impl Pool {
                 req.headers_mut().insert(header::HOST, host);
             }
         }
+        // An upgrade (a websocket) keeps the two headers that ask for it, on both hops.
+        let upgrade = super::is_upgrade(&req).then(|| req.headers().get(header::UPGRADE).cloned());
         strip_hop_by_hop(req.headers_mut());
+        if let Some(Some(protocol)) = upgrade.clone() {
+            req.headers_mut().insert(header::UPGRADE, protocol);
+            req.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        }
         let pq = req
             .uri()
             .path_and_query()
@@ -247,7 +254,11 @@ impl Pool {
             match client.request(req).await {
                 Ok(resp) => {
                     let mut resp = resp.map(boxed);
-                    strip_hop_by_hop(resp.headers_mut());
+                    let switched =
+                        upgrade.is_some() && resp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
+                    if !switched {
+                        strip_hop_by_hop(resp.headers_mut());
+                    }
                     Ok(resp)
                 }
                 Err(e) => Err(classify(&e)),

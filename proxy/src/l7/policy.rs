@@ -256,6 +256,9 @@ pub struct Options {
     /// Inbound only: time the local app has to answer (Consul's `local_request_timeout_ms`;
     /// 0 or absent: no limit).
     pub local_request_timeout: Option<Duration>,
+    /// Where request spans go (set by the proxy from `-otlp-endpoint` or the `otlp_endpoint`
+    /// key, not read here: one exporter serves every listener).
+    pub tracer: Option<super::trace::Tracer>,
 }
 
 impl Options {
@@ -273,6 +276,7 @@ impl Options {
                 .uint("local_request_timeout_ms")?
                 .filter(|ms| *ms > 0)
                 .map(Duration::from_millis),
+            tracer: None,
         })
     }
 }
@@ -635,6 +639,7 @@ mod tests {
                 Ok(Options {
                     access_log: true,
                     local_request_timeout: Some(Duration::from_millis(1500)),
+                    tracer: None,
                 }),
             ),
             (

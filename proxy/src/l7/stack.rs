@@ -13,12 +13,14 @@ use super::authz::Authorize;
 use super::balance::Balance;
 use super::breaker::{ConcurrencyLimit, ConnectionLimit};
 use super::client::{Pool, TcpConnector};
+use super::forwarded::Forwarded;
 use super::metrics::{L7Metrics, Observe};
 use super::outlier::{Detect, Outlier};
 use super::policy::{Limits, UpstreamPolicy};
 use super::retry::{Retry, RetryBudget};
 use super::route::Router;
 use super::timeout::Timeout;
+use super::trace::Traced;
 use super::{Bottom, MiddlewareLayer as L, Options, Stack};
 use crate::model::{Connector, Endpoint, IntentionSnapshot, UpstreamSnapshot};
 
@@ -51,6 +53,12 @@ pub(crate) fn outbound(
             direction: "outbound",
             upstream: Some(upstream.to_string()),
             access_log: options.access_log,
+        }))
+        // A span per request (once however many attempts), its context sent onwards.
+        .layer(L::new(Traced {
+            tracer: options.tracer.clone(),
+            direction: "outbound",
+            upstream: Some(upstream.to_string()),
         }))
         // max_concurrent_requests: rejects with 503 before any work is done.
         .layer(L::new(ConcurrencyLimit::new(
@@ -118,11 +126,19 @@ pub(crate) fn inbound(
             upstream: None,
             access_log: options.access_log,
         }))
+        // A span per request, child of the caller's, its context sent to the app.
+        .layer(L::new(Traced {
+            tracer: options.tracer.clone(),
+            direction: "inbound",
+            upstream: None,
+        }))
         // L7 intentions: 403 unless the latest intentions allow this request.
         .layer(L::new(Authorize {
             intentions,
             metrics: metrics.clone(),
         }))
+        // X-Forwarded-For/-Proto/-Client-Cert for the app (allowed requests only).
+        .layer(L::new(Forwarded))
         // local_request_timeout, when configured.
         .layer(L::new(Timeout {
             default: options.local_request_timeout,

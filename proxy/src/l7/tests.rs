@@ -637,7 +637,7 @@ async fn inbound_conn(
     source: &str,
 ) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
     let (client, server) = tokio::io::duplex(64 * 1024);
-    tokio::spawn(inbound.serve_connection(server, source.to_string()));
+    tokio::spawn(inbound.serve_connection(server, source.to_string(), None));
     let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(client))
         .await
         .unwrap();
@@ -749,10 +749,11 @@ async fn trace_headers_pass_through_two_sidecars_over_h1_and_h2() {
             Options {
                 access_log: true,
                 local_request_timeout: Some(Duration::from_secs(5)),
+                tracer: None,
             },
         );
         let inbound_addr =
-            listen_with(move |io| inbound.serve_connection(io, "web".to_string())).await;
+            listen_with(move |io| inbound.serve_connection(io, "web".to_string(), None)).await;
         let (_utx, urx) = watch::channel(snapshot(
             "db",
             vec![],
@@ -957,4 +958,297 @@ async fn only_replayable_bodies_are_retried() {
     assert_eq!(headers["x-body-len"], "65537");
     assert_eq!(bad.hits(), 3);
     assert_eq!(h.metric(RETRIES), 1.0);
+}
+
+#[tokio::test]
+async fn inbound_requests_carry_forwarded_headers_for_the_app() {
+    let app = Instance::new("db-app", Behavior::Ok);
+    let app_addr = app.listen().await;
+    let mut registry = Registry::default();
+    let metrics = L7Metrics::new(&mut registry);
+    let (_itx, irx) = watch::channel(intentions("db", vec![]));
+    let inbound = Inbound::new(app_addr, "http", irx, &metrics);
+    let downstream = forwarded::Downstream {
+        addr: "127.0.46.9:40000".parse().unwrap(),
+        client_cert: "By=spiffe://t/ns/default/dc/dc1/svc/db;Hash=ab;URI=spiffe://t/ns/default/dc/dc1/svc/web".into(),
+    };
+    let (client, server) = tokio::io::duplex(64 * 1024);
+    tokio::spawn(inbound.serve_connection(server, "web".to_string(), Some(downstream)));
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(client))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+
+    // A request that already passed a proxy: both lists get this hop appended.
+    let req = Request::builder()
+        .uri("/x")
+        .header("host", "db")
+        .header("x-forwarded-for", "10.0.0.1")
+        .header("x-forwarded-client-cert", "By=a;URI=b")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let (_, headers) = app.last();
+    assert_eq!(headers["x-forwarded-for"], "10.0.0.1,127.0.46.9");
+    assert_eq!(headers["x-forwarded-proto"], "https");
+    assert_eq!(
+        headers["x-forwarded-client-cert"],
+        "By=a;URI=b,By=spiffe://t/ns/default/dc/dc1/svc/db;Hash=ab;URI=spiffe://t/ns/default/dc/dc1/svc/web"
+    );
+
+    // A first hop: set, not appended.
+    send.ready().await.unwrap();
+    let req = Request::builder()
+        .uri("/y")
+        .header("host", "db")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(
+        send.send_request(req).await.unwrap().status(),
+        StatusCode::OK
+    );
+    let (_, headers) = app.last();
+    assert_eq!(headers["x-forwarded-for"], "127.0.46.9");
+    assert!(headers["x-forwarded-client-cert"]
+        .to_str()
+        .unwrap()
+        .starts_with("By=spiffe://t/ns/default/dc/dc1/svc/db;"));
+}
+
+/// web's outbound sidecar → db's inbound sidecar (`http`, plain TCP, intentions allow all)
+/// → the app at `app_addr`; the address of the outbound listener.
+async fn two_http_sidecars(
+    app_addr: SocketAddr,
+    outbound_options: Options,
+    inbound_options: Options,
+) -> SocketAddr {
+    let mut registry = Registry::default();
+    let metrics = L7Metrics::new(&mut registry);
+    let (itx, irx) = watch::channel(intentions("db", vec![]));
+    let inbound = Inbound::with_options(app_addr, "http", irx, &metrics, inbound_options);
+    let inbound_addr = listen_with(move |io| {
+        let _keep = &itx;
+        inbound.serve_connection(io, "web".to_string(), None)
+    })
+    .await;
+    let (utx, urx) = watch::channel(snapshot(
+        "db",
+        vec![],
+        vec![(("db", ""), vec![endpoint("db-1", inbound_addr, "db")])],
+    ));
+    let policy = UpstreamPolicy::from_config(&json!({"protocol": "http"})).unwrap();
+    let outbound = Outbound::with_options(
+        "db",
+        policy,
+        urx,
+        Arc::new(TcpConnector),
+        &metrics,
+        outbound_options,
+    );
+    listen_with(move |io| {
+        let _keep = &utx;
+        outbound.serve_connection(io)
+    })
+    .await
+}
+
+/// An app that accepts a websocket-style upgrade and then echoes bytes.
+async fn upgrade_echo_app() -> SocketAddr {
+    listen_with(|io| async move {
+        let svc =
+            hyper::service::service_fn(|mut req: Request<hyper::body::Incoming>| async move {
+                let accepted = is_upgrade(&req) && req.headers()["upgrade"] == "websocket";
+                if accepted {
+                    let on = hyper::upgrade::on(&mut req);
+                    tokio::spawn(async move {
+                        let mut io = TokioIo::new(on.await.unwrap());
+                        let (mut r, mut w) = tokio::io::split(&mut io);
+                        let _ = tokio::io::copy(&mut r, &mut w).await;
+                    });
+                }
+                let status = if accepted { 101 } else { 400 };
+                let resp = http::Response::builder()
+                    .status(status)
+                    .header("connection", "upgrade")
+                    .header("upgrade", "websocket")
+                    .body(Full::new(Bytes::new()))
+                    .unwrap();
+                Ok::<_, Infallible>(resp)
+            });
+        hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(io), svc)
+            .with_upgrades()
+            .await
+            .map_err(Into::into)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn upgrades_pass_through_two_sidecars() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let app_addr = upgrade_echo_app().await;
+    let outbound_addr = two_http_sidecars(app_addr, Options::default(), Options::default()).await;
+
+    let tcp = tokio::net::TcpStream::connect(outbound_addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn.with_upgrades());
+    let req = Request::builder()
+        .uri("/chat")
+        .header("host", "db")
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
+    assert_eq!(resp.headers()["upgrade"], "websocket");
+    let mut io = TokioIo::new(hyper::upgrade::on(resp).await.unwrap());
+    for msg in [&b"ping"[..], b"second frame"] {
+        io.write_all(msg).await.unwrap();
+        let mut buf = vec![0u8; msg.len()];
+        tokio::time::timeout(Duration::from_secs(5), io.read_exact(&mut buf))
+            .await
+            .expect("the echo comes back through both sidecars")
+            .unwrap();
+        assert_eq!(buf, msg);
+    }
+}
+
+/// A fake OTLP/HTTP collector: every span of every `POST /v1/traces`, with its resource's
+/// `service.name`.
+async fn collector() -> (String, Arc<Mutex<Vec<(String, Value)>>>) {
+    let spans: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
+    let store = spans.clone();
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+            let store = store.clone();
+            async move {
+                for rs in body["resourceSpans"].as_array().into_iter().flatten() {
+                    let service = rs["resource"]["attributes"][0]["value"]["stringValue"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string();
+                    for ss in rs["scopeSpans"].as_array().into_iter().flatten() {
+                        for span in ss["spans"].as_array().into_iter().flatten() {
+                            store.lock().unwrap().push((service.clone(), span.clone()));
+                        }
+                    }
+                }
+                "{}"
+            }
+        }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, spans)
+}
+
+#[tokio::test]
+async fn each_sidecar_exports_a_span_per_request_joined_to_the_callers_trace() {
+    let (url, spans) = collector().await;
+    let app = Instance::new("db-app", Behavior::Ok);
+    let app_addr = app.listen().await;
+    let traced = |service: &str| Options {
+        tracer: Some(trace::Tracer::start(&url, service).unwrap()),
+        ..Options::default()
+    };
+    let outbound_addr = two_http_sidecars(app_addr, traced("web"), traced("db")).await;
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+    let send = |traceparent: Option<&'static str>| {
+        let client = client.clone();
+        async move {
+            let mut req = Request::builder().uri(format!("http://{outbound_addr}/orders"));
+            if let Some(tp) = traceparent {
+                req = req.header("traceparent", tp);
+            }
+            let resp = client
+                .request(req.body(Full::new(Bytes::new())).unwrap())
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), StatusCode::OK);
+        }
+    };
+    let wait_for = |n: usize| {
+        let spans = spans.clone();
+        async move {
+            let wait = async {
+                while spans.lock().unwrap().len() < n {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            };
+            tokio::time::timeout(Duration::from_secs(10), wait)
+                .await
+                .expect("the collector receives the spans");
+            spans.lock().unwrap().clone()
+        }
+    };
+
+    // Not sampled: no span, and the header reaches the app as sent.
+    let unsampled = "00-11111111111111111111111111111111-2222222222222222-00";
+    send(Some(unsampled)).await;
+    assert_eq!(app.last().1["traceparent"], unsampled);
+
+    let trace = "0af7651916cd43dd8448eb211c80319c";
+    let caller = "b7ad6b7169203331";
+    send(Some(
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    ))
+    .await;
+    let got = wait_for(2).await;
+    assert_eq!(got.len(), 2, "{got:?}");
+    let by = |service: &str| {
+        got.iter()
+            .find(|(s, _)| s == service)
+            .map(|(_, span)| span.clone())
+            .unwrap()
+    };
+    let (out, inb) = (by("web"), by("db"));
+    assert_eq!(out["traceId"], trace);
+    assert_eq!(inb["traceId"], trace);
+    assert_eq!(
+        out["parentSpanId"], caller,
+        "the caller's span is the parent"
+    );
+    assert_eq!(
+        inb["parentSpanId"], out["spanId"],
+        "one sidecar's span is the other's parent"
+    );
+    assert_eq!(
+        (out["kind"].as_u64(), inb["kind"].as_u64()),
+        (Some(3), Some(2))
+    );
+    assert_eq!(out["name"], "GET");
+    assert!(out["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["key"] == "http.response.status_code" && a["value"]["intValue"] == "200"));
+    let inbound_span = inb["spanId"].as_str().unwrap();
+    assert_eq!(
+        app.last().1["traceparent"],
+        format!("00-{trace}-{inbound_span}-01").as_str(),
+        "the app's parent is the inbound span"
+    );
+
+    // No traceparent: the outbound span starts a trace the inbound one joins.
+    send(None).await;
+    let got = wait_for(4).await;
+    let new: Vec<&Value> = got[2..].iter().map(|(_, s)| s).collect();
+    assert_eq!(new[0]["traceId"], new[1]["traceId"]);
+    assert_ne!(new[0]["traceId"], trace);
+    assert_eq!(
+        new.iter()
+            .filter(|s| s.get("parentSpanId").is_none())
+            .count(),
+        1,
+        "one root span: {new:?}"
+    );
 }

@@ -107,6 +107,7 @@ async fn dials_round_robin_skipping_failed_instances_and_fails_over() {
         Arc::new(PlainTcp),
         metrics.clone(),
         Http {
+            tracer: None,
             policy: UpstreamPolicy::default(),
             metrics: crate::l7::L7Metrics::new(&mut Default::default()),
             engines: Default::default(),

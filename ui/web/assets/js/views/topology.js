@@ -35,7 +35,10 @@ function edgesOf(model, intentions, name) {
   };
 }
 
-/** Sidecar metrics for the edge `from -> to`, when a metric's labels name both ends. */
+/** Sidecar metrics for the edge `from -> to`, when a metric's labels name both ends. The
+ * agent reports an edge from both sidecars when both run on it (the source's outbound and the
+ * destination's inbound counters): the outbound side counts, the inbound side only when it
+ * is all there is. */
 function edgeMetrics(metrics, from, to) {
   if (!metrics) return null;
   const names = (labels) => {
@@ -44,17 +47,22 @@ function edgeMetrics(metrics, from, to) {
     const dst = l.destination || l.upstream || l.destination_service || l.upstream_service;
     return src === from && dst === to;
   };
-  const found = {};
+  const bySide = { outbound: {}, inbound: {} };
+  const side = (labels) => bySide[labels?.direction === "inbound" ? "inbound" : "outbound"];
   for (const c of metrics.Counters || []) {
     if (!names(c.Labels)) continue;
-    if (/error|5xx|fail/i.test(c.Name)) found.errors = (found.errors || 0) + (c.Rate ?? 0);
-    else if (/request|rq/i.test(c.Name)) found.rate = (found.rate || 0) + (c.Rate ?? 0);
+    const found = side(c.Labels);
+    if (/error|5xx|fail/i.test(c.Name) || c.Labels?.class === "5xx") found.errors = (found.errors || 0) + (c.Rate ?? 0);
+    if (/request|rq/i.test(c.Name)) found.rate = (found.rate || 0) + (c.Rate ?? 0);
   }
   for (const g of [...(metrics.Gauges || []), ...(metrics.Samples || [])]) {
     if (!names(g.Labels)) continue;
-    if (/p99|quantile/i.test(g.Name) || g.Labels?.quantile === "0.99") found.p99 = g.Value ?? g.Max;
+    if (/p99|quantile/i.test(g.Name) || g.Labels?.quantile === "0.99") side(g.Labels).p99 = g.Value ?? g.Max;
   }
-  return Object.keys(found).length ? found : null;
+  for (const found of [bySide.outbound, bySide.inbound]) {
+    if (Object.keys(found).length) return found;
+  }
+  return null;
 }
 
 function metricText(m) {
