@@ -134,14 +134,7 @@ pub async fn serve(
     tokio::pin!(shutdown);
     loop {
         let (stream, remote) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed; pausing before the next accept");
-                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
-                    continue;
-                }
-            },
+            accepted = accept(&listener) => accepted,
             () = &mut shutdown => break,
         };
         let Some(slot) = per_client.admit(remote.ip(), limits.max_conns_per_client) else {
@@ -162,6 +155,21 @@ pub async fn serve(
     let _ = stop_tx.send(true);
     stop_tx.closed().await;
     Ok(())
+}
+
+/// The next connection on `listener`. Accept errors (out of descriptors above all) are
+/// logged and retried after [`ACCEPT_ERROR_PAUSE`], never returned: a listener serves again
+/// once descriptors are freed.
+pub async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(pair) => return pair,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed; pausing before the next accept");
+                tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+            }
+        }
+    }
 }
 
 /// Serves one connection as HTTP/2 or HTTP/1.1, whichever its first bytes say.
