@@ -136,6 +136,10 @@ pub struct CheckDefinition {
     /// Alias checks (not supported yet).
     #[serde(default)]
     pub alias_node: Option<String>,
+    /// Most output bytes this check keeps; only lowers the agent's
+    /// `check_output_max_size` (0 or absent: the agent's). Negative is refused.
+    #[serde(default)]
+    pub output_max_size: Option<i64>,
 }
 
 /// `PUT /v1/agent/check/update/:id` body.

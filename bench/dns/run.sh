@@ -3,12 +3,16 @@
 # `web.service.consul` A and SRV, side by side with dnsmasq serving the same records (the
 # practical ceiling), load from dnsperf. With 1 and with 100 instances behind the name:
 #   - max qps (dnsperf without -Q), median of $RUNS runs of $DURATION s;
-#   - p99 latency at half of concord's max rate (dnsperf -Q, per-query latencies from -v),
-#     for both servers, median of $RUNS runs.
+#   - latency at half of concord's max rate, for both servers, from bench's own open-loop
+#     generator (dns_latency: fixed send rate, every reply timed into a preallocated array,
+#     nothing printed while it runs), the server pinned to core 0 and the generator to core
+#     1 with taskset; p50/p99/max, median of $RUNS runs. (dnsperf -v prints a line per query
+#     on the same cores, which inflated its p99.)
 # Prints a markdown table (docs/benchmarks.md, section "DNS").
 #
 # Usage: bench/dns/run.sh            (from the repository root)
 # Env:   RUNS=3 DURATION=5 SIZES="1 100" CONCORD=target/release/concord PORT_BASE=18500
+#        LATENCY=target/release/dns_latency
 # Needs: dnsperf, dnsmasq (Debian packages), curl, python3; installs the Debian packages
 # with apt-get when run as root, otherwise says what is missing.
 set -euo pipefail
@@ -21,13 +25,14 @@ CONCORD_DNS=$((PORT_BASE + 100))
 MASQ_DNS=$((PORT_BASE + 153))
 TARGET=${CARGO_TARGET_DIR:-target}
 CONCORD=${CONCORD:-$TARGET/release/concord}
+LATENCY=${LATENCY:-$TARGET/release/dns_latency}
 # dnsperf shape: one thread (the machine has 2 cores: one for the load, one for the server),
 # 8 client sockets, up to 200 queries outstanding, EDNS0 so 100-instance answers fit in UDP
 # for both servers.
 DNSPERF_ARGS=(-s 127.0.0.1 -T 1 -c 8 -q 200 -e -t 2)
 
 missing=()
-for tool in dnsperf dnsmasq curl python3; do
+for tool in dnsperf dnsmasq curl python3 taskset; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if ((${#missing[@]})); then
@@ -48,6 +53,10 @@ fi
 if [[ ! -x $CONCORD ]]; then
     echo "building $CONCORD (cargo build --release -p concord)" >&2
     cargo build --release -p concord >&2
+fi
+if [[ ! -x $LATENCY ]]; then
+    echo "building $LATENCY (cargo build --release -p concord-bench --bin dns_latency)" >&2
+    cargo build --release -p concord-bench --bin dns_latency >&2
 fi
 
 WORK=$(mktemp -d)
@@ -94,7 +103,8 @@ has_a_records() { [[ $(a_count "$1") == "$2" ]]; }
 echo "starting concord agent -dev (HTTP $HTTP_PORT, DNS $CONCORD_DNS)" >&2
 "$CONCORD" agent -dev -node bench -http-port "$HTTP_PORT" -dns-port "$CONCORD_DNS" \
     -serf-lan-port 0 -log-level err >"$WORK/concord.log" 2>&1 &
-PIDS+=($!)
+CONCORD_PID=$!
+PIDS+=("$CONCORD_PID")
 wait_for curl -sf "http://127.0.0.1:$HTTP_PORT/v1/status/leader"
 
 # Registers web instances $1..$2-1, each on its own node web-<i> at 10.1.<i/256>.<i%256>.
@@ -138,18 +148,23 @@ max_qps() {
     done | median
 }
 
-# p99 latency in ms at port $1, type $2, rate $3 qps (from dnsperf -v per-query lines).
-p99_ms() {
-    echo "web.service.consul $2" >"$WORK/query"
+# "p50 p99 max" latency in ms at port $1 (server pid $4), type $2, rate $3 qps: the server's
+# threads pinned to core 0 and the generator to core 1 for the run, then unpinned.
+latency_ms() {
     local run
+    taskset -a -p -c 0 "$4" >/dev/null
     for ((run = 0; run < RUNS; run++)); do
-        dnsperf "${DNSPERF_ARGS[@]}" -p "$1" -d "$WORK/query" -l "$DURATION" -Q "$3" -v 2>/dev/null |
-            awk '/^> / {print $NF}' | sort -g |
-            awk '{v[NR]=$1} END {i=int(NR*0.99); if (i<1) i=1; printf "%.3f\n", v[i]*1000}'
-    done | median
+        taskset -c 1 "$LATENCY" --server "127.0.0.1:$1" --type "$2" --rate "$3" \
+            --duration "$DURATION" | awk '/^latency ms:/ {print $4, $6, $10}'
+    done >"$WORK/latency"
+    taskset -a -p -c 0-"$(($(nproc) - 1))" "$4" >/dev/null
+    local col
+    for col in 1 2 3; do
+        awk -v c="$col" '{print $c}' "$WORK/latency" | median
+    done | paste -sd' '
 }
 
-echo "| instances | type | concord qps | dnsmasq qps | ratio | rate for p99 | concord p99 (ms) | dnsmasq p99 (ms) |"
+echo "| instances | type | concord qps | dnsmasq qps | ratio | latency at (qps) | concord p50 / p99 / max (ms) | dnsmasq p50 / p99 / max (ms) |"
 echo "|---|---|---|---|---|---|---|---|"
 registered=0
 for n in ${SIZES:-1 100}; do
@@ -161,11 +176,11 @@ for n in ${SIZES:-1 100}; do
         concord=$(max_qps "$CONCORD_DNS" "$qtype")
         masq=$(max_qps "$MASQ_DNS" "$qtype")
         half=$(awk -v q="$concord" 'BEGIN {printf "%d", q / 2}')
-        concord_p99=$(p99_ms "$CONCORD_DNS" "$qtype" "$half")
-        masq_p99=$(p99_ms "$MASQ_DNS" "$qtype" "$half")
+        read -r cp50 cp99 cmax <<<"$(latency_ms "$CONCORD_DNS" "$qtype" "$half" "$CONCORD_PID")"
+        read -r mp50 mp99 mmax <<<"$(latency_ms "$MASQ_DNS" "$qtype" "$half" "$MASQ_PID")"
         awk -v n="$n" -v t="$qtype" -v c="$concord" -v m="$masq" -v h="$half" \
-            -v cp="$concord_p99" -v mp="$masq_p99" \
-            'BEGIN {printf "| %d | %s | %d | %d | %.0f%% | %d | %s | %s |\n", n, t, c, m, 100 * c / m, h, cp, mp}'
+            -v cl="$cp50 / $cp99 / $cmax" -v ml="$mp50 / $mp99 / $mmax" \
+            'BEGIN {printf "| %d | %s | %d | %d | %.0f%% | %d | %s | %s |\n", n, t, c, m, 100 * c / m, h, cl, ml}'
     done
     kill "$MASQ_PID"
     wait "$MASQ_PID" 2>/dev/null || true

@@ -2,10 +2,13 @@
 //! tests. Each one is a binary under `src/bin/`.
 //!
 //! # Layout
+//! - `bin/dns_latency.rs`: open-loop UDP DNS load at a fixed rate, every reply's latency
+//!   kept in a preallocated array, p50/p99/max reported after the run (`bench/dns/run.sh`).
 //! - `bin/gossip_sim.rs`: the gossip membership layer (`concord_net::gossip`) over an in-memory
 //!   network with a simulated clock, at 100 to 10,000 members.
 //! - `bin/parked.rs`: parked blocking queries against a dev agent (descriptors, RSS, CPU,
-//!   wake-up delay after one write), at 1,000 to 50,000 watchers.
+//!   wake-up delay after one write), at 1,000 to 50,000 watchers, over HTTP/1.1 or HTTP/2
+//!   (`--h2`), on a dev agent or a client agent in front of 3 servers (`--cluster`).
 //! - `bin/propagation.rs`: 3 servers and 20 client agents as real processes: time from a
 //!   registration until every agent's DNS answers it, and from a `kill -9` until none does.
 //! - `bin/ui_load.rs`: the web UI's services view with 1,000 registered services, loaded in

@@ -494,6 +494,10 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
     config.default_intention_allow = s.default_intention_allow.unwrap_or(!acl_denies);
     config.acl = s.acl.clone();
     config.enable_local_script_checks = s.enable_local_script_checks;
+    if let Some(max) = s.check_output_max_size {
+        // `Settings::check` refused values below 1.
+        config.check_output_max_size = usize::try_from(max).unwrap_or(usize::MAX);
+    }
     config.limits = s.http_limits()?;
     config.ui = s.ui.resolve(s.dev);
     config.rpc_tls = rpc_tls.clone();

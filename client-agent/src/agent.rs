@@ -165,13 +165,14 @@ impl AgentCore {
         let mut records = Vec::with_capacity(prepared.checks.len());
         let mut specs = Vec::with_capacity(prepared.checks.len());
         for c in prepared.checks {
-            specs.push((c.check.check_id.clone(), c.spec));
+            let limit = self.output_limit(c.output_max_size);
+            specs.push((c.check.check_id.clone(), c.spec, limit));
             records.push((c.check, c.deregister_critical_after));
         }
         self.local
             .add_service(prepared.service, records, replace_checks);
-        for (check_id, spec) in specs {
-            self.checks.add(&check_id, spec);
+        for (check_id, spec, limit) in specs {
+            self.checks.add(&check_id, spec, limit);
         }
         self.sync().await;
     }
@@ -208,12 +209,20 @@ impl AgentCore {
         true
     }
 
+    /// Most output bytes a check keeps: the agent's `check_output_max_size`, lowered by the
+    /// check's own `OutputMaxSize` (never raised, as in Consul).
+    fn output_limit(&self, per_check: Option<usize>) -> usize {
+        let agent = self.config.check_output_max_size;
+        per_check.map_or(agent, |own| own.min(agent))
+    }
+
     /// Registers a validated check and starts it.
     pub async fn register_check(&self, prepared: PreparedCheck) {
         let id = prepared.check.check_id.clone();
         self.local
             .add_check(prepared.check, prepared.deregister_critical_after);
-        self.checks.add(&id, prepared.spec);
+        let limit = self.output_limit(prepared.output_max_size);
+        self.checks.add(&id, prepared.spec, limit);
         self.sync().await;
     }
 
@@ -290,10 +299,10 @@ impl AgentCore {
         if self.local.check(id).is_none() {
             return Err(TtlError::Unknown);
         }
-        self.checks
+        let output = self
+            .checks
             .ttl_update(id, status, output)
             .map_err(|_| TtlError::NotTtl)?;
-        let output = crate::checks::truncate_output(output);
         if self.local.update_check(id, status, &output) == Some(true) {
             self.sync().await;
         }

@@ -44,7 +44,9 @@ use rand::Rng as _;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-/// Most output bytes a check keeps (Consul's default `OutputMaxSize`).
+/// Most output bytes a check keeps by default (Consul's `check_output_max_size` default).
+/// The agent's `check_output_max_size` replaces it; a check's own `OutputMaxSize` can only
+/// lower it (as Consul's `addCheck` takes the smaller).
 pub const OUTPUT_MAX_SIZE: usize = 4096;
 
 /// Room for check results not yet applied to local state. Applying one is a short in-memory
@@ -64,25 +66,25 @@ pub struct CheckResult {
     pub check_id: String,
     /// New status.
     pub status: CheckStatus,
-    /// New output (at most [`OUTPUT_MAX_SIZE`] bytes of program output, plus a prefix).
+    /// New output (at most the check's output limit of program output, plus a prefix).
     pub output: String,
 }
 
-/// Cuts output longer than [`OUTPUT_MAX_SIZE`] the way Consul cuts TTL update output:
-/// `<first 4096 bytes> ... (captured 4096 of N bytes)` (at a character boundary).
-pub fn truncate_output(output: &str) -> Cow<'_, str> {
-    truncate_captured(output, output.len())
+/// Cuts output longer than `max` bytes the way Consul cuts TTL update output:
+/// `<first max bytes> ... (captured max of N bytes)` (at a character boundary).
+pub fn truncate_output(output: &str, max: usize) -> Cow<'_, str> {
+    truncate_captured(output, output.len(), max)
 }
 
 /// [`truncate_output`] for output of which only the start was kept (a script's, read with
 /// a cap so that a check printing without end cannot grow the agent's memory): `total` is
 /// the length of the whole output.
-pub fn truncate_captured(kept: &str, total: usize) -> Cow<'_, str> {
+pub fn truncate_captured(kept: &str, total: usize, max: usize) -> Cow<'_, str> {
     let total = total.max(kept.len());
-    if total <= OUTPUT_MAX_SIZE {
+    if total <= max {
         return Cow::Borrowed(kept);
     }
-    let mut end = OUTPUT_MAX_SIZE.min(kept.len());
+    let mut end = max.min(kept.len());
     while !kept.is_char_boundary(end) {
         end -= 1;
     }
@@ -135,6 +137,8 @@ struct Running {
     task: Option<JoinHandle<()>>,
     /// Feeds TTL updates to the task; `None` for the other kinds.
     ttl_updates: Option<watch::Sender<Option<ttl::Update>>>,
+    /// Most output bytes the check keeps.
+    output_max_size: usize,
 }
 
 impl Running {
@@ -179,9 +183,10 @@ impl Checks {
         }
     }
 
-    /// Starts a check, first stopping any running check with the same ID. Must be called
-    /// from within a Tokio runtime. After [`Checks::shutdown`] this does nothing.
-    pub fn add(&self, check_id: &str, spec: CheckSpec) {
+    /// Starts a check, first stopping any running check with the same ID, keeping at most
+    /// `output_max_size` bytes of its output. Must be called from within a Tokio runtime.
+    /// After [`Checks::shutdown`] this does nothing.
+    pub fn add(&self, check_id: &str, spec: CheckSpec, output_max_size: usize) {
         let mut inner = lock(&self.inner);
         if inner.shut_down {
             tracing::debug!(check = %check_id, "not starting check: shutting down");
@@ -194,6 +199,7 @@ impl Checks {
             check_id: check_id.to_string(),
             results: self.results.clone(),
             live: live.clone(),
+            output_max_size,
         };
         let (task, ttl_updates) = match spec {
             CheckSpec::Ttl(check) => {
@@ -212,6 +218,7 @@ impl Checks {
                 live,
                 task: Some(task),
                 ttl_updates,
+                output_max_size,
             },
         );
     }
@@ -223,27 +230,26 @@ impl Checks {
 
     /// Reports a TTL check's new status and restarts its TTL. The result reaches the
     /// results channel through the check's task, ordered with its expiries. Output longer
-    /// than [`OUTPUT_MAX_SIZE`] is cut as [`truncate_output`] does.
+    /// than the check's limit is cut as [`truncate_output`] does; returns the output kept.
     pub fn ttl_update(
         &self,
         check_id: &str,
         status: CheckStatus,
         output: &str,
-    ) -> Result<(), UnknownCheck> {
+    ) -> Result<String, UnknownCheck> {
         let inner = lock(&self.inner);
-        let updates = inner
-            .running
-            .get(check_id)
-            .and_then(|r| r.ttl_updates.as_ref());
-        let sent = updates.is_some_and(|tx| {
+        let sent = inner.running.get(check_id).and_then(|r| {
+            let tx = r.ttl_updates.as_ref()?;
+            let output = truncate_output(output, r.output_max_size).into_owned();
             tx.send(Some(ttl::Update {
                 status,
-                output: output.to_string(),
+                output: output.clone(),
             }))
-            .is_ok()
+            .ok()
+            .map(|()| output)
         });
-        if sent {
-            Ok(())
+        if let Some(output) = sent {
+            Ok(output)
         } else {
             Err(UnknownCheck {
                 check_id: check_id.to_string(),
@@ -276,6 +282,8 @@ struct Reporter {
     check_id: String,
     results: mpsc::Sender<CheckResult>,
     live: Live,
+    /// Most output bytes the check keeps (the kinds that read output cap it themselves).
+    output_max_size: usize,
 }
 
 impl Reporter {
@@ -339,9 +347,13 @@ mod tests {
 
     #[test]
     fn long_output_is_cut_like_consul() {
-        assert_eq!(truncate_output("short"), "short");
+        assert_eq!(truncate_output("short", OUTPUT_MAX_SIZE), "short");
+        assert_eq!(
+            truncate_output("short", 2),
+            "sh ... (captured 2 of 5 bytes)"
+        );
         let long = "x".repeat(OUTPUT_MAX_SIZE + 10);
-        let cut = truncate_output(&long);
+        let cut = truncate_output(&long, OUTPUT_MAX_SIZE);
         assert!(cut.starts_with(&"x".repeat(OUTPUT_MAX_SIZE)));
         assert!(
             cut.ends_with("x ... (captured 4096 of 4106 bytes)"),
@@ -349,9 +361,9 @@ mod tests {
         );
         // Never splits a character.
         let wide = "é".repeat(OUTPUT_MAX_SIZE);
-        assert!(truncate_output(&wide).contains("(captured 4096 of 8192 bytes)"));
+        assert!(truncate_output(&wide, OUTPUT_MAX_SIZE).contains("(captured 4096 of 8192 bytes)"));
         let odd = format!("a{wide}");
-        assert!(truncate_output(&odd).contains("(captured 4095 of 8193 bytes)"));
+        assert!(truncate_output(&odd, OUTPUT_MAX_SIZE).contains("(captured 4095 of 8193 bytes)"));
     }
 
     #[test]
@@ -368,7 +380,11 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(16);
         let checks = Checks::new(tx);
         tracing::info!("a removed TTL check never expires");
-        checks.add("ttl", CheckSpec::Ttl(TtlCheck { ttl: secs(10) }));
+        checks.add(
+            "ttl",
+            CheckSpec::Ttl(TtlCheck { ttl: secs(10) }),
+            OUTPUT_MAX_SIZE,
+        );
         assert!(checks.remove("ttl"));
         assert!(!checks.remove("ttl"), "already gone");
         tokio::time::sleep(secs(60)).await;
@@ -385,10 +401,18 @@ mod tests {
     async fn add_replaces_a_running_check() {
         let (tx, mut rx) = mpsc::channel(16);
         let checks = Checks::new(tx);
-        checks.add("c", CheckSpec::Ttl(TtlCheck { ttl: secs(5) }));
+        checks.add(
+            "c",
+            CheckSpec::Ttl(TtlCheck { ttl: secs(5) }),
+            OUTPUT_MAX_SIZE,
+        );
         tokio::time::sleep(secs(3)).await;
         tracing::info!("re-adding restarts the check: the old 5s TTL must not fire");
-        checks.add("c", CheckSpec::Ttl(TtlCheck { ttl: secs(10) }));
+        checks.add(
+            "c",
+            CheckSpec::Ttl(TtlCheck { ttl: secs(10) }),
+            OUTPUT_MAX_SIZE,
+        );
         tokio::time::sleep(secs(9)).await;
         assert!(rx.try_recv().is_err());
         tokio::time::sleep(secs(2)).await;
@@ -411,6 +435,7 @@ mod tests {
                 interval: secs(3600),
                 timeout: secs(1),
             }),
+            OUTPUT_MAX_SIZE,
         );
         for id in ["tcp", "nope"] {
             let err = checks
@@ -430,10 +455,22 @@ mod tests {
     async fn shutdown_stops_all_and_ignores_later_adds() {
         let (tx, mut rx) = mpsc::channel(16);
         let checks = Checks::new(tx);
-        checks.add("a", CheckSpec::Ttl(TtlCheck { ttl: secs(1) }));
-        checks.add("b", CheckSpec::Ttl(TtlCheck { ttl: secs(2) }));
+        checks.add(
+            "a",
+            CheckSpec::Ttl(TtlCheck { ttl: secs(1) }),
+            OUTPUT_MAX_SIZE,
+        );
+        checks.add(
+            "b",
+            CheckSpec::Ttl(TtlCheck { ttl: secs(2) }),
+            OUTPUT_MAX_SIZE,
+        );
         checks.shutdown().await;
-        checks.add("c", CheckSpec::Ttl(TtlCheck { ttl: secs(1) }));
+        checks.add(
+            "c",
+            CheckSpec::Ttl(TtlCheck { ttl: secs(1) }),
+            OUTPUT_MAX_SIZE,
+        );
         tokio::time::sleep(secs(10)).await;
         assert!(rx.try_recv().is_err());
         assert!(!checks.remove("c"));

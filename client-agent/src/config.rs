@@ -52,6 +52,10 @@ pub struct Config {
     pub enable_script_checks: bool,
     /// Run script checks only from config files (`enable_local_script_checks`).
     pub enable_local_script_checks: bool,
+    /// Most bytes of output a check keeps (`check_output_max_size`, Consul's default 4096):
+    /// script and TTL output beyond it is cut with a `... (captured N of M bytes)` note, an
+    /// HTTP check keeps the body's last bytes. A check's `OutputMaxSize` can only lower it.
+    pub check_output_max_size: usize,
     /// Where API-registered services and checks are kept across restarts (`None`: dev
     /// mode, nothing is kept).
     pub data_dir: Option<std::path::PathBuf>,
@@ -171,6 +175,7 @@ impl Config {
             reload: None,
             enable_script_checks: false,
             enable_local_script_checks: false,
+            check_output_max_size: crate::checks::OUTPUT_MAX_SIZE,
             data_dir: None,
             server_port: 8300,
             serf_lan_port: 8301,

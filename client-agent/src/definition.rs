@@ -17,6 +17,8 @@ pub struct PreparedCheck {
     pub spec: CheckSpec,
     /// `DeregisterCriticalServiceAfter`.
     pub deregister_critical_after: Option<Duration>,
+    /// The check's own `OutputMaxSize` (`None`: 0 or absent, the agent's limit applies).
+    pub output_max_size: Option<usize>,
 }
 
 /// A validated service registration.
@@ -205,6 +207,11 @@ pub fn prepare_check(
             .deregister_critical_service_after
             .map(|d| d.get())
             .filter(|d| !d.is_zero()),
+        // Negative was refused above; a size past `usize` is no limit at all.
+        output_max_size: def
+            .output_max_size
+            .filter(|n| *n > 0)
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
     })
 }
 

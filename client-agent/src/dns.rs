@@ -6,14 +6,16 @@
 //! channel) and builds the answer from it synchronously.
 //!
 //! # Layout (outermost first)
-//! - [`serve`]: hickory's `ServerFuture` owns the sockets, decodes packets and answers
-//!   undecodable ones with FORMERR itself.
+//! - [`serve`]: starts the `udp` and `tcp` loops on the caller's sockets.
 //! - `handler`: our `RequestHandler`. Checks opcode and EDNS version, picks size limits from the
 //!   transport, decides whether the cached view is still fresh enough to serve
 //!   (`allow_stale`/`max_stale`), sends names that are not ours to `recursor`, and turns the
 //!   pure answer into a hickory response.
-//! - `udp`: the UDP loop (hickory's listener serves TCP): answers opcodes hickory cannot
-//!   decode NOTIMP from the raw header, hands every other query to `handler`.
+//! - `udp`, `tcp`: the two transports' loops (in place of hickory's, which drop opcodes
+//!   they cannot decode); every message goes to `packet`.
+//! - `packet`: one message, either transport: NOTIMP for opcodes hickory cannot decode and
+//!   FORMERR for undecodable queries (from the raw header), a kept answer from the shared
+//!   answer cache, or the decoded query for `handler`.
 //! - `recursor`: forwarding to the configured recursors over UDP or TCP, in order, with a
 //!   timeout each.
 //! - `answer`: pure answer building (names → records, health filtering, shuffling, SOA, size
@@ -52,9 +54,8 @@
 //! - A service whose address equals its node's gets the node-name SRV target.
 //! - A service whose address is a hostname is left out of A/AAAA answers (no CNAME chains);
 //!   its SRV target is the hostname.
-//! - Packets shorter than a DNS header are dropped, as miekg/dns does; opcodes hickory cannot
-//!   decode (IQUERY, DSO, unassigned) are dropped too, where miekg/dns answers NOTIMP.
-//!   STATUS/NOTIFY/UPDATE get NOTIMP, EDNS versions above 0 BADVERS, classes other than
+//! - Packets shorter than a DNS header are dropped, as miekg/dns does. Every other opcode
+//!   than QUERY gets NOTIMP over UDP and TCP, as miekg/dns answers them; EDNS versions above 0 BADVERS, classes other than
 //!   IN/ANY REFUSED.
 
 use std::collections::BTreeMap;
@@ -64,7 +65,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_proto::error::ProtoError;
-use hickory_server::ServerFuture;
 
 use crate::catalog_cache::{CatalogView, ContactView, FollowOptions};
 
@@ -72,7 +72,9 @@ pub mod acl;
 mod answer;
 mod handler;
 mod name;
+mod packet;
 mod recursor;
+mod tcp;
 mod udp;
 
 #[cfg(test)]
@@ -241,7 +243,7 @@ pub enum DnsError {
     /// `udp_answer_limit` is 0, which would trim every plain-UDP answer away.
     #[error("udp_answer_limit must be at least 1")]
     InvalidUdpAnswerLimit,
-    /// A listener task ended with an error before shutdown was requested.
+    /// A listener loop ended (panicked) before shutdown was requested.
     #[error("DNS server failed")]
     Server(#[source] ProtoError),
 }
@@ -255,25 +257,11 @@ pub struct View {
     pub contact: ContactView,
 }
 
-/// The one handler shared by hickory's TCP listener and our UDP loop.
-struct SharedHandler(Arc<handler::Handler>);
-
-#[async_trait::async_trait]
-impl hickory_server::server::RequestHandler for SharedHandler {
-    async fn handle_request<R: hickory_server::server::ResponseHandler>(
-        &self,
-        request: &hickory_server::server::Request,
-        response_handle: R,
-    ) -> hickory_server::server::ResponseInfo {
-        self.0.handle_request(request, response_handle).await
-    }
-}
-
 /// Serves DNS on the given bound sockets until `shutdown` completes, answering from `view`.
 ///
 /// The sockets are bound by the caller so tests can bind port 0 and `main` the real port.
 /// Returns `Ok(())` after a graceful shutdown (listeners stop accepting, in-flight TCP
-/// connections are dropped), or [`DnsError::Server`] if every listener task died first; a
+/// connections are dropped), or [`DnsError::Server`] if a listener loop died first; a
 /// config error is reported before any packet is read.
 pub async fn serve(
     config: DnsConfig,
@@ -294,28 +282,33 @@ pub async fn serve(
         tracing::info!(recursors = ?zone.config().recursors, "DNS forwards other names to recursors");
     }
     let handler = Arc::new(handler::Handler::new(zone, view));
-    // TCP through hickory's listener; UDP through our own loop (`udp`), which also answers
-    // the opcodes hickory cannot decode.
-    let mut server = ServerFuture::new(SharedHandler(handler.clone()));
-    server.register_listener(tcp, tcp_idle_timeout);
-    let (udp_stop_tx, udp_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let udp_task = tokio::spawn(udp::serve(udp, handler, async move {
-        let _ = udp_stop_rx.await;
-    }));
-
-    // `block_until_done` only returns once every listener task has ended, which before
-    // shutdown means they all failed; otherwise we wait for the shutdown signal.
+    let responder = Arc::new(packet::Responder::new(handler));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let mut loops = tokio::task::JoinSet::new();
+    loops.spawn(udp::serve(udp, responder.clone(), stopped(stop_rx.clone())));
+    loops.spawn(tcp::serve(
+        tcp,
+        responder,
+        tcp_idle_timeout,
+        stopped(stop_rx),
+    ));
+    // The loops only end on the stop signal: one ending first has panicked.
     let died = tokio::select! {
-        result = server.block_until_done() => Some(result),
+        ended = loops.join_next() => ended,
         () = shutdown => None,
     };
-    let _ = udp_stop_tx.send(());
-    let _ = udp_task.await;
+    let _ = stop_tx.send(true);
+    while loops.join_next().await.is_some() {}
     match died {
-        Some(result) => result.map_err(DnsError::Server),
+        Some(ended) => Err(DnsError::Server(ProtoError::from(format!(
+            "a DNS listener loop ended before shutdown: {ended:?}"
+        )))),
         None => {
             tracing::info!("DNS interface shutting down");
-            server.shutdown_gracefully().await.map_err(DnsError::Server)
+            Ok(())
         }
     }
 }

@@ -154,6 +154,7 @@ pub async fn run_with(
         header_read_timeout: limits.http_read_header_timeout,
         max_conns_per_client: limits.http_max_conns_per_client,
         http2_max_streams: HTTP2_MAX_STREAMS,
+        body_read_timeout: concord_net::serve::BODY_READ_TIMEOUT,
     };
     let https_stop = stopped();
     let https_app = app.clone();

@@ -10,6 +10,10 @@
 //! - **HTTP/1.1**: a request head not complete within [`ServeLimits::header_read_timeout`]
 //!   closes the connection. hyper starts that clock whenever it waits for a head, so it is
 //!   also the idle keep-alive timeout.
+//! - **Request body** (both protocols): a body not complete within
+//!   [`ServeLimits::body_read_timeout`] of its head fails the handler's read, so a client
+//!   that sends a head and then trickles or stops its body is cut off (the handler answers
+//!   400 and, on HTTP/1.1, the connection closes since the body was never read to its end).
 //! - **HTTP/2**: many requests (parked blocking queries) share one connection, up to
 //!   [`ServeLimits::http2_max_streams`] at once; pings close a connection whose peer went
 //!   away.
@@ -22,11 +26,12 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
 use axum::Router;
-use hyper::body::Incoming;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -40,6 +45,9 @@ const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 /// Pause between looks at a connection that sent part of the HTTP/2 preface only.
 const SNIFF_PAUSE: Duration = Duration::from_millis(10);
+/// Default of [`ServeLimits::body_read_timeout`]: a whole request body (a snapshot restore
+/// is the largest, tens of MB) arrives well within it on any network a cluster runs on.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// HTTP/2 keep-alive pings: interval, and how long a ping may go unanswered.
 const H2_PING_INTERVAL: Duration = Duration::from_secs(20);
 const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
@@ -55,6 +63,8 @@ pub struct ServeLimits {
     pub max_conns_per_client: usize,
     /// Requests one HTTP/2 connection may carry at once.
     pub http2_max_streams: u32,
+    /// A request body not complete within this of its head fails the handler's read.
+    pub body_read_timeout: Duration,
 }
 
 impl Default for ServeLimits {
@@ -64,6 +74,7 @@ impl Default for ServeLimits {
             header_read_timeout: Duration::from_secs(10),
             max_conns_per_client: 200,
             http2_max_streams: 256,
+            body_read_timeout: BODY_READ_TIMEOUT,
         }
     }
 }
@@ -161,14 +172,7 @@ pub async fn serve_with(
     tokio::pin!(shutdown);
     loop {
         let (stream, remote) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed; pausing before the next accept");
-                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
-                    continue;
-                }
-            },
+            accepted = accept(&listener) => accepted,
             () = &mut shutdown => break,
         };
         let Some(slot) = per_client.admit(remote.ip(), limits.max_conns_per_client) else {
@@ -195,6 +199,21 @@ pub async fn serve_with(
     let _ = stop_tx.send(true);
     stop_tx.closed().await;
     Ok(())
+}
+
+/// The next connection on `listener`. Accept errors (out of descriptors above all) are
+/// logged and retried after [`ACCEPT_ERROR_PAUSE`], never returned: a listener serves again
+/// once descriptors are freed.
+pub async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(pair) => return pair,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed; pausing before the next accept");
+                tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+            }
+        }
+    }
 }
 
 /// Serves one connection as HTTP/2 or HTTP/1.1, whichever its first bytes say.
@@ -313,8 +332,15 @@ async fn serve_connection<I>(
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let body_read_timeout = limits.body_read_timeout;
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-        let mut req = req.map(axum::body::Body::new);
+        let mut req = req.map(|body| {
+            axum::body::Body::new(DeadlineBody {
+                inner: body,
+                deadline: tokio::time::Instant::now() + body_read_timeout,
+                sleep: None,
+            })
+        });
         req.extensions_mut().insert(ConnectInfo(remote));
         if let Some(peer) = &peer {
             req.extensions_mut().insert(peer.clone());
@@ -341,6 +367,51 @@ async fn serve_connection<I>(
     };
     if let Err(e) = result {
         tracing::debug!(client = %remote, error = %e, "connection ended with an error");
+    }
+}
+
+/// A request body that fails once it has not ended by `deadline` (set when its head
+/// arrived). The timer is armed only when a read has to wait, so bodies that are empty or
+/// already buffered cost no timer.
+struct DeadlineBody {
+    inner: Incoming,
+    deadline: tokio::time::Instant,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+/// Why a request body read failed: it did not arrive in time.
+#[derive(Debug, thiserror::Error)]
+#[error("request body not received within the body read timeout")]
+struct BodyTimedOut;
+
+impl Body for DeadlineBody {
+    type Data = hyper::body::Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = &mut *self;
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        let deadline = this.deadline;
+        let sleep = this
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(BodyTimedOut.into()))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -465,6 +536,79 @@ mod tests {
         let reply = client.get(format!("http://{addr}/")).send().await.unwrap();
         assert_eq!(reply.version(), reqwest::Version::HTTP_2);
         assert_eq!(reply.text().await.unwrap(), "127.0.0.1");
+    }
+
+    /// Reads until the server closes the connection (or 5 s pass), returning what came.
+    async fn read_to_close(stream: &mut TcpStream) -> String {
+        let mut got = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut got)).await;
+        assert!(read.is_ok(), "the connection was not closed");
+        String::from_utf8_lossy(&got).into_owned()
+    }
+
+    #[tokio::test]
+    async fn a_stalled_or_trickled_body_is_cut_off() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = Router::new().route(
+            "/echo",
+            axum::routing::put(|body: String| async move { body }),
+        );
+        let limits = ServeLimits {
+            body_read_timeout: Duration::from_millis(500),
+            ..ServeLimits::default()
+        };
+        tokio::spawn(serve(listener, app, limits, std::future::pending()));
+        let head = b"PUT /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 20\r\n\r\n";
+
+        tracing::info!("a body sent at once is read");
+        let mut prompt = TcpStream::connect(addr).await.unwrap();
+        prompt.write_all(head).await.unwrap();
+        prompt.write_all(b"01234567890123456789").await.unwrap();
+        let mut buf = [0u8; 512];
+        let n = prompt.read(&mut buf).await.unwrap();
+        let reply = String::from_utf8_lossy(&buf[..n]);
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+        assert!(reply.ends_with("01234567890123456789"), "{reply}");
+
+        tracing::info!("half a body, then nothing: answered 400 and closed");
+        let started = tokio::time::Instant::now();
+        let mut stalled = TcpStream::connect(addr).await.unwrap();
+        stalled.write_all(head).await.unwrap();
+        stalled.write_all(b"0123456789").await.unwrap();
+        let reply = read_to_close(&mut stalled).await;
+        assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+        assert!(started.elapsed() >= Duration::from_millis(500));
+
+        tracing::info!("a byte every 100 ms keeps it alive no longer than the deadline");
+        let mut trickle = TcpStream::connect(addr).await.unwrap();
+        trickle.write_all(head).await.unwrap();
+        let started = tokio::time::Instant::now();
+        let (mut rd, mut wr) = trickle.split();
+        let feeder = async {
+            for _ in 0..20 {
+                if wr.write_all(b"x").await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        let mut got = Vec::new();
+        let reader = tokio::time::timeout(Duration::from_secs(5), rd.read_to_end(&mut got));
+        let (read, ()) = tokio::join!(reader, feeder);
+        assert!(read.is_ok(), "the connection was not closed");
+        let elapsed = started.elapsed();
+        // The bytes still arriving after the server closed may reset the connection before
+        // the 400 is read; what matters here is when it was cut off.
+        let reply = String::from_utf8_lossy(&got).into_owned();
+        assert!(
+            reply.is_empty() || reply.starts_with("HTTP/1.1 400"),
+            "{reply}"
+        );
+        assert!(
+            elapsed < Duration::from_millis(1900),
+            "cut off at the deadline, not after the 20 bytes: {elapsed:?}"
+        );
     }
 
     async fn eventually<F, Fut>(mut check: F)

@@ -166,6 +166,13 @@ pub(crate) enum Command {
         /// ID.
         id: String,
     },
+    /// Remove the KV tombstones left by deletes at or below `index` (the leader's tombstone
+    /// GC, once they are older than the tombstone TTL: Consul's `TombstoneRequest` reap).
+    /// Prefix indexes never drop below the highest index reaped.
+    KvReapTombstones {
+        /// Highest tombstone index to remove.
+        index: u64,
+    },
 }
 
 /// What applying a [`Command`] produced. Validation failures are data (`Invalid`,

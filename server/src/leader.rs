@@ -8,9 +8,11 @@
 //! - bootstrapping the Connect CA on first leadership ([`init_ca`]), and pruning roots rotated
 //!   out once their leaves have expired, on gaining leadership and every
 //!   [`CA_ROOT_PRUNE_INTERVAL`] ([`prune_ca_roots`]).
+//! - reaping KV tombstones older than the tombstone TTL ([`tombstones`]).
 
 mod members;
 mod reconcile;
+pub(crate) mod tombstones;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,10 +82,11 @@ async fn lead(shared: Arc<Shared>) {
     }
     arm_session_timers(&shared);
     init_ca(&shared).await;
-    // Both loops run forever and end together when the term's task is aborted.
+    // The loops run forever and end together when the term's task is aborted.
     tokio::join!(
         reconcile_forever(&shared, pool_events),
-        prune_ca_roots_forever(&shared)
+        prune_ca_roots_forever(&shared),
+        tombstones::gc_forever(&shared)
     );
 }
 

@@ -196,6 +196,7 @@ fn rpc_limits(config: &Config) -> concord_net::serve::ServeLimits {
         header_read_timeout: RPC_HEADER_READ_TIMEOUT,
         max_conns_per_client: config.rpc_max_conns_per_client,
         http2_max_streams: RPC_MAX_STREAMS,
+        body_read_timeout: concord_net::serve::BODY_READ_TIMEOUT,
     }
 }
 

@@ -65,6 +65,9 @@ pub(crate) struct Tables {
     checks: BTreeMap<NodeScoped<CheckId>, Check>,
     kvs: BTreeMap<String, KvEntry>,
     tombstones: BTreeMap<String, u64>,
+    /// Highest index of a tombstone the GC reaped: the floor of every prefix index, so a
+    /// reaped delete never moves a prefix's index back below what a watcher saw.
+    tombstones_reaped: u64,
     /// Key to the wall-clock millisecond until which it cannot be locked (set when a session
     /// holding it is invalidated; Consul's lock delay).
     lock_delays: BTreeMap<String, u64>,
@@ -224,6 +227,10 @@ impl Tables {
             Command::AclPolicyDelete { id } => Ok(self.acl_policy_delete(index, id)),
             Command::AclRoleSet { role } => self.acl_role_set(index, role),
             Command::AclRoleDelete { id } => Ok(self.acl_role_delete(index, id)),
+            Command::KvReapTombstones { index: up_to } => {
+                self.kv_reap_tombstones(*up_to);
+                Ok(WriteResult::Done)
+            }
             // A restore replaces the whole store, which only the state machine can do
             // (`StateStore::restored_at` + `StoreHandle::swap`).
             Command::Restore { .. } => Err(StateError::Snapshot(

@@ -12,6 +12,17 @@
 //! target/debug/parked --concord target/debug/concord --queries 1000 --after 60
 //! ```
 //!
+//! `--h2 STREAMS` multiplexes the watchers over HTTP/2 (prior knowledge, which the agent's
+//! API port accepts beside HTTP/1.1) instead, STREAMS per connection (at most the agent's
+//! 256 concurrent streams per connection): 50,000 watchers then need 196 connections, not
+//! 50,000 descriptors. They are parked once the agent's CPU settles.
+//!
+//! `--cluster` runs the agent as a client in front of 3 servers instead of `-dev` (servers
+//! on 127.0.44.1-3, the agent on 127.0.44.11, all on Consul's default ports, through the
+//! integration harness, which starts the binary named by `CONCORD_BIN`; set it to the
+//! `--concord` path): every parked query is then also a blocking query the agent holds
+//! on a server over its RPC connection. Measured: the client agent's process.
+//!
 //! The load generator raises its own open-files limits (soft and, as root, hard) so it can
 //! hold the connections, and the agent inherits them. Connections come from 127.0.0.2 and
 //! up (10,000 per address: one address has ~28,000 ephemeral ports); the agent runs with
@@ -27,6 +38,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use concord_integration::{AgentSpec, TestAgent, TestCluster};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::watch;
@@ -42,6 +54,10 @@ struct Args {
     port: u16,
     /// Park-and-wake rounds on the same agent (RSS after each shows reuse or growth).
     rounds: usize,
+    /// HTTP/2 streams per connection; 0: one HTTP/1.1 connection per watcher.
+    h2_streams: usize,
+    /// A client agent in front of 3 servers instead of one dev agent.
+    cluster: bool,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -51,9 +67,15 @@ fn parse_args() -> anyhow::Result<Args> {
         after: Duration::from_secs(60),
         port: 18500,
         rounds: 1,
+        h2_streams: 0,
+        cluster: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        if flag == "--cluster" {
+            args.cluster = true;
+            continue;
+        }
         let value = it.next().with_context(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--concord" => args.concord = value,
@@ -61,9 +83,10 @@ fn parse_args() -> anyhow::Result<Args> {
             "--after" => args.after = Duration::from_secs(value.parse()?),
             "--http-port" => args.port = value.parse()?,
             "--rounds" => args.rounds = value.parse()?,
+            "--h2" => args.h2_streams = value.parse()?,
             other => bail!(
                 "unknown flag {other}; flags: --concord PATH --queries N --after SECS \
-                 --http-port PORT --rounds N"
+                 --http-port PORT --rounds N --h2 STREAMS --cluster"
             ),
         }
     }
@@ -173,13 +196,45 @@ async fn exchange(
     Ok((status, index))
 }
 
-/// Starts the dev agent with the per-client caps lifted; returns it once it answers.
-async fn start_agent(args: &Args, dir: &std::path::Path) -> anyhow::Result<Child> {
+/// The agent's config file lifting the per-client caps.
+fn limits_file(dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
     let config = dir.join("limits.json");
     std::fs::write(
         &config,
         r#"{"limits":{"http_max_conns_per_client":0,"http_max_blocking_queries_per_client":0}}"#,
     )?;
+    Ok(config)
+}
+
+/// Network of `--cluster` (127.0.44.x).
+const NET: u8 = 44;
+
+/// `--cluster`: 3 servers and a client agent (caps lifted) joined to them, through the
+/// integration harness; returns them (kept alive by the caller) and the agent's address.
+async fn start_cluster(
+    args: &Args,
+    dir: &std::path::Path,
+) -> anyhow::Result<(TestCluster, TestAgent, SocketAddr)> {
+    // The harness starts `CONCORD_BIN` (else a build of its own); `--concord` must agree.
+    anyhow::ensure!(
+        std::env::var("CONCORD_BIN").ok().as_deref() == Some(args.concord.as_str()),
+        "--cluster starts the binary named by CONCORD_BIN; set it to --concord's path"
+    );
+    let cluster = TestCluster::start(NET, 3).await?;
+    let config = limits_file(dir)?;
+    let mut spec = AgentSpec::at("bench", IpAddr::from([127, 0, NET, 11]))
+        .args(&["-config-file", config.to_str().context("config path")?]);
+    for s in 0..3 {
+        spec = spec.args(&["-retry-join", &TestCluster::ip(NET, s).to_string()]);
+    }
+    let agent = TestAgent::launch(spec).await?;
+    let addr = agent.http;
+    Ok((cluster, agent, addr))
+}
+
+/// Starts the dev agent with the per-client caps lifted; returns it once it answers.
+async fn start_agent(args: &Args, dir: &std::path::Path) -> anyhow::Result<Child> {
+    let config = limits_file(dir)?;
     let log = std::fs::File::create(dir.join("agent.log"))?;
     let child = Command::new(&args.concord)
         .args(["agent", "-dev", "-node", "bench", "-dns-port", "-1"])
@@ -221,19 +276,31 @@ fn mb(kb: u64) -> String {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
-    let want = u64::try_from(args.queries)? + 1024;
+    let connections = match args.h2_streams {
+        0 => args.queries,
+        streams => args.queries.div_ceil(streams),
+    };
+    let want = u64::try_from(connections)? + 1024;
     let (soft, hard) = raise_open_files(want);
     println!("load generator open-files limit: soft {soft}, hard {hard}");
     if soft < want {
-        bail!(
-            "cannot hold {} connections: open-files limit {soft}",
-            args.queries
-        );
+        bail!("cannot hold {connections} connections: open-files limit {soft}");
     }
     let dir = tempfile::tempdir()?;
-    let mut agent = start_agent(&args, dir.path()).await?;
-    let pid = agent.id();
-    let addr = SocketAddr::from(([127, 0, 0, 1], args.port));
+    let (mut dev, cluster, pid, addr) = if args.cluster {
+        let (cluster, agent, addr) = start_cluster(&args, dir.path()).await?;
+        let pid = agent.pid().context("agent pid")?;
+        (None, Some((cluster, agent)), pid, addr)
+    } else {
+        let agent = start_agent(&args, dir.path()).await?;
+        let pid = agent.id();
+        (
+            Some(agent),
+            None,
+            pid,
+            SocketAddr::from(([127, 0, 0, 1], args.port)),
+        )
+    };
     setup(addr).await?;
     let mut result = Ok(());
     for round in 0..args.rounds {
@@ -242,8 +309,12 @@ async fn main() -> anyhow::Result<()> {
             break;
         }
     }
-    let _ = agent.kill();
-    let _ = agent.wait();
+    if let Some(agent) = &mut dev {
+        let _ = agent.kill();
+        let _ = agent.wait();
+    }
+    // The harness stops its processes when they are dropped.
+    drop(cluster);
     result
 }
 
@@ -259,6 +330,7 @@ async fn run(args: &Args, addr: SocketAddr, pid: u32, round: usize) -> anyhow::R
     let (written_tx, written_rx) = watch::channel(None::<Instant>);
     let sent = Arc::new(AtomicUsize::new(0));
     let mut watchers = tokio::task::JoinSet::new();
+    let h2_clients = h2_clients(args, addr).await?;
     let parking = Instant::now();
     for i in 0..args.queries {
         let source = 2 + u8::try_from(i / PER_SOURCE_IP).context("too many queries")?;
@@ -269,19 +341,33 @@ async fn run(args: &Args, addr: SocketAddr, pid: u32, round: usize) -> anyhow::R
         };
         let written = written_rx.clone();
         let counter = sent.clone();
-        watchers.spawn(async move {
-            let socket = TcpSocket::new_v4()?;
-            socket.bind(SocketAddr::new(
-                IpAddr::V4(Ipv4Addr::new(127, 0, 0, source)),
-                0,
-            ))?;
-            let mut stream = socket.connect(addr).await?;
-            counter.fetch_add(1, Ordering::Relaxed);
-            let (status, _) = exchange(&mut stream, "GET", &path, "").await?;
-            let done = Instant::now();
-            let woke = (*written.borrow()).map(|at| done.saturating_duration_since(at));
-            anyhow::Ok((status, woke))
-        });
+        if let Some(clients) = &h2_clients {
+            let client: reqwest::Client = clients[i / args.h2_streams].clone();
+            let url = format!("http://{addr}{path}");
+            watchers.spawn(async move {
+                counter.fetch_add(1, Ordering::Relaxed);
+                let reply = client.get(&url).send().await?;
+                let status = reply.status().as_u16();
+                reply.bytes().await?;
+                let done = Instant::now();
+                let woke = (*written.borrow()).map(|at| done.saturating_duration_since(at));
+                anyhow::Ok((status, woke))
+            });
+        } else {
+            watchers.spawn(async move {
+                let socket = TcpSocket::new_v4()?;
+                socket.bind(SocketAddr::new(
+                    IpAddr::V4(Ipv4Addr::new(127, 0, 0, source)),
+                    0,
+                ))?;
+                let mut stream = socket.connect(addr).await?;
+                counter.fetch_add(1, Ordering::Relaxed);
+                let (status, _) = exchange(&mut stream, "GET", &path, "").await?;
+                let done = Instant::now();
+                let woke = (*written.borrow()).map(|at| done.saturating_duration_since(at));
+                anyhow::Ok((status, woke))
+            });
+        }
         // Connect in small batches so the listen backlog never overflows.
         if i % 256 == 255 {
             tokio::task::yield_now().await;
@@ -295,8 +381,20 @@ async fn run(args: &Args, addr: SocketAddr, pid: u32, round: usize) -> anyhow::R
     {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // Let the agent read every request and park it.
+    // Let the agent read every request and park it: HTTP/2 requests are only queued on
+    // their connection when `sent` counts them, so wait for the agent's CPU to settle too.
     tokio::time::sleep(Duration::from_secs(3)).await;
+    if h2_clients.is_some() {
+        let settle_until = Instant::now() + Duration::from_secs(120);
+        loop {
+            let (at, before) = (Instant::now(), sample(pid));
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if cpu_percent(before, sample(pid), at.elapsed()) < 5.0 || Instant::now() > settle_until
+            {
+                break;
+            }
+        }
+    }
     let parked_at = Instant::now();
     let parked = sample(pid);
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -342,6 +440,8 @@ async fn run(args: &Args, addr: SocketAddr, pid: u32, round: usize) -> anyhow::R
             }
         }
     }
+    // Every watcher left: close the HTTP/2 connections too.
+    drop(h2_clients);
     let finished = sample(pid);
     delays.sort();
     tokio::time::sleep(args.after).await;
@@ -374,6 +474,28 @@ async fn run(args: &Args, addr: SocketAddr, pid: u32, round: usize) -> anyhow::R
         (parked_end.rss_kb.saturating_sub(idle.rss_kb)) as f64 / args.queries.max(1) as f64
     );
     Ok(())
+}
+
+/// With `--h2`, one client (so one HTTP/2 connection) per `h2_streams` watchers, each
+/// connected by a first request before the watchers start.
+async fn h2_clients(args: &Args, addr: SocketAddr) -> anyhow::Result<Option<Vec<reqwest::Client>>> {
+    if args.h2_streams == 0 {
+        return Ok(None);
+    }
+    let mut clients = Vec::new();
+    for _ in 0..args.queries.div_ceil(args.h2_streams) {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .http2_prior_knowledge()
+            .build()?;
+        let reply = client
+            .get(format!("http://{addr}/v1/status/leader"))
+            .send()
+            .await?;
+        anyhow::ensure!(reply.version() == reqwest::Version::HTTP_2, "not HTTP/2");
+        clients.push(client);
+    }
+    Ok(Some(clients))
 }
 
 /// The watched data: one key and one service instance on a catalog node.

@@ -45,6 +45,7 @@ struct ConfigFile {
     pid_file: Option<PathBuf>,
     enable_script_checks: Option<bool>,
     enable_local_script_checks: Option<bool>,
+    check_output_max_size: Option<i64>,
     /// `allow` or `deny`: Connect authorization when no intention matches.
     default_intention_policy: Option<String>,
     domain: Option<String>,
@@ -295,6 +296,8 @@ pub(crate) struct Settings {
     pub(super) enable_script_checks: bool,
     /// Run script checks from config files only.
     pub(super) enable_local_script_checks: bool,
+    /// Most output bytes a check keeps (`check_output_max_size`; Consul's 4096 when unset).
+    pub(super) check_output_max_size: Option<i64>,
     /// Gossip addresses joined once at start (`-join`, `start_join`); failing is fatal.
     pub(super) join: Vec<String>,
     /// Gossip addresses joined in the background until one answers (`-retry-join`).
@@ -650,6 +653,7 @@ impl Settings {
         s.enable_local_script_checks = file
             .enable_local_script_checks
             .unwrap_or(s.enable_local_script_checks);
+        set(&mut s.check_output_max_size, file.check_output_max_size);
         set(&mut s.domain, file.domain);
         match file.default_intention_policy.as_deref() {
             None => {}
@@ -831,6 +835,10 @@ impl Settings {
             duration("-retry-interval", text("retry-interval"))?,
         );
         set(&mut s.retry_max, typed(p, "retry-max")?);
+        set(
+            &mut s.check_output_max_size,
+            typed(p, "check_output_max_size")?,
+        );
         s.rejoin |= p.bool("rejoin");
         set(&mut s.serf_lan_bind, typed(p, "serf-lan-bind")?);
         set(&mut s.encrypt, text("encrypt"));
@@ -861,6 +869,9 @@ impl Settings {
         }
         for (name, value) in &self.response_headers {
             header_check(name, value)?;
+        }
+        if self.check_output_max_size.is_some_and(|n| n < 1) {
+            bail!("check_output_max_size must be positive, to discard check output use the discard_check_output flag");
         }
         Ok(())
     }
@@ -905,7 +916,6 @@ const MISSING: &[(&str, &str)] = &[
         "disable-keyring-file",
         "a gossip keyring file (the keyring is never written to disk)",
     ),
-    ("check_output_max_size", "a configurable check output limit"),
     ("non-voting-server", "read replicas (Consul Enterprise)"),
     ("read-replica", "read replicas (Consul Enterprise)"),
     ("segment", "network segments (Consul Enterprise)"),
@@ -1231,6 +1241,24 @@ mod tests {
         assert_eq!(names, ["a", "b", "c"]);
         assert_eq!(s.services[1].port, Some(1));
         assert!(s.enable_script_checks && s.enable_local_script_checks);
+    }
+
+    #[test]
+    fn check_output_max_size_from_file_and_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(dir.path(), "a.json", r#"{"check_output_max_size":100}"#);
+        let file_flag = format!("-config-file={}", file.display());
+        let (s, _) = settings(&flags(&[&file_flag])).unwrap();
+        assert_eq!(s.check_output_max_size, Some(100));
+        let (s, _) = settings(&flags(&[&file_flag, "-check_output_max_size=7"])).unwrap();
+        assert_eq!(s.check_output_max_size, Some(7), "the flag wins");
+        assert!(!s.warnings().join("\n").contains("check_output_max_size"));
+        let err = settings(&flags(&["-check_output_max_size=0"])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "check_output_max_size must be positive, to discard check output use the \
+             discard_check_output flag"
+        );
     }
 
     #[test]

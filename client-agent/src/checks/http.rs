@@ -10,7 +10,7 @@ use concord_api::duration::format_duration;
 use reqwest::header::{ACCEPT, USER_AGENT};
 use reqwest::StatusCode;
 
-use super::{run_every, Check, Reporter, OUTPUT_MAX_SIZE};
+use super::{run_every, Check, Reporter};
 
 /// Consul's check user agent. Kept verbatim: services filter health-check noise out of their
 /// access logs by it.
@@ -63,7 +63,10 @@ impl Check for HttpCheck {
         };
         let this = &self;
         let client = &client;
-        run_every(self.interval, &report, || this.probe(client)).await;
+        run_every(self.interval, &report, || {
+            this.probe(client, report.output_max_size)
+        })
+        .await;
     }
 }
 
@@ -72,7 +75,7 @@ impl HttpCheck {
         format!("HTTP {} {}", self.method, self.url)
     }
 
-    async fn probe(&self, client: &reqwest::Client) -> (CheckStatus, String) {
+    async fn probe(&self, client: &reqwest::Client, max_output: usize) -> (CheckStatus, String) {
         let method = match reqwest::Method::from_bytes(self.method.as_bytes()) {
             Ok(m) => m,
             Err(e) => return (CheckStatus::Critical, format!("{}: {e}", self.prefix())),
@@ -111,22 +114,22 @@ impl HttpCheck {
             }
         };
         let code = response.status();
-        let body = self.read_tail(response).await;
+        let body = self.read_tail(response, max_output).await;
         let output = format!("{}: {} Output: {body}", self.prefix(), status_line(code));
         (classify(code), output)
     }
 
-    /// Reads the whole body but keeps only its last [`OUTPUT_MAX_SIZE`] bytes (Consul reads
+    /// Reads the whole body but keeps only its last `max` bytes (Consul reads
     /// into a circular buffer). A body cut short by an error or the timeout still counts:
     /// the status line already decided the result.
-    async fn read_tail(&self, mut response: reqwest::Response) -> String {
+    async fn read_tail(&self, mut response: reqwest::Response, max: usize) -> String {
         let mut tail: Vec<u8> = Vec::new();
         loop {
             match response.chunk().await {
                 Ok(Some(chunk)) => {
                     tail.extend_from_slice(&chunk);
-                    if tail.len() > OUTPUT_MAX_SIZE {
-                        tail.drain(..tail.len() - OUTPUT_MAX_SIZE);
+                    if tail.len() > max {
+                        tail.drain(..tail.len() - max);
                     }
                 }
                 Ok(None) => break,
@@ -184,7 +187,7 @@ mod tests {
     use tokio::sync::mpsc;
 
     use super::*;
-    use crate::checks::{CheckResult, CheckSpec, Checks, HttpCheck};
+    use crate::checks::{CheckResult, CheckSpec, Checks, HttpCheck, OUTPUT_MAX_SIZE};
 
     /// A tiny HTTP/1.1 server writing canned responses by path, and handing every raw
     /// request it reads to the test.
@@ -277,9 +280,13 @@ mod tests {
     }
 
     async fn first_result(spec: CheckSpec) -> CheckResult {
+        first_result_kept(spec, OUTPUT_MAX_SIZE).await
+    }
+
+    async fn first_result_kept(spec: CheckSpec, output_max_size: usize) -> CheckResult {
         let (tx, mut rx) = mpsc::channel(16);
         let checks = Checks::new(tx);
-        checks.add("web", spec);
+        checks.add("web", spec, output_max_size);
         tokio::time::timeout(Duration::from_secs(10), rx.recv())
             .await
             .expect("a result within 10s")
@@ -367,6 +374,9 @@ mod tests {
         assert_eq!(r.status, CheckStatus::Passing);
         let body = r.output.split_once(" Output: ").unwrap().1;
         assert_eq!(body, "b".repeat(4096));
+        let r = first_result_kept(spec(&format!("{base}/big")), 10).await;
+        let body = r.output.split_once(" Output: ").unwrap().1;
+        assert_eq!(body, "b".repeat(10), "the check's own limit");
     }
 
     #[tokio::test]
@@ -406,6 +416,7 @@ mod tests {
         checks.add(
             "web",
             timed_spec(&url, Duration::from_millis(20), Duration::from_secs(5)),
+            OUTPUT_MAX_SIZE,
         );
         for _ in 0..3 {
             let r = tokio::time::timeout(Duration::from_secs(10), rx.recv())

@@ -12,7 +12,7 @@ use tokio::process::Command;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use super::{run_every, truncate_captured, Check, Reporter, OUTPUT_MAX_SIZE};
+use super::{run_every, truncate_captured, Check, Reporter};
 
 /// A script check: run `args` (no shell) every `interval`; only on agents with
 /// `enable_script_checks`.
@@ -29,12 +29,15 @@ pub struct ScriptCheck {
 impl Check for ScriptCheck {
     async fn run(self, report: Reporter) {
         let this = &self;
-        run_every(self.interval, &report, || this.probe()).await;
+        run_every(self.interval, &report, || {
+            this.probe(report.output_max_size)
+        })
+        .await;
     }
 }
 
 impl ScriptCheck {
-    async fn probe(&self) -> (CheckStatus, String) {
+    async fn probe(&self, max_output: usize) -> (CheckStatus, String) {
         let Some((program, rest)) = self.args.split_first() else {
             return (CheckStatus::Critical, "no command given".to_string());
         };
@@ -61,8 +64,13 @@ impl ScriptCheck {
                 "Failed to run check: no output pipes".to_string(),
             );
         };
-        let run =
-            async { tokio::try_join!(read_capped(stdout), read_capped(stderr), child.wait()) };
+        let run = async {
+            tokio::try_join!(
+                read_capped(stdout, max_output),
+                read_capped(stderr, max_output),
+                child.wait()
+            )
+        };
         match tokio::time::timeout(self.timeout, run).await {
             Err(_) => (
                 CheckStatus::Critical,
@@ -81,15 +89,21 @@ impl ScriptCheck {
                     _ => CheckStatus::Critical,
                 };
                 let total = out_total + err_total;
-                (status, truncate_captured(&text, total).into_owned())
+                (
+                    status,
+                    truncate_captured(&text, total, max_output).into_owned(),
+                )
             }
         }
     }
 }
 
-/// Reads `from` to its end, keeping its first `OUTPUT_MAX_SIZE + 1` bytes (enough to know
-/// the output must be cut) and counting the rest: the kept bytes and the total length.
-async fn read_capped(mut from: impl AsyncRead + Unpin) -> std::io::Result<(Vec<u8>, usize)> {
+/// Reads `from` to its end, keeping its first `max + 1` bytes (enough to know the output
+/// must be cut) and counting the rest: the kept bytes and the total length.
+async fn read_capped(
+    mut from: impl AsyncRead + Unpin,
+    max: usize,
+) -> std::io::Result<(Vec<u8>, usize)> {
     let mut kept = Vec::new();
     let mut total = 0;
     let mut buf = [0u8; 8192];
@@ -99,7 +113,7 @@ async fn read_capped(mut from: impl AsyncRead + Unpin) -> std::io::Result<(Vec<u
             return Ok((kept, total));
         }
         total += n;
-        let room = (OUTPUT_MAX_SIZE + 1).saturating_sub(kept.len());
+        let room = (max + 1).saturating_sub(kept.len());
         kept.extend_from_slice(&buf[..n.min(room)]);
     }
 }
@@ -107,6 +121,7 @@ async fn read_capped(mut from: impl AsyncRead + Unpin) -> std::io::Result<(Vec<u
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checks::OUTPUT_MAX_SIZE;
 
     fn check(args: &[&str], timeout: Duration) -> ScriptCheck {
         ScriptCheck {
@@ -133,7 +148,7 @@ mod tests {
             (vec!["sh", "-c", "exit 2"], CheckStatus::Critical, ""),
         ];
         for (args, want, output) in cases {
-            let (status, out) = check(&args, t).probe().await;
+            let (status, out) = check(&args, t).probe(OUTPUT_MAX_SIZE).await;
             assert_eq!((status, out.as_str()), (want, output), "{args:?}");
         }
     }
@@ -145,7 +160,9 @@ mod tests {
             "-c",
             "head -c 1000000 /dev/zero | tr '\\0' x; echo err >&2",
         ];
-        let (status, out) = check(&args, Duration::from_secs(10)).probe().await;
+        let (status, out) = check(&args, Duration::from_secs(10))
+            .probe(OUTPUT_MAX_SIZE)
+            .await;
         assert_eq!(status, CheckStatus::Passing);
         assert!(
             out.ends_with("x ... (captured 4096 of 1000004 bytes)"),
@@ -156,17 +173,22 @@ mod tests {
             out.len(),
             4096 + " ... (captured 4096 of 1000004 bytes)".len()
         );
+        let (_, out) = check(&args, Duration::from_secs(10)).probe(5).await;
+        assert_eq!(
+            out, "xxxxx ... (captured 5 of 1000004 bytes)",
+            "a lower limit"
+        );
     }
 
     #[tokio::test]
     async fn missing_program_and_timeout_are_critical() {
         let (status, out) = check(&["/nonexistent/check"], Duration::from_secs(5))
-            .probe()
+            .probe(OUTPUT_MAX_SIZE)
             .await;
         assert_eq!(status, CheckStatus::Critical);
         assert!(out.starts_with("Failed to start check"), "{out}");
         let (status, out) = check(&["sleep", "30"], Duration::from_millis(200))
-            .probe()
+            .probe(OUTPUT_MAX_SIZE)
             .await;
         assert_eq!(status, CheckStatus::Critical);
         assert!(out.starts_with("Timed out"), "{out}");

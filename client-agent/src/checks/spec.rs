@@ -53,6 +53,9 @@ pub enum InvalidCheck {
     /// Nothing to run: no kind and no TTL.
     #[error("TTL must be > 0 for TTL checks")]
     TtlRequired,
+    /// A negative `OutputMaxSize` (Consul's message, name included).
+    #[error("MaxOutputMaxSize must be positive")]
+    NegativeOutputMaxSize,
     /// An interval but no kind Concord recognises (Consul would accept `OSService` or
     /// `DockerContainerID` here; our wire type does not even carry them).
     #[error(
@@ -136,6 +139,9 @@ impl CheckSpec {
             } else {
                 InvalidCheck::NoSupportedKind
             });
+        }
+        if def.output_max_size.is_some_and(|n| n < 0) {
+            return Err(InvalidCheck::NegativeOutputMaxSize);
         }
 
         // What Concord runs. Whether this agent allows scripts is the caller's decision

@@ -60,7 +60,7 @@ mod tests {
     use tokio::net::TcpListener;
     use tokio::sync::mpsc;
 
-    use crate::checks::{CheckResult, CheckSpec, Checks, TcpCheck};
+    use crate::checks::{CheckResult, CheckSpec, Checks, TcpCheck, OUTPUT_MAX_SIZE};
 
     fn spec(addr: &str, interval: Duration) -> CheckSpec {
         CheckSpec::Tcp(TcpCheck {
@@ -83,7 +83,11 @@ mod tests {
         let addr = listener.local_addr().unwrap().to_string();
         let (tx, mut rx) = mpsc::channel(16);
         let checks = Checks::new(tx);
-        checks.add("db", spec(&addr, Duration::from_millis(20)));
+        checks.add(
+            "db",
+            spec(&addr, Duration::from_millis(20)),
+            OUTPUT_MAX_SIZE,
+        );
         tracing::info!("every run connects; the kernel completes the handshake from the backlog");
         for _ in 0..2 {
             let r = next(&mut rx).await;
@@ -105,7 +109,11 @@ mod tests {
         drop(listener);
         let (tx, mut rx) = mpsc::channel(16);
         let checks = Checks::new(tx);
-        checks.add("db", spec(&addr, Duration::from_secs(3600)));
+        checks.add(
+            "db",
+            spec(&addr, Duration::from_secs(3600)),
+            OUTPUT_MAX_SIZE,
+        );
         let r = next(&mut rx).await;
         assert_eq!(r.status, CheckStatus::Critical);
         assert!(
@@ -122,7 +130,11 @@ mod tests {
         let addr = listener.local_addr().unwrap().to_string();
         let (tx, mut rx) = mpsc::channel(16);
         let checks = Checks::new(tx);
-        checks.add("db", spec(&addr, Duration::from_millis(10)));
+        checks.add(
+            "db",
+            spec(&addr, Duration::from_millis(10)),
+            OUTPUT_MAX_SIZE,
+        );
         next(&mut rx).await;
         assert!(checks.remove("db"));
         while rx.try_recv().is_ok() {}

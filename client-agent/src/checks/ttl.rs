@@ -13,7 +13,7 @@ use concord_api::catalog::CheckStatus;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::{truncate_output, Check, Reporter};
+use super::{Check, Reporter};
 
 /// A status report from the application.
 #[derive(Clone, Debug)]
@@ -81,7 +81,7 @@ impl Check for Running {
                     else {
                         continue;
                     };
-                    let output = truncate_output(&output).into_owned();
+                    // Already cut to the check's limit by `Checks::ttl_update`.
                     report.report(status, output.clone()).await;
                     last_output = output;
                     deadline.as_mut().reset(Instant::now() + self.ttl);
@@ -114,7 +114,11 @@ mod tests {
     fn ttl_check(ttl: u64) -> (Checks, mpsc::Receiver<CheckResult>) {
         let (tx, rx) = mpsc::channel(16);
         let checks = Checks::new(tx);
-        checks.add("app", CheckSpec::Ttl(TtlCheck { ttl: secs(ttl) }));
+        checks.add(
+            "app",
+            CheckSpec::Ttl(TtlCheck { ttl: secs(ttl) }),
+            OUTPUT_MAX_SIZE,
+        );
         (checks, rx)
     }
 
@@ -190,6 +194,16 @@ mod tests {
             "{}",
             r.output
         );
+
+        tracing::info!("a check with its own, lower limit");
+        let (tx, mut rx) = mpsc::channel(16);
+        let checks = Checks::new(tx);
+        checks.add("small", CheckSpec::Ttl(TtlCheck { ttl: secs(10) }), 3);
+        let kept = checks
+            .ttl_update("small", CheckStatus::Warning, "abcdef")
+            .unwrap();
+        assert_eq!(kept, "abc ... (captured 3 of 6 bytes)");
+        assert_eq!(rx.recv().await.unwrap().output, kept);
     }
 
     #[tokio::test(start_paused = true)]
@@ -212,7 +226,11 @@ mod tests {
     async fn a_full_results_queue_delays_results_but_never_drops_them() {
         let (tx, mut rx) = mpsc::channel(1);
         let checks = Checks::new(tx);
-        checks.add("app", CheckSpec::Ttl(TtlCheck { ttl: secs(10) }));
+        checks.add(
+            "app",
+            CheckSpec::Ttl(TtlCheck { ttl: secs(10) }),
+            OUTPUT_MAX_SIZE,
+        );
         checks.ttl_update("app", CheckStatus::Passing, "1").unwrap();
         tracing::info!("the first result fills the queue; the expiry must wait for room");
         sleep(secs(11)).await;

@@ -166,10 +166,10 @@ impl Handler {
         generation_of(&self.snapshot())
     }
 
-    /// The encoded UDP response to a query this server answers itself, and the generation
-    /// of the view it was built from; `None` when the name goes to the recursors (the
-    /// caller then answers through [`RequestHandler::handle_request`]).
-    pub(super) fn local_udp(&self, request: &Request) -> Option<(Generation, Vec<u8>)> {
+    /// The encoded response to a query this server answers itself, and the generation of
+    /// the view it was built from; `None` when the name goes to the recursors (the caller
+    /// then answers through [`RequestHandler::handle_request`]).
+    pub(super) fn local_answer(&self, request: &Request) -> Option<(Generation, Vec<u8>)> {
         // The generation is read first: should the view change meanwhile, the answer is
         // filed under the older one, which the next lookup already finds outdated.
         let generation = self.generation();
@@ -181,12 +181,16 @@ impl Handler {
         if parts.recurse {
             return None;
         }
-        // As hickory's UDP `ResponseHandle` sizes it: the EDNS payload we echo, else its
-        // receive buffer size (our own fitting already kept plain UDP within 512 bytes).
-        let max_size = edns.as_ref().map_or(
-            hickory_proto::udp::MAX_RECEIVE_BUFFER_SIZE as u16,
-            Edns::max_payload,
-        );
+        // As hickory's `ResponseHandle` sizes it: over UDP the EDNS payload we echo, else
+        // its receive buffer size (our own fitting already kept plain UDP within 512 bytes);
+        // over TCP the most a length prefix can say.
+        let max_size = match request.protocol() {
+            Protocol::Udp => edns.as_ref().map_or(
+                hickory_proto::udp::MAX_RECEIVE_BUFFER_SIZE as u16,
+                Edns::max_payload,
+            ),
+            _ => u16::MAX,
+        };
         let mut builder = MessageResponseBuilder::from_message_request(request);
         if let Some(edns) = edns {
             builder.edns(edns);

@@ -324,6 +324,23 @@ async fn malformed_tcp_messages_get_formerr_and_the_server_survives() {
     assert_eq!(response.id(), 5);
     assert_eq!(response.answers().len(), 2);
 
+    info!("every opcode but QUERY gets NOTIMP over TCP too, on the same connection");
+    for opcode in [1u8, 2, 3, 4, 5, 6, 15] {
+        let mut packet = raw_query(6, "consul.", RecordType::SOA).to_vec().unwrap();
+        packet[2] = (packet[2] & 0x87) | (opcode << 3);
+        stream
+            .write_all(&u16::try_from(packet.len()).unwrap().to_be_bytes())
+            .await
+            .unwrap();
+        stream.write_all(&packet).await.unwrap();
+        let len = stream.read_u16().await.unwrap();
+        let mut buf = vec![0; usize::from(len)];
+        stream.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf[..2], &[0, 6], "the id is echoed");
+        assert_eq!((buf[2] >> 3) & 0x0f, opcode, "the opcode is echoed");
+        assert_eq!(buf[3] & 0x0f, 4, "NOTIMP for opcode {opcode}");
+    }
+
     info!("unframed junk, then hang up mid-message");
     let mut junk = TcpStream::connect(dns.tcp).await.unwrap();
     junk.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
@@ -350,6 +367,39 @@ async fn answers_follow_catalog_updates() {
     dns.catalog.send_replace(Arc::new(next));
     let response = ask(&mut client, "api.service.consul.", RecordType::A).await;
     assert_eq!(response.response_code(), ResponseCode::NoError);
+    assert_eq!(response.answers().len(), 1);
+
+    dns.stop().await;
+}
+
+#[tokio::test]
+async fn repeated_tcp_answers_are_whole_and_follow_catalog_updates() {
+    let n1 = node("n1", "10.0.0.1");
+    let many: Vec<_> = (0..40)
+        .map(|i| instance(&n1, &format!("web{i}"), "web").address(&format!("10.1.0.{i}")))
+        .collect();
+    let dns = TestDns::start(snapshot(vec![n1.clone()], many)).await;
+    let mut stream = TcpStream::connect(dns.tcp).await.unwrap();
+    info!("more answers than a datagram holds, many times (kept answers replayed)");
+    for id in 0..12 {
+        let query = raw_query(id, "web.service.consul.", RecordType::A);
+        let response = tcp_exchange(&mut stream, &query.to_vec().unwrap()).await;
+        assert_eq!(response.id(), id);
+        assert!(!response.truncated());
+        assert_eq!(response.answers().len(), 40, "whole, not a UDP answer");
+    }
+    info!("a UDP query for the same name still gets the trimmed answer");
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    socket.connect(dns.udp).await.unwrap();
+    let query = raw_query(99, "web.service.consul.", RecordType::A);
+    let response = udp_exchange(&socket, &query.to_vec().unwrap()).await;
+    assert!(response.answers().len() < 40);
+
+    info!("a new catalog view is seen at once");
+    let next = snapshot(vec![n1.clone()], vec![instance(&n1, "web0", "web")]);
+    dns.catalog.send_replace(Arc::new(next));
+    let query = raw_query(100, "web.service.consul.", RecordType::A);
+    let response = tcp_exchange(&mut stream, &query.to_vec().unwrap()).await;
     assert_eq!(response.answers().len(), 1);
 
     dns.stop().await;

@@ -449,3 +449,65 @@ async fn connect_endpoints_list_proxies_and_native_services() {
     let (_, _, rows) = agent.get_json("/v1/catalog/connect/db").await.unwrap();
     assert_eq!(rows, json!([]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_output_is_cut_to_the_agent_and_check_limits() {
+    init_tracing();
+    let agent = TestAgent::start(&["-dev", "-check_output_max_size=8"])
+        .await
+        .unwrap();
+    for def in [
+        json!({"Name": "a", "Check": {"CheckID": "a-ttl", "TTL": "30s"}}),
+        json!({"Name": "b", "Check": {"CheckID": "b-ttl", "TTL": "30s", "OutputMaxSize": 3}}),
+        json!({"Name": "c", "Check": {"CheckID": "c-ttl", "TTL": "30s", "OutputMaxSize": 100}}),
+    ] {
+        let (code, body) = agent
+            .put("/v1/agent/service/register", def.to_string())
+            .await
+            .unwrap();
+        assert_eq!(code, 200, "{body}");
+    }
+    tracing::info!("update (JSON Output) and pass (?note=) are both cut");
+    let (code, _) = agent
+        .put(
+            "/v1/agent/check/update/a-ttl",
+            r#"{"Status":"passing","Output":"0123456789"}"#,
+        )
+        .await
+        .unwrap();
+    assert_eq!(code, 200);
+    agent
+        .put("/v1/agent/check/warn/b-ttl?note=abcdef", "")
+        .await
+        .unwrap();
+    agent
+        .put("/v1/agent/check/fail/c-ttl?note=0123456789", "")
+        .await
+        .unwrap();
+    let (_, _, checks) = agent.get_json("/v1/agent/checks").await.unwrap();
+    assert_eq!(
+        checks["a-ttl"]["Output"],
+        "01234567 ... (captured 8 of 10 bytes)"
+    );
+    assert_eq!(
+        checks["b-ttl"]["Output"], "abc ... (captured 3 of 6 bytes)",
+        "the check's lower limit"
+    );
+    assert_eq!(
+        checks["c-ttl"]["Output"], "01234567 ... (captured 8 of 10 bytes)",
+        "a check's limit never raises the agent's"
+    );
+
+    tracing::info!("a negative OutputMaxSize is refused with Consul's text");
+    let (code, body) = agent
+        .put(
+            "/v1/agent/check/register",
+            r#"{"Name":"bad","TTL":"30s","OutputMaxSize":-1}"#,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (code, body.as_str()),
+        (400, "Invalid check: MaxOutputMaxSize must be positive")
+    );
+}

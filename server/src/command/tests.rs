@@ -41,6 +41,7 @@ fn fixture(cmd: &Command) -> &'static str {
         Command::AclPolicyDelete { .. } => "command/acl_policy_delete.json",
         Command::AclRoleSet { .. } => "command/acl_role_set.json",
         Command::AclRoleDelete { .. } => "command/acl_role_delete.json",
+        Command::KvReapTombstones { .. } => "command/kv_reap_tombstones.json",
     }
 }
 
@@ -295,6 +296,9 @@ pub(crate) fn samples() -> Vec<Command> {
         Command::AclRoleDelete {
             id: "r-unknown".into(),
         },
+        // Below every tombstone of the samples: reaps nothing, so the snapshot sample keeps
+        // its tombstone.
+        Command::KvReapTombstones { index: 1 },
     ]
 }
 

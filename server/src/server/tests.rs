@@ -463,3 +463,42 @@ async fn snapshot_restore_through_a_follower_replaces_state_on_every_server() {
     b.shutdown().await.unwrap();
     a.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn tombstone_reaps_go_through_raft_to_every_server() {
+    tracing::info!("a leader and a follower; a key set then deleted leaves a tombstone");
+    let ((a, a_addr), (b, _)) = leader_and_follower().await;
+    let _: WriteResponse = rpc(a_addr, WRITE_PATH, &set("gc/k", "v")).await.unwrap();
+    let deleted: WriteResponse = rpc(
+        a_addr,
+        WRITE_PATH,
+        &WriteRequest::Kv(KvOp::Delete { key: "gc/k".into() }),
+    )
+    .await
+    .unwrap();
+    let has_tombstone = |t: &crate::state::Tables| t.kv_tombstones_up_to(u64::MAX) == 1;
+    store_until(&b, "the tombstone replicated", has_tombstone).await;
+
+    tracing::info!("nothing below the delete: no entry is proposed");
+    let reap = crate::leader::tombstones::reap;
+    assert!(!reap(&a.shared, deleted.index - 1).await.unwrap());
+
+    tracing::info!("the reap applies on both servers");
+    assert!(reap(&a.shared, deleted.index).await.unwrap());
+    let reaped = |t: &crate::state::Tables| t.kv_tombstones_up_to(u64::MAX) == 0;
+    store_until(&a, "reaped on the leader", reaped).await;
+    store_until(&b, "reaped on the follower", reaped).await;
+    for server in [&a, &b] {
+        let (index, _) = server
+            .shared
+            .store
+            .current()
+            .query(&Query::KvList {
+                prefix: "gc/".into(),
+            })
+            .unwrap();
+        assert_eq!(index, deleted.index, "the prefix keeps the delete's index");
+    }
+    b.shutdown().await.unwrap();
+    a.shutdown().await.unwrap();
+}

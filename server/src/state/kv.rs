@@ -71,6 +71,32 @@ impl Tables {
         true
     }
 
+    /// Drops the tombstones at or below `up_to` (the tombstone GC's reap), raising the
+    /// prefix-index floor to the highest one dropped. Reads see no change (the entries were
+    /// already gone and indexes do not go down), so no watcher is woken.
+    pub(super) fn kv_reap_tombstones(&mut self, up_to: u64) {
+        let before = self.tombstones.len();
+        let mut highest = self.tombstones_reaped;
+        self.tombstones.retain(|_, index| {
+            let reap = *index <= up_to;
+            if reap {
+                highest = highest.max(*index);
+            }
+            !reap
+        });
+        self.tombstones_reaped = highest;
+        tracing::debug!(
+            reaped = before - self.tombstones.len(),
+            up_to,
+            "reaped KV tombstones"
+        );
+    }
+
+    /// How many tombstones are at or below `index` (what a reap up to it would remove).
+    pub(crate) fn kv_tombstones_up_to(&self, index: u64) -> usize {
+        self.tombstones.values().filter(|i| **i <= index).count()
+    }
+
     /// A stored entry.
     #[cfg(test)]
     pub(crate) fn kv_entry(&self, key: &str) -> Option<&KvEntry> {
@@ -415,7 +441,10 @@ impl Tables {
 
     /// Index of a prefix read, as Consul computes it: the highest ModifyIndex under the
     /// prefix, including tombstones (so deletes wake prefix watchers); the whole-table index
-    /// for the empty prefix or when nothing is (or was) under it.
+    /// for the empty prefix or when nothing is (or was) under it. Never below the highest
+    /// reaped tombstone: a watcher that saw a delete's index must not see the prefix go back
+    /// once the GC removed the tombstone (Consul lets it go back; a spurious early return of
+    /// other prefixes is the lesser harm).
     fn kv_prefix_index(&self, prefix: &str) -> u64 {
         let table = self.max_index(&[KVS, TOMBSTONES]);
         if prefix.is_empty() {
@@ -424,7 +453,7 @@ impl Tables {
         let entries = under(&self.kvs, prefix).map(|(_, e)| e.modify_index).max();
         let graves = under(&self.tombstones, prefix).map(|(_, i)| *i).max();
         match entries.max(graves) {
-            Some(index) if index > 0 => index,
+            Some(index) if index > 0 => index.max(self.tombstones_reaped),
             _ => table,
         }
     }

@@ -26,6 +26,10 @@ pub(super) struct Dump {
     checks: Vec<Check>,
     kvs: Vec<KvEntry>,
     tombstones: Vec<(String, u64)>,
+    /// Highest tombstone index the GC reaped (the prefix-index floor); absent while 0, so
+    /// snapshots of stores that never reaped read as before.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    tombstones_reaped: u64,
     lock_delays: Vec<(String, u64)>,
     sessions: Vec<Session>,
     /// Table name ([`schema`]) to last-modified index.
@@ -54,6 +58,10 @@ pub(super) struct Dump {
     /// Raft index of the ACL bootstrap (0: not bootstrapped).
     #[serde(default)]
     acl_bootstrap_index: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Dump {
@@ -95,6 +103,7 @@ impl Tables {
                 .iter()
                 .map(|(k, i)| (k.clone(), *i))
                 .collect(),
+            tombstones_reaped: self.tombstones_reaped,
             lock_delays: self
                 .lock_delays
                 .iter()
@@ -136,6 +145,7 @@ impl Tables {
                 .collect(),
             kvs: dump.kvs.into_iter().map(|e| (e.key.clone(), e)).collect(),
             tombstones: dump.tombstones.into_iter().collect(),
+            tombstones_reaped: dump.tombstones_reaped,
             lock_delays: dump.lock_delays.into_iter().collect(),
             sessions: dump
                 .sessions

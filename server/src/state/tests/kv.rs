@@ -166,6 +166,69 @@ fn deletes_leave_tombstones_that_bump_prefix_indexes() {
 }
 
 #[test]
+fn reaping_tombstones_never_moves_a_prefix_index_back() {
+    let store = StateStore::new();
+    apply_ok(&store, 1, kv(set("app/a", "1")));
+    apply_ok(&store, 2, kv(set("app/b", "2")));
+    apply_ok(
+        &store,
+        3,
+        kv(KvOp::Delete {
+            key: "app/b".into(),
+        }),
+    );
+    apply_ok(&store, 4, kv(set("web/x", "1")));
+    apply_ok(
+        &store,
+        5,
+        kv(KvOp::Delete {
+            key: "web/x".into(),
+        }),
+    );
+    assert_eq!(
+        list(&store, "app/").0,
+        3,
+        "a watcher of app/ saw the delete at 3"
+    );
+    store.view(|t| {
+        assert_eq!(t.kv_tombstones_up_to(3), 1);
+        assert_eq!(t.kv_tombstones_up_to(5), 2);
+    });
+
+    let changes = store.subscribe();
+    apply_ok(&store, 6, Command::KvReapTombstones { index: 4 });
+    assert!(!changes.has_changed().unwrap(), "a reap wakes no watcher");
+    store.view(|t| {
+        assert_eq!(t.kv_tombstones_up_to(5), 1, "only the one at 5 is left");
+        assert_eq!(t.table_index(TOMBSTONES), 5, "table indexes stay");
+    });
+    assert_eq!(
+        list(&store, "app/"),
+        (3, vec!["app/a".into()]),
+        "the tombstone is gone, the index it gave the prefix is not"
+    );
+    assert_eq!(
+        list(&store, "web/").0,
+        5,
+        "the unreaped tombstone still counts"
+    );
+
+    tracing::info!("the floor survives a snapshot, and a store that never reaped omits it");
+    let restored = StateStore::restore(&store.snapshot().unwrap()).unwrap();
+    assert_eq!(list(&restored, "app/").0, 3);
+    assert_eq!(dump(&restored)["tombstones_reaped"], 3);
+    assert!(dump(&StateStore::new()).get("tombstones_reaped").is_none());
+
+    apply_ok(&store, 7, Command::KvReapTombstones { index: 9 });
+    assert_eq!(list(&store, "web/"), (5, vec![]));
+    assert_eq!(
+        list(&store, "app/").0,
+        5,
+        "the floor is the highest reaped index"
+    );
+}
+
+#[test]
 fn delete_cas_checks_the_index() {
     let store = StateStore::new();
     apply_ok(&store, 4, kv(set("k", "v")));
