@@ -28,6 +28,8 @@
 //! - `network`: Raft RPCs to peers over HTTP (`concord_net::rpc::RpcHttp`).
 //! - `node`: what handlers and the leader loop share (`Shared`, `Leadership`) and the one
 //!   write path into Raft (`Shared::propose`).
+//! - `proposer`: group commit: concurrent writes proposed as one Raft entry
+//!   (`Command::Batch`), so they share the log's sync and a replication round trip.
 //! - `cluster`: pure decisions over the pool and the Raft configuration (bootstrap,
 //!   membership plan, server health), table-tested.
 //! - `timers`: session TTL timers (tokio time), armed while this server leads.
@@ -63,6 +65,7 @@ mod log_store;
 mod model;
 mod network;
 mod node;
+mod proposer;
 mod raft;
 mod rpc;
 mod server;
