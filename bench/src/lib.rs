@@ -8,5 +8,8 @@
 //!   wake-up delay after one write), at 1,000 to 50,000 watchers.
 //! - `bin/propagation.rs`: 3 servers and 20 client agents as real processes: time from a
 //!   registration until every agent's DNS answers it, and from a `kill -9` until none does.
+//! - `bin/kv_bench.rs`: closed-loop KV PUTs (and catalog registrations) at 1/16/64 clients
+//!   against a 3-server Concord or etcd cluster, p50/p99; leader kill -9 to new leader
+//!   (`bench/cluster/run.sh`).
 //! - `bin/ui_load.rs`: the web UI's services view with 1,000 registered services, loaded in
 //!   headless Chromium: time from navigation start to the rendered list (`bench/ui/run.sh`).

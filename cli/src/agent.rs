@@ -449,6 +449,12 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
                     .limits
                     .rpc_max_conns_per_client
                     .unwrap_or(concord_server::DEFAULT_RPC_MAX_CONNS_PER_CLIENT),
+                raft_snapshot_threshold: s
+                    .raft_snapshot_threshold
+                    .unwrap_or(concord_server::DEFAULT_RAFT_SNAPSHOT_THRESHOLD),
+                raft_trailing_logs: s
+                    .raft_trailing_logs
+                    .unwrap_or(concord_server::DEFAULT_RAFT_TRAILING_LOGS),
             };
             let server = concord_server::Server::start_with_gossip(
                 server_config,

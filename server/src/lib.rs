@@ -72,7 +72,10 @@ mod server;
 mod state;
 mod timers;
 
-pub use config::{Config, DEFAULT_RPC_MAX_CONNS_PER_CLIENT};
+pub use config::{
+    Config, DEFAULT_RAFT_SNAPSHOT_THRESHOLD, DEFAULT_RAFT_TRAILING_LOGS,
+    DEFAULT_RPC_MAX_CONNS_PER_CLIENT,
+};
 pub use rpc::LocalRpc;
 pub use server::{run, Server, ServerError};
 pub use state::SESSION_TTL_MIN;

@@ -23,6 +23,8 @@ async fn start(dir: &Path) -> Result<Server, ServerError> {
         dev: true,
         session_ttl_min: concord_server::SESSION_TTL_MIN,
         rpc_max_conns_per_client: 0,
+        raft_snapshot_threshold: concord_server::DEFAULT_RAFT_SNAPSHOT_THRESHOLD,
+        raft_trailing_logs: concord_server::DEFAULT_RAFT_TRAILING_LOGS,
     };
     Server::start(config, listener).await
 }

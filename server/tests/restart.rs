@@ -32,6 +32,8 @@ async fn start(dir: &Path) -> (Server, SocketAddr) {
         dev: true,
         session_ttl_min: concord_server::SESSION_TTL_MIN,
         rpc_max_conns_per_client: 0,
+        raft_snapshot_threshold: concord_server::DEFAULT_RAFT_SNAPSHOT_THRESHOLD,
+        raft_trailing_logs: concord_server::DEFAULT_RAFT_TRAILING_LOGS,
     };
     let server = Server::start(config, listener).await.unwrap();
     assert_eq!(server.rpc_addr(), addr);

@@ -39,6 +39,8 @@ fn config(
         dev: true,
         session_ttl_min: crate::SESSION_TTL_MIN,
         rpc_max_conns_per_client: 0,
+        raft_snapshot_threshold: crate::DEFAULT_RAFT_SNAPSHOT_THRESHOLD,
+        raft_trailing_logs: crate::DEFAULT_RAFT_TRAILING_LOGS,
     }
 }
 
