@@ -17,7 +17,12 @@
 //! `failover` finds the leader, `kill -9`s its process (`--pids` in endpoint order), and
 //! prints the time until the survivors agree on a new leader.
 
-use std::time::{Duration, Instant};
+// A command-line tool: its results go to stdout.
+#![allow(clippy::print_stdout)]
+
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use anyhow::{bail, Context};
 use base64::Engine as _;
@@ -66,7 +71,11 @@ fn options(args: &[String]) -> anyhow::Result<Options> {
         let list = || value.split(',').map(str::trim).filter(|s| !s.is_empty());
         match flag.as_str() {
             "--target" => o.target = Target::parse(value)?,
-            "--endpoints" => o.endpoints = list().map(|e| e.trim_end_matches('/').to_string()).collect(),
+            "--endpoints" => {
+                o.endpoints = list()
+                    .map(|e| e.trim_end_matches('/').to_string())
+                    .collect()
+            }
             "--concurrency" => {
                 o.concurrency = list().map(str::parse).collect::<Result<_, _>>()?;
             }
@@ -83,7 +92,13 @@ fn options(args: &[String]) -> anyhow::Result<Options> {
 }
 
 /// One worker's request number `n`: method, URL and body.
-fn request(target: Target, endpoint: &str, worker: usize, n: u64, value: &str) -> (String, Vec<u8>) {
+fn request(
+    target: Target,
+    endpoint: &str,
+    worker: usize,
+    n: u64,
+    value: &str,
+) -> (String, Vec<u8>) {
     match target {
         Target::ConcordKv => (
             format!("{endpoint}/v1/kv/bench/{worker}/{}", n % 1000),
@@ -100,7 +115,10 @@ fn request(target: Target, endpoint: &str, worker: usize, n: u64, value: &str) -
                     "Tags": ["v1"],
                 },
             });
-            (format!("{endpoint}/v1/catalog/register"), body.to_string().into_bytes())
+            (
+                format!("{endpoint}/v1/catalog/register"),
+                body.to_string().into_bytes(),
+            )
         }
         Target::Etcd => {
             let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
@@ -108,7 +126,10 @@ fn request(target: Target, endpoint: &str, worker: usize, n: u64, value: &str) -
                 "key": b64(&format!("bench/{worker}/{}", n % 1000)),
                 "value": b64(value),
             });
-            (format!("{endpoint}/v3/kv/put"), body.to_string().into_bytes())
+            (
+                format!("{endpoint}/v3/kv/put"),
+                body.to_string().into_bytes(),
+            )
         }
     }
 }
@@ -181,7 +202,11 @@ fn quantile_ms(v: &[u32], q: f64) -> f64 {
     }
     let last = v.len() - 1;
     // Rounding a non-negative value below `v.len()`: the cast cannot truncate meaningfully.
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
     let i = ((last as f64) * q).round() as usize;
     f64::from(v[i.min(last)]) / 1000.0
 }
@@ -200,7 +225,14 @@ async fn load(o: &Options) -> anyhow::Result<()> {
         let tasks: Vec<_> = (0..clients)
             .map(|id| {
                 let endpoint = o.endpoints[id % o.endpoints.len()].clone();
-                tokio::spawn(worker(o.target, endpoint, id, value.clone(), warmup_until, until))
+                tokio::spawn(worker(
+                    o.target,
+                    endpoint,
+                    id,
+                    value.clone(),
+                    warmup_until,
+                    until,
+                ))
             })
             .collect();
         let mut all = Vec::new();
@@ -229,13 +261,22 @@ async fn leader(http: &reqwest::Client, target: Target, endpoints: &[String]) ->
     for e in endpoints {
         let found = match target {
             Target::Etcd => {
-                let r = http.post(format!("{e}/v3/maintenance/status")).body("{}").send().await.ok()?;
+                let r = http
+                    .post(format!("{e}/v3/maintenance/status"))
+                    .body("{}")
+                    .send()
+                    .await
+                    .ok()?;
                 let v: serde_json::Value = r.json().await.ok()?;
                 // The gateway prints uint64s as strings.
                 let leader = v["leader"].as_str()?.to_string();
                 let mut at = None;
                 for (i, other) in endpoints.iter().enumerate() {
-                    let r = http.post(format!("{other}/v3/maintenance/status")).body("{}").send().await;
+                    let r = http
+                        .post(format!("{other}/v3/maintenance/status"))
+                        .body("{}")
+                        .send()
+                        .await;
                     if let Ok(r) = r {
                         if let Ok(s) = r.json::<serde_json::Value>().await {
                             if s["header"]["member_id"].as_str() == Some(leader.as_str()) {
@@ -247,10 +288,16 @@ async fn leader(http: &reqwest::Client, target: Target, endpoints: &[String]) ->
                 at
             }
             Target::ConcordKv | Target::ConcordCatalog => {
-                let r = http.get(format!("{e}/v1/status/leader")).send().await.ok()?;
+                let r = http
+                    .get(format!("{e}/v1/status/leader"))
+                    .send()
+                    .await
+                    .ok()?;
                 let addr: String = r.json().await.ok()?;
                 let ip = addr.split(':').next().unwrap_or_default().to_string();
-                endpoints.iter().position(|x| x.contains(&format!("//{ip}:")))
+                endpoints
+                    .iter()
+                    .position(|x| x.contains(&format!("//{ip}:")))
             }
         };
         seen.push(found?);
