@@ -8,7 +8,8 @@
 //! test panics.
 //!
 //! Needs root and `ip` (iproute2); HTTP into a namespace goes through `curl` run in it
-//! ([`curl`]). [`available`] says whether this machine can do it.
+//! ([`curl`]), or through in-process clients on a thread moved into a member namespace
+//! ([`enter`]). [`available`] says whether this machine can do it.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::{Command, Stdio};
@@ -21,6 +22,8 @@ use anyhow::{bail, Context};
 pub struct Lan {
     hub: String,
     members: Vec<String>,
+    /// The first three octets of the members' `/24`.
+    subnet: [u8; 3],
 }
 
 /// Runs `ip ARGS`, failing with its stderr.
@@ -65,10 +68,16 @@ impl Lan {
     /// this process's id and `tag`, so parallel tests (and leftovers of a killed run, which
     /// are removed first) never clash.
     pub fn new(tag: &str, n: usize) -> anyhow::Result<Lan> {
-        let prefix = format!("cc{}{tag}", std::process::id());
+        Lan::on(&format!("cc{}{tag}", std::process::id()), [10, 99, 0], n)
+    }
+
+    /// [`Lan::new`] with namespaces named `<prefix>h` (the hub) and `<prefix>m<i>`, members
+    /// on `<subnet>.<i+1>/24`.
+    pub fn on(prefix: &str, subnet: [u8; 3], n: usize) -> anyhow::Result<Lan> {
         let lan = Lan {
             hub: format!("{prefix}h"),
             members: (0..n).map(|i| format!("{prefix}m{i}")).collect(),
+            subnet,
         };
         for ns in std::iter::once(&lan.hub).chain(&lan.members) {
             let _ = ip(&["netns", "del", ns]);
@@ -99,7 +108,8 @@ impl Lan {
     /// Address of member `i`.
     pub fn ip(&self, i: usize) -> IpAddr {
         let last = u8::try_from(i + 1).expect("invariant: a test LAN has under 255 members");
-        IpAddr::V4(Ipv4Addr::new(10, 99, 0, last))
+        let [a, b, c] = self.subnet;
+        IpAddr::V4(Ipv4Addr::new(a, b, c, last))
     }
 
     /// Cuts member `i` off the LAN (its cable goes down at the bridge).
@@ -122,6 +132,21 @@ impl Drop for Lan {
             }
         }
     }
+}
+
+/// Moves the calling thread (only it) into network namespace `ns`: the sockets it makes
+/// from then on live there. Run a current-thread tokio runtime on such a thread to drive
+/// in-process clients against a [`Lan`]'s members.
+pub fn enter(ns: &str) -> anyhow::Result<()> {
+    use std::os::fd::AsFd as _;
+    let path = format!("/run/netns/{ns}");
+    let file = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
+    rustix::thread::move_into_link_name_space(
+        file.as_fd(),
+        Some(rustix::thread::LinkNameSpaceType::Network),
+    )
+    .with_context(|| format!("setns into {ns}"))?;
+    Ok(())
 }
 
 /// An HTTP request run by `curl` inside namespace `ns`: status, `X-Consul-Index` (0 if
@@ -246,6 +271,27 @@ mod tests {
         drop(lan);
         let left = namespaces();
         assert!(names.iter().all(|n| !left.contains(n.as_str())), "{left}");
+    }
+
+    #[test]
+    fn a_thread_enters_a_member_namespace() {
+        if !available("the namespace entry test") {
+            return;
+        }
+        let lan = Lan::on(&format!("cc-{}-e", std::process::id()), [10, 248, 9], 1).unwrap();
+        let addr = std::net::SocketAddr::new(lan.ip(0), 0);
+        assert!(
+            std::net::TcpListener::bind(addr).is_err(),
+            "the member's address is not the host's"
+        );
+        let ns = lan.ns(0).to_string();
+        let inside = std::thread::spawn(move || {
+            enter(&ns).unwrap();
+            std::net::TcpListener::bind(addr).map(|_| ())
+        })
+        .join()
+        .unwrap();
+        assert!(inside.is_ok(), "{inside:?}");
     }
 
     #[test]

@@ -224,6 +224,11 @@ async fn connection(
     limits: &ServeLimits,
     stop: watch::Receiver<bool>,
 ) {
+    // Replies go out as several small writes (HTTP/2 frames): with Nagle's algorithm on, the
+    // second waits for the peer's delayed ACK, up to 40 ms per request on Linux.
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(client = %remote, error = %e, "could not set TCP_NODELAY");
+    }
     let h2 = match tokio::time::timeout(limits.header_read_timeout, sniff_h2(&stream)).await {
         Ok(Ok(h2)) => h2,
         Ok(Err(_)) => return,

@@ -16,13 +16,14 @@ use concord_api::operator::{
     AutopilotServer, AutopilotState, OperatorHealth, OperatorQuery, OperatorResult, OperatorWrite,
     RaftConfiguration, RaftServer, ServerHealth,
 };
-use concord_api::rpc::RpcError;
+use concord_api::rpc::{RpcError, WriteResult};
 use concord_net::gossip::MemberStatus;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{ChangeMembers, ServerState};
 use tokio::time::Instant;
 
 use crate::cluster::{self, Change, Observation, PlanLimits, PoolServer, RaftMember};
+use crate::command::Command;
 use crate::node::Shared;
 use crate::raft::{node_id_from_uuid, Node, NodeId, ELECT_PATH};
 
@@ -114,7 +115,7 @@ async fn pass(shared: &Shared) -> Result<(), RpcError> {
             leader: m.id == shared.id,
         })
         .collect();
-    let config = Shared::locked(&shared.autopilot).clone();
+    let config = shared.store.current().view(|t| t.autopilot_config());
     let now = Instant::now();
     let stable = {
         let mut health = Shared::locked(&shared.health);
@@ -252,7 +253,7 @@ pub(crate) fn read(shared: &Shared, query: &OperatorQuery) -> Result<OperatorRes
             })
         }
         OperatorQuery::AutopilotConfig => {
-            OperatorResult::AutopilotConfig(Shared::locked(&shared.autopilot).clone())
+            OperatorResult::AutopilotConfig(shared.store.current().view(|t| t.autopilot_config()))
         }
         OperatorQuery::AutopilotHealth | OperatorQuery::AutopilotState => {
             let health = health(shared, &members, &servers, leader, term);
@@ -433,29 +434,16 @@ pub(crate) async fn write(shared: &Shared, op: &OperatorWrite) -> Result<Operato
         }
         OperatorWrite::TransferLeader { id } => transfer(shared, &members, id.as_deref()).await,
         OperatorWrite::SetAutopilotConfig { config, cas } => {
-            let mut current = Shared::locked(&shared.autopilot);
-            if let Some(cas) = cas {
-                if *cas != current.modify_index {
-                    return Ok(OperatorResult::Bool(false));
-                }
+            let cmd = Command::AutopilotSetConfig {
+                config: config.into(),
+                cas: *cas,
+            };
+            match shared.propose(cmd).await?.1 {
+                WriteResult::Bool(applied) => Ok(OperatorResult::Bool(applied)),
+                other => Err(RpcError::Internal(format!(
+                    "invariant: autopilot configuration write answered {other:?}"
+                ))),
             }
-            let index = shared
-                .raft
-                .metrics()
-                .borrow()
-                .last_applied
-                .map_or(1, |l| l.index.max(1));
-            let create_index = if current.create_index == 0 {
-                index
-            } else {
-                current.create_index
-            };
-            *current = concord_api::operator::AutopilotConfig {
-                create_index,
-                modify_index: index.max(current.modify_index + 1),
-                ..config.clone()
-            };
-            Ok(OperatorResult::Bool(true))
         }
     }
 }

@@ -4,6 +4,7 @@ use concord_api::rpc::{RpcError, WriteResult};
 use serde::{Deserialize, Serialize};
 
 use crate::model::acl::{Policy, Role, Token};
+use crate::model::autopilot::AutopilotConfig;
 use crate::model::ca::{CaConfig, CaRoot};
 use crate::model::catalog::{Deregister, Register};
 use crate::model::id::SessionId;
@@ -173,11 +174,30 @@ pub(crate) enum Command {
         /// Highest tombstone index to remove.
         index: u64,
     },
+    /// Replace autopilot's settings (`PUT /v1/operator/autopilot/configuration`).
+    AutopilotSetConfig {
+        /// The settings; the store sets their indexes.
+        config: AutopilotConfig,
+        /// Only if the stored settings' modify index equals this (Consul's `?cas=`; 0 while
+        /// none were ever stored, as `GET` shows them).
+        cas: Option<u64>,
+    },
+    /// Several writes proposed together (group commit, see `crate::proposer`): applied in
+    /// order at the entry's one index, atomically for readers, each with its own result. Never
+    /// holds a [`Command::Restore`] or another batch.
+    Batch {
+        /// The writes, in the order their callers' proposals were queued.
+        commands: Vec<Command>,
+    },
 }
 
 /// What applying a [`Command`] produced. Validation failures are data (`Invalid`,
 /// `NotFound`), never panics, and a rejected command changes nothing.
 pub(crate) type CommandResult = Result<WriteResult, RpcError>;
+
+/// What applying one Raft entry produced (openraft's response type): one result per
+/// command, so a [`Command::Batch`] of `n` gives `n`, anything else one.
+pub(crate) type Applied = Vec<CommandResult>;
 
 /// The current wall-clock time to stamp on a proposal.
 pub(crate) fn now_ms() -> UnixMillis {

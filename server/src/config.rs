@@ -49,7 +49,20 @@ pub struct Config {
     /// `vetRegisterWithACL`), so an agent without a valid token cannot write the catalog;
     /// `None` (ACLs off) checks nothing.
     pub acl: Option<concord_api::acl::authorizer::DefaultPolicy>,
+    /// Snapshot after this many entries since the last snapshot (Consul's
+    /// `raft_snapshot_threshold`; Concord's default [`DEFAULT_RAFT_SNAPSHOT_THRESHOLD`]).
+    pub raft_snapshot_threshold: u64,
+    /// Entries kept in the log behind a snapshot, so a follower that is slightly behind
+    /// catches up from the log rather than a snapshot (Consul's `raft_trailing_logs`;
+    /// Concord's default [`DEFAULT_RAFT_TRAILING_LOGS`]).
+    pub raft_trailing_logs: u64,
 }
+
+/// Default [`Config::raft_snapshot_threshold`] (Consul: 16384; Concord snapshots sooner,
+/// since its whole unpurged log is kept in memory).
+pub const DEFAULT_RAFT_SNAPSHOT_THRESHOLD: u64 = 4096;
+/// Default [`Config::raft_trailing_logs`] (Consul: 10240).
+pub const DEFAULT_RAFT_TRAILING_LOGS: u64 = 1024;
 
 /// Consul's default `limits.rpc_max_conns_per_client`.
 pub const DEFAULT_RPC_MAX_CONNS_PER_CLIENT: usize = 100;

@@ -28,7 +28,7 @@ use concord_api::rpc::{RpcError, WriteResult};
 use openraft::storage::RaftStateMachine;
 use openraft::{AnyError, EntryPayload, RaftSnapshotBuilder};
 
-use crate::command::{Command, CommandResult};
+use crate::command::{Applied, Command, CommandResult};
 use crate::raft::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StorageIOError, StoredMembership,
     TypeConfig,
@@ -190,7 +190,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok((self.last_applied, self.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResult>, StorageError>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Applied>, StorageError>
     where
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
@@ -200,17 +200,22 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         for entry in entries {
             self.last_applied = Some(entry.log_id);
             let result = match &entry.payload {
-                EntryPayload::Blank => Ok(WriteResult::Done),
+                EntryPayload::Blank => vec![Ok(WriteResult::Done)],
                 EntryPayload::Normal(Command::Restore { state }) => {
                     let result = restore(&self.store, entry.log_id.index, state).await;
                     // Later entries of this batch apply to the restored store.
                     store = self.store.current();
-                    result
+                    vec![result]
                 }
-                EntryPayload::Normal(cmd) => apply_command(&store, entry.log_id.index, cmd),
+                EntryPayload::Normal(Command::Batch { commands }) => {
+                    apply_commands(&store, entry.log_id.index, commands)
+                }
+                EntryPayload::Normal(cmd) => {
+                    apply_commands(&store, entry.log_id.index, std::slice::from_ref(cmd))
+                }
                 EntryPayload::Membership(membership) => {
                     self.membership = StoredMembership::new(Some(entry.log_id), membership.clone());
-                    Ok(WriteResult::Done)
+                    vec![Ok(WriteResult::Done)]
                 }
             };
             results.push(result);
@@ -289,11 +294,12 @@ async fn restore(handle: &StoreHandle, index: u64, state: &str) -> CommandResult
     Ok(WriteResult::Done)
 }
 
-/// Applies one command; logs rejections (they are normal: the caller gets the error).
-fn apply_command(store: &StateStore, index: u64, cmd: &Command) -> CommandResult {
-    let result = store.apply(index, cmd);
-    if let Err(e) = &result {
+/// Applies one entry's commands (one, or a batch's); logs rejections (they are normal: the
+/// caller gets the error).
+fn apply_commands(store: &StateStore, index: u64, commands: &[Command]) -> Applied {
+    let results = store.apply_batch(index, commands);
+    for e in results.iter().filter_map(|r| r.as_ref().err()) {
         tracing::debug!(index, error = %e, "command rejected");
     }
-    result
+    results
 }

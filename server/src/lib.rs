@@ -28,6 +28,8 @@
 //! - `network`: Raft RPCs to peers over HTTP (`concord_net::rpc::RpcHttp`).
 //! - `node`: what handlers and the leader loop share (`Shared`, `Leadership`) and the one
 //!   write path into Raft (`Shared::propose`).
+//! - `proposer`: group commit: concurrent writes proposed as one Raft entry
+//!   (`Command::Batch`), so they share the log's sync and a replication round trip.
 //! - `cluster`: pure decisions over the pool and the Raft configuration (bootstrap,
 //!   membership plan, server health), table-tested.
 //! - `timers`: session TTL timers (tokio time), armed while this server leads.
@@ -63,13 +65,17 @@ mod log_store;
 mod model;
 mod network;
 mod node;
+mod proposer;
 mod raft;
 mod rpc;
 mod server;
 mod state;
 mod timers;
 
-pub use config::{Config, DEFAULT_RPC_MAX_CONNS_PER_CLIENT};
+pub use config::{
+    Config, DEFAULT_RAFT_SNAPSHOT_THRESHOLD, DEFAULT_RAFT_TRAILING_LOGS,
+    DEFAULT_RPC_MAX_CONNS_PER_CLIENT,
+};
 pub use rpc::LocalRpc;
 pub use server::{run, Server, ServerError};
 pub use state::SESSION_TTL_MIN;

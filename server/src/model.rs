@@ -21,8 +21,10 @@
 //! - `acl`: [`Token`](acl::Token), [`Policy`](acl::Policy), [`Role`](acl::Role) (secrets
 //!   redacted in `Debug`).
 //! - `ca`: [`CaConfig`](ca::CaConfig), [`CaRoot`](ca::CaRoot) (Connect CA, keys included).
+//! - `autopilot`: [`AutopilotConfig`](autopilot::AutopilotConfig), the one autopilot record.
 
 pub(crate) mod acl;
+pub(crate) mod autopilot;
 pub(crate) mod ca;
 pub(crate) mod catalog;
 pub(crate) mod config_entry;

@@ -9,11 +9,9 @@
 use std::future::Future;
 use std::sync::{Mutex, PoisonError};
 
-use concord_api::operator::AutopilotConfig;
 use concord_api::rpc::{QueryMeta, RpcError, WriteResult};
 use concord_net::gossip::Gossip;
 use concord_net::rpc::RpcHttp;
-use openraft::error::{ClientWriteError, RaftError};
 use openraft::ServerState;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -21,6 +19,7 @@ use tokio::time::Instant;
 use crate::cluster::HealthTracker;
 use crate::command::Command;
 use crate::config::Config;
+use crate::proposer::Proposer;
 use crate::raft::{NodeId, Raft};
 use crate::state::StoreHandle;
 use crate::timers::SessionTimers;
@@ -42,6 +41,8 @@ pub(crate) struct Shared {
     pub(crate) id: NodeId,
     pub(crate) config: Config,
     pub(crate) raft: Raft,
+    /// The write path into `raft` (batches concurrent writes).
+    proposer: Proposer,
     pub(crate) store: StoreHandle,
     /// Session TTL timers; armed only while this server leads.
     pub(crate) timers: SessionTimers,
@@ -50,9 +51,6 @@ pub(crate) struct Shared {
     /// The LAN gossip pool this server is a member of, when the caller runs one; the leader
     /// reconciles its members into the catalog.
     pub(crate) gossip: Option<Gossip>,
-    /// Autopilot's settings. Kept in memory on each server (not replicated): a new leader
-    /// starts from Consul's defaults.
-    pub(crate) autopilot: Mutex<AutopilotConfig>,
     /// Server health as the leader last observed it (empty on followers).
     pub(crate) health: Mutex<HealthTracker>,
     /// When an append-entries from a leader last succeeded here.
@@ -84,12 +82,12 @@ impl Shared {
         Shared {
             id,
             config,
+            proposer: Proposer::start(raft.clone()),
             raft,
             store,
             timers,
             http,
             gossip: None,
-            autopilot: Mutex::new(AutopilotConfig::default()),
             health: Mutex::new(HealthTracker::default()),
             last_contact: Mutex::new(None),
             started: Instant::now(),
@@ -121,27 +119,13 @@ impl Shared {
         }
     }
 
-    /// Proposes a command on this server's Raft and waits for it to apply.
+    /// Proposes a command on this server's Raft and waits for it to apply; concurrent
+    /// writes share an entry (group commit, see [`Proposer`]).
     ///
     /// Callers decide up front that this server leads; if leadership is lost meanwhile, the
     /// answer is Consul's `leadership lost while committing log`, never a forward from here.
-    /// That error is deliberately not `NotLeader`: the entry may already be in the log and
-    /// commit under the next leader, so nobody may retry it as if it had never been sent
-    /// (a forwarding server retries `NotLeader`, see `rpc::forward::to_leader`).
     pub(crate) async fn propose(&self, cmd: Command) -> Result<(u64, WriteResult), RpcError> {
-        match self.raft.client_write(cmd).await {
-            Ok(resp) => resp.data.map(|result| (resp.log_id.index, result)),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                tracing::debug!(leader = ?f.leader_id, "leadership lost while committing a write");
-                Err(RpcError::Internal(
-                    "leadership lost while committing log".to_string(),
-                ))
-            }
-            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
-                Err(RpcError::Internal(e.to_string()))
-            }
-            Err(RaftError::Fatal(e)) => Err(RpcError::Internal(format!("raft: {e}"))),
-        }
+        self.proposer.propose(cmd).await
     }
 
     /// The leader address and voter addresses, for `/v1/status/*`.

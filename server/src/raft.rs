@@ -10,14 +10,14 @@ use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
-use crate::command::{Command, CommandResult};
+use crate::command::{Applied, Command};
 
 openraft::declare_raft_types!(
     /// Concord's Raft types: `u64` node ids, nodes addressed by their server RPC address
     /// (`ip:port`, the same port that serves agents), [`Command`] payloads.
     pub(crate) TypeConfig:
         D = Command,
-        R = CommandResult,
+        R = Applied,
         NodeId = u64,
         Node = openraft::BasicNode,
         Entry = openraft::Entry<TypeConfig>,

@@ -29,11 +29,6 @@ use crate::raft::{node_id_from_uuid, Node, NodeId, Raft};
 use crate::rpc;
 use crate::timers::SessionTimers;
 
-/// Take a snapshot (and allow purging the log) after this many applied entries.
-const SNAPSHOT_EVERY: u64 = 4096;
-/// Entries kept in the log behind a snapshot, so a slightly lagging follower catches up
-/// from the log instead of needing the whole snapshot.
-const LOG_KEPT_BEHIND_SNAPSHOT: u64 = 1024;
 /// How long opening the database waits for a lock another handle still holds.
 const DB_LOCK_WAIT: Duration = Duration::from_secs(5);
 /// How often it looks again meanwhile.
@@ -136,8 +131,8 @@ fn raft_config(config: &Config) -> Result<openraft::Config, ServerError> {
         election_timeout_max: ms(timings.election_max),
         // Full snapshots go in one HTTP request; allow more than the 200 ms default.
         install_snapshot_timeout: 10_000,
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY),
-        max_in_snapshot_log_to_keep: LOG_KEPT_BEHIND_SNAPSHOT,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(config.raft_snapshot_threshold.max(1)),
+        max_in_snapshot_log_to_keep: config.raft_trailing_logs,
         ..openraft::Config::default()
     }
     .validate()

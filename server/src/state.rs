@@ -14,6 +14,7 @@
 //! ([`schema`]); every change is published on a watch channel so blocking queries wake up.
 
 mod acl;
+mod autopilot;
 mod ca;
 mod catalog;
 mod config_entry;
@@ -33,6 +34,7 @@ use tokio::sync::watch;
 
 use crate::command::{Command, CommandResult};
 use crate::model::acl::{Policy, Role, Token};
+use crate::model::autopilot::AutopilotConfig;
 use crate::model::ca::{CaConfig, CaRoot};
 use crate::model::catalog::{Check, Node, Service};
 use crate::model::config_entry::ConfigEntry;
@@ -93,6 +95,9 @@ pub(crate) struct Tables {
     acl_roles: BTreeMap<String, Role>,
     /// Raft index of the ACL bootstrap; 0 until then.
     acl_bootstrap_index: u64,
+    /// Autopilot's settings; `None` until an operator first sets them (Consul's defaults
+    /// apply meanwhile).
+    autopilot_config: Option<AutopilotConfig>,
     /// Undo log of a running KV transaction, so a failed one leaves no trace.
     journal: Option<Journal>,
     /// Whether the current apply changed any table (then watchers are woken).
@@ -231,10 +236,17 @@ impl Tables {
                 self.kv_reap_tombstones(*up_to);
                 Ok(WriteResult::Done)
             }
+            Command::AutopilotSetConfig { config, cas } => Ok(WriteResult::Bool(
+                self.autopilot_set_config(index, config, *cas),
+            )),
             // A restore replaces the whole store, which only the state machine can do
             // (`StateStore::restored_at` + `StoreHandle::swap`).
             Command::Restore { .. } => Err(StateError::Snapshot(
                 "invariant: a restore is applied by the state machine, not a store".to_string(),
+            )),
+            // `StateStore::apply_batch` unpacks batches; they never nest.
+            Command::Batch { .. } => Err(StateError::Snapshot(
+                "invariant: a batch inside a batch".to_string(),
             )),
         }
     }
@@ -323,16 +335,42 @@ impl StateStore {
 
     /// Applies a command at Raft index `index`. Never panics; a rejected command changes
     /// nothing and wakes no one.
+    ///
+    /// A [`Command::Batch`] answers its first rejection, or its last command's result
+    /// (callers wanting every result use [`StateStore::apply_batch`]). Tests' shorthand: the
+    /// state machine applies through `apply_batch`.
+    #[cfg(test)]
     pub(crate) fn apply(&self, index: u64, cmd: &Command) -> CommandResult {
+        let commands = match cmd {
+            Command::Batch { commands } => commands.as_slice(),
+            single => std::slice::from_ref(single),
+        };
+        let results = self.apply_batch(index, commands);
+        let first_error = results.iter().position(Result::is_err);
+        let pick = first_error.unwrap_or(results.len().saturating_sub(1));
+        results
+            .into_iter()
+            .nth(pick)
+            .unwrap_or(Ok(WriteResult::Done))
+    }
+
+    /// Applies `commands` in order at Raft index `index`, all under one write lock: readers
+    /// see none or all of them, and watchers wake once, so a blocking query that saw index
+    /// `index` has seen every change made at it. Each command succeeds or is rejected on its
+    /// own (a rejection changes nothing); one result per command.
+    pub(crate) fn apply_batch(&self, index: u64, commands: &[Command]) -> Vec<CommandResult> {
         let mut tables = self.write();
         tables.changed = false;
-        let result = tables.apply(index, cmd);
+        let results = commands
+            .iter()
+            .map(|cmd| tables.apply(index, cmd).map_err(RpcError::from))
+            .collect();
         let changed = std::mem::take(&mut tables.changed);
         drop(tables);
         if changed {
             self.changes.send_modify(|c| c.index = index);
         }
-        result.map_err(RpcError::from)
+        results
     }
 
     /// Answers a query with its index (never 0).

@@ -81,6 +81,8 @@ struct ConfigFile {
     default_query_time: Option<String>,
     max_query_time: Option<String>,
     session_ttl_min: Option<String>,
+    raft_snapshot_threshold: Option<u64>,
+    raft_trailing_logs: Option<u64>,
     disable_host_node_id: Option<bool>,
     http_config: Option<HttpConfig>,
     /// What one client may hold (connections, parked queries).
@@ -329,6 +331,10 @@ pub(crate) struct Settings {
     pub(super) max_query_time: Option<Duration>,
     /// Shortest session TTL accepted (Consul's `session_ttl_min`, 10 s).
     pub(super) session_ttl_min: Option<Duration>,
+    /// Entries between Raft snapshots (Consul's `raft_snapshot_threshold`).
+    pub(super) raft_snapshot_threshold: Option<u64>,
+    /// Entries kept behind a snapshot (Consul's `raft_trailing_logs`).
+    pub(super) raft_trailing_logs: Option<u64>,
     /// Headers added to every HTTP API response (`http_config.response_headers`).
     pub(super) response_headers: BTreeMap<String, String>,
     /// Networks allowed to write over HTTP (`-allow-write-http-from`,
@@ -638,6 +644,8 @@ impl Settings {
             &mut s.session_ttl_min,
             duration("session_ttl_min", file.session_ttl_min)?,
         );
+        set(&mut s.raft_snapshot_threshold, file.raft_snapshot_threshold);
+        set(&mut s.raft_trailing_logs, file.raft_trailing_logs);
         // Concord's node IDs are random (or given) and never derived from the host, which is
         // what `disable_host_node_id = true` asks for; `false` cannot be honoured and needs not be.
         let _ = file.disable_host_node_id;
@@ -1405,6 +1413,21 @@ mod tests {
         assert!(error(r#"{"node_name":7}"#).contains("bad.json"));
         assert!(
             error(r#"{"default_intention_policy":"maybe"}"#).contains("default_intention_policy")
+        );
+    }
+
+    #[test]
+    fn raft_snapshot_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(
+            dir.path(),
+            "a.json",
+            r#"{"raft_snapshot_threshold":64,"raft_trailing_logs":16}"#,
+        );
+        let (s, _) = settings(&flags(&["-config-file", a.to_str().unwrap()])).unwrap();
+        assert_eq!(
+            (s.raft_snapshot_threshold, s.raft_trailing_logs),
+            (Some(64), Some(16))
         );
     }
 

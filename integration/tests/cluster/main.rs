@@ -264,3 +264,134 @@ async fn three_servers_bootstrap_survive_leader_loss_and_change_membership() {
         );
     }
 }
+
+/// The autopilot test's loopback network, 127.0.48.x.
+const NET_AUTOPILOT: u8 = 48;
+
+/// `GET /v1/operator/autopilot/configuration` through `agent` (`?stale`: its server's own
+/// copy).
+async fn autopilot_config(agent: &TestAgent) -> serde_json::Value {
+    match agent
+        .get_json("/v1/operator/autopilot/configuration?stale")
+        .await
+    {
+        Ok((200, _, v)) => v,
+        other => panic!("autopilot configuration: {other:?}"),
+    }
+}
+
+/// Autopilot's settings are a Raft command: a `PUT` through one server is what another
+/// reads, `?cas=` refuses a stale index, and after `kill -9` of the leader the new leader
+/// runs with them: with a one-hour stabilization time a new server that has been healthy
+/// for well over the default 10 s stays a learner, until the setting is shortened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autopilot_settings_are_replicated_and_survive_leader_loss() {
+    init_tracing();
+    let mut cluster = TestCluster::start(NET_AUTOPILOT, 3).await.unwrap();
+    let leader = cluster.wait_leader(&[0, 1, 2], None).await.unwrap();
+    let old = cluster.index_of(&leader).unwrap();
+    let survivors: Vec<usize> = (0..3).filter(|&i| i != old).collect();
+    let (writer, reader) = (survivors[0], survivors[1]);
+
+    let config = autopilot_config(&cluster.servers[writer]).await;
+    assert_eq!(config["ServerStabilizationTime"], "10s", "{config}");
+    let cas = config["ModifyIndex"].as_u64().unwrap();
+    let mut slow = config.clone();
+    slow["ServerStabilizationTime"] = "1h".into();
+    slow["MaxTrailingLogs"] = 777.into();
+    let path = format!("/v1/operator/autopilot/configuration?cas={cas}");
+    let put = cluster.servers[writer]
+        .put(&path, slow.to_string())
+        .await
+        .unwrap();
+    assert_eq!((put.0, put.1.trim()), (200, "true"));
+    let again = cluster.servers[reader]
+        .put(&path, slow.to_string())
+        .await
+        .unwrap();
+    assert_eq!((again.0, again.1.trim()), (200, "false"), "a stale ?cas=");
+    assert_eventually!(
+        autopilot_config(&cluster.servers[reader]).await["MaxTrailingLogs"] == 777,
+        "another server reads the setting: {}",
+        autopilot_config(&cluster.servers[reader]).await
+    );
+    let stored = autopilot_config(&cluster.servers[reader]).await;
+    assert!(stored["ModifyIndex"].as_u64().unwrap() > cas, "{stored}");
+
+    // The leader dies; the new one reads and applies the same settings.
+    cluster.servers[old].kill9();
+    let new_leader = cluster
+        .wait_leader(&survivors, Some(&leader))
+        .await
+        .unwrap();
+    let new = cluster.index_of(&new_leader).unwrap();
+    let on_new = autopilot_config(&cluster.servers[new]).await;
+    assert_eq!(on_new["MaxTrailingLogs"], 777, "{on_new}");
+    assert_eq!(
+        on_new["ServerStabilizationTime"],
+        stored["ServerStabilizationTime"]
+    );
+
+    let ip4 = TestCluster::ip(NET_AUTOPILOT, 3);
+    let fourth = AgentSpec::at("s4", ip4)
+        .args(&[
+            "-server",
+            "-retry-join",
+            &TestCluster::ip(NET_AUTOPILOT, new).to_string(),
+        ])
+        .args(&["-retry-interval", "1s"])
+        .no_wait();
+    let _fourth = TestAgent::launch(fourth).await.unwrap();
+    let addr4 = format!("{ip4}:8300");
+    let healthy4 = || async {
+        match cluster.servers[new]
+            .get_json("/v1/operator/autopilot/health")
+            .await
+        {
+            // 429 while any server is unhealthy (the dead old leader), with the same body.
+            Ok((200 | 429, _, h)) => h["Servers"].as_array().is_some_and(|list| {
+                list.iter()
+                    .any(|s| s["Address"] == addr4.as_str() && s["Healthy"] == true)
+            }),
+            _ => false,
+        }
+    };
+    assert_eventually!(
+        @timeout Duration::from_secs(60),
+        healthy4().await,
+        "the 4th server joined and is healthy: {:?}",
+        cluster.servers[new]
+            .get_json("/v1/operator/autopilot/health")
+            .await
+    );
+    // Healthy for 15 s (the default stabilization is 10 s) and still not a voter.
+    let healthy_since = tokio::time::Instant::now();
+    while healthy_since.elapsed() < Duration::from_secs(15) {
+        let servers = raft_servers(&cluster.servers[new]).await;
+        assert!(
+            !servers.contains(&(addr4.clone(), true)),
+            "promoted despite the one-hour stabilization time: {servers:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        raft_servers(&cluster.servers[new])
+            .await
+            .contains(&(addr4.clone(), false)),
+        "the 4th server is a learner"
+    );
+    // The control: a short stabilization time through the new leader promotes it.
+    let mut fast = autopilot_config(&cluster.servers[new]).await;
+    fast["ServerStabilizationTime"] = "1s".into();
+    let put = cluster.servers[new]
+        .put("/v1/operator/autopilot/configuration", fast.to_string())
+        .await
+        .unwrap();
+    assert_eq!((put.0, put.1.trim()), (200, "true"));
+    assert_eventually!(
+        @timeout Duration::from_secs(60),
+        raft_servers(&cluster.servers[new]).await.contains(&(addr4.clone(), true)),
+        "promoted once the stabilization time is short: {:?}",
+        raft_servers(&cluster.servers[new]).await
+    );
+}

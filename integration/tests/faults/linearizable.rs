@@ -6,8 +6,9 @@
 //! ([`concord_integration::linearizability`]). Clients also write keys of their own, each
 //! once; every acknowledged one must be there at the end.
 //!
-//! Partitions are left to the namespace test: a client in a namespace talks through `curl`,
-//! one process per request, too slow to load a cluster on two shared cores.
+//! A second run does the same on a namespace LAN (10.248.0.x) against partitions and
+//! snapshot installs: the clients run in-process on a thread moved into a namespace of
+//! their own, so they reach the servers at full speed (no `curl` per request).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -16,7 +17,10 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use concord_integration::linearizability::{self, Event, Op, Outcome};
-use concord_integration::{assert_eventually, init_tracing, TestCluster};
+use concord_integration::netns::{self, Lan};
+use concord_integration::{assert_eventually, init_tracing, AgentSpec, TestAgent, TestCluster};
+
+use super::common_leader;
 use tokio::time::Instant;
 
 /// The cluster's loopback network.
@@ -273,23 +277,24 @@ async fn kv_stays_linearizable_while_servers_are_killed_and_restarted() {
         progressed(&progress, after, 10, "the restart").await;
     }
     stop.store(true, Ordering::Relaxed);
-    let mut history = Vec::new();
-    let mut acked = Vec::new();
-    let mut failed = 0;
-    let mut why = std::collections::BTreeMap::<String, usize>::new();
+    let mut records = Vec::new();
     for c in clients {
-        let rec = c.await.unwrap();
-        for (k, v) in rec.why {
-            *why.entry(k).or_default() += v;
-        }
-        history.extend(rec.history);
-        acked.extend(rec.acked);
-        failed += rec.failed;
+        records.push(c.await.unwrap());
     }
-
-    // Final reads through every server, after everything else.
     let http = concord_integration::http_client().unwrap();
-    for s in &servers {
+    let (finals, stored) = final_reads(&http, &servers, start).await;
+    verdict(records, finals, &stored, &faults);
+}
+
+/// After the run, through every server: a `?consistent` read of every key (added to the
+/// history, after everything else) and the own keys stored.
+async fn final_reads(
+    http: &reqwest::Client,
+    servers: &[SocketAddr],
+    start: Instant,
+) -> (Vec<Event>, std::collections::HashSet<String>) {
+    let mut history = Vec::new();
+    for s in servers {
         for k in 0..KEYS {
             let key = format!("lin/k{k}");
             let invoked = u64::try_from(start.elapsed().as_micros()).unwrap();
@@ -313,8 +318,6 @@ async fn kv_stays_linearizable_while_servers_are_killed_and_restarted() {
             });
         }
     }
-
-    // Every acknowledged own key is there.
     let r = http
         .get(format!(
             "http://{}/v1/kv/lin/own/?recurse&consistent",
@@ -324,13 +327,35 @@ async fn kv_stays_linearizable_while_servers_are_killed_and_restarted() {
         .await
         .unwrap();
     let stored: Vec<serde_json::Value> = r.json().await.unwrap_or_default();
-    let stored: std::collections::HashSet<&str> =
-        stored.iter().filter_map(|e| e["Key"].as_str()).collect();
-    let lost: Vec<&String> = acked
+    let stored = stored
         .iter()
-        .filter(|k| !stored.contains(k.as_str()))
+        .filter_map(|e| e["Key"].as_str().map(str::to_string))
         .collect();
+    (history, stored)
+}
 
+/// Checks the clients' histories plus the final reads, prints the numbers, and fails on a
+/// violation, an undecided history, too few operations, or a lost acknowledged own key.
+fn verdict(
+    records: Vec<Record>,
+    finals: Vec<Event>,
+    stored: &std::collections::HashSet<String>,
+    faults: &[String],
+) {
+    let mut history = Vec::new();
+    let mut acked = Vec::new();
+    let mut failed = 0;
+    let mut why = std::collections::BTreeMap::<String, usize>::new();
+    for rec in records {
+        for (k, v) in rec.why {
+            *why.entry(k).or_default() += v;
+        }
+        history.extend(rec.history);
+        acked.extend(rec.acked);
+        failed += rec.failed;
+    }
+    history.extend(finals);
+    let lost: Vec<&String> = acked.iter().filter(|k| !stored.contains(*k)).collect();
     let unknown = history
         .iter()
         .filter(|e| e.outcome == Outcome::Unknown)
@@ -360,6 +385,17 @@ async fn kv_stays_linearizable_while_servers_are_killed_and_restarted() {
         "too few operations: {}",
         report.checked
     );
+    for key in &report.violations {
+        // The key's history, for whoever has to find out why.
+        let mut events: Vec<&Event> = history.iter().filter(|e| &e.key == key).collect();
+        events.sort_by_key(|e| e.invoked);
+        for e in events {
+            eprintln!(
+                "faults: {key} {:>10}..{:>10} {:?} -> {:?}",
+                e.invoked, e.completed, e.op, e.outcome
+            );
+        }
+    }
     assert!(
         report.violations.is_empty(),
         "not linearizable: {:?}",
@@ -371,4 +407,195 @@ async fn kv_stays_linearizable_while_servers_are_killed_and_restarted() {
         report.inconclusive
     );
     assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+}
+
+/// The partition run's namespace LAN: servers on 10.248.0.1..3, the clients' namespace on .4.
+const LAN_SUBNET: [u8; 3] = [10, 248, 0];
+/// The partition run snapshots often (`raft_snapshot_threshold`), so a follower kept down
+/// falls behind the leader's purge point within a few hundred client writes.
+const SNAPSHOT_THRESHOLD: u64 = 128;
+/// Entries the partition run keeps behind a snapshot (`raft_trailing_logs`).
+const TRAILING_LOGS: u64 = 32;
+
+/// The KV table's index as `agent` reports it on a `?consistent` read (0: no answer).
+async fn kv_index(agent: &TestAgent) -> u64 {
+    match agent.get_json("/v1/kv/lin/?recurse&consistent").await {
+        Ok((200, index, _)) => index,
+        _ => 0,
+    }
+}
+
+/// The same clients and checker as above, on a namespace LAN (the clients run in-process,
+/// on a thread moved into a namespace of their own, [`netns::enter`]), against a nemesis of
+/// partitions and snapshot installs: the leader or a follower is cut off the LAN (clients
+/// lose it too) and healed; a follower is killed, kept down until the leader has
+/// snapshotted and purged its log past it, and restarted, so it must install a snapshot
+/// while clients keep writing (its log must say so); and the leader is killed and
+/// restarted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv_stays_linearizable_through_partitions_and_snapshot_installs() {
+    init_tracing();
+    if !netns::available("the partition nemesis") {
+        return;
+    }
+    let lan = Lan::on(&format!("cc-{}-lin", std::process::id()), LAN_SUBNET, 4).unwrap();
+    let conf_dir = tempfile::tempdir().unwrap();
+    let conf = conf_dir.path().join("raft.json");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"{{"raft_snapshot_threshold":{SNAPSHOT_THRESHOLD},"raft_trailing_logs":{TRAILING_LOGS}}}"#
+        ),
+    )
+    .unwrap();
+    let conf = conf.to_str().unwrap().to_string();
+    let launches: Vec<_> = (0..3)
+        .map(|i| {
+            let mut spec = AgentSpec::at(&format!("s{}", i + 1), lan.ip(i))
+                .netns(lan.ns(i))
+                .args(&["-server", "-bootstrap-expect", "3", "-retry-interval", "1s"])
+                .args(&["-config-file", &conf])
+                .no_wait();
+            for j in (0..3).filter(|&j| j != i) {
+                spec = spec.args(&["-retry-join", &lan.ip(j).to_string()]);
+            }
+            tokio::spawn(TestAgent::launch(spec))
+        })
+        .collect();
+    let mut servers = Vec::new();
+    for launch in launches {
+        servers.push(launch.await.unwrap().unwrap());
+    }
+    let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.http).collect();
+    let index_of = |leader: &str| {
+        (0..3)
+            .find(|&i| leader.starts_with(&format!("{}:", lan.ip(i))))
+            .unwrap()
+    };
+    common_leader(&servers.iter().collect::<Vec<_>>()).await;
+
+    let start = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let progress = Arc::new(AtomicUsize::new(0));
+    let clients = {
+        let (ns, addrs, stop, progress) = (
+            lan.ns(3).to_string(),
+            addrs.clone(),
+            stop.clone(),
+            progress.clone(),
+        );
+        std::thread::spawn(move || {
+            netns::enter(&ns).unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let tasks: Vec<_> = (0..CLIENTS)
+                    .map(|id| {
+                        tokio::spawn(client(
+                            id,
+                            addrs.clone(),
+                            start,
+                            stop.clone(),
+                            progress.clone(),
+                        ))
+                    })
+                    .collect();
+                let mut records = Vec::new();
+                for task in tasks {
+                    records.push(task.await.unwrap());
+                }
+                let http = concord_integration::http_client().unwrap();
+                let (finals, stored) = final_reads(&http, &addrs, start).await;
+                (records, finals, stored)
+            })
+        })
+    };
+
+    let mut rng = Rng(0x5eed_0f9a_2717_1000 ^ u64::from(std::process::id()));
+    let until = Instant::now() + NEMESIS;
+    let mut faults = Vec::new();
+    let mut round = 0;
+    while round < 4 || Instant::now() < until {
+        let leader = common_leader(&servers.iter().collect::<Vec<_>>()).await;
+        let l = index_of(&leader);
+        let f = (l + 1 + usize::try_from(rng.below(2)).unwrap()) % 3;
+        let before = progress.load(Ordering::Relaxed);
+        let at = Instant::now();
+        match round % 4 {
+            0 | 1 => {
+                let v = if round % 4 == 0 { l } else { f };
+                lan.cut(v).unwrap();
+                let majority: Vec<&TestAgent> =
+                    (0..3).filter(|&i| i != v).map(|i| &servers[i]).collect();
+                assert_eventually!(
+                    @timeout Duration::from_secs(60),
+                    v != l || common_leader(&majority).await != leader,
+                    "the majority elected a new leader"
+                );
+                progressed(&progress, before, 10, "a partition").await;
+                lan.heal(v).unwrap();
+                faults.push(format!(
+                    "cut {v} off the LAN (leader {l}) for {:?}",
+                    at.elapsed()
+                ));
+            }
+            2 => {
+                servers[f].kill9();
+                let mut from = kv_index(&servers[l]).await;
+                assert_eventually!(
+                    {
+                        from = from.max(kv_index(&servers[l]).await);
+                        from > 0
+                    },
+                    "the leader answers"
+                );
+                let behind = from + 3 * SNAPSHOT_THRESHOLD;
+                assert_eventually!(
+                    @timeout Duration::from_secs(60),
+                    kv_index(&servers[l]).await >= behind,
+                    "clients wrote {} entries past the killed follower",
+                    3 * SNAPSHOT_THRESHOLD
+                );
+                servers[f].restart().await.unwrap();
+                assert_eventually!(
+                    @timeout Duration::from_secs(60),
+                    servers[f].logs().contains("installed snapshot"),
+                    "{} caught up through a snapshot install",
+                    servers[f].node
+                );
+                faults.push(format!(
+                    "kill -9 {f}, {} entries later restart: installed a snapshot ({:?})",
+                    3 * SNAPSHOT_THRESHOLD,
+                    at.elapsed()
+                ));
+            }
+            _ => {
+                servers[l].kill9();
+                let living: Vec<&TestAgent> =
+                    (0..3).filter(|&i| i != l).map(|i| &servers[i]).collect();
+                assert_eventually!(
+                    @timeout Duration::from_secs(60),
+                    common_leader(&living).await != leader,
+                    "the survivors elected a new leader"
+                );
+                progressed(&progress, before, 10, "the leader was killed").await;
+                servers[l].restart().await.unwrap();
+                faults.push(format!("kill -9 leader {l}, restart ({:?})", at.elapsed()));
+            }
+        }
+        eprintln!(
+            "faults: partition nemesis at {:?}: {}",
+            start.elapsed(),
+            faults[faults.len() - 1]
+        );
+        common_leader(&servers.iter().collect::<Vec<_>>()).await;
+        let after = progress.load(Ordering::Relaxed);
+        progressed(&progress, after, 10, "healing").await;
+        round += 1;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (records, finals, stored) = clients.join().unwrap();
+    verdict(records, finals, &stored, &faults);
 }

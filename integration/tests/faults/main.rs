@@ -2,10 +2,11 @@
 //! (network namespaces) cannot commit and says so on `?stale` reads, while the majority
 //! keeps serving, and all converge after healing; a full-cluster `kill -9` and restart keeps
 //! every acknowledged write; and concurrent KV clients stay linearizable while a nemesis
-//! kills and restarts servers ([`linearizable`]).
+//! kills and restarts servers, and again while another partitions them and makes a lagging
+//! follower install a snapshot ([`linearizable`]).
 //!
-//! Each test has its own addresses (a private namespace LAN, 127.0.21.x, 127.0.22.x), so the
-//! tests of this binary run in parallel.
+//! Each test has its own addresses (private namespace LANs 10.99.0.x and 10.248.0.x,
+//! 127.0.21.x, 127.0.22.x), so the tests of this binary run in parallel.
 
 // Test helpers outside #[test] functions may unwrap too: a failure is a test failure.
 #![allow(clippy::unwrap_used)]

@@ -93,7 +93,11 @@ fn round_trip_keeps_meta_and_state() {
     let count = |t: &str| verified.counts.iter().find(|c| c.0 == t).unwrap().1;
     assert_eq!(count(schema::NODES), 1);
     assert_eq!(count(schema::SERVICES), 1);
-    assert_eq!(count(schema::KVS), 2);
+    assert_eq!(
+        count(schema::KVS),
+        3,
+        "config/b, service/web/leader, batch/a"
+    );
 }
 
 #[test]

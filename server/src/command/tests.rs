@@ -15,6 +15,7 @@ use crate::golden;
 use crate::model::acl::{
     Identities, NodeIdentity, Policy, Role, ServiceIdentity, TemplatedPolicy, Token,
 };
+use crate::model::autopilot::AutopilotConfig;
 use crate::model::ca::{CaConfig, CaRoot};
 use crate::model::kv::KvOp;
 
@@ -42,6 +43,8 @@ fn fixture(cmd: &Command) -> &'static str {
         Command::AclRoleSet { .. } => "command/acl_role_set.json",
         Command::AclRoleDelete { .. } => "command/acl_role_delete.json",
         Command::KvReapTombstones { .. } => "command/kv_reap_tombstones.json",
+        Command::Batch { .. } => "command/batch.json",
+        Command::AutopilotSetConfig { .. } => "command/autopilot_set_config.json",
     }
 }
 
@@ -299,6 +302,42 @@ pub(crate) fn samples() -> Vec<Command> {
         // Below every tombstone of the samples: reaps nothing, so the snapshot sample keeps
         // its tombstone.
         Command::KvReapTombstones { index: 1 },
+        Command::AutopilotSetConfig {
+            config: AutopilotConfig {
+                cleanup_dead_servers: false,
+                last_contact_threshold_ns: 500_000_000,
+                max_trailing_logs: 500,
+                min_quorum: 3,
+                server_stabilization_time_ns: 20_000_000_000,
+                redundancy_zone_tag: "zone".into(),
+                disable_upgrade_migration: true,
+                upgrade_version_tag: "build".into(),
+                create_index: 0,
+                modify_index: 0,
+            },
+            cas: Some(0),
+        },
+        Command::Batch {
+            commands: vec![
+                Command::Kv {
+                    op: KvOp::Set {
+                        key: "batch/a".into(),
+                        value: b"1".to_vec(),
+                        flags: 0,
+                    },
+                    now_ms: 1_700_000_000_008,
+                },
+                Command::Kv {
+                    op: KvOp::Cas {
+                        key: "batch/a".into(),
+                        value: b"2".to_vec(),
+                        flags: 0,
+                        index: 0,
+                    },
+                    now_ms: 1_700_000_000_009,
+                },
+            ],
+        },
     ]
 }
 

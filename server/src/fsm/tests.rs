@@ -53,16 +53,27 @@ async fn apply_returns_results_and_rejections_as_data() {
             },
             entry(2, set("a", "1")),
             entry(3, bad_lock),
+            entry(
+                4,
+                Command::Batch {
+                    commands: vec![set("b", "1"), set("c", "1")],
+                },
+            ),
         ])
         .await
         .unwrap();
-    assert_eq!(results[0], Ok(WriteResult::Done));
-    assert_eq!(results[1], Ok(WriteResult::Bool(true)));
+    assert_eq!(results[0], [Ok(WriteResult::Done)]);
+    assert_eq!(results[1], [Ok(WriteResult::Bool(true))]);
     assert_eq!(
         results[2],
-        Err(RpcError::Invalid("invalid session \"nope\"".into()))
+        [Err(RpcError::Invalid("invalid session \"nope\"".into()))]
     );
-    assert_eq!(sm.applied_state().await.unwrap().0, Some(log_id(1, 1, 3)));
+    assert_eq!(
+        results[3],
+        [Ok(WriteResult::Bool(true)), Ok(WriteResult::Bool(true))],
+        "a batch gets one result per write"
+    );
+    assert_eq!(sm.applied_state().await.unwrap().0, Some(log_id(1, 1, 4)));
     let (index, _) = store
         .current()
         .query(&Query::KvGet { key: "a".into() })

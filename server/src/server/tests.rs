@@ -39,6 +39,8 @@ fn config(
         dev: true,
         session_ttl_min: crate::SESSION_TTL_MIN,
         rpc_max_conns_per_client: 0,
+        raft_snapshot_threshold: crate::DEFAULT_RAFT_SNAPSHOT_THRESHOLD,
+        raft_trailing_logs: crate::DEFAULT_RAFT_TRAILING_LOGS,
         rpc_tls: None,
         acl: None,
     }
@@ -499,6 +501,88 @@ async fn tombstone_reaps_go_through_raft_to_every_server() {
             .unwrap();
         assert_eq!(index, deleted.index, "the prefix keeps the delete's index");
     }
+    b.shutdown().await.unwrap();
+    a.shutdown().await.unwrap();
+}
+
+/// Group commit: concurrent writes on the leader share Raft entries (`proposer`), each still
+/// gets its own answer, a CAS race inside a batch has one winner, and the batches replicate
+/// to (and decode on) a follower.
+#[tokio::test]
+async fn concurrent_writes_share_entries_and_replicate() {
+    let ((a, _), (b, b_addr)) = leader_and_follower().await;
+    let before = a.shared.raft.metrics().borrow().last_log_index.unwrap_or(0);
+    const WRITERS: usize = 64;
+    let writes: Vec<_> = (0..WRITERS)
+        .map(|i| {
+            let shared = a.shared.clone();
+            tokio::spawn(async move {
+                let cmd = if i % 8 == 0 {
+                    // Eight writers race to create the same key.
+                    crate::command::Command::Kv {
+                        op: crate::model::kv::KvOp::Cas {
+                            key: "race".into(),
+                            value: i.to_string().into_bytes(),
+                            flags: 0,
+                            index: 0,
+                        },
+                        now_ms: 0,
+                    }
+                } else {
+                    crate::command::Command::Kv {
+                        op: crate::model::kv::KvOp::Set {
+                            key: format!("k{i:02}"),
+                            value: b"v".to_vec(),
+                            flags: 0,
+                        },
+                        now_ms: 0,
+                    }
+                };
+                (i, shared.propose(cmd).await.unwrap())
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for write in writes {
+        outcomes.push(write.await.unwrap());
+    }
+    let after = a.shared.raft.metrics().borrow().last_log_index.unwrap_or(0);
+    let mut indexes: Vec<u64> = outcomes.iter().map(|(_, (index, _))| *index).collect();
+    indexes.sort_unstable();
+    indexes.dedup();
+    assert!(
+        indexes.len() < WRITERS && after - before < WRITERS as u64,
+        "{WRITERS} writes in {} entries: none shared one",
+        after - before
+    );
+    let race_wins = outcomes
+        .iter()
+        .filter(|(i, (_, result))| {
+            i % 8 == 0 && *result == concord_api::rpc::WriteResult::Bool(true)
+        })
+        .count();
+    assert_eq!(race_wins, 1, "one CAS creates the key: {outcomes:?}");
+    for (i, (_, result)) in &outcomes {
+        if i % 8 != 0 {
+            assert_eq!(
+                *result,
+                concord_api::rpc::WriteResult::Bool(true),
+                "write {i}"
+            );
+        }
+    }
+    b.shared
+        .raft
+        .wait(Some(WAIT))
+        .applied_index_at_least(Some(after), "replicated")
+        .await
+        .unwrap();
+    let follower_keys = keys(b_addr, Consistency::Stale).await;
+    assert_eq!(
+        follower_keys.len(),
+        WRITERS - WRITERS / 8 + 1,
+        "{follower_keys:?}"
+    );
     b.shutdown().await.unwrap();
     a.shutdown().await.unwrap();
 }

@@ -25,6 +25,9 @@ pub(crate) const CA_CONFIG: &str = "ca_config";
 /// Connect CA roots, in creation order; exactly one is active.
 pub(crate) const CA_ROOTS: &str = "ca_roots";
 
+/// Autopilot's settings (one record).
+pub(crate) const AUTOPILOT_CONFIG: &str = "autopilot_config";
+
 /// ACL tokens, keyed by AccessorID.
 pub(crate) const ACL_TOKENS: &str = "acl_tokens";
 /// ACL policies, keyed by ID.
@@ -33,7 +36,7 @@ pub(crate) const ACL_POLICIES: &str = "acl_policies";
 pub(crate) const ACL_ROLES: &str = "acl_roles";
 
 /// Every table, in a fixed order.
-pub(crate) const TABLES: [&str; 12] = [
+pub(crate) const TABLES: [&str; 13] = [
     NODES,
     SERVICES,
     CHECKS,
@@ -46,6 +49,7 @@ pub(crate) const TABLES: [&str; 12] = [
     ACL_TOKENS,
     ACL_POLICIES,
     ACL_ROLES,
+    AUTOPILOT_CONFIG,
 ];
 
 /// The constant for a table name read back from a snapshot (`None` for unknown names).

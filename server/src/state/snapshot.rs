@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{schema, Tables};
 use crate::model::acl::{Policy, Role, Token};
+use crate::model::autopilot::AutopilotConfig;
 use crate::model::ca::{CaConfig, CaRoot};
 use crate::model::catalog::{Check, Node, Service};
 use crate::model::config_entry::ConfigEntry;
@@ -58,6 +59,9 @@ pub(super) struct Dump {
     /// Raft index of the ACL bootstrap (0: not bootstrapped).
     #[serde(default)]
     acl_bootstrap_index: u64,
+    /// Autopilot's settings (absent in snapshots from before they were replicated).
+    #[serde(default)]
+    autopilot_config: Option<AutopilotConfig>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -123,6 +127,7 @@ impl Tables {
             acl_policies: self.acl_policies.values().cloned().collect(),
             acl_roles: self.acl_roles.values().cloned().collect(),
             acl_bootstrap_index: self.acl_bootstrap_index,
+            autopilot_config: self.autopilot_config.clone(),
         }
     }
 
@@ -183,6 +188,7 @@ impl Tables {
                 .map(|r| (r.id.clone(), r))
                 .collect(),
             acl_bootstrap_index: dump.acl_bootstrap_index,
+            autopilot_config: dump.autopilot_config,
             journal: None,
             changed: false,
         }

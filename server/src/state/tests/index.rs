@@ -227,3 +227,90 @@ fn service_queries_block_on_their_own_service_index() {
     let restored = StateStore::restore(&store.snapshot().unwrap()).unwrap();
     assert_eq!(health_index(&restored, "db"), 6);
 }
+
+/// A batch (group commit) applies each write on its own, at the entry's one index, and wakes
+/// watchers once, after all of them.
+#[test]
+fn a_batch_applies_each_write_at_one_index_and_wakes_once() {
+    let store = StateStore::new();
+    apply_ok(&store, 1, kv(set("taken", "0")));
+    let mut watch = store.subscribe();
+    watch.borrow_and_update();
+    let results = store.apply_batch(
+        7,
+        &[
+            kv(set("a", "1")),
+            // Rejected on its own: the others still apply.
+            Command::Register {
+                request: RegisterRequest::default().into(),
+                now_ms: 0,
+            },
+            kv(KvOp::Cas {
+                key: "taken".into(),
+                value: b"x".to_vec(),
+                flags: 0,
+                index: 0,
+            }),
+            kv(set("b", "2")),
+        ],
+    );
+    assert_eq!(results.len(), 4);
+    assert_eq!(results[0], Ok(WriteResult::Bool(true)));
+    assert_eq!(
+        results[1],
+        Err(RpcError::Invalid("Must provide node".into()))
+    );
+    assert_eq!(
+        results[2],
+        Ok(WriteResult::Bool(false)),
+        "a CAS on an existing key"
+    );
+    assert_eq!(results[3], Ok(WriteResult::Bool(true)));
+    assert!(watch.has_changed().unwrap());
+    assert_eq!(watch.borrow_and_update().index, 7);
+    let (index, _) = query(
+        &store,
+        Query::KvList {
+            prefix: String::new(),
+        },
+    );
+    assert_eq!(index, 7, "every write of the batch is at the entry's index");
+    assert!(!watch.has_changed().unwrap(), "one wake for the batch");
+}
+
+/// Autopilot's settings: Consul's defaults until stored; `?cas=` against the stored modify
+/// index (0 before the first write); the create index kept across changes.
+#[test]
+fn autopilot_settings_are_stored_with_check_and_set() {
+    use crate::model::autopilot::AutopilotConfig;
+    let store = StateStore::new();
+    let defaults = store.view(|t| t.autopilot_config());
+    assert_eq!(defaults, concord_api::operator::AutopilotConfig::default());
+    let mut config = AutopilotConfig::from(&defaults);
+    config.max_trailing_logs = 900;
+    let set = |_index: u64, cas| Command::AutopilotSetConfig {
+        config: config.clone(),
+        cas,
+    };
+    assert_eq!(
+        apply_ok(&store, 5, set(5, Some(3))),
+        WriteResult::Bool(false)
+    );
+    assert_eq!(
+        apply_ok(&store, 6, set(6, Some(0))),
+        WriteResult::Bool(true)
+    );
+    assert_eq!(
+        apply_ok(&store, 7, set(7, Some(0))),
+        WriteResult::Bool(false),
+        "stale cas"
+    );
+    assert_eq!(
+        apply_ok(&store, 8, set(8, Some(6))),
+        WriteResult::Bool(true)
+    );
+    assert_eq!(apply_ok(&store, 9, set(9, None)), WriteResult::Bool(true));
+    let stored = store.view(|t| t.autopilot_config());
+    assert_eq!(stored.max_trailing_logs, 900);
+    assert_eq!((stored.create_index, stored.modify_index), (6, 9));
+}

@@ -36,6 +36,7 @@ fn snapshot_matches_its_golden_file_and_restores() {
         "acl_tokens",
         "acl_policies",
         "acl_roles",
+        "autopilot_config",
     ] {
         let rows = &dumped[table];
         assert!(
@@ -54,4 +55,18 @@ fn snapshot_matches_its_golden_file_and_restores() {
         dumped,
         "the golden snapshot restores the same tables"
     );
+}
+
+/// A snapshot written before autopilot's settings were replicated (no `autopilot_config`)
+/// still restores, with Consul's defaults in force.
+#[test]
+fn a_snapshot_from_before_autopilot_settings_restores_with_the_defaults() {
+    let old = golden::read("snapshot_before_autopilot.json");
+    assert!(!old.contains("autopilot_config"));
+    let restored = StateStore::restore(old.as_bytes()).unwrap();
+    let config = restored.view(|t| t.autopilot_config());
+    assert_eq!(config, concord_api::operator::AutopilotConfig::default());
+    assert!(dump(&restored)["kvs"]
+        .as_array()
+        .is_some_and(|a| !a.is_empty()));
 }
