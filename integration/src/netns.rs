@@ -50,7 +50,10 @@ pub fn available(what: &str) -> bool {
     {
         return false;
     }
-    let probe = format!("ccprobe{}", std::process::id());
+    // Unique per call: tests of one process probe concurrently.
+    static PROBES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let probe = format!("ccprobe{}-{n}", std::process::id());
     let ok = ip(&["netns", "add", &probe]).is_ok();
     let _ = ip(&["netns", "del", &probe]);
     if !ok {
