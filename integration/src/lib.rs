@@ -330,8 +330,11 @@ impl TestAgent {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             // 403: ACLs refuse the anonymous token `agent:read`, but the API answers.
-            let answered = self.client.get(self.url("/v1/agent/self")).send().await;
-            if answered.is_ok_and(|r| r.status() == 200 || r.status() == 403) {
+            // Through `request`, which goes through `curl` in the agent's namespace if any.
+            let answered = self
+                .request("GET", "/v1/agent/self", b"", Duration::from_secs(5))
+                .await;
+            if answered.is_ok_and(|r| r.status == 200 || r.status == 403) {
                 return Ok(());
             }
             if tokio::time::Instant::now() > deadline {
@@ -416,13 +419,10 @@ impl TestAgent {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             let path = format!("/v1/catalog/node/{}", self.node);
-            if let Ok(r) = self.client.get(self.url(&path)).send().await {
-                let hidden = r
-                    .headers()
-                    .contains_key("x-consul-results-filtered-by-acls");
-                let found = r.status() == 200
-                    && r.json::<serde_json::Value>()
-                        .await
+            if let Ok(r) = self.request("GET", &path, b"", Duration::from_secs(5)).await {
+                let hidden = r.header("x-consul-results-filtered-by-acls").is_some();
+                let found = r.status == 200
+                    && serde_json::from_slice::<serde_json::Value>(&r.body)
                         .is_ok_and(|v| !v.is_null());
                 if found || hidden {
                     return Ok(());
