@@ -419,7 +419,10 @@ impl TestAgent {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             let path = format!("/v1/catalog/node/{}", self.node);
-            if let Ok(r) = self.request("GET", &path, b"", Duration::from_secs(5)).await {
+            if let Ok(r) = self
+                .request("GET", &path, b"", Duration::from_secs(5))
+                .await
+            {
                 let hidden = r.header("x-consul-results-filtered-by-acls").is_some();
                 let found = r.status == 200
                     && serde_json::from_slice::<serde_json::Value>(&r.body)

@@ -79,10 +79,11 @@ impl Shared {
         timers: SessionTimers,
         http: RpcHttp,
     ) -> Self {
+        let proposer = Proposer::start(raft.clone(), config.group_commit);
         Shared {
             id,
             config,
-            proposer: Proposer::start(raft.clone()),
+            proposer,
             raft,
             store,
             timers,

@@ -46,6 +46,9 @@ type Queued = (Command, oneshot::Sender<Outcome>);
 /// The write path into Raft. The batching task stops when it is dropped.
 pub(crate) struct Proposer {
     raft: Raft,
+    /// Whether writes are batched ([`crate::Config::group_commit`]); if not, each is
+    /// proposed alone at once.
+    batch: bool,
     queue: mpsc::UnboundedSender<Queued>,
 }
 
@@ -57,15 +60,15 @@ impl std::fmt::Debug for Proposer {
 
 impl Proposer {
     /// Starts the batching task (call inside the runtime).
-    pub(crate) fn start(raft: Raft) -> Self {
+    pub(crate) fn start(raft: Raft, batch: bool) -> Self {
         let (queue, rx) = mpsc::unbounded_channel();
         tokio::spawn(run(raft.clone(), rx));
-        Proposer { raft, queue }
+        Proposer { raft, batch, queue }
     }
 
     /// Proposes `cmd` (alone or in a batch) and waits until it applied.
     pub(crate) async fn propose(&self, cmd: Command) -> Outcome {
-        if matches!(cmd, Command::Restore { .. } | Command::Batch { .. }) {
+        if !self.batch || matches!(cmd, Command::Restore { .. } | Command::Batch { .. }) {
             return commit(&self.raft, vec![cmd])
                 .await
                 .into_iter()

@@ -41,6 +41,7 @@ async fn start(dir: &Path) -> (Server, SocketAddr) {
         acl: None,
         raft_snapshot_threshold: concord_server::DEFAULT_RAFT_SNAPSHOT_THRESHOLD,
         raft_trailing_logs: concord_server::DEFAULT_RAFT_TRAILING_LOGS,
+        group_commit: false,
     };
     let server = Server::start(config, listener).await.unwrap();
     server

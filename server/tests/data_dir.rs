@@ -27,6 +27,7 @@ async fn start(dir: &Path) -> Result<Server, ServerError> {
         acl: None,
         raft_snapshot_threshold: concord_server::DEFAULT_RAFT_SNAPSHOT_THRESHOLD,
         raft_trailing_logs: concord_server::DEFAULT_RAFT_TRAILING_LOGS,
+        group_commit: false,
     };
     Server::start(config, listener).await
 }

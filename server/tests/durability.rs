@@ -61,6 +61,7 @@ fn durability_child() {
             acl: None,
             raft_snapshot_threshold: concord_server::DEFAULT_RAFT_SNAPSHOT_THRESHOLD,
             raft_trailing_logs: concord_server::DEFAULT_RAFT_TRAILING_LOGS,
+            group_commit: true,
         };
         let server = Server::start(config, listener).await.unwrap();
         server

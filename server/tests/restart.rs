@@ -36,6 +36,7 @@ async fn start(dir: &Path) -> (Server, SocketAddr) {
         acl: None,
         raft_snapshot_threshold: concord_server::DEFAULT_RAFT_SNAPSHOT_THRESHOLD,
         raft_trailing_logs: concord_server::DEFAULT_RAFT_TRAILING_LOGS,
+        group_commit: false,
     };
     let server = Server::start(config, listener).await.unwrap();
     assert_eq!(server.rpc_addr(), addr);

@@ -123,6 +123,7 @@ mod tests {
             acl: None,
             raft_snapshot_threshold: crate::DEFAULT_RAFT_SNAPSHOT_THRESHOLD,
             raft_trailing_logs: crate::DEFAULT_RAFT_TRAILING_LOGS,
+            group_commit: false,
         }
     }
 

@@ -41,6 +41,7 @@ fn config(bootstrap_expect: usize) -> Config {
         acl: None,
         raft_snapshot_threshold: crate::DEFAULT_RAFT_SNAPSHOT_THRESHOLD,
         raft_trailing_logs: crate::DEFAULT_RAFT_TRAILING_LOGS,
+        group_commit: false,
     }
 }
 

@@ -41,6 +41,7 @@ fn config(
         rpc_max_conns_per_client: 0,
         raft_snapshot_threshold: crate::DEFAULT_RAFT_SNAPSHOT_THRESHOLD,
         raft_trailing_logs: crate::DEFAULT_RAFT_TRAILING_LOGS,
+        group_commit: true,
         rpc_tls: None,
         acl: None,
     }
