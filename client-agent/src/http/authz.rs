@@ -148,6 +148,12 @@ pub(super) fn mark(mut response: Response, hidden: bool) -> Response {
     response
 }
 
+/// Whether the token may see a catalog row of `service` on `node`.
+pub(super) fn sees(authz: &Authorizer, node: &str, service: &str) -> bool {
+    Need::node(node, Level::Read).allowed(authz)
+        && Need::service(service, Level::Read).allowed(authz)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

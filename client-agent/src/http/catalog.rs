@@ -19,7 +19,7 @@ use concord_api::catalog::{
 use concord_api::decode::decode_lenient;
 use concord_api::rpc::{Query, QueryOptions, QueryResult};
 
-use super::authz::{authorizer, hide, mark, require, Need};
+use super::authz::{authorizer, hide, mark, require, sees, Need};
 use super::reply::encode;
 use super::{check_datacenter, ApiError, ApiResult, AppState, Common, ReadQuery};
 
@@ -130,12 +130,6 @@ async fn stored_check(s: &AppState, node: &str, id: &str) -> Result<Option<Healt
     };
     let (_, checks) = s.rpc.checks(query, QueryOptions::default()).await?;
     Ok(checks.into_iter().find(|c| c.check_id == id))
-}
-
-/// Whether the token may see a catalog row of `service` on `node`.
-pub(super) fn sees(authz: &Authorizer, node: &str, service: &str) -> bool {
-    Need::node(node, Level::Read).allowed(authz)
-        && Need::service(service, Level::Read).allowed(authz)
 }
 
 /// Only one datacenter exists until WAN federation; it needs no leader, as in Consul.

@@ -15,8 +15,8 @@ use concord_api::rpc::{Query, QueryMeta, QueryResult, RpcError};
 
 use crate::cache::{CacheControl, CacheMeta};
 
+use super::authz::sees;
 use super::authz::{authorizer, hide, mark, require, Need};
-use super::catalog::sees;
 use super::{ApiError, ApiResult, AppState, ReadQuery};
 
 pub(super) fn routes() -> Router<AppState> {
