@@ -536,8 +536,7 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
                 raft_trailing_logs: s
                     .raft_trailing_logs
                     .unwrap_or(concord_server::DEFAULT_RAFT_TRAILING_LOGS),
-                // Off until the linearizability report with it on is diagnosed.
-                group_commit: false,
+                group_commit: true,
             };
             let server = concord_server::Server::start_with_gossip(
                 server_config,

