@@ -433,7 +433,6 @@ async fn kv_index(agent: &TestAgent) -> u64 {
 /// while clients keep writing (its log must say so); and the leader is killed and
 /// restarted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "open bug (issue 13): reports one linearizability violation in about one run in five, with or without group commit; run with --ignored while diagnosing"]
 async fn kv_stays_linearizable_through_partitions_and_snapshot_installs() {
     init_tracing();
     if !netns::available("the partition nemesis") {
