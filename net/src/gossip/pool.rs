@@ -265,6 +265,7 @@ enum Task {
     Recheck(Addr),
     Ping,
     PushPull,
+    Reconnect,
     Reap,
 }
 
@@ -386,6 +387,8 @@ impl Pool {
         pool.schedule(ping_at, Task::Ping);
         let push_pull_at = pool.stagger(timing.push_pull_interval);
         pool.schedule(push_pull_at, Task::PushPull);
+        let reconnect_at = pool.stagger(timing.reconnect_interval);
+        pool.schedule(reconnect_at, Task::Reconnect);
         pool.schedule(timing.probe_interval * 5, Task::Reap);
         Ok(pool)
     }
@@ -821,6 +824,10 @@ impl Pool {
                     push_pull_interval(self.config.timing.push_pull_interval, self.alive + 1);
                 self.schedule(every, Task::PushPull);
             }
+            Task::Reconnect => {
+                self.reconnect();
+                self.schedule(self.config.timing.reconnect_interval, Task::Reconnect);
+            }
             Task::Reap => {
                 self.reap();
                 self.schedule(self.config.timing.probe_interval * 5, Task::Reap);
@@ -1169,6 +1176,35 @@ impl Pool {
         self.set_up(addr, false);
     }
 
+    /// Serf's reconnect: with probability `failed / alive` (this member counted alive), push-
+    /// pull with and announce to one random failed member. Across the pool that is about one
+    /// attempt per failed member per `reconnect_interval`, whatever the pool's size; a member
+    /// cut off alone (every other member failed) tries every interval. When the attempt gets
+    /// through, each side learns from the other's state that it was declared down, renews
+    /// its identity, and the pool is whole again without waiting for the (size-scaled)
+    /// periodic push-pull.
+    fn reconnect(&mut self) {
+        let failed: Vec<Addr> = self
+            .members
+            .iter()
+            .filter(|(_, e)| e.status() == Some(MemberStatus::Failed))
+            .map(|(a, _)| *a)
+            .collect();
+        if failed.is_empty() {
+            return;
+        }
+        let alive = self.alive_listed() + 1;
+        let probability = failed.len() as f64 / alive as f64;
+        if self.rng.random::<f64>() > probability {
+            return;
+        }
+        let Some(addr) = failed.get(self.rng.random_range(0..failed.len())).copied() else {
+            return;
+        };
+        let now = self.now;
+        self.join(&[SocketAddr::new(addr.0, addr.1)], now);
+    }
+
     fn send_ping(&mut self) {
         let Some(to) = self.random_alive() else {
             return;
@@ -1286,7 +1322,11 @@ impl Id {
 /// Timings foca can run with (it needs non-zero periods and a probe timeout shorter than
 /// the probe interval).
 fn validate(t: &super::Timing) -> Result<(), GossipError> {
-    if t.probe_interval.is_zero() || t.gossip_interval.is_zero() || t.push_pull_interval.is_zero() {
+    if t.probe_interval.is_zero()
+        || t.gossip_interval.is_zero()
+        || t.push_pull_interval.is_zero()
+        || t.reconnect_interval.is_zero()
+    {
         return Err(GossipError::InvalidTiming("intervals must be non-zero"));
     }
     if t.probe_timeout.is_zero() || t.probe_timeout >= t.probe_interval {
@@ -1317,6 +1357,9 @@ fn swim_config(config: &Config, n: usize) -> foca::Config {
     .unwrap_or(t.probe_interval);
     c.remove_down_after = Some(config.reconnect_timeout);
     c.max_packet_size = NonZeroUsize::new(MAX_PACKET - FRAMING).unwrap_or(NonZeroUsize::MIN);
+    // Replaced by the pool's Serf-style reconnect (`Task::Reconnect`), which tries about once
+    // per failed member per interval pool-wide instead of from every member.
+    c.periodic_announce_to_down_members = None;
     if let Some(g) = c.periodic_gossip.as_mut() {
         g.frequency = t.gossip_interval;
         g.num_members = NonZeroUsize::new(t.gossip_nodes.max(1)).unwrap_or(NonZeroUsize::MIN);

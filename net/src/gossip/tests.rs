@@ -137,6 +137,63 @@ fn partition_marks_the_cut_off_failed_and_healing_restores() {
     assert!(took.is_some(), "partition did not heal");
 }
 
+/// `n` nodes with `timing`, joined through node 0 and converged.
+fn cluster_with(n: usize, timing: &Timing) -> SimNetwork {
+    let mut sim = SimNetwork::new(SimConfig::default());
+    for i in 0..n {
+        let mut c = config(i, &[]);
+        c.timing = timing.clone();
+        sim.add_node(c).expect("valid config");
+    }
+    for i in 1..n {
+        sim.with_pool(i, |p, now| p.join(&[SimNetwork::addr_of(0)], now));
+    }
+    let all: Vec<usize> = (0..n).collect();
+    let took = sim.run_until(LIMIT, STEP, |s| all_see(s, &all, n, MemberStatus::Alive));
+    assert!(took.is_some(), "{n} members did not converge");
+    sim
+}
+
+/// Cuts node `n - 1` off until the others list it failed, heals, and returns how long the
+/// pool took to list everyone alive again (simulated time).
+fn partition_heal_time(sim: &mut SimNetwork, n: usize) -> Option<Duration> {
+    let cut = n - 1;
+    let name = format!("node-{cut}");
+    let rest: Vec<usize> = (0..cut).collect();
+    sim.set_link_filter(Some(Box::new(move |a, b| a != cut && b != cut)));
+    let noticed = sim.run_until(LIMIT, STEP, |s| {
+        status_everywhere(s, &rest, &name, MemberStatus::Failed)
+            && s.pool(cut).is_some_and(|p| p.alive_count() == 0)
+    });
+    assert!(noticed.is_some(), "the cut did not split the pool");
+    sim.set_link_filter(None);
+    let all: Vec<usize> = (0..n).collect();
+    sim.run_until(Duration::from_secs(120), STEP, |s| {
+        all_see(s, &all, n, MemberStatus::Alive)
+    })
+}
+
+#[test]
+fn reconnect_heals_a_partition_without_periodic_push_pull() {
+    // Push-pull (and with it foca's announce, every 30 s) is out of the picture: only the
+    // reconnect attempts (every second with fast timings) can bring the sides together.
+    let timing = Timing {
+        push_pull_interval: Duration::from_secs(3600),
+        ..Timing::fast()
+    };
+    let mut sim = cluster_with(5, &timing);
+    let took = partition_heal_time(&mut sim, 5).expect("partition healed");
+    assert!(took <= Duration::from_secs(3), "healed in {took:?}");
+}
+
+#[test]
+fn reconnect_heals_a_partition_within_its_interval_with_lan_timings() {
+    let mut sim = cluster_with(5, &Timing::lan());
+    let took = partition_heal_time(&mut sim, 5).expect("partition healed");
+    let bound = Timing::lan().reconnect_interval + Duration::from_secs(2);
+    assert!(took <= bound, "healed in {took:?}, over {bound:?}");
+}
+
 #[test]
 fn user_events_reach_every_member_exactly_once() {
     let mut sim = cluster(5, &[]);
