@@ -73,6 +73,8 @@ const VERIFY_PINGS: usize = 3;
 const MAX_PENDING_PINGS: usize = 16;
 /// Broadcast ids remembered for de-duplication of user events and force-leaves.
 const SEEN_CAPACITY: usize = 8192;
+/// Random draws from the member table before scanning it for a member in some status.
+const RANDOM_DRAWS: usize = 8;
 
 /// foca's [`Runtime`]: collects what foca wants done; [`Pool::drain`] then does it.
 #[derive(Default)]
@@ -121,6 +123,15 @@ impl Invalidates for Key {
             (Key::Once(a), Key::Once(b)) => a == b,
             _ => false,
         }
+    }
+
+    // Only keys with the same name (metadata) or id (once) invalidate each other, so foca's
+    // backlog skips its scan when no queued key shares the hash (see vendor/foca/PATCH.md).
+    fn bucket(&self) -> Option<u64> {
+        Some(match self {
+            Key::Meta { name, .. } => *name,
+            Key::Once(key) => *key,
+        })
     }
 }
 
@@ -233,6 +244,8 @@ struct Entry {
     verifying: Option<(Id, bool)>,
     /// When `up` last changed.
     since: Duration,
+    /// Its position in [`Pool::slots`].
+    slot: usize,
 }
 
 impl Entry {
@@ -303,8 +316,16 @@ pub struct Pool {
     keyring: Keyring,
     local: Meta,
     members: HashMap<Addr, Entry>,
+    /// Every key of `members`, in no order: picks a random member in O(1).
+    slots: Vec<Addr>,
     by_name: HashMap<String, Addr>,
+    /// Members foca reports up.
     alive: usize,
+    /// Members listed by status (kept in step by [`Pool::tally`]), so that counting them
+    /// costs nothing at 10,000 members.
+    listed_alive: usize,
+    listed_failed: usize,
+    listed_left: usize,
     tasks: BinaryHeap<Reverse<Due>>,
     task_seq: u64,
     outputs: VecDeque<Output>,
@@ -361,8 +382,12 @@ impl Pool {
             keyring,
             local,
             members: HashMap::new(),
+            slots: Vec::new(),
             by_name: HashMap::new(),
             alive: 0,
+            listed_alive: 0,
+            listed_failed: 0,
+            listed_left: 0,
             tasks: BinaryHeap::new(),
             task_seq: 0,
             outputs: VecDeque::new(),
@@ -429,15 +454,7 @@ impl Pool {
     }
 
     fn alive_listed(&self) -> usize {
-        self.members
-            .values()
-            .filter(|e| {
-                matches!(
-                    e.status(),
-                    Some(MemberStatus::Alive | MemberStatus::Leaving)
-                )
-            })
-            .count()
+        self.listed_alive
     }
 
     /// The status of the member `name` as this member sees it.
@@ -555,8 +572,9 @@ impl Pool {
             self.stats.dropped_invalid += 1;
             return None;
         };
-        self.merge(&state);
-        if state.reply {
+        let reply = state.reply;
+        self.merge(state);
+        if reply {
             None
         } else {
             self.state_frame(true)
@@ -895,15 +913,7 @@ impl Pool {
     fn handle_note(&mut self, note: OwnedNotification<Id>) {
         match note {
             OwnedNotification::MemberUp(id) => {
-                let now = self.now;
-                let entry = self.members.entry(id.addr_key()).or_insert_with(|| Entry {
-                    id,
-                    meta: None,
-                    up: None,
-                    forced_left: false,
-                    verifying: None,
-                    since: now,
-                });
+                let entry = self.entry_or_insert(id);
                 entry.id = id;
                 entry.verifying = None;
                 let needs_meta = entry.meta.as_ref().is_none_or(|m| m.id != id);
@@ -964,6 +974,7 @@ impl Pool {
         member: Option<Member>,
     ) {
         use MemberStatus::*;
+        self.tally(before, after);
         let Some(member) = member else { return };
         let event = match (before, after) {
             (None | Some(Failed | Left), Some(Alive | Leaving)) => MemberEvent::Join(member),
@@ -1010,15 +1021,7 @@ impl Pool {
             let v = inbox.versions.entry(hash_of(&meta.name)).or_default();
             *v = (*v).max(meta.version);
         }
-        let now = self.now;
-        let entry = self.members.entry(addr).or_insert_with(|| Entry {
-            id: meta.id,
-            meta: None,
-            up: None,
-            forced_left: false,
-            verifying: None,
-            since: now,
-        });
+        let entry = self.entry_or_insert(meta.id);
         if entry
             .meta
             .as_ref()
@@ -1027,12 +1030,17 @@ impl Pool {
             return;
         }
         let before = entry.status();
-        let old_tags = entry.meta.as_ref().map(|m| m.tags.clone());
-        let tags_changed = old_tags.as_ref().is_some_and(|t| *t != meta.tags);
-        self.by_name.insert(meta.name.clone(), addr);
+        let tags_changed = entry.meta.as_ref().is_some_and(|m| m.tags != meta.tags);
+        let name = (self.by_name.get(&meta.name) != Some(&addr)).then(|| meta.name.clone());
+        let Some(entry) = self.members.get_mut(&addr) else {
+            return;
+        };
         entry.meta = Some(meta);
         let after = entry.status();
         let member = entry.member();
+        if let Some(name) = name {
+            self.by_name.insert(name, addr);
+        }
         if before == after && before.is_some() && tags_changed {
             if let Some(m) = member {
                 self.emit(MemberEvent::Update(m));
@@ -1064,8 +1072,58 @@ impl Pool {
         }
     }
 
+    /// The entry for `id`'s address, created (unlisted: no metadata, no verdict) if new.
+    fn entry_or_insert(&mut self, id: Id) -> &mut Entry {
+        let addr = id.addr_key();
+        let slot = self.slots.len();
+        let now = self.now;
+        let slots = &mut self.slots;
+        self.members.entry(addr).or_insert_with(|| {
+            slots.push(addr);
+            Entry {
+                id,
+                meta: None,
+                up: None,
+                forced_left: false,
+                verifying: None,
+                since: now,
+                slot,
+            }
+        })
+    }
+
+    /// Keeps the per-status counts in step with one member's change of status.
+    fn tally(&mut self, before: Option<MemberStatus>, after: Option<MemberStatus>) {
+        if before == after {
+            return;
+        }
+        for (status, delta) in [(before, false), (after, true)] {
+            let counter = match status {
+                Some(MemberStatus::Alive | MemberStatus::Leaving) => &mut self.listed_alive,
+                Some(MemberStatus::Failed) => &mut self.listed_failed,
+                Some(MemberStatus::Left) => &mut self.listed_left,
+                None => continue,
+            };
+            *counter = if delta {
+                counter.saturating_add(1)
+            } else {
+                counter.saturating_sub(1)
+            };
+        }
+    }
+
     fn remove_entry(&mut self, addr: Addr) -> Option<Member> {
         let entry = self.members.remove(&addr)?;
+        self.tally(entry.status(), None);
+        // The last slot moves into the freed one.
+        if entry.slot < self.slots.len() {
+            self.slots.swap_remove(entry.slot);
+            if let Some(moved) = self.slots.get(entry.slot).copied() {
+                if let Some(e) = self.members.get_mut(&moved) {
+                    e.slot = entry.slot;
+                }
+            }
+        }
         if entry.up == Some(true) {
             self.alive = self.alive.saturating_sub(1);
         }
@@ -1083,6 +1141,11 @@ impl Pool {
     /// Forgets members failed longer than `reconnect_timeout` or left longer than
     /// `tombstone_timeout`.
     fn reap(&mut self) {
+        // Unlisted members foca reported down (no metadata yet) are rare; the counts make the
+        // common case (nobody failed or left) free.
+        if self.listed_failed == 0 && self.listed_left == 0 && self.members.len() == self.listed_alive {
+            return;
+        }
         let now = self.now;
         let (reconnect, tombstone) = (self.config.reconnect_timeout, self.config.tombstone_timeout);
         let expired: Vec<Addr> = self
@@ -1116,11 +1179,26 @@ impl Pool {
         self.emit(MemberEvent::User(event));
     }
 
+    /// A random member foca reports up: a few random draws (O(1) while most members are
+    /// up), then a scan.
     fn random_alive(&mut self) -> Option<SocketAddr> {
+        self.random_member(|e| e.up == Some(true))
+    }
+
+    fn random_member(&mut self, wanted: impl Fn(&Entry) -> bool) -> Option<SocketAddr> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        for _ in 0..RANDOM_DRAWS {
+            let addr = self.slots[self.rng.random_range(0..self.slots.len())];
+            if let Some(e) = self.members.get(&addr).filter(|e| wanted(e)) {
+                return Some(e.id.socket());
+            }
+        }
         let rng = &mut self.rng;
         self.members
             .values()
-            .filter(|e| e.up == Some(true))
+            .filter(|e| wanted(e))
             .choose(rng)
             .map(|e| e.id.socket())
     }
@@ -1184,25 +1262,18 @@ impl Pool {
     /// its identity, and the pool is whole again without waiting for the (size-scaled)
     /// periodic push-pull.
     fn reconnect(&mut self) {
-        let failed: Vec<Addr> = self
-            .members
-            .iter()
-            .filter(|(_, e)| e.status() == Some(MemberStatus::Failed))
-            .map(|(a, _)| *a)
-            .collect();
-        if failed.is_empty() {
+        if self.listed_failed == 0 {
             return;
         }
-        let alive = self.alive_listed() + 1;
-        let probability = failed.len() as f64 / alive as f64;
+        let probability = self.listed_failed as f64 / (self.listed_alive + 1) as f64;
         if self.rng.random::<f64>() > probability {
             return;
         }
-        let Some(addr) = failed.get(self.rng.random_range(0..failed.len())).copied() else {
+        let Some(to) = self.random_member(|e| e.status() == Some(MemberStatus::Failed)) else {
             return;
         };
         let now = self.now;
-        self.join(&[SocketAddr::new(addr.0, addr.1)], now);
+        self.join(&[to], now);
     }
 
     fn send_ping(&mut self) {
@@ -1293,7 +1364,7 @@ impl Pool {
         Some(data)
     }
 
-    fn merge(&mut self, state: &State) {
+    fn merge(&mut self, state: State) {
         let updates = state.members.iter().filter_map(|(id, inc, st)| {
             let st = match st {
                 0 => foca::State::Alive,
@@ -1305,8 +1376,8 @@ impl Pool {
         });
         let _ = self.swim.apply_many(updates, true, &mut self.rt);
         self.drain();
-        for meta in &state.metas {
-            self.apply_meta(meta.clone());
+        for meta in state.metas {
+            self.apply_meta(meta);
         }
         self.event_clock = self.event_clock.max(state.event_clock);
         self.drain();

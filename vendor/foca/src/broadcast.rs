@@ -96,6 +96,14 @@ pub trait Invalidates {
     /// keep `item` and discard `other` from its dissemination
     /// backlog.
     fn invalidates(&self, other: &Self) -> bool;
+
+    /// Concord patch: a hash such that, when it is `Some(h)`, this item can only
+    /// invalidate items whose `bucket()` is also `Some(h)`. Lets the backlog skip its
+    /// scan for items to replace when no queued item shares the bucket (the common case).
+    /// `None` (the default) keeps foca's behaviour: always scan.
+    fn bucket(&self) -> Option<u64> {
+        None
+    }
 }
 
 impl Invalidates for &[u8] {
@@ -107,6 +115,30 @@ impl Invalidates for &[u8] {
 pub(crate) struct Broadcasts<V> {
     flip: alloc::collections::BinaryHeap<Entry<V>>,
     flop: alloc::collections::BinaryHeap<Entry<V>>,
+    // Concord patch: how many queued items have each `Invalidates::bucket`.
+    buckets: std::collections::HashMap<u64, usize>,
+}
+
+// Concord patch: `fill` stops after this many items in a row did not fit in the buffer
+// (instead of walking the whole backlog each time it fills a packet).
+const MAX_MISFITS: usize = 16;
+
+// Concord patch: bucket bookkeeping.
+fn bucket_added(buckets: &mut std::collections::HashMap<u64, usize>, bucket: Option<u64>) {
+    if let Some(b) = bucket {
+        *buckets.entry(b).or_insert(0) += 1;
+    }
+}
+
+fn bucket_removed(buckets: &mut std::collections::HashMap<u64, usize>, bucket: Option<u64>) {
+    if let Some(b) = bucket {
+        if let std::collections::hash_map::Entry::Occupied(mut e) = buckets.entry(b) {
+            *e.get_mut() -= 1;
+            if *e.get() == 0 {
+                e.remove();
+            }
+        }
+    }
 }
 
 impl<T> Broadcasts<T>
@@ -117,6 +149,7 @@ where
         Self {
             flip: Default::default(),
             flop: Default::default(),
+            buckets: Default::default(),
         }
     }
 
@@ -130,7 +163,19 @@ where
 
     pub(crate) fn add_or_replace(&mut self, item: T, data: Vec<u8>, max_tx: usize) {
         debug_assert!(max_tx > 0);
-        self.flip.retain(|node| !item.invalidates(&node.item));
+        let bucket = item.bucket();
+        // Concord patch: no queued item shares the bucket, so none can be invalidated.
+        if bucket.is_none_or(|b| self.buckets.contains_key(&b)) {
+            let buckets = &mut self.buckets;
+            self.flip.retain(|node| {
+                let keep = !item.invalidates(&node.item);
+                if !keep {
+                    bucket_removed(buckets, node.item.bucket());
+                }
+                keep
+            });
+        }
+        bucket_added(&mut self.buckets, bucket);
         self.flip.push(Entry {
             remaining_tx: max_tx,
             item,
@@ -146,8 +191,9 @@ where
 
         let mut num_taken = 0;
         let mut remaining = max_items;
+        let mut misfits = 0;
 
-        while buffer.has_remaining_mut() && remaining > 0 {
+        while buffer.has_remaining_mut() && remaining > 0 && misfits < MAX_MISFITS {
             let Some(mut node) = self.flip.pop() else {
                 break;
             };
@@ -159,10 +205,15 @@ where
 
                 buffer.put_slice(&node.data);
                 node.remaining_tx -= 1;
+                misfits = 0;
+            } else {
+                misfits += 1;
             }
 
             if node.remaining_tx > 0 {
                 self.flop.push(node);
+            } else {
+                bucket_removed(&mut self.buckets, node.item.bucket());
             }
         }
 
@@ -183,8 +234,9 @@ where
 
         let mut num_taken = 0;
         let mut remaining = max_items;
+        let mut misfits = 0;
 
-        while buffer.has_remaining_mut() && remaining > 0 {
+        while buffer.has_remaining_mut() && remaining > 0 && misfits < MAX_MISFITS {
             let Some(mut node) = self.flip.pop() else {
                 break;
             };
@@ -198,10 +250,15 @@ where
                 buffer.put_u16(node.data.len() as u16);
                 buffer.put_slice(&node.data);
                 node.remaining_tx -= 1;
+                misfits = 0;
+            } else {
+                misfits += 1;
             }
 
             if node.remaining_tx > 0 {
                 self.flop.push(node);
+            } else {
+                bucket_removed(&mut self.buckets, node.item.bucket());
             }
         }
 
