@@ -132,8 +132,9 @@ fn run(n: usize) -> Row {
         .zip(most)
         .map(|(rest, most)| rest + most);
     eprintln!(
-        "n={n}: converged in {converge:?} (wall {:.0?})",
-        wall.elapsed()
+        "n={n}: converged in {converge:?} (wall {:.0?}, rss {} MB)",
+        wall.elapsed(),
+        rss_kb() / 1024
     );
 
     // Steady state, no loss: traffic per node per second.
@@ -148,7 +149,11 @@ fn run(n: usize) -> Row {
         sync += a.stream_bytes - b.stream_bytes;
     }
     let per = (n as f64) * steady.as_secs_f64();
-    eprintln!("n={n}: steady window done (wall {:.0?})", wall.elapsed());
+    eprintln!(
+        "n={n}: steady window done (wall {:.0?}, rss {} MB)",
+        wall.elapsed(),
+        rss_kb() / 1024
+    );
 
     // 5% loss: nobody alive may be declared failed.
     let failures = Rc::new(RefCell::new(Vec::<(usize, Duration, String)>::new()));
@@ -219,6 +224,18 @@ fn push_pull_interval(n: usize) -> Duration {
         return base;
     }
     base * (((n as f64).log2() - 5.0).ceil() as u32 + 1)
+}
+
+/// This process's resident memory now (VmRSS), in KiB; 0 where /proc is missing.
+fn rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 fn unreachable_config() -> ! {

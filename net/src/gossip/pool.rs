@@ -73,6 +73,8 @@ const VERIFY_PINGS: usize = 3;
 const MAX_PENDING_PINGS: usize = 16;
 /// Broadcast ids remembered for de-duplication of user events and force-leaves.
 const SEEN_CAPACITY: usize = 8192;
+/// Output queue capacity kept between bursts.
+const OUTPUTS_KEPT: usize = 64;
 /// Random draws from the member table before scanning it for a member in some status.
 const RANDOM_DRAWS: usize = 8;
 
@@ -234,7 +236,8 @@ struct Entry {
     /// foca's current identity for that address.
     id: Id,
     /// Its metadata, once received; a member without it is not listed (it has no name yet).
-    meta: Option<Meta>,
+    /// Boxed: an entry exists per member, so it stays small (a pool of 10,000 holds 10,000).
+    meta: Option<Box<Meta>>,
     /// foca's verdict: `None` until foca reports it up or down.
     up: Option<bool>,
     /// An operator force-left it.
@@ -512,7 +515,12 @@ impl Pool {
 
     /// The next thing for the driver to do, if any.
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.outputs.pop_front()
+        let out = self.outputs.pop_front();
+        if out.is_none() && self.outputs.capacity() > OUTPUTS_KEPT {
+            // A join reports every member at once; do not keep room for that many forever.
+            self.outputs.shrink_to(OUTPUTS_KEPT);
+        }
+        out
     }
 
     /// A UDP datagram arrived from `from`. Anything undecryptable or unparsable is dropped
@@ -783,7 +791,7 @@ impl Pool {
                     Some(MemberStatus::Alive | MemberStatus::Leaving)
                 )
             })
-            .filter_map(|e| e.meta.as_ref())
+            .filter_map(|e| e.meta.as_deref())
             .collect()
     }
 
@@ -1035,7 +1043,7 @@ impl Pool {
         let Some(entry) = self.members.get_mut(&addr) else {
             return;
         };
-        entry.meta = Some(meta);
+        entry.meta = Some(Box::new(meta));
         let after = entry.status();
         let member = entry.member();
         if let Some(name) = name {
@@ -1348,7 +1356,7 @@ impl Pool {
             .collect();
         members.push((self.local.id, 0, 0));
         let mut metas = vec![self.local.clone()];
-        metas.extend(self.members.values().filter_map(|e| e.meta.clone()));
+        metas.extend(self.members.values().filter_map(|e| e.meta.as_deref().cloned()));
         let state = State {
             reply,
             members,
