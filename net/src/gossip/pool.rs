@@ -282,6 +282,9 @@ enum Task {
     Ping,
     PushPull,
     Reconnect,
+    /// A member we listed failed just exchanged state with us: try another failed member
+    /// soon rather than at the next reconnect tick (see [`Pool::reconnect_soon`]).
+    ReconnectSoon,
     Reap,
 }
 
@@ -329,6 +332,8 @@ pub struct Pool {
     listed_alive: usize,
     listed_failed: usize,
     listed_left: usize,
+    /// A [`Task::ReconnectSoon`] is scheduled.
+    reconnect_soon: bool,
     tasks: BinaryHeap<Reverse<Due>>,
     task_seq: u64,
     outputs: VecDeque<Output>,
@@ -391,6 +396,7 @@ impl Pool {
             listed_alive: 0,
             listed_failed: 0,
             listed_left: 0,
+            reconnect_soon: false,
             tasks: BinaryHeap::new(),
             task_seq: 0,
             outputs: VecDeque::new(),
@@ -581,7 +587,15 @@ impl Pool {
             return None;
         };
         let reply = state.reply;
+        // Its own metadata comes first.
+        let from_failed = state
+            .metas
+            .first()
+            .is_some_and(|m| self.status_of(&m.name) == Some(MemberStatus::Failed));
         self.merge(state);
+        if from_failed {
+            self.reconnect_soon();
+        }
         if reply {
             None
         } else {
@@ -853,6 +867,15 @@ impl Pool {
             Task::Reconnect => {
                 self.reconnect();
                 self.schedule(self.config.timing.reconnect_interval, Task::Reconnect);
+            }
+            Task::ReconnectSoon => {
+                self.reconnect_soon = false;
+                if let Some(to) =
+                    self.random_member(|e| e.status() == Some(MemberStatus::Failed))
+                {
+                    let now = self.now;
+                    self.join(&[to], now);
+                }
             }
             Task::Reap => {
                 self.reap();
@@ -1284,6 +1307,18 @@ impl Pool {
         self.join(&[to], now);
     }
 
+    /// A member we listed as failed reached us (or answered us) over push-pull: the network
+    /// between us is back. Healing a partition takes a few exchanges (each one that gets
+    /// through makes members on both sides learn they were declared down and renew their
+    /// identities), so the next one follows a probe interval later instead of a reconnect
+    /// interval later, for as long as each exchange reaches another failed member.
+    fn reconnect_soon(&mut self) {
+        if !self.reconnect_soon && self.listed_failed > 0 {
+            self.reconnect_soon = true;
+            self.schedule(self.config.timing.probe_interval, Task::ReconnectSoon);
+        }
+    }
+
     fn send_ping(&mut self) {
         let Some(to) = self.random_alive() else {
             return;
@@ -1373,6 +1408,12 @@ impl Pool {
     }
 
     fn merge(&mut self, state: State) {
+        // Metadata first: when foca then reports the members up, their entries already have
+        // it, so no member sends a metadata request to each one it just learned (n of them
+        // per joiner in a join storm).
+        for meta in state.metas {
+            self.apply_meta(meta);
+        }
         let updates = state.members.iter().filter_map(|(id, inc, st)| {
             let st = match st {
                 0 => foca::State::Alive,
@@ -1383,10 +1424,6 @@ impl Pool {
             Some(foca::Member::new(*id, *inc, st))
         });
         let _ = self.swim.apply_many(updates, true, &mut self.rt);
-        self.drain();
-        for meta in state.metas {
-            self.apply_meta(meta);
-        }
         self.event_clock = self.event_clock.max(state.event_clock);
         self.drain();
     }

@@ -196,12 +196,19 @@ fn reconnect_heals_a_partition_without_periodic_push_pull() {
 
 #[test]
 fn reconnect_heals_a_partition_within_seconds_with_lan_timings() {
+    // Over 30 seeds the heal took 0.6 s to 16.7 s, median 2.4 s: the first attempt waits
+    // for a reconnect tick (10 s apart), the follow-ups only a probe interval.
     let timing = Timing::lan();
-    for seed in 1..=5 {
-        let mut sim = cluster_with(5, &timing, seed);
-        let took = partition_heal_time(&mut sim, 5).expect("partition healed");
-        assert!(took <= timing.reconnect_interval * 2, "seed {seed}: healed in {took:?}");
-    }
+    let mut times: Vec<Duration> = (1..=10)
+        .map(|seed| {
+            let mut sim = cluster_with(5, &timing, seed);
+            partition_heal_time(&mut sim, 5).expect("partition healed")
+        })
+        .collect();
+    times.sort();
+    let (median, max) = (times[times.len() / 2], times[times.len() - 1]);
+    assert!(median <= timing.reconnect_interval / 2, "{times:?}");
+    assert!(max <= timing.reconnect_interval * 2, "{times:?}");
 }
 
 #[test]
