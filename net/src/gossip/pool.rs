@@ -870,9 +870,7 @@ impl Pool {
             }
             Task::ReconnectSoon => {
                 self.reconnect_soon = false;
-                if let Some(to) =
-                    self.random_member(|e| e.status() == Some(MemberStatus::Failed))
-                {
+                if let Some(to) = self.random_member(|e| e.status() == Some(MemberStatus::Failed)) {
                     let now = self.now;
                     self.join(&[to], now);
                 }
@@ -1174,7 +1172,10 @@ impl Pool {
     fn reap(&mut self) {
         // Unlisted members foca reported down (no metadata yet) are rare; the counts make the
         // common case (nobody failed or left) free.
-        if self.listed_failed == 0 && self.listed_left == 0 && self.members.len() == self.listed_alive {
+        if self.listed_failed == 0
+            && self.listed_left == 0
+            && self.members.len() == self.listed_alive
+        {
             return;
         }
         let now = self.now;
@@ -1391,7 +1392,11 @@ impl Pool {
             .collect();
         members.push((self.local.id, 0, 0));
         let mut metas = vec![self.local.clone()];
-        metas.extend(self.members.values().filter_map(|e| e.meta.as_deref().cloned()));
+        metas.extend(
+            self.members
+                .values()
+                .filter_map(|e| e.meta.as_deref().cloned()),
+        );
         let state = State {
             reply,
             members,

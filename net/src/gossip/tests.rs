@@ -190,7 +190,10 @@ fn reconnect_heals_a_partition_without_periodic_push_pull() {
     for seed in 1..=5 {
         let mut sim = cluster_with(5, &timing, seed);
         let took = partition_heal_time(&mut sim, 5).expect("partition healed");
-        assert!(took <= timing.reconnect_interval * 10, "seed {seed}: healed in {took:?}");
+        assert!(
+            took <= timing.reconnect_interval * 10,
+            "seed {seed}: healed in {took:?}"
+        );
     }
 }
 
