@@ -214,6 +214,42 @@ fn reconnect_heals_a_partition_within_seconds_with_lan_timings() {
     assert!(max <= timing.reconnect_interval * 2, "{times:?}");
 }
 
+/// The CI-sized version of `concord-bench`'s `gossip_sim`: 200 members with LAN timings
+/// (simulated time): a join storm converges, 5 % packet loss fails nobody, and a killed
+/// member is declared failed by everyone within the suspicion time plus a few probes.
+#[test]
+fn two_hundred_members_converge_stay_up_under_loss_and_detect_a_kill() {
+    let n = 200;
+    let mut sim = cluster_with(n, &Timing::lan(), 200);
+    let failures = Rc::new(RefCell::new(Vec::new()));
+    let sink = failures.clone();
+    sim.set_event_hook(Some(Box::new(move |i, t, e| {
+        if let MemberEvent::Failed(m) = e {
+            sink.borrow_mut().push((i, t, m.name.clone()));
+        }
+    })));
+    sim.set_loss(0.05);
+    sim.run_for(Duration::from_secs(30));
+    sim.set_loss(0.0);
+    assert!(
+        failures.borrow().is_empty(),
+        "false failures: {:?}",
+        failures.borrow()
+    );
+
+    let victim = n / 2;
+    let name = format!("node-{victim}");
+    let others: Vec<usize> = (0..n).filter(|&i| i != victim).collect();
+    sim.kill(victim);
+    let took = sim
+        .run_until(LIMIT, STEP, |s| {
+            status_everywhere(s, &others, &name, MemberStatus::Failed)
+        })
+        .expect("kill detected by all");
+    // Suspicion: 4 x log10(200) x 1 s = 9.2 s; plus probing luck and the direct check.
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+}
+
 #[test]
 fn user_events_reach_every_member_exactly_once() {
     let mut sim = cluster(5, &[]);
