@@ -5,7 +5,8 @@
 //! - `bin/dns_latency.rs`: open-loop UDP DNS load at a fixed rate, every reply's latency
 //!   kept in a preallocated array, p50/p99/max reported after the run (`bench/dns/run.sh`).
 //! - `bin/gossip_sim.rs`: the gossip membership layer (`concord_net::gossip`) over an in-memory
-//!   network with a simulated clock, at 100 to 10,000 members.
+//!   network with a simulated clock: join storm, traffic, false failures under loss, failure
+//!   detection, memory per member (100 to 2,000 members on this machine; docs/benchmarks.md).
 //! - `bin/parked.rs`: parked blocking queries against a dev agent (descriptors, RSS, CPU,
 //!   wake-up delay after one write), at 1,000 to 50,000 watchers, over HTTP/1.1 or HTTP/2
 //!   (`--h2`), on a dev agent or a client agent in front of 3 servers (`--cluster`).

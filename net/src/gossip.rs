@@ -10,7 +10,9 @@
 //! simulated network with a simulated clock ([`memory::SimNetwork`], used by the unit tests
 //! and by `concord-bench`'s 100-to-thousands-member simulation). It is also MPL-2.0, like
 //! Concord. (The alternative, the `memberlist` crate, owns its own tokio transport, so it
-//! could not be simulated at scale in one process.)
+//! could not be simulated at scale in one process.) foca is vendored with a small patch
+//! (`vendor/foca/PATCH.md`) that replaces its scans of the member table with an index and
+//! sampled random choice, so that per-member work stays O(1) in large pools.
 //!
 //! # Layers
 //! Outermost first: a driver ([`Gossip`] or [`memory::SimNetwork`]) moves bytes and time;
@@ -150,6 +152,11 @@ pub struct Timing {
     /// Full state exchange with one random member (LAN: 30 s, scaled up past 32 members as
     /// memberlist does).
     pub push_pull_interval: Duration,
+    /// How often a member considers reconnecting to a failed member (a push-pull and an
+    /// announce to its address, as Serf's `reconnect_interval` does), so that the two sides
+    /// of a healed partition find each other. Serf's default is 30 s; Concord's LAN default
+    /// is 10 s (see [`Timing::lan`]).
+    pub reconnect_interval: Duration,
 }
 
 impl Timing {
@@ -162,6 +169,11 @@ impl Timing {
             gossip_nodes: 3,
             suspicion_mult: 4,
             push_pull_interval: Duration::from_secs(30),
+            // Serf: 30 s. Each tick reconnects with probability failed / alive, so the pool
+            // as a whole makes about one attempt per failed member per interval, whatever
+            // its size; a third of Serf's interval costs little and heals a partition three
+            // times sooner.
+            reconnect_interval: Duration::from_secs(10),
         }
     }
 
@@ -175,6 +187,7 @@ impl Timing {
             gossip_nodes: 3,
             suspicion_mult: 3,
             push_pull_interval: Duration::from_secs(5),
+            reconnect_interval: Duration::from_secs(1),
         }
     }
 }

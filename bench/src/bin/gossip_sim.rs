@@ -27,6 +27,11 @@ struct Row {
     n: usize,
     most: Option<Duration>,
     converge: Option<Duration>,
+    /// Per member: when it first listed every member alive (p50, p99).
+    join_p50: Option<Duration>,
+    join_p99: Option<Duration>,
+    /// Resident memory after the join storm, per (observer, member) pair.
+    bytes_per_pair: u64,
     detect_p50: Option<Duration>,
     detect_p99: Option<Duration>,
     detect_max: Option<Duration>,
@@ -55,13 +60,15 @@ fn main() {
         rows.push(row);
     }
     println!();
-    println!("| members | join storm: all know 99% | all know all | failure known by all: p50 / p99 / max (of {{n-1}}) | false failures at {:.0}% loss over {}s | UDP msgs/node/s | UDP bytes/node/s | push-pull bytes/node/s | wall time |", LOSS * 100.0, LOSSY.as_secs());
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| members | join storm: all know 99% | each knows all: p50 / p99 / max | failure known by all: p50 / p99 / max (of {{n-1}}) | false failures at {:.0}% loss over {}s | UDP msgs/node/s | UDP bytes/node/s | push-pull bytes/node/s | RSS per (member, member) pair | wall time |", LOSS * 100.0, LOSSY.as_secs());
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in &rows {
         println!(
-            "| {} | {} | {} | {} / {} / {} ({}/{}) | {} | {:.1} | {:.0} | {:.0} | {:.0?} |",
+            "| {} | {} | {} / {} / {} | {} / {} / {} ({}/{}) | {} | {:.1} | {:.0} | {:.0} | {} B | {:.0?} |",
             r.n,
             secs(r.most),
+            secs(r.join_p50),
+            secs(r.join_p99),
             secs(r.converge),
             secs(r.detect_p50),
             secs(r.detect_p99),
@@ -72,6 +79,7 @@ fn main() {
             r.msgs_per_node_s,
             r.bytes_per_node_s,
             r.sync_bytes_per_node_s,
+            r.bytes_per_pair,
             r.wall,
         );
     }
@@ -101,6 +109,7 @@ fn print_row(r: &Row) {
 
 fn run(n: usize) -> Row {
     let wall = Instant::now();
+    let rss_before = rss_kb();
     let mut sim = SimNetwork::new(SimConfig {
         seed: n as u64,
         ..SimConfig::default()
@@ -122,18 +131,33 @@ fn run(n: usize) -> Row {
             .filter_map(|i| s.pool(i).map(|p| p.alive_count() + 1))
             .collect()
     };
+    // When each member first listed all n alive.
+    let mut full_at: Vec<Option<Duration>> = vec![None; n];
+    let note_full = |s: &SimNetwork, full_at: &mut [Option<Duration>]| {
+        for (i, k) in known(s).into_iter().enumerate() {
+            if k == n && full_at[i].is_none() {
+                full_at[i] = Some(s.now());
+            }
+        }
+    };
     let most = sim.run_until(Duration::from_secs(300), step, |s| {
+        note_full(s, &mut full_at);
         known(s).iter().all(|&k| k * 100 >= n * 99)
     });
     let converge = sim
         .run_until(Duration::from_secs(300), step, |s| {
+            note_full(s, &mut full_at);
             known(s).iter().all(|&k| k == n)
         })
         .zip(most)
         .map(|(rest, most)| rest + most);
+    let mut join_times: Vec<Duration> = full_at.iter().flatten().copied().collect();
+    join_times.sort();
+    let bytes_per_pair = rss_kb().saturating_sub(rss_before) * 1024 / (n as u64 * n as u64);
     eprintln!(
-        "n={n}: converged in {converge:?} (wall {:.0?})",
-        wall.elapsed()
+        "n={n}: converged in {converge:?} (wall {:.0?}, rss {} MB)",
+        wall.elapsed(),
+        rss_kb() / 1024
     );
 
     // Steady state, no loss: traffic per node per second.
@@ -148,7 +172,11 @@ fn run(n: usize) -> Row {
         sync += a.stream_bytes - b.stream_bytes;
     }
     let per = (n as f64) * steady.as_secs_f64();
-    eprintln!("n={n}: steady window done (wall {:.0?})", wall.elapsed());
+    eprintln!(
+        "n={n}: steady window done (wall {:.0?}, rss {} MB)",
+        wall.elapsed(),
+        rss_kb() / 1024
+    );
 
     // 5% loss: nobody alive may be declared failed.
     let failures = Rc::new(RefCell::new(Vec::<(usize, Duration, String)>::new()));
@@ -188,17 +216,14 @@ fn run(n: usize) -> Row {
         .map(|(_, t, _)| *t - killed_at)
         .collect();
     times.sort();
-    let pct = |p: f64| -> Option<Duration> {
-        if times.is_empty() {
-            return None;
-        }
-        let idx = ((times.len() as f64 * p).ceil() as usize).clamp(1, times.len()) - 1;
-        Some(times[idx])
-    };
+    let pct = |p: f64| percentile(&times, p);
     Row {
         n,
         most,
         converge,
+        join_p50: percentile(&join_times, 0.50),
+        join_p99: percentile(&join_times, 0.99),
+        bytes_per_pair,
         detect_p50: pct(0.50),
         detect_p99: pct(0.99),
         detect_max: times.last().copied(),
@@ -211,6 +236,15 @@ fn run(n: usize) -> Row {
     }
 }
 
+/// The `p` quantile of sorted `times` (nearest rank).
+fn percentile(times: &[Duration], p: f64) -> Option<Duration> {
+    if times.is_empty() {
+        return None;
+    }
+    let idx = ((times.len() as f64 * p).ceil() as usize).clamp(1, times.len()) - 1;
+    Some(times[idx])
+}
+
 /// memberlist's push-pull interval at `n` members with the LAN base of 30 s (the pool
 /// scales it the same way).
 fn push_pull_interval(n: usize) -> Duration {
@@ -219,6 +253,18 @@ fn push_pull_interval(n: usize) -> Duration {
         return base;
     }
     base * (((n as f64).log2() - 5.0).ceil() as u32 + 1)
+}
+
+/// This process's resident memory now (VmRSS), in KiB; 0 where /proc is missing.
+fn rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 fn unreachable_config() -> ! {

@@ -29,6 +29,10 @@ use super::{Config, EventFilters, GossipError, KeyStatus, Member, MemberEvent, U
 const EVENT_BUFFER: usize = 1024;
 /// Bound on one push-pull exchange (connect, send, receive).
 const STREAM_TIMEOUT: Duration = Duration::from_secs(10);
+/// Inbound push-pull exchanges handled at once; more are refused (closed) until one ends.
+/// memberlist's cap: each exchange holds a whole member list (0.5 MB at 10,000 members), and
+/// thousands of them stacked up once took a Consul server to 7 GB.
+const MAX_INBOUND_STREAMS: usize = 128;
 /// Tries at finding a port free for both UDP and TCP when binding port 0.
 const BIND_ATTEMPTS: usize = 20;
 /// How long a graceful leave lets its intent spread before going silent, at most.
@@ -350,12 +354,18 @@ async fn timer_loop(inner: Arc<Inner>) {
 }
 
 async fn tcp_loop(inner: Arc<Inner>, listener: TcpListener) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_INBOUND_STREAMS));
     loop {
-        let Ok((mut conn, _)) = listener.accept().await else {
+        let Ok((mut conn, peer)) = listener.accept().await else {
+            continue;
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::debug!(%peer, "gossip push-pull refused: {MAX_INBOUND_STREAMS} in progress");
             continue;
         };
         let inner = inner.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let answer = timeout(STREAM_TIMEOUT, async {
                 let frame = read_frame(&mut conn).await?;
                 let now = inner.now();

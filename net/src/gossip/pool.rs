@@ -73,6 +73,10 @@ const VERIFY_PINGS: usize = 3;
 const MAX_PENDING_PINGS: usize = 16;
 /// Broadcast ids remembered for de-duplication of user events and force-leaves.
 const SEEN_CAPACITY: usize = 8192;
+/// Output queue capacity kept between bursts.
+const OUTPUTS_KEPT: usize = 64;
+/// Random draws from the member table before scanning it for a member in some status.
+const RANDOM_DRAWS: usize = 8;
 
 /// foca's [`Runtime`]: collects what foca wants done; [`Pool::drain`] then does it.
 #[derive(Default)]
@@ -121,6 +125,15 @@ impl Invalidates for Key {
             (Key::Once(a), Key::Once(b)) => a == b,
             _ => false,
         }
+    }
+
+    // Only keys with the same name (metadata) or id (once) invalidate each other, so foca's
+    // backlog skips its scan when no queued key shares the hash (see vendor/foca/PATCH.md).
+    fn bucket(&self) -> Option<u64> {
+        Some(match self {
+            Key::Meta { name, .. } => *name,
+            Key::Once(key) => *key,
+        })
     }
 }
 
@@ -223,7 +236,8 @@ struct Entry {
     /// foca's current identity for that address.
     id: Id,
     /// Its metadata, once received; a member without it is not listed (it has no name yet).
-    meta: Option<Meta>,
+    /// Boxed: an entry exists per member, so it stays small (a pool of 10,000 holds 10,000).
+    meta: Option<Box<Meta>>,
     /// foca's verdict: `None` until foca reports it up or down.
     up: Option<bool>,
     /// An operator force-left it.
@@ -233,6 +247,8 @@ struct Entry {
     verifying: Option<(Id, bool)>,
     /// When `up` last changed.
     since: Duration,
+    /// Its position in [`Pool::slots`].
+    slot: usize,
 }
 
 impl Entry {
@@ -265,6 +281,10 @@ enum Task {
     Recheck(Addr),
     Ping,
     PushPull,
+    Reconnect,
+    /// A member we listed failed just exchanged state with us: try another failed member
+    /// soon rather than at the next reconnect tick (see [`Pool::reconnect_soon`]).
+    ReconnectSoon,
     Reap,
 }
 
@@ -302,8 +322,18 @@ pub struct Pool {
     keyring: Keyring,
     local: Meta,
     members: HashMap<Addr, Entry>,
+    /// Every key of `members`, in no order: picks a random member in O(1).
+    slots: Vec<Addr>,
     by_name: HashMap<String, Addr>,
+    /// Members foca reports up.
     alive: usize,
+    /// Members listed by status (kept in step by [`Pool::tally`]), so that counting them
+    /// costs nothing at 10,000 members.
+    listed_alive: usize,
+    listed_failed: usize,
+    listed_left: usize,
+    /// A [`Task::ReconnectSoon`] is scheduled.
+    reconnect_soon: bool,
     tasks: BinaryHeap<Reverse<Due>>,
     task_seq: u64,
     outputs: VecDeque<Output>,
@@ -360,8 +390,13 @@ impl Pool {
             keyring,
             local,
             members: HashMap::new(),
+            slots: Vec::new(),
             by_name: HashMap::new(),
             alive: 0,
+            listed_alive: 0,
+            listed_failed: 0,
+            listed_left: 0,
+            reconnect_soon: false,
             tasks: BinaryHeap::new(),
             task_seq: 0,
             outputs: VecDeque::new(),
@@ -386,6 +421,8 @@ impl Pool {
         pool.schedule(ping_at, Task::Ping);
         let push_pull_at = pool.stagger(timing.push_pull_interval);
         pool.schedule(push_pull_at, Task::PushPull);
+        let reconnect_at = pool.stagger(timing.reconnect_interval);
+        pool.schedule(reconnect_at, Task::Reconnect);
         pool.schedule(timing.probe_interval * 5, Task::Reap);
         Ok(pool)
     }
@@ -426,15 +463,7 @@ impl Pool {
     }
 
     fn alive_listed(&self) -> usize {
-        self.members
-            .values()
-            .filter(|e| {
-                matches!(
-                    e.status(),
-                    Some(MemberStatus::Alive | MemberStatus::Leaving)
-                )
-            })
-            .count()
+        self.listed_alive
     }
 
     /// The status of the member `name` as this member sees it.
@@ -492,7 +521,12 @@ impl Pool {
 
     /// The next thing for the driver to do, if any.
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.outputs.pop_front()
+        let out = self.outputs.pop_front();
+        if out.is_none() && self.outputs.capacity() > OUTPUTS_KEPT {
+            // A join reports every member at once; do not keep room for that many forever.
+            self.outputs.shrink_to(OUTPUTS_KEPT);
+        }
+        out
     }
 
     /// A UDP datagram arrived from `from`. Anything undecryptable or unparsable is dropped
@@ -552,8 +586,17 @@ impl Pool {
             self.stats.dropped_invalid += 1;
             return None;
         };
-        self.merge(&state);
-        if state.reply {
+        let reply = state.reply;
+        // Its own metadata comes first.
+        let from_failed = state
+            .metas
+            .first()
+            .is_some_and(|m| self.status_of(&m.name) == Some(MemberStatus::Failed));
+        self.merge(state);
+        if from_failed {
+            self.reconnect_soon();
+        }
+        if reply {
             None
         } else {
             self.state_frame(true)
@@ -762,7 +805,7 @@ impl Pool {
                     Some(MemberStatus::Alive | MemberStatus::Leaving)
                 )
             })
-            .filter_map(|e| e.meta.as_ref())
+            .filter_map(|e| e.meta.as_deref())
             .collect()
     }
 
@@ -820,6 +863,17 @@ impl Pool {
                 let every =
                     push_pull_interval(self.config.timing.push_pull_interval, self.alive + 1);
                 self.schedule(every, Task::PushPull);
+            }
+            Task::Reconnect => {
+                self.reconnect();
+                self.schedule(self.config.timing.reconnect_interval, Task::Reconnect);
+            }
+            Task::ReconnectSoon => {
+                self.reconnect_soon = false;
+                if let Some(to) = self.random_member(|e| e.status() == Some(MemberStatus::Failed)) {
+                    let now = self.now;
+                    self.join(&[to], now);
+                }
             }
             Task::Reap => {
                 self.reap();
@@ -888,15 +942,7 @@ impl Pool {
     fn handle_note(&mut self, note: OwnedNotification<Id>) {
         match note {
             OwnedNotification::MemberUp(id) => {
-                let now = self.now;
-                let entry = self.members.entry(id.addr_key()).or_insert_with(|| Entry {
-                    id,
-                    meta: None,
-                    up: None,
-                    forced_left: false,
-                    verifying: None,
-                    since: now,
-                });
+                let entry = self.entry_or_insert(id);
                 entry.id = id;
                 entry.verifying = None;
                 let needs_meta = entry.meta.as_ref().is_none_or(|m| m.id != id);
@@ -957,6 +1003,7 @@ impl Pool {
         member: Option<Member>,
     ) {
         use MemberStatus::*;
+        self.tally(before, after);
         let Some(member) = member else { return };
         let event = match (before, after) {
             (None | Some(Failed | Left), Some(Alive | Leaving)) => MemberEvent::Join(member),
@@ -1003,15 +1050,7 @@ impl Pool {
             let v = inbox.versions.entry(hash_of(&meta.name)).or_default();
             *v = (*v).max(meta.version);
         }
-        let now = self.now;
-        let entry = self.members.entry(addr).or_insert_with(|| Entry {
-            id: meta.id,
-            meta: None,
-            up: None,
-            forced_left: false,
-            verifying: None,
-            since: now,
-        });
+        let entry = self.entry_or_insert(meta.id);
         if entry
             .meta
             .as_ref()
@@ -1020,12 +1059,17 @@ impl Pool {
             return;
         }
         let before = entry.status();
-        let old_tags = entry.meta.as_ref().map(|m| m.tags.clone());
-        let tags_changed = old_tags.as_ref().is_some_and(|t| *t != meta.tags);
-        self.by_name.insert(meta.name.clone(), addr);
-        entry.meta = Some(meta);
+        let tags_changed = entry.meta.as_ref().is_some_and(|m| m.tags != meta.tags);
+        let name = (self.by_name.get(&meta.name) != Some(&addr)).then(|| meta.name.clone());
+        let Some(entry) = self.members.get_mut(&addr) else {
+            return;
+        };
+        entry.meta = Some(Box::new(meta));
         let after = entry.status();
         let member = entry.member();
+        if let Some(name) = name {
+            self.by_name.insert(name, addr);
+        }
         if before == after && before.is_some() && tags_changed {
             if let Some(m) = member {
                 self.emit(MemberEvent::Update(m));
@@ -1057,8 +1101,58 @@ impl Pool {
         }
     }
 
+    /// The entry for `id`'s address, created (unlisted: no metadata, no verdict) if new.
+    fn entry_or_insert(&mut self, id: Id) -> &mut Entry {
+        let addr = id.addr_key();
+        let slot = self.slots.len();
+        let now = self.now;
+        let slots = &mut self.slots;
+        self.members.entry(addr).or_insert_with(|| {
+            slots.push(addr);
+            Entry {
+                id,
+                meta: None,
+                up: None,
+                forced_left: false,
+                verifying: None,
+                since: now,
+                slot,
+            }
+        })
+    }
+
+    /// Keeps the per-status counts in step with one member's change of status.
+    fn tally(&mut self, before: Option<MemberStatus>, after: Option<MemberStatus>) {
+        if before == after {
+            return;
+        }
+        for (status, delta) in [(before, false), (after, true)] {
+            let counter = match status {
+                Some(MemberStatus::Alive | MemberStatus::Leaving) => &mut self.listed_alive,
+                Some(MemberStatus::Failed) => &mut self.listed_failed,
+                Some(MemberStatus::Left) => &mut self.listed_left,
+                None => continue,
+            };
+            *counter = if delta {
+                counter.saturating_add(1)
+            } else {
+                counter.saturating_sub(1)
+            };
+        }
+    }
+
     fn remove_entry(&mut self, addr: Addr) -> Option<Member> {
         let entry = self.members.remove(&addr)?;
+        self.tally(entry.status(), None);
+        // The last slot moves into the freed one.
+        if entry.slot < self.slots.len() {
+            self.slots.swap_remove(entry.slot);
+            if let Some(moved) = self.slots.get(entry.slot).copied() {
+                if let Some(e) = self.members.get_mut(&moved) {
+                    e.slot = entry.slot;
+                }
+            }
+        }
         if entry.up == Some(true) {
             self.alive = self.alive.saturating_sub(1);
         }
@@ -1076,6 +1170,14 @@ impl Pool {
     /// Forgets members failed longer than `reconnect_timeout` or left longer than
     /// `tombstone_timeout`.
     fn reap(&mut self) {
+        // Unlisted members foca reported down (no metadata yet) are rare; the counts make the
+        // common case (nobody failed or left) free.
+        if self.listed_failed == 0
+            && self.listed_left == 0
+            && self.members.len() == self.listed_alive
+        {
+            return;
+        }
         let now = self.now;
         let (reconnect, tombstone) = (self.config.reconnect_timeout, self.config.tombstone_timeout);
         let expired: Vec<Addr> = self
@@ -1109,11 +1211,26 @@ impl Pool {
         self.emit(MemberEvent::User(event));
     }
 
+    /// A random member foca reports up: a few random draws (O(1) while most members are
+    /// up), then a scan.
     fn random_alive(&mut self) -> Option<SocketAddr> {
+        self.random_member(|e| e.up == Some(true))
+    }
+
+    fn random_member(&mut self, wanted: impl Fn(&Entry) -> bool) -> Option<SocketAddr> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        for _ in 0..RANDOM_DRAWS {
+            let addr = self.slots[self.rng.random_range(0..self.slots.len())];
+            if let Some(e) = self.members.get(&addr).filter(|e| wanted(e)) {
+                return Some(e.id.socket());
+            }
+        }
         let rng = &mut self.rng;
         self.members
             .values()
-            .filter(|e| e.up == Some(true))
+            .filter(|e| wanted(e))
             .choose(rng)
             .map(|e| e.id.socket())
     }
@@ -1167,6 +1284,40 @@ impl Pool {
         }
         entry.verifying = None;
         self.set_up(addr, false);
+    }
+
+    /// Serf's reconnect: with probability `failed / alive` (this member counted alive), push-
+    /// pull with and announce to one random failed member. Across the pool that is about one
+    /// attempt per failed member per `reconnect_interval`, whatever the pool's size; a member
+    /// cut off alone (every other member failed) tries every interval. When the attempt gets
+    /// through, each side learns from the other's state that it was declared down, renews
+    /// its identity, and the pool is whole again without waiting for the (size-scaled)
+    /// periodic push-pull.
+    fn reconnect(&mut self) {
+        if self.listed_failed == 0 {
+            return;
+        }
+        let probability = self.listed_failed as f64 / (self.listed_alive + 1) as f64;
+        if self.rng.random::<f64>() > probability {
+            return;
+        }
+        let Some(to) = self.random_member(|e| e.status() == Some(MemberStatus::Failed)) else {
+            return;
+        };
+        let now = self.now;
+        self.join(&[to], now);
+    }
+
+    /// A member we listed as failed reached us (or answered us) over push-pull: the network
+    /// between us is back. Healing a partition takes a few exchanges (each one that gets
+    /// through makes members on both sides learn they were declared down and renew their
+    /// identities), so the next one follows a probe interval later instead of a reconnect
+    /// interval later, for as long as each exchange reaches another failed member.
+    fn reconnect_soon(&mut self) {
+        if !self.reconnect_soon && self.listed_failed > 0 {
+            self.reconnect_soon = true;
+            self.schedule(self.config.timing.probe_interval, Task::ReconnectSoon);
+        }
     }
 
     fn send_ping(&mut self) {
@@ -1241,7 +1392,11 @@ impl Pool {
             .collect();
         members.push((self.local.id, 0, 0));
         let mut metas = vec![self.local.clone()];
-        metas.extend(self.members.values().filter_map(|e| e.meta.clone()));
+        metas.extend(
+            self.members
+                .values()
+                .filter_map(|e| e.meta.as_deref().cloned()),
+        );
         let state = State {
             reply,
             members,
@@ -1257,7 +1412,13 @@ impl Pool {
         Some(data)
     }
 
-    fn merge(&mut self, state: &State) {
+    fn merge(&mut self, state: State) {
+        // Metadata first: when foca then reports the members up, their entries already have
+        // it, so no member sends a metadata request to each one it just learned (n of them
+        // per joiner in a join storm).
+        for meta in state.metas {
+            self.apply_meta(meta);
+        }
         let updates = state.members.iter().filter_map(|(id, inc, st)| {
             let st = match st {
                 0 => foca::State::Alive,
@@ -1268,10 +1429,6 @@ impl Pool {
             Some(foca::Member::new(*id, *inc, st))
         });
         let _ = self.swim.apply_many(updates, true, &mut self.rt);
-        self.drain();
-        for meta in &state.metas {
-            self.apply_meta(meta.clone());
-        }
         self.event_clock = self.event_clock.max(state.event_clock);
         self.drain();
     }
@@ -1286,7 +1443,11 @@ impl Id {
 /// Timings foca can run with (it needs non-zero periods and a probe timeout shorter than
 /// the probe interval).
 fn validate(t: &super::Timing) -> Result<(), GossipError> {
-    if t.probe_interval.is_zero() || t.gossip_interval.is_zero() || t.push_pull_interval.is_zero() {
+    if t.probe_interval.is_zero()
+        || t.gossip_interval.is_zero()
+        || t.push_pull_interval.is_zero()
+        || t.reconnect_interval.is_zero()
+    {
         return Err(GossipError::InvalidTiming("intervals must be non-zero"));
     }
     if t.probe_timeout.is_zero() || t.probe_timeout >= t.probe_interval {
@@ -1317,6 +1478,9 @@ fn swim_config(config: &Config, n: usize) -> foca::Config {
     .unwrap_or(t.probe_interval);
     c.remove_down_after = Some(config.reconnect_timeout);
     c.max_packet_size = NonZeroUsize::new(MAX_PACKET - FRAMING).unwrap_or(NonZeroUsize::MIN);
+    // Replaced by the pool's Serf-style reconnect (`Task::Reconnect`), which tries about once
+    // per failed member per interval pool-wide instead of from every member.
+    c.periodic_announce_to_down_members = None;
     if let Some(g) = c.periodic_gossip.as_mut() {
         g.frequency = t.gossip_interval;
         g.num_members = NonZeroUsize::new(t.gossip_nodes.max(1)).unwrap_or(NonZeroUsize::MIN);
