@@ -11,6 +11,9 @@
 //! tokens never seen).
 //!
 //! Secrets are credentials: they are never logged, and [`AclTokens`] prints them redacted.
+//!
+//! [`OnBehalf`] stamps every server RPC with the token it is made on behalf of (the HTTP
+//! request's, else the agent's own), which the servers check.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -24,6 +27,9 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::rpc_client::ServerRpc;
+
+mod on_behalf;
+pub use on_behalf::{scope, OnBehalf};
 
 /// Most resolved tokens kept; past it, stale entries go first, then everything.
 const MAX_CACHED_TOKENS: usize = 4096;
@@ -425,14 +431,14 @@ async fn ensure_initial_management(resolver: &AclResolver, secret: String) {
             }],
             ..AclToken::default()
         };
-        match resolver
-            .rpc
-            .acl_write(AclWrite::TokenSet {
-                token,
-                create: true,
-            })
-            .await
-        {
+        // Presented with its own secret: the servers know it from their configuration and
+        // take it for this one write, before the token exists.
+        let write = concord_api::rpc::WriteRequest::Acl(AclWrite::TokenSet {
+            token,
+            create: true,
+        })
+        .authorized(Some(secret.clone()));
+        match resolver.rpc.write(write).await {
             Ok(_) => {
                 tracing::info!("created the initial management token");
                 return;
