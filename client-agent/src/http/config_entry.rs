@@ -17,6 +17,7 @@ use axum::extract::{Path, State};
 use axum::routing::{get, put};
 use axum::Router;
 use concord_api::acl::authorizer::Level;
+use concord_api::acl::rpc::config_entry_need as entry_need;
 use concord_api::config_entry::{
     effective_protocol, is_l7_protocol, parse_kind, ConfigEntry, StoredConfigEntry, PROXY_DEFAULTS,
     PROXY_DEFAULTS_GLOBAL, SERVICE_DEFAULTS,
@@ -24,8 +25,6 @@ use concord_api::config_entry::{
 use concord_api::discovery_chain::{compile, ChainEntries};
 use concord_api::intention::check_l7_allowed;
 use concord_api::rpc::{Query, QueryOptions, WriteRequest};
-
-use concord_api::acl::rpc::config_entry_need as entry_need;
 
 use super::authz::{authorizer, hide, mark, require, Need};
 use super::{ApiError, ApiResult, AppState, Common, ReadQuery};

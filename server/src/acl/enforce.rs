@@ -157,3 +157,6 @@ pub(crate) fn filter(authz: Option<&Authorizer>, result: &mut QueryResult) {
         concord_api::acl::rpc::filter_read(authz, result);
     }
 }
+
+#[cfg(test)]
+mod tests;
