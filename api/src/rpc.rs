@@ -89,6 +89,10 @@ pub struct QueryMeta {
     pub known_leader: bool,
     /// Milliseconds since the answering server last heard from the leader (0 on the leader).
     pub last_contact_ms: u64,
+    /// Whether the server left out what the read's token may not see
+    /// (`X-Consul-Results-Filtered-By-ACLs`; Consul's `QueryMeta.ResultsFilteredByACLs`).
+    #[serde(default)]
+    pub results_filtered_by_acls: bool,
 }
 
 /// Node metadata filter (`?node-meta=k:v`, repeatable, all must match).

@@ -245,6 +245,7 @@ impl ServerRpc for FakeServers {
             index: state.index.max(1),
             known_leader: true,
             last_contact_ms: 0,
+            results_filtered_by_acls: false,
         };
         Ok(ReadResponse { meta, result })
     }

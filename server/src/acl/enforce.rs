@@ -151,11 +151,10 @@ pub(crate) fn vet_read(
     Ok(Some(authz))
 }
 
-/// Cuts `result` down to what `authz` may see (a no-op for `None`).
-pub(crate) fn filter(authz: Option<&Authorizer>, result: &mut QueryResult) {
-    if let Some(authz) = authz {
-        concord_api::acl::rpc::filter_read(authz, result);
-    }
+/// Cuts `result` down to what `authz` may see (a no-op for `None`); true if something
+/// was left out.
+pub(crate) fn filter(authz: Option<&Authorizer>, result: &mut QueryResult) -> bool {
+    authz.is_some_and(|authz| concord_api::acl::rpc::filter_read(authz, result))
 }
 
 #[cfg(test)]

@@ -84,11 +84,9 @@ pub(crate) async fn read(
     }
     let (index, mut result) =
         blocking_query(&shared.store, query, &req.options, shared.stopping()).await?;
-    crate::acl::enforce::filter(authz.as_ref(), &mut result);
-    Ok(ReadResponse {
-        meta: shared.query_meta(index),
-        result,
-    })
+    let mut meta = shared.query_meta(index);
+    meta.results_filtered_by_acls = crate::acl::enforce::filter(authz.as_ref(), &mut result);
+    Ok(ReadResponse { meta, result })
 }
 
 /// Confirms leadership with a quorum and waits until everything committed is applied.
