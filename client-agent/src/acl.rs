@@ -72,6 +72,10 @@ pub struct AclTokens {
     /// `acl.tokens.agent`: the agent's own token for its internal operations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
+    /// `acl.tokens.dns`: what DNS answers as (else `default`, else `anonymous`), so DNS
+    /// need not share the rights of HTTP requests without a token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<String>,
 }
 
 impl std::fmt::Debug for AclTokens {
@@ -81,6 +85,7 @@ impl std::fmt::Debug for AclTokens {
             .field("initial_management", &shown(&self.initial_management))
             .field("default", &shown(&self.default))
             .field("agent", &shown(&self.agent))
+            .field("dns", &shown(&self.dns))
             .finish()
     }
 }
@@ -182,6 +187,7 @@ impl AclResolver {
                     Ok(saved) => {
                         tokens.default = saved.default.or(tokens.default);
                         tokens.agent = saved.agent.or(tokens.agent);
+                        tokens.dns = saved.dns.or(tokens.dns);
                     }
                     Err(e) => tracing::warn!(path = %path.display(), error = %e,
                         "ignoring unreadable persisted ACL tokens"),
@@ -236,6 +242,13 @@ impl AclResolver {
             .clone()
             .filter(|s| !s.is_empty())
             .or_else(|| tokens.default.clone().filter(|s| !s.is_empty()))
+    }
+
+    /// The token DNS answers with: `acl.tokens.dns` when set; `None` leaves it to
+    /// [`Self::resolve`]'s fallback (the default token, else anonymous), as Consul's DNS
+    /// server does.
+    pub fn dns_secret(&self) -> Option<String> {
+        self.lock_tokens().dns.clone().filter(|s| !s.is_empty())
     }
 
     /// The secret an HTTP request's write goes to the servers with: its own, else the
@@ -342,13 +355,14 @@ impl AclResolver {
     /// Sets one of the agent's tokens (`PUT /v1/agent/token/:kind`), persisting it when
     /// `acl.enable_token_persistence` is on. Kinds other than `default` and `agent` are
     /// accepted and kept only in memory by Consul's clients' expectations; Concord uses
-    /// `default` (requests without a token) and keeps `agent` for its own calls.
+    /// `default` (requests without a token), `agent` for its own calls and `dns` for DNS.
     pub fn set_agent_token(&self, kind: &str, secret: String) -> Result<(), String> {
         let snapshot = {
             let mut tokens = self.lock_tokens();
             match kind {
                 "default" | "acl_token" => tokens.default = Some(secret),
                 "agent" | "acl_agent_token" => tokens.agent = Some(secret),
+                "dns" => tokens.dns = Some(secret),
                 _ => {}
             }
             tokens.clone()

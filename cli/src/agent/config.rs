@@ -1105,6 +1105,7 @@ struct AclTokensBlock {
     master: Option<String>,
     default: Option<String>,
     agent: Option<String>,
+    dns: Option<String>,
 }
 
 /// Lays one file's `acl` block over `acl`: given values replace.
@@ -1135,6 +1136,7 @@ fn acl_block(acl: &mut concord_client_agent::acl::AclConfig, b: AclBlock) -> any
         );
         set(&mut acl.tokens.default, t.default);
         set(&mut acl.tokens.agent, t.agent);
+        set(&mut acl.tokens.dns, t.dns);
     }
     Ok(())
 }
