@@ -4,8 +4,10 @@
 //! - inside an HTTP request ([`scope`], set once by the API's outermost ACL layer): the
 //!   request's token, else `acl.tokens.default` (Consul's agent forwards the request's
 //!   token to the servers the same way);
-//! - anywhere else (anti-entropy, the catalog and intentions caches, leaf certificates):
-//!   the agent's own token, `acl.tokens.agent`, else `acl.tokens.default`.
+//! - anywhere else (anti-entropy, the catalog and intentions caches, leaf certificates),
+//!   and for the whole catalog (`Query::CatalogDump`, the agent's own copy, which the
+//!   endpoints that read it filter by the request's token themselves): the agent's own
+//!   token, `acl.tokens.agent`, else `acl.tokens.default`.
 //!
 //! A request already stamped keeps its token (catalog writes name theirs explicitly). With
 //! ACLs off nothing is stamped.
@@ -60,6 +62,14 @@ impl ServerRpc for OnBehalf {
     async fn read(&self, query: Query, options: QueryOptions) -> Result<ReadResponse, RpcError> {
         let query = match query {
             q @ Query::Authorized { .. } => q,
+            // The whole catalog is the agent's own copy: DNS answers from it, and endpoints
+            // cut one service's rows out of it and filter those by the request's token
+            // themselves. Read under the request's token, the servers' filtering of the
+            // whole would mark every cut as filtered.
+            q @ Query::CatalogDump => {
+                let secret = self.acl.enabled().then(|| self.acl.agent_secret()).flatten();
+                q.authorized(secret)
+            }
             q => q.authorized(self.secret()),
         };
         self.inner.read(query, options).await
