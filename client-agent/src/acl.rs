@@ -229,19 +229,22 @@ impl AclResolver {
             .unwrap_or_else(|| ANONYMOUS_TOKEN_SECRET.to_string())
     }
 
-    /// The token the agent presents on its own writes (anti-entropy): `acl.tokens.agent`,
-    /// else `acl.tokens.default`, as Consul's agent falls back; `None` with ACLs off (or
-    /// neither set: the servers then see anonymous).
+    /// The token the agent presents on its own calls (anti-entropy, its caches):
+    /// `acl.tokens.agent`, else `acl.tokens.default`, as Consul's agent falls back, else
+    /// `anonymous`, named explicitly so that a sync run while an HTTP request is being
+    /// served never goes out with that request's token; `None` with ACLs off.
     pub fn agent_secret(&self) -> Option<String> {
         if !self.config.enabled {
             return None;
         }
         let tokens = self.lock_tokens();
-        tokens
+        let secret = tokens
             .agent
             .clone()
             .filter(|s| !s.is_empty())
             .or_else(|| tokens.default.clone().filter(|s| !s.is_empty()))
+            .unwrap_or_else(|| ANONYMOUS_TOKEN_SECRET.to_string());
+        Some(secret)
     }
 
     /// The token DNS answers with: `acl.tokens.dns` when set; `None` leaves it to
