@@ -1173,6 +1173,22 @@ mod tests {
     }
 
     #[test]
+    fn acl_tokens_include_dns() {
+        let block: AclBlock = serde_json::from_str(
+            r#"{"enabled": true, "tokens": {"default": "d", "agent": "a", "dns": "n"}}"#,
+        )
+        .unwrap();
+        let mut acl = concord_client_agent::acl::AclConfig::default();
+        acl_block(&mut acl, block).unwrap();
+        assert!(acl.enabled);
+        let t = &acl.tokens;
+        assert_eq!(
+            (t.default.as_deref(), t.agent.as_deref(), t.dns.as_deref()),
+            (Some("d"), Some("a"), Some("n"))
+        );
+    }
+
+    #[test]
     fn config_file_keys_and_flag_precedence() {
         let dir = tempfile::tempdir().unwrap();
         let path = write(

@@ -66,9 +66,7 @@ impl ServerRpc for OnBehalf {
             // cut one service's rows out of it and filter those by the request's token
             // themselves. Read under the request's token, the servers' filtering of the
             // whole would mark every cut as filtered.
-            q @ Query::CatalogDump => {
-                q.authorized(self.acl.agent_secret())
-            }
+            q @ Query::CatalogDump => q.authorized(self.acl.agent_secret()),
             q => q.authorized(self.secret()),
         };
         self.inner.read(query, options).await

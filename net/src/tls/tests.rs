@@ -339,7 +339,10 @@ fn one_pem_parser_for_certificates_and_keys() {
     // A key block before the certificate, as bundles often have: skipped for certificates.
     let bundle = format!("{}{}", pki.ca.key_pem, pki.ca.cert_pem);
     assert_eq!(pem_certs(bundle.as_bytes()).unwrap().len(), 1);
-    assert!(matches!(pem_key(bundle.as_bytes()), Ok(PrivateKeyDer::Pkcs8(_))));
+    assert!(matches!(
+        pem_key(bundle.as_bytes()),
+        Ok(PrivateKeyDer::Pkcs8(_))
+    ));
     assert_eq!(
         pem_certs(pki.ca.key_pem.as_bytes()),
         Err(PemError::Missing("certificate"))
@@ -349,7 +352,10 @@ fn one_pem_parser_for_certificates_and_keys() {
         PemError::Missing("private key")
     );
     let broken = "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n";
-    assert!(matches!(pem_certs(broken.as_bytes()), Err(PemError::Malformed(_))));
+    assert!(matches!(
+        pem_certs(broken.as_bytes()),
+        Err(PemError::Malformed(_))
+    ));
     // The file readers say which file.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("key.pem");
