@@ -10,6 +10,8 @@
 //!   with Consul's precedence: exact beats prefix, longest prefix wins, deny beats allow.
 //! - [`catalog`]: what a catalog register or deregister needs (Consul's
 //!   `vetRegisterWithACL`), shared by the agent and the servers.
+//! - [`rpc`]: what each server RPC read and write needs of the token it carries, which
+//!   the servers check on every request (and the agent reuses per endpoint).
 //! - [`templated`]: the built-in templated policies (`builtin/service`, `builtin/node`,
 //!   `builtin/dns`), which service and node identities also expand to.
 //!
@@ -20,6 +22,7 @@
 
 pub mod authorizer;
 pub mod catalog;
+pub mod rpc;
 pub mod rules;
 pub mod templated;
 #[cfg(test)]

@@ -3,7 +3,8 @@
 //! the server and tests all speak through these types.
 //!
 //! # Layout
-//! - [`acl`]: ACL tokens, policies, roles; the rules language and the authorizer (pure).
+//! - [`acl`]: ACL tokens, policies, roles; the rules language and the authorizer, and what
+//!   each server RPC needs of its token (pure).
 //! - [`catalog`]: nodes, service instances, health checks, catalog register/deregister bodies.
 //! - [`agent`]: service and check definitions as users register them; gossip members.
 //! - [`kv`]: KV entries, KV operations, transactions, base64 encoding.

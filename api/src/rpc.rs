@@ -89,6 +89,10 @@ pub struct QueryMeta {
     pub known_leader: bool,
     /// Milliseconds since the answering server last heard from the leader (0 on the leader).
     pub last_contact_ms: u64,
+    /// Whether the server left out what the read's token may not see
+    /// (`X-Consul-Results-Filtered-By-ACLs`; Consul's `QueryMeta.ResultsFilteredByACLs`).
+    #[serde(default)]
+    pub results_filtered_by_acls: bool,
 }
 
 /// Node metadata filter (`?node-meta=k:v`, repeatable, all must match).
@@ -207,6 +211,40 @@ pub enum Query {
     Operator(crate::operator::OperatorQuery),
     /// `/v1/acl/*` reads and the agent's token resolution; answered as [`QueryResult::Acl`].
     Acl(crate::acl::AclQuery),
+    /// A read made on behalf of a token: an HTTP request's, or the agent's own. With ACLs
+    /// on, the servers refuse or filter what the token may not see
+    /// ([`crate::acl::rpc`]); a read without one acts as anonymous.
+    Authorized {
+        /// The token's secret.
+        token: crate::acl::SecretToken,
+        /// The read.
+        query: Box<Query>,
+    },
+}
+
+impl Query {
+    /// `self` on behalf of `token` (none: as is); a token already there is replaced.
+    pub fn authorized(self, token: Option<String>) -> Query {
+        let Some(token) = token else {
+            return self;
+        };
+        let query = match self {
+            Query::Authorized { query, .. } => query,
+            query => Box::new(query),
+        };
+        Query::Authorized {
+            token: crate::acl::SecretToken(token),
+            query,
+        }
+    }
+
+    /// The token a read carries, and the read itself.
+    pub fn parts(&self) -> (Option<&str>, &Query) {
+        match self {
+            Query::Authorized { token, query } => (Some(token.0.as_str()), query),
+            query => (None, query),
+        }
+    }
 }
 
 /// The answer to a [`Query`], variant by variant.

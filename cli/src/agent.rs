@@ -530,6 +530,12 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
                     .unwrap_or(concord_server::DEFAULT_RPC_MAX_CONNS_PER_CLIENT),
                 rpc_tls: rpc_tls.clone(),
                 acl: s.acl.enabled.then_some(s.acl.default_policy),
+                acl_initial_management: s
+                    .acl
+                    .tokens
+                    .initial_management
+                    .clone()
+                    .map(concord_api::acl::SecretToken),
                 raft_snapshot_threshold: s
                     .raft_snapshot_threshold
                     .unwrap_or(concord_server::DEFAULT_RAFT_SNAPSHOT_THRESHOLD),

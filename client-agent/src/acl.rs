@@ -11,6 +11,9 @@
 //! tokens never seen).
 //!
 //! Secrets are credentials: they are never logged, and [`AclTokens`] prints them redacted.
+//!
+//! [`OnBehalf`] stamps every server RPC with the token it is made on behalf of (the HTTP
+//! request's, else the agent's own), which the servers check.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -24,6 +27,9 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::rpc_client::ServerRpc;
+
+mod on_behalf;
+pub use on_behalf::{scope, OnBehalf};
 
 /// Most resolved tokens kept; past it, stale entries go first, then everything.
 const MAX_CACHED_TOKENS: usize = 4096;
@@ -66,6 +72,10 @@ pub struct AclTokens {
     /// `acl.tokens.agent`: the agent's own token for its internal operations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
+    /// `acl.tokens.dns`: what DNS answers as (else `default`, else `anonymous`), so DNS
+    /// need not share the rights of HTTP requests without a token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<String>,
 }
 
 impl std::fmt::Debug for AclTokens {
@@ -75,6 +85,7 @@ impl std::fmt::Debug for AclTokens {
             .field("initial_management", &shown(&self.initial_management))
             .field("default", &shown(&self.default))
             .field("agent", &shown(&self.agent))
+            .field("dns", &shown(&self.dns))
             .finish()
     }
 }
@@ -176,6 +187,7 @@ impl AclResolver {
                     Ok(saved) => {
                         tokens.default = saved.default.or(tokens.default);
                         tokens.agent = saved.agent.or(tokens.agent);
+                        tokens.dns = saved.dns.or(tokens.dns);
                     }
                     Err(e) => tracing::warn!(path = %path.display(), error = %e,
                         "ignoring unreadable persisted ACL tokens"),
@@ -217,19 +229,29 @@ impl AclResolver {
             .unwrap_or_else(|| ANONYMOUS_TOKEN_SECRET.to_string())
     }
 
-    /// The token the agent presents on its own writes (anti-entropy): `acl.tokens.agent`,
-    /// else `acl.tokens.default`, as Consul's agent falls back; `None` with ACLs off (or
-    /// neither set: the servers then see anonymous).
+    /// The token the agent presents on its own calls (anti-entropy, its caches):
+    /// `acl.tokens.agent`, else `acl.tokens.default`, as Consul's agent falls back, else
+    /// `anonymous`, named explicitly so that a sync run while an HTTP request is being
+    /// served never goes out with that request's token; `None` with ACLs off.
     pub fn agent_secret(&self) -> Option<String> {
         if !self.config.enabled {
             return None;
         }
         let tokens = self.lock_tokens();
-        tokens
+        let secret = tokens
             .agent
             .clone()
             .filter(|s| !s.is_empty())
             .or_else(|| tokens.default.clone().filter(|s| !s.is_empty()))
+            .unwrap_or_else(|| ANONYMOUS_TOKEN_SECRET.to_string());
+        Some(secret)
+    }
+
+    /// The token DNS answers with: `acl.tokens.dns` when set; `None` leaves it to
+    /// [`Self::resolve`]'s fallback (the default token, else anonymous), as Consul's DNS
+    /// server does.
+    pub fn dns_secret(&self) -> Option<String> {
+        self.lock_tokens().dns.clone().filter(|s| !s.is_empty())
     }
 
     /// The secret an HTTP request's write goes to the servers with: its own, else the
@@ -336,13 +358,14 @@ impl AclResolver {
     /// Sets one of the agent's tokens (`PUT /v1/agent/token/:kind`), persisting it when
     /// `acl.enable_token_persistence` is on. Kinds other than `default` and `agent` are
     /// accepted and kept only in memory by Consul's clients' expectations; Concord uses
-    /// `default` (requests without a token) and keeps `agent` for its own calls.
+    /// `default` (requests without a token), `agent` for its own calls and `dns` for DNS.
     pub fn set_agent_token(&self, kind: &str, secret: String) -> Result<(), String> {
         let snapshot = {
             let mut tokens = self.lock_tokens();
             match kind {
                 "default" | "acl_token" => tokens.default = Some(secret),
                 "agent" | "acl_agent_token" => tokens.agent = Some(secret),
+                "dns" => tokens.dns = Some(secret),
                 _ => {}
             }
             tokens.clone()
@@ -425,14 +448,14 @@ async fn ensure_initial_management(resolver: &AclResolver, secret: String) {
             }],
             ..AclToken::default()
         };
-        match resolver
-            .rpc
-            .acl_write(AclWrite::TokenSet {
-                token,
-                create: true,
-            })
-            .await
-        {
+        // Presented with its own secret: the servers know it from their configuration and
+        // take it for this one write, before the token exists.
+        let write = concord_api::rpc::WriteRequest::Acl(AclWrite::TokenSet {
+            token,
+            create: true,
+        })
+        .authorized(Some(secret.clone()));
+        match resolver.rpc.write(write).await {
             Ok(_) => {
                 tracing::info!("created the initial management token");
                 return;

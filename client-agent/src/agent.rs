@@ -84,6 +84,8 @@ impl AgentCore {
             config.server,
             rpc.clone(),
         ));
+        // Everything but token resolution itself talks to the servers on someone's behalf.
+        let rpc: Arc<dyn ServerRpc> = Arc::new(crate::acl::OnBehalf::new(rpc, acl.clone()));
         let ae = Arc::new(AntiEntropy::new(
             config.clone(),
             local.clone(),

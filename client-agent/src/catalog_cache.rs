@@ -184,6 +184,7 @@ mod tests {
                     index: 5,
                     known_leader: true,
                     last_contact_ms: 2_000,
+                    results_filtered_by_acls: false,
                 },
                 result: QueryResult::CatalogDump {
                     nodes: Vec::new(),

@@ -13,7 +13,8 @@
 //! configured response headers (`http_config.response_headers`), write restrictions by the
 //! caller's network (`allow_write_http_from`: 403, checked before the method, as Consul's
 //! handler wrapper does), method-not-allowed text
-//! (Consul's `method GET not allowed`), request counting for metrics, then the routes.
+//! (Consul's `method GET not allowed`), the request's token set as the one every server RPC
+//! it makes carries (`authz::on_behalf`), request counting for metrics, then the routes.
 
 mod acl;
 mod agent;
@@ -79,6 +80,10 @@ pub fn router(state: AppState) -> Router {
             count_requests,
         ))
         .route("/v1/agent/monitor", axum::routing::get(monitor::monitor))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authz::on_behalf,
+        ))
         .layer(axum::middleware::from_fn(method_not_allowed_text))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

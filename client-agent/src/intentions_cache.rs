@@ -171,6 +171,7 @@ mod tests {
                             index,
                             known_leader: true,
                             last_contact_ms: 0,
+                            results_filtered_by_acls: false,
                         };
                         let result = QueryResult::ConfigEntries(list);
                         return Ok(ReadResponse { meta, result });

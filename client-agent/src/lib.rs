@@ -8,7 +8,8 @@
 //! - [`http`]: Consul's HTTP API (`/v1/agent`, `catalog`, `health`, `kv`, `txn`, `session`,
 //!   `status`, `config`, `connect/intentions`, `discovery-chain`, `connect/ca`) on axum; one extractor for the common query parameters, one reply helper.
 //! - [`acl`]: ACL configuration, the agent's tokens, token resolution (TTL cache, down
-//!   policy) into `concord_api::acl` authorizers.
+//!   policy) into `concord_api::acl` authorizers; [`acl::OnBehalf`] stamps every server RPC
+//!   with the token it is made on behalf of (the request's, else the agent's own).
 //! - [`agent`]: [`agent::AgentCore`], the state HTTP handlers share, and the operations on it.
 //! - [`config`]: the agent's [`config::Config`].
 //! - [`local`]: local services and checks, and which of them the catalog lacks.

@@ -11,7 +11,9 @@
 //!   TLS ([`serve::serve_with`]): the agent's HTTP and HTTPS API and the server RPC port.
 //! - [`tls`]: agent TLS (`tls.defaults`, `tls.https`, `tls.internal_rpc`): PEM files to
 //!   rustls configs for the HTTPS listener, the RPC port and the RPC client; the
-//!   `server.<dc>.<domain>` checks of `verify_server_hostname`.
+//!   `server.<dc>.<domain>` checks of `verify_server_hostname`; and what the proxy's Connect
+//!   TLS shares with it: the one PEM parser ([`tls::pem_certs`], [`tls::pem_key`]) and the
+//!   verifiers' handshake signature checks ([`tls::Signatures`]).
 //! - [`gossip`]: LAN membership (SWIM via foca; Serf's statuses, tags, user events, keyring,
 //!   Vivaldi coordinates): [`gossip::Gossip`] over UDP/TCP, [`gossip::Pool`] sans IO,
 //!   [`gossip::memory::SimNetwork`] for tests and simulations.

@@ -130,31 +130,120 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
     })
 }
 
-/// Every certificate in a PEM file.
-pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let pem = read(path)?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
+/// Why a PEM text gave nothing usable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PemError {
+    /// A block is malformed (bad base64, unterminated).
+    #[error("{0}")]
+    Malformed(String),
+    /// No block of the wanted kind (`certificate` or `private key`).
+    #[error("no {0} found")]
+    Missing(&'static str),
+}
+
+/// Every certificate of a PEM text, as DER; other blocks are skipped. The one PEM parser
+/// of Concord: the agent's `tls` files ([`load_certs`]) and the proxy's Connect roots and
+/// leaves both read through it.
+pub fn pem_certs(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, PemError> {
+    let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| TlsError::Read {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        .map_err(|e| PemError::Malformed(e.to_string()))?;
     if certs.is_empty() {
-        return Err(TlsError::Missing {
-            path: path.to_path_buf(),
-            what: "certificate",
-        });
+        return Err(PemError::Missing("certificate"));
     }
     Ok(certs)
 }
 
-/// The first private key in a PEM file.
-pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    let pem = read(path)?;
-    PrivateKeyDer::from_pem_slice(&pem).map_err(|_| TlsError::Missing {
-        path: path.to_path_buf(),
-        what: "private key",
+/// The first private key of a PEM text (PKCS#8, SEC1 or PKCS#1).
+pub fn pem_key(pem: &[u8]) -> Result<PrivateKeyDer<'static>, PemError> {
+    PrivateKeyDer::from_pem_slice(pem).map_err(|e| match e {
+        rustls::pki_types::pem::Error::NoItemsFound => PemError::Missing("private key"),
+        e => PemError::Malformed(e.to_string()),
     })
+}
+
+/// A [`PemError`] of the file at `path`.
+fn pem_file_error(path: &Path, e: PemError) -> TlsError {
+    let path = path.to_path_buf();
+    match e {
+        PemError::Malformed(message) => TlsError::Read { path, message },
+        PemError::Missing(what) => TlsError::Missing { path, what },
+    }
+}
+
+/// Every certificate in a PEM file ([`pem_certs`] over the file).
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    pem_certs(&read(path)?).map_err(|e| pem_file_error(path, e))
+}
+
+/// The first private key in a PEM file ([`pem_key`] over the file).
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    pem_key(&read(path)?).map_err(|e| pem_file_error(path, e))
+}
+
+/// Implements the three handshake-signature methods of a rustls verifier trait
+/// (`ServerCertVerifier`, `ClientCertVerifier`) by handing them to the [`Signatures`] at
+/// `self.<path>`: `delegate_signatures!(signatures);` inside the `impl`.
+#[macro_export]
+macro_rules! delegate_signatures {
+    ($($path:tt).+) => {
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &::rustls::pki_types::CertificateDer<'_>,
+            dss: &::rustls::DigitallySignedStruct,
+        ) -> Result<::rustls::client::danger::HandshakeSignatureValid, ::rustls::Error> {
+            $crate::tls::Signatures::tls12(&self.$($path).+, message, cert, dss)
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &::rustls::pki_types::CertificateDer<'_>,
+            dss: &::rustls::DigitallySignedStruct,
+        ) -> Result<::rustls::client::danger::HandshakeSignatureValid, ::rustls::Error> {
+            $crate::tls::Signatures::tls13(&self.$($path).+, message, cert, dss)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<::rustls::SignatureScheme> {
+            $crate::tls::Signatures::schemes(&self.$($path).+)
+        }
+    };
+}
+
+/// The handshake signature checks every certificate verifier makes the same way: with its
+/// crypto provider's algorithms. The verifiers (here and in the proxy) differ only in how
+/// they judge the certificate, and hand these three to this.
+#[derive(Clone, Debug)]
+pub struct Signatures(pub Arc<CryptoProvider>);
+
+impl Signatures {
+    /// `verify_tls12_signature` of rustls's verifier traits.
+    pub fn tls12(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let algs = &self.0.signature_verification_algorithms;
+        rustls::crypto::verify_tls12_signature(message, cert, dss, algs)
+    }
+
+    /// `verify_tls13_signature` of rustls's verifier traits.
+    pub fn tls13(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let algs = &self.0.signature_verification_algorithms;
+        rustls::crypto::verify_tls13_signature(message, cert, dss, algs)
+    }
+
+    /// `supported_verify_schemes` of rustls's verifier traits.
+    pub fn schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 /// The CA roots of `ca_file` and every file in `ca_path`; `None` when neither is set.
@@ -249,13 +338,17 @@ impl TlsSettings {
     ) -> Result<Arc<ClientConfig>, TlsError> {
         let provider = provider();
         let verifier: Arc<dyn ServerCertVerifier> = match check {
-            ServerCheck::Nothing => Arc::new(NoCheck(provider.clone())),
+            ServerCheck::Nothing => Arc::new(NoCheck(Signatures(provider.clone()))),
             check => {
                 let roots = self.roots("verifying the server")?;
                 let inner = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
                     .build()
                     .map_err(|e| TlsError::Rustls(e.to_string()))?;
-                Arc::new(Checked { inner, check })
+                Arc::new(Checked {
+                    inner,
+                    check,
+                    signatures: Signatures(provider.clone()),
+                })
             }
         };
         let builder = ClientConfig::builder_with_provider(provider)
@@ -301,6 +394,7 @@ pub fn server_name(datacenter: &str, domain: &str) -> String {
 struct Checked {
     inner: Arc<WebPkiServerVerifier>,
     check: ServerCheck,
+    signatures: Signatures,
 }
 
 impl ServerCertVerifier for Checked {
@@ -335,33 +429,13 @@ impl ServerCertVerifier for Checked {
         }
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
+    crate::delegate_signatures!(signatures);
 }
 
 /// Accepts any server certificate (the handshake signatures are still checked, so the
 /// peer holds the key of the certificate it sent).
 #[derive(Debug)]
-struct NoCheck(Arc<CryptoProvider>);
+struct NoCheck(Signatures);
 
 impl ServerCertVerifier for NoCheck {
     fn verify_server_cert(
@@ -375,37 +449,7 @@ impl ServerCertVerifier for NoCheck {
         Ok(ServerCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
+    crate::delegate_signatures!(0);
 }
 
 /// The certificate chain a TLS peer presented (already verified against the CA when the

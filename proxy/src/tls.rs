@@ -20,18 +20,15 @@ use std::time::Duration;
 
 use concord_api::connect::{spiffe_service_uri, CaRoots, IssuedCert};
 use concord_api::intention::{parse_spiffe_service, SpiffeService};
+use concord_net::tls::Signatures;
 use futures::future::BoxFuture;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
 use rustls::client::ResolvesClientCert;
-use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ParsedCertificate, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
-use rustls::{
-    ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig,
-    SignatureScheme,
-};
+use rustls::{ClientConfig, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
@@ -54,7 +51,8 @@ pub enum TlsError {
 /// The current roots and leaf, swapped whole under a lock that is never held across an
 /// await (a std `RwLock`: handshakes only copy `Arc`s out of it).
 pub struct TlsMaterial {
-    provider: Arc<CryptoProvider>,
+    /// The crypto provider, with the handshake signature checks every verifier here uses.
+    signatures: Signatures,
     state: RwLock<State>,
 }
 
@@ -91,7 +89,7 @@ impl TlsMaterial {
     /// Empty material: every handshake fails until roots and a leaf are set.
     pub fn new() -> Arc<TlsMaterial> {
         Arc::new(TlsMaterial {
-            provider: Arc::new(rustls::crypto::ring::default_provider()),
+            signatures: Signatures(Arc::new(rustls::crypto::ring::default_provider())),
             state: RwLock::new(State::default()),
         })
     }
@@ -119,7 +117,7 @@ impl TlsMaterial {
         }
         let store = Arc::new(store);
         let verifier =
-            WebPkiClientVerifier::builder_with_provider(store.clone(), self.provider.clone())
+            WebPkiClientVerifier::builder_with_provider(store.clone(), self.signatures.0.clone())
                 .build()
                 .map_err(|e| TlsError::Config(e.to_string()))?;
         let mut state = self.write();
@@ -162,7 +160,7 @@ impl TlsMaterial {
 
     /// The inbound (server) configuration: TLS 1.3, client certificate required.
     pub fn server_config(self: &Arc<Self>) -> Result<Arc<ServerConfig>, TlsError> {
-        let config = ServerConfig::builder_with_provider(self.provider.clone())
+        let config = ServerConfig::builder_with_provider(self.signatures.0.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| TlsError::Config(e.to_string()))?
             .with_client_cert_verifier(Arc::new(CurrentRoots(self.clone())))
@@ -176,7 +174,7 @@ impl TlsMaterial {
             material: self.clone(),
             expected: self.expected_uri(service),
         };
-        let config = ClientConfig::builder_with_provider(self.provider.clone())
+        let config = ClientConfig::builder_with_provider(self.signatures.0.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| TlsError::Config(e.to_string()))?
             .dangerous()
@@ -186,34 +184,14 @@ impl TlsMaterial {
     }
 }
 
-/// Every certificate of a PEM text, as DER.
+/// Every certificate of a PEM text, as DER ([`concord_net::tls::pem_certs`]).
 fn pem_certs(pem: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let mut out = Vec::new();
-    for item in x509_parser::pem::Pem::iter_from_buffer(pem.as_bytes()) {
-        let item = item.map_err(|e| TlsError::Pem(e.to_string()))?;
-        if item.label == "CERTIFICATE" {
-            out.push(CertificateDer::from(item.contents));
-        }
-    }
-    if out.is_empty() {
-        return Err(TlsError::Pem("no CERTIFICATE block".to_string()));
-    }
-    Ok(out)
+    concord_net::tls::pem_certs(pem.as_bytes()).map_err(|e| TlsError::Pem(e.to_string()))
 }
 
-/// The first private key of a PEM text (PKCS#8, SEC1 or PKCS#1).
+/// The first private key of a PEM text ([`concord_net::tls::pem_key`]).
 fn pem_key(pem: &str) -> Result<PrivateKeyDer<'static>, TlsError> {
-    for item in x509_parser::pem::Pem::iter_from_buffer(pem.as_bytes()) {
-        let item = item.map_err(|e| TlsError::Pem(e.to_string()))?;
-        let key = match item.label.as_str() {
-            "PRIVATE KEY" => PrivateKeyDer::Pkcs8(item.contents.into()),
-            "EC PRIVATE KEY" => PrivateKeyDer::Sec1(item.contents.into()),
-            "RSA PRIVATE KEY" => PrivateKeyDer::Pkcs1(item.contents.into()),
-            _ => continue,
-        };
-        return Ok(key);
-    }
-    Err(TlsError::Pem("no private key block".to_string()))
+    concord_net::tls::pem_key(pem.as_bytes()).map_err(|e| TlsError::Pem(e.to_string()))
 }
 
 /// The URI SANs of a DER certificate.
@@ -301,32 +279,7 @@ impl ClientCertVerifier for CurrentRoots {
         verifier.verify_client_cert(end_entity, intermediates, now)
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algs = &self.0.provider.signature_verification_algorithms;
-        rustls::crypto::verify_tls12_signature(message, cert, dss, algs)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algs = &self.0.provider.signature_verification_algorithms;
-        rustls::crypto::verify_tls13_signature(message, cert, dss, algs)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0
-            .provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
+    concord_net::delegate_signatures!(0.signatures);
 }
 
 /// Verifies a server against the current roots and one expected SPIFFE id. The TLS server
@@ -358,7 +311,11 @@ impl ServerCertVerifier for ExpectedServer {
             &roots,
             intermediates,
             now,
-            self.material.provider.signature_verification_algorithms.all,
+            self.material
+                .signatures
+                .0
+                .signature_verification_algorithms
+                .all,
         )?;
         let uris = uri_sans(end_entity).map_err(|e| rustls::Error::General(e.to_string()))?;
         if uris.contains(&self.expected) {
@@ -371,32 +328,7 @@ impl ServerCertVerifier for ExpectedServer {
         }
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algs = &self.material.provider.signature_verification_algorithms;
-        rustls::crypto::verify_tls12_signature(message, cert, dss, algs)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algs = &self.material.provider.signature_verification_algorithms;
-        rustls::crypto::verify_tls13_signature(message, cert, dss, algs)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.material
-            .provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
+    concord_net::delegate_signatures!(material.signatures);
 }
 
 /// Default TCP connect timeout (Consul's resolver default).

@@ -4,6 +4,8 @@
 //! proposing: new IDs and secrets (random UUIDs), creation and expiry times, links given by
 //! name resolved to IDs, rules parsed, content hashes. The state store then only checks what
 //! must hold at apply time (bootstrap once, unique names). Texts are Consul's.
+//!
+//! `enforce`: every server RPC, read or write, judged by the token it carries.
 
 use base64::Engine as _;
 use concord_api::acl::rules::Rules;
@@ -15,6 +17,8 @@ use concord_api::duration::parse_duration;
 use concord_api::rpc::RpcError;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+
+pub(crate) mod enforce;
 
 use crate::command::{Command, UnixMillis};
 use crate::model::acl::{Identities, Policy, Role, Token};

@@ -44,11 +44,15 @@ pub struct Config {
     /// `None`: plain. With [`InternalRpc::raft_peer_name`] set, Raft's endpoints answer
     /// only peers whose certificate carries that name (`server.<dc>.<domain>`).
     pub rpc_tls: Option<InternalRpc>,
-    /// `acl.enabled` with `acl.default_policy`: `Some` makes the leader check catalog
-    /// registrations and deregistrations against the token each carries (Consul's
-    /// `vetRegisterWithACL`), so an agent without a valid token cannot write the catalog;
-    /// `None` (ACLs off) checks nothing.
+    /// `acl.enabled` with `acl.default_policy`: `Some` makes every server RPC answer only
+    /// what the token it carries allows (writes vetted before they are proposed, reads
+    /// refused or filtered; see `concord_api::acl::rpc`), so a client without a valid token
+    /// gets nothing past the RPC port either; `None` (ACLs off) checks nothing.
     pub acl: Option<concord_api::acl::authorizer::DefaultPolicy>,
+    /// `acl.tokens.initial_management`: the one token a write may present before it exists,
+    /// to create itself (the agent of a server does so once a leader is elected). Printed
+    /// redacted.
+    pub acl_initial_management: Option<concord_api::acl::SecretToken>,
     /// Snapshot after this many entries since the last snapshot (Consul's
     /// `raft_snapshot_threshold`; Concord's default [`DEFAULT_RAFT_SNAPSHOT_THRESHOLD`]).
     pub raft_snapshot_threshold: u64,

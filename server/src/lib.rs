@@ -11,7 +11,8 @@
 //! - [`Config`], [`Server`], [`run`], [`ServerError`]: the public API the CLI calls.
 //! - `server`: wiring only: storage, Raft, RPC listener, leader loop, start/shutdown.
 //! - `acl`: the leader's side of ACL writes (IDs, secrets, hashes, rules checked, links
-//!   resolved) before they are proposed.
+//!   resolved) before they are proposed; `acl::enforce`: every RPC read and write judged by
+//!   the token it carries (writes vetted before they are built, reads refused or filtered).
 //! - `rpc`: the RPC router: agent reads/writes (forward-or-local decided up front, blocking
 //!   queries) and Raft's incoming endpoints; [`LocalRpc`], the same reads and writes for an
 //!   agent in this process (no socket).

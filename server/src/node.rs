@@ -179,6 +179,7 @@ impl Shared {
             index: index.max(1),
             known_leader,
             last_contact_ms,
+            results_filtered_by_acls: false,
         }
     }
 

@@ -25,6 +25,7 @@ async fn start(dir: &Path) -> Result<Server, ServerError> {
         rpc_max_conns_per_client: 0,
         rpc_tls: None,
         acl: None,
+        acl_initial_management: None,
         raft_snapshot_threshold: concord_server::DEFAULT_RAFT_SNAPSHOT_THRESHOLD,
         raft_trailing_logs: concord_server::DEFAULT_RAFT_TRAILING_LOGS,
         group_commit: false,

@@ -338,3 +338,62 @@ impl fmt::Display for PermissionDenied {
         Ok(())
     }
 }
+
+/// One permission an operation needs, as the agent's endpoints and the servers' RPC
+/// checks state them (`Need::service("web", Level::Write)`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Need<'a> {
+    /// A named resource (`service:write` on `"web"`).
+    Named(Resource, &'a str, Level),
+    /// Intentions whose destination is this service (`intention:read` on `"web"`).
+    Intention(&'a str, Level),
+    /// A cluster-wide resource (`operator:write`).
+    Global(Global, Level),
+}
+
+impl<'a> Need<'a> {
+    /// `service:<level>` on `name`.
+    pub fn service(name: &'a str, level: Level) -> Self {
+        Need::Named(Resource::Service, name, level)
+    }
+
+    /// `node:<level>` on `name`.
+    pub fn node(name: &'a str, level: Level) -> Self {
+        Need::Named(Resource::Node, name, level)
+    }
+
+    /// `agent:<level>` on the agent's node name.
+    pub fn agent(name: &'a str, level: Level) -> Self {
+        Need::Named(Resource::Agent, name, level)
+    }
+
+    /// `session:<level>` on the session's node.
+    pub fn session(node: &'a str, level: Level) -> Self {
+        Need::Named(Resource::Session, node, level)
+    }
+
+    /// `operator:<level>`.
+    pub fn operator(level: Level) -> Self {
+        Need::Global(Global::Operator, level)
+    }
+
+    /// Whether `authz` grants it.
+    pub fn allowed(self, authz: &Authorizer) -> bool {
+        self.check(authz).is_ok()
+    }
+
+    /// `authz`'s refusal, in Consul's words, if it does not grant it.
+    pub fn check(self, authz: &Authorizer) -> Result<(), PermissionDenied> {
+        match self {
+            Need::Named(resource, name, level) => authz.require(resource, name, level),
+            Need::Intention(service, level) => {
+                if authz.allows_intention(service, level) {
+                    Ok(())
+                } else {
+                    Err(authz.denied("intention", level, Some(service)))
+                }
+            }
+            Need::Global(global, level) => authz.require_global(global, level),
+        }
+    }
+}

@@ -1105,6 +1105,7 @@ struct AclTokensBlock {
     master: Option<String>,
     default: Option<String>,
     agent: Option<String>,
+    dns: Option<String>,
 }
 
 /// Lays one file's `acl` block over `acl`: given values replace.
@@ -1135,6 +1136,7 @@ fn acl_block(acl: &mut concord_client_agent::acl::AclConfig, b: AclBlock) -> any
         );
         set(&mut acl.tokens.default, t.default);
         set(&mut acl.tokens.agent, t.agent);
+        set(&mut acl.tokens.dns, t.dns);
     }
     Ok(())
 }
@@ -1168,6 +1170,22 @@ mod tests {
             panic!("flags did not parse: {args:?}");
         };
         p
+    }
+
+    #[test]
+    fn acl_tokens_include_dns() {
+        let block: AclBlock = serde_json::from_str(
+            r#"{"enabled": true, "tokens": {"default": "d", "agent": "a", "dns": "n"}}"#,
+        )
+        .unwrap();
+        let mut acl = concord_client_agent::acl::AclConfig::default();
+        acl_block(&mut acl, block).unwrap();
+        assert!(acl.enabled);
+        let t = &acl.tokens;
+        assert_eq!(
+            (t.default.as_deref(), t.agent.as_deref(), t.dns.as_deref()),
+            (Some("d"), Some("a"), Some("n"))
+        );
     }
 
     #[test]

@@ -64,6 +64,7 @@ impl ServerRpc for FakeCa {
                 index,
                 known_leader: true,
                 last_contact_ms: 0,
+                results_filtered_by_acls: false,
             },
             result: QueryResult::CaRoots(roots),
         })

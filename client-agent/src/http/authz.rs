@@ -15,69 +15,12 @@ use std::sync::Arc;
 
 use axum::http::HeaderValue;
 use axum::response::Response;
-use concord_api::acl::authorizer::{Authorizer, Level, PermissionDenied};
-use concord_api::acl::rules::{Global, Resource};
+use concord_api::acl::authorizer::{Authorizer, Level};
 use concord_api::acl::RESULTS_FILTERED_HEADER;
 
 use super::{ApiError, AppState};
 
-/// One permission an endpoint needs.
-#[derive(Clone, Copy, Debug)]
-pub(super) enum Need<'a> {
-    /// A named resource (`service:write` on `"web"`).
-    Named(Resource, &'a str, Level),
-    /// Intentions whose destination is this service (`intention:read` on `"web"`).
-    Intention(&'a str, Level),
-    /// A cluster-wide resource (`operator:write`).
-    Global(Global, Level),
-}
-
-impl<'a> Need<'a> {
-    /// `service:<level>` on `name`.
-    pub(super) fn service(name: &'a str, level: Level) -> Self {
-        Need::Named(Resource::Service, name, level)
-    }
-
-    /// `node:<level>` on `name`.
-    pub(super) fn node(name: &'a str, level: Level) -> Self {
-        Need::Named(Resource::Node, name, level)
-    }
-
-    /// `agent:<level>` on the agent's node name.
-    pub(super) fn agent(name: &'a str, level: Level) -> Self {
-        Need::Named(Resource::Agent, name, level)
-    }
-
-    /// `session:<level>` on the session's node.
-    pub(super) fn session(node: &'a str, level: Level) -> Self {
-        Need::Named(Resource::Session, node, level)
-    }
-
-    /// `operator:<level>`.
-    pub(super) fn operator(level: Level) -> Self {
-        Need::Global(Global::Operator, level)
-    }
-
-    /// Whether `authz` grants it.
-    pub(super) fn allowed(self, authz: &Authorizer) -> bool {
-        self.check(authz).is_ok()
-    }
-
-    /// `authz`'s refusal, in Consul's words, if it does not grant it.
-    pub(super) fn check(self, authz: &Authorizer) -> Result<(), PermissionDenied> {
-        match self {
-            Need::Named(resource, name, level) => authz.require(resource, name, level),
-            Need::Intention(service, level) => {
-                if authz.allows_intention(service, level) {
-                    Ok(())
-                } else {
-                    Err(authz.denied("intention", level, Some(service)))
-                }
-            }
-            Need::Global(global, level) => authz.require_global(global, level),
-        }
-    }
-}
+pub(super) use concord_api::acl::authorizer::Need;
 
 /// The authorizer of the request's token (`None`: the agent's default token, else
 /// anonymous); an unknown token is 403 `ACL not found`.
@@ -100,6 +43,20 @@ pub(super) async fn require(
         need.check(&authz)?;
     }
     Ok(authz)
+}
+
+/// Runs the request on behalf of its token (else the default token): every server RPC it
+/// makes carries it, and the servers check it again (`crate::acl::OnBehalf`).
+pub(super) async fn on_behalf(
+    axum::extract::State(s): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let token = super::params::request_token(&parts, &super::Params::parse(parts.uri.query()));
+    let secret = s.acl.request_secret(token.as_deref());
+    let request = axum::extract::Request::from_parts(parts, body);
+    crate::acl::scope(secret, next.run(request)).await
 }
 
 /// A collection the token's view can be cut down to.

@@ -17,10 +17,10 @@ use axum::extract::{Path, State};
 use axum::routing::{get, put};
 use axum::Router;
 use concord_api::acl::authorizer::Level;
-use concord_api::acl::rules::Global;
+use concord_api::acl::rpc::config_entry_need as entry_need;
 use concord_api::config_entry::{
     effective_protocol, is_l7_protocol, parse_kind, ConfigEntry, StoredConfigEntry, PROXY_DEFAULTS,
-    PROXY_DEFAULTS_GLOBAL, SERVICE_DEFAULTS, SERVICE_INTENTIONS,
+    PROXY_DEFAULTS_GLOBAL, SERVICE_DEFAULTS,
 };
 use concord_api::discovery_chain::{compile, ChainEntries};
 use concord_api::intention::check_l7_allowed;
@@ -28,16 +28,6 @@ use concord_api::rpc::{Query, QueryOptions, WriteRequest};
 
 use super::authz::{authorizer, hide, mark, require, Need};
 use super::{ApiError, ApiResult, AppState, Common, ReadQuery};
-
-/// What `level` on the entry `kind`/`name` needs (`None`: nothing).
-fn entry_need<'a>(kind: &str, name: &'a str, level: Level) -> Option<Need<'a>> {
-    match kind {
-        PROXY_DEFAULTS if level == Level::Read => None,
-        PROXY_DEFAULTS => Some(Need::Global(Global::Mesh, level)),
-        SERVICE_INTENTIONS => Some(Need::Intention(name, level)),
-        _ => Some(Need::service(name, level)),
-    }
-}
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()

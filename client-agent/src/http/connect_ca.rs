@@ -172,6 +172,7 @@ async fn leaf(State(s): State<AppState>, Path(service): Path<String>, q: ReadQue
                 index: cert.modify_index,
                 known_leader: true,
                 last_contact_ms: 0,
+                results_filtered_by_acls: false,
             };
             Ok(q.ok(Some(meta), &cert))
         }

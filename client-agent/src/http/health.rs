@@ -105,6 +105,10 @@ pub(super) async fn cached_read(
             .map_err(|e| ApiError::BadRequest(format!("Invalid max-age: {e}")))?;
         control.max_age = Some(age);
     }
+    // One cached answer serves every token (refreshed in the background, outside any
+    // request), so it is read under the agent's own token; the caller filters it by the
+    // request's, as for an uncached read.
+    let query = query.authorized(s.acl.agent_secret());
     Ok(s.cache.read(&s.rpc, query, q.options, control).await?)
 }
 

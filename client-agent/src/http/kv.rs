@@ -97,29 +97,9 @@ async fn get_key(State(s): State<AppState>, Path(key): Path<String>, q: ReadQuer
     Ok(mark(q.ok(Some(meta), &entries), filtered))
 }
 
-/// What a KV operation needs of the token: `key:read` for reads and checks, `key:write`
-/// for writes, write on the whole prefix for a recursive delete.
+/// What a KV operation needs of the token (the servers ask the same).
 fn check_op(authz: &Authorizer, op: &KvOp) -> Result<(), ApiError> {
-    let (key, level) = match op {
-        KvOp::Set { key, .. }
-        | KvOp::Cas { key, .. }
-        | KvOp::Lock { key, .. }
-        | KvOp::Unlock { key, .. }
-        | KvOp::Delete { key }
-        | KvOp::DeleteCas { key, .. } => (key, Level::Write),
-        KvOp::DeleteTree { key } => {
-            if authz.allows_key_write_prefix(key) {
-                return Ok(());
-            }
-            return Err(authz.denied("key", Level::Write, Some(key)).into());
-        }
-        KvOp::Get { key }
-        | KvOp::GetTree { key }
-        | KvOp::CheckIndex { key, .. }
-        | KvOp::CheckSession { key, .. }
-        | KvOp::CheckNotExists { key } => (key, Level::Read),
-    };
-    Ok(authz.require(Resource::Key, key, level)?)
+    Ok(concord_api::acl::rpc::vet_kv_op(authz, op)?)
 }
 
 fn raw_value(entry: &KvEntry, meta: &QueryMeta) -> Response {

@@ -397,6 +397,7 @@ fn local_meta() -> QueryMeta {
         index: 1,
         known_leader: true,
         last_contact_ms: 0,
+        results_filtered_by_acls: false,
     }
 }
 

@@ -57,6 +57,13 @@ pub fn set_meta_headers(headers: &mut HeaderMap, meta: &QueryMeta) {
             headers.insert(name, v);
         }
     }
+    // The servers filtered before the agent did (they check every read's token too).
+    if meta.results_filtered_by_acls {
+        headers.insert(
+            concord_api::acl::RESULTS_FILTERED_HEADER,
+            HeaderValue::from_static("true"),
+        );
+    }
 }
 
 /// An empty 200, as Consul's agent write endpoints answer.

@@ -3,6 +3,8 @@
 //! anonymous under `default_policy = "deny"`), and tokens replicating to a follower.
 //! `walk`: every endpoint of docs/api.md with no, a read and a write token; DNS under the
 //! default token; the servers checking the agent's own catalog writes.
+//! `rpc_port`: a client on a server's RPC port, past every agent, gets nothing its token
+//! does not allow.
 
 // Test helpers may unwrap: a failure is a test failure.
 #![allow(clippy::unwrap_used)]
@@ -12,6 +14,7 @@ use std::time::Duration;
 use concord_integration::{assert_eventually, init_tracing, TestAgent, TestCluster};
 use serde_json::{json, Value};
 
+mod rpc_port;
 mod walk;
 
 const NET: u8 = 40;

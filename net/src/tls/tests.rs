@@ -332,3 +332,35 @@ fn leaves_carry_consuls_names() {
     assert!(!peer_is(Some(&peer), "client.east.example"));
     assert!(!peer_is(None, "server.east.example"));
 }
+
+#[test]
+fn one_pem_parser_for_certificates_and_keys() {
+    let pki = Pki::new();
+    // A key block before the certificate, as bundles often have: skipped for certificates.
+    let bundle = format!("{}{}", pki.ca.key_pem, pki.ca.cert_pem);
+    assert_eq!(pem_certs(bundle.as_bytes()).unwrap().len(), 1);
+    assert!(matches!(
+        pem_key(bundle.as_bytes()),
+        Ok(PrivateKeyDer::Pkcs8(_))
+    ));
+    assert_eq!(
+        pem_certs(pki.ca.key_pem.as_bytes()),
+        Err(PemError::Missing("certificate"))
+    );
+    assert_eq!(
+        pem_key(pki.ca.cert_pem.as_bytes()).unwrap_err(),
+        PemError::Missing("private key")
+    );
+    let broken = "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n";
+    assert!(matches!(
+        pem_certs(broken.as_bytes()),
+        Err(PemError::Malformed(_))
+    ));
+    // The file readers say which file.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("key.pem");
+    std::fs::write(&path, &pki.ca.key_pem).unwrap();
+    let err = load_certs(&path).unwrap_err().to_string();
+    assert!(err.ends_with("key.pem: no certificate found"), "{err}");
+    assert!(load_key(&path).is_ok());
+}

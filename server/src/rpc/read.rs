@@ -39,7 +39,8 @@ pub(crate) async fn read(
     req: ReadRequest,
     forwarded: bool,
 ) -> Result<ReadResponse, RpcError> {
-    if req.query == Query::RaftStatus {
+    let (token, query) = req.query.parts();
+    if *query == Query::RaftStatus {
         let (leader, peers, applied) = shared.raft_peers();
         return Ok(ReadResponse {
             meta: shared.query_meta(applied),
@@ -58,10 +59,17 @@ pub(crate) async fn read(
             Box::pin(ensure_leader(shared)).await?;
         }
     }
-    if req.query == Query::Snapshot {
+    // Judged where it runs, against the state it runs on: refused here, or cut down below.
+    let authz = crate::acl::enforce::vet_read(
+        &shared.store.current(),
+        &crate::acl::enforce::AclSettings::of(&shared.config),
+        token,
+        query,
+    )?;
+    if *query == Query::Snapshot {
         return Box::pin(crate::archive::save(shared)).await;
     }
-    if let Query::Operator(q) = &req.query {
+    if let Query::Operator(q) = query {
         let result = crate::autopilot::read(shared, q)?;
         let applied = shared
             .raft
@@ -74,12 +82,11 @@ pub(crate) async fn read(
             result: QueryResult::Operator(result),
         });
     }
-    let (index, result) =
-        blocking_query(&shared.store, &req.query, &req.options, shared.stopping()).await?;
-    Ok(ReadResponse {
-        meta: shared.query_meta(index),
-        result,
-    })
+    let (index, mut result) =
+        blocking_query(&shared.store, query, &req.options, shared.stopping()).await?;
+    let mut meta = shared.query_meta(index);
+    meta.results_filtered_by_acls = crate::acl::enforce::filter(authz.as_ref(), &mut result);
+    Ok(ReadResponse { meta, result })
 }
 
 /// Confirms leadership with a quorum and waits until everything committed is applied.

@@ -39,6 +39,7 @@ fn config(bootstrap_expect: usize) -> Config {
         rpc_max_conns_per_client: 0,
         rpc_tls: None,
         acl: None,
+        acl_initial_management: None,
         raft_snapshot_threshold: crate::DEFAULT_RAFT_SNAPSHOT_THRESHOLD,
         raft_trailing_logs: crate::DEFAULT_RAFT_TRAILING_LOGS,
         group_commit: false,

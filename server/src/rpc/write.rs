@@ -40,7 +40,14 @@ pub(crate) async fn write(
         return Ok(resp);
     }
     let (token, req) = req.into_parts();
-    vet_catalog_write(shared, token.as_deref(), &req)?;
+    // Every write is judged by its token before anything is built, so a denial changes
+    // nothing (Consul checks each RPC the same way).
+    crate::acl::enforce::vet_write(
+        &shared.store.current(),
+        &crate::acl::enforce::AclSettings::of(&shared.config),
+        token.as_deref(),
+        &req,
+    )?;
     if let WriteRequest::Txn(ops) = &req {
         if let Some(rejected) = txn_pre_check(shared, ops) {
             return Ok(rejected);
@@ -145,61 +152,6 @@ fn renew(shared: &Shared, id: &str) -> WriteResponse {
     WriteResponse {
         index,
         result: WriteResult::Session(session.as_ref().map(Session::to_api)),
-    }
-}
-
-/// With ACLs on, a catalog write needs what Consul's `vetRegisterWithACL` asks of the
-/// token it carries (none: anonymous), judged against the node as stored now. Checked on
-/// the leader, right before the command is built, so the stored node is the one the write
-/// changes. Other writes are checked by the agent that took the HTTP request.
-fn vet_catalog_write(
-    shared: &Shared,
-    token: Option<&str>,
-    req: &WriteRequest,
-) -> Result<(), RpcError> {
-    use concord_api::acl::authorizer::Authorizer;
-    use concord_api::acl::catalog::{vet_deregister, vet_register};
-    use concord_api::acl::{AclQuery, AclResult, ANONYMOUS_TOKEN_SECRET};
-    use concord_api::catalog::HealthCheck;
-    use concord_api::rpc::{Query, QueryResult};
-
-    let Some(default) = shared.config.acl else {
-        return Ok(());
-    };
-    let node = match req {
-        WriteRequest::Register(r) => &r.node,
-        WriteRequest::Deregister(d) => &d.node,
-        _ => return Ok(()),
-    };
-    let store = shared.store.current();
-    let secret = token.unwrap_or(ANONYMOUS_TOKEN_SECRET).to_string();
-    let resolved = match store.query(&Query::Acl(AclQuery::Resolve { secret_id: secret }))? {
-        (_, QueryResult::Acl(AclResult::Resolved(Some(resolved)))) => resolved,
-        _ => return Err(RpcError::PermissionDenied("ACL not found".to_string())),
-    };
-    let authz = Authorizer::for_token(&resolved, &shared.config.datacenter, default);
-    let stored = match store.query(&Query::NodeServices { node: node.clone() })? {
-        (_, QueryResult::NodeServices(stored)) => stored,
-        _ => None,
-    };
-    let denied = |e: concord_api::acl::authorizer::PermissionDenied| {
-        RpcError::PermissionDenied(e.to_string())
-    };
-    match req {
-        WriteRequest::Register(r) => vet_register(&authz, r, stored.as_ref()).map_err(denied),
-        WriteRequest::Deregister(d) => {
-            let check: Option<HealthCheck> = match d.check_id.as_deref() {
-                Some(id) => match store.query(&Query::NodeChecks { node: node.clone() })? {
-                    (_, QueryResult::Checks(checks)) => {
-                        checks.into_iter().find(|c| c.check_id == id)
-                    }
-                    _ => None,
-                },
-                None => None,
-            };
-            vet_deregister(&authz, d, stored.as_ref(), check.as_ref()).map_err(denied)
-        }
-        _ => Ok(()),
     }
 }
 

@@ -44,6 +44,7 @@ fn config(
         group_commit: true,
         rpc_tls: None,
         acl: None,
+        acl_initial_management: None,
     }
 }
 

@@ -65,6 +65,7 @@ impl ServerRpc for Stub {
                 index: 4,
                 known_leader: true,
                 last_contact_ms: 0,
+                results_filtered_by_acls: false,
             },
             result: QueryResult::Operator(result),
         })

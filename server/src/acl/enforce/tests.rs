@@ -1,0 +1,413 @@
+//! The RPC router of a single ACL-enforcing server, driven with `oneshot` as a client that
+//! bypasses every agent would: each write kind refused without a token, with an unknown
+//! one and with a read-only one, nothing applied; reads refused or filtered.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::Request;
+use axum::Router;
+use concord_api::acl::authorizer::DefaultPolicy;
+use concord_api::acl::{
+    AclLink, AclPolicy, AclResult, AclToken, AclWrite, SecretToken, GLOBAL_MANAGEMENT_POLICY_ID,
+};
+use concord_api::catalog::{DeregisterRequest, RegisterRequest};
+use concord_api::connect::{CaConfiguration, SignRequest};
+use concord_api::kv::KvOp;
+use concord_api::operator::OperatorWrite;
+use concord_api::rpc::{
+    Query, QueryOptions, QueryResult, ReadRequest, ReadResponse, RpcError, SnapshotArchive,
+    WriteRequest, WriteResponse, WriteResult, READ_PATH, WRITE_PATH,
+};
+use concord_api::session::{Session, SessionBehavior};
+use openraft::ServerState;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tower::ServiceExt;
+
+use crate::config::Config;
+use crate::node::Shared;
+use crate::server::{bootstrap_single, open};
+
+const ROOT: &str = "7b0c1d2e-0000-4000-8000-0000000000aa";
+const READER: &str = "7b0c1d2e-0000-4000-8000-0000000000bb";
+const READ_ALL: &str =
+    "key_prefix \"\" { policy = \"read\" }\nnode_prefix \"\" { policy = \"read\" }\n\
+    service_prefix \"\" { policy = \"read\" }\nsession_prefix \"\" { policy = \"read\" }\n\
+    operator = \"read\"";
+
+async fn acl_server() -> (Arc<Shared>, Router) {
+    let config = Config {
+        node_name: "server-1".into(),
+        node_id: "8d3a2b1c-0000-4000-8000-00000000042a".into(),
+        datacenter: "dc1".into(),
+        data_dir: None,
+        rpc_advertise: "127.0.42.1:8300".parse().unwrap(),
+        bootstrap_expect: 1,
+        dev: true,
+        session_ttl_min: crate::SESSION_TTL_MIN,
+        rpc_max_conns_per_client: 0,
+        rpc_tls: None,
+        acl: Some(DefaultPolicy::Deny),
+        acl_initial_management: Some(SecretToken(ROOT.into())),
+        raft_snapshot_threshold: crate::DEFAULT_RAFT_SNAPSHOT_THRESHOLD,
+        raft_trailing_logs: crate::DEFAULT_RAFT_TRAILING_LOGS,
+        group_commit: false,
+    };
+    let (shared, _db) = open(config.clone()).await.unwrap();
+    bootstrap_single(&shared.raft, shared.id, config.rpc_advertise)
+        .await
+        .unwrap();
+    shared
+        .raft
+        .wait(Some(Duration::from_secs(10)))
+        .metrics(|m| m.state == ServerState::Leader, "leader")
+        .await
+        .unwrap();
+    shared.raft.ensure_linearizable().await.unwrap();
+    let app = crate::rpc::router(shared.clone());
+    (shared, app)
+}
+
+async fn post<Req: Serialize, Resp: DeserializeOwned>(
+    app: &Router,
+    path: &str,
+    req: &Req,
+) -> Result<Resp, RpcError> {
+    let request = Request::post(path)
+        .header("content-type", "application/json")
+        .body(Body::from(serde_json::to_vec(req).unwrap()))
+        .unwrap();
+    let resp = app.clone().oneshot(request).await.unwrap();
+    let ok = resp.status().is_success();
+    let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    if ok {
+        Ok(serde_json::from_slice(&body).unwrap())
+    } else {
+        Err(serde_json::from_slice(&body).unwrap())
+    }
+}
+
+async fn write(
+    app: &Router,
+    req: WriteRequest,
+    token: Option<&str>,
+) -> Result<WriteResult, RpcError> {
+    let req = req.authorized(token.map(str::to_string));
+    post::<_, WriteResponse>(app, WRITE_PATH, &req)
+        .await
+        .map(|r| r.result)
+}
+
+async fn read(app: &Router, query: Query, token: Option<&str>) -> Result<QueryResult, RpcError> {
+    let req = ReadRequest {
+        query: query.authorized(token.map(str::to_string)),
+        options: QueryOptions::default(),
+    };
+    post::<_, ReadResponse>(app, READ_PATH, &req)
+        .await
+        .map(|r| r.result)
+}
+
+fn applied(shared: &Shared) -> u64 {
+    shared
+        .raft
+        .metrics()
+        .borrow()
+        .last_applied
+        .map_or(0, |l| l.index)
+}
+
+fn set(key: &str, value: &str) -> KvOp {
+    KvOp::Set {
+        key: key.into(),
+        value: value.as_bytes().to_vec(),
+        flags: 0,
+    }
+}
+
+/// The initial management token (created with its own secret), a read-everything token,
+/// a node `n1` with a session, and the key `app/a`. Returns the session's ID.
+async fn seed(app: &Router) -> String {
+    let root = AclToken {
+        secret_id: ROOT.into(),
+        policies: vec![AclLink {
+            id: GLOBAL_MANAGEMENT_POLICY_ID.into(),
+            name: String::new(),
+        }],
+        ..AclToken::default()
+    };
+    let create = |token| {
+        WriteRequest::Acl(AclWrite::TokenSet {
+            token,
+            create: true,
+        })
+    };
+    write(app, create(root), Some(ROOT)).await.unwrap();
+    let policy = AclPolicy {
+        name: "read-all".into(),
+        rules: READ_ALL.into(),
+        ..AclPolicy::default()
+    };
+    write(
+        app,
+        WriteRequest::Acl(AclWrite::PolicySet(policy)),
+        Some(ROOT),
+    )
+    .await
+    .unwrap();
+    let reader = AclToken {
+        secret_id: READER.into(),
+        policies: vec![AclLink {
+            id: String::new(),
+            name: "read-all".into(),
+        }],
+        ..AclToken::default()
+    };
+    write(app, create(reader), Some(ROOT)).await.unwrap();
+    let node = RegisterRequest {
+        node: "n1".into(),
+        address: "10.0.0.1".into(),
+        ..RegisterRequest::default()
+    };
+    write(app, WriteRequest::Register(node), Some(ROOT))
+        .await
+        .unwrap();
+    write(app, WriteRequest::Kv(set("app/a", "1")), Some(ROOT))
+        .await
+        .unwrap();
+    match write(
+        app,
+        WriteRequest::SessionCreate(session_on("n1")),
+        Some(ROOT),
+    )
+    .await
+    {
+        Ok(WriteResult::SessionId(id)) => id,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn session_on(node: &str) -> Session {
+    Session {
+        id: String::new(),
+        name: String::new(),
+        node: node.into(),
+        lock_delay: 0,
+        behavior: SessionBehavior::Release,
+        ttl: String::new(),
+        node_checks: Vec::new(),
+        service_checks: Vec::new(),
+        create_index: 0,
+        modify_index: 0,
+    }
+}
+
+/// One write of every kind.
+fn every_write(session: &str) -> Vec<WriteRequest> {
+    let lock = |unlock: bool| {
+        let (key, value, flags, session) = ("app/a".into(), Vec::new(), 0, session.to_string());
+        WriteRequest::Kv(if unlock {
+            KvOp::Unlock {
+                key,
+                value,
+                flags,
+                session,
+            }
+        } else {
+            KvOp::Lock {
+                key,
+                value,
+                flags,
+                session,
+            }
+        })
+    };
+    vec![
+        WriteRequest::Register(RegisterRequest {
+            node: "n2".into(),
+            address: "10.0.0.2".into(),
+            ..RegisterRequest::default()
+        }),
+        WriteRequest::Deregister(DeregisterRequest {
+            node: "n1".into(),
+            ..DeregisterRequest::default()
+        }),
+        WriteRequest::Kv(set("app/a", "hacked")),
+        WriteRequest::Kv(KvOp::DeleteTree { key: String::new() }),
+        lock(false),
+        lock(true),
+        WriteRequest::Txn(vec![set("app/b", "x")]),
+        WriteRequest::SessionCreate(session_on("n1")),
+        WriteRequest::SessionDestroy { id: session.into() },
+        WriteRequest::SessionRenew { id: session.into() },
+        WriteRequest::ConfigEntrySet {
+            kind: "service-defaults".into(),
+            name: "web".into(),
+            body: serde_json::json!({"Kind": "service-defaults", "Name": "web"}),
+            cas: None,
+        },
+        WriteRequest::ConfigEntryDelete {
+            kind: "service-intentions".into(),
+            name: "web".into(),
+            cas: None,
+        },
+        WriteRequest::CaSetConfig(CaConfiguration {
+            cluster_id: String::new(),
+            provider: "consul".into(),
+            config: serde_json::Map::new(),
+            force_without_cross_signing: false,
+            create_index: 0,
+            modify_index: 0,
+        }),
+        WriteRequest::CaSign(SignRequest {
+            service: "web".into(),
+            csr_pem: String::new(),
+        }),
+        WriteRequest::SnapshotRestore(SnapshotArchive(Vec::new())),
+        WriteRequest::Operator(OperatorWrite::RemovePeer {
+            id: None,
+            address: Some("127.0.42.9:8300".into()),
+        }),
+        WriteRequest::Acl(AclWrite::PolicySet(AclPolicy {
+            name: "mine".into(),
+            rules: "acl = \"write\"".into(),
+            ..AclPolicy::default()
+        })),
+        WriteRequest::Acl(AclWrite::TokenSet {
+            token: AclToken {
+                secret_id: "forged".into(),
+                policies: vec![AclLink {
+                    id: GLOBAL_MANAGEMENT_POLICY_ID.into(),
+                    name: String::new(),
+                }],
+                ..AclToken::default()
+            },
+            create: true,
+        }),
+    ]
+}
+
+#[tokio::test]
+async fn every_write_without_a_grant_is_refused_and_changes_nothing() {
+    let (shared, app) = acl_server().await;
+    let session = seed(&app).await;
+    let before = applied(&shared);
+    for req in every_write(&session) {
+        for token in [None, Some("not-a-token"), Some(READER), Some("forged")] {
+            let err = write(&app, req.clone(), token).await.unwrap_err();
+            let RpcError::PermissionDenied(text) = &err else {
+                panic!("{req:?} as {token:?}: {err:?}");
+            };
+            let expected = match token {
+                Some(READER) => "Permission denied: token with AccessorID",
+                Some(_) => "ACL not found",
+                None => "Permission denied: anonymous token",
+            };
+            assert!(text.starts_with(expected), "{req:?} as {token:?}: {text}");
+        }
+    }
+    assert_eq!(applied(&shared), before, "a refused write reached the log");
+    let kv = read(
+        &app,
+        Query::KvGet {
+            key: "app/a".into(),
+        },
+        Some(ROOT),
+    )
+    .await;
+    let Ok(QueryResult::Kv(entries)) = kv else {
+        panic!("{kv:?}")
+    };
+    assert_eq!(entries[0].value.as_deref(), Some(&b"1"[..]));
+    // The management token may.
+    let ok = write(&app, WriteRequest::Kv(set("app/a", "2")), Some(ROOT)).await;
+    assert_eq!(ok, Ok(WriteResult::Bool(true)));
+}
+
+#[tokio::test]
+async fn reads_are_refused_or_filtered_by_the_token() {
+    let (_shared, app) = acl_server().await;
+    seed(&app).await;
+    let list = Query::KvList {
+        prefix: String::new(),
+    };
+    assert_eq!(
+        read(&app, list.clone(), None).await,
+        Ok(QueryResult::Kv(Vec::new()))
+    );
+    let seen = read(&app, list, Some(READER)).await;
+    assert!(
+        matches!(&seen, Ok(QueryResult::Kv(e)) if e.len() == 1),
+        "{seen:?}"
+    );
+    let get = Query::KvGet {
+        key: "app/a".into(),
+    };
+    assert!(matches!(
+        read(&app, get, None).await,
+        Err(RpcError::PermissionDenied(_))
+    ));
+    let dump = read(&app, Query::CatalogDump, None).await;
+    assert_eq!(
+        dump,
+        Ok(QueryResult::CatalogDump {
+            nodes: Vec::new(),
+            instances: Vec::new()
+        })
+    );
+    let nodes = read(
+        &app,
+        Query::Nodes {
+            node_meta: Vec::new(),
+        },
+        Some(READER),
+    )
+    .await;
+    assert!(
+        matches!(&nodes, Ok(QueryResult::Nodes(n)) if !n.is_empty()),
+        "{nodes:?}"
+    );
+    assert_eq!(
+        read(&app, Query::SessionList, None).await,
+        Ok(QueryResult::Sessions(Vec::new()))
+    );
+    for token in [None, Some(READER)] {
+        let snapshot = read(&app, Query::Snapshot, token).await;
+        assert!(
+            matches!(snapshot, Err(RpcError::PermissionDenied(_))),
+            "{snapshot:?}"
+        );
+    }
+    // ACL records: none without `acl:read`; resolution stays open (it presents the secret).
+    let tokens = Query::Acl(concord_api::acl::AclQuery::Tokens {
+        policy: None,
+        role: None,
+    });
+    assert_eq!(
+        read(&app, tokens, Some(READER)).await,
+        Ok(QueryResult::Acl(AclResult::Tokens(Vec::new())))
+    );
+    let resolve = Query::Acl(concord_api::acl::AclQuery::Resolve {
+        secret_id: READER.into(),
+    });
+    let resolved = read(&app, resolve, None).await;
+    assert!(matches!(
+        resolved,
+        Ok(QueryResult::Acl(AclResult::Resolved(Some(_))))
+    ));
+    assert!(read(&app, Query::RaftStatus, None).await.is_ok());
+    // An unknown token is refused outright.
+    let nodes = read(
+        &app,
+        Query::Nodes {
+            node_meta: Vec::new(),
+        },
+        Some("nope"),
+    )
+    .await;
+    assert!(matches!(nodes, Err(RpcError::PermissionDenied(t)) if t == "ACL not found"));
+}
