@@ -38,7 +38,7 @@ use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Sender};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{AnyError, LogState, RaftLogReader};
@@ -62,6 +62,8 @@ struct Inner {
     log: Arc<Mutex<Log>>,
     vote: Mutex<Option<Vote>>,
     jobs: Sender<Job>,
+    /// Sees every append before it is synced (set once Raft runs, see [`LogStore::observe`]).
+    observer: OnceLock<Arc<dyn AppendObserver>>,
     #[cfg(test)]
     stats: Arc<Stats>,
     #[cfg(test)]
@@ -107,6 +109,7 @@ impl LogStore {
                 log,
                 vote: Mutex::new(vote),
                 jobs,
+                observer: OnceLock::new(),
                 #[cfg(test)]
                 stats,
                 #[cfg(test)]
@@ -114,6 +117,13 @@ impl LogStore {
                 _temp: temp,
             }),
         })
+    }
+
+    /// Shows every later append to `observer` as it is queued, before it is synced. Only the
+    /// first observer set counts.
+    pub(crate) fn observe(&self, observer: Arc<dyn AppendObserver>) {
+        // A second call is a wiring mistake with no consequence: the first observer stays.
+        let _ = self.inner.observer.set(observer);
     }
 
     fn log(&self) -> MutexGuard<'_, Log> {
@@ -162,6 +172,38 @@ impl LogStore {
             .syncs
             .load(std::sync::atomic::Ordering::Relaxed)
     }
+}
+
+impl LogStore {
+    /// Shows `entries` (about to be appended) to `observer` with the log id before them and
+    /// the commit point; not if the entry before them is unknown (`None` would claim they
+    /// start the log).
+    fn show(&self, observer: &dyn AppendObserver, entries: &[Entry]) {
+        let Some(first) = entries.first() else { return };
+        let (prev, committed) = {
+            let log = self.log();
+            let prev = match first.log_id.index.checked_sub(1) {
+                None => None,
+                Some(index) => match log.entries.get(&index) {
+                    Some(entry) => Some(entry.log_id),
+                    None => match log.last_purged {
+                        Some(purged) if purged.index == index => Some(purged),
+                        _ => return,
+                    },
+                },
+            };
+            (prev, log.committed)
+        };
+        observer.appended(prev, entries, committed);
+    }
+}
+
+/// Sees each append as it is queued, before it is synced: the leader's early replication
+/// ([`network::Mirror`](crate::network::Mirror)).
+pub(crate) trait AppendObserver: Send + Sync + Debug {
+    /// `entries` follow `prev` (`None`: they start the log); `committed` is the commit point
+    /// the log last saved. Called on the Raft core's task: must not block.
+    fn appended(&self, prev: Option<LogId>, entries: &[Entry], committed: Option<LogId>);
 }
 
 /// Waits for the writer to report a job done, on the blocking pool: off the async worker
@@ -298,6 +340,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: Send,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
+        if let Some(observer) = self.inner.observer.get() {
+            self.show(observer.as_ref(), &entries);
+        }
         let rx = match self.submit(Record::Append(entries), true) {
             Ok(rx) => rx,
             Err(e) => {
