@@ -37,6 +37,7 @@ use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
@@ -62,8 +63,10 @@ struct Inner {
     log: Arc<Mutex<Log>>,
     vote: Mutex<Option<Vote>>,
     jobs: Sender<Job>,
-    /// Sees every append before it is synced (set once Raft runs, see [`LogStore::observe`]).
+    /// Sees appends before they are synced (set once Raft runs, see [`LogStore::observe`]).
     observer: OnceLock<Arc<dyn AppendObserver>>,
+    /// Appends queued and not yet reported durable.
+    appending: Arc<AtomicUsize>,
     #[cfg(test)]
     stats: Arc<Stats>,
     #[cfg(test)]
@@ -110,6 +113,7 @@ impl LogStore {
                 vote: Mutex::new(vote),
                 jobs,
                 observer: OnceLock::new(),
+                appending: Arc::default(),
                 #[cfg(test)]
                 stats,
                 #[cfg(test)]
@@ -119,8 +123,10 @@ impl LogStore {
         })
     }
 
-    /// Shows every later append to `observer` as it is queued, before it is synced. Only the
-    /// first observer set counts.
+    /// Shows later appends to `observer` as they are queued, before they are synced: those
+    /// queued while no other append waits for its sync. Behind a sync in progress an append
+    /// waits anyway, and shares that wait with others (group commit): overlapping its sync
+    /// with anything would gain little. Only the first observer set counts.
     pub(crate) fn observe(&self, observer: Arc<dyn AppendObserver>) {
         // A second call is a wiring mistake with no consequence: the first observer stays.
         let _ = self.inner.observer.set(observer);
@@ -340,12 +346,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: Send,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
-        if let Some(observer) = self.inner.observer.get() {
+        let appending = self.inner.appending.clone();
+        let idle = appending.fetch_add(1, Ordering::AcqRel) == 0;
+        if let Some(observer) = self.inner.observer.get().filter(|_| idle) {
             self.show(observer.as_ref(), &entries);
         }
         let rx = match self.submit(Record::Append(entries), true) {
             Ok(rx) => rx,
             Err(e) => {
+                appending.fetch_sub(1, Ordering::AcqRel);
                 let err = StorageIOError::write_logs(AnyError::new(&e));
                 callback.log_io_completed(Err(e));
                 return Err(err.into());
@@ -353,7 +362,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         };
         // Acknowledge only once the entries are on disk; the wait is not awaited here, so
         // openraft may go on while the writer syncs.
-        tokio::spawn(async move { callback.log_io_completed(wait(rx).await) });
+        tokio::spawn(async move {
+            let synced = wait(rx).await;
+            appending.fetch_sub(1, Ordering::AcqRel);
+            callback.log_io_completed(synced)
+        });
         Ok(())
     }
 

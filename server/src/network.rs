@@ -188,8 +188,8 @@ impl RaftNetwork<TypeConfig> for Connection {
 /// Early replication (Raft thesis §10.2.1: the leader may write its log in parallel with
 /// replicating it). openraft 0.9's core waits for the leader's own append to be flushed
 /// before it starts replicating the entries, so a write paid two syncs in a row: the
-/// leader's, then a follower's. The mirror, shown each of the leader's appends as it is
-/// queued ([`AppendObserver`]), sends the entries to the other voters at once as an ordinary
+/// leader's, then a follower's. The mirror, shown the leader's appends as they are queued
+/// (those not queued behind another sync, see [`AppendObserver`]), sends the entries to the other voters at once as an ordinary
 /// append-entries from this leader; a follower appends (and syncs) them while the leader
 /// syncs its copy. openraft's own append-entries for those entries follows after the
 /// leader's sync; the follower finds them already in its log and answers as soon as its
@@ -304,6 +304,22 @@ mod tests {
             matches!(rpc, RPCError::Unreachable(_)),
             matches!(streaming, StreamingError::Unreachable(_)),
         )
+    }
+
+    /// A follower has at most [`MIRROR_IN_FLIGHT`] early appends outstanding; a finished one
+    /// frees its slot; peers count separately. And a server that does not lead sends none.
+    #[tokio::test]
+    async fn early_appends_are_bounded_per_peer_and_only_from_a_leader() {
+        let (_tx, metrics) = watch::channel(RaftMetrics::new_initial(1));
+        let mirror = Mirror::new(1, metrics, RpcHttp::new().unwrap());
+        let taken: Vec<_> = (0..MIRROR_IN_FLIGHT)
+            .map(|_| mirror.slot(2).expect("a free slot"))
+            .collect();
+        assert!(mirror.slot(2).is_none());
+        assert!(mirror.slot(3).is_some());
+        taken[0].fetch_sub(1, Ordering::AcqRel);
+        assert!(mirror.slot(2).is_some());
+        assert!(mirror.peers(0).is_empty());
     }
 
     /// openraft backs off from an unreachable peer but retries a failed exchange at once: only
