@@ -90,8 +90,8 @@ impl Config {
     /// the production values that is 0.9–1.2 s, plus up to one tick (etcd's default election
     /// timeout is 1 s), and a leader is deposed only after missing three heartbeats in a row
     /// (openraft sends one per tick, every 1.5 × `heartbeat`). `heartbeat` is also openraft's
-    /// timeout for every append-entries call: much below 200 ms, calls carrying a large batch
-    /// to a busy follower time out and are sent again, and writes stall.
+    /// timeout for every append-entries call: at 100 ms, calls to a busy follower under load
+    /// timed out and were sent again.
     pub(crate) fn raft_timings(&self) -> RaftTimings {
         let ms = Duration::from_millis;
         if self.dev {
