@@ -11,6 +11,7 @@
 #
 # Usage: bench/cluster/run.sh            (from the repository root, as root for apt-get)
 # Env:   DURATION=10 CONCURRENCY="1 16 64" VALUE_SIZE=128
+#        LOGS=dir (keep the servers' logs there)
 #        CONCORD=target/release/concord KV_BENCH=target/release/kv_bench
 # Needs: etcd (Debian etcd-server; installed with apt-get when run as root), curl.
 set -euo pipefail
@@ -44,6 +45,7 @@ PIDS=()
 cleanup() {
     for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
+    if [[ -n ${LOGS:-} ]]; then mkdir -p "$LOGS" && cp "$WORK"/*.log "$LOGS"/; fi
     rm -rf "$WORK"
 }
 trap cleanup EXIT

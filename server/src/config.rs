@@ -30,7 +30,8 @@ pub struct Config {
     /// waits to be joined (`0`: never bootstraps).
     pub bootstrap_expect: usize,
     /// Fast Raft timings for development and tests: heartbeat 50 ms, election timeout
-    /// 150–300 ms. Otherwise heartbeat 500 ms, election timeout 1.5–3 s.
+    /// 150–300 ms. Otherwise heartbeat 200 ms, election timeout 300–600 ms (see
+    /// [`Config::raft_timings`]).
     pub dev: bool,
     /// Shortest session TTL a create may ask for (Consul's `session_ttl_min`, default
     /// [`SESSION_TTL_MIN`](crate::SESSION_TTL_MIN), 10 s); checked by the leader before the
@@ -86,6 +87,15 @@ pub(crate) struct RaftTimings {
 }
 
 impl Config {
+    /// The Raft timings. openraft 0.9 picks each server's election timeout once, at random
+    /// between the bounds, and a follower that hears from its leader refuses to vote for
+    /// anyone else for `election_max` (the leader's lease). So a follower stands for
+    /// election `election_max` + its own timeout after the leader's last heartbeat: with
+    /// the production values that is 0.9–1.2 s, plus up to one tick (etcd's default election
+    /// timeout is 1 s), and a leader is deposed only after missing three heartbeats in a row
+    /// (openraft sends one per tick, every 1.5 × `heartbeat`). `heartbeat` is also openraft's
+    /// timeout for every append-entries call: at 100 ms, calls to a busy follower under load
+    /// timed out and were sent again.
     pub(crate) fn raft_timings(&self) -> RaftTimings {
         let ms = Duration::from_millis;
         if self.dev {
@@ -96,9 +106,9 @@ impl Config {
             }
         } else {
             RaftTimings {
-                heartbeat: ms(500),
-                election_min: ms(1500),
-                election_max: ms(3000),
+                heartbeat: ms(200),
+                election_min: ms(300),
+                election_max: ms(600),
             }
         }
     }
