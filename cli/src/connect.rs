@@ -223,11 +223,14 @@ mod tests {
 
     #[test]
     fn https_agent_addresses_take_the_tls_flags() {
-        let c = parse(&["-sidecar-for", "web", "-http-addr", "https://127.0.0.1:1"]).unwrap();
-        assert_eq!(c.agent_url, "https://127.0.0.1:1");
-        assert!(c.agent_tls.is_some());
+        // Accepted with a CA (tls/https integration test); here, what is refused and why.
         let c = parse(&["-sidecar-for", "web", "-http-addr", "http://127.0.0.1:1"]).unwrap();
         assert!(c.agent_tls.is_none());
+        let err = parse(&["-sidecar-for", "web", "-http-addr", "https://127.0.0.1:1"]).unwrap_err();
+        assert!(
+            err.to_string().contains("needs ca_file or ca_path"),
+            "{err}"
+        );
         let err = parse(&[
             "-sidecar-for",
             "web",

@@ -83,5 +83,9 @@ async fn upstreams_follow_the_registration() {
         "traffic reaches the moved app; db:\n{}",
         db.logs()
     );
-    assert!(!db.logs().contains("Address already in use"), "{}", db.logs());
+    assert!(
+        !db.logs().contains("Address already in use"),
+        "{}",
+        db.logs()
+    );
 }
