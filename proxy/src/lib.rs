@@ -67,7 +67,8 @@ pub struct Config {
     /// On shutdown, how long open connections may take to finish before they are cut.
     pub drain_timeout: Duration,
     /// The OTLP/HTTP collector (`http://host:4318`) request spans go to; when `None`, the
-    /// registration's `Proxy.Config.otlp_endpoint` if any; no tracing without either.
+    /// registration's `Proxy.Config.otlp_endpoint` if any (followed live: a changed
+    /// registration re-points the exporter); no tracing without either.
     pub otlp_endpoint: Option<String>,
 }
 
