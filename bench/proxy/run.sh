@@ -16,7 +16,8 @@
 #
 # Usage: bench/proxy/run.sh            (from the repository root)
 # Env:   DURATION=10 CONNECTIONS=64 THREADS=1 RATES="1000 5000" PORT_BASE=19500
-#        CONCORD=target/release/concord
+#        HOST=127.0.0.1 (the loopback address every process binds) PROXY_ARGS= (more
+#        `concord connect proxy` flags) CONCORD=target/release/concord
 # Needs: wrk, hey, haproxy (Debian packages), openssl, curl, python3; installs the Debian
 # packages with apt-get when run as root, otherwise says what is missing.
 set -euo pipefail
@@ -26,6 +27,8 @@ CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-1}
 RATES=${RATES:-1000 5000}
 PORT_BASE=${PORT_BASE:-19500}
+HOST=${HOST:-127.0.0.1}
+PROXY_ARGS=${PROXY_ARGS:-}
 TARGET=${CARGO_TARGET_DIR:-target}
 CONCORD=${CONCORD:-$TARGET/release/concord}
 
@@ -107,7 +110,7 @@ rss_mib() {
 
 # Runs wrk against port $1; prints "rps p50_ms p90_ms p99_ms requests".
 load() {
-    wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://127.0.0.1:$1/" >"$WORK/wrk.out"
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://$HOST:$1/" >"$WORK/wrk.out"
     python3 - "$WORK/wrk.out" <<'PY'
 import re, sys
 text = open(sys.argv[1]).read()
@@ -128,7 +131,7 @@ PY
 rate_load() {
     local per_worker
     per_worker=$(python3 -c "print($2 / $CONNECTIONS)")
-    hey -z "${DURATION}s" -c "$CONNECTIONS" -q "$per_worker" "http://127.0.0.1:$1/" >"$WORK/hey.out"
+    hey -z "${DURATION}s" -c "$CONNECTIONS" -q "$per_worker" "http://$HOST:$1/" >"$WORK/hey.out"
     python3 - "$WORK/hey.out" <<'PY'
 import re, sys
 text = open(sys.argv[1]).read()
@@ -166,7 +169,7 @@ defaults
     timeout client 60s
     timeout server 60s
 frontend backend
-    bind 127.0.0.1:$BACKEND
+    bind $HOST:$BACKEND
     http-request return status 200 content-type text/plain string ok
 CFG
 cat >"$WORK/ha-client.cfg" <<CFG
@@ -178,10 +181,10 @@ defaults
     timeout client 60s
     timeout server 60s
 frontend upstream
-    bind 127.0.0.1:$HA_CLIENT
+    bind $HOST:$HA_CLIENT
     default_backend peer
 backend peer
-    server db 127.0.0.1:$HA_SERVER ssl verify required ca-file $WORK/ca.pem crt $WORK/client.pem sni str(server) ssl-min-ver TLSv1.3
+    server db $HOST:$HA_SERVER ssl verify required ca-file $WORK/ca.pem crt $WORK/client.pem sni str(server) ssl-min-ver TLSv1.3
 CFG
 cat >"$WORK/ha-server.cfg" <<CFG
 global
@@ -192,10 +195,10 @@ defaults
     timeout client 60s
     timeout server 60s
 frontend public
-    bind 127.0.0.1:$HA_SERVER ssl crt $WORK/server.pem ca-file $WORK/ca.pem verify required ssl-min-ver TLSv1.3
+    bind $HOST:$HA_SERVER ssl crt $WORK/server.pem ca-file $WORK/ca.pem verify required ssl-min-ver TLSv1.3
     default_backend app
 backend app
-    server app 127.0.0.1:$BACKEND
+    server app $HOST:$BACKEND
 CFG
 
 haproxy -f "$WORK/backend.cfg" -db >"$WORK/backend.log" 2>&1 &
@@ -209,27 +212,27 @@ PIDS+=($HA_SERVER_PID)
 
 echo "concord agent and two sidecars (tcp)" >&2
 "$CONCORD" agent -dev -node bench -http-port "$AGENT_HTTP" -dns-port -1 -server-port 0 \
-    -serf-lan-port 0 >"$WORK/agent.log" 2>&1 &
+    -serf-lan-port 0 -client "$HOST" -bind "$HOST" >"$WORK/agent.log" 2>&1 &
 PIDS+=($!)
-wait_for curl -sf "http://127.0.0.1:$AGENT_HTTP/v1/agent/connect/ca/leaf/db"
+wait_for curl -sf "http://$HOST:$AGENT_HTTP/v1/agent/connect/ca/leaf/db"
 register() {
-    curl -sf -X PUT "http://127.0.0.1:$AGENT_HTTP/v1/agent/service/register" -d "$1" >/dev/null
+    curl -sf -X PUT "http://$HOST:$AGENT_HTTP/v1/agent/service/register" -d "$1" >/dev/null
 }
 register "{\"Name\":\"db\",\"Port\":$BACKEND}"
 register "{\"Name\":\"web\",\"Port\":$WEB_APP}"
 register "{\"Kind\":\"connect-proxy\",\"ID\":\"db-sidecar-proxy\",\"Name\":\"db-sidecar-proxy\",
-  \"Port\":$DB_PUBLIC,\"Address\":\"127.0.0.1\",\"Proxy\":{\"DestinationServiceName\":\"db\",
-  \"DestinationServiceID\":\"db\",\"LocalServicePort\":$BACKEND,\"Config\":{\"bind_address\":\"127.0.0.1\"}}}"
+  \"Port\":$DB_PUBLIC,\"Address\":\"$HOST\",\"Proxy\":{\"DestinationServiceName\":\"db\",
+  \"DestinationServiceID\":\"db\",\"LocalServiceAddress\":\"$HOST\",\"LocalServicePort\":$BACKEND,\"Config\":{\"bind_address\":\"$HOST\"}}}"
 register "{\"Kind\":\"connect-proxy\",\"ID\":\"web-sidecar-proxy\",\"Name\":\"web-sidecar-proxy\",
-  \"Port\":$((PORT_BASE + 9)),\"Address\":\"127.0.0.1\",\"Proxy\":{\"DestinationServiceName\":\"web\",
-  \"DestinationServiceID\":\"web\",\"LocalServicePort\":$WEB_APP,\"Config\":{\"bind_address\":\"127.0.0.1\"},
-  \"Upstreams\":[{\"DestinationName\":\"db\",\"LocalBindPort\":$WEB_UPSTREAM}]}}"
-"$CONCORD" connect proxy -sidecar-for db -http-addr "127.0.0.1:$AGENT_HTTP" \
-    -metrics-addr "127.0.0.1:$DB_METRICS" -log-level warn >"$WORK/db-proxy.log" 2>&1 &
+  \"Port\":$((PORT_BASE + 9)),\"Address\":\"$HOST\",\"Proxy\":{\"DestinationServiceName\":\"web\",
+  \"DestinationServiceID\":\"web\",\"LocalServiceAddress\":\"$HOST\",\"LocalServicePort\":$WEB_APP,\"Config\":{\"bind_address\":\"$HOST\"},
+  \"Upstreams\":[{\"DestinationName\":\"db\",\"LocalBindAddress\":\"$HOST\",\"LocalBindPort\":$WEB_UPSTREAM}]}}"
+"$CONCORD" connect proxy -sidecar-for db -http-addr "$HOST:$AGENT_HTTP" \
+    -metrics-addr "$HOST:$DB_METRICS" -log-level warn $PROXY_ARGS >"$WORK/db-proxy.log" 2>&1 &
 DB_PID=$!
 PIDS+=($DB_PID)
-"$CONCORD" connect proxy -sidecar-for web -http-addr "127.0.0.1:$AGENT_HTTP" \
-    -metrics-addr "127.0.0.1:$WEB_METRICS" -log-level warn >"$WORK/web-proxy.log" 2>&1 &
+"$CONCORD" connect proxy -sidecar-for web -http-addr "$HOST:$AGENT_HTTP" \
+    -metrics-addr "$HOST:$WEB_METRICS" -log-level warn $PROXY_ARGS >"$WORK/web-proxy.log" 2>&1 &
 WEB_PID=$!
 PIDS+=($WEB_PID)
 
@@ -237,28 +240,28 @@ echo "two more sidecars in http mode (L7)" >&2
 register "{\"Name\":\"dbh\",\"Port\":$BACKEND}"
 register "{\"Name\":\"webh\",\"Port\":$WEB_APP}"
 register "{\"Kind\":\"connect-proxy\",\"ID\":\"dbh-sidecar-proxy\",\"Name\":\"dbh-sidecar-proxy\",
-  \"Port\":$DBH_PUBLIC,\"Address\":\"127.0.0.1\",\"Proxy\":{\"DestinationServiceName\":\"dbh\",
-  \"DestinationServiceID\":\"dbh\",\"LocalServicePort\":$BACKEND,
-  \"Config\":{\"bind_address\":\"127.0.0.1\",\"protocol\":\"http\"}}}"
+  \"Port\":$DBH_PUBLIC,\"Address\":\"$HOST\",\"Proxy\":{\"DestinationServiceName\":\"dbh\",
+  \"DestinationServiceID\":\"dbh\",\"LocalServiceAddress\":\"$HOST\",\"LocalServicePort\":$BACKEND,
+  \"Config\":{\"bind_address\":\"$HOST\",\"protocol\":\"http\"}}}"
 register "{\"Kind\":\"connect-proxy\",\"ID\":\"webh-sidecar-proxy\",\"Name\":\"webh-sidecar-proxy\",
-  \"Port\":$WEBH_PUBLIC,\"Address\":\"127.0.0.1\",\"Proxy\":{\"DestinationServiceName\":\"webh\",
-  \"DestinationServiceID\":\"webh\",\"LocalServicePort\":$WEB_APP,
-  \"Config\":{\"bind_address\":\"127.0.0.1\",\"protocol\":\"http\"},
-  \"Upstreams\":[{\"DestinationName\":\"dbh\",\"LocalBindPort\":$WEBH_UPSTREAM,
+  \"Port\":$WEBH_PUBLIC,\"Address\":\"$HOST\",\"Proxy\":{\"DestinationServiceName\":\"webh\",
+  \"DestinationServiceID\":\"webh\",\"LocalServiceAddress\":\"$HOST\",\"LocalServicePort\":$WEB_APP,
+  \"Config\":{\"bind_address\":\"$HOST\",\"protocol\":\"http\"},
+  \"Upstreams\":[{\"DestinationName\":\"dbh\",\"LocalBindAddress\":\"$HOST\",\"LocalBindPort\":$WEBH_UPSTREAM,
   \"Config\":{\"protocol\":\"http\"}}]}}"
-"$CONCORD" connect proxy -sidecar-for dbh -http-addr "127.0.0.1:$AGENT_HTTP" \
-    -metrics-addr "127.0.0.1:$DBH_METRICS" -log-level warn >"$WORK/dbh-proxy.log" 2>&1 &
+"$CONCORD" connect proxy -sidecar-for dbh -http-addr "$HOST:$AGENT_HTTP" \
+    -metrics-addr "$HOST:$DBH_METRICS" -log-level warn $PROXY_ARGS >"$WORK/dbh-proxy.log" 2>&1 &
 DBH_PID=$!
 PIDS+=($DBH_PID)
-"$CONCORD" connect proxy -sidecar-for webh -http-addr "127.0.0.1:$AGENT_HTTP" \
-    -metrics-addr "127.0.0.1:$WEBH_METRICS" -log-level warn >"$WORK/webh-proxy.log" 2>&1 &
+"$CONCORD" connect proxy -sidecar-for webh -http-addr "$HOST:$AGENT_HTTP" \
+    -metrics-addr "$HOST:$WEBH_METRICS" -log-level warn $PROXY_ARGS >"$WORK/webh-proxy.log" 2>&1 &
 WEBH_PID=$!
 PIDS+=($WEBH_PID)
 
-wait_for curl -sf "http://127.0.0.1:$BACKEND/"
-wait_for curl -sf "http://127.0.0.1:$HA_CLIENT/"
-wait_for curl -sf "http://127.0.0.1:$WEB_UPSTREAM/"
-wait_for curl -sf "http://127.0.0.1:$WEBH_UPSTREAM/"
+wait_for curl -sf "http://$HOST:$BACKEND/"
+wait_for curl -sf "http://$HOST:$HA_CLIENT/"
+wait_for curl -sf "http://$HOST:$WEB_UPSTREAM/"
+wait_for curl -sf "http://$HOST:$WEBH_UPSTREAM/"
 
 echo "| path | max req/s | p50 ms | p90 ms | p99 ms | added p50 ms | added p99 ms | CPU s / 10k req (client-side, server-side proxy) | RSS MiB idle → loaded (client-side, server-side) |"
 echo "|---|---|---|---|---|---|---|---|---|"

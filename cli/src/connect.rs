@@ -9,7 +9,7 @@ use concord_proxy::control::spec::parse_upstream_flag;
 use concord_proxy::{Config, Mode};
 
 use crate::flags::{flag, parse_or_usage, Flag, Kind, Parsed};
-use crate::http::{agent_base_url, token_from_flags};
+use crate::http::{agent_base_url, tls_from_flags, token_from_flags};
 use crate::output::fail;
 
 const USAGE: &str = "Usage: concord connect <subcommand> [options]
@@ -34,6 +34,9 @@ const PROXY_USAGE: &str = "Usage: concord connect proxy [options]
                              (e.g. http://127.0.0.1:4318).
   -drain-timeout=<secs>      On SIGINT/SIGTERM, seconds open connections may take to
                              finish. Default 5.
+  -workers=<n>               Runtime threads serving traffic. Default 1: one thread has
+                             no cross-thread wake-ups (lowest latency, least CPU per
+                             request); more for a sidecar that needs over one core.
   -log-level=<level>         trace, debug, info (default), warn or error.";
 
 const PROXY_FLAGS: &[Flag] = &[
@@ -46,8 +49,28 @@ const PROXY_FLAGS: &[Flag] = &[
     flag("metrics-addr", Kind::Str),
     flag("otlp-endpoint", Kind::Str),
     flag("drain-timeout", Kind::Uint),
+    flag("workers", Kind::Uint),
     flag("log-level", Kind::Str),
 ];
+
+/// Runtime threads for `connect proxy` when `-workers` is not given.
+const DEFAULT_WORKERS: usize = 1;
+
+/// How many runtime threads `concord connect ARGS` wants (`None`: not `connect proxy`, the
+/// binary's default runtime). Read before the runtime is built; bad flags are reported
+/// later by the command itself.
+pub(crate) fn runtime_workers(args: &[String]) -> Option<usize> {
+    let (sub, rest) = args.split_first()?;
+    if sub != "proxy" {
+        return None;
+    }
+    let workers = crate::flags::parse_flags(rest, PROXY_FLAGS)
+        .ok()
+        .and_then(|p| p.value("workers").map(|_| p.uint("workers")))
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(DEFAULT_WORKERS);
+    Some(workers.max(1))
+}
 
 /// Runs `concord connect <subcommand> ...`.
 pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
@@ -108,14 +131,15 @@ fn config(p: &Parsed) -> anyhow::Result<Config> {
         None => Duration::from_secs(5),
     };
     let agent_url = agent_base_url(p.value("http-addr"), &env)?;
-    if agent_url.starts_with("https://") {
-        // The proxy's agent client speaks plain HTTP only (its own TLS is Connect's).
-        anyhow::bail!(
-            "the proxy reaches its agent over plain HTTP: give -http-addr http://host:port"
-        );
-    }
+    // HTTPS to the agent as every command does it (-ca-file, -client-cert, CONSUL_CACERT...).
+    let agent_tls = if agent_url.starts_with("https://") {
+        Some(tls_from_flags(p, &env)?)
+    } else {
+        None
+    };
     Ok(Config {
         agent_url,
+        agent_tls,
         token: token_from_flags(p),
         mode,
         metrics_addr: addr_flag(p, "metrics-addr")?,
@@ -182,6 +206,41 @@ mod tests {
         assert_eq!(upstreams.len(), 2);
         assert_eq!(c.drain_timeout, Duration::ZERO);
         assert!(c.metrics_addr.is_some());
+    }
+
+    #[test]
+    fn workers_pick_the_runtime() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            runtime_workers(&args(&["proxy", "-sidecar-for", "web"])),
+            Some(1)
+        );
+        assert_eq!(runtime_workers(&args(&["proxy", "-workers", "4"])), Some(4));
+        assert_eq!(runtime_workers(&args(&["proxy", "-workers=0"])), Some(1));
+        assert_eq!(runtime_workers(&args(&["other"])), None);
+        assert_eq!(runtime_workers(&args(&[])), None);
+    }
+
+    #[test]
+    fn https_agent_addresses_take_the_tls_flags() {
+        // Accepted with a CA (tls/https integration test); here, what is refused and why.
+        let c = parse(&["-sidecar-for", "web", "-http-addr", "http://127.0.0.1:1"]).unwrap();
+        assert!(c.agent_tls.is_none());
+        let err = parse(&["-sidecar-for", "web", "-http-addr", "https://127.0.0.1:1"]).unwrap_err();
+        assert!(
+            err.to_string().contains("needs ca_file or ca_path"),
+            "{err}"
+        );
+        let err = parse(&[
+            "-sidecar-for",
+            "web",
+            "-http-addr",
+            "https://127.0.0.1:1",
+            "-ca-file",
+            "/nonexistent/ca.pem",
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("HTTPS to the agent"), "{err}");
     }
 
     #[test]

@@ -87,10 +87,21 @@ fn main() -> std::process::ExitCode {
         return std::process::ExitCode::from(1);
     }
     let command = args.remove(0);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // `connect proxy` picks its thread count (-workers); everything else the default.
+    let workers = match command.as_str() {
+        "connect" => connect::runtime_workers(&args),
+        _ => None,
+    };
+    let mut builder = match workers {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("Error starting runtime: {e}");

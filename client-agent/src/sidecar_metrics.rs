@@ -9,11 +9,14 @@
 //!   second since the previous scrape of the same series (the web UI's topology reads them).
 //!
 //! A sidecar that does not answer within [`SCRAPE_TIMEOUT`] is left out (the agent's own
-//! metrics never wait on a dead proxy longer than that).
+//! metrics never wait on a dead proxy longer than that). Each sidecar's answer (or its
+//! failure) is kept for [`CACHE_TTL`], and concurrent reads of one sidecar share one
+//! scrape, so a dashboard polling `/v1/agent/metrics` does not fan out to every sidecar on
+//! every request.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use concord_api::catalog::NodeService;
@@ -23,11 +26,14 @@ use tokio::time::Instant;
 /// How long one sidecar's scrape may take.
 pub const SCRAPE_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// How long one sidecar's answer is reused.
+pub const CACHE_TTL: Duration = Duration::from_secs(1);
+
 /// The sidecar family the JSON form turns into request counters.
 const REQUESTS: &str = "concord_proxy_http_requests_total";
 
 /// One local sidecar whose metrics the agent can read.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Target {
     /// The proxy's service ID.
     pub proxy_id: String,
@@ -44,7 +50,12 @@ pub struct Scraped {
     pub target: Target,
     /// Its Prometheus/OpenMetrics text.
     pub text: String,
+    /// When it was read (a cached answer keeps its time, so rates are not skewed).
+    pub at: Instant,
 }
+
+/// One sidecar's last scrape: when, and its text (`None`: it failed).
+type Cached = Option<(Instant, Option<String>)>;
 
 /// The local sidecars that publish a metrics address.
 pub fn targets(services: &[NodeService]) -> Vec<Target> {
@@ -74,40 +85,63 @@ pub fn targets(services: &[NodeService]) -> Vec<Target> {
 #[derive(Debug)]
 pub struct Scraper {
     http: Option<reqwest::Client>,
-    /// Per `proxy_id` + series: the last value seen and when.
-    last: Mutex<HashMap<String, (Instant, f64)>>,
+    /// How long an answer is reused.
+    ttl: Duration,
+    /// Per target: its last scrape. The async lock makes concurrent reads of one sidecar
+    /// wait for one scrape instead of each sending its own.
+    cache: Mutex<HashMap<Target, Arc<tokio::sync::Mutex<Cached>>>>,
+    /// Per `proxy_id` + series: the scrape time, value and rate last computed.
+    last: Mutex<HashMap<String, (Instant, f64, f64)>>,
 }
 
 impl Default for Scraper {
     fn default() -> Self {
-        Scraper {
-            // Local sidecars: never through an HTTP proxy from the environment.
-            http: reqwest::Client::builder().no_proxy().build().ok(),
-            last: Mutex::default(),
-        }
+        Scraper::with_ttl(CACHE_TTL)
     }
 }
 
 impl Scraper {
-    /// Reads every target's `/metrics` concurrently; failures are left out.
+    /// A scraper that reuses each sidecar's answer for `ttl`.
+    pub fn with_ttl(ttl: Duration) -> Scraper {
+        Scraper {
+            // Local sidecars: never through an HTTP proxy from the environment.
+            http: reqwest::Client::builder().no_proxy().build().ok(),
+            ttl,
+            cache: Mutex::default(),
+            last: Mutex::default(),
+        }
+    }
+
+    /// Reads every target's `/metrics` concurrently (or its answer of the last
+    /// [`CACHE_TTL`]); failures are left out.
     pub async fn scrape(&self, targets: Vec<Target>) -> Vec<Scraped> {
         let Some(http) = &self.http else {
             return Vec::new();
         };
-        let reads = targets.into_iter().map(|target| async move {
-            let url = format!("http://{}/metrics", target.addr);
-            let read = async { http.get(&url).send().await?.error_for_status()?.text().await };
-            match tokio::time::timeout(SCRAPE_TIMEOUT, read).await {
-                Ok(Ok(text)) => Some(Scraped { target, text }),
-                Ok(Err(e)) => {
-                    tracing::debug!(proxy_id = %target.proxy_id, error = %e, "sidecar metrics unreadable");
-                    None
+        let slots: Vec<_> = {
+            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            // Sidecars no longer registered are forgotten.
+            cache.retain(|t, _| targets.contains(t));
+            targets
+                .into_iter()
+                .map(|t| {
+                    let slot = cache.entry(t.clone()).or_default().clone();
+                    (t, slot)
+                })
+                .collect()
+        };
+        let reads = slots.into_iter().map(|(target, slot)| async move {
+            let mut slot = slot.lock().await;
+            let (at, text) = match &*slot {
+                Some((at, text)) if at.elapsed() < self.ttl => (*at, text.clone()),
+                _ => {
+                    let text = read(http, &target).await;
+                    let at = Instant::now();
+                    *slot = Some((at, text.clone()));
+                    (at, text)
                 }
-                Err(_) => {
-                    tracing::debug!(proxy_id = %target.proxy_id, "sidecar metrics: timed out");
-                    None
-                }
-            }
+            };
+            text.map(|text| Scraped { target, text, at })
         });
         futures::future::join_all(reads)
             .await
@@ -120,7 +154,6 @@ impl Scraper {
     /// response class, `Count` the total so far and `Rate` per second since the last scrape
     /// (0 the first time a series is seen).
     pub fn json(&self, scraped: &[Scraped]) -> Vec<Value> {
-        let now = Instant::now();
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         let mut counters = Vec::new();
         for s in scraped {
@@ -136,12 +169,16 @@ impl Scraper {
                     (s.target.service.clone(), peer)
                 };
                 let key = format!("{}\u{0}{labels:?}", s.target.proxy_id);
-                let rate = match last.insert(key, (now, value)) {
-                    Some((then, before)) if now > then && value >= before => {
-                        (value - before) / (now - then).as_secs_f64()
+                let now = s.at;
+                let rate = match last.get(&key) {
+                    // The same scrape again (a cached answer): its rate stands.
+                    Some((then, _, rate)) if *then == now => *rate,
+                    Some((then, before, _)) if now > *then && value >= *before => {
+                        (value - before) / (now - *then).as_secs_f64()
                     }
                     _ => 0.0,
                 };
+                last.insert(key, (now, value, rate));
                 let mut l = labels.clone();
                 l.insert("proxy_id".to_string(), s.target.proxy_id.clone());
                 l.insert("source".to_string(), source);
@@ -155,6 +192,30 @@ impl Scraper {
             }
         }
         counters
+    }
+}
+
+/// One sidecar's `/metrics` text, `None` when it fails or takes over [`SCRAPE_TIMEOUT`].
+async fn read(http: &reqwest::Client, target: &Target) -> Option<String> {
+    let url = format!("http://{}/metrics", target.addr);
+    let read = async {
+        http.get(&url)
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await
+    };
+    match tokio::time::timeout(SCRAPE_TIMEOUT, read).await {
+        Ok(Ok(text)) => Some(text),
+        Ok(Err(e)) => {
+            tracing::debug!(proxy_id = %target.proxy_id, error = %e, "sidecar metrics unreadable");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(proxy_id = %target.proxy_id, "sidecar metrics: timed out");
+            None
+        }
     }
 }
 
@@ -291,7 +352,93 @@ mod tests {
                 addr: "127.0.0.1:1".parse().unwrap(),
             },
             text: text.to_string(),
+            at: Instant::now(),
         }
+    }
+
+    /// A sidecar `/metrics` on loopback that counts the scrapes it answers.
+    async fn counting_sidecar() -> (Target, Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    let mut got = Vec::new();
+                    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match conn.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => got.extend_from_slice(&buf[..n]),
+                        }
+                        if got.windows(4).any(|w| w == b"\r\n\r\n") {
+                            counter.fetch_add(1, Ordering::SeqCst);
+                            let body = SIDECAR;
+                            let reply = format!(
+                                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                                body.len()
+                            );
+                            if conn.write_all(reply.as_bytes()).await.is_err() {
+                                return;
+                            }
+                            got.clear();
+                        }
+                    }
+                });
+            }
+        });
+        let target = Target {
+            proxy_id: "web-sidecar-proxy".to_string(),
+            service: "web".to_string(),
+            addr,
+        };
+        (target, hits)
+    }
+
+    #[tokio::test]
+    async fn answers_are_reused_for_the_ttl() {
+        use std::sync::atomic::Ordering;
+        let (target, hits) = counting_sidecar().await;
+        let cached = Scraper::with_ttl(Duration::from_secs(3600));
+        let first = cached.scrape(vec![target.clone()]).await;
+        let (a, b) = tokio::join!(
+            cached.scrape(vec![target.clone()]),
+            cached.scrape(vec![target.clone()])
+        );
+        assert_eq!(hits.load(Ordering::SeqCst), 1, "one scrape for three reads");
+        assert_eq!((first.len(), a.len(), b.len()), (1, 1, 1));
+        assert_eq!(a[0].at, first[0].at);
+        // The same scrape seen again keeps its rate rather than reading as 0/s.
+        let rates = |s: &[Scraped]| -> Vec<Value> {
+            cached.json(s).iter().map(|c| c["Rate"].clone()).collect()
+        };
+        assert_eq!(rates(&first), rates(&a));
+
+        let fresh = Scraper::with_ttl(Duration::ZERO);
+        fresh.scrape(vec![target.clone()]).await;
+        fresh.scrape(vec![target]).await;
+        assert_eq!(hits.load(Ordering::SeqCst), 3, "no reuse with a zero TTL");
+    }
+
+    #[tokio::test]
+    async fn a_failed_scrape_is_cached_and_left_out() {
+        let dead = Target {
+            proxy_id: "gone".to_string(),
+            service: "web".to_string(),
+            // Nothing listens on port 1 of loopback.
+            addr: "127.0.0.1:1".parse().unwrap(),
+        };
+        let scraper = Scraper::with_ttl(Duration::from_secs(3600));
+        assert!(scraper.scrape(vec![dead.clone()]).await.is_empty());
+        let cache = scraper.cache.lock().unwrap().get(&dead).cloned().unwrap();
+        assert!(matches!(&*cache.lock().await, Some((_, None))));
+        // Unregistered sidecars leave the cache.
+        scraper.scrape(Vec::new()).await;
+        assert!(scraper.cache.lock().unwrap().is_empty());
     }
 
     #[test]

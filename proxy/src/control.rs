@@ -75,6 +75,15 @@ impl Drop for TaskGuard {
     }
 }
 
+impl TaskGuard {
+    /// Aborts the task and waits until it is gone, so what it owned (a listening socket)
+    /// is closed on return: dropping the guard only asks the runtime to drop it later.
+    pub async fn stop(mut self) {
+        self.0.abort();
+        let _ = (&mut self.0).await;
+    }
+}
+
 /// Spawns `task`, aborted when the guard drops.
 pub fn spawn(task: impl std::future::Future<Output = ()> + Send + 'static) -> TaskGuard {
     TaskGuard(tokio::spawn(task))

@@ -52,8 +52,10 @@ use metrics::L4Metrics;
 /// One proxy's configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// The local agent's HTTP API, `http://host:port`.
+    /// The local agent's HTTP API, `http://host:port` or `https://host:port`.
     pub agent_url: String,
+    /// TLS to an `https://` agent (CA to trust, client certificate); unused over `http://`.
+    pub agent_tls: Option<Arc<rustls::ClientConfig>>,
     /// ACL token sent as `X-Consul-Token` (none when `None` or empty).
     pub token: Option<String>,
     /// Which proxy this is.
@@ -65,7 +67,8 @@ pub struct Config {
     /// On shutdown, how long open connections may take to finish before they are cut.
     pub drain_timeout: Duration,
     /// The OTLP/HTTP collector (`http://host:4318`) request spans go to; when `None`, the
-    /// registration's `Proxy.Config.otlp_endpoint` if any; no tracing without either.
+    /// registration's `Proxy.Config.otlp_endpoint` if any (followed live: a changed
+    /// registration re-points the exporter); no tracing without either.
     pub otlp_endpoint: Option<String>,
 }
 
@@ -119,7 +122,11 @@ pub enum ProxyError {
 /// connections `drain_timeout` to finish.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ProxyError> {
     tokio::pin!(shutdown);
-    let client = AgentClient::new(&config.agent_url, config.token.clone())?;
+    let client = AgentClient::with_tls(
+        &config.agent_url,
+        config.token.clone(),
+        config.agent_tls.clone(),
+    )?;
     let spec = tokio::select! {
         spec = resolve_spec_retrying(&client, &config.mode) => spec?,
         _ = &mut shutdown => return Ok(()),
@@ -164,21 +171,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         None => None,
     };
 
-    let otlp = config.otlp_endpoint.clone().or_else(|| {
-        spec.config["otlp_endpoint"]
-            .as_str()
-            .filter(|e| !e.is_empty())
-            .map(str::to_string)
-    });
-    let tracer = match otlp {
-        Some(endpoint) => {
-            let tracer = l7::trace::Tracer::start(&endpoint, &spec.service)
-                .map_err(|e| ProxyError::Config(format!("OTLP exporter to {endpoint}: {e}")))?;
-            tracing::info!(%endpoint, "request spans exported over OTLP/HTTP");
-            Some(tracer)
-        }
-        None => None,
-    };
+    // One tracer for the proxy's life; its collector follows the registration.
+    let tracer = l7::trace::Tracer::idle(&spec.service)
+        .map_err(|e| ProxyError::Config(format!("OTLP exporter: {e}")))?;
+    apply_otlp_endpoint(&tracer, &config, &spec);
     let mut listeners = Listeners::new(
         client.clone(),
         published.tls.clone(),
@@ -188,7 +184,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         stop,
         drain_tx.clone(),
     )
-    .with_tracer(tracer);
+    .with_tracer(Some(tracer.clone()));
     listeners.apply(&spec).await?;
     let (spec_tx, mut spec_rx) = watch::channel(spec.clone());
     let _registration = spec
@@ -201,6 +197,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             _ = &mut shutdown => break,
             Ok(()) = spec_rx.changed() => {
                 let spec = spec_rx.borrow_and_update().clone();
+                apply_otlp_endpoint(&tracer, &config, &spec);
                 if let Err(e) = listeners.apply(&spec).await {
                     tracing::error!(error = %e, "applying the changed registration");
                 }
@@ -219,6 +216,35 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         tracing::info!(timeout = ?config.drain_timeout, "drain timeout: closing the remaining connections");
     }
     Ok(())
+}
+
+/// Points `tracer` at the collector in force: `-otlp-endpoint`, else the registration's
+/// `Proxy.Config.otlp_endpoint`; neither turns tracing off. Applied at start and on every
+/// registration change, so an edited `otlp_endpoint` needs no restart.
+fn apply_otlp_endpoint(tracer: &l7::trace::Tracer, config: &Config, spec: &ProxySpec) {
+    let endpoint = otlp_endpoint(config, spec);
+    if tracer.set_endpoint(endpoint.as_deref()) {
+        match endpoint {
+            Some(endpoint) => {
+                tracing::info!(%endpoint, "request spans exported over OTLP/HTTP")
+            }
+            None => tracing::info!("no OTLP endpoint: request spans off"),
+        }
+    }
+}
+
+/// The OTLP collector in force (see [`apply_otlp_endpoint`]).
+fn otlp_endpoint(config: &Config, spec: &ProxySpec) -> Option<String> {
+    config
+        .otlp_endpoint
+        .clone()
+        .filter(|e| !e.is_empty())
+        .or_else(|| {
+            spec.config["otlp_endpoint"]
+                .as_str()
+                .filter(|e| !e.is_empty())
+                .map(str::to_string)
+        })
 }
 
 /// Where the registration asks metrics to be served (`Proxy.Config.envoy_prometheus_bind_addr`,

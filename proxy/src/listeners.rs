@@ -37,7 +37,7 @@ struct InboundKey {
 #[derive(Debug)]
 struct RunningUpstream {
     spec: UpstreamSpec,
-    _listener: TaskGuard,
+    listener: TaskGuard,
     _follower: TaskGuard,
 }
 
@@ -57,6 +57,16 @@ pub struct Listeners {
     upstreams: HashMap<SocketAddr, RunningUpstream>,
     /// Where request spans go, when tracing is on.
     tracer: Option<l7::trace::Tracer>,
+}
+
+/// The part of `Proxy.Config` the public listener is built from: all of it but
+/// `otlp_endpoint`, which the proxy applies live to its tracer (no rebind for it).
+fn listener_config(config: &serde_json::Value) -> serde_json::Value {
+    let mut config = config.clone();
+    if let Some(map) = config.as_object_mut() {
+        map.remove("otlp_endpoint");
+    }
+    config
 }
 
 async fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener, ProxyError> {
@@ -112,7 +122,7 @@ impl Listeners {
                 listen,
                 local_app,
                 protocol: spec.protocol.clone(),
-                config: spec.config.clone(),
+                config: listener_config(&spec.config),
             }),
             (Some(_), None) => {
                 first_error = Some(ProxyError::Config(
@@ -124,7 +134,10 @@ impl Listeners {
             _ => None,
         };
         if self.inbound.as_ref().map(|(k, _)| k) != inbound.as_ref() {
-            self.inbound = None;
+            // Closed before the new bind: the port is often the same.
+            if let Some((_, task)) = self.inbound.take() {
+                task.stop().await;
+            }
             if let Some(key) = inbound {
                 match self.start_inbound(&key).await {
                     Ok(task) => self.inbound = Some((key, task)),
@@ -137,13 +150,19 @@ impl Listeners {
 
         let wanted: HashMap<SocketAddr, &UpstreamSpec> =
             spec.upstreams.iter().map(|u| (u.bind, u)).collect();
-        self.upstreams.retain(|addr, running| {
-            let keep = wanted.get(addr).is_some_and(|u| **u == running.spec);
-            if !keep {
+        let gone: Vec<SocketAddr> = self
+            .upstreams
+            .iter()
+            .filter(|(addr, running)| !wanted.get(addr).is_some_and(|u| **u == running.spec))
+            .map(|(addr, _)| *addr)
+            .collect();
+        for addr in gone {
+            if let Some(running) = self.upstreams.remove(&addr) {
                 tracing::info!(upstream = %running.spec.destination, addr = %addr, "upstream listener stopped");
+                // Closed before a changed upstream binds the same address again.
+                running.listener.stop().await;
             }
-            keep
-        });
+        }
         for (addr, u) in wanted {
             if self.upstreams.contains_key(&addr) {
                 continue;
@@ -223,7 +242,7 @@ impl Listeners {
             control::spawn(outbound.serve(listener, self.stop.clone(), self.drain.clone()));
         Ok(RunningUpstream {
             spec: u.clone(),
-            _listener: listener_task,
+            listener: listener_task,
             _follower: follower,
         })
     }

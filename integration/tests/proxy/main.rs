@@ -12,6 +12,7 @@ mod flow;
 mod http;
 mod identity;
 mod metrics;
+mod otlp;
 mod reconfigure;
 mod refused;
 

@@ -160,6 +160,38 @@ async fn https_api_refuses_what_it_should_and_serves_the_cli() {
     assert!(!cli(&["kv", "get", "tls/key"], &skip).status.success());
     skip.push(verify_off);
     assert!(cli(&["kv", "get", "tls/key"], &skip).status.success());
+
+    tracing::info!("concord connect proxy follows the agent over HTTPS (same flags)");
+    let upstream = concord_integration::sidecar::free_port().expect("port");
+    let upstream_flag = format!("db:{upstream}");
+    let mut proxy = Command::new(concord_bin());
+    proxy
+        .args([
+            "connect",
+            "proxy",
+            "-service",
+            "web",
+            "-upstream",
+            &upstream_flag,
+        ])
+        .args(flags)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for name in ["CONCORD_HTTP_ADDR", "CONSUL_HTTP_ADDR", "CONSUL_HTTP_SSL"] {
+        proxy.env_remove(name);
+    }
+    let mut proxy = proxy.spawn().expect("spawning the proxy");
+    let _proxy_guard = KillOnDrop(proxy.id());
+    // The upstream listener is bound only once the proxy has its leaf certificate and
+    // roots, read from the agent over HTTPS.
+    let listening = SocketAddr::from(([127, 0, 0, 1], upstream));
+    assert_eventually!(
+        tokio::net::TcpStream::connect(listening).await.is_ok(),
+        "the proxy's upstream listener is bound"
+    );
+    let _ = proxy.kill();
+    let _ = proxy.wait();
 }
 
 /// Runs `concord ARGS` with exactly these `CONSUL_*` variables.

@@ -1,6 +1,7 @@
 //! The HTTP client to the local agent's public API, with Consul's blocking queries
 //! (`?index=&wait=`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -17,7 +18,7 @@ const PLAIN_TIMEOUT: Duration = Duration::from_secs(40);
 /// Talks to one agent.
 #[derive(Clone, Debug)]
 pub struct AgentClient {
-    /// `http://host:port`, no trailing slash.
+    /// `http://host:port` or `https://host:port`, no trailing slash.
     base: String,
     token: Option<String>,
     http: reqwest::Client,
@@ -26,9 +27,27 @@ pub struct AgentClient {
 impl AgentClient {
     /// A client for the agent at `base` (`http://host:port`), sending `token` if given.
     pub fn new(base: &str, token: Option<String>) -> Result<AgentClient, ControlError> {
+        AgentClient::with_tls(base, token, None)
+    }
+
+    /// A client for the agent at `base`, `https://host:port` with `tls` (the CLI's
+    /// `-ca-file`, `-client-cert`, ... as every command reads them); `http://` ignores it.
+    pub fn with_tls(
+        base: &str,
+        token: Option<String>,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Result<AgentClient, ControlError> {
         // A local agent: never through an HTTP proxy from the environment.
-        let http = reqwest::Client::builder()
-            .no_proxy()
+        let mut builder = reqwest::Client::builder().no_proxy();
+        if base.starts_with("https://") {
+            let Some(tls) = tls else {
+                return Err(ControlError::Transport(format!(
+                    "{base}: an https:// agent address needs a TLS configuration"
+                )));
+            };
+            builder = builder.use_preconfigured_tls(rustls::ClientConfig::clone(&tls));
+        }
+        let http = builder
             .build()
             .map_err(|e| ControlError::Transport(e.to_string()))?;
         Ok(AgentClient {

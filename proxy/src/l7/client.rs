@@ -3,6 +3,12 @@
 //! keep-alive reuse. HTTP/1.1 by default; h2 (prior knowledge, multiplexed on one
 //! connection) for `http2`/`grpc` upstreams. Peer proxies auto-detect either.
 //!
+//! An upgrade (a websocket: HTTP/1.1 `Connection: upgrade`) always goes over an HTTP/1.1
+//! connection of its own, whatever the pool's protocol: the upgraded connection becomes a
+//! byte pipe, which an h2 stream is not. Extended CONNECT (RFC 8441, websockets over h2)
+//! is not spoken: the apps' side of an upgrade is HTTP/1.1 anyway, and a dedicated
+//! HTTP/1.1 hop between the sidecars carries it with no translation.
+//!
 //! Each dial holds a `max_connections` slot for the connection's life and is bounded by the
 //! request's connect timeout. Hop-by-hop headers are dropped (they describe the app's
 //! connection, not ours, and h2 forbids them); every other header, `traceparent`,
@@ -142,8 +148,9 @@ impl tower::Service<Uri> for Dial {
     }
 }
 
-/// A pooled client's key: the endpoint, and the connect timeout its dials use.
-type ClientKey = (String, SocketAddr, Duration);
+/// A pooled client's key: the endpoint, the connect timeout its dials use, and whether it
+/// speaks h2.
+type ClientKey = (String, SocketAddr, Duration, bool);
 
 /// The pooled clients of one upstream (or of the local app).
 pub struct Pool {
@@ -173,11 +180,11 @@ impl Pool {
         }
     }
 
-    fn client(&self, endpoint: &Endpoint, timeout: Duration) -> Client<Dial, Body> {
-        let key = (endpoint.id.clone(), endpoint.addr, timeout);
+    fn client(&self, endpoint: &Endpoint, timeout: Duration, http2: bool) -> Client<Dial, Body> {
+        let key = (endpoint.id.clone(), endpoint.addr, timeout, http2);
         let build = || {
             let mut b = Client::builder(TokioExecutor::new());
-            b.pool_idle_timeout(IDLE_TIMEOUT).http2_only(self.http2);
+            b.pool_idle_timeout(IDLE_TIMEOUT).http2_only(http2);
             b.build(Dial {
                 connector: self.connector.clone(),
                 endpoint: endpoint.clone(),
@@ -213,7 +220,11 @@ impl Pool {
             .get::<RequestPolicy>()
             .map(|p| p.connect_timeout)
             .unwrap_or(self.connect_timeout);
-        let client = self.client(endpoint, timeout);
+        // An upgrade (a websocket) keeps the two headers that ask for it, on both hops, and
+        // goes over HTTP/1.1 even when the pool speaks h2.
+        let upgrade = super::is_upgrade(&req).then(|| req.headers().get(header::UPGRADE).cloned());
+        let http2 = self.http2 && upgrade.is_none();
+        let client = self.client(endpoint, timeout, http2);
         // An h2 request names its authority in the URI only; keep it as the Host of an
         // HTTP/1.1 hop instead of the endpoint's address.
         if !req.headers().contains_key(header::HOST) {
@@ -225,8 +236,6 @@ impl Pool {
                 req.headers_mut().insert(header::HOST, host);
             }
         }
-        // An upgrade (a websocket) keeps the two headers that ask for it, on both hops.
-        let upgrade = super::is_upgrade(&req).then(|| req.headers().get(header::UPGRADE).cloned());
         strip_hop_by_hop(req.headers_mut());
         if let Some(Some(protocol)) = upgrade.clone() {
             req.headers_mut().insert(header::UPGRADE, protocol);
@@ -245,7 +254,7 @@ impl Pool {
                 return Box::pin(async move { Err(err) });
             }
         }
-        *req.version_mut() = if self.http2 {
+        *req.version_mut() = if http2 {
             Version::HTTP_2
         } else {
             Version::HTTP_11

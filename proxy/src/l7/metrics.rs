@@ -7,7 +7,8 @@
 //! upstream and the inbound side, told apart by label: a Prometheus registry cannot expose
 //! the same family twice.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -154,17 +155,98 @@ pub struct Observe {
     /// The upstream's name (outbound); inbound requests carry their source instead.
     pub(crate) upstream: Option<String>,
     pub(crate) access_log: bool,
+    /// The series of each peer service, looked up once: a request then only bumps atomics
+    /// (no label strings built, no family lookup).
+    pub(crate) series: RwLock<HashMap<String, Arc<Series>>>,
+}
+
+impl Observe {
+    /// The layer for `direction` (and `upstream`, outbound).
+    pub(crate) fn new(
+        metrics: L7Metrics,
+        direction: &'static str,
+        upstream: Option<String>,
+        access_log: bool,
+    ) -> Observe {
+        Observe {
+            metrics,
+            direction,
+            upstream,
+            access_log,
+            series: RwLock::default(),
+        }
+    }
+
+    /// The series of `service` (made on first use; bounded like per-endpoint state).
+    fn series(&self, service: &str) -> Arc<Series> {
+        if let Some(s) = self
+            .series
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(service)
+        {
+            return s.clone();
+        }
+        let peer = PeerLabels {
+            direction: self.direction.to_string(),
+            service: service.to_string(),
+        };
+        let series = Arc::new(Series {
+            latency: self.metrics.latency.get_or_create(&peer).clone(),
+            classes: Default::default(),
+            peer,
+        });
+        let mut map = self.series.write().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= super::MAX_TRACKED_ENDPOINTS {
+            map.clear();
+        }
+        map.insert(service.to_string(), series.clone());
+        series
+    }
+}
+
+/// One peer's handles into the families (clones share the families' values).
+pub(crate) struct Series {
+    peer: PeerLabels,
+    latency: Histogram,
+    /// `1xx` .. `5xx`, each made when first seen (a class never seen is not exposed).
+    classes: [std::sync::OnceLock<Counter>; 5],
+}
+
+impl Series {
+    /// Counts one response of `status`.
+    fn count(&self, metrics: &L7Metrics, status: u16) {
+        let class = status / 100;
+        let Some(slot) = usize::from(class)
+            .checked_sub(1)
+            .and_then(|i| self.classes.get(i))
+        else {
+            return;
+        };
+        slot.get_or_init(|| {
+            metrics
+                .requests
+                .get_or_create(&RequestLabels {
+                    direction: self.peer.direction.clone(),
+                    service: self.peer.service.clone(),
+                    class: format!("{class}xx"),
+                })
+                .clone()
+        })
+        .inc();
+    }
 }
 
 impl Middleware for Observe {
     fn call<S: Inner>(self: Arc<Self>, next: S, req: Req) -> ResponseFuture {
-        let service = match &self.upstream {
-            Some(u) => u.clone(),
-            None => req
-                .extensions()
-                .get::<SourceService>()
-                .map(|s| s.0.clone())
-                .unwrap_or_default(),
+        let series = match &self.upstream {
+            Some(u) => self.series(u),
+            None => self.series(
+                req.extensions()
+                    .get::<SourceService>()
+                    .map(|s| s.0.as_str())
+                    .unwrap_or_default(),
+            ),
         };
         // What the access-log line needs, copied only when it is on.
         let logged = self.access_log.then(|| {
@@ -173,10 +255,19 @@ impl Middleware for Observe {
                 .get("traceparent")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
+            let service = match &self.upstream {
+                Some(u) => u.clone(),
+                None => req
+                    .extensions()
+                    .get::<SourceService>()
+                    .map(|s| s.0.clone())
+                    .unwrap_or_default(),
+            };
             (
                 req.method().clone(),
                 req.uri().path().to_string(),
                 traceparent,
+                service,
             )
         });
         let started = Instant::now();
@@ -190,26 +281,12 @@ impl Middleware for Observe {
             };
             let elapsed = started.elapsed();
             let status = resp.status().as_u16();
-            let peer = PeerLabels {
-                direction: self.direction.to_string(),
-                service,
-            };
-            self.metrics
-                .latency
-                .get_or_create(&peer)
-                .observe(elapsed.as_secs_f64());
-            self.metrics
-                .requests
-                .get_or_create(&RequestLabels {
-                    direction: peer.direction.clone(),
-                    service: peer.service.clone(),
-                    class: format!("{}xx", status / 100),
-                })
-                .inc();
-            if let Some((method, path, traceparent)) = logged {
+            series.latency.observe(elapsed.as_secs_f64());
+            series.count(&self.metrics, status);
+            if let Some((method, path, traceparent, service)) = logged {
                 let line = serde_json::json!({
-                    "direction": peer.direction,
-                    "service": peer.service,
+                    "direction": self.direction,
+                    "service": service,
                     "method": method.as_str(),
                     "path": path,
                     "status": status,

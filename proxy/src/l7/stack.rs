@@ -48,12 +48,12 @@ pub(crate) fn outbound(
     let svc = ServiceBuilder::new()
         // Outermost: turns errors into responses, then counts and logs what the app saw,
         // once per request however many attempts it took.
-        .layer(L::new(Observe {
-            metrics: metrics.clone(),
-            direction: "outbound",
-            upstream: Some(upstream.to_string()),
-            access_log: options.access_log,
-        }))
+        .layer(L::new(Observe::new(
+            metrics.clone(),
+            "outbound",
+            Some(upstream.to_string()),
+            options.access_log,
+        )))
         // A span per request (once however many attempts), its context sent onwards.
         .layer(L::new(Traced {
             tracer: options.tracer.clone(),
@@ -120,12 +120,12 @@ pub(crate) fn inbound(
     let svc = ServiceBuilder::new()
         // Outermost: turns errors (403 included) into responses, counts them by source
         // service and logs them.
-        .layer(L::new(Observe {
-            metrics: metrics.clone(),
-            direction: "inbound",
-            upstream: None,
-            access_log: options.access_log,
-        }))
+        .layer(L::new(Observe::new(
+            metrics.clone(),
+            "inbound",
+            None,
+            options.access_log,
+        )))
         // A span per request, child of the caller's, its context sent to the app.
         .layer(L::new(Traced {
             tracer: options.tracer.clone(),

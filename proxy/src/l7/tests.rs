@@ -1016,9 +1016,20 @@ async fn inbound_requests_carry_forwarded_headers_for_the_app() {
         .starts_with("By=spiffe://t/ns/default/dc/dc1/svc/db;"));
 }
 
-/// web's outbound sidecar → db's inbound sidecar (`http`, plain TCP, intentions allow all)
-/// → the app at `app_addr`; the address of the outbound listener.
+/// web's outbound sidecar → db's inbound sidecar (plain TCP, intentions allow all) → the
+/// app at `app_addr` (HTTP/1.1); the address of the outbound listener. The sidecars talk
+/// `between` (`http`: HTTP/1.1, `http2`: h2).
 async fn two_http_sidecars(
+    app_addr: SocketAddr,
+    outbound_options: Options,
+    inbound_options: Options,
+) -> SocketAddr {
+    two_sidecars_speaking("http", app_addr, outbound_options, inbound_options).await
+}
+
+/// [`two_http_sidecars`] with the protocol between the sidecars given.
+async fn two_sidecars_speaking(
+    between: &str,
     app_addr: SocketAddr,
     outbound_options: Options,
     inbound_options: Options,
@@ -1037,7 +1048,7 @@ async fn two_http_sidecars(
         vec![],
         vec![(("db", ""), vec![endpoint("db-1", inbound_addr, "db")])],
     ));
-    let policy = UpstreamPolicy::from_config(&json!({"protocol": "http"})).unwrap();
+    let policy = UpstreamPolicy::from_config(&json!({ "protocol": between })).unwrap();
     let outbound = Outbound::with_options(
         "db",
         policy,
@@ -1087,10 +1098,22 @@ async fn upgrade_echo_app() -> SocketAddr {
 
 #[tokio::test]
 async fn upgrades_pass_through_two_sidecars() {
+    upgrade_through("http").await;
+}
+
+/// Sidecars that speak h2 to each other still carry a websocket: the upgrade takes an
+/// HTTP/1.1 connection of its own between them.
+#[tokio::test]
+async fn upgrades_pass_between_sidecars_that_speak_h2() {
+    upgrade_through("http2").await;
+}
+
+async fn upgrade_through(between: &str) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let app_addr = upgrade_echo_app().await;
-    let outbound_addr = two_http_sidecars(app_addr, Options::default(), Options::default()).await;
+    let outbound_addr =
+        two_sidecars_speaking(between, app_addr, Options::default(), Options::default()).await;
 
     let tcp = tokio::net::TcpStream::connect(outbound_addr).await.unwrap();
     let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))

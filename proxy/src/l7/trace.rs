@@ -13,15 +13,19 @@
 //! Spans queue in a bounded channel ([`QUEUE`]); when it is full a span is dropped and
 //! counted, so a slow or dead collector never slows a request. A background task sends
 //! batches of up to [`MAX_BATCH`] spans, at least every [`FLUSH_INTERVAL`].
+//!
+//! The collector can change while the proxy runs ([`Tracer::set_endpoint`]: the sidecar's
+//! registration changed `otlp_endpoint`): the next batch goes to the new one, and with no
+//! endpoint the layer does nothing at all, as without a tracer.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::HeaderValue;
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::{forward, Inner, Middleware, Req, ResponseFuture, SourceService};
 
@@ -152,6 +156,10 @@ impl Span {
 struct TracerInner {
     queue: mpsc::Sender<Span>,
     dropped: AtomicU64,
+    /// Whether an endpoint is set (read per request, so kept apart from the URL).
+    enabled: AtomicBool,
+    /// `<endpoint>/v1/traces`, read by the exporter per batch.
+    url: watch::Sender<Option<String>>,
 }
 
 /// The span sink of one proxy: cheap to clone; the exporter task stops when the last clone
@@ -179,18 +187,48 @@ impl Tracer {
     /// Starts an exporter to the OTLP/HTTP collector at `endpoint` (`http://host:4318`),
     /// spans carrying `service.name` = `service`.
     pub fn start(endpoint: &str, service: &str) -> Result<Tracer, String> {
+        let tracer = Tracer::idle(service)?;
+        tracer.set_endpoint(Some(endpoint));
+        Ok(tracer)
+    }
+
+    /// Starts an exporter with no collector yet: spans are made only once
+    /// [`Tracer::set_endpoint`] names one.
+    pub fn idle(service: &str) -> Result<Tracer, String> {
         let http = reqwest::Client::builder()
             .no_proxy()
             .timeout(EXPORT_TIMEOUT)
             .build()
             .map_err(|e| e.to_string())?;
-        let url = format!("{}/v1/traces", endpoint.trim_end_matches('/'));
         let (queue, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(export(http, url, service.to_string(), rx));
+        let (url, url_rx) = watch::channel(None);
+        tokio::spawn(export(http, url_rx, service.to_string(), rx));
         Ok(Tracer(Arc::new(TracerInner {
             queue,
             dropped: AtomicU64::new(0),
+            enabled: AtomicBool::new(false),
+            url,
         })))
+    }
+
+    /// Sends spans to `endpoint` from the next batch on (`None` or empty: tracing off).
+    /// Returns whether the endpoint changed.
+    pub fn set_endpoint(&self, endpoint: Option<&str>) -> bool {
+        let url = endpoint
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .map(|e| format!("{}/v1/traces", e.trim_end_matches('/')));
+        self.0.enabled.store(url.is_some(), Ordering::Relaxed);
+        self.0.url.send_if_modified(|current| {
+            let changed = *current != url;
+            *current = url;
+            changed
+        })
+    }
+
+    /// Whether a collector is set (spans are made only then).
+    pub fn enabled(&self) -> bool {
+        self.0.enabled.load(Ordering::Relaxed)
     }
 
     /// Queues a finished span (dropped, and counted, when the queue is full).
@@ -206,8 +244,13 @@ impl Tracer {
     }
 }
 
-/// Sends batches until every [`Tracer`] clone is gone.
-async fn export(http: reqwest::Client, url: String, service: String, mut rx: mpsc::Receiver<Span>) {
+/// Sends batches to the current URL until every [`Tracer`] clone is gone.
+async fn export(
+    http: reqwest::Client,
+    url: watch::Receiver<Option<String>>,
+    service: String,
+    mut rx: mpsc::Receiver<Span>,
+) {
     let resource = json!({"attributes": [
         {"key": "service.name", "value": {"stringValue": service}},
         {"key": "telemetry.sdk.name", "value": {"stringValue": "concord-proxy"}},
@@ -221,6 +264,10 @@ async fn export(http: reqwest::Client, url: String, service: String, mut rx: mps
                 Ok(None) | Err(_) => break,
             }
         }
+        // Spans made before the endpoint was cleared go nowhere.
+        let Some(url) = url.borrow().clone() else {
+            continue;
+        };
         let body = json!({"resourceSpans": [{
             "resource": resource,
             "scopeSpans": [{
@@ -260,7 +307,7 @@ pub struct Traced {
 
 impl Middleware for Traced {
     fn call<S: Inner>(self: Arc<Self>, next: S, mut req: Req) -> ResponseFuture {
-        let Some(tracer) = self.tracer.clone() else {
+        let Some(tracer) = self.tracer.as_ref().filter(|t| t.enabled()).cloned() else {
             return forward(next, req);
         };
         let incoming = req
