@@ -155,6 +155,7 @@ pub async fn run_with(
         max_conns_per_client: limits.http_max_conns_per_client,
         http2_max_streams: HTTP2_MAX_STREAMS,
         body_read_timeout: concord_net::serve::BODY_READ_TIMEOUT,
+        http2_window: concord_net::serve::H2Window::Adaptive,
     };
     let https_stop = stopped();
     let https_app = app.clone();

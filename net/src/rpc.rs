@@ -58,6 +58,25 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 const H2_PING_INTERVAL: Duration = Duration::from_secs(20);
 const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// The HTTP/2 windows of server RPC, on both ends (this client and the RPC port's
+/// [`crate::serve::ServeLimits::http2_window`]).
+///
+/// Every call between an agent and a server, or a follower and the leader, shares one
+/// connection, and one write can wake tens of thousands of parked blocking queries whose
+/// replies then cross it together (50,000 health replies are about 50 MB). The connection
+/// window must hold such a burst whole: with HTTP/2's adaptive 64 KB start, the burst ran
+/// the window dry, h2 split the waiting replies into DATA frames of a few bytes, and the
+/// receiver's guard against floods of small frames closed the connection, failing every
+/// call on it (see [`crate::serve::H2Window`]). The window bounds memory only while a
+/// reader lags: data is read as it arrives, and one request body alone may already be this
+/// large (the RPC port's body limit, 256 MB).
+pub const RPC_WINDOW: crate::serve::H2Window = crate::serve::H2Window::Fixed {
+    connection: RPC_CONNECTION_WINDOW,
+    stream: RPC_STREAM_WINDOW,
+};
+const RPC_CONNECTION_WINDOW: u32 = 256 * 1024 * 1024;
+const RPC_STREAM_WINDOW: u32 = 16 * 1024 * 1024;
+
 /// An HTTP client for server RPC. Cheap to clone (one shared connection pool).
 ///
 /// Every call to one server shares one HTTP/2 connection (prior knowledge: server RPC
@@ -90,7 +109,8 @@ impl RpcHttp {
         let client = builder
             .no_proxy()
             .http2_prior_knowledge()
-            .http2_adaptive_window(true)
+            .http2_initial_connection_window_size(RPC_CONNECTION_WINDOW)
+            .http2_initial_stream_window_size(RPC_STREAM_WINDOW)
             .http2_keep_alive_interval(H2_PING_INTERVAL)
             .http2_keep_alive_timeout(H2_PING_TIMEOUT)
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
