@@ -273,6 +273,69 @@ mod tests {
         );
     }
 
+    /// `calls` calls parked on one connection (request bodies and replies of `size` bytes,
+    /// as blocking queries carry), then released together: how many failed.
+    async fn burst(window: crate::serve::H2Window, calls: usize, size: usize) -> usize {
+        let (release_tx, release_rx) = tokio::sync::watch::channel(false);
+        let app = Router::new().route(
+            "/park",
+            post(move |Json(body): Json<String>| {
+                let mut release = release_rx.clone();
+                async move {
+                    let _ = release.wait_for(|r| *r).await;
+                    Json(body)
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let limits = crate::serve::ServeLimits {
+            http2_max_streams: 100_000,
+            http2_window: window,
+            ..crate::serve::ServeLimits::default()
+        };
+        tokio::spawn(crate::serve::serve(
+            listener,
+            app,
+            limits,
+            std::future::pending(),
+        ));
+        let http = RpcHttp::new().unwrap();
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..calls {
+            let (http, addr) = (http.clone(), addr.clone());
+            tasks.spawn(async move {
+                let body = "x".repeat(size);
+                http.post::<_, String>(&addr, "/park", &body, &[], Duration::from_secs(60))
+                    .await
+            });
+        }
+        // Every handler parked (plus the sender's own receiver), or a call already failed.
+        while release_tx.receiver_count() < calls + 1 && tasks.len() == calls {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            if let Some(done) = tasks.try_join_next() {
+                tracing::info!(?done, "a call ended while parking");
+                break;
+            }
+        }
+        let mut failed = calls - tasks.len();
+        release_tx.send_replace(true);
+        while let Some(done) = tasks.join_next().await {
+            if !matches!(done, Ok(Ok(ref reply)) if reply.len() == size) {
+                failed += 1;
+            }
+        }
+        failed
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_of_parked_calls_keeps_its_connection() {
+        // 3,000 bodies and replies of 600 bytes: 1.8 MB each way, far over HTTP/2's 64 KB
+        // starting window. With the server's window adaptive, the bodies were split into
+        // tiny frames and the connection torn down (`too_many_data_frames`): 2,999 failed.
+        assert_eq!(burst(RPC_WINDOW, 3_000, 600).await, 0);
+    }
+
     #[tokio::test]
     async fn a_closed_port_is_a_connect_error() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
