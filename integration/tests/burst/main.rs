@@ -1,7 +1,8 @@
 //! A burst of parked blocking reads through a client agent in front of 3 servers (issue
-//! 18): 2,000 reads (half KV, half health) parked at once through the agent, which sends them
-//! to a follower, which forwards them to the leader over one multiplexed RPC connection;
-//! one write of each kind wakes them all, and every one is answered with the new index.
+//! 18): 2,000 distinct reads (half KV, half health) parked at once through the agent, which
+//! sends them to a follower, which forwards them to the leader, each over one multiplexed
+//! RPC connection; one write of each kind wakes them all, and every one is answered with the
+//! new index.
 //!
 //! Before the fix the replies of such a burst, split into tiny HTTP/2 DATA frames by the
 //! shared flow-control window, spent h2's budget of small frames; the follower's connection
@@ -121,10 +122,14 @@ async fn a_burst_of_parked_reads_through_a_follower_is_all_answered() {
     let mut watchers = tokio::task::JoinSet::new();
     for i in 0..WATCHERS {
         let client = clients[i / PER_CONNECTION].clone();
+        // A wait of its own (4 min and i ms) makes each read a distinct question: the agent
+        // shares identical blocking reads in one server call, and this test wants each on
+        // the RPC connections.
+        let wait = 240_000 + i;
         let url = if i % 2 == 0 {
-            format!("{kv_url}?index={kv_index}&wait=5m")
+            format!("{kv_url}?index={kv_index}&wait={wait}ms")
         } else {
-            format!("{health_url}?index={health_index}&wait=5m")
+            format!("{health_url}?index={health_index}&wait={wait}ms")
         };
         let min = if i % 2 == 0 { kv_index } else { health_index };
         watchers.spawn(async move { (min, get(&client, &url).await) });
