@@ -228,8 +228,15 @@ mod tests {
         while let Some(done) = watchers.join_next().await {
             assert_eq!(done.unwrap().unwrap().meta.index, 6);
         }
-        assert_eq!(inner.calls.load(Ordering::SeqCst), 2, "one call per question");
-        assert!(rpc.flights.lock().unwrap().is_empty(), "finished calls are forgotten");
+        assert_eq!(
+            inner.calls.load(Ordering::SeqCst),
+            2,
+            "one call per question"
+        );
+        assert!(
+            rpc.flights.lock().unwrap().is_empty(),
+            "finished calls are forgotten"
+        );
 
         tracing::info!("a read at the new index is a new call, not the finished one");
         let (again, _) = tokio::join!(rpc.read(keys("a"), blocking(6)), async {
@@ -239,8 +246,15 @@ mod tests {
             inner.index.send_replace(7);
         });
         assert_eq!(again.unwrap().meta.index, 7);
-        assert_eq!(rpc.read(keys("a"), blocking(0)).await.unwrap().meta.index, 7);
-        assert_eq!(inner.calls.load(Ordering::SeqCst), 4, "index=0 passes through");
+        assert_eq!(
+            rpc.read(keys("a"), blocking(0)).await.unwrap().meta.index,
+            7
+        );
+        assert_eq!(
+            inner.calls.load(Ordering::SeqCst),
+            4,
+            "index=0 passes through"
+        );
     }
 
     #[tokio::test]
@@ -253,10 +267,18 @@ mod tests {
         while inner.calls.load(Ordering::SeqCst) < 1 {
             tokio::task::yield_now().await;
         }
-        assert_eq!(inner.index.receiver_count(), 1, "the call waits on the server");
+        assert_eq!(
+            inner.index.receiver_count(),
+            1,
+            "the call waits on the server"
+        );
         watcher.abort();
         let _ = watcher.await;
-        assert_eq!(inner.index.receiver_count(), 0, "the server-side wait is gone");
+        assert_eq!(
+            inner.index.receiver_count(),
+            0,
+            "the server-side wait is gone"
+        );
         assert!(rpc.flights.lock().unwrap().is_empty());
     }
 }

@@ -100,7 +100,10 @@ async fn a_burst_of_parked_reads_through_a_follower_is_all_answered() {
             .cli(&["operator", "raft", "transfer-leader"])
             .unwrap();
         assert!(out.status.success(), "{out:?}");
-        cluster.wait_leader(&[0, 1, 2], Some(&leader)).await.unwrap();
+        cluster
+            .wait_leader(&[0, 1, 2], Some(&leader))
+            .await
+            .unwrap();
     }
     let leader = cluster.wait_leader(&[0, 1, 2], None).await.unwrap();
     assert!(!leader.starts_with(&format!("{first}:")), "{leader}");
