@@ -1,8 +1,8 @@
 //! A burst of parked blocking reads through a client agent in front of 3 servers (issue
 //! 18): 2,000 distinct reads (half KV, half health) parked at once through the agent, which
-//! sends them to a follower, which forwards them to the leader, each over one multiplexed
-//! RPC connection; one write of each kind wakes them all, and every one is answered with the
-//! new index.
+//! sends them over one multiplexed RPC connection to one server (a follower forwards them to
+//! the leader over another); one write of each kind wakes them all, and every one is
+//! answered with the new index.
 //!
 //! Before the fix the replies of such a burst, split into tiny HTTP/2 DATA frames by the
 //! shared flow-control window, spent h2's budget of small frames; the follower's connection
@@ -88,8 +88,9 @@ async fn a_burst_of_parked_reads_through_a_follower_is_all_answered() {
     }
     let agent = TestAgent::launch(spec).await.unwrap();
 
-    // The agent talks to the first server of its sorted list (127.0.44.1) until a call
-    // fails: make that server a follower, so every read is forwarded to the leader.
+    // The agent keeps talking to one server until a call fails, usually the first of its
+    // sorted list (127.0.44.1; which one depends on when gossip told it of each): make that
+    // one a follower, so the reads are likely forwarded to the leader too.
     let first = TestCluster::ip(NET, 0).to_string();
     for _ in 0..5 {
         let leader = cluster.wait_leader(&[0, 1, 2], None).await.unwrap();
