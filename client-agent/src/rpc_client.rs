@@ -9,9 +9,15 @@
 //! exchange broke midway (it changes nothing, so asking again is safe); a write does not,
 //! since the first server may have applied it and a second try could apply it twice. A
 //! server's own answer (even an error) ends the rotation: another server would say the same.
+//!
+//! The agent wraps whichever [`ServerRpc`] it runs on in [`Coalesced`]: identical blocking
+//! reads parked at once share one server call.
 
+mod coalesce;
 #[cfg(test)]
 pub(crate) mod fake;
+
+pub use coalesce::Coalesced;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -87,6 +87,8 @@ pub async fn run_with(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), AgentError> {
+    // Watchers asking the same question share one server call.
+    let rpc: Arc<dyn ServerRpc> = Arc::new(crate::rpc_client::Coalesced::new(rpc));
     let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(CatalogSnapshot::default()));
     let dns_config = config.dns.clone();
     let (contact_tx, contact_rx) = watch::channel(catalog_cache::Contact::default());
@@ -155,6 +157,7 @@ pub async fn run_with(
         max_conns_per_client: limits.http_max_conns_per_client,
         http2_max_streams: HTTP2_MAX_STREAMS,
         body_read_timeout: concord_net::serve::BODY_READ_TIMEOUT,
+        http2_window: concord_net::serve::H2Window::Adaptive,
     };
     let https_stop = stopped();
     let https_app = app.clone();

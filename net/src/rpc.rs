@@ -58,6 +58,25 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 const H2_PING_INTERVAL: Duration = Duration::from_secs(20);
 const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// The HTTP/2 windows of server RPC, on both ends (this client and the RPC port's
+/// [`crate::serve::ServeLimits::http2_window`]).
+///
+/// Every call between an agent and a server, or a follower and the leader, shares one
+/// connection, and one write can wake tens of thousands of parked blocking queries whose
+/// replies then cross it together (50,000 health replies are about 50 MB). The connection
+/// window must hold such a burst whole: with HTTP/2's adaptive 64 KB start, the burst ran
+/// the window dry, h2 split the waiting replies into DATA frames of a few bytes, and the
+/// receiver's guard against floods of small frames closed the connection, failing every
+/// call on it (see [`crate::serve::H2Window`]). The window bounds memory only while a
+/// reader lags: data is read as it arrives, and one request body alone may already be this
+/// large (the RPC port's body limit, 256 MB).
+pub const RPC_WINDOW: crate::serve::H2Window = crate::serve::H2Window::Fixed {
+    connection: RPC_CONNECTION_WINDOW,
+    stream: RPC_STREAM_WINDOW,
+};
+const RPC_CONNECTION_WINDOW: u32 = 256 * 1024 * 1024;
+const RPC_STREAM_WINDOW: u32 = 16 * 1024 * 1024;
+
 /// An HTTP client for server RPC. Cheap to clone (one shared connection pool).
 ///
 /// Every call to one server shares one HTTP/2 connection (prior knowledge: server RPC
@@ -90,7 +109,8 @@ impl RpcHttp {
         let client = builder
             .no_proxy()
             .http2_prior_knowledge()
-            .http2_adaptive_window(true)
+            .http2_initial_connection_window_size(RPC_CONNECTION_WINDOW)
+            .http2_initial_stream_window_size(RPC_STREAM_WINDOW)
             .http2_keep_alive_interval(H2_PING_INTERVAL)
             .http2_keep_alive_timeout(H2_PING_TIMEOUT)
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
@@ -251,6 +271,69 @@ mod tests {
             1,
             "one HTTP/2 connection carried them all"
         );
+    }
+
+    /// `calls` calls parked on one connection (request bodies and replies of `size` bytes,
+    /// as blocking queries carry), then released together: how many failed.
+    async fn burst(window: crate::serve::H2Window, calls: usize, size: usize) -> usize {
+        let (release_tx, release_rx) = tokio::sync::watch::channel(false);
+        let app = Router::new().route(
+            "/park",
+            post(move |Json(body): Json<String>| {
+                let mut release = release_rx.clone();
+                async move {
+                    let _ = release.wait_for(|r| *r).await;
+                    Json(body)
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let limits = crate::serve::ServeLimits {
+            http2_max_streams: 100_000,
+            http2_window: window,
+            ..crate::serve::ServeLimits::default()
+        };
+        tokio::spawn(crate::serve::serve(
+            listener,
+            app,
+            limits,
+            std::future::pending(),
+        ));
+        let http = RpcHttp::new().unwrap();
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..calls {
+            let (http, addr) = (http.clone(), addr.clone());
+            tasks.spawn(async move {
+                let body = "x".repeat(size);
+                http.post::<_, String>(&addr, "/park", &body, &[], Duration::from_secs(60))
+                    .await
+            });
+        }
+        // Every handler parked (plus the sender's own receiver), or a call already failed.
+        while release_tx.receiver_count() < calls + 1 && tasks.len() == calls {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            if let Some(done) = tasks.try_join_next() {
+                tracing::info!(?done, "a call ended while parking");
+                break;
+            }
+        }
+        let mut failed = calls - tasks.len();
+        release_tx.send_replace(true);
+        while let Some(done) = tasks.join_next().await {
+            if !matches!(done, Ok(Ok(ref reply)) if reply.len() == size) {
+                failed += 1;
+            }
+        }
+        failed
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_of_parked_calls_keeps_its_connection() {
+        // 3,000 bodies and replies of 600 bytes: 1.8 MB each way, far over HTTP/2's 64 KB
+        // starting window. With the server's window adaptive, the bodies were split into
+        // tiny frames and the connection torn down (`too_many_data_frames`): 2,999 failed.
+        assert_eq!(burst(RPC_WINDOW, 3_000, 600).await, 0);
     }
 
     #[tokio::test]

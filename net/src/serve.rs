@@ -15,8 +15,8 @@
 //!   that sends a head and then trickles or stops its body is cut off (the handler answers
 //!   400 and, on HTTP/1.1, the connection closes since the body was never read to its end).
 //! - **HTTP/2**: many requests (parked blocking queries) share one connection, up to
-//!   [`ServeLimits::http2_max_streams`] at once; pings close a connection whose peer went
-//!   away.
+//!   [`ServeLimits::http2_max_streams`] at once, with the flow-control windows of
+//!   [`ServeLimits::http2_window`]; pings close a connection whose peer went away.
 //!
 //! Accept errors (out of descriptors above all) are logged and retried after a pause, never
 //! fatal: the listener serves again once descriptors are freed.
@@ -65,6 +65,33 @@ pub struct ServeLimits {
     pub http2_max_streams: u32,
     /// A request body not complete within this of its head fails the handler's read.
     pub body_read_timeout: Duration,
+    /// The HTTP/2 flow-control windows this side advertises.
+    pub http2_window: H2Window,
+}
+
+/// The HTTP/2 flow-control windows a side advertises: how much its peer may send before
+/// this side has read it.
+///
+/// A window too small for a burst is not only slow. Once the connection window is spent,
+/// the sender (h2) hands the capacity that trickles back to many waiting streams a few
+/// bytes at a time, so their messages go out split into tiny DATA frames without
+/// `END_STREAM`; the receiver (h2 0.4.20 and later) counts such frames against a budget of
+/// half its window and, once they outrun the reader, tears the whole connection down with
+/// `GOAWAY ENHANCE_YOUR_CALM "too_many_data_frames"`. Thousands of parked calls answered
+/// at once on one connection (server RPC) do exactly that with [`H2Window::Adaptive`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum H2Window {
+    /// HTTP/2's 64 KB to start, grown with the measured bandwidth-delay product: right for
+    /// API clients, each of which carries a few requests at a time.
+    Adaptive,
+    /// Fixed windows, large enough that a burst never runs the connection window dry
+    /// (server RPC: [`crate::rpc::RPC_WINDOW`]).
+    Fixed {
+        /// The whole connection's window.
+        connection: u32,
+        /// Each stream's window.
+        stream: u32,
+    },
 }
 
 impl Default for ServeLimits {
@@ -75,6 +102,7 @@ impl Default for ServeLimits {
             max_conns_per_client: 200,
             http2_max_streams: 256,
             body_read_timeout: BODY_READ_TIMEOUT,
+            http2_window: H2Window::Adaptive,
         }
     }
 }
@@ -354,13 +382,19 @@ async fn serve_connection<I>(
     });
     let io = TokioIo::new(io);
     let result = if h2 {
-        let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        builder
             .timer(TokioTimer::new())
             .max_concurrent_streams(limits.http2_max_streams)
             .keep_alive_interval(H2_PING_INTERVAL)
-            .keep_alive_timeout(H2_PING_TIMEOUT)
-            .adaptive_window(true)
-            .serve_connection(io, service);
+            .keep_alive_timeout(H2_PING_TIMEOUT);
+        match limits.http2_window {
+            H2Window::Adaptive => builder.adaptive_window(true),
+            H2Window::Fixed { connection, stream } => builder
+                .initial_connection_window_size(connection)
+                .initial_stream_window_size(stream),
+        };
+        let conn = builder.serve_connection(io, service);
         until_stopped(conn, |c| c.graceful_shutdown(), stop).await
     } else {
         let conn = hyper::server::conn::http1::Builder::new()

@@ -192,6 +192,7 @@ fn rpc_limits(config: &Config) -> concord_net::serve::ServeLimits {
         max_conns_per_client: config.rpc_max_conns_per_client,
         http2_max_streams: RPC_MAX_STREAMS,
         body_read_timeout: concord_net::serve::BODY_READ_TIMEOUT,
+        http2_window: concord_net::rpc::RPC_WINDOW,
     }
 }
 

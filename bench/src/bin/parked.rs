@@ -23,6 +23,10 @@
 //! `--concord` path): every parked query is then also a blocking query the agent holds
 //! on a server over its RPC connection. Measured: the client agent's process.
 //!
+//! The agent shares identical blocking reads parked at once in one server call; with
+//! `--distinct` every watcher asks with a `?wait` of its own (9 minutes and i ms), so each
+//! is its own server call (what watchers of many different keys would cost).
+//!
 //! The load generator raises its own open-files limits (soft and, as root, hard) so it can
 //! hold the connections, and the agent inherits them. Connections come from 127.0.0.2 and
 //! up (10,000 per address: one address has ~28,000 ephemeral ports); the agent runs with
@@ -58,6 +62,8 @@ struct Args {
     h2_streams: usize,
     /// A client agent in front of 3 servers instead of one dev agent.
     cluster: bool,
+    /// Each watcher its own `?wait`, so the agent cannot share their server calls.
+    distinct: bool,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -69,11 +75,13 @@ fn parse_args() -> anyhow::Result<Args> {
         rounds: 1,
         h2_streams: 0,
         cluster: false,
+        distinct: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        if flag == "--cluster" {
-            args.cluster = true;
+        if flag == "--cluster" || flag == "--distinct" {
+            args.cluster |= flag == "--cluster";
+            args.distinct |= flag == "--distinct";
             continue;
         }
         let value = it.next().with_context(|| format!("{flag} needs a value"))?;
@@ -86,7 +94,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--h2" => args.h2_streams = value.parse()?,
             other => bail!(
                 "unknown flag {other}; flags: --concord PATH --queries N --after SECS \
-                 --http-port PORT --rounds N --h2 STREAMS --cluster"
+                 --http-port PORT --rounds N --h2 STREAMS --cluster --distinct"
             ),
         }
     }
@@ -334,10 +342,17 @@ async fn run(args: &Args, addr: SocketAddr, pid: u32, round: usize) -> anyhow::R
     let parking = Instant::now();
     for i in 0..args.queries {
         let source = 2 + u8::try_from(i / PER_SOURCE_IP).context("too many queries")?;
-        let path = if i % 2 == 0 {
-            format!("/v1/kv/bench/k?index={kv_index}&wait=10m")
+        // `--distinct`: a wait of its own (9 min and i ms) makes each watcher a question of
+        // its own, which the agent cannot share with the others.
+        let wait = if args.distinct {
+            format!("{}ms", 540_000 + i)
         } else {
-            format!("/v1/health/service/bench?index={health_index}&wait=10m")
+            "10m".to_string()
+        };
+        let path = if i % 2 == 0 {
+            format!("/v1/kv/bench/k?index={kv_index}&wait={wait}")
+        } else {
+            format!("/v1/health/service/bench?index={health_index}&wait={wait}")
         };
         let written = written_rx.clone();
         let counter = sent.clone();
@@ -403,6 +418,7 @@ async fn run(args: &Args, addr: SocketAddr, pid: u32, round: usize) -> anyhow::R
     let parked_time = parking.elapsed();
 
     let written_at = Instant::now();
+    let (agent_before, generator_before) = (sample(pid), sample(std::process::id()));
     written_tx.send_replace(Some(written_at));
     let value = (round + 2).to_string();
     let registration = format!(
@@ -440,6 +456,8 @@ async fn run(args: &Args, addr: SocketAddr, pid: u32, round: usize) -> anyhow::R
             }
         }
     }
+    let woke_in = written_at.elapsed();
+    let (agent_woke, generator_woke) = (sample(pid), sample(std::process::id()));
     // Every watcher left: close the HTTP/2 connections too.
     drop(h2_clients);
     let finished = sample(pid);
@@ -467,6 +485,13 @@ async fn run(args: &Args, addr: SocketAddr, pid: u32, round: usize) -> anyhow::R
         delays.last().copied().unwrap_or_default(),
         spurious,
         errors
+    );
+    let cpu_s = |a: Sample, b: Sample| b.cpu_ticks.saturating_sub(a.cpu_ticks) as f64 / 100.0;
+    println!(
+        "(CPU from the writes to the last reply, {:.2} s wall: agent {:.2} s, load generator {:.2} s)",
+        woke_in.as_secs_f64(),
+        cpu_s(agent_before, agent_woke),
+        cpu_s(generator_before, generator_woke),
     );
     println!(
         "(RSS just after all returned: {}; per parked query: {:.1} KB)",

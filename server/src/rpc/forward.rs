@@ -6,7 +6,7 @@ use rand::Rng as _;
 use tokio::time::Instant;
 
 use axum::http::HeaderMap;
-use concord_api::rpc::RpcError;
+use concord_api::rpc::{RpcError, READ_PATH};
 use concord_net::rpc::CallError;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -55,9 +55,11 @@ fn hold_pause() -> Duration {
 /// Routes a request that must be answered by the leader: `Ok(None)` when this server leads
 /// (the caller answers it), else the leader's answer. While there is no leader, or the
 /// leader cannot be reached, or it turns out not to lead any more, the request is held and
-/// retried for up to [`HOLD_TIMEOUT`]. Only failures where the leader cannot have acted on
-/// the request are retried (no leader, refused connection, a leader that says it does not
-/// lead), so a write is never applied twice.
+/// retried for up to [`HOLD_TIMEOUT`] from the first failure. Only failures where the
+/// leader cannot have acted on the request are retried (no leader, refused connection, a
+/// leader that says it does not lead), so a write is never applied twice; a read (it
+/// changes nothing) is also retried, on a new connection, when the exchange broke midway,
+/// so a connection torn down under a parked blocking query does not fail its watcher.
 pub(crate) async fn to_leader<Req: Serialize, Resp: DeserializeOwned>(
     shared: &Shared,
     forwarded: bool,
@@ -65,13 +67,16 @@ pub(crate) async fn to_leader<Req: Serialize, Resp: DeserializeOwned>(
     req: &Req,
     timeout: Duration,
 ) -> Result<Option<Resp>, RpcError> {
-    let deadline = Instant::now() + HOLD_TIMEOUT;
+    // Held from the first failure on: a blocking read may have waited minutes on the leader
+    // before its connection broke, and still deserves the whole hold.
+    let mut hold_until = None;
     loop {
         let outcome = match leader_target(shared.leadership(), forwarded) {
             Ok(None) => return Ok(None),
             Ok(Some(addr)) => forward(shared, &addr, path, req, timeout).await,
             Err(e) => Err(Attempt::Retry(e)),
         };
+        let deadline = *hold_until.get_or_insert_with(|| Instant::now() + HOLD_TIMEOUT);
         match outcome {
             Ok(resp) => return Ok(Some(resp)),
             Err(Attempt::Final(e)) => return Err(e),
@@ -119,9 +124,15 @@ pub(super) async fn forward<Req: Serialize, Resp: DeserializeOwned>(
         }
         Err(e @ CallError::Transport { .. }) => {
             tracing::warn!(leader = addr, error = %e, "forwarding to leader failed");
-            Err(Attempt::Final(RpcError::NotLeader {
+            let e = RpcError::NotLeader {
                 leader_addr: Some(addr.to_string()),
-            }))
+            };
+            // The leader may have acted on it: only a read may be sent again.
+            Err(if path == READ_PATH {
+                Attempt::Retry(e)
+            } else {
+                Attempt::Final(e)
+            })
         }
     }
 }
