@@ -46,10 +46,9 @@ type Queued = (Command, oneshot::Sender<Outcome>);
 /// The write path into Raft. The batching task stops when it is dropped.
 pub(crate) struct Proposer {
     raft: Raft,
-    /// Whether writes are batched ([`crate::Config::group_commit`]); if not, each is
-    /// proposed alone at once.
-    batch: bool,
-    queue: mpsc::UnboundedSender<Queued>,
+    /// The batching task's queue, when writes are batched ([`crate::Config::group_commit`]);
+    /// without it each write is proposed alone at once.
+    queue: Option<mpsc::UnboundedSender<Queued>>,
 }
 
 impl std::fmt::Debug for Proposer {
@@ -59,24 +58,30 @@ impl std::fmt::Debug for Proposer {
 }
 
 impl Proposer {
-    /// Starts the batching task (call inside the runtime).
+    /// Starts the batching task if `batch` (call inside the runtime).
     pub(crate) fn start(raft: Raft, batch: bool) -> Self {
-        let (queue, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(raft.clone(), rx));
-        Proposer { raft, batch, queue }
+        let queue = batch.then(|| {
+            let (queue, rx) = mpsc::unbounded_channel();
+            tokio::spawn(run(raft.clone(), rx));
+            queue
+        });
+        Proposer { raft, queue }
     }
 
     /// Proposes `cmd` (alone or in a batch) and waits until it applied.
     pub(crate) async fn propose(&self, cmd: Command) -> Outcome {
-        if !self.batch || matches!(cmd, Command::Restore { .. } | Command::Batch { .. }) {
-            return commit(&self.raft, vec![cmd])
-                .await
-                .into_iter()
-                .next()
-                .unwrap_or_else(missing_result);
-        }
+        let queue = match &self.queue {
+            Some(queue) if !matches!(cmd, Command::Restore { .. } | Command::Batch { .. }) => queue,
+            _ => {
+                return commit(&self.raft, vec![cmd])
+                    .await
+                    .into_iter()
+                    .next()
+                    .unwrap_or_else(missing_result)
+            }
+        };
         let (tx, rx) = oneshot::channel();
-        self.queue
+        queue
             .send((cmd, tx))
             .map_err(|_| RpcError::Internal("raft: the proposer has stopped".to_string()))?;
         rx.await
