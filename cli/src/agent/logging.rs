@@ -79,17 +79,12 @@ pub(crate) fn init(
         .with_filter(watched(feed.clone()));
     let monitor_json = layer(true, false, FeedWriter::maker(feed.clone(), true))
         .with_filter(watched(feed.clone()));
-    // One list, not `Option` layers: a `None` layer counts as a layer without a filter,
-    // which enables every callsite, so every library's trace spans (h2 opens several per
-    // poll of every connection) were created and dropped for nobody, a fifth of the agent's
-    // CPU when 50,000 parked queries wake.
-    let mut layers = vec![stderr.boxed()];
-    layers.extend(file.map(tracing_subscriber::Layer::boxed));
-    layers.extend(syslog.map(tracing_subscriber::Layer::boxed));
-    layers.push(monitor_text.boxed());
-    layers.push(monitor_json.boxed());
     tracing_subscriber::registry()
-        .with(layers)
+        .with(stderr)
+        .with(file)
+        .with(syslog)
+        .with(monitor_text)
+        .with(monitor_json)
         .try_init()
         .map_err(|e| anyhow::anyhow!("initialising logging: {e}"))?;
     if let Some(e) = syslog_error {
