@@ -87,6 +87,31 @@ pub(crate) struct RaftTimings {
 }
 
 impl Config {
+    /// A server named `node_name` with Consul's defaults for everything else: datacenter
+    /// `dc1`, no data dir (nothing survives a restart), bootstraps alone
+    /// (`bootstrap_expect` 1), production Raft timings, Consul's session and connection
+    /// limits, Concord's snapshot defaults, group commit on, no TLS, ACLs off. Change fields
+    /// with struct update syntax: `Config { dev: true, ..Config::new(name, id, addr) }`.
+    pub fn new(node_name: &str, node_id: &str, rpc_advertise: SocketAddr) -> Config {
+        Config {
+            node_name: node_name.to_owned(),
+            node_id: node_id.to_owned(),
+            datacenter: "dc1".to_owned(),
+            data_dir: None,
+            rpc_advertise,
+            bootstrap_expect: 1,
+            dev: false,
+            session_ttl_min: crate::SESSION_TTL_MIN,
+            rpc_max_conns_per_client: DEFAULT_RPC_MAX_CONNS_PER_CLIENT,
+            rpc_tls: None,
+            acl: None,
+            acl_initial_management: None,
+            raft_snapshot_threshold: DEFAULT_RAFT_SNAPSHOT_THRESHOLD,
+            raft_trailing_logs: DEFAULT_RAFT_TRAILING_LOGS,
+            group_commit: true,
+        }
+    }
+
     /// The Raft timings. openraft 0.9 picks each server's election timeout once, at random
     /// between the bounds, and a follower that hears from its leader refuses to vote for
     /// anyone else for `election_max` (the leader's lease). So a follower stands for

@@ -14,21 +14,11 @@ async fn start(dir: &Path) -> Result<Server, ServerError> {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let config = Config {
-        node_name: "versioned".into(),
-        node_id: "7c2e3a5f-9d4b-4a0c-8e8f-3f4a5b6c7d8e".into(),
-        datacenter: "dc1".into(),
         data_dir: Some(dir.to_path_buf()),
-        rpc_advertise: addr,
-        bootstrap_expect: 1,
         dev: true,
-        session_ttl_min: concord_server::SESSION_TTL_MIN,
         rpc_max_conns_per_client: 0,
-        rpc_tls: None,
-        acl: None,
-        acl_initial_management: None,
-        raft_snapshot_threshold: concord_server::DEFAULT_RAFT_SNAPSHOT_THRESHOLD,
-        raft_trailing_logs: concord_server::DEFAULT_RAFT_TRAILING_LOGS,
         group_commit: false,
+        ..Config::new("versioned", "7c2e3a5f-9d4b-4a0c-8e8f-3f4a5b6c7d8e", addr)
     };
     Server::start(config, listener).await
 }

@@ -48,21 +48,10 @@ fn durability_child() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let config = Config {
-            node_name: "durable".into(),
-            node_id: "6b1d2f4e-8c3a-4f9b-8d7e-2e3f4a5b6c7d".into(),
-            datacenter: "dc1".into(),
             data_dir: Some(Path::new(&dir).to_path_buf()),
-            rpc_advertise: addr,
-            bootstrap_expect: 1,
             dev: true,
-            session_ttl_min: concord_server::SESSION_TTL_MIN,
             rpc_max_conns_per_client: 0,
-            rpc_tls: None,
-            acl: None,
-            acl_initial_management: None,
-            raft_snapshot_threshold: concord_server::DEFAULT_RAFT_SNAPSHOT_THRESHOLD,
-            raft_trailing_logs: concord_server::DEFAULT_RAFT_TRAILING_LOGS,
-            group_commit: true,
+            ..Config::new("durable", "6b1d2f4e-8c3a-4f9b-8d7e-2e3f4a5b6c7d", addr)
         };
         let server = Server::start(config, listener).await.unwrap();
         server

@@ -23,21 +23,11 @@ async fn start(dir: &Path) -> (Server, SocketAddr) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let config = Config {
-        node_name: "server-1".into(),
-        node_id: "0b7e9d6a-5f43-4c1e-9a1f-3c2d1e0f9a8b".into(),
-        datacenter: "dc1".into(),
         data_dir: Some(dir.to_path_buf()),
-        rpc_advertise: addr,
-        bootstrap_expect: 1,
         dev: true,
-        session_ttl_min: concord_server::SESSION_TTL_MIN,
         rpc_max_conns_per_client: 0,
-        rpc_tls: None,
-        acl: None,
-        acl_initial_management: None,
-        raft_snapshot_threshold: concord_server::DEFAULT_RAFT_SNAPSHOT_THRESHOLD,
-        raft_trailing_logs: concord_server::DEFAULT_RAFT_TRAILING_LOGS,
         group_commit: false,
+        ..Config::new("server-1", "0b7e9d6a-5f43-4c1e-9a1f-3c2d1e0f9a8b", addr)
     };
     let server = Server::start(config, listener).await.unwrap();
     assert_eq!(server.rpc_addr(), addr);

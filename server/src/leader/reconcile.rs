@@ -110,21 +110,14 @@ mod tests {
 
     fn config() -> Config {
         Config {
-            node_name: "server-1".into(),
-            node_id: "8d3a2b1c-0000-4000-8000-00000000002a".into(),
-            datacenter: "dc1".into(),
-            data_dir: None,
-            rpc_advertise: "10.0.0.5:8300".parse().unwrap(),
-            bootstrap_expect: 1,
             dev: true,
-            session_ttl_min: crate::SESSION_TTL_MIN,
             rpc_max_conns_per_client: 0,
-            rpc_tls: None,
-            acl: None,
-            acl_initial_management: None,
-            raft_snapshot_threshold: crate::DEFAULT_RAFT_SNAPSHOT_THRESHOLD,
-            raft_trailing_logs: crate::DEFAULT_RAFT_TRAILING_LOGS,
             group_commit: false,
+            ..Config::new(
+                "server-1",
+                "8d3a2b1c-0000-4000-8000-00000000002a",
+                "10.0.0.5:8300".parse().unwrap(),
+            )
         }
     }
 

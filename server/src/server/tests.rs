@@ -30,21 +30,15 @@ fn config(
     data_dir: Option<&Path>,
 ) -> Config {
     Config {
-        node_name: name.into(),
-        node_id: format!("8d3a2b1c-0000-4000-8000-0000000000{id:02x}"),
-        datacenter: "dc1".into(),
         data_dir: data_dir.map(Path::to_path_buf),
-        rpc_advertise: addr,
         bootstrap_expect,
         dev: true,
-        session_ttl_min: crate::SESSION_TTL_MIN,
         rpc_max_conns_per_client: 0,
-        raft_snapshot_threshold: crate::DEFAULT_RAFT_SNAPSHOT_THRESHOLD,
-        raft_trailing_logs: crate::DEFAULT_RAFT_TRAILING_LOGS,
-        group_commit: true,
-        rpc_tls: None,
-        acl: None,
-        acl_initial_management: None,
+        ..Config::new(
+            name,
+            &format!("8d3a2b1c-0000-4000-8000-0000000000{id:02x}"),
+            addr,
+        )
     }
 }
 

@@ -39,21 +39,16 @@ const READ_ALL: &str =
 
 async fn acl_server() -> (Arc<Shared>, Router) {
     let config = Config {
-        node_name: "server-1".into(),
-        node_id: "8d3a2b1c-0000-4000-8000-00000000042a".into(),
-        datacenter: "dc1".into(),
-        data_dir: None,
-        rpc_advertise: "127.0.42.1:8300".parse().unwrap(),
-        bootstrap_expect: 1,
         dev: true,
-        session_ttl_min: crate::SESSION_TTL_MIN,
         rpc_max_conns_per_client: 0,
-        rpc_tls: None,
         acl: Some(DefaultPolicy::Deny),
         acl_initial_management: Some(SecretToken(ROOT.into())),
-        raft_snapshot_threshold: crate::DEFAULT_RAFT_SNAPSHOT_THRESHOLD,
-        raft_trailing_logs: crate::DEFAULT_RAFT_TRAILING_LOGS,
         group_commit: false,
+        ..Config::new(
+            "server-1",
+            "8d3a2b1c-0000-4000-8000-00000000042a",
+            "127.0.42.1:8300".parse().unwrap(),
+        )
     };
     let (shared, _db) = open(config.clone()).await.unwrap();
     bootstrap_single(&shared.raft, shared.id, config.rpc_advertise)
