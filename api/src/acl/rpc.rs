@@ -234,5 +234,7 @@ fn retain<T>(items: &mut Vec<T>, keep: impl FnMut(&T) -> bool) -> bool {
     items.len() != before
 }
 
+#[cfg(any(test, feature = "test-fixtures"))]
+pub mod fixtures;
 #[cfg(test)]
 mod tests;

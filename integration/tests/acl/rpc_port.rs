@@ -6,14 +6,10 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use concord_api::acl::{AclLink, AclPolicy, AclToken, AclWrite, GLOBAL_MANAGEMENT_POLICY_ID};
-use concord_api::catalog::{DeregisterRequest, RegisterRequest};
-use concord_api::connect::SignRequest;
-use concord_api::kv::KvOp;
-use concord_api::operator::OperatorWrite;
+use concord_api::acl::rpc::fixtures;
 use concord_api::rpc::{
-    Query, QueryOptions, QueryResult, ReadRequest, ReadResponse, RpcError, SnapshotArchive,
-    WriteRequest, WriteResponse, READ_PATH, WRITE_PATH,
+    Query, QueryOptions, QueryResult, ReadRequest, ReadResponse, RpcError, WriteRequest,
+    WriteResponse, READ_PATH, WRITE_PATH,
 };
 use concord_integration::{assert_eventually, init_tracing, AgentSpec, TestAgent};
 use concord_net::rpc::{CallError, RpcHttp};
@@ -53,71 +49,6 @@ impl Hostile {
             .await;
         reply.map(|r| r.result).map_err(CallError::into_rpc_error)
     }
-}
-
-/// Everything a client could want to change, one write of each kind.
-fn every_write() -> Vec<WriteRequest> {
-    let set = |key: &str| {
-        WriteRequest::Kv(KvOp::Set {
-            key: key.into(),
-            value: b"hacked".to_vec(),
-            flags: 0,
-        })
-    };
-    let entry = json!({"Kind": "service-defaults", "Name": "web", "Protocol": "http"});
-    let session: concord_api::session::Session = serde_json::from_value(json!({
-        "ID": "", "Name": "", "Node": "srv", "LockDelay": 0, "Behavior": "release",
-        "TTL": "", "NodeChecks": [], "ServiceChecks": [], "CreateIndex": 0, "ModifyIndex": 0
-    }))
-    .unwrap();
-    vec![
-        WriteRequest::Register(RegisterRequest {
-            node: "intruder".into(),
-            address: "10.9.9.9".into(),
-            ..RegisterRequest::default()
-        }),
-        WriteRequest::Deregister(DeregisterRequest {
-            node: "srv".into(),
-            ..DeregisterRequest::default()
-        }),
-        set("app/config"),
-        WriteRequest::Kv(KvOp::DeleteTree { key: String::new() }),
-        WriteRequest::Txn(vec![KvOp::Delete {
-            key: "app/config".into(),
-        }]),
-        WriteRequest::SessionCreate(session),
-        WriteRequest::ConfigEntrySet {
-            kind: "service-defaults".into(),
-            name: "web".into(),
-            body: entry,
-            cas: None,
-        },
-        WriteRequest::CaSign(SignRequest {
-            service: "web".into(),
-            csr_pem: String::new(),
-        }),
-        WriteRequest::SnapshotRestore(SnapshotArchive(Vec::new())),
-        WriteRequest::Operator(OperatorWrite::RemovePeer {
-            id: None,
-            address: Some("127.0.42.10:8300".into()),
-        }),
-        WriteRequest::Acl(AclWrite::PolicySet(AclPolicy {
-            name: "pwned".into(),
-            rules: "acl = \"write\"".into(),
-            ..AclPolicy::default()
-        })),
-        WriteRequest::Acl(AclWrite::TokenSet {
-            token: AclToken {
-                secret_id: "my-own-management".into(),
-                policies: vec![AclLink {
-                    id: GLOBAL_MANAGEMENT_POLICY_ID.into(),
-                    name: String::new(),
-                }],
-                ..AclToken::default()
-            },
-            create: true,
-        }),
-    ]
 }
 
 /// What the state looks like to the management token, over the HTTP API.
@@ -211,25 +142,21 @@ async fn the_rpc_port_refuses_every_write_without_a_grant() {
     let before = state(&agent).await;
 
     tracing::info!("every write, straight to the RPC port, is refused");
-    let mut writes = every_write();
-    writes.push(WriteRequest::SessionDestroy {
-        id: session.clone(),
-    });
-    writes.push(WriteRequest::Kv(KvOp::Lock {
-        key: "app/config".into(),
-        value: Vec::new(),
-        flags: 0,
-        session: session.clone(),
-    }));
-    for req in writes {
-        for token in [None, Some("guessed-secret"), Some(reader.as_str())] {
+    let targets = fixtures::Targets {
+        node: "srv",
+        key: "app/config",
+        session: &session,
+    };
+    for (req, _rule) in fixtures::every_write(&targets) {
+        let forged = Some(fixtures::FORGED_SECRET);
+        for token in [None, Some("guessed-secret"), Some(reader.as_str()), forged] {
             let err = hostile.write(req.clone(), token).await.unwrap_err();
             let RpcError::PermissionDenied(text) = &err else {
                 panic!("{req:?} with {token:?}: {err:?}");
             };
             let expected = match token {
                 None => "Permission denied: anonymous token lacks permission",
-                Some("guessed-secret") => "ACL not found",
+                Some("guessed-secret") | Some(fixtures::FORGED_SECRET) => "ACL not found",
                 Some(_) => "Permission denied: token with AccessorID",
             };
             assert!(text.starts_with(expected), "{req:?} with {token:?}: {text}");

@@ -6,12 +6,9 @@ use std::collections::BTreeMap;
 use super::*;
 use crate::acl::authorizer::DefaultPolicy;
 use crate::acl::rules::Rules;
-use crate::acl::{AclPolicy, AclToken};
-use crate::catalog::{CheckServiceNode, DeregisterRequest, Node, NodeService, RegisterRequest};
-use crate::connect::{CaConfiguration, SignRequest};
+use crate::acl::AclToken;
+use crate::catalog::{CheckServiceNode, Node, NodeService};
 use crate::kv::KvEntry;
-use crate::operator::OperatorWrite;
-use crate::rpc::SnapshotArchive;
 use crate::session::Session;
 
 /// A session on `node`.
@@ -57,134 +54,25 @@ fn set(key: &str) -> KvOp {
     }
 }
 
-/// Every write kind with the rule that allows it.
-fn writes() -> Vec<(WriteRequest, &'static str)> {
-    let register = RegisterRequest {
-        node: "n1".into(),
-        address: "10.0.0.1".into(),
-        ..RegisterRequest::default()
-    };
-    let session = session_on("n1");
-    let lock = KvOp::Lock {
-        key: "app/lock".into(),
-        value: Vec::new(),
-        flags: 0,
-        session: "s1".into(),
-    };
-    let unlock = KvOp::Unlock {
-        key: "app/lock".into(),
-        value: Vec::new(),
-        flags: 0,
-        session: "s1".into(),
-    };
-    let entry = |kind: &str, name: &str| WriteRequest::ConfigEntrySet {
-        kind: kind.into(),
-        name: name.into(),
-        body: serde_json::json!({}),
-        cas: None,
-    };
-    vec![
-        (
-            WriteRequest::Register(register),
-            r#"node "n1" { policy = "write" }"#,
-        ),
-        (
-            WriteRequest::Deregister(DeregisterRequest {
-                node: "n1".into(),
-                ..DeregisterRequest::default()
-            }),
-            r#"node "n1" { policy = "write" }"#,
-        ),
-        (
-            WriteRequest::Kv(set("app/a")),
-            r#"key_prefix "app/" { policy = "write" }"#,
-        ),
-        (
-            WriteRequest::Kv(lock),
-            r#"key "app/lock" { policy = "write" }"#,
-        ),
-        (
-            WriteRequest::Kv(unlock),
-            r#"key "app/lock" { policy = "write" }"#,
-        ),
-        (
-            WriteRequest::Kv(KvOp::DeleteTree { key: "app/".into() }),
-            r#"key_prefix "app/" { policy = "write" }"#,
-        ),
-        (
-            WriteRequest::Txn(vec![set("app/a"), KvOp::Get { key: "cfg".into() }]),
-            "key_prefix \"app/\" { policy = \"write\" }\nkey \"cfg\" { policy = \"read\" }",
-        ),
-        (
-            WriteRequest::SessionCreate(session),
-            r#"session "n1" { policy = "write" }"#,
-        ),
-        (
-            WriteRequest::SessionDestroy { id: "s1".into() },
-            r#"session "n1" { policy = "write" }"#,
-        ),
-        (
-            WriteRequest::SessionRenew { id: "s1".into() },
-            r#"session "n1" { policy = "write" }"#,
-        ),
-        (
-            entry("service-defaults", "web"),
-            r#"service "web" { policy = "write" }"#,
-        ),
-        (
-            entry("service-intentions", "web"),
-            "service \"web\" {\npolicy = \"read\"\nintentions = \"write\"\n}",
-        ),
-        (entry("proxy-defaults", "global"), r#"mesh = "write""#),
-        (
-            WriteRequest::ConfigEntryDelete {
-                kind: "service-defaults".into(),
-                name: "web".into(),
-                cas: None,
-            },
-            r#"service "web" { policy = "write" }"#,
-        ),
-        (
-            WriteRequest::CaSetConfig(CaConfiguration {
-                cluster_id: String::new(),
-                provider: "consul".into(),
-                config: serde_json::Map::new(),
-                force_without_cross_signing: false,
-                create_index: 0,
-                modify_index: 0,
-            }),
-            r#"operator = "write""#,
-        ),
-        (
-            WriteRequest::CaSign(SignRequest {
-                service: "web".into(),
-                csr_pem: String::new(),
-            }),
-            r#"service "web" { policy = "write" }"#,
-        ),
-        (
-            WriteRequest::SnapshotRestore(SnapshotArchive(Vec::new())),
-            r#"acl = "write""#,
-        ),
-        (
-            WriteRequest::Operator(OperatorWrite::RemovePeer {
-                address: Some("10.0.0.9:8300".into()),
-                id: None,
-            }),
-            r#"operator = "write""#,
-        ),
-        (
-            WriteRequest::Acl(AclWrite::PolicySet(AclPolicy::default())),
-            r#"acl = "write""#,
-        ),
-        (
-            WriteRequest::Acl(AclWrite::TokenSet {
-                token: AclToken::default(),
-                create: true,
-            }),
-            r#"acl = "write""#,
-        ),
-    ]
+/// The fixture's targets, as [`State`] knows them.
+const TARGETS: fixtures::Targets<'static> = fixtures::Targets {
+    node: "n1",
+    key: "app/a",
+    session: "s1",
+};
+
+#[test]
+fn the_fixture_holds_every_write_kind() {
+    let mut seen: Vec<&str> = fixtures::every_write(&TARGETS)
+        .iter()
+        .map(|(write, _)| fixtures::kind(write))
+        .collect();
+    seen.extend(fixtures::NOT_VETTED);
+    seen.sort_unstable();
+    seen.dedup(); // config entries: one write per kind of grant they need
+    let mut all = fixtures::KINDS.to_vec();
+    all.sort_unstable();
+    assert_eq!(seen, all);
 }
 
 #[test]
@@ -195,8 +83,8 @@ fn every_write_kind_needs_its_grant() {
          session_prefix \"\" { policy = \"read\" }\noperator = \"read\"\nacl = \"read\"",
     );
     let anonymous = Authorizer::default_only(crate::acl::ANONYMOUS_TOKEN_ID, DefaultPolicy::Deny);
-    for (write, rule) in writes() {
-        let granted = authz(rule);
+    for (write, rule) in fixtures::every_write(&TARGETS) {
+        let granted = authz(&rule);
         assert_eq!(
             vet_write(&granted, &write, &State),
             Ok(()),

@@ -9,16 +9,15 @@ use axum::body::Body;
 use axum::http::Request;
 use axum::Router;
 use concord_api::acl::authorizer::DefaultPolicy;
+use concord_api::acl::rpc::fixtures;
 use concord_api::acl::{
     AclLink, AclPolicy, AclResult, AclToken, AclWrite, SecretToken, GLOBAL_MANAGEMENT_POLICY_ID,
 };
-use concord_api::catalog::{DeregisterRequest, RegisterRequest};
-use concord_api::connect::{CaConfiguration, SignRequest};
+use concord_api::catalog::RegisterRequest;
 use concord_api::kv::KvOp;
-use concord_api::operator::OperatorWrite;
 use concord_api::rpc::{
-    Query, QueryOptions, QueryResult, ReadRequest, ReadResponse, RpcError, SnapshotArchive,
-    WriteRequest, WriteResponse, WriteResult, READ_PATH, WRITE_PATH,
+    Query, QueryOptions, QueryResult, ReadRequest, ReadResponse, RpcError, WriteRequest,
+    WriteResponse, WriteResult, READ_PATH, WRITE_PATH,
 };
 use concord_api::session::{Session, SessionBehavior};
 use openraft::ServerState;
@@ -201,98 +200,19 @@ fn session_on(node: &str) -> Session {
     }
 }
 
-/// One write of every kind.
-fn every_write(session: &str) -> Vec<WriteRequest> {
-    let lock = |unlock: bool| {
-        let (key, value, flags, session) = ("app/a".into(), Vec::new(), 0, session.to_string());
-        WriteRequest::Kv(if unlock {
-            KvOp::Unlock {
-                key,
-                value,
-                flags,
-                session,
-            }
-        } else {
-            KvOp::Lock {
-                key,
-                value,
-                flags,
-                session,
-            }
-        })
-    };
-    vec![
-        WriteRequest::Register(RegisterRequest {
-            node: "n2".into(),
-            address: "10.0.0.2".into(),
-            ..RegisterRequest::default()
-        }),
-        WriteRequest::Deregister(DeregisterRequest {
-            node: "n1".into(),
-            ..DeregisterRequest::default()
-        }),
-        WriteRequest::Kv(set("app/a", "hacked")),
-        WriteRequest::Kv(KvOp::DeleteTree { key: String::new() }),
-        lock(false),
-        lock(true),
-        WriteRequest::Txn(vec![set("app/b", "x")]),
-        WriteRequest::SessionCreate(session_on("n1")),
-        WriteRequest::SessionDestroy { id: session.into() },
-        WriteRequest::SessionRenew { id: session.into() },
-        WriteRequest::ConfigEntrySet {
-            kind: "service-defaults".into(),
-            name: "web".into(),
-            body: serde_json::json!({"Kind": "service-defaults", "Name": "web"}),
-            cas: None,
-        },
-        WriteRequest::ConfigEntryDelete {
-            kind: "service-intentions".into(),
-            name: "web".into(),
-            cas: None,
-        },
-        WriteRequest::CaSetConfig(CaConfiguration {
-            cluster_id: String::new(),
-            provider: "consul".into(),
-            config: serde_json::Map::new(),
-            force_without_cross_signing: false,
-            create_index: 0,
-            modify_index: 0,
-        }),
-        WriteRequest::CaSign(SignRequest {
-            service: "web".into(),
-            csr_pem: String::new(),
-        }),
-        WriteRequest::SnapshotRestore(SnapshotArchive(Vec::new())),
-        WriteRequest::Operator(OperatorWrite::RemovePeer {
-            id: None,
-            address: Some("127.0.42.9:8300".into()),
-        }),
-        WriteRequest::Acl(AclWrite::PolicySet(AclPolicy {
-            name: "mine".into(),
-            rules: "acl = \"write\"".into(),
-            ..AclPolicy::default()
-        })),
-        WriteRequest::Acl(AclWrite::TokenSet {
-            token: AclToken {
-                secret_id: "forged".into(),
-                policies: vec![AclLink {
-                    id: GLOBAL_MANAGEMENT_POLICY_ID.into(),
-                    name: String::new(),
-                }],
-                ..AclToken::default()
-            },
-            create: true,
-        }),
-    ]
-}
-
 #[tokio::test]
 async fn every_write_without_a_grant_is_refused_and_changes_nothing() {
     let (shared, app) = acl_server().await;
     let session = seed(&app).await;
     let before = applied(&shared);
-    for req in every_write(&session) {
-        for token in [None, Some("not-a-token"), Some(READER), Some("forged")] {
+    let targets = fixtures::Targets {
+        node: "n1",
+        key: "app/a",
+        session: &session,
+    };
+    for (req, _rule) in fixtures::every_write(&targets) {
+        let forged = Some(fixtures::FORGED_SECRET);
+        for token in [None, Some("not-a-token"), Some(READER), forged] {
             let err = write(&app, req.clone(), token).await.unwrap_err();
             let RpcError::PermissionDenied(text) = &err else {
                 panic!("{req:?} as {token:?}: {err:?}");
