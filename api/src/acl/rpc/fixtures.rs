@@ -116,18 +116,7 @@ pub fn every_write(t: &Targets<'_>) -> Vec<(WriteRequest, String)> {
             key_write,
         ),
         (
-            WriteRequest::SessionCreate(Session {
-                id: String::new(),
-                name: String::new(),
-                node: node.into(),
-                lock_delay: 0,
-                behavior: SessionBehavior::Release,
-                ttl: String::new(),
-                node_checks: Vec::new(),
-                service_checks: Vec::new(),
-                create_index: 0,
-                modify_index: 0,
-            }),
+            WriteRequest::SessionCreate(session_on(node)),
             session_write.clone(),
         ),
         (
@@ -212,6 +201,22 @@ pub fn every_write(t: &Targets<'_>) -> Vec<(WriteRequest, String)> {
         })),
         acl(AclWrite::RoleDelete { id: "any".into() }),
     ]
+}
+
+/// A new session on `node`, with Consul's defaults.
+pub fn session_on(node: &str) -> Session {
+    Session {
+        id: String::new(),
+        name: String::new(),
+        node: node.into(),
+        lock_delay: 0,
+        behavior: SessionBehavior::Release,
+        ttl: String::new(),
+        node_checks: Vec::new(),
+        service_checks: Vec::new(),
+        create_index: 0,
+        modify_index: 0,
+    }
 }
 
 /// A write's kind, by variant: a new variant does not compile until it is named here, and

@@ -1,6 +1,7 @@
 //! What each server RPC needs: every write kind allowed with the right grant and refused
 //! without it, reads refused or filtered.
 
+use super::fixtures::session_on;
 use std::collections::BTreeMap;
 
 use super::*;
@@ -9,23 +10,6 @@ use crate::acl::rules::Rules;
 use crate::acl::AclToken;
 use crate::catalog::{CheckServiceNode, Node, NodeService};
 use crate::kv::KvEntry;
-use crate::session::Session;
-
-/// A session on `node`.
-fn session_on(node: &str) -> Session {
-    Session {
-        id: String::new(),
-        name: String::new(),
-        node: node.into(),
-        lock_delay: 0,
-        behavior: crate::session::SessionBehavior::Release,
-        ttl: String::new(),
-        node_checks: Vec::new(),
-        service_checks: Vec::new(),
-        create_index: 0,
-        modify_index: 0,
-    }
-}
 
 fn authz(rules: &str) -> Authorizer {
     Authorizer::from_rules("acc", &[Rules::parse(rules).unwrap()], DefaultPolicy::Deny)

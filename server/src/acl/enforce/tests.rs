@@ -2,6 +2,7 @@
 //! bypasses every agent would: each write kind refused without a token, with an unknown
 //! one and with a read-only one, nothing applied; reads refused or filtered.
 
+use concord_api::acl::rpc::fixtures::session_on;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +20,6 @@ use concord_api::rpc::{
     Query, QueryOptions, QueryResult, ReadRequest, ReadResponse, RpcError, WriteRequest,
     WriteResponse, WriteResult, READ_PATH, WRITE_PATH,
 };
-use concord_api::session::{Session, SessionBehavior};
 use openraft::ServerState;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -182,21 +182,6 @@ async fn seed(app: &Router) -> String {
     {
         Ok(WriteResult::SessionId(id)) => id,
         other => panic!("{other:?}"),
-    }
-}
-
-fn session_on(node: &str) -> Session {
-    Session {
-        id: String::new(),
-        name: String::new(),
-        node: node.into(),
-        lock_delay: 0,
-        behavior: SessionBehavior::Release,
-        ttl: String::new(),
-        node_checks: Vec::new(),
-        service_checks: Vec::new(),
-        create_index: 0,
-        modify_index: 0,
     }
 }
 
