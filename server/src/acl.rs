@@ -5,7 +5,8 @@
 //! name resolved to IDs, rules parsed, content hashes. The state store then only checks what
 //! must hold at apply time (bootstrap once, unique names). Texts are Consul's.
 //!
-//! `enforce`: every server RPC, read or write, judged by the token it carries.
+//! `enforce`: every server RPC, read or write, judged by the token it carries; `cache`:
+//! the authorizers it builds, kept per secret while the ACL tables are unchanged.
 
 use base64::Engine as _;
 use concord_api::acl::rules::Rules;
@@ -18,6 +19,7 @@ use concord_api::rpc::RpcError;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+pub(crate) mod cache;
 pub(crate) mod enforce;
 
 use crate::command::{Command, UnixMillis};

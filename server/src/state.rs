@@ -32,6 +32,7 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use concord_api::rpc::{Query, QueryResult, RpcError, WriteResult};
 use tokio::sync::watch;
 
+use crate::acl::cache::Authorizers;
 use crate::command::{Command, CommandResult};
 use crate::model::acl::{Policy, Role, Token};
 use crate::model::autopilot::AutopilotConfig;
@@ -304,6 +305,8 @@ impl Tables {
 pub(crate) struct StateStore {
     tables: RwLock<Tables>,
     changes: watch::Sender<Change>,
+    /// Token authorizers built against these tables (see [`Authorizers`]).
+    authorizers: Authorizers,
 }
 
 impl Default for StateStore {
@@ -322,6 +325,7 @@ impl StateStore {
         StateStore {
             tables: RwLock::new(tables),
             changes: watch::Sender::new(Change::default()),
+            authorizers: Authorizers::default(),
         }
     }
 
@@ -378,6 +382,11 @@ impl StateStore {
     /// Answers a query with its index (never 0).
     pub(crate) fn query(&self, query: &Query) -> Result<(u64, QueryResult), StateError> {
         self.read().query(query)
+    }
+
+    /// The authorizers built from this store's tokens, per secret.
+    pub(crate) fn authorizers(&self) -> &Authorizers {
+        &self.authorizers
     }
 
     /// Runs `f` on the tables under the read lock.

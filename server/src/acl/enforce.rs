@@ -8,6 +8,8 @@
 //! refused outright with Consul's `ACL not found`. Judged on the server that runs the
 //! request (the leader, for anything not stale), against the state it runs it on.
 
+use std::sync::Arc;
+
 use concord_api::acl::authorizer::{Authorizer, DefaultPolicy};
 use concord_api::acl::rpc::Stored;
 use concord_api::acl::{AclQuery, AclResult, AclWrite, ANONYMOUS_TOKEN_SECRET};
@@ -20,23 +22,35 @@ use crate::state::StateStore;
 const ACL_NOT_FOUND: &str = "ACL not found";
 
 /// The authorizer of `token` (none: anonymous) against `store`; `None` with ACLs off
-/// (`default` is `acl.default_policy` when they are on).
+/// (`default` is `acl.default_policy` when they are on). Built once per secret while the
+/// ACL tables stay unchanged ([`StateStore::authorizers`]).
 pub(crate) fn authorizer(
     store: &StateStore,
     default: Option<DefaultPolicy>,
     datacenter: &str,
     token: Option<&str>,
-) -> Result<Option<Authorizer>, RpcError> {
+) -> Result<Option<Arc<Authorizer>>, RpcError> {
     let Some(default) = default else {
         return Ok(None);
     };
     let secret = token
         .filter(|t| !t.is_empty())
-        .unwrap_or(ANONYMOUS_TOKEN_SECRET)
-        .to_string();
-    match store.query(&Query::Acl(AclQuery::Resolve { secret_id: secret }))? {
-        (_, QueryResult::Acl(AclResult::Resolved(Some(resolved)))) => {
-            Ok(Some(Authorizer::for_token(&resolved, datacenter, default)))
+        .unwrap_or(ANONYMOUS_TOKEN_SECRET);
+    let cache = store.authorizers();
+    let acl_index = store.view(|t| t.acl_index());
+    if let Some(authz) = cache.get(secret, acl_index) {
+        return Ok(Some(authz));
+    }
+    let query = Query::Acl(AclQuery::Resolve {
+        secret_id: secret.to_owned(),
+    });
+    match store.query(&query)? {
+        (index, QueryResult::Acl(AclResult::Resolved(Some(resolved)))) => {
+            let authz = Arc::new(Authorizer::for_token(&resolved, datacenter, default));
+            if resolved.token.expiration_time.is_none() {
+                cache.put(secret, index, authz.clone());
+            }
+            Ok(Some(authz))
         }
         _ => Err(RpcError::PermissionDenied(ACL_NOT_FOUND.to_string())),
     }
@@ -136,7 +150,7 @@ pub(crate) fn vet_read(
     acl: &AclSettings<'_>,
     token: Option<&str>,
     query: &Query,
-) -> Result<Option<Authorizer>, RpcError> {
+) -> Result<Option<Arc<Authorizer>>, RpcError> {
     if matches!(
         query,
         Query::Acl(AclQuery::Resolve { .. }) | Query::RaftStatus

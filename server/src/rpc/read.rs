@@ -85,7 +85,7 @@ pub(crate) async fn read(
     let (index, mut result) =
         blocking_query(&shared.store, query, &req.options, shared.stopping()).await?;
     let mut meta = shared.query_meta(index);
-    meta.results_filtered_by_acls = crate::acl::enforce::filter(authz.as_ref(), &mut result);
+    meta.results_filtered_by_acls = crate::acl::enforce::filter(authz.as_deref(), &mut result);
     Ok(ReadResponse { meta, result })
 }
 

@@ -162,6 +162,11 @@ impl Tables {
         }
     }
 
+    /// Index of the last change to any token, policy or role.
+    pub(crate) fn acl_index(&self) -> u64 {
+        self.max_index(&ACL_TABLES)
+    }
+
     /// A token with every policy and identity that applies to it, directly or through its
     /// roles; `None` if unknown or expired at `now_ms`.
     fn acl_resolve(&self, secret_id: &str, now_ms: u64) -> Option<ResolvedToken> {

@@ -311,3 +311,65 @@ async fn reads_are_refused_or_filtered_by_the_token() {
     .await;
     assert!(matches!(nodes, Err(RpcError::PermissionDenied(t)) if t == "ACL not found"));
 }
+
+#[tokio::test]
+async fn a_token_follows_its_policy_and_its_deletion_at_once() {
+    let (_shared, app) = acl_server().await;
+    seed(&app).await;
+    let policy = |id: String, rules: &str| {
+        WriteRequest::Acl(AclWrite::PolicySet(AclPolicy {
+            id,
+            name: "app-writer".into(),
+            rules: rules.into(),
+            ..AclPolicy::default()
+        }))
+    };
+    let created = write(&app, policy(String::new(), READ_ALL), Some(ROOT)).await;
+    let Ok(WriteResult::Acl(AclResult::Policy(Some(created)))) = created else {
+        panic!("{created:?}")
+    };
+    let token = AclToken {
+        secret_id: "writer-secret".into(),
+        policies: vec![AclLink {
+            id: created.id.clone(),
+            name: String::new(),
+        }],
+        ..AclToken::default()
+    };
+    let create = WriteRequest::Acl(AclWrite::TokenSet {
+        token,
+        create: true,
+    });
+    let made = write(&app, create, Some(ROOT)).await;
+    let Ok(WriteResult::Acl(AclResult::Token(Some(made)))) = made else {
+        panic!("{made:?}")
+    };
+    let kv = || WriteRequest::Kv(set("app/a", "by-writer"));
+    // Refused, and the refusal is remembered with the authorizer it came from...
+    for _ in 0..2 {
+        let denied = write(&app, kv(), Some("writer-secret")).await;
+        assert!(
+            matches!(denied, Err(RpcError::PermissionDenied(_))),
+            "{denied:?}"
+        );
+    }
+    // ...until the policy grants the write: the next call sees it.
+    let grant = "key_prefix \"app/\" { policy = \"write\" }";
+    write(&app, policy(created.id, grant), Some(ROOT))
+        .await
+        .unwrap();
+    assert_eq!(
+        write(&app, kv(), Some("writer-secret")).await,
+        Ok(WriteResult::Bool(true))
+    );
+    // A deleted token is unknown at once.
+    let delete = WriteRequest::Acl(AclWrite::TokenDelete {
+        accessor_id: made.accessor_id,
+    });
+    write(&app, delete, Some(ROOT)).await.unwrap();
+    let gone = write(&app, kv(), Some("writer-secret")).await;
+    assert_eq!(
+        gone,
+        Err(RpcError::PermissionDenied("ACL not found".into()))
+    );
+}
