@@ -147,8 +147,18 @@ pub struct Timing {
     pub gossip_interval: Duration,
     /// Members each gossip round goes to (LAN: 3).
     pub gossip_nodes: usize,
-    /// Suspicion lasts `suspicion_mult * max(1, log10(n)) * probe_interval` (LAN: 4).
+    /// A suspicion nobody else confirms lasts `suspicion_mult * max(1, log10(n)) *
+    /// probe_interval` (LAN: 4, memberlist's and Consul's `suspicion_mult`, so 16 s at
+    /// 10,000 members); `suspicion_mult - 2` independent confirmations (members whose own
+    /// probes of the suspect failed too) bring it down to the minimum below, as in
+    /// memberlist's Lifeguard.
     pub suspicion_mult: u32,
+    /// A fully confirmed suspicion lasts `suspicion_min_mult * max(1, log10(n)) *
+    /// probe_interval` (LAN: 1, so 4 s at 10,000 members). Lifeguard in memberlist/Consul
+    /// spans `suspicion_mult` to 6 times that (16 s to 96 s at 10,000); Concord's span is a
+    /// quarter of that to `suspicion_mult` (see docs/benchmarks.md, "Gossip membership
+    /// simulation", for why that is safe and what it buys).
+    pub suspicion_min_mult: u32,
     /// Full state exchange with one random member (LAN: 30 s, scaled up past 32 members as
     /// memberlist does).
     pub push_pull_interval: Duration,
@@ -168,6 +178,7 @@ impl Timing {
             gossip_interval: Duration::from_millis(200),
             gossip_nodes: 3,
             suspicion_mult: 4,
+            suspicion_min_mult: 1,
             push_pull_interval: Duration::from_secs(30),
             // Serf: 30 s. Each tick reconnects with probability failed / alive, so the pool
             // as a whole makes about one attempt per failed member per interval, whatever
@@ -186,6 +197,7 @@ impl Timing {
             gossip_interval: Duration::from_millis(100),
             gossip_nodes: 3,
             suspicion_mult: 3,
+            suspicion_min_mult: 1,
             push_pull_interval: Duration::from_secs(5),
             reconnect_interval: Duration::from_secs(1),
         }

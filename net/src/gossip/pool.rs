@@ -1455,6 +1455,11 @@ fn validate(t: &super::Timing) -> Result<(), GossipError> {
             "probe timeout must be non-zero and shorter than the probe interval",
         ));
     }
+    if t.suspicion_min_mult == 0 || t.suspicion_min_mult > t.suspicion_mult {
+        return Err(GossipError::InvalidTiming(
+            "suspicion min mult must be between 1 and the suspicion mult",
+        ));
+    }
     Ok(())
 }
 
@@ -1470,12 +1475,22 @@ fn swim_config(config: &Config, n: usize) -> foca::Config {
     let tx = 4 * ((n as f64 + 1.0).log10().ceil() as u32).max(1);
     c.max_transmissions =
         NonZeroU8::new(u8::try_from(tx).unwrap_or(u8::MAX)).unwrap_or(NonZeroU8::MIN);
-    // memberlist: suspicion_mult * max(1, log10(n)) * probe_interval.
+    // memberlist: suspicion_mult * max(1, log10(n)) * probe_interval, here the longest a
+    // suspicion lasts (nobody confirms it); Lifeguard's dynamic suspicion (foca patch)
+    // brings it down to the same with suspicion_min_mult once suspicion_mult - 2 other
+    // members' probes failed too.
     let scale = (n as f64).log10().max(1.0);
-    c.suspect_to_down_after = Duration::try_from_secs_f64(
-        t.probe_interval.as_secs_f64() * f64::from(t.suspicion_mult.max(1)) * scale,
-    )
-    .unwrap_or(t.probe_interval);
+    let timeout = |mult: u32| {
+        Duration::try_from_secs_f64(t.probe_interval.as_secs_f64() * f64::from(mult.max(1)) * scale)
+            .unwrap_or(t.probe_interval)
+    };
+    c.suspect_to_down_after = timeout(t.suspicion_mult);
+    c.suspicion = Some(foca::DynamicSuspicion {
+        min: timeout(t.suspicion_min_mult).min(c.suspect_to_down_after),
+        confirmations: u8::try_from(t.suspicion_mult.saturating_sub(2)).unwrap_or(u8::MAX),
+        // Confirmations take effect within a quarter probe interval.
+        check_every: (t.probe_interval / 4).max(Duration::from_millis(1)),
+    });
     c.remove_down_after = Some(config.reconnect_timeout);
     c.max_packet_size = NonZeroUsize::new(MAX_PACKET - FRAMING).unwrap_or(NonZeroUsize::MIN);
     // Replaced by the pool's Serf-style reconnect (`Task::Reconnect`), which tries about once
