@@ -31,6 +31,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -39,6 +40,7 @@ pub mod coordinate;
 pub mod crypto;
 pub mod driver;
 pub mod id;
+pub mod intern;
 pub mod memory;
 pub mod pool;
 pub mod wire;
@@ -49,6 +51,7 @@ mod tests;
 pub use coordinate::Coordinate;
 pub use crypto::{keygen, Keyring};
 pub use driver::{bind, Gossip};
+pub use intern::MetaInterner;
 pub use pool::{Output, Pool, Stats};
 
 /// Serf's largest user event (name + payload), in bytes; Consul inherits it.
@@ -224,6 +227,10 @@ pub struct Config {
     pub tombstone_timeout: Duration,
     /// Recent user events kept (Consul's agent keeps 256).
     pub event_ring: usize,
+    /// Shares members' metadata with other pools of this process that use the same
+    /// interner (the simulation's thousands of pools); `None` (an agent's one pool): each
+    /// value is simply held once.
+    pub meta_interner: Option<Arc<MetaInterner>>,
 }
 
 impl Config {
@@ -238,6 +245,7 @@ impl Config {
             reconnect_timeout: Duration::from_secs(72 * 3600),
             tombstone_timeout: Duration::from_secs(24 * 3600),
             event_ring: 256,
+            meta_interner: None,
         }
     }
 }

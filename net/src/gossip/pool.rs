@@ -175,7 +175,7 @@ fn lock(inbox: &Mutex<Inbox>) -> MutexGuard<'_, Inbox> {
     inbox.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn hash_of(value: impl Hash) -> u64 {
+pub(super) fn hash_of(value: impl Hash) -> u64 {
     let mut h = DefaultHasher::new();
     value.hash(&mut h);
     h.finish()
@@ -236,8 +236,10 @@ struct Entry {
     /// foca's current identity for that address.
     id: Id,
     /// Its metadata, once received; a member without it is not listed (it has no name yet).
-    /// Boxed: an entry exists per member, so it stays small (a pool of 10,000 holds 10,000).
-    meta: Option<Box<Meta>>,
+    /// Shared: an entry exists per member, so it stays small (a pool of 10,000 holds
+    /// 10,000), and pools of one process with a common `Config::meta_interner` hold one
+    /// copy of each value.
+    meta: Option<Arc<Meta>>,
     /// foca's verdict: `None` until foca reports it up or down.
     up: Option<bool>,
     /// An operator force-left it.
@@ -1064,7 +1066,10 @@ impl Pool {
         let Some(entry) = self.members.get_mut(&addr) else {
             return;
         };
-        entry.meta = Some(Box::new(meta));
+        entry.meta = Some(match &self.config.meta_interner {
+            Some(interner) => interner.intern(meta),
+            None => Arc::new(meta),
+        });
         let after = entry.status();
         let member = entry.member();
         if let Some(name) = name {
