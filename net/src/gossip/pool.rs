@@ -231,6 +231,28 @@ impl BroadcastHandler<Id> for Handler {
     }
 }
 
+/// A key of `Pool::by_name`: a member's (shared) metadata, hashed and compared by its
+/// name, so that the index holds no copy of the name.
+struct NameKey(Arc<Meta>);
+
+impl PartialEq for NameKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.name == other.0.name
+    }
+}
+impl Eq for NameKey {}
+impl Hash for NameKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // As `str` hashes, so that lookups by `&str` find it.
+        self.0.name.as_str().hash(state);
+    }
+}
+impl std::borrow::Borrow<str> for NameKey {
+    fn borrow(&self) -> &str {
+        &self.0.name
+    }
+}
+
 /// What this member knows about another one.
 struct Entry {
     /// foca's current identity for that address.
@@ -246,7 +268,8 @@ struct Entry {
     forced_left: bool,
     /// foca declared this identity down and we are checking for ourselves before reporting
     /// Failed (see [`Pool::verify_down`]); `true` once it answered a check ping.
-    verifying: Option<(Id, bool)>,
+    /// Boxed: rare, and an entry exists per member.
+    verifying: Option<Box<(Id, bool)>>,
     /// When `up` last changed.
     since: Duration,
     /// Its position in [`Pool::slots`].
@@ -326,7 +349,7 @@ pub struct Pool {
     members: HashMap<Addr, Entry>,
     /// Every key of `members`, in no order: picks a random member in O(1).
     slots: Vec<Addr>,
-    by_name: HashMap<String, Addr>,
+    by_name: HashMap<NameKey, Addr>,
     /// Members foca reports up.
     alive: usize,
     /// Members listed by status (kept in step by [`Pool::tally`]), so that counting them
@@ -851,7 +874,11 @@ impl Pool {
             }
             Task::Verify(addr) => self.verify_due(addr),
             Task::Recheck(addr) => {
-                if let Some((id, _)) = self.members.get(&addr).and_then(|e| e.verifying) {
+                if let Some((id, _)) = self
+                    .members
+                    .get(&addr)
+                    .and_then(|e| e.verifying.as_deref().copied())
+                {
                     self.send_checks(addr, id.socket());
                     self.schedule(self.config.timing.probe_timeout, Task::Verify(addr));
                 }
@@ -1034,7 +1061,7 @@ impl Pool {
         }
         // The same name at another address: a restarted node that moved. The newer
         // metadata wins; the old entry is dropped.
-        if let Some(old_addr) = self.by_name.get(&meta.name).copied() {
+        if let Some(old_addr) = self.by_name.get(meta.name.as_str()).copied() {
             if old_addr != addr {
                 let old_version = self
                     .members
@@ -1062,19 +1089,19 @@ impl Pool {
         }
         let before = entry.status();
         let tags_changed = entry.meta.as_ref().is_some_and(|m| m.tags != meta.tags);
-        let name = (self.by_name.get(&meta.name) != Some(&addr)).then(|| meta.name.clone());
         let Some(entry) = self.members.get_mut(&addr) else {
             return;
         };
-        entry.meta = Some(match &self.config.meta_interner {
+        let meta = match &self.config.meta_interner {
             Some(interner) => interner.intern(meta),
             None => Arc::new(meta),
-        });
+        };
+        entry.meta = Some(meta.clone());
         let after = entry.status();
         let member = entry.member();
-        if let Some(name) = name {
-            self.by_name.insert(name, addr);
-        }
+        // The key is replaced too, so that it does not keep the old metadata alive.
+        self.by_name.remove(meta.name.as_str());
+        self.by_name.insert(NameKey(meta), addr);
         if before == after && before.is_some() && tags_changed {
             if let Some(m) = member {
                 self.emit(MemberEvent::Update(m));
@@ -1163,8 +1190,8 @@ impl Pool {
         }
         let member = entry.member();
         if let Some(meta) = &entry.meta {
-            if self.by_name.get(&meta.name) == Some(&addr) {
-                self.by_name.remove(&meta.name);
+            if self.by_name.get(meta.name.as_str()) == Some(&addr) {
+                self.by_name.remove(meta.name.as_str());
             }
             self.coords.remove(&meta.name);
             self.coord.forget(&meta.name);
@@ -1256,7 +1283,7 @@ impl Pool {
             self.set_up(addr, false);
             return;
         }
-        entry.verifying = Some((id, false));
+        entry.verifying = Some(Box::new((id, false)));
         self.send_checks(addr, id.socket());
         self.schedule(self.config.timing.probe_timeout, Task::Verify(addr));
     }
@@ -1276,13 +1303,13 @@ impl Pool {
         let Some(entry) = self.members.get_mut(&addr) else {
             return;
         };
-        let Some((id, answered)) = entry.verifying else {
+        let Some((id, answered)) = entry.verifying.as_deref().copied() else {
             return;
         };
         if answered {
             // Alive after all: keep listing it, and check again later in case foca's view
             // does not recover (it normally does, within a probe interval or two).
-            entry.verifying = Some((id, false));
+            entry.verifying = Some(Box::new((id, false)));
             let again = self.swim_config.suspect_to_down_after;
             self.schedule(again, Task::Recheck(addr));
             return;
@@ -1343,7 +1370,7 @@ impl Pool {
                 if let Some((_, answered)) = self
                     .members
                     .get_mut(&addr)
-                    .and_then(|e| e.verifying.as_mut())
+                    .and_then(|e| e.verifying.as_deref_mut())
                 {
                     *answered = true;
                 }
@@ -1361,7 +1388,7 @@ impl Pool {
             return;
         };
         // Only members we list get a cached coordinate (bounds the cache by the pool).
-        if !self.by_name.contains_key(&name) {
+        if !self.by_name.contains_key(name.as_str()) {
             return;
         }
         let rtt = self.now.saturating_sub(sent);
