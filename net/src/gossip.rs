@@ -200,7 +200,9 @@ impl Timing {
             gossip_interval: Duration::from_millis(100),
             gossip_nodes: 3,
             suspicion_mult: 3,
-            suspicion_min_mult: 1,
+            // No shortening: with 200 ms probes the minimum would be 200 ms, less than a
+            // loaded test machine may stall a process; dev mode detects in ~1 s anyway.
+            suspicion_min_mult: 3,
             push_pull_interval: Duration::from_secs(5),
             reconnect_interval: Duration::from_secs(1),
         }

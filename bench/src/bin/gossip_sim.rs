@@ -2,7 +2,7 @@
 //! runs) at scale over an in-memory network with a simulated clock, default LAN timings,
 //! 1-2 ms one-way latency. For each size: a join storm (everyone joins node 0 at once), a
 //! steady-state traffic window (at least one size-scaled push-pull interval), a window at 5%
-//! packet loss counting false failures, then five members killed one after another and the time
+//! packet loss counting false failures, then ten members killed one after another and the time
 //! until each other member declares each failed.
 //!
 //! Usage: `gossip_sim [SIZE...]` (default 100 1000). Prints a markdown table.
@@ -24,7 +24,7 @@ const LOSSY: Duration = Duration::from_secs(60);
 const LOSS: f64 = 0.05;
 /// Members killed one after another; detection times are pooled over all of them (one kill
 /// is one draw of when the victim is first probed, which moves the result by a second).
-const KILLS: usize = 5;
+const KILLS: usize = 10;
 
 struct Row {
     n: usize,
