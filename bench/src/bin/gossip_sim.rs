@@ -16,6 +16,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use concord_bench::{percentile, secs};
 use concord_net::gossip::memory::{SimConfig, SimNetwork};
 use concord_net::gossip::{Config, MemberEvent, MemberStatus};
 
@@ -92,10 +93,6 @@ fn main() {
 /// Detections if every surviving member declared every victim failed.
 fn expected_detections(r: &Row) -> usize {
     (0..r.kills).map(|k| r.n - 1 - k).sum()
-}
-
-fn secs(d: Option<Duration>) -> String {
-    d.map_or("-".into(), |d| format!("{:.1} s", d.as_secs_f64()))
 }
 
 fn print_row(r: &Row) {
@@ -260,15 +257,6 @@ fn run(n: usize) -> Row {
         sync_bytes_per_node_s: sync as f64 / per,
         wall: wall.elapsed(),
     }
-}
-
-/// The `p` quantile of sorted `times` (nearest rank).
-fn percentile(times: &[Duration], p: f64) -> Option<Duration> {
-    if times.is_empty() {
-        return None;
-    }
-    let idx = ((times.len() as f64 * p).ceil() as usize).clamp(1, times.len()) - 1;
-    Some(times[idx])
 }
 
 /// memberlist's push-pull interval at `n` members with the LAN base of 30 s (the pool

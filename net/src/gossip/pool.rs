@@ -1495,8 +1495,9 @@ fn validate(t: &super::Timing) -> Result<(), GossipError> {
     Ok(())
 }
 
-/// foca's settings for a pool of `n` alive members under `config`'s timings.
-fn swim_config(config: &Config, n: usize) -> foca::Config {
+/// foca's settings for a pool of `n` alive members under `config`'s timings (public for
+/// `concord-bench`'s `swim_sim`, which drives foca alone with exactly these).
+pub fn swim_config(config: &Config, n: usize) -> foca::Config {
     let t = &config.timing;
     let n32 =
         NonZeroU32::new(u32::try_from(n.max(1)).unwrap_or(u32::MAX)).unwrap_or(NonZeroU32::MIN);
