@@ -35,3 +35,16 @@ pub fn percentile(times: &[Duration], p: f64) -> Option<Duration> {
 pub fn secs(d: Option<Duration>) -> String {
     d.map_or("-".into(), |d| format!("{:.1} s", d.as_secs_f64()))
 }
+
+/// The sizes given as arguments (those that parse), or `default` if none.
+pub fn sizes_from_args(default: &[usize]) -> Vec<usize> {
+    let sizes: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    if sizes.is_empty() {
+        default.to_vec()
+    } else {
+        sizes
+    }
+}

@@ -16,7 +16,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use concord_bench::{percentile, secs};
+use concord_bench::{percentile, secs, sizes_from_args};
 use concord_net::gossip::memory::{SimConfig, SimNetwork};
 use concord_net::gossip::{Config, MemberEvent, MemberStatus};
 
@@ -49,15 +49,7 @@ struct Row {
 }
 
 fn main() {
-    let sizes: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
-    let sizes = if sizes.is_empty() {
-        vec![100, 1000]
-    } else {
-        sizes
-    };
+    let sizes = sizes_from_args(&[100, 1000]);
     let mut rows = Vec::new();
     for n in sizes {
         let row = run(n);

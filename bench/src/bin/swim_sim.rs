@@ -22,7 +22,7 @@ use std::collections::BinaryHeap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use concord_bench::{percentile, secs};
+use concord_bench::{percentile, secs, sizes_from_args};
 use concord_net::gossip::pool::swim_config;
 use concord_net::gossip::Config;
 use foca::{Foca, Member, NoCustomBroadcast, Notification, PostcardCodec, Runtime, Timer};
@@ -207,15 +207,7 @@ struct Row {
 }
 
 fn main() {
-    let sizes: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
-    let sizes = if sizes.is_empty() {
-        vec![10_000]
-    } else {
-        sizes
-    };
+    let sizes = sizes_from_args(&[10_000]);
     let mut rows = Vec::new();
     for n in sizes {
         rows.push(run(n));
