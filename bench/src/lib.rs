@@ -7,6 +7,8 @@
 //! - `bin/gossip_sim.rs`: the gossip membership layer (`concord_net::gossip`) over an in-memory
 //!   network with a simulated clock: join storm, traffic, false failures under loss, failure
 //!   detection, memory per member (100 to 2,000 members on this machine; docs/benchmarks.md).
+//! - `bin/swim_sim.rs`: the SWIM layer alone (the vendored foca as the pool configures it)
+//!   at 10,000 members, warm-started: failure detection and false failures under loss.
 //! - `bin/parked.rs`: parked blocking queries against a dev agent (descriptors, RSS, CPU,
 //!   wake-up delay after one write), at 1,000 to 50,000 watchers, over HTTP/1.1 or HTTP/2
 //!   (`--h2`), on a dev agent or a client agent in front of 3 servers (`--cluster`).
@@ -17,3 +19,32 @@
 //!   (`bench/cluster/run.sh`).
 //! - `bin/ui_load.rs`: the web UI's services view with 1,000 registered services, loaded in
 //!   headless Chromium: time from navigation start to the rendered list (`bench/ui/run.sh`).
+
+use std::time::Duration;
+
+/// The `p` quantile of sorted `times` (nearest rank); `None` if empty.
+pub fn percentile(times: &[Duration], p: f64) -> Option<Duration> {
+    if times.is_empty() {
+        return None;
+    }
+    let idx = ((times.len() as f64 * p).ceil() as usize).clamp(1, times.len()) - 1;
+    Some(times[idx])
+}
+
+/// `d` in seconds with one decimal, or "-".
+pub fn secs(d: Option<Duration>) -> String {
+    d.map_or("-".into(), |d| format!("{:.1} s", d.as_secs_f64()))
+}
+
+/// The sizes given as arguments (those that parse), or `default` if none.
+pub fn sizes_from_args(default: &[usize]) -> Vec<usize> {
+    let sizes: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    if sizes.is_empty() {
+        default.to_vec()
+    } else {
+        sizes
+    }
+}

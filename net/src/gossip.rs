@@ -31,6 +31,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -39,6 +40,7 @@ pub mod coordinate;
 pub mod crypto;
 pub mod driver;
 pub mod id;
+pub mod intern;
 pub mod memory;
 pub mod pool;
 pub mod wire;
@@ -49,6 +51,7 @@ mod tests;
 pub use coordinate::Coordinate;
 pub use crypto::{keygen, Keyring};
 pub use driver::{bind, Gossip};
+pub use intern::MetaInterner;
 pub use pool::{Output, Pool, Stats};
 
 /// Serf's largest user event (name + payload), in bytes; Consul inherits it.
@@ -147,8 +150,18 @@ pub struct Timing {
     pub gossip_interval: Duration,
     /// Members each gossip round goes to (LAN: 3).
     pub gossip_nodes: usize,
-    /// Suspicion lasts `suspicion_mult * max(1, log10(n)) * probe_interval` (LAN: 4).
+    /// A suspicion nobody else confirms lasts `suspicion_mult * max(1, log10(n)) *
+    /// probe_interval` (LAN: 4, memberlist's and Consul's `suspicion_mult`, so 16 s at
+    /// 10,000 members); `suspicion_mult - 2` independent confirmations (members whose own
+    /// probes of the suspect failed too) bring it down to the minimum below, as in
+    /// memberlist's Lifeguard.
     pub suspicion_mult: u32,
+    /// A fully confirmed suspicion lasts `suspicion_min_mult * max(1, log10(n)) *
+    /// probe_interval` (LAN: 1, so 4 s at 10,000 members). Lifeguard in memberlist/Consul
+    /// spans `suspicion_mult` to 6 times that (16 s to 96 s at 10,000); Concord's span is a
+    /// quarter of that to `suspicion_mult` (see docs/benchmarks.md, "Gossip membership
+    /// simulation", for why that is safe and what it buys).
+    pub suspicion_min_mult: u32,
     /// Full state exchange with one random member (LAN: 30 s, scaled up past 32 members as
     /// memberlist does).
     pub push_pull_interval: Duration,
@@ -168,6 +181,7 @@ impl Timing {
             gossip_interval: Duration::from_millis(200),
             gossip_nodes: 3,
             suspicion_mult: 4,
+            suspicion_min_mult: 1,
             push_pull_interval: Duration::from_secs(30),
             // Serf: 30 s. Each tick reconnects with probability failed / alive, so the pool
             // as a whole makes about one attempt per failed member per interval, whatever
@@ -186,6 +200,9 @@ impl Timing {
             gossip_interval: Duration::from_millis(100),
             gossip_nodes: 3,
             suspicion_mult: 3,
+            // No shortening: with 200 ms probes the minimum would be 200 ms, less than a
+            // loaded test machine may stall a process; dev mode detects in ~1 s anyway.
+            suspicion_min_mult: 3,
             push_pull_interval: Duration::from_secs(5),
             reconnect_interval: Duration::from_secs(1),
         }
@@ -212,6 +229,10 @@ pub struct Config {
     pub tombstone_timeout: Duration,
     /// Recent user events kept (Consul's agent keeps 256).
     pub event_ring: usize,
+    /// Shares members' metadata with other pools of this process that use the same
+    /// interner (the simulation's thousands of pools); `None` (an agent's one pool): each
+    /// value is simply held once.
+    pub meta_interner: Option<Arc<MetaInterner>>,
 }
 
 impl Config {
@@ -226,6 +247,7 @@ impl Config {
             reconnect_timeout: Duration::from_secs(72 * 3600),
             tombstone_timeout: Duration::from_secs(24 * 3600),
             event_ring: 256,
+            meta_interner: None,
         }
     }
 }

@@ -4,7 +4,8 @@
 //! events to exactly the matching nodes, refuse members without the gossip key, survive a
 //! key rotation, and notice a real network partition (network namespaces) and its healing.
 //!
-//! Client agents run Consul's LAN timings (probe every 1 s, suspicion 4 probe intervals), so
+//! Client agents run Consul's LAN timings (probe every 1 s, suspicion 4 probe intervals,
+//! down to 1 once two other members' probes failed too), so
 //! the failure detection times printed here are what a default deployment sees; they are
 //! recorded in `docs/operations.md`.
 //!

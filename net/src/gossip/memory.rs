@@ -9,13 +9,14 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand010::rngs::SmallRng;
 use rand010::{RngExt, SeedableRng};
 
 use super::pool::{Output, Pool};
-use super::{Config, GossipError, MemberEvent};
+use super::{Config, GossipError, MemberEvent, MetaInterner};
 
 /// Network behaviour.
 #[derive(Clone, Debug)]
@@ -106,6 +107,8 @@ pub struct SimNetwork {
     hook: Option<EventHook>,
     traffic: Vec<Traffic>,
     generations: Vec<u32>,
+    /// One copy of each member's metadata for all the pools (see [`MetaInterner`]).
+    interner: Arc<MetaInterner>,
 }
 
 impl SimNetwork {
@@ -125,6 +128,7 @@ impl SimNetwork {
             hook: None,
             traffic: Vec::new(),
             generations: Vec::new(),
+            interner: Arc::default(),
         }
     }
 
@@ -141,6 +145,7 @@ impl SimNetwork {
         let i = self.nodes.len();
         let addr = Self::addr_of(i);
         config.advertise = addr;
+        config.meta_interner = Some(self.interner.clone());
         let seed = self.net.seed.wrapping_mul(1_000_003).wrapping_add(i as u64);
         let pool = Pool::new(config, 1, seed, self.now)?;
         self.nodes.push(Some(pool));
@@ -156,6 +161,7 @@ impl SimNetwork {
     /// Restarts node `i` as a new process (new generation, empty state) with `config`.
     pub fn restart(&mut self, i: usize, mut config: Config) -> Result<(), GossipError> {
         config.advertise = Self::addr_of(i);
+        config.meta_interner = Some(self.interner.clone());
         self.generations[i] += 1;
         let seed = self.net.seed.wrapping_mul(7_000_003).wrapping_add(i as u64);
         self.nodes[i] = Some(Pool::new(config, self.generations[i], seed, self.now)?);

@@ -175,7 +175,7 @@ fn lock(inbox: &Mutex<Inbox>) -> MutexGuard<'_, Inbox> {
     inbox.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn hash_of(value: impl Hash) -> u64 {
+pub(super) fn hash_of(value: impl Hash) -> u64 {
     let mut h = DefaultHasher::new();
     value.hash(&mut h);
     h.finish()
@@ -231,20 +231,45 @@ impl BroadcastHandler<Id> for Handler {
     }
 }
 
+/// A key of `Pool::by_name`: a member's (shared) metadata, hashed and compared by its
+/// name, so that the index holds no copy of the name.
+struct NameKey(Arc<Meta>);
+
+impl PartialEq for NameKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.name == other.0.name
+    }
+}
+impl Eq for NameKey {}
+impl Hash for NameKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // As `str` hashes, so that lookups by `&str` find it.
+        self.0.name.as_str().hash(state);
+    }
+}
+impl std::borrow::Borrow<str> for NameKey {
+    fn borrow(&self) -> &str {
+        &self.0.name
+    }
+}
+
 /// What this member knows about another one.
 struct Entry {
     /// foca's current identity for that address.
     id: Id,
     /// Its metadata, once received; a member without it is not listed (it has no name yet).
-    /// Boxed: an entry exists per member, so it stays small (a pool of 10,000 holds 10,000).
-    meta: Option<Box<Meta>>,
+    /// Shared: an entry exists per member, so it stays small (a pool of 10,000 holds
+    /// 10,000), and pools of one process with a common `Config::meta_interner` hold one
+    /// copy of each value.
+    meta: Option<Arc<Meta>>,
     /// foca's verdict: `None` until foca reports it up or down.
     up: Option<bool>,
     /// An operator force-left it.
     forced_left: bool,
     /// foca declared this identity down and we are checking for ourselves before reporting
     /// Failed (see [`Pool::verify_down`]); `true` once it answered a check ping.
-    verifying: Option<(Id, bool)>,
+    /// Boxed: rare, and an entry exists per member.
+    verifying: Option<Box<(Id, bool)>>,
     /// When `up` last changed.
     since: Duration,
     /// Its position in [`Pool::slots`].
@@ -324,7 +349,7 @@ pub struct Pool {
     members: HashMap<Addr, Entry>,
     /// Every key of `members`, in no order: picks a random member in O(1).
     slots: Vec<Addr>,
-    by_name: HashMap<String, Addr>,
+    by_name: HashMap<NameKey, Addr>,
     /// Members foca reports up.
     alive: usize,
     /// Members listed by status (kept in step by [`Pool::tally`]), so that counting them
@@ -849,7 +874,11 @@ impl Pool {
             }
             Task::Verify(addr) => self.verify_due(addr),
             Task::Recheck(addr) => {
-                if let Some((id, _)) = self.members.get(&addr).and_then(|e| e.verifying) {
+                if let Some((id, _)) = self
+                    .members
+                    .get(&addr)
+                    .and_then(|e| e.verifying.as_deref().copied())
+                {
                     self.send_checks(addr, id.socket());
                     self.schedule(self.config.timing.probe_timeout, Task::Verify(addr));
                 }
@@ -1032,7 +1061,7 @@ impl Pool {
         }
         // The same name at another address: a restarted node that moved. The newer
         // metadata wins; the old entry is dropped.
-        if let Some(old_addr) = self.by_name.get(&meta.name).copied() {
+        if let Some(old_addr) = self.by_name.get(meta.name.as_str()).copied() {
             if old_addr != addr {
                 let old_version = self
                     .members
@@ -1060,16 +1089,19 @@ impl Pool {
         }
         let before = entry.status();
         let tags_changed = entry.meta.as_ref().is_some_and(|m| m.tags != meta.tags);
-        let name = (self.by_name.get(&meta.name) != Some(&addr)).then(|| meta.name.clone());
         let Some(entry) = self.members.get_mut(&addr) else {
             return;
         };
-        entry.meta = Some(Box::new(meta));
+        let meta = match &self.config.meta_interner {
+            Some(interner) => interner.intern(meta),
+            None => Arc::new(meta),
+        };
+        entry.meta = Some(meta.clone());
         let after = entry.status();
         let member = entry.member();
-        if let Some(name) = name {
-            self.by_name.insert(name, addr);
-        }
+        // The key is replaced too, so that it does not keep the old metadata alive.
+        self.by_name.remove(meta.name.as_str());
+        self.by_name.insert(NameKey(meta), addr);
         if before == after && before.is_some() && tags_changed {
             if let Some(m) = member {
                 self.emit(MemberEvent::Update(m));
@@ -1158,8 +1190,8 @@ impl Pool {
         }
         let member = entry.member();
         if let Some(meta) = &entry.meta {
-            if self.by_name.get(&meta.name) == Some(&addr) {
-                self.by_name.remove(&meta.name);
+            if self.by_name.get(meta.name.as_str()) == Some(&addr) {
+                self.by_name.remove(meta.name.as_str());
             }
             self.coords.remove(&meta.name);
             self.coord.forget(&meta.name);
@@ -1251,7 +1283,7 @@ impl Pool {
             self.set_up(addr, false);
             return;
         }
-        entry.verifying = Some((id, false));
+        entry.verifying = Some(Box::new((id, false)));
         self.send_checks(addr, id.socket());
         self.schedule(self.config.timing.probe_timeout, Task::Verify(addr));
     }
@@ -1271,13 +1303,13 @@ impl Pool {
         let Some(entry) = self.members.get_mut(&addr) else {
             return;
         };
-        let Some((id, answered)) = entry.verifying else {
+        let Some((id, answered)) = entry.verifying.as_deref().copied() else {
             return;
         };
         if answered {
             // Alive after all: keep listing it, and check again later in case foca's view
             // does not recover (it normally does, within a probe interval or two).
-            entry.verifying = Some((id, false));
+            entry.verifying = Some(Box::new((id, false)));
             let again = self.swim_config.suspect_to_down_after;
             self.schedule(again, Task::Recheck(addr));
             return;
@@ -1338,7 +1370,7 @@ impl Pool {
                 if let Some((_, answered)) = self
                     .members
                     .get_mut(&addr)
-                    .and_then(|e| e.verifying.as_mut())
+                    .and_then(|e| e.verifying.as_deref_mut())
                 {
                     *answered = true;
                 }
@@ -1356,7 +1388,7 @@ impl Pool {
             return;
         };
         // Only members we list get a cached coordinate (bounds the cache by the pool).
-        if !self.by_name.contains_key(&name) {
+        if !self.by_name.contains_key(name.as_str()) {
             return;
         }
         let rtt = self.now.saturating_sub(sent);
@@ -1455,11 +1487,17 @@ fn validate(t: &super::Timing) -> Result<(), GossipError> {
             "probe timeout must be non-zero and shorter than the probe interval",
         ));
     }
+    if t.suspicion_min_mult == 0 || t.suspicion_min_mult > t.suspicion_mult {
+        return Err(GossipError::InvalidTiming(
+            "suspicion min mult must be between 1 and the suspicion mult",
+        ));
+    }
     Ok(())
 }
 
-/// foca's settings for a pool of `n` alive members under `config`'s timings.
-fn swim_config(config: &Config, n: usize) -> foca::Config {
+/// foca's settings for a pool of `n` alive members under `config`'s timings (public for
+/// `concord-bench`'s `swim_sim`, which drives foca alone with exactly these).
+pub fn swim_config(config: &Config, n: usize) -> foca::Config {
     let t = &config.timing;
     let n32 =
         NonZeroU32::new(u32::try_from(n.max(1)).unwrap_or(u32::MAX)).unwrap_or(NonZeroU32::MIN);
@@ -1470,12 +1508,22 @@ fn swim_config(config: &Config, n: usize) -> foca::Config {
     let tx = 4 * ((n as f64 + 1.0).log10().ceil() as u32).max(1);
     c.max_transmissions =
         NonZeroU8::new(u8::try_from(tx).unwrap_or(u8::MAX)).unwrap_or(NonZeroU8::MIN);
-    // memberlist: suspicion_mult * max(1, log10(n)) * probe_interval.
+    // memberlist: suspicion_mult * max(1, log10(n)) * probe_interval, here the longest a
+    // suspicion lasts (nobody confirms it); Lifeguard's dynamic suspicion (foca patch)
+    // brings it down to the same with suspicion_min_mult once suspicion_mult - 2 other
+    // members' probes failed too.
     let scale = (n as f64).log10().max(1.0);
-    c.suspect_to_down_after = Duration::try_from_secs_f64(
-        t.probe_interval.as_secs_f64() * f64::from(t.suspicion_mult.max(1)) * scale,
-    )
-    .unwrap_or(t.probe_interval);
+    let timeout = |mult: u32| {
+        Duration::try_from_secs_f64(t.probe_interval.as_secs_f64() * f64::from(mult.max(1)) * scale)
+            .unwrap_or(t.probe_interval)
+    };
+    c.suspect_to_down_after = timeout(t.suspicion_mult);
+    c.suspicion = Some(foca::DynamicSuspicion {
+        min: timeout(t.suspicion_min_mult).min(c.suspect_to_down_after),
+        confirmations: u8::try_from(t.suspicion_mult.saturating_sub(2)).unwrap_or(u8::MAX),
+        // Confirmations take effect within a quarter probe interval.
+        check_every: (t.probe_interval / 4).max(Duration::from_millis(1)),
+    });
     c.remove_down_after = Some(config.reconnect_timeout);
     c.max_packet_size = NonZeroUsize::new(MAX_PACKET - FRAMING).unwrap_or(NonZeroUsize::MIN);
     // Replaced by the pool's Serf-style reconnect (`Task::Reconnect`), which tries about once

@@ -40,7 +40,7 @@ pub enum Packet {
 
 /// What a member says about itself. `version` orders updates from the same member; a restart
 /// starts from the wall clock, so it supersedes everything the old process said.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Meta {
     /// Current SWIM identity.
     pub id: Id,

@@ -186,6 +186,37 @@ pub struct Config {
     /// This feature is an extension to the SWIM protocol and should be left
     /// disabled if you're aiming at pure SWIM behavior.
     pub periodic_gossip: Option<PeriodicParams>,
+
+    /// Concord patch: Lifeguard's dynamic suspicion (memberlist's `suspicion.go`).
+    ///
+    /// `None` (the default): foca's own behaviour, where only a member whose probe failed
+    /// times the suspicion out, after [`Self::suspect_to_down_after`].
+    ///
+    /// `Some`: every member that learns of a suspicion times it out, starting at
+    /// [`Self::suspect_to_down_after`] (the maximum) and dropping toward
+    /// [`DynamicSuspicion::min`] as independent accusers confirm it; suspicion updates
+    /// then carry their accuser on the wire, so every member of a cluster must agree on
+    /// this setting.
+    pub suspicion: Option<DynamicSuspicion>,
+}
+
+/// Concord patch: Lifeguard's dynamic suspicion timeout. With `n` confirmations out of `k`
+/// wanted, the timeout is `max - ln(n + 1) / ln(k + 1) * (max - min)`, never under `min`
+/// (`max` is [`Config::suspect_to_down_after`]); `k` drops to 0 (timeout `min` at once)
+/// when fewer than `k + 2` members are known, as memberlist does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct DynamicSuspicion {
+    /// The timeout once `confirmations` independent accusers agree. Must not be zero nor
+    /// above [`Config::suspect_to_down_after`].
+    pub min: Duration,
+    /// Independent confirmations (accusers other than the first) that bring the timeout
+    /// down to `min` (memberlist: `suspicion_mult - 2`).
+    pub confirmations: u8,
+    /// How often a pending suspicion compares its time so far with its current timeout
+    /// (foca reads no clock, so confirmations take effect at the next check). Must not be
+    /// zero.
+    pub check_every: Duration,
 }
 
 /// Configuration for a task that should happen periodically
@@ -222,6 +253,7 @@ impl Config {
             periodic_announce: None,
             periodic_announce_to_down_members: None,
             periodic_gossip: None,
+            suspicion: None,
         }
     }
 
@@ -238,6 +270,9 @@ impl Config {
             Err("periodic_announce_to_down_members enabled")
         } else if self.periodic_gossip.is_none() && other.periodic_gossip.is_some() {
             Err("periodic_gossip enabled")
+        } else if self.suspicion.is_some() != other.suspicion.is_some() {
+            // Concord patch: it changes what suspicion updates carry on the wire.
+            Err("suspicion toggled")
         } else {
             Ok(())
         }
@@ -291,6 +326,7 @@ impl Config {
                 frequency: Duration::from_millis(200),
                 num_members: NonZeroUsize::new(3).unwrap(),
             }),
+            suspicion: None,
         }
     }
 
@@ -333,6 +369,7 @@ impl Config {
                 frequency: Duration::from_millis(500),
                 num_members: NonZeroUsize::new(4).unwrap(),
             }),
+            suspicion: None,
         }
     }
 

@@ -121,7 +121,8 @@ use alloc::{boxed::Box, vec::Vec};
 // Concord patch: always std (the member table's address index is a std HashMap).
 extern crate std;
 
-use core::{cmp::Ordering, convert::TryFrom, fmt, iter::ExactSizeIterator, mem};
+use core::{cmp::Ordering, convert::TryFrom, fmt, iter::ExactSizeIterator, mem, time::Duration};
+use std::collections::HashMap;
 
 use bytes::{Buf, BufMut};
 use rand::RngExt;
@@ -137,6 +138,9 @@ mod probe;
 mod runtime;
 #[cfg(test)]
 mod testing;
+// Concord patch
+#[cfg(test)]
+mod suspicion_tests;
 
 use crate::{
     broadcast::Broadcasts,
@@ -147,7 +151,7 @@ use crate::{
 pub use crate::{
     broadcast::{BroadcastHandler, Invalidates},
     codec::Codec,
-    config::{Config, PeriodicParams},
+    config::{Config, DynamicSuspicion, PeriodicParams},
     error::Error,
     identity::Identity,
     member::{Incarnation, Member, State},
@@ -186,6 +190,10 @@ pub struct Foca<T: Identity, C, RNG, B: BroadcastHandler<T>> {
 
     // Used to buffer cluster updates
     updates_buf: Vec<Member<T>>,
+    // Concord patch: the accuser each buffered update names (suspicions only).
+    accusers_buf: Vec<Option<T>>,
+    // Concord patch: suspicions being timed out (`Config::suspicion`), by address.
+    suspicions: HashMap<T::Addr, Suspicion<T>>,
     // Used when selecting (random) members
     choice_buf: Vec<Member<T>>,
 
@@ -261,6 +269,8 @@ where
             members: Members::new(Vec::new()),
             probe: Probe::new(Vec::with_capacity(max_indirect_probes)),
             updates_buf: Vec::new(),
+            accusers_buf: Vec::new(),
+            suspicions: HashMap::new(),
             choice_buf: Vec::new(),
             connection_state: ConnectionState::Disconnected,
             updates: Broadcasts::new(),
@@ -394,9 +404,21 @@ where
         &mut self,
         updates: impl Iterator<Item = Member<T>>,
         do_broadcast: bool,
+        runtime: impl Runtime<T>,
+    ) -> Result<()> {
+        self.apply_many_accused(updates.map(|u| (u, None)), do_broadcast, runtime)
+    }
+
+    // Concord patch: `apply_many` with the accuser of each suspicion update, when the
+    // update named one (`None`: we count it as our own accusation, as memberlist does for
+    // suspicions learned by push-pull).
+    fn apply_many_accused(
+        &mut self,
+        updates: impl Iterator<Item = (Member<T>, Option<T>)>,
+        do_broadcast: bool,
         mut runtime: impl Runtime<T>,
     ) -> Result<()> {
-        for update in updates {
+        for (update, accuser) in updates {
             if update.id() == &self.identity {
                 self.handle_self_update(update.incarnation(), update.state(), &mut runtime)?;
             } else if self.identity.addr() == update.id().addr() {
@@ -434,7 +456,7 @@ where
                     &mut runtime,
                 )?;
             } else {
-                self.apply_update(update, do_broadcast, &mut runtime)?;
+                self.apply_update_accused(update, accuser, do_broadcast, &mut runtime)?;
             }
         }
 
@@ -701,30 +723,20 @@ where
                 token,
             } => {
                 if self.timer_token == token {
-                    let as_down = Member::new(member_id.clone(), incarnation, State::Down);
-                    if let Some(summary) = self
-                        .members
-                        // Down is terminal, so before doing that we ensure the member
-                        // is still under suspicion.
-                        // Checking only incarnation is sufficient because to refute
-                        // suspicion the member must increment its own incarnation
-                        .apply_existing_if(as_down.clone(), |member| {
-                            member.incarnation() == incarnation
-                        })
-                    {
-                        self.handle_apply_summary(summary, as_down, true, &mut runtime)?;
-                        // Member went down we might need to adjust our internal state
-                        self.adjust_connection_state(&mut runtime);
-
-                        if self.config.notify_down_members {
-                            // As a courtesy, we send a lightweight message to the member
-                            // we're declaring down so that if it manages to receive it,
-                            // it can react accordingly
-                            self.send_message(member_id, Message::TurnUndead, runtime)?;
-                        }
-                    }
+                    self.declare_down(member_id, incarnation, runtime)?;
                 }
 
+                Ok(())
+            }
+            Timer::SuspicionCheck {
+                member_id,
+                incarnation,
+                elapsed,
+                token,
+            } => {
+                if self.timer_token == token {
+                    self.check_suspicion(member_id, incarnation, elapsed, runtime)?;
+                }
                 Ok(())
             }
             Timer::RemoveDown(down) => {
@@ -899,17 +911,31 @@ where
         // means the packet is valid. But that doesn't seem like a very
         // good idea...
         self.updates_buf.clear();
+        self.accusers_buf.clear();
         if remaining >= 2 && header.message != Message::Broadcast {
             let num_updates = data.get_u16();
             #[cfg(feature = "tracing")]
             span.record("num_updates", num_updates);
 
             for _i in 0..num_updates {
-                self.updates_buf.push(
-                    self.codec
-                        .decode_member(&mut data)
-                        .map_err(|e| Error::Decode(Box::new(e)))?,
-                );
+                let member = self
+                    .codec
+                    .decode_member(&mut data)
+                    .map_err(|e| Error::Decode(Box::new(e)))?;
+                // Concord patch: with dynamic suspicion, a suspicion names its accuser.
+                let accuser = if self.config.suspicion.is_some() && member.state() == State::Suspect
+                {
+                    Some(
+                        self.codec
+                            .decode_member(&mut data)
+                            .map_err(|e| Error::Decode(Box::new(e)))?
+                            .into_identity(),
+                    )
+                } else {
+                    None
+                };
+                self.updates_buf.push(member);
+                self.accusers_buf.push(accuser);
             }
         }
 
@@ -967,13 +993,19 @@ where
         // the borrow checker. And then put it back in its place, so
         // that we can keep reusing its already-allocated space.
         let mut updates = mem::take(&mut self.updates_buf);
-        self.apply_many(updates.drain(..), true, &mut runtime)?;
+        let mut accusers = mem::take(&mut self.accusers_buf);
+        self.apply_many_accused(
+            updates.drain(..).zip(accusers.drain(..)),
+            true,
+            &mut runtime,
+        )?;
         debug_assert_eq!(
             0,
             self.updates_buf.capacity(),
             "updates_buf modified while taken"
         );
         self.updates_buf = updates;
+        self.accusers_buf = accusers;
 
         // Right now there might still be some data left to read in the
         // buffer (custom broadcasts). We'll handle those before we
@@ -1090,8 +1122,133 @@ where
         self.codec
             .encode_member(&member, &mut buf)
             .map_err(|e| Error::Encode(Box::new(e)))?;
+        if let Some(accuser) = self.accuser_to_send(&member) {
+            self.codec
+                .encode_member(&accuser, &mut buf)
+                .map_err(|e| Error::Encode(Box::new(e)))?;
+        }
 
         Ok(buf)
+    }
+
+    // Concord patch: with dynamic suspicion, the record that follows a suspicion update on
+    // the wire: its newest accuser (ourselves if we track none), as an Alive member entry
+    // (the codec has no other way to encode a bare identity).
+    fn accuser_to_send(&self, member: &Member<T>) -> Option<Member<T>> {
+        if self.config.suspicion.is_none() || member.state() != State::Suspect {
+            return None;
+        }
+        let accuser = self
+            .suspicions
+            .get(&member.id().addr())
+            .filter(|s| &s.id == member.id())
+            .and_then(|s| s.accusers.last())
+            .unwrap_or(&self.identity);
+        Some(Member::new(accuser.clone(), 0, State::Alive))
+    }
+
+    // Concord patch: the number of confirmations that bring a suspicion to its minimum
+    // (memberlist: none when fewer than k + 2 members are known, counting ourselves).
+    fn confirmations_wanted(&self, params: &DynamicSuspicion) -> usize {
+        let k = usize::from(params.confirmations);
+        if self.members.num_active() + 1 < k + 2 {
+            0
+        } else {
+            k
+        }
+    }
+
+    // Concord patch: records that `accuser` suspects `id` at `incarnation` (the member is
+    // Suspect at that incarnation in our table). A new suspicion starts its checks at the
+    // minimum timeout (it can never fire sooner). Returns whether this was a new
+    // confirmation of a suspicion we already timed, which must then be gossiped on so
+    // that others count it too.
+    fn note_suspicion(
+        &mut self,
+        id: &T,
+        incarnation: Incarnation,
+        accuser: T,
+        mut runtime: impl Runtime<T>,
+    ) -> bool {
+        let Some(params) = self.config.suspicion.clone() else {
+            return false;
+        };
+        let k = self.confirmations_wanted(&params);
+        if let Some(s) = self.suspicions.get_mut(&id.addr())
+            && &s.id == id
+            && s.incarnation == incarnation
+        {
+            if s.accusers.len() > k || s.accusers.contains(&accuser) {
+                return false;
+            }
+            s.accusers.push(accuser);
+            return true;
+        }
+        self.suspicions.insert(
+            id.addr(),
+            Suspicion {
+                id: id.clone(),
+                incarnation,
+                accusers: alloc::vec![accuser],
+            },
+        );
+        runtime.submit_after(
+            Timer::SuspicionCheck {
+                member_id: id.clone(),
+                incarnation,
+                elapsed: params.min,
+                token: self.timer_token,
+            },
+            params.min,
+        );
+        false
+    }
+
+    // Concord patch: a `Timer::SuspicionCheck` fired `elapsed` after the suspicion began.
+    fn check_suspicion(
+        &mut self,
+        member_id: T,
+        incarnation: Incarnation,
+        elapsed: Duration,
+        mut runtime: impl Runtime<T>,
+    ) -> Result<()> {
+        let Some(params) = self.config.suspicion.clone() else {
+            return Ok(());
+        };
+        let addr = member_id.addr();
+        let Some(s) = self.suspicions.get(&addr) else {
+            return Ok(());
+        };
+        if s.id != member_id || s.incarnation != incarnation {
+            // A newer suspicion of that address has its own checks.
+            return Ok(());
+        }
+        let still_suspect = self.members.get(&addr).is_some_and(|m| {
+            m.id() == &member_id && m.state() == State::Suspect && m.incarnation() == incarnation
+        });
+        if !still_suspect {
+            // Refuted, declared down by someone else, or replaced.
+            self.suspicions.remove(&addr);
+            return Ok(());
+        }
+        let k = self.confirmations_wanted(&params);
+        let n = s.accusers.len().saturating_sub(1);
+        let timeout = suspicion_timeout(n, k, params.min, self.config.suspect_to_down_after);
+        if elapsed >= timeout {
+            self.suspicions.remove(&addr);
+            return self.declare_down(member_id, incarnation, runtime);
+        }
+        let wait = (timeout - elapsed).min(params.check_every);
+        runtime.submit_after(
+            Timer::SuspicionCheck {
+                member_id,
+                incarnation,
+                elapsed: elapsed + wait,
+                token: self.timer_token,
+            },
+            wait,
+        );
+        Ok(())
     }
 
     fn reset(&mut self) {
@@ -1099,6 +1256,8 @@ where
         self.incarnation = Incarnation::default();
         self.timer_token = self.timer_token.wrapping_add(1);
         self.probe.clear();
+        // Concord patch: their checks carry the old token.
+        self.suspicions.clear();
         // XXX It might make sense to `self.updates.clear()` if we're
         //     down for a very long while, but we don't track instants
         //     internally... Exposing a public method to do so and
@@ -1152,13 +1311,34 @@ where
                 .apply_existing_if(as_suspect.clone(), |_member| true)
             {
                 let is_active_now = summary.is_active_now;
-                #[cfg_attr(not(feature = "tracing"), expect(unused_variables))]
                 let apply_successful = summary.apply_successful;
+                // Concord patch: with dynamic suspicion, our failed probe is an accusation
+                // (or an independent confirmation of one already known), timed by
+                // `Timer::SuspicionCheck` instead of a fixed `ChangeSuspectToDown`.
+                let dynamic = self.config.suspicion.is_some();
+                let suspect_now = dynamic
+                    && self.members.get(&failed.id().addr()).is_some_and(|m| {
+                        m.id() == failed.id()
+                            && m.state() == State::Suspect
+                            && m.incarnation() == failed.incarnation()
+                    });
+                let mut confirmed = false;
+                if suspect_now {
+                    let me = self.identity.clone();
+                    confirmed =
+                        self.note_suspicion(failed.id(), failed.incarnation(), me, &mut runtime);
+                }
+                if confirmed && !apply_successful {
+                    let addr = Addr(failed.id().addr());
+                    let data = self.serialize_member(as_suspect.clone())?;
+                    self.updates
+                        .add_or_replace(addr, data, self.config.max_transmissions.get().into());
+                }
                 self.handle_apply_summary(summary, as_suspect, true, &mut runtime)?;
 
                 // Now we ensure we change the member to Down if it
                 // isn't already inactive
-                if is_active_now {
+                if is_active_now && !dynamic {
                     // We check for summary.apply_successful prior to logging
                     // because we may pick a member multiple times before the
                     // timer runs out.
@@ -1219,6 +1399,39 @@ where
         }
     }
 
+    // Concord patch: foca's `Timer::ChangeSuspectToDown` body, shared with dynamic
+    // suspicion's checks.
+    fn declare_down(
+        &mut self,
+        member_id: T,
+        incarnation: Incarnation,
+        mut runtime: impl Runtime<T>,
+    ) -> Result<()> {
+        let as_down = Member::new(member_id.clone(), incarnation, State::Down);
+                    if let Some(summary) = self
+                        .members
+                        // Down is terminal, so before doing that we ensure the member
+                        // is still under suspicion.
+                        // Checking only incarnation is sufficient because to refute
+                        // suspicion the member must increment its own incarnation
+                        .apply_existing_if(as_down.clone(), |member| {
+                            member.incarnation() == incarnation
+                        })
+                    {
+                        self.handle_apply_summary(summary, as_down, true, &mut runtime)?;
+                        // Member went down we might need to adjust our internal state
+                        self.adjust_connection_state(&mut runtime);
+
+                        if self.config.notify_down_members {
+                            // As a courtesy, we send a lightweight message to the member
+                            // we're declaring down so that if it manages to receive it,
+                            // it can react accordingly
+                            self.send_message(member_id, Message::TurnUndead, runtime)?;
+                        }
+        }
+        Ok(())
+    }
+
     // shortcut for apply + handle
     fn apply_update(
         &mut self,
@@ -1226,8 +1439,41 @@ where
         do_broadcast: bool,
         runtime: impl Runtime<T>,
     ) -> Result<bool> {
+        self.apply_update_accused(update, None, do_broadcast, runtime)
+    }
+
+    // Concord patch: `apply_update` for an update that may name the accuser of a suspicion.
+    fn apply_update_accused(
+        &mut self,
+        update: Member<T>,
+        accuser: Option<T>,
+        do_broadcast: bool,
+        mut runtime: impl Runtime<T>,
+    ) -> Result<bool> {
         debug_assert_ne!(&self.identity, update.id());
         let summary = self.members.apply(update.clone(), &mut self.rng);
+
+        // Concord patch: dynamic suspicion. Every member that learns of a suspicion times
+        // it (memberlist semantics); a further independent accuser is a confirmation,
+        // passed on so that the others count it too.
+        if self.config.suspicion.is_some()
+            && update.state() == State::Suspect
+            && self.members.get(&update.id().addr()).is_some_and(|m| {
+                m.id() == update.id()
+                    && m.state() == State::Suspect
+                    && m.incarnation() == update.incarnation()
+            })
+        {
+            let accuser = accuser.unwrap_or_else(|| self.identity.clone());
+            let confirmed =
+                self.note_suspicion(update.id(), update.incarnation(), accuser, &mut runtime);
+            if confirmed && do_broadcast && !summary.apply_successful {
+                let addr = Addr(update.id().addr());
+                let data = self.serialize_member(update.clone())?;
+                self.updates
+                    .add_or_replace(addr, data, self.config.max_transmissions.get().into());
+            }
+        }
 
         let update_is_active = match summary.conflict {
             member::ConflictResult::Lost | member::ConflictResult::FailedCondition => false,
@@ -1473,7 +1719,14 @@ where
 
                 while let Some(chosen) = self.choice_buf.pop() {
                     let pos = buf.get_ref().len();
-                    if let Err(_ignored) = self.codec.encode_member(&chosen, &mut buf) {
+                    // Concord patch: a suspect member names its accuser.
+                    let accuser = self.accuser_to_send(&chosen);
+                    let encoded = self.codec.encode_member(&chosen, &mut buf).and_then(|()| {
+                        accuser
+                            .as_ref()
+                            .map_or(Ok(()), |a| self.codec.encode_member(a, &mut buf))
+                    });
+                    if let Err(_ignored) = encoded {
                         // encoding the member might have advanced the cursor
                         // of the buffer before yielding the error
                         // this resets it to the last known valid position
@@ -1648,6 +1901,27 @@ where
             Ok(false)
         }
     }
+}
+
+// Concord patch: one suspicion being timed out (`Config::suspicion`).
+struct Suspicion<T> {
+    id: T,
+    incarnation: Incarnation,
+    // Distinct accusers; the first raised it and is not a confirmation.
+    accusers: Vec<T>,
+}
+
+// Concord patch: Lifeguard's timeout for a suspicion with `n` of `k` wanted confirmations
+// (memberlist `remainingSuspicionTime` before subtracting the time elapsed): from `max` at
+// none, logarithmically down to `min` at `k`, whole milliseconds, never under `min`.
+fn suspicion_timeout(n: usize, k: usize, min: Duration, max: Duration) -> Duration {
+    if k == 0 || n >= k || max <= min {
+        return min;
+    }
+    #[expect(clippy::cast_precision_loss, reason = "n and k are tiny")]
+    let frac = ((n as f64) + 1.0).ln() / ((k as f64) + 1.0).ln();
+    let raw = max.as_secs_f64() - frac * (max.as_secs_f64() - min.as_secs_f64());
+    Duration::from_millis((raw * 1000.0).floor() as u64).max(min)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -339,6 +339,11 @@ where
         self.inner.iter().filter(|m| m.is_active())
     }
 
+    // Concord patch: the member at `addr`, whatever its state.
+    pub(crate) fn get(&self, addr: &T::Addr) -> Option<&Member<T>> {
+        self.position_of(addr).map(|pos| &self.inner[pos])
+    }
+
     pub(crate) fn is_active(&self, id: &T) -> bool {
         self.position_of(&id.addr())
             .is_some_and(|pos| &self.inner[pos].id == id && self.inner[pos].is_active())

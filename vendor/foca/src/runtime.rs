@@ -241,6 +241,21 @@ pub enum Timer<T> {
         token: TimerToken,
     },
 
+    /// Concord patch: with [`crate::Config::suspicion`], compares a
+    /// suspicion's time so far (`elapsed`) with its current timeout, and
+    /// declares the member Down once it is reached.
+    SuspicionCheck {
+        /// Target member identity
+        member_id: T,
+        /// Its Incarnation when the suspicion was raised.
+        incarnation: Incarnation,
+        /// Time since this member learned of the suspicion, when this
+        /// timer fires.
+        elapsed: Duration,
+        /// See `TimerToken`
+        token: TimerToken,
+    },
+
     /// Sends a [`crate::Message::Announce`] to randomly chosen members as
     /// specified by [`crate::Config::periodic_announce`]
     PeriodicAnnounce(TimerToken),
@@ -279,6 +294,7 @@ impl<T> Timer<T> {
             Self::PeriodicGossip(_) => 4,
             Self::RemoveDown(_) => 5,
             Self::PeriodicAnnounceDown(_) => 6,
+            Self::SuspicionCheck { .. } => 7,
         }
     }
 }
