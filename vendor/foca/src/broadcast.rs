@@ -131,12 +131,12 @@ fn bucket_added(buckets: &mut std::collections::HashMap<u64, usize>, bucket: Opt
 }
 
 fn bucket_removed(buckets: &mut std::collections::HashMap<u64, usize>, bucket: Option<u64>) {
-    if let Some(b) = bucket {
-        if let std::collections::hash_map::Entry::Occupied(mut e) = buckets.entry(b) {
-            *e.get_mut() -= 1;
-            if *e.get() == 0 {
-                e.remove();
-            }
+    if let Some(std::collections::hash_map::Entry::Occupied(mut e)) =
+        bucket.map(|b| buckets.entry(b))
+    {
+        *e.get_mut() -= 1;
+        if *e.get() == 0 {
+            e.remove();
         }
     }
 }

@@ -1331,8 +1331,11 @@ where
                 if confirmed && !apply_successful {
                     let addr = Addr(failed.id().addr());
                     let data = self.serialize_member(as_suspect.clone())?;
-                    self.updates
-                        .add_or_replace(addr, data, self.config.max_transmissions.get().into());
+                    self.updates.add_or_replace(
+                        addr,
+                        data,
+                        self.config.max_transmissions.get().into(),
+                    );
                 }
                 self.handle_apply_summary(summary, as_suspect, true, &mut runtime)?;
 
@@ -1408,26 +1411,26 @@ where
         mut runtime: impl Runtime<T>,
     ) -> Result<()> {
         let as_down = Member::new(member_id.clone(), incarnation, State::Down);
-                    if let Some(summary) = self
-                        .members
-                        // Down is terminal, so before doing that we ensure the member
-                        // is still under suspicion.
-                        // Checking only incarnation is sufficient because to refute
-                        // suspicion the member must increment its own incarnation
-                        .apply_existing_if(as_down.clone(), |member| {
-                            member.incarnation() == incarnation
-                        })
-                    {
-                        self.handle_apply_summary(summary, as_down, true, &mut runtime)?;
-                        // Member went down we might need to adjust our internal state
-                        self.adjust_connection_state(&mut runtime);
+        if let Some(summary) = self
+            .members
+            // Down is terminal, so before doing that we ensure the member
+            // is still under suspicion.
+            // Checking only incarnation is sufficient because to refute
+            // suspicion the member must increment its own incarnation
+            .apply_existing_if(as_down.clone(), |member| {
+                member.incarnation() == incarnation
+            })
+        {
+            self.handle_apply_summary(summary, as_down, true, &mut runtime)?;
+            // Member went down we might need to adjust our internal state
+            self.adjust_connection_state(&mut runtime);
 
-                        if self.config.notify_down_members {
-                            // As a courtesy, we send a lightweight message to the member
-                            // we're declaring down so that if it manages to receive it,
-                            // it can react accordingly
-                            self.send_message(member_id, Message::TurnUndead, runtime)?;
-                        }
+            if self.config.notify_down_members {
+                // As a courtesy, we send a lightweight message to the member
+                // we're declaring down so that if it manages to receive it,
+                // it can react accordingly
+                self.send_message(member_id, Message::TurnUndead, runtime)?;
+            }
         }
         Ok(())
     }

@@ -950,7 +950,10 @@ mod tests {
         check(&members);
         for i in (0..300).step_by(6) {
             assert!(members.remove_if_down(&Num(i)).is_some());
-            assert!(members.remove_if_down(&Num(i + 1)).is_none(), "active, kept");
+            assert!(
+                members.remove_if_down(&Num(i + 1)).is_none(),
+                "active, kept"
+            );
         }
         check(&members);
         assert!(!members.is_active(&Num(3)));

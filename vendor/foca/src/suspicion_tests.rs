@@ -32,7 +32,9 @@ fn config() -> Config {
 /// Member `me` of a cluster of members 1 to 6, all alive.
 fn member_of_six(me: u8) -> TestFoca {
     let mut foca = Foca::new(ID::new(me), config(), SmallRng::seed_from_u64(7), BadCodec);
-    let others = (1..=6).filter(|&i| i != me).map(|i| Member::alive(ID::new(i)));
+    let others = (1..=6)
+        .filter(|&i| i != me)
+        .map(|i| Member::alive(ID::new(i)));
     foca.apply_many(others, true, AccumulatingRuntime::new())
         .expect("apply");
     foca
@@ -100,15 +102,28 @@ fn timeout_follows_memberlist_formula() {
 fn unconfirmed_suspicion_lasts_the_maximum() {
     let mut foca = member_of_six(1);
     let mut runtime = AccumulatingRuntime::new();
-    foca.apply_update_accused(Member::suspect(ID::new(2)), Some(ID::new(3)), true, &mut runtime)
-        .expect("apply");
+    foca.apply_update_accused(
+        Member::suspect(ID::new(2)),
+        Some(ID::new(3)),
+        true,
+        &mut runtime,
+    )
+    .expect("apply");
     let first = checks(&mut runtime);
     // The first check comes at the minimum: it can never fire sooner.
     assert_eq!(alloc::vec![(MIN, MIN)], first);
     // The accuser's own suspicion gossiped back to us is no confirmation.
-    foca.apply_update_accused(Member::suspect(ID::new(2)), Some(ID::new(3)), true, &mut runtime)
-        .expect("apply");
-    assert_eq!(Some(MAX), run_checks(&mut foca, &mut runtime, ID::new(2), first));
+    foca.apply_update_accused(
+        Member::suspect(ID::new(2)),
+        Some(ID::new(3)),
+        true,
+        &mut runtime,
+    )
+    .expect("apply");
+    assert_eq!(
+        Some(MAX),
+        run_checks(&mut foca, &mut runtime, ID::new(2), first)
+    );
     assert!(!foca.iter_members().any(|m| m.id() == &ID::new(2)));
 }
 
@@ -116,12 +131,22 @@ fn unconfirmed_suspicion_lasts_the_maximum() {
 fn one_confirmation_shortens_it_two_bring_the_minimum() {
     let mut foca = member_of_six(1);
     let mut runtime = AccumulatingRuntime::new();
-    foca.apply_update_accused(Member::suspect(ID::new(2)), Some(ID::new(3)), true, &mut runtime)
-        .expect("apply");
+    foca.apply_update_accused(
+        Member::suspect(ID::new(2)),
+        Some(ID::new(3)),
+        true,
+        &mut runtime,
+    )
+    .expect("apply");
     let first = checks(&mut runtime);
     let before = foca.updates.len();
-    foca.apply_update_accused(Member::suspect(ID::new(2)), Some(ID::new(4)), true, &mut runtime)
-        .expect("apply");
+    foca.apply_update_accused(
+        Member::suspect(ID::new(2)),
+        Some(ID::new(4)),
+        true,
+        &mut runtime,
+    )
+    .expect("apply");
     // A new confirmation is gossiped on (it replaces the older suspicion update).
     assert_eq!(before, foca.updates.len());
     assert_eq!(
@@ -131,8 +156,13 @@ fn one_confirmation_shortens_it_two_bring_the_minimum() {
 
     let mut foca = member_of_six(1);
     let mut runtime = AccumulatingRuntime::new();
-    foca.apply_update_accused(Member::suspect(ID::new(2)), Some(ID::new(3)), true, &mut runtime)
-        .expect("apply");
+    foca.apply_update_accused(
+        Member::suspect(ID::new(2)),
+        Some(ID::new(3)),
+        true,
+        &mut runtime,
+    )
+    .expect("apply");
     let first = checks(&mut runtime);
     for accuser in [4, 5] {
         foca.apply_update_accused(
@@ -143,15 +173,23 @@ fn one_confirmation_shortens_it_two_bring_the_minimum() {
         )
         .expect("apply");
     }
-    assert_eq!(Some(MIN), run_checks(&mut foca, &mut runtime, ID::new(2), first));
+    assert_eq!(
+        Some(MIN),
+        run_checks(&mut foca, &mut runtime, ID::new(2), first)
+    );
 }
 
 #[test]
 fn refuted_suspicion_stops_its_checks() {
     let mut foca = member_of_six(1);
     let mut runtime = AccumulatingRuntime::new();
-    foca.apply_update_accused(Member::suspect(ID::new(2)), Some(ID::new(3)), true, &mut runtime)
-        .expect("apply");
+    foca.apply_update_accused(
+        Member::suspect(ID::new(2)),
+        Some(ID::new(3)),
+        true,
+        &mut runtime,
+    )
+    .expect("apply");
     let first = checks(&mut runtime);
     // The member refutes: alive at a higher incarnation.
     foca.apply_many(
@@ -177,10 +215,18 @@ fn few_members_wait_for_no_confirmation() {
     )
     .expect("apply");
     runtime.clear();
-    foca.apply_update_accused(Member::suspect(ID::new(2)), Some(ID::new(3)), true, &mut runtime)
-        .expect("apply");
+    foca.apply_update_accused(
+        Member::suspect(ID::new(2)),
+        Some(ID::new(3)),
+        true,
+        &mut runtime,
+    )
+    .expect("apply");
     let first = checks(&mut runtime);
-    assert_eq!(Some(MIN), run_checks(&mut foca, &mut runtime, ID::new(2), first));
+    assert_eq!(
+        Some(MIN),
+        run_checks(&mut foca, &mut runtime, ID::new(2), first)
+    );
 }
 
 #[test]
@@ -189,8 +235,12 @@ fn accuser_travels_on_the_wire() {
     let mut two = member_of_six(2);
     let mut runtime = AccumulatingRuntime::new();
     // One accuses three (a suspicion it raised itself names itself).
-    one.apply_many(core::iter::once(Member::suspect(ID::new(3))), true, &mut runtime)
-        .expect("apply");
+    one.apply_many(
+        core::iter::once(Member::suspect(ID::new(3))),
+        true,
+        &mut runtime,
+    )
+    .expect("apply");
     runtime.clear();
     one.send_message(ID::new(2), crate::Message::Ping(1), &mut runtime)
         .expect("send");
