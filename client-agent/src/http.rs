@@ -14,7 +14,8 @@
 //! caller's network (`allow_write_http_from`: 403, checked before the method, as Consul's
 //! handler wrapper does), method-not-allowed text
 //! (Consul's `method GET not allowed`), the request's token set as the one every server RPC
-//! it makes carries (`authz::on_behalf`), request counting for metrics, then the routes.
+//! it makes carries, and GETs answered by one shared blocking read share its encoded
+//! reply (both `authz::on_behalf`), request counting for metrics, then the routes.
 
 mod acl;
 mod agent;

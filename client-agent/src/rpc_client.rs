@@ -11,13 +11,13 @@
 //! server's own answer (even an error) ends the rotation: another server would say the same.
 //!
 //! The agent wraps whichever [`ServerRpc`] it runs on in [`Coalesced`]: identical blocking
-//! reads parked at once share one server call.
+//! reads parked at once share one server call, and their requests one encoded reply.
 
 mod coalesce;
 #[cfg(test)]
 pub(crate) mod fake;
 
-pub use coalesce::Coalesced;
+pub use coalesce::{encode_once, track, Coalesced};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

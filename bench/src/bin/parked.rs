@@ -28,9 +28,16 @@
 //! is its own server call (what watchers of many different keys would cost).
 //!
 //! The load generator raises its own open-files limits (soft and, as root, hard) so it can
-//! hold the connections, and the agent inherits them. Connections come from 127.0.0.2 and
-//! up (10,000 per address: one address has ~28,000 ephemeral ports); the agent runs with
-//! `limits` lifted so that the test measures capacity, not the per-client caps.
+//! hold the connections, and the agent inherits them. The dev agent listens on 127.0.45.1;
+//! connections come from 127.0.45.2 and up (10,000 per address: one address has ~28,000
+//! ephemeral ports); the agent runs with `limits` lifted so that the test measures
+//! capacity, not the per-client caps.
+//!
+//! Every reply is checked: status 200, an `X-Consul-Index` past the parked one, and a body
+//! holding the write (the first of each kind is parsed; the others must be the same bytes
+//! or parse and hold it too). The HTTP/2 watchers use hyper's HTTP/2 client directly, one
+//! connection per `--h2` watchers, so the generator's own CPU per reply stays small beside
+//! the agent's on the shared cores.
 
 // A benchmark binary: it prints its report and stops at the first setup error.
 #![allow(clippy::print_stdout, clippy::unwrap_used)]
@@ -38,11 +45,13 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use concord_integration::{AgentSpec, TestAgent, TestCluster};
+use http_body_util::{BodyExt as _, Empty};
+use hyper::body::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::watch;
@@ -50,6 +59,41 @@ use tokio::time::Instant;
 
 /// Connections per source address.
 const PER_SOURCE_IP: usize = 10_000;
+/// The dev agent's address; watchers connect from the next ones up.
+const AGENT_IP: [u8; 4] = [127, 0, 45, 1];
+/// The HTTP/2 connections' source address.
+const H2_SOURCE_IP: [u8; 4] = [127, 0, 45, 2];
+
+/// What a woken watcher must get back: a 200, an index past `parked`, and a body holding
+/// the write (`check`).
+struct Expect {
+    parked: u64,
+    check: Box<dyn Fn(&serde_json::Value) -> bool + Send + Sync>,
+    /// The first body that passed, parsed: later identical bodies pass without parsing.
+    verified: OnceLock<Vec<u8>>,
+}
+
+impl Expect {
+    fn verify(&self, status: u16, index: u64, body: &[u8]) -> anyhow::Result<()> {
+        anyhow::ensure!(status == 200, "answered {status}");
+        anyhow::ensure!(
+            index > self.parked,
+            "X-Consul-Index {index}, parked at {}",
+            self.parked
+        );
+        if self.verified.get().is_some_and(|v| v.as_slice() == body) {
+            return Ok(());
+        }
+        let value: serde_json::Value = serde_json::from_slice(body).context("body not JSON")?;
+        anyhow::ensure!(
+            (self.check)(&value),
+            "body lacks the write: {}",
+            String::from_utf8_lossy(body)
+        );
+        let _ = self.verified.set(body.to_vec());
+        Ok(())
+    }
+}
 
 struct Args {
     concord: String,
@@ -168,15 +212,17 @@ async fn request(
     body: &str,
 ) -> anyhow::Result<(u16, u64)> {
     let mut stream = TcpStream::connect(addr).await?;
-    exchange(&mut stream, method, path, body).await
+    let (status, index, _) = exchange(&mut stream, method, path, body).await?;
+    Ok((status, index))
 }
 
+/// One HTTP/1.1 exchange, then the connection closes: status, `X-Consul-Index`, body.
 async fn exchange(
     stream: &mut TcpStream,
     method: &str,
     path: &str,
     body: &str,
-) -> anyhow::Result<(u16, u64)> {
+) -> anyhow::Result<(u16, u64, Vec<u8>)> {
     let head = format!(
         "{method} {path} HTTP/1.1\r\nhost: agent\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
         body.len()
@@ -186,7 +232,11 @@ async fn exchange(
     // Small replies only (the bench keeps its data tiny): read to the end, parse the head.
     let mut reply = Vec::with_capacity(1024);
     stream.read_to_end(&mut reply).await?;
-    let text = String::from_utf8_lossy(&reply);
+    let head_end = reply
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("no end of head")?;
+    let text = String::from_utf8_lossy(&reply[..head_end]);
     let status = text
         .strip_prefix("HTTP/1.1 ")
         .and_then(|s| s.get(..3))
@@ -201,7 +251,8 @@ async fn exchange(
                 .flatten()
         })
         .unwrap_or(0);
-    Ok((status, index))
+    let body = reply[head_end + 4..].to_vec();
+    Ok((status, index, body))
 }
 
 /// The agent's config file lifting the per-client caps.
@@ -247,13 +298,14 @@ async fn start_agent(args: &Args, dir: &std::path::Path) -> anyhow::Result<Child
     let child = Command::new(&args.concord)
         .args(["agent", "-dev", "-node", "bench", "-dns-port", "-1"])
         .args(["-serf-lan-port", "0", "-server-port", "0"])
+        .args(["-client", &Ipv4Addr::from(AGENT_IP).to_string()])
         .args(["-http-port", &args.port.to_string()])
         .args(["-config-file", config.to_str().context("config path")?])
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
         .with_context(|| format!("starting {}", args.concord))?;
-    let addr = SocketAddr::from(([127, 0, 0, 1], args.port));
+    let addr = SocketAddr::from((AGENT_IP, args.port));
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Ok((200, _)) = request(addr, "GET", "/v1/catalog/node/bench", "").await {
@@ -306,7 +358,7 @@ async fn main() -> anyhow::Result<()> {
             Some(agent),
             None,
             pid,
-            SocketAddr::from(([127, 0, 0, 1], args.port)),
+            SocketAddr::from((AGENT_IP, args.port)),
         )
     };
     setup(addr).await?;
@@ -334,6 +386,20 @@ async fn run(args: &Args, addr: SocketAddr, pid: u32, round: usize) -> anyhow::R
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle_cpu = cpu_percent(idle, sample(pid), idle_at.elapsed());
 
+    // What the writes below make the watchers see.
+    let value = (round + 2).to_string();
+    let port = 81 + round;
+    let encoded = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &value);
+    let kv_expect = Arc::new(Expect {
+        parked: kv_index,
+        check: Box::new(move |v| v[0]["Value"].as_str() == Some(encoded.as_str())),
+        verified: OnceLock::new(),
+    });
+    let health_expect = Arc::new(Expect {
+        parked: health_index,
+        check: Box::new(move |v| v[0]["Service"]["Port"].as_u64() == Some(port as u64)),
+        verified: OnceLock::new(),
+    });
     // When the writes were sent; a watcher answered before that woke spuriously.
     let (written_tx, written_rx) = watch::channel(None::<Instant>);
     let sent = Arc::new(AtomicUsize::new(0));
@@ -341,7 +407,8 @@ async fn run(args: &Args, addr: SocketAddr, pid: u32, round: usize) -> anyhow::R
     let h2_clients = h2_clients(args, addr).await?;
     let parking = Instant::now();
     for i in 0..args.queries {
-        let source = 2 + u8::try_from(i / PER_SOURCE_IP).context("too many queries")?;
+        let source =
+            AGENT_IP[3] + 1 + u8::try_from(i / PER_SOURCE_IP).context("too many queries")?;
         // `--distinct`: a wait of its own (9 min and i ms) makes each watcher a question of
         // its own, which the agent cannot share with the others.
         let wait = if args.distinct {
@@ -349,38 +416,51 @@ async fn run(args: &Args, addr: SocketAddr, pid: u32, round: usize) -> anyhow::R
         } else {
             "10m".to_string()
         };
-        let path = if i % 2 == 0 {
-            format!("/v1/kv/bench/k?index={kv_index}&wait={wait}")
+        let (path, expect) = if i % 2 == 0 {
+            (
+                format!("/v1/kv/bench/k?index={kv_index}&wait={wait}"),
+                kv_expect.clone(),
+            )
         } else {
-            format!("/v1/health/service/bench?index={health_index}&wait={wait}")
+            (
+                format!("/v1/health/service/bench?index={health_index}&wait={wait}"),
+                health_expect.clone(),
+            )
         };
         let written = written_rx.clone();
         let counter = sent.clone();
-        if let Some(clients) = &h2_clients {
-            let client: reqwest::Client = clients[i / args.h2_streams].clone();
-            let url = format!("http://{addr}{path}");
+        // A watcher's answer: its wake-up delay, checked, or `None` for a spurious wake.
+        let woke = move |status: u16, index: u64, body: &[u8]| {
+            let done = Instant::now();
+            let Some(at) = *written.borrow() else {
+                return Ok(None);
+            };
+            expect.verify(status, index, body)?;
+            anyhow::Ok(Some(done.saturating_duration_since(at)))
+        };
+        if let Some(senders) = &h2_clients {
+            let mut sender = senders[i / args.h2_streams].clone();
+            let uri: http::Uri = format!("http://{addr}{path}").parse()?;
             watchers.spawn(async move {
+                let request = http::Request::get(uri).body(Empty::<Bytes>::new())?;
                 counter.fetch_add(1, Ordering::Relaxed);
-                let reply = client.get(&url).send().await?;
+                let reply = sender.send_request(request).await?;
                 let status = reply.status().as_u16();
-                reply.bytes().await?;
-                let done = Instant::now();
-                let woke = (*written.borrow()).map(|at| done.saturating_duration_since(at));
-                anyhow::Ok((status, woke))
+                let index = consul_index(reply.headers());
+                let body = reply.into_body().collect().await?.to_bytes();
+                woke(status, index, &body)
             });
         } else {
             watchers.spawn(async move {
                 let socket = TcpSocket::new_v4()?;
                 socket.bind(SocketAddr::new(
-                    IpAddr::V4(Ipv4Addr::new(127, 0, 0, source)),
+                    IpAddr::V4(Ipv4Addr::new(127, 0, 45, source)),
                     0,
                 ))?;
                 let mut stream = socket.connect(addr).await?;
                 counter.fetch_add(1, Ordering::Relaxed);
-                let (status, _) = exchange(&mut stream, "GET", &path, "").await?;
-                let done = Instant::now();
-                let woke = (*written.borrow()).map(|at| done.saturating_duration_since(at));
-                anyhow::Ok((status, woke))
+                let (status, index, body) = exchange(&mut stream, "GET", &path, "").await?;
+                woke(status, index, &body)
             });
         }
         // Connect in small batches so the listen backlog never overflows.
@@ -420,10 +500,8 @@ async fn run(args: &Args, addr: SocketAddr, pid: u32, round: usize) -> anyhow::R
     let written_at = Instant::now();
     let (agent_before, generator_before) = (sample(pid), sample(std::process::id()));
     written_tx.send_replace(Some(written_at));
-    let value = (round + 2).to_string();
     let registration = format!(
-        r#"{{"Node":"bench-node","Address":"10.0.0.1","Service":{{"Service":"bench","Port":{}}}}}"#,
-        81 + round
+        r#"{{"Node":"bench-node","Address":"10.0.0.1","Service":{{"Service":"bench","Port":{port}}}}}"#
     );
     let kv_write = request(addr, "PUT", "/v1/kv/bench/k", &value);
     let catalog_write = request(addr, "PUT", "/v1/catalog/register", &registration);
@@ -436,14 +514,8 @@ async fn run(args: &Args, addr: SocketAddr, pid: u32, round: usize) -> anyhow::R
     let mut errors = 0usize;
     while let Some(joined) = watchers.join_next().await {
         match joined {
-            Ok(Ok((200, Some(delay)))) => delays.push(delay),
-            Ok(Ok((200, None))) => spurious += 1,
-            Ok(Ok((status, _))) => {
-                errors += 1;
-                if errors < 5 {
-                    println!("watcher answered {status}");
-                }
-            }
+            Ok(Ok(Some(delay))) => delays.push(delay),
+            Ok(Ok(None)) => spurious += 1,
             Ok(Err(e)) => {
                 errors += 1;
                 if errors < 5 {
@@ -501,26 +573,43 @@ async fn run(args: &Args, addr: SocketAddr, pid: u32, round: usize) -> anyhow::R
     Ok(())
 }
 
-/// With `--h2`, one client (so one HTTP/2 connection) per `h2_streams` watchers, each
-/// connected by a first request before the watchers start.
-async fn h2_clients(args: &Args, addr: SocketAddr) -> anyhow::Result<Option<Vec<reqwest::Client>>> {
+/// `X-Consul-Index`, 0 when absent or not a number.
+fn consul_index(headers: &http::HeaderMap) -> u64 {
+    headers
+        .get("x-consul-index")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// An HTTP/2 connection's request handle.
+type H2 = hyper::client::conn::http2::SendRequest<Empty<Bytes>>;
+
+/// With `--h2`, one HTTP/2 connection (prior knowledge) per `h2_streams` watchers, each
+/// checked by a first request before the watchers start.
+async fn h2_clients(args: &Args, addr: SocketAddr) -> anyhow::Result<Option<Vec<H2>>> {
     if args.h2_streams == 0 {
         return Ok(None);
     }
-    let mut clients = Vec::new();
+    let mut senders = Vec::new();
     for _ in 0..args.queries.div_ceil(args.h2_streams) {
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .http2_prior_knowledge()
-            .build()?;
-        let reply = client
-            .get(format!("http://{addr}/v1/status/leader"))
-            .send()
+        let socket = TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::from((H2_SOURCE_IP, 0)))?;
+        let stream = socket.connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let (mut sender, connection) =
+            hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                .handshake(hyper_util::rt::TokioIo::new(stream))
+                .await?;
+        tokio::spawn(connection);
+        let uri: http::Uri = format!("http://{addr}/v1/status/leader").parse()?;
+        let reply = sender
+            .send_request(http::Request::get(uri).body(Empty::new())?)
             .await?;
-        anyhow::ensure!(reply.version() == reqwest::Version::HTTP_2, "not HTTP/2");
-        clients.push(client);
+        anyhow::ensure!(reply.status() == 200, "status answered {}", reply.status());
+        senders.push(sender);
     }
-    Ok(Some(clients))
+    Ok(Some(senders))
 }
 
 /// The watched data: one key and one service instance on a catalog node.

@@ -68,23 +68,21 @@ pub(crate) fn init(
     } else {
         None
     };
-    // The monitor sees every level a reader may ask for, but only while one reads.
-    let watched = |feed: LogFeed| {
-        tracing_subscriber::filter::filter_fn(move |meta| {
-            feed.is_watched()
-                && (meta.target().starts_with("concord") || *meta.level() <= tracing::Level::DEBUG)
-        })
-    };
     let monitor_text = layer(false, false, FeedWriter::maker(feed.clone(), false))
-        .with_filter(watched(feed.clone()));
+        .with_filter(Watched(feed.clone()));
     let monitor_json = layer(true, false, FeedWriter::maker(feed.clone(), true))
-        .with_filter(watched(feed.clone()));
+        .with_filter(Watched(feed.clone()));
+    // One list, not `Option` layers: a `None` layer counts as a layer without a filter,
+    // which enables every callsite, so every library's trace spans (h2 opens several per
+    // poll of every connection) were created and dropped for nobody, a fifth of the agent's
+    // CPU when 50,000 parked queries wake.
+    let mut layers = vec![stderr.boxed()];
+    layers.extend(file.map(tracing_subscriber::Layer::boxed));
+    layers.extend(syslog.map(tracing_subscriber::Layer::boxed));
+    layers.push(monitor_text.boxed());
+    layers.push(monitor_json.boxed());
     tracing_subscriber::registry()
-        .with(stderr)
-        .with(file)
-        .with(syslog)
-        .with(monitor_text)
-        .with(monitor_json)
+        .with(layers)
         .try_init()
         .map_err(|e| anyhow::anyhow!("initialising logging: {e}"))?;
     if let Some(e) = syslog_error {
@@ -94,6 +92,54 @@ pub(crate) fn init(
         tracing::warn!("{w}");
     }
     Ok(())
+}
+
+/// The monitor feed's filter: every level a reader may ask for (our own lines at any level,
+/// libraries' down to debug), but only while someone reads.
+///
+/// Its callsite interest follows the readers: `always` while watched, `never` otherwise,
+/// and the feed rebuilds tracing's interest cache when the first reader comes and the last
+/// goes ([`LogFeed::subscribe`]). A plain `filter_fn` would not do: it decides a callsite's
+/// interest once, when the callsite first fires, so a debug line first logged while nobody
+/// watched stayed off for every later reader.
+struct Watched(LogFeed);
+
+impl Watched {
+    fn wants(&self, meta: &tracing::Metadata<'_>) -> bool {
+        self.0.is_watched()
+            && (meta.target().starts_with("concord") || *meta.level() <= tracing::Level::DEBUG)
+    }
+}
+
+impl<S> tracing_subscriber::layer::Filter<S> for Watched {
+    fn enabled(
+        &self,
+        meta: &tracing::Metadata<'_>,
+        _: &tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        self.wants(meta)
+    }
+
+    fn callsite_enabled(
+        &self,
+        meta: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        if self.wants(meta) {
+            tracing::subscriber::Interest::always()
+        } else {
+            tracing::subscriber::Interest::never()
+        }
+    }
+
+    fn max_level_hint(&self) -> Option<tracing_subscriber::filter::LevelFilter> {
+        // Unwatched, the monitor wants nothing, so the other layers' levels alone decide
+        // which callsites are even looked at.
+        Some(if self.0.is_watched() {
+            tracing_subscriber::filter::LevelFilter::TRACE
+        } else {
+            tracing_subscriber::filter::LevelFilter::OFF
+        })
+    }
 }
 
 /// A fmt layer writing text or JSON lines to `writer`.

@@ -47,6 +47,12 @@ pub(super) async fn require(
 
 /// Runs the request on behalf of its token (else the default token): every server RPC it
 /// makes carries it, and the servers check it again (`crate::acl::OnBehalf`).
+///
+/// A GET also shares its encoded reply with the other GETs answered by the same shared
+/// blocking read ([`crate::rpc_client::encode_once`]), keyed by what else the reply
+/// depends on: the URI (path, query, so `?pretty` and `?filter`) and the token (ACL
+/// filtering). Here rather than in a layer of its own: each layer costs every parked
+/// request a clone of the routes below it.
 pub(super) async fn on_behalf(
     axum::extract::State(s): axum::extract::State<AppState>,
     request: axum::extract::Request,
@@ -55,8 +61,14 @@ pub(super) async fn on_behalf(
     let (parts, body) = request.into_parts();
     let token = super::params::request_token(&parts, &super::Params::parse(parts.uri.query()));
     let secret = s.acl.request_secret(token.as_deref());
+    let share_key = (parts.method == axum::http::Method::GET)
+        .then(|| format!("{}\n{}", parts.uri, token.unwrap_or_default()));
     let request = axum::extract::Request::from_parts(parts, body);
-    crate::acl::scope(secret, next.run(request)).await
+    let work = crate::acl::scope(secret, next.run(request));
+    match share_key {
+        Some(key) => crate::rpc_client::track(key, work).await,
+        None => work.await,
+    }
 }
 
 /// A collection the token's view can be cut down to.

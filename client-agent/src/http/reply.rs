@@ -17,10 +17,19 @@ pub(super) fn json<T: Serialize>(
     meta: Option<QueryMeta>,
     value: &T,
 ) -> Response {
-    let body = if pretty {
-        serde_json::to_vec_pretty(value)
+    let encode = || {
+        if pretty {
+            serde_json::to_vec_pretty(value)
+        } else {
+            serde_json::to_vec(value)
+        }
+        .map(bytes::Bytes::from)
+    };
+    // A 200 answered by a shared blocking read is encoded once for all its watchers.
+    let body = if status == StatusCode::OK {
+        crate::rpc_client::encode_once(encode)
     } else {
-        serde_json::to_vec(value)
+        encode()
     };
     match body {
         Ok(body) => {

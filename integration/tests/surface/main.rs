@@ -531,6 +531,17 @@ async fn maint_kv_transfer_info_reload_monitor_validate() {
         },
         "monitor printed JSON lines"
     );
+    // Debug lines whose callsites first fired while nobody watched (Raft's ticks) must reach
+    // a reader that asks for debug: the monitor's filter turns them on when one attaches.
+    assert_eventually!(
+        {
+            let _ = agent.put("/v1/agent/reload", "").await;
+            json.output()
+                .lines()
+                .any(|l| l.contains(r#""level":"DEBUG""#))
+        },
+        "the JSON monitor at debug shows debug lines"
+    );
     let first = json.output().lines().next().unwrap().to_string();
     let line: serde_json::Value = serde_json::from_str(&first).unwrap();
     assert!(line["level"].is_string(), "{line}");
