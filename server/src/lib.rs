@@ -26,7 +26,8 @@
 //!   Connect CA.
 //! - `connect`: the built-in Connect CA: bootstrap, configuration and rotation (cross-signed),
 //!   leaf signing (`connect/ca`: the pure certificate work).
-//! - `network`: Raft RPCs to peers over HTTP (`concord_net::rpc::RpcHttp`).
+//! - `network`: Raft RPCs to peers over HTTP (`concord_net::rpc::RpcHttp`), and `Mirror`, the
+//!   leader's early replication (new entries sent while it syncs its own copy).
 //! - `node`: what handlers and the leader loop share (`Shared`, `Leadership`) and the one
 //!   write path into Raft (`Shared::propose`).
 //! - `proposer`: group commit: concurrent writes proposed as one Raft entry
