@@ -365,14 +365,23 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // entries cannot be queued the callback is dropped unsent: openraft sees a failed
         // flush.
         let pending = appending.clone();
+        // Unit tests run on tokio's paused clock, which jumps ahead whenever no task can
+        // run: a blocking task held until the flush is reported keeps it still while the
+        // writer syncs (as `wait` does for the other jobs). Production needs no such task.
+        #[cfg(test)]
+        let (held, release) = mpsc::channel::<()>();
         let flushed = Done::Call(Box::new(move |synced| {
             pending.fetch_sub(1, Ordering::AcqRel);
-            callback.log_io_completed(synced)
+            callback.log_io_completed(synced);
+            #[cfg(test)]
+            drop(held);
         }));
         if let Err(e) = self.queue(Record::Append(entries), true, Some(flushed)) {
             appending.fetch_sub(1, Ordering::AcqRel);
             return Err(StorageIOError::write_logs(AnyError::new(&e)).into());
         }
+        #[cfg(test)]
+        drop(tokio::task::spawn_blocking(move || release.recv()));
         Ok(())
     }
 

@@ -136,7 +136,9 @@ impl Writer {
                 };
                 match done {
                     // The caller may have given up waiting; nothing to tell then.
-                    Some(Done::Reply(tx)) => drop(tx.send(reply())),
+                    Some(Done::Reply(tx)) => {
+                        let _ = tx.send(reply());
+                    }
                     Some(Done::Call(call)) => call(reply()),
                     None => {}
                 }
