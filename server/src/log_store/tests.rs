@@ -361,7 +361,10 @@ fn segment_encoding_is_pinned() {
 /// What an [`AppendObserver`](super::AppendObserver) saw: `(prev, first index, count,
 /// committed)` per append.
 #[derive(Debug, Default)]
-struct Seen(std::sync::Mutex<Vec<(Option<LogId>, u64, usize, Option<LogId>)>>);
+struct Seen(std::sync::Mutex<Vec<SeenAppend>>);
+
+/// `(prev, first index, count, committed)` of one append.
+type SeenAppend = (Option<LogId>, u64, usize, Option<LogId>);
 
 impl super::AppendObserver for Seen {
     fn appended(&self, prev: Option<LogId>, entries: &[Entry], committed: Option<LogId>) {
