@@ -26,8 +26,7 @@
 //!   Connect CA.
 //! - `connect`: the built-in Connect CA: bootstrap, configuration and rotation (cross-signed),
 //!   leaf signing (`connect/ca`: the pure certificate work).
-//! - `network`: Raft RPCs to peers over HTTP (`concord_net::rpc::RpcHttp`), and `Mirror`, the
-//!   leader's early replication (new entries sent while it syncs its own copy).
+//! - `network`: Raft RPCs to peers over HTTP (`concord_net::rpc::RpcHttp`).
 //! - `node`: what handlers and the leader loop share (`Shared`, `Leadership`) and the one
 //!   write path into Raft (`Shared::propose`).
 //! - `proposer`: group commit: concurrent writes proposed as one Raft entry

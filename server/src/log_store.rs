@@ -37,9 +37,8 @@ use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Sender};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{AnyError, LogState, RaftLogReader};
@@ -63,10 +62,6 @@ struct Inner {
     log: Arc<Mutex<Log>>,
     vote: Mutex<Option<Vote>>,
     jobs: Sender<Job>,
-    /// Sees appends before they are synced (set once Raft runs, see [`LogStore::observe`]).
-    observer: OnceLock<Arc<dyn AppendObserver>>,
-    /// Appends queued and not yet reported durable.
-    appending: Arc<AtomicUsize>,
     #[cfg(test)]
     stats: Arc<Stats>,
     #[cfg(test)]
@@ -112,8 +107,6 @@ impl LogStore {
                 log,
                 vote: Mutex::new(vote),
                 jobs,
-                observer: OnceLock::new(),
-                appending: Arc::default(),
                 #[cfg(test)]
                 stats,
                 #[cfg(test)]
@@ -121,15 +114,6 @@ impl LogStore {
                 _temp: temp,
             }),
         })
-    }
-
-    /// Shows later appends to `observer` as they are queued, before they are synced: those
-    /// queued while no other append waits for its sync. Behind a sync in progress an append
-    /// waits anyway, and shares that wait with others (group commit): overlapping its sync
-    /// with anything would gain little. Only the first observer set counts.
-    pub(crate) fn observe(&self, observer: Arc<dyn AppendObserver>) {
-        // A second call is a wiring mistake with no consequence: the first observer stays.
-        let _ = self.inner.observer.set(observer);
     }
 
     fn log(&self) -> MutexGuard<'_, Log> {
@@ -185,38 +169,6 @@ impl LogStore {
             .syncs
             .load(std::sync::atomic::Ordering::Relaxed)
     }
-}
-
-impl LogStore {
-    /// Shows `entries` (about to be appended) to `observer` with the log id before them and
-    /// the commit point; not if the entry before them is unknown (`None` would claim they
-    /// start the log).
-    fn show(&self, observer: &dyn AppendObserver, entries: &[Entry]) {
-        let Some(first) = entries.first() else { return };
-        let (prev, committed) = {
-            let log = self.log();
-            let prev = match first.log_id.index.checked_sub(1) {
-                None => None,
-                Some(index) => match log.entries.get(&index) {
-                    Some(entry) => Some(entry.log_id),
-                    None => match log.last_purged {
-                        Some(purged) if purged.index == index => Some(purged),
-                        _ => return,
-                    },
-                },
-            };
-            (prev, log.committed)
-        };
-        observer.appended(prev, entries, committed);
-    }
-}
-
-/// Sees each append as it is queued, before it is synced: the leader's early replication
-/// ([`network::Mirror`](crate::network::Mirror)).
-pub(crate) trait AppendObserver: Send + Sync + Debug {
-    /// `entries` follow `prev` (`None`: they start the log); `committed` is the commit point
-    /// the log last saved. Called on the Raft core's task: must not block.
-    fn appended(&self, prev: Option<LogId>, entries: &[Entry], committed: Option<LogId>);
 }
 
 /// Waits for the writer to report a job done, on the blocking pool: off the async worker
@@ -353,33 +305,25 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: Send,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
-        let appending = self.inner.appending.clone();
-        let idle = appending.fetch_add(1, Ordering::AcqRel) == 0;
-        if let Some(observer) = self.inner.observer.get().filter(|_| idle) {
-            self.show(observer.as_ref(), &entries);
-        }
         // Acknowledged only once the entries are on disk: the writer thread calls openraft's
         // callback itself after the sync, so the Raft core hears of it directly, without a
         // detour through the blocking pool and a spawned task (two thread wake-ups per
         // append). The append returns at once and openraft goes on meanwhile. If the
         // entries cannot be queued the callback is dropped unsent: openraft sees a failed
         // flush.
-        let pending = appending.clone();
+        //
         // Unit tests run on tokio's paused clock, which jumps ahead whenever no task can
         // run: a blocking task held until the flush is reported keeps it still while the
         // writer syncs (as `wait` does for the other jobs). Production needs no such task.
         #[cfg(test)]
         let (held, release) = mpsc::channel::<()>();
         let flushed = Done::Call(Box::new(move |synced| {
-            pending.fetch_sub(1, Ordering::AcqRel);
             callback.log_io_completed(synced);
             #[cfg(test)]
             drop(held);
         }));
-        if let Err(e) = self.queue(Record::Append(entries), true, Some(flushed)) {
-            appending.fetch_sub(1, Ordering::AcqRel);
-            return Err(StorageIOError::write_logs(AnyError::new(&e)).into());
-        }
+        self.queue(Record::Append(entries), true, Some(flushed))
+            .map_err(|e| StorageIOError::write_logs(AnyError::new(&e)))?;
         #[cfg(test)]
         drop(tokio::task::spawn_blocking(move || release.recv()));
         Ok(())

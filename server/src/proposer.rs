@@ -18,7 +18,6 @@
 //!
 //! A [`Command::Restore`] replaces the whole state and is large: it is never batched.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use concord_api::rpc::{RpcError, WriteResult};
@@ -49,16 +48,7 @@ pub(crate) struct Proposer {
     raft: Raft,
     /// The batching task's queue, when writes are batched ([`crate::Config::group_commit`]);
     /// without it each write is proposed alone at once.
-    queue: Option<Batching>,
-}
-
-/// The batching task's side of a [`Proposer`].
-struct Batching {
-    queue: mpsc::UnboundedSender<Queued>,
-    /// Proposals in Raft ([`MAX_IN_FLIGHT`]), shared with the batching task.
-    slots: Arc<Semaphore>,
-    /// Writes sent to the queue and not yet taken by the batching task.
-    queued: Arc<AtomicUsize>,
+    queue: Option<mpsc::UnboundedSender<Queued>>,
 }
 
 impl std::fmt::Debug for Proposer {
@@ -72,14 +62,8 @@ impl Proposer {
     pub(crate) fn start(raft: Raft, batch: bool) -> Self {
         let queue = batch.then(|| {
             let (queue, rx) = mpsc::unbounded_channel();
-            let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-            let queued = Arc::new(AtomicUsize::new(0));
-            tokio::spawn(run(raft.clone(), rx, slots.clone(), queued.clone()));
-            Batching {
-                queue,
-                slots,
-                queued,
-            }
+            tokio::spawn(run(raft.clone(), rx));
+            queue
         });
         Proposer { raft, queue }
     }
@@ -96,24 +80,8 @@ impl Proposer {
                     .unwrap_or_else(missing_result)
             }
         };
-        // A lone write (nothing queued, a slot free) is proposed here, on the caller's task:
-        // going through the batching task would add two task wake-ups to its latency and
-        // batch nothing. Everything else queues as before.
-        if queue.queued.load(Ordering::Acquire) == 0 {
-            if let Ok(slot) = queue.slots.clone().try_acquire_owned() {
-                let outcome = commit(&self.raft, vec![cmd])
-                    .await
-                    .into_iter()
-                    .next()
-                    .unwrap_or_else(missing_result);
-                drop(slot);
-                return outcome;
-            }
-        }
         let (tx, rx) = oneshot::channel();
-        queue.queued.fetch_add(1, Ordering::AcqRel);
         queue
-            .queue
             .send((cmd, tx))
             .map_err(|_| RpcError::Internal("raft: the proposer has stopped".to_string()))?;
         rx.await
@@ -123,12 +91,8 @@ impl Proposer {
 
 /// The batching loop: waits for a free slot, then takes the first queued write and every
 /// write queued behind it (up to the limits) as one proposal.
-async fn run(
-    raft: Raft,
-    mut rx: mpsc::UnboundedReceiver<Queued>,
-    slots: Arc<Semaphore>,
-    queued: Arc<AtomicUsize>,
-) {
+async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Queued>) {
+    let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut carried: Option<Queued> = None;
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
@@ -137,10 +101,7 @@ async fn run(
         let first = match carried.take() {
             Some(queued) => queued,
             None => match rx.recv().await {
-                Some(first) => {
-                    queued.fetch_sub(1, Ordering::AcqRel);
-                    first
-                }
+                Some(queued) => queued,
                 None => return,
             },
         };
@@ -148,7 +109,6 @@ async fn run(
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             let Ok(next) = rx.try_recv() else { break };
-            queued.fetch_sub(1, Ordering::AcqRel);
             let more = value_bytes(&next.0);
             if bytes + more > MAX_BATCH_BYTES {
                 carried = Some(next);

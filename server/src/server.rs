@@ -23,7 +23,7 @@ use crate::data_dir;
 use crate::fsm::StateMachine;
 use crate::leader;
 use crate::log_store::LogStore;
-use crate::network::{Mirror, NetworkFactory};
+use crate::network::NetworkFactory;
 use crate::node::{Leadership, Shared};
 use crate::raft::{node_id_from_uuid, Node, NodeId, Raft};
 use crate::rpc;
@@ -106,7 +106,6 @@ pub(crate) async fn open_with_gossip(
     let tls = config.rpc_tls.as_ref().and_then(|t| t.client.clone());
     let http =
         RpcHttp::with_tls(tls).map_err(|e| ServerError::Config(format!("HTTP client: {e}")))?;
-    let observed = log.clone();
     let raft = Raft::new(
         id,
         Arc::new(raft_config(&config)?),
@@ -116,9 +115,6 @@ pub(crate) async fn open_with_gossip(
     )
     .await
     .map_err(|e| ServerError::Raft(e.to_string()))?;
-    if std::env::var_os("CONCORD_NO_MIRROR").is_none() {
-        observed.observe(Arc::new(Mirror::new(id, raft.metrics(), http.clone())));
-    }
     let timers = SessionTimers::new(leader::expire_session(raft.clone(), store.clone()));
     let shared = Shared::new(config, id, raft, store, timers, http).with_gossip(gossip);
     Ok((Arc::new(shared), db))

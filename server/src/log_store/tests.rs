@@ -13,7 +13,7 @@ use super::segment::{self, Record};
 use super::LogStore;
 use crate::fsm::StateMachine;
 use crate::golden;
-use crate::raft::{Entry, LogId, StorageError, TypeConfig, Vote};
+use crate::raft::{StorageError, TypeConfig, Vote};
 
 /// Builds a log store in a fresh temporary directory and a state machine on a temporary
 /// sled database (both deleted when dropped).
@@ -356,53 +356,4 @@ fn segment_encoding_is_pinned() {
         .map(|p| serde_json::from_slice(p).unwrap())
         .collect();
     assert_eq!(decoded, records);
-}
-
-/// What an [`AppendObserver`](super::AppendObserver) saw: `(prev, first index, count,
-/// committed)` per append.
-#[derive(Debug, Default)]
-struct Seen(std::sync::Mutex<Vec<SeenAppend>>);
-
-/// `(prev, first index, count, committed)` of one append.
-type SeenAppend = (Option<LogId>, u64, usize, Option<LogId>);
-
-impl super::AppendObserver for Seen {
-    fn appended(&self, prev: Option<LogId>, entries: &[Entry], committed: Option<LogId>) {
-        self.0
-            .lock()
-            .unwrap()
-            .push((prev, entries[0].log_id.index, entries.len(), committed));
-    }
-}
-
-/// The early replication needs, with each append, the log id the entries follow: the entry
-/// before them, or the purge point; never `None` for entries that do not start the log.
-#[tokio::test]
-async fn an_observer_sees_each_append_with_the_log_id_before_it() {
-    let mut log = LogStore::open_temporary().unwrap();
-    let seen = std::sync::Arc::new(Seen::default());
-    log.observe(seen.clone());
-    log.blocking_append((0..=2).map(|i| blank_ent::<TypeConfig>(1, 7, i)))
-        .await
-        .unwrap();
-    log.save_committed(Some(log_id(1, 7, 1))).await.unwrap();
-    log.blocking_append([blank_ent::<TypeConfig>(1, 7, 3)])
-        .await
-        .unwrap();
-    log.purge(log_id(1, 7, 3)).await.unwrap();
-    log.blocking_append([blank_ent::<TypeConfig>(2, 7, 4)])
-        .await
-        .unwrap();
-    // A gap (nothing known before index 9) is not shown rather than shown as the start.
-    log.blocking_append([blank_ent::<TypeConfig>(2, 7, 9)])
-        .await
-        .unwrap();
-    assert_eq!(
-        *seen.0.lock().unwrap(),
-        vec![
-            (None, 0, 3, None),
-            (Some(log_id(1, 7, 2)), 3, 1, Some(log_id(1, 7, 1))),
-            (Some(log_id(1, 7, 3)), 4, 1, Some(log_id(1, 7, 1))),
-        ]
-    );
 }
