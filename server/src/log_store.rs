@@ -45,7 +45,7 @@ use openraft::{AnyError, LogState, RaftLogReader};
 
 use crate::raft::{Entry, LogId, StorageError, StorageIOError, TypeConfig, Vote};
 use segment::{LogState as Log, Record};
-use writer::{Job, Stats, Writer, VOTE_FILE};
+use writer::{Done, Job, Stats, Writer, VOTE_FILE};
 
 pub(crate) use writer::write_atomically;
 
@@ -130,21 +130,28 @@ impl LogStore {
         record: Record,
         sync: bool,
     ) -> io::Result<Option<mpsc::Receiver<io::Result<()>>>> {
-        let mut bytes = Vec::new();
-        segment::encode(&record, &mut bytes)?;
         let (done, rx) = if sync {
             let (tx, rx) = mpsc::channel();
-            (Some(tx), Some(rx))
+            (Some(Done::Reply(tx)), Some(rx))
         } else {
             (None, None)
         };
+        self.queue(record, sync, done)?;
+        Ok(rx)
+    }
+
+    /// Applies `record` to the in-memory log and queues it for the writer, which reports
+    /// its completion to `done`.
+    fn queue(&self, record: Record, sync: bool, done: Option<Done>) -> io::Result<()> {
+        let mut bytes = Vec::new();
+        segment::encode(&record, &mut bytes)?;
         // One lock around "apply, then queue": the writer's queue is in the same order as
         // the in-memory changes.
         let mut log = self.log();
         log.apply(record);
         self.send(Job::Records { bytes, sync, done })?;
         drop(log);
-        Ok(rx)
+        Ok(())
     }
 
     fn send(&self, job: Job) -> io::Result<()> {
@@ -255,7 +262,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let (tx, rx) = mpsc::channel();
             self.send(Job::Vote {
                 bytes,
-                done: Some(tx),
+                done: Some(Done::Reply(tx)),
             })?;
             wait(Some(rx)).await
         };
@@ -298,17 +305,27 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: Send,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
-        let rx = match self.submit(Record::Append(entries), true) {
-            Ok(rx) => rx,
-            Err(e) => {
-                let err = StorageIOError::write_logs(AnyError::new(&e));
-                callback.log_io_completed(Err(e));
-                return Err(err.into());
-            }
-        };
-        // Acknowledge only once the entries are on disk; the wait is not awaited here, so
-        // openraft may go on while the writer syncs.
-        tokio::spawn(async move { callback.log_io_completed(wait(rx).await) });
+        // Acknowledged only once the entries are on disk: the writer thread calls openraft's
+        // callback itself after the sync, so the Raft core hears of it directly, without a
+        // detour through the blocking pool and a spawned task (two thread wake-ups per
+        // append). The append returns at once and openraft goes on meanwhile. If the
+        // entries cannot be queued the callback is dropped unsent: openraft sees a failed
+        // flush.
+        //
+        // Unit tests run on tokio's paused clock, which jumps ahead whenever no task can
+        // run: a blocking task held until the flush is reported keeps it still while the
+        // writer syncs (as `wait` does for the other jobs). Production needs no such task.
+        #[cfg(test)]
+        let (held, release) = mpsc::channel::<()>();
+        let flushed = Done::Call(Box::new(move |synced| {
+            callback.log_io_completed(synced);
+            #[cfg(test)]
+            drop(held);
+        }));
+        self.queue(Record::Append(entries), true, Some(flushed))
+            .map_err(|e| StorageIOError::write_logs(AnyError::new(&e)))?;
+        #[cfg(test)]
+        drop(tokio::task::spawn_blocking(move || release.recv()));
         Ok(())
     }
 

@@ -30,8 +30,22 @@ pub(super) const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 /// The vote file's name in the log directory.
 pub(super) const VOTE_FILE: &str = "vote";
 
-/// Where to report a job's completion.
-pub(super) type Done = Option<Sender<io::Result<()>>>;
+/// Where to report a job's completion: a channel its caller waits on, or a callback the
+/// writer thread calls itself (openraft's flush notification: the Raft core hears of the
+/// sync without a detour through another thread).
+pub(super) enum Done {
+    Reply(Sender<io::Result<()>>),
+    Call(Box<dyn FnOnce(io::Result<()>) + Send>),
+}
+
+impl std::fmt::Debug for Done {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Done::Reply(_) => f.write_str("Reply"),
+            Done::Call(_) => f.write_str("Call"),
+        }
+    }
+}
 
 /// One unit of work for the writer.
 #[derive(Debug)]
@@ -40,10 +54,10 @@ pub(super) enum Job {
     Records {
         bytes: Vec<u8>,
         sync: bool,
-        done: Done,
+        done: Option<Done>,
     },
     /// Replace the vote file with `bytes` (always durable before `done`).
-    Vote { bytes: Vec<u8>, done: Done },
+    Vote { bytes: Vec<u8>, done: Option<Done> },
 }
 
 /// Counters for tests and diagnostics.
@@ -116,13 +130,17 @@ impl Writer {
                     Job::Records { done, .. } | Job::Vote { done, .. } => done,
                 };
                 self.stats.jobs.fetch_add(1, Ordering::Relaxed);
-                if let Some(done) = done {
-                    let reply = match &result {
-                        Ok(()) => Ok(()),
-                        Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
-                    };
+                let reply = || match &result {
+                    Ok(()) => Ok(()),
+                    Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+                };
+                match done {
                     // The caller may have given up waiting; nothing to tell then.
-                    let _ = done.send(reply);
+                    Some(Done::Reply(tx)) => {
+                        let _ = tx.send(reply());
+                    }
+                    Some(Done::Call(call)) => call(reply()),
+                    None => {}
                 }
             }
         }
