@@ -341,8 +341,18 @@ impl Pool {
                 return Box::pin(async move { Err(err) });
             }
         }
+        // This client consumes the request even when it never sends it: keep a copy to give
+        // back on a connect failure when the retry layer asked for one.
+        let copy = super::retry::Unsent::copy_of(&req);
         Box::pin(async move {
             match client.request(req).await {
+                Err(e) if e.is_connect() => {
+                    let err = classify(&e);
+                    if let Some((unsent, copy)) = copy {
+                        unsent.give_back(copy);
+                    }
+                    Err(err)
+                }
                 Ok(resp) => {
                     let mut resp = resp.map(boxed);
                     let switched =
@@ -378,12 +388,18 @@ async fn send_dedicated(
     let fresh = reused.is_none();
     let mut sender = match reused {
         Some(sender) => sender,
-        None => dial.handshake().await?,
+        None => match dial.handshake().await {
+            Ok(sender) => sender,
+            Err(e) => return Err(give_back(e, req)),
+        },
     };
     let outcome = match sender.try_send_request(req).await {
         Err(mut e) if !fresh => match e.take_message() {
             Some(req) => {
-                sender = dial.handshake().await?;
+                sender = match dial.handshake().await {
+                    Ok(sender) => sender,
+                    Err(e) => return Err(give_back(e, req)),
+                };
                 sender.send_request(req).await
             }
             None => Err(e.into_error()),
@@ -399,6 +415,14 @@ async fn send_dedicated(
         }
         Err(e) => Err(ProxyError::Upstream(error_chain(&e))),
     }
+}
+
+/// Hands the unsent `req` back to the retry layer, if it asked; returns `e`.
+fn give_back(e: ProxyError, req: Req) -> ProxyError {
+    if let Some(unsent) = req.extensions().get::<super::retry::Unsent>().cloned() {
+        unsent.give_back(req);
+    }
+    e
 }
 
 /// An error and its sources, one line.
