@@ -177,7 +177,10 @@ impl Dial {
 /// endpoints per downstream connection; requests to others (and h2 and upgrades) use the
 /// shared pool. The connections close when the downstream one does.
 #[derive(Clone, Default)]
-pub struct Dedicated(Arc<Mutex<Vec<(ClientKey, http1::SendRequest<Body>)>>>);
+pub struct Dedicated(Arc<Mutex<Vec<Held>>>);
+
+/// A dedicated connection and the endpoint (and dial settings) it goes to.
+type Held = (ClientKey, http1::SendRequest<Body>);
 
 /// How many endpoints one downstream connection keeps a dedicated connection to.
 const MAX_DEDICATED: usize = 4;
