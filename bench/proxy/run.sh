@@ -297,9 +297,9 @@ row() {
     c0=$(cpu_secs "$cpid")
     s0=$(cpu_secs "$spid")
     if [[ -n ${PERF_DIR:-} && $port == "$WEBH_UPSTREAM" ]]; then
-        perf record -F 999 -g -p "$cpid" -o "$PERF_DIR/webh.data" -- sleep $((DURATION - 2)) \
+        perf record -F 999 -p "$cpid" -o "$PERF_DIR/webh.data" -- sleep $((DURATION - 2)) \
             >/dev/null 2>&1 &
-        perf record -F 999 -g -p "$spid" -o "$PERF_DIR/dbh.data" -- sleep $((DURATION - 2)) \
+        perf record -F 999 -p "$spid" -o "$PERF_DIR/dbh.data" -- sleep $((DURATION - 2)) \
             >/dev/null 2>&1 &
     fi
     read -r rps p50 p90 p99 reqs < <(load "$port")
