@@ -6,7 +6,10 @@
 #   - concord-http: the same through a second pair of sidecars in http mode (the L7 engine:
 #              per-request routing, intentions, metrics; webh -> dbh);
 #   - haproxy: haproxy (tcp, TLS 1.3 client cert) -> haproxy (tcp, TLS 1.3, client cert
-#              required) -> backend.
+#              required) -> backend;
+#   - haproxy-http: the same pair in http mode (each parses every request and response, and
+#              the client side reuses its TLS connections to the server side across
+#              requests): the like-for-like peer of concord-http.
 # The backend is a third haproxy answering `200 ok` itself (http-request return), so it is
 # never the bottleneck of the proxied rows. For each row: max req/s, p50/p90/p99 latency and
 # the added p50/p99 over direct, CPU seconds per 10k requests and RSS (idle, after load) of
@@ -15,9 +18,11 @@
 # (docs/benchmarks.md, "Sidecar proxy").
 #
 # Usage: bench/proxy/run.sh            (from the repository root)
-# Env:   DURATION=10 CONNECTIONS=64 THREADS=1 RATES="1000 5000" PORT_BASE=19500
-#        HOST=127.0.0.1 (the loopback address every process binds) PROXY_ARGS= (more
+# Env:   DURATION=10 CONNECTIONS=64 THREADS=1 RATES="1000 5000" PORT_BASE=26200
+#        HOST=127.0.46.1 (the loopback address every process binds) PROXY_ARGS= (more
 #        `concord connect proxy` flags) CONCORD=target/release/concord
+#        PERF_DIR= (a directory: `perf record` both L7 sidecars during their max-load run,
+#        into PERF_DIR/webh.data and dbh.data)
 # Needs: wrk, hey, haproxy (Debian packages), openssl, curl, python3; installs the Debian
 # packages with apt-get when run as root, otherwise says what is missing.
 set -euo pipefail
@@ -26,8 +31,8 @@ DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-1}
 RATES=${RATES:-1000 5000}
-PORT_BASE=${PORT_BASE:-19500}
-HOST=${HOST:-127.0.0.1}
+PORT_BASE=${PORT_BASE:-26200}
+HOST=${HOST:-127.0.46.1}
 PROXY_ARGS=${PROXY_ARGS:-}
 TARGET=${CARGO_TARGET_DIR:-target}
 CONCORD=${CONCORD:-$TARGET/release/concord}
@@ -47,6 +52,8 @@ WEBH_UPSTREAM=$((PORT_BASE + 11))
 WEBH_METRICS=$((PORT_BASE + 12))
 DBH_METRICS=$((PORT_BASE + 13))
 WEBH_PUBLIC=$((PORT_BASE + 14))
+HAH_CLIENT=$((PORT_BASE + 15))
+HAH_SERVER=$((PORT_BASE + 16))
 
 missing=()
 for tool in wrk hey haproxy openssl curl python3; do
@@ -201,6 +208,12 @@ backend app
     server app $HOST:$BACKEND
 CFG
 
+# The same pair in http mode: both ends parse HTTP, as Concord's L7 sidecars do.
+sed -e 's/mode tcp/mode http/' -e "s/$HA_CLIENT/$HAH_CLIENT/" -e "s/$HA_SERVER/$HAH_SERVER/" \
+    "$WORK/ha-client.cfg" >"$WORK/hah-client.cfg"
+sed -e 's/mode tcp/mode http/' -e "s/$HA_SERVER/$HAH_SERVER/" \
+    "$WORK/ha-server.cfg" >"$WORK/hah-server.cfg"
+
 haproxy -f "$WORK/backend.cfg" -db >"$WORK/backend.log" 2>&1 &
 PIDS+=($!)
 haproxy -f "$WORK/ha-client.cfg" -db >"$WORK/ha-client.log" 2>&1 &
@@ -209,6 +222,12 @@ PIDS+=($HA_CLIENT_PID)
 haproxy -f "$WORK/ha-server.cfg" -db >"$WORK/ha-server.log" 2>&1 &
 HA_SERVER_PID=$!
 PIDS+=($HA_SERVER_PID)
+haproxy -f "$WORK/hah-client.cfg" -db >"$WORK/hah-client.log" 2>&1 &
+HAH_CLIENT_PID=$!
+PIDS+=($HAH_CLIENT_PID)
+haproxy -f "$WORK/hah-server.cfg" -db >"$WORK/hah-server.log" 2>&1 &
+HAH_SERVER_PID=$!
+PIDS+=($HAH_SERVER_PID)
 
 echo "concord agent and two sidecars (tcp)" >&2
 "$CONCORD" agent -dev -node bench -http-port "$AGENT_HTTP" -dns-port -1 -server-port 0 \
@@ -260,6 +279,7 @@ PIDS+=($WEBH_PID)
 
 wait_for curl -sf "http://$HOST:$BACKEND/"
 wait_for curl -sf "http://$HOST:$HA_CLIENT/"
+wait_for curl -sf "http://$HOST:$HAH_CLIENT/"
 wait_for curl -sf "http://$HOST:$WEB_UPSTREAM/"
 wait_for curl -sf "http://$HOST:$WEBH_UPSTREAM/"
 
@@ -276,6 +296,12 @@ row() {
     idle_s=$(rss_mib "$spid")
     c0=$(cpu_secs "$cpid")
     s0=$(cpu_secs "$spid")
+    if [[ -n ${PERF_DIR:-} && $port == "$WEBH_UPSTREAM" ]]; then
+        perf record -F 999 -p "$cpid" -o "$PERF_DIR/webh.data" -- sleep $((DURATION - 2)) \
+            >/dev/null 2>&1 &
+        perf record -F 999 -p "$spid" -o "$PERF_DIR/dbh.data" -- sleep $((DURATION - 2)) \
+            >/dev/null 2>&1 &
+    fi
     read -r rps p50 p90 p99 reqs < <(load "$port")
     c1=$(cpu_secs "$cpid")
     s1=$(cpu_secs "$spid")
@@ -292,6 +318,7 @@ PY
 row "concord (2 sidecars, tcp, mTLS)" "$WEB_UPSTREAM" "$WEB_PID" "$DB_PID"
 row "concord (2 sidecars, http/L7, mTLS)" "$WEBH_UPSTREAM" "$WEBH_PID" "$DBH_PID"
 row "haproxy (2 proxies, tcp, mTLS)" "$HA_CLIENT" "$HA_CLIENT_PID" "$HA_SERVER_PID"
+row "haproxy (2 proxies, http, mTLS)" "$HAH_CLIENT" "$HAH_CLIENT_PID" "$HAH_SERVER_PID"
 
 echo
 echo "| path | offered req/s | achieved req/s | p50 ms | p99 ms | added p50 ms | added p99 ms |"
@@ -299,7 +326,7 @@ echo "|---|---|---|---|---|---|---|"
 for rate in $RATES; do
     read -r drps d50 d99 < <(rate_load "$BACKEND" "$rate")
     echo "| direct | $rate | $drps | $d50 | $d99 | – | – |"
-    for entry in "concord:$WEB_UPSTREAM" "concord-http:$WEBH_UPSTREAM" "haproxy:$HA_CLIENT"; do
+    for entry in "concord:$WEB_UPSTREAM" "concord-http:$WEBH_UPSTREAM" "haproxy:$HA_CLIENT" "haproxy-http:$HAH_CLIENT"; do
         read -r rps p50 p99 < <(rate_load "${entry#*:}" "$rate")
         python3 -c "print(f'| ${entry%%:*} | $rate | $rps | $p50 | $p99 | {$p50 - $d50:.3f} | {$p99 - $d99:.3f} |')"
     done

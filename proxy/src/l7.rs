@@ -264,11 +264,17 @@ fn serve<I: Io>(
     io: I,
     info: Option<ConnInfo>,
 ) -> impl Future<Output = Result<(), BoxError>> + Send + 'static {
+    // HTTP/1.1 requests of this connection come one at a time and share its upstream
+    // connections (h2 streams, concurrent, use the pool).
+    let dedicated = client::Dedicated::default();
     let service =
         hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
             let mut stack = stack.clone();
             let downstream_upgrade = is_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
             let mut req = req.map(boxed);
+            if req.version() <= http::Version::HTTP_11 {
+                req.extensions_mut().insert(dedicated.clone());
+            }
             if let Some(info) = &info {
                 req.extensions_mut().insert(info.source.clone());
                 if let Some(d) = &info.downstream {

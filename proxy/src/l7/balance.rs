@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use super::outlier::Outlier;
 use super::policy::BalancePolicy;
-use super::retry::Attempts;
+use super::retry::{Attempts, Unsent};
 use super::route::{Resolved, Routed};
 use super::{
     guard_body, Inner, Middleware, Picked, ProxyError, Req, ResponseFuture, MAX_TRACKED_ENDPOINTS,
@@ -162,7 +162,12 @@ impl Middleware for Balance {
         };
         let picked = match picked {
             Ok(p) => p,
-            Err(e) => return Box::pin(async move { Err(e) }),
+            Err(e) => {
+                if let Some(unsent) = req.extensions().get::<Unsent>().cloned() {
+                    unsent.give_back(req);
+                }
+                return Box::pin(async move { Err(e) });
+            }
         };
         if let Some(a) = req.extensions().get::<Attempts>() {
             a.push(&picked.endpoint.id);

@@ -24,7 +24,9 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use http::header::{self, HeaderName};
+use http::uri::PathAndQuery;
 use http::{HeaderValue, Uri, Version};
+use hyper::client::conn::http1;
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -132,19 +134,78 @@ impl tower::Service<Uri> for Dial {
 
     fn call(&mut self, _: Uri) -> Self::Future {
         let dial = self.clone();
-        Box::pin(async move {
-            let slot = dial.limit.acquire().await.map_err(DialError)?;
-            let io = tokio::time::timeout(dial.timeout, dial.connector.connect(&dial.endpoint))
-                .await
-                .map_err(|_| DialError(ProxyError::ConnectTimeout(dial.timeout)))?
-                .map_err(|e| {
-                    DialError(ProxyError::Connect(format!(
-                        "{} ({}): {e}",
-                        dial.endpoint.id, dial.endpoint.addr
-                    )))
-                })?;
-            Ok(TokioIo::new(Conn { io, _slot: slot }))
-        })
+        Box::pin(async move { dial.dial().await.map_err(DialError) })
+    }
+}
+
+impl Dial {
+    /// Takes a `max_connections` slot and dials within the connect timeout.
+    async fn dial(&self) -> Result<TokioIo<Conn>, ProxyError> {
+        let slot = self.limit.acquire().await?;
+        let io = tokio::time::timeout(self.timeout, self.connector.connect(&self.endpoint))
+            .await
+            .map_err(|_| ProxyError::ConnectTimeout(self.timeout))?
+            .map_err(|e| {
+                ProxyError::Connect(format!(
+                    "{} ({}): {e}",
+                    self.endpoint.id, self.endpoint.addr
+                ))
+            })?;
+        Ok(TokioIo::new(Conn { io, _slot: slot }))
+    }
+
+    /// A new HTTP/1.1 connection, its connection task spawned.
+    async fn handshake(&self) -> Result<http1::SendRequest<Body>, ProxyError> {
+        let io = self.dial().await?;
+        let (sender, conn) = http1::Builder::new()
+            .handshake(io)
+            .await
+            .map_err(|e| ProxyError::Connect(format!("{}: {e}", self.endpoint.id)))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "upstream connection ended");
+            }
+        });
+        Ok(sender)
+    }
+}
+
+/// The upstream HTTP/1.1 connections dedicated to one downstream HTTP/1.1 connection (a
+/// request extension `serve` adds): its requests come one at a time, so each can go
+/// straight to the connection its predecessor used, with no pool checkout, no shared lock
+/// and no task spawned to return the connection to a pool. Up to [`MAX_DEDICATED`]
+/// endpoints per downstream connection; requests to others (and h2 and upgrades) use the
+/// shared pool. The connections close when the downstream one does.
+#[derive(Clone, Default)]
+pub struct Dedicated(Arc<Mutex<Vec<Held>>>);
+
+/// A dedicated connection and the endpoint (and dial settings) it goes to.
+type Held = (ClientKey, http1::SendRequest<Body>);
+
+/// How many endpoints one downstream connection keeps a dedicated connection to.
+const MAX_DEDICATED: usize = 4;
+
+impl Dedicated {
+    /// The connection to `key`, taken out while a request uses it; `Err` when there is none
+    /// and no room for one.
+    fn take(&self, key: &ClientKey) -> Result<Option<http1::SendRequest<Body>>, ()> {
+        let Ok(mut held) = self.0.lock() else {
+            return Err(());
+        };
+        match held.iter().position(|(k, _)| k == key) {
+            Some(i) => Ok(Some(held.swap_remove(i).1)),
+            None if held.len() < MAX_DEDICATED => Ok(None),
+            None => Err(()),
+        }
+    }
+
+    /// Gives the connection back for the next request.
+    fn put(&self, key: ClientKey, sender: http1::SendRequest<Body>) {
+        if let Ok(mut held) = self.0.lock() {
+            if held.len() < MAX_DEDICATED {
+                held.push((key, sender));
+            }
+        }
     }
 }
 
@@ -224,7 +285,11 @@ impl Pool {
         // goes over HTTP/1.1 even when the pool speaks h2.
         let upgrade = super::is_upgrade(&req).then(|| req.headers().get(header::UPGRADE).cloned());
         let http2 = self.http2 && upgrade.is_none();
-        let client = self.client(endpoint, timeout, http2);
+        let dedicated = if http2 || upgrade.is_some() {
+            None
+        } else {
+            req.extensions().get::<Dedicated>().cloned()
+        };
         // An h2 request names its authority in the URI only; keep it as the Host of an
         // HTTP/1.1 hop instead of the endpoint's address.
         if !req.headers().contains_key(header::HOST) {
@@ -245,8 +310,33 @@ impl Pool {
         let pq = req
             .uri()
             .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/");
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        *req.version_mut() = if http2 {
+            Version::HTTP_2
+        } else {
+            Version::HTTP_11
+        };
+        if let Some(dedicated) = dedicated {
+            let key = (endpoint.id.clone(), endpoint.addr, timeout, false);
+            if let Ok(held) = dedicated.take(&key) {
+                // Origin form, as the pooled client sends it; the Host it would add too.
+                *req.uri_mut() = Uri::from(pq);
+                if !req.headers().contains_key(header::HOST) {
+                    if let Ok(host) = HeaderValue::from_str(&endpoint.addr.to_string()) {
+                        req.headers_mut().insert(header::HOST, host);
+                    }
+                }
+                let dial = Dial {
+                    connector: self.connector.clone(),
+                    endpoint: endpoint.clone(),
+                    timeout,
+                    limit: self.limit.clone(),
+                };
+                return Box::pin(send_dedicated(dial, dedicated, key, held, req));
+            }
+        }
+        let client = self.client(endpoint, timeout, http2);
         match format!("http://{}{pq}", endpoint.addr).parse::<Uri>() {
             Ok(uri) => *req.uri_mut() = uri,
             Err(e) => {
@@ -254,13 +344,18 @@ impl Pool {
                 return Box::pin(async move { Err(err) });
             }
         }
-        *req.version_mut() = if http2 {
-            Version::HTTP_2
-        } else {
-            Version::HTTP_11
-        };
+        // This client consumes the request even when it never sends it: keep a copy to give
+        // back on a connect failure when the retry layer asked for one.
+        let copy = super::retry::Unsent::copy_of(&req);
         Box::pin(async move {
             match client.request(req).await {
+                Err(e) if e.is_connect() => {
+                    let err = classify(&e);
+                    if let Some((unsent, copy)) = copy {
+                        unsent.give_back(copy);
+                    }
+                    Err(err)
+                }
                 Ok(resp) => {
                     let mut resp = resp.map(boxed);
                     let switched =
@@ -274,6 +369,75 @@ impl Pool {
             }
         })
     }
+}
+
+/// Sends `req` over the downstream connection's dedicated connection to the endpoint
+/// (`held`, when it has one and it is still open), else over a new one, which then stays
+/// dedicated. A request the held connection closed under before sending it goes out once
+/// more on a new connection.
+async fn send_dedicated(
+    dial: Dial,
+    dedicated: Dedicated,
+    key: ClientKey,
+    held: Option<http1::SendRequest<Body>>,
+    req: Req,
+) -> Result<super::Resp, ProxyError> {
+    let mut reused = None;
+    if let Some(mut sender) = held {
+        if sender.ready().await.is_ok() {
+            reused = Some(sender);
+        }
+    }
+    let fresh = reused.is_none();
+    let mut sender = match reused {
+        Some(sender) => sender,
+        None => match dial.handshake().await {
+            Ok(sender) => sender,
+            Err(e) => return Err(give_back(e, req)),
+        },
+    };
+    let outcome = match sender.try_send_request(req).await {
+        Err(mut e) if !fresh => match e.take_message() {
+            Some(req) => {
+                sender = match dial.handshake().await {
+                    Ok(sender) => sender,
+                    Err(e) => return Err(give_back(e, req)),
+                };
+                sender.send_request(req).await
+            }
+            None => Err(e.into_error()),
+        },
+        other => other.map_err(|e| e.into_error()),
+    };
+    match outcome {
+        Ok(resp) => {
+            dedicated.put(key, sender);
+            let mut resp = resp.map(boxed);
+            strip_hop_by_hop(resp.headers_mut());
+            Ok(resp)
+        }
+        Err(e) => Err(ProxyError::Upstream(error_chain(&e))),
+    }
+}
+
+/// Hands the unsent `req` back to the retry layer, if it asked; returns `e`.
+fn give_back(e: ProxyError, req: Req) -> ProxyError {
+    if let Some(unsent) = req.extensions().get::<super::retry::Unsent>().cloned() {
+        unsent.give_back(req);
+    }
+    e
+}
+
+/// An error and its sources, one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut chain = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        chain.push_str(": ");
+        chain.push_str(&s.to_string());
+        source = s.source();
+    }
+    chain
 }
 
 fn strip_hop_by_hop(headers: &mut http::HeaderMap) {

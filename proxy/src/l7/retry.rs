@@ -47,6 +47,50 @@ impl Attempts {
     }
 }
 
+/// A slot through which a layer below hands back a request it did not send (no endpoint,
+/// or the dial failed before a byte went out), so a request that retries only on connect
+/// failures need not be copied for every attempt. A request extension the retry layer sets
+/// and clears.
+#[derive(Clone, Default)]
+pub struct Unsent(Arc<Mutex<Option<Req>>>);
+
+impl Unsent {
+    /// Gives `req` back to the retry layer (`req` was not sent).
+    pub(crate) fn give_back(&self, req: Req) {
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = Some(req);
+        }
+    }
+
+    /// A copy of `req` to give back, made before sending it through a client that consumes
+    /// it whatever happens; `None` unless the retry layer asked (its body is then empty).
+    pub(crate) fn copy_of(req: &Req) -> Option<(Unsent, Req)> {
+        let unsent = req.extensions().get::<Unsent>()?.clone();
+        let (parts, _) = http::Request::new(()).into_parts();
+        let mut copy = http::Request::from_parts(parts, full(Bytes::new()));
+        *copy.method_mut() = req.method().clone();
+        *copy.uri_mut() = req.uri().clone();
+        *copy.version_mut() = req.version();
+        *copy.headers_mut() = req.headers().clone();
+        *copy.extensions_mut() = req.extensions().clone();
+        Some((unsent, copy))
+    }
+
+    fn take(&self) -> Option<Req> {
+        self.0.lock().ok().and_then(|mut slot| slot.take())
+    }
+}
+
+/// Empties the slot however the request ends: a request left in it would hold the slot
+/// (through its own extensions) forever.
+struct ClearOnDrop(Unsent);
+
+impl Drop for ClearOnDrop {
+    fn drop(&mut self) {
+        drop(self.0.take());
+    }
+}
+
 /// Retries over a sliding 10 s window must stay within `ratio` × requests + the floor.
 pub struct RetryBudget {
     policy: RetryBudgetPolicy,
@@ -159,9 +203,18 @@ impl Middleware for Retry {
     fn call<S: Inner>(self: Arc<Self>, next: S, req: Req) -> ResponseFuture {
         self.budget.deposit(Instant::now());
         let policy = req.extensions().get::<RequestPolicy>().cloned();
-        let Some(policy) = policy.filter(|p| p.retry.num_retries > 0) else {
+        let Some(policy) = policy.filter(|p| {
+            p.retry.num_retries > 0
+                && (p.retry.retry_on_connect_failure || !p.retry.retry_on_status_codes.is_empty())
+        }) else {
+            // Nothing to retry on: no copy, no buffering.
             return super::forward(next, req);
         };
+        if policy.retry.retry_on_status_codes.is_empty() && req.body().is_end_stream() {
+            // Connect failures only: a request that failed so was never sent, and the
+            // layer that failed hands it back, so it is not copied per attempt.
+            return Box::pin(self.retry_unsent(next, req, policy));
+        }
         Box::pin(async move {
             let (mut parts, body) = req.into_parts();
             let body = match buffer(body).await? {
@@ -190,6 +243,46 @@ impl Middleware for Retry {
                 tracing::debug!(upstream = %self.upstream, attempt, "retrying a request");
             }
         })
+    }
+}
+
+impl Retry {
+    /// The connect-failure-only retry loop: each attempt sends the request itself, which
+    /// comes back through [`Unsent`] when it was not sent.
+    async fn retry_unsent<S: Inner>(
+        self: Arc<Self>,
+        next: S,
+        mut req: Req,
+        policy: RequestPolicy,
+    ) -> Result<Resp, ProxyError> {
+        let unsent = Unsent::default();
+        let _clear = ClearOnDrop(unsent.clone());
+        req.extensions_mut().insert(unsent.clone());
+        req.extensions_mut().insert(Attempts::default());
+        let mut attempt = 0;
+        loop {
+            let outcome = super::forward(next.clone(), req).await;
+            let back = unsent.take();
+            let Some(again) =
+                back.filter(|_| attempt < policy.retry.num_retries && retryable(&policy, &outcome))
+            else {
+                return outcome;
+            };
+            if !self.budget.withdraw(Instant::now()) {
+                let labels = UpstreamLabels {
+                    upstream: self.upstream.clone(),
+                };
+                self.metrics.budget_exhausted.get_or_create(&labels).inc();
+                return outcome;
+            }
+            attempt += 1;
+            req = again;
+            let labels = UpstreamLabels {
+                upstream: self.upstream.clone(),
+            };
+            self.metrics.retries.get_or_create(&labels).inc();
+            tracing::debug!(upstream = %self.upstream, attempt, "retrying a request");
+        }
     }
 }
 

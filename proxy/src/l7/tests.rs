@@ -304,6 +304,75 @@ async fn retries_hide_one_failing_instance_of_two() {
     );
 }
 
+/// Dials over TCP and counts the dials.
+#[derive(Clone, Default)]
+struct CountingConnector(Arc<AtomicUsize>);
+
+impl Connector for CountingConnector {
+    fn connect(&self, endpoint: &Endpoint) -> BoxFuture<'static, std::io::Result<BoxIo>> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        TcpConnector.connect(endpoint)
+    }
+}
+
+#[tokio::test]
+async fn one_downstream_connection_keeps_one_upstream_connection_and_retries_dead_dials() {
+    tracing::info!(
+        "the app's keep-alive connection to the outbound listener; a live and a dead instance"
+    );
+    let good = Instance::new("good", Behavior::Ok);
+    let good_addr = good.listen().await;
+    let dead_addr = {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        l.local_addr().unwrap()
+    };
+    let dials = CountingConnector::default();
+    let h = harness(
+        json!({"connect_timeout_ms": 1000, "load_balancer": "round_robin"}),
+        snapshot(
+            "db",
+            vec![],
+            vec![(
+                ("db", ""),
+                vec![
+                    endpoint("good", good_addr, "db"),
+                    endpoint("dead", dead_addr, "db"),
+                ],
+            )],
+        ),
+        Arc::new(dials.clone()),
+    );
+    let outbound = h.outbound.clone();
+    let addr = listen_with(move |io| outbound.serve_connection(io)).await;
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    tracing::info!(
+        "every request succeeds: a dial to the dead instance is retried on the live one"
+    );
+    for _ in 0..20 {
+        send.ready().await.unwrap();
+        let req = Request::get("/")
+            .header("host", "db")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let resp = send.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"good");
+    }
+    assert_eq!(good.hits(), 20);
+    assert!(
+        h.metric(RETRIES) >= 1.0,
+        "the dead instance was tried and retried"
+    );
+    tracing::info!("one connection to the live instance carried all 20; the rest were dead dials");
+    let to_dead = h.metric(RETRIES) as usize;
+    assert_eq!(dials.0.load(Ordering::SeqCst), 1 + to_dead);
+}
+
 #[tokio::test]
 async fn retries_on_status_codes_hide_a_503_instance() {
     let good = Instance::new("good", Behavior::Ok);
