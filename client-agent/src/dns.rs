@@ -12,8 +12,7 @@
 //!   (`allow_stale`/`max_stale`), sends names that are not ours to `recursor`, and turns the
 //!   pure answer into a hickory response.
 //! - `udp`, `tcp`: the two transports' loops (in place of hickory's, which drop opcodes
-//!   they cannot decode); every message goes to `packet`. The UDP loop runs on a thread of
-//!   its own, away from the agent's runtime.
+//!   they cannot decode); every message goes to `packet`.
 //! - `packet`: one message, either transport: NOTIMP for opcodes hickory cannot decode and
 //!   FORMERR for undecodable queries (from the raw header), a kept answer from the shared
 //!   answer cache, or the decoded query for `handler`.
@@ -244,8 +243,7 @@ pub enum DnsError {
     /// `udp_answer_limit` is 0, which would trim every plain-UDP answer away.
     #[error("udp_answer_limit must be at least 1")]
     InvalidUdpAnswerLimit,
-    /// A listener loop ended (panicked) before shutdown was requested, or the UDP loop's
-    /// thread could not start.
+    /// A listener loop ended (panicked) before shutdown was requested.
     #[error("DNS server failed")]
     Server(#[source] ProtoError),
 }
@@ -290,9 +288,7 @@ pub async fn serve(
         let _ = rx.wait_for(|s| *s).await;
     };
     let mut loops = tokio::task::JoinSet::new();
-    let udp_loop = udp::spawn(udp, responder.clone(), stopped(stop_rx.clone()))
-        .map_err(|e| DnsError::Server(e.into()))?;
-    loops.spawn(udp_loop);
+    loops.spawn(udp::serve(udp, responder.clone(), stopped(stop_rx.clone())));
     loops.spawn(tcp::serve(
         tcp,
         responder,
