@@ -10,6 +10,7 @@
 //!
 //! ```text
 //! taskset -c 1 target/release/dns_latency --server 127.0.0.1:8600 --type SRV --rate 50000
+//! (--bind 127.0.0.1:0 is the default source address)
 //! ```
 //!
 //! Replies are matched by DNS ID: query `i` carries ID `i mod 65536`, and a reply is
@@ -30,6 +31,7 @@ use anyhow::{bail, Context};
 
 struct Args {
     server: SocketAddr,
+    bind: SocketAddr,
     name: String,
     qtype: u16,
     type_name: String,
@@ -40,6 +42,7 @@ struct Args {
 fn parse_args() -> anyhow::Result<Args> {
     let mut args = Args {
         server: "127.0.0.1:8600".parse()?,
+        bind: "127.0.0.1:0".parse()?,
         name: "web.service.consul".to_string(),
         qtype: 1,
         type_name: "A".to_string(),
@@ -51,6 +54,7 @@ fn parse_args() -> anyhow::Result<Args> {
         let value = it.next().with_context(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--server" => args.server = value.parse()?,
+            "--bind" => args.bind = value.parse()?,
             "--name" => args.name = value,
             "--type" => {
                 args.qtype = match value.as_str() {
@@ -64,7 +68,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--rate" => args.rate = value.parse()?,
             "--duration" => args.duration = Duration::from_secs(value.parse()?),
             other => bail!(
-                "unknown flag {other}; flags: --server ADDR --name NAME --type A|SRV \
+                "unknown flag {other}; flags: --server ADDR --bind ADDR --name NAME --type A|SRV \
                  --rate QPS --duration SECS"
             ),
         }
@@ -106,7 +110,7 @@ fn ms(ns: u64) -> String {
 fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
     let total = usize::try_from(args.rate * args.duration.as_secs())?;
-    let socket = UdpSocket::bind("127.0.0.1:0")?;
+    let socket = UdpSocket::bind(args.bind)?;
     socket.connect(args.server)?;
     socket.set_nonblocking(true)?;
     let mut packet = query(&args.name, args.qtype);

@@ -86,6 +86,23 @@ impl Responder {
     }
 }
 
+impl Responder {
+    /// Writes the kept answer to `query` over `protocol` into `out`, when there is one, with
+    /// the query's ID: the path of a repeated question, with no decoding, no allocation once
+    /// `out` has grown, and no hand-off. `false` (and `out` empty) otherwise; the query then
+    /// goes to [`triage`](Self::triage).
+    ///
+    /// Answers are kept only for queries that decoded and that this server answered itself,
+    /// under the bytes after the ID; the same bytes decode to the same query, so replaying
+    /// before decoding answers exactly what `triage` would.
+    pub(super) fn replay(&self, query: &[u8], protocol: Protocol, out: &mut Vec<u8>) -> bool {
+        classify(query) == Packet::Query
+            && self
+                .cache
+                .get_into(protocol, self.handler.generation(), query, out)
+    }
+}
+
 impl Pending {
     /// Builds the answer (keeping it when this server answered itself) and sends it.
     pub(super) async fn run(self, responder: &Responder, mut reply_to: BufDnsStreamHandle) {
@@ -163,22 +180,50 @@ impl AnswerCache {
     /// A kept answer to `query` over `protocol` built from `generation`, with the query's
     /// ID.
     fn get(&self, protocol: Protocol, generation: Generation, query: &[u8]) -> Option<Vec<u8>> {
-        let key = query.get(2..)?;
+        let mut reply = Vec::new();
+        self.get_into(protocol, generation, query, &mut reply)
+            .then_some(reply)
+    }
+
+    /// [`get`](Self::get) into `out` (cleared first), reusing its allocation; `false` and
+    /// `out` empty when no answer is kept.
+    fn get_into(
+        &self,
+        protocol: Protocol,
+        generation: Generation,
+        query: &[u8],
+        out: &mut Vec<u8>,
+    ) -> bool {
+        out.clear();
+        let (Some(id), Some(key)) = (query.get(..2), query.get(2..)) else {
+            return false;
+        };
         let mut inner = self.lock();
         if inner.generation != Some(generation) {
             inner.generation = Some(generation);
             inner.answers.iter_mut().for_each(HashMap::clear);
-            return None;
+            return false;
         }
-        let variants = inner.answers[slot(protocol)].get_mut(key)?;
+        let Some(variants) = inner.answers[slot(protocol)].get_mut(key) else {
+            return false;
+        };
         if variants.replies.len() < VARIANTS {
             // Still collecting shuffles: build another.
-            return None;
+            return false;
         }
-        let mut reply = variants.replies[variants.next % VARIANTS].clone();
+        out.extend_from_slice(&variants.replies[variants.next % VARIANTS]);
         variants.next = variants.next.wrapping_add(1);
-        reply.get_mut(..2)?.copy_from_slice(query.get(..2)?);
-        Some(reply)
+        drop(inner);
+        match out.get_mut(..2) {
+            Some(head) => {
+                head.copy_from_slice(id);
+                true
+            }
+            None => {
+                out.clear();
+                false
+            }
+        }
     }
 
     /// Keeps `reply` (built from `generation`) as an answer to `query` over `protocol`.
