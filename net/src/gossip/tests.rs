@@ -199,10 +199,13 @@ fn reconnect_heals_a_partition_without_periodic_push_pull() {
 
 #[test]
 fn reconnect_heals_a_partition_within_seconds_with_lan_timings() {
-    // Over 30 seeds the heal took 0.6 s to 22.5 s, median 2.4 s: the first attempt waits
-    // for a reconnect tick (10 s apart), the follow-ups only a probe interval. Each member
-    // tries with probability failed/alive per tick, so a tick may pass with no attempt at
-    // all (the pool's tables are hash maps, so runs differ with the hasher's seed too).
+    // The first attempt waits for a reconnect tick (10 s apart), the follow-ups only a probe
+    // interval. Each member tries with probability failed/alive per tick, so a tick may pass
+    // with no attempt at all (the pool's tables are hash maps, so runs differ with the
+    // hasher's seed too). With dynamic suspicion (LAN timings), 150 runs of these 10 seeds
+    // healed in 0.7 s to 28 s, the median 5.6-6.2 s; with fixed suspicion the median was
+    // 2.4 s over 30 seeds, and a bound of half a tick failed one run in five. Without the
+    // reconnect loop only push-pull (every 30 s and more) could heal it.
     let timing = Timing::lan();
     let mut times: Vec<Duration> = (1..=10)
         .map(|seed| {
@@ -212,7 +215,7 @@ fn reconnect_heals_a_partition_within_seconds_with_lan_timings() {
         .collect();
     times.sort();
     let (median, max) = (times[times.len() / 2], times[times.len() - 1]);
-    assert!(median <= timing.reconnect_interval / 2, "{times:?}");
+    assert!(median <= timing.reconnect_interval, "{times:?}");
     assert!(max <= timing.reconnect_interval * 3, "{times:?}");
 }
 
