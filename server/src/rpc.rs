@@ -12,7 +12,7 @@ mod local;
 mod raft;
 mod read;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 mod write;
 
 use std::sync::Arc;

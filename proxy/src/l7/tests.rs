@@ -267,28 +267,30 @@ async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
-#[tokio::test]
-async fn retries_hide_one_failing_instance_of_two() {
-    tracing::info!("one live instance and one address nothing listens on");
+/// A `db` upstream of two instances: `good`, which answers, and `dead`, a port nobody
+/// listens on (every dial is refused).
+async fn good_and_dead_db() -> (Arc<Instance>, UpstreamSnapshot) {
     let good = Instance::new("good", Behavior::Ok);
     let good_addr = good.listen().await;
     let dead_addr = {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         l.local_addr().unwrap()
     };
+    let endpoints = vec![
+        endpoint("good", good_addr, "db"),
+        endpoint("dead", dead_addr, "db"),
+    ];
+    let db = snapshot("db", vec![], vec![(("db", ""), endpoints)]);
+    (good, db)
+}
+
+#[tokio::test]
+async fn retries_hide_one_failing_instance_of_two() {
+    tracing::info!("one live instance and one address nothing listens on");
+    let (good, db) = good_and_dead_db().await;
     let h = harness(
         json!({"connect_timeout_ms": 1000}),
-        snapshot(
-            "db",
-            vec![],
-            vec![(
-                ("db", ""),
-                vec![
-                    endpoint("good", good_addr, "db"),
-                    endpoint("dead", dead_addr, "db"),
-                ],
-            )],
-        ),
+        db,
         Arc::new(TcpConnector),
     );
     tracing::info!("every request succeeds: connect failures are retried on the other instance");
@@ -320,26 +322,11 @@ async fn one_downstream_connection_keeps_one_upstream_connection_and_retries_dea
     tracing::info!(
         "the app's keep-alive connection to the outbound listener; a live and a dead instance"
     );
-    let good = Instance::new("good", Behavior::Ok);
-    let good_addr = good.listen().await;
-    let dead_addr = {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        l.local_addr().unwrap()
-    };
+    let (good, db) = good_and_dead_db().await;
     let dials = CountingConnector::default();
     let h = harness(
         json!({"connect_timeout_ms": 1000, "load_balancer": "round_robin"}),
-        snapshot(
-            "db",
-            vec![],
-            vec![(
-                ("db", ""),
-                vec![
-                    endpoint("good", good_addr, "db"),
-                    endpoint("dead", dead_addr, "db"),
-                ],
-            )],
-        ),
+        db,
         Arc::new(dials.clone()),
     );
     let outbound = h.outbound.clone();

@@ -43,7 +43,12 @@ fn config(bootstrap_expect: usize) -> Config {
 /// A bootstrapped single-server Raft with its router. The leader loop is not running, so
 /// nothing but the test writes to the store.
 async fn single_node() -> (Arc<Shared>, Router) {
-    let config = config(1);
+    leader_of(config(1)).await
+}
+
+/// A single server of `config`, bootstrapped and leader, with its RPC router (no leader
+/// loop: nothing but the test writes to the store).
+pub(crate) async fn leader_of(config: Config) -> (Arc<Shared>, Router) {
     let (shared, _db) = open(config.clone()).await.unwrap();
     bootstrap_single(&shared.raft, shared.id, config.rpc_advertise)
         .await

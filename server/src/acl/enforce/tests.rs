@@ -4,7 +4,6 @@
 
 use concord_api::acl::rpc::fixtures::session_on;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::Request;
@@ -20,14 +19,12 @@ use concord_api::rpc::{
     Query, QueryOptions, QueryResult, ReadRequest, ReadResponse, RpcError, WriteRequest,
     WriteResponse, WriteResult, READ_PATH, WRITE_PATH,
 };
-use openraft::ServerState;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tower::ServiceExt;
 
 use crate::config::Config;
 use crate::node::Shared;
-use crate::server::{bootstrap_single, open};
 
 const ROOT: &str = "7b0c1d2e-0000-4000-8000-0000000000aa";
 const READER: &str = "7b0c1d2e-0000-4000-8000-0000000000bb";
@@ -49,19 +46,7 @@ async fn acl_server() -> (Arc<Shared>, Router) {
             "127.0.42.1:8300".parse().unwrap(),
         )
     };
-    let (shared, _db) = open(config.clone()).await.unwrap();
-    bootstrap_single(&shared.raft, shared.id, config.rpc_advertise)
-        .await
-        .unwrap();
-    shared
-        .raft
-        .wait(Some(Duration::from_secs(10)))
-        .metrics(|m| m.state == ServerState::Leader, "leader")
-        .await
-        .unwrap();
-    shared.raft.ensure_linearizable().await.unwrap();
-    let app = crate::rpc::router(shared.clone());
-    (shared, app)
+    crate::rpc::tests::leader_of(config).await
 }
 
 async fn post<Req: Serialize, Resp: DeserializeOwned>(
