@@ -16,6 +16,11 @@
 //!   lost or replaced their data (the node or a synced service is gone, or the index went
 //!   backwards after a snapshot restore or a wiped cluster), it asks for a full sync at
 //!   once instead of waiting for the interval.
+//! - A server joining the agent's server list (Consul's `ServerUp`) brings the next full sync
+//!   forward: at once when the last sync failed (an agent that started before it knew any
+//!   server, or outlived them all, is not left waiting for its backoff), else within a
+//!   random stagger of [`SERVER_UP_INTERVAL`] scaled like the interval, so a server coming
+//!   back is not hit by every agent at once.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -42,6 +47,8 @@ pub struct AntiEntropy {
     trigger: Notify,
     /// Fired by the resync watch when the servers lost this node's data.
     resync: Notify,
+    /// Fired when a server joins the server list.
+    server_up: Notify,
     /// Alive members of the pool (1 until the pool reports), for the interval scale.
     cluster_size: AtomicUsize,
     /// Highest catalog index seen in a sync or the watch; a lower one means lost data.
@@ -75,6 +82,7 @@ impl AntiEntropy {
             sync_lock: Mutex::new(()),
             trigger: Notify::new(),
             resync: Notify::new(),
+            server_up: Notify::new(),
             cluster_size: AtomicUsize::new(1),
             last_index: AtomicU64::new(0),
             stats: SyncStats::default(),
@@ -88,13 +96,23 @@ impl AntiEntropy {
 
     /// The full-sync interval before stagger: `ae_interval` times [`scale_factor`].
     pub fn scaled_interval(&self) -> Duration {
-        let factor = scale_factor(self.cluster_size.load(Ordering::Relaxed));
-        self.config.ae_interval.saturating_mul(factor)
+        self.config.ae_interval.saturating_mul(self.scale())
+    }
+
+    /// [`scale_factor`] of the current pool size.
+    fn scale(&self) -> u32 {
+        scale_factor(self.cluster_size.load(Ordering::Relaxed))
     }
 
     /// Asks the background loop for a partial sync soon.
     pub fn trigger(&self) {
         self.trigger.notify_one();
+    }
+
+    /// Tells the background loop a server joined the server list (Consul's `ServerUp`): the
+    /// next full sync comes forward (see the module docs).
+    pub fn server_up(&self) {
+        self.server_up.notify_one();
     }
 
     /// Pushes local changes now. Errors are returned for logging; the loop retries.
@@ -138,6 +156,16 @@ impl AntiEntropy {
                 _ = self.resync.notified() => {
                     tracing::info!("servers lost this node's catalog data; full sync now");
                     next_full = self.after_full_sync(&mut failures).await;
+                }
+                _ = self.server_up.notified() => {
+                    let now = tokio::time::Instant::now();
+                    let due = if failures > 0 {
+                        now
+                    } else {
+                        now + stagger(SERVER_UP_INTERVAL.saturating_mul(self.scale()))
+                    };
+                    tracing::debug!(in_ = ?due - now, "a server joined; full sync brought forward");
+                    next_full = next_full.min(due);
                 }
                 _ = self.trigger.notified() => {
                     if let Err(e) = self.sync_changes().await {
@@ -212,7 +240,14 @@ impl AntiEntropy {
                 .await
             {
                 Ok((meta, remote)) => {
-                    if self.data_lost(meta.index, seen, remote.as_ref()) {
+                    let lost = self.data_lost(meta.index, seen, remote.as_ref());
+                    tracing::debug!(
+                        seen,
+                        index = meta.index,
+                        lost,
+                        "anti-entropy resync watch answered"
+                    );
+                    if lost {
                         // Forget the old index so the full sync's reads set the new one.
                         self.last_index.store(0, Ordering::Relaxed);
                         self.resync.notify_one();
@@ -306,6 +341,7 @@ impl AntiEntropy {
             self.rpc.register(req, self.token()).await?;
             self.state
                 .service_synced(&service.service.id, service.version);
+            tracing::debug!(service = %service.service.id, "anti-entropy synced service");
             for c in checks {
                 self.state.check_synced(&c.check.check_id, c.version);
             }
@@ -371,6 +407,10 @@ impl AntiEntropy {
 /// Longest blocking wait of the resync watch; with the index gone backwards the servers
 /// block until it elapses, so it bounds how late data loss is noticed.
 const RESYNC_WATCH_WAIT: Duration = Duration::from_secs(10);
+
+/// Longest wait (before scaling) for the full sync a healthy agent runs when a server joins
+/// its server list (Consul's `serverUpInterval`).
+pub const SERVER_UP_INTERVAL: Duration = Duration::from_secs(3);
 
 /// Shortest time between two resync-watch reads.
 const RESYNC_WATCH_MIN_GAP: Duration = Duration::from_secs(1);
@@ -578,6 +618,55 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert!(start.elapsed() < ae.config.ae_interval);
+        drop(stop);
+        task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_server_joining_after_a_failed_sync_brings_the_retry_forward() {
+        let (ae, local, fake) = setup();
+        local.add_service(svc("web"), vec![], false);
+        tracing::info!("the first full sync fails: the agent knows no server yet");
+        fake.fail_next(1);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(ae.clone().run(async {
+            let _ = stopped.await;
+        }));
+        while ok_and_failed(&ae) != (0, 1) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tracing::info!("a server joins the list: the sync runs now, not after ae_retry");
+        let joined = tokio::time::Instant::now();
+        ae.server_up();
+        while fake.service_ids(NODE).is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            joined.elapsed() < Duration::from_millis(100),
+            "{:?}",
+            joined.elapsed()
+        );
+        assert_eq!(ok_and_failed(&ae), (1, 1));
+
+        tracing::info!("on a healthy agent a server joining brings a full sync within the stagger");
+        fake.register(RegisterRequest {
+            node: NODE.into(),
+            address: "10.0.0.9".into(),
+            service: Some(svc("ghost")),
+            ..RegisterRequest::default()
+        });
+        let joined = tokio::time::Instant::now();
+        ae.server_up();
+        while fake.service_ids(NODE) != ["web"] {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            joined.elapsed() <= SERVER_UP_INTERVAL,
+            "{:?}",
+            joined.elapsed()
+        );
+        assert!(SERVER_UP_INTERVAL < ae.config.ae_interval);
+        assert_eq!(ok_and_failed(&ae), (2, 1));
         drop(stop);
         task.await.unwrap();
     }

@@ -432,7 +432,8 @@ pub fn event_matches(core: &AgentCore, event: &UserEvent) -> bool {
 }
 
 /// Follows the pool until `stop`: keeps the server list of `core.rpc` in step with the
-/// servers in the pool (plus the configured ones), stores matching user events, applies
+/// servers in the pool (plus the configured ones) and tells anti-entropy when a server joins
+/// it ([`AntiEntropy::server_up`]), stores matching user events, applies
 /// keyring operations. It subscribes before returning the future, so nothing that happens
 /// after this call is missed, even before the task first runs.
 pub fn follow_pool(
@@ -442,7 +443,8 @@ pub fn follow_pool(
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     let mut events = membership.gossip.subscribe();
     async move {
-        let refresh_servers = || {
+        let mut known: Vec<std::net::SocketAddr> = Vec::new();
+        let mut refresh_servers = || {
             let members = membership.gossip.members();
             let alive = members
                 .iter()
@@ -454,6 +456,10 @@ pub fn follow_pool(
             servers.extend(servers_in(&members, &core.config.datacenter));
             servers.sort();
             servers.dedup();
+            if servers.iter().any(|s| known.binary_search(s).is_err()) {
+                core.ae.server_up();
+            }
+            known.clone_from(&servers);
             core.rpc.set_servers(servers);
         };
         refresh_servers();

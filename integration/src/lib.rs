@@ -581,6 +581,17 @@ impl TestAgent {
 impl Drop for TestAgent {
     fn drop(&mut self) {
         self.kill9();
+        // A failing test's agent logs outlive its temporary directory, for the post-mortem.
+        if std::thread::panicking() {
+            let kept = std::env::temp_dir().join(format!(
+                "concord-failed-{}-{}.log",
+                self.node,
+                std::process::id()
+            ));
+            if std::fs::copy(&self.log_path, &kept).is_ok() {
+                eprintln!("agent {} log kept at {}", self.node, kept.display());
+            }
+        }
     }
 }
 
