@@ -45,6 +45,8 @@ struct Row {
     msgs_per_node_s: f64,
     bytes_per_node_s: f64,
     sync_bytes_per_node_s: f64,
+    /// Push-pull frames sent per node per second (openings and answers).
+    sync_frames_per_node_s: f64,
     wall: Duration,
 }
 
@@ -57,11 +59,11 @@ fn main() {
         rows.push(row);
     }
     println!();
-    println!("| members | join storm: all know 99% | each knows all: p50 / p99 / max | failure known by all: p50 / p99 / max (of kills x survivors) | false failures at {:.0}% loss over {}s | UDP msgs/node/s | UDP bytes/node/s | push-pull bytes/node/s | RSS per (member, member) pair | wall time |", LOSS * 100.0, LOSSY.as_secs());
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| members | join storm: all know 99% | each knows all: p50 / p99 / max | failure known by all: p50 / p99 / max (of kills x survivors) | false failures at {:.0}% loss over {}s | UDP msgs/node/s | UDP bytes/node/s | push-pull frames/node/s | push-pull bytes/node/s | RSS per (member, member) pair | wall time |", LOSS * 100.0, LOSSY.as_secs());
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in &rows {
         println!(
-            "| {} | {} | {} / {} / {} | {} / {} / {} ({}/{}) | {} | {:.1} | {:.0} | {:.0} | {} B | {:.0?} |",
+            "| {} | {} | {} / {} / {} | {} / {} / {} ({}/{}) | {} | {:.1} | {:.0} | {:.3} | {:.0} | {} B | {:.0?} |",
             r.n,
             secs(r.most),
             secs(r.join_p50),
@@ -75,6 +77,7 @@ fn main() {
             r.false_positives,
             r.msgs_per_node_s,
             r.bytes_per_node_s,
+            r.sync_frames_per_node_s,
             r.sync_bytes_per_node_s,
             r.bytes_per_pair,
             r.wall,
@@ -89,7 +92,7 @@ fn expected_detections(r: &Row) -> usize {
 
 fn print_row(r: &Row) {
     println!(
-        "n={} converge={} detect p50={} p99={} max={} ({}/{}) false={} msgs/node/s={:.1} bytes/node/s={:.0} sync/node/s={:.0} wall={:.0?}",
+        "n={} converge={} detect p50={} p99={} max={} ({}/{}) false={} msgs/node/s={:.1} bytes/node/s={:.0} sync frames/node/s={:.3} sync bytes/node/s={:.0} wall={:.0?}",
         r.n,
         secs(r.converge),
         secs(r.detect_p50),
@@ -100,6 +103,7 @@ fn print_row(r: &Row) {
         r.false_positives,
         r.msgs_per_node_s,
         r.bytes_per_node_s,
+        r.sync_frames_per_node_s,
         r.sync_bytes_per_node_s,
         r.wall
     );
@@ -163,11 +167,12 @@ fn run(n: usize) -> Row {
     let steady = STEADY.max(push_pull_interval(n));
     let before: Vec<_> = sim.traffic().to_vec();
     sim.run_for(steady);
-    let (mut msgs, mut bytes, mut sync) = (0u64, 0u64, 0u64);
+    let (mut msgs, mut bytes, mut sync, mut frames) = (0u64, 0u64, 0u64, 0u64);
     for (a, b) in sim.traffic().iter().zip(&before) {
         msgs += a.packets - b.packets;
         bytes += a.bytes - b.bytes;
         sync += a.stream_bytes - b.stream_bytes;
+        frames += a.streams - b.streams;
     }
     let per = (n as f64) * steady.as_secs_f64();
     eprintln!(
@@ -247,6 +252,7 @@ fn run(n: usize) -> Row {
         msgs_per_node_s: msgs as f64 / per,
         bytes_per_node_s: bytes as f64 / per,
         sync_bytes_per_node_s: sync as f64 / per,
+        sync_frames_per_node_s: frames as f64 / per,
         wall: wall.elapsed(),
     }
 }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 /// probes stay small. The generation lets a restarted member (same address) replace its old
 /// incarnation at once instead of waiting for the cluster to forget it (foca's
 /// `Identity::renew`): the higher generation wins an address conflict.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Id {
     /// Gossip IP address.
     pub ip: IpAddr,

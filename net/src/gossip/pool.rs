@@ -24,7 +24,7 @@ use rand010::{RngExt, SeedableRng};
 use super::coordinate::{self, Coordinate, DIMENSIONS};
 use super::crypto::{self, Keyring};
 use super::id::Id;
-use super::wire::{self, Item, Meta, Packet, State, MAX_PACKET, MAX_STREAM};
+use super::wire::{self, Digest, Frame, Item, Meta, Packet, State, MAX_PACKET, MAX_STREAM};
 use super::{
     Config, EventFilters, GossipError, KeyStatus, Member, MemberEvent, MemberStatus, UserEvent,
     USER_EVENT_SIZE_LIMIT,
@@ -607,9 +607,13 @@ impl Pool {
             self.stats.dropped_undecryptable += 1;
             return None;
         };
-        let Some(state) = wire::decode::<State>(&plain) else {
-            self.stats.dropped_invalid += 1;
-            return None;
+        let state = match wire::decode::<Frame>(&plain) {
+            Some(Frame::State(state)) => state,
+            Some(Frame::Digest(digest)) => return self.handle_digest(digest),
+            None => {
+                self.stats.dropped_invalid += 1;
+                return None;
+            }
         };
         let reply = state.reply;
         // Its own metadata comes first.
@@ -628,9 +632,76 @@ impl Pool {
         }
     }
 
-    /// A push-pull request frame (this member's full view), for a join or a periodic sync.
+    /// A push-pull request frame (this member's full view), for a join or a reconnect.
     pub fn push_pull_request(&mut self) -> Option<Vec<u8>> {
         self.state_frame(false)
+    }
+
+    /// A periodic push-pull's opening: this member's metadata and a digest of its view.
+    /// The other side answers with its digest when the views match (a few hundred bytes
+    /// each way, whatever the pool's size), else with its full view, which this member
+    /// merges. Unlike memberlist's push-pull, which sends both full views every time, the
+    /// steady-state cost does not grow with the pool; what the other side lacks it pulls
+    /// in its own periodic syncs (or learns by gossip).
+    pub(super) fn digest_request(&mut self) -> Option<Vec<u8>> {
+        self.seal_frame(&Frame::Digest(self.digest(false)))
+    }
+
+    fn digest(&self, reply: bool) -> Digest {
+        Digest {
+            reply,
+            meta: self.local.clone(),
+            digest: self.view_digest(),
+            event_clock: self.event_clock,
+        }
+    }
+
+    /// SHA-256 over this member's view in a canonical order: every member's identity and
+    /// SWIM state (this member alive), then every member's name, metadata version and
+    /// leave intent. Two members that agree on who is in the pool, in which state, with
+    /// which metadata, get the same digest. Incarnations are left out: foca does not expose
+    /// this member's own, and a newer incarnation with the same state changes nothing the
+    /// pool reports.
+    fn view_digest(&self) -> [u8; 32] {
+        use sha2::{Digest as _, Sha256};
+        let mut members: Vec<(Id, u8)> = self
+            .swim
+            .iter_membership_state()
+            .map(|m| (*m.id(), swim_state_code(m.state())))
+            .collect();
+        members.push((self.local.id, 0));
+        members.sort_unstable();
+        let mut metas: Vec<(&str, u64, bool)> = self
+            .members
+            .values()
+            .filter_map(|e| e.meta.as_deref())
+            .chain(std::iter::once(&self.local))
+            .map(|m| (m.name.as_str(), m.version, m.leaving))
+            .collect();
+        metas.sort_unstable();
+        let mut hasher = Sha256::new();
+        hasher.update(wire::encode(&(members, metas)));
+        hasher.finalize().into()
+    }
+
+    /// A digest arrived: the opening of another member's periodic sync, or the answer to
+    /// ours. Returns the answer to an opening: our digest when the views match, else our
+    /// full view.
+    fn handle_digest(&mut self, digest: Digest) -> Option<Vec<u8>> {
+        let from_failed = self.status_of(&digest.meta.name) == Some(MemberStatus::Failed);
+        self.apply_meta(digest.meta);
+        self.event_clock = self.event_clock.max(digest.event_clock);
+        self.drain();
+        if from_failed {
+            self.reconnect_soon();
+        }
+        if digest.reply {
+            None
+        } else if digest.digest == self.view_digest() {
+            self.seal_frame(&Frame::Digest(self.digest(true)))
+        } else {
+            self.state_frame(true)
+        }
     }
 
     /// Starts joining through `seeds`: a push-pull request to each (as [`Output::Stream`]) and
@@ -1404,7 +1475,7 @@ impl Pool {
         let Some(to) = self.random_alive() else {
             return;
         };
-        if let Some(data) = self.push_pull_request() {
+        if let Some(data) = self.digest_request() {
             self.outputs.push_back(Output::Stream { to, data });
         }
     }
@@ -1413,14 +1484,7 @@ impl Pool {
         let mut members: Vec<(Id, u16, u8)> = self
             .swim
             .iter_membership_state()
-            .map(|m| {
-                let state = match m.state() {
-                    foca::State::Alive => 0,
-                    foca::State::Suspect => 1,
-                    foca::State::Down => 2,
-                };
-                (*m.id(), m.incarnation(), state)
-            })
+            .map(|m| (*m.id(), m.incarnation(), swim_state_code(m.state())))
             .collect();
         members.push((self.local.id, 0, 0));
         let mut metas = vec![self.local.clone()];
@@ -1435,7 +1499,12 @@ impl Pool {
             metas,
             event_clock: self.event_clock,
         };
-        let data = self.keyring.seal(wire::encode(&state)).ok()?;
+        self.seal_frame(&Frame::State(state))
+    }
+
+    /// Encodes, encrypts and counts a push-pull frame; `None` if it would be too large.
+    fn seal_frame(&mut self, frame: &Frame) -> Option<Vec<u8>> {
+        let data = self.keyring.seal(wire::encode(frame)).ok()?;
         if data.len() > MAX_STREAM {
             return None;
         }
@@ -1463,6 +1532,15 @@ impl Pool {
         let _ = self.swim.apply_many(updates, true, &mut self.rt);
         self.event_clock = self.event_clock.max(state.event_clock);
         self.drain();
+    }
+}
+
+/// A SWIM state as push-pull frames and digests carry it.
+fn swim_state_code(state: foca::State) -> u8 {
+    match state {
+        foca::State::Alive => 0,
+        foca::State::Suspect => 1,
+        foca::State::Down => 2,
     }
 }
 

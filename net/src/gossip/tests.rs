@@ -321,6 +321,78 @@ fn tag_updates_propagate() {
     assert!(took.is_some());
 }
 
+/// Decodes an unencrypted push-pull frame.
+fn frame(data: &[u8]) -> wire::Frame {
+    wire::decode(data).expect("a push-pull frame")
+}
+
+#[test]
+fn periodic_push_pull_sends_digests_and_the_full_view_only_where_views_differ() {
+    let mut sim = cluster(3, &[]);
+    // Let the join's gossip settle.
+    sim.run_for(Duration::from_secs(10));
+    let digest_of = |sim: &mut SimNetwork, i: usize| {
+        sim.with_pool(i, |p, _| p.digest_request())
+            .expect("alive")
+            .expect("a frame")
+    };
+
+    tracing::info!("members that agree answer a digest with a digest");
+    let opening = digest_of(&mut sim, 0);
+    let full = sim
+        .with_pool(0, |p, _| p.push_pull_request())
+        .expect("alive")
+        .expect("a frame");
+    let answer = sim
+        .with_pool(1, |p, now| p.handle_stream(&opening, now))
+        .expect("alive")
+        .expect("an answer");
+    assert!(matches!(frame(&answer), wire::Frame::Digest(d) if d.reply));
+    assert!(
+        opening.len() < full.len() && answer.len() < full.len(),
+        "digest {} and {} bytes, full view {} bytes",
+        opening.len(),
+        answer.len(),
+        full.len()
+    );
+    let none = sim.with_pool(0, |p, now| p.handle_stream(&answer, now));
+    assert_eq!(none, Some(None), "an answer is not answered");
+
+    tracing::info!("node-1 changes its tags; nothing is gossiped (the network is not run)");
+    let tags = BTreeMap::from([("role".to_string(), "consul".to_string())]);
+    sim.with_pool(1, |p, _| p.set_tags(tags.clone()))
+        .expect("alive")
+        .expect("set");
+    let tags_of_1 = |sim: &SimNetwork, i: usize| {
+        sim.pool(i)
+            .expect("alive")
+            .members()
+            .into_iter()
+            .find(|m| m.name == "node-1")
+            .map(|m| m.tags)
+    };
+    assert_ne!(tags_of_1(&sim, 0), Some(tags.clone()));
+
+    tracing::info!("node-0's digest differs from node-1's view: node-1 answers its full view");
+    let opening = digest_of(&mut sim, 0);
+    let answer = sim
+        .with_pool(1, |p, now| p.handle_stream(&opening, now))
+        .expect("alive")
+        .expect("an answer");
+    assert!(matches!(frame(&answer), wire::Frame::State(s) if s.reply));
+    sim.with_pool(0, |p, now| p.handle_stream(&answer, now));
+    assert_eq!(tags_of_1(&sim, 0), Some(tags.clone()), "node-0 pulled it");
+
+    tracing::info!("node-1's opening carries its metadata: node-2 learns it and then agrees");
+    let opening = digest_of(&mut sim, 1);
+    let answer = sim
+        .with_pool(2, |p, now| p.handle_stream(&opening, now))
+        .expect("alive")
+        .expect("an answer");
+    assert_eq!(tags_of_1(&sim, 2), Some(tags));
+    assert!(matches!(frame(&answer), wire::Frame::Digest(_)));
+}
+
 #[test]
 fn wrong_key_is_refused() {
     let key = keygen();

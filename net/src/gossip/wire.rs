@@ -1,5 +1,5 @@
 //! What goes on the wire, before encryption. Every UDP packet is one [`Packet`]; every TCP
-//! push-pull frame is one [`State`]; metadata, user events and force-leave intents ride on
+//! push-pull frame is one [`Frame`]: a full [`State`] or a [`Digest`] of one; metadata, user events and force-leave intents ride on
 //! foca's custom broadcasts as [`Item`]s (piggybacked on probes and gossip, retransmitted
 //! `max_transmissions` times, exactly like memberlist's broadcast queue). All use postcard
 //! (compact, serde-based, never panics on garbage: it returns an error, which the pool counts).
@@ -73,8 +73,35 @@ pub enum Item {
     },
 }
 
-/// One side's full view, exchanged over TCP on join and periodically (memberlist push-pull):
-/// a joiner learns everyone at once instead of waiting for gossip.
+/// One TCP push-pull frame.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Frame {
+    /// A full view: on join and reconnect (both ways), and as the answer to a [`Digest`]
+    /// of a view that differs.
+    State(State),
+    /// The periodic sync's opening and, when both views match, its answer.
+    Digest(Digest),
+}
+
+/// A summary of one side's view: what the periodic push-pull sends first, so that two
+/// members that agree exchange a few hundred bytes instead of the whole member list.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Digest {
+    /// `false` for the opening (answered with a digest or the full view), `true` for the
+    /// answer.
+    pub reply: bool,
+    /// The sender's own metadata (so the receiver learns it, and who is asking).
+    pub meta: Meta,
+    /// SHA-256 of the sender's view: every member's identity and SWIM state, and every
+    /// member's name, metadata version and leave intent, in a canonical order.
+    pub digest: [u8; 32],
+    /// The sender's user-event Lamport clock.
+    pub event_clock: u64,
+}
+
+/// One side's full view, exchanged over TCP on join and reconnect (memberlist push-pull),
+/// and sent to a member whose [`Digest`] differs: a joiner learns everyone at once instead
+/// of waiting for gossip.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct State {
     /// `false` for the request (the receiver answers with its own state), `true` for the
