@@ -34,9 +34,11 @@ const PROXY_USAGE: &str = "Usage: concord connect proxy [options]
                              (e.g. http://127.0.0.1:4318).
   -drain-timeout=<secs>      On SIGINT/SIGTERM, seconds open connections may take to
                              finish. Default 5.
-  -workers=<n>               Runtime threads serving traffic. Default 1: one thread has
-                             no cross-thread wake-ups (lowest latency, least CPU per
-                             request); more for a sidecar that needs over one core.
+  -workers=<n>               Threads serving connections, each with its own
+                             single-threaded runtime; a connection stays on one thread
+                             for its life (no cross-thread wake-ups per request), and
+                             new connections go to the least busy. Default 2 (1 on a
+                             one-CPU machine), as haproxy and Envoy use the CPUs.
   -log-level=<level>         trace, debug, info (default), warn or error.";
 
 const PROXY_FLAGS: &[Flag] = &[
@@ -53,23 +55,20 @@ const PROXY_FLAGS: &[Flag] = &[
     flag("log-level", Kind::Str),
 ];
 
-/// Runtime threads for `connect proxy` when `-workers` is not given.
-const DEFAULT_WORKERS: usize = 1;
+/// Connection threads of `connect proxy` when `-workers` is not given: two (one on a
+/// one-CPU machine). A burst of requests over many connections then drains on two cores
+/// while each connection stays on one thread (docs/benchmarks.md, "Sidecar proxy").
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(2))
+}
 
 /// How many runtime threads `concord connect ARGS` wants (`None`: not `connect proxy`, the
-/// binary's default runtime). Read before the runtime is built; bad flags are reported
-/// later by the command itself.
+/// binary's default runtime). The proxy's own runtime is single-threaded: it accepts and
+/// follows the agent, and starts the extra connection threads `-workers` asks for
+/// (`concord_proxy::workers`), each with a runtime of its own.
 pub(crate) fn runtime_workers(args: &[String]) -> Option<usize> {
-    let (sub, rest) = args.split_first()?;
-    if sub != "proxy" {
-        return None;
-    }
-    let workers = crate::flags::parse_flags(rest, PROXY_FLAGS)
-        .ok()
-        .and_then(|p| p.value("workers").map(|_| p.uint("workers")))
-        .and_then(|n| usize::try_from(n).ok())
-        .unwrap_or(DEFAULT_WORKERS);
-    Some(workers.max(1))
+    let (sub, _) = args.split_first()?;
+    (sub == "proxy").then_some(1)
 }
 
 /// Runs `concord connect <subcommand> ...`.
@@ -145,6 +144,12 @@ fn config(p: &Parsed) -> anyhow::Result<Config> {
         metrics_addr: addr_flag(p, "metrics-addr")?,
         drain_timeout: drain,
         otlp_endpoint: p.value("otlp-endpoint").map(str::to_string),
+        workers: p
+            .value("workers")
+            .map(|_| p.uint("workers"))
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or_else(default_workers)
+            .max(1),
     })
 }
 
@@ -209,16 +214,21 @@ mod tests {
     }
 
     #[test]
-    fn workers_pick_the_runtime() {
+    fn the_proxy_runtime_is_single_threaded_and_workers_are_its_connection_threads() {
         let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(
-            runtime_workers(&args(&["proxy", "-sidecar-for", "web"])),
-            Some(1)
-        );
-        assert_eq!(runtime_workers(&args(&["proxy", "-workers", "4"])), Some(4));
-        assert_eq!(runtime_workers(&args(&["proxy", "-workers=0"])), Some(1));
+        assert_eq!(runtime_workers(&args(&["proxy", "-workers", "4"])), Some(1));
         assert_eq!(runtime_workers(&args(&["other"])), None);
         assert_eq!(runtime_workers(&args(&[])), None);
+        let workers = |extra: &[&str]| {
+            let mut a = vec!["-sidecar-for", "web"];
+            a.extend_from_slice(extra);
+            let p = crate::flags::parse_flags(&args(&a), PROXY_FLAGS).unwrap();
+            config(&p).unwrap().workers
+        };
+        assert_eq!(workers(&[]), default_workers());
+        assert!((1..=2).contains(&default_workers()));
+        assert_eq!(workers(&["-workers", "4"]), 4);
+        assert_eq!(workers(&["-workers=0"]), 1);
     }
 
     #[test]

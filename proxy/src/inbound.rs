@@ -42,6 +42,8 @@ pub struct Inbound {
     pub metrics: L4Metrics,
     /// The L7 engine, for HTTP-aware protocols (`None`: bytes are copied, L4).
     pub http: Option<crate::l7::Inbound>,
+    /// The threads connections are served on.
+    pub workers: crate::workers::Workers,
 }
 
 impl Inbound {
@@ -72,7 +74,7 @@ impl Inbound {
             let acceptor = acceptor.clone();
             let drain = drain.clone();
             let tls = tls.clone();
-            tokio::spawn(async move {
+            this.workers.clone().spawn(tcp, move |tcp| async move {
                 this.connection(acceptor, tcp, peer, &tls).await;
                 drop(drain);
             });

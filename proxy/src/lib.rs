@@ -23,6 +23,8 @@
 //! - [`metrics`]: the Prometheus registry, the L4 counters and `GET /metrics`.
 //! - [`l7`]: the HTTP data path: routing, timeouts, retries, balancing, circuit breaking,
 //!   outlier detection, L7 intentions, metrics.
+//! - [`workers`]: the threads that serve connections, one single-threaded runtime each; a
+//!   connection stays on one of them for its life.
 
 pub mod control;
 pub mod inbound;
@@ -33,6 +35,7 @@ pub mod metrics;
 pub mod model;
 pub mod outbound;
 pub mod tls;
+pub mod workers;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -70,6 +73,8 @@ pub struct Config {
     /// registration's `Proxy.Config.otlp_endpoint` if any (followed live: a changed
     /// registration re-points the exporter); no tracing without either.
     pub otlp_endpoint: Option<String>,
+    /// Threads serving connections ([`workers`]), the calling runtime's included; at least 1.
+    pub workers: usize,
 }
 
 /// Which proxy to run.
@@ -145,6 +150,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         let mut r = registry.lock().unwrap_or_else(|e| e.into_inner());
         (L4Metrics::register(&mut r), l7::L7Metrics::new(&mut r))
     };
+    let workers = workers::Workers::start(config.workers).map_err(|source| {
+        ProxyError::Config(format!(
+            "starting {} worker threads: {source}",
+            config.workers
+        ))
+    })?;
     let (stop_tx, stop) = watch::channel(false);
     let (drain_tx, mut drained) = mpsc::channel::<()>(1);
     let conns = Arc::new(ConnRegistry::default());
@@ -184,7 +195,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         stop,
         drain_tx.clone(),
     )
-    .with_tracer(Some(tracer.clone()));
+    .with_tracer(Some(tracer.clone()))
+    .with_workers(workers);
     listeners.apply(&spec).await?;
     let (spec_tx, mut spec_rx) = watch::channel(spec.clone());
     let _registration = spec

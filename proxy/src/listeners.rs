@@ -21,6 +21,7 @@ use crate::metrics::L4Metrics;
 use crate::model::IntentionSnapshot;
 use crate::outbound::{Http, Outbound};
 use crate::tls::{MtlsConnector, TlsMaterial};
+use crate::workers::Workers;
 use crate::ProxyError;
 use concord_api::intention::is_l7_protocol;
 
@@ -57,6 +58,8 @@ pub struct Listeners {
     upstreams: HashMap<SocketAddr, RunningUpstream>,
     /// Where request spans go, when tracing is on.
     tracer: Option<l7::trace::Tracer>,
+    /// The threads connections are served on.
+    workers: Workers,
 }
 
 /// The part of `Proxy.Config` the public listener is built from: all of it but
@@ -103,7 +106,15 @@ impl Listeners {
             inbound: None,
             upstreams: HashMap::new(),
             tracer: None,
+            workers: Workers::default(),
         }
+    }
+
+    /// Serves connections on `workers` (listeners started from now on; by default all on
+    /// the calling runtime).
+    pub fn with_workers(mut self, workers: Workers) -> Listeners {
+        self.workers = workers;
+        self
     }
 
     /// Sends a span per L7 request to `tracer` (listeners started from now on).
@@ -207,6 +218,7 @@ impl Listeners {
             conns: self.conns.clone(),
             metrics: self.metrics.clone(),
             http,
+            workers: self.workers.clone(),
         };
         let tls = self.tls.clone();
         let (stop, drain) = (self.stop.clone(), self.drain.clone());
@@ -238,8 +250,12 @@ impl Listeners {
                 tracer: self.tracer.clone(),
             },
         );
-        let listener_task =
-            control::spawn(outbound.serve(listener, self.stop.clone(), self.drain.clone()));
+        let listener_task = control::spawn(outbound.serve(
+            listener,
+            self.stop.clone(),
+            self.drain.clone(),
+            self.workers.clone(),
+        ));
         Ok(RunningUpstream {
             spec: u.clone(),
             listener: listener_task,

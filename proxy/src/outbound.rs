@@ -115,12 +115,14 @@ impl Outbound {
         engine
     }
 
-    /// Accepts on `listener` until `stop` turns true; connection tasks hold `drain`.
+    /// Accepts on `listener` until `stop` turns true and serves each connection on one of
+    /// `workers`; connection tasks hold `drain`.
     pub async fn serve(
         self,
         listener: TcpListener,
         mut stop: watch::Receiver<bool>,
         drain: mpsc::Sender<()>,
+        workers: crate::workers::Workers,
     ) {
         let this = Arc::new(self);
         loop {
@@ -136,7 +138,7 @@ impl Outbound {
             };
             let this = this.clone();
             let drain = drain.clone();
-            tokio::spawn(async move {
+            workers.spawn(tcp, move |tcp| async move {
                 let _ = tcp.set_nodelay(true);
                 // The one place where the protocol picks the data path: HTTP-aware upstreams
                 // go to the L7 engine (per-request routing and policy), the rest is copied
