@@ -331,22 +331,25 @@ fn periodic_push_pull_sends_digests_and_the_full_view_only_where_views_differ() 
     let mut sim = cluster(3, &[]);
     // Let the join's gossip settle.
     sim.run_for(Duration::from_secs(10));
-    let digest_of = |sim: &mut SimNetwork, i: usize| {
-        sim.with_pool(i, |p, _| p.digest_request())
+    // `from` opens a periodic sync with `to`: the opening and `to`'s answer.
+    let open_sync = |sim: &mut SimNetwork, from: usize, to: usize| {
+        let opening = sim
+            .with_pool(from, |p, _| p.digest_request())
             .expect("alive")
-            .expect("a frame")
+            .expect("a frame");
+        let answer = sim
+            .with_pool(to, |p, now| p.handle_stream(&opening, now))
+            .expect("alive")
+            .expect("an answer");
+        (opening, answer)
     };
 
     tracing::info!("members that agree answer a digest with a digest");
-    let opening = digest_of(&mut sim, 0);
+    let (opening, answer) = open_sync(&mut sim, 0, 1);
     let full = sim
         .with_pool(0, |p, _| p.push_pull_request())
         .expect("alive")
         .expect("a frame");
-    let answer = sim
-        .with_pool(1, |p, now| p.handle_stream(&opening, now))
-        .expect("alive")
-        .expect("an answer");
     assert!(matches!(frame(&answer), wire::Frame::Digest(d) if d.reply));
     assert!(
         opening.len() < full.len() && answer.len() < full.len(),
@@ -374,21 +377,13 @@ fn periodic_push_pull_sends_digests_and_the_full_view_only_where_views_differ() 
     assert_ne!(tags_of_1(&sim, 0), Some(tags.clone()));
 
     tracing::info!("node-0's digest differs from node-1's view: node-1 answers its full view");
-    let opening = digest_of(&mut sim, 0);
-    let answer = sim
-        .with_pool(1, |p, now| p.handle_stream(&opening, now))
-        .expect("alive")
-        .expect("an answer");
+    let (_, answer) = open_sync(&mut sim, 0, 1);
     assert!(matches!(frame(&answer), wire::Frame::State(s) if s.reply));
     sim.with_pool(0, |p, now| p.handle_stream(&answer, now));
     assert_eq!(tags_of_1(&sim, 0), Some(tags.clone()), "node-0 pulled it");
 
     tracing::info!("node-1's opening carries its metadata: node-2 learns it and then agrees");
-    let opening = digest_of(&mut sim, 1);
-    let answer = sim
-        .with_pool(2, |p, now| p.handle_stream(&opening, now))
-        .expect("alive")
-        .expect("an answer");
+    let (_, answer) = open_sync(&mut sim, 1, 2);
     assert_eq!(tags_of_1(&sim, 2), Some(tags));
     assert!(matches!(frame(&answer), wire::Frame::Digest(_)));
 }
