@@ -607,14 +607,19 @@ impl Pool {
             self.stats.dropped_undecryptable += 1;
             return None;
         };
-        let state = match wire::decode::<Frame>(&plain) {
-            Some(Frame::State(state)) => state,
+        let (state, differ) = match wire::decode::<Frame>(&plain) {
+            Some(Frame::State(state)) => (state, false),
+            Some(Frame::Differ(state)) => (state, true),
             Some(Frame::Digest(digest)) => return self.handle_digest(digest),
             None => {
                 self.stats.dropped_invalid += 1;
                 return None;
             }
         };
+        // The views differed: the other side gets ours too, one way.
+        let push_back = differ
+            .then(|| state.metas.first().map(|m| m.id.socket()))
+            .flatten();
         let reply = state.reply;
         // Its own metadata comes first.
         let from_failed = state
@@ -624,6 +629,12 @@ impl Pool {
         self.merge(state);
         if from_failed {
             self.reconnect_soon();
+        }
+        if let Some(to) = push_back {
+            if let Some(data) = self.state_frame(true) {
+                self.outputs.push_back(Output::Stream { to, data });
+            }
+            return None;
         }
         if reply {
             None
@@ -639,10 +650,10 @@ impl Pool {
 
     /// A periodic push-pull's opening: this member's metadata and a digest of its view.
     /// The other side answers with its digest when the views match (a few hundred bytes
-    /// each way, whatever the pool's size), else with its full view, which this member
-    /// merges. Unlike memberlist's push-pull, which sends both full views every time, the
-    /// steady-state cost does not grow with the pool; what the other side lacks it pulls
-    /// in its own periodic syncs (or learns by gossip).
+    /// each way, whatever the pool's size), else with its full view ([`Frame::Differ`]),
+    /// which this member merges before it sends its own full view back. Unlike memberlist's
+    /// push-pull, which sends both full views every time, the steady-state cost does not
+    /// grow with the pool; views that differ are repaired on both sides, as before.
     pub(super) fn digest_request(&mut self) -> Option<Vec<u8>> {
         self.seal_frame(&Frame::Digest(self.digest(false)))
     }
@@ -700,7 +711,8 @@ impl Pool {
         } else if digest.digest == self.view_digest() {
             self.seal_frame(&Frame::Digest(self.digest(true)))
         } else {
-            self.state_frame(true)
+            let state = self.state(true);
+            self.seal_frame(&Frame::Differ(state))
         }
     }
 
@@ -1481,6 +1493,12 @@ impl Pool {
     }
 
     fn state_frame(&mut self, reply: bool) -> Option<Vec<u8>> {
+        let state = self.state(reply);
+        self.seal_frame(&Frame::State(state))
+    }
+
+    /// This member's full view.
+    fn state(&self, reply: bool) -> State {
         let mut members: Vec<(Id, u16, u8)> = self
             .swim
             .iter_membership_state()
@@ -1493,13 +1511,12 @@ impl Pool {
                 .values()
                 .filter_map(|e| e.meta.as_deref().cloned()),
         );
-        let state = State {
+        State {
             reply,
             members,
             metas,
             event_clock: self.event_clock,
-        };
-        self.seal_frame(&Frame::State(state))
+        }
     }
 
     /// Encodes, encrypts and counts a push-pull frame; `None` if it would be too large.

@@ -378,9 +378,13 @@ fn periodic_push_pull_sends_digests_and_the_full_view_only_where_views_differ() 
 
     tracing::info!("node-0's digest differs from node-1's view: node-1 answers its full view");
     let (_, answer) = open_sync(&mut sim, 0, 1);
-    assert!(matches!(frame(&answer), wire::Frame::State(s) if s.reply));
-    sim.with_pool(0, |p, now| p.handle_stream(&answer, now));
+    assert!(matches!(frame(&answer), wire::Frame::Differ(s) if s.reply));
+    let sent = |sim: &SimNetwork| sim.pool(0).expect("alive").stats().streams_sent;
+    let before = sent(&sim);
+    let none = sim.with_pool(0, |p, now| p.handle_stream(&answer, now));
+    assert_eq!(none, Some(None));
     assert_eq!(tags_of_1(&sim, 0), Some(tags.clone()), "node-0 pulled it");
+    assert_eq!(sent(&sim), before + 1, "node-0 sent its own full view back");
 
     tracing::info!("node-1's opening carries its metadata: node-2 learns it and then agrees");
     let (_, answer) = open_sync(&mut sim, 1, 2);

@@ -76,11 +76,15 @@ pub enum Item {
 /// One TCP push-pull frame.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Frame {
-    /// A full view: on join and reconnect (both ways), and as the answer to a [`Digest`]
-    /// of a view that differs.
+    /// A full view: on join and reconnect (both ways), and the opener's own view sent back
+    /// after a [`Frame::Differ`].
     State(State),
     /// The periodic sync's opening and, when both views match, its answer.
     Digest(Digest),
+    /// The answer to a [`Digest`] of a view that differs: the answerer's full view. The
+    /// opener merges it and sends its own full view back (a [`Frame::State`] answer, which
+    /// is not answered), so both sides are repaired, as memberlist's push-pull repairs both.
+    Differ(State),
 }
 
 /// A summary of one side's view: what the periodic push-pull sends first, so that two
