@@ -6,7 +6,9 @@
 //! serving the fewest open connections; the main runtime is worker 0. A connection's tasks
 //! (TLS, HTTP parsing, the upstream connection, its timers) then run on that one thread, so
 //! a request never crosses threads on its way through, while a burst of requests on many
-//! connections is spread over several cores. A multi-threaded work-stealing runtime spreads
+//! connections is spread over several cores. The threads end when the last clone of
+//! [`Workers`] and the last connection they serve are gone, so a graceful drain lets the
+//! connections finish first. A multi-threaded work-stealing runtime spreads
 //! bursts too, but hands tasks between threads on every wake-up, which costs CPU per
 //! request (measured in docs/benchmarks.md, "Sidecar proxy").
 
@@ -16,6 +18,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpStream;
 use tokio::runtime::Handle;
+use tokio::sync::oneshot;
 
 /// The proxy's connection threads (see the module docs). Cloning shares them.
 #[derive(Clone, Debug)]
@@ -24,6 +27,8 @@ pub struct Workers {
     extra: Arc<[Handle]>,
     /// Open connections per worker, worker 0 first.
     open: Arc<[AtomicUsize]>,
+    /// Held by every clone and every connection: the extra threads stop when it is dropped.
+    keep: Arc<Vec<oneshot::Sender<()>>>,
 }
 
 impl Default for Workers {
@@ -32,28 +37,37 @@ impl Default for Workers {
         Workers {
             extra: Arc::from(Vec::new()),
             open: Arc::from(vec![AtomicUsize::new(0)]),
+            keep: Arc::new(Vec::new()),
         }
     }
 }
 
 impl Workers {
     /// `total` connection threads: the accepting runtime plus `total - 1` new threads, each
-    /// running a single-threaded runtime for the life of the process.
+    /// running a single-threaded runtime until the workers and their connections are gone.
     pub fn start(total: usize) -> std::io::Result<Workers> {
         let mut extra = Vec::new();
+        let mut keep = Vec::new();
         for i in 1..total.max(1) {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
+            let (kept, dropped) = oneshot::channel::<()>();
             extra.push(runtime.handle().clone());
+            keep.push(kept);
             std::thread::Builder::new()
                 .name(format!("concord-proxy-{i}"))
-                .spawn(move || runtime.block_on(std::future::pending::<()>()))?;
+                .spawn(move || {
+                    // Resolves when the sender is dropped; the runtime and whatever is left
+                    // on it then go with this thread.
+                    let _ = runtime.block_on(dropped);
+                })?;
         }
         let open = (0..=extra.len()).map(|_| AtomicUsize::new(0)).collect();
         Ok(Workers {
             extra: Arc::from(extra),
             open,
+            keep: Arc::new(keep),
         })
     }
 
@@ -75,10 +89,11 @@ impl Workers {
         Fut: Future<Output = ()> + Send + 'static,
     {
         let worker = self.least_loaded();
-        let open = self.open.clone();
+        let (open, keep) = (self.open.clone(), self.keep.clone());
         open[worker].fetch_add(1, Ordering::Relaxed);
         let done = move || {
             open[worker].fetch_sub(1, Ordering::Relaxed);
+            drop(keep);
         };
         let Some(handle) = worker.checked_sub(1).and_then(|i| self.extra.get(i)) else {
             tokio::spawn(async move {
@@ -185,6 +200,43 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
         assert_eq!(open(), 0, "closed connections are not counted");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_threads_outlive_the_workers_until_their_connections_end() {
+        let workers = Workers::start(2).unwrap();
+        let worker = workers.extra[0].clone();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut clients = Vec::new();
+        for _ in 0..2 {
+            let client = TcpStream::connect(addr).await.unwrap();
+            let (tcp, _) = listener.accept().await.unwrap();
+            workers.spawn(tcp, |mut tcp| async move {
+                let mut byte = [0u8; 1];
+                let _ = tcp.read_exact(&mut byte).await;
+                let _ = tcp.write_all(b"done").await;
+            });
+            clients.push(client);
+        }
+        tracing::info!("the workers are dropped (a drain): the open connections still finish");
+        drop(workers);
+        for mut client in clients {
+            client.write_all(b"?").await.unwrap();
+            let mut reply = String::new();
+            client.read_to_string(&mut reply).await.unwrap();
+            assert_eq!(reply, "done");
+        }
+        tracing::info!("then the extra thread stops: a task spawned on it is not run");
+        let mut stopped = false;
+        for _ in 0..1000 {
+            if worker.spawn(async {}).await.is_err() {
+                stopped = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert!(stopped, "the worker thread still runs");
     }
 
     #[tokio::test(flavor = "current_thread")]
