@@ -63,7 +63,6 @@ use futures::future::BoxFuture;
 use http_body_util::BodyExt;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::sync::watch;
-use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service};
 
 use crate::model::{Connector, IntentionSnapshot, Io, UpstreamSnapshot};
@@ -80,7 +79,7 @@ pub(crate) const MAX_TRACKED_ENDPOINTS: usize = 4096;
 /// The service of the peer that sent an inbound request (from its SPIFFE id); a request
 /// extension set when the connection is accepted, read by the authz and metrics layers.
 #[derive(Clone, Debug)]
-pub struct SourceService(pub String);
+pub struct SourceService(pub Arc<str>);
 
 /// The endpoint an attempt goes to: a request extension the balancer sets and the layers
 /// below it (outlier detection, the connection pool) read.
@@ -162,23 +161,55 @@ impl<M> MiddlewareLayer<M> {
     }
 }
 
-impl<M: Middleware, S: Inner> Layer<S> for MiddlewareLayer<M> {
+impl<M: Middleware, S: Call> Layer<S> for MiddlewareLayer<M> {
     type Service = Layered<M, S>;
     fn layer(&self, inner: S) -> Layered<M, S> {
         Layered {
             middleware: self.0.clone(),
-            inner,
+            inner: Shared(Arc::new(inner)),
         }
+    }
+}
+
+/// What a layer needs of the rest of the stack: a call through a shared reference, so a
+/// request borrows the stack instead of cloning it.
+pub trait Call: Send + Sync + 'static {
+    /// Handles one request.
+    fn call_ref(&self, req: Req) -> ResponseFuture;
+}
+
+/// The rest of a stack as a layer holds it and hands it on: one `Arc`, so passing it to
+/// a request costs one reference count however deep the stack is.
+pub struct Shared<S>(Arc<S>);
+
+impl<S> Clone for Shared<S> {
+    fn clone(&self) -> Self {
+        Shared(self.0.clone())
+    }
+}
+
+impl<S: Call> Service<Req> for Shared<S> {
+    type Response = Resp;
+    type Error = ProxyError;
+    type Future = ResponseFuture;
+
+    /// Always ready (see [`forward`]).
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Req) -> ResponseFuture {
+        self.0.call_ref(req)
     }
 }
 
 /// A [`Middleware`] in front of the rest of the stack.
 pub struct Layered<M, S> {
     middleware: Arc<M>,
-    inner: S,
+    inner: Shared<S>,
 }
 
-impl<M, S: Clone> Clone for Layered<M, S> {
+impl<M, S> Clone for Layered<M, S> {
     fn clone(&self) -> Self {
         Layered {
             middleware: self.middleware.clone(),
@@ -187,18 +218,10 @@ impl<M, S: Clone> Clone for Layered<M, S> {
     }
 }
 
-impl<M: Middleware, S: Inner> Service<Req> for Layered<M, S> {
-    type Response = Resp;
-    type Error = ProxyError;
-    type Future = ResponseFuture;
-
-    /// Always ready: no layer applies backpressure through readiness (the breaker answers
-    /// 503 instead of queueing, and each call gets its own clone of the rest of the stack).
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Req) -> ResponseFuture {
+impl<M: Middleware, S: Call> Call for Layered<M, S> {
+    /// No layer applies backpressure through readiness (the breaker answers 503 instead of
+    /// queueing), so there is no `poll_ready` to honour.
+    fn call_ref(&self, req: Req) -> ResponseFuture {
         self.middleware.clone().call(self.inner.clone(), req)
     }
 }
@@ -214,25 +237,17 @@ impl<F> Bottom<F> {
     }
 }
 
-impl<F> Service<Req> for Bottom<F>
+impl<F> Call for Bottom<F>
 where
-    F: Fn(Req) -> ResponseFuture,
+    F: Fn(Req) -> ResponseFuture + Send + Sync + 'static,
 {
-    type Response = Resp;
-    type Error = ProxyError;
-    type Future = ResponseFuture;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Req) -> ResponseFuture {
+    fn call_ref(&self, req: Req) -> ResponseFuture {
         (self.0)(req)
     }
 }
 
-/// A composed stack, type-erased.
-pub type Stack = BoxCloneSyncService<Req, Resp, ProxyError>;
+/// A composed stack, type-erased and shared: each request calls it through a reference.
+pub type Stack = Arc<dyn Call>;
 
 /// What an inbound connection's requests carry as extensions: the peer's service (authz,
 /// metrics) and who it is (the forwarded headers).
@@ -269,7 +284,7 @@ fn serve<I: Io>(
     let dedicated = client::Dedicated::default();
     let service =
         hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
-            let mut stack = stack.clone();
+            let stack = stack.clone();
             let downstream_upgrade = is_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
             let mut req = req.map(boxed);
             if req.version() <= http::Version::HTTP_11 {
@@ -285,7 +300,7 @@ fn serve<I: Io>(
                 // The metrics layer (outermost) turns every error into a response; this is the
                 // last resort should a stack be built without it.
                 // Always ready (see `forward`), so no `poll_ready` first.
-                let mut resp = match stack.call(req).await {
+                let mut resp = match stack.call_ref(req).await {
                     Ok(resp) => resp,
                     Err(e) => e.into_response(),
                 };
@@ -412,7 +427,7 @@ impl Inbound {
         downstream: Option<forwarded::Downstream>,
     ) -> impl Future<Output = Result<(), BoxError>> + Send + 'static {
         let info = ConnInfo {
-            source: SourceService(source_service),
+            source: SourceService(source_service.into()),
             downstream,
         };
         serve(self.stack.clone(), io, Some(info))

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use concord_api::intention::{evaluate, Decision, HttpRequest, Intention};
 use futures::future::BoxFuture;
@@ -23,11 +24,12 @@ pub type BoxIo = Box<dyn Io>;
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Endpoint {
     /// Stable key for per-instance state (balancing, outlier ejection): `node/service-id`.
-    pub id: String,
+    /// Shared strings: an endpoint is cloned into every request that goes to it.
+    pub id: Arc<str>,
     /// Where the proxy listens.
     pub addr: SocketAddr,
     /// The service this instance must prove to be (its SPIFFE id) when dialled.
-    pub service: String,
+    pub service: Arc<str>,
 }
 
 /// Opens a stream to an endpoint. In production: TCP + TLS with this proxy's leaf
@@ -68,6 +70,16 @@ impl IntentionSnapshot {
             None,
             self.default_allow,
         )
+    }
+
+    /// Whether some intention's L7 permission has a header condition (else a request's
+    /// headers need not be looked at).
+    pub fn reads_headers(&self) -> bool {
+        self.intentions.iter().any(|i| {
+            i.permissions
+                .iter()
+                .any(|p| p.http.as_ref().is_some_and(|h| !h.header.is_empty()))
+        })
     }
 
     /// The decision for one HTTP request from `source`.

@@ -192,9 +192,10 @@ pub fn endpoint_of(row: &Value) -> Option<crate::model::Endpoint> {
             "{}/{}",
             str_field(node, "Node").unwrap_or_default(),
             str_field(svc, "ID").unwrap_or_default()
-        ),
+        )
+        .into(),
         addr: SocketAddr::new(ip, port),
-        service: service.to_string(),
+        service: service.into(),
     })
 }
 
@@ -268,9 +269,9 @@ mod tests {
                         "Address": "", "Proxy": {"DestinationServiceName": "db"}},
         });
         let e = endpoint_of(&row).unwrap();
-        assert_eq!(e.id, "n1/db-sidecar-proxy");
+        assert_eq!(&*e.id, "n1/db-sidecar-proxy");
         assert_eq!(e.addr, "10.0.0.5:21001".parse().unwrap());
-        assert_eq!(e.service, "db");
+        assert_eq!(&*e.service, "db");
         assert!(endpoint_of(&json!({"Node": {}, "Service": {}})).is_none());
     }
 }

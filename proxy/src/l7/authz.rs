@@ -25,23 +25,30 @@ impl Middleware for Authorize {
         let source = req
             .extensions()
             .get::<SourceService>()
-            .map(|s| s.0.clone())
+            .map(|s| &*s.0)
             .unwrap_or_default();
+        let intentions = self.intentions.borrow();
+        // Copied only when an intention looks at headers (most have no header condition).
         // Non-UTF-8 header values cannot match a string condition; they are judged absent.
-        let headers: Vec<(String, String)> = req
-            .headers()
-            .iter()
-            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
-            .collect();
-        let decision = self.intentions.borrow().decide_request(
-            &source,
+        let headers: Vec<(String, String)> = if intentions.reads_headers() {
+            req.headers()
+                .iter()
+                .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let decision = intentions.decide_request(
+            source,
             &HttpRequest {
                 path: req.uri().path(),
                 method: req.method().as_str(),
                 headers: &headers,
             },
         );
+        drop(intentions);
         if !decision.allowed {
+            let source = source.to_string();
             self.metrics
                 .intention_denials
                 .get_or_create(&SourceLabels {

@@ -73,6 +73,9 @@ impl Balance {
     fn counter(&self, id: &str) -> Arc<AtomicUsize> {
         match self.outstanding.lock() {
             Ok(mut m) => {
+                if let Some(c) = m.get(id) {
+                    return c.clone();
+                }
                 if m.len() >= MAX_TRACKED_ENDPOINTS {
                     // Keep counters that requests still hold.
                     m.retain(|_, c| Arc::strong_count(c) > 1);
@@ -114,27 +117,40 @@ impl Balance {
         routed: &Routed,
         attempts: Option<&Attempts>,
     ) -> Result<Picked, ProxyError> {
+        // The common case, one endpoint of the first target and nothing ejected, allocates
+        // nothing.
+        let ejections = self.outlier.any_ejected();
         let now = Instant::now();
         let mut chosen: Option<(Vec<&Endpoint>, usize)> = None;
         for target in &routed.targets {
             let Some(eps) = resolved.endpoints.get(target).filter(|e| !e.is_empty()) else {
                 continue;
             };
+            if !ejections && attempts.is_none() && eps.len() == 1 {
+                return Ok(Picked {
+                    endpoint: eps[0].clone(),
+                    hosts: 1,
+                });
+            }
             let healthy: Vec<&Endpoint> = eps
                 .iter()
-                .filter(|e| !self.outlier.is_ejected(&e.id, now))
+                .filter(|e| !ejections || !self.outlier.is_ejected(&e.id, now))
                 .collect();
             if !healthy.is_empty() {
                 chosen = Some((healthy, eps.len()));
                 break;
             }
         }
-        let primary = routed.targets.first().cloned().unwrap_or_default();
+        let primary = routed
+            .targets
+            .first()
+            .map(String::as_str)
+            .unwrap_or_default();
         let (set, hosts) = match chosen {
             Some(c) => c,
-            None => match resolved.endpoints.get(&primary).filter(|e| !e.is_empty()) {
+            None => match resolved.endpoints.get(primary).filter(|e| !e.is_empty()) {
                 Some(eps) => (eps.iter().collect(), eps.len()),
-                None => return Err(ProxyError::NoEndpoints(primary)),
+                None => return Err(ProxyError::NoEndpoints(primary.to_string())),
             },
         };
         let fresh: Vec<&Endpoint> = match attempts {
@@ -219,9 +235,9 @@ mod tests {
 
     fn ep(id: &str) -> Endpoint {
         Endpoint {
-            id: id.to_string(),
+            id: id.into(),
             addr: "127.0.0.1:1".parse().unwrap(),
-            service: "db".to_string(),
+            service: "db".into(),
         }
     }
 
@@ -246,7 +262,10 @@ mod tests {
         };
         b.counter("a").store(3, Ordering::Release);
         for _ in 0..20 {
-            assert_eq!(b.pick(&resolved, &routed, None).unwrap().endpoint.id, "b");
+            assert_eq!(
+                b.pick(&resolved, &routed, None).unwrap().endpoint.id,
+                "b".into()
+            );
         }
         let tried = Attempts::default();
         tried.push("b");
@@ -255,7 +274,7 @@ mod tests {
                 .unwrap()
                 .endpoint
                 .id,
-            "a"
+            "a".into()
         );
         // Eject both primaries: the failover target serves.
         let now = Instant::now();
@@ -268,13 +287,16 @@ mod tests {
         assert!(strict.record("a", true, 2, now, 0));
         assert!(strict.record("b", true, 2, now, 0));
         let b2 = Balance::new(BalancePolicy::RoundRobin, strict);
-        assert_eq!(b2.pick(&resolved, &routed, None).unwrap().endpoint.id, "z");
+        assert_eq!(
+            b2.pick(&resolved, &routed, None).unwrap().endpoint.id,
+            "z".into()
+        );
         // No failover and everything ejected: panic mode uses the primary's endpoints.
         let only = Routed {
             targets: vec!["db".to_string()],
             ..routed.clone()
         };
-        let ids: std::collections::HashSet<String> = (0..4)
+        let ids: std::collections::HashSet<Arc<str>> = (0..4)
             .map(|_| b2.pick(&resolved, &only, None).unwrap().endpoint.id)
             .collect();
         assert_eq!(ids.len(), 2, "round robin over both");

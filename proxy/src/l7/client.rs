@@ -211,7 +211,7 @@ impl Dedicated {
 
 /// A pooled client's key: the endpoint, the connect timeout its dials use, and whether it
 /// speaks h2.
-type ClientKey = (String, SocketAddr, Duration, bool);
+type ClientKey = (Arc<str>, SocketAddr, Duration, bool);
 
 /// The pooled clients of one upstream (or of the local app).
 pub struct Pool {
@@ -441,6 +441,14 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
+    // Most messages carry none of them (and then no `Connection` naming others either):
+    // one pass over the names, no name parsed or looked up.
+    if !headers
+        .keys()
+        .any(|name| HOP_BY_HOP.contains(&name.as_str()))
+    {
+        return;
+    }
     // Headers named by `Connection` are hop-by-hop too.
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)

@@ -28,22 +28,35 @@ pub const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
 /// `X-Forwarded-Proto`.
 pub const XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
-/// Who sent an inbound connection: a request extension set at accept time.
+/// Who sent an inbound connection: a request extension set at accept time. The header
+/// values are made once per connection, so a request only shares them (the XFCC element
+/// holds the peer's certificates, a kilobyte or more).
 #[derive(Clone, Debug)]
 pub struct Downstream {
     /// The peer's address.
     pub addr: SocketAddr,
     /// This hop's XFCC element.
     pub client_cert: Arc<str>,
+    /// `addr`'s IP, as an `X-Forwarded-For` element.
+    ip_value: Option<HeaderValue>,
+    /// `client_cert` as a header value (`None`: not encodable, not forwarded).
+    cert_value: Option<HeaderValue>,
 }
 
 impl Downstream {
     /// The downstream at `addr` that presented `chain` (leaf first) to us, `by` (our own
     /// SPIFFE id).
     pub fn new(addr: SocketAddr, by: &str, chain: &[CertificateDer<'_>]) -> Downstream {
+        Downstream::with_element(addr, &xfcc_element(by, chain))
+    }
+
+    /// The downstream at `addr` whose XFCC element is `client_cert`.
+    pub fn with_element(addr: SocketAddr, client_cert: &str) -> Downstream {
         Downstream {
             addr,
-            client_cert: xfcc_element(by, chain).into(),
+            client_cert: client_cert.into(),
+            ip_value: HeaderValue::from_str(&addr.ip().to_string()).ok(),
+            cert_value: HeaderValue::from_str(client_cert).ok(),
         }
     }
 }
@@ -130,10 +143,20 @@ fn names(leaf: &CertificateDer<'_>) -> (String, Vec<String>, Vec<String>) {
 }
 
 /// Appends `value` to a comma-separated header, or sets it.
-fn append(req: &mut Req, name: HeaderName, value: &str) {
+fn append(req: &mut Req, name: HeaderName, value: Option<&HeaderValue>) {
+    let Some(value) = value else {
+        tracing::debug!(header = %name, "not forwarding an unencodable header");
+        return;
+    };
     let joined = match req.headers().get(&name).and_then(|v| v.to_str().ok()) {
-        Some(before) if !before.trim().is_empty() => format!("{before},{value}"),
-        _ => value.to_string(),
+        Some(before) if !before.trim().is_empty() => {
+            format!("{before},{}", value.to_str().unwrap_or_default())
+        }
+        // Nothing to join: the connection's value, shared.
+        _ => {
+            req.headers_mut().insert(name, value.clone());
+            return;
+        }
     };
     match HeaderValue::from_str(&joined) {
         Ok(v) => {
@@ -151,10 +174,10 @@ pub struct Forwarded;
 impl Middleware for Forwarded {
     fn call<S: Inner>(self: Arc<Self>, next: S, mut req: Req) -> ResponseFuture {
         if let Some(d) = req.extensions().get::<Downstream>().cloned() {
-            append(&mut req, XFF, &d.addr.ip().to_string());
+            append(&mut req, XFF, d.ip_value.as_ref());
             req.headers_mut()
                 .insert(XFP, HeaderValue::from_static("https"));
-            append(&mut req, XFCC, &d.client_cert);
+            append(&mut req, XFCC, d.cert_value.as_ref());
         }
         forward(next, req)
     }

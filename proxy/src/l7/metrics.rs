@@ -244,7 +244,7 @@ impl Middleware for Observe {
             None => self.series(
                 req.extensions()
                     .get::<SourceService>()
-                    .map(|s| s.0.as_str())
+                    .map(|s| &*s.0)
                     .unwrap_or_default(),
             ),
         };
@@ -260,7 +260,7 @@ impl Middleware for Observe {
                 None => req
                     .extensions()
                     .get::<SourceService>()
-                    .map(|s| s.0.clone())
+                    .map(|s| s.0.to_string())
                     .unwrap_or_default(),
             };
             (

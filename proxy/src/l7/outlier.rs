@@ -8,6 +8,7 @@
 //! balancer; the [`Detect`] layer below the balancer feeds it each attempt's outcome.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,6 +34,12 @@ pub struct Outlier {
     policy: OutlierPolicy,
     // A std Mutex: a map lookup per attempt, never held across an await.
     hosts: Mutex<HashMap<String, Host>>,
+    /// Entries in `hosts` (written under its lock): with none, a success has no streak to
+    /// end and the lock is not taken.
+    tracked: AtomicUsize,
+    /// Entries with an ejection time set, ended or not (written under the lock): with none,
+    /// the balancer skips the ejection checks.
+    marked: AtomicUsize,
 }
 
 impl Outlier {
@@ -41,7 +48,21 @@ impl Outlier {
         Outlier {
             policy,
             hosts: Mutex::new(HashMap::new()),
+            tracked: AtomicUsize::new(0),
+            marked: AtomicUsize::new(0),
         }
+    }
+
+    /// Whether any endpoint may be ejected (false: none is, so nothing need be checked).
+    pub fn any_ejected(&self) -> bool {
+        self.marked.load(Ordering::Acquire) > 0
+    }
+
+    /// Refreshes the two counts after `hosts` changed.
+    fn recount(&self, hosts: &HashMap<String, Host>) {
+        self.tracked.store(hosts.len(), Ordering::Release);
+        let marked = hosts.values().filter(|h| h.ejected_until.is_some()).count();
+        self.marked.store(marked, Ordering::Release);
     }
 
     /// Whether `id` is ejected at `now`; an ejection that ended is cleared here (the
@@ -58,6 +79,7 @@ impl Outlier {
             Some(_) => {
                 h.ejected_until = None;
                 h.consecutive = 0;
+                self.marked.fetch_sub(1, Ordering::AcqRel);
                 false
             }
             None => false,
@@ -67,6 +89,9 @@ impl Outlier {
     /// Records an attempt's outcome at `id`, one of `hosts` endpoints of its target; `roll`
     /// (0..100) decides `enforcing_consecutive_5xx`. Returns whether `id` was ejected now.
     pub fn record(&self, id: &str, failed: bool, hosts: usize, now: Instant, roll: u32) -> bool {
+        if !failed && self.tracked.load(Ordering::Acquire) == 0 {
+            return false;
+        }
         let Ok(mut map) = self.hosts.lock() else {
             return false;
         };
@@ -77,6 +102,20 @@ impl Outlier {
             }
             return false;
         }
+        let ejected = self.fail(&mut map, id, hosts, now, roll);
+        self.recount(&map);
+        ejected
+    }
+
+    /// A failed attempt at `id` (see [`Outlier::record`]).
+    fn fail(
+        &self,
+        map: &mut HashMap<String, Host>,
+        id: &str,
+        hosts: usize,
+        now: Instant,
+        roll: u32,
+    ) -> bool {
         let ejected_now = map
             .values()
             .filter(|h| h.ejected_until.is_some_and(|u| u > now))
@@ -126,6 +165,10 @@ impl Middleware for Detect {
                     Ok(resp) => resp.status().is_server_error(),
                     Err(e) => !matches!(e, ProxyError::Overflow(_)),
                 };
+                if !failed && self.outlier.tracked.load(Ordering::Acquire) == 0 {
+                    // No streak to end (the common case): no clock, no lock.
+                    return outcome;
+                }
                 let roll = rand::random::<u32>() % 100;
                 let now = Instant::now();
                 if self
@@ -169,12 +212,15 @@ mod tests {
         for failed in outcomes {
             assert!(!o.record("a", failed, 2, t0, 0));
         }
+        assert!(!o.any_ejected(), "a streak alone ejects nobody");
         assert!(o.record("a", true, 2, t0, 0));
+        assert!(o.any_ejected());
         assert!(o.is_ejected("a", t0 + Duration::from_secs(9)));
         assert!(
             !o.is_ejected("a", t0 + Duration::from_secs(10)),
             "restored after 1 × base"
         );
+        assert!(!o.any_ejected(), "the balancer's fast path is back");
         let t1 = t0 + Duration::from_secs(10);
         for _ in 0..2 {
             assert!(!o.record("a", true, 2, t1, 0));

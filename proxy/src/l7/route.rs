@@ -380,10 +380,10 @@ fn resolve(upstream: &str, snap: &UpstreamSnapshot, last: Option<&Chain>) -> Res
 
 impl Middleware for Router {
     fn call<S: Inner>(self: Arc<Self>, next: S, mut req: Req) -> ResponseFuture {
-        let upstream = self.upstream.clone();
-        let no_route = move || ProxyError::NoRoute(upstream.clone());
+        let no_route = || ProxyError::NoRoute(self.upstream.clone());
         let Some(resolved) = self.current() else {
-            return Box::pin(async move { Err(no_route()) });
+            let err = no_route();
+            return Box::pin(async move { Err(err) });
         };
         // Copied only for chains whose routes look at headers (most chains have no router).
         let headers: Vec<(String, String)> = if resolved.chain.matches_headers {

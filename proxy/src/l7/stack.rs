@@ -88,7 +88,7 @@ pub(crate) fn outbound(
         }))
         // Innermost: the pooled connection to the picked endpoint.
         .service(Bottom::new(move |req| pool.send(req)));
-    Stack::new(svc)
+    Arc::new(svc)
 }
 
 /// The inbound stack to the local app.
@@ -100,9 +100,9 @@ pub(crate) fn inbound(
     options: Options,
 ) -> Stack {
     let app = Endpoint {
-        id: "local-app".to_string(),
+        id: "local-app".into(),
         addr: local_app,
-        service: intentions.borrow().destination.clone(),
+        service: intentions.borrow().destination.as_str().into(),
     };
     let http2 = matches!(protocol, "http2" | "grpc");
     let limit = Arc::new(ConnectionLimit::new(
@@ -145,5 +145,5 @@ pub(crate) fn inbound(
         }))
         // Innermost: the pooled connection to the local app.
         .service(Bottom::new(move |req| pool.send_to(&app, req)));
-    Stack::new(svc)
+    Arc::new(svc)
 }

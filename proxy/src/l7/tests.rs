@@ -27,7 +27,6 @@ use prometheus_client::registry::Registry;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tower::Service;
 
 use super::client::TcpConnector;
 use super::error::PROXY_ERROR_HEADER;
@@ -148,9 +147,9 @@ impl Connector for MemConnector {
 
 fn endpoint(id: &str, addr: SocketAddr, service: &str) -> Endpoint {
     Endpoint {
-        id: id.to_string(),
+        id: id.into(),
         addr,
-        service: service.to_string(),
+        service: service.into(),
     }
 }
 
@@ -219,7 +218,7 @@ impl Harness {
             .header("host", "db")
             .body(full(body))
             .unwrap();
-        let resp = self.outbound.stack.clone().call(req).await.unwrap();
+        let resp = self.outbound.stack.call_ref(req).await.unwrap();
         let (parts, body) = resp.into_parts();
         let body = body.collect().await.unwrap().to_bytes();
         (
@@ -954,7 +953,7 @@ async fn access_log_writes_one_json_line_per_request_when_on() {
         )
         .body(full(Bytes::new()))
         .unwrap();
-    let resp = on.outbound.stack.clone().call(req).await.unwrap();
+    let resp = on.outbound.stack.call_ref(req).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     let off = harness(json!({}), snap(), Arc::new(MemConnector::default()));
     assert_eq!(off.get("/").await.0, StatusCode::SERVICE_UNAVAILABLE);
@@ -1024,10 +1023,10 @@ async fn inbound_requests_carry_forwarded_headers_for_the_app() {
     let metrics = L7Metrics::new(&mut registry);
     let (_itx, irx) = watch::channel(intentions("db", vec![]));
     let inbound = Inbound::new(app_addr, "http", irx, &metrics);
-    let downstream = forwarded::Downstream {
-        addr: "127.0.46.9:40000".parse().unwrap(),
-        client_cert: "By=spiffe://t/ns/default/dc/dc1/svc/db;Hash=ab;URI=spiffe://t/ns/default/dc/dc1/svc/web".into(),
-    };
+    let downstream = forwarded::Downstream::with_element(
+        "127.0.46.9:40000".parse().unwrap(),
+        "By=spiffe://t/ns/default/dc/dc1/svc/db;Hash=ab;URI=spiffe://t/ns/default/dc/dc1/svc/web",
+    );
     let (client, server) = tokio::io::duplex(64 * 1024);
     tokio::spawn(inbound.serve_connection(server, "web".to_string(), Some(downstream)));
     let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(client))

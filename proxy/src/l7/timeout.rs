@@ -23,14 +23,14 @@ impl Middleware for Timeout {
             .map(|p| p.request_timeout)
             .or(self.default);
         let fut = super::forward(next, req);
-        Box::pin(async move {
-            match limit {
-                // A zero timeout means "disabled" in Consul's route config.
-                Some(limit) if !limit.is_zero() => tokio::time::timeout(limit, fut)
+        match limit {
+            // A zero timeout means "disabled" in Consul's route config.
+            Some(limit) if !limit.is_zero() => Box::pin(async move {
+                tokio::time::timeout(limit, fut)
                     .await
-                    .unwrap_or(Err(ProxyError::Timeout(limit))),
-                _ => fut.await,
-            }
-        })
+                    .unwrap_or(Err(ProxyError::Timeout(limit)))
+            }),
+            _ => fut,
+        }
     }
 }

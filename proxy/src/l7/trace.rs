@@ -332,7 +332,7 @@ impl Middleware for Traced {
                 "concord.source",
                 req.extensions()
                     .get::<SourceService>()
-                    .map(|s| s.0.clone())
+                    .map(|s| s.0.to_string())
                     .unwrap_or_default(),
             ),
         };
