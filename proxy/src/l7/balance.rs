@@ -122,11 +122,11 @@ impl Balance {
         let ejections = self.outlier.any_ejected();
         let now = Instant::now();
         let mut chosen: Option<(Vec<&Endpoint>, usize)> = None;
-        for target in &routed.targets {
+        for target in routed.targets.iter() {
             let Some(eps) = resolved.endpoints.get(target).filter(|e| !e.is_empty()) else {
                 continue;
             };
-            if !ejections && attempts.is_none() && eps.len() == 1 {
+            if !ejections && eps.len() == 1 && attempts.is_none_or(Attempts::is_empty) {
                 return Ok(Picked {
                     endpoint: eps[0].clone(),
                     hosts: 1,
@@ -255,7 +255,7 @@ mod tests {
             ..Default::default()
         };
         let routed = Routed {
-            targets: vec!["db".to_string(), "backup".to_string()],
+            targets: vec!["db".to_string(), "backup".to_string()].into(),
             overrides: Default::default(),
             connect_timeout: None,
             rewrite: None,
@@ -268,7 +268,7 @@ mod tests {
             );
         }
         let tried = Attempts::default();
-        tried.push("b");
+        tried.push(&"b".into());
         assert_eq!(
             b.pick(&resolved, &routed, Some(&tried))
                 .unwrap()
@@ -293,7 +293,7 @@ mod tests {
         );
         // No failover and everything ejected: panic mode uses the primary's endpoints.
         let only = Routed {
-            targets: vec!["db".to_string()],
+            targets: vec!["db".to_string()].into(),
             ..routed.clone()
         };
         let ids: std::collections::HashSet<Arc<str>> = (0..4)
@@ -301,7 +301,7 @@ mod tests {
             .collect();
         assert_eq!(ids.len(), 2, "round robin over both");
         let none = Routed {
-            targets: vec!["nowhere".to_string()],
+            targets: vec!["nowhere".to_string()].into(),
             ..routed
         };
         assert_eq!(

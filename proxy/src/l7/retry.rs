@@ -31,19 +31,26 @@ const SLOTS: usize = 10;
 /// The endpoints (ids) earlier attempts of a request went to, so the balancer can avoid
 /// them; shared between the retry and balance layers through the request's extensions.
 #[derive(Clone, Debug, Default)]
-pub struct Attempts(pub(crate) Arc<Mutex<Vec<String>>>);
+pub struct Attempts(pub(crate) Arc<Mutex<Vec<Arc<str>>>>);
 
 impl Attempts {
     /// Records an attempt to `endpoint`.
-    pub(crate) fn push(&self, endpoint: &str) {
+    pub(crate) fn push(&self, endpoint: &Arc<str>) {
         if let Ok(mut v) = self.0.lock() {
-            v.push(endpoint.to_string());
+            v.push(endpoint.clone());
         }
+    }
+
+    /// Whether no attempt was made yet.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.lock().map_or(true, |v| v.is_empty())
     }
 
     /// Whether an earlier attempt went to `endpoint`.
     pub(crate) fn contains(&self, endpoint: &str) -> bool {
-        self.0.lock().is_ok_and(|v| v.iter().any(|e| e == endpoint))
+        self.0
+            .lock()
+            .is_ok_and(|v| v.iter().any(|e| &**e == endpoint))
     }
 }
 

@@ -53,8 +53,9 @@ enum Node {
     Router(Vec<Rule>),
     Splitter(Vec<(f64, String)>),
     Resolver {
-        target: String,
-        failover: Vec<String>,
+        /// The target, then its failover targets in order; shared with every request
+        /// routed here.
+        targets: Arc<[String]>,
         /// Only a resolver entry's own timeout (`Default: false`) overrides the upstream's.
         connect_timeout: Option<Duration>,
     },
@@ -73,7 +74,7 @@ pub(crate) struct Chain {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Routed {
     /// The target, then its failover targets in order.
-    pub(crate) targets: Vec<String>,
+    pub(crate) targets: Arc<[String]>,
     /// The matched route's overrides (default for a chain without router).
     pub(crate) overrides: RouteOverrides,
     /// The resolver's own connect timeout, if it has one.
@@ -140,19 +141,12 @@ impl Chain {
                         ),
                         _ => None,
                     };
-                    let failover = r
-                        .pointer("/Failover/Targets")
-                        .and_then(Value::as_array)
-                        .map(|ts| {
-                            ts.iter()
-                                .filter_map(Value::as_str)
-                                .map(str::to_string)
-                                .collect()
-                        })
-                        .unwrap_or_default();
+                    let mut targets = vec![str_field(r, "Target", name)?.to_string()];
+                    if let Some(ts) = r.pointer("/Failover/Targets").and_then(Value::as_array) {
+                        targets.extend(ts.iter().filter_map(Value::as_str).map(str::to_string));
+                    }
                     Node::Resolver {
-                        target: str_field(r, "Target", name)?.to_string(),
-                        failover,
+                        targets: targets.into(),
                         connect_timeout,
                     }
                 }
@@ -198,14 +192,11 @@ impl Chain {
                 }
                 Node::Splitter(splits) => name = split(splits, draw())?,
                 Node::Resolver {
-                    target,
-                    failover,
+                    targets,
                     connect_timeout,
                 } => {
-                    let mut targets = vec![target.clone()];
-                    targets.extend(failover.iter().cloned());
                     return Some(Routed {
-                        targets,
+                        targets: targets.clone(),
                         overrides,
                         connect_timeout: *connect_timeout,
                         rewrite,
@@ -497,7 +488,7 @@ mod tests {
         for (path, method, headers, service) in cases {
             let r = c.route(&req(path, method, headers), || 0.0).unwrap();
             assert_eq!(
-                r.targets,
+                r.targets.to_vec(),
                 vec![format!("{service}.default.default.dc1")],
                 "{path} {method}"
             );
@@ -549,7 +540,7 @@ mod tests {
         assert!(!c.matches_headers);
         let v1 = c.route(&req("/", "GET", &[]), || 0.3).unwrap();
         assert_eq!(
-            v1.targets,
+            v1.targets.to_vec(),
             vec![
                 "v1.db.default.default.dc1".to_string(),
                 "db-backup.default.default.dc1".to_string()
