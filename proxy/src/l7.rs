@@ -146,7 +146,7 @@ pub trait Middleware: Send + Sync + 'static {
 }
 
 /// Hands `req` to the rest of the stack. Calling without `poll_ready` is sound here: every
-/// layer and bottom service is always ready (see [`Layered`]'s `poll_ready`).
+/// layer and bottom service is always ready (see [`Shared`]'s `poll_ready`).
 pub fn forward<S: Inner>(mut next: S, req: Req) -> ResponseFuture {
     next.call(req)
 }
