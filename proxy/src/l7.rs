@@ -257,6 +257,18 @@ struct ConnInfo {
     downstream: Option<forwarded::Downstream>,
 }
 
+/// `req`'s headers as (name, value) strings for matching, if `wanted` (else none). A value
+/// that is not UTF-8 cannot match a string condition and is left out (judged absent).
+pub(crate) fn header_pairs(req: &Req, wanted: bool) -> Vec<(String, String)> {
+    if !wanted {
+        return Vec::new();
+    }
+    req.headers()
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .collect()
+}
+
 /// Whether `req` asks to switch protocols (HTTP/1.1 `Connection: upgrade` + `Upgrade`, a
 /// websocket say).
 pub(crate) fn is_upgrade<B>(req: &http::Request<B>) -> bool {

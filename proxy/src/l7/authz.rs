@@ -29,15 +29,7 @@ impl Middleware for Authorize {
             .unwrap_or_default();
         let intentions = self.intentions.borrow();
         // Copied only when an intention looks at headers (most have no header condition).
-        // Non-UTF-8 header values cannot match a string condition; they are judged absent.
-        let headers: Vec<(String, String)> = if intentions.reads_headers() {
-            req.headers()
-                .iter()
-                .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let headers = super::header_pairs(&req, intentions.reads_headers());
         let decision = intentions.decide_request(
             source,
             &HttpRequest {

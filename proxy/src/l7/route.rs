@@ -377,14 +377,7 @@ impl Middleware for Router {
             return Box::pin(async move { Err(err) });
         };
         // Copied only for chains whose routes look at headers (most chains have no router).
-        let headers: Vec<(String, String)> = if resolved.chain.matches_headers {
-            req.headers()
-                .iter()
-                .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let headers = super::header_pairs(&req, resolved.chain.matches_headers);
         let routed = resolved.chain.route(
             &RouteRequest {
                 path: req.uri().path(),
