@@ -120,7 +120,8 @@ impl Balance {
         // The common case, one endpoint of the first target and nothing ejected, allocates
         // nothing.
         let ejections = self.outlier.any_ejected();
-        let now = Instant::now();
+        // The clock matters only when an ejection may have ended.
+        let now = ejections.then(Instant::now);
         let mut chosen: Option<(Vec<&Endpoint>, usize)> = None;
         for target in routed.targets.iter() {
             let Some(eps) = resolved.endpoints.get(target).filter(|e| !e.is_empty()) else {
@@ -134,7 +135,7 @@ impl Balance {
             }
             let healthy: Vec<&Endpoint> = eps
                 .iter()
-                .filter(|e| !ejections || !self.outlier.is_ejected(&e.id, now))
+                .filter(|e| now.is_none_or(|now| !self.outlier.is_ejected(&e.id, now)))
                 .collect();
             if !healthy.is_empty() {
                 chosen = Some((healthy, eps.len()));
