@@ -13,14 +13,18 @@
 # The backend is a third haproxy answering `200 ok` itself (http-request return), so it is
 # never the bottleneck of the proxied rows. For each row: max req/s, p50/p90/p99 latency and
 # the added p50/p99 over direct, CPU seconds per 10k requests and RSS (idle, after load) of
-# each proxy process; then at fixed rates (RATES, req/s, from hey with the same connection
-# count): achieved rate, p50/p99 and the added p50/p99. Prints two markdown tables
-# (docs/benchmarks.md, "Sidecar proxy").
+# each proxy process; then at fixed rates (RATES, req/s, with the same connection count):
+# achieved rate, p50/p99 and the added p50/p99. Prints two markdown tables
+# (docs/benchmarks.md, "Sidecar proxy"). The fixed rates come from `paced`
+# (bench/src/bin/paced.rs: arrivals spread evenly over the second, as wrk2 and oha pace
+# them); RATE_TOOL=hey uses hey instead (its workers fire together, a burst of CONNECTIONS
+# requests at a time).
 #
 # Usage: bench/proxy/run.sh            (from the repository root)
 # Env:   DURATION=10 CONNECTIONS=64 THREADS=1 RATES="1000 5000" PORT_BASE=26200
 #        HOST=127.0.46.1 (the loopback address every process binds) PROXY_ARGS= (more
 #        `concord connect proxy` flags) CONCORD=target/release/concord
+#        PACED=target/release/paced RATE_TOOL=paced|hey
 #        PERF_DIR= (a directory: `perf record` both L7 sidecars during their max-load run,
 #        into PERF_DIR/webh.data and dbh.data)
 # Needs: wrk, hey, haproxy (Debian packages), openssl, curl, python3; installs the Debian
@@ -36,6 +40,8 @@ HOST=${HOST:-127.0.46.1}
 PROXY_ARGS=${PROXY_ARGS:-}
 TARGET=${CARGO_TARGET_DIR:-target}
 CONCORD=${CONCORD:-$TARGET/release/concord}
+PACED=${PACED:-$TARGET/release/paced}
+RATE_TOOL=${RATE_TOOL:-paced}
 
 BACKEND=$PORT_BASE
 AGENT_HTTP=$((PORT_BASE + 1))
@@ -77,6 +83,10 @@ fi
 if [[ ! -x $CONCORD ]]; then
     echo "building $CONCORD (cargo build --release -p concord)" >&2
     cargo build --release -p concord >&2
+fi
+if [[ $RATE_TOOL == paced && ! -x $PACED ]]; then
+    echo "building $PACED (cargo build --release -p concord-bench --bin paced)" >&2
+    cargo build --release -p concord-bench --bin paced >&2
 fi
 
 WORK=$(mktemp -d)
@@ -134,8 +144,15 @@ print(f"{rps:.0f} {ms(pct['50']):.3f} {ms(pct['90']):.3f} {ms(pct['99']):.3f} {r
 PY
 }
 
-# Runs hey against port $1 at $2 req/s in total; prints "achieved_rps p50_ms p99_ms".
+# Loads port $1 at $2 req/s in total; prints "achieved_rps p50_ms p99_ms".
 rate_load() {
+    if [[ $RATE_TOOL == paced ]]; then
+        local rps p50 p99 errors
+        read -r rps p50 p99 errors < <("$PACED" "http://$HOST:$1/" "$2" "$DURATION" "$CONNECTIONS")
+        if [[ $errors != 0 ]]; then echo "paced reported $errors errors" >&2; fi
+        echo "$rps $p50 $p99"
+        return
+    fi
     local per_worker
     per_worker=$(python3 -c "print($2 / $CONNECTIONS)")
     hey -z "${DURATION}s" -c "$CONNECTIONS" -q "$per_worker" "http://$HOST:$1/" >"$WORK/hey.out"

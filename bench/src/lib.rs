@@ -14,6 +14,8 @@
 //!   (`--h2`), on a dev agent or a client agent in front of 3 servers (`--cluster`).
 //! - `bin/propagation.rs`: 3 servers and 20 client agents as real processes: time from a
 //!   registration until every agent's DNS answers it, and from a `kill -9` until none does.
+//! - `bin/paced.rs`: fixed-rate HTTP load with arrivals spread evenly (wrk2's and oha's
+//!   pacing) over keep-alive connections, p50/p99 (`bench/proxy/run.sh`'s fixed rates).
 //! - `bin/kv_bench.rs`: closed-loop KV PUTs (and catalog registrations) at 1/16/64 clients
 //!   against a 3-server Concord or etcd cluster, p50/p99; leader kill -9 to new leader
 //!   (`bench/cluster/run.sh`).
