@@ -1537,14 +1537,8 @@ impl Pool {
         for meta in state.metas {
             self.apply_meta(meta);
         }
-        let updates = state.members.iter().filter_map(|(id, inc, st)| {
-            let st = match st {
-                0 => foca::State::Alive,
-                1 => foca::State::Suspect,
-                2 => foca::State::Down,
-                _ => return None,
-            };
-            Some(foca::Member::new(*id, *inc, st))
+        let updates = state.members.iter().filter_map(|(id, inc, code)| {
+            Some(foca::Member::new(*id, *inc, swim_state_of(*code)?))
         });
         let _ = self.swim.apply_many(updates, true, &mut self.rt);
         self.event_clock = self.event_clock.max(state.event_clock);
@@ -1558,6 +1552,16 @@ fn swim_state_code(state: foca::State) -> u8 {
         foca::State::Alive => 0,
         foca::State::Suspect => 1,
         foca::State::Down => 2,
+    }
+}
+
+/// The SWIM state a push-pull frame's code stands for (`None`: not one).
+fn swim_state_of(code: u8) -> Option<foca::State> {
+    match code {
+        0 => Some(foca::State::Alive),
+        1 => Some(foca::State::Suspect),
+        2 => Some(foca::State::Down),
+        _ => None,
     }
 }
 

@@ -1,8 +1,9 @@
 //! What goes on the wire, before encryption. Every UDP packet is one [`Packet`]; every TCP
-//! push-pull frame is one [`Frame`]: a full [`State`] or a [`Digest`] of one; metadata, user events and force-leave intents ride on
-//! foca's custom broadcasts as [`Item`]s (piggybacked on probes and gossip, retransmitted
-//! `max_transmissions` times, exactly like memberlist's broadcast queue). All use postcard
-//! (compact, serde-based, never panics on garbage: it returns an error, which the pool counts).
+//! push-pull frame is one [`Frame`]: a full [`State`] or a [`Digest`] of one; metadata, user
+//! events and force-leave intents ride on foca's custom broadcasts as [`Item`]s (piggybacked
+//! on probes and gossip, retransmitted `max_transmissions` times, exactly like memberlist's
+//! broadcast queue). All use postcard (compact, serde-based, never panics on garbage: it
+//! returns an error, which the pool counts).
 
 use std::collections::BTreeMap;
 

@@ -173,11 +173,15 @@ pub struct Forwarded;
 
 impl Middleware for Forwarded {
     fn call<S: Inner>(self: Arc<Self>, next: S, mut req: Req) -> ResponseFuture {
-        if let Some(d) = req.extensions().get::<Downstream>().cloned() {
-            append(&mut req, XFF, d.ip_value.as_ref());
+        let values = req
+            .extensions()
+            .get::<Downstream>()
+            .map(|d| (d.ip_value.clone(), d.cert_value.clone()));
+        if let Some((ip, cert)) = values {
+            append(&mut req, XFF, ip.as_ref());
             req.headers_mut()
                 .insert(XFP, HeaderValue::from_static("https"));
-            append(&mut req, XFCC, d.cert_value.as_ref());
+            append(&mut req, XFCC, cert.as_ref());
         }
         forward(next, req)
     }

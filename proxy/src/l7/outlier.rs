@@ -53,6 +53,11 @@ impl Outlier {
         }
     }
 
+    /// Whether any endpoint may have a failure streak (false: a success has none to end).
+    fn any_tracked(&self) -> bool {
+        self.tracked.load(Ordering::Acquire) > 0
+    }
+
     /// Whether any endpoint may be ejected (false: none is, so nothing need be checked).
     pub fn any_ejected(&self) -> bool {
         self.marked.load(Ordering::Acquire) > 0
@@ -89,7 +94,7 @@ impl Outlier {
     /// Records an attempt's outcome at `id`, one of `hosts` endpoints of its target; `roll`
     /// (0..100) decides `enforcing_consecutive_5xx`. Returns whether `id` was ejected now.
     pub fn record(&self, id: &str, failed: bool, hosts: usize, now: Instant, roll: u32) -> bool {
-        if !failed && self.tracked.load(Ordering::Acquire) == 0 {
+        if !failed && !self.any_tracked() {
             return false;
         }
         let Ok(mut map) = self.hosts.lock() else {
@@ -165,7 +170,7 @@ impl Middleware for Detect {
                     Ok(resp) => resp.status().is_server_error(),
                     Err(e) => !matches!(e, ProxyError::Overflow(_)),
                 };
-                if !failed && self.outlier.tracked.load(Ordering::Acquire) == 0 {
+                if !failed && !self.outlier.any_tracked() {
                     // No streak to end (the common case): no clock, no lock.
                     return outcome;
                 }
