@@ -158,28 +158,40 @@ impl TlsMaterial {
         spiffe_service_uri(&s.trust_domain, &s.datacenter, service)
     }
 
-    /// The inbound (server) configuration: TLS 1.3, client certificate required.
+    /// The inbound (server) configuration: TLS 1.3, client certificate required, no session
+    /// resumption (see [`TlsMaterial::client_config`]): it issues no tickets and keeps no
+    /// session cache.
     pub fn server_config(self: &Arc<Self>) -> Result<Arc<ServerConfig>, TlsError> {
-        let config = ServerConfig::builder_with_provider(self.signatures.0.clone())
+        let mut config = ServerConfig::builder_with_provider(self.signatures.0.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| TlsError::Config(e.to_string()))?
             .with_client_cert_verifier(Arc::new(CurrentRoots(self.clone())))
             .with_cert_resolver(Arc::new(CurrentLeaf(self.clone())));
+        config.send_tls13_tickets = 0;
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
         Ok(Arc::new(config))
     }
 
     /// The outbound (client) configuration for dialling an instance of `service`.
+    ///
+    /// Without session resumption, on both sides: every connection's handshake checks both
+    /// certificates against the roots and identities current at that moment (a resumed
+    /// session would skip that after a root rotation), and sidecar connections live long, so
+    /// a full handshake per connection costs little. It also saves memory: each config held
+    /// its own 256-entry session cache and stored the server's tickets in it, ~16 KB per
+    /// upstream connection (each dial builds a config).
     pub fn client_config(self: &Arc<Self>, service: &str) -> Result<Arc<ClientConfig>, TlsError> {
         let verifier = ExpectedServer {
             material: self.clone(),
             expected: self.expected_uri(service),
         };
-        let config = ClientConfig::builder_with_provider(self.signatures.0.clone())
+        let mut config = ClientConfig::builder_with_provider(self.signatures.0.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| TlsError::Config(e.to_string()))?
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(verifier))
             .with_client_cert_resolver(Arc::new(CurrentLeaf(self.clone())));
+        config.resumption = rustls::client::Resumption::disabled();
         Ok(Arc::new(config))
     }
 }

@@ -158,6 +158,75 @@ async fn server_refuses_a_client_of_another_ca_or_without_certificate() {
     assert!(!client_ok);
 }
 
+/// One handshake with these configs, the server's answer read to the end (so the client
+/// has processed any session ticket); how the client's handshake went.
+async fn handshake_kind(
+    server: Arc<ServerConfig>,
+    client: Arc<ClientConfig>,
+) -> rustls::HandshakeKind {
+    let (c, s) = tokio::io::duplex(64 * 1024);
+    let server_side = tokio::spawn(async move {
+        let mut tls = tokio_rustls::TlsAcceptor::from(server)
+            .accept(s)
+            .await
+            .unwrap();
+        tls.write_all(b"ok").await.unwrap();
+        tls.shutdown().await.unwrap();
+    });
+    let name = ServerName::try_from("db.example").unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(client)
+        .connect(name, c)
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    tls.read_to_end(&mut buf).await.unwrap();
+    assert_eq!(buf, b"ok");
+    server_side.await.unwrap();
+    tls.get_ref().1.handshake_kind().unwrap()
+}
+
+#[tokio::test]
+async fn every_connection_makes_a_full_handshake_on_either_side() {
+    use rustls::HandshakeKind::{Full, Resumed};
+    let ca = TestCa::new();
+    let db = material(&[&ca], &ca.leaf("db"));
+    let web = material(&[&ca], &ca.leaf("web"));
+    let ours_server = db.server_config().unwrap();
+    let ours_client = web.client_config("db").unwrap();
+    // The same configs with resumption on, as rustls has it by default.
+    let mut resuming_server = ServerConfig::clone(&ours_server);
+    resuming_server.send_tls13_tickets = 2;
+    resuming_server.session_storage = rustls::server::ServerSessionMemoryCache::new(16);
+    let resuming_server = Arc::new(resuming_server);
+    let mut resuming_client = ClientConfig::clone(&ours_client);
+    resuming_client.resumption = rustls::client::Resumption::in_memory_sessions(16);
+    let resuming_client = Arc::new(resuming_client);
+
+    // Both willing: the second connection resumes (what the checks below would see).
+    assert_eq!(
+        handshake_kind(resuming_server.clone(), resuming_client.clone()).await,
+        Full
+    );
+    assert_eq!(
+        handshake_kind(resuming_server.clone(), resuming_client.clone()).await,
+        Resumed
+    );
+    // Our server issues no ticket to a client that would resume.
+    for _ in 0..2 {
+        assert_eq!(
+            handshake_kind(ours_server.clone(), resuming_client.clone()).await,
+            Full
+        );
+    }
+    // Our client keeps no ticket from a server that issues them.
+    for _ in 0..2 {
+        assert_eq!(
+            handshake_kind(resuming_server.clone(), ours_client.clone()).await,
+            Full
+        );
+    }
+}
+
 #[tokio::test]
 async fn new_roots_and_leaf_apply_to_the_next_handshake() {
     let old = TestCa::new();
