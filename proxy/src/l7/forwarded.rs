@@ -35,11 +35,9 @@ pub const XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub struct Downstream {
     /// The peer's address.
     pub addr: SocketAddr,
-    /// This hop's XFCC element.
-    pub client_cert: Arc<str>,
     /// `addr`'s IP, as an `X-Forwarded-For` element.
     ip_value: Option<HeaderValue>,
-    /// `client_cert` as a header value (`None`: not encodable, not forwarded).
+    /// This hop's XFCC element as a header value (`None`: not encodable, not forwarded).
     cert_value: Option<HeaderValue>,
 }
 
@@ -54,7 +52,6 @@ impl Downstream {
     pub fn with_element(addr: SocketAddr, client_cert: &str) -> Downstream {
         Downstream {
             addr,
-            client_cert: client_cert.into(),
             ip_value: HeaderValue::from_str(&addr.ip().to_string()).ok(),
             cert_value: HeaderValue::from_str(client_cert).ok(),
         }
