@@ -14,8 +14,9 @@ fn main() {
     println!("cargo:rerun-if-changed=sidecar.order");
     println!("cargo:rerun-if-changed=build.rs");
     let release = std::env::var("PROFILE").as_deref() == Ok("release");
-    // rustc links x86_64-unknown-linux-gnu with its bundled LLD; other targets may use a
-    // linker without `--symbol-ordering-file`.
+    // rustc links x86_64-unknown-linux-gnu with its bundled LLD (since 1.90, the
+    // workspace's rust-version); other targets may use a linker without
+    // `--symbol-ordering-file`.
     let lld = std::env::var("TARGET").as_deref() == Ok("x86_64-unknown-linux-gnu");
     let Ok(dir) = std::env::var("CARGO_MANIFEST_DIR") else {
         return;
