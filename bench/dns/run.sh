@@ -65,28 +65,9 @@ if [[ ! -x $LATENCY ]]; then
     cargo build --release -p concord-bench --bin dns_latency >&2
 fi
 
-WORK=$(mktemp -d)
+WAIT_SECS=30
+source "$(dirname "$0")/../lib.sh"
 chmod 755 "$WORK" # dnsmasq drops privileges and must still read its hosts file
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-# Waits until `cmd...` succeeds, up to 30 s.
-wait_for() {
-    local deadline=$((SECONDS + 30))
-    until "$@" >/dev/null 2>&1; do
-        if ((SECONDS > deadline)); then
-            echo "timed out waiting for: $*" >&2
-            tail -n 5 "$WORK"/*.log >&2
-            exit 1
-        fi
-        sleep 0.2
-    done
-}
 
 # Number of A records answering web.service.consul at $1:$2 (EDNS, so none are trimmed).
 a_count() {

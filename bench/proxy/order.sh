@@ -34,39 +34,10 @@ fi
 
 BACKEND=$PORT_BASE
 AGENT_HTTP=$((PORT_BASE + 1))
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+WAIT_SECS=120 # the sidecars start under valgrind
+source "$(dirname "$0")/../lib.sh"
 
-wait_for() {
-    local deadline=$((SECONDS + 120))
-    until "$@" >/dev/null 2>&1; do
-        if ((SECONDS > deadline)); then
-            echo "timed out waiting for: $*" >&2
-            tail -n 20 "$WORK"/*.log >&2 || true
-            exit 1
-        fi
-        sleep 0.5
-    done
-}
-
-cat >"$WORK/backend.cfg" <<CFG
-global
-    maxconn 4096
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
-frontend backend
-    bind $HOST:$BACKEND
-    http-request return status 200 content-type text/plain string ok
-CFG
+ok_backend_cfg "$HOST" "$BACKEND" >"$WORK/backend.cfg"
 haproxy -f "$WORK/backend.cfg" -db >"$WORK/backend.log" 2>&1 &
 PIDS+=($!)
 "$CONCORD" agent -dev -node order -http-port "$AGENT_HTTP" -dns-port -1 -server-port 0 \

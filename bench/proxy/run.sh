@@ -89,27 +89,7 @@ if [[ $RATE_TOOL == paced && ! -x $PACED ]]; then
     cargo build --release -p concord-bench --bin paced >&2
 fi
 
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-# Waits until `cmd...` succeeds, up to 60 s.
-wait_for() {
-    local deadline=$((SECONDS + 60))
-    until "$@" >/dev/null 2>&1; do
-        if ((SECONDS > deadline)); then
-            echo "timed out waiting for: $*" >&2
-            tail -n 20 "$WORK"/*.log >&2 || true
-            exit 1
-        fi
-        sleep 0.2
-    done
-}
+source "$(dirname "$0")/../lib.sh"
 
 # CPU seconds (user + system) of a process so far.
 cpu_secs() {
@@ -184,18 +164,7 @@ echo "certificates for the haproxy pair (one CA, P-256, TLS 1.3 both ways)" >&2
     done
 )
 
-cat >"$WORK/backend.cfg" <<CFG
-global
-    maxconn 4096
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
-frontend backend
-    bind $HOST:$BACKEND
-    http-request return status 200 content-type text/plain string ok
-CFG
+ok_backend_cfg "$HOST" "$BACKEND" >"$WORK/backend.cfg"
 cat >"$WORK/ha-client.cfg" <<CFG
 global
     maxconn 4096
