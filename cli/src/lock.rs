@@ -382,7 +382,7 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
     let deadline = timeout.map(|t| Instant::now() + t);
     let acquired = tokio::select! {
         a = lock.acquire(deadline) => a,
-        _ = tokio::signal::ctrl_c() => Ok(false),
+        _ = crate::agent::shutdown_signal() => Ok(false),
     };
     match acquired {
         Ok(true) => {}
@@ -420,7 +420,8 @@ pub(crate) async fn run(args: Vec<String>) -> anyhow::Result<i32> {
         status = process.wait() => Some(status),
         _ = lock.lost() => None,
         _ = lock.renew() => None,
-        _ = tokio::signal::ctrl_c() => {
+        // SIGINT or SIGTERM, as Consul's lock: the child stops and the lock is released.
+        _ = crate::agent::shutdown_signal() => {
             terminate(&mut process).await;
             lock.release().await;
             return Ok(1);

@@ -77,7 +77,24 @@ impl Running {
 }
 
 impl Drop for Running {
+    /// SIGTERM first, so that a command with a child of its own (`lock`) stops that child
+    /// as it does for an operator's Ctrl-C; SIGKILL after 5 s. A SIGKILL alone left the
+    /// children of `lock` running after the test.
     fn drop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .stderr(Stdio::null())
+            .status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -448,14 +465,31 @@ async fn lock_excludes_others_and_signals_the_child_on_loss() {
     tracing::info!("-n 2: two holders at once, a third waits");
     let one = dir.path().join("one");
     let two = dir.path().join("two");
-    let hold = |f: &Path| format!("echo x > {}; while true; do sleep 0.1; done", f.display());
-    let _a = Running::start(&agent, &["lock", "-n=2", "sem", &hold(&one)]);
+    let hold = |f: &Path| {
+        format!(
+            "trap 'echo term > {}.term; exit 0' TERM; echo x > {}; while true; do sleep 0.1; done",
+            f.display(),
+            f.display()
+        )
+    };
+    let a = Running::start(&agent, &["lock", "-n=2", "sem", &hold(&one)]);
     let _b = Running::start(&agent, &["lock", "-n=2", "sem", &hold(&two)]);
     assert_eventually!(wait_file(&one) && wait_file(&two), "two semaphore holders");
     let out = agent
         .cli(&["lock", "-n=2", "-timeout=1s", "sem", "true"])
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{out:?}");
+
+    tracing::info!("SIGTERM to a holder, as to Ctrl-C: its child stops and its slot frees");
+    drop(a);
+    assert!(
+        wait_file(&one.with_extension("term")),
+        "the holder's child got SIGTERM before the holder exited"
+    );
+    let out = agent
+        .cli(&["lock", "-n=2", "-timeout=5s", "sem", "true"])
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
