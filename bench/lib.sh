@@ -1,6 +1,6 @@
 # Shared by the bench scripts (`source "$(dirname "$0")/../lib.sh"`): a work directory
-# removed at exit, with every process whose pid is added to PIDS stopped first, and
-# wait_for.
+# removed at exit, with every process whose pid is added to PIDS stopped first; wait_for;
+# ok_backend_cfg (an haproxy that answers 200 itself); register (an agent service).
 
 WORK=$(mktemp -d)
 PIDS=()
@@ -40,4 +40,9 @@ frontend backend
     bind $1:$2
     http-request return status 200 content-type text/plain string ok
 CFG
+}
+
+# Registers the agent service definition $1 (JSON) with the agent at $HOST:$AGENT_HTTP.
+register() {
+    curl -sf -X PUT "http://$HOST:$AGENT_HTTP/v1/agent/service/register" -d "$1" >/dev/null
 }

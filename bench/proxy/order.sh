@@ -44,9 +44,6 @@ PIDS+=($!)
     -serf-lan-port 0 -client "$HOST" -bind "$HOST" >"$WORK/agent.log" 2>&1 &
 PIDS+=($!)
 wait_for curl -sf "http://$HOST:$AGENT_HTTP/v1/agent/connect/ca/leaf/db"
-register() {
-    curl -sf -X PUT "http://$HOST:$AGENT_HTTP/v1/agent/service/register" -d "$1" >/dev/null
-}
 
 # One pair per protocol: <name>'s sidecar takes requests on its upstream listener and
 # sends them to <name>-db's sidecar, which passes them to the backend.

@@ -220,9 +220,6 @@ echo "concord agent and two sidecars (tcp)" >&2
     -serf-lan-port 0 -client "$HOST" -bind "$HOST" >"$WORK/agent.log" 2>&1 &
 PIDS+=($!)
 wait_for curl -sf "http://$HOST:$AGENT_HTTP/v1/agent/connect/ca/leaf/db"
-register() {
-    curl -sf -X PUT "http://$HOST:$AGENT_HTTP/v1/agent/service/register" -d "$1" >/dev/null
-}
 register "{\"Name\":\"db\",\"Port\":$BACKEND}"
 register "{\"Name\":\"web\",\"Port\":$WEB_APP}"
 register "{\"Kind\":\"connect-proxy\",\"ID\":\"db-sidecar-proxy\",\"Name\":\"db-sidecar-proxy\",

@@ -33,9 +33,7 @@ pub const XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
 /// holds the peer's certificates, a kilobyte or more).
 #[derive(Clone, Debug)]
 pub struct Downstream {
-    /// The peer's address.
-    pub addr: SocketAddr,
-    /// `addr`'s IP, as an `X-Forwarded-For` element.
+    /// The peer's IP, as an `X-Forwarded-For` element.
     ip_value: Option<HeaderValue>,
     /// This hop's XFCC element as a header value (`None`: not encodable, not forwarded).
     cert_value: Option<HeaderValue>,
@@ -51,7 +49,6 @@ impl Downstream {
     /// The downstream at `addr` whose XFCC element is `client_cert`.
     pub fn with_element(addr: SocketAddr, client_cert: &str) -> Downstream {
         Downstream {
-            addr,
             ip_value: HeaderValue::from_str(&addr.ip().to_string()).ok(),
             cert_value: HeaderValue::from_str(client_cert).ok(),
         }
