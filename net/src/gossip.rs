@@ -28,6 +28,7 @@
 //! - [`coordinate`]: Vivaldi coordinates.
 //! - [`wire`]: packet, broadcast and push-pull formats.
 //! - [`id`]: the compact SWIM identity.
+//! - `table`: a pool's member table (a dense `Vec` with position-only hash indexes).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -43,6 +44,7 @@ pub mod id;
 pub mod intern;
 pub mod memory;
 pub mod pool;
+mod table;
 pub mod wire;
 
 #[cfg(test)]

@@ -169,6 +169,21 @@ impl SimNetwork {
         Ok(())
     }
 
+    /// Starts every live node as a member of one converged pool of all of them (see
+    /// [`Pool::warm_start`]): what a join storm ends in, without its cost. Member events
+    /// this produces (every node's `Join` of every other) go to the event hook, if set.
+    pub fn warm_start(&mut self) {
+        let view: Vec<_> = self
+            .nodes
+            .iter()
+            .flatten()
+            .map(|p| p.local_meta().clone())
+            .collect();
+        for i in 0..self.nodes.len() {
+            self.with_pool(i, |p, now| p.warm_start(&view, now));
+        }
+    }
+
     /// Current simulated time.
     pub fn now(&self) -> Duration {
         self.now

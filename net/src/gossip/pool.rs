@@ -11,7 +11,7 @@ use std::cmp::Reverse;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::num::{NonZeroU32, NonZeroU8, NonZeroUsize};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -24,6 +24,7 @@ use rand010::{RngExt, SeedableRng};
 use super::coordinate::{self, Coordinate, DIMENSIONS};
 use super::crypto::{self, Keyring};
 use super::id::Id;
+use super::table::{Addr, Entry, Table};
 use super::wire::{self, Digest, Frame, Item, Meta, Packet, State, MAX_PACKET, MAX_STREAM};
 use super::{
     Config, EventFilters, GossipError, KeyStatus, Member, MemberEvent, MemberStatus, UserEvent,
@@ -61,7 +62,6 @@ pub struct Stats {
     pub dropped_invalid: u64,
 }
 
-type Addr = (IpAddr, u16);
 type Swim = Foca<Id, PostcardCodec, SmallRng, Handler>;
 
 /// Bytes our packet framing and encryption add around a foca message; foca must keep its
@@ -231,74 +231,6 @@ impl BroadcastHandler<Id> for Handler {
     }
 }
 
-/// A key of `Pool::by_name`: a member's (shared) metadata, hashed and compared by its
-/// name, so that the index holds no copy of the name.
-struct NameKey(Arc<Meta>);
-
-impl PartialEq for NameKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.name == other.0.name
-    }
-}
-impl Eq for NameKey {}
-impl Hash for NameKey {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        // As `str` hashes, so that lookups by `&str` find it.
-        self.0.name.as_str().hash(state);
-    }
-}
-impl std::borrow::Borrow<str> for NameKey {
-    fn borrow(&self) -> &str {
-        &self.0.name
-    }
-}
-
-/// What this member knows about another one.
-struct Entry {
-    /// foca's current identity for that address.
-    id: Id,
-    /// Its metadata, once received; a member without it is not listed (it has no name yet).
-    /// Shared: an entry exists per member, so it stays small (a pool of 10,000 holds
-    /// 10,000), and pools of one process with a common `Config::meta_interner` hold one
-    /// copy of each value.
-    meta: Option<Arc<Meta>>,
-    /// foca's verdict: `None` until foca reports it up or down.
-    up: Option<bool>,
-    /// An operator force-left it.
-    forced_left: bool,
-    /// foca declared this identity down and we are checking for ourselves before reporting
-    /// Failed (see [`Pool::verify_down`]); `true` once it answered a check ping.
-    /// Boxed: rare, and an entry exists per member.
-    verifying: Option<Box<(Id, bool)>>,
-    /// When `up` last changed.
-    since: Duration,
-    /// Its position in [`Pool::slots`].
-    slot: usize,
-}
-
-impl Entry {
-    /// The status shown to users, if the member is listed at all.
-    fn status(&self) -> Option<MemberStatus> {
-        let meta = self.meta.as_ref()?;
-        Some(match self.up? {
-            true if meta.leaving => MemberStatus::Leaving,
-            true => MemberStatus::Alive,
-            false if meta.leaving || self.forced_left => MemberStatus::Left,
-            false => MemberStatus::Failed,
-        })
-    }
-
-    fn member(&self) -> Option<Member> {
-        let meta = self.meta.as_ref()?;
-        Some(Member {
-            name: meta.name.clone(),
-            addr: self.id.socket(),
-            tags: meta.tags.clone(),
-            status: self.status()?,
-        })
-    }
-}
-
 #[derive(Debug)]
 enum Task {
     Swim(Timer<Id>),
@@ -346,10 +278,8 @@ pub struct Pool {
     inbox: Arc<Mutex<Inbox>>,
     keyring: Keyring,
     local: Meta,
-    members: HashMap<Addr, Entry>,
-    /// Every key of `members`, in no order: picks a random member in O(1).
-    slots: Vec<Addr>,
-    by_name: HashMap<NameKey, Addr>,
+    /// The other members.
+    members: Table,
     /// Members foca reports up.
     alive: usize,
     /// Members listed by status (kept in step by [`Pool::tally`]), so that counting them
@@ -414,9 +344,7 @@ impl Pool {
             inbox,
             keyring,
             local,
-            members: HashMap::new(),
-            slots: Vec::new(),
-            by_name: HashMap::new(),
+            members: Table::default(),
             alive: 0,
             listed_alive: 0,
             listed_failed: 0,
@@ -478,7 +406,7 @@ impl Pool {
     /// Every known member (this one first), in every status until reaped.
     pub fn members(&self) -> Vec<Member> {
         let mut out = vec![self.local_member()];
-        out.extend(self.members.values().filter_map(Entry::member));
+        out.extend(self.members.iter().filter_map(Entry::member));
         out
     }
 
@@ -496,7 +424,7 @@ impl Pool {
         if name == self.local.name {
             return Some(self.local_member().status);
         }
-        self.members.get(self.by_name.get(name)?)?.status()
+        self.members.named(name)?.status()
     }
 
     /// The most recent user events, oldest first (bounded by `Config::event_ring`).
@@ -673,7 +601,7 @@ impl Pool {
     /// which metadata, get the same digest. Incarnations are left out: foca does not expose
     /// this member's own, and a newer incarnation with the same state changes nothing the
     /// pool reports.
-    fn view_digest(&self) -> [u8; 32] {
+    pub(super) fn view_digest(&self) -> [u8; 32] {
         use sha2::{Digest as _, Sha256};
         let mut members: Vec<(Id, u8)> = self
             .swim
@@ -684,7 +612,7 @@ impl Pool {
         members.sort_unstable();
         let mut metas: Vec<(&str, u64, bool)> = self
             .members
-            .values()
+            .iter()
             .filter_map(|e| e.meta.as_deref())
             .chain(std::iter::once(&self.local))
             .map(|m| (m.name.as_str(), m.version, m.leaving))
@@ -818,7 +746,7 @@ impl Pool {
         now: Duration,
     ) -> Result<(), GossipError> {
         self.advance(now);
-        if !self.by_name.contains_key(name) {
+        if self.members.named(name).is_none() {
             return Err(GossipError::UnknownMember(name.to_string()));
         }
         let item = Item::ForceLeave {
@@ -906,7 +834,7 @@ impl Pool {
     /// Metadata of the other members that are alive (or still leaving).
     fn alive_metas(&self) -> Vec<&Meta> {
         self.members
-            .values()
+            .iter()
             .filter(|e| {
                 matches!(
                     e.status(),
@@ -959,7 +887,7 @@ impl Pool {
             Task::Recheck(addr) => {
                 if let Some((id, _)) = self
                     .members
-                    .get(&addr)
+                    .get(addr)
                     .and_then(|e| e.verifying.as_deref().copied())
                 {
                     self.send_checks(addr, id.socket());
@@ -1064,12 +992,12 @@ impl Pool {
                 }
             }
             OwnedNotification::MemberDown(id)
-                if self.members.get(&id.addr_key()).is_some_and(|e| e.id == id) =>
+                if self.members.get(id.addr_key()).is_some_and(|e| e.id == id) =>
             {
                 self.verify_down(id);
             }
             OwnedNotification::Rename(_, new) => {
-                if let Some(entry) = self.members.get_mut(&new.addr_key()) {
+                if let Some(entry) = self.members.get_mut(new.addr_key()) {
                     entry.id = new;
                 }
             }
@@ -1086,7 +1014,7 @@ impl Pool {
     /// Records foca's verdict on a member and reports the visible change.
     fn set_up(&mut self, addr: Addr, up: bool) {
         let now = self.now;
-        let Some(entry) = self.members.get_mut(&addr) else {
+        let Some(entry) = self.members.get_mut(addr) else {
             return;
         };
         if entry.up == Some(up) {
@@ -1101,7 +1029,7 @@ impl Pool {
             entry.forced_left = false;
         }
         entry.up = Some(up);
-        entry.since = now;
+        entry.set_since(now);
         let after = entry.status();
         let member = entry.member();
         self.transition(before, after, member);
@@ -1144,13 +1072,10 @@ impl Pool {
         }
         // The same name at another address: a restarted node that moved. The newer
         // metadata wins; the old entry is dropped.
-        if let Some(old_addr) = self.by_name.get(meta.name.as_str()).copied() {
+        if let Some(old) = self.members.named(&meta.name) {
+            let old_addr = old.addr();
             if old_addr != addr {
-                let old_version = self
-                    .members
-                    .get(&old_addr)
-                    .and_then(|e| e.meta.as_ref())
-                    .map_or(0, |m| m.version);
+                let old_version = old.meta.as_ref().map_or(0, |m| m.version);
                 if old_version >= meta.version {
                     return;
                 }
@@ -1172,19 +1097,15 @@ impl Pool {
         }
         let before = entry.status();
         let tags_changed = entry.meta.as_ref().is_some_and(|m| m.tags != meta.tags);
-        let Some(entry) = self.members.get_mut(&addr) else {
-            return;
-        };
         let meta = match &self.config.meta_interner {
             Some(interner) => interner.intern(meta),
             None => Arc::new(meta),
         };
-        entry.meta = Some(meta.clone());
+        let Some(entry) = self.members.set_meta(addr, meta) else {
+            return;
+        };
         let after = entry.status();
         let member = entry.member();
-        // The key is replaced too, so that it does not keep the old metadata alive.
-        self.by_name.remove(meta.name.as_str());
-        self.by_name.insert(NameKey(meta), addr);
         if before == after && before.is_some() && tags_changed {
             if let Some(m) = member {
                 self.emit(MemberEvent::Update(m));
@@ -1195,10 +1116,10 @@ impl Pool {
     }
 
     fn apply_force_leave(&mut self, name: &str, prune: bool) {
-        let Some(addr) = self.by_name.get(name).copied() else {
+        let Some(addr) = self.members.named(name).map(Entry::addr) else {
             return;
         };
-        let Some(entry) = self.members.get_mut(&addr) else {
+        let Some(entry) = self.members.get_mut(addr) else {
             return;
         };
         if entry.up != Some(false) {
@@ -1218,22 +1139,7 @@ impl Pool {
 
     /// The entry for `id`'s address, created (unlisted: no metadata, no verdict) if new.
     fn entry_or_insert(&mut self, id: Id) -> &mut Entry {
-        let addr = id.addr_key();
-        let slot = self.slots.len();
-        let now = self.now;
-        let slots = &mut self.slots;
-        self.members.entry(addr).or_insert_with(|| {
-            slots.push(addr);
-            Entry {
-                id,
-                meta: None,
-                up: None,
-                forced_left: false,
-                verifying: None,
-                since: now,
-                slot,
-            }
-        })
+        self.members.get_or_insert(id, self.now)
     }
 
     /// Keeps the per-status counts in step with one member's change of status.
@@ -1257,25 +1163,13 @@ impl Pool {
     }
 
     fn remove_entry(&mut self, addr: Addr) -> Option<Member> {
-        let entry = self.members.remove(&addr)?;
+        let entry = self.members.remove(addr)?;
         self.tally(entry.status(), None);
-        // The last slot moves into the freed one.
-        if entry.slot < self.slots.len() {
-            self.slots.swap_remove(entry.slot);
-            if let Some(moved) = self.slots.get(entry.slot).copied() {
-                if let Some(e) = self.members.get_mut(&moved) {
-                    e.slot = entry.slot;
-                }
-            }
-        }
         if entry.up == Some(true) {
             self.alive = self.alive.saturating_sub(1);
         }
         let member = entry.member();
         if let Some(meta) = &entry.meta {
-            if self.by_name.get(meta.name.as_str()) == Some(&addr) {
-                self.by_name.remove(meta.name.as_str());
-            }
             self.coords.remove(&meta.name);
             self.coord.forget(&meta.name);
         }
@@ -1298,16 +1192,16 @@ impl Pool {
         let expired: Vec<Addr> = self
             .members
             .iter()
-            .filter(|(_, e)| {
+            .filter(|e| {
                 let limit = match e.status() {
                     Some(MemberStatus::Failed) => reconnect,
                     Some(MemberStatus::Left) => tombstone,
                     None if e.up == Some(false) => reconnect,
                     _ => return false,
                 };
-                now.saturating_sub(e.since) >= limit
+                now.saturating_sub(e.since()) >= limit
             })
-            .map(|(a, _)| *a)
+            .map(Entry::addr)
             .collect();
         for addr in expired {
             if let Some(m) = self.remove_entry(addr) {
@@ -1333,18 +1227,16 @@ impl Pool {
     }
 
     fn random_member(&mut self, wanted: impl Fn(&Entry) -> bool) -> Option<SocketAddr> {
-        if self.slots.is_empty() {
-            return None;
-        }
         for _ in 0..RANDOM_DRAWS {
-            let addr = self.slots[self.rng.random_range(0..self.slots.len())];
-            if let Some(e) = self.members.get(&addr).filter(|e| wanted(e)) {
-                return Some(e.id.socket());
+            match self.members.random(&mut self.rng) {
+                None => return None,
+                Some(e) if wanted(e) => return Some(e.id.socket()),
+                Some(_) => {}
             }
         }
         let rng = &mut self.rng;
         self.members
-            .values()
+            .iter()
             .filter(|e| wanted(e))
             .choose(rng)
             .map(|e| e.id.socket())
@@ -1358,7 +1250,7 @@ impl Pool {
     /// the pool shows no false failure. Costs one probe timeout of detection latency.
     fn verify_down(&mut self, id: Id) {
         let addr = id.addr_key();
-        let Some(entry) = self.members.get_mut(&addr) else {
+        let Some(entry) = self.members.get_mut(addr) else {
             return;
         };
         let leaving = entry.meta.as_ref().is_some_and(|m| m.leaving) || entry.forced_left;
@@ -1383,7 +1275,7 @@ impl Pool {
     }
 
     fn verify_due(&mut self, addr: Addr) {
-        let Some(entry) = self.members.get_mut(&addr) else {
+        let Some(entry) = self.members.get_mut(addr) else {
             return;
         };
         let Some((id, answered)) = entry.verifying.as_deref().copied() else {
@@ -1452,7 +1344,7 @@ impl Pool {
             if let Some((_, addr)) = self.checks.remove(pos) {
                 if let Some((_, answered)) = self
                     .members
-                    .get_mut(&addr)
+                    .get_mut(addr)
                     .and_then(|e| e.verifying.as_deref_mut())
                 {
                     *answered = true;
@@ -1471,7 +1363,7 @@ impl Pool {
             return;
         };
         // Only members we list get a cached coordinate (bounds the cache by the pool).
-        if !self.by_name.contains_key(name.as_str()) {
+        if self.members.named(&name).is_none() {
             return;
         }
         let rtt = self.now.saturating_sub(sent);
@@ -1508,7 +1400,7 @@ impl Pool {
         let mut metas = vec![self.local.clone()];
         metas.extend(
             self.members
-                .values()
+                .iter()
                 .filter_map(|e| e.meta.as_deref().cloned()),
         );
         State {
@@ -1528,6 +1420,40 @@ impl Pool {
         self.stats.streams_sent += 1;
         self.stats.stream_bytes_sent += data.len() as u64;
         Some(data)
+    }
+
+    /// This member's own metadata, as it gossips it.
+    pub(super) fn local_meta(&self) -> &Meta {
+        &self.local
+    }
+
+    /// Starts this pool as if it had joined a pool of the members `view` describes (all
+    /// alive) and the join's news had finished spreading: foca and the pool list every one
+    /// alive, nothing is queued for dissemination, and foca's periodic timers (probe,
+    /// gossip, announce) start at a random phase, as they drift apart after a real join.
+    ///
+    /// For simulations that start from a converged pool ([`super::memory::SimNetwork::warm_start`]):
+    /// a join storm of n members is O(n² log n) update deliveries and leaves n backlogs of n
+    /// queued updates, more than one process can hold at 10,000 members. The members are
+    /// applied through the same paths a push-pull takes ([`Pool::apply_meta`], foca's
+    /// `apply_many`), only without queueing them for retransmission.
+    pub(super) fn warm_start(&mut self, view: &[Meta], now: Duration) {
+        self.advance(now);
+        for meta in view {
+            self.apply_meta(meta.clone());
+        }
+        let local = self.local.id;
+        let members = view
+            .iter()
+            .filter(|m| m.id != local)
+            .map(|m| foca::Member::alive(m.id));
+        let _ = self.swim.apply_many(members, false, &mut self.rt);
+        let mut timers = std::mem::take(&mut self.rt.timers);
+        for (after, _) in &mut timers {
+            *after = self.stagger(*after);
+        }
+        self.rt.timers = timers;
+        self.drain();
     }
 
     fn merge(&mut self, state: State) {

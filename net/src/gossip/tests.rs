@@ -750,3 +750,62 @@ fn impossible_timings_and_bad_keys_are_refused() {
         Err(GossipError::BadKey(_))
     ));
 }
+
+#[test]
+fn a_warm_start_is_a_converged_pool_that_detects_failures_and_agrees_on_its_view() {
+    let n = 40;
+    let mut sim = SimNetwork::new(SimConfig::default());
+    for i in 0..n {
+        sim.add_node(config(i, &[])).expect("valid config");
+    }
+    let joins = Rc::new(RefCell::new(0usize));
+    let count = joins.clone();
+    sim.set_event_hook(Some(Box::new(move |_, _, e| {
+        if matches!(e, MemberEvent::Join(_)) {
+            *count.borrow_mut() += 1;
+        }
+    })));
+    sim.warm_start();
+    let everyone: Vec<usize> = (0..n).collect();
+    assert!(
+        all_see(&sim, &everyone, n, MemberStatus::Alive),
+        "listed at once"
+    );
+    assert_eq!(
+        n * (n - 1),
+        *joins.borrow(),
+        "each member reported each other's join"
+    );
+    let tags = sim.pool(5).expect("alive").members();
+    assert!(
+        tags.iter().all(|m| m.tags.get("dc").is_some()),
+        "with metadata"
+    );
+
+    // Converged: every member has the same view, so periodic syncs send digests only.
+    let agree = |sim: &SimNetwork| {
+        let first = sim.pool(0).expect("alive").view_digest();
+        (1..n).all(|i| sim.pool(i).expect("alive").view_digest() == first)
+    };
+    assert!(agree(&sim), "views differ after the warm start");
+    sim.run_for(Duration::from_secs(30));
+    let (streams, bytes) = sim
+        .traffic()
+        .iter()
+        .fold((0, 0), |(s, b), t| (s + t.streams, b + t.stream_bytes));
+    assert!(streams > 0, "periodic syncs ran");
+    assert!(
+        bytes / streams < 200,
+        "{bytes} bytes in {streams} frames: not digests only"
+    );
+    assert!(agree(&sim), "views drifted apart");
+    assert_eq!(n * (n - 1), *joins.borrow(), "and nothing changed");
+
+    // Probes run (at random phases, not all in one instant) and find a dead member.
+    sim.kill(7);
+    let rest: Vec<usize> = everyone.into_iter().filter(|&i| i != 7).collect();
+    let took = sim.run_until(LIMIT, STEP, |s| {
+        status_everywhere(s, &rest, "node-7", MemberStatus::Failed)
+    });
+    assert!(took.is_some(), "node-7 was not declared failed by all");
+}
