@@ -4,7 +4,9 @@
 extern crate alloc;
 use alloc::vec::Vec;
 // Concord patch: the address index (see `Members::index`).
-use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+
+use hashbrown::HashTable;
 
 use crate::Identity;
 
@@ -141,8 +143,11 @@ pub(crate) struct Members<T: Identity> {
     pub(crate) inner: Vec<Member<T>>,
     // Concord patch: the position in `inner` of the member at each address, kept in step
     // with every insert, swap, shuffle and removal, so that finding a member is O(1)
-    // instead of a scan of the whole table (which made every update O(n)).
-    index: HashMap<T::Addr, usize>,
+    // instead of a scan of the whole table (which made every update O(n)). It holds
+    // positions only (4 bytes a slot), hashed by and compared through the members'
+    // addresses: a process simulating n members holds n tables of n members.
+    index: HashTable<u32>,
+    hasher: RandomState,
     cursor: usize,
     num_active: usize,
 }
@@ -175,7 +180,8 @@ where
             cursor: 0,
             num_active,
             inner,
-            index: HashMap::new(),
+            index: HashTable::new(),
+            hasher: RandomState::new(),
         };
         members.reindex();
         members
@@ -185,24 +191,66 @@ where
     // probes, so O(1) per probe).
     fn reindex(&mut self) {
         self.index.clear();
-        for (pos, member) in self.inner.iter().enumerate() {
-            self.index.insert(member.id.addr(), pos);
+        for pos in 0..self.inner.len() {
+            self.index_position(pos);
         }
+    }
+
+    // Concord patch: adds the member at `pos` (not indexed yet) to the index.
+    fn index_position(&mut self, pos: usize) {
+        let Self {
+            inner,
+            index,
+            hasher,
+            ..
+        } = self;
+        let hash = hasher.hash_one(inner[pos].id.addr());
+        index.insert_unique(hash, pos as u32, |&p| {
+            hasher.hash_one(inner[p as usize].id.addr())
+        });
     }
 
     // Concord patch: position of the member at `addr`.
     fn position_of(&self, addr: &T::Addr) -> Option<usize> {
-        self.index.get(addr).copied()
+        let inner = &self.inner;
+        self.index
+            .find(self.hasher.hash_one(addr), |&p| {
+                inner[p as usize].id.addr() == *addr
+            })
+            .map(|&p| p as usize)
     }
 
-    // Concord patch: swaps two positions, keeping the index in step.
+    // Concord patch: the index slot of the member at `pos` holds `to` instead.
+    // Positions in the index are unique, so the slot holding `pos` is that member's.
+    fn repoint(&mut self, addr_hash: u64, pos: u32, to: u32) {
+        if let Some(p) = self.index.find_mut(addr_hash, |&p| p == pos) {
+            *p = to;
+        }
+    }
+
+    // Concord patch: swaps two positions, keeping the index in step. Through a
+    // sentinel, so that no two slots ever hold the same position.
     fn swap_positions(&mut self, a: usize, b: usize) {
         if a == b {
             return;
         }
-        self.inner.swap(a, b);
-        self.index.insert(self.inner[a].id.addr(), a);
-        self.index.insert(self.inner[b].id.addr(), b);
+        let hash_a = self.hasher.hash_one(self.inner[a].id.addr());
+        let hash_b = self.hasher.hash_one(self.inner[b].id.addr());
+        let (a, b) = (a as u32, b as u32);
+        self.repoint(hash_b, b, u32::MAX);
+        self.repoint(hash_a, a, b);
+        self.repoint(hash_b, u32::MAX, a);
+        self.inner.swap(a as usize, b as usize);
+    }
+
+    // Concord patch: grows the table by a quarter, not double (amortised O(1) all the
+    // same): a table that just grew keeps less unused room.
+    fn push(&mut self, member: Member<T>) {
+        if self.inner.len() == self.inner.capacity() {
+            self.inner.reserve_exact(self.inner.len() / 4 + 8);
+        }
+        self.inner.push(member);
+        self.index_position(self.inner.len() - 1);
     }
 
     // Next member that's considered active
@@ -330,9 +378,11 @@ where
             .filter(|&pos| &self.inner[pos].id == id && self.inner[pos].state == State::Down)?;
         let last = self.inner.len() - 1;
         self.swap_positions(pos, last);
-        let removed = self.inner.pop()?;
-        self.index.remove(&removed.id.addr());
-        Some(removed)
+        let hash = self.hasher.hash_one(self.inner[last].id.addr());
+        if let Ok(slot) = self.index.find_entry(hash, |&p| p as usize == last) {
+            slot.remove();
+        }
+        self.inner.pop()
     }
 
     pub(crate) fn iter_active(&self) -> impl Iterator<Item = &Member<T>> {
@@ -428,8 +478,7 @@ where
                 let is_active_now = update.is_active();
 
                 // Insert at the end and swap with a random position.
-                self.index.insert(update.id().addr(), self.inner.len());
-                self.inner.push(update);
+                self.push(update);
                 let inserted_at = self.inner.len() - 1;
 
                 let swap_idx = (0..self.inner.len())
@@ -931,7 +980,7 @@ mod tests {
         let check = |members: &Members<Num>| {
             assert_eq!(members.index.len(), members.inner.len());
             for (pos, m) in members.inner.iter().enumerate() {
-                assert_eq!(members.index.get(&m.id.0), Some(&pos));
+                assert_eq!(members.position_of(&m.id.0), Some(pos));
             }
             let active = members.inner.iter().filter(|m| m.is_active()).count();
             assert_eq!(members.num_active(), active);
