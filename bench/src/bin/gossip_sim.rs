@@ -5,7 +5,13 @@
 //! packet loss counting false failures, then ten members killed one after another and the time
 //! until each other member declares each failed.
 //!
-//! Usage: `gossip_sim [SIZE...]` (default 100 1000). Prints a markdown table.
+//! With `--warm`, the join storm is skipped: every member starts knowing every member alive
+//! with nothing left to disseminate (`SimNetwork::warm_start`: the state a join storm ends
+//! in), and the memory column is the lasting tables alone. That is how 10,000 members fit in
+//! one process: a join storm at that size holds n dissemination backlogs of n updates and
+//! costs O(n² log n) deliveries (docs/benchmarks.md).
+//!
+//! Usage: `gossip_sim [--warm] [SIZE...]` (default 100 1000). Prints a markdown table.
 // A benchmark's output is its report.
 #![allow(clippy::print_stdout)]
 // The real (wall) time a simulation takes is one of its results; nothing here runs under
@@ -29,6 +35,10 @@ const KILLS: usize = 10;
 
 struct Row {
     n: usize,
+    /// Started converged (`--warm`): no join storm was run.
+    warm: bool,
+    /// Peak resident memory of the process so far (VmHWM), KiB.
+    peak_rss_kb: u64,
     most: Option<Duration>,
     converge: Option<Duration>,
     /// Per member: when it first listed every member alive (p50, p99).
@@ -52,23 +62,24 @@ struct Row {
 
 fn main() {
     let sizes = sizes_from_args(&[100, 1000]);
+    let warm = std::env::args().any(|a| a == "--warm");
     let mut rows = Vec::new();
     for n in sizes {
-        let row = run(n);
+        let row = run(n, warm);
         print_row(&row);
         rows.push(row);
     }
     println!();
-    println!("| members | join storm: all know 99% | each knows all: p50 / p99 / max | failure known by all: p50 / p99 / max (of kills x survivors) | false failures at {:.0}% loss over {}s | UDP msgs/node/s | UDP bytes/node/s | push-pull frames/node/s | push-pull bytes/node/s | RSS per (member, member) pair | wall time |", LOSS * 100.0, LOSSY.as_secs());
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| members | join storm: all know 99% | each knows all: p50 / p99 / max | failure known by all: p50 / p99 / max (of kills x survivors) | false failures at {:.0}% loss over {}s | UDP msgs/node/s | UDP bytes/node/s | push-pull frames/node/s | push-pull bytes/node/s | RSS per (member, member) pair | peak RSS | wall time |", LOSS * 100.0, LOSSY.as_secs());
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in &rows {
         println!(
-            "| {} | {} | {} / {} / {} | {} / {} / {} ({}/{}) | {} | {:.1} | {:.0} | {:.3} | {:.0} | {} B | {:.0?} |",
+            "| {} | {} | {} / {} / {} | {} / {} / {} ({}/{}) | {} | {:.1} | {:.0} | {:.3} | {:.0} | {} B | {:.1} GB | {:.0?} |",
             r.n,
-            secs(r.most),
-            secs(r.join_p50),
-            secs(r.join_p99),
-            secs(r.converge),
+            join(r, r.most),
+            join(r, r.join_p50),
+            join(r, r.join_p99),
+            join(r, r.converge),
             secs(r.detect_p50),
             secs(r.detect_p99),
             secs(r.detect_max),
@@ -80,8 +91,18 @@ fn main() {
             r.sync_frames_per_node_s,
             r.sync_bytes_per_node_s,
             r.bytes_per_pair,
+            r.peak_rss_kb as f64 / (1024.0 * 1024.0),
             r.wall,
         );
+    }
+}
+
+/// A join-storm time, or why there is none.
+fn join(r: &Row, t: Option<Duration>) -> String {
+    if r.warm {
+        "warm start".to_string()
+    } else {
+        secs(t)
     }
 }
 
@@ -109,7 +130,7 @@ fn print_row(r: &Row) {
     );
 }
 
-fn run(n: usize) -> Row {
+fn run(n: usize, warm: bool) -> Row {
     let wall = Instant::now();
     let rss_before = rss_kb();
     let mut sim = SimNetwork::new(SimConfig {
@@ -122,46 +143,24 @@ fn run(n: usize) -> Row {
             unreachable_config();
         }
     }
-    // Join storm: everyone at once, through node 0.
-    for i in 1..n {
-        sim.with_pool(i, |p, now| p.join(&[SimNetwork::addr_of(0)], now));
-    }
+    eprintln!(
+        "n={n}: {n} pools (wall {:.0?}, rss {} MB)",
+        wall.elapsed(),
+        rss_kb() / 1024
+    );
     let step = Duration::from_millis(250);
-    // Each member's count of members it lists alive (itself included).
-    let known = |s: &SimNetwork| -> Vec<usize> {
-        (0..n)
-            .filter_map(|i| s.pool(i).map(|p| p.alive_count() + 1))
-            .collect()
+    let (most, converge, join_times) = if warm {
+        sim.warm_start();
+        (None, None, Vec::new())
+    } else {
+        join_storm(&mut sim, n, step)
     };
-    // When each member first listed all n alive.
-    let mut full_at: Vec<Option<Duration>> = vec![None; n];
-    let note_full = |s: &SimNetwork, full_at: &mut [Option<Duration>]| {
-        for (i, k) in known(s).into_iter().enumerate() {
-            if k == n && full_at[i].is_none() {
-                full_at[i] = Some(s.now());
-            }
-        }
-    };
-    let most = sim.run_until(Duration::from_secs(300), step, |s| {
-        note_full(s, &mut full_at);
-        known(s).iter().all(|&k| k * 100 >= n * 99)
-    });
-    let converge = sim
-        .run_until(Duration::from_secs(300), step, |s| {
-            note_full(s, &mut full_at);
-            known(s).iter().all(|&k| k == n)
-        })
-        .zip(most)
-        .map(|(rest, most)| rest + most);
-    let mut join_times: Vec<Duration> = full_at.iter().flatten().copied().collect();
-    join_times.sort();
     let bytes_per_pair = rss_kb().saturating_sub(rss_before) * 1024 / (n as u64 * n as u64);
     eprintln!(
         "n={n}: converged in {converge:?} (wall {:.0?}, rss {} MB)",
         wall.elapsed(),
         rss_kb() / 1024
     );
-
     // Steady state, no loss: traffic per node per second.
     // At least one full (size-scaled) push-pull interval, so that its cost is counted.
     let steady = STEADY.max(push_pull_interval(n));
@@ -238,6 +237,8 @@ fn run(n: usize) -> Row {
     let pct = |p: f64| percentile(&times, p);
     Row {
         n,
+        warm,
+        peak_rss_kb: status_kb("VmHWM:"),
         most,
         converge,
         join_p50: percentile(&join_times, 0.50),
@@ -257,6 +258,47 @@ fn run(n: usize) -> Row {
     }
 }
 
+/// Everyone joins through node 0 at once; returns when 99 % and when all of the pool was
+/// known by every member, and when each member first knew all of it (sorted).
+fn join_storm(
+    sim: &mut SimNetwork,
+    n: usize,
+    step: Duration,
+) -> (Option<Duration>, Option<Duration>, Vec<Duration>) {
+    for i in 1..n {
+        sim.with_pool(i, |p, now| p.join(&[SimNetwork::addr_of(0)], now));
+    }
+    // Each member's count of members it lists alive (itself included).
+    let known = |s: &SimNetwork| -> Vec<usize> {
+        (0..n)
+            .filter_map(|i| s.pool(i).map(|p| p.alive_count() + 1))
+            .collect()
+    };
+    // When each member first listed all n alive.
+    let mut full_at: Vec<Option<Duration>> = vec![None; n];
+    let note_full = |s: &SimNetwork, full_at: &mut [Option<Duration>]| {
+        for (i, k) in known(s).into_iter().enumerate() {
+            if k == n && full_at[i].is_none() {
+                full_at[i] = Some(s.now());
+            }
+        }
+    };
+    let most = sim.run_until(Duration::from_secs(300), step, |s| {
+        note_full(s, &mut full_at);
+        known(s).iter().all(|&k| k * 100 >= n * 99)
+    });
+    let converge = sim
+        .run_until(Duration::from_secs(300), step, |s| {
+            note_full(s, &mut full_at);
+            known(s).iter().all(|&k| k == n)
+        })
+        .zip(most)
+        .map(|(rest, most)| rest + most);
+    let mut join_times: Vec<Duration> = full_at.iter().flatten().copied().collect();
+    join_times.sort();
+    (most, converge, join_times)
+}
+
 /// memberlist's push-pull interval at `n` members with the LAN base of 30 s (the pool
 /// scales it the same way).
 fn push_pull_interval(n: usize) -> Duration {
@@ -269,11 +311,16 @@ fn push_pull_interval(n: usize) -> Duration {
 
 /// This process's resident memory now (VmRSS), in KiB; 0 where /proc is missing.
 fn rss_kb() -> u64 {
+    status_kb("VmRSS:")
+}
+
+/// A KiB field of /proc/self/status; 0 where /proc is missing.
+fn status_kb(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
