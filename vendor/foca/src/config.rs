@@ -217,6 +217,14 @@ pub struct DynamicSuspicion {
     /// (foca reads no clock, so confirmations take effect at the next check). Must not be
     /// zero.
     pub check_every: Duration,
+    /// Concord patch (see PATCH.md, patch 4): how many members, on average, probe a
+    /// suspect as soon as they learn of its suspicion, instead of waiting for its turn in
+    /// their round-robin: each member that learns of a suspicion from another member makes
+    /// the suspect its next probe target with probability `probers / active members`. A dead
+    /// member then gathers its confirmations within a probe period or two instead of at
+    /// the rate the round-robin happens to reach it (about one probe a second). 0 turns it
+    /// off (memberlist's behaviour).
+    pub probers: u8,
 }
 
 /// Configuration for a task that should happen periodically

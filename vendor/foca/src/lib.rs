@@ -118,7 +118,7 @@
 extern crate alloc;
 use alloc::{boxed::Box, vec::Vec};
 
-// Concord patch: always std (the member table's address index is a std HashMap).
+// Concord patch: always std (the suspicions being timed are a std HashMap).
 extern crate std;
 
 use core::{cmp::Ordering, convert::TryFrom, fmt, iter::ExactSizeIterator, mem, time::Duration};
@@ -194,6 +194,9 @@ pub struct Foca<T: Identity, C, RNG, B: BroadcastHandler<T>> {
     accusers_buf: Vec<Option<T>>,
     // Concord patch: suspicions being timed out (`Config::suspicion`), by address.
     suspicions: HashMap<T::Addr, Suspicion<T>>,
+    // Concord patch: a suspect to probe next, ahead of the round-robin
+    // (`DynamicSuspicion::probers`).
+    probe_next: Option<T>,
     // Used when selecting (random) members
     choice_buf: Vec<Member<T>>,
 
@@ -271,6 +274,7 @@ where
             updates_buf: Vec::new(),
             accusers_buf: Vec::new(),
             suspicions: HashMap::new(),
+            probe_next: None,
             choice_buf: Vec::new(),
             connection_state: ConnectionState::Disconnected,
             updates: Broadcasts::new(),
@@ -1204,6 +1208,25 @@ where
         false
     }
 
+    // Concord patch: we just learned from another member that `id` is suspect: with
+    // probability `probers / active members`, probe it next (see
+    // `DynamicSuspicion::probers`). Across the cluster that is about `probers` extra probes
+    // per suspicion, whatever its size: a dead member's confirmations then arrive within a
+    // probe period or two, and a live one answers them (a failed probe of a live member
+    // under loss is as rare as ever, so unconfirmed suspicions keep the long timeout).
+    fn maybe_probe_suspect(&mut self, id: &T) {
+        let Some(params) = self.config.suspicion.as_ref() else {
+            return;
+        };
+        let active = self.members.num_active();
+        if self.probe_next.is_some() || params.probers == 0 || active == 0 {
+            return;
+        }
+        if self.rng.random_range(0..active) < usize::from(params.probers) {
+            self.probe_next = Some(id.clone());
+        }
+    }
+
     // Concord patch: a `Timer::SuspicionCheck` fired `elapsed` after the suspicion began.
     fn check_suspicion(
         &mut self,
@@ -1367,9 +1390,21 @@ where
             }
         }
 
-        if let Some(member) = self.members.next(&mut self.rng) {
+        // Concord patch: a suspect chosen for a probe at once (`DynamicSuspicion::probers`)
+        // goes first, if it is still suspect; the round-robin resumes where it was.
+        let directed = self.probe_next.take().and_then(|id| {
+            self.members
+                .get(&id.addr())
+                .filter(|m| m.id() == &id && m.state() == State::Suspect)
+                .cloned()
+        });
+        let next = match directed {
+            Some(member) => Some(member),
+            None => self.members.next(&mut self.rng).cloned(),
+        };
+        if let Some(member) = next {
             let member_id = member.id().clone();
-            let probe_number = self.probe.start(member.clone());
+            let probe_number = self.probe.start(member);
 
             #[cfg(feature = "tracing")]
             tracing::debug!(member_id = tracing::field::debug(&member_id), "Probe start");
@@ -1468,8 +1503,16 @@ where
             })
         {
             let accuser = accuser.unwrap_or_else(|| self.identity.clone());
+            let learned = accuser != self.identity
+                && !self
+                    .suspicions
+                    .get(&update.id().addr())
+                    .is_some_and(|s| &s.id == update.id() && s.incarnation == update.incarnation());
             let confirmed =
                 self.note_suspicion(update.id(), update.incarnation(), accuser, &mut runtime);
+            if learned {
+                self.maybe_probe_suspect(update.id());
+            }
             if confirmed && do_broadcast && !summary.apply_successful {
                 let addr = Addr(update.id().addr());
                 let data = self.serialize_member(update.clone())?;

@@ -25,6 +25,7 @@ fn config() -> Config {
         min: MIN,
         confirmations: 2,
         check_every: STEP,
+        probers: 0,
     });
     c
 }
@@ -254,4 +255,103 @@ fn accuser_travels_on_the_wire() {
         runtime.to_notify(),
         None | Some(OwnedNotification::MemberUp(_))
     ));
+}
+
+/// Which member `foca` probes at its next probe tick.
+fn next_probe_target(foca: &mut TestFoca, runtime: &mut AccumulatingRuntime<ID>) -> Option<ID> {
+    runtime.clear();
+    foca.handle_timer(Timer::ProbeRandomMember(foca.timer_token()), &mut *runtime)
+        .expect("probe");
+    (1..=6)
+        .map(ID::new)
+        .find(|&id| runtime.take_data(id).is_some())
+}
+
+#[test]
+fn a_member_that_learns_of_a_suspicion_may_probe_the_suspect_next() {
+    let learn = |probers: u8, seed: u64| {
+        let mut c = config();
+        if let Some(s) = c.suspicion.as_mut() {
+            s.probers = probers;
+        }
+        let mut foca = Foca::new(ID::new(1), c, SmallRng::seed_from_u64(seed), BadCodec);
+        let mut runtime = AccumulatingRuntime::new();
+        let others = (2..=6).map(|i| Member::alive(ID::new(i)));
+        foca.apply_many(others, true, &mut runtime).expect("apply");
+        foca.apply_update_accused(
+            Member::suspect(ID::new(2)),
+            Some(ID::new(3)),
+            true,
+            &mut runtime,
+        )
+        .expect("apply");
+        next_probe_target(&mut foca, &mut runtime)
+    };
+    // As many probers as members: every member that learns of it probes the suspect next,
+    // whatever its round-robin would have picked.
+    for seed in 0..8 {
+        assert_eq!(Some(ID::new(2)), learn(6, seed), "seed {seed}");
+    }
+    // None: the round-robin decides (over eight seeds, it does not always pick the suspect).
+    let picks: Vec<_> = (0..8).map(|seed| learn(0, seed)).collect();
+    assert!(picks.iter().all(Option::is_some));
+    assert!(picks.iter().any(|p| *p != Some(ID::new(2))), "{picks:?}");
+}
+
+#[test]
+fn a_suspicion_we_raised_or_that_ended_directs_no_probe() {
+    let mut c = config();
+    if let Some(s) = c.suspicion.as_mut() {
+        s.probers = 6;
+    }
+    // Learned without an accuser (a push-pull): counted as our own, no directed probe.
+    let mut picks = Vec::new();
+    for seed in 0..8 {
+        let mut foca = Foca::new(
+            ID::new(1),
+            c.clone(),
+            SmallRng::seed_from_u64(seed),
+            BadCodec,
+        );
+        let mut runtime = AccumulatingRuntime::new();
+        let others = (2..=6).map(|i| Member::alive(ID::new(i)));
+        foca.apply_many(others, true, &mut runtime).expect("apply");
+        foca.apply_many(
+            core::iter::once(Member::suspect(ID::new(2))),
+            true,
+            &mut runtime,
+        )
+        .expect("apply");
+        picks.push(next_probe_target(&mut foca, &mut runtime));
+    }
+    assert!(picks.iter().any(|p| *p != Some(ID::new(2))), "{picks:?}");
+
+    // Refuted before the probe tick: the round-robin decides again.
+    let mut picks = Vec::new();
+    for seed in 0..8 {
+        let mut foca = Foca::new(
+            ID::new(1),
+            c.clone(),
+            SmallRng::seed_from_u64(seed),
+            BadCodec,
+        );
+        let mut runtime = AccumulatingRuntime::new();
+        let others = (2..=6).map(|i| Member::alive(ID::new(i)));
+        foca.apply_many(others, true, &mut runtime).expect("apply");
+        foca.apply_update_accused(
+            Member::suspect(ID::new(2)),
+            Some(ID::new(3)),
+            true,
+            &mut runtime,
+        )
+        .expect("apply");
+        foca.apply_many(
+            core::iter::once(Member::new(ID::new(2), 1, State::Alive)),
+            true,
+            &mut runtime,
+        )
+        .expect("apply");
+        picks.push(next_probe_target(&mut foca, &mut runtime));
+    }
+    assert!(picks.iter().any(|p| *p != Some(ID::new(2))), "{picks:?}");
 }
