@@ -778,7 +778,7 @@ fn a_warm_start_is_a_converged_pool_that_detects_failures_and_agrees_on_its_view
     );
     let tags = sim.pool(5).expect("alive").members();
     assert!(
-        tags.iter().all(|m| m.tags.get("dc").is_some()),
+        tags.iter().all(|m| m.tags.contains_key("dc")),
         "with metadata"
     );
 
