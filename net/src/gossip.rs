@@ -10,9 +10,10 @@
 //! simulated network with a simulated clock ([`memory::SimNetwork`], used by the unit tests
 //! and by `concord-bench`'s 100-to-thousands-member simulation). It is also MPL-2.0, like
 //! Concord. (The alternative, the `memberlist` crate, owns its own tokio transport, so it
-//! could not be simulated at scale in one process.) foca is vendored with a small patch
-//! (`vendor/foca/PATCH.md`) that replaces its scans of the member table with an index and
-//! sampled random choice, so that per-member work stays O(1) in large pools.
+//! could not be simulated at scale in one process.) foca is vendored with patches
+//! (`vendor/foca/PATCH.md`): an address index and sampled random choice instead of scans of
+//! the member table (per-member work stays O(1) in large pools), Lifeguard's dynamic
+//! suspicion, probes directed at suspects, and a compact index.
 //!
 //! # Layers
 //! Outermost first: a driver ([`Gossip`] or [`memory::SimNetwork`]) moves bytes and time;
