@@ -11,7 +11,12 @@
 //! one process: a join storm at that size holds n dissemination backlogs of n updates and
 //! costs O(n² log n) deliveries (docs/benchmarks.md).
 //!
-//! Usage: `gossip_sim [--warm] [SIZE...]` (default 100 1000). Prints a markdown table.
+//! With `--storm=M`, the first n − M members start converged as with `--warm`, and the
+//! other M join through member 0 at once: a join storm of M into a pool of n − M, which
+//! fits in memory at sizes where a storm of all n does not.
+//!
+//! Usage: `gossip_sim [--warm | --storm=M] [SIZE...]` (default 100 1000). Prints a markdown
+//! table.
 // A benchmark's output is its report.
 #![allow(clippy::print_stdout)]
 // The real (wall) time a simulation takes is one of its results; nothing here runs under
@@ -37,6 +42,8 @@ struct Row {
     n: usize,
     /// Started converged (`--warm`): no join storm was run.
     warm: bool,
+    /// `--storm=M`: M members joined a converged pool of the others.
+    storm: Option<usize>,
     /// Peak resident memory of the process so far (VmHWM), KiB.
     peak_rss_kb: u64,
     most: Option<Duration>,
@@ -63,9 +70,13 @@ struct Row {
 fn main() {
     let sizes = sizes_from_args(&[100, 1000]);
     let warm = std::env::args().any(|a| a == "--warm");
+    let storm = std::env::args().find_map(|a| {
+        a.strip_prefix("--storm=")
+            .and_then(|m| m.parse::<usize>().ok())
+    });
     let mut rows = Vec::new();
     for n in sizes {
-        let row = run(n, warm);
+        let row = run(n, warm, storm.map(|m| m.min(n - 1)));
         print_row(&row);
         rows.push(row);
     }
@@ -73,9 +84,13 @@ fn main() {
     println!("| members | join storm: all know 99% | each knows all: p50 / p99 / max | failure known by all: p50 / p99 / max (of kills x survivors) | false failures at {:.0}% loss over {}s | UDP msgs/node/s | UDP bytes/node/s | push-pull frames/node/s | push-pull bytes/node/s | RSS per (member, member) pair | peak RSS | wall time |", LOSS * 100.0, LOSSY.as_secs());
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in &rows {
+        let members = match r.storm {
+            Some(m) => format!("{} ({m} join {} at once)", r.n, r.n - m),
+            None => r.n.to_string(),
+        };
         println!(
             "| {} | {} | {} / {} / {} | {} / {} / {} ({}/{}) | {} | {:.1} | {:.0} | {:.3} | {:.0} | {} B | {:.1} GB | {:.0?} |",
-            r.n,
+            members,
             join(r, r.most),
             join(r, r.join_p50),
             join(r, r.join_p99),
@@ -130,7 +145,7 @@ fn print_row(r: &Row) {
     );
 }
 
-fn run(n: usize, warm: bool) -> Row {
+fn run(n: usize, warm: bool, storm: Option<usize>) -> Row {
     let wall = Instant::now();
     let rss_before = rss_kb();
     let mut sim = SimNetwork::new(SimConfig {
@@ -149,11 +164,22 @@ fn run(n: usize, warm: bool) -> Row {
         rss_kb() / 1024
     );
     let step = Duration::from_millis(250);
-    let (most, converge, join_times) = if warm {
-        sim.warm_start();
-        (None, None, Vec::new())
-    } else {
-        join_storm(&mut sim, n, step)
+    let (most, converge, join_times) = match storm {
+        Some(m) => {
+            sim.warm_start_first(n - m);
+            eprintln!(
+                "n={n}: {} warm (wall {:.0?}, rss {} MB)",
+                n - m,
+                wall.elapsed(),
+                rss_kb() / 1024
+            );
+            join_storm(&mut sim, n, n - m, step)
+        }
+        None if warm => {
+            sim.warm_start();
+            (None, None, Vec::new())
+        }
+        None => join_storm(&mut sim, n, 1, step),
     };
     let bytes_per_pair = rss_kb().saturating_sub(rss_before) * 1024 / (n as u64 * n as u64);
     eprintln!(
@@ -237,7 +263,8 @@ fn run(n: usize, warm: bool) -> Row {
     let pct = |p: f64| percentile(&times, p);
     Row {
         n,
-        warm,
+        warm: warm && storm.is_none(),
+        storm,
         peak_rss_kb: status_kb("VmHWM:"),
         most,
         converge,
@@ -258,14 +285,15 @@ fn run(n: usize, warm: bool) -> Row {
     }
 }
 
-/// Everyone joins through node 0 at once; returns when 99 % and when all of the pool was
-/// known by every member, and when each member first knew all of it (sorted).
+/// Members `first..n` join through node 0 at once; returns when 99 % and when all of the
+/// pool was known by every member, and when each member first knew all of it (sorted).
 fn join_storm(
     sim: &mut SimNetwork,
     n: usize,
+    first: usize,
     step: Duration,
 ) -> (Option<Duration>, Option<Duration>, Vec<Duration>) {
-    for i in 1..n {
+    for i in first.max(1)..n {
         sim.with_pool(i, |p, now| p.join(&[SimNetwork::addr_of(0)], now));
     }
     // Each member's count of members it lists alive (itself included).

@@ -173,13 +173,20 @@ impl SimNetwork {
     /// [`Pool::warm_start`]): what a join storm ends in, without its cost. Member events
     /// this produces (every node's `Join` of every other) go to the event hook, if set.
     pub fn warm_start(&mut self) {
-        let view: Vec<_> = self
-            .nodes
+        self.warm_start_first(self.nodes.len());
+    }
+
+    /// As [`SimNetwork::warm_start`], for nodes `0..count` only: they start as one converged
+    /// pool of themselves, and the others still know only themselves (to join it, say all
+    /// at once: a join storm into a pool that already has `count` members).
+    pub fn warm_start_first(&mut self, count: usize) {
+        let count = count.min(self.nodes.len());
+        let view: Vec<_> = self.nodes[..count]
             .iter()
             .flatten()
             .map(|p| p.local_meta().clone())
             .collect();
-        for i in 0..self.nodes.len() {
+        for i in 0..count {
             self.with_pool(i, |p, now| p.warm_start(&view, now));
         }
     }

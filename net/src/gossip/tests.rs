@@ -809,3 +809,30 @@ fn a_warm_start_is_a_converged_pool_that_detects_failures_and_agrees_on_its_view
     });
     assert!(took.is_some(), "node-7 was not declared failed by all");
 }
+
+#[test]
+fn members_joining_a_warm_pool_all_at_once_are_known_to_all() {
+    let n = 40;
+    let mut sim = SimNetwork::new(SimConfig::default());
+    for i in 0..n {
+        sim.add_node(config(i, &[])).expect("valid config");
+    }
+    sim.warm_start_first(30);
+    let warm: Vec<usize> = (0..30).collect();
+    assert!(all_see(&sim, &warm, 30, MemberStatus::Alive));
+    assert!(
+        all_see(&sim, &[35], 1, MemberStatus::Alive),
+        "not joined yet: only itself"
+    );
+    for i in 30..n {
+        sim.with_pool(i, |p, now| p.join(&[SimNetwork::addr_of(0)], now));
+    }
+    let everyone: Vec<usize> = (0..n).collect();
+    let took = sim.run_until(LIMIT, STEP, |s| {
+        all_see(s, &everyone, n, MemberStatus::Alive)
+    });
+    assert!(
+        took.is_some(),
+        "the storm into the warm pool did not converge"
+    );
+}
