@@ -1251,9 +1251,9 @@ impl Pool {
     }
 
     /// foca declared `id` down. A member that announced its leave is Left at once; otherwise
-    /// we ping it directly a few times before reporting Failed. This stands in for
-    /// Lifeguard's suspicion confirmations, which foca lacks: under packet loss a single
-    /// member can miss a refutation and time its suspicion out alone; if the member still
+    /// we ping it directly a few times before reporting Failed. A second line behind
+    /// Lifeguard's confirmations (foca patch 2): under packet loss a single member can
+    /// still miss a refutation and time its suspicion out alone; if the member still
     /// answers us, it is not reported (foca's identity renewal brings it back shortly), so
     /// the pool shows no false failure. Costs one probe timeout of detection latency.
     fn verify_down(&mut self, id: Id) {
