@@ -23,12 +23,18 @@ fn config(i: usize, keys: &[String]) -> Config {
     c
 }
 
-/// `n` nodes, each joining node 0 (a join storm), run until everyone knows everyone alive.
-fn cluster(n: usize, keys: &[String]) -> SimNetwork {
+/// `n` nodes that know only themselves.
+fn unjoined(n: usize, keys: &[String]) -> SimNetwork {
     let mut sim = SimNetwork::new(SimConfig::default());
     for i in 0..n {
         sim.add_node(config(i, keys)).expect("valid config");
     }
+    sim
+}
+
+/// `n` nodes, each joining node 0 (a join storm), run until everyone knows everyone alive.
+fn cluster(n: usize, keys: &[String]) -> SimNetwork {
+    let mut sim = unjoined(n, keys);
     for i in 1..n {
         sim.with_pool(i, |p, now| p.join(&[SimNetwork::addr_of(0)], now));
     }
@@ -754,10 +760,7 @@ fn impossible_timings_and_bad_keys_are_refused() {
 #[test]
 fn a_warm_start_is_a_converged_pool_that_detects_failures_and_agrees_on_its_view() {
     let n = 40;
-    let mut sim = SimNetwork::new(SimConfig::default());
-    for i in 0..n {
-        sim.add_node(config(i, &[])).expect("valid config");
-    }
+    let mut sim = unjoined(n, &[]);
     let joins = Rc::new(RefCell::new(0usize));
     let count = joins.clone();
     sim.set_event_hook(Some(Box::new(move |_, _, e| {
@@ -813,10 +816,7 @@ fn a_warm_start_is_a_converged_pool_that_detects_failures_and_agrees_on_its_view
 #[test]
 fn members_joining_a_warm_pool_all_at_once_are_known_to_all() {
     let n = 40;
-    let mut sim = SimNetwork::new(SimConfig::default());
-    for i in 0..n {
-        sim.add_node(config(i, &[])).expect("valid config");
-    }
+    let mut sim = unjoined(n, &[]);
     sim.warm_start_first(30);
     let warm: Vec<usize> = (0..30).collect();
     assert!(all_see(&sim, &warm, 30, MemberStatus::Alive));
