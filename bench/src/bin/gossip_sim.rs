@@ -15,8 +15,10 @@
 //! other M join through member 0 at once: a join storm of M into a pool of n − M, which
 //! fits in memory at sizes where a storm of all n does not.
 //!
-//! Usage: `gossip_sim [--warm | --storm=M] [SIZE...]` (default 100 1000). Prints a markdown
-//! table.
+//! The simulation is seeded (by default with the size): `--seed=S` draws another run.
+//!
+//! Usage: `gossip_sim [--warm | --storm=M] [--seed=S] [SIZE...]` (default 100 1000). Prints
+//! a markdown table.
 // A benchmark's output is its report.
 #![allow(clippy::print_stdout)]
 // The real (wall) time a simulation takes is one of its results; nothing here runs under
@@ -74,9 +76,18 @@ fn main() {
         a.strip_prefix("--storm=")
             .and_then(|m| m.parse::<usize>().ok())
     });
+    let seed = std::env::args().find_map(|a| {
+        a.strip_prefix("--seed=")
+            .and_then(|s| s.parse::<u64>().ok())
+    });
     let mut rows = Vec::new();
     for n in sizes {
-        let row = run(n, warm, storm.map(|m| m.min(n - 1)));
+        let row = run(
+            n,
+            warm,
+            storm.map(|m| m.min(n - 1)),
+            seed.unwrap_or(n as u64),
+        );
         print_row(&row);
         rows.push(row);
     }
@@ -145,11 +156,11 @@ fn print_row(r: &Row) {
     );
 }
 
-fn run(n: usize, warm: bool, storm: Option<usize>) -> Row {
+fn run(n: usize, warm: bool, storm: Option<usize>, seed: u64) -> Row {
     let wall = Instant::now();
     let rss_before = rss_kb();
     let mut sim = SimNetwork::new(SimConfig {
-        seed: n as u64,
+        seed,
         ..SimConfig::default()
     });
     for i in 0..n {
