@@ -1188,6 +1188,10 @@ where
             s.accusers.push(accuser);
             return true;
         }
+        // Concord patch 4: a suspicion heard from another member may direct our next probe.
+        if accuser != self.identity {
+            self.maybe_probe_suspect(id);
+        }
         self.suspicions.insert(
             id.addr(),
             Suspicion {
@@ -1208,7 +1212,7 @@ where
         false
     }
 
-    // Concord patch: we just learned from another member that `id` is suspect: with
+    // Concord patch: we just began timing a suspicion of `id` that another member raised: with
     // probability `probers / active members`, probe it next (see
     // `DynamicSuspicion::probers`). Across the cluster that is about `probers` extra probes
     // per suspicion, whatever its size: a dead member's confirmations then arrive within a
@@ -1503,16 +1507,8 @@ where
             })
         {
             let accuser = accuser.unwrap_or_else(|| self.identity.clone());
-            let learned = accuser != self.identity
-                && !self
-                    .suspicions
-                    .get(&update.id().addr())
-                    .is_some_and(|s| &s.id == update.id() && s.incarnation == update.incarnation());
             let confirmed =
                 self.note_suspicion(update.id(), update.incarnation(), accuser, &mut runtime);
-            if learned {
-                self.maybe_probe_suspect(update.id());
-            }
             if confirmed && do_broadcast && !summary.apply_successful {
                 let addr = Addr(update.id().addr());
                 let data = self.serialize_member(update.clone())?;
