@@ -16,7 +16,10 @@ use std::num::{NonZeroU32, NonZeroU8, NonZeroUsize};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use foca::{BroadcastHandler, Foca, Invalidates, OwnedNotification, PostcardCodec, Runtime, Timer};
+use foca::{
+    BroadcastHandler, Foca, Identity as _, Invalidates, OwnedNotification, PostcardCodec, Runtime,
+    Timer,
+};
 use rand010::rngs::SmallRng;
 use rand010::seq::IteratorRandom;
 use rand010::{RngExt, SeedableRng};
@@ -994,18 +997,18 @@ impl Pool {
                 entry.id = id;
                 entry.verifying = None;
                 let needs_meta = entry.meta.as_ref().is_none_or(|m| m.id != id);
-                self.set_up(id.addr_key(), true);
+                self.set_up(id.addr(), true);
                 if needs_meta {
                     self.send_packet(id.socket(), &Packet::MetaRequest);
                 }
             }
             OwnedNotification::MemberDown(id)
-                if self.members.get(id.addr_key()).is_some_and(|e| e.id == id) =>
+                if self.members.get(id.addr()).is_some_and(|e| e.id == id) =>
             {
                 self.verify_down(id);
             }
             OwnedNotification::Rename(_, new) => {
-                if let Some(entry) = self.members.get_mut(new.addr_key()) {
+                if let Some(entry) = self.members.get_mut(new.addr()) {
                     entry.id = new;
                 }
             }
@@ -1074,8 +1077,8 @@ impl Pool {
     }
 
     fn apply_meta(&mut self, meta: Meta) {
-        let addr = meta.id.addr_key();
-        if meta.name == self.local.name || addr == self.local.id.addr_key() {
+        let addr = meta.id.addr();
+        if meta.name == self.local.name || addr == self.local.id.addr() {
             return;
         }
         // The same name at another address: a restarted node that moved. The newer
@@ -1257,7 +1260,7 @@ impl Pool {
     /// answers us, it is not reported (foca's identity renewal brings it back shortly), so
     /// the pool shows no false failure. Costs one probe timeout of detection latency.
     fn verify_down(&mut self, id: Id) {
-        let addr = id.addr_key();
+        let addr = id.addr();
         let Some(entry) = self.members.get_mut(addr) else {
             return;
         };
@@ -1496,12 +1499,6 @@ fn swim_state_of(code: u8) -> Option<foca::State> {
         1 => Some(foca::State::Suspect),
         2 => Some(foca::State::Down),
         _ => None,
-    }
-}
-
-impl Id {
-    fn addr_key(&self) -> Addr {
-        (self.ip, self.port)
     }
 }
 

@@ -14,6 +14,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use foca::Identity as _;
 use hashbrown::HashTable;
 use rand010::RngExt;
 
@@ -21,7 +22,8 @@ use super::id::Id;
 use super::wire::Meta;
 use super::{Member, MemberStatus};
 
-/// A gossip address: what foca keys its members by, and so what keys an entry.
+/// A gossip address: what foca keys its members by (`Identity::addr`), and so what keys an
+/// entry.
 pub(super) type Addr = (IpAddr, u16);
 
 /// What this member knows about another one.
@@ -61,7 +63,7 @@ impl Entry {
 
     /// The entry's key.
     pub(super) fn addr(&self) -> Addr {
-        (self.id.ip, self.id.port)
+        self.id.addr()
     }
 
     /// When `up` last changed.
@@ -159,7 +161,7 @@ impl Table {
 
     /// The entry for `id`'s address, created (unlisted: no metadata, no verdict) if new.
     pub(super) fn get_or_insert(&mut self, id: Id, now: Duration) -> &mut Entry {
-        let addr = (id.ip, id.port);
+        let addr = id.addr();
         let pos = match self.position(addr) {
             Some(pos) => pos,
             None => {
@@ -311,8 +313,7 @@ mod tests {
     }
 
     fn addr(i: u32) -> Addr {
-        let id = id(i);
-        (id.ip, id.port)
+        id(i).addr()
     }
 
     /// Every entry is found by its address, and by its name when it is the one indexed.
