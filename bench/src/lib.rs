@@ -6,9 +6,11 @@
 //!   kept in a preallocated array, p50/p99/max reported after the run (`bench/dns/run.sh`).
 //! - `bin/gossip_sim.rs`: the gossip membership layer (`concord_net::gossip`) over an in-memory
 //!   network with a simulated clock: join storm, traffic, false failures under loss, failure
-//!   detection, memory per member (100 to 2,000 members on this machine; docs/benchmarks.md).
-//! - `bin/swim_sim.rs`: the SWIM layer alone (the vendored foca as the pool configures it)
-//!   at 10,000 members, warm-started: failure detection and false failures under loss.
+//!   detection, memory per member (100 to 10,000 members on this machine, the largest
+//!   warm-started: `--warm`, `--storm=M`; docs/benchmarks.md).
+//! - `bin/swim_sim.rs`: the SWIM layer alone (the vendored foca as the pool configures it),
+//!   warm-started: failure detection and false failures under loss, a cross-check of
+//!   `gossip_sim`.
 //! - `bin/parked.rs`: parked blocking queries against a dev agent (descriptors, RSS, CPU,
 //!   wake-up delay after one write), at 1,000 to 50,000 watchers, over HTTP/1.1 or HTTP/2
 //!   (`--h2`), on a dev agent or a client agent in front of 3 servers (`--cluster`).
@@ -31,6 +33,19 @@ pub fn percentile(times: &[Duration], p: f64) -> Option<Duration> {
     }
     let idx = ((times.len() as f64 * p).ceil() as usize).clamp(1, times.len()) - 1;
     Some(times[idx])
+}
+
+/// A KiB field (`VmRSS:`, `VmHWM:`, ...) of `/proc/<pid>/status` (`pid` "self" for this
+/// process); 0 where /proc or the field is missing.
+pub fn proc_status_kb(pid: &str, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 /// `d` in seconds with one decimal, or "-".

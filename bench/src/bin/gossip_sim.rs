@@ -29,7 +29,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use concord_bench::{percentile, secs, sizes_from_args};
+use concord_bench::{percentile, proc_status_kb, secs, sizes_from_args};
 use concord_net::gossip::memory::{SimConfig, SimNetwork};
 use concord_net::gossip::{Config, MemberEvent, MemberStatus};
 
@@ -276,7 +276,7 @@ fn run(n: usize, warm: bool, storm: Option<usize>, seed: u64) -> Row {
         n,
         warm: warm && storm.is_none(),
         storm,
-        peak_rss_kb: status_kb("VmHWM:"),
+        peak_rss_kb: proc_status_kb("self", "VmHWM:"),
         most,
         converge,
         join_p50: percentile(&join_times, 0.50),
@@ -348,21 +348,9 @@ fn push_pull_interval(n: usize) -> Duration {
     base * (((n as f64).log2() - 5.0).ceil() as u32 + 1)
 }
 
-/// This process's resident memory now (VmRSS), in KiB; 0 where /proc is missing.
+/// This process's resident memory now (VmRSS), in KiB.
 fn rss_kb() -> u64 {
-    status_kb("VmRSS:")
-}
-
-/// A KiB field of /proc/self/status; 0 where /proc is missing.
-fn status_kb(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
+    proc_status_kb("self", "VmRSS:")
 }
 
 fn unreachable_config() -> ! {

@@ -174,13 +174,7 @@ struct Sample {
 
 fn sample(pid: u32) -> Sample {
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count);
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let rss_kb = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let rss_kb = concord_bench::proc_status_kb(&pid.to_string(), "VmRSS:");
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name (which may hold spaces) start at state (field 3).
     let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
