@@ -43,7 +43,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{AnyError, LogState, RaftLogReader};
 
-use crate::raft::{Entry, LogId, StorageError, StorageIOError, TypeConfig, Vote};
+use crate::raft::{Entry, LogId, NodeId, StorageError, StorageIOError, TypeConfig, Vote};
 use segment::{LogState as Log, Record};
 use writer::{Done, Job, Stats, Writer, VOTE_FILE};
 
@@ -114,6 +114,33 @@ impl LogStore {
                 _temp: temp,
             }),
         })
+    }
+
+    /// Forgets, for a restart, that this server (`id`) led: a stored vote that says it was
+    /// elected is read back as a vote for itself not yet granted, so the server stands for
+    /// election again, in a new term, as a restarted Consul server does.
+    ///
+    /// Why: openraft 0.9 restarts a server whose stored vote is its own and committed
+    /// straight as leader, in the same term, with the commit point it had persisted. That
+    /// point can lag what it acknowledged before the crash (`save_committed` is not synced,
+    /// and it may still be queued when the process dies), and the leader's first entry of
+    /// the term is long committed, so `ensure_linearizable` would serve `?consistent` reads
+    /// from a state missing acknowledged writes until a quorum answered it again. A new
+    /// term's leader first commits a new blank entry, which covers everything acknowledged
+    /// before. The vote itself stays the same term and candidate, so no other vote of this
+    /// server changes meaning.
+    pub(crate) fn forget_leading(&self, id: NodeId) {
+        let mut vote = self
+            .inner
+            .vote
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(v) = vote.as_mut() {
+            if v.is_committed() && v.leader_id().voted_for() == Some(id) {
+                tracing::info!(vote = %v, "restarting as a candidate, not as the leader");
+                v.committed = false;
+            }
+        }
     }
 
     fn log(&self) -> MutexGuard<'_, Log> {

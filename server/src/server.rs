@@ -97,6 +97,7 @@ pub(crate) async fn open_with_gossip(
     .await
     .map_err(|e| storage(&e))?
     .map_err(|e| storage(&e))?;
+    log.forget_leading(id);
     // Restoring the persisted snapshot decodes the whole store: keep it off the async threads.
     let fsm_db = db.clone();
     let (fsm, store) =

@@ -95,6 +95,32 @@ async fn log_vote_and_purge_point_survive_reopen() {
     assert_eq!(log.try_get_log_entries(..=3).await.unwrap().len(), 1);
 }
 
+/// A restart forgets only this server's own leadership: its elected vote comes back as a
+/// vote for itself, anyone else's vote unchanged (see `LogStore::forget_leading`).
+#[tokio::test]
+async fn a_restart_forgets_only_its_own_leadership() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut log = LogStore::open(dir.path()).unwrap();
+        log.save_vote(&Vote::new_committed(3, 7)).await.unwrap();
+    }
+    let mut log = LogStore::open(dir.path()).unwrap();
+    log.forget_leading(8);
+    assert_eq!(
+        log.read_vote().await.unwrap(),
+        Some(Vote::new_committed(3, 7))
+    );
+    log.forget_leading(7);
+    assert_eq!(log.read_vote().await.unwrap(), Some(Vote::new(3, 7)));
+    drop(log);
+    let mut log = LogStore::open(dir.path()).unwrap();
+    assert_eq!(
+        log.read_vote().await.unwrap(),
+        Some(Vote::new_committed(3, 7)),
+        "the file keeps the vote as it was; only what openraft starts from changes"
+    );
+}
+
 /// Writes entries 1..=3 durably, then lets `damage` mangle the segment's tail as a crash
 /// could, and reopens: 1..=3 must read back, the damage must be gone, and the log must
 /// accept and keep new entries.

@@ -582,3 +582,51 @@ async fn concurrent_writes_share_entries_and_replicate() {
     b.shutdown().await.unwrap();
     a.shutdown().await.unwrap();
 }
+
+/// A leader that restarts (crash or shutdown) stands for election again; it never resumes
+/// leading in its old term. openraft 0.9 would restart it as leader at once, with the commit
+/// point it had persisted, which can lag what it acknowledged before the crash, and its
+/// `?consistent` reads would then miss those writes (see `LogStore::forget_leading`).
+#[tokio::test]
+async fn a_restarted_leader_is_elected_again_in_a_new_term() {
+    let dir = tempfile::tempdir().unwrap();
+    let (la, a_addr) = listener().await;
+    let a = Server::start(config("a", 1, a_addr, 1, Some(dir.path())), la)
+        .await
+        .unwrap();
+    a.wait_for_leader(WAIT).await.unwrap();
+    let (lb, b_addr) = listener().await;
+    let b = Server::start(config("b", 2, b_addr, 0, None), lb)
+        .await
+        .unwrap();
+    a.shared
+        .raft
+        .add_learner(b.shared.id, Node::new(b_addr), true)
+        .await
+        .unwrap();
+    a.shared
+        .raft
+        .change_membership([a.shared.id, b.shared.id], false)
+        .await
+        .unwrap();
+    let _: WriteResponse = rpc(a_addr, WRITE_PATH, &set("k", "v")).await.unwrap();
+    let term = a.shared.raft.metrics().borrow().current_term;
+    assert_eq!(a.shared.leadership(), Leadership::Leader);
+    a.shutdown().await.unwrap();
+
+    tracing::info!("the leader restarts on its data dir and address");
+    let la = TcpListener::bind(a_addr).await.unwrap();
+    let a = Server::start(config("a", 1, a_addr, 1, Some(dir.path())), la)
+        .await
+        .unwrap();
+    a.wait_for_leader(WAIT).await.unwrap();
+    let m = a.shared.raft.metrics().borrow().clone();
+    assert!(
+        m.current_term > term,
+        "leading again in term {} (was {term}) without an election",
+        m.current_term
+    );
+    assert_eq!(keys(a_addr, Consistency::Consistent).await, ["k"]);
+    b.shutdown().await.unwrap();
+    a.shutdown().await.unwrap();
+}
