@@ -188,6 +188,13 @@ impl LogStore {
             .map_err(|_| io::Error::other("the raft log writer thread is gone"))
     }
 
+    /// Held by a test, stalls the writer before its next sync (the records are written,
+    /// not synced, and nothing waiting on them is told).
+    #[cfg(test)]
+    pub(crate) fn sync_gate(&self) -> Arc<Mutex<()>> {
+        self.inner.gate.clone()
+    }
+
     /// Number of `fdatasync`s of log segments so far (tests: group commit).
     #[cfg(test)]
     fn syncs(&self) -> u64 {

@@ -58,6 +58,9 @@ pub(crate) struct Shared {
     started: Instant,
     /// Flips to `true` once on shutdown; parked blocking queries return at once.
     shutdown: watch::Sender<bool>,
+    /// Tests hold this to stall the Raft log's syncs (see `LogStore::sync_gate`).
+    #[cfg(test)]
+    pub(crate) log_gate: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -93,7 +96,16 @@ impl Shared {
             last_contact: Mutex::new(None),
             started: Instant::now(),
             shutdown: watch::Sender::new(false),
+            #[cfg(test)]
+            log_gate: std::sync::Arc::default(),
         }
+    }
+
+    /// The same state, with the gate of the Raft log's syncs (tests).
+    #[cfg(test)]
+    pub(crate) fn with_log_gate(mut self, gate: std::sync::Arc<std::sync::Mutex<()>>) -> Self {
+        self.log_gate = gate;
+        self
     }
 
     /// The same state, with the LAN gossip pool the leader reconciles.

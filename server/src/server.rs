@@ -98,6 +98,8 @@ pub(crate) async fn open_with_gossip(
     .map_err(|e| storage(&e))?
     .map_err(|e| storage(&e))?;
     log.forget_leading(id);
+    #[cfg(test)]
+    let log_gate = log.sync_gate();
     // Restoring the persisted snapshot decodes the whole store: keep it off the async threads.
     let fsm_db = db.clone();
     let (fsm, store) =
@@ -118,6 +120,8 @@ pub(crate) async fn open_with_gossip(
     .map_err(|e| ServerError::Raft(e.to_string()))?;
     let timers = SessionTimers::new(leader::expire_session(raft.clone(), store.clone()));
     let shared = Shared::new(config, id, raft, store, timers, http).with_gossip(gossip);
+    #[cfg(test)]
+    let shared = shared.with_log_gate(log_gate);
     Ok((Arc::new(shared), db))
 }
 

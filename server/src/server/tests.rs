@@ -630,3 +630,129 @@ async fn a_restarted_leader_is_elected_again_in_a_new_term() {
     b.shutdown().await.unwrap();
     a.shutdown().await.unwrap();
 }
+
+/// Servers `a` (the leader, bootstrapped alone), then `b`, `c`, ... joined as voters; each
+/// with its RPC address.
+async fn voters(n: u8) -> Vec<(Server, SocketAddr)> {
+    let (la, a_addr) = listener().await;
+    let a = Server::start(config("a", 1, a_addr, 1, None), la)
+        .await
+        .unwrap();
+    a.wait_for_leader(WAIT).await.unwrap();
+    let mut servers = vec![(a, a_addr)];
+    for i in 1..n {
+        let (l, addr) = listener().await;
+        let name = char::from(b'a' + i).to_string();
+        let s = Server::start(config(&name, i + 1, addr, 0, None), l)
+            .await
+            .unwrap();
+        servers[0]
+            .0
+            .shared
+            .raft
+            .add_learner(s.shared.id, Node::new(addr), true)
+            .await
+            .unwrap();
+        servers.push((s, addr));
+    }
+    let ids: Vec<_> = servers.iter().map(|(s, _)| s.shared.id).collect();
+    servers[0]
+        .0
+        .shared
+        .raft
+        .change_membership(ids, false)
+        .await
+        .unwrap();
+    servers
+}
+
+/// Holds a server's Raft log syncs (on a thread of its own) until the returned sender is
+/// dropped.
+fn stall_syncs(server: &Server) -> std::sync::mpsc::Sender<()> {
+    let gate = server.shared.log_gate.clone();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let (held, holding) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _held = gate.lock().unwrap();
+        held.send(()).unwrap();
+        let _ = released.recv();
+    });
+    holding.recv().unwrap();
+    release
+}
+
+/// The leader sends an entry to its followers while it syncs its own copy (vendored
+/// openraft's patch 1): with three voters a write commits on the two followers' synced
+/// copies even while the leader's sync is stalled. Unpatched, the leader waited for its
+/// own sync before it replicated, and the write waited with it.
+#[tokio::test]
+async fn a_leader_replicates_while_its_own_sync_is_stalled() {
+    let servers = voters(3).await;
+    let (leader, leader_addr) = &servers[0];
+    let stalled = stall_syncs(leader);
+    let write = tokio::time::timeout(
+        WAIT,
+        rpc::<_, WriteResponse>(*leader_addr, WRITE_PATH, &set("k", "v")),
+    )
+    .await;
+    assert!(
+        matches!(write, Ok(Ok(_))),
+        "the write waited for the leader's stalled sync: {write:?}"
+    );
+    assert_eq!(keys(*leader_addr, Consistency::Consistent).await, ["k"]);
+    drop(stalled);
+    for (s, _) in servers {
+        s.shutdown().await.unwrap();
+    }
+}
+
+/// ... but a commit still needs a quorum of synced copies: with two voters the leader's own
+/// copy is one of them, so a write the follower already synced is acknowledged only once
+/// the leader's sync completes.
+#[tokio::test]
+async fn a_leader_counts_its_own_copy_only_once_synced() {
+    let mut servers = voters(2).await;
+    let (follower, _) = servers.pop().unwrap();
+    let (leader, leader_addr) = servers.pop().unwrap();
+    let before = leader
+        .shared
+        .raft
+        .metrics()
+        .borrow()
+        .last_log_index
+        .unwrap_or(0);
+    let stalled = stall_syncs(&leader);
+    let write = tokio::spawn(async move {
+        rpc::<_, WriteResponse>(leader_addr, WRITE_PATH, &set("k", "v")).await
+    });
+    tracing::info!("the follower has synced the entry and told the leader");
+    leader
+        .shared
+        .raft
+        .wait(Some(WAIT))
+        .metrics(
+            |m| {
+                m.replication.as_ref().is_some_and(|r| {
+                    r.get(&follower.shared.id)
+                        .is_some_and(|l| l.is_some_and(|l| l.index > before))
+                })
+            },
+            "the follower's copy acknowledged",
+        )
+        .await
+        .unwrap();
+    let applied = leader.shared.raft.metrics().borrow().last_applied;
+    assert!(
+        !write.is_finished() && applied.is_none_or(|a| a.index <= before),
+        "acknowledged before the leader's own copy was synced (applied {applied:?})"
+    );
+    drop(stalled);
+    let written = tokio::time::timeout(WAIT, write)
+        .await
+        .expect("the write completes once the leader's sync does")
+        .unwrap()
+        .unwrap();
+    assert!(written.index > before);
+    follower.shutdown().await.unwrap();
+    leader.shutdown().await.unwrap();
+}

@@ -3,6 +3,8 @@ use crate::raft::VoteResponse;
 use crate::replication;
 use crate::MessageSummary;
 use crate::RaftTypeConfig;
+use crate::display_ext::DisplayOptionExt;
+use crate::LogId;
 use crate::Vote;
 
 /// A message coming from the internal components.
@@ -41,6 +43,14 @@ where C: RaftTypeConfig
 
     /// Result of executing a command sent from state machine worker.
     StateMachine { command_result: sm::CommandResult<C> },
+
+    /// Concord patch: the leader's own append, made with `vote`, was flushed up to `upto`
+    /// (or failed to be).
+    LocalLogFlushed {
+        vote: Vote<C::NodeId>,
+        upto: Option<LogId<C::NodeId>>,
+        result: Result<(), std::io::Error>,
+    },
 
     /// A tick event to wake up RaftCore to check timeout etc.
     Tick {
@@ -84,6 +94,9 @@ where C: RaftTypeConfig
             }
             Self::StateMachine { command_result } => {
                 format!("StateMachine command done: {:?}", command_result)
+            }
+            Self::LocalLogFlushed { vote, upto, result } => {
+                format!("LocalLogFlushed: by {}: upto {}: {:?}", vote, upto.display(), result)
             }
             Self::Tick { i } => {
                 format!("Tick {}", i)

@@ -1374,6 +1374,20 @@ where
                 }
             }
 
+            Notify::LocalLogFlushed { vote, upto, result } => {
+                if let Err(e) = result {
+                    let e = StorageIOError::write_logs(AnyError::new(&e));
+                    return Err(Fatal::from(StorageError::from(e)));
+                }
+                // Only for the leadership that made the append: a later one counts its own
+                // appends (the flush of its first entry covers everything before it).
+                if let Ok(mut lh) = self.engine.leader_handler() {
+                    if lh.leader.vote == vote {
+                        lh.replication_handler().update_local_progress(upto);
+                    }
+                }
+            }
+
             Notify::StateMachine { command_result } => {
                 tracing::debug!("sm::StateMachine command result: {:?}", command_result);
 
@@ -1636,6 +1650,20 @@ where
             Command::AppendInputEntries { vote, entries } => {
                 let last_log_id = entries.last().unwrap().get_log_id().clone();
                 tracing::debug!("AppendInputEntries: {}", DisplaySlice::<_>(&entries),);
+
+                // Concord patch: the leader's own append does not wait for its flush. The
+                // replication commands that follow it send the entries to the followers
+                // while the log store flushes them here (Raft thesis 10.2.1, as etcd does);
+                // the leader counts itself toward the quorum only when the flush is
+                // reported (`Notify::LocalLogFlushed`). A follower still waits: it answers
+                // its leader only after the entries are durable.
+                let own = self.engine.leader.as_ref().is_some_and(|l| l.vote == vote);
+                if own {
+                    let log_io_id = LogIOId::new(vote.clone(), Some(last_log_id));
+                    let callback = LogFlushed::notify(log_io_id, vote, self.tx_notify.clone());
+                    self.log_store.append(entries, callback).await?;
+                    return Ok(None);
+                }
 
                 self.append_to_log(entries, vote, last_log_id.clone()).await?;
 
