@@ -194,9 +194,10 @@ pub struct Foca<T: Identity, C, RNG, B: BroadcastHandler<T>> {
     accusers_buf: Vec<Option<T>>,
     // Concord patch: suspicions being timed out (`Config::suspicion`), by address.
     suspicions: HashMap<T::Addr, Suspicion<T>>,
-    // Concord patch: a suspect to probe next, ahead of the round-robin
-    // (`DynamicSuspicion::probers`).
-    probe_next: Option<T>,
+    // Concord patch: a member to probe next, ahead of the round-robin: a suspect
+    // (`DynamicSuspicion::probers`, patch 4) or a member the driver asked for
+    // (`Foca::probe_next`, patch 5). At most one is pending.
+    probe_next: Option<(T, Directed)>,
     // Used when selecting (random) members
     choice_buf: Vec<Member<T>>,
 
@@ -635,6 +636,31 @@ where
         } else {
             Ok(false)
         }
+    }
+
+    /// Concord patch 5: probe `id` at the next probe round, ahead of the
+    /// round-robin (which then resumes where it was).
+    ///
+    /// For a driver that has its own reason to doubt a member, such as a
+    /// ping of its own that went unanswered: the member then gets the
+    /// normal probe (direct ping, then indirect ping-reqs), which raises a
+    /// suspicion only if all of them fail. A live member just answers.
+    ///
+    /// Returns whether the request was taken. It is ignored (false) when
+    /// another directed probe is already pending (a suspect chosen under
+    /// [`DynamicSuspicion::probers`], or an earlier request), when `id` has
+    /// our address, or when `id` is not an active (alive or suspect) member
+    /// under that exact identity. A member that is no longer active when
+    /// the round comes is skipped and the round-robin decides.
+    pub fn probe_next(&mut self, id: T) -> bool {
+        if self.probe_next.is_some()
+            || id.addr() == self.identity.addr()
+            || !self.members.is_active(&id)
+        {
+            return false;
+        }
+        self.probe_next = Some((id, Directed::Asked));
+        true
     }
 
     /// React to a previously scheduled timer event.
@@ -1227,7 +1253,7 @@ where
             return;
         }
         if self.rng.random_range(0..active) < usize::from(params.probers) {
-            self.probe_next = Some(id.clone());
+            self.probe_next = Some((id.clone(), Directed::Suspect));
         }
     }
 
@@ -1394,12 +1420,20 @@ where
             }
         }
 
-        // Concord patch: a suspect chosen for a probe at once (`DynamicSuspicion::probers`)
-        // goes first, if it is still suspect; the round-robin resumes where it was.
-        let directed = self.probe_next.take().and_then(|id| {
+        // Concord patch: a member chosen for a probe at once goes first: a suspect
+        // (`DynamicSuspicion::probers`) if it is still suspect, a member the driver asked
+        // for (`Foca::probe_next`) if it is still active. The round-robin resumes where
+        // it was.
+        let directed = self.probe_next.take().and_then(|(id, why)| {
             self.members
                 .get(&id.addr())
-                .filter(|m| m.id() == &id && m.state() == State::Suspect)
+                .filter(|m| {
+                    m.id() == &id
+                        && match why {
+                            Directed::Suspect => m.state() == State::Suspect,
+                            Directed::Asked => m.is_active(),
+                        }
+                })
                 .cloned()
         });
         let next = match directed {
@@ -1943,6 +1977,17 @@ where
             Ok(false)
         }
     }
+}
+
+// Concord patch: why the `probe_next` member was chosen, which decides whether it is still
+// probed when the probe round comes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Directed {
+    // A suspect chosen under `DynamicSuspicion::probers` (patch 4): probed only if still
+    // suspect (a refuted suspicion needs no confirmation).
+    Suspect,
+    // Asked for by the driver (`Foca::probe_next`, patch 5): probed if still active.
+    Asked,
 }
 
 // Concord patch: one suspicion being timed out (`Config::suspicion`).

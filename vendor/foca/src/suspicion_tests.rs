@@ -355,3 +355,106 @@ fn a_suspicion_we_raised_or_that_ended_directs_no_probe() {
     }
     assert!(picks.iter().any(|p| *p != Some(ID::new(2))), "{picks:?}");
 }
+
+// Concord patch 5: `Foca::probe_next`, a probe the driver asks for.
+
+/// Member 1 of a cluster of members 1 to 6, all alive, with `seed` and `probers`.
+fn member_one(seed: u64, probers: u8) -> (TestFoca, AccumulatingRuntime<ID>) {
+    let mut c = config();
+    if let Some(s) = c.suspicion.as_mut() {
+        s.probers = probers;
+    }
+    let mut foca = Foca::new(ID::new(1), c, SmallRng::seed_from_u64(seed), BadCodec);
+    let mut runtime = AccumulatingRuntime::new();
+    let others = (2..=6).map(|i| Member::alive(ID::new(i)));
+    foca.apply_many(others, true, &mut runtime).expect("apply");
+    (foca, runtime)
+}
+
+#[test]
+fn a_probe_the_driver_asks_for_comes_next() {
+    for seed in 0..8 {
+        let (mut foca, mut runtime) = member_one(seed, 0);
+        assert!(foca.probe_next(ID::new(4)), "seed {seed}");
+        // A second request waits for none: one directed probe at a time.
+        assert!(!foca.probe_next(ID::new(5)), "seed {seed}");
+        assert_eq!(
+            Some(ID::new(4)),
+            next_probe_target(&mut foca, &mut runtime),
+            "seed {seed}"
+        );
+    }
+    // Unasked, the round-robin decides (over eight seeds, it does not always pick 4).
+    let picks: Vec<_> = (0..8)
+        .map(|seed| {
+            let (mut foca, mut runtime) = member_one(seed, 0);
+            next_probe_target(&mut foca, &mut runtime)
+        })
+        .collect();
+    assert!(picks.iter().all(Option::is_some));
+    assert!(picks.iter().any(|p| *p != Some(ID::new(4))), "{picks:?}");
+
+    // A suspect is active: it may be asked for too (a failed probe is then a confirmation).
+    let (mut foca, mut runtime) = member_one(0, 0);
+    foca.apply_update_accused(
+        Member::suspect(ID::new(3)),
+        Some(ID::new(2)),
+        true,
+        &mut runtime,
+    )
+    .expect("apply");
+    assert!(foca.probe_next(ID::new(3)));
+    assert_eq!(Some(ID::new(3)), next_probe_target(&mut foca, &mut runtime));
+}
+
+#[test]
+fn a_probe_is_not_asked_for_ourselves_unknown_or_down_members_or_over_a_pending_one() {
+    let (mut foca, mut runtime) = member_one(0, 0);
+    assert!(!foca.probe_next(ID::new(1)), "ourselves");
+    assert!(!foca.probe_next(ID::new(9)), "unknown");
+    assert!(
+        !foca.probe_next(ID::new(4).bump()),
+        "another identity at 4's address"
+    );
+    foca.apply_many(
+        core::iter::once(Member::down(ID::new(5))),
+        true,
+        &mut runtime,
+    )
+    .expect("apply");
+    assert!(!foca.probe_next(ID::new(5)), "down");
+    assert!(foca.probe_next.is_none());
+
+    // A suspect chosen under `DynamicSuspicion::probers` is pending: it keeps its turn.
+    let (mut foca, mut runtime) = member_one(0, 6);
+    foca.apply_update_accused(
+        Member::suspect(ID::new(2)),
+        Some(ID::new(3)),
+        true,
+        &mut runtime,
+    )
+    .expect("apply");
+    assert!(!foca.probe_next(ID::new(4)));
+    assert_eq!(Some(ID::new(2)), next_probe_target(&mut foca, &mut runtime));
+}
+
+#[test]
+fn a_member_asked_for_that_went_down_meanwhile_is_skipped() {
+    let mut picks = Vec::new();
+    for seed in 0..8 {
+        let (mut foca, mut runtime) = member_one(seed, 0);
+        assert!(foca.probe_next(ID::new(4)));
+        foca.apply_many(
+            core::iter::once(Member::down(ID::new(4))),
+            true,
+            &mut runtime,
+        )
+        .expect("apply");
+        picks.push(next_probe_target(&mut foca, &mut runtime));
+    }
+    // The round-robin picks an active member instead, never the one that went down.
+    assert!(
+        picks.iter().all(|p| p.is_some() && *p != Some(ID::new(4))),
+        "{picks:?}"
+    );
+}
