@@ -248,6 +248,8 @@ enum Task {
     Verify(Addr),
     Recheck(Addr),
     Ping,
+    /// The RTT ping with this sequence number is due an answer (see [`Pool::ping_due`]).
+    PingDue(u32),
     PushPull,
     Reconnect,
     /// A member we listed failed just exchanged state with us: try another failed member
@@ -909,6 +911,7 @@ impl Pool {
                 self.send_ping();
                 self.schedule(self.config.timing.probe_interval, Task::Ping);
             }
+            Task::PingDue(seq) => self.ping_due(seq),
             Task::PushPull => {
                 self.periodic_push_pull();
                 let every =
@@ -1348,6 +1351,32 @@ impl Pool {
             self.pings.pop_front();
         }
         self.send_packet(to, &Packet::Ping { seq: self.ping_seq });
+        self.schedule(self.swim_config.probe_rtt, Task::PingDue(self.ping_seq));
+    }
+
+    /// The RTT ping `seq` was sent foca's probe timeout ago. Still unanswered, its target
+    /// becomes foca's next probe (foca patch 5, `Foca::probe_next`): a direct probe, then
+    /// ping-reqs through others, which raises a suspicion only if all fail. The ping stays
+    /// pending, so a late answer still measures the RTT, and a live member just answers
+    /// foca's probe too.
+    ///
+    /// Why: foca's round-robin brings about one probe of a given member a second across
+    /// the pool, so a dead member goes unprobed for 4 s about once in 55 kills (e^-4), a
+    /// tail that kept a 10,000-member pool from knowing of one kill in 30 for 11.7 s. The RTT
+    /// pings reach each member about once a second too; with their failures handed to foca,
+    /// a dead member's first probe comes twice as often (no probe in 4 s: about e^-7, one
+    /// kill in 1,100), at no cost in packets while members answer. foca takes the request
+    /// only if no other directed probe is pending (a suspect's, patch 4, goes first) and it
+    /// lists that identity active.
+    fn ping_due(&mut self, seq: u32) {
+        let Some(&(_, to, _)) = self.pings.iter().find(|(s, _, _)| *s == seq) else {
+            // Answered (or forgotten under `MAX_PENDING_PINGS`).
+            return;
+        };
+        // The table's key for that address (any generation); foca gets the identity we list.
+        if let Some(entry) = self.members.get(Id::new(to, 0).addr()) {
+            self.swim.probe_next(entry.id);
+        }
     }
 
     fn handle_ack(&mut self, from: SocketAddr, seq: u32, name: String, coord: Coordinate) {

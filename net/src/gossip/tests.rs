@@ -836,3 +836,107 @@ fn members_joining_a_warm_pool_all_at_once_are_known_to_all() {
         "the storm into the warm pool did not converge"
     );
 }
+
+/// What one pool sent, as the test reads it (unencrypted packets only).
+enum Sent {
+    /// An RTT ping (the pool's own, for coordinates).
+    RttPing(SocketAddr),
+    /// foca's direct probe.
+    Probe(SocketAddr),
+}
+
+fn sent(to: SocketAddr, data: &[u8]) -> Option<Sent> {
+    use foca::Codec as _;
+    match wire::decode::<Packet>(data)? {
+        Packet::Ping { .. } => Some(Sent::RttPing(to)),
+        Packet::Swim(bytes) => {
+            let header: foca::Header<id::Id> =
+                foca::PostcardCodec.decode_header(&bytes[..]).ok()?;
+            matches!(header.message, foca::Message::Ping(_)).then_some(Sent::Probe(to))
+        }
+        _ => None,
+    }
+}
+
+/// foca's state code for `to` in `pool`'s view, as a push-pull frame carries it.
+fn swim_code(pool: &mut Pool, to: SocketAddr) -> Option<u8> {
+    let data = pool.push_pull_request()?;
+    let wire::Frame::State(state) = frame(&data) else {
+        return None;
+    };
+    state
+        .members
+        .iter()
+        .find(|(id, _, _)| id.socket() == to)
+        .map(|(_, _, code)| *code)
+}
+
+#[test]
+fn an_unanswered_rtt_ping_makes_foca_probe_its_target_next() {
+    // One pool, driven by hand, in a warm pool of 64 that never answers anything. foca's
+    // round-robin alone would probe an RTT ping's target at the next round once in 63; with
+    // the ping's failure handed over (foca patch 5), it always does.
+    let n = 64;
+    let timing = Timing::lan();
+    let configs: Vec<Config> = (0..n)
+        .map(|i| Config {
+            timing: timing.clone(),
+            ..config(i, &[])
+        })
+        .collect();
+    let view: Vec<_> = configs
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            Pool::new(c.clone(), 1, i as u64, Duration::ZERO)
+                .expect("valid")
+                .local_meta()
+                .clone()
+        })
+        .collect();
+    let mut pool = Pool::new(configs[0].clone(), 1, 42, Duration::ZERO).expect("valid");
+    pool.warm_start(&view, Duration::ZERO);
+
+    tracing::info!("run until four RTT pings went unanswered and foca probed after each");
+    let due = timing.probe_timeout;
+    let mut log: Vec<(Duration, Sent)> = Vec::new();
+    // (target, sent at) of each RTT ping, and the first probe sent after its answer was due.
+    let mut checked: Vec<(SocketAddr, Duration, SocketAddr)> = Vec::new();
+    while checked.len() < 4 {
+        let at = pool.next_deadline().expect("tasks scheduled");
+        assert!(at < Duration::from_secs(10), "too few pings and probes");
+        pool.tick(at);
+        while let Some(out) = pool.poll_output() {
+            if let Output::Packet { to, data } = out {
+                log.extend(sent(to, &data).map(|s| (at, s)));
+            }
+        }
+        checked = log
+            .iter()
+            .filter_map(|(sent_at, s)| match s {
+                Sent::RttPing(target) => Some((*target, *sent_at)),
+                Sent::Probe(_) => None,
+            })
+            .filter_map(|(target, sent_at)| {
+                let first_probe = log.iter().find_map(|(at, s)| match s {
+                    Sent::Probe(to) if *at > sent_at + due => Some(*to),
+                    _ => None,
+                })?;
+                Some((target, sent_at, first_probe))
+            })
+            .collect();
+    }
+    for (target, sent_at, probed) in &checked {
+        assert_eq!(
+            target, probed,
+            "RTT ping to {target} at {sent_at:?}: foca probed {probed} next"
+        );
+    }
+
+    tracing::info!("the probes failed too (nobody answers): each target is suspect");
+    let at = pool.next_deadline().expect("tasks scheduled") + timing.probe_interval;
+    pool.tick(at);
+    for (target, _, _) in &checked {
+        assert_eq!(swim_code(&mut pool, *target), Some(1), "{target} suspect");
+    }
+}
