@@ -13,7 +13,8 @@
 //! could not be simulated at scale in one process.) foca is vendored with patches
 //! (`vendor/foca/PATCH.md`): an address index and sampled random choice instead of scans of
 //! the member table (per-member work stays O(1) in large pools), Lifeguard's dynamic
-//! suspicion, probes directed at suspects, and a compact index.
+//! suspicion, probes directed at suspects, a compact index, and a probe the driver asks for
+//! (the pool's unanswered RTT pings, so a dead member's first probe comes twice as often).
 //!
 //! # Layers
 //! Outermost first: a driver ([`Gossip`] or [`memory::SimNetwork`]) moves bytes and time;
