@@ -583,59 +583,11 @@ async fn concurrent_writes_share_entries_and_replicate() {
     a.shutdown().await.unwrap();
 }
 
-/// A leader that restarts (crash or shutdown) stands for election again; it never resumes
-/// leading in its old term. openraft 0.9 would restart it as leader at once, with the commit
-/// point it had persisted, which can lag what it acknowledged before the crash, and its
-/// `?consistent` reads would then miss those writes (see `LogStore::forget_leading`).
-#[tokio::test]
-async fn a_restarted_leader_is_elected_again_in_a_new_term() {
-    let dir = tempfile::tempdir().unwrap();
+/// Servers `a` (the leader, bootstrapped alone, on `a_dir` if given), then `b`, `c`, ...
+/// joined as voters; each with its RPC address.
+async fn voters(n: u8, a_dir: Option<&Path>) -> Vec<(Server, SocketAddr)> {
     let (la, a_addr) = listener().await;
-    let a = Server::start(config("a", 1, a_addr, 1, Some(dir.path())), la)
-        .await
-        .unwrap();
-    a.wait_for_leader(WAIT).await.unwrap();
-    let (lb, b_addr) = listener().await;
-    let b = Server::start(config("b", 2, b_addr, 0, None), lb)
-        .await
-        .unwrap();
-    a.shared
-        .raft
-        .add_learner(b.shared.id, Node::new(b_addr), true)
-        .await
-        .unwrap();
-    a.shared
-        .raft
-        .change_membership([a.shared.id, b.shared.id], false)
-        .await
-        .unwrap();
-    let _: WriteResponse = rpc(a_addr, WRITE_PATH, &set("k", "v")).await.unwrap();
-    let term = a.shared.raft.metrics().borrow().current_term;
-    assert_eq!(a.shared.leadership(), Leadership::Leader);
-    a.shutdown().await.unwrap();
-
-    tracing::info!("the leader restarts on its data dir and address");
-    let la = TcpListener::bind(a_addr).await.unwrap();
-    let a = Server::start(config("a", 1, a_addr, 1, Some(dir.path())), la)
-        .await
-        .unwrap();
-    a.wait_for_leader(WAIT).await.unwrap();
-    let m = a.shared.raft.metrics().borrow().clone();
-    assert!(
-        m.current_term > term,
-        "leading again in term {} (was {term}) without an election",
-        m.current_term
-    );
-    assert_eq!(keys(a_addr, Consistency::Consistent).await, ["k"]);
-    b.shutdown().await.unwrap();
-    a.shutdown().await.unwrap();
-}
-
-/// Servers `a` (the leader, bootstrapped alone), then `b`, `c`, ... joined as voters; each
-/// with its RPC address.
-async fn voters(n: u8) -> Vec<(Server, SocketAddr)> {
-    let (la, a_addr) = listener().await;
-    let a = Server::start(config("a", 1, a_addr, 1, None), la)
+    let a = Server::start(config("a", 1, a_addr, 1, a_dir), la)
         .await
         .unwrap();
     a.wait_for_leader(WAIT).await.unwrap();
@@ -666,6 +618,38 @@ async fn voters(n: u8) -> Vec<(Server, SocketAddr)> {
     servers
 }
 
+/// A leader that restarts (crash or shutdown) stands for election again; it never resumes
+/// leading in its old term. openraft 0.9 would restart it as leader at once, with the commit
+/// point it had persisted, which can lag what it acknowledged before the crash, and its
+/// `?consistent` reads would then miss those writes (see `LogStore::forget_leading`).
+#[tokio::test]
+async fn a_restarted_leader_is_elected_again_in_a_new_term() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut servers = voters(2, Some(dir.path())).await;
+    let (b, _) = servers.pop().unwrap();
+    let (a, a_addr) = servers.pop().unwrap();
+    let _: WriteResponse = rpc(a_addr, WRITE_PATH, &set("k", "v")).await.unwrap();
+    let term = a.shared.raft.metrics().borrow().current_term;
+    assert_eq!(a.shared.leadership(), Leadership::Leader);
+    a.shutdown().await.unwrap();
+
+    tracing::info!("the leader restarts on its data dir and address");
+    let la = TcpListener::bind(a_addr).await.unwrap();
+    let a = Server::start(config("a", 1, a_addr, 1, Some(dir.path())), la)
+        .await
+        .unwrap();
+    a.wait_for_leader(WAIT).await.unwrap();
+    let m = a.shared.raft.metrics().borrow().clone();
+    assert!(
+        m.current_term > term,
+        "leading again in term {} (was {term}) without an election",
+        m.current_term
+    );
+    assert_eq!(keys(a_addr, Consistency::Consistent).await, ["k"]);
+    b.shutdown().await.unwrap();
+    a.shutdown().await.unwrap();
+}
+
 /// Holds a server's Raft log syncs (on a thread of its own) until the returned sender is
 /// dropped.
 fn stall_syncs(server: &Server) -> std::sync::mpsc::Sender<()> {
@@ -687,7 +671,7 @@ fn stall_syncs(server: &Server) -> std::sync::mpsc::Sender<()> {
 /// own sync before it replicated, and the write waited with it.
 #[tokio::test]
 async fn a_leader_replicates_while_its_own_sync_is_stalled() {
-    let servers = voters(3).await;
+    let servers = voters(3, None).await;
     let (leader, leader_addr) = &servers[0];
     let stalled = stall_syncs(leader);
     let write = tokio::time::timeout(
@@ -711,7 +695,7 @@ async fn a_leader_replicates_while_its_own_sync_is_stalled() {
 /// the leader's sync completes.
 #[tokio::test]
 async fn a_leader_counts_its_own_copy_only_once_synced() {
-    let mut servers = voters(2).await;
+    let mut servers = voters(2, None).await;
     let (follower, _) = servers.pop().unwrap();
     let (leader, leader_addr) = servers.pop().unwrap();
     let before = leader
