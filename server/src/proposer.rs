@@ -1,18 +1,19 @@
 //! Group commit at the proposal layer: concurrent writes share one Raft entry, so they share
 //! the leader's `fdatasync`, the followers' and one replication round trip.
 //!
-//! openraft 0.9's core appends one client write at a time and waits for that append to be
-//! flushed before it takes the next one (`RaftCore::append_to_log`), so with one entry per
-//! write every write paid a sync of its own on the leader, however many were waiting. The
-//! log's writer batches whatever queues behind a sync (`log_store::writer`), but the core
-//! never queues a second append. So the batching happens before Raft: the proposer keeps at
-//! most [`MAX_IN_FLIGHT`] proposals in Raft at a time; writes arriving meanwhile queue
-//! here, and when a proposal completes, everything queued becomes the next entry, a
-//! [`Command::Batch`]. A lone write is proposed as itself, at once: one client pays no
-//! latency for this.
+//! openraft 0.9's core takes one client write per entry, and a follower waits for each
+//! append's flush before it takes the next (`RaftCore::append_to_log`; the leader no longer
+//! does since vendored openraft's patch 1, but it still appends and replicates entry by
+//! entry). With one entry per write every write paid a sync of its own on each follower,
+//! and its own append-entries round trip, however many were waiting. So the batching
+//! happens before Raft: the proposer keeps at most [`MAX_IN_FLIGHT`] proposals in Raft at a
+//! time; writes arriving meanwhile queue here, and when a proposal completes, everything
+//! queued becomes the next entry, a [`Command::Batch`]. A lone write is proposed as itself,
+//! at once: one client pays no latency for this.
 //!
 //! Every write still gets its answer only once its entry is committed and applied, which
-//! (the log's contract) is after the entry was synced on a quorum, the leader included.
+//! (the log's contract) is after the entry was synced on a quorum (the leader's copy counts
+//! once it is synced).
 //! The writes of a batch share the entry's index, as the operations of a transaction do;
 //! the state store applies them atomically for readers (`StateStore::apply_batch`).
 //!
