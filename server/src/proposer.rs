@@ -30,8 +30,8 @@ use crate::model::kv::KvOp;
 use crate::raft::{NodeId, Raft};
 
 /// Proposals in Raft at once. One keeps batches largest, but leaves the leader idle while
-/// followers sync; two overlap the leader's sync of one entry with the replication of the
-/// one before.
+/// the followers sync and answer; two let the next entry be appended and sent while the
+/// one before is still being acknowledged.
 pub(crate) const MAX_IN_FLIGHT: usize = 2;
 /// Most writes in one entry.
 pub(crate) const MAX_BATCH: usize = 256;

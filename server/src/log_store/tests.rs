@@ -310,7 +310,7 @@ async fn writes_queued_behind_a_sync_share_the_next_one() {
     let log = LogStore::open(dir.path()).unwrap();
     let before = log.syncs();
     // Hold the writer at its next sync while 50 appends queue up behind it.
-    let gate = log.inner.gate.clone();
+    let gate = log.sync_gate();
     let held = gate.lock().unwrap_or_else(PoisonError::into_inner);
     let waits: Vec<_> = (1..=50)
         .map(|i| {
