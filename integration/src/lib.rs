@@ -596,8 +596,10 @@ impl Drop for TestAgent {
 }
 
 /// Forwards a child's stdout lines to a channel, draining it for the life of the process so
-/// it never blocks on a full pipe.
-fn drain_lines(stdout: std::process::ChildStdout) -> mpsc::Receiver<String> {
+/// it never blocks on a full pipe, nor fails a write to a closed one (the agent prints its
+/// banner with `println!`, which panics on a broken pipe: a reader that stopped at the
+/// banner's `Client Addr:` line could kill the agent before its last banner lines).
+pub fn drain_lines(stdout: std::process::ChildStdout) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {

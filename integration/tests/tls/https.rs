@@ -3,7 +3,6 @@
 //! HTTPS (flags and `CONSUL_*` variables), and `-http-port -1` leaving no plain listener.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 
@@ -233,16 +232,14 @@ async fn http_port_minus_one_leaves_only_https() {
         .spawn()
         .expect("spawning the agent");
     let _guard = KillOnDrop(child.id());
-    let stdout = child.stdout.take().expect("stdout");
-    let banner = tokio::task::spawn_blocking(move || {
-        BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .find(|l| l.contains("Client Addr:"))
-    })
-    .await
-    .expect("banner reader")
-    .expect("banner");
+    // Drained for the agent's whole life: a pipe closed after the `Client Addr:` line would
+    // fail the banner's last `println!`s and stop the agent.
+    let lines = concord_integration::drain_lines(child.stdout.take().expect("stdout"));
+    let banner =
+        tokio::task::spawn_blocking(move || lines.iter().find(|l| l.contains("Client Addr:")))
+            .await
+            .expect("banner reader")
+            .expect("banner");
     assert!(banner.contains("(HTTP: -1, HTTPS: "), "{banner}");
     let port: u16 = banner
         .split("HTTPS: ")
