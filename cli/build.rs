@@ -18,11 +18,18 @@ fn main() {
     // workspace's rust-version); other targets may use a linker without
     // `--symbol-ordering-file`.
     let lld = std::env::var("TARGET").as_deref() == Ok("x86_64-unknown-linux-gnu");
-    let Ok(dir) = std::env::var("CARGO_MANIFEST_DIR") else {
+    let (Ok(dir), Ok(out)) = (
+        std::env::var("CARGO_MANIFEST_DIR"),
+        std::env::var("OUT_DIR"),
+    ) else {
         return;
     };
-    let order = Path::new(&dir).join("sidecar.order");
-    if release && lld && order.exists() {
+    // The linker reads a copy in this build's own output directory: cargo keeps a build
+    // script's output while the source file is unchanged, so a path into the checkout
+    // would outlive the checkout when another one shares the target directory.
+    let order = Path::new(&out).join("sidecar.order");
+    let copied = std::fs::copy(Path::new(&dir).join("sidecar.order"), &order).is_ok();
+    if release && lld && copied {
         println!(
             "cargo:rustc-link-arg-bin=concord=-Wl,--symbol-ordering-file={}",
             order.display()
