@@ -11,14 +11,48 @@
 //! connections finish first. A multi-threaded work-stealing runtime spreads
 //! bursts too, but hands tasks between threads on every wake-up, which costs CPU per
 //! request (measured in docs/benchmarks.md, "Sidecar proxy").
+//!
+//! Each worker also keeps a timer due within [`ANCHOR_PERIOD`] (see [`anchor_timers`]): it
+//! spares a quiet worker a self-wake-up for every request's timeout.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
+use tokio::time::MissedTickBehavior;
+
+/// How far ahead each worker always has a timer due (see [`anchor_timers`]). Shorter than
+/// every default timeout a request or a dial sets (connect 5 s, request 15 s).
+const ANCHOR_PERIOD: Duration = Duration::from_secs(1);
+
+/// Keeps a timer due within [`ANCHOR_PERIOD`] on the current runtime until `stop` resolves
+/// (or its sender is dropped).
+///
+/// tokio's timer wheel wakes its own driver (an eventfd write, then an `epoll_wait` that
+/// returns at once) whenever a timer is registered that is due before the earliest one the
+/// driver knew of when it last parked, or when it knew of none. Between requests a quiet
+/// worker has no timer at all, so every request's timeout paid that wake-up on the
+/// request's way in: one to three extra syscalls per request on the client-side sidecar
+/// (strace, docs/benchmarks.md "Sidecar proxy"). With this timer always due first, a
+/// timeout of a second or more never is, and registers without a syscall. It costs one
+/// wake-up a second per thread.
+async fn anchor_timers(stop: oneshot::Receiver<()>) {
+    let ticks = async {
+        let mut tick = tokio::time::interval(ANCHOR_PERIOD);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+        }
+    };
+    tokio::select! {
+        _ = stop => {}
+        () = ticks => {}
+    }
+}
 
 /// The proxy's connection threads (see the module docs). Cloning shares them.
 #[derive(Clone, Debug)]
@@ -45,9 +79,16 @@ impl Default for Workers {
 impl Workers {
     /// `total` connection threads: the accepting runtime plus `total - 1` new threads, each
     /// running a single-threaded runtime until the workers and their connections are gone.
+    /// Called on the accepting runtime, it anchors that runtime's timers too (see
+    /// [`anchor_timers`]) for as long as the workers live.
     pub fn start(total: usize) -> std::io::Result<Workers> {
         let mut extra = Vec::new();
         let mut keep = Vec::new();
+        if let Ok(accepting) = Handle::try_current() {
+            let (kept, dropped) = oneshot::channel::<()>();
+            accepting.spawn(anchor_timers(dropped));
+            keep.push(kept);
+        }
         for i in 1..total.max(1) {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -58,9 +99,9 @@ impl Workers {
             std::thread::Builder::new()
                 .name(format!("concord-proxy-{i}"))
                 .spawn(move || {
-                    // Resolves when the sender is dropped; the runtime and whatever is left
+                    // Returns when the sender is dropped; the runtime and whatever is left
                     // on it then go with this thread.
-                    let _ = runtime.block_on(dropped);
+                    runtime.block_on(anchor_timers(dropped));
                 })?;
         }
         let open = (0..=extra.len()).map(|_| AtomicUsize::new(0)).collect();
@@ -237,6 +278,60 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
         assert!(stopped, "the worker thread still runs");
+    }
+
+    /// Write syscalls the calling thread has made so far (Linux task I/O accounting).
+    #[cfg(target_os = "linux")]
+    fn writes_so_far() -> u64 {
+        let io = std::fs::read_to_string("/proc/thread-self/io").unwrap();
+        let syscw = io.lines().find_map(|l| l.strip_prefix("syscw:")).unwrap();
+        syscw.trim().parse().unwrap()
+    }
+
+    /// Registers `n` request timeouts (15 s) one after another on the current runtime, each
+    /// dropped before the runtime parks, as a quiet worker's requests do; returns the write
+    /// syscalls the thread made meanwhile (a runtime waking itself writes to its eventfd).
+    #[cfg(target_os = "linux")]
+    async fn writes_for_timeouts(n: u64) -> u64 {
+        tokio::task::yield_now().await;
+        let before = writes_so_far();
+        for _ in 0..n {
+            {
+                let pending = std::future::pending::<()>();
+                let timeout = tokio::time::timeout(Duration::from_secs(15), pending);
+                let mut timeout = std::pin::pin!(timeout);
+                assert!(futures::poll!(timeout.as_mut()).is_pending());
+            }
+            // The runtime parks (for no time) between two requests.
+            tokio::task::yield_now().await;
+        }
+        writes_so_far() - before
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_quiet_worker_registers_request_timeouts_without_waking_itself() {
+        const N: u64 = 100;
+        let bare = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let unanchored = bare.block_on(writes_for_timeouts(N));
+        assert!(
+            unanchored >= N,
+            "the premise: a bare runtime wakes itself for each timeout ({unanchored} writes \
+             for {N}); if tokio no longer does, the anchor can go"
+        );
+        let workers = Workers::start(2).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        workers.extra[0].spawn(async move {
+            let _ = tx.send(writes_for_timeouts(N).await);
+        });
+        let anchored = rx.recv().unwrap();
+        assert!(
+            anchored < N / 10,
+            "{anchored} write syscalls for {N} timeouts on a worker thread"
+        );
     }
 
     #[tokio::test(flavor = "current_thread")]
