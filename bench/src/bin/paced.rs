@@ -12,6 +12,11 @@
 //! 13-64 ms apart, so that wait does not occur in practice). Every reply must be a 200 with
 //! its whole body read; anything else counts as an error.
 //!
+//! Each connection is dialled and sends one untimed request before the first timed one is
+//! due, so that what is timed is steady keep-alive traffic: a proxy that dials its own
+//! upstream connection on a downstream connection's first request (an L7 sidecar, haproxy
+//! in http mode) has done so by then, as one that dials on accept (tcp mode) has.
+//!
 //! One thread (a current-thread runtime): the generator's own CPU competes with what it
 //! measures on this 2-core machine, so it stays as small as it can.
 //!
@@ -85,8 +90,15 @@ async fn connection(args: &Args, index: usize, start: Instant, end: Instant) -> 
     let mut tally = Tally::default();
     let period = Duration::from_secs_f64(args.connections as f64 / args.rate);
     let offset = Duration::from_secs_f64(index as f64 / args.rate);
-    // Dialled before the first request is due, so no request's latency holds a handshake.
+    // Dialled and warmed before the first request is due, so no timed request holds a
+    // handshake, the client's or a proxy's.
     let mut sender = connect(args.addr).await.ok();
+    if let Some(s) = sender.as_mut() {
+        if request(s, &args.uri).await.is_err() {
+            tally.errors += 1;
+            sender = None;
+        }
+    }
     let mut k: u32 = 0;
     loop {
         let due = start + offset + period * k;
@@ -153,8 +165,9 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     let local = tokio::task::LocalSet::new();
     let tallies = local.block_on(&runtime, async {
-        // The connections' first requests are due a moment after all of them are set up.
-        let start = Instant::now() + Duration::from_millis(200);
+        // The connections' first timed requests are due a moment after all of them are set
+        // up and warmed.
+        let start = Instant::now() + Duration::from_millis(500);
         let end = start + args.duration;
         futures::future::join_all((0..args.connections).map(|i| connection(&args, i, start, end)))
             .await
