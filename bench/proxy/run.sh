@@ -9,7 +9,11 @@
 #              required) -> backend;
 #   - haproxy-http: the same pair in http mode (each parses every request and response, and
 #              the client side reuses its TLS connections to the server side across
-#              requests): the like-for-like peer of concord-http.
+#              requests);
+#   - haproxy-http-fwd: that pair with its server side also telling the app who called, as
+#              Concord's (and Consul's Envoy's) inbound side does: X-Forwarded-For,
+#              X-Forwarded-Proto and an X-Forwarded-Client-Cert with the caller's
+#              certificate: the like-for-like peer of concord-http.
 # The backend is a third haproxy answering `200 ok` itself (http-request return), so it is
 # never the bottleneck of the proxied rows. For each row: max req/s, p50/p90/p99 latency and
 # the added p50/p99 over direct, CPU seconds per 10k requests and RSS (idle, after load) of
@@ -60,6 +64,8 @@ DBH_METRICS=$((PORT_BASE + 13))
 WEBH_PUBLIC=$((PORT_BASE + 14))
 HAH_CLIENT=$((PORT_BASE + 15))
 HAH_SERVER=$((PORT_BASE + 16))
+HAF_CLIENT=$((PORT_BASE + 17))
+HAF_SERVER=$((PORT_BASE + 18))
 
 missing=()
 for tool in wrk hey haproxy openssl curl python3; do
@@ -199,6 +205,15 @@ sed -e 's/mode tcp/mode http/' -e "s/$HA_CLIENT/$HAH_CLIENT/" -e "s/$HA_SERVER/$
     "$WORK/ha-client.cfg" >"$WORK/hah-client.cfg"
 sed -e 's/mode tcp/mode http/' -e "s/$HA_SERVER/$HAH_SERVER/" \
     "$WORK/ha-server.cfg" >"$WORK/hah-server.cfg"
+# And once more with the headers Concord's inbound side adds for the app (forwarded.rs):
+# the caller's address and scheme, and an XFCC element with the hash of the caller's
+# certificate, the certificate and its chain (base64 DER here, a little shorter than the
+# URL-encoded PEM Envoy and Concord send) and its URI.
+sed -e 's/mode tcp/mode http/' -e "s/$HA_CLIENT/$HAF_CLIENT/" -e "s/$HA_SERVER/$HAF_SERVER/" \
+    "$WORK/ha-client.cfg" >"$WORK/haf-client.cfg"
+sed -e 's/mode tcp/mode http/' -e "s/$HA_SERVER/$HAF_SERVER/" \
+    -e '/default_backend app/i\    option forwardfor\n    http-request set-header X-Forwarded-Proto https\n    http-request set-header X-Forwarded-Client-Cert "By=spiffe://bench/svc/db;Hash=%[ssl_c_der,sha2(256),hex];Cert=\\"%[ssl_c_der,base64]\\";Chain=\\"%[ssl_c_der,base64]\\";Subject=\\"\\";URI=spiffe://bench/svc/web"' \
+    "$WORK/ha-server.cfg" >"$WORK/haf-server.cfg"
 
 haproxy -f "$WORK/backend.cfg" -db >"$WORK/backend.log" 2>&1 &
 PIDS+=($!)
@@ -214,6 +229,12 @@ PIDS+=($HAH_CLIENT_PID)
 haproxy -f "$WORK/hah-server.cfg" -db >"$WORK/hah-server.log" 2>&1 &
 HAH_SERVER_PID=$!
 PIDS+=($HAH_SERVER_PID)
+haproxy -f "$WORK/haf-client.cfg" -db >"$WORK/haf-client.log" 2>&1 &
+HAF_CLIENT_PID=$!
+PIDS+=($HAF_CLIENT_PID)
+haproxy -f "$WORK/haf-server.cfg" -db >"$WORK/haf-server.log" 2>&1 &
+HAF_SERVER_PID=$!
+PIDS+=($HAF_SERVER_PID)
 
 echo "concord agent and two sidecars (tcp)" >&2
 "$CONCORD" agent -dev -node bench -http-port "$AGENT_HTTP" -dns-port -1 -server-port 0 \
@@ -263,6 +284,7 @@ PIDS+=($WEBH_PID)
 wait_for curl -sf "http://$HOST:$BACKEND/"
 wait_for curl -sf "http://$HOST:$HA_CLIENT/"
 wait_for curl -sf "http://$HOST:$HAH_CLIENT/"
+wait_for curl -sf "http://$HOST:$HAF_CLIENT/"
 wait_for curl -sf "http://$HOST:$WEB_UPSTREAM/"
 wait_for curl -sf "http://$HOST:$WEBH_UPSTREAM/"
 
@@ -302,6 +324,7 @@ row "concord (2 sidecars, tcp, mTLS)" "$WEB_UPSTREAM" "$WEB_PID" "$DB_PID"
 row "concord (2 sidecars, http/L7, mTLS)" "$WEBH_UPSTREAM" "$WEBH_PID" "$DBH_PID"
 row "haproxy (2 proxies, tcp, mTLS)" "$HA_CLIENT" "$HA_CLIENT_PID" "$HA_SERVER_PID"
 row "haproxy (2 proxies, http, mTLS)" "$HAH_CLIENT" "$HAH_CLIENT_PID" "$HAH_SERVER_PID"
+row "haproxy (2 proxies, http + forwarded headers, mTLS)" "$HAF_CLIENT" "$HAF_CLIENT_PID" "$HAF_SERVER_PID"
 
 echo
 echo "| path | offered req/s | achieved req/s | p50 ms | p99 ms | added p50 ms | added p99 ms |"
@@ -309,7 +332,7 @@ echo "|---|---|---|---|---|---|---|"
 for rate in $RATES; do
     read -r drps d50 d99 < <(rate_load "$BACKEND" "$rate")
     echo "| direct | $rate | $drps | $d50 | $d99 | – | – |"
-    for entry in "concord:$WEB_UPSTREAM" "concord-http:$WEBH_UPSTREAM" "haproxy:$HA_CLIENT" "haproxy-http:$HAH_CLIENT"; do
+    for entry in "concord:$WEB_UPSTREAM" "concord-http:$WEBH_UPSTREAM" "haproxy:$HA_CLIENT" "haproxy-http:$HAH_CLIENT" "haproxy-http-fwd:$HAF_CLIENT"; do
         read -r rps p50 p99 < <(rate_load "${entry#*:}" "$rate")
         python3 -c "print(f'| ${entry%%:*} | $rate | $rps | $p50 | $p99 | {$p50 - $d50:.3f} | {$p99 - $d99:.3f} |')"
     done
