@@ -215,26 +215,19 @@ sed -e 's/mode tcp/mode http/' -e "s/$HA_SERVER/$HAF_SERVER/" \
     -e '/default_backend app/i\    option forwardfor\n    http-request set-header X-Forwarded-Proto https\n    http-request set-header X-Forwarded-Client-Cert "By=spiffe://bench/svc/db;Hash=%[ssl_c_der,sha2(256),hex];Cert=\\"%[ssl_c_der,base64]\\";Chain=\\"%[ssl_c_der,base64]\\";Subject=\\"\\";URI=spiffe://bench/svc/web"' \
     "$WORK/ha-server.cfg" >"$WORK/haf-server.cfg"
 
-haproxy -f "$WORK/backend.cfg" -db >"$WORK/backend.log" 2>&1 &
-PIDS+=($!)
-haproxy -f "$WORK/ha-client.cfg" -db >"$WORK/ha-client.log" 2>&1 &
-HA_CLIENT_PID=$!
-PIDS+=($HA_CLIENT_PID)
-haproxy -f "$WORK/ha-server.cfg" -db >"$WORK/ha-server.log" 2>&1 &
-HA_SERVER_PID=$!
-PIDS+=($HA_SERVER_PID)
-haproxy -f "$WORK/hah-client.cfg" -db >"$WORK/hah-client.log" 2>&1 &
-HAH_CLIENT_PID=$!
-PIDS+=($HAH_CLIENT_PID)
-haproxy -f "$WORK/hah-server.cfg" -db >"$WORK/hah-server.log" 2>&1 &
-HAH_SERVER_PID=$!
-PIDS+=($HAH_SERVER_PID)
-haproxy -f "$WORK/haf-client.cfg" -db >"$WORK/haf-client.log" 2>&1 &
-HAF_CLIENT_PID=$!
-PIDS+=($HAF_CLIENT_PID)
-haproxy -f "$WORK/haf-server.cfg" -db >"$WORK/haf-server.log" 2>&1 &
-HAF_SERVER_PID=$!
-PIDS+=($HAF_SERVER_PID)
+# Starts haproxy on $WORK/$1.cfg, logging to $WORK/$1.log; its pid in HA_PID.
+start_haproxy() {
+    haproxy -f "$WORK/$1.cfg" -db >"$WORK/$1.log" 2>&1 &
+    HA_PID=$!
+    PIDS+=($HA_PID)
+}
+start_haproxy backend
+start_haproxy ha-client && HA_CLIENT_PID=$HA_PID
+start_haproxy ha-server && HA_SERVER_PID=$HA_PID
+start_haproxy hah-client && HAH_CLIENT_PID=$HA_PID
+start_haproxy hah-server && HAH_SERVER_PID=$HA_PID
+start_haproxy haf-client && HAF_CLIENT_PID=$HA_PID
+start_haproxy haf-server && HAF_SERVER_PID=$HA_PID
 
 echo "concord agent and two sidecars (tcp)" >&2
 "$CONCORD" agent -dev -node bench -http-port "$AGENT_HTTP" -dns-port -1 -server-port 0 \
