@@ -18,6 +18,9 @@ fn main() {
     // workspace's rust-version); other targets may use a linker without
     // `--symbol-ordering-file`.
     let lld = std::env::var("TARGET").as_deref() == Ok("x86_64-unknown-linux-gnu");
+    if !(release && lld) {
+        return;
+    }
     let (Ok(dir), Ok(out)) = (
         std::env::var("CARGO_MANIFEST_DIR"),
         std::env::var("OUT_DIR"),
@@ -28,8 +31,7 @@ fn main() {
     // script's output while the source file is unchanged, so a path into the checkout
     // would outlive the checkout when another one shares the target directory.
     let order = Path::new(&out).join("sidecar.order");
-    let copied = std::fs::copy(Path::new(&dir).join("sidecar.order"), &order).is_ok();
-    if release && lld && copied {
+    if std::fs::copy(Path::new(&dir).join("sidecar.order"), &order).is_ok() {
         println!(
             "cargo:rustc-link-arg-bin=concord=-Wl,--symbol-ordering-file={}",
             order.display()

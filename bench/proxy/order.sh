@@ -6,7 +6,10 @@
 # defines is listed, in the binary's current address order.
 #
 # Usage: bench/proxy/order.sh            (from the repository root, after
-#        cargo build --release -p concord -p concord-bench --bin concord --bin paced)
+#        cargo build --release -p concord && cargo build --release -p concord-bench --bin paced;
+#        concord built alone, as `cargo run --release` builds it: building it together with
+#        another package unifies other features into its dependencies, which renames many of
+#        their functions, and the list would not match the binary users run)
 # Env:   CONCORD=target/release/concord PACED=target/release/paced HOST=127.0.46.1
 #        PORT_BASE=26400
 # Needs: valgrind, haproxy, curl, nm (binutils); installs them with apt-get as root.
