@@ -25,7 +25,10 @@
 # requests at a time).
 #
 # Usage: bench/proxy/run.sh            (from the repository root)
-# Env:   DURATION=10 CONNECTIONS=64 THREADS=1 RATES="1000 5000" PORT_BASE=26200
+# Env:   DURATION=10 (each max-load row) CONNECTIONS=64 THREADS=1 RATES="1000 5000"
+#        ROUNDS=5 RATE_DURATION=5 (fixed rates: rounds, seconds per row and round)
+#        RATE_ROWS="concord concord-http haproxy haproxy-http haproxy-http-fwd" (the rows
+#        measured at fixed rates) MAX_LOAD=1 (0 skips the max-load table) PORT_BASE=26200
 #        HOST=127.0.46.1 (the loopback address every process binds) PROXY_ARGS= (more
 #        `concord connect proxy` flags) CONCORD=target/release/concord
 #        PACED=target/release/paced RATE_TOOL=paced|hey
@@ -39,6 +42,9 @@ DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-1}
 RATES=${RATES:-1000 5000}
+ROUNDS=${ROUNDS:-5}
+RATE_DURATION=${RATE_DURATION:-5}
+RATE_ROWS=${RATE_ROWS:-concord concord-http haproxy haproxy-http haproxy-http-fwd}
 PORT_BASE=${PORT_BASE:-26200}
 HOST=${HOST:-127.0.46.1}
 PROXY_ARGS=${PROXY_ARGS:-}
@@ -130,18 +136,18 @@ print(f"{rps:.0f} {ms(pct['50']):.3f} {ms(pct['90']):.3f} {ms(pct['99']):.3f} {r
 PY
 }
 
-# Loads port $1 at $2 req/s in total; prints "achieved_rps p50_ms p99_ms".
+# Loads port $1 at $2 req/s in total for $3 seconds; prints "achieved_rps p50_ms p99_ms".
 rate_load() {
     if [[ $RATE_TOOL == paced ]]; then
         local rps p50 p99 errors
-        read -r rps p50 p99 errors < <("$PACED" "http://$HOST:$1/" "$2" "$DURATION" "$CONNECTIONS")
+        read -r rps p50 p99 errors < <("$PACED" "http://$HOST:$1/" "$2" "$3" "$CONNECTIONS")
         if [[ $errors != 0 ]]; then echo "paced reported $errors errors" >&2; fi
         echo "$rps $p50 $p99"
         return
     fi
     local per_worker
     per_worker=$(python3 -c "print($2 / $CONNECTIONS)")
-    hey -z "${DURATION}s" -c "$CONNECTIONS" -q "$per_worker" "http://$HOST:$1/" >"$WORK/hey.out"
+    hey -z "${3}s" -c "$CONNECTIONS" -q "$per_worker" "http://$HOST:$1/" >"$WORK/hey.out"
     python3 - "$WORK/hey.out" <<'PY'
 import re, sys
 text = open(sys.argv[1]).read()
@@ -281,6 +287,7 @@ wait_for curl -sf "http://$HOST:$HAF_CLIENT/"
 wait_for curl -sf "http://$HOST:$WEB_UPSTREAM/"
 wait_for curl -sf "http://$HOST:$WEBH_UPSTREAM/"
 
+if [[ ${MAX_LOAD:-1} != 0 ]]; then
 echo "| path | max req/s | p50 ms | p90 ms | p99 ms | added p50 ms | added p99 ms | CPU s / 10k req (client-side, server-side proxy) | RSS MiB idle → loaded (client-side, server-side) |"
 echo "|---|---|---|---|---|---|---|---|---|"
 read -r rps p50 p90 p99 _ < <(load "$BACKEND")
@@ -318,15 +325,46 @@ row "concord (2 sidecars, http/L7, mTLS)" "$WEBH_UPSTREAM" "$WEBH_PID" "$DBH_PID
 row "haproxy (2 proxies, tcp, mTLS)" "$HA_CLIENT" "$HA_CLIENT_PID" "$HA_SERVER_PID"
 row "haproxy (2 proxies, http, mTLS)" "$HAH_CLIENT" "$HAH_CLIENT_PID" "$HAH_SERVER_PID"
 row "haproxy (2 proxies, http + forwarded headers, mTLS)" "$HAF_CLIENT" "$HAF_CLIENT_PID" "$HAF_SERVER_PID"
+fi
 
 echo
-echo "| path | offered req/s | achieved req/s | p50 ms | p99 ms | added p50 ms | added p99 ms |"
-echo "|---|---|---|---|---|---|---|"
-for rate in $RATES; do
-    read -r drps d50 d99 < <(rate_load "$BACKEND" "$rate")
-    echo "| direct | $rate | $drps | $d50 | $d99 | – | – |"
-    for entry in "concord:$WEB_UPSTREAM" "concord-http:$WEBH_UPSTREAM" "haproxy:$HA_CLIENT" "haproxy-http:$HAH_CLIENT" "haproxy-http-fwd:$HAF_CLIENT"; do
-        read -r rps p50 p99 < <(rate_load "${entry#*:}" "$rate")
-        python3 -c "print(f'| ${entry%%:*} | $rate | $rps | $p50 | $p99 | {$p50 - $d50:.3f} | {$p99 - $d99:.3f} |')"
+# Fixed rates in ROUNDS rounds: each round measures direct and every row once per rate, for
+# RATE_DURATION seconds each, the rows' order rotated from round to round; a row's added
+# latency in a round is its percentile minus direct's of that round. The table gives each
+# row's medians over the rounds (the machine is noisy: a single 10 s measurement of a p99
+# moved by a factor of ten between runs), and each round's added p50 / p99 in order.
+ENTRIES=()
+for entry in "concord:$WEB_UPSTREAM" "concord-http:$WEBH_UPSTREAM" "haproxy:$HA_CLIENT" "haproxy-http:$HAH_CLIENT" "haproxy-http-fwd:$HAF_CLIENT"; do
+    [[ " $RATE_ROWS " == *" ${entry%%:*} "* ]] && ENTRIES+=("$entry")
+done
+for ((round = 0; round < ROUNDS; round++)); do
+    for rate in $RATES; do
+        read -r rps p50 p99 < <(rate_load "$BACKEND" "$rate" "$RATE_DURATION")
+        echo "$rate $round direct $rps $p50 $p99" >>"$WORK/rates.raw"
+        n=${#ENTRIES[@]}
+        for ((i = 0; i < n; i++)); do
+            entry=${ENTRIES[$(((i + round) % n))]}
+            read -r rps p50 p99 < <(rate_load "${entry#*:}" "$rate" "$RATE_DURATION")
+            echo "$rate $round ${entry%%:*} $rps $p50 $p99" >>"$WORK/rates.raw"
+        done
     done
 done
+python3 - "$WORK/rates.raw" <<'PY'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1])]
+direct = {(r[0], r[1]): r for r in rows if r[2] == "direct"}
+print(f"| path | offered req/s | achieved req/s | p50 ms | p99 ms | added p50 ms | added p99 ms | added p50 / p99 ms per round |")
+print("|---|---|---|---|---|---|---|---|")
+med = lambda xs: statistics.median(xs)
+for rate in dict.fromkeys(r[0] for r in rows):
+    for name in dict.fromkeys(r[2] for r in rows):
+        mine = [r for r in rows if r[0] == rate and r[2] == name]
+        rps, p50, p99 = (med([float(r[k]) for r in mine]) for k in (3, 4, 5))
+        if name == "direct":
+            print(f"| direct | {rate} | {rps:.0f} | {p50:.3f} | {p99:.3f} | – | – | – |")
+            continue
+        a50 = [float(r[4]) - float(direct[(rate, r[1])][4]) for r in mine]
+        a99 = [float(r[5]) - float(direct[(rate, r[1])][5]) for r in mine]
+        each = "; ".join(f"{a:.3f} / {b:.3f}" for a, b in zip(a50, a99))
+        print(f"| {name} | {rate} | {rps:.0f} | {p50:.3f} | {p99:.3f} | {med(a50):.3f} | {med(a99):.3f} | {each} |")
+PY
