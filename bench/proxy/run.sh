@@ -45,6 +45,7 @@ RATES=${RATES:-1000 5000}
 ROUNDS=${ROUNDS:-5}
 RATE_DURATION=${RATE_DURATION:-5}
 RATE_ROWS=${RATE_ROWS:-concord concord-http haproxy haproxy-http haproxy-http-fwd}
+MAX_LOAD=${MAX_LOAD:-1}
 PORT_BASE=${PORT_BASE:-26200}
 HOST=${HOST:-127.0.46.1}
 PROXY_ARGS=${PROXY_ARGS:-}
@@ -72,6 +73,17 @@ HAH_CLIENT=$((PORT_BASE + 15))
 HAH_SERVER=$((PORT_BASE + 16))
 HAF_CLIENT=$((PORT_BASE + 17))
 HAF_SERVER=$((PORT_BASE + 18))
+
+# The rows of the fixed-rate table (RATE_ROWS), with the port each is loaded on.
+ENTRIES=()
+for entry in "concord:$WEB_UPSTREAM" "concord-http:$WEBH_UPSTREAM" "haproxy:$HA_CLIENT" "haproxy-http:$HAH_CLIENT" "haproxy-http-fwd:$HAF_CLIENT"; do
+    [[ " $RATE_ROWS " == *" ${entry%%:*} "* ]] && ENTRIES+=("$entry")
+done
+NROWS=${#ENTRIES[@]}
+if ((NROWS == 0)); then
+    echo "RATE_ROWS names none of: concord concord-http haproxy haproxy-http haproxy-http-fwd" >&2
+    exit 1
+fi
 
 missing=()
 for tool in wrk hey haproxy openssl curl python3; do
@@ -287,13 +299,8 @@ wait_for curl -sf "http://$HOST:$HAF_CLIENT/"
 wait_for curl -sf "http://$HOST:$WEB_UPSTREAM/"
 wait_for curl -sf "http://$HOST:$WEBH_UPSTREAM/"
 
-if [[ ${MAX_LOAD:-1} != 0 ]]; then
-echo "| path | max req/s | p50 ms | p90 ms | p99 ms | added p50 ms | added p99 ms | CPU s / 10k req (client-side, server-side proxy) | RSS MiB idle → loaded (client-side, server-side) |"
-echo "|---|---|---|---|---|---|---|---|---|"
-read -r rps p50 p90 p99 _ < <(load "$BACKEND")
-D50=$p50
-D99=$p99
-echo "| direct | $rps | $p50 | $p90 | $p99 | – | – | – | – |"
+# One max-load row: wrk on `port`, CPU and RSS of the client-side (`cpid`) and server-side
+# (`spid`) proxy, added latency against direct's (D50, D99).
 row() {
     local name=$1 port=$2 cpid=$3 spid=$4
     local idle_c idle_s c0 s0 c1 s1 reqs
@@ -320,11 +327,19 @@ print(f"| {name} | {rps} | {p50} | {p90} | {p99} | {f(p50) - f(d50):.3f} | {f(p9
       f"| {per10k(c0, c1):.3f}, {per10k(s0, s1):.3f} | {ic} → {lc}, {is_} → {ls} |")
 PY
 }
-row "concord (2 sidecars, tcp, mTLS)" "$WEB_UPSTREAM" "$WEB_PID" "$DB_PID"
-row "concord (2 sidecars, http/L7, mTLS)" "$WEBH_UPSTREAM" "$WEBH_PID" "$DBH_PID"
-row "haproxy (2 proxies, tcp, mTLS)" "$HA_CLIENT" "$HA_CLIENT_PID" "$HA_SERVER_PID"
-row "haproxy (2 proxies, http, mTLS)" "$HAH_CLIENT" "$HAH_CLIENT_PID" "$HAH_SERVER_PID"
-row "haproxy (2 proxies, http + forwarded headers, mTLS)" "$HAF_CLIENT" "$HAF_CLIENT_PID" "$HAF_SERVER_PID"
+
+if ((MAX_LOAD)); then
+    echo "| path | max req/s | p50 ms | p90 ms | p99 ms | added p50 ms | added p99 ms | CPU s / 10k req (client-side, server-side proxy) | RSS MiB idle → loaded (client-side, server-side) |"
+    echo "|---|---|---|---|---|---|---|---|---|"
+    read -r rps p50 p90 p99 _ < <(load "$BACKEND")
+    D50=$p50
+    D99=$p99
+    echo "| direct | $rps | $p50 | $p90 | $p99 | – | – | – | – |"
+    row "concord (2 sidecars, tcp, mTLS)" "$WEB_UPSTREAM" "$WEB_PID" "$DB_PID"
+    row "concord (2 sidecars, http/L7, mTLS)" "$WEBH_UPSTREAM" "$WEBH_PID" "$DBH_PID"
+    row "haproxy (2 proxies, tcp, mTLS)" "$HA_CLIENT" "$HA_CLIENT_PID" "$HA_SERVER_PID"
+    row "haproxy (2 proxies, http, mTLS)" "$HAH_CLIENT" "$HAH_CLIENT_PID" "$HAH_SERVER_PID"
+    row "haproxy (2 proxies, http + forwarded headers, mTLS)" "$HAF_CLIENT" "$HAF_CLIENT_PID" "$HAF_SERVER_PID"
 fi
 
 echo
@@ -333,29 +348,24 @@ echo
 # latency in a round is its percentile minus direct's of that round. The table gives each
 # row's medians over the rounds (the machine is noisy: a single 10 s measurement of a p99
 # moved by a factor of ten between runs), and each round's added p50 / p99 in order.
-ENTRIES=()
-for entry in "concord:$WEB_UPSTREAM" "concord-http:$WEBH_UPSTREAM" "haproxy:$HA_CLIENT" "haproxy-http:$HAH_CLIENT" "haproxy-http-fwd:$HAF_CLIENT"; do
-    [[ " $RATE_ROWS " == *" ${entry%%:*} "* ]] && ENTRIES+=("$entry")
-done
 for ((round = 0; round < ROUNDS; round++)); do
     for rate in $RATES; do
         read -r rps p50 p99 < <(rate_load "$BACKEND" "$rate" "$RATE_DURATION")
         echo "$rate $round direct $rps $p50 $p99" >>"$WORK/rates.raw"
-        n=${#ENTRIES[@]}
-        for ((i = 0; i < n; i++)); do
-            entry=${ENTRIES[$(((i + round) % n))]}
+        for ((i = 0; i < NROWS; i++)); do
+            entry=${ENTRIES[$(((i + round) % NROWS))]}
             read -r rps p50 p99 < <(rate_load "${entry#*:}" "$rate" "$RATE_DURATION")
             echo "$rate $round ${entry%%:*} $rps $p50 $p99" >>"$WORK/rates.raw"
         done
     done
 done
 python3 - "$WORK/rates.raw" <<'PY'
-import statistics, sys
+import sys
+from statistics import median as med
 rows = [l.split() for l in open(sys.argv[1])]
 direct = {(r[0], r[1]): r for r in rows if r[2] == "direct"}
-print(f"| path | offered req/s | achieved req/s | p50 ms | p99 ms | added p50 ms | added p99 ms | added p50 / p99 ms per round |")
+print("| path | offered req/s | achieved req/s | p50 ms | p99 ms | added p50 ms | added p99 ms | added p50 / p99 ms per round |")
 print("|---|---|---|---|---|---|---|---|")
-med = lambda xs: statistics.median(xs)
 for rate in dict.fromkeys(r[0] for r in rows):
     for name in dict.fromkeys(r[2] for r in rows):
         mine = [r for r in rows if r[0] == rate and r[2] == name]
